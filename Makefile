@@ -1,0 +1,41 @@
+# rokt-sfmc: `make demo` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONTACTS ?= 1000
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed ## create the virtualenv and install the service
+
+dev: $(VENV)/.installed-dev ## the same, with the test and lint tools
+
+demo: install ## run 1000 contacts through the whole stack on sandbox simulators
+	$(BIN)/rokt-sfmc demo --contacts $(CONTACTS)
+
+lint: dev ## ruff
+	$(BIN)/ruff check .
+
+test: dev lint ## lint, then the whole test suite (starts its own Redis)
+	$(BIN)/python -m pytest
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
+
+.PHONY: help install dev demo lint test clean

@@ -1,0 +1,90 @@
+"""Celery settings only (reference: shared/reference/celery-reliability.md §11).
+
+Every process that connects (web producer, workers, beat, Flower, CLI) reads this module, so
+the broker transport options are identical everywhere: a consumer with a shorter visibility
+timeout would re-deliver other workers' messages.
+"""
+
+from kombu import Queue
+
+from pipeline.queues import (
+    ALL_QUEUES,
+    CALLBACKS_QUEUE,
+    CREATE_EVENT_TASK,
+    FLUSH_ALL_TASK,
+    FLUSH_RELEASES_TASK,
+    FLUSH_STATUS_TASK,
+    RENDER_QUEUE,
+    RENDER_TASK,
+    ROKT_QUEUE,
+    SFMC_QUEUE,
+)
+from pipeline.settings import get_settings
+
+_redis_url = get_settings().redis_url
+
+broker_url = _redis_url
+# Visibility timeout: longer than the hard time limit (120 s) plus the longest countdown we
+# schedule (retry backoff capped at 300 s) plus margin, or a waiting retry is re-delivered
+# and runs twice.
+VISIBILITY_TIMEOUT = 900
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT,
+    "socket_timeout": 30,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 25,
+    "retry_on_timeout": True,
+    "max_connections": 50,
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 3,
+}
+visibility_timeout = VISIBILITY_TIMEOUT
+broker_connection_retry_on_startup = True
+task_publish_retry_policy = {"max_retries": 5, "interval_start": 0, "interval_step": 0.5, "interval_max": 2}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+# At-least-once execution; every effect is idempotent through the ledger and eventId.
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_retry_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_eta_task_limit = 1000
+task_time_limit = 120
+task_soft_time_limit = 100
+worker_cancel_long_running_tasks_on_connection_loss = False
+worker_soft_shutdown_timeout = 30.0
+worker_enable_soft_shutdown_on_idle = True
+worker_max_tasks_per_child = 10000
+worker_max_memory_per_child = 300_000  # KiB
+
+# The ledger is the record; no result storage (each stored result costs the producer).
+task_ignore_result = True
+result_backend = None
+
+task_queues = tuple(Queue(name) for name in ALL_QUEUES)
+task_default_queue = RENDER_QUEUE
+task_routes = {
+    RENDER_TASK: {"queue": RENDER_QUEUE},
+    CREATE_EVENT_TASK: {"queue": ROKT_QUEUE},
+    FLUSH_STATUS_TASK: {"queue": SFMC_QUEUE},
+    FLUSH_ALL_TASK: {"queue": SFMC_QUEUE},
+    FLUSH_RELEASES_TASK: {"queue": CALLBACKS_QUEUE},
+}
+
+worker_send_task_events = True
+task_send_sent_event = False  # one extra publish per task on the execute hot path
+worker_hijack_root_logger = False
+
+beat_scheduler = "redbeat.RedBeatScheduler"
+redbeat_redis_url = _redis_url
+redbeat_key_prefix = "rsf:redbeat"
+redbeat_lock_timeout = 60
+beat_max_loop_interval = 10
+beat_schedule = {
+    # Safety net behind the per-row flush scheduling: picks up rows orphaned by a lost worker.
+    "flush-outboxes": {"task": FLUSH_ALL_TASK, "schedule": 10.0, "options": {"expires": 9}},
+}

@@ -1,0 +1,1 @@
+"""rokt-sfmc: the Rokt Calendar <-> Salesforce Marketing Cloud integration backend."""

@@ -1,0 +1,174 @@
+"""`rokt-sfmc`: serve, sandbox, jb-simulate, demo, templates (DESIGN.md §9)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from marshmallow import ValidationError
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pipeline.web import create_app
+
+    create_app().run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from pipeline.sandbox import start_sandbox
+
+    sandbox = start_sandbox(args.host, args.rokt_port, args.sfmc_port)
+    env = sandbox.env()
+    if args.env_file:
+        Path(args.env_file).write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
+        print(f"settings written to {args.env_file}")
+    print(f"Rokt simulator: {sandbox.rokt_server.url}")
+    print(f"SFMC simulator: {sandbox.sfmc_server.url}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stop.wait()
+    sandbox.stop()
+    return 0
+
+
+def _settings_tenant(name: str):
+    from pipeline.settings import get_settings
+
+    settings = get_settings()
+    tenant = settings.tenant(name)
+    if tenant is None:
+        raise SystemExit(f"unknown tenant {name!r} (known: {', '.join(settings.tenants)})")
+    return settings, tenant
+
+
+def cmd_jb_simulate(args: argparse.Namespace) -> int:
+    from pipeline import jbsim
+    from pipeline.store import redis_client
+    from pipeline.templates import create_template
+
+    settings, tenant = _settings_tenant(args.tenant)
+    template_id = args.template_id
+    if not template_id:
+        template_id = create_template(redis_client(settings.redis_url), tenant.name, jbsim.DEMO_TEMPLATE)[
+            "id"
+        ]
+    contacts = jbsim.make_contacts(args.contacts)
+    jbsim.seed_subscriptions(tenant.rokt_api_base_url, tenant.rokt_account_code, contacts)
+    journey = f"jb-simulate-{args.tenant}"
+    activity = args.activity_id or f"activity-{template_id}"
+    payloads = [jbsim.execute_payload(c, template_id, journey, activity) for c in contacts]
+    base = (args.url or settings.public_base_url).rstrip("/")
+    result = jbsim.drive(
+        f"{base}/t/{tenant.name}/activity/execute",
+        tenant.jb_jwt_secret,
+        payloads,
+        concurrency=args.concurrency,
+        retries=args.retries,
+        timeout_ms=args.timeout_ms,
+    )
+    print(
+        json.dumps(
+            {
+                "sent": result.sent,
+                "ok": result.ok,
+                "non_200": result.non_200,
+                "duplicates_sent": result.duplicates_sent,
+                "retries": result.retries,
+                "statuses": result.statuses,
+                "p50_ms": round(result.percentile(50), 1),
+                "p99_ms": round(result.percentile(99), 1),
+            },
+            indent=2,
+        )
+    )
+    return 0 if result.non_200 == 0 else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    report = run_demo(args.contacts, Path(args.report), workers=args.workers)
+    return 0 if report["lost"] == 0 else 1
+
+
+def cmd_templates(args: argparse.Namespace) -> int:
+    from pipeline.store import redis_client
+    from pipeline.templates import create_template, list_templates
+
+    settings, tenant = _settings_tenant(args.tenant)
+    r = redis_client(settings.redis_url)
+    if args.action == "list":
+        for template in list_templates(r, tenant.name):
+            print(json.dumps(template, sort_keys=True))
+        return 0
+    source = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
+    with source:
+        try:
+            document = json.load(source)
+        except json.JSONDecodeError as exc:
+            print(f"error: template file is not JSON: {exc}", file=sys.stderr)
+            return 2
+    try:
+        stored = create_template(r, tenant.name, document)
+    except ValidationError as exc:
+        print(json.dumps({"error": "invalid_template", "fields": exc.messages}), file=sys.stderr)
+        return 2
+    print(stored["id"])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rokt-sfmc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="the web app (production: gunicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+
+    sandbox = sub.add_parser("sandbox", help="Rokt and SFMC simulators in the foreground")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--rokt-port", type=int, default=9101)
+    sandbox.add_argument("--sfmc-port", type=int, default=9102)
+    sandbox.add_argument("--env-file", help="write the settings that point the service at them")
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    jb = sub.add_parser("jb-simulate", help="drive executes the way Journey Builder does")
+    jb.add_argument("--tenant", required=True)
+    jb.add_argument("--contacts", type=int, required=True)
+    jb.add_argument("--concurrency", type=int, default=50)
+    jb.add_argument("--retries", type=int, default=2)
+    jb.add_argument("--timeout-ms", type=int, default=10000)
+    jb.add_argument("--url", help="service base URL (default PUBLIC_BASE_URL)")
+    jb.add_argument("--template-id", help="default: create the demo template")
+    jb.add_argument("--activity-id", help="default: derived from the template id")
+    jb.set_defaults(func=cmd_jb_simulate)
+
+    demo = sub.add_parser("demo", help="the whole stack on embedded defaults, one journey, a report")
+    demo.add_argument("--contacts", type=int, default=1000)
+    demo.add_argument("--report", default="demo-report.json")
+    demo.add_argument("--workers", type=int, default=8, help="Celery worker concurrency")
+    demo.set_defaults(func=cmd_demo)
+
+    templates = sub.add_parser("templates", help="manage event templates")
+    templates.add_argument("action", choices=["create", "list"])
+    templates.add_argument("--tenant", required=True)
+    templates.add_argument("file", nargs="?", help="template JSON file for create (- = stdin)")
+    templates.set_defaults(func=cmd_templates)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

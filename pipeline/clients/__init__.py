@@ -1,0 +1,1 @@
+"""HTTP clients of the two vendors: one requests.Session each, explicit timeouts, typed errors."""

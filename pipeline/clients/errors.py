@@ -1,0 +1,66 @@
+"""Typed client errors: tasks decide retry or not from the class, never from strings."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+
+class ClientError(Exception):
+    """Root of every vendor error. `reason` is safe to store and show (never a secret)."""
+
+    retryable = False
+    error_class = "client_error"
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class RetryableError(ClientError):
+    """5xx, connection failure, timeout: the same request may succeed later."""
+
+    retryable = True
+    error_class = "retryable"
+
+
+class UnknownOutcome(RetryableError):
+    """The request was sent but no answer came back: retry with the same idempotency key."""
+
+    error_class = "unknown_outcome"
+
+
+class Throttled(RetryableError):
+    """429: wait `retry_after` seconds (for the whole account, not just this request)."""
+
+    error_class = "throttled"
+
+    def __init__(self, reason: str, *, retry_after: float, status: int | None = 429) -> None:
+        super().__init__(reason, status=status)
+        self.retry_after = retry_after
+
+
+class Unauthorized(RetryableError):
+    """401 even after one token refresh: credentials or token cache problem."""
+
+    error_class = "unauthorized"
+
+
+class PermanentError(ClientError):
+    """4xx other than 401/429: the request itself is wrong; retrying cannot help."""
+
+    error_class = "permanent"
+
+
+def retry_after_seconds(value: str | None, default: float) -> float:
+    """RFC 9110 Retry-After: delay-seconds or an HTTP-date."""
+    if not value:
+        return default
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return default

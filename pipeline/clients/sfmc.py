@@ -1,0 +1,125 @@
+"""SFMC REST client (reference: shared/reference/sfmc-custom-activity.md §6-§8).
+
+Thread-safety: one instance per worker process; requests.Session is not shared across forks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import requests
+
+from pipeline.clients.errors import PermanentError, RetryableError, Throttled, Unauthorized
+from pipeline.clients.http import new_session, raise_for_status, send
+from pipeline.settings import Tenant
+from pipeline.tokens import SharedToken
+
+ROWSET_MAX_ROWS = 50  # "maximum of 50 columns and 50 records at a time"
+ASYNC_EVENTS_MAX_MEMBERS = 100  # /interaction/v1/async/events
+BLOCKED_BACKOFF_SECONDS = 60.0  # errorcode 50200 "temporarily blocked" carries no Retry-After
+
+
+def _error_body(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _describe(response: requests.Response) -> str:
+    body = _error_body(response)
+    if not body:
+        return (response.text or "")[:300]
+    parts = [f"errorcode {body.get('errorcode')}: {body.get('message', '')}"]
+    for extra in body.get("additionalErrors") or []:
+        parts.append(f"{extra.get('errorcode')}: {extra.get('message', '')}")
+    return "; ".join(parts)[:500]
+
+
+class SfmcClient:
+    def __init__(
+        self,
+        tenant: Tenant,
+        r: redis.Redis,
+        timeout: tuple[float, float],
+        session: requests.Session | None = None,
+    ) -> None:
+        self.tenant = tenant
+        self.timeout = timeout
+        self.session = session or new_session()
+        self.token = SharedToken(r, tenant.name, "sfmc", self._fetch_token)
+
+    def _fetch_token(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "grant_type": "client_credentials",
+            "client_id": self.tenant.sfmc_client_id,
+            "client_secret": self.tenant.sfmc_client_secret,
+        }
+        if self.tenant.sfmc_account_id:
+            body["account_id"] = self.tenant.sfmc_account_id
+        response = send(
+            self.session,
+            "POST",
+            self.tenant.sfmc_auth_base_url.rstrip("/") + "/v2/token",
+            json=body,
+            timeout=self.timeout,
+        )
+        if response.status_code in (400, 401):
+            raise PermanentError(
+                f"SFMC token request rejected: HTTP {response.status_code}: {_describe(response)}",
+                status=response.status_code,
+            )
+        raise_for_status(response, "SFMC token", default_retry_after=5, describe=_describe)
+        token = response.json()
+        if not token.get("access_token") or not token.get("rest_instance_url"):
+            raise RetryableError("SFMC token response without access_token/rest_instance_url")
+        return token
+
+    def _authorized(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send with the shared token; on 401 refresh once and send again (SFMC's advice)."""
+        for attempt in (1, 2):
+            token = self.token.get()
+            response = send(
+                self.session,
+                method,
+                token["rest_instance_url"].rstrip("/") + path,
+                headers={"Authorization": f"Bearer {token['access_token']}"},
+                timeout=self.timeout,
+                **kwargs,
+            )
+            if response.status_code != 401:
+                return response
+            self.token.invalidate(token["access_token"])
+            if attempt == 2:
+                raise Unauthorized(f"SFMC {path}: 401 after token refresh", status=401)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _check(self, response: requests.Response, what: str) -> None:
+        body = _error_body(response) if response.status_code >= 400 else {}
+        errorcode = body.get("errorcode")
+        if response.status_code == 429 and errorcode == 50200:
+            raise Throttled(f"{what}: temporarily blocked (50200)", retry_after=BLOCKED_BACKOFF_SECONDS)
+        if response.status_code == 400 and errorcode == 10006 and not body.get("additionalErrors"):
+            raise RetryableError(f"{what}: {_describe(response)}", status=400)
+        raise_for_status(response, what, default_retry_after=5, describe=_describe)
+
+    def upsert_rows(self, de_key: str, rows: list[dict[str, Any]]) -> None:
+        """POST /hub/v1/dataevents/key:{key}/rowset: rows of {"keys": {...}, "values": {...}}."""
+        if len(rows) > ROWSET_MAX_ROWS:
+            raise ValueError(f"a rowset call takes at most {ROWSET_MAX_ROWS} rows, got {len(rows)}")
+        response = self._authorized("POST", f"/hub/v1/dataevents/key:{de_key}/rowset", json=rows)
+        self._check(response, f"SFMC rowset {de_key}")
+
+    def fire_events(self, event_definition_key: str, members: list[dict[str, Any]]) -> dict[str, Any]:
+        """POST /interaction/v1/async/events: release contacts waiting on an API event."""
+        if len(members) > ASYNC_EVENTS_MAX_MEMBERS:
+            raise ValueError(f"at most {ASYNC_EVENTS_MAX_MEMBERS} members per call, got {len(members)}")
+        response = self._authorized(
+            "POST",
+            "/interaction/v1/async/events",
+            json={"eventDefinitionKey": event_definition_key, "members": members},
+        )
+        self._check(response, "SFMC async events")
+        return _error_body(response)

@@ -1,0 +1,30 @@
+"""The one place the web tier enqueues work: by task name, without importing `tasks`.
+
+A producer-only Celery app reads the same `celeryconfig` as the workers (identical broker
+transport options in every process that connects).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from celery import Celery
+
+from pipeline.queues import RENDER_QUEUE, RENDER_TASK
+
+
+@lru_cache(maxsize=1)
+def producer() -> Celery:
+    app = Celery("rokt_sfmc", set_as_current=False)
+    app.config_from_object("celeryconfig")
+    return app
+
+
+def enqueue_execution(tenant: str, execution_id: str) -> None:
+    """Start an execution's chain; the task id is derived from the execution (one id in logs)."""
+    producer().send_task(
+        RENDER_TASK,
+        args=[tenant, execution_id],
+        queue=RENDER_QUEUE,
+        task_id=f"{execution_id}:render",
+    )

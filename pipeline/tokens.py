@@ -1,0 +1,74 @@
+"""OAuth access tokens shared by every worker through Redis, refreshed before they expire.
+
+One token per tenant and vendor (SFMC asks for one token request per 20 minutes, Rokt tokens
+live 5 minutes): the first process to find the cache empty takes a short lock and fetches;
+the others wait for it instead of stampeding the token endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from pipeline.clients.errors import RetryableError
+from pipeline.store import tenant_key
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_INVALIDATE = """
+local raw = redis.call('GET', KEYS[1])
+if raw and cjson.decode(raw)['access_token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# fetch() returns the vendor's token response: access_token, expires_in and anything else
+Fetch = Callable[[], dict[str, Any]]
+
+
+def refresh_margin(expires_in: float) -> float:
+    return min(60.0, expires_in * 0.1)
+
+
+class SharedToken:
+    def __init__(self, r: redis.Redis, tenant: str, vendor: str, fetch: Fetch) -> None:
+        self.r = r
+        self.key = tenant_key(tenant, "token", vendor)
+        self.lock_key = self.key + ":lock"
+        self.fetch = fetch
+        self._release = r.register_script(_RELEASE)
+        self._invalidate = r.register_script(_INVALIDATE)
+
+    def get(self, wait_seconds: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            raw = self.r.get(self.key)
+            if raw:
+                return json.loads(raw)
+            owner = uuid.uuid4().hex
+            if self.r.set(self.lock_key, owner, nx=True, px=int(wait_seconds * 1000)):
+                try:
+                    return self._refresh()
+                finally:
+                    self._release(keys=[self.lock_key], args=[owner])
+            if time.monotonic() > deadline:
+                raise RetryableError("token refresh by another worker did not finish in time")
+            time.sleep(0.05)
+
+    def _refresh(self) -> dict[str, Any]:
+        response = self.fetch()
+        expires_in = float(response.get("expires_in") or 300)
+        ttl = max(1, int(expires_in - refresh_margin(expires_in)))
+        self.r.set(self.key, json.dumps(response), ex=ttl)
+        return response
+
+    def invalidate(self, access_token: str) -> None:
+        """Drop the cached token after a 401, unless another worker already replaced it."""
+        self._invalidate(keys=[self.key], args=[access_token])

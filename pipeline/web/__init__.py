@@ -1,0 +1,43 @@
+"""The web tier (Flask app factory): validates and enqueues, nothing more.
+
+Production: `gunicorn 'pipeline.web:create_app()'`; development: `rokt-sfmc serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from pipeline.runtime import Runtime
+from pipeline.settings import get_settings
+
+MAX_BODY_BYTES = 64 * 1024
+
+Enqueue = Callable[[str, str], None]
+
+
+def create_app(runtime: Runtime | None = None, enqueue: Enqueue | None = None) -> Flask:
+    from pipeline.dispatch import enqueue_execution
+    from pipeline.web.activity import activity
+    from pipeline.web.health import health
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["rsf.runtime"] = runtime or Runtime(get_settings())
+    app.extensions["rsf.enqueue"] = enqueue or enqueue_execution
+    app.register_blueprint(activity)
+    app.register_blueprint(health)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # every error is JSON, never an HTML page
+        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        logging.getLogger(__name__).exception("unhandled error")
+        return jsonify(error="internal_error", message="unexpected error; retry later"), 503
+
+    return app

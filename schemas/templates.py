@@ -1,0 +1,48 @@
+"""Event templates, stored server-side per tenant so Journey Builder never sees our `{{ }}`."""
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+
+from pipeline.render import PLACEHOLDER, resolve_time_zone
+
+POLICIES = ("strict", "blank")
+
+
+class TemplateSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    title = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    description = fields.String(load_default="", validate=validate.Length(max=8000))
+    location = fields.String(load_default="", validate=validate.Length(max=2000))
+    start = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    end = fields.String(load_default="", validate=validate.Length(max=200))
+    timezone = fields.String(required=True)
+    allDay = fields.Boolean(load_default=False)
+    notifyBefore = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 40320))
+    missingFieldPolicy = fields.String(load_default="strict", validate=validate.OneOf(POLICIES))
+    name = fields.String(load_default="", validate=validate.Length(max=200))
+
+    @validates("timezone")
+    def _known_zone(self, value: str, **_kwargs: object) -> None:
+        try:
+            resolve_time_zone(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    @validates_schema
+    def _balanced_placeholders(self, data: dict, **_kwargs: object) -> None:
+        errors = {}
+        for name in ("title", "description", "location", "start", "end"):
+            text = data.get(name) or ""
+            if text.count("{{") != len(PLACEHOLDER.findall(text)):
+                errors[name] = ['malformed placeholder: use {{Field}} or {{Field | default: "text"}}']
+        if errors:
+            raise ValidationError(errors)
+
+
+class StoredTemplateSchema(TemplateSchema):
+    """A template as kept in Redis: the loaded fields plus its id and tenant."""
+
+    id = fields.String(required=True)
+    tenant = fields.String(required=True)
+    createdAt = fields.String(required=True)

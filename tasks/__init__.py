@@ -1,0 +1,6 @@
+"""The Celery app: `celery -A tasks worker -Q render,rokt,sfmc,callbacks`."""
+
+from celery import Celery
+
+app = Celery("rokt_sfmc", include=["tasks.execution", "tasks.flushing"])
+app.config_from_object("celeryconfig")

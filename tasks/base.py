@@ -1,0 +1,38 @@
+"""Shared task defaults, checked: Celery silently accepts misspelt task options."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task, signals
+
+from pipeline.settings import get_settings
+from tasks import app
+
+MAX_BACKOFF_SECONDS = 300  # < visibility timeout (celeryconfig.VISIBILITY_TIMEOUT)
+
+_ALLOWED_OPTIONS = {"bind", "max_retries", "base", "acks_late", "soft_time_limit", "time_limit"}
+_DEFAULTS: dict[str, Any] = {"bind": True, "max_retries": 20, "acks_late": True}
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped below the visibility timeout."""
+    return min(MAX_BACKOFF_SECONDS, 2 ** max(0, attempt)) * random.uniform(0.5, 1.0)
+
+
+def pipeline_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], Task]:
+    unknown = set(options) - _ALLOWED_OPTIONS
+    if unknown:
+        raise TypeError(f"unknown task options for {name}: {sorted(unknown)}")
+    return app.task(name=name, **{**_DEFAULTS, **options})
+
+
+@signals.setup_logging.connect
+def _configure_logging(**_kwargs: Any) -> None:
+    logging.basicConfig(
+        level=get_settings().log_level,
+        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
+    )

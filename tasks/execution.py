@@ -1,0 +1,97 @@
+"""Per-execution tasks: thin adapters from Celery to pipeline.executions."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from celery import Task
+
+from pipeline import executions
+from pipeline.clients.errors import ClientError
+from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slot
+from pipeline.outbox import RELEASES, STATUS_ROWS
+from pipeline.queues import CREATE_EVENT_TASK, RENDER_TASK, ROKT_QUEUE
+from pipeline.ratelimit import RateLimited
+from pipeline.runtime import get_runtime
+from tasks.base import backoff, pipeline_task
+
+MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution before it is dead-lettered
+TIME_BUDGET_SECONDS = 3600  # throttling may delay an execution this long, no longer
+
+
+class ExecutionTask(Task):
+    """A task whose args are (tenant, execution_id); an unexpected failure ends it `failed`."""
+
+    stage = "pipeline"
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        tenant, execution_id = args[0], args[1]
+        executions.give_up(get_runtime(), tenant, execution_id, self.stage, exc, self.request.retries + 1)
+        schedule_flushes(tenant)
+
+
+def schedule_flushes(tenant: str) -> None:
+    """Let outcome rows gather for a moment, then flush them in batches (one task per window)."""
+    from tasks.flushing import flush_releases, flush_status_rows
+
+    rt = get_runtime()
+    for kind, task in ((STATUS_ROWS, flush_status_rows), (RELEASES, flush_releases)):
+        if rt.outbox(tenant, kind).backlog() and claim_flush_slot(rt, tenant, kind):
+            task.apply_async(args=[tenant], countdown=FLUSH_DELAY_SECONDS)
+
+
+class RenderTask(ExecutionTask):
+    stage = "render"
+
+
+class CreateEventTask(ExecutionTask):
+    stage = "create_event"
+
+
+@pipeline_task(RENDER_TASK, base=RenderTask)
+def render_event(self: Task, tenant: str, execution_id: str) -> None:
+    """Render the contact's event from its template; hands over to create_rokt_event."""
+    try:
+        step = executions.render_step(get_runtime(), tenant, execution_id)
+    except redis.RedisError as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    if step == executions.CREATE:
+        create_rokt_event.apply_async(
+            args=[tenant, execution_id], queue=ROKT_QUEUE, task_id=f"{execution_id}:create"
+        )
+    else:
+        schedule_flushes(tenant)
+
+
+@pipeline_task(CREATE_EVENT_TASK, base=CreateEventTask)
+def create_rokt_event(self: Task, tenant: str, execution_id: str) -> None:
+    """Create the event at Rokt under the global limiter; throttling waits, errors back off."""
+    rt = get_runtime()
+    try:
+        executions.create_step(rt, tenant, execution_id)
+    except (RateLimited, ClientError) as exc:
+        wait = getattr(exc, "wait", None) or getattr(exc, "retry_after", None)
+        if not getattr(exc, "retryable", True):  # a permanent error is handled in the step
+            raise
+        ex = rt.ledger.get(tenant, execution_id)
+        over_budget = ex is not None and _age_seconds(ex.fields.get("createdAt", "")) > TIME_BUDGET_SECONDS
+        if wait is not None and not over_budget:  # throttled: not a failure, only a delay
+            raise self.retry(exc=exc, countdown=wait + random.uniform(0, 1), max_retries=None) from exc
+        attempts = rt.ledger.add_attempt(tenant, execution_id)
+        if attempts >= MAX_FAILED_ATTEMPTS or over_budget:
+            executions.give_up(rt, tenant, execution_id, CreateEventTask.stage, exc, attempts)
+        else:
+            raise self.retry(exc=exc, countdown=backoff(attempts), max_retries=None) from exc
+    except redis.RedisError as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    schedule_flushes(tenant)
+
+
+def _age_seconds(created_at: str) -> float:
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(created_at)).total_seconds()
+    except ValueError:
+        return 0.0

@@ -1,0 +1,51 @@
+"""Flush tasks: drain the tenant's outboxes into SFMC in batches."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+from celery import Task
+
+from pipeline.clients.errors import ClientError
+from pipeline.flush import FLUSHERS
+from pipeline.outbox import RELEASES, STATUS_ROWS
+from pipeline.queues import FLUSH_ALL_TASK, FLUSH_RELEASES_TASK, FLUSH_STATUS_TASK
+from pipeline.ratelimit import RateLimited
+from pipeline.runtime import get_runtime
+from tasks.base import backoff, pipeline_task
+
+
+def _flush(task: Task, kind: str, tenant: str) -> dict[str, int]:
+    """The consumer name is the task id, so a redelivery re-reads its own unacked batch."""
+    try:
+        report = FLUSHERS[kind](get_runtime(), tenant, consumer=task.request.id or uuid.uuid4().hex)
+    except (RateLimited, ClientError) as exc:
+        wait = getattr(exc, "wait", None) or getattr(exc, "retry_after", None)
+        countdown = (wait + random.uniform(0, 1)) if wait else backoff(task.request.retries)
+        # entries stay pending for this consumer; nothing is dropped however long SFMC is down
+        raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
+    if report.more:
+        task.apply_async(args=[tenant])
+    return {"items": report.items, "calls": report.calls, "rejected": report.rejected}
+
+
+@pipeline_task(FLUSH_STATUS_TASK)
+def flush_status_rows(self: Task, tenant: str) -> dict[str, int]:
+    return _flush(self, STATUS_ROWS, tenant)
+
+
+@pipeline_task(FLUSH_RELEASES_TASK)
+def flush_releases(self: Task, tenant: str) -> dict[str, int]:
+    return _flush(self, RELEASES, tenant)
+
+
+@pipeline_task(FLUSH_ALL_TASK)
+def flush_all(self: Task) -> None:
+    """Beat's safety net: flush every tenant outbox that still holds entries."""
+    rt = get_runtime()
+    for tenant in rt.settings.tenants:
+        if rt.outbox(tenant, STATUS_ROWS).backlog():
+            flush_status_rows.apply_async(args=[tenant])
+        if rt.outbox(tenant, RELEASES).backlog():
+            flush_releases.apply_async(args=[tenant])
