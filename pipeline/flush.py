@@ -88,17 +88,17 @@ def _drain(
     report: FlushReport,
     budget_seconds: float,
 ) -> FlushReport:
-    """Send full batches while they last; a partial batch ends the pass.
+    """Send recovered batches, then new ones while they are full; a partial new batch ends it.
 
     Rows that arrive after the pass read its last batch open a new flush window themselves,
     so stopping at the first partial batch leaves nothing behind and keeps batches full.
     """
     deadline = time.monotonic() + budget_seconds
-    for batch in box.batches(consumer, count):
+    for batch, fresh in box.batches(consumer, count):
         send_batch(batch)
         box.ack(batch)
         report.items += len(batch)
-        if len(batch) < count:
+        if fresh and len(batch) < count:
             break
         if time.monotonic() > deadline:
             report.more = box.backlog() > 0

@@ -56,23 +56,29 @@ class Outbox:
     def _entries(self, raw: list[tuple[str, dict[str, str]]]) -> list[Entry]:
         return [Entry(entry_id, json.loads(fields["p"])) for entry_id, fields in raw if fields]
 
-    def take(self, consumer: str, count: int) -> list[Entry]:
-        """This consumer's own unacknowledged entries first, then orphans, then new ones."""
+    def take(self, consumer: str, count: int) -> tuple[list[Entry], bool]:
+        """This consumer's own unacknowledged entries first, then orphans, then new ones.
+
+        Returns the batch and whether it holds new entries (rather than recovered ones).
+        """
         self._ensure_group()
         own = self.r.xreadgroup(GROUP, consumer, {self.key: "0"}, count=count)
         entries = self._entries(own[0][1]) if own else []
         if entries:
-            return entries
+            return entries, False
         claimed = self.r.xautoclaim(self.key, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=count)
         entries = self._entries(claimed[1])
         if entries:
-            return entries
+            return entries, False
         fresh = self.r.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count)
-        return self._entries(fresh[0][1]) if fresh else []
+        return (self._entries(fresh[0][1]) if fresh else []), True
 
-    def batches(self, consumer: str, count: int) -> Iterator[list[Entry]]:
-        while batch := self.take(consumer, count):
-            yield batch
+    def batches(self, consumer: str, count: int) -> Iterator[tuple[list[Entry], bool]]:
+        while True:
+            batch, fresh = self.take(consumer, count)
+            if not batch:
+                return
+            yield batch, fresh
 
     def ack(self, entries: list[Entry]) -> None:
         ids = [e.id for e in entries]

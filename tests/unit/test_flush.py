@@ -1,0 +1,134 @@
+"""Outbox flushing: vendor-sized batches, bisecting around a bad row, nothing lost on a crash."""
+
+import json
+
+import responses
+
+from pipeline.flush import flush_releases, flush_status_rows, latest_per_key
+from pipeline.outbox import RELEASES, STATUS_ROWS
+
+TOKEN = "https://auth.sfmc.test/v2/token"
+ROWSET = "https://rest.sfmc.test/hub/v1/dataevents/key:RoktCalendarEventStatus/rowset"
+EVENTS = "https://rest.sfmc.test/interaction/v1/async/events"
+
+
+def row(i, status="accepted"):
+    return {"keys": {"ContactKey": f"C{i}", "ExecutionId": f"e{i}"}, "values": {"Status": status}}
+
+
+def token():
+    responses.post(
+        TOKEN, json={"access_token": "t", "expires_in": 1079, "rest_instance_url": "https://rest.sfmc.test"}
+    )
+
+
+def sent_rows(call):
+    return json.loads(call.request.body)
+
+
+@responses.activate
+def test_rows_go_out_in_batches_of_at_most_50(runtime):
+    token()
+    rowset = responses.post(ROWSET, json=[])
+    box = runtime.outbox("default", STATUS_ROWS)
+    for i in range(120):
+        box.append(row(i))
+    report = flush_status_rows(runtime, "default", consumer="c1")
+    sizes = [len(sent_rows(c)) for c in rowset.calls]
+    assert sizes == [50, 50, 20]
+    assert report.items == 120 and report.calls == 3
+    assert box.backlog() == 0
+
+
+def test_latest_row_per_key_wins():
+    rows = [row(1, "queued"), row(2), row(1, "accepted")]
+    assert latest_per_key(rows) == [row(1, "accepted"), row(2)]
+
+
+@responses.activate
+def test_a_bad_row_is_bisected_out_and_dead_lettered(runtime):
+    token()
+    bad_key = "C7"
+
+    def rowset(request):
+        rows = json.loads(request.body)
+        if any(r["keys"]["ContactKey"] == bad_key for r in rows):
+            body = {
+                "errorcode": 10006,
+                "message": "Unable to save rows",
+                "additionalErrors": [{"errorcode": 10001}],
+            }
+            return 400, {}, json.dumps(body)
+        return 200, {}, json.dumps(rows)
+
+    responses.add_callback(responses.POST, ROWSET, callback=rowset)
+    box = runtime.outbox("default", STATUS_ROWS)
+    for i in range(10):
+        box.append(row(i))
+    report = flush_status_rows(runtime, "default", consumer="c1")
+    saved = [
+        r["keys"]["ContactKey"]
+        for c in responses.calls
+        if c.request.url == ROWSET and c.response.status_code == 200
+        for r in sent_rows(c)
+    ]
+    assert sorted(saved) == sorted(f"C{i}" for i in range(10) if i != 7)
+    assert report.rejected == 1
+    letter = json.loads(runtime.redis.hget("rsf:default:dlq", "row:e7"))
+    assert letter["stage"] == "record_status" and "10001" in letter["reason"]
+    assert box.backlog() == 0
+
+
+@responses.activate
+def test_a_crash_mid_batch_loses_nothing(runtime):
+    token()
+    rowset = responses.post(ROWSET, json=[])
+    box = runtime.outbox("default", STATUS_ROWS)
+    for i in range(30):
+        box.append(row(i))
+    taken, _fresh = box.take("task-1", 50)  # the worker read its batch, then was killed before sending
+    assert len(taken) == 30
+    box.append(row(99))
+    report = flush_status_rows(runtime, "default", consumer="task-1")  # redelivered task, same id
+    sent = [r["keys"]["ContactKey"] for c in rowset.calls for r in sent_rows(c)]
+    assert sorted(sent) == sorted([f"C{i}" for i in range(30)] + ["C99"])
+    assert report.items == 31 and box.backlog() == 0
+
+
+@responses.activate
+def test_a_failed_call_leaves_the_batch_pending_for_the_retry(runtime):
+    token()
+    responses.post(ROWSET, status=503)
+    box = runtime.outbox("default", STATUS_ROWS)
+    box.append(row(1))
+    try:
+        flush_status_rows(runtime, "default", consumer="task-2")
+    except Exception as exc:  # the task retries on this
+        assert getattr(exc, "retryable", False)
+    assert box.backlog() == 1
+    responses.replace(responses.POST, ROWSET, json=[])
+    flush_status_rows(runtime, "default", consumer="task-2")
+    assert box.backlog() == 0
+
+
+@responses.activate
+def test_releases_group_by_event_key_up_to_100_members(runtime):
+    token()
+    events = responses.post(EVENTS, json={"requestId": "r"}, status=202)
+    box = runtime.outbox("default", RELEASES)
+    for i in range(150):
+        key = "K1" if i % 3 else "K2"
+        box.append(
+            {
+                "eventDefinitionKey": key,
+                "contactKey": f"C{i}",
+                "data": {"roktStatus": "accepted", "executionId": f"e{i}"},
+            }
+        )
+    flush_releases(runtime, "default", consumer="c")
+    bodies = [json.loads(c.request.body) for c in events.calls]
+    assert all(len(b["members"]) <= 100 for b in bodies)
+    assert sum(len(b["members"]) for b in bodies) == 150
+    assert {m["contactKey"] for b in bodies if b["eventDefinitionKey"] == "K2" for m in b["members"]} == {
+        f"C{i}" for i in range(150) if i % 3 == 0
+    }

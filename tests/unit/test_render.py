@@ -1,0 +1,172 @@
+"""Rendering is pure: placeholders, the strict policy, time zones and link tagging."""
+
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pipeline.render import (
+    MissingFields,
+    TemplateRenderError,
+    placeholders,
+    render_event,
+    resolve_time_zone,
+    substitute,
+    tag_link,
+    tag_links,
+)
+
+TEMPLATE = {
+    "title": "Hi {{FirstName}}",
+    "description": 'Sale in {{City | default: "your city"}}: https://shop.example/sale',
+    "location": "https://shop.example/x?utm_source=email",
+    "start": "2026-12-01T09:00:00",
+    "end": "2026-12-01T10:00:00",
+    "timezone": "Australia/Sydney",
+    "allDay": False,
+    "notifyBefore": 15,
+    "missingFieldPolicy": "strict",
+}
+
+
+def test_renders_a_complete_event():
+    event = render_event(TEMPLATE, {"FirstName": "Ava", "City": "Perth"}, "evt-1")
+    assert event == {
+        "eventId": "evt-1",
+        "title": "Hi Ava",
+        "description": "Sale in Perth: https://shop.example/sale?utm_source=RoktCalendar",
+        "location": "https://shop.example/x?utm_source=email",
+        "timezone": "AUS Eastern Standard Time",
+        "timezoneIanaId": "Australia/Sydney",
+        "start": "2026-12-01T09:00:00",
+        "end": "2026-12-01T10:00:00",
+        "allDayEvent": False,
+        "notifyBefore": 15,
+    }
+
+
+@pytest.mark.parametrize("value", [None, "", "   ", "\t\n"])
+def test_strict_policy_names_missing_blank_or_whitespace_fields(value):
+    args = {"City": "Perth"} if value is None else {"FirstName": value, "City": "Perth"}
+    with pytest.raises(MissingFields) as caught:
+        render_event(TEMPLATE, args, "evt-1")
+    assert caught.value.fields == ["FirstName"]
+    assert caught.value.outcome == "missing_field"
+
+
+def test_default_fills_a_missing_value_under_strict():
+    event = render_event(TEMPLATE, {"FirstName": "Ava", "City": "  "}, "e")
+    assert event["description"].startswith("Sale in your city:")
+
+
+def test_every_missing_field_is_named_once_in_order_of_use():
+    template = {**TEMPLATE, "title": "{{B}} {{A}} {{B}}", "location": "{{C}}"}
+    with pytest.raises(MissingFields) as caught:
+        render_event(template, {}, "e")
+    assert caught.value.fields == ["B", "A", "C"]
+
+
+def test_blank_policy_substitutes_empty_text():
+    template = {**TEMPLATE, "title": "Hello {{FirstName}}!", "missingFieldPolicy": "blank"}
+    assert render_event(template, {}, "e")["title"] == "Hello !"
+
+
+def test_title_empty_after_substitution_fails():
+    template = {**TEMPLATE, "title": "{{X}}", "missingFieldPolicy": "blank"}
+    with pytest.raises(TemplateRenderError) as caught:
+        render_event(template, {}, "e")
+    assert caught.value.outcome == "failed"
+
+
+def test_placeholders_in_dates_and_offsets_become_local_wall_clock():
+    template = {**TEMPLATE, "start": "{{When}}", "end": ""}
+    event = render_event(template, {"FirstName": "A", "When": "2026-06-01T00:00:00Z"}, "e")
+    assert event["start"] == "2026-06-01T10:00:00"  # Sydney is UTC+10 in June
+    assert "end" not in event
+
+
+def test_invalid_dates_and_reversed_ranges_fail_with_reason():
+    with pytest.raises(TemplateRenderError, match="start"):
+        render_event({**TEMPLATE, "start": "{{When}}"}, {"FirstName": "A", "When": "next tuesday"}, "e")
+    with pytest.raises(TemplateRenderError, match="before start"):
+        render_event({**TEMPLATE, "end": "2026-11-30T00:00:00"}, {"FirstName": "A"}, "e")
+
+
+@pytest.mark.parametrize(
+    ("name", "windows", "iana"),
+    [
+        ("America/New_York", "Eastern Standard Time", "America/New_York"),
+        ("Eastern Standard Time", "Eastern Standard Time", "America/New_York"),
+        ("Asia/Kolkata", "India Standard Time", "Asia/Kolkata"),
+        ("US/Eastern", "Eastern Standard Time", "US/Eastern"),
+    ],
+)
+def test_time_zones_map_to_windows_ids(name, windows, iana):
+    pair = resolve_time_zone(name)
+    assert (pair.windows, pair.iana) == (windows, iana)
+
+
+def test_unknown_time_zone_is_rejected():
+    with pytest.raises(ValueError, match="unknown time zone"):
+        resolve_time_zone("Mars/Olympus_Mons")
+
+
+def test_values_are_substituted_once_never_re_expanded():
+    text, missing = substitute("{{A}}", {"A": "{{B}}", "B": "boom"})
+    assert (text, missing) == ("{{B}}", [])
+
+
+def test_non_string_values_render_as_text():
+    text, _ = substitute("{{N}} {{F}} {{T}}", {"N": 3, "F": 1.5, "T": True})
+    assert text == "3 1.5 true"
+
+
+def test_escaped_quotes_in_defaults():
+    text, _ = substitute('{{X | default: "say \\"hi\\""}}', {})
+    assert text == 'say "hi"'
+
+
+def test_placeholder_names_in_order():
+    assert placeholders('{{b}} {{a|default:"x"}} {{b}}') == ["b", "a"]
+
+
+def test_links_get_utm_source_unless_present():
+    assert tag_link("https://a.example/p") == "https://a.example/p?utm_source=RoktCalendar"
+    assert tag_link("https://a.example/p?x=1#f") == "https://a.example/p?x=1&utm_source=RoktCalendar#f"
+    assert tag_link("https://a.example/p?UTM_SOURCE=sms") == "https://a.example/p?UTM_SOURCE=sms"
+    assert tag_links("See https://a.example/p.") == "See https://a.example/p?utm_source=RoktCalendar."
+
+
+names = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True)
+texts = st.text(alphabet=st.characters(blacklist_characters="{}"), max_size=30)
+
+
+@given(st.dictionaries(names, texts, max_size=5), st.lists(names, max_size=5))
+def test_strict_substitution_leaves_no_placeholder_or_reports_it(values, used):
+    template = " ".join("{{" + n + "}}" for n in used)
+    text, missing = substitute(template, values, "strict")
+    expected_missing = [n for n in used if not (values.get(n) or "").strip()]
+    assert missing == expected_missing
+    if not missing:
+        assert text == " ".join(values[n] for n in used)
+
+
+paths = st.from_regex(r"/[a-z0-9/]{0,12}", fullmatch=True)
+queries = st.lists(
+    st.tuples(st.from_regex(r"[a-z]{1,6}", fullmatch=True), st.from_regex(r"[a-z0-9]{0,6}", fullmatch=True)),
+    max_size=3,
+)
+
+
+@given(paths, queries)
+def test_tagging_is_idempotent_and_keeps_the_query(path, query):
+    url = "https://shop.example" + path + ("?" + "&".join(f"{k}={v}" for k, v in query) if query else "")
+    once = tag_link(url)
+    assert tag_link(once) == once
+    pairs = parse_qsl(urlsplit(once).query, keep_blank_values=True)
+    sources = [v for k, v in pairs if k.lower() == "utm_source"]
+    assert len(sources) >= 1
+    assert [p for p in pairs if p[0].lower() != "utm_source"] == [
+        p for p in parse_qsl(urlsplit(url).query, keep_blank_values=True) if p[0].lower() != "utm_source"
+    ]
