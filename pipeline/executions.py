@@ -132,7 +132,7 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> str:
 
 
 def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
-    """Send the rendered event to Rokt through the tenant's global limiter.
+    """Send the rendered event to Rokt (the client passes the tenant's global limiter).
 
     Raises RateLimited / retryable ClientError for the task to retry; a permanent error
     ends the execution `failed` with Rokt's reason.
@@ -145,7 +145,6 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     if not event or not ids:  # only a render step stores these; never expected here
         finish(rt, tenant, execution_id, states.FAILED, "internal: no rendered event to send")
         return
-    rt.limiter(tenant, "rokt").acquire()
     try:
         rt.rokt(tenant).create_subscription_event(event, ids)
     except PermanentError as exc:

@@ -50,7 +50,6 @@ def latest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _call(rt: Runtime, tenant: str, send: Callable[[], Any]) -> None:
-    rt.limiter(tenant, "sfmc").acquire()
     try:
         send()
     except ClientError as exc:

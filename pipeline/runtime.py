@@ -45,12 +45,22 @@ class Runtime:
 
     def rokt(self, name: str) -> RoktClient:
         if name not in self._rokt:
-            self._rokt[name] = RoktClient(self.tenant(name), self.redis, self.settings.http_timeout)
+            self._rokt[name] = RoktClient(
+                self.tenant(name),
+                self.redis,
+                self.settings.http_timeout,
+                gate=self.limiter(name, "rokt").acquire,
+            )
         return self._rokt[name]
 
     def sfmc(self, name: str) -> SfmcClient:
         if name not in self._sfmc:
-            self._sfmc[name] = SfmcClient(self.tenant(name), self.redis, self.settings.http_timeout)
+            self._sfmc[name] = SfmcClient(
+                self.tenant(name),
+                self.redis,
+                self.settings.http_timeout,
+                gate=self.limiter(name, "sfmc").acquire,
+            )
         return self._sfmc[name]
 
     def limiter(self, name: str, vendor: str) -> RateLimiter:

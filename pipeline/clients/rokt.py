@@ -5,6 +5,7 @@ Thread-safety: one instance per worker process; requests.Session is not shared a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -32,8 +33,11 @@ class RoktClient:
         r: redis.Redis,
         timeout: tuple[float, float],
         session: requests.Session | None = None,
+        gate: Callable[[], None] | None = None,
     ) -> None:
+        """`gate` runs right before every API request (not token requests): the rate limiter."""
         self.tenant = tenant
+        self.gate = gate or (lambda: None)
         self.base_url = tenant.rokt_api_base_url.rstrip("/")
         self.timeout = timeout
         self.session = session or new_session()
@@ -64,6 +68,7 @@ class RoktClient:
         """Send with the shared bearer token; on 401 refresh once and send again."""
         for attempt in (1, 2):
             token = self.token.get()["access_token"]
+            self.gate()  # after the token is in hand, so a slow token fetch cannot bunch requests
             response = send(
                 self.session,
                 method,

@@ -5,6 +5,7 @@ Thread-safety: one instance per worker process; requests.Session is not shared a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -45,8 +46,11 @@ class SfmcClient:
         r: redis.Redis,
         timeout: tuple[float, float],
         session: requests.Session | None = None,
+        gate: Callable[[], None] | None = None,
     ) -> None:
+        """`gate` runs right before every API request (not token requests): the rate limiter."""
         self.tenant = tenant
+        self.gate = gate or (lambda: None)
         self.timeout = timeout
         self.session = session or new_session()
         self.token = SharedToken(r, tenant.name, "sfmc", self._fetch_token)
@@ -81,6 +85,7 @@ class SfmcClient:
         """Send with the shared token; on 401 refresh once and send again (SFMC's advice)."""
         for attempt in (1, 2):
             token = self.token.get()
+            self.gate()  # after the token is in hand, so a slow token fetch cannot bunch requests
             response = send(
                 self.session,
                 method,

@@ -1,0 +1,42 @@
+"""`rokt-sfmc demo` end to end, as a user runs it: its own Redis, sandbox, web, worker, beat."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
+    report_path = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TENANTS_FILE")}
+    env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # unreachable: the demo must bring its own Redis
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "demo", "--contacts", "300", "--report", str(report_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "bundled redis-server" in completed.stdout
+    report = json.loads(report_path.read_text())
+
+    assert report["contacts"] == 300 and report["lost"] == 0
+    assert report["execute"]["ok"] == 300 and report["execute"]["non_200"] == 0
+    assert report["execute"]["duplicates_sent"] > 0
+    outcomes = report["outcomes"]
+    assert outcomes["accepted"] > 0 and outcomes["no_subscription"] > 0 and outcomes["missing_field"] > 0
+    assert sum(outcomes.values()) == 300
+    rokt = report["rokt"]
+    assert rokt["event_posts"] >= outcomes["accepted"]
+    assert rokt["calendar_entries"] == outcomes["accepted"]
+    assert rokt["duplicate_calendar_entries"] == 0
+    assert rokt["max_posts_in_any_1s_window"] <= 50 and rokt["throttled"] == 0
+    sfmc = report["sfmc"]
+    assert sfmc["status_rows"] == 300 and sfmc["max_rows_per_rowset"] <= 50
+    assert sfmc["released_contacts"] == 300
+    assert sfmc["token_requests"] == 1 and rokt["token_requests"] == 1

@@ -1,0 +1,174 @@
+"""Real parts: a redis-server of our own on a free port, Celery worker processes, the
+sandbox simulators and the web app served over HTTP on loopback.
+
+Workers are started once per session; each test uses its own tenant (own Redis keys, own
+Rokt account and data extension at the simulators), so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from pipeline import jbsim, processes
+from pipeline.ledger import Ledger
+from pipeline.sandbox import Sandbox, sandbox_env, start_sandbox
+from pipeline.sandbox.common import ServerThread
+from pipeline.store import redis_client
+from pipeline.templates import create_template
+
+TENANTS = {
+    # name: rokt_rate_limit
+    "chain": 50,
+    "dedupe": 50,
+    "limit": 20,
+    "auth": 50,
+    "faults": 50,
+    "crash": 20,
+}
+
+
+def status_de(tenant: str) -> str:
+    return f"Status_{tenant}"
+
+
+@dataclass
+class Stack:
+    redis_url: str
+    sandbox: Sandbox
+    web_url: str
+    secret: str
+    workers: list[processes.Child]
+    run_dir: Path
+    env: dict[str, str]
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(redis_client(self.redis_url))
+
+    def rows(self, tenant: str) -> list[dict[str, Any]]:
+        response = requests.get(
+            f"{self.sandbox.sfmc_server.url}/__sandbox__/rows", params={"de": status_de(tenant)}, timeout=10
+        )
+        return response.json()["rows"]
+
+    def rokt_state(self) -> dict[str, Any]:
+        return requests.get(f"{self.sandbox.rokt_server.url}/__sandbox__/state", timeout=10).json()
+
+    def sfmc_state(self) -> dict[str, Any]:
+        return requests.get(f"{self.sandbox.sfmc_server.url}/__sandbox__/state", timeout=10).json()
+
+    def faults(self, simulator: str, **values: float) -> None:
+        server = self.sandbox.rokt_server if simulator == "rokt" else self.sandbox.sfmc_server
+        requests.post(f"{server.url}/__sandbox__/faults", json=values, timeout=5).raise_for_status()
+
+    def execute_url(self, tenant: str) -> str:
+        return f"{self.web_url}/t/{tenant}/activity/execute"
+
+    def prepare(self, tenant: str, count: int, seed: int = 7) -> list[dict[str, Any]]:
+        """Template, subscriptions at the Rokt simulator, and one JB payload per contact."""
+        template = create_template(redis_client(self.redis_url), tenant, jbsim.DEMO_TEMPLATE)
+        contacts = jbsim.make_contacts(count, seed)
+        jbsim.seed_subscriptions(self.sandbox.rokt_server.url, tenant, contacts)
+        activity = f"act-{tenant}-{time.time_ns()}"
+        return [jbsim.execute_payload(c, template["id"], f"journey-{tenant}", activity) for c in contacts]
+
+    def wait_terminal(self, tenant: str, expected_rows: int, timeout: float = 90) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            rows = self.rows(tenant)
+            if len(rows) >= expected_rows and self.ledger.open_count(tenant) == 0:
+                return rows
+            for worker in self.workers:
+                assert worker.alive(), worker.tail()
+            time.sleep(0.3)
+        logs = "\n".join(w.tail(60) for w in self.workers)
+        raise AssertionError(f"{len(rows)}/{expected_rows} rows after {timeout}s\n{logs}")
+
+
+def _tenants_toml(values: dict[str, str]) -> str:
+    lines = []
+    for name, rate in TENANTS.items():
+        lines.append(f"[tenants.{name}]")
+        for key, value in sorted(values.items()):
+            if key == "ROKT_ACCOUNT_CODE":
+                value = name
+            lines.append(f"{key.lower()} = {json.dumps(value)}")
+        lines.append(f"rokt_rate_limit = {rate}")
+        lines.append(f"sfmc_status_de_key = {json.dumps(status_de(name))}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    run_dir = tmp_path_factory.mktemp("stack")
+    redis_child, redis_url = processes.start_redis(run_dir)
+    sandbox = start_sandbox()
+    values = sandbox_env(sandbox.rokt_server.url, sandbox.sfmc_server.url)
+    tenants_file = run_dir / "tenants.toml"
+    tenants_file.write_text(_tenants_toml(values))
+    env = {**os.environ, "REDIS_URL": redis_url, "TENANTS_FILE": str(tenants_file), "LOG_LEVEL": "INFO"}
+
+    saved = {k: os.environ.get(k) for k in ("REDIS_URL", "TENANTS_FILE")}
+    os.environ.update(REDIS_URL=redis_url, TENANTS_FILE=str(tenants_file))
+    _reset_process_caches()
+
+    from pipeline.web import create_app
+
+    web = ServerThread(create_app()).start()
+    workers = [processes.start_worker(run_dir, env, f"w{i}", concurrency=4) for i in range(2)]
+    stack = Stack(redis_url, sandbox, web.url, values["JB_JWT_SECRET"], workers, run_dir, env)
+    try:
+        processes.wait_until(lambda: _workers_ready(workers), 60, "celery workers")
+        yield stack
+    finally:
+        for worker in stack.workers:
+            worker.stop()
+        web.stop()
+        sandbox.stop()
+        redis_child.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _reset_process_caches()
+
+
+def _workers_ready(workers: list[processes.Child]) -> bool:
+    for worker in workers:
+        if not worker.alive():
+            raise RuntimeError(worker.tail())
+    return all("ready." in worker.log_path.read_text(errors="replace") for worker in workers)
+
+
+def _reset_process_caches() -> None:
+    """Settings, Redis clients and the producer app are cached per process; start afresh."""
+    import celeryconfig
+    from pipeline import dispatch, runtime, settings, store
+
+    settings.get_settings.cache_clear()
+    store.redis_client.cache_clear()
+    dispatch.producer.cache_clear()
+    runtime._runtime = None
+    importlib.reload(celeryconfig)
+
+
+@pytest.fixture(autouse=True)
+def fresh_simulators(stack: Stack) -> Iterator[None]:
+    """Each test starts with empty simulators and no faults."""
+    for simulator in (stack.sandbox.rokt, stack.sandbox.sfmc):
+        with simulator.lock:
+            simulator.reset()
+            simulator.faults.__init__()
+    yield
