@@ -1,0 +1,14 @@
+"""The README's settings table is the settings module's table, row for row."""
+
+from pathlib import Path
+
+from pipeline.settings import SETTINGS_TABLE
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_every_setting_is_documented_in_the_readme():
+    text = README.read_text()
+    for name, meaning, default in SETTINGS_TABLE:
+        expected = f"| `{name}` | {meaning} | {'`' + default + '`' if default else '—'} |"
+        assert expected in text, name
