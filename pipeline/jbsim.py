@@ -34,6 +34,8 @@ DEMO_TEMPLATE: dict[str, Any] = {
     "missingFieldPolicy": "strict",
 }
 RELEASE_EVENT_KEY = "APIEvent-rokt-calendar-demo"
+# A subscription id Rokt does not know: Rokt answers 400 and the execution ends `failed`.
+UNKNOWN_SUBSCRIPTION_ID = "00000000-0000-4000-8000-000000000000"
 
 
 @dataclass
@@ -47,7 +49,8 @@ class Contact:
 
 
 def make_contacts(count: int, seed: int = 7) -> list[Contact]:
-    """A mix that exercises every outcome: ~6% without subscription, ~5% missing a name."""
+    """A mix that exercises every outcome: ~6% without subscription, ~5% missing a name,
+    ~2% with a subscription id Rokt rejects; the rest are accepted."""
     rng = random.Random(seed)
     cities = ["Sydney", "Melbourne", "", "Brisbane", "Perth"]
     contacts = []
@@ -60,6 +63,7 @@ def make_contacts(count: int, seed: int = 7) -> list[Contact]:
                 email=f"contact{i}@example.com",
                 city=rng.choice(cities),
                 has_subscription=roll >= 0.06,
+                subscription_id=UNKNOWN_SUBSCRIPTION_ID if 0.11 <= roll < 0.13 else "",
             )
         )
     return contacts
@@ -67,7 +71,7 @@ def make_contacts(count: int, seed: int = 7) -> list[Contact]:
 
 def seed_subscriptions(rokt_base_url: str, account_code: str, contacts: list[Contact]) -> None:
     """Create the contacts' subscriptions in the Rokt simulator (sandbox-only route)."""
-    wanted = [c for c in contacts if c.has_subscription]
+    wanted = [c for c in contacts if c.has_subscription and not c.subscription_id]
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         response = requests.post(

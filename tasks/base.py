@@ -14,8 +14,18 @@ from tasks import app
 
 MAX_BACKOFF_SECONDS = 300  # < visibility timeout (celeryconfig.VISIBILITY_TIMEOUT)
 
-_ALLOWED_OPTIONS = {"bind", "max_retries", "base", "acks_late", "soft_time_limit", "time_limit"}
-_DEFAULTS: dict[str, Any] = {"bind": True, "max_retries": 20, "acks_late": True}
+_ALLOWED_OPTIONS = {
+    "bind",
+    "max_retries",
+    "default_retry_delay",
+    "base",
+    "acks_late",
+    "soft_time_limit",
+    "time_limit",
+}
+# default_retry_delay is also the delay of task_retry_on_worker_lost (Celery's default: 180 s);
+# max_retries bounds how often a task whose pool process keeps dying is sent again.
+_DEFAULTS: dict[str, Any] = {"bind": True, "max_retries": 20, "default_retry_delay": 2, "acks_late": True}
 
 
 def backoff(attempt: int) -> float:

@@ -30,9 +30,10 @@ def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
     assert report["execute"]["duplicates_sent"] > 0
     outcomes = report["outcomes"]
     assert outcomes["accepted"] > 0 and outcomes["no_subscription"] > 0 and outcomes["missing_field"] > 0
+    assert outcomes["failed"] > 0  # a few contacts carry a subscription id Rokt rejects
     assert sum(outcomes.values()) == 300
     rokt = report["rokt"]
-    assert rokt["event_posts"] >= outcomes["accepted"]
+    assert rokt["event_posts"] >= outcomes["accepted"]  # rejected posts are not counted as posts
     assert rokt["calendar_entries"] == outcomes["accepted"]
     assert rokt["duplicate_calendar_entries"] == 0
     assert rokt["max_posts_in_any_1s_window"] <= 50 and rokt["throttled"] == 0

@@ -23,6 +23,8 @@ def expected_outcomes(payloads: list[dict]) -> Counter:
             outcomes["missing_field"] += 1
         elif not args.get("subscriptionId"):
             outcomes["no_subscription"] += 1
+        elif args["subscriptionId"] == jbsim.UNKNOWN_SUBSCRIPTION_ID:
+            outcomes["failed"] += 1
         else:
             outcomes["accepted"] += 1
     return outcomes
@@ -44,6 +46,8 @@ def test_contacts_flow_to_rokt_and_back_to_sfmc_in_batches(stack: Stack):
             assert row["RoktEventId"] == answer["roktEventId"]
         if row["Status"] == "missing_field":
             assert "FirstName" in row["Error"]
+        if row["Status"] == "failed":
+            assert "not found" in row["Error"]  # Rokt's own reason
 
     rokt = stack.rokt_state()
     accepted = expected_outcomes(payloads)["accepted"]

@@ -100,7 +100,9 @@ def _alg_none_token():
             signed(secret="another-secret-0123456789abcdef0123"), "application/jwt", id="wrong-secret"
         ),
         pytest.param(_alg_none_token(), "application/jwt", id="alg-none"),
-        pytest.param(signed(algorithm="HS512"), "application/jwt", id="other-algorithm"),
+        pytest.param(
+            signed(secret=JWT_SECRET * 2, algorithm="HS512"), "application/jwt", id="other-algorithm"
+        ),
         pytest.param(signed(exp=int(time.time()) - 3600), "application/jwt", id="expired"),
         pytest.param(b"\xff\xfe", "application/jwt", id="binary"),
         pytest.param("", "application/jwt", id="empty"),
