@@ -108,13 +108,15 @@ def cmd_templates(args: argparse.Namespace) -> int:
         for template in list_templates(r, tenant.name):
             print(json.dumps(template, sort_keys=True))
         return 0
-    source = sys.stdin if args.file in (None, "-") else open(args.file, encoding="utf-8")  # noqa: SIM115
-    with source:
-        try:
-            document = json.load(source)
-        except json.JSONDecodeError as exc:
-            print(f"error: template file is not JSON: {exc}", file=sys.stderr)
-            return 2
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+        document = json.loads(text)
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as exc:
+        print(f"error: template file is not JSON: {exc}", file=sys.stderr)
+        return 2
     try:
         stored = create_template(r, tenant.name, document)
     except ValidationError as exc:
@@ -158,10 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     templates = sub.add_parser("templates", help="manage event templates")
-    templates.add_argument("action", choices=["create", "list"])
-    templates.add_argument("--tenant", required=True)
-    templates.add_argument("file", nargs="?", help="template JSON file for create (- = stdin)")
-    templates.set_defaults(func=cmd_templates)
+    actions = templates.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="validate and store a template; prints its id")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("file", nargs="?", default="-", help="template JSON file (- = stdin)")
+    create.set_defaults(func=cmd_templates)
+    listing = actions.add_parser("list", help="the tenant's templates, one JSON object a line")
+    listing.add_argument("--tenant", required=True)
+    listing.set_defaults(func=cmd_templates)
     return parser
 
 
