@@ -189,7 +189,8 @@ def run_demo(contacts_count: int, report_path: Path, rate_limit: float = 50.0, w
             while time.monotonic() < deadline:
                 rows = len(_status_rows(sfmc_url))
                 progress.update(finishing, completed=rows)
-                if ledger.open_count(DEMO_TENANT) == 0 and rows >= drive_result.ok:
+                released = _state(sfmc_url)["released_contacts"]  # every demo contact waits on one
+                if ledger.open_count(DEMO_TENANT) == 0 and rows >= drive_result.ok and released >= rows:
                     break
                 for child in children:
                     if not child.alive():

@@ -24,7 +24,8 @@ from pipeline.store import tenant_key
 
 log = logging.getLogger(__name__)
 
-FLUSH_DELAY_SECONDS = 1.0  # rows gather this long before a flush (up to 50 per call anyway)
+FLUSH_DELAY_SECONDS = 1.0  # a first row schedules a flush this much later
+MAX_WAIT_SECONDS = 2.0  # a partial batch goes out once its oldest row waited this long
 
 
 @dataclass
@@ -33,12 +34,16 @@ class FlushReport:
     calls: int = 0
     rejected: int = 0
     more: bool = False  # the time budget ran out with entries left
+    retry_in: float = 0.0  # a partial batch is waiting to fill; look again in this many seconds
 
 
-def claim_flush_slot(rt: Runtime, tenant: str, kind: str) -> bool:
-    """True for the first caller in a FLUSH_DELAY window: it schedules the flush task."""
+def claim_flush_slot(rt: Runtime, tenant: str, kind: str, delay: float = FLUSH_DELAY_SECONDS) -> bool:
+    """True when no flush is scheduled within `delay`: the caller schedules one then.
+
+    One scheduled flush per tenant and kind at a time, however many rows arrive meanwhile.
+    """
     key = tenant_key(tenant, "flush-scheduled", kind)
-    return bool(rt.redis.set(key, "1", nx=True, px=int(FLUSH_DELAY_SECONDS * 1000)))
+    return bool(rt.redis.set(key, "1", nx=True, px=max(1, int(delay * 1000))))
 
 
 def latest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -86,27 +91,45 @@ def _drain(
     send_batch: Callable[[list[Entry]], None],
     report: FlushReport,
     budget_seconds: float,
+    max_wait: float,
 ) -> FlushReport:
-    """Send recovered batches, then new ones while they are full; a partial new batch ends it.
+    """Resend recovered batches, then send full batches; a partial batch only once its
+    oldest entry has waited `max_wait` seconds (else `report.retry_in` says when to look).
 
-    Rows that arrive after the pass read its last batch open a new flush window themselves,
-    so stopping at the first partial batch leaves nothing behind and keeps batches full.
+    Full batches keep SFMC calls near rows / batch size; the wait bounds row latency.
     """
     deadline = time.monotonic() + budget_seconds
-    for batch, fresh in box.batches(consumer, count):
+    while batch := box.take_recovered(consumer, count):
         send_batch(batch)
         box.ack(batch)
         report.items += len(batch)
-        if fresh and len(batch) < count:
-            break
+    while True:
         if time.monotonic() > deadline:
-            report.more = box.backlog() > 0
+            report.more = True
             return report
+        waiting, age = box.waiting()
+        if waiting == 0:
+            break
+        if waiting < count and age < max_wait:
+            report.retry_in = max_wait - age
+            break
+        batch = box.take_new(consumer, count)
+        if not batch:
+            break
+        send_batch(batch)
+        box.ack(batch)
+        report.items += len(batch)
     box.forget_consumer(consumer)
     return report
 
 
-def flush_status_rows(rt: Runtime, tenant: str, consumer: str, budget_seconds: float = 30) -> FlushReport:
+def flush_status_rows(
+    rt: Runtime,
+    tenant: str,
+    consumer: str,
+    budget_seconds: float = 30,
+    max_wait: float = MAX_WAIT_SECONDS,
+) -> FlushReport:
     de_key = rt.tenant(tenant).sfmc_status_de_key
     client = rt.sfmc(tenant)
     report = FlushReport()
@@ -130,10 +153,16 @@ def flush_status_rows(rt: Runtime, tenant: str, consumer: str, budget_seconds: f
         _send_bisecting(rt, tenant, rows, lambda items: client.upsert_rows(de_key, items), rejected, report)
 
     box = rt.outbox(tenant, STATUS_ROWS)
-    return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds)
+    return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait)
 
 
-def flush_releases(rt: Runtime, tenant: str, consumer: str, budget_seconds: float = 30) -> FlushReport:
+def flush_releases(
+    rt: Runtime,
+    tenant: str,
+    consumer: str,
+    budget_seconds: float = 30,
+    max_wait: float = MAX_WAIT_SECONDS,
+) -> FlushReport:
     client = rt.sfmc(tenant)
     report = FlushReport()
 
@@ -162,7 +191,7 @@ def flush_releases(rt: Runtime, tenant: str, consumer: str, budget_seconds: floa
             _send_bisecting(rt, tenant, members, fire, rejected, report)
 
     box = rt.outbox(tenant, RELEASES)
-    return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds)
+    return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)
 
 
 FLUSHERS = {STATUS_ROWS: flush_status_rows, RELEASES: flush_releases}

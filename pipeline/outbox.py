@@ -11,7 +11,6 @@ Writes are upserts by primary key, so sending an entry twice is harmless.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,29 +55,35 @@ class Outbox:
     def _entries(self, raw: list[tuple[str, dict[str, str]]]) -> list[Entry]:
         return [Entry(entry_id, json.loads(fields["p"])) for entry_id, fields in raw if fields]
 
-    def take(self, consumer: str, count: int) -> tuple[list[Entry], bool]:
-        """This consumer's own unacknowledged entries first, then orphans, then new ones.
-
-        Returns the batch and whether it holds new entries (rather than recovered ones).
-        """
+    def take_recovered(self, consumer: str, count: int) -> list[Entry]:
+        """This consumer's own unacknowledged entries (a redelivered flush), else orphans
+        idle longer than the claim lease (a flush that never came back)."""
         self._ensure_group()
         own = self.r.xreadgroup(GROUP, consumer, {self.key: "0"}, count=count)
         entries = self._entries(own[0][1]) if own else []
         if entries:
-            return entries, False
+            return entries
         claimed = self.r.xautoclaim(self.key, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=count)
-        entries = self._entries(claimed[1])
-        if entries:
-            return entries, False
-        fresh = self.r.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count)
-        return (self._entries(fresh[0][1]) if fresh else []), True
+        return self._entries(claimed[1])
 
-    def batches(self, consumer: str, count: int) -> Iterator[tuple[list[Entry], bool]]:
-        while True:
-            batch, fresh = self.take(consumer, count)
-            if not batch:
-                return
-            yield batch, fresh
+    def take_new(self, consumer: str, count: int) -> list[Entry]:
+        self._ensure_group()
+        fresh = self.r.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count)
+        return self._entries(fresh[0][1]) if fresh else []
+
+    def waiting(self) -> tuple[int, float]:
+        """Entries never handed to a flush yet, and the age in seconds of the oldest of them."""
+        self._ensure_group()
+        group = next(g for g in self.r.xinfo_groups(self.key) if g["name"] == GROUP)
+        count = int(self.r.xlen(self.key)) - int(group["pending"])
+        if count <= 0:
+            return 0, 0.0
+        oldest = self.r.xrange(self.key, min="(" + group["last-delivered-id"], count=1)
+        if not oldest:
+            return 0, 0.0
+        seconds, micros = self.r.time()
+        created_ms = int(oldest[0][0].split("-")[0])
+        return count, max(0.0, seconds + micros / 1e6 - created_ms / 1000)
 
     def ack(self, entries: list[Entry]) -> None:
         ids = [e.id for e in entries]

@@ -8,7 +8,7 @@ import uuid
 from celery import Task
 
 from pipeline.clients.errors import ClientError
-from pipeline.flush import FLUSHERS
+from pipeline.flush import FLUSHERS, claim_flush_slot
 from pipeline.outbox import RELEASES, STATUS_ROWS
 from pipeline.queues import FLUSH_ALL_TASK, FLUSH_RELEASES_TASK, FLUSH_STATUS_TASK
 from pipeline.ratelimit import RateLimited
@@ -27,6 +27,8 @@ def _flush(task: Task, kind: str, tenant: str) -> dict[str, int]:
         raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
     if report.more:
         task.apply_async(args=[tenant])
+    elif report.retry_in and claim_flush_slot(get_runtime(), tenant, kind, report.retry_in):
+        task.apply_async(args=[tenant], countdown=report.retry_in)
     return {"items": report.items, "calls": report.calls, "rejected": report.rejected}
 
 

@@ -33,11 +33,26 @@ def test_rows_go_out_in_batches_of_at_most_50(runtime):
     box = runtime.outbox("default", STATUS_ROWS)
     for i in range(120):
         box.append(row(i))
-    report = flush_status_rows(runtime, "default", consumer="c1")
+    report = flush_status_rows(runtime, "default", consumer="c1", max_wait=0)
     sizes = [len(sent_rows(c)) for c in rowset.calls]
     assert sizes == [50, 50, 20]
     assert report.items == 120 and report.calls == 3
     assert box.backlog() == 0
+
+
+@responses.activate
+def test_full_batches_go_at_once_and_a_young_partial_batch_waits(runtime):
+    token()
+    rowset = responses.post(ROWSET, json=[])
+    box = runtime.outbox("default", STATUS_ROWS)
+    for i in range(70):
+        box.append(row(i))
+    report = flush_status_rows(runtime, "default", consumer="c1", max_wait=30)
+    assert [len(sent_rows(c)) for c in rowset.calls] == [50]
+    assert 29 < report.retry_in <= 30 and box.backlog() == 20
+    report = flush_status_rows(runtime, "default", consumer="c1", max_wait=0)  # it has waited enough
+    assert [len(sent_rows(c)) for c in rowset.calls] == [50, 20]
+    assert report.retry_in == 0 and box.backlog() == 0
 
 
 def test_latest_row_per_key_wins():
@@ -65,7 +80,7 @@ def test_a_bad_row_is_bisected_out_and_dead_lettered(runtime):
     box = runtime.outbox("default", STATUS_ROWS)
     for i in range(10):
         box.append(row(i))
-    report = flush_status_rows(runtime, "default", consumer="c1")
+    report = flush_status_rows(runtime, "default", consumer="c1", max_wait=0)
     saved = [
         r["keys"]["ContactKey"]
         for c in responses.calls
@@ -86,10 +101,10 @@ def test_a_crash_mid_batch_loses_nothing(runtime):
     box = runtime.outbox("default", STATUS_ROWS)
     for i in range(30):
         box.append(row(i))
-    taken, _fresh = box.take("task-1", 50)  # the worker read its batch, then was killed before sending
+    taken = box.take_new("task-1", 50)  # the worker read its batch, then was killed before sending
     assert len(taken) == 30
     box.append(row(99))
-    report = flush_status_rows(runtime, "default", consumer="task-1")  # redelivered task, same id
+    report = flush_status_rows(runtime, "default", consumer="task-1", max_wait=0)  # redelivered task, same id
     sent = [r["keys"]["ContactKey"] for c in rowset.calls for r in sent_rows(c)]
     assert sorted(sent) == sorted([f"C{i}" for i in range(30)] + ["C99"])
     assert report.items == 31 and box.backlog() == 0
@@ -102,12 +117,12 @@ def test_a_failed_call_leaves_the_batch_pending_for_the_retry(runtime):
     box = runtime.outbox("default", STATUS_ROWS)
     box.append(row(1))
     try:
-        flush_status_rows(runtime, "default", consumer="task-2")
+        flush_status_rows(runtime, "default", consumer="task-2", max_wait=0)
     except Exception as exc:  # the task retries on this
         assert getattr(exc, "retryable", False)
     assert box.backlog() == 1
     responses.replace(responses.POST, ROWSET, json=[])
-    flush_status_rows(runtime, "default", consumer="task-2")
+    flush_status_rows(runtime, "default", consumer="task-2", max_wait=0)
     assert box.backlog() == 0
 
 
@@ -125,7 +140,7 @@ def test_releases_group_by_event_key_up_to_100_members(runtime):
                 "data": {"roktStatus": "accepted", "executionId": f"e{i}"},
             }
         )
-    flush_releases(runtime, "default", consumer="c")
+    flush_releases(runtime, "default", consumer="c", max_wait=0)
     bodies = [json.loads(c.request.body) for c in events.calls]
     assert all(len(b["members"]) <= 100 for b in bodies)
     assert sum(len(b["members"]) for b in bodies) == 150
