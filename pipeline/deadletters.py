@@ -7,6 +7,7 @@ from typing import Any
 
 import redis
 
+from pipeline.clients.errors import ClientError
 from pipeline.ledger import now_iso
 from pipeline.store import tenant_key
 
@@ -34,6 +35,22 @@ def record_dead_letter(
         "failedAt": now_iso(),
     }
     r.hset(tenant_key(tenant, "dlq"), item_id, json.dumps(record, sort_keys=True))
+
+
+def record_rejection(
+    r: redis.Redis, tenant: str, item_id: str, stage: str, exc: ClientError, payload: dict[str, Any]
+) -> None:
+    """A vendor refused this one item for good (after bisecting its batch)."""
+    record_dead_letter(
+        r,
+        tenant,
+        item_id,
+        stage=stage,
+        error_class=exc.error_class,
+        reason=exc.reason,
+        attempts=1,
+        payload=payload,
+    )
 
 
 def dead_letters(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:

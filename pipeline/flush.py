@@ -17,7 +17,7 @@ from typing import Any
 
 from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
-from pipeline.deadletters import record_dead_letter
+from pipeline.deadletters import record_rejection
 from pipeline.outbox import RELEASES, STATUS_ROWS, Entry, Outbox
 from pipeline.runtime import Runtime
 from pipeline.store import tenant_key
@@ -137,15 +137,8 @@ def flush_status_rows(
     def rejected(row: dict[str, Any], exc: PermanentError) -> None:
         execution = row["keys"].get("ExecutionId")
         log.error("status row for execution %s rejected by SFMC: %s", execution, exc.reason)
-        record_dead_letter(
-            rt.redis,
-            tenant,
-            f"row:{execution}",
-            stage="record_status",
-            error_class=exc.error_class,
-            reason=exc.reason,
-            attempts=1,
-            payload={"deKey": de_key, "row": row},
+        record_rejection(
+            rt.redis, tenant, f"row:{execution}", "record_status", exc, {"deKey": de_key, "row": row}
         )
 
     def send_batch(batch: list[Entry]) -> None:
@@ -174,15 +167,9 @@ def flush_releases(
         for key, members in groups.items():
 
             def rejected(member: dict[str, Any], exc: PermanentError, key: str = key) -> None:
-                record_dead_letter(
-                    rt.redis,
-                    tenant,
-                    f"release:{member['data'].get('executionId')}",
-                    stage="release",
-                    error_class=exc.error_class,
-                    reason=exc.reason,
-                    attempts=1,
-                    payload={"eventDefinitionKey": key, "member": member},
+                item = f"release:{member['data'].get('executionId')}"
+                record_rejection(
+                    rt.redis, tenant, item, "release", exc, {"eventDefinitionKey": key, "member": member}
                 )
 
             def fire(items: list[dict[str, Any]], key: str = key) -> None:

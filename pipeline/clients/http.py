@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+import redis
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -13,9 +15,12 @@ from pipeline.clients.errors import (
     PermanentError,
     RetryableError,
     Throttled,
+    Unauthorized,
     UnknownOutcome,
     retry_after_seconds,
 )
+from pipeline.settings import Tenant
+from pipeline.tokens import SharedToken
 
 
 def new_session(user_agent: str = "rokt-sfmc/0.1") -> requests.Session:
@@ -70,3 +75,53 @@ def raise_for_status(
     if 400 <= status < 500:
         raise PermanentError(detail, status=status)
     raise ClientError(detail, status=status)
+
+
+class BearerClient(ABC):
+    """A vendor API behind an OAuth client-credentials token shared by every worker.
+
+    Thread-safety: one instance per worker process; requests.Session is not shared across forks.
+    """
+
+    vendor = ""
+
+    def __init__(
+        self,
+        tenant: Tenant,
+        r: redis.Redis,
+        timeout: tuple[float, float],
+        session: requests.Session | None = None,
+        gate: Callable[[], None] | None = None,
+    ) -> None:
+        """`gate` runs right before every API request (not token requests): the rate limiter."""
+        self.tenant = tenant
+        self.timeout = timeout
+        self.session = session or new_session()
+        self.gate = gate or (lambda: None)
+        self.token = SharedToken(r, tenant.name, self.vendor.lower(), self._fetch_token)
+
+    @abstractmethod
+    def _fetch_token(self) -> dict[str, Any]:
+        """The vendor's token response (access_token, expires_in, ...)."""
+
+    @abstractmethod
+    def _base_url(self, token: dict[str, Any]) -> str:
+        """Where API calls go (SFMC names it in the token response)."""
+
+    def _authorized(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """Send with the shared bearer token; on 401 refresh once and send again."""
+        for _attempt in (1, 2):
+            token = self.token.get()
+            self.gate()  # after the token is in hand, so a slow token fetch cannot bunch requests
+            response = send(
+                self.session,
+                method,
+                self._base_url(token).rstrip("/") + path,
+                headers={"Authorization": f"Bearer {token['access_token']}", "Accept": "application/json"},
+                timeout=self.timeout,
+                **kwargs,
+            )
+            if response.status_code != 401:
+                return response
+            self.token.invalidate(token["access_token"])
+        raise Unauthorized(f"{self.vendor} {path}: 401 after token refresh", status=401)

@@ -1,20 +1,13 @@
-"""SFMC REST client (reference: shared/reference/sfmc-custom-activity.md §6-§8).
-
-Thread-safety: one instance per worker process; requests.Session is not shared across forks.
-"""
+"""SFMC REST client (reference: shared/reference/sfmc-custom-activity.md §6-§8)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import redis
 import requests
 
-from pipeline.clients.errors import PermanentError, RetryableError, Throttled, Unauthorized
-from pipeline.clients.http import new_session, raise_for_status, send
-from pipeline.settings import Tenant
-from pipeline.tokens import SharedToken
+from pipeline.clients.errors import PermanentError, RetryableError, Throttled
+from pipeline.clients.http import BearerClient, raise_for_status, send
 
 ROWSET_MAX_ROWS = 50  # "maximum of 50 columns and 50 records at a time"
 ASYNC_EVENTS_MAX_MEMBERS = 100  # /interaction/v1/async/events
@@ -39,21 +32,11 @@ def _describe(response: requests.Response) -> str:
     return "; ".join(parts)[:500]
 
 
-class SfmcClient:
-    def __init__(
-        self,
-        tenant: Tenant,
-        r: redis.Redis,
-        timeout: tuple[float, float],
-        session: requests.Session | None = None,
-        gate: Callable[[], None] | None = None,
-    ) -> None:
-        """`gate` runs right before every API request (not token requests): the rate limiter."""
-        self.tenant = tenant
-        self.gate = gate or (lambda: None)
-        self.timeout = timeout
-        self.session = session or new_session()
-        self.token = SharedToken(r, tenant.name, "sfmc", self._fetch_token)
+class SfmcClient(BearerClient):
+    vendor = "SFMC"
+
+    def _base_url(self, token: dict[str, Any]) -> str:
+        return token["rest_instance_url"]
 
     def _fetch_token(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -80,26 +63,6 @@ class SfmcClient:
         if not token.get("access_token") or not token.get("rest_instance_url"):
             raise RetryableError("SFMC token response without access_token/rest_instance_url")
         return token
-
-    def _authorized(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send with the shared token; on 401 refresh once and send again (SFMC's advice)."""
-        for attempt in (1, 2):
-            token = self.token.get()
-            self.gate()  # after the token is in hand, so a slow token fetch cannot bunch requests
-            response = send(
-                self.session,
-                method,
-                token["rest_instance_url"].rstrip("/") + path,
-                headers={"Authorization": f"Bearer {token['access_token']}"},
-                timeout=self.timeout,
-                **kwargs,
-            )
-            if response.status_code != 401:
-                return response
-            self.token.invalidate(token["access_token"])
-            if attempt == 2:
-                raise Unauthorized(f"SFMC {path}: 401 after token refresh", status=401)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _check(self, response: requests.Response, what: str) -> None:
         body = _error_body(response) if response.status_code >= 400 else {}
