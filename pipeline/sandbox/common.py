@@ -20,6 +20,7 @@ class Faults:
     rate_limit: float = 0.0  # API calls per second per account; 0 = unlimited
     token_lifetime: float = 0.0  # seconds; 0 = the simulator's default
     land_delay_ms: float = 300.0  # Rokt: 202 now, the calendar entry after this delay
+    fail_next: float = 0  # the next N API calls are answered 500 (deterministic faults)
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
@@ -91,10 +92,13 @@ class Simulator:
         """Apply latency and maybe an injected 500; True when the call must fail."""
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000)
-        if self.faults.error_rate and random.random() < self.faults.error_rate:
-            with self.lock:
+        with self.lock:
+            forced = self.faults.fail_next > 0
+            if forced:
+                self.faults.fail_next -= 1
+            if forced or (self.faults.error_rate and random.random() < self.faults.error_rate):
                 self.counters.injected_errors += 1
-            return True
+                return True
         return False
 
     def admit(self, account: str) -> bool:
