@@ -14,10 +14,13 @@ from pipeline.queues import (
     FLUSH_ALL_TASK,
     FLUSH_RELEASES_TASK,
     FLUSH_STATUS_TASK,
+    FLUSH_SUBSCRIPTIONS_TASK,
     RENDER_QUEUE,
     RENDER_TASK,
     ROKT_QUEUE,
     SFMC_QUEUE,
+    WEBHOOK_TASK,
+    WEBHOOKS_QUEUE,
 )
 from pipeline.settings import get_settings
 
@@ -71,6 +74,8 @@ task_routes = {
     RENDER_TASK: {"queue": RENDER_QUEUE},
     CREATE_EVENT_TASK: {"queue": ROKT_QUEUE},
     FLUSH_STATUS_TASK: {"queue": SFMC_QUEUE},
+    FLUSH_SUBSCRIPTIONS_TASK: {"queue": SFMC_QUEUE},
+    WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
     FLUSH_ALL_TASK: {"queue": SFMC_QUEUE},
     FLUSH_RELEASES_TASK: {"queue": CALLBACKS_QUEUE},
 }

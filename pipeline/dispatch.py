@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from celery import Celery
 
-from pipeline.queues import RENDER_QUEUE, RENDER_TASK
+from pipeline.queues import RENDER_QUEUE, RENDER_TASK, WEBHOOK_TASK, WEBHOOKS_QUEUE
 
 
 @lru_cache(maxsize=1)
@@ -27,4 +27,11 @@ def enqueue_execution(tenant: str, execution_id: str) -> None:
         args=[tenant, execution_id],
         queue=RENDER_QUEUE,
         task_id=f"{execution_id}:render",
+    )
+
+
+def enqueue_webhook(tenant: str, event_id: str) -> None:
+    """Process a stored Rokt webhook; one task id per webhook eventId."""
+    producer().send_task(
+        WEBHOOK_TASK, args=[tenant, event_id], queue=WEBHOOKS_QUEUE, task_id=f"webhook:{event_id}"
     )

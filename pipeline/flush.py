@@ -18,14 +18,18 @@ from typing import Any
 from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
 from pipeline.deadletters import record_rejection
-from pipeline.outbox import RELEASES, STATUS_ROWS, Entry, Outbox
+from pipeline.outbox import RELEASES, STATUS_ROWS, SUBSCRIPTION_ROWS, Entry, Outbox
 from pipeline.runtime import Runtime
+from pipeline.settings import Tenant
 from pipeline.store import tenant_key
 
 log = logging.getLogger(__name__)
 
 FLUSH_DELAY_SECONDS = 1.0  # a first row schedules a flush this much later
 MAX_WAIT_SECONDS = 2.0  # a partial batch goes out once its oldest row waited this long
+
+
+Flusher = Callable[..., "FlushReport"]
 
 
 @dataclass
@@ -123,30 +127,52 @@ def _drain(
     return report
 
 
-def flush_status_rows(
+def _flush_de_rows(
     rt: Runtime,
     tenant: str,
+    kind: str,
+    de_key: str,
+    stage: str,
     consumer: str,
-    budget_seconds: float = 30,
-    max_wait: float = MAX_WAIT_SECONDS,
+    budget_seconds: float,
+    max_wait: float,
 ) -> FlushReport:
-    de_key = rt.tenant(tenant).sfmc_status_de_key
     client = rt.sfmc(tenant)
     report = FlushReport()
 
     def rejected(row: dict[str, Any], exc: PermanentError) -> None:
-        execution = row["keys"].get("ExecutionId")
-        log.error("status row for execution %s rejected by SFMC: %s", execution, exc.reason)
-        record_rejection(
-            rt.redis, tenant, f"row:{execution}", "record_status", exc, {"deKey": de_key, "row": row}
-        )
+        item = ":".join(str(v) for v in row["keys"].values())
+        log.error("%s row %s rejected by SFMC: %s", kind, item, exc.reason)
+        record_rejection(rt.redis, tenant, f"{kind}-row:{item}", stage, exc, {"deKey": de_key, "row": row})
 
     def send_batch(batch: list[Entry]) -> None:
         rows = latest_per_key([entry.payload for entry in batch])
         _send_bisecting(rt, tenant, rows, lambda items: client.upsert_rows(de_key, items), rejected, report)
 
-    box = rt.outbox(tenant, STATUS_ROWS)
+    box = rt.outbox(tenant, kind)
     return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait)
+
+
+def _de_rows_flusher(kind: str, de_key_of: Callable[[Tenant], str], stage: str) -> Flusher:
+    """A flusher of one kind of data-extension rows (status rows, subscription rows)."""
+
+    def flush(
+        rt: Runtime,
+        tenant: str,
+        consumer: str,
+        budget_seconds: float = 30,
+        max_wait: float = MAX_WAIT_SECONDS,
+    ) -> FlushReport:
+        de_key = de_key_of(rt.tenant(tenant))
+        return _flush_de_rows(rt, tenant, kind, de_key, stage, consumer, budget_seconds, max_wait)
+
+    return flush
+
+
+flush_status_rows = _de_rows_flusher(STATUS_ROWS, lambda t: t.sfmc_status_de_key, "record_status")
+flush_subscription_rows = _de_rows_flusher(
+    SUBSCRIPTION_ROWS, lambda t: t.sfmc_subscription_de_key, "record_subscription"
+)
 
 
 def flush_releases(
@@ -181,4 +207,8 @@ def flush_releases(
     return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)
 
 
-FLUSHERS = {STATUS_ROWS: flush_status_rows, RELEASES: flush_releases}
+FLUSHERS: dict[str, Flusher] = {
+    STATUS_ROWS: flush_status_rows,
+    SUBSCRIPTION_ROWS: flush_subscription_rows,
+    RELEASES: flush_releases,
+}

@@ -26,18 +26,21 @@ CONFIRMED = "confirmed"
 NO_SUBSCRIPTION = "no_subscription"
 MISSING_FIELD = "missing_field"
 FAILED = "failed"
-TERMINAL = (ACCEPTED, CONFIRMED, NO_SUBSCRIPTION, MISSING_FIELD, FAILED)
+REMOVED = "removed"  # the subscriber (or Rokt) took the event out of the calendar
+TERMINAL = (ACCEPTED, CONFIRMED, NO_SUBSCRIPTION, MISSING_FIELD, FAILED, REMOVED)
 OUTCOMES = TERMINAL
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
 EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 
+# KEYS: exec hash, open set, counts, eventId index; ARGV: ttl, now, execution id, field/value pairs
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), KEYS[1])
 redis.call('HINCRBY', KEYS[3], 'received', 1)
+redis.call('SET', KEYS[4], ARGV[3], 'EX', tonumber(ARGV[1]))
 return 1
 """
 
@@ -100,6 +103,13 @@ class Ledger:
     def _key(self, tenant: str, execution: str) -> str:
         return tenant_key(tenant, "exec", execution)
 
+    def _event_index(self, tenant: str, event_id: str) -> str:
+        return tenant_key(tenant, "event", event_id)
+
+    def execution_for_event(self, tenant: str, event_id: str) -> str | None:
+        """The execution that sent this Rokt eventId (for SubscriptionEvent* webhooks)."""
+        return self.r.get(self._event_index(tenant, event_id))
+
     def open_key(self, tenant: str) -> str:
         return tenant_key(tenant, "open")
 
@@ -115,13 +125,20 @@ class Ledger:
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()},
         }
         flat = [item for pair in values.items() for item in pair]
-        keys = [self._key(tenant, execution), self.open_key(tenant), self.counts_key(tenant)]
-        return bool(self._claim(keys=keys, args=[self.ttl_seconds, time.time(), *flat]))
+        keys = [
+            self._key(tenant, execution),
+            self.open_key(tenant),
+            self.counts_key(tenant),
+            self._event_index(tenant, str(record.get("eventId", ""))),
+        ]
+        return bool(self._claim(keys=keys, args=[self.ttl_seconds, time.time(), execution, *flat]))
 
     def release_claim(self, tenant: str, execution: str) -> None:
         """Undo a claim whose enqueue failed, so the JB retry can claim and enqueue again."""
         pipe = self.r.pipeline()
-        pipe.delete(self._key(tenant, execution))
+        execution_hash = self._key(tenant, execution)
+        event_id = self.r.hget(execution_hash, "eventId") or ""
+        pipe.delete(execution_hash, self._event_index(tenant, event_id))
         pipe.zrem(self.open_key(tenant), self._key(tenant, execution))
         pipe.hincrby(self.counts_key(tenant), "received", -1)
         pipe.execute()

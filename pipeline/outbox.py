@@ -19,8 +19,9 @@ import redis
 from pipeline.store import tenant_key
 
 GROUP = "flushers"
-STATUS_ROWS = "status"
-RELEASES = "release"
+STATUS_ROWS = "status"  # execution status rows -> SFMC_STATUS_DE_KEY
+SUBSCRIPTION_ROWS = "subscription"  # Calendar Subscription rows -> SFMC_SUBSCRIPTION_DE_KEY
+RELEASES = "release"  # Journey Builder releases -> /interaction/v1/async/events
 CLAIM_IDLE_MS = 180_000  # longer than a flush task's hard time limit
 
 
@@ -38,7 +39,7 @@ class Outbox:
         self.key = tenant_key(tenant, "outbox", kind)
         self._group_ready = False
 
-    def _ensure_group(self) -> None:
+    def ensure_group(self) -> None:
         if self._group_ready:
             return
         try:
@@ -49,8 +50,12 @@ class Outbox:
         self._group_ready = True
 
     def append(self, payload: dict[str, Any]) -> str:
-        self._ensure_group()
+        self.ensure_group()
         return self.r.xadd(self.key, {"p": json.dumps(payload, sort_keys=True)})
+
+    def append_in(self, pipe: redis.client.Pipeline, payload: dict[str, Any]) -> None:
+        """Append inside the caller's transaction (call ensure_group() first)."""
+        pipe.xadd(self.key, {"p": json.dumps(payload, sort_keys=True)})
 
     def _entries(self, raw: list[tuple[str, dict[str, str]]]) -> list[Entry]:
         return [Entry(entry_id, json.loads(fields["p"])) for entry_id, fields in raw if fields]
@@ -58,7 +63,7 @@ class Outbox:
     def take_recovered(self, consumer: str, count: int) -> list[Entry]:
         """This consumer's own unacknowledged entries (a redelivered flush), else orphans
         idle longer than the claim lease (a flush that never came back)."""
-        self._ensure_group()
+        self.ensure_group()
         own = self.r.xreadgroup(GROUP, consumer, {self.key: "0"}, count=count)
         entries = self._entries(own[0][1]) if own else []
         if entries:
@@ -67,13 +72,13 @@ class Outbox:
         return self._entries(claimed[1])
 
     def take_new(self, consumer: str, count: int) -> list[Entry]:
-        self._ensure_group()
+        self.ensure_group()
         fresh = self.r.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count)
         return self._entries(fresh[0][1]) if fresh else []
 
     def waiting(self) -> tuple[int, float]:
         """Entries never handed to a flush yet, and the age in seconds of the oldest of them."""
-        self._ensure_group()
+        self.ensure_group()
         group = next(g for g in self.r.xinfo_groups(self.key) if g["name"] == GROUP)
         count = int(self.r.xlen(self.key)) - int(group["pending"])
         if count <= 0:

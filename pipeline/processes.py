@@ -142,6 +142,8 @@ def start_web(run_dir: Path, env: dict[str, str], port: int, workers: int = 2) -
         "16",
         "--access-logfile",
         "-",
+        "--logger-class",
+        "pipeline.web.logs.RedactingGunicornLogger",
         "pipeline.web:create_app()",
     ]
     child = Child(f"web-{port}", argv, env, run_dir)

@@ -2,5 +2,5 @@
 
 from celery import Celery
 
-app = Celery("rokt_sfmc", include=["tasks.execution", "tasks.flushing"])
+app = Celery("rokt_sfmc", include=["tasks.execution", "tasks.flushing", "tasks.webhooks"])
 app.config_from_object("celeryconfig")

@@ -9,6 +9,9 @@ from typing import Any
 
 from celery import Task, signals
 
+from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slot
+from pipeline.outbox import RELEASES, STATUS_ROWS
+from pipeline.runtime import get_runtime
 from pipeline.settings import get_settings
 from tasks import app
 
@@ -38,6 +41,16 @@ def pipeline_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], T
     if unknown:
         raise TypeError(f"unknown task options for {name}: {sorted(unknown)}")
     return app.task(name=name, **{**_DEFAULTS, **options})
+
+
+def schedule_flushes(tenant: str, kinds: tuple[str, ...] = (STATUS_ROWS, RELEASES)) -> None:
+    """Let rows gather for a moment, then flush them in batches (one scheduled flush per kind)."""
+    from tasks.flushing import FLUSH_TASKS
+
+    rt = get_runtime()
+    for kind in kinds:
+        if rt.outbox(tenant, kind).backlog() and claim_flush_slot(rt, tenant, kind):
+            FLUSH_TASKS[kind].apply_async(args=[tenant], countdown=FLUSH_DELAY_SECONDS)
 
 
 @signals.setup_logging.connect

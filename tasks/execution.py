@@ -11,12 +11,10 @@ from celery import Task
 
 from pipeline import executions
 from pipeline.clients.errors import ClientError
-from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slot
-from pipeline.outbox import RELEASES, STATUS_ROWS
 from pipeline.queues import CREATE_EVENT_TASK, RENDER_TASK, ROKT_QUEUE
 from pipeline.ratelimit import RateLimited
 from pipeline.runtime import get_runtime
-from tasks.base import backoff, pipeline_task
+from tasks.base import backoff, pipeline_task, schedule_flushes
 
 MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution before it is dead-lettered
 TIME_BUDGET_SECONDS = 3600  # throttling may delay an execution this long, no longer
@@ -31,16 +29,6 @@ class ExecutionTask(Task):
         tenant, execution_id = args[0], args[1]
         executions.give_up(get_runtime(), tenant, execution_id, self.stage, exc, self.request.retries + 1)
         schedule_flushes(tenant)
-
-
-def schedule_flushes(tenant: str) -> None:
-    """Let outcome rows gather for a moment, then flush them in batches (one task per window)."""
-    from tasks.flushing import flush_releases, flush_status_rows
-
-    rt = get_runtime()
-    for kind, task in ((STATUS_ROWS, flush_status_rows), (RELEASES, flush_releases)):
-        if rt.outbox(tenant, kind).backlog() and claim_flush_slot(rt, tenant, kind):
-            task.apply_async(args=[tenant], countdown=FLUSH_DELAY_SECONDS)
 
 
 class RenderTask(ExecutionTask):

@@ -9,8 +9,8 @@ from celery import Task
 
 from pipeline.clients.errors import ClientError
 from pipeline.flush import FLUSHERS, claim_flush_slot
-from pipeline.outbox import RELEASES, STATUS_ROWS
-from pipeline.queues import FLUSH_ALL_TASK, FLUSH_RELEASES_TASK, FLUSH_STATUS_TASK
+from pipeline.outbox import RELEASES, STATUS_ROWS, SUBSCRIPTION_ROWS
+from pipeline.queues import FLUSH_ALL_TASK, FLUSH_RELEASES_TASK, FLUSH_STATUS_TASK, FLUSH_SUBSCRIPTIONS_TASK
 from pipeline.ratelimit import RateLimited
 from pipeline.runtime import get_runtime
 from tasks.base import backoff, pipeline_task
@@ -37,9 +37,21 @@ def flush_status_rows(self: Task, tenant: str) -> dict[str, int]:
     return _flush(self, STATUS_ROWS, tenant)
 
 
+@pipeline_task(FLUSH_SUBSCRIPTIONS_TASK)
+def flush_subscription_rows(self: Task, tenant: str) -> dict[str, int]:
+    return _flush(self, SUBSCRIPTION_ROWS, tenant)
+
+
 @pipeline_task(FLUSH_RELEASES_TASK)
 def flush_releases(self: Task, tenant: str) -> dict[str, int]:
     return _flush(self, RELEASES, tenant)
+
+
+FLUSH_TASKS = {
+    STATUS_ROWS: flush_status_rows,
+    SUBSCRIPTION_ROWS: flush_subscription_rows,
+    RELEASES: flush_releases,
+}
 
 
 @pipeline_task(FLUSH_ALL_TASK)
@@ -47,7 +59,6 @@ def flush_all(self: Task) -> None:
     """Beat's safety net: flush every tenant outbox that still holds entries."""
     rt = get_runtime()
     for tenant in rt.settings.tenants:
-        if rt.outbox(tenant, STATUS_ROWS).backlog():
-            flush_status_rows.apply_async(args=[tenant])
-        if rt.outbox(tenant, RELEASES).backlog():
-            flush_releases.apply_async(args=[tenant])
+        for kind, task in FLUSH_TASKS.items():
+            if rt.outbox(tenant, kind).backlog():
+                task.apply_async(args=[tenant])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import requests
 
@@ -91,3 +92,38 @@ class SfmcClient(BearerClient):
         )
         self._check(response, "SFMC async events")
         return _error_body(response)
+
+    def contact_exists(self, contact_key: str) -> bool:
+        """GET /contacts/v1/contacts/{contactKey}: 200 found, 404 not found.
+
+        SFMC documents no read-by-key route for contacts; this one follows the REST
+        resource naming of the Contacts API and is kept to this one method so it is
+        easy to swap for `/contacts/v1/establish` if a tenant's stack lacks it.
+        """
+        response = self._authorized("GET", f"/contacts/v1/contacts/{quote(contact_key, safe='')}")
+        if response.status_code == 404:
+            return False
+        self._check(response, "SFMC find contact")
+        return True
+
+    def create_contact(self, contact_key: str, email: str = "") -> None:
+        """POST /contacts/v1/contacts, with the Email Addresses attribute set when known."""
+        attribute_sets = []
+        if email:
+            attribute_sets.append(
+                {
+                    "name": "Email Addresses",
+                    "items": [
+                        {
+                            "values": [
+                                {"name": "Email Address", "value": email},
+                                {"name": "HTML Enabled", "value": True},
+                            ]
+                        }
+                    ],
+                }
+            )
+        response = self._authorized(
+            "POST", "/contacts/v1/contacts", json={"contactKey": contact_key, "attributeSets": attribute_sets}
+        )
+        self._check(response, "SFMC create contact")

@@ -19,16 +19,23 @@ MAX_BODY_BYTES = 64 * 1024
 Enqueue = Callable[[str, str], None]
 
 
-def create_app(runtime: Runtime | None = None, enqueue: Enqueue | None = None) -> Flask:
-    from pipeline.dispatch import enqueue_execution
+def create_app(
+    runtime: Runtime | None = None, enqueue: Enqueue | None = None, enqueue_webhook: Enqueue | None = None
+) -> Flask:
+    from pipeline import dispatch
     from pipeline.web.activity import activity
     from pipeline.web.health import health
+    from pipeline.web.logs import install_log_redaction
+    from pipeline.web.webhooks import webhooks
 
+    install_log_redaction()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["rsf.runtime"] = runtime or Runtime(get_settings())
-    app.extensions["rsf.enqueue"] = enqueue or enqueue_execution
+    app.extensions["rsf.enqueue"] = enqueue or dispatch.enqueue_execution
+    app.extensions["rsf.enqueue_webhook"] = enqueue_webhook or dispatch.enqueue_webhook
     app.register_blueprint(activity)
+    app.register_blueprint(webhooks)
     app.register_blueprint(health)
 
     @app.errorhandler(HTTPException)

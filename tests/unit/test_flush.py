@@ -89,7 +89,7 @@ def test_a_bad_row_is_bisected_out_and_dead_lettered(runtime):
     ]
     assert sorted(saved) == sorted(f"C{i}" for i in range(10) if i != 7)
     assert report.rejected == 1
-    letter = json.loads(runtime.redis.hget("rsf:default:dlq", "row:e7"))
+    letter = json.loads(runtime.redis.hget("rsf:default:dlq", "status-row:C7:e7"))
     assert letter["stage"] == "record_status" and "10001" in letter["reason"]
     assert box.backlog() == 0
 

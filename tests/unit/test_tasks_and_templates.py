@@ -12,6 +12,8 @@ from tasks import app
 def test_every_task_is_registered_under_its_stable_name_and_routed():
     app.loader.import_default_modules()
     names = {
+        queues.WEBHOOK_TASK,
+        queues.FLUSH_SUBSCRIPTIONS_TASK,
         queues.RENDER_TASK,
         queues.CREATE_EVENT_TASK,
         queues.FLUSH_STATUS_TASK,

@@ -1,0 +1,218 @@
+"""Rokt Calendar subscriptions into SFMC's "Calendar Subscription" data extension.
+
+Mapping (rokt-calendar-api.md §11): 26 attributes per subscription, primary key
+`CalendarSubscriptionId`, plus `ContactMatch` (matched/created). Multi-valued tags are joined
+with ";" in `tagID` and `TagText`, in the same order, so a segment filter can use "contains".
+
+Ordering: Rokt's envelope carries no timestamp and deliveries arrive in any order, so each
+field remembers the rank of the event that set it (Subscribe 1 < SubscriptionDetailsUpdated 2
+< Unsubscribe 3) and an event only sets fields it carries, never over a higher rank. Hence an
+Unsubscribe that overtook its Subscribe stays unsubscribed, and a late Subscribe cannot undo
+a preference update. Equal ranks (two detail updates): the later arrival wins.
+The merged row is appended to the outbox in the same Redis transaction that stores the
+merged state, so outbox order is state order and the last row SFMC receives is the newest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from pipeline.logsafe import mask
+from pipeline.outbox import SUBSCRIPTION_ROWS
+from pipeline.runtime import Runtime
+from pipeline.store import tenant_key
+from schemas.rokt_webhook import DETAILS_UPDATED, SUBSCRIBE, UNSUBSCRIBE
+
+log = logging.getLogger(__name__)
+
+RANKS = {SUBSCRIBE: 1, DETAILS_UPDATED: 2, UNSUBSCRIBE: 3}
+DE_COLUMNS = (
+    "accountCode",
+    "accountId",
+    "accountName",
+    "calendarCode",
+    "calendarId",
+    "CalendarSubscriptionId",
+    "calendarTitle",
+    "countryCode",
+    "deviceName",
+    "Email",
+    "EventId",
+    "geoCountry",
+    "optIn1",
+    "optIn2",
+    "Referrer",
+    "RemovedDateTime",
+    "source",
+    "SubscriberExternalId",
+    "subscriptionMethod",
+    "TimeZoneTag",
+    "tagID",
+    "TagText",
+    "UtmCampaign",
+    "UtmContent",
+    "UtmMedium",
+    "UtmSource",
+)
+MATCHED = "matched"
+CREATED = "created"
+
+
+def sfmc_date(value: str | None) -> str:
+    """Rokt's `2020-05-06 01:18:49.755190` (UTC, space, microseconds) -> `2020-05-06T01:18:49Z`."""
+    if not value:
+        return ""
+    text = value.strip().replace(" ", "T", 1)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed.isoformat(timespec="seconds") + "Z"
+
+
+def attributes(event_id: str, details: dict[str, Any], sub: dict[str, Any]) -> dict[str, Any]:
+    """The DE attributes one webhook (or backfill record) carries; absent ones are left out."""
+    tags = sub.get("calendarTags") or []
+    values: dict[str, Any] = {
+        "accountCode": details.get("accountCode"),
+        "accountId": details.get("accountId"),
+        "accountName": details.get("accountName"),
+        "calendarCode": sub.get("calendarCode"),
+        "calendarId": sub.get("calendarId"),
+        "CalendarSubscriptionId": sub["calendarSubscriptionId"],
+        "calendarTitle": sub.get("calendarTitle"),
+        "countryCode": sub.get("countryCode"),
+        "deviceName": sub.get("deviceName"),
+        "Email": sub.get("emailAddress"),
+        "EventId": event_id,
+        "geoCountry": sub.get("geoCountry"),
+        "optIn1": sub.get("optIn1"),
+        "optIn2": sub.get("optIn2"),
+        "Referrer": sub.get("referrer"),
+        "RemovedDateTime": sfmc_date(sub.get("removedDateTimeUtc")),
+        "source": sub.get("source"),
+        "SubscriberExternalId": sub.get("subscriberId"),
+        "subscriptionMethod": str(sub.get("subscriptionMethod") or ""),
+        "TimeZoneTag": sub.get("timeZoneId"),
+        "tagID": ";".join(t["tagId"] for t in tags if t.get("tagId")),
+        "TagText": ";".join(t["tagText"] for t in tags if t.get("tagText")),
+        "UtmCampaign": sub.get("utmCampaign"),
+        "UtmContent": sub.get("utmContent"),
+        "UtmMedium": sub.get("utmMedium"),
+        "UtmSource": sub.get("utmSource"),
+    }
+    return {k: v for k, v in values.items() if v is not None and v != ""}
+
+
+def merge(state: dict[str, list[Any]], incoming: dict[str, Any], rank: int) -> dict[str, list[Any]]:
+    """Per field: keep [value, rank]; a value replaces another only at the same or higher rank."""
+    merged = dict(state)
+    for name, value in incoming.items():
+        current = merged.get(name)
+        if current is None or rank >= current[1]:
+            merged[name] = [value, rank]
+    return merged
+
+
+def row_from_state(state: dict[str, list[Any]], contact_match: str) -> dict[str, Any]:
+    values = {name: value for name, (value, _rank) in state.items() if name != "CalendarSubscriptionId"}
+    values["ContactMatch"] = contact_match
+    values["UpdatedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return {"keys": {"CalendarSubscriptionId": state["CalendarSubscriptionId"][0]}, "values": values}
+
+
+def contact_key(attrs: dict[str, Any]) -> tuple[str, bool]:
+    """(key, is_email_capture): the external id, else the captured email (the guide's rule)."""
+    external = str(attrs.get("SubscriberExternalId") or "").strip()
+    if external:
+        return external, False
+    return str(attrs.get("Email") or "").strip(), True
+
+
+def _sub_key(tenant: str, subscription_id: str) -> str:
+    return tenant_key(tenant, "sub", subscription_id)
+
+
+def daily_key(tenant: str) -> str:
+    return tenant_key(tenant, "daily", datetime.now(UTC).date().isoformat())
+
+
+def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[str, Any]) -> str:
+    """Find the SFMC contact by key or create it; the outcome is decided once per subscription.
+
+    A `creating` marker is stored before the create call, so a redelivered task that finds
+    the contact knows it was created by us, not matched.
+    """
+    key, email_capture = contact_key(attrs)
+    if not key:
+        return ""
+    sub_key = _sub_key(tenant, subscription_id)
+    decided = rt.redis.hget(sub_key, "contactMatch")
+    if decided in (MATCHED, CREATED):
+        return decided
+    client = rt.sfmc(tenant)
+    exists = client.contact_exists(key)
+    if exists and decided != "creating" and not email_capture:
+        outcome = MATCHED
+    else:
+        if not exists:
+            rt.redis.hset(sub_key, "contactMatch", "creating")
+            client.create_contact(key, str(attrs.get("Email") or ""))
+        outcome = CREATED
+    pipe = rt.redis.pipeline()
+    pipe.hset(sub_key, "contactMatch", outcome)
+    pipe.hincrby(daily_key(tenant), outcome, 1)
+    pipe.execute()
+    log.info("subscription %s: contact %s %s", subscription_id, mask(key), outcome)
+    return outcome
+
+
+def apply_subscription(
+    rt: Runtime, tenant: str, webhook_id: str, event_type: str, attrs: dict[str, Any], contact_match: str
+) -> bool:
+    """Merge one event into the subscription's state and buffer the resulting DE row.
+
+    Returns False when this webhook was applied before (a redelivered task).
+    """
+    subscription_id = attrs["CalendarSubscriptionId"]
+    sub_key = _sub_key(tenant, subscription_id)
+    applied_key = tenant_key(tenant, "webhook-applied", webhook_id)
+    box = rt.outbox(tenant, SUBSCRIPTION_ROWS)
+    box.ensure_group()
+    rank = RANKS[event_type]
+
+    def apply(pipe: redis.client.Pipeline) -> bool:
+        if pipe.exists(applied_key):
+            return False
+        raw = pipe.hget(sub_key, "state")
+        state = merge(json.loads(raw) if raw else {}, attrs, rank)
+        stored_match = pipe.hget(sub_key, "contactMatch")
+        match = contact_match or (stored_match if stored_match in (MATCHED, CREATED) else "")
+        pipe.multi()
+        pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
+        pipe.set(applied_key, "1", ex=7 * 86400)
+        box.append_in(pipe, row_from_state(state, match))
+        if event_type == SUBSCRIBE:
+            pipe.hincrby(daily_key(tenant), "subscribed", 1)
+        elif event_type == UNSUBSCRIBE:
+            pipe.hincrby(daily_key(tenant), "unsubscribed", 1)
+        return True
+
+    return bool(rt.redis.transaction(apply, sub_key, applied_key, value_from_callable=True))
+
+
+def process_subscription_event(
+    rt: Runtime, tenant: str, webhook_id: str, event_type: str, attrs: dict[str, Any]
+) -> bool:
+    """Match (Subscribe/DetailsUpdated carrying an identity), then merge and buffer the row."""
+    match = (
+        "" if event_type == UNSUBSCRIBE else match_contact(rt, tenant, attrs["CalendarSubscriptionId"], attrs)
+    )
+    return apply_subscription(rt, tenant, webhook_id, event_type, attrs, match)

@@ -1,0 +1,79 @@
+"""Rokt Calendar webhook receiver: authenticate, validate, deduplicate, enqueue, 200."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+from flask import Blueprint, current_app, jsonify, request
+from marshmallow import ValidationError
+
+from pipeline.runtime import Runtime
+from pipeline.webhook_auth import SIGNATURE_HEADER, verify_header, verify_path_secret
+from pipeline.webhooks import claim_webhook, release_webhook
+from schemas.rokt_webhook import KNOWN_TYPES, EnvelopeSchema
+
+log = logging.getLogger(__name__)
+webhooks = Blueprint("webhooks", __name__, url_prefix="/t/<tenant>/webhooks")
+
+ENVELOPE_SCHEMA = EnvelopeSchema()
+
+
+def _json_error(status: int, error: str, message: str, **extra: object):
+    response = jsonify(error=error, message=message, **extra)
+    response.status_code = status
+    if status == 503:
+        response.headers["Retry-After"] = "5"
+    return response
+
+
+@webhooks.post("/rokt")
+@webhooks.post("/rokt/<path_secret>")
+def rokt(tenant: str, path_secret: str | None = None):
+    rt: Runtime = current_app.extensions["rsf.runtime"]
+    config = rt.settings.tenant(tenant)
+    if config is None:
+        return _json_error(404, "not_found", f"unknown tenant {tenant!r}")
+    if not config.rokt_webhook_secret:
+        return _json_error(503, "not_configured", "tenant has no webhook secret configured")
+    raw = request.get_data(cache=False)
+    if path_secret is not None:
+        if not verify_path_secret(path_secret, config.rokt_webhook_secret):
+            return _json_error(401, "unauthorized", "webhook secret does not match")
+    else:
+        problem = verify_header(request.headers.get(SIGNATURE_HEADER), raw, config.rokt_webhook_secret)
+        if problem:
+            return _json_error(401, "unauthorized", problem)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return _json_error(400, "invalid_json", "body is not JSON")
+    if not isinstance(body, dict):
+        return _json_error(
+            400, "invalid_payload", "body must be a JSON object", fields={"_schema": ["not an object"]}
+        )
+    try:
+        envelope = ENVELOPE_SCHEMA.load(body)
+    except ValidationError as exc:
+        return _json_error(400, "invalid_payload", "webhook envelope rejected", fields=exc.messages)
+    if envelope["eventType"] not in KNOWN_TYPES:
+        log.info("ignoring webhook %s of unknown type %r", envelope["eventId"], envelope["eventType"])
+        return jsonify(ok=True, ignored=True)
+    dispatch = current_app.extensions["rsf.enqueue_webhook"]
+    try:
+        if not claim_webhook(rt.redis, tenant, envelope):
+            return jsonify(ok=True, duplicate=True)
+    except redis.RedisError:
+        log.exception("webhook store unavailable")
+        return _json_error(503, "unavailable", "store unavailable; retry")
+    try:
+        dispatch(tenant, envelope["eventId"])
+    except Exception:  # any broker failure: let Rokt's retry deliver it again
+        log.exception("enqueue failed for webhook %s", envelope["eventId"])
+        try:
+            release_webhook(rt.redis, tenant, envelope["eventId"])
+        except redis.RedisError:
+            log.exception("could not release webhook claim %s", envelope["eventId"])
+        return _json_error(503, "unavailable", "queue unavailable; retry")
+    return jsonify(ok=True)

@@ -1,0 +1,94 @@
+"""Rokt webhooks: receipt (dedupe on the envelope eventId) and processing by event type.
+
+Rokt retries for 30 minutes and may deliver twice (rokt-calendar-api.md §9.1): the receiver
+stores each envelope once under its eventId, set-if-absent, and only the first delivery is
+enqueued. The task then reads the stored envelope (the queue carries ids only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+
+from pipeline import executions
+from pipeline import ledger as states
+from pipeline.outbox import STATUS_ROWS, SUBSCRIPTION_ROWS
+from pipeline.runtime import Runtime
+from pipeline.store import tenant_key
+from pipeline.subscriptions import attributes, process_subscription_event
+from schemas.rokt_webhook import (
+    EVENT_ADDED,
+    EVENT_DELETED,
+    EVENT_REMOVED,
+    SUBSCRIPTION_TYPES,
+    load_subscription,
+)
+
+log = logging.getLogger(__name__)
+
+RECEIPT_TTL_SECONDS = 7 * 86400  # Rokt retries 30 min; manual re-sends from its dashboard later
+
+
+class NotYetAccepted(Exception):
+    """A confirmation overtook our own record of the 202: retry shortly."""
+
+
+def _receipt_key(tenant: str, event_id: str) -> str:
+    return tenant_key(tenant, "webhook", event_id)
+
+
+def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any]) -> bool:
+    """True for the first delivery of this eventId (the caller enqueues it)."""
+    stored = json.dumps(envelope, sort_keys=True)
+    claimed = bool(r.set(_receipt_key(tenant, envelope["eventId"]), stored, nx=True, ex=RECEIPT_TTL_SECONDS))
+    r.hincrby(tenant_key(tenant, "webhook-counts"), "received" if claimed else "duplicates", 1)
+    return claimed
+
+
+def release_webhook(r: redis.Redis, tenant: str, event_id: str) -> None:
+    """Undo a claim whose enqueue failed, so Rokt's retry is accepted again."""
+    r.delete(_receipt_key(tenant, event_id))
+    r.hincrby(tenant_key(tenant, "webhook-counts"), "received", -1)
+
+
+def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[str, ...]:
+    """Apply one stored webhook; returns the outbox kinds it appended to (to schedule flushes)."""
+    raw = rt.redis.get(_receipt_key(tenant, event_id))
+    if raw is None:
+        log.warning("webhook %s of tenant %s no longer stored (expired?)", event_id, tenant)
+        return ()
+    envelope = json.loads(raw)
+    kind, details = envelope["eventType"], envelope["eventDetails"]
+    if kind in SUBSCRIPTION_TYPES:
+        attrs = attributes(event_id, details, load_subscription(details))
+        process_subscription_event(rt, tenant, event_id, kind, attrs)
+        return (SUBSCRIPTION_ROWS,)
+    if kind in (EVENT_ADDED, EVENT_REMOVED, EVENT_DELETED):
+        target = states.CONFIRMED if kind == EVENT_ADDED else states.REMOVED
+        return (
+            (STATUS_ROWS,)
+            if update_execution(rt, tenant, details["subscriptionEvent"]["eventId"], target)
+            else ()
+        )
+    log.info("webhook %s (%s) needs no action", event_id, kind)
+    return ()
+
+
+def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: str) -> bool:
+    """accepted -> confirmed, or accepted/confirmed -> removed; False when not ours or done."""
+    execution = rt.ledger.execution_for_event(tenant, rokt_event_id)
+    if execution is None:
+        return False  # an event another system sent to this calendar
+    allowed = (states.ACCEPTED,) if target == states.CONFIRMED else (states.ACCEPTED, states.CONFIRMED)
+    moved, previous = rt.ledger.transition(tenant, execution, target, allowed)
+    if not moved:
+        if previous == states.QUEUED:
+            raise NotYetAccepted(execution)
+        return False
+    ex = rt.ledger.get(tenant, execution)
+    if ex is not None:
+        executions.emit_outcome(rt, ex)
+    return True
