@@ -29,6 +29,7 @@ class Sandbox:
         return sandbox_env(self.rokt_server.url, self.sfmc_server.url)
 
     def stop(self) -> None:
+        self.rokt.sender.stop()
         self.rokt_server.stop()
         self.sfmc_server.stop()
 

@@ -13,12 +13,14 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import jsonify, request
 from tzlocal.windows_tz import win_tz
 
 from pipeline.sandbox.common import Simulator, max_in_any_window
+from pipeline.sandbox.webhook_sender import WebhookSender
 
 DEFAULT_CLIENT_ID = "sandbox-rokt-client"
 DEFAULT_CLIENT_SECRET = "sandbox-rokt-secret"
@@ -49,6 +51,7 @@ class RoktSimulator(Simulator):
     def __init__(self) -> None:
         super().__init__()
         self.clients = {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
+        self.sender = WebhookSender()
         self.reset()
         app = self.app
         app.add_url_rule("/oauth2/token", "token", self.token, methods=["POST"])
@@ -57,9 +60,21 @@ class RoktSimulator(Simulator):
         )
         app.add_url_rule("/v1/subscription/<sub_id>", "get_subscription", self.get_subscription)
         app.add_url_rule("/__sandbox__/subscriptions", "seed", self.seed_subscriptions, methods=["POST"])
+        app.add_url_rule("/v2/subscribe/<account>/<calendar>", "subscribe", self.subscribe, methods=["POST"])
+        app.add_url_rule(
+            "/v1/subscription/<account>/<calendar>", "deactivate", self.deactivate, methods=["DELETE"]
+        )
+        app.add_url_rule(
+            "/__sandbox__/subscribe", "sandbox_subscribe", self.sandbox_subscribe, methods=["POST"]
+        )
+        app.add_url_rule(
+            "/__sandbox__/unsubscribe", "sandbox_unsubscribe", self.sandbox_unsubscribe, methods=["POST"]
+        )
+        app.add_url_rule("/__sandbox__/webhooks", "webhooks", self.configure_webhooks, methods=["POST"])
 
     def reset(self) -> None:
         super().reset()
+        self.sender.reset()
         self.tokens: dict[str, float] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.events: dict[str, dict[str, Any]] = {}
@@ -124,6 +139,7 @@ class RoktSimulator(Simulator):
                     stored["subscriptionIds"].append(sub_id)
                 key = (sub_id, event["eventId"])
                 if key not in self.entries:
+                    self.sender.send(self._event_added(account, sub_id, event), delay=lands_at - now)
                     self.entries[key] = Entry(
                         sub_id, event["eventId"], event["title"], event["start"], lands_at
                     )
@@ -184,15 +200,169 @@ class RoktSimulator(Simulator):
         with self.lock:
             for item in items:
                 sub_id = str(item.get("subscriptionId") or uuid.uuid4())
+                calendar = item.get("calendarCode", "sandbox-calendar")
                 self.subscriptions[sub_id] = {
                     "accountCode": account,
-                    "calendarCode": item.get("calendarCode", "sandbox-calendar"),
+                    "calendarCode": calendar,
+                    "calendarId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account}/{calendar}")),
+                    "calendarTitle": "Sandbox Calendar",
+                    "subscriptionMethod": "Webcal",
                     "subscriberId": item.get("subscriberId", ""),
                     "emailAddress": item.get("emailAddress", ""),
                     "isActive": bool(item.get("isActive", True)),
                 }
                 created.append(sub_id)
         return jsonify(subscriptionIds=created)
+
+    # -- subscriptions and webhooks --------------------------------------------------------
+    def _envelope(self, event_type: str, account: str, details: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "eventId": str(uuid.uuid4()),
+            "eventType": event_type,
+            "eventDetails": {
+                "actionType": "SubscriptionViaWebApi",
+                "accountId": str(uuid.uuid5(uuid.NAMESPACE_DNS, account)),
+                "accountName": f"{account} (sandbox)",
+                "accountCode": account,
+                **details,
+            },
+        }
+
+    def _basic(self, sub_id: str) -> dict[str, Any]:
+        sub = self.subscriptions[sub_id]
+        return {
+            "calendarSubscriptionId": sub_id,
+            "calendarId": sub["calendarId"],
+            "calendarTitle": sub["calendarTitle"],
+            "calendarCode": sub["calendarCode"],
+            "subscriptionMethod": sub["subscriptionMethod"],
+        }
+
+    def _event_added(self, account: str, sub_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        return self._envelope(
+            "SubscriptionEventAdded",
+            account,
+            {"subscription": self._basic(sub_id), "subscriptionEvent": event},
+        )
+
+    def _create_subscription(self, account: str, calendar: str, body: dict[str, Any]) -> dict[str, Any]:
+        sub_id = str(uuid.uuid4())
+        tags = [
+            {
+                "tagId": str(t.get("internalId") or t.get("tagId") or uuid.uuid4()),
+                "tagText": t.get("tagText", ""),
+            }
+            for t in body.get("calendarTags") or []
+            if isinstance(t, dict)
+        ]
+        sub = {
+            "accountCode": account,
+            "calendarCode": calendar,
+            "calendarId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{account}/{calendar}")),
+            "calendarTitle": f"{calendar.replace('-', ' ').title()}",
+            "subscriptionMethod": "Webcal"
+            if body.get("subscriptionMethod") in (None, 0, "Webcal")
+            else "Google",
+            "subscriberId": body.get("subscriberId") or "",
+            "emailAddress": body.get("emailAddress") or "",
+            "isActive": True,
+            "details": {
+                "calendarTags": tags,
+                "subscriberId": body.get("subscriberId") or None,
+                "emailAddress": body.get("emailAddress") or None,
+                "optIn1": bool(body.get("marketingAllowed", False)),
+                "optIn2": bool(body.get("additionalOptIn", False)),
+                "countryCode": body.get("countryCode", "AU"),
+                "geoCountry": body.get("geoCountry", "Australia"),
+                "deviceName": body.get("deviceName", "Desktop"),
+                "source": f"{account}.calendar.sandbox",
+                "referrer": body.get("urlReferrer"),
+                "utmSource": body.get("utmSource"),
+                "utmMedium": body.get("utmMedium"),
+                "utmCampaign": body.get("utmCampaign"),
+                "utmContent": body.get("utmContent"),
+                "timeZoneId": body.get("timeZoneId"),
+            },
+        }
+        with self.lock:
+            self.subscriptions[sub_id] = sub
+            details = {k: v for k, v in sub["details"].items() if v is not None}
+            envelope = self._envelope(
+                "Subscribe", account, {"subscription": {**self._basic(sub_id), **details}}
+            )
+        self.sender.send(envelope)
+        return {
+            "subscriptionId": sub_id,
+            "subscriptionUrl": f"webcal://{account}.calendar.sandbox/{calendar}/{sub_id}",
+            "isNewSubscription": True,
+            "subscriberId": sub["subscriberId"],
+        }
+
+    def _deactivate(self, sub_id: str, reason: str) -> bool:
+        with self.lock:
+            sub = self.subscriptions.get(sub_id)
+            if sub is None:
+                return False
+            sub["isActive"] = False
+            removed = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            envelope = self._envelope(
+                "Unsubscribe",
+                sub["accountCode"],
+                {
+                    "subscription": {
+                        **self._basic(sub_id),
+                        "removedDateTimeUtc": removed,
+                        "unsubscribeReasonText": reason,
+                        "countryCode": sub.get("details", {}).get("countryCode", "AU"),
+                    }
+                },
+            )
+        self.sender.send(envelope)
+        return True
+
+    def subscribe(self, account: str, calendar: str):
+        if not self._authorized():
+            return _error(401, "Unauthorized", "missing, unknown or expired bearer token")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return _error(400, "ValidationFailed", "body must be a JSON object")
+        return jsonify(self._create_subscription(account, calendar, body))
+
+    def deactivate(self, account: str, calendar: str):
+        if not self._authorized():
+            return _error(401, "Unauthorized", "missing, unknown or expired bearer token")
+        body = request.get_json(silent=True) or {}
+        sub_id = body.get("id")
+        sub = self.subscriptions.get(sub_id) if isinstance(sub_id, str) else None
+        if sub is None or sub["accountCode"] != account or sub["calendarCode"] != calendar:
+            return _error(400, "SubscriptionNotFound", f"no subscription {sub_id!r} on {account}/{calendar}")
+        self._deactivate(sub_id, str(body.get("unsubscribeReasonText") or ""))
+        return "", 202
+
+    def sandbox_subscribe(self):
+        """Like POST /v2/subscribe without a token: {"accountCode", "calendarCode", ...}."""
+        body = request.get_json(silent=True) or {}
+        account, calendar = body.get("accountCode"), body.get("calendarCode", "sandbox-calendar")
+        if not isinstance(account, str) or not account:
+            return jsonify(error="invalid_body", message="accountCode required"), 400
+        return jsonify(self._create_subscription(account, str(calendar), body))
+
+    def sandbox_unsubscribe(self):
+        body = request.get_json(silent=True) or {}
+        if not self._deactivate(str(body.get("id")), str(body.get("reason") or "sandbox")):
+            return jsonify(error="not_found", message="no such subscription"), 404
+        return jsonify(ok=True)
+
+    def configure_webhooks(self):
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="invalid_body", message="JSON object of webhook settings"), 400
+        try:
+            with self.sender.lock:
+                self.sender.config.update(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            return jsonify(error="invalid_setting", message=f"unknown or invalid setting: {exc}"), 400
+        return jsonify(self.sender.state()["webhook"])
 
     def state(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -211,4 +381,6 @@ class RoktSimulator(Simulator):
             "duplicate_calendar_entries": sum(len(ids) - 1 for ids in seen.values()),
             "max_posts_in_any_1s_window": max_in_any_window(self.accepted_post_times),
             "rate_limit": limit,
+            "active_subscriptions": sum(1 for sub in self.subscriptions.values() if sub["isActive"]),
+            **self.sender.state(),
         }

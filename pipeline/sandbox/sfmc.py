@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import uuid
 from typing import Any
 
 from flask import jsonify, request
@@ -44,6 +45,17 @@ class SfmcSimulator(Simulator):
         app.add_url_rule("/v2/token", "token", self.token, methods=["POST"])
         app.add_url_rule("/hub/v1/dataevents/key:<de_key>/rowset", "rowset", self.rowset, methods=["POST"])
         app.add_url_rule("/interaction/v1/async/events", "events", self.async_events, methods=["POST"])
+        app.add_url_rule("/contacts/v1/contacts/<path:key>", "get_contact", self.get_contact)
+        app.add_url_rule("/contacts/v1/contacts", "create_contact", self.create_contact, methods=["POST"])
+        app.add_url_rule(
+            "/data/v1/async/dataextensions/key:<de_key>/rows",
+            "async_rows",
+            self.async_upsert,
+            methods=["PUT"],
+        )
+        app.add_url_rule("/data/v1/async/<request_id>/status", "async_status", self.async_status)
+        app.add_url_rule("/data/v1/async/<request_id>/results", "async_results", self.async_results)
+        app.add_url_rule("/__sandbox__/contacts", "seed_contacts", self.seed_contacts, methods=["POST"])
         app.add_url_rule("/__sandbox__/rows", "rows", self.rows_route)
         app.add_url_rule("/__sandbox__/revoke-tokens", "revoke", self.revoke_tokens, methods=["POST"])
         app.add_url_rule("/__sandbox__/bad-rows", "bad_rows", self.set_bad_rows, methods=["POST"])
@@ -58,6 +70,10 @@ class SfmcSimulator(Simulator):
         self.releases: list[dict[str, Any]] = []
         self.unauthorized = 0
         self.bad_contact_keys: set[str] = set()
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.contacts_created = 0
+        self.async_requests: dict[str, dict[str, Any]] = {}
+        self.async_calls = 0
 
     def token(self):
         body = request.get_json(silent=True) or {}
@@ -155,6 +171,112 @@ class SfmcSimulator(Simulator):
             members=[{"contactKey": m["contactKey"]} for m in members],
         ), 202
 
+    def get_contact(self, key: str):
+        refused = self._guard("mid")
+        if refused is not None:
+            return refused
+        with self.lock:
+            contact = self.contacts.get(key)
+        if contact is None:
+            return _error(404, 10000, f"contact {key} not found")
+        return jsonify({"contactKey": key, **contact})
+
+    def create_contact(self):
+        refused = self._guard("mid")
+        if refused is not None:
+            return refused
+        body = request.get_json(silent=True)
+        key = body.get("contactKey") if isinstance(body, dict) else None
+        if not isinstance(key, str) or not key:
+            return _error(400, 10000, "contactKey is required")
+        email = ""
+        for attribute_set in body.get("attributeSets") or []:
+            for item in attribute_set.get("items") or []:
+                for value in item.get("values") or []:
+                    if value.get("name") == "Email Address":
+                        email = str(value.get("value") or "")
+        with self.lock:
+            if key in self.contacts:
+                return _error(400, 10000, f"contact {key} already exists")
+            self.contacts[key] = {"email": email, "createdBy": "api"}
+            self.contacts_created += 1
+        return jsonify({"operationStatus": "OK", "contactKey": key, "contactID": len(self.contacts)})
+
+    def seed_contacts(self):
+        """Contacts that exist before the integration: {"contactKeys": [...]}."""
+        body = request.get_json(silent=True) or {}
+        with self.lock:
+            for key in body.get("contactKeys") or []:
+                self.contacts.setdefault(str(key), {"email": "", "createdBy": "seed"})
+        return jsonify(contacts=len(self.contacts))
+
+    @staticmethod
+    def _primary_key(item: dict[str, Any]) -> dict[str, Any] | None:
+        """The sandbox knows the primary keys of the two data extensions we write."""
+        for names in (("CalendarSubscriptionId",), ("ContactKey", "ExecutionId")):
+            if all(item.get(n) not in (None, "") for n in names):
+                return {n: item[n] for n in names}
+        return None
+
+    def async_upsert(self, de_key: str):
+        refused = self._guard("mid")
+        if refused is not None:
+            return refused
+        body = request.get_json(silent=True)
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return _error(400, 10000, "body must be {items: [...]}")
+        if len(items) > 32000:
+            return _error(400, 10000, "at most 32000 items per request")
+        request_id = str(uuid.uuid4())
+        results = []
+        with self.lock:
+            self.async_calls += 1
+            store = self.data_extensions.setdefault(de_key, {})
+            for item in items:
+                keys = self._primary_key(item) if isinstance(item, dict) else None
+                if keys is None or str(item.get("SubscriberExternalId", "")) in self.bad_contact_keys:
+                    results.append(
+                        {
+                            "errorCode": "ValidationError",
+                            "message": "missing primary key or invalid row",
+                            "status": "Error",
+                            "item": item,
+                        }
+                    )
+                    continue
+                pk = json.dumps(keys, sort_keys=True)
+                store[pk] = {**store.get(pk, {}), **item}
+            self.async_requests[request_id] = {"results": results}
+        return jsonify(requestId=request_id, resultMessages=[]), 202
+
+    def async_status(self, request_id: str):
+        refused = self._guard("mid")
+        if refused is not None:
+            return refused
+        with self.lock:
+            found = self.async_requests.get(request_id)
+        if found is None:
+            return _error(404, 10000, "unknown request")
+        status = {
+            "requestStatus": "Complete",
+            "resultStatus": "OK",
+            "hasErrors": bool(found["results"]),
+            "requestId": request_id,
+        }
+        return jsonify(status=status, requestId=request_id)
+
+    def async_results(self, request_id: str):
+        refused = self._guard("mid")
+        if refused is not None:
+            return refused
+        with self.lock:
+            found = self.async_requests.get(request_id)
+        if found is None:
+            return _error(404, 10000, "unknown request")
+        items = found["results"]
+        return jsonify(page=1, pageSize=len(items), count=len(items), items=items)
+
     def rows_route(self):
         de_key = request.args.get("de", "")
         with self.lock:
@@ -177,7 +299,11 @@ class SfmcSimulator(Simulator):
             "data_extensions": {k: len(v) for k, v in self.data_extensions.items()},
             "rowset_calls": self.rowset_calls,
             "max_rows_per_rowset": max(self.rowset_sizes, default=0),
+            "rows_written": sum(self.rowset_sizes),
             "release_calls": self.release_calls,
             "released_contacts": len(self.releases),
             "unauthorized": self.unauthorized,
+            "contacts": len(self.contacts),
+            "contacts_created": self.contacts_created,
+            "async_calls": self.async_calls,
         }

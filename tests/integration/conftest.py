@@ -34,11 +34,18 @@ TENANTS = {
     "auth": 50,
     "faults": 50,
     "crash": 20,
+    "subs": 50,
+    "hooks": 50,
+    "confirm": 50,
 }
 
 
 def status_de(tenant: str) -> str:
     return f"Status_{tenant}"
+
+
+def subscription_de(tenant: str) -> str:
+    return f"Subs_{tenant}"
 
 
 @dataclass
@@ -47,6 +54,7 @@ class Stack:
     sandbox: Sandbox
     web_url: str
     secret: str
+    webhook_secret: str
     workers: list[processes.Child]
     run_dir: Path
     env: dict[str, str]
@@ -55,11 +63,20 @@ class Stack:
     def ledger(self) -> Ledger:
         return Ledger(redis_client(self.redis_url))
 
-    def rows(self, tenant: str) -> list[dict[str, Any]]:
+    def rows(self, tenant: str, de: str | None = None) -> list[dict[str, Any]]:
         response = requests.get(
-            f"{self.sandbox.sfmc_server.url}/__sandbox__/rows", params={"de": status_de(tenant)}, timeout=10
+            f"{self.sandbox.sfmc_server.url}/__sandbox__/rows",
+            params={"de": de or status_de(tenant)},
+            timeout=10,
         )
         return response.json()["rows"]
+
+    def webhooks_to(self, tenant: str, **settings: Any) -> None:
+        """Point the Rokt simulator's webhook delivery at our receiver for this tenant."""
+        body = {"url": f"{self.web_url}/t/{tenant}/webhooks/rokt", "secret": self.webhook_secret, **settings}
+        requests.post(
+            f"{self.sandbox.rokt_server.url}/__sandbox__/webhooks", json=body, timeout=5
+        ).raise_for_status()
 
     def rokt_state(self) -> dict[str, Any]:
         return requests.get(f"{self.sandbox.rokt_server.url}/__sandbox__/state", timeout=10).json()
@@ -106,6 +123,7 @@ def _tenants_toml(values: dict[str, str]) -> str:
             lines.append(f"{key.lower()} = {json.dumps(value)}")
         lines.append(f"rokt_rate_limit = {rate}")
         lines.append(f"sfmc_status_de_key = {json.dumps(status_de(name))}")
+        lines.append(f"sfmc_subscription_de_key = {json.dumps(subscription_de(name))}")
     return "\n".join(lines) + "\n"
 
 
@@ -127,7 +145,16 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
 
     web = ServerThread(create_app()).start()
     workers = [processes.start_worker(run_dir, env, f"w{i}", concurrency=4) for i in range(2)]
-    stack = Stack(redis_url, sandbox, web.url, values["JB_JWT_SECRET"], workers, run_dir, env)
+    stack = Stack(
+        redis_url,
+        sandbox,
+        web.url,
+        values["JB_JWT_SECRET"],
+        values["ROKT_WEBHOOK_SECRET"],
+        workers,
+        run_dir,
+        env,
+    )
     try:
         processes.wait_until(lambda: _workers_ready(workers), 60, "celery workers")
         yield stack

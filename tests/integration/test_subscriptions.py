@@ -1,0 +1,155 @@
+"""Rokt webhooks through the real receiver, workers and both simulators."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+
+import pytest
+import requests
+
+from pipeline import jbsim
+from pipeline.store import redis_client
+from pipeline.webhook_auth import signature_header
+from tests.integration.conftest import Stack, subscription_de
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_500_subscriptions_with_duplicates_and_reordered_unsubscribes(stack: Stack):
+    stack.webhooks_to("subs", duplicate_rate=0.2, reorder_ms=400)
+    rng = random.Random(42)
+    existing = [f"EXT{i:04d}" for i in range(0, 400, 2)]  # half the external ids are SFMC contacts
+    requests.post(
+        f"{stack.sandbox.sfmc_server.url}/__sandbox__/contacts", json={"contactKeys": existing}, timeout=5
+    )
+
+    people = []
+    for i in range(500):
+        if i < 400:
+            person = {"subscriberId": f"EXT{i:04d}", "emailAddress": f"p{i}@example.com"}
+        else:  # email capture: no external id, the email becomes the contact key
+            person = {"emailAddress": f"capture{i}@example.com"}
+        person.update(
+            utmSource="newsletter",
+            marketingAllowed=rng.random() < 0.5,
+            calendarTags=[{"internalId": f"tag-{i % 3}", "tagText": f"Team {i % 3}"}],
+        )
+        people.append(person)
+    rokt = stack.sandbox.rokt_server.url
+    ids = [
+        requests.post(f"{rokt}/__sandbox__/subscribe", json={"accountCode": "subs", **p}, timeout=10).json()[
+            "subscriptionId"
+        ]
+        for p in people
+    ]
+    unsubscribed = set(rng.sample(ids, 100))
+    for sub_id in unsubscribed:  # right away: many Unsubscribes overtake their Subscribe
+        requests.post(f"{rokt}/__sandbox__/unsubscribe", json={"id": sub_id}, timeout=10)
+
+    def settled() -> bool:
+        state = stack.rokt_state()
+        return state["webhooks_pending"] == 0 and len(stack.rows("subs", subscription_de("subs"))) == 500
+
+    wait_for(settled, 120, "500 subscription rows")
+    r = redis_client(stack.redis_url)
+    wait_for(lambda: r.xlen("rsf:subs:outbox:subscription") == 0, 30, "the outbox to drain")
+    rows = {row["CalendarSubscriptionId"]: row for row in stack.rows("subs", subscription_de("subs"))}
+
+    assert set(rows) == set(ids)
+    for sub_id, person in zip(ids, people, strict=True):
+        row = rows[sub_id]
+        assert bool(row.get("RemovedDateTime")) is (sub_id in unsubscribed), sub_id
+        assert row.get("SubscriberExternalId", "") == person.get("subscriberId", "")
+        assert row["Email"] == person["emailAddress"]
+        assert row["accountCode"] == "subs" and row["UtmSource"] == "newsletter"
+        assert row["optIn1"] is person["marketingAllowed"]
+        assert row["TagText"] == person["calendarTags"][0]["tagText"]
+        key = person.get("subscriberId") or person["emailAddress"]
+        expected = "matched" if key in existing else "created"
+        assert row["ContactMatch"] == expected, (sub_id, key)
+
+    sfmc = stack.sfmc_state()
+    assert sfmc["contacts_created"] == 500 - len(existing)
+    assert sfmc["max_rows_per_rowset"] <= 50
+    counts = {k: int(v) for k, v in r.hgetall("rsf:subs:webhook-counts").items()}
+    sender = stack.rokt_state()
+    assert counts["received"] == sender["webhooks_created"] == 600
+    assert counts.get("duplicates", 0) >= sender["duplicate_deliveries"] > 0
+
+
+def test_1000_concurrent_deliveries_of_one_event_write_one_row(stack: Stack):
+    envelope = {
+        "eventId": "b1c9a8e2-3f0d-4c55-9a2e-5b0d7f6c1e42",
+        "eventType": "Subscribe",
+        "eventDetails": {
+            "accountCode": "hooks",
+            "subscription": {
+                "calendarSubscriptionId": "06423672-b6ba-4536-aa36-70788a7a0a36",
+                "subscriberId": "0031X00000abcDE",
+                "emailAddress": "fan@example.com",
+            },
+        },
+    }
+    body = json.dumps(envelope).encode()
+    url = f"{stack.web_url}/t/hooks/webhooks/rokt"
+    statuses: Counter = Counter()
+    lock = threading.Lock()
+
+    def deliver(count: int) -> None:
+        session = requests.Session()
+        for _ in range(count):
+            headers = {
+                "Content-Type": "application/json",
+                "X-Rokt-Signature": signature_header(stack.webhook_secret, body),
+            }
+            status = session.post(url, data=body, headers=headers, timeout=30).status_code
+            with lock:
+                statuses[status] += 1
+
+    threads = [threading.Thread(target=deliver, args=(20,)) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == {200: 1000}
+
+    wait_for(lambda: len(stack.rows("hooks", subscription_de("hooks"))) == 1, 30, "the row")
+    time.sleep(2.5)  # give any (wrong) second write time to arrive
+    sfmc = stack.sfmc_state()
+    assert sfmc["rows_written"] == 1
+    counts = redis_client(stack.redis_url).hgetall("rsf:hooks:webhook-counts")
+    assert counts == {"received": "1", "duplicates": "999"}
+
+
+def test_executions_end_confirmed_when_rokt_reports_the_event_added(stack: Stack):
+    stack.webhooks_to("confirm", mode="path")
+    payloads = stack.prepare("confirm", 40, seed=9)
+    jbsim.drive(stack.execute_url("confirm"), stack.secret, payloads)
+    accepted = sum(
+        1
+        for p in payloads
+        if any("subscriptionId" in a for a in p["inArguments"])
+        and all(a.get("FirstName", "x").strip() for a in p["inArguments"])
+        and not any(a.get("subscriptionId") == jbsim.UNKNOWN_SUBSCRIPTION_ID for a in p["inArguments"])
+    )
+
+    def confirmed() -> bool:
+        rows = stack.rows("confirm")
+        return sum(1 for row in rows if row["Status"] == "confirmed") == accepted
+
+    wait_for(confirmed, 60, "confirmed status rows")
+    statuses = Counter(row["Status"] for row in stack.rows("confirm"))
+    assert statuses["accepted"] == 0 and statuses["confirmed"] == accepted
