@@ -40,7 +40,4 @@ class RedactingGunicornLogger(GunicornLogger):
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        for name in ("r", "U", "q", "{raw_uri}e"):
-            if isinstance(atoms.get(name), str):
-                atoms[name] = redact(atoms[name])
-        return atoms
+        return {name: redact(value) if isinstance(value, str) else value for name, value in atoms.items()}
