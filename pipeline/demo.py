@@ -30,6 +30,7 @@ from pipeline.templates import create_template
 
 DEMO_TENANT = "demo"
 STATUS_DE_KEY = "RoktCalendarEventStatus"
+SUBSCRIPTION_DE_KEY = "RoktCalendarSubscription"
 
 
 def _tenants_toml(values: dict[str, str], rate_limit: float) -> str:
@@ -38,6 +39,7 @@ def _tenants_toml(values: dict[str, str], rate_limit: float) -> str:
         lines.append(f"{name.lower()} = {json.dumps(value)}")
     lines.append(f"rokt_rate_limit = {rate_limit}")
     lines.append(f"sfmc_status_de_key = {json.dumps(STATUS_DE_KEY)}")
+    lines.append(f"sfmc_subscription_de_key = {json.dumps(SUBSCRIPTION_DE_KEY)}")
     return "\n".join(lines) + "\n"
 
 
@@ -45,9 +47,49 @@ def _state(base_url: str) -> dict[str, Any]:
     return requests.get(f"{base_url}/__sandbox__/state", timeout=10).json()
 
 
-def _status_rows(sfmc_url: str) -> list[dict[str, Any]]:
-    response = requests.get(f"{sfmc_url}/__sandbox__/rows", params={"de": STATUS_DE_KEY}, timeout=30)
+def _rows(sfmc_url: str, de_key: str) -> list[dict[str, Any]]:
+    response = requests.get(f"{sfmc_url}/__sandbox__/rows", params={"de": de_key}, timeout=30)
     return response.json()["rows"]
+
+
+def _status_rows(sfmc_url: str) -> list[dict[str, Any]]:
+    return _rows(sfmc_url, STATUS_DE_KEY)
+
+
+def _settled(
+    ledger: Ledger,
+    status_rows: list[dict[str, Any]],
+    sub_rows: list[dict[str, Any]],
+    executions: int,
+    subscriptions: int,
+    leaving: list[jbsim.Contact],
+    rokt_url: str,
+    sfmc_url: str,
+) -> bool:
+    """Every execution terminal and confirmed where accepted, every release and webhook done."""
+    if ledger.open_count(DEMO_TENANT) or len(status_rows) < executions:
+        return False
+    if any(row["Status"] == "accepted" for row in status_rows):
+        return False  # Rokt's SubscriptionEventAdded not processed yet
+    if len(sub_rows) < subscriptions or sum(1 for r in sub_rows if r.get("RemovedDateTime")) < len(leaving):
+        return False
+    if _state(rokt_url)["webhooks_pending"]:
+        return False
+    confirmed = sum(1 for row in status_rows if row["Status"] == "confirmed")
+    return _state(sfmc_url)["released_contacts"] >= len(status_rows) + confirmed
+
+
+def subscription_report(rokt_state: dict[str, Any], sub_rows: list[dict[str, Any]]) -> dict[str, int]:
+    matches = Counter(row.get("ContactMatch") for row in sub_rows)
+    return {
+        "webhooks_sent": rokt_state["webhooks_created"],
+        "webhooks_received": rokt_state["webhooks_delivered"],
+        "duplicates_dropped": rokt_state["webhooks_delivered"] - rokt_state["webhooks_created"],
+        "rows": len(sub_rows),
+        "matched": matches.get("matched", 0),
+        "created": matches.get("created", 0),
+        "unsubscribed": sum(1 for row in sub_rows if row.get("RemovedDateTime")),
+    }
 
 
 def build_report(
@@ -59,7 +101,7 @@ def build_report(
     rows: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Every count comes from the simulators' state, not from the pipeline's own bookkeeping."""
-    terminal = {"accepted", "confirmed", "no_subscription", "missing_field", "failed"}
+    terminal = {"accepted", "confirmed", "no_subscription", "missing_field", "failed", "removed"}
     outcomes = Counter(row.get("Status") for row in rows)
     finished = {row["ContactKey"] for row in rows if row.get("Status") in terminal}
     return {
@@ -102,7 +144,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("throughput", "contacts/hour", f"{report['contacts_per_hour']:,}")
-    for area in ("execute", "outcomes", "rokt", "sfmc"):
+    for area in ("execute", "outcomes", "rokt", "sfmc", "subscriptions"):
         for name, value in report[area].items():
             table.add_row(area, name, str(value))
     table.add_row("result", "lost", str(report["lost"]), style="bold red" if report["lost"] else "bold green")
@@ -166,7 +208,20 @@ def run_demo(contacts_count: int, report_path: Path, rate_limit: float = 50.0, w
 
         template = create_template(r, DEMO_TENANT, jbsim.DEMO_TEMPLATE)
         contacts = jbsim.make_contacts(contacts_count)
-        jbsim.seed_subscriptions(rokt_url, SANDBOX_ACCOUNT_CODE, contacts)
+        requests.post(
+            f"{rokt_url}/__sandbox__/webhooks",
+            json={
+                "url": f"http://127.0.0.1:{web_port}/t/{DEMO_TENANT}/webhooks/rokt",
+                "secret": tenant_values["ROKT_WEBHOOK_SECRET"],
+                "duplicate_rate": 0.05,
+                "reorder_ms": 200,
+            },
+            timeout=5,
+        ).raise_for_status()
+        existing = [c.key for c in contacts[::2]]  # half the contacts already exist in SFMC
+        requests.post(f"{sfmc_url}/__sandbox__/contacts", json={"contactKeys": existing}, timeout=10)
+        console.print("Subscribing contacts through the Rokt simulator (Subscribe webhooks flow)...")
+        jbsim.subscribe_contacts(rokt_url, SANDBOX_ACCOUNT_CODE, contacts)
         journey = f"demo-journey-{int(time.time())}"
         activity = f"demo-activity-{os.getpid()}-{int(time.time())}"
         payloads = [
@@ -179,18 +234,44 @@ def run_demo(contacts_count: int, report_path: Path, rate_limit: float = 50.0, w
         with Progress(*columns, console=console) as progress:
             sending = progress.add_task("execute (JB, 50 concurrent)", total=len(payloads))
             finishing = progress.add_task("terminal status rows in SFMC", total=len(payloads))
+            subscribed = [
+                c
+                for c in contacts
+                if c.subscription_id and c.subscription_id != jbsim.UNKNOWN_SUBSCRIPTION_ID
+            ]
+            syncing = progress.add_task("subscription rows in SFMC", total=len(subscribed))
             drive_result = jbsim.drive(
                 f"http://127.0.0.1:{web_port}/t/{DEMO_TENANT}/activity/execute",
                 tenant_values["JB_JWT_SECRET"],
                 payloads,
                 on_done=lambda: progress.advance(sending),
             )
+            # once the journey has run, a few subscribers leave the calendar (Unsubscribe webhooks)
+            leaving = subscribed[:: max(1, len(subscribed) // 25)]
+            left = False
             deadline = time.monotonic() + max(120, contacts_count / rate_limit * 4)
             while time.monotonic() < deadline:
-                rows = len(_status_rows(sfmc_url))
-                progress.update(finishing, completed=rows)
-                released = _state(sfmc_url)["released_contacts"]  # every demo contact waits on one
-                if ledger.open_count(DEMO_TENANT) == 0 and rows >= drive_result.ok and released >= rows:
+                status_rows = _status_rows(sfmc_url)
+                sub_rows = _rows(sfmc_url, SUBSCRIPTION_DE_KEY)
+                progress.update(
+                    finishing, completed=sum(1 for row in status_rows if row["Status"] != "accepted")
+                )
+                progress.update(syncing, completed=len(sub_rows))
+                if not left and ledger.open_count(DEMO_TENANT) == 0:
+                    for contact in leaving:
+                        body = {"id": contact.subscription_id}
+                        requests.post(f"{rokt_url}/__sandbox__/unsubscribe", json=body, timeout=10)
+                    left = True
+                if left and _settled(
+                    ledger,
+                    status_rows,
+                    sub_rows,
+                    drive_result.ok,
+                    len(subscribed),
+                    leaving,
+                    rokt_url,
+                    sfmc_url,
+                ):
                     break
                 for child in children:
                     if not child.alive():
@@ -198,9 +279,11 @@ def run_demo(contacts_count: int, report_path: Path, rate_limit: float = 50.0, w
                 time.sleep(0.5)
         elapsed = time.monotonic() - started
         time.sleep(0.6)  # Rokt lands calendar entries shortly after its 202
+        rokt_state = _state(rokt_url)
         report = build_report(
-            contacts, drive_result, elapsed, _state(rokt_url), _state(sfmc_url), _status_rows(sfmc_url)
+            contacts, drive_result, elapsed, rokt_state, _state(sfmc_url), _status_rows(sfmc_url)
         )
+        report["subscriptions"] = subscription_report(rokt_state, _rows(sfmc_url, SUBSCRIPTION_DE_KEY))
         print_report(console, report)
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"Report written to {report_path}")

@@ -87,6 +87,34 @@ def seed_subscriptions(rokt_base_url: str, account_code: str, contacts: list[Con
             contact.subscription_id = sub_id
 
 
+def subscribe_contacts(rokt_base_url: str, account_code: str, contacts: list[Contact]) -> None:
+    """Subscribe the contacts through the Rokt simulator, which fires a Subscribe webhook each
+    (the way a calendar page does); every fourth one is an email capture without external id."""
+    wanted = [c for c in contacts if c.has_subscription and not c.subscription_id]
+
+    def subscribe(numbered: tuple[int, Contact]) -> None:
+        index, contact = numbered
+        body: dict[str, Any] = {
+            "accountCode": account_code,
+            "calendarCode": "offers",
+            "emailAddress": contact.email,
+            "marketingAllowed": index % 2 == 0,
+            "utmSource": "newsletter",
+            "utmMedium": "email",
+            "calendarTags": [
+                {"internalId": f"tag-{contact.city or 'none'}", "tagText": contact.city or "Anywhere"}
+            ],
+        }
+        if index % 4:
+            body["subscriberId"] = contact.key
+        response = requests.post(f"{rokt_base_url.rstrip('/')}/__sandbox__/subscribe", json=body, timeout=30)
+        response.raise_for_status()
+        contact.subscription_id = response.json()["subscriptionId"]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(subscribe, enumerate(wanted)))
+
+
 def execute_payload(
     contact: Contact, template_id: str, journey_id: str, activity_id: str, release_key: str = ""
 ) -> dict[str, Any]:

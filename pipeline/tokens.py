@@ -55,7 +55,8 @@ class SharedToken:
             owner = uuid.uuid4().hex
             if self.r.set(self.lock_key, owner, nx=True, px=int(wait_seconds * 1000)):
                 try:
-                    return self._refresh()
+                    raw = self.r.get(self.key)  # another worker may have refreshed meanwhile
+                    return json.loads(raw) if raw else self._refresh()
                 finally:
                     self._release(keys=[self.lock_key], args=[owner])
             if time.monotonic() > deadline:

@@ -29,15 +29,21 @@ def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
     assert report["execute"]["ok"] == 300 and report["execute"]["non_200"] == 0
     assert report["execute"]["duplicates_sent"] > 0
     outcomes = report["outcomes"]
-    assert outcomes["accepted"] > 0 and outcomes["no_subscription"] > 0 and outcomes["missing_field"] > 0
+    assert outcomes["confirmed"] > 0 and outcomes["accepted"] == 0  # Rokt confirmed every event
+    assert outcomes["no_subscription"] > 0 and outcomes["missing_field"] > 0
     assert outcomes["failed"] > 0  # a few contacts carry a subscription id Rokt rejects
     assert sum(outcomes.values()) == 300
     rokt = report["rokt"]
-    assert rokt["event_posts"] >= outcomes["accepted"]  # rejected posts are not counted as posts
-    assert rokt["calendar_entries"] == outcomes["accepted"]
+    assert rokt["event_posts"] >= outcomes["confirmed"]  # rejected posts are not counted as posts
+    assert rokt["calendar_entries"] == outcomes["confirmed"]
     assert rokt["duplicate_calendar_entries"] == 0
     assert rokt["max_posts_in_any_1s_window"] <= 50 and rokt["throttled"] == 0
     sfmc = report["sfmc"]
     assert sfmc["status_rows"] == 300 and sfmc["max_rows_per_rowset"] <= 50
-    assert sfmc["released_contacts"] == 300
+    assert sfmc["released_contacts"] == 300 + outcomes["confirmed"]  # released, then again when confirmed
     assert sfmc["token_requests"] == 1 and rokt["token_requests"] == 1
+    subscriptions = report["subscriptions"]
+    assert subscriptions["rows"] == subscriptions["matched"] + subscriptions["created"] > 0
+    assert subscriptions["matched"] > 0 and subscriptions["created"] > 0
+    assert subscriptions["unsubscribed"] > 0
+    assert subscriptions["webhooks_received"] == subscriptions["webhooks_sent"] + subscriptions["duplicates_dropped"]
