@@ -126,6 +126,44 @@ def cmd_templates(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipeline.backfill import BackfillInputError, run_backfill
+    from pipeline.clients.errors import ClientError
+    from pipeline.ratelimit import RateLimited
+    from pipeline.runtime import Runtime
+
+    settings, tenant = _settings_tenant(args.tenant)
+    path = Path(args.source)
+    if not path.is_file():
+        print(f"error: {path} is not a file", file=sys.stderr)
+        return 2
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(f"backfill {path.name}", total=None)
+        try:
+            summary = run_backfill(
+                Runtime(settings),
+                tenant.name,
+                path,
+                async_threshold=args.async_threshold,
+                on_progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+        except BackfillInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (ClientError, RateLimited) as exc:
+            print(f"error: backfill interrupted ({exc}); run it again to resume", file=sys.stderr)
+            return 1
+    print(json.dumps(asdict(summary), indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rokt-sfmc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--report", default="demo-report.json")
     demo.add_argument("--workers", type=int, default=8, help="Celery worker concurrency")
     demo.set_defaults(func=cmd_demo)
+
+    backfill = sub.add_parser("backfill", help="load existing subscriptions into SFMC before go-live")
+    backfill.add_argument("--tenant", required=True)
+    backfill.add_argument("--from", dest="source", required=True, help="subscriptions.csv or .jsonl")
+    backfill.add_argument(
+        "--async-threshold", type=int, default=5000, help="records from which the async rows API is used"
+    )
+    backfill.set_defaults(func=cmd_backfill)
 
     templates = sub.add_parser("templates", help="manage event templates")
     actions = templates.add_subparsers(dest="action", required=True)

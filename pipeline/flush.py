@@ -67,7 +67,7 @@ def _call(rt: Runtime, tenant: str, send: Callable[[], Any]) -> None:
         raise
 
 
-def _send_bisecting(
+def send_bisecting(
     rt: Runtime,
     tenant: str,
     items: list[dict[str, Any]],
@@ -84,8 +84,8 @@ def _send_bisecting(
             on_rejected(items[0], exc)
             return
         middle = len(items) // 2
-        _send_bisecting(rt, tenant, items[:middle], send, on_rejected, report)
-        _send_bisecting(rt, tenant, items[middle:], send, on_rejected, report)
+        send_bisecting(rt, tenant, items[:middle], send, on_rejected, report)
+        send_bisecting(rt, tenant, items[middle:], send, on_rejected, report)
 
 
 def _drain(
@@ -147,7 +147,7 @@ def _flush_de_rows(
 
     def send_batch(batch: list[Entry]) -> None:
         rows = latest_per_key([entry.payload for entry in batch])
-        _send_bisecting(rt, tenant, rows, lambda items: client.upsert_rows(de_key, items), rejected, report)
+        send_bisecting(rt, tenant, rows, lambda items: client.upsert_rows(de_key, items), rejected, report)
 
     box = rt.outbox(tenant, kind)
     return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait)
@@ -201,7 +201,7 @@ def flush_releases(
             def fire(items: list[dict[str, Any]], key: str = key) -> None:
                 client.fire_events(key, items)
 
-            _send_bisecting(rt, tenant, members, fire, rejected, report)
+            send_bisecting(rt, tenant, members, fire, rejected, report)
 
     box = rt.outbox(tenant, RELEASES)
     return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)

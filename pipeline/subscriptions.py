@@ -22,6 +22,8 @@ from typing import Any
 
 import redis
 
+from pipeline.clients.errors import PermanentError
+from pipeline.deadletters import record_rejection
 from pipeline.logsafe import mask
 from pipeline.outbox import SUBSCRIPTION_ROWS
 from pipeline.runtime import Runtime
@@ -208,11 +210,39 @@ def apply_subscription(
     return bool(rt.redis.transaction(apply, sub_key, applied_key, value_from_callable=True))
 
 
+def matched_or_failed(rt: Runtime, tenant: str, attrs: dict[str, Any]) -> str:
+    """match_contact, except that a contact SFMC refuses for good is dead-lettered (with the
+    subscription's attributes, for replay) and the row still goes in, marked `failed`."""
+    try:
+        return match_contact(rt, tenant, attrs["CalendarSubscriptionId"], attrs)
+    except PermanentError as exc:
+        record_rejection(
+            rt.redis, tenant, f"contact:{attrs['CalendarSubscriptionId']}", "match_contact", exc, attrs
+        )
+        return "failed"
+
+
 def process_subscription_event(
     rt: Runtime, tenant: str, webhook_id: str, event_type: str, attrs: dict[str, Any]
 ) -> bool:
     """Match (Subscribe/DetailsUpdated carrying an identity), then merge and buffer the row."""
-    match = (
-        "" if event_type == UNSUBSCRIBE else match_contact(rt, tenant, attrs["CalendarSubscriptionId"], attrs)
-    )
+    match = "" if event_type == UNSUBSCRIBE else matched_or_failed(rt, tenant, attrs)
     return apply_subscription(rt, tenant, webhook_id, event_type, attrs, match)
+
+
+BACKFILL_RANK = 0  # state that existed before go-live: any webhook overrides it
+
+
+def merge_backfill(rt: Runtime, tenant: str, attrs: dict[str, Any], contact_match: str) -> dict[str, Any]:
+    """Merge an existing subscription into the stored state (below every webhook) and return
+    the row to write; re-running it gives the same row."""
+    sub_key = _sub_key(tenant, attrs["CalendarSubscriptionId"])
+
+    def apply(pipe: redis.client.Pipeline) -> dict[str, Any]:
+        raw = pipe.hget(sub_key, "state")
+        state = merge(json.loads(raw) if raw else {}, attrs, BACKFILL_RANK)
+        pipe.multi()
+        pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
+        return row_from_state(state, contact_match)
+
+    return rt.redis.transaction(apply, sub_key, value_from_callable=True)

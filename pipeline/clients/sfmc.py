@@ -12,6 +12,7 @@ from pipeline.clients.http import BearerClient, raise_for_status, send
 
 ROWSET_MAX_ROWS = 50  # "maximum of 50 columns and 50 records at a time"
 ASYNC_EVENTS_MAX_MEMBERS = 100  # /interaction/v1/async/events
+ASYNC_ROWS_MAX = 32_000  # /data/v1/async rows per request (hard limit)
 BLOCKED_BACKOFF_SECONDS = 60.0  # errorcode 50200 "temporarily blocked" carries no Retry-After
 
 
@@ -127,3 +128,23 @@ class SfmcClient(BearerClient):
             "POST", "/contacts/v1/contacts", json={"contactKey": contact_key, "attributeSets": attribute_sets}
         )
         self._check(response, "SFMC create contact")
+
+    def upsert_rows_async(self, de_key: str, items: list[dict[str, Any]]) -> str:
+        """PUT /data/v1/async/dataextensions/key:{key}/rows (at most 32,000 flat rows): a request id."""
+        if len(items) > ASYNC_ROWS_MAX:
+            raise ValueError(f"at most {ASYNC_ROWS_MAX} rows per async request, got {len(items)}")
+        response = self._authorized(
+            "PUT", f"/data/v1/async/dataextensions/key:{de_key}/rows", json={"items": items}
+        )
+        self._check(response, f"SFMC async upsert {de_key}")
+        return str(response.json()["requestId"])
+
+    def async_status(self, request_id: str) -> dict[str, Any]:
+        response = self._authorized("GET", f"/data/v1/async/{request_id}/status")
+        self._check(response, "SFMC async status")
+        return response.json().get("status", {})
+
+    def async_results(self, request_id: str) -> list[dict[str, Any]]:
+        response = self._authorized("GET", f"/data/v1/async/{request_id}/results")
+        self._check(response, "SFMC async results")
+        return response.json().get("items", [])

@@ -46,4 +46,7 @@ def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
     assert subscriptions["rows"] == subscriptions["matched"] + subscriptions["created"] > 0
     assert subscriptions["matched"] > 0 and subscriptions["created"] > 0
     assert subscriptions["unsubscribed"] > 0
-    assert subscriptions["webhooks_received"] == subscriptions["webhooks_sent"] + subscriptions["duplicates_dropped"]
+    assert (
+        subscriptions["webhooks_received"]
+        == subscriptions["webhooks_sent"] + subscriptions["duplicates_dropped"]
+    )

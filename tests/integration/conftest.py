@@ -37,6 +37,7 @@ TENANTS = {
     "subs": 50,
     "hooks": 50,
     "confirm": 50,
+    "backfill": 50,
 }
 
 
@@ -122,6 +123,8 @@ def _tenants_toml(values: dict[str, str]) -> str:
                 value = name
             lines.append(f"{key.lower()} = {json.dumps(value)}")
         lines.append(f"rokt_rate_limit = {rate}")
+        if name == "backfill":  # thousands of contact look-ups: the sandbox has no SFMC limit
+            lines.append("sfmc_rate_limit = 2000")
         lines.append(f"sfmc_status_de_key = {json.dumps(status_de(name))}")
         lines.append(f"sfmc_subscription_de_key = {json.dumps(subscription_de(name))}")
     return "\n".join(lines) + "\n"

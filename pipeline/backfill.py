@@ -1,0 +1,208 @@
+"""Backfill before go-live (the integration guide's "existing client" scenario).
+
+Existing subscriptions (CSV or JSON Lines) go into the Calendar Subscription data extension
+through the same mapping, contact matching and batching as webhooks: sync rowsets of at most
+50 rows for small files, the async rows API (at most 32,000 rows per request, then status and
+results polling) for large ones. Records are processed in chunks; after each chunk the number
+of records done is checkpointed in Redis under the file's content hash, so an interrupted
+backfill resumes where it stopped and a finished one re-run writes nothing new.
+
+A record carries either the DE attribute names (`CalendarSubscriptionId`, `SubscriberExternalId`,
+`Email`, ...) or Rokt's subscription object names (`calendarSubscriptionId`, `subscriberId`,
+`emailAddress`, ...).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from marshmallow import ValidationError
+
+from pipeline.clients.errors import PermanentError
+from pipeline.clients.sfmc import ASYNC_ROWS_MAX, ROWSET_MAX_ROWS
+from pipeline.flush import FlushReport, send_bisecting
+from pipeline.runtime import Runtime
+from pipeline.store import tenant_key
+from pipeline.subscriptions import CREATED, DE_COLUMNS, MATCHED, attributes, matched_or_failed, merge_backfill
+from schemas.rokt_webhook import load_subscription
+
+CHUNK = 500
+ASYNC_THRESHOLD = 5000  # records; larger files go through the async rows API
+BOOLEAN_COLUMNS = ("optIn1", "optIn2")
+
+
+class BackfillInputError(ValueError):
+    """The file cannot be read as CSV or JSON Lines."""
+
+
+@dataclass
+class BackfillSummary:
+    records: int = 0
+    resumed_from: int = 0
+    written: int = 0
+    matched: int = 0
+    created: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+    mode: str = "sync"
+    calls: int = 0
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        if len(self.reasons) < 50:
+            self.reasons.append(reason)
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    """(line number, record or None, problem) for each data line of a .csv or .jsonl file."""
+    suffix = path.suffix.lower()
+    with path.open(encoding="utf-8", newline="") as fh:
+        if suffix == ".csv":
+            for number, row in enumerate(csv.DictReader(fh), start=2):
+                yield number, {k: v for k, v in row.items() if k and v not in (None, "")}, ""
+        elif suffix in (".jsonl", ".ndjson"):
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield number, None, f"line {number}: not JSON ({exc.msg})"
+                    continue
+                if isinstance(record, dict):
+                    yield number, record, ""
+                else:
+                    yield number, None, f"line {number}: not a JSON object"
+        else:
+            raise BackfillInputError(f"{path}: use a .csv or .jsonl file")
+
+
+def to_attributes(record: dict[str, Any]) -> dict[str, Any]:
+    """One record in either naming, as DE attributes (raises ValueError naming the problem)."""
+    if "calendarSubscriptionId" not in record:  # the DE's own names
+        attrs = {k: record[k] for k in DE_COLUMNS if k in record and record[k] not in (None, "")}
+        for name in BOOLEAN_COLUMNS:
+            if isinstance(attrs.get(name), str):
+                text = attrs[name].strip().lower()
+                if text not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(f"{name}: {attrs[name]!r} is not a boolean")
+                attrs[name] = text in ("true", "1", "yes")
+        if not str(attrs.get("CalendarSubscriptionId", "")).strip():
+            raise ValueError("CalendarSubscriptionId is required")
+        return attrs
+    details = {k: record.get(k) for k in ("accountCode", "accountId", "accountName")}
+    try:
+        subscription = load_subscription({"subscription": record})
+    except ValidationError as exc:
+        raise ValueError(f"invalid subscription: {exc.messages}") from exc
+    return attributes(str(record.get("eventId") or ""), details, subscription)
+
+
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:32]
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row["keys"], **row["values"]}
+
+
+def run_backfill(
+    rt: Runtime,
+    tenant: str,
+    path: Path,
+    *,
+    async_threshold: int = ASYNC_THRESHOLD,
+    on_progress: Callable[[int, int], None] | None = None,
+    poll_seconds: float = 1.0,
+) -> BackfillSummary:
+    records = list(read_records(path))
+    summary = BackfillSummary(records=len(records))
+    summary.mode = "async" if len(records) >= async_threshold else "sync"
+    checkpoint = tenant_key(tenant, "backfill", file_fingerprint(path))
+    done = int(rt.redis.get(checkpoint) or 0)
+    summary.resumed_from = done
+    de_key = rt.tenant(tenant).sfmc_subscription_de_key
+    client = rt.sfmc(tenant)
+    chunk_size = ASYNC_ROWS_MAX if summary.mode == "async" else CHUNK
+
+    for start in range(done, len(records), chunk_size):
+        chunk = records[start : start + chunk_size]
+        rows: list[dict[str, Any]] = []
+        for number, record, problem in chunk:
+            if record is None:
+                summary.reject(problem)
+                continue
+            try:
+                attrs = to_attributes(record)
+            except ValueError as exc:
+                summary.reject(f"line {number}: {exc}")
+                continue
+            match = matched_or_failed(rt, tenant, attrs)
+            summary.matched += match == MATCHED
+            summary.created += match == CREATED
+            rows.append(merge_backfill(rt, tenant, attrs, match))
+        if summary.mode == "async":
+            _write_async(rt, client, de_key, rows, summary, poll_seconds)
+        else:
+            _write_sync(rt, tenant, client, de_key, rows, summary)
+        rt.redis.set(checkpoint, start + len(chunk), ex=30 * 86400)
+        if on_progress is not None:
+            on_progress(min(start + len(chunk), len(records)), len(records))
+    return summary
+
+
+def _write_sync(
+    rt: Runtime, tenant: str, client: Any, de_key: str, rows: list[dict[str, Any]], summary: BackfillSummary
+) -> None:
+    report = FlushReport()
+
+    def rejected(row: dict[str, Any], exc: PermanentError) -> None:
+        summary.reject(f"{row['keys']['CalendarSubscriptionId']}: {exc.reason}")
+
+    for start in range(0, len(rows), ROWSET_MAX_ROWS):
+        batch = rows[start : start + ROWSET_MAX_ROWS]
+        before = report.rejected
+        send_bisecting(rt, tenant, batch, lambda items: client.upsert_rows(de_key, items), rejected, report)
+        summary.written += len(batch) - (report.rejected - before)
+    summary.calls += report.calls
+
+
+def _write_async(
+    rt: Runtime,
+    client: Any,
+    de_key: str,
+    rows: list[dict[str, Any]],
+    summary: BackfillSummary,
+    poll_seconds: float,
+) -> None:
+    if not rows:
+        return
+    request_id = client.upsert_rows_async(de_key, [_flat(row) for row in rows])
+    summary.calls += 1
+    deadline = time.monotonic() + 3600
+    while True:
+        status = client.async_status(request_id)
+        summary.calls += 1
+        if status.get("requestStatus") in ("Complete", "Error") or time.monotonic() > deadline:
+            break
+        time.sleep(poll_seconds)
+    failures = client.async_results(request_id) if status.get("hasErrors") else []
+    summary.calls += bool(status.get("hasErrors"))
+    for item in failures:
+        key = (item.get("item") or {}).get("CalendarSubscriptionId", "?")
+        summary.reject(f"{key}: {item.get('errorCode', '')} {item.get('message', '')}".strip())
+    if status.get("requestStatus") != "Complete":
+        summary.reject(f"async request {request_id} ended {status.get('requestStatus', 'unknown')}")
+        return
+    summary.written += len(rows) - len(failures)
