@@ -15,6 +15,7 @@ from pipeline.queues import (
     FLUSH_RELEASES_TASK,
     FLUSH_STATUS_TASK,
     FLUSH_SUBSCRIPTIONS_TASK,
+    RECONCILE_TASK,
     RENDER_QUEUE,
     RENDER_TASK,
     ROKT_QUEUE,
@@ -76,6 +77,7 @@ task_routes = {
     FLUSH_STATUS_TASK: {"queue": SFMC_QUEUE},
     FLUSH_SUBSCRIPTIONS_TASK: {"queue": SFMC_QUEUE},
     WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},
+    RECONCILE_TASK: {"queue": CALLBACKS_QUEUE},
     FLUSH_ALL_TASK: {"queue": SFMC_QUEUE},
     FLUSH_RELEASES_TASK: {"queue": CALLBACKS_QUEUE},
 }
@@ -92,4 +94,6 @@ beat_max_loop_interval = 10
 beat_schedule = {
     # Safety net behind the per-row flush scheduling: picks up rows orphaned by a lost worker.
     "flush-outboxes": {"task": FLUSH_ALL_TASK, "schedule": 10.0, "options": {"expires": 9}},
+    # Stuck executions re-driven, unconfirmed ones checked at Rokt, dead letters retried once.
+    "reconcile": {"task": RECONCILE_TASK, "schedule": 30.0, "options": {"expires": 25}},
 }

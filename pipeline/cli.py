@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 from marshmallow import ValidationError
@@ -164,6 +165,98 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _filter(args: argparse.Namespace):
+    from pipeline.replay import DeadLetterFilter
+
+    return DeadLetterFilter(args.stage, args.error_class, args.journey, args.since, args.until)
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from pipeline.replay import list_dead_letters, show_dead_letter
+    from pipeline.runtime import Runtime
+
+    settings, tenant = _settings_tenant(args.tenant)
+    rt = Runtime(settings)
+    if args.action == "show":
+        letter = show_dead_letter(rt, tenant.name, args.id)
+        if letter is None:
+            print(f"error: no dead letter {args.id!r} for tenant {tenant.name!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(letter, indent=2, sort_keys=True))
+        return 0
+    for letter in list_dead_letters(rt, tenant.name, _filter(args)):
+        brief = {k: letter[k] for k in ("id", "stage", "errorClass", "attempts", "failedAt", "reason")}
+        print(json.dumps(brief, sort_keys=True))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from pipeline import dispatch
+    from pipeline.replay import list_dead_letters, replay
+    from pipeline.runtime import Runtime
+
+    settings, tenant = _settings_tenant(args.tenant)
+    rt = Runtime(settings)
+    letters = list_dead_letters(rt, tenant.name, _filter(args))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("replay" + (" (dry run)" if args.dry_run else ""), total=len(letters))
+        report = replay(
+            rt,
+            tenant.name,
+            letters,
+            dispatch.enqueue_execution,
+            dispatch.enqueue_webhook,
+            dry_run=args.dry_run,
+            on_progress=lambda: progress.advance(task),
+        )
+    print(json.dumps({**asdict(report), "dry_run": args.dry_run}, indent=2))
+    return 0
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from pipeline import dispatch
+    from pipeline.reconcile import reconcile
+    from pipeline.runtime import Runtime
+
+    settings, tenant = _settings_tenant(args.tenant)
+    report = reconcile(Runtime(settings), tenant.name, dispatch.enqueue_execution, dispatch.enqueue_webhook)
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pipeline.ledger import daily_counts_key
+    from pipeline.store import redis_client
+
+    settings, tenant = _settings_tenant(args.tenant)
+    day = args.date or datetime.now(UTC).date().isoformat()
+    counts = redis_client(settings.redis_url).hgetall(daily_counts_key(tenant.name, day))
+    names = (
+        "subscribed",
+        "unsubscribed",
+        "matched",
+        "created",
+        "accepted",
+        "confirmed",
+        "failed",
+        "missing_field",
+        "no_subscription",
+        "removed",
+    )
+    print(
+        json.dumps(
+            {"tenant": tenant.name, "date": day, **{n: int(counts.get(n, 0)) for n in names}}, indent=2
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rokt-sfmc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +297,38 @@ def build_parser() -> argparse.ArgumentParser:
         "--async-threshold", type=int, default=5000, help="records from which the async rows API is used"
     )
     backfill.set_defaults(func=cmd_backfill)
+
+    def filters(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--tenant", required=True)
+        p.add_argument("--stage", help="render, create_event, confirm, record_status, release, webhook, ...")
+        p.add_argument("--error-class", help="permanent, retryable, throttled, unknown_outcome, ...")
+        p.add_argument("--journey", help="journeyId of the executions")
+        p.add_argument("--since", help="failed at or after (ISO 8601, UTC)")
+        p.add_argument("--until", help="failed at or before (ISO 8601, UTC)")
+
+    dlq = sub.add_parser("dlq", help="the dead-letter store")
+    dlq_actions = dlq.add_subparsers(dest="action", required=True)
+    dlq_list = dlq_actions.add_parser("list", help="one JSON line per dead letter")
+    filters(dlq_list)
+    dlq_list.set_defaults(func=cmd_dlq)
+    dlq_show = dlq_actions.add_parser("show", help="one dead letter in full")
+    dlq_show.add_argument("--tenant", required=True)
+    dlq_show.add_argument("id")
+    dlq_show.set_defaults(func=cmd_dlq)
+
+    replay = sub.add_parser("replay", help="send dead letters through the pipeline again")
+    filters(replay)
+    replay.add_argument("--dry-run", action="store_true", help="only list what would be replayed")
+    replay.set_defaults(func=cmd_replay)
+
+    reconcile = sub.add_parser("reconcile", help="run the reconciliation once by hand")
+    reconcile.add_argument("--tenant", required=True)
+    reconcile.set_defaults(func=cmd_reconcile)
+
+    report = sub.add_parser("report", help="a tenant's daily performance summary (JSON)")
+    report.add_argument("--tenant", required=True)
+    report.add_argument("--date", help="YYYY-MM-DD (UTC), default today")
+    report.set_defaults(func=cmd_report)
 
     templates = sub.add_parser("templates", help="manage event templates")
     actions = templates.add_subparsers(dest="action", required=True)

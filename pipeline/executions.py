@@ -81,9 +81,16 @@ def emit_outcome(rt: Runtime, ex: Execution) -> None:
         )
 
 
-def finish(rt: Runtime, tenant: str, execution_id: str, status: str, error: str = "") -> Execution | None:
+def finish(
+    rt: Runtime,
+    tenant: str,
+    execution_id: str,
+    status: str,
+    error: str = "",
+    allowed_from: tuple[str, ...] = (states.QUEUED,),
+) -> Execution | None:
     """Move a queued execution to a terminal status and emit its outcome (once per move)."""
-    rt.ledger.transition(tenant, execution_id, status, (states.QUEUED,), error=error[:500])
+    rt.ledger.transition(tenant, execution_id, status, allowed_from, error=error[:500])
     ex = rt.ledger.get(tenant, execution_id)
     if ex is not None:
         emit_outcome(rt, ex)
@@ -118,10 +125,13 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> str:
         template = get_template(rt.redis, tenant, ex.template_id)
         event = render_event(template, ex.args, ex.event_id)
     except TemplateNotFound as exc:
-        finish(rt, tenant, execution_id, states.FAILED, str(exc))
+        fail(rt, tenant, execution_id, "render", "permanent", str(exc))
         return DONE
     except TemplateRenderError as exc:
-        finish(rt, tenant, execution_id, exc.outcome, exc.reason)
+        if exc.outcome == states.FAILED:
+            fail(rt, tenant, execution_id, "render", "permanent", exc.reason)
+        else:  # missing_field: the template's policy said so; nothing to replay
+            finish(rt, tenant, execution_id, exc.outcome, exc.reason)
         return DONE
     ids = subscription_ids(ex.args)
     if not ids:
@@ -148,7 +158,7 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     try:
         rt.rokt(tenant).create_subscription_event(event, ids)
     except PermanentError as exc:
-        finish(rt, tenant, execution_id, states.FAILED, exc.reason)
+        fail(rt, tenant, execution_id, "create_event", exc.error_class, exc.reason)
         return
     except ClientError as exc:
         rt.ledger.update(tenant, execution_id, lastError=exc.reason[:500])
@@ -158,12 +168,18 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     finish(rt, tenant, execution_id, states.ACCEPTED)
 
 
-def give_up(rt: Runtime, tenant: str, execution_id: str, stage: str, exc: Exception, attempts: int) -> None:
-    """Retries exhausted: end `failed`, keep a dead letter with the reason, emit the row."""
-    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-    error_class = getattr(exc, "error_class", type(exc).__name__)
+def fail(
+    rt: Runtime,
+    tenant: str,
+    execution_id: str,
+    stage: str,
+    error_class: str,
+    reason: str,
+    attempts: int = 1,
+    allowed_from: tuple[str, ...] = (states.QUEUED,),
+) -> None:
+    """End `failed` and keep a dead letter (payload, stage, class, reason) for replay."""
     ex = rt.ledger.get(tenant, execution_id)
-    payload = {"executionId": execution_id, "args": ex.args if ex else {}}
     record_dead_letter(
         rt.redis,
         tenant,
@@ -172,9 +188,25 @@ def give_up(rt: Runtime, tenant: str, execution_id: str, stage: str, exc: Except
         error_class=error_class,
         reason=reason,
         attempts=attempts,
-        payload=payload,
+        payload={
+            "executionId": execution_id,
+            "journeyId": ex.fields.get("journeyId", "") if ex else "",
+            "args": ex.args if ex else {},
+        },
     )
-    finish(rt, tenant, execution_id, states.FAILED, f"{stage}: {reason} (after {attempts} attempts)")
+    finish(
+        rt,
+        tenant,
+        execution_id,
+        states.FAILED,
+        reason if attempts <= 1 else f"{reason} (after {attempts} attempts)",
+    )
+
+
+def give_up(rt: Runtime, tenant: str, execution_id: str, stage: str, exc: Exception, attempts: int) -> None:
+    """Retries exhausted (or an unexpected error): end `failed` with a dead letter."""
+    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
+    fail(rt, tenant, execution_id, stage, getattr(exc, "error_class", type(exc).__name__), reason, attempts)
 
 
 def _json(value: Any) -> str:

@@ -44,7 +44,8 @@ redis.call('SET', KEYS[4], ARGV[3], 'EX', tonumber(ARGV[1]))
 return 1
 """
 
-# KEYS: exec hash, open set, counts; ARGV: new status, allowed-from csv, now, field/value pairs
+# KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set;
+# ARGV: new status, allowed-from csv, now (iso), now (epoch), field/value pairs
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {0, ''} end
@@ -52,11 +53,26 @@ local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
 if not allowed then return {0, current} end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[3])
-if #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
+redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[4], 400 * 86400)
+if ARGV[1] == 'accepted' then redis.call('ZADD', KEYS[5], tonumber(ARGV[4]), KEYS[1]) end
+if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
 return {1, current}
+"""
+
+# KEYS: exec hash, open set, counts; ARGV: now (epoch), now (iso)
+_REOPEN = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0', 'error', '', 'budgetStart', ARGV[2],
+           'updatedAt', ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), KEYS[1])
+redis.call('HINCRBY', KEYS[3], 'failed', -1)
+redis.call('HINCRBY', KEYS[3], 'replayed', 1)
+return 1
 """
 
 
@@ -68,6 +84,11 @@ def execution_id(activity_id: str, definition_instance_id: str) -> str:
 def event_id_for(execution: str) -> str:
     """The Rokt `eventId`: deterministic, so a repeated create is the same event to Rokt."""
     return "rsf-" + uuid.uuid5(EVENT_NS, execution).hex
+
+
+def daily_counts_key(tenant: str, day: str | None = None) -> str:
+    """Per-tenant counts of one UTC day: outcomes, subscriptions, contact matches."""
+    return tenant_key(tenant, "daily", day or datetime.now(UTC).date().isoformat())
 
 
 def now_iso() -> str:
@@ -99,9 +120,14 @@ class Ledger:
         self.ttl_seconds = ttl_days * 86400
         self._claim = r.register_script(_CLAIM)
         self._transition = r.register_script(_TRANSITION)
+        self._reopen = r.register_script(_REOPEN)
 
     def _key(self, tenant: str, execution: str) -> str:
         return tenant_key(tenant, "exec", execution)
+
+    def member(self, tenant: str, execution: str) -> str:
+        """How an execution appears in the open and awaiting sets."""
+        return self._key(tenant, execution)
 
     def _event_index(self, tenant: str, event_id: str) -> str:
         return tenant_key(tenant, "event", event_id)
@@ -170,11 +196,35 @@ class Ledger:
     ) -> tuple[bool, str]:
         """Move to `to_status` only from `allowed_from`; returns (moved, previous status)."""
         flat = [item for pair in values.items() for item in pair]
-        keys = [self._key(tenant, execution), self.open_key(tenant), self.counts_key(tenant)]
+        keys = [
+            self._key(tenant, execution),
+            self.open_key(tenant),
+            self.counts_key(tenant),
+            daily_counts_key(tenant),
+            self.awaiting_key(tenant),
+        ]
         moved, previous = self._transition(
-            keys=keys, args=[to_status, ",".join(allowed_from), now_iso(), *flat]
+            keys=keys, args=[to_status, ",".join(allowed_from), now_iso(), time.time(), *flat]
         )
         return bool(int(moved)), previous
+
+    def reopen(self, tenant: str, execution: str) -> bool:
+        """failed -> queued for a replay (fresh attempts and time budget); False otherwise."""
+        keys = [self._key(tenant, execution), self.open_key(tenant), self.counts_key(tenant)]
+        return bool(self._reopen(keys=keys, args=[time.time(), now_iso()]))
+
+    def awaiting_key(self, tenant: str) -> str:
+        """Executions accepted by Rokt and not yet confirmed, scored by acceptance time."""
+        return tenant_key(tenant, "awaiting")
+
+    def due(self, key: str, older_than: float, limit: int = 500) -> list[str]:
+        """Execution ids in a scored set (open or awaiting) older than `older_than` (epoch)."""
+        members = self.r.zrangebyscore(key, "-inf", older_than, start=0, num=limit)
+        return [member.rsplit(":", 1)[-1] for member in members]
+
+    def touch(self, key: str, tenant: str, execution: str) -> None:
+        """Push an entry's score to now, so reconciliation looks at it again only later."""
+        self.r.zadd(key, {self._key(tenant, execution): time.time()}, xx=True)
 
     def add_attempt(self, tenant: str, execution: str) -> int:
         """Count one more failed attempt (retryable vendor error); returns the new total."""

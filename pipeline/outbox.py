@@ -32,8 +32,9 @@ class Entry:
 
 
 class Outbox:
-    def __init__(self, r: redis.Redis, tenant: str, kind: str) -> None:
+    def __init__(self, r: redis.Redis, tenant: str, kind: str, claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
         self.r = r
+        self.claim_idle_ms = claim_idle_ms
         self.tenant = tenant
         self.kind = kind
         self.key = tenant_key(tenant, "outbox", kind)
@@ -68,7 +69,7 @@ class Outbox:
         entries = self._entries(own[0][1]) if own else []
         if entries:
             return entries
-        claimed = self.r.xautoclaim(self.key, GROUP, consumer, CLAIM_IDLE_MS, "0-0", count=count)
+        claimed = self.r.xautoclaim(self.key, GROUP, consumer, self.claim_idle_ms, "0-0", count=count)
         return self._entries(claimed[1])
 
     def take_new(self, consumer: str, count: int) -> list[Entry]:

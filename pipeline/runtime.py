@@ -73,7 +73,8 @@ class Runtime:
 
     def outbox(self, name: str, kind: str) -> Outbox:
         if (name, kind) not in self._outboxes:
-            self._outboxes[(name, kind)] = Outbox(self.redis, name, kind)
+            idle_ms = int(self.settings.outbox_claim_idle_seconds * 1000)
+            self._outboxes[(name, kind)] = Outbox(self.redis, name, kind, idle_ms)
         return self._outboxes[(name, kind)]
 
 

@@ -41,6 +41,11 @@ SETTINGS_TABLE: list[tuple[str, str, str | None]] = [
     ("HTTP_READ_TIMEOUT", "seconds to wait for a Rokt/SFMC answer", "15"),
     ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)", "30"),
     ("LOG_LEVEL", "logging level of every process", "INFO"),
+    ("RECONCILE_QUEUED_AFTER", "seconds before a still-queued execution is re-driven", "600"),
+    ("RECONCILE_CONFIRM_AFTER", "seconds before an unconfirmed accepted execution is checked at Rokt", "900"),
+    ("RECONCILE_FINAL_AFTER", "seconds an accepted execution may stay unconfirmed before it fails", "7200"),
+    ("DLQ_RETRY_AFTER", "seconds before a retryable dead letter is replayed once automatically", "600"),
+    ("OUTBOX_CLAIM_IDLE_SECONDS", "seconds before a batch held by a lost flush is taken over", "180"),
 ]
 _DEFAULTS = {name: default for name, _meaning, default in SETTINGS_TABLE}
 
@@ -93,6 +98,11 @@ class Settings:
     http_read_timeout: float = 15.0
     execution_ttl_days: int = 30
     log_level: str = "INFO"
+    reconcile_queued_after: float = 600.0
+    reconcile_confirm_after: float = 900.0
+    reconcile_final_after: float = 7200.0
+    dlq_retry_after: float = 600.0
+    outbox_claim_idle_seconds: float = 180.0
 
     @property
     def http_timeout(self) -> tuple[float, float]:
@@ -148,6 +158,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         http_read_timeout=float(get("HTTP_READ_TIMEOUT") or 15),
         execution_ttl_days=int(get("EXECUTION_TTL_DAYS") or 30),
         log_level=(get("LOG_LEVEL") or "INFO").upper(),
+        reconcile_queued_after=float(get("RECONCILE_QUEUED_AFTER") or 600),
+        reconcile_confirm_after=float(get("RECONCILE_CONFIRM_AFTER") or 900),
+        reconcile_final_after=float(get("RECONCILE_FINAL_AFTER") or 7200),
+        dlq_retry_after=float(get("DLQ_RETRY_AFTER") or 600),
+        outbox_claim_idle_seconds=float(get("OUTBOX_CLAIM_IDLE_SECONDS") or 180),
     )
 
 

@@ -24,6 +24,7 @@ import redis
 
 from pipeline.clients.errors import PermanentError
 from pipeline.deadletters import record_rejection
+from pipeline.ledger import daily_counts_key
 from pipeline.logsafe import mask
 from pipeline.outbox import SUBSCRIPTION_ROWS
 from pipeline.runtime import Runtime
@@ -143,7 +144,7 @@ def _sub_key(tenant: str, subscription_id: str) -> str:
 
 
 def daily_key(tenant: str) -> str:
-    return tenant_key(tenant, "daily", datetime.now(UTC).date().isoformat())
+    return daily_counts_key(tenant)
 
 
 def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[str, Any]) -> str:

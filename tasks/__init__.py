@@ -2,5 +2,7 @@
 
 from celery import Celery
 
-app = Celery("rokt_sfmc", include=["tasks.execution", "tasks.flushing", "tasks.webhooks"])
+app = Celery(
+    "rokt_sfmc", include=["tasks.execution", "tasks.flushing", "tasks.webhooks", "tasks.maintenance"]
+)
 app.config_from_object("celeryconfig")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -14,8 +13,6 @@ from pipeline.outbox import RELEASES, STATUS_ROWS
 from pipeline.runtime import get_runtime
 from pipeline.settings import get_settings
 from tasks import app
-
-MAX_BACKOFF_SECONDS = 300  # < visibility timeout (celeryconfig.VISIBILITY_TIMEOUT)
 
 _ALLOWED_OPTIONS = {
     "bind",
@@ -29,11 +26,6 @@ _ALLOWED_OPTIONS = {
 # default_retry_delay is also the delay of task_retry_on_worker_lost (Celery's default: 180 s);
 # max_retries bounds how often a task whose pool process keeps dying is sent again.
 _DEFAULTS: dict[str, Any] = {"bind": True, "max_retries": 20, "default_retry_delay": 2, "acks_late": True}
-
-
-def backoff(attempt: int) -> float:
-    """Exponential backoff with full jitter, capped below the visibility timeout."""
-    return min(MAX_BACKOFF_SECONDS, 2 ** max(0, attempt)) * random.uniform(0.5, 1.0)
 
 
 def pipeline_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], Task]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +12,9 @@ from pipeline import executions
 from pipeline.clients.errors import ClientError
 from pipeline.queues import CREATE_EVENT_TASK, RENDER_TASK, ROKT_QUEUE
 from pipeline.ratelimit import RateLimited
+from pipeline.retry_policy import backoff, decide
 from pipeline.runtime import get_runtime
-from tasks.base import backoff, pipeline_task, schedule_flushes
-
-MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution before it is dead-lettered
-TIME_BUDGET_SECONDS = 3600  # throttling may delay an execution this long, no longer
+from tasks.base import pipeline_task, schedule_flushes
 
 
 class ExecutionTask(Task):
@@ -56,23 +53,21 @@ def render_event(self: Task, tenant: str, execution_id: str) -> None:
 
 @pipeline_task(CREATE_EVENT_TASK, base=CreateEventTask)
 def create_rokt_event(self: Task, tenant: str, execution_id: str) -> None:
-    """Create the event at Rokt under the global limiter; throttling waits, errors back off."""
+    """Create the event at Rokt under the global limiter; see pipeline.retry_policy."""
     rt = get_runtime()
     try:
         executions.create_step(rt, tenant, execution_id)
     except (RateLimited, ClientError) as exc:
-        wait = getattr(exc, "wait", None) or getattr(exc, "retry_after", None)
-        if not getattr(exc, "retryable", True):  # a permanent error is handled in the step
-            raise
         ex = rt.ledger.get(tenant, execution_id)
-        over_budget = ex is not None and _age_seconds(ex.fields.get("createdAt", "")) > TIME_BUDGET_SECONDS
-        if wait is not None and not over_budget:  # throttled: not a failure, only a delay
-            raise self.retry(exc=exc, countdown=wait + random.uniform(0, 1), max_retries=None) from exc
-        attempts = rt.ledger.add_attempt(tenant, execution_id)
-        if attempts >= MAX_FAILED_ATTEMPTS or over_budget:
-            executions.give_up(rt, tenant, execution_id, CreateEventTask.stage, exc, attempts)
+        age = _age_seconds(ex.fields.get("budgetStart") or ex.fields.get("createdAt", "")) if ex else 0.0
+        attempts = int(ex.fields.get("attempts", 0)) if ex else 0
+        decision = decide(exc, attempts + 1, age)
+        if decision.counted:
+            attempts = rt.ledger.add_attempt(tenant, execution_id)
+        if not decision.retry:
+            executions.give_up(rt, tenant, execution_id, CreateEventTask.stage, exc, max(attempts, 1))
         else:
-            raise self.retry(exc=exc, countdown=backoff(attempts), max_retries=None) from exc
+            raise self.retry(exc=exc, countdown=decision.countdown, max_retries=None) from exc
     except redis.RedisError as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
     schedule_flushes(tenant)

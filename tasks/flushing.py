@@ -12,8 +12,9 @@ from pipeline.flush import FLUSHERS, claim_flush_slot
 from pipeline.outbox import RELEASES, STATUS_ROWS, SUBSCRIPTION_ROWS
 from pipeline.queues import FLUSH_ALL_TASK, FLUSH_RELEASES_TASK, FLUSH_STATUS_TASK, FLUSH_SUBSCRIPTIONS_TASK
 from pipeline.ratelimit import RateLimited
+from pipeline.retry_policy import backoff
 from pipeline.runtime import get_runtime
-from tasks.base import backoff, pipeline_task
+from tasks.base import pipeline_task
 
 
 def _flush(task: Task, kind: str, tenant: str) -> dict[str, int]:

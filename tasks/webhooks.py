@@ -11,9 +11,10 @@ from pipeline.clients.errors import ClientError
 from pipeline.deadletters import record_dead_letter
 from pipeline.queues import WEBHOOK_TASK
 from pipeline.ratelimit import RateLimited
+from pipeline.retry_policy import backoff
 from pipeline.runtime import get_runtime
 from pipeline.webhooks import NotYetAccepted, process_webhook
-from tasks.base import backoff, pipeline_task, schedule_flushes
+from tasks.base import pipeline_task, schedule_flushes
 
 
 class WebhookTask(Task):

@@ -54,3 +54,12 @@ class RoktClient(BearerClient):
             json={"event": event, "subscriptionIds": subscription_ids},
         )
         raise_for_status(response, "Rokt create event", default_retry_after=1, describe=_error_model)
+
+    def subscription(self, subscription_id: str) -> dict[str, Any] | None:
+        """GET /v1/subscription/{id}: the subscription with `eventsVisibleToSubscription`,
+        or None when Rokt does not know it."""
+        response = self._authorized("GET", f"/v1/subscription/{subscription_id}")
+        if response.status_code == 404:
+            return None
+        raise_for_status(response, "Rokt get subscription", default_retry_after=1, describe=_error_model)
+        return response.json()

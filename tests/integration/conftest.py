@@ -38,6 +38,8 @@ TENANTS = {
     "hooks": 50,
     "confirm": 50,
     "backfill": 50,
+    "dlq": 50,
+    "recon": 50,
 }
 
 

@@ -13,6 +13,7 @@ def test_every_task_is_registered_under_its_stable_name_and_routed():
     app.loader.import_default_modules()
     names = {
         queues.WEBHOOK_TASK,
+        queues.RECONCILE_TASK,
         queues.FLUSH_SUBSCRIPTIONS_TASK,
         queues.RENDER_TASK,
         queues.CREATE_EVENT_TASK,

@@ -1,0 +1,146 @@
+"""Reconciliation, run by beat every 30 s (one leader via RedBeat) or by hand
+(`rokt-sfmc reconcile`). Each run is bounded and idempotent; the next one continues.
+
+- Executions still `queued` long after they were received (their task was lost with a
+  whole worker, or Redis lost it) are re-driven: the chain is idempotent.
+- Executions `accepted` without Rokt's confirmation are checked against Rokt
+  (`GET /v1/subscription/{id}`, `eventsVisibleToSubscription`): confirmed, or sent again
+  with the same `eventId`; after a final deadline they end `failed`.
+- Retryable dead letters are replayed once, automatically, after a cool-down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from pipeline import executions
+from pipeline import ledger as states
+from pipeline.clients.errors import ClientError
+from pipeline.ratelimit import RateLimited
+from pipeline.replay import PERMANENT, list_dead_letters, replay_one
+from pipeline.runtime import Runtime
+from pipeline.store import tenant_key
+
+log = logging.getLogger(__name__)
+
+Enqueue = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    queued_after: float = 600.0  # a queued execution this old is re-driven
+    confirm_after: float = 900.0  # an accepted execution this old is checked at Rokt
+    final_after: float = 7200.0  # accepted and never confirmed this long: failed
+    dead_letter_cool_down: float = 600.0  # a retryable dead letter is replayed once after this
+    batch: int = 200  # at most this many of each kind per run
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Thresholds:
+        names = {
+            "queued_after": "RECONCILE_QUEUED_AFTER",
+            "confirm_after": "RECONCILE_CONFIRM_AFTER",
+            "final_after": "RECONCILE_FINAL_AFTER",
+            "dead_letter_cool_down": "DLQ_RETRY_AFTER",
+        }
+        values = {field: float(env[var]) for field, var in names.items() if env.get(var)}
+        return cls(**values)
+
+
+@dataclass
+class ReconcileReport:
+    redriven: int = 0
+    checked: int = 0
+    confirmed: int = 0
+    resent: int = 0
+    timed_out: int = 0
+    dead_letters_retried: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def reconcile(
+    rt: Runtime,
+    tenant: str,
+    enqueue_execution: Enqueue,
+    enqueue_webhook: Enqueue,
+    thresholds: Thresholds | None = None,
+) -> ReconcileReport:
+    thresholds = thresholds or Thresholds.from_settings(rt.settings)
+    report = ReconcileReport()
+    now = time.time()
+    ledger = rt.ledger
+    for execution in ledger.due(ledger.open_key(tenant), now - thresholds.queued_after, thresholds.batch):
+        ledger.touch(ledger.open_key(tenant), tenant, execution)
+        enqueue_execution(tenant, execution)
+        report.redriven += 1
+    for execution in ledger.due(
+        ledger.awaiting_key(tenant), now - thresholds.confirm_after, thresholds.batch
+    ):
+        try:
+            _check_accepted(rt, tenant, execution, now, thresholds, report)
+        except (ClientError, RateLimited) as exc:  # Rokt unavailable: look again next run
+            log.warning("reconcile: cannot check execution %s now: %s", execution, exc)
+            break
+    _retry_dead_letters(rt, tenant, now, thresholds, enqueue_execution, enqueue_webhook, report)
+    if any(asdict(report).values()):
+        log.info("reconcile %s: %s", tenant, report.as_dict())
+    return report
+
+
+def _check_accepted(
+    rt: Runtime, tenant: str, execution: str, now: float, thresholds: Thresholds, report: ReconcileReport
+) -> None:
+    ex = rt.ledger.get(tenant, execution)
+    if ex is None or ex.status != states.ACCEPTED:
+        rt.redis.zrem(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution))
+        return
+    report.checked += 1
+    accepted_at = rt.redis.zscore(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution)) or now
+    ids = json.loads(ex.fields.get("subscriptionIds") or "[]")
+    client = rt.rokt(tenant)
+    for sub_id in ids:
+        subscription = client.subscription(sub_id) or {}
+        visible = subscription.get("eventsVisibleToSubscription") or []
+        if any(item.get("subscriptionEventId") == ex.event_id for item in visible):
+            moved, _ = rt.ledger.transition(tenant, execution, states.CONFIRMED, (states.ACCEPTED,))
+            if moved:
+                executions.emit_outcome(rt, rt.ledger.get(tenant, execution))
+                report.confirmed += 1
+            return
+    if now - float(accepted_at) > thresholds.final_after:
+        reason = f"not confirmed by Rokt within {thresholds.final_after:.0f} s"
+        executions.fail(
+            rt, tenant, execution, "confirm", "unconfirmed", reason, allowed_from=(states.ACCEPTED,)
+        )
+        report.timed_out += 1
+        return
+    event = json.loads(ex.fields.get("event") or "{}")
+    if event and ids:  # same eventId: Rokt keeps one event per id, so this cannot duplicate
+        client.create_subscription_event(event, ids)
+        report.resent += 1
+    rt.ledger.touch(rt.ledger.awaiting_key(tenant), tenant, execution)
+
+
+def _retry_dead_letters(
+    rt: Runtime,
+    tenant: str,
+    now: float,
+    thresholds: Thresholds,
+    enqueue_execution: Enqueue,
+    enqueue_webhook: Enqueue,
+    report: ReconcileReport,
+) -> None:
+    retried_key = tenant_key(tenant, "dlq-auto-retried")
+    cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - thresholds.dead_letter_cool_down))
+    for letter in list_dead_letters(rt, tenant)[: thresholds.batch]:
+        if letter["errorClass"] == PERMANENT or letter["failedAt"][:19] > cutoff:
+            continue
+        if not rt.redis.sadd(retried_key, letter["id"]):
+            continue  # retried automatically once already: an operator decides now
+        if replay_one(rt, tenant, letter, enqueue_execution, enqueue_webhook):
+            report.dead_letters_retried += 1

@@ -1,0 +1,119 @@
+"""The retry policy: one table, used by the tasks and printed in the README.
+
+Throttling is a delay, not a failure: it does not count against the attempts, only against
+the execution's time budget. Everything else retryable backs off exponentially with jitter
+and is counted. Countdowns stay below Celery's visibility timeout (celeryconfig), or a
+waiting retry would be re-delivered and run twice.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from pipeline.clients.errors import ClientError
+
+MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution, then failed + dead letter
+TIME_BUDGET_SECONDS = 3600  # an execution may be delayed (throttling included) this long
+MAX_BACKOFF_SECONDS = 300  # < celeryconfig.VISIBILITY_TIMEOUT - task_time_limit
+
+# vendor/part, condition, error class, what happens
+RETRY_TABLE: list[tuple[str, str, str, str]] = [
+    (
+        "Rokt",
+        "429",
+        "throttled",
+        "wait `Retry-After` (default 1 s) and pause the tenant's shared bucket for everyone; not counted; within the 1-hour budget",
+    ),
+    (
+        "Rokt",
+        "5xx, 408, 425, connect error/timeout",
+        "retryable",
+        "exponential backoff with jitter (2^n s, at most 300 s); 8 attempts within 1 hour, then `failed` + dead letter",
+    ),
+    (
+        "Rokt",
+        "read timeout after the request was sent",
+        "unknown_outcome",
+        "retried like 5xx with the same `eventId`: Rokt keeps one event per id",
+    ),
+    (
+        "Rokt",
+        "401",
+        "unauthorized",
+        "token refreshed and the call repeated once at once; a second 401 is retried like 5xx",
+    ),
+    (
+        "Rokt",
+        "other 4xx (400 validation, 404)",
+        "permanent",
+        "`failed` with Rokt's reason + dead letter; no retry",
+    ),
+    (
+        "SFMC",
+        "429 errorcode 50100",
+        "throttled",
+        "wait `Retry-After` (5 s) and pause the tenant's SFMC bucket; the batch stays pending",
+    ),
+    ("SFMC", "429 errorcode 50200 (temporarily blocked)", "throttled", "wait 60 s; the batch stays pending"),
+    (
+        "SFMC",
+        "5xx, timeouts, 400 errorcode 10006 without additionalErrors",
+        "retryable",
+        "backoff with jitter (at most 300 s), unbounded: rows and releases are never dropped",
+    ),
+    ("SFMC", "401", "unauthorized", "token refreshed and the call repeated once at once"),
+    ("SFMC", "other 4xx", "permanent", "the batch is bisected; only the bad row/member is dead-lettered"),
+    (
+        "Redis",
+        "unreachable, in the web tier",
+        "-",
+        "503 with `Retry-After: 5`: Journey Builder and Rokt retry; nothing was claimed",
+    ),
+    (
+        "Redis",
+        "unreachable, in a task",
+        "retryable",
+        "backoff, up to 20 retries; the worker reconnects by itself",
+    ),
+    (
+        "Worker",
+        "pool process killed (SIGKILL, OOM)",
+        "-",
+        "the task is sent again after 2 s (`task_retry_on_worker_lost`), at most 20 times",
+    ),
+    (
+        "Worker",
+        "whole worker lost",
+        "-",
+        "its unacknowledged messages return after the visibility timeout (900 s); the reconciler re-drives stuck executions sooner",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Decision:
+    retry: bool
+    countdown: float = 0.0
+    counted: bool = True  # counts as a failed attempt
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped below the visibility timeout."""
+    return min(MAX_BACKOFF_SECONDS, 2 ** max(0, attempt)) * random.uniform(0.5, 1.0)
+
+
+def decide(exc: Exception, attempts: int, age_seconds: float) -> Decision:
+    """For an execution's Rokt call: `attempts` failed attempts so far (this one included)."""
+    if isinstance(exc, ClientError) and not exc.retryable:
+        return Decision(retry=False)
+    if age_seconds > TIME_BUDGET_SECONDS:
+        return Decision(retry=False)
+    wait = getattr(exc, "wait", None) or getattr(exc, "retry_after", None)
+    if wait is not None:
+        return Decision(
+            retry=True, countdown=min(wait, MAX_BACKOFF_SECONDS) + random.uniform(0, 1), counted=False
+        )
+    if attempts >= MAX_FAILED_ATTEMPTS:
+        return Decision(retry=False)
+    return Decision(retry=True, countdown=backoff(attempts))
