@@ -93,10 +93,17 @@ def cmd_jb_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.chaos import parse_scenarios
     from pipeline.demo import run_demo
 
-    report = run_demo(args.contacts, Path(args.report), workers=args.workers)
-    return 0 if report["lost"] == 0 else 1
+    try:
+        chaos = parse_scenarios(args.chaos)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = run_demo(args.contacts, Path(args.report), workers=args.workers, chaos=chaos)
+    healthy = report["lost"] == 0 and report["rokt"]["duplicate_calendar_entries"] == 0
+    return 0 if healthy else 1
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
@@ -288,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--contacts", type=int, default=1000)
     demo.add_argument("--report", default="demo-report.json")
     demo.add_argument("--workers", type=int, default=8, help="Celery worker concurrency")
+    demo.add_argument("--chaos", help="kill-workers,restart-redis,rokt-faults,sfmc-faults (any of them)")
     demo.set_defaults(func=cmd_demo)
 
     backfill = sub.add_parser("backfill", help="load existing subscriptions into SFMC before go-live")

@@ -14,17 +14,24 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline import jbsim, processes
+from pipeline import dispatch, jbsim, processes
+from pipeline.chaos import Chaos, ChaosHooks
 from pipeline.ledger import Ledger
+from pipeline.reconcile import reconcile
+from pipeline.replay import PERMANENT, list_dead_letters, replay
+from pipeline.runtime import Runtime
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, sandbox_env
+from pipeline.settings import get_settings, load_settings
 from pipeline.store import PREFIX, redis_client
 from pipeline.templates import create_template
 
@@ -151,37 +158,109 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
 
 
-def run_demo(contacts_count: int, report_path: Path, rate_limit: float = 50.0, workers: int = 8) -> dict:
-    console = Console()
-    run_dir = Path(tempfile.mkdtemp(prefix="rokt-sfmc-demo-"))
-    children: list[processes.Child] = []
-    try:
+class DemoStack:
+    """The child processes of one demo run, and how to break them (for --chaos)."""
+
+    def __init__(self, run_dir: Path, console: Console) -> None:
+        self.run_dir = run_dir
+        self.console = console
+        self.children: list[processes.Child] = []
+        self.redis_child: processes.Child | None = None
+        self.redis_port = 0
+        self.workers: list[processes.Child] = []
+        self.worker_env: dict[str, str] = {}
+        self.worker_concurrency = 8
+        self._generation = 0
+        self.restarts = 0  # processes restarted after dying under chaos
+
+    def start_redis(self) -> str:
         redis_url = os.environ.get("REDIS_URL", "")
         if processes.redis_reachable(redis_url):
-            console.print(f"Redis: using REDIS_URL ({redis_url.rsplit('@', 1)[-1]})")
-        else:
-            redis_child, redis_url = processes.start_redis(run_dir)
-            children.append(redis_child)
-            console.print(f"Redis: started the bundled redis-server ({redis_url})")
+            self.console.print(f"Redis: using REDIS_URL ({redis_url.rsplit('@', 1)[-1]})")
+            return redis_url
+        self.redis_port = processes.free_port()
+        self.redis_child, redis_url = processes.start_redis(self.run_dir, self.redis_port)
+        self.console.print(f"Redis: started the bundled redis-server ({redis_url})")
+        return redis_url
 
+    def start_worker(self) -> None:
+        self._generation += 1
+        worker = processes.start_worker(
+            self.run_dir,
+            self.worker_env,
+            f"demo-worker-{self._generation}",
+            concurrency=self.worker_concurrency,
+        )
+        self.workers.append(worker)
+
+    def kill_and_replace_worker(self) -> None:
+        if self.workers:
+            victim = self.workers.pop(0)
+            victim.kill()  # SIGKILL to the whole process group: main process and pool
+            victim.stop(timeout=5)
+        self.start_worker()
+
+    def restart_redis(self) -> None:
+        if self.redis_child is None:
+            return
+        self.redis_child.stop()  # SIGTERM: Redis fsyncs its AOF and exits
+        self.redis_child, _url = processes.start_redis(self.run_dir, self.redis_port)
+
+    def check_alive(self, supervise: bool = False) -> None:
+        """A dead process is an error, or under chaos, restarted as a supervisor would
+        (compose's `restart: unless-stopped`): a worker can die on a Redis restart."""
+        for child in list(self.workers):
+            if not child.alive():
+                if not supervise:
+                    raise RuntimeError(f"{child.name} died:\n{child.tail()}")
+                self.workers.remove(child)
+                self.restarts += 1
+                self.start_worker()
+        for index, child in enumerate(self.children):
+            if not child.alive():
+                if not supervise or child.name != "beat":
+                    raise RuntimeError(f"{child.name} died:\n{child.tail()}")
+                self.restarts += 1
+                self.children[index] = processes.start_beat(self.run_dir, self.worker_env)
+
+    def stop(self) -> None:
+        for child in reversed([*self.children, *self.workers]):
+            child.stop()
+        if self.redis_child is not None:
+            self.redis_child.stop()
+
+
+def _chaos_env(scenarios: tuple[str, ...]) -> dict[str, str]:
+    """Under chaos the reconciler must act within the demo's minutes, not production's."""
+    if not scenarios:
+        return {}
+    return {
+        "RECONCILE_QUEUED_AFTER": "15",
+        "RECONCILE_CONFIRM_AFTER": "20",
+        "DLQ_RETRY_AFTER": "5",
+        "OUTBOX_CLAIM_IDLE_SECONDS": "30",
+    }
+
+
+def run_demo(
+    contacts_count: int,
+    report_path: Path,
+    rate_limit: float = 50.0,
+    workers: int = 8,
+    chaos: tuple[str, ...] = (),
+) -> dict:
+    console = Console()
+    run_dir = Path(tempfile.mkdtemp(prefix="rokt-sfmc-demo-"))
+    stack = DemoStack(run_dir, console)
+    try:
+        redis_url = stack.start_redis()
         rokt_port, sfmc_port, web_port = (processes.free_port() for _ in range(3))
         rokt_url, sfmc_url = f"http://127.0.0.1:{rokt_port}", f"http://127.0.0.1:{sfmc_port}"
+        argv = [sys.executable, "-m", "pipeline.cli", "sandbox", "--rokt-port", str(rokt_port)]
         sandbox = processes.Child(
-            "sandbox",
-            [
-                sys.executable,
-                "-m",
-                "pipeline.cli",
-                "sandbox",
-                "--rokt-port",
-                str(rokt_port),
-                "--sfmc-port",
-                str(sfmc_port),
-            ],
-            dict(os.environ),
-            run_dir,
+            "sandbox", [*argv, "--sfmc-port", str(sfmc_port)], dict(os.environ), run_dir
         )
-        children.append(sandbox)
+        stack.children.append(sandbox)
         for url in (rokt_url, sfmc_url):
             processes.wait_until(
                 lambda u=url: processes.http_ok(f"{u}/__sandbox__/state"), 20, "sandbox", sandbox
@@ -195,15 +274,20 @@ def run_demo(contacts_count: int, report_path: Path, rate_limit: float = 50.0, w
             "REDIS_URL": redis_url,
             "TENANTS_FILE": str(tenants_file),
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
+            **_chaos_env(chaos),
         }
         requests.post(f"{rokt_url}/__sandbox__/faults", json={"rate_limit": rate_limit}, timeout=5)
+        # this process enqueues too (reconcile, replay): point its settings at the same stack
+        os.environ.update(REDIS_URL=redis_url, TENANTS_FILE=str(tenants_file), **_chaos_env(chaos))
+        get_settings.cache_clear()
 
         r = redis_client(redis_url)
         for key in r.scan_iter(f"{PREFIX}:{DEMO_TENANT}:*", count=1000):
             r.delete(key)
-        children.append(processes.start_web(run_dir, env, web_port))
-        children.append(processes.start_worker(run_dir, env, "demo-worker", concurrency=workers))
-        children.append(processes.start_beat(run_dir, env))
+        stack.children.append(processes.start_web(run_dir, env, web_port))
+        stack.worker_env, stack.worker_concurrency = env, workers
+        stack.start_worker()
+        stack.children.append(processes.start_beat(run_dir, env))
         console.print(f"Stack up: web :{web_port}, worker (c={workers}), beat, sandbox; logs in {run_dir}")
 
         template = create_template(r, DEMO_TENANT, jbsim.DEMO_TEMPLATE)
@@ -228,55 +312,57 @@ def run_demo(contacts_count: int, report_path: Path, rate_limit: float = 50.0, w
             jbsim.execute_payload(c, template["id"], journey, activity, jbsim.RELEASE_EVENT_KEY)
             for c in contacts
         ]
-        ledger = Ledger(r)
+        subscribed = [
+            c for c in contacts if c.subscription_id and c.subscription_id != jbsim.UNKNOWN_SUBSCRIPTION_ID
+        ]
+        leaving = subscribed[:: max(1, len(subscribed) // 25)]  # unsubscribe after the journey
+        runtime = Runtime(load_settings(env), r)
+        monkey = None
+        if chaos:
+            hooks = ChaosHooks(
+                rokt_url, sfmc_url, rate_limit, stack.kill_and_replace_worker, stack.restart_redis
+            )
+            monkey = Chaos(chaos, hooks).start()
+            console.print(f"Chaos: {', '.join(chaos)}")
         started = time.monotonic()
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console) as progress:
             sending = progress.add_task("execute (JB, 50 concurrent)", total=len(payloads))
             finishing = progress.add_task("terminal status rows in SFMC", total=len(payloads))
-            subscribed = [
-                c
-                for c in contacts
-                if c.subscription_id and c.subscription_id != jbsim.UNKNOWN_SUBSCRIPTION_ID
-            ]
             syncing = progress.add_task("subscription rows in SFMC", total=len(subscribed))
             drive_result = jbsim.drive(
                 f"http://127.0.0.1:{web_port}/t/{DEMO_TENANT}/activity/execute",
                 tenant_values["JB_JWT_SECRET"],
                 payloads,
+                retries=6 if chaos else 2,
                 on_done=lambda: progress.advance(sending),
             )
-            # once the journey has run, a few subscribers leave the calendar (Unsubscribe webhooks)
-            leaving = subscribed[:: max(1, len(subscribed) // 25)]
-            left = False
-            deadline = time.monotonic() + max(120, contacts_count / rate_limit * 4)
-            while time.monotonic() < deadline:
-                status_rows = _status_rows(sfmc_url)
-                sub_rows = _rows(sfmc_url, SUBSCRIPTION_DE_KEY)
-                progress.update(
-                    finishing, completed=sum(1 for row in status_rows if row["Status"] != "accepted")
+            injected: dict[str, int] = {}
+            if monkey is not None:
+                time.sleep(10)  # faults go on while the pipeline works through the backlog
+                injected = monkey.stop()
+            watcher = _Watcher(runtime, stack, progress, finishing, syncing, rokt_url, sfmc_url, chaos)
+            deadline = time.monotonic() + max(180, contacts_count / rate_limit * 4) + (240 if chaos else 0)
+            watcher.wait(lambda: runtime.ledger.open_count(DEMO_TENANT) == 0, deadline)
+            dead_letters = len(list_dead_letters(runtime, DEMO_TENANT))
+            replayed = _replay_retryable(runtime) if chaos else 0
+            for contact in leaving:
+                requests.post(
+                    f"{rokt_url}/__sandbox__/unsubscribe", json={"id": contact.subscription_id}, timeout=10
                 )
-                progress.update(syncing, completed=len(sub_rows))
-                if not left and ledger.open_count(DEMO_TENANT) == 0:
-                    for contact in leaving:
-                        body = {"id": contact.subscription_id}
-                        requests.post(f"{rokt_url}/__sandbox__/unsubscribe", json=body, timeout=10)
-                    left = True
-                if left and _settled(
-                    ledger,
-                    status_rows,
-                    sub_rows,
+            watcher.wait(
+                lambda: _settled(
+                    runtime.ledger,
+                    watcher.status_rows,
+                    watcher.sub_rows,
                     drive_result.ok,
                     len(subscribed),
                     leaving,
                     rokt_url,
                     sfmc_url,
-                ):
-                    break
-                for child in children:
-                    if not child.alive():
-                        raise RuntimeError(f"{child.name} died:\n{child.tail()}")
-                time.sleep(0.5)
+                ),
+                deadline,
+            )
         elapsed = time.monotonic() - started
         time.sleep(0.6)  # Rokt lands calendar entries shortly after its 202
         rokt_state = _state(rokt_url)
@@ -284,10 +370,62 @@ def run_demo(contacts_count: int, report_path: Path, rate_limit: float = 50.0, w
             contacts, drive_result, elapsed, rokt_state, _state(sfmc_url), _status_rows(sfmc_url)
         )
         report["subscriptions"] = subscription_report(rokt_state, _rows(sfmc_url, SUBSCRIPTION_DE_KEY))
+        if chaos:
+            report["chaos"] = {"scenarios": list(chaos), **injected, "supervisor_restarts": stack.restarts}
+            report["dead_letters"] = dead_letters
+            report["replayed"] = replayed
         print_report(console, report)
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"Report written to {report_path}")
         return report
     finally:
-        for child in reversed(children):
-            child.stop()
+        stack.stop()
+
+
+class _Watcher:
+    """Polls the simulators and the ledger, drives progress bars, and (under chaos) runs the
+    reconciliation every few seconds instead of waiting for beat's 30-second tick."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        stack: DemoStack,
+        progress: Progress,
+        finishing: TaskID,
+        syncing: TaskID,
+        rokt_url: str,
+        sfmc_url: str,
+        chaos: tuple[str, ...],
+    ) -> None:
+        self.runtime, self.stack, self.progress = runtime, stack, progress
+        self.finishing, self.syncing = finishing, syncing
+        self.rokt_url, self.sfmc_url, self.chaos = rokt_url, sfmc_url, chaos
+        self.status_rows: list[dict[str, Any]] = []
+        self.sub_rows: list[dict[str, Any]] = []
+        self._last_reconcile = 0.0
+
+    def wait(self, done: Callable[[], bool], deadline: float) -> None:
+        while time.monotonic() < deadline:
+            try:
+                self.status_rows = _status_rows(self.sfmc_url)
+                self.sub_rows = _rows(self.sfmc_url, SUBSCRIPTION_DE_KEY)
+                finished = sum(1 for row in self.status_rows if row["Status"] != "accepted")
+                self.progress.update(self.finishing, completed=finished)
+                self.progress.update(self.syncing, completed=len(self.sub_rows))
+                if self.chaos and time.monotonic() - self._last_reconcile > 5:
+                    reconcile(self.runtime, DEMO_TENANT, dispatch.enqueue_execution, dispatch.enqueue_webhook)
+                    self._last_reconcile = time.monotonic()
+                if done():
+                    return
+            except redis.RedisError:
+                pass  # Redis restarting under chaos: look again shortly
+            self.stack.check_alive(supervise=bool(self.chaos))
+            time.sleep(0.5)
+        raise TimeoutError("the demo did not settle before its deadline")
+
+
+def _replay_retryable(runtime: Runtime) -> int:
+    """After the faults: replay every dead letter that is not permanent."""
+    letters = [d for d in list_dead_letters(runtime, DEMO_TENANT) if d["errorClass"] != PERMANENT]
+    report = replay(runtime, DEMO_TENANT, letters, dispatch.enqueue_execution, dispatch.enqueue_webhook)
+    return report.replayed

@@ -11,12 +11,18 @@ from functools import lru_cache
 from celery import Celery
 
 from pipeline.queues import RENDER_QUEUE, RENDER_TASK, WEBHOOK_TASK, WEBHOOKS_QUEUE
+from pipeline.settings import get_settings
 
 
-@lru_cache(maxsize=1)
 def producer() -> Celery:
+    return _producer(get_settings().redis_url)
+
+
+@lru_cache(maxsize=4)
+def _producer(broker_url: str) -> Celery:
     app = Celery("rokt_sfmc", set_as_current=False)
     app.config_from_object("celeryconfig")
+    app.conf.broker_url = broker_url  # the settings of this process, read now
     return app
 
 

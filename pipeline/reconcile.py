@@ -3,6 +3,8 @@
 
 - Executions still `queued` long after they were received (their task was lost with a
   whole worker, or Redis lost it) are re-driven: the chain is idempotent.
+- Webhooks stored but not processed (their task was lost) are enqueued again; applying one
+  twice has no second effect.
 - Executions `accepted` without Rokt's confirmation are checked against Rokt
   (`GET /v1/subscription/{id}`, `eventsVisibleToSubscription`): confirmed, or sent again
   with the same `eventId`; after a final deadline they end `failed`.
@@ -23,7 +25,9 @@ from pipeline.clients.errors import ClientError
 from pipeline.ratelimit import RateLimited
 from pipeline.replay import PERMANENT, list_dead_letters, replay_one
 from pipeline.runtime import Runtime
+from pipeline.settings import Settings
 from pipeline.store import tenant_key
+from pipeline.webhooks import open_webhooks_key
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +43,19 @@ class Thresholds:
     batch: int = 200  # at most this many of each kind per run
 
     @classmethod
-    def from_env(cls, env: dict[str, str]) -> Thresholds:
-        names = {
-            "queued_after": "RECONCILE_QUEUED_AFTER",
-            "confirm_after": "RECONCILE_CONFIRM_AFTER",
-            "final_after": "RECONCILE_FINAL_AFTER",
-            "dead_letter_cool_down": "DLQ_RETRY_AFTER",
-        }
-        values = {field: float(env[var]) for field, var in names.items() if env.get(var)}
-        return cls(**values)
+    def from_settings(cls, settings: Settings) -> Thresholds:
+        return cls(
+            queued_after=settings.reconcile_queued_after,
+            confirm_after=settings.reconcile_confirm_after,
+            final_after=settings.reconcile_final_after,
+            dead_letter_cool_down=settings.dlq_retry_after,
+        )
 
 
 @dataclass
 class ReconcileReport:
     redriven: int = 0
+    webhooks_redriven: int = 0
     checked: int = 0
     confirmed: int = 0
     resent: int = 0
@@ -78,6 +81,12 @@ def reconcile(
         ledger.touch(ledger.open_key(tenant), tenant, execution)
         enqueue_execution(tenant, execution)
         report.redriven += 1
+    webhooks = open_webhooks_key(tenant)
+    stale = now - thresholds.queued_after
+    for event_id in rt.redis.zrangebyscore(webhooks, "-inf", stale, start=0, num=thresholds.batch):
+        rt.redis.zadd(webhooks, {event_id: now}, xx=True)
+        enqueue_webhook(tenant, event_id)
+        report.webhooks_redriven += 1
     for execution in ledger.due(
         ledger.awaiting_key(tenant), now - thresholds.confirm_after, thresholds.batch
     ):

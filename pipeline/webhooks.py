@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import redis
@@ -44,18 +45,33 @@ def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any]) -> bool
     """True for the first delivery of this eventId (the caller enqueues it)."""
     stored = json.dumps(envelope, sort_keys=True)
     claimed = bool(r.set(_receipt_key(tenant, envelope["eventId"]), stored, nx=True, ex=RECEIPT_TTL_SECONDS))
-    r.hincrby(tenant_key(tenant, "webhook-counts"), "received" if claimed else "duplicates", 1)
+    pipe = r.pipeline()
+    pipe.hincrby(tenant_key(tenant, "webhook-counts"), "received" if claimed else "duplicates", 1)
+    if claimed:  # until processed, the reconciler can see it (its task may be lost with a worker)
+        pipe.zadd(open_webhooks_key(tenant), {envelope["eventId"]: time.time()})
+    pipe.execute()
     return claimed
+
+
+def open_webhooks_key(tenant: str) -> str:
+    return tenant_key(tenant, "webhooks-open")
 
 
 def release_webhook(r: redis.Redis, tenant: str, event_id: str) -> None:
     """Undo a claim whose enqueue failed, so Rokt's retry is accepted again."""
     r.delete(_receipt_key(tenant, event_id))
+    r.zrem(open_webhooks_key(tenant), event_id)
     r.hincrby(tenant_key(tenant, "webhook-counts"), "received", -1)
 
 
 def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[str, ...]:
     """Apply one stored webhook; returns the outbox kinds it appended to (to schedule flushes)."""
+    kinds = _apply_webhook(rt, tenant, event_id)
+    rt.redis.zrem(open_webhooks_key(tenant), event_id)
+    return kinds
+
+
+def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[str, ...]:
     raw = rt.redis.get(_receipt_key(tenant, event_id))
     if raw is None:
         log.warning("webhook %s of tenant %s no longer stored (expired?)", event_id, tenant)

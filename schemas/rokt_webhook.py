@@ -120,7 +120,8 @@ class EnvelopeSchema(Schema):
 
     @pre_load
     def _type_alias(self, data: Any, **_kwargs: object) -> Any:
-        if isinstance(data, dict) and data.get("eventType") in TYPE_ALIASES:
+        kind = data.get("eventType") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind in TYPE_ALIASES:
             data = {**data, "eventType": TYPE_ALIASES[data["eventType"]]}
         return data
 

@@ -19,6 +19,7 @@ from pipeline.clients.errors import (
     UnknownOutcome,
     retry_after_seconds,
 )
+from pipeline.logsafe import mask_emails
 from pipeline.settings import Tenant
 from pipeline.tokens import SharedToken
 
@@ -66,7 +67,7 @@ def raise_for_status(
     status = response.status_code
     if status < 300:
         return
-    detail = f"{what}: HTTP {status}: {describe(response)}"
+    detail = f"{what}: HTTP {status}: {mask_emails(describe(response))}"
     if status == 429:
         wait = retry_after_seconds(response.headers.get("Retry-After"), default_retry_after)
         raise Throttled(detail, retry_after=wait)

@@ -9,6 +9,7 @@ import requests
 
 from pipeline.clients.errors import PermanentError, RetryableError, Throttled
 from pipeline.clients.http import BearerClient, raise_for_status, send
+from pipeline.logsafe import mask_emails
 
 ROWSET_MAX_ROWS = 50  # "maximum of 50 columns and 50 records at a time"
 ASYNC_EVENTS_MAX_MEMBERS = 100  # /interaction/v1/async/events
@@ -72,7 +73,7 @@ class SfmcClient(BearerClient):
         if response.status_code == 429 and errorcode == 50200:
             raise Throttled(f"{what}: temporarily blocked (50200)", retry_after=BLOCKED_BACKOFF_SECONDS)
         if response.status_code == 400 and errorcode == 10006 and not body.get("additionalErrors"):
-            raise RetryableError(f"{what}: {_describe(response)}", status=400)
+            raise RetryableError(f"{what}: {mask_emails(_describe(response))}", status=400)
         raise_for_status(response, what, default_retry_after=5, describe=_describe)
 
     def upsert_rows(self, de_key: str, rows: list[dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""Keep webhook secrets out of every log line, access logs included.
+"""Keep webhook secrets and email addresses out of every log line, access logs included.
 
 A secret may travel as the last path segment of the webhook URL configured in Rokt
 (`/t/<tenant>/webhooks/rokt/<secret>`). Werkzeug's request log and gunicorn's access log
@@ -12,11 +12,14 @@ import re
 
 from gunicorn.glogging import Logger as GunicornLogger
 
+from pipeline.logsafe import mask_emails
+
 SECRET_IN_PATH = re.compile(r"(/webhooks/rokt/)[^/?\s\"]+")
 
 
 def redact(text: str) -> str:
-    return SECRET_IN_PATH.sub(r"\1[redacted]", text)
+    """Secrets in webhook paths out; email addresses (contact keys in URLs) masked."""
+    return mask_emails(SECRET_IN_PATH.sub(r"\1[redacted]", text))
 
 
 class RedactSecrets(logging.Filter):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -142,6 +143,11 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     tenants_file.write_text(_tenants_toml(values))
     env = {**os.environ, "REDIS_URL": redis_url, "TENANTS_FILE": str(tenants_file), "LOG_LEVEL": "INFO"}
 
+    # everything this process logs (web app, simulators) goes to a file the log test reads
+    log_handler = logging.FileHandler(run_dir / "test-process.log")
+    log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(log_handler)
+    logging.getLogger().setLevel(logging.INFO)
     saved = {k: os.environ.get(k) for k in ("REDIS_URL", "TENANTS_FILE")}
     os.environ.update(REDIS_URL=redis_url, TENANTS_FILE=str(tenants_file))
     _reset_process_caches()
@@ -175,6 +181,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             else:
                 os.environ[key] = value
         _reset_process_caches()
+        logging.getLogger().removeHandler(log_handler)
 
 
 def _workers_ready(workers: list[processes.Child]) -> bool:
@@ -191,7 +198,7 @@ def _reset_process_caches() -> None:
 
     settings.get_settings.cache_clear()
     store.redis_client.cache_clear()
-    dispatch.producer.cache_clear()
+    dispatch._producer.cache_clear()
     runtime._runtime = None
     importlib.reload(celeryconfig)
 

@@ -170,3 +170,10 @@ def test_tagging_is_idempotent_and_keeps_the_query(path, query):
     assert [p for p in pairs if p[0].lower() != "utm_source"] == [
         p for p in parse_qsl(urlsplit(url).query, keep_blank_values=True) if p[0].lower() != "utm_source"
     ]
+
+
+def test_emails_in_free_text_are_masked():
+    from pipeline.logsafe import mask, mask_emails
+
+    assert mask_emails("contact jane.doe@example.com already exists") == "contact ja***@ex*** already exists"
+    assert mask("0031X00000abcDE") == "00***DE" and mask("abc") == "***"

@@ -1,0 +1,110 @@
+"""Fault injection for `rokt-sfmc demo --chaos ...` (and the chaos tests that run it).
+
+- kill-workers: SIGKILL a whole Celery worker (main process and pool) every few seconds and
+  start a new one; its unacknowledged messages only come back after the visibility timeout,
+  so the reconciler's re-drive is what saves them.
+- restart-redis: stop Redis once mid-run (a clean shutdown: AOF is fsynced) and start it again.
+- rokt-faults: 20% 5xx, bursts of 429, 2 s latency spikes.
+- sfmc-faults: 30 s tokens, 429 (50100) bursts, occasional 500.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+
+SCENARIOS = ("kill-workers", "restart-redis", "rokt-faults", "sfmc-faults")
+
+
+def parse_scenarios(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown chaos scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
+    return names
+
+
+@dataclass
+class ChaosHooks:
+    """What the chaos needs from the stack that runs it."""
+
+    rokt_url: str
+    sfmc_url: str
+    rokt_rate_limit: float
+    kill_and_replace_worker: Callable[[], None]
+    restart_redis: Callable[[], None] | None = None
+
+
+@dataclass
+class Chaos:
+    scenarios: tuple[str, ...]
+    hooks: ChaosHooks
+    counts: Counter = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Chaos:
+        if "rokt-faults" in self.scenarios:
+            self._faults("rokt", error_rate=0.2)
+        if "sfmc-faults" in self.scenarios:
+            self._faults("sfmc", token_lifetime=30, error_rate=0.05)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="chaos")
+        self._thread.start()
+        return self
+
+    def stop(self) -> dict[str, int]:
+        """Stop injecting and restore healthy simulators; returns what was injected."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        if "rokt-faults" in self.scenarios:
+            self._faults("rokt", error_rate=0, latency_ms=0, rate_limit=self.hooks.rokt_rate_limit)
+        if "sfmc-faults" in self.scenarios:
+            self._faults("sfmc", error_rate=0, rate_limit=0, token_lifetime=0)
+        return dict(self.counts)
+
+    def _faults(self, simulator: str, **values: float) -> None:
+        url = self.hooks.rokt_url if simulator == "rokt" else self.hooks.sfmc_url
+        requests.post(f"{url}/__sandbox__/faults", json=values, timeout=5).raise_for_status()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        next_kill, redis_done = started + 3, False
+        next_rokt_burst, next_sfmc_burst, next_spike = started + 2, started + 3, started + 5
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            if "kill-workers" in self.scenarios and now >= next_kill:
+                self.hooks.kill_and_replace_worker()
+                self.counts["worker_kills"] += 1
+                next_kill = now + random.uniform(3, 5)
+            if "restart-redis" in self.scenarios and not redis_done and now - started > 4:
+                if self.hooks.restart_redis is not None:
+                    self.hooks.restart_redis()
+                    self.counts["redis_restarts"] += 1
+                redis_done = True
+            if "rokt-faults" in self.scenarios:
+                if now >= next_rokt_burst:  # a 429 burst: the account briefly allows 3/s
+                    self._burst("rokt", {"rate_limit": 3}, {"rate_limit": self.hooks.rokt_rate_limit}, 1.5)
+                    self.counts["rokt_429_bursts"] += 1
+                    next_rokt_burst = now + 6
+                if now >= next_spike:
+                    self._burst("rokt", {"latency_ms": 2000}, {"latency_ms": 0}, 2.0)
+                    self.counts["rokt_latency_spikes"] += 1
+                    next_spike = now + 8
+            if "sfmc-faults" in self.scenarios and now >= next_sfmc_burst:
+                self._burst("sfmc", {"rate_limit": 2}, {"rate_limit": 0}, 1.5)
+                self.counts["sfmc_429_bursts"] += 1
+                next_sfmc_burst = now + 7
+
+    def _burst(self, simulator: str, during: dict, after: dict, seconds: float) -> None:
+        self._faults(simulator, **during)
+        self._stop.wait(seconds)
+        self._faults(simulator, **after)
