@@ -62,6 +62,15 @@ def status_row(ex: Execution) -> dict[str, Any]:
     }
 
 
+def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the ledger has them now (an expired execution keeps its buffered row)."""
+    current = []
+    for row in rows:
+        ex = rt.ledger.get(tenant, row["keys"]["ExecutionId"])
+        current.append(status_row(ex) if ex is not None else row)
+    return current
+
+
 def emit_outcome(rt: Runtime, ex: Execution) -> None:
     """Buffer the status row and, when the journey waits on an API event, the release."""
     rt.outbox(ex.tenant, STATUS_ROWS).append(status_row(ex))

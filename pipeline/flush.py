@@ -18,10 +18,12 @@ from typing import Any
 from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
 from pipeline.deadletters import record_rejection
+from pipeline.executions import current_status_rows
 from pipeline.outbox import RELEASES, STATUS_ROWS, SUBSCRIPTION_ROWS, Entry, Outbox
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
 from pipeline.store import tenant_key
+from pipeline.subscriptions import current_subscription_rows
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ MAX_WAIT_SECONDS = 2.0  # a partial batch goes out once its oldest row waited th
 
 
 Flusher = Callable[..., "FlushReport"]
+CurrentRows = Callable[[Runtime, str, list[dict[str, Any]]], list[dict[str, Any]]]
 
 
 @dataclass
@@ -133,10 +136,13 @@ def _flush_de_rows(
     kind: str,
     de_key: str,
     stage: str,
+    current: CurrentRows,
     consumer: str,
     budget_seconds: float,
     max_wait: float,
 ) -> FlushReport:
+    """Rows are rebuilt from the current state when sent, so a batch retried late (after a
+    429, say) can never overwrite a newer row that another batch already wrote."""
     client = rt.sfmc(tenant)
     report = FlushReport()
 
@@ -146,14 +152,16 @@ def _flush_de_rows(
         record_rejection(rt.redis, tenant, f"{kind}-row:{item}", stage, exc, {"deKey": de_key, "row": row})
 
     def send_batch(batch: list[Entry]) -> None:
-        rows = latest_per_key([entry.payload for entry in batch])
+        rows = current(rt, tenant, latest_per_key([entry.payload for entry in batch]))
         send_bisecting(rt, tenant, rows, lambda items: client.upsert_rows(de_key, items), rejected, report)
 
     box = rt.outbox(tenant, kind)
     return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait)
 
 
-def _de_rows_flusher(kind: str, de_key_of: Callable[[Tenant], str], stage: str) -> Flusher:
+def _de_rows_flusher(
+    kind: str, de_key_of: Callable[[Tenant], str], stage: str, current: CurrentRows
+) -> Flusher:
     """A flusher of one kind of data-extension rows (status rows, subscription rows)."""
 
     def flush(
@@ -164,14 +172,16 @@ def _de_rows_flusher(kind: str, de_key_of: Callable[[Tenant], str], stage: str) 
         max_wait: float = MAX_WAIT_SECONDS,
     ) -> FlushReport:
         de_key = de_key_of(rt.tenant(tenant))
-        return _flush_de_rows(rt, tenant, kind, de_key, stage, consumer, budget_seconds, max_wait)
+        return _flush_de_rows(rt, tenant, kind, de_key, stage, current, consumer, budget_seconds, max_wait)
 
     return flush
 
 
-flush_status_rows = _de_rows_flusher(STATUS_ROWS, lambda t: t.sfmc_status_de_key, "record_status")
+flush_status_rows = _de_rows_flusher(
+    STATUS_ROWS, lambda t: t.sfmc_status_de_key, "record_status", current_status_rows
+)
 flush_subscription_rows = _de_rows_flusher(
-    SUBSCRIPTION_ROWS, lambda t: t.sfmc_subscription_de_key, "record_subscription"
+    SUBSCRIPTION_ROWS, lambda t: t.sfmc_subscription_de_key, "record_subscription", current_subscription_rows
 )
 
 

@@ -131,6 +131,21 @@ def row_from_state(state: dict[str, list[Any]], contact_match: str) -> dict[str,
     return {"keys": {"CalendarSubscriptionId": state["CalendarSubscriptionId"][0]}, "values": values}
 
 
+def current_subscription_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the merged subscription state has them now."""
+    current = []
+    for row in rows:
+        raw, stored_match = rt.redis.hmget(
+            _sub_key(tenant, row["keys"]["CalendarSubscriptionId"]), "state", "contactMatch"
+        )
+        if not raw:
+            current.append(row)
+            continue
+        match = stored_match if stored_match in (MATCHED, CREATED) else row["values"].get("ContactMatch", "")
+        current.append(row_from_state(json.loads(raw), match))
+    return current
+
+
 def contact_key(attrs: dict[str, Any]) -> tuple[str, bool]:
     """(key, is_email_capture): the external id, else the captured email (the guide's rule)."""
     external = str(attrs.get("SubscriberExternalId") or "").strip()

@@ -147,3 +147,20 @@ def test_releases_group_by_event_key_up_to_100_members(runtime):
     assert {m["contactKey"] for b in bodies if b["eventDefinitionKey"] == "K2" for m in b["members"]} == {
         f"C{i}" for i in range(150) if i % 3 == 0
     }
+
+
+@responses.activate
+def test_a_late_batch_sends_the_current_state_not_the_stale_one(runtime):
+    """Under SFMC faults an `accepted` batch can be retried after the `confirmed` one was
+    written; rows are rebuilt from the ledger when sent, so SFMC ends with `confirmed`."""
+    from pipeline import executions
+    from pipeline import ledger as states
+
+    token()
+    rowset = responses.post(ROWSET, json=[])
+    runtime.ledger.claim("default", "e1", {"contactKey": "C1", "eventId": "rsf-1", "args": {}})
+    runtime.ledger.transition("default", "e1", states.ACCEPTED)
+    executions.emit_outcome(runtime, runtime.ledger.get("default", "e1"))  # buffered as accepted
+    runtime.ledger.transition("default", "e1", states.CONFIRMED, (states.ACCEPTED,))
+    flush_status_rows(runtime, "default", consumer="late", max_wait=0)
+    assert sent_rows(rowset.calls[0])[0]["values"]["Status"] == "confirmed"
