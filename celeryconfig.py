@@ -82,6 +82,10 @@ task_routes = {
     FLUSH_RELEASES_TASK: {"queue": CALLBACKS_QUEUE},
 }
 
+# No remote control (pidbox) consumer: after a Redis restart the worker's pidbox PubSub read
+# blocked forever in kombu 5.7 / redis-py 8 (the chaos demo found it), freezing the worker.
+# Flower still sees tasks and workers through events; `celery inspect` is not available.
+worker_enable_remote_control = False
 worker_send_task_events = True
 task_send_sent_event = False  # one extra publish per task on the execute hot path
 worker_hijack_root_logger = False

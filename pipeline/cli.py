@@ -101,6 +101,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    def stop(_signum: int, _frame: object) -> None:
+        raise SystemExit(143)  # unwinds run_demo's finally: every child process is stopped
+
+    signal.signal(signal.SIGTERM, stop)
     report = run_demo(args.contacts, Path(args.report), workers=args.workers, chaos=chaos)
     healthy = report["lost"] == 0 and report["rokt"]["duplicate_calendar_entries"] == 0
     return 0 if healthy else 1

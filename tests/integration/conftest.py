@@ -11,8 +11,10 @@ import importlib
 import json
 import logging
 import os
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +117,27 @@ class Stack:
             time.sleep(0.3)
         logs = "\n".join(w.tail(60) for w in self.workers)
         raise AssertionError(f"{len(rows)}/{expected_rows} rows after {timeout}s\n{logs}")
+
+
+def cli(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run `rokt-sfmc ARGS` against the session's stack."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        env=stack.env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _tenants_toml(values: dict[str, str]) -> str:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 import requests
@@ -14,7 +12,7 @@ from pipeline.backfill import run_backfill
 from pipeline.clients.errors import ClientError
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
-from tests.integration.conftest import Stack, subscription_de
+from tests.integration.conftest import Stack, cli, subscription_de
 
 pytestmark = pytest.mark.integration
 COLUMNS = ["CalendarSubscriptionId", "SubscriberExternalId", "Email", "optIn1", "TagText", "RemovedDateTime"]
@@ -35,16 +33,6 @@ def write_csv(path, count, bad=()):
                     "RemovedDateTime": "2025-01-01T00:00:00Z" if i % 10 == 0 else "",
                 }
             )
-
-
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_csv_backfill_maps_matches_batches_and_reruns_safely(stack: Stack, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
@@ -11,20 +10,9 @@ import pytest
 import requests
 
 from pipeline.processes import Child, free_port
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, cli
 
 pytestmark = pytest.mark.integration
-
-
-def cli(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        env=stack.env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_templates_create_and_list(stack: Stack, tmp_path):

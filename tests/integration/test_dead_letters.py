@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -17,28 +15,9 @@ from pipeline.reconcile import Thresholds, reconcile
 from pipeline.replay import list_dead_letters, replay_one
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
-from tests.integration.conftest import Stack
+from tests.integration.conftest import Stack, cli, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def cli(stack: Stack, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stack: Stack):

@@ -14,18 +14,9 @@ import requests
 from pipeline import jbsim
 from pipeline.store import redis_client
 from pipeline.webhook_auth import signature_header
-from tests.integration.conftest import Stack, subscription_de
+from tests.integration.conftest import Stack, subscription_de, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def wait_for(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_500_subscriptions_with_duplicates_and_reordered_unsubscribes(stack: Stack):
