@@ -190,7 +190,9 @@ def fail(
     """End `failed` and keep a dead letter (payload, stage, class, reason) for replay."""
     ex = rt.ledger.get(tenant, execution_id)
     if ex is not None and ex.status not in allowed_from:
-        log.info("execution %s already %s; %s failure not recorded: %s", execution_id, ex.status, stage, reason)
+        log.info(
+            "execution %s already %s; %s failure not recorded: %s", execution_id, ex.status, stage, reason
+        )
         return
     record_dead_letter(
         rt.redis,
