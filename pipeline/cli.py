@@ -101,6 +101,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
     def stop(_signum: int, _frame: object) -> None:
         raise SystemExit(143)  # unwinds run_demo's finally: every child process is stopped
 

@@ -208,13 +208,8 @@ def fail(
             "args": ex.args if ex else {},
         },
     )
-    finish(
-        rt,
-        tenant,
-        execution_id,
-        states.FAILED,
-        reason if attempts <= 1 else f"{reason} (after {attempts} attempts)",
-    )
+    error = reason if attempts <= 1 else f"{reason} (after {attempts} attempts)"
+    finish(rt, tenant, execution_id, states.FAILED, error, allowed_from)
 
 
 def give_up(rt: Runtime, tenant: str, execution_id: str, stage: str, exc: Exception, attempts: int) -> None:

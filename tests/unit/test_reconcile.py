@@ -1,0 +1,95 @@
+"""Reconciliation rules against fakeredis and a mocked Rokt."""
+
+import json
+
+import responses
+
+from pipeline import executions
+from pipeline import ledger as states
+from pipeline.ledger import event_id_for
+from pipeline.reconcile import Thresholds, reconcile
+
+ROKT_TOKEN = "https://rokt.test/oauth2/token"
+NOW = Thresholds(queued_after=0, confirm_after=0, final_after=3600, dead_letter_cool_down=0)
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, tenant, item):
+        self.calls.append((tenant, item))
+
+
+def accepted(runtime, execution, sub="s1"):
+    runtime.ledger.claim(
+        "default", execution, {"contactKey": "C1", "eventId": event_id_for(execution), "args": {}}
+    )
+    event = {
+        "eventId": event_id_for(execution),
+        "title": "t",
+        "start": "2026-01-01T00:00:00",
+        "timezone": "UTC",
+    }
+    runtime.ledger.update("default", execution, event=json.dumps(event), subscriptionIds=json.dumps([sub]))
+    runtime.ledger.transition("default", execution, states.ACCEPTED)
+
+
+def status_rows(runtime):
+    return [
+        json.loads(f["p"])["values"]["Status"] for _id, f in runtime.redis.xrange("rsf:default:outbox:status")
+    ]
+
+
+@responses.activate
+def test_unconfirmed_events_are_confirmed_from_rokt_or_resent_with_the_same_id(runtime):
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    accepted(runtime, "seen", "s1")
+    accepted(runtime, "unseen", "s2")
+    responses.get(
+        "https://rokt.test/v1/subscription/s1",
+        json={"eventsVisibleToSubscription": [{"subscriptionEventId": event_id_for("seen")}]},
+    )
+    responses.get("https://rokt.test/v1/subscription/s2", json={"eventsVisibleToSubscription": []})
+    resend = responses.post("https://rokt.test/v1/subscriptionevent/acct", status=202)
+    report = reconcile(runtime, "default", Recorder(), Recorder(), NOW)
+    assert (report.checked, report.confirmed, report.resent) == (2, 1, 1)
+    assert runtime.ledger.get("default", "seen").status == "confirmed"
+    assert runtime.ledger.get("default", "unseen").status == "accepted"
+    assert json.loads(resend.calls[0].request.body)["event"]["eventId"] == event_id_for("unseen")
+
+
+@responses.activate
+def test_never_confirmed_past_the_final_deadline_fails_with_row_and_dead_letter(runtime):
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.get("https://rokt.test/v1/subscription/s1", json={"eventsVisibleToSubscription": []})
+    accepted(runtime, "e1")
+    final = Thresholds(queued_after=0, confirm_after=0, final_after=-1, dead_letter_cool_down=3600)
+    assert reconcile(runtime, "default", Recorder(), Recorder(), final).timed_out == 1
+    assert runtime.ledger.get("default", "e1").status == "failed"
+    assert status_rows(runtime) == ["failed"]
+    assert json.loads(runtime.redis.hget("rsf:default:dlq", "e1"))["stage"] == "confirm"
+
+
+def test_lost_executions_are_redriven_and_retryable_dead_letters_retried_once(runtime):
+    runtime.ledger.claim("default", "lost", {"contactKey": "C1", "eventId": event_id_for("lost"), "args": {}})
+    runtime.ledger.claim(
+        "default", "flaky", {"contactKey": "C2", "eventId": event_id_for("flaky"), "args": {}}
+    )
+    executions.fail(runtime, "default", "flaky", "create_event", "retryable", "HTTP 503", attempts=8)
+    enqueue = Recorder()
+    report = reconcile(runtime, "default", enqueue, Recorder(), NOW)
+    assert report.redriven == 1 and report.dead_letters_retried == 1
+    assert sorted(call[1] for call in enqueue.calls) == ["flaky", "lost"]
+    assert runtime.ledger.get("default", "flaky").status == "queued"
+    executions.fail(runtime, "default", "flaky", "create_event", "retryable", "HTTP 503 again", attempts=8)
+    again = Recorder()
+    reconcile(
+        runtime,
+        "default",
+        again,
+        Recorder(),
+        Thresholds(queued_after=3600, confirm_after=3600, dead_letter_cool_down=0),
+    )
+    assert again.calls == []  # retried automatically once; now an operator decides
+    assert runtime.redis.hexists("rsf:default:dlq", "flaky")
