@@ -302,6 +302,7 @@ class SfmcSimulator(Simulator):
             "rows_written": sum(self.rowset_sizes),
             "release_calls": self.release_calls,
             "released_contacts": len(self.releases),
+            "released_unique_contacts": len({r["contactKey"] for r in self.releases}),
             "unauthorized": self.unauthorized,
             "contacts": len(self.contacts),
             "contacts_created": self.contacts_created,
