@@ -51,7 +51,3 @@ def record_rejection(
         attempts=1,
         payload=payload,
     )
-
-
-def dead_letters(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:
-    return sorted((json.loads(v) for v in r.hvals(tenant_key(tenant, "dlq"))), key=lambda d: d["failedAt"])

@@ -28,7 +28,6 @@ MISSING_FIELD = "missing_field"
 FAILED = "failed"
 REMOVED = "removed"  # the subscriber (or Rokt) took the event out of the calendar
 TERMINAL = (ACCEPTED, CONFIRMED, NO_SUBSCRIPTION, MISSING_FIELD, FAILED, REMOVED)
-OUTCOMES = TERMINAL
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
 EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")

@@ -73,14 +73,6 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-def placeholders(text: str) -> list[str]:
-    """Names used in a template string, in order of first use."""
-    seen: dict[str, None] = {}
-    for match in PLACEHOLDER.finditer(text or ""):
-        seen.setdefault(match.group("name"), None)
-    return list(seen)
-
-
 def substitute(text: str, values: Mapping[str, Any], policy: str = "strict") -> tuple[str, list[str]]:
     """Replace placeholders in one pass; return the text and the names left without a value.
 

@@ -250,14 +250,21 @@ class SfmcSimulator(Simulator):
             self.async_requests[request_id] = {"results": results}
         return jsonify(requestId=request_id, resultMessages=[]), 202
 
-    def async_status(self, request_id: str):
+    def _async_request(self, request_id: str) -> tuple[dict[str, Any] | None, Any]:
+        """(the async request, None) or (None, the error answer)."""
         refused = self._guard("mid")
         if refused is not None:
-            return refused
+            return None, refused
         with self.lock:
             found = self.async_requests.get(request_id)
         if found is None:
-            return _error(404, 10000, "unknown request")
+            return None, _error(404, 10000, "unknown request")
+        return found, None
+
+    def async_status(self, request_id: str):
+        found, refused = self._async_request(request_id)
+        if found is None:
+            return refused
         status = {
             "requestStatus": "Complete",
             "resultStatus": "OK",
@@ -267,13 +274,9 @@ class SfmcSimulator(Simulator):
         return jsonify(status=status, requestId=request_id)
 
     def async_results(self, request_id: str):
-        refused = self._guard("mid")
-        if refused is not None:
-            return refused
-        with self.lock:
-            found = self.async_requests.get(request_id)
+        found, refused = self._async_request(request_id)
         if found is None:
-            return _error(404, 10000, "unknown request")
+            return refused
         items = found["results"]
         return jsonify(page=1, pageSize=len(items), count=len(items), items=items)
 

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 from pipeline.render import (
     MissingFields,
     TemplateRenderError,
-    placeholders,
     render_event,
     resolve_time_zone,
     substitute,
@@ -125,10 +124,6 @@ def test_non_string_values_render_as_text():
 def test_escaped_quotes_in_defaults():
     text, _ = substitute('{{X | default: "say \\"hi\\""}}', {})
     assert text == 'say "hi"'
-
-
-def test_placeholder_names_in_order():
-    assert placeholders('{{b}} {{a|default:"x"}} {{b}}') == ["b", "a"]
 
 
 def test_links_get_utm_source_unless_present():
