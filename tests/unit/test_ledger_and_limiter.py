@@ -60,6 +60,16 @@ def test_limiter_spaces_requests_at_the_rate(fake_redis):
     assert 9 <= granted <= 11  # 20/s less 4% headroom for 0.5 s, plus the first
 
 
+def test_a_late_request_keeps_the_pace_within_the_tolerance(fake_redis):
+    strict = RateLimiter(fake_redis, "strict", "rokt", rate=1, tolerance=0)
+    tolerant = RateLimiter(fake_redis, "tolerant", "rokt", rate=1, tolerance=0.5)
+    assert strict.try_acquire() == 0 and tolerant.try_acquire() == 0
+    time.sleep(strict.emission + 0.1)  # both next requests come 0.1 s after their slot
+    assert strict.try_acquire() == 0 and tolerant.try_acquire() == 0
+    assert strict.try_acquire() > 1.0  # the 0.1 s is lost: a full interval from now
+    assert tolerant.try_acquire() < 0.6  # the pace is kept: the slot after next, less 0.5 s
+
+
 def test_limiter_is_shared_through_redis(fake_redis):
     a = RateLimiter(fake_redis, "t", "rokt", rate=1)
     b = RateLimiter(fake_redis, "t", "rokt", rate=1)
