@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONTACTS ?= 1000
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
 
@@ -19,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	@touch $@
 
 $(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed ## create the virtualenv and install the service
@@ -35,7 +36,13 @@ lint: dev ## ruff
 test: dev lint ## lint, then the whole test suite (starts its own Redis)
 	$(BIN)/python -m pytest
 
+bench: dev ## benchmarks beside their baselines (BENCH_QUICK=1: < 5 min); writes bench/results.json
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package)"; \
+		$(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }; }
+	$(BIN)/python -m bench $(BENCHMARKS)
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
 
-.PHONY: help install dev demo lint test clean
+.PHONY: help install dev demo lint test bench clean

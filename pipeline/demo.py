@@ -31,7 +31,7 @@ from pipeline.reconcile import reconcile
 from pipeline.replay import PERMANENT, list_dead_letters, replay
 from pipeline.runtime import Runtime
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, sandbox_env
-from pipeline.settings import get_settings, load_settings
+from pipeline.settings import Tenant, get_settings, load_settings
 from pipeline.store import PREFIX, redis_client
 from pipeline.templates import create_template
 
@@ -40,13 +40,17 @@ STATUS_DE_KEY = "RoktCalendarEventStatus"
 SUBSCRIPTION_DE_KEY = "RoktCalendarSubscription"
 
 
-def _tenants_toml(values: dict[str, str], rate_limit: float) -> str:
-    lines = [f"[tenants.{DEMO_TENANT}]"]
-    for name, value in sorted(values.items()):
-        lines.append(f"{name.lower()} = {json.dumps(value)}")
-    lines.append(f"rokt_rate_limit = {rate_limit}")
-    lines.append(f"sfmc_status_de_key = {json.dumps(STATUS_DE_KEY)}")
-    lines.append(f"sfmc_subscription_de_key = {json.dumps(SUBSCRIPTION_DE_KEY)}")
+def tenants_toml(values: dict[str, str], rate_limits: dict[str, tuple[float, float]]) -> str:
+    """A TENANTS_FILE of sandbox tenants: name -> (Rokt, SFMC) requests per second."""
+    lines = []
+    for tenant, (rokt_rate, sfmc_rate) in rate_limits.items():
+        lines.append(f"[tenants.{tenant}]")
+        for name, value in sorted(values.items()):
+            lines.append(f"{name.lower()} = {json.dumps(value)}")
+        lines.append(f"rokt_rate_limit = {rokt_rate}")
+        lines.append(f"sfmc_rate_limit = {sfmc_rate}")
+        lines.append(f"sfmc_status_de_key = {json.dumps(STATUS_DE_KEY)}")
+        lines.append(f"sfmc_subscription_de_key = {json.dumps(SUBSCRIPTION_DE_KEY)}")
     return "\n".join(lines) + "\n"
 
 
@@ -271,7 +275,9 @@ def run_demo(
 
         tenant_values = sandbox_env(rokt_url, sfmc_url)
         tenants_file = run_dir / "tenants.toml"
-        tenants_file.write_text(_tenants_toml(tenant_values, rate_limit))
+        tenants_file.write_text(
+            tenants_toml(tenant_values, {DEMO_TENANT: (rate_limit, Tenant.sfmc_rate_limit)})
+        )
         env = {
             **os.environ,
             "REDIS_URL": redis_url,

@@ -44,6 +44,21 @@ def subscription_ids(args: dict[str, Any]) -> list[str]:
     return ids
 
 
+def new_execution(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(execution id, ledger record) of a validated execute payload; the id is deterministic,
+    so a JB retry of the same contact and activity is the same execution."""
+    execution = states.execution_id(payload["activityId"], payload["definitionInstanceId"])
+    record = {
+        "contactKey": payload["keyValue"],
+        "eventId": states.event_id_for(execution),
+        "journeyId": payload["journeyId"],
+        "activityId": payload["activityId"],
+        "definitionInstanceId": payload["definitionInstanceId"],
+        "args": payload["args"],
+    }
+    return execution, record
+
+
 def status_row(ex: Execution) -> dict[str, Any]:
     """The status data extension row (primary key ContactKey + ExecutionId)."""
     f = ex.fields
@@ -127,6 +142,7 @@ def _load_open(rt: Runtime, tenant: str, execution_id: str) -> Execution | None:
 
 def render_step(rt: Runtime, tenant: str, execution_id: str) -> str:
     """Render the contact's event; returns CREATE when an event must be sent, else DONE."""
+    started_at = states.now_iso()  # createdAt -> renderStartedAt is the execution's queue wait
     ex = _load_open(rt, tenant, execution_id)
     if ex is None:
         return DONE
@@ -146,7 +162,9 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> str:
     if not ids:
         finish(rt, tenant, execution_id, states.NO_SUBSCRIPTION, "no subscriptionId in inArguments")
         return DONE
-    rt.ledger.update(tenant, execution_id, event=_json(event), subscriptionIds=_json(ids))
+    rt.ledger.update(
+        tenant, execution_id, event=_json(event), subscriptionIds=_json(ids), renderStartedAt=started_at
+    )
     return CREATE
 
 

@@ -127,7 +127,11 @@ def start_redis(
     return child, url
 
 
-def start_web(run_dir: Path, env: dict[str, str], port: int, workers: int = 2) -> Child:
+WEB_APP = "pipeline.web:create_app()"
+
+
+def start_web(run_dir: Path, env: dict[str, str], port: int, workers: int = 2, app: str = WEB_APP) -> Child:
+    """The web app under gunicorn as deployed (`app` swaps in another WSGI app, for baselines)."""
     argv = [
         sys.executable,
         "-m",
@@ -144,7 +148,7 @@ def start_web(run_dir: Path, env: dict[str, str], port: int, workers: int = 2) -
         "-",
         "--logger-class",
         "pipeline.web.logs.RedactingGunicornLogger",
-        "pipeline.web:create_app()",
+        app,
     ]
     child = Child(f"web-{port}", argv, env, run_dir)
     wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, "web app", child)
@@ -157,13 +161,14 @@ def start_worker(
     name: str,
     concurrency: int = 4,
     queues: Sequence[str] = ALL_QUEUES,
+    app: str = "tasks",
 ) -> Child:
     argv = [
         sys.executable,
         "-m",
         "celery",
         "-A",
-        "tasks",
+        app,
         "worker",
         "-Q",
         ",".join(queues),

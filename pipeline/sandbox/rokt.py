@@ -71,6 +71,7 @@ class RoktSimulator(Simulator):
             "/__sandbox__/unsubscribe", "sandbox_unsubscribe", self.sandbox_unsubscribe, methods=["POST"]
         )
         app.add_url_rule("/__sandbox__/webhooks", "webhooks", self.configure_webhooks, methods=["POST"])
+        app.add_url_rule("/__sandbox__/posts", "posts", self.post_times)
 
     def reset(self) -> None:
         super().reset()
@@ -82,6 +83,7 @@ class RoktSimulator(Simulator):
         self.event_posts = 0
         self.repeated_event_posts = 0
         self.accepted_post_times: list[float] = []
+        self.throttled_post_times: list[float] = []
 
     # -- vendor routes -------------------------------------------------------------------
     def token(self):
@@ -116,6 +118,8 @@ class RoktSimulator(Simulator):
         if not self._authorized():
             return _error(401, "Unauthorized", "missing, unknown or expired bearer token")
         if not self.admit(account):
+            with self.lock:
+                self.throttled_post_times.append(time.monotonic())
             return _error(429, "RateLimited", "too many requests", **{"Retry-After": "1"})
         if self.inject():
             return _error(500, "InternalError", "injected fault")
@@ -363,6 +367,11 @@ class RoktSimulator(Simulator):
         except (KeyError, TypeError, ValueError) as exc:
             return jsonify(error="invalid_setting", message=f"unknown or invalid setting: {exc}"), 400
         return jsonify(self.sender.state()["webhook"])
+
+    def post_times(self):
+        """When each event POST arrived (this host's monotonic clock): accepted and answered 429."""
+        with self.lock:
+            return jsonify(accepted=self.accepted_post_times, throttled=self.throttled_post_times)
 
     def state(self) -> dict[str, Any]:
         now = time.monotonic()

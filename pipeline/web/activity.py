@@ -9,8 +9,8 @@ import redis
 from flask import Blueprint, abort, current_app, jsonify, request
 from marshmallow import ValidationError
 
+from pipeline.executions import new_execution
 from pipeline.jwt_auth import InvalidJwt, verify_execute_jwt
-from pipeline.ledger import event_id_for, execution_id
 from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
@@ -157,16 +157,8 @@ def execute(tenant: str):
     except ValidationError as exc:
         return _error(400, "invalid_payload", "execute payload rejected", fields=exc.messages)
 
-    execution = execution_id(payload["activityId"], payload["definitionInstanceId"])
-    answer = {"roktStatus": "queued", "roktEventId": event_id_for(execution), "executionId": execution}
-    record = {
-        "contactKey": payload["keyValue"],
-        "eventId": answer["roktEventId"],
-        "journeyId": payload["journeyId"],
-        "activityId": payload["activityId"],
-        "definitionInstanceId": payload["definitionInstanceId"],
-        "args": payload["args"],
-    }
+    execution, record = new_execution(payload)
+    answer = {"roktStatus": "queued", "roktEventId": record["eventId"], "executionId": execution}
     rt = _runtime()
     try:
         claimed = rt.ledger.claim(tenant, execution, record)

@@ -123,3 +123,25 @@ def test_give_up_dead_letters_and_fails(runtime, template_id):
     assert letter["payload"]["args"]["subscriptionId"] == "s1"
     assert runtime.outbox("default", STATUS_ROWS).backlog() == 1
     assert runtime.outbox("default", RELEASES).backlog() == 0
+
+
+def test_render_records_when_it_started_for_queue_wait(runtime, template_id):
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="A")
+    assert executions.render_step(runtime, "default", "e1") == executions.CREATE
+    fields = runtime.ledger.get("default", "e1").fields
+    assert fields["createdAt"] <= fields["renderStartedAt"] <= fields["updatedAt"]
+
+
+def test_new_execution_is_deterministic_per_activity_and_contact_instance():
+    payload = {
+        "activityId": "act",
+        "definitionInstanceId": "def-1",
+        "keyValue": "C1",
+        "journeyId": "j",
+        "args": {"templateId": "t"},
+    }
+    first, record = executions.new_execution(payload)
+    again, _ = executions.new_execution(dict(payload))
+    other, _ = executions.new_execution({**payload, "definitionInstanceId": "def-2"})
+    assert first == again != other
+    assert record["eventId"] == event_id_for(first) and record["contactKey"] == "C1"

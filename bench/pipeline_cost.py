@@ -1,0 +1,104 @@
+"""`pipeline`, `sfmc_batching` and `memory`: one run of contacts through the whole chain
+(render, create at Rokt, status rows and journey releases to SFMC) on one worker instance,
+against zero-latency simulators with no rate limit; then a no-op task on the same Redis."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.noop_app import NOOP_QUEUE, NOOP_TASK
+from bench.procs import PeakRss, cpu_seconds, wait_for
+from bench.stack import WORKER_CONCURRENCY, BenchStack
+from pipeline import dispatch
+from pipeline.demo import STATUS_DE_KEY
+
+TENANT = "bench"
+
+
+def phases(quick: bool) -> tuple[int, int, int]:
+    """(contacts for the first memory reading, for the CPU figure, for the last memory reading)."""
+    return (1_000, 2_000, 4_000) if quick else (1_000, 10_000, 20_000)
+
+
+def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
+    first, measured, total = phases(quick)
+    stack.reset()
+    payloads = stack.journey(TENANT, total)
+    stack.start_workers(1, WORKER_CONCURRENCY)
+    pids = stack.worker_pids()
+    cpu_start = cpu_seconds(pids)
+    cpu_at_measured = 0.0
+    busy_seconds = 0.0  # first enqueue -> last row delivered, summed over the phases
+    rss: dict[str, float] = {}
+    done = 0
+    with PeakRss(pids) as peak:
+        for target in (first, measured, total):
+            started = time.monotonic()
+            stack.enqueue(TENANT, payloads[done:target])
+            done = target
+            finished = wait_for(
+                lambda n=done: _all_delivered(stack, n), timeout=120 + done / 20, what=f"{done} contacts"
+            )
+            if target <= measured:
+                busy_seconds += finished - started
+            if target == first:
+                rss[f"rss_mb_{first // 1000}k"] = peak.peak_mb()
+            if target == measured:
+                cpu_at_measured = cpu_seconds(pids)
+        rss[f"rss_mb_{total // 1000}k"] = peak.peak_mb()
+    rokt, sfmc = stack.rokt_state(), stack.sfmc_state()
+    stack.stop_workers()
+
+    noop_cpu = _noop_cpu_seconds(stack, measured)
+    cpu_ms = (cpu_at_measured - cpu_start) * 1000 / measured
+    noop_ms = noop_cpu * 1000 / measured
+    status_rows = sfmc["data_extensions"].get(STATUS_DE_KEY, 0)
+    return {
+        "pipeline": {
+            "contacts": measured,
+            "worker": f"1 instance, -c {WORKER_CONCURRENCY} (prefork)",
+            "cpu_ms_per_contact": round(cpu_ms, 2),
+            "noop_cpu_ms_per_task": round(noop_ms, 2),
+            "ratio": round(cpu_ms / noop_ms, 1) if noop_ms else None,
+            "contacts_per_s": round(measured / busy_seconds, 1),
+            "rokt_event_posts": rokt["event_posts"],
+            "duplicate_calendar_entries": rokt["duplicate_calendar_entries"],
+        },
+        "sfmc_batching": {
+            "status_rows": status_rows,
+            "rowset_calls": sfmc["rowset_calls"],
+            "calls_per_10k_rows": round(sfmc["rowset_calls"] * 10_000 / status_rows, 1),
+            "max_rows_per_call": sfmc["max_rows_per_rowset"],
+            "release_calls_per_10k_contacts": round(sfmc["release_calls"] * 10_000 / total, 1),
+            "unbatched_calls_per_10k_rows": 10_000,  # the baseline: one upsert per row (computed)
+            "token_requests": {"sfmc": sfmc["token_requests"], "rokt": rokt["token_requests"]},
+        },
+        "memory": {
+            "worker": f"largest of the main process and its {WORKER_CONCURRENCY} pool children",
+            **rss,
+        },
+    }
+
+
+def _all_delivered(stack: BenchStack, count: int) -> bool:
+    stack.check_workers()
+    return stack.open_count(TENANT) == 0 and stack.delivered(count)
+
+
+def _noop_cpu_seconds(stack: BenchStack, count: int) -> float:
+    """Worker CPU for `count` no-op tasks sent the way the pipeline sends its tasks."""
+    stack.start_workers(1, WORKER_CONCURRENCY, app="bench.noop_app", queues=[NOOP_QUEUE])
+    pids = stack.worker_pids()
+    before = cpu_seconds(pids)
+    producer = dispatch.producer()
+    for index in range(count):
+        producer.send_task(NOOP_TASK, queue=NOOP_QUEUE, task_id=f"noop:{index}")
+    wait_for(
+        lambda: stack.redis.llen(NOOP_QUEUE) == 0 and stack.redis.hlen("unacked") == 0,
+        timeout=60 + count / 50,
+        what=f"{count} no-op tasks",
+    )
+    used = cpu_seconds(pids) - before
+    stack.stop_workers()
+    return used

@@ -1,0 +1,37 @@
+"""`scale`: contacts per second through the whole chain with 1, 2 and 4 worker processes
+(one instance, -c N), no rate limit, zero-latency simulators. Reported as measured: on a
+2-core machine the simulators, Redis and this process share the same cores."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from bench.procs import wait_for
+from bench.stack import BenchStack
+
+TENANT = "bench"
+PROCESSES = (1, 2, 4)
+
+
+def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
+    count = 600 if quick else 3_000
+    figures: dict[str, Any] = {"contacts": count, "cores": os.cpu_count()}
+    for processes in PROCESSES:
+        stack.reset()
+        payloads = stack.journey(TENANT, count)
+        stack.start_workers(1, processes)
+        started = time.monotonic()
+        stack.enqueue(TENANT, payloads)
+        finished = wait_for(
+            lambda: _done(stack, count), timeout=120 + count / 5, what=f"{count} contacts, -c {processes}"
+        )
+        stack.stop_workers()
+        figures[f"contacts_per_s_{processes}"] = round(count / (finished - started), 1)
+    return {"scale": figures}
+
+
+def _done(stack: BenchStack, count: int) -> bool:
+    stack.check_workers()
+    return stack.open_count(TENANT) == 0 and stack.delivered(count)

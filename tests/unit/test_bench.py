@@ -1,0 +1,99 @@
+"""The benchmark harness's own arithmetic and measurements (not speeds: nothing is timed)."""
+
+import base64
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from bench.procs import PeakRss, cpu_seconds
+from bench.rate_limit import LIMIT, window_figures
+from bench.run import main, print_table
+from pipeline.jbsim import DEMO_TEMPLATE
+from pipeline.render import render_event
+from pipeline.sandbox import rokt
+from pipeline.sandbox.rokt import RoktSimulator
+
+EVENT = render_event(DEMO_TEMPLATE, {"FirstName": "Ava"}, "evt-1")
+
+
+def test_window_figures_count_what_the_vendor_saw_inside_the_window():
+    start = 1000.0
+    accepted = [start - 0.5] + [start + i / LIMIT for i in range(int(LIMIT))]  # second 0: exactly LIMIT
+    accepted += [start + 1 + i / (LIMIT * 2) for i in range(int(LIMIT))]  # second 1: half a second's burst
+    throttled = [start + 1.6, start + 1.7, start + 3.5]  # the last is outside a 2-s window
+    figures = window_figures(accepted, throttled, start, 2)
+    assert figures["accepted"] == 2 * LIMIT
+    assert figures["throttled_429"] == 2
+    assert figures["sent"] == 2 * LIMIT + 2
+    assert figures["utilization"] == 1.0
+    assert figures["windows_over_limit"] == 1  # second 1 holds LIMIT + 2 sends
+    assert figures["max_in_any_1s_window"] > LIMIT
+
+
+BURN_THEN_WAIT = """
+import sys, time
+end = time.process_time() + 0.3
+while time.process_time() < end:
+    pass
+print("burnt", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_cpu_seconds_and_peak_rss_of_a_live_process_tree():
+    burner = subprocess.Popen(
+        [sys.executable, "-c", BURN_THEN_WAIT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert burner.stdout.readline() == "burnt\n"
+        assert cpu_seconds([burner.pid]) >= 0.3
+        with PeakRss([burner.pid], interval=0.01) as peak:
+            assert peak.peak_mb() > 1
+    finally:
+        burner.stdin.close()
+        burner.wait(10)
+    assert cpu_seconds([burner.pid]) == 0  # gone: nothing left to count
+
+
+def test_tables_put_each_group_of_figures_on_a_row(capsys):
+    figures = {"window_s": 30, "ours": {"utilization": 0.96}, "intake": {"c1": {"rps": 5}, "note": "x"}}
+    print_table(Console(width=200), "demo", figures)
+    out = capsys.readouterr().out
+    assert "window_s=30" in out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    assert rows == [["ours", "0.96"], ["intake", "c1", "5"], ["intake", "x"]]
+
+
+def test_unknown_benchmark_is_refused(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["intake", "nope"])
+    assert exited.value.code == 2
+    assert "unknown benchmark nope" in capsys.readouterr().err
+
+
+def test_rokt_simulator_reports_when_posts_arrived_and_which_were_throttled():
+    sim = RoktSimulator()
+    client = sim.app.test_client()
+    basic = base64.b64encode(f"{rokt.DEFAULT_CLIENT_ID}:{rokt.DEFAULT_CLIENT_SECRET}".encode()).decode()
+    token = client.post(
+        "/oauth2/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": f"Basic {basic}"},
+    ).json["access_token"]
+    sub = client.post("/__sandbox__/subscriptions", json={"accountCode": "acct", "subscriptions": [{}]})
+    sim.faults.rate_limit = 1
+    body = {"event": dict(EVENT), "subscriptionIds": sub.json["subscriptionIds"]}
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        statuses = [
+            client.post("/v1/subscriptionevent/acct", json=body, headers=headers).status_code
+            for _ in range(2)
+        ]
+        posts = client.get("/__sandbox__/posts").json
+    finally:
+        sim.sender.stop()
+    assert statuses == [202, 429]
+    assert len(posts["accepted"]) == 1 and len(posts["throttled"]) == 1
+    assert posts["accepted"][0] <= posts["throttled"][0]
