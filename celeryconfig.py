@@ -8,7 +8,6 @@ timeout would re-deliver other workers' messages.
 from kombu import Queue
 
 from pipeline.queues import (
-    ALL_QUEUES,
     CALLBACKS_QUEUE,
     CREATE_EVENT_TASK,
     FLUSH_ALL_TASK,
@@ -22,6 +21,7 @@ from pipeline.queues import (
     SFMC_QUEUE,
     WEBHOOK_TASK,
     WEBHOOKS_QUEUE,
+    worker_queues,
 )
 from pipeline.settings import get_settings
 
@@ -69,11 +69,14 @@ worker_max_memory_per_child = 300_000  # KiB
 task_ignore_result = True
 result_backend = None
 
-task_queues = tuple(Queue(name) for name in ALL_QUEUES)
+# A worker started without -Q consumes all of these, each tenant's own render and rokt queues
+# included (taken in turn: fairness between tenants). A new tenant needs a worker restart, as
+# it needs one for its credentials.
+task_queues = tuple(Queue(name) for name in worker_queues(get_settings().tenants))
 task_default_queue = RENDER_QUEUE
 task_routes = {
-    RENDER_TASK: {"queue": RENDER_QUEUE},
-    CREATE_EVENT_TASK: {"queue": ROKT_QUEUE},
+    RENDER_TASK: {"queue": RENDER_QUEUE},  # sent to render_queue(tenant); this is the fallback
+    CREATE_EVENT_TASK: {"queue": ROKT_QUEUE},  # sent to rokt_queue(tenant)
     FLUSH_STATUS_TASK: {"queue": SFMC_QUEUE},
     FLUSH_SUBSCRIPTIONS_TASK: {"queue": SFMC_QUEUE},
     WEBHOOK_TASK: {"queue": WEBHOOKS_QUEUE},

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from bench.stack import WORKER_CONCURRENCY, BenchStack
-from pipeline.queues import RENDER_QUEUE
+from pipeline.queues import render_queue
 
 B_COUNT = 100
 
@@ -28,14 +28,14 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
     a_payloads, b_payloads = stack.journey("fair-a", a_count), stack.journey("fair-b", B_COUNT)
     stack.start_workers(1, WORKER_CONCURRENCY)
     stack.enqueue("fair-a", a_payloads)
-    backlog = stack.redis.llen(RENDER_QUEUE)
+    backlog = stack.redis.llen(render_queue("fair-a"))
     behind = _waits(stack, stack.enqueue("fair-b", b_payloads), deadline)
     stack.stop_workers()
     return {
         "fairness": {
             "a_executions": a_count,
             "b_executions": B_COUNT,
-            "render_queue_when_b_enqueued": backlog,
+            "a_render_queue_when_b_enqueued": backlog,
             "worker": f"1 instance, -c {WORKER_CONCURRENCY}",
             "b_behind_a": behind,
             "b_alone": alone,

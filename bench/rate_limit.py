@@ -15,7 +15,7 @@ import requests
 
 from bench.procs import wait_for
 from bench.stack import BenchStack
-from pipeline.queues import RENDER_QUEUE, ROKT_QUEUE
+from pipeline.queues import render_queue, rokt_queue
 from pipeline.sandbox.common import max_in_any_window
 
 LIMIT = 100.0
@@ -37,7 +37,7 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
     for name, tenant, app, instances, per_instance in VARIANTS:
         stack.reset(rokt_rate_limit=LIMIT)
         _rendered_backlog(stack, tenant, int(LIMIT * seconds * 1.5) + 500)
-        stack.start_workers(instances, per_instance, app=app, queues=[ROKT_QUEUE])
+        stack.start_workers(instances, per_instance, app=app, queues=[rokt_queue(tenant)])
         first = _first_post(stack)
         time.sleep(max(0.0, first + seconds + 1 - time.monotonic()))
         posts = requests.get(f"{stack.rokt_url}/__sandbox__/posts", timeout=30).json()
@@ -52,10 +52,10 @@ def _rendered_backlog(stack: BenchStack, tenant: str, count: int) -> None:
     during the window the 8 processes only send (on 2 cores, rendering and flushing beside the
     sending would cap the rate at the CPU, not at the limiter)."""
     payloads = stack.journey(tenant, count)
-    stack.start_workers(1, 2, queues=[RENDER_QUEUE])
+    stack.start_workers(1, 2, queues=[render_queue(tenant)])
     stack.enqueue(tenant, payloads)
     wait_for(
-        lambda: stack.redis.llen(ROKT_QUEUE) >= count and stack.redis.llen(RENDER_QUEUE) == 0,
+        lambda: stack.redis.llen(rokt_queue(tenant)) >= count and stack.redis.llen(render_queue(tenant)) == 0,
         timeout=60 + count / 20,
         what=f"{count} renders",
     )

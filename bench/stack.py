@@ -17,7 +17,6 @@ from rich.console import Console
 from pipeline import dispatch, jbsim, processes
 from pipeline.demo import STATUS_DE_KEY, tenants_toml
 from pipeline.executions import new_execution
-from pipeline.queues import ALL_QUEUES
 from pipeline.runtime import Runtime
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, sandbox_env
 from pipeline.settings import get_settings, load_settings
@@ -108,7 +107,7 @@ class BenchStack:
         nodes: int = 1,
         concurrency: int = WORKER_CONCURRENCY,
         app: str = "tasks",
-        queues: Sequence[str] = ALL_QUEUES,
+        queues: Sequence[str] = (),
     ) -> list[processes.Child]:
         """`nodes` worker instances (as separate containers would be), each -c `concurrency`;
         returns once every one has logged that it is ready."""

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from celery import Celery
 
-from pipeline.queues import RENDER_QUEUE, RENDER_TASK, WEBHOOK_TASK, WEBHOOKS_QUEUE
+from pipeline.queues import RENDER_TASK, WEBHOOK_TASK, WEBHOOKS_QUEUE, render_queue
 from pipeline.settings import get_settings
 
 
@@ -31,7 +31,7 @@ def enqueue_execution(tenant: str, execution_id: str) -> None:
     producer().send_task(
         RENDER_TASK,
         args=[tenant, execution_id],
-        queue=RENDER_QUEUE,
+        queue=render_queue(tenant),
         task_id=f"{execution_id}:render",
     )
 

@@ -21,8 +21,6 @@ from pathlib import Path
 import redis
 import requests
 
-from pipeline.queues import ALL_QUEUES
-
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -160,9 +158,10 @@ def start_worker(
     env: dict[str, str],
     name: str,
     concurrency: int = 4,
-    queues: Sequence[str] = ALL_QUEUES,
+    queues: Sequence[str] = (),
     app: str = "tasks",
 ) -> Child:
+    """A worker instance; with no `queues` it consumes every configured queue (celeryconfig)."""
     argv = [
         sys.executable,
         "-m",
@@ -170,8 +169,7 @@ def start_worker(
         "-A",
         app,
         "worker",
-        "-Q",
-        ",".join(queues),
+        *(["-Q", ",".join(queues)] if queues else []),
         "-c",
         str(concurrency),
         "-n",

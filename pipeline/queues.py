@@ -1,11 +1,31 @@
 """Queue and task names: stable strings shared by the dispatcher, the tasks and celeryconfig."""
 
+from collections.abc import Iterable
+
 RENDER_QUEUE = "render"
 ROKT_QUEUE = "rokt"
 SFMC_QUEUE = "sfmc"
 CALLBACKS_QUEUE = "callbacks"
 WEBHOOKS_QUEUE = "webhooks"
 ALL_QUEUES = (RENDER_QUEUE, ROKT_QUEUE, SFMC_QUEUE, CALLBACKS_QUEUE, WEBHOOKS_QUEUE)
+
+
+def render_queue(tenant: str) -> str:
+    """Each tenant's executions wait in queues of their own: a worker takes from its queues in
+    turn, so one tenant's 20,000-contact journey cannot hold another's 100 behind it."""
+    return f"{RENDER_QUEUE}.{tenant}"
+
+
+def rokt_queue(tenant: str) -> str:
+    return f"{ROKT_QUEUE}.{tenant}"
+
+
+def worker_queues(tenants: Iterable[str]) -> tuple[str, ...]:
+    """Every queue a worker consumes: the shared ones (the bare `render` and `rokt` still drain
+    what was queued before per-tenant queues) and each configured tenant's own."""
+    names = sorted(tenants)
+    return (*ALL_QUEUES, *(render_queue(t) for t in names), *(rokt_queue(t) for t in names))
+
 
 RENDER_TASK = "rsf.render_event"
 CREATE_EVENT_TASK = "rsf.create_rokt_event"

@@ -10,7 +10,7 @@ from celery import Task
 
 from pipeline import executions
 from pipeline.clients.errors import ClientError
-from pipeline.queues import CREATE_EVENT_TASK, RENDER_TASK, ROKT_QUEUE
+from pipeline.queues import CREATE_EVENT_TASK, RENDER_TASK, rokt_queue
 from pipeline.ratelimit import RateLimited
 from pipeline.retry_policy import backoff, decide
 from pipeline.runtime import get_runtime
@@ -45,7 +45,7 @@ def render_event(self: Task, tenant: str, execution_id: str) -> None:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
     if step == executions.CREATE:
         create_rokt_event.apply_async(
-            args=[tenant, execution_id], queue=ROKT_QUEUE, task_id=f"{execution_id}:create"
+            args=[tenant, execution_id], queue=rokt_queue(tenant), task_id=f"{execution_id}:create"
         )
     else:
         schedule_flushes(tenant)

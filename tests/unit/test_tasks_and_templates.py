@@ -25,8 +25,34 @@ def test_every_task_is_registered_under_its_stable_name_and_routed():
     assert names == set(celeryconfig.task_routes)
     routed = {route["queue"] for route in celeryconfig.task_routes.values()}
     assert routed == set(queues.ALL_QUEUES)
+    consumed = {queue.name for queue in celeryconfig.task_queues}
+    assert routed <= consumed
     for name in names:
         assert app.tasks[name].acks_late is True
+
+
+def test_each_tenant_has_render_and_rokt_queues_of_its_own():
+    consumed = queues.worker_queues(["acme", "globex"])
+    assert set(queues.ALL_QUEUES) <= set(consumed)
+    for tenant in ("acme", "globex"):
+        assert queues.render_queue(tenant) in consumed and queues.rokt_queue(tenant) in consumed
+    assert queues.render_queue("acme") != queues.render_queue("globex")
+
+
+def test_execution_tasks_are_sent_to_the_tenants_queues(monkeypatch):
+    from pipeline import dispatch
+
+    class Producer:
+        sent: list[tuple[str, dict]] = []
+
+        def send_task(self, name: str, **options: object) -> None:
+            self.sent.append((name, options))
+
+    monkeypatch.setattr(dispatch, "producer", Producer)
+    dispatch.enqueue_execution("acme", "ex-1")
+    name, options = Producer.sent[0]
+    assert name == queues.RENDER_TASK
+    assert options["queue"] == queues.render_queue("acme") and options["task_id"] == "ex-1:render"
 
 
 def test_reliability_settings():
