@@ -41,6 +41,7 @@ bench: dev ## benchmarks beside their baselines (BENCH_QUICK=1: < 5 min); writes
 		$(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }; }
 	$(BIN)/python -m bench $(BENCHMARKS)
+	@if [ -z "$$BENCH_OUT" ]; then $(BIN)/python -m bench.markdown --readme; fi
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

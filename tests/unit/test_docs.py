@@ -1,4 +1,4 @@
-"""The README's settings table is the settings module's table, row for row."""
+"""The README's tables are the code's tables (settings, retries) and the committed bench results."""
 
 from pathlib import Path
 
@@ -20,3 +20,11 @@ def test_the_retry_table_is_in_the_readme():
     text = README.read_text()
     for part, condition, error_class, action in RETRY_TABLE:
         assert f"| {part} | {condition} | {error_class} | {action} |" in text, condition
+
+
+def test_the_performance_table_is_rendered_from_the_committed_results():
+    import json
+
+    from bench.markdown import RESULTS, readme_section
+
+    assert readme_section(json.loads(RESULTS.read_text())) in README.read_text()

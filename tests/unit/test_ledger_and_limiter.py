@@ -2,10 +2,11 @@
 
 import time
 
+import fakeredis
 import pytest
 
 from pipeline.ledger import ACCEPTED, CONFIRMED, FAILED, QUEUED, Ledger, event_id_for, execution_id
-from pipeline.ratelimit import RateLimited, RateLimiter
+from pipeline.ratelimit import JITTER_ALLOWANCE, RateLimited, RateLimiter
 
 
 def test_ids_are_deterministic_and_distinct():
@@ -60,14 +61,27 @@ def test_limiter_spaces_requests_at_the_rate(fake_redis):
     assert 9 <= granted <= 11  # 20/s less 4% headroom for 0.5 s, plus the first
 
 
+def _wait_after_a_late_request(limiter: RateLimiter, late: float) -> float:
+    assert limiter.try_acquire() == 0
+    time.sleep(limiter.emission + late)  # the next request comes `late` seconds after its slot
+    assert limiter.try_acquire() == 0
+    return limiter.try_acquire()
+
+
 def test_a_late_request_keeps_the_pace_within_the_tolerance(fake_redis):
-    strict = RateLimiter(fake_redis, "strict", "rokt", rate=1, tolerance=0)
-    tolerant = RateLimiter(fake_redis, "tolerant", "rokt", rate=1, tolerance=0.5)
-    assert strict.try_acquire() == 0 and tolerant.try_acquire() == 0
-    time.sleep(strict.emission + 0.1)  # both next requests come 0.1 s after their slot
-    assert strict.try_acquire() == 0 and tolerant.try_acquire() == 0
-    assert strict.try_acquire() > 1.0  # the 0.1 s is lost: a full interval from now
-    assert tolerant.try_acquire() < 0.6  # the pace is kept: the slot after next, less 0.5 s
+    strict = RateLimiter(fake_redis, "strict", "rokt", rate=2, tolerance=0)
+    tolerant = RateLimiter(fake_redis, "tolerant", "rokt", rate=2, tolerance=0.2)
+    # strict: the lateness is lost, the next slot is a whole interval from now
+    assert _wait_after_a_late_request(strict, 0.05) > strict.emission - 0.02
+    # tolerant: the pace is kept, the next slot is one interval after the missed one
+    assert _wait_after_a_late_request(tolerant, 0.05) < tolerant.emission - 0.1
+
+
+def test_the_tolerance_never_eats_the_jitter_allowance():
+    for rate in (1, 20, 50, 100, 1000):
+        limiter = RateLimiter(fakeredis.FakeRedis(), "t", "rokt", rate=rate)
+        # the (rate+1)-th request may leave rate intervals less the tolerance after the first
+        assert rate * limiter.emission - limiter.tolerance >= 1.0 + JITTER_ALLOWANCE - 1e-9
 
 
 def test_limiter_is_shared_through_redis(fake_redis):
