@@ -21,7 +21,7 @@ def performance_table(results: dict[str, Any]) -> str:
             ours, bare = intake["execute"][level], intake["bare_flask"][level]
             rows.append(
                 (
-                    f"intake, {level[1:]} connections",
+                    f"intake, {level[1:]} connection{'' if level == 'c1' else 's'}",
                     "rps · p50 · p99 (ms)",
                     _http(ours),
                     f"bare Flask {_http(bare)}",

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
     quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
     out = Path(os.environ.get("BENCH_OUT") or DEFAULT_OUT)
-    console = Console()
+    console = Console(width=max(Console().width, 130))  # tables unwrapped in a log file too
     run_dir = Path(tempfile.mkdtemp(prefix="rokt-sfmc-bench-"))
     console.print(f"Benchmarks: {', '.join(names)}{' (quick)' if quick else ''}; logs in {run_dir}")
 
