@@ -75,6 +75,15 @@ def performance_table(results: dict[str, Any]) -> str:
                 "",
             )
         )
+        if "main_process_mb_per_10k_tasks" in memory:
+            rows.append(
+                (
+                    "memory",
+                    "growth of the worker's main process per 10k tasks",
+                    f"{memory['main_process_mb_per_10k_tasks']} MB",
+                    f"no-op task: {memory['noop_main_process_mb_per_10k_tasks']} MB",
+                )
+            )
     scale = results.get("scale")
     if scale:
         speeds = {k.rsplit("_", 1)[1]: v for k, v in scale.items() if k.startswith("contacts_per_s_")}

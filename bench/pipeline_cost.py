@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from bench.noop_app import NOOP_QUEUE, NOOP_TASK
-from bench.procs import PeakRss, cpu_seconds, wait_for
+from bench.procs import PeakRss, cpu_seconds, rss_mb, wait_for
 from bench.stack import WORKER_CONCURRENCY, BenchStack
 from pipeline import dispatch
 from pipeline.demo import STATUS_DE_KEY
@@ -31,6 +31,7 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
     cpu_at_measured = 0.0
     busy_seconds = 0.0  # first enqueue -> last row delivered, summed over the phases
     rss: dict[str, float] = {}
+    consumer: dict[str, float] = {}  # the worker's main process, which receives every task
     done = 0
     with PeakRss(pids) as peak:
         for target in (first, measured, total):
@@ -44,13 +45,15 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
                 busy_seconds += finished - started
             if target == first:
                 rss[f"rss_mb_{first // 1000}k"] = peak.peak_mb()
+                consumer["mb"], consumer["tasks"] = rss_mb(pids[0]), _tasks_received(stack)
             if target == measured:
                 cpu_at_measured = cpu_seconds(pids)
         rss[f"rss_mb_{total // 1000}k"] = peak.peak_mb()
+        consumer_growth = (rss_mb(pids[0]) - consumer["mb"]) / (_tasks_received(stack) - consumer["tasks"])
     rokt, sfmc = stack.rokt_state(), stack.sfmc_state()
     stack.stop_workers()
 
-    noop_cpu = _noop_cpu_seconds(stack, measured)
+    noop_cpu, noop_growth = _noop_run(stack, measured)
     cpu_ms = (cpu_at_measured - cpu_start) * 1000 / measured
     noop_ms = noop_cpu * 1000 / measured
     status_rows = sfmc["data_extensions"].get(STATUS_DE_KEY, 0)
@@ -77,6 +80,9 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
         "memory": {
             "worker": f"largest of the main process and its {WORKER_CONCURRENCY} pool children",
             **rss,
+            # the main process keeps nothing of a finished task, yet grows; so does the baseline's
+            "main_process_mb_per_10k_tasks": round(consumer_growth * 10_000, 2),
+            "noop_main_process_mb_per_10k_tasks": round(noop_growth * 10_000, 2),
         },
     }
 
@@ -86,19 +92,31 @@ def _all_delivered(stack: BenchStack, count: int) -> bool:
     return stack.open_count(TENANT) == 0 and stack.delivered(count)
 
 
-def _noop_cpu_seconds(stack: BenchStack, count: int) -> float:
-    """Worker CPU for `count` no-op tasks sent the way the pipeline sends its tasks."""
+def _tasks_received(stack: BenchStack) -> int:
+    """Tasks the running workers received, counted from their logs (Celery logs each one)."""
+    return sum(w.log_path.read_text(errors="replace").count("] received") for w in stack.workers)
+
+
+def _noop_run(stack: BenchStack, count: int) -> tuple[float, float]:
+    """Worker CPU seconds for `count` no-op tasks sent the way the pipeline sends its tasks, and
+    the main process's growth in MiB per task after the first tenth."""
     stack.start_workers(1, WORKER_CONCURRENCY, app="bench.noop_app", queues=[NOOP_QUEUE])
     pids = stack.worker_pids()
     before = cpu_seconds(pids)
     producer = dispatch.producer()
-    for index in range(count):
-        producer.send_task(NOOP_TASK, queue=NOOP_QUEUE, task_id=f"noop:{index}")
-    wait_for(
-        lambda: stack.redis.llen(NOOP_QUEUE) == 0 and stack.redis.hlen("unacked") == 0,
-        timeout=60 + count / 50,
-        what=f"{count} no-op tasks",
-    )
+    warm = count // 10
+    main_after_warm = 0.0
+    for start, end in ((0, warm), (warm, count)):
+        for index in range(start, end):
+            producer.send_task(NOOP_TASK, queue=NOOP_QUEUE, task_id=f"noop:{index}")
+        wait_for(
+            lambda: stack.redis.llen(NOOP_QUEUE) == 0 and stack.redis.hlen("unacked") == 0,
+            timeout=60 + count / 50,
+            what=f"{end} no-op tasks",
+        )
+        if start == 0:
+            main_after_warm = rss_mb(pids[0])
     used = cpu_seconds(pids) - before
+    growth = (rss_mb(pids[0]) - main_after_warm) / (count - warm)
     stack.stop_workers()
-    return used
+    return used, growth

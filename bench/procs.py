@@ -70,6 +70,11 @@ class PeakRss:
             self.sample()
 
 
+def rss_mb(pid: int) -> float:
+    """The resident memory of one process now, in MiB."""
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
 def _vm_hwm_bytes(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
