@@ -6,7 +6,7 @@ import time
 
 from celery import Task
 
-from pipeline.queues import RECONCILE_TASK
+from pipeline.queues import RECONCILE_TASK, render_queue
 from pipeline.reconcile import reconcile
 from pipeline.runtime import get_runtime
 from tasks.base import pipeline_task, schedule_flushes
@@ -16,7 +16,11 @@ def enqueue_execution(tenant: str, execution_id: str) -> None:
     """Re-drive an execution from its first stage (every stage is idempotent)."""
     from tasks.execution import render_event
 
-    render_event.apply_async(args=[tenant, execution_id], task_id=f"{execution_id}:render:{time.time_ns()}")
+    render_event.apply_async(
+        args=[tenant, execution_id],
+        queue=render_queue(tenant),
+        task_id=f"{execution_id}:render:{time.time_ns()}",
+    )
 
 
 def enqueue_webhook(tenant: str, event_id: str) -> None:

@@ -55,6 +55,16 @@ def test_execution_tasks_are_sent_to_the_tenants_queues(monkeypatch):
     assert options["queue"] == queues.render_queue("acme") and options["task_id"] == "ex-1:render"
 
 
+def test_reconciliation_re_drives_into_the_tenants_render_queue(monkeypatch):
+    from tasks import maintenance
+    from tasks.execution import render_event
+
+    sent = []
+    monkeypatch.setattr(render_event, "apply_async", lambda **options: sent.append(options))
+    maintenance.enqueue_execution("acme", "ex-1")
+    assert sent[0]["queue"] == queues.render_queue("acme") and sent[0]["args"] == ["acme", "ex-1"]
+
+
 def test_reliability_settings():
     assert celeryconfig.task_acks_late and celeryconfig.task_reject_on_worker_lost
     assert celeryconfig.accept_content == ["json"] and celeryconfig.task_serializer == "json"
