@@ -4,7 +4,6 @@ the sandbox simulators (one process), gunicorn and Celery workers, each a child 
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -53,17 +52,8 @@ class BenchStack:
     def start(self) -> BenchStack:
         redis_child, self.redis_url = processes.start_redis(self.run_dir)
         self.children.append(redis_child)
-        rokt_port, sfmc_port = processes.free_port(), processes.free_port()
-        self.rokt_url, self.sfmc_url = f"http://127.0.0.1:{rokt_port}", f"http://127.0.0.1:{sfmc_port}"
-        argv = [sys.executable, "-m", "pipeline.cli", "sandbox", "--rokt-port", str(rokt_port)]
-        sandbox = processes.Child(
-            "sandbox", [*argv, "--sfmc-port", str(sfmc_port)], dict(os.environ), self.run_dir
-        )
+        sandbox, self.rokt_url, self.sfmc_url = processes.start_sandbox(self.run_dir)
         self.children.append(sandbox)
-        for url in (self.rokt_url, self.sfmc_url):
-            processes.wait_until(
-                lambda u=url: processes.http_ok(f"{u}/__sandbox__/state"), 20, "sandbox", sandbox
-            )
         self.tenant_values = sandbox_env(self.rokt_url, self.sfmc_url)
         tenants_file = self.run_dir / "tenants.toml"
         tenants_file.write_text(tenants_toml(self.tenant_values, TENANTS))

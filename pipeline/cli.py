@@ -23,7 +23,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from pipeline.sandbox import start_sandbox
+    from pipeline.web.logs import install_log_redaction
 
+    install_log_redaction()  # its request log prints contact keys (emails) in URL paths
     sandbox = start_sandbox(args.host, args.rokt_port, args.sfmc_port)
     env = sandbox.env()
     if args.env_file:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -261,17 +260,9 @@ def run_demo(
     stack = DemoStack(run_dir, console)
     try:
         redis_url = stack.start_redis()
-        rokt_port, sfmc_port, web_port = (processes.free_port() for _ in range(3))
-        rokt_url, sfmc_url = f"http://127.0.0.1:{rokt_port}", f"http://127.0.0.1:{sfmc_port}"
-        argv = [sys.executable, "-m", "pipeline.cli", "sandbox", "--rokt-port", str(rokt_port)]
-        sandbox = processes.Child(
-            "sandbox", [*argv, "--sfmc-port", str(sfmc_port)], dict(os.environ), run_dir
-        )
+        sandbox, rokt_url, sfmc_url = processes.start_sandbox(run_dir)
         stack.children.append(sandbox)
-        for url in (rokt_url, sfmc_url):
-            processes.wait_until(
-                lambda u=url: processes.http_ok(f"{u}/__sandbox__/state"), 20, "sandbox", sandbox
-            )
+        web_port = processes.free_port()
 
         tenant_values = sandbox_env(rokt_url, sfmc_url)
         tenants_file = run_dir / "tenants.toml"

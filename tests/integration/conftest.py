@@ -1,5 +1,6 @@
 """Real parts: a redis-server of our own on a free port, Celery worker processes, the
-sandbox simulators and the web app served over HTTP on loopback.
+sandbox simulators (their own process, as in production the vendors are) and the web app
+served over HTTP on loopback.
 
 Workers are started once per session; each test uses its own tenant (own Redis keys, own
 Rokt account and data extension at the simulators), so tests never see each other's data.
@@ -24,7 +25,7 @@ import requests
 
 from pipeline import jbsim, processes
 from pipeline.ledger import Ledger
-from pipeline.sandbox import Sandbox, sandbox_env, start_sandbox
+from pipeline.sandbox import sandbox_env
 from pipeline.sandbox.common import ServerThread
 from pipeline.store import redis_client
 from pipeline.templates import create_template
@@ -57,7 +58,8 @@ def subscription_de(tenant: str) -> str:
 @dataclass
 class Stack:
     redis_url: str
-    sandbox: Sandbox
+    rokt_url: str
+    sfmc_url: str
     web_url: str
     secret: str
     webhook_secret: str
@@ -71,7 +73,7 @@ class Stack:
 
     def rows(self, tenant: str, de: str | None = None) -> list[dict[str, Any]]:
         response = requests.get(
-            f"{self.sandbox.sfmc_server.url}/__sandbox__/rows",
+            f"{self.sfmc_url}/__sandbox__/rows",
             params={"de": de or status_de(tenant)},
             timeout=10,
         )
@@ -80,19 +82,17 @@ class Stack:
     def webhooks_to(self, tenant: str, **settings: Any) -> None:
         """Point the Rokt simulator's webhook delivery at our receiver for this tenant."""
         body = {"url": f"{self.web_url}/t/{tenant}/webhooks/rokt", "secret": self.webhook_secret, **settings}
-        requests.post(
-            f"{self.sandbox.rokt_server.url}/__sandbox__/webhooks", json=body, timeout=5
-        ).raise_for_status()
+        requests.post(f"{self.rokt_url}/__sandbox__/webhooks", json=body, timeout=5).raise_for_status()
 
     def rokt_state(self) -> dict[str, Any]:
-        return requests.get(f"{self.sandbox.rokt_server.url}/__sandbox__/state", timeout=10).json()
+        return requests.get(f"{self.rokt_url}/__sandbox__/state", timeout=10).json()
 
     def sfmc_state(self) -> dict[str, Any]:
-        return requests.get(f"{self.sandbox.sfmc_server.url}/__sandbox__/state", timeout=10).json()
+        return requests.get(f"{self.sfmc_url}/__sandbox__/state", timeout=10).json()
 
     def faults(self, simulator: str, **values: float) -> None:
-        server = self.sandbox.rokt_server if simulator == "rokt" else self.sandbox.sfmc_server
-        requests.post(f"{server.url}/__sandbox__/faults", json=values, timeout=5).raise_for_status()
+        url = self.rokt_url if simulator == "rokt" else self.sfmc_url
+        requests.post(f"{url}/__sandbox__/faults", json=values, timeout=5).raise_for_status()
 
     def execute_url(self, tenant: str) -> str:
         return f"{self.web_url}/t/{tenant}/activity/execute"
@@ -101,7 +101,7 @@ class Stack:
         """Template, subscriptions at the Rokt simulator, and one JB payload per contact."""
         template = create_template(redis_client(self.redis_url), tenant, jbsim.DEMO_TEMPLATE)
         contacts = jbsim.make_contacts(count, seed)
-        jbsim.seed_subscriptions(self.sandbox.rokt_server.url, tenant, contacts)
+        jbsim.seed_subscriptions(self.rokt_url, tenant, contacts)
         activity = f"act-{tenant}-{time.time_ns()}"
         return [jbsim.execute_payload(c, template["id"], f"journey-{tenant}", activity) for c in contacts]
 
@@ -160,8 +160,8 @@ def _tenants_toml(values: dict[str, str]) -> str:
 def stack(tmp_path_factory) -> Iterator[Stack]:
     run_dir = tmp_path_factory.mktemp("stack")
     redis_child, redis_url = processes.start_redis(run_dir)
-    sandbox = start_sandbox()
-    values = sandbox_env(sandbox.rokt_server.url, sandbox.sfmc_server.url)
+    sandbox, rokt_url, sfmc_url = processes.start_sandbox(run_dir)
+    values = sandbox_env(rokt_url, sfmc_url)
     tenants_file = run_dir / "tenants.toml"
     tenants_file.write_text(_tenants_toml(values))
     env = {**os.environ, "REDIS_URL": redis_url, "TENANTS_FILE": str(tenants_file), "LOG_LEVEL": "INFO"}
@@ -181,7 +181,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     workers = [processes.start_worker(run_dir, env, f"w{i}", concurrency=4) for i in range(2)]
     stack = Stack(
         redis_url,
-        sandbox,
+        rokt_url,
+        sfmc_url,
         web.url,
         values["JB_JWT_SECRET"],
         values["ROKT_WEBHOOK_SECRET"],
@@ -229,8 +230,6 @@ def _reset_process_caches() -> None:
 @pytest.fixture(autouse=True)
 def fresh_simulators(stack: Stack) -> Iterator[None]:
     """Each test starts with empty simulators and no faults."""
-    for simulator in (stack.sandbox.rokt, stack.sandbox.sfmc):
-        with simulator.lock:
-            simulator.reset()
-            simulator.faults.__init__()
+    for url in (stack.rokt_url, stack.sfmc_url):
+        requests.post(f"{url}/__sandbox__/reset", timeout=30).raise_for_status()
     yield

@@ -37,7 +37,7 @@ def write_csv(path, count, bad=()):
 
 def test_csv_backfill_maps_matches_batches_and_reruns_safely(stack: Stack, tmp_path):
     requests.post(
-        f"{stack.sandbox.sfmc_server.url}/__sandbox__/contacts",
+        f"{stack.sfmc_url}/__sandbox__/contacts",
         json={"contactKeys": [f"BF{i:05d}" for i in range(0, 120, 3)]},
         timeout=5,
     )
@@ -81,7 +81,7 @@ def test_large_files_use_the_async_api_and_an_interrupted_run_resumes(stack: Sta
             )
         fh.write("not json\n")
     runtime = Runtime(load_settings(stack.env))
-    sfmc = stack.sandbox.sfmc_server.url
+    sfmc = stack.sfmc_url
 
     def interrupt(done: int, _total: int) -> None:
         if done == 500:  # the first chunk is written: SFMC goes down

@@ -46,7 +46,7 @@ def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stac
 
     # the fix: the subscription exists now
     requests.post(
-        f"{stack.sandbox.rokt_server.url}/__sandbox__/subscriptions",
+        f"{stack.rokt_url}/__sandbox__/subscriptions",
         json={"accountCode": "dlq", "subscriptions": [{"subscriptionId": jbsim.UNKNOWN_SUBSCRIPTION_ID}]},
         timeout=5,
     )

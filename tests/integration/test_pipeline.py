@@ -109,7 +109,7 @@ def test_a_401_from_sfmc_refreshes_the_token_once(stack: Stack):
     stack.wait_terminal("auth", 20)
     assert stack.sfmc_state()["token_requests"] == 1
 
-    requests.post(f"{stack.sandbox.sfmc_server.url}/__sandbox__/revoke-tokens", timeout=5)
+    requests.post(f"{stack.sfmc_url}/__sandbox__/revoke-tokens", timeout=5)
     jbsim.drive(stack.execute_url("auth"), stack.secret, payloads[20:])
     rows = stack.wait_terminal("auth", 40)
     assert len(rows) == 40

@@ -23,9 +23,7 @@ def test_500_subscriptions_with_duplicates_and_reordered_unsubscribes(stack: Sta
     stack.webhooks_to("subs", duplicate_rate=0.2, reorder_ms=400)
     rng = random.Random(42)
     existing = [f"EXT{i:04d}" for i in range(0, 400, 2)]  # half the external ids are SFMC contacts
-    requests.post(
-        f"{stack.sandbox.sfmc_server.url}/__sandbox__/contacts", json={"contactKeys": existing}, timeout=5
-    )
+    requests.post(f"{stack.sfmc_url}/__sandbox__/contacts", json={"contactKeys": existing}, timeout=5)
 
     people = []
     for i in range(500):
@@ -39,7 +37,7 @@ def test_500_subscriptions_with_duplicates_and_reordered_unsubscribes(stack: Sta
             calendarTags=[{"internalId": f"tag-{i % 3}", "tagText": f"Team {i % 3}"}],
         )
         people.append(person)
-    rokt = stack.sandbox.rokt_server.url
+    rokt = stack.rokt_url
     ids = [
         requests.post(f"{rokt}/__sandbox__/subscribe", json={"accountCode": "subs", **p}, timeout=10).json()[
             "subscriptionId"

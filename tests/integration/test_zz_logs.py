@@ -1,5 +1,5 @@
 """Runs last in the integration session: every log line written by the service processes
-(workers) and by this process (web app, simulators) holds no secret and no plain email."""
+(workers, the sandbox) and by this process (the web app) holds no secret and no plain email."""
 
 from __future__ import annotations
 
