@@ -97,7 +97,9 @@ def test_two_workers_never_exceed_the_rokt_limit_in_any_second(stack: Stack):
 
     rokt = stack.rokt_state()
     assert rokt["events"] == expected_outcomes(payloads)["accepted"]
-    assert rokt["throttled"] == 0  # no request ever found the window full
+    # no request ever found the window full; if one did, the arrival times show by how much
+    posts = requests.get(f"{stack.rokt_url}/__sandbox__/posts", timeout=10).json()
+    assert rokt["throttled"] == 0, f"throttled at {posts['throttled']}; accepted at {posts['accepted']}"
     assert rokt["max_posts_in_any_1s_window"] <= 20
     for worker in stack.workers:  # both processes did share the work
         assert "rsf.create_rokt_event" in worker.log_path.read_text(errors="replace")
