@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stack import BenchStack
-from pipeline import jbsim, processes
+from pipeline.sandbox import jbsim, processes
 from pipeline.templates import create_template
 
 TENANT = "bench"

@@ -11,7 +11,7 @@ from bench.noop_app import NOOP_QUEUE, NOOP_TASK
 from bench.procs import PeakRss, cpu_seconds, rss_mb, wait_for
 from bench.stack import WORKER_CONCURRENCY, BenchStack
 from pipeline import dispatch
-from pipeline.demo import STATUS_DE_KEY
+from pipeline.sandbox.demo import STATUS_DE_KEY
 
 TENANT = "bench"
 

@@ -13,11 +13,11 @@ from typing import Any
 import requests
 from rich.console import Console
 
-from pipeline import dispatch, jbsim, processes
-from pipeline.demo import STATUS_DE_KEY, tenants_toml
+from pipeline import dispatch
 from pipeline.executions import new_execution
 from pipeline.runtime import Runtime
-from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, sandbox_env
+from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, jbsim, processes, sandbox_env
+from pipeline.sandbox.demo import STATUS_DE_KEY, tenants_toml
 from pipeline.settings import get_settings, load_settings
 from pipeline.store import redis_client
 from pipeline.templates import create_template

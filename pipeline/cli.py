@@ -52,7 +52,7 @@ def _settings_tenant(name: str):
 
 
 def cmd_jb_simulate(args: argparse.Namespace) -> int:
-    from pipeline import jbsim
+    from pipeline.sandbox import jbsim
     from pipeline.store import redis_client
     from pipeline.templates import create_template
 
@@ -95,8 +95,8 @@ def cmd_jb_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.chaos import parse_scenarios
-    from pipeline.demo import run_demo
+    from pipeline.sandbox.chaos import parse_scenarios
+    from pipeline.sandbox.demo import run_demo
 
     try:
         chaos = parse_scenarios(args.chaos)

@@ -19,9 +19,9 @@ from pipeline.clients.errors import (
     UnknownOutcome,
     retry_after_seconds,
 )
+from pipeline.clients.tokens import SharedToken
 from pipeline.logsafe import mask_emails
 from pipeline.settings import Tenant
-from pipeline.tokens import SharedToken
 
 
 def new_session(user_agent: str = "rokt-sfmc/0.1") -> requests.Session:

@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from pipeline.webhook_auth import SIGNATURE_HEADER, signature_header
+from pipeline.web.webhook_auth import SIGNATURE_HEADER, signature_header
 
 
 @dataclass

@@ -10,11 +10,11 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from marshmallow import ValidationError
 
 from pipeline.executions import new_execution
-from pipeline.jwt_auth import InvalidJwt, verify_execute_jwt
 from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
 from pipeline.templates import TemplateNotFound, get_template
+from pipeline.web.jwt_auth import InvalidJwt, verify_execute_jwt
 from schemas.jb_execute import ExecuteSchema, merge_in_arguments
 
 log = logging.getLogger(__name__)

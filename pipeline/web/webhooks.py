@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
 from pipeline.runtime import Runtime
-from pipeline.webhook_auth import SIGNATURE_HEADER, verify_header, verify_path_secret
+from pipeline.web.webhook_auth import SIGNATURE_HEADER, verify_header, verify_path_secret
 from pipeline.webhooks import claim_webhook, release_webhook
 from schemas.rokt_webhook import KNOWN_TYPES, EnvelopeSchema
 

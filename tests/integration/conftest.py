@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline import jbsim, processes
 from pipeline.ledger import Ledger
-from pipeline.sandbox import sandbox_env
+from pipeline.sandbox import jbsim, processes, sandbox_env
 from pipeline.sandbox.common import ServerThread
 from pipeline.store import redis_client
 from pipeline.templates import create_template

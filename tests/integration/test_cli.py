@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from pipeline.processes import Child, free_port
+from pipeline.sandbox.processes import Child, free_port
 from tests.integration.conftest import Stack, cli
 
 pytestmark = pytest.mark.integration

@@ -9,11 +9,12 @@ from collections import Counter
 import pytest
 import requests
 
-from pipeline import dispatch, jbsim
+from pipeline import dispatch
 from pipeline.ledger import event_id_for
 from pipeline.reconcile import Thresholds, reconcile
 from pipeline.replay import list_dead_letters, replay_one
 from pipeline.runtime import Runtime
+from pipeline.sandbox import jbsim
 from pipeline.settings import load_settings
 from tests.integration.conftest import Stack, cli, wait_for
 

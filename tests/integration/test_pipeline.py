@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import requests
 
-from pipeline import jbsim
+from pipeline.sandbox import jbsim
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 import requests
 
-from pipeline import jbsim
+from pipeline.sandbox import jbsim
 from pipeline.store import redis_client
-from pipeline.webhook_auth import signature_header
+from pipeline.web.webhook_auth import signature_header
 from tests.integration.conftest import Stack, subscription_de, wait_for
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from pipeline import jbsim
+from pipeline.sandbox import jbsim
 from tests.integration.conftest import Stack
 from tests.integration.test_pipeline import expected_outcomes
 

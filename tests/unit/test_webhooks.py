@@ -1,334 +1,51 @@
-"""Webhook receiver, signature rules, envelope schema, mapping and ordering (no network)."""
+"""SubscriptionEvent* webhooks move our executions: confirmed, removed, or not ours."""
 
 import json
-import logging
-import time
 
 import pytest
 
-from pipeline.subscriptions import DE_COLUMNS, attributes, merge, row_from_state, sfmc_date
-from pipeline.web import create_app
-from pipeline.web.logs import RedactingGunicornLogger, RedactSecrets, redact
-from pipeline.webhook_auth import signature_header, verify_header
-from schemas.rokt_webhook import EnvelopeSchema, load_subscription
-from tests.unit.conftest import ENV
-
-SECRET = "unit-webhook-secret"
-SUBSCRIBE = {
-    "eventId": "b1c9a8e2-3f0d-4c55-9a2e-5b0d7f6c1e42",
-    "eventType": "Subscribe",
-    "eventDetails": {
-        "actionType": "SubscriptionViaCalendarPage",
-        "accountId": "0b98ef2c-f739-45f1-81e3-b2def2bb868f",
-        "accountName": "Your Account",
-        "accountCode": "your-account",
-        "subscription": {
-            "calendarSubscriptionId": "06423672-b6ba-4536-aa36-70788a7a0a36",
-            "calendarId": "4a2d4acb-bd05-e511-af43-067f1c947754",
-            "calendarTitle": "My Sports Calendar",
-            "calendarCode": "my-sports-calendar",
-            "subscriptionMethod": "Google",
-            "calendarTags": [
-                {"tagId": "6513319e-d3e1-4497-89ee-b5dcee9a58bc", "tagText": "Team A"},
-                {"tagId": "7513319e-d3e1-4497-89ee-b5dcee9a58bc", "text": "Team B"},
-            ],
-            "subscriberId": "0031X00000abcDE",
-            "emailAddress": "fan@example.com",
-            "optIn1": True,
-            "optIn2": False,
-            "countryCode": "AU",
-            "geoCountry": "Australia",
-            "deviceName": "Desktop",
-            "source": "your-account.calendar.example",
-            "referrer": "https://www.example.com/fixtures",
-            "utmSource": "newsletter",
-            "utmMedium": "email",
-            "utmCampaign": "dec-launch",
-            "utmContent": "hero-button",
-            "timeZoneId": "AUS Eastern Standard Time",
-            "someNewField": "ignored",
-        },
-    },
-}
+from pipeline import ledger as states
+from pipeline.ledger import event_id_for
+from pipeline.webhooks import NotYetAccepted, update_execution
 
 
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, tenant, event_id):
-        self.calls.append((tenant, event_id))
-
-
-@pytest.fixture
-def hooks():
-    return Recorder()
-
-
-@pytest.fixture
-def client(settings, fake_redis, hooks):
-    from pipeline.runtime import Runtime
-    from pipeline.settings import load_settings
-
-    runtime = Runtime(load_settings({**ENV, "ROKT_WEBHOOK_SECRET": SECRET}), fake_redis)
-    return create_app(runtime, enqueue=Recorder(), enqueue_webhook=hooks).test_client()
-
-
-def post(client, envelope, *, header=True, timestamp=None, path="/t/default/webhooks/rokt", secret=SECRET):
-    body = envelope if isinstance(envelope, bytes) else json.dumps(envelope).encode()
-    headers = {"Content-Type": "application/json"}
-    if header:
-        headers["X-Rokt-Signature"] = signature_header(secret, body, timestamp)
-    return client.post(path, data=body, headers=headers)
-
-
-def test_signed_webhook_is_stored_once_and_enqueued(client, hooks):
-    first = post(client, SUBSCRIBE)
-    again = post(client, SUBSCRIBE)
-    assert first.status_code == again.status_code == 200
-    assert again.json == {"ok": True, "duplicate": True}
-    assert hooks.calls == [("default", SUBSCRIBE["eventId"])]
-
-
-def test_secret_in_the_path_authenticates(client, hooks):
-    response = post(client, SUBSCRIBE, header=False, path=f"/t/default/webhooks/rokt/{SECRET}")
-    assert response.status_code == 200 and len(hooks.calls) == 1
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"header": False},
-        {"secret": "wrong-secret"},
-        {"timestamp": -302},
-        {"timestamp": 302},
-        {"header": False, "path": "/t/default/webhooks/rokt/wrong-secret"},
-    ],
-    ids=["missing", "wrong-secret", "stale", "future", "wrong-path-secret"],
-)
-def test_unauthenticated_webhooks_get_401_and_nothing_is_stored(client, hooks, fake_redis, kwargs):
-    if "timestamp" in kwargs:  # an offset from now, beyond the 5-minute window
-        kwargs = {**kwargs, "timestamp": int(time.time()) + kwargs["timestamp"]}
-    response = post(client, SUBSCRIBE, **kwargs)
-    assert response.status_code == 401 and response.is_json
-    assert hooks.calls == [] and not fake_redis.keys("rsf:default:webhook:*")
-
-
-def test_a_tampered_body_fails_the_signature(client, hooks):
-    body = json.dumps(SUBSCRIBE).encode()
-    header = signature_header(SECRET, body)
-    response = client.post(
-        "/t/default/webhooks/rokt", data=body.replace(b"fan@", b"foe@"), headers={"X-Rokt-Signature": header}
+def claim(runtime, execution, **args):
+    runtime.ledger.claim(
+        "default", execution, {"contactKey": "C1", "eventId": event_id_for(execution), "args": args}
     )
-    assert response.status_code == 401
+    return event_id_for(execution)
 
 
-@pytest.mark.parametrize(
-    ("envelope", "field"),
-    [
-        ({k: v for k, v in SUBSCRIBE.items() if k != "eventId"}, "eventId"),
-        ({**SUBSCRIBE, "eventId": 12}, "eventId"),
-        ({**SUBSCRIBE, "eventDetails": "x"}, "eventDetails"),
-        ({**SUBSCRIBE, "eventDetails": {"subscription": {}}}, "eventDetails"),
-        (
-            {
-                **SUBSCRIBE,
-                "eventType": "SubscriptionEventAdded",
-                "eventDetails": {"subscription": {"calendarSubscriptionId": "s"}},
-            },
-            "eventDetails",
-        ),
-        ([1, 2], "_schema"),
-    ],
-)
-def test_malformed_webhooks_get_400_naming_the_field(client, hooks, envelope, field):
-    response = post(client, envelope)
-    assert response.status_code == 400
-    assert field in response.json["fields"]
-    assert hooks.calls == []
+def release_statuses(runtime):
+    return [
+        json.loads(f["p"])["data"]["roktStatus"]
+        for _id, f in runtime.redis.xrange("rsf:default:outbox:release")
+    ]
 
 
-def test_not_json_is_400_and_oversized_is_413(client):
-    assert post(client, b"{nope").json["error"] == "invalid_json"
-    big = post(client, b"x" * (64 * 1024 + 1))
-    assert big.status_code == 413 and big.is_json
+def test_added_confirms_an_accepted_execution_once_and_releases_it_again(runtime):
+    event = claim(runtime, "e1", releaseEventDefinitionKey="K")
+    runtime.ledger.transition("default", "e1", states.ACCEPTED)
+    assert update_execution(runtime, "default", event, states.CONFIRMED) is True
+    assert update_execution(runtime, "default", event, states.CONFIRMED) is False  # second subscription
+    assert runtime.ledger.get("default", "e1").status == "confirmed"
+    assert release_statuses(runtime) == ["confirmed"]
 
 
-def test_unknown_event_types_are_acknowledged_and_ignored(client, hooks):
-    response = post(client, {**SUBSCRIBE, "eventType": "SomethingNew"})
-    assert response.status_code == 200 and response.json["ignored"] is True
-    assert hooks.calls == []
+def test_removed_after_confirmed(runtime):
+    event = claim(runtime, "e1")
+    runtime.ledger.transition("default", "e1", states.ACCEPTED)
+    update_execution(runtime, "default", event, states.CONFIRMED)
+    assert update_execution(runtime, "default", event, states.REMOVED) is True
+    assert runtime.ledger.get("default", "e1").status == "removed"
 
 
-def test_unknown_tenant_is_404(client):
-    assert post(client, SUBSCRIBE, path="/t/nobody/webhooks/rokt").status_code == 404
+def test_events_we_did_not_send_are_ignored(runtime):
+    assert update_execution(runtime, "default", "someone-elses-event", states.CONFIRMED) is False
 
 
-def test_enqueue_failure_answers_503_so_rokt_retries(settings, fake_redis):
-    from pipeline.runtime import Runtime
-    from pipeline.settings import load_settings
-
-    def broken(_tenant, _event):
-        raise ConnectionError("broker down")
-
-    runtime = Runtime(load_settings({**ENV, "ROKT_WEBHOOK_SECRET": SECRET}), fake_redis)
-    client = create_app(runtime, enqueue=Recorder(), enqueue_webhook=broken).test_client()
-    assert post(client, SUBSCRIBE).status_code == 503
-    working = Recorder()
-    retry = post(create_app(runtime, enqueue=Recorder(), enqueue_webhook=working).test_client(), SUBSCRIBE)
-    assert retry.status_code == 200 and len(working.calls) == 1
-
-
-def test_signature_header_parsing():
-    body = b"{}"
-    assert verify_header(signature_header("s", body), body, "s") is None
-    assert "valid t=" in verify_header("v1=abc", body, "s")
-    stamp = int(time.time())
-    assert (
-        verify_header(f"t={stamp},v1=bad,{signature_header('s', body, stamp).split(',')[1]}", body, "s")
-        is None
-    )
-
-
-def test_path_secrets_never_reach_a_log_line(caplog):
-    assert (
-        redact('"POST /t/acme/webhooks/rokt/s3cr3t HTTP/1.1" 200')
-        == '"POST /t/acme/webhooks/rokt/[redacted] HTTP/1.1" 200'
-    )
-    logger = logging.getLogger("werkzeug.test")
-    logger.addFilter(RedactSecrets())
-    with caplog.at_level(logging.INFO):
-        logger.info('"%s %s" %s', "POST", "/t/acme/webhooks/rokt/s3cr3t?x=1", 200)
-    assert "s3cr3t" not in caplog.text and "[redacted]" in caplog.text
-
-
-def test_gunicorn_access_log_atoms_are_redacted():
-    class Cfg:
-        access_log_format = "%(r)s"
-        errorlog = "-"
-        accesslog = None
-        loglevel = "info"
-        syslog = False
-        capture_output = False
-        logconfig = None
-        logconfig_dict = {}
-        logconfig_json = None
-        disable_redirect_access_to_syslog = False
-        user = None
-        group = None
-        umask = 0
-        env = {}
-        worker_tmp_dir = None
-
-    atoms = (
-        RedactingGunicornLogger.atoms.__wrapped__
-        if hasattr(RedactingGunicornLogger.atoms, "__wrapped__")
-        else None
-    )
-    assert atoms is None  # nothing wrapped: the override itself is exercised below
-
-    class Resp:
-        status = "200 OK"
-        sent = 2
-        headers = []
-        response_length = 2
-
-    class Req:
-        method = "POST"
-        path = "/t/a/webhooks/rokt/s3cr3t"
-        query = ""
-        uri = path
-        version = (1, 1)
-        headers = []
-
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "RAW_URI": Req.path,
-        "PATH_INFO": Req.path,
-        "QUERY_STRING": "",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-    }
-    import datetime
-
-    logger = RedactingGunicornLogger.__new__(RedactingGunicornLogger)
-    logger.cfg = Cfg()
-    result = RedactingGunicornLogger.atoms(logger, Resp(), Req(), environ, datetime.timedelta(seconds=0.01))
-    assert "s3cr3t" not in json.dumps({k: str(v) for k, v in result.items()})
-
-
-def test_mapping_fills_all_26_attributes_from_a_subscribe():
-    envelope = EnvelopeSchema().load(SUBSCRIBE)
-    attrs = attributes(
-        envelope["eventId"], envelope["eventDetails"], load_subscription(envelope["eventDetails"])
-    )
-    assert len(DE_COLUMNS) == 26
-    assert set(attrs) == set(DE_COLUMNS) - {"RemovedDateTime"}
-    assert attrs["SubscriberExternalId"] == "0031X00000abcDE"
-    assert attrs["Email"] == "fan@example.com" and attrs["optIn1"] is True and attrs["optIn2"] is False
-    assert attrs["tagID"] == "6513319e-d3e1-4497-89ee-b5dcee9a58bc;7513319e-d3e1-4497-89ee-b5dcee9a58bc"
-    assert attrs["TagText"] == "Team A;Team B"
-    assert attrs["TimeZoneTag"] == "AUS Eastern Standard Time" and attrs["EventId"] == SUBSCRIBE["eventId"]
-
-
-def test_aliases_are_folded():
-    details = {
-        "accountCode": "a",
-        "calendarSubscriptionId": "top-level-id",
-        "subscription": {
-            "email": "x@example.com",
-            "marketingAllowed": True,
-            "additionalOptIn": True,
-            "urlReferrer": "https://r.example",
-            "subscriberExternalId": "EXT",
-            "timezoneId": "UTC",
-        },
-    }
-    attrs = attributes("e", details, load_subscription(details))
-    assert attrs["CalendarSubscriptionId"] == "top-level-id"
-    assert (attrs["Email"], attrs["optIn1"], attrs["optIn2"]) == ("x@example.com", True, True)
-    assert (attrs["Referrer"], attrs["SubscriberExternalId"], attrs["TimeZoneTag"]) == (
-        "https://r.example",
-        "EXT",
-        "UTC",
-    )
-    assert (
-        EnvelopeSchema().load({**SUBSCRIBE, "eventType": "SubscriptionDetailsUpdate"})["eventType"]
-        == "SubscriptionDetailsUpdated"
-    )
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2020-05-06 01:18:49.755190", "2020-05-06T01:18:49Z"),
-        ("2020-05-06T01:18:49Z", "2020-05-06T01:18:49Z"),
-        ("2020-05-06T11:18:49+10:00", "2020-05-06T01:18:49Z"),
-        ("garbage", ""),
-        (None, ""),
-    ],
-)
-def test_removed_dates(value, expected):
-    assert sfmc_date(value) == expected
-
-
-def test_an_unsubscribe_that_overtook_its_subscribe_stays_unsubscribed():
-    subscribe = {"CalendarSubscriptionId": "s", "Email": "a@x", "optIn1": True}
-    unsubscribe = {
-        "CalendarSubscriptionId": "s",
-        "RemovedDateTime": "2026-01-01T00:00:00Z",
-        "countryCode": "US",
-    }
-    in_order = merge(merge({}, subscribe, 1), unsubscribe, 3)
-    overtaken = merge(merge({}, unsubscribe, 3), subscribe, 1)
-    assert row_from_state(in_order, "matched")["values"] | {"UpdatedAt": ""} == row_from_state(
-        overtaken, "matched"
-    )["values"] | {"UpdatedAt": ""}
-    assert row_from_state(overtaken, "")["values"]["RemovedDateTime"] == "2026-01-01T00:00:00Z"
-
-
-def test_a_late_subscribe_never_overwrites_an_update():
-    state = merge({}, {"CalendarSubscriptionId": "s", "optIn1": False, "TimeZoneTag": "UTC"}, 2)
-    state = merge(state, {"CalendarSubscriptionId": "s", "optIn1": True, "Email": "a@x"}, 1)
-    values = row_from_state(state, "")["values"]
-    assert values["optIn1"] is False and values["Email"] == "a@x" and values["TimeZoneTag"] == "UTC"
+def test_a_confirmation_that_overtook_our_202_asks_for_a_retry(runtime):
+    event = claim(runtime, "e1")
+    with pytest.raises(NotYetAccepted):
+        update_execution(runtime, "default", event, states.CONFIRMED)
+    assert runtime.ledger.get("default", "e1").status == "queued"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
 from pipeline.web import create_app
-from pipeline.webhook_auth import signature_header
+from pipeline.web.webhook_auth import signature_header
 from tests.unit.conftest import ENV, JWT_SECRET
 
 WEBHOOK_SECRET = "fuzz-webhook-secret"

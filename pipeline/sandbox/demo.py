@@ -23,13 +23,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline import dispatch, jbsim, processes
-from pipeline.chaos import Chaos, ChaosHooks
+from pipeline import dispatch
 from pipeline.ledger import Ledger
 from pipeline.reconcile import reconcile
 from pipeline.replay import PERMANENT, list_dead_letters, replay
 from pipeline.runtime import Runtime
-from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, sandbox_env
+from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, jbsim, processes, sandbox_env
+from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.settings import Tenant, get_settings, load_settings
 from pipeline.store import PREFIX, redis_client
 from pipeline.templates import create_template
