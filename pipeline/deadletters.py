@@ -7,9 +7,19 @@ from typing import Any
 
 import redis
 
-from pipeline.clients.errors import ClientError
 from pipeline.ledger import now_iso
 from pipeline.store import tenant_key
+from pipeline.vocabulary import Stage
+
+
+def error_class_of(exc: BaseException) -> str:
+    """Our clients' error class (`permanent`, `throttled`, ...), else the exception's name."""
+    return str(getattr(exc, "error_class", None) or type(exc).__name__)
+
+
+def reason_of(exc: BaseException) -> str:
+    """Our clients' `reason` (safe to store: never a secret), else the exception's text."""
+    return getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
 
 
 def record_dead_letter(
@@ -17,7 +27,7 @@ def record_dead_letter(
     tenant: str,
     item_id: str,
     *,
-    stage: str,
+    stage: Stage,
     error_class: str,
     reason: str,
     attempts: int,
@@ -37,17 +47,23 @@ def record_dead_letter(
     r.hset(tenant_key(tenant, "dlq"), item_id, json.dumps(record, sort_keys=True))
 
 
-def record_rejection(
-    r: redis.Redis, tenant: str, item_id: str, stage: str, exc: ClientError, payload: dict[str, Any]
+def record_exception(
+    r: redis.Redis,
+    tenant: str,
+    item_id: str,
+    stage: Stage,
+    exc: BaseException,
+    payload: dict[str, Any],
+    attempts: int = 1,
 ) -> None:
-    """A vendor refused this one item for good (after bisecting its batch)."""
+    """Dead-letter one item that failed with `exc` (a vendor refused it for good, say)."""
     record_dead_letter(
         r,
         tenant,
         item_id,
         stage=stage,
-        error_class=exc.error_class,
-        reason=exc.reason,
-        attempts=1,
+        error_class=error_class_of(exc),
+        reason=reason_of(exc),
+        attempts=attempts,
         payload=payload,
     )

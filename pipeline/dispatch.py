@@ -1,4 +1,5 @@
-"""The one place the web tier enqueues work: by task name, without importing `tasks`.
+"""The one place work is enqueued by task name, without importing `tasks`: by the web tier,
+by the reconciler and replays (re-drives), and by tasks scheduling a flush.
 
 A producer-only Celery app reads the same `celeryconfig` as the workers (identical broker
 transport options in every process that connects).
@@ -6,12 +7,15 @@ transport options in every process that connects).
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
+from typing import Any
 
 from celery import Celery
 
-from pipeline.queues import RENDER_TASK, WEBHOOK_TASK, WEBHOOKS_QUEUE, render_queue
+from pipeline.queues import FLUSH_TASKS, RENDER_TASK, WEBHOOK_TASK, WEBHOOKS_QUEUE, render_queue
 from pipeline.settings import get_settings
+from pipeline.vocabulary import OutboxKind
 
 
 def producer() -> Celery:
@@ -26,18 +30,34 @@ def _producer(broker_url: str) -> Celery:
     return app
 
 
+def _send(name: str, args: list[Any], **options: Any) -> None:
+    producer().send_task(name, args=args, **options)
+
+
 def enqueue_execution(tenant: str, execution_id: str) -> None:
     """Start an execution's chain; the task id is derived from the execution (one id in logs)."""
-    producer().send_task(
-        RENDER_TASK,
-        args=[tenant, execution_id],
-        queue=render_queue(tenant),
-        task_id=f"{execution_id}:render",
-    )
+    _send(RENDER_TASK, [tenant, execution_id], queue=render_queue(tenant), task_id=f"{execution_id}:render")
+
+
+def redrive_execution(tenant: str, execution_id: str) -> None:
+    """Run an execution's chain again from its first stage (every stage is idempotent); a task
+    id of its own, so monitoring tells the re-drive from the first run."""
+    task_id = f"{execution_id}:render:{time.time_ns()}"
+    _send(RENDER_TASK, [tenant, execution_id], queue=render_queue(tenant), task_id=task_id)
 
 
 def enqueue_webhook(tenant: str, event_id: str) -> None:
     """Process a stored Rokt webhook; one task id per webhook eventId."""
-    producer().send_task(
-        WEBHOOK_TASK, args=[tenant, event_id], queue=WEBHOOKS_QUEUE, task_id=f"webhook:{event_id}"
+    _send(WEBHOOK_TASK, [tenant, event_id], queue=WEBHOOKS_QUEUE, task_id=f"webhook:{event_id}")
+
+
+def redrive_webhook(tenant: str, event_id: str) -> None:
+    """Process a stored webhook again (applying it twice has no second effect)."""
+    _send(
+        WEBHOOK_TASK, [tenant, event_id], queue=WEBHOOKS_QUEUE, task_id=f"webhook:{event_id}:{time.time_ns()}"
     )
+
+
+def schedule_flush(tenant: str, kind: OutboxKind, countdown: float = 0.0) -> None:
+    """Flush one of the tenant's outboxes (routed to its queue by celeryconfig)."""
+    _send(FLUSH_TASKS[kind], [tenant], countdown=countdown)

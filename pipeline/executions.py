@@ -11,22 +11,23 @@ from __future__ import annotations
 import json
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
-from pipeline import ledger as states
+from pipeline import ledger
 from pipeline.clients.errors import ClientError, PermanentError
-from pipeline.deadletters import record_dead_letter
+from pipeline.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.ledger import Execution
 from pipeline.logsafe import mask
-from pipeline.outbox import RELEASES, STATUS_ROWS
+from pipeline.ratelimit import RateLimited
 from pipeline.render import TemplateRenderError, render_event
+from pipeline.retry_policy import Decision, decide
 from pipeline.runtime import Runtime
 from pipeline.templates import TemplateNotFound, get_template
+from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
 
 log = logging.getLogger(__name__)
 
-CREATE = "create"
-DONE = "done"
 _SPLIT_IDS = re.compile(r"[\s,;]+")
 
 
@@ -47,10 +48,10 @@ def subscription_ids(args: dict[str, Any]) -> list[str]:
 def new_execution(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """(execution id, ledger record) of a validated execute payload; the id is deterministic,
     so a JB retry of the same contact and activity is the same execution."""
-    execution = states.execution_id(payload["activityId"], payload["definitionInstanceId"])
+    execution = ledger.execution_id(payload["activityId"], payload["definitionInstanceId"])
     record = {
         "contactKey": payload["keyValue"],
-        "eventId": states.event_id_for(execution),
+        "eventId": ledger.event_id_for(execution),
         "journeyId": payload["journeyId"],
         "activityId": payload["activityId"],
         "definitionInstanceId": payload["definitionInstanceId"],
@@ -66,7 +67,7 @@ def status_row(ex: Execution) -> dict[str, Any]:
         "keys": {"ContactKey": ex.contact_key, "ExecutionId": ex.execution_id},
         "values": {
             "Status": ex.status,
-            "RoktEventId": ex.event_id if ex.status in (states.ACCEPTED, states.CONFIRMED) else "",
+            "RoktEventId": ex.event_id if ex.status in (State.ACCEPTED, State.CONFIRMED) else "",
             "Error": f.get("error", ""),
             "TemplateId": ex.template_id,
             "JourneyId": f.get("journeyId", ""),
@@ -88,16 +89,16 @@ def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) ->
 
 def emit_outcome(rt: Runtime, ex: Execution) -> None:
     """Buffer the status row and, when the journey waits on an API event, the release."""
-    rt.outbox(ex.tenant, STATUS_ROWS).append(status_row(ex))
+    rt.outbox(ex.tenant, OutboxKind.STATUS_ROWS).append(status_row(ex))
     release_key = str(ex.args.get("releaseEventDefinitionKey") or "").strip()
     if release_key:
-        rt.outbox(ex.tenant, RELEASES).append(
+        rt.outbox(ex.tenant, OutboxKind.RELEASES).append(
             {
                 "eventDefinitionKey": release_key,
                 "contactKey": ex.contact_key,
                 "data": {
                     "roktStatus": ex.status,
-                    "roktEventId": ex.event_id if ex.status != states.NO_SUBSCRIPTION else "",
+                    "roktEventId": ex.event_id if ex.status != State.NO_SUBSCRIPTION else "",
                     "executionId": ex.execution_id,
                     "error": ex.fields.get("error", ""),
                 },
@@ -109,9 +110,9 @@ def finish(
     rt: Runtime,
     tenant: str,
     execution_id: str,
-    status: str,
+    status: State,
     error: str = "",
-    allowed_from: tuple[str, ...] = (states.QUEUED,),
+    allowed_from: tuple[State, ...] = (State.QUEUED,),
 ) -> Execution | None:
     """Move a queued execution to a terminal status and emit its outcome (once per move)."""
     rt.ledger.transition(tenant, execution_id, status, allowed_from, error=error[:500])
@@ -140,32 +141,32 @@ def _load_open(rt: Runtime, tenant: str, execution_id: str) -> Execution | None:
     return ex
 
 
-def render_step(rt: Runtime, tenant: str, execution_id: str) -> str:
-    """Render the contact's event; returns CREATE when an event must be sent, else DONE."""
-    started_at = states.now_iso()  # createdAt -> renderStartedAt is the execution's queue wait
+def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
+    """Render the contact's event; True when it must be sent to Rokt (else the execution ended)."""
+    started_at = ledger.now_iso()  # createdAt -> renderStartedAt is the execution's queue wait
     ex = _load_open(rt, tenant, execution_id)
     if ex is None:
-        return DONE
+        return False
     try:
         template = get_template(rt.redis, tenant, ex.template_id)
         event = render_event(template, ex.args, ex.event_id)
     except TemplateNotFound as exc:
-        fail(rt, tenant, execution_id, "render", "permanent", str(exc))
-        return DONE
+        fail(rt, tenant, execution_id, Stage.RENDER, ErrorClass.PERMANENT, str(exc))
+        return False
     except TemplateRenderError as exc:
-        if exc.outcome == states.FAILED:
-            fail(rt, tenant, execution_id, "render", "permanent", exc.reason)
+        if exc.outcome == State.FAILED:
+            fail(rt, tenant, execution_id, Stage.RENDER, ErrorClass.PERMANENT, exc.reason)
         else:  # missing_field: the template's policy said so; nothing to replay
             finish(rt, tenant, execution_id, exc.outcome, exc.reason)
-        return DONE
+        return False
     ids = subscription_ids(ex.args)
     if not ids:
-        finish(rt, tenant, execution_id, states.NO_SUBSCRIPTION, "no subscriptionId in inArguments")
-        return DONE
+        finish(rt, tenant, execution_id, State.NO_SUBSCRIPTION, "no subscriptionId in inArguments")
+        return False
     rt.ledger.update(
         tenant, execution_id, event=_json(event), subscriptionIds=_json(ids), renderStartedAt=started_at
     )
-    return CREATE
+    return True
 
 
 def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
@@ -180,30 +181,30 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     event = _loads(ex.fields.get("event"))
     ids = _loads(ex.fields.get("subscriptionIds"))
     if not event or not ids:  # only a render step stores these; never expected here
-        finish(rt, tenant, execution_id, states.FAILED, "internal: no rendered event to send")
+        finish(rt, tenant, execution_id, State.FAILED, "internal: no rendered event to send")
         return
     try:
         rt.rokt(tenant).create_subscription_event(event, ids)
     except PermanentError as exc:
-        fail(rt, tenant, execution_id, "create_event", exc.error_class, exc.reason)
+        fail(rt, tenant, execution_id, Stage.CREATE_EVENT, exc.error_class, exc.reason)
         return
     except ClientError as exc:
         rt.ledger.update(tenant, execution_id, lastError=exc.reason[:500])
         if getattr(exc, "retry_after", None):
             rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
         raise
-    finish(rt, tenant, execution_id, states.ACCEPTED)
+    finish(rt, tenant, execution_id, State.ACCEPTED)
 
 
 def fail(
     rt: Runtime,
     tenant: str,
     execution_id: str,
-    stage: str,
+    stage: Stage,
     error_class: str,
     reason: str,
     attempts: int = 1,
-    allowed_from: tuple[str, ...] = (states.QUEUED,),
+    allowed_from: tuple[State, ...] = (State.QUEUED,),
 ) -> None:
     """End `failed` and keep a dead letter (payload, stage, class, reason) for replay."""
     ex = rt.ledger.get(tenant, execution_id)
@@ -227,13 +228,44 @@ def fail(
         },
     )
     error = reason if attempts <= 1 else f"{reason} (after {attempts} attempts)"
-    finish(rt, tenant, execution_id, states.FAILED, error, allowed_from)
+    finish(rt, tenant, execution_id, State.FAILED, error, allowed_from)
 
 
-def give_up(rt: Runtime, tenant: str, execution_id: str, stage: str, exc: Exception, attempts: int) -> None:
+def give_up(
+    rt: Runtime, tenant: str, execution_id: str, stage: Stage, exc: BaseException, attempts: int
+) -> None:
     """Retries exhausted (or an unexpected error): end `failed` with a dead letter."""
-    reason = getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}"
-    fail(rt, tenant, execution_id, stage, getattr(exc, "error_class", type(exc).__name__), reason, attempts)
+    fail(rt, tenant, execution_id, stage, error_class_of(exc), reason_of(exc), attempts)
+
+
+def after_failed_call(
+    rt: Runtime, tenant: str, execution_id: str, exc: RateLimited | ClientError
+) -> Decision:
+    """The create step was rate limited or Rokt failed: retry when (pipeline.retry_policy),
+    or give up, which ends the execution `failed` with a dead letter.
+
+    Attempts live in the ledger, not in Celery's retry count: a replay or a task sent again
+    after a lost worker must not start the count afresh. The time budget runs from the
+    execution's creation (or from its last replay).
+    """
+    ex = rt.ledger.get(tenant, execution_id)
+    if ex is None:
+        return Decision(retry=False)  # expired from the ledger: nothing left to do
+    attempts = int(ex.fields.get("attempts", 0))
+    started = ex.fields.get("budgetStart") or ex.fields.get("createdAt", "")
+    decision = decide(exc, attempts + 1, _age_seconds(started))
+    if decision.counted:
+        attempts = rt.ledger.add_attempt(tenant, execution_id)
+    if not decision.retry:
+        give_up(rt, tenant, execution_id, Stage.CREATE_EVENT, exc, max(attempts, 1))
+    return decision
+
+
+def _age_seconds(since: str) -> float:
+    try:
+        return (datetime.now(UTC) - datetime.fromisoformat(since)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _json(value: Any) -> str:

@@ -17,13 +17,14 @@ from typing import Any
 
 from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
-from pipeline.deadletters import record_rejection
+from pipeline.deadletters import record_exception
 from pipeline.executions import current_status_rows
-from pipeline.outbox import RELEASES, STATUS_ROWS, SUBSCRIPTION_ROWS, Entry, Outbox
+from pipeline.outbox import Entry, Outbox
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
 from pipeline.store import tenant_key
 from pipeline.subscriptions import current_subscription_rows
+from pipeline.vocabulary import OUTBOX_STAGES, OutboxKind
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class FlushReport:
     retry_in: float = 0.0  # a partial batch is waiting to fill; look again in this many seconds
 
 
-def claim_flush_slot(rt: Runtime, tenant: str, kind: str, delay: float = FLUSH_DELAY_SECONDS) -> bool:
+def claim_flush_slot(rt: Runtime, tenant: str, kind: OutboxKind, delay: float = FLUSH_DELAY_SECONDS) -> bool:
     """True when no flush is scheduled within `delay`: the caller schedules one then.
 
     One scheduled flush per tenant and kind at a time, however many rows arrive meanwhile.
@@ -133,9 +134,8 @@ def _drain(
 def _flush_de_rows(
     rt: Runtime,
     tenant: str,
-    kind: str,
+    kind: OutboxKind,
     de_key: str,
-    stage: str,
     current: CurrentRows,
     consumer: str,
     budget_seconds: float,
@@ -149,7 +149,8 @@ def _flush_de_rows(
     def rejected(row: dict[str, Any], exc: PermanentError) -> None:
         item = ":".join(str(v) for v in row["keys"].values())
         log.error("%s row %s rejected by SFMC: %s", kind, item, exc.reason)
-        record_rejection(rt.redis, tenant, f"{kind}-row:{item}", stage, exc, {"deKey": de_key, "row": row})
+        payload = {"deKey": de_key, "row": row}
+        record_exception(rt.redis, tenant, f"{kind}-row:{item}", OUTBOX_STAGES[kind], exc, payload)
 
     def send_batch(batch: list[Entry]) -> None:
         rows = current(rt, tenant, latest_per_key([entry.payload for entry in batch]))
@@ -159,9 +160,7 @@ def _flush_de_rows(
     return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait)
 
 
-def _de_rows_flusher(
-    kind: str, de_key_of: Callable[[Tenant], str], stage: str, current: CurrentRows
-) -> Flusher:
+def _de_rows_flusher(kind: OutboxKind, de_key_of: Callable[[Tenant], str], current: CurrentRows) -> Flusher:
     """A flusher of one kind of data-extension rows (status rows, subscription rows)."""
 
     def flush(
@@ -172,16 +171,16 @@ def _de_rows_flusher(
         max_wait: float = MAX_WAIT_SECONDS,
     ) -> FlushReport:
         de_key = de_key_of(rt.tenant(tenant))
-        return _flush_de_rows(rt, tenant, kind, de_key, stage, current, consumer, budget_seconds, max_wait)
+        return _flush_de_rows(rt, tenant, kind, de_key, current, consumer, budget_seconds, max_wait)
 
     return flush
 
 
 flush_status_rows = _de_rows_flusher(
-    STATUS_ROWS, lambda t: t.sfmc_status_de_key, "record_status", current_status_rows
+    OutboxKind.STATUS_ROWS, lambda t: t.sfmc_status_de_key, current_status_rows
 )
 flush_subscription_rows = _de_rows_flusher(
-    SUBSCRIPTION_ROWS, lambda t: t.sfmc_subscription_de_key, "record_subscription", current_subscription_rows
+    OutboxKind.SUBSCRIPTION_ROWS, lambda t: t.sfmc_subscription_de_key, current_subscription_rows
 )
 
 
@@ -204,21 +203,20 @@ def flush_releases(
 
             def rejected(member: dict[str, Any], exc: PermanentError, key: str = key) -> None:
                 item = f"release:{member['data'].get('executionId')}"
-                record_rejection(
-                    rt.redis, tenant, item, "release", exc, {"eventDefinitionKey": key, "member": member}
-                )
+                payload = {"eventDefinitionKey": key, "member": member}
+                record_exception(rt.redis, tenant, item, OUTBOX_STAGES[OutboxKind.RELEASES], exc, payload)
 
             def fire(items: list[dict[str, Any]], key: str = key) -> None:
                 client.fire_events(key, items)
 
             send_bisecting(rt, tenant, members, fire, rejected, report)
 
-    box = rt.outbox(tenant, RELEASES)
+    box = rt.outbox(tenant, OutboxKind.RELEASES)
     return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)
 
 
 FLUSHERS: dict[str, Flusher] = {
-    STATUS_ROWS: flush_status_rows,
-    SUBSCRIPTION_ROWS: flush_subscription_rows,
-    RELEASES: flush_releases,
+    OutboxKind.STATUS_ROWS: flush_status_rows,
+    OutboxKind.SUBSCRIPTION_ROWS: flush_subscription_rows,
+    OutboxKind.RELEASES: flush_releases,
 }

@@ -19,15 +19,7 @@ from typing import Any
 import redis
 
 from pipeline.store import tenant_key
-
-QUEUED = "queued"
-ACCEPTED = "accepted"
-CONFIRMED = "confirmed"
-NO_SUBSCRIPTION = "no_subscription"
-MISSING_FIELD = "missing_field"
-FAILED = "failed"
-REMOVED = "removed"  # the subscriber (or Rokt) took the event out of the calendar
-TERMINAL = (ACCEPTED, CONFIRMED, NO_SUBSCRIPTION, MISSING_FIELD, FAILED, REMOVED)
+from pipeline.vocabulary import TERMINAL_STATES, State
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
 EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
@@ -110,7 +102,7 @@ class Execution:
 
     @property
     def terminal(self) -> bool:
-        return self.status in TERMINAL
+        return self.status in TERMINAL_STATES
 
 
 class Ledger:
@@ -144,7 +136,7 @@ class Ledger:
     def claim(self, tenant: str, execution: str, record: dict[str, Any]) -> bool:
         """Set-if-absent: True when this call created the execution (and must enqueue it)."""
         values: dict[str, str] = {
-            "status": QUEUED,
+            "status": State.QUEUED,
             "createdAt": now_iso(),
             "updatedAt": now_iso(),
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()},
@@ -189,8 +181,8 @@ class Ledger:
         self,
         tenant: str,
         execution: str,
-        to_status: str,
-        allowed_from: tuple[str, ...] = (QUEUED,),
+        to_status: State,
+        allowed_from: tuple[State, ...] = (State.QUEUED,),
         **values: str,
     ) -> tuple[bool, str]:
         """Move to `to_status` only from `allowed_from`; returns (moved, previous status)."""

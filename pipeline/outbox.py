@@ -17,12 +17,9 @@ from typing import Any
 import redis
 
 from pipeline.store import tenant_key
+from pipeline.vocabulary import OutboxKind
 
 GROUP = "flushers"
-STATUS_ROWS = "status"  # execution status rows -> SFMC_STATUS_DE_KEY
-SUBSCRIPTION_ROWS = "subscription"  # Calendar Subscription rows -> SFMC_SUBSCRIPTION_DE_KEY
-RELEASES = "release"  # Journey Builder releases -> /interaction/v1/async/events
-CLAIM_IDLE_MS = 180_000  # longer than a flush task's hard time limit
 
 
 @dataclass(frozen=True)
@@ -32,7 +29,8 @@ class Entry:
 
 
 class Outbox:
-    def __init__(self, r: redis.Redis, tenant: str, kind: str, claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
+    def __init__(self, r: redis.Redis, tenant: str, kind: OutboxKind, claim_idle_ms: int) -> None:
+        """`claim_idle_ms` (OUTBOX_CLAIM_IDLE_SECONDS) must exceed a flush task's hard time limit."""
         self.r = r
         self.claim_idle_ms = claim_idle_ms
         self.tenant = tenant

@@ -2,6 +2,8 @@
 
 from collections.abc import Iterable
 
+from pipeline.vocabulary import OutboxKind
+
 RENDER_QUEUE = "render"
 ROKT_QUEUE = "rokt"
 SFMC_QUEUE = "sfmc"
@@ -35,3 +37,10 @@ WEBHOOK_TASK = "rsf.process_webhook"
 RECONCILE_TASK = "rsf.reconcile"
 FLUSH_RELEASES_TASK = "rsf.flush_releases"
 FLUSH_ALL_TASK = "rsf.flush_all"
+
+# The task that drains each outbox.
+FLUSH_TASKS: dict[OutboxKind, str] = {
+    OutboxKind.STATUS_ROWS: FLUSH_STATUS_TASK,
+    OutboxKind.SUBSCRIPTION_ROWS: FLUSH_SUBSCRIPTIONS_TASK,
+    OutboxKind.RELEASES: FLUSH_RELEASES_TASK,
+}

@@ -14,6 +14,7 @@ import time
 import redis
 
 from pipeline.store import tenant_key
+from pipeline.vocabulary import ErrorClass
 
 # Requests leave the limiter evenly spaced but reach the vendor after a variable delay
 # (scheduling on a busy worker host, the network). A vendor counting a strict 1-second window
@@ -49,11 +50,15 @@ return 1
 
 
 class RateLimited(Exception):
-    """The wait for a slot is longer than a task should sleep: retry later."""
+    """The wait for a slot is longer than a task should sleep: retry in `retry_after` seconds
+    (the same attribute a vendor's 429 carries, so one helper turns both into a countdown)."""
 
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"rate limited for {wait:.2f}s")
-        self.wait = wait
+    error_class = ErrorClass.THROTTLED
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited for {retry_after:.2f}s")
+        self.reason = str(self)
+        self.retry_after = retry_after
 
 
 class RateLimiter:

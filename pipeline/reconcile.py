@@ -20,13 +20,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from pipeline import executions
-from pipeline import ledger as states
 from pipeline.clients.errors import ClientError
 from pipeline.ratelimit import RateLimited
-from pipeline.replay import PERMANENT, list_dead_letters, replay_one
+from pipeline.replay import list_dead_letters, replay_one
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.store import tenant_key
+from pipeline.vocabulary import ErrorClass, Stage, State
 from pipeline.webhooks import open_webhooks_key
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,12 @@ Enqueue = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class Thresholds:
-    queued_after: float = 600.0  # a queued execution this old is re-driven
-    confirm_after: float = 900.0  # an accepted execution this old is checked at Rokt
-    final_after: float = 7200.0  # accepted and never confirmed this long: failed
-    dead_letter_cool_down: float = 600.0  # a retryable dead letter is replayed once after this
+    """Seconds; their defaults are the settings' (RECONCILE_*, DLQ_RETRY_AFTER)."""
+
+    queued_after: float  # a queued execution this old is re-driven
+    confirm_after: float  # an accepted execution this old is checked at Rokt
+    final_after: float  # accepted and never confirmed this long: failed
+    dead_letter_cool_down: float  # a retryable dead letter is replayed once after this
     batch: int = 200  # at most this many of each kind per run
 
     @classmethod
@@ -105,7 +107,7 @@ def _check_accepted(
     rt: Runtime, tenant: str, execution: str, now: float, thresholds: Thresholds, report: ReconcileReport
 ) -> None:
     ex = rt.ledger.get(tenant, execution)
-    if ex is None or ex.status != states.ACCEPTED:
+    if ex is None or ex.status != State.ACCEPTED:
         rt.redis.zrem(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution))
         return
     report.checked += 1
@@ -116,7 +118,7 @@ def _check_accepted(
         subscription = client.subscription(sub_id) or {}
         visible = subscription.get("eventsVisibleToSubscription") or []
         if any(item.get("subscriptionEventId") == ex.event_id for item in visible):
-            moved, _ = rt.ledger.transition(tenant, execution, states.CONFIRMED, (states.ACCEPTED,))
+            moved, _ = rt.ledger.transition(tenant, execution, State.CONFIRMED, (State.ACCEPTED,))
             if moved:
                 executions.emit_outcome(rt, rt.ledger.get(tenant, execution))
                 report.confirmed += 1
@@ -124,7 +126,13 @@ def _check_accepted(
     if now - float(accepted_at) > thresholds.final_after:
         reason = f"not confirmed by Rokt within {thresholds.final_after:.0f} s"
         executions.fail(
-            rt, tenant, execution, "confirm", "unconfirmed", reason, allowed_from=(states.ACCEPTED,)
+            rt,
+            tenant,
+            execution,
+            Stage.CONFIRM,
+            ErrorClass.UNCONFIRMED,
+            reason,
+            allowed_from=(State.ACCEPTED,),
         )
         report.timed_out += 1
         return
@@ -147,7 +155,7 @@ def _retry_dead_letters(
     retried_key = tenant_key(tenant, "dlq-auto-retried")
     cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - thresholds.dead_letter_cool_down))
     for letter in list_dead_letters(rt, tenant)[: thresholds.batch]:
-        if letter["errorClass"] == PERMANENT or letter["failedAt"][:19] > cutoff:
+        if letter["errorClass"] == ErrorClass.PERMANENT or letter["failedAt"][:19] > cutoff:
             continue
         if not rt.redis.sadd(retried_key, letter["id"]):
             continue  # retried automatically once already: an operator decides now

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal.windows_tz import tz_win, win_tz
 
+from pipeline.vocabulary import State
+
 UTM_SOURCE = "RoktCalendar"
 RENDERED_FIELDS = ("title", "description", "location", "start", "end")
 
@@ -32,7 +34,7 @@ URL_TRAILING = ".,;:!?)]}'\""
 class TemplateRenderError(Exception):
     """The template cannot produce an event for this contact."""
 
-    outcome = "failed"
+    outcome = State.FAILED
 
     def __init__(self, reason: str, fields: list[str] | None = None) -> None:
         super().__init__(reason)
@@ -41,7 +43,7 @@ class TemplateRenderError(Exception):
 
 
 class MissingFields(TemplateRenderError):
-    outcome = "missing_field"
+    outcome = State.MISSING_FIELD
 
     def __init__(self, fields: list[str]) -> None:
         super().__init__("missing value for " + ", ".join(fields), fields)

@@ -14,21 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.ledger import now_iso
-from pipeline.outbox import RELEASES, STATUS_ROWS, SUBSCRIPTION_ROWS
 from pipeline.runtime import Runtime
 from pipeline.store import tenant_key
 from pipeline.subscriptions import matched_or_failed, merge_backfill
-
-EXECUTION_STAGES = ("render", "create_event", "pipeline")
-ROW_STAGES = {"record_status": STATUS_ROWS, "record_subscription": SUBSCRIPTION_ROWS, "release": RELEASES}
-PERMANENT = "permanent"
+from pipeline.vocabulary import ErrorClass, OutboxKind, Stage
 
 Enqueue = Callable[[str, str], None]
+
+# Kept until the sandbox demo reads ErrorClass itself.
+PERMANENT = ErrorClass.PERMANENT
 
 
 @dataclass
 class DeadLetterFilter:
-    stage: str | None = None
+    stage: Stage | None = None
     error_class: str | None = None
     journey: str | None = None
     since: str | None = None  # ISO 8601, compared with failedAt
@@ -70,32 +69,86 @@ def show_dead_letter(rt: Runtime, tenant: str, item_id: str) -> dict[str, Any] |
     return json.loads(raw) if raw else None
 
 
+@dataclass(frozen=True)
+class Enqueuers:
+    """How a replay sends work back into the pipeline (the caller's dispatch)."""
+
+    execution: Enqueue
+    webhook: Enqueue
+
+
+# A replayer sends one dead letter's work through the pipeline again; False when the letter
+# is stale (its execution no longer failed), so there is nothing to do.
+Replayer = Callable[[Runtime, str, dict[str, Any], Enqueuers], bool]
+
+
+def _replay_execution(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    """Reopen the failed execution (fresh attempts and time budget) and run its chain again:
+    the same deterministic `eventId`, so Rokt keeps one event whatever happened before."""
+    execution = letter["payload"]["executionId"]
+    if not rt.ledger.reopen(tenant, execution):
+        return False  # no longer failed: replayed already, or finished since
+    enqueue.execution(tenant, execution)
+    return True
+
+
+def _replay_row(kind: OutboxKind) -> Replayer:
+    def replay_row(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+        rt.outbox(tenant, kind).append(letter["payload"]["row"])  # an upsert: safe to repeat
+        return True
+
+    return replay_row
+
+
+def _replay_release(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    payload = letter["payload"]
+    item = {"eventDefinitionKey": payload["eventDefinitionKey"], **payload["member"]}
+    rt.outbox(tenant, OutboxKind.RELEASES).append(item)
+    return True
+
+
+def _replay_webhook(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    enqueue.webhook(tenant, letter["payload"]["eventId"])  # applied once, whatever the count
+    return True
+
+
+def _replay_contact_match(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    """Match or create the contact again, then rewrite the subscription row with the result."""
+    attrs = letter["payload"]
+    rt.redis.hdel(tenant_key(tenant, "sub", attrs["CalendarSubscriptionId"]), "contactMatch")
+    row = merge_backfill(rt, tenant, attrs, matched_or_failed(rt, tenant, attrs))
+    rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS).append(row)
+    return True
+
+
+REPLAYERS: dict[Stage, Replayer] = {
+    Stage.RENDER: _replay_execution,
+    Stage.CREATE_EVENT: _replay_execution,
+    Stage.PIPELINE: _replay_execution,
+    # Rokt never confirmed the event: reopen and send it again with the same eventId.
+    Stage.CONFIRM: _replay_execution,
+    Stage.RECORD_STATUS: _replay_row(OutboxKind.STATUS_ROWS),
+    Stage.RECORD_SUBSCRIPTION: _replay_row(OutboxKind.SUBSCRIPTION_ROWS),
+    Stage.RELEASE: _replay_release,
+    Stage.WEBHOOK: _replay_webhook,
+    Stage.MATCH_CONTACT: _replay_contact_match,
+}
+
+
 def replay_one(
     rt: Runtime, tenant: str, letter: dict[str, Any], enqueue_execution: Enqueue, enqueue_webhook: Enqueue
 ) -> bool:
-    """Send one dead letter through the pipeline again; False when there is nothing to do."""
-    stage, payload = letter["stage"], letter.get("payload") or {}
-    if stage in EXECUTION_STAGES:
-        execution = payload["executionId"]
-        if not rt.ledger.reopen(tenant, execution):
-            _forget(rt, tenant, letter)  # no longer failed: replayed already, or finished since
-            return False
-        enqueue_execution(tenant, execution)
-    elif stage in ROW_STAGES:
-        item = payload.get("row") or payload.get("member")
-        if stage == "release":
-            item = {"eventDefinitionKey": payload["eventDefinitionKey"], **payload["member"]}
-        rt.outbox(tenant, ROW_STAGES[stage]).append(item)
-    elif stage == "webhook":
-        enqueue_webhook(tenant, payload["eventId"])
-    elif stage == "match_contact":
-        rt.redis.hdel(tenant_key(tenant, "sub", payload["CalendarSubscriptionId"]), "contactMatch")
-        row = merge_backfill(rt, tenant, payload, matched_or_failed(rt, tenant, payload))
-        rt.outbox(tenant, SUBSCRIPTION_ROWS).append(row)
-    else:
+    """Send one dead letter through the pipeline again; False when there is nothing to do.
+
+    A letter of an unknown stage (written by a newer version, say) is left in the store.
+    """
+    try:
+        replayer = REPLAYERS[Stage(letter["stage"])]
+    except ValueError:
         return False
-    _forget(rt, tenant, letter)
-    return True
+    replayed = replayer(rt, tenant, letter, Enqueuers(enqueue_execution, enqueue_webhook))
+    _forget(rt, tenant, letter)  # replayed now, or stale (nothing left to replay)
+    return replayed
 
 
 def _forget(rt: Runtime, tenant: str, letter: dict[str, Any]) -> None:

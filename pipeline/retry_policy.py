@@ -11,7 +11,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import redis
+
 from pipeline.clients.errors import ClientError
+from pipeline.ratelimit import RateLimited
 
 MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution, then failed + dead letter
 TIME_BUDGET_SECONDS = 3600  # an execution may be delayed (throttling included) this long
@@ -103,17 +106,36 @@ def backoff(attempt: int) -> float:
     return min(MAX_BACKOFF_SECONDS, 2 ** max(0, attempt)) * random.uniform(0.5, 1.0)
 
 
+def requested_wait(exc: BaseException) -> float | None:
+    """Seconds the vendor (429 Retry-After) or our own limiter asked us to wait, if any."""
+    return getattr(exc, "retry_after", None)
+
+
+def countdown(exc: BaseException, attempt: int) -> float:
+    """When to retry after any retryable error: the requested wait plus jitter (so the
+    waiting workers do not return at one instant), else exponential backoff."""
+    wait = requested_wait(exc)
+    if wait is not None:
+        return min(wait, MAX_BACKOFF_SECONDS) + random.uniform(0, 1)
+    return backoff(attempt)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether the same work may succeed later: a retryable vendor error, our own limiter's
+    wait, or Redis unavailable (the worker reconnects by itself)."""
+    if isinstance(exc, ClientError):
+        return exc.retryable
+    return isinstance(exc, (RateLimited, redis.RedisError))
+
+
 def decide(exc: Exception, attempts: int, age_seconds: float) -> Decision:
     """For an execution's Rokt call: `attempts` failed attempts so far (this one included)."""
     if isinstance(exc, ClientError) and not exc.retryable:
         return Decision(retry=False)
     if age_seconds > TIME_BUDGET_SECONDS:
         return Decision(retry=False)
-    wait = getattr(exc, "wait", None) or getattr(exc, "retry_after", None)
-    if wait is not None:
-        return Decision(
-            retry=True, countdown=min(wait, MAX_BACKOFF_SECONDS) + random.uniform(0, 1), counted=False
-        )
+    if requested_wait(exc) is not None:
+        return Decision(retry=True, countdown=countdown(exc, attempts), counted=False)
     if attempts >= MAX_FAILED_ATTEMPTS:
         return Decision(retry=False)
     return Decision(retry=True, countdown=backoff(attempts))

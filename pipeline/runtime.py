@@ -18,6 +18,7 @@ from pipeline.outbox import Outbox
 from pipeline.ratelimit import RateLimiter
 from pipeline.settings import Settings, Tenant, get_settings
 from pipeline.store import redis_client
+from pipeline.vocabulary import OutboxKind
 
 
 class UnknownTenant(LookupError):
@@ -71,7 +72,7 @@ class Runtime:
             self._limiters[(name, vendor)] = RateLimiter(self.redis, name, vendor, rate)
         return self._limiters[(name, vendor)]
 
-    def outbox(self, name: str, kind: str) -> Outbox:
+    def outbox(self, name: str, kind: OutboxKind) -> Outbox:
         if (name, kind) not in self._outboxes:
             idle_ms = int(self.settings.outbox_claim_idle_seconds * 1000)
             self._outboxes[(name, kind)] = Outbox(self.redis, name, kind, idle_ms)

@@ -23,12 +23,12 @@ from typing import Any
 import redis
 
 from pipeline.clients.errors import PermanentError
-from pipeline.deadletters import record_rejection
+from pipeline.deadletters import record_exception
 from pipeline.ledger import daily_counts_key
 from pipeline.logsafe import mask
-from pipeline.outbox import SUBSCRIPTION_ROWS
 from pipeline.runtime import Runtime
 from pipeline.store import tenant_key
+from pipeline.vocabulary import OutboxKind, Stage
 from schemas.rokt_webhook import DETAILS_UPDATED, SUBSCRIBE, UNSUBSCRIBE
 
 log = logging.getLogger(__name__)
@@ -158,10 +158,6 @@ def _sub_key(tenant: str, subscription_id: str) -> str:
     return tenant_key(tenant, "sub", subscription_id)
 
 
-def daily_key(tenant: str) -> str:
-    return daily_counts_key(tenant)
-
-
 def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[str, Any]) -> str:
     """Find the SFMC contact by key or create it; the outcome is decided once per subscription.
 
@@ -186,7 +182,7 @@ def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[st
         outcome = CREATED
     pipe = rt.redis.pipeline()
     pipe.hset(sub_key, "contactMatch", outcome)
-    pipe.hincrby(daily_key(tenant), outcome, 1)
+    pipe.hincrby(daily_counts_key(tenant), outcome, 1)
     pipe.execute()
     log.info("subscription %s: contact %s %s", subscription_id, mask(key), outcome)
     return outcome
@@ -202,7 +198,7 @@ def apply_subscription(
     subscription_id = attrs["CalendarSubscriptionId"]
     sub_key = _sub_key(tenant, subscription_id)
     applied_key = tenant_key(tenant, "webhook-applied", webhook_id)
-    box = rt.outbox(tenant, SUBSCRIPTION_ROWS)
+    box = rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS)
     box.ensure_group()
     rank = RANKS[event_type]
 
@@ -218,9 +214,9 @@ def apply_subscription(
         pipe.set(applied_key, "1", ex=7 * 86400)
         box.append_in(pipe, row_from_state(state, match))
         if event_type == SUBSCRIBE:
-            pipe.hincrby(daily_key(tenant), "subscribed", 1)
+            pipe.hincrby(daily_counts_key(tenant), "subscribed", 1)
         elif event_type == UNSUBSCRIBE:
-            pipe.hincrby(daily_key(tenant), "unsubscribed", 1)
+            pipe.hincrby(daily_counts_key(tenant), "unsubscribed", 1)
         return True
 
     return bool(rt.redis.transaction(apply, sub_key, applied_key, value_from_callable=True))
@@ -232,9 +228,8 @@ def matched_or_failed(rt: Runtime, tenant: str, attrs: dict[str, Any]) -> str:
     try:
         return match_contact(rt, tenant, attrs["CalendarSubscriptionId"], attrs)
     except PermanentError as exc:
-        record_rejection(
-            rt.redis, tenant, f"contact:{attrs['CalendarSubscriptionId']}", "match_contact", exc, attrs
-        )
+        item = f"contact:{attrs['CalendarSubscriptionId']}"
+        record_exception(rt.redis, tenant, item, Stage.MATCH_CONTACT, exc, attrs)
         return "failed"
 
 

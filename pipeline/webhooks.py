@@ -15,11 +15,11 @@ from typing import Any
 import redis
 
 from pipeline import executions
-from pipeline import ledger as states
-from pipeline.outbox import STATUS_ROWS, SUBSCRIPTION_ROWS
+from pipeline.deadletters import record_exception
 from pipeline.runtime import Runtime
 from pipeline.store import tenant_key
 from pipeline.subscriptions import attributes, process_subscription_event
+from pipeline.vocabulary import OutboxKind, Stage, State
 from schemas.rokt_webhook import (
     EVENT_ADDED,
     EVENT_DELETED,
@@ -64,14 +64,14 @@ def release_webhook(r: redis.Redis, tenant: str, event_id: str) -> None:
     r.hincrby(tenant_key(tenant, "webhook-counts"), "received", -1)
 
 
-def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[str, ...]:
+def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
     """Apply one stored webhook; returns the outbox kinds it appended to (to schedule flushes)."""
     kinds = _apply_webhook(rt, tenant, event_id)
     rt.redis.zrem(open_webhooks_key(tenant), event_id)
     return kinds
 
 
-def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[str, ...]:
+def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
     raw = rt.redis.get(_receipt_key(tenant, event_id))
     if raw is None:
         log.warning("webhook %s of tenant %s no longer stored (expired?)", event_id, tenant)
@@ -81,11 +81,11 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[str, ...]:
     if kind in SUBSCRIPTION_TYPES:
         attrs = attributes(event_id, details, load_subscription(details))
         process_subscription_event(rt, tenant, event_id, kind, attrs)
-        return (SUBSCRIPTION_ROWS,)
+        return (OutboxKind.SUBSCRIPTION_ROWS,)
     if kind in (EVENT_ADDED, EVENT_REMOVED, EVENT_DELETED):
-        target = states.CONFIRMED if kind == EVENT_ADDED else states.REMOVED
+        target = State.CONFIRMED if kind == EVENT_ADDED else State.REMOVED
         return (
-            (STATUS_ROWS,)
+            (OutboxKind.STATUS_ROWS,)
             if update_execution(rt, tenant, details["subscriptionEvent"]["eventId"], target)
             else ()
         )
@@ -93,18 +93,26 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[str, ...]:
     return ()
 
 
-def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: str) -> bool:
+def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State) -> bool:
     """accepted -> confirmed, or accepted/confirmed -> removed; False when not ours or done."""
     execution = rt.ledger.execution_for_event(tenant, rokt_event_id)
     if execution is None:
         return False  # an event another system sent to this calendar
-    allowed = (states.ACCEPTED,) if target == states.CONFIRMED else (states.ACCEPTED, states.CONFIRMED)
+    allowed = (State.ACCEPTED,) if target == State.CONFIRMED else (State.ACCEPTED, State.CONFIRMED)
     moved, previous = rt.ledger.transition(tenant, execution, target, allowed)
     if not moved:
-        if previous == states.QUEUED:
+        if previous == State.QUEUED:
             raise NotYetAccepted(execution)
         return False
     ex = rt.ledger.get(tenant, execution)
     if ex is not None:
         executions.emit_outcome(rt, ex)
     return True
+
+
+def give_up(rt: Runtime, tenant: str, event_id: str, exc: BaseException, attempts: int) -> None:
+    """Retries exhausted or a permanent error: keep the webhook in the dead-letter store; its
+    stored envelope stays, so a replay re-enqueues it by eventId."""
+    record_exception(
+        rt.redis, tenant, f"webhook:{event_id}", Stage.WEBHOOK, exc, {"eventId": event_id}, attempts
+    )

@@ -1,17 +1,21 @@
-"""Shared task defaults, checked: Celery silently accepts misspelt task options."""
+"""Shared task defaults, checked (Celery silently accepts misspelt task options), and the
+one retry idiom every task uses."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Task, signals
+from celery.exceptions import Retry
 
+from pipeline import dispatch
 from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slot
-from pipeline.outbox import RELEASES, STATUS_ROWS
+from pipeline.retry_policy import countdown
 from pipeline.runtime import get_runtime
 from pipeline.settings import get_settings
+from pipeline.vocabulary import OutboxKind
 from tasks import app
 
 _ALLOWED_OPTIONS = {
@@ -35,14 +39,26 @@ def pipeline_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], T
     return app.task(name=name, **{**_DEFAULTS, **options})
 
 
-def schedule_flushes(tenant: str, kinds: tuple[str, ...] = (STATUS_ROWS, RELEASES)) -> None:
-    """Let rows gather for a moment, then flush them in batches (one scheduled flush per kind)."""
-    from tasks.flushing import FLUSH_TASKS
+def retry_later(task: Task, exc: BaseException, *, after: float | None = None, bounded: bool = True) -> Retry:
+    """Celery's retry of `task` after a retryable error, at the policy's countdown (or `after`).
 
+    `bounded=False` when the domain bounds the retries itself (the ledger's attempts and time
+    budget), or when nothing may ever be dropped (SFMC writes). Celery reads `max_retries=None`
+    in `retry()` as "the task's default" (20), not as unbounded, so one more is allowed each time.
+    """
+    wait = countdown(exc, task.request.retries) if after is None else after
+    max_retries = None if bounded else task.request.retries + 1
+    return task.retry(exc=exc, countdown=wait, max_retries=max_retries)
+
+
+def schedule_flushes(
+    tenant: str, kinds: Iterable[OutboxKind] = (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES)
+) -> None:
+    """Let rows gather for a moment, then flush them in batches (one scheduled flush per kind)."""
     rt = get_runtime()
     for kind in kinds:
         if rt.outbox(tenant, kind).backlog() and claim_flush_slot(rt, tenant, kind):
-            FLUSH_TASKS[kind].apply_async(args=[tenant], countdown=FLUSH_DELAY_SECONDS)
+            dispatch.schedule_flush(tenant, kind, countdown=FLUSH_DELAY_SECONDS)
 
 
 @signals.setup_logging.connect

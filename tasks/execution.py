@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -12,15 +11,15 @@ from pipeline import executions
 from pipeline.clients.errors import ClientError
 from pipeline.queues import CREATE_EVENT_TASK, RENDER_TASK, rokt_queue
 from pipeline.ratelimit import RateLimited
-from pipeline.retry_policy import backoff, decide
 from pipeline.runtime import get_runtime
-from tasks.base import pipeline_task, schedule_flushes
+from pipeline.vocabulary import Stage
+from tasks.base import pipeline_task, retry_later, schedule_flushes
 
 
 class ExecutionTask(Task):
     """A task whose args are (tenant, execution_id); an unexpected failure ends it `failed`."""
 
-    stage = "pipeline"
+    stage = Stage.PIPELINE
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         tenant, execution_id = args[0], args[1]
@@ -29,21 +28,21 @@ class ExecutionTask(Task):
 
 
 class RenderTask(ExecutionTask):
-    stage = "render"
+    stage = Stage.RENDER
 
 
 class CreateEventTask(ExecutionTask):
-    stage = "create_event"
+    stage = Stage.CREATE_EVENT
 
 
 @pipeline_task(RENDER_TASK, base=RenderTask)
 def render_event(self: Task, tenant: str, execution_id: str) -> None:
     """Render the contact's event from its template; hands over to create_rokt_event."""
     try:
-        step = executions.render_step(get_runtime(), tenant, execution_id)
+        must_send = executions.render_step(get_runtime(), tenant, execution_id)
     except redis.RedisError as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
-    if step == executions.CREATE:
+        raise retry_later(self, exc) from exc
+    if must_send:
         create_rokt_event.apply_async(
             args=[tenant, execution_id], queue=rokt_queue(tenant), task_id=f"{execution_id}:create"
         )
@@ -53,28 +52,14 @@ def render_event(self: Task, tenant: str, execution_id: str) -> None:
 
 @pipeline_task(CREATE_EVENT_TASK, base=CreateEventTask)
 def create_rokt_event(self: Task, tenant: str, execution_id: str) -> None:
-    """Create the event at Rokt under the global limiter; see pipeline.retry_policy."""
+    """Create the event at Rokt under the global limiter; the policy is executions.after_failed_call."""
     rt = get_runtime()
     try:
         executions.create_step(rt, tenant, execution_id)
     except (RateLimited, ClientError) as exc:
-        ex = rt.ledger.get(tenant, execution_id)
-        age = _age_seconds(ex.fields.get("budgetStart") or ex.fields.get("createdAt", "")) if ex else 0.0
-        attempts = int(ex.fields.get("attempts", 0)) if ex else 0
-        decision = decide(exc, attempts + 1, age)
-        if decision.counted:
-            attempts = rt.ledger.add_attempt(tenant, execution_id)
-        if not decision.retry:
-            executions.give_up(rt, tenant, execution_id, CreateEventTask.stage, exc, max(attempts, 1))
-        else:
-            raise self.retry(exc=exc, countdown=decision.countdown, max_retries=None) from exc
+        decision = executions.after_failed_call(rt, tenant, execution_id, exc)
+        if decision.retry:
+            raise retry_later(self, exc, after=decision.countdown, bounded=False) from exc
     except redis.RedisError as exc:
-        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+        raise retry_later(self, exc) from exc
     schedule_flushes(tenant)
-
-
-def _age_seconds(created_at: str) -> float:
-    try:
-        return (datetime.now(UTC) - datetime.fromisoformat(created_at)).total_seconds()
-    except ValueError:
-        return 0.0

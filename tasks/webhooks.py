@@ -7,44 +7,36 @@ from typing import Any
 import redis
 from celery import Task
 
+from pipeline import webhooks
 from pipeline.clients.errors import ClientError
-from pipeline.deadletters import record_dead_letter
 from pipeline.queues import WEBHOOK_TASK
 from pipeline.ratelimit import RateLimited
-from pipeline.retry_policy import backoff
+from pipeline.retry_policy import retryable
 from pipeline.runtime import get_runtime
-from pipeline.webhooks import NotYetAccepted, process_webhook
-from tasks.base import pipeline_task, schedule_flushes
+from tasks.base import pipeline_task, retry_later, schedule_flushes
+
+CONFIRMATION_RETRY_SECONDS = 2  # our record of Rokt's 202 lands within moments
+CONFIRMATION_MAX_RETRIES = 30
 
 
 class WebhookTask(Task):
-    """Retries exhausted or a permanent error: keep the webhook in the dead-letter store."""
+    """Retries exhausted or a permanent error: the webhook goes to the dead-letter store."""
 
     def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         tenant, event_id = args[0], args[1]
-        rt = get_runtime()
-        record_dead_letter(
-            rt.redis,
-            tenant,
-            f"webhook:{event_id}",
-            stage="webhook",
-            error_class=getattr(exc, "error_class", type(exc).__name__),
-            reason=getattr(exc, "reason", None) or f"{type(exc).__name__}: {exc}",
-            attempts=self.request.retries + 1,
-            payload={"eventId": event_id},
-        )
+        webhooks.give_up(get_runtime(), tenant, event_id, exc, self.request.retries + 1)
 
 
 @pipeline_task(WEBHOOK_TASK, base=WebhookTask)
-def process_rokt_webhook(self: Task, tenant: str, event_id: str) -> None:
+def process_webhook(self: Task, tenant: str, event_id: str) -> None:
     """Apply one Rokt webhook (subscription row, contact match, or execution confirmation)."""
     try:
-        kinds = process_webhook(get_runtime(), tenant, event_id)
-    except NotYetAccepted as exc:  # Rokt's confirmation beat our own record of its 202
-        raise self.retry(exc=exc, countdown=2, max_retries=30) from exc
+        kinds = webhooks.process_webhook(get_runtime(), tenant, event_id)
+    except webhooks.NotYetAccepted as exc:  # Rokt's confirmation beat our own record of its 202
+        after, most = CONFIRMATION_RETRY_SECONDS, CONFIRMATION_MAX_RETRIES
+        raise self.retry(exc=exc, countdown=after, max_retries=most) from exc
     except (RateLimited, ClientError, redis.RedisError) as exc:
-        if isinstance(exc, ClientError) and not exc.retryable:
-            raise
-        wait = getattr(exc, "wait", None) or getattr(exc, "retry_after", None)
-        raise self.retry(exc=exc, countdown=wait or backoff(self.request.retries)) from exc
+        if not retryable(exc):
+            raise  # on_failure dead-letters it
+        raise retry_later(self, exc) from exc
     schedule_flushes(tenant, kinds)

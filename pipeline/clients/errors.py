@@ -5,12 +5,14 @@ from __future__ import annotations
 import email.utils
 import time
 
+from pipeline.vocabulary import ErrorClass
+
 
 class ClientError(Exception):
     """Root of every vendor error. `reason` is safe to store and show (never a secret)."""
 
     retryable = False
-    error_class = "client_error"
+    error_class = ErrorClass.CLIENT_ERROR
 
     def __init__(self, reason: str, *, status: int | None = None) -> None:
         super().__init__(reason)
@@ -22,19 +24,19 @@ class RetryableError(ClientError):
     """5xx, connection failure, timeout: the same request may succeed later."""
 
     retryable = True
-    error_class = "retryable"
+    error_class = ErrorClass.RETRYABLE
 
 
 class UnknownOutcome(RetryableError):
     """The request was sent but no answer came back: retry with the same idempotency key."""
 
-    error_class = "unknown_outcome"
+    error_class = ErrorClass.UNKNOWN_OUTCOME
 
 
 class Throttled(RetryableError):
     """429: wait `retry_after` seconds (for the whole account, not just this request)."""
 
-    error_class = "throttled"
+    error_class = ErrorClass.THROTTLED
 
     def __init__(self, reason: str, *, retry_after: float, status: int | None = 429) -> None:
         super().__init__(reason, status=status)
@@ -44,13 +46,13 @@ class Throttled(RetryableError):
 class Unauthorized(RetryableError):
     """401 even after one token refresh: credentials or token cache problem."""
 
-    error_class = "unauthorized"
+    error_class = ErrorClass.UNAUTHORIZED
 
 
 class PermanentError(ClientError):
     """4xx other than 401/429: the request itself is wrong; retrying cannot help."""
 
-    error_class = "permanent"
+    error_class = ErrorClass.PERMANENT
 
 
 def retry_after_seconds(value: str | None, default: float) -> float:

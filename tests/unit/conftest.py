@@ -1,10 +1,19 @@
-"""Fast unit fixtures: fakeredis (with Lua) and an in-memory tenant; no network."""
+"""Fast unit fixtures: fakeredis (with Lua), an in-memory tenant, and checked task sends; no network."""
+
+import inspect
+import json
+from dataclasses import dataclass
+from typing import Any
 
 import fakeredis
 import pytest
+from celery import Celery, Task
 
+import celeryconfig
+from pipeline import queues
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
+from tasks import app as tasks_app
 
 JWT_SECRET = "unit-test-jwt-secret-0123456789abcdef"
 ENV = {
@@ -37,3 +46,51 @@ def settings():
 @pytest.fixture
 def runtime(settings, fake_redis):
     return Runtime(settings, fake_redis)
+
+
+@dataclass(frozen=True)
+class SentTask:
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+
+    @property
+    def queue(self) -> str:
+        return self.options.get("queue") or celeryconfig.task_routes[self.name]["queue"]
+
+
+def _check_sent(name: str, args: Any, kwargs: Any, options: dict[str, Any]) -> SentTask:
+    """What a broker would refuse silently, or a worker only find out later: an unknown task
+    name, arguments that do not fit the task's signature, non-JSON values, an unknown queue."""
+    tasks_app.loader.import_default_modules()
+    assert name in tasks_app.tasks, f"no task registered as {name!r}"
+    args, kwargs = list(args or ()), dict(kwargs or {})
+    try:
+        inspect.signature(tasks_app.tasks[name].run).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise AssertionError(f"{name}{tuple(args)} does not fit the task's signature: {exc}") from exc
+    json.dumps([args, kwargs])  # JSON only (celeryconfig.accept_content)
+    sent = SentTask(name, args, kwargs, options)
+    queue = sent.queue
+    assert queue in queues.ALL_QUEUES or queue.split(".", 1)[0] in (queues.RENDER_QUEUE, queues.ROKT_QUEUE), (
+        f"{name} sent to unknown queue {queue!r}"
+    )
+    return sent
+
+
+@pytest.fixture(autouse=True)
+def sent_tasks(monkeypatch) -> list[SentTask]:
+    """Every task a unit test sends (by name or through a task object, retries included),
+    checked against the registered task and recorded instead of reaching a broker."""
+    sent: list[SentTask] = []
+
+    def send_task(app, name, args=None, kwargs=None, **options):
+        sent.append(_check_sent(name, args, kwargs, options))
+
+    def apply_async(task, args=None, kwargs=None, **options):
+        sent.append(_check_sent(task.name, args, kwargs, options))
+
+    monkeypatch.setattr(Celery, "send_task", send_task)
+    monkeypatch.setattr(Task, "apply_async", apply_async)
+    return sent

@@ -8,8 +8,8 @@ import responses
 from pipeline import executions
 from pipeline.clients.errors import RetryableError
 from pipeline.ledger import event_id_for
-from pipeline.outbox import RELEASES, STATUS_ROWS
 from pipeline.templates import create_template
+from pipeline.vocabulary import OutboxKind
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
@@ -35,7 +35,7 @@ def rows(runtime):
 
 def test_unknown_template_fails_with_reason(runtime):
     claim(runtime, "e1", templateId="tpl-nope", subscriptionId="s1", FirstName="A")
-    assert executions.render_step(runtime, "default", "e1") == executions.DONE
+    assert executions.render_step(runtime, "default", "e1") is False
     ex = runtime.ledger.get("default", "e1")
     assert ex.status == "failed" and "tpl-nope" in ex.fields["error"]
     assert rows(runtime)[0]["values"]["Status"] == "failed"
@@ -43,7 +43,7 @@ def test_unknown_template_fails_with_reason(runtime):
 
 def test_missing_field_ends_the_execution_without_a_call(runtime, template_id):
     claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName=" ")
-    assert executions.render_step(runtime, "default", "e1") == executions.DONE
+    assert executions.render_step(runtime, "default", "e1") is False
     ex = runtime.ledger.get("default", "e1")
     assert ex.status == "missing_field" and "FirstName" in ex.fields["error"]
 
@@ -72,7 +72,7 @@ def test_accepted_event_and_release_are_emitted_once(runtime, template_id):
         FirstName="Ava",
         releaseEventDefinitionKey="K",
     )
-    assert executions.render_step(runtime, "default", "e1") == executions.CREATE
+    assert executions.render_step(runtime, "default", "e1") is True
     executions.create_step(runtime, "default", "e1")
     body = json.loads(create.calls[0].request.body)
     assert body["event"]["title"] == "Hi Ava" and body["event"]["eventId"] == event_id_for("e1")
@@ -121,13 +121,13 @@ def test_give_up_dead_letters_and_fails(runtime, template_id):
         letter["stage"] == "create_event" and letter["attempts"] == 8 and letter["errorClass"] == "retryable"
     )
     assert letter["payload"]["args"]["subscriptionId"] == "s1"
-    assert runtime.outbox("default", STATUS_ROWS).backlog() == 1
-    assert runtime.outbox("default", RELEASES).backlog() == 0
+    assert runtime.outbox("default", OutboxKind.STATUS_ROWS).backlog() == 1
+    assert runtime.outbox("default", OutboxKind.RELEASES).backlog() == 0
 
 
 def test_render_records_when_it_started_for_queue_wait(runtime, template_id):
     claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="A")
-    assert executions.render_step(runtime, "default", "e1") == executions.CREATE
+    assert executions.render_step(runtime, "default", "e1") is True
     fields = runtime.ledger.get("default", "e1").fields
     assert fields["createdAt"] <= fields["renderStartedAt"] <= fields["updatedAt"]
 

@@ -5,7 +5,7 @@ import json
 import responses
 
 from pipeline.flush import flush_releases, flush_status_rows, latest_per_key
-from pipeline.outbox import RELEASES, STATUS_ROWS
+from pipeline.vocabulary import OutboxKind
 
 TOKEN = "https://auth.sfmc.test/v2/token"
 ROWSET = "https://rest.sfmc.test/hub/v1/dataevents/key:RoktCalendarEventStatus/rowset"
@@ -30,7 +30,7 @@ def sent_rows(call):
 def test_rows_go_out_in_batches_of_at_most_50(runtime):
     token()
     rowset = responses.post(ROWSET, json=[])
-    box = runtime.outbox("default", STATUS_ROWS)
+    box = runtime.outbox("default", OutboxKind.STATUS_ROWS)
     for i in range(120):
         box.append(row(i))
     report = flush_status_rows(runtime, "default", consumer="c1", max_wait=0)
@@ -44,7 +44,7 @@ def test_rows_go_out_in_batches_of_at_most_50(runtime):
 def test_full_batches_go_at_once_and_a_young_partial_batch_waits(runtime):
     token()
     rowset = responses.post(ROWSET, json=[])
-    box = runtime.outbox("default", STATUS_ROWS)
+    box = runtime.outbox("default", OutboxKind.STATUS_ROWS)
     for i in range(70):
         box.append(row(i))
     report = flush_status_rows(runtime, "default", consumer="c1", max_wait=30)
@@ -77,7 +77,7 @@ def test_a_bad_row_is_bisected_out_and_dead_lettered(runtime):
         return 200, {}, json.dumps(rows)
 
     responses.add_callback(responses.POST, ROWSET, callback=rowset)
-    box = runtime.outbox("default", STATUS_ROWS)
+    box = runtime.outbox("default", OutboxKind.STATUS_ROWS)
     for i in range(10):
         box.append(row(i))
     report = flush_status_rows(runtime, "default", consumer="c1", max_wait=0)
@@ -98,7 +98,7 @@ def test_a_bad_row_is_bisected_out_and_dead_lettered(runtime):
 def test_a_crash_mid_batch_loses_nothing(runtime):
     token()
     rowset = responses.post(ROWSET, json=[])
-    box = runtime.outbox("default", STATUS_ROWS)
+    box = runtime.outbox("default", OutboxKind.STATUS_ROWS)
     for i in range(30):
         box.append(row(i))
     taken = box.take_new("task-1", 50)  # the worker read its batch, then was killed before sending
@@ -114,7 +114,7 @@ def test_a_crash_mid_batch_loses_nothing(runtime):
 def test_a_failed_call_leaves_the_batch_pending_for_the_retry(runtime):
     token()
     responses.post(ROWSET, status=503)
-    box = runtime.outbox("default", STATUS_ROWS)
+    box = runtime.outbox("default", OutboxKind.STATUS_ROWS)
     box.append(row(1))
     try:
         flush_status_rows(runtime, "default", consumer="task-2", max_wait=0)
@@ -130,7 +130,7 @@ def test_a_failed_call_leaves_the_batch_pending_for_the_retry(runtime):
 def test_releases_group_by_event_key_up_to_100_members(runtime):
     token()
     events = responses.post(EVENTS, json={"requestId": "r"}, status=202)
-    box = runtime.outbox("default", RELEASES)
+    box = runtime.outbox("default", OutboxKind.RELEASES)
     for i in range(150):
         key = "K1" if i % 3 else "K2"
         box.append(
@@ -154,13 +154,13 @@ def test_a_late_batch_sends_the_current_state_not_the_stale_one(runtime):
     """Under SFMC faults an `accepted` batch can be retried after the `confirmed` one was
     written; rows are rebuilt from the ledger when sent, so SFMC ends with `confirmed`."""
     from pipeline import executions
-    from pipeline import ledger as states
+    from pipeline.vocabulary import State
 
     token()
     rowset = responses.post(ROWSET, json=[])
     runtime.ledger.claim("default", "e1", {"contactKey": "C1", "eventId": "rsf-1", "args": {}})
-    runtime.ledger.transition("default", "e1", states.ACCEPTED)
+    runtime.ledger.transition("default", "e1", State.ACCEPTED)
     executions.emit_outcome(runtime, runtime.ledger.get("default", "e1"))  # buffered as accepted
-    runtime.ledger.transition("default", "e1", states.CONFIRMED, (states.ACCEPTED,))
+    runtime.ledger.transition("default", "e1", State.CONFIRMED, (State.ACCEPTED,))
     flush_status_rows(runtime, "default", consumer="late", max_wait=0)
     assert sent_rows(rowset.calls[0])[0]["values"]["Status"] == "confirmed"

@@ -1,6 +1,7 @@
 """Ledger state rules, on fakeredis with Lua."""
 
-from pipeline.ledger import ACCEPTED, CONFIRMED, FAILED, QUEUED, Ledger, event_id_for, execution_id
+from pipeline.ledger import Ledger, event_id_for, execution_id
+from pipeline.vocabulary import State
 
 
 def test_ids_are_deterministic_and_distinct():
@@ -29,10 +30,10 @@ def test_tenants_do_not_share_executions(fake_redis):
 def test_transition_only_from_allowed_states(fake_redis):
     ledger = Ledger(fake_redis)
     ledger.claim("t", "e1", {})
-    assert ledger.transition("t", "e1", ACCEPTED) == (True, QUEUED)
-    assert ledger.transition("t", "e1", FAILED) == (False, ACCEPTED)  # terminal stays terminal
-    assert ledger.transition("t", "e1", CONFIRMED, (ACCEPTED,)) == (True, ACCEPTED)
-    assert ledger.transition("t", "missing", ACCEPTED) == (False, "")
+    assert ledger.transition("t", "e1", State.ACCEPTED) == (True, State.QUEUED)
+    assert ledger.transition("t", "e1", State.FAILED) == (False, State.ACCEPTED)  # terminal stays terminal
+    assert ledger.transition("t", "e1", State.CONFIRMED, (State.ACCEPTED,)) == (True, State.ACCEPTED)
+    assert ledger.transition("t", "missing", State.ACCEPTED) == (False, "")
     assert ledger.open_count("t") == 0
     assert ledger.counts("t") == {"received": 1, "accepted": 0, "confirmed": 1}
 

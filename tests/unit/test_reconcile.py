@@ -5,9 +5,9 @@ import json
 import responses
 
 from pipeline import executions
-from pipeline import ledger as states
 from pipeline.ledger import event_id_for
 from pipeline.reconcile import Thresholds, reconcile
+from pipeline.vocabulary import ErrorClass, Stage, State
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 NOW = Thresholds(queued_after=0, confirm_after=0, final_after=3600, dead_letter_cool_down=0)
@@ -32,7 +32,7 @@ def accepted(runtime, execution, sub="s1"):
         "timezone": "UTC",
     }
     runtime.ledger.update("default", execution, event=json.dumps(event), subscriptionIds=json.dumps([sub]))
-    runtime.ledger.transition("default", execution, states.ACCEPTED)
+    runtime.ledger.transition("default", execution, State.ACCEPTED)
 
 
 def status_rows(runtime):
@@ -76,20 +76,24 @@ def test_lost_executions_are_redriven_and_retryable_dead_letters_retried_once(ru
     runtime.ledger.claim(
         "default", "flaky", {"contactKey": "C2", "eventId": event_id_for("flaky"), "args": {}}
     )
-    executions.fail(runtime, "default", "flaky", "create_event", "retryable", "HTTP 503", attempts=8)
+    executions.fail(
+        runtime, "default", "flaky", Stage.CREATE_EVENT, ErrorClass.RETRYABLE, "HTTP 503", attempts=8
+    )
     enqueue = Recorder()
     report = reconcile(runtime, "default", enqueue, Recorder(), NOW)
     assert report.redriven == 1 and report.dead_letters_retried == 1
     assert sorted(call[1] for call in enqueue.calls) == ["flaky", "lost"]
     assert runtime.ledger.get("default", "flaky").status == "queued"
-    executions.fail(runtime, "default", "flaky", "create_event", "retryable", "HTTP 503 again", attempts=8)
+    executions.fail(
+        runtime, "default", "flaky", Stage.CREATE_EVENT, ErrorClass.RETRYABLE, "HTTP 503 again", attempts=8
+    )
     again = Recorder()
     reconcile(
         runtime,
         "default",
         again,
         Recorder(),
-        Thresholds(queued_after=3600, confirm_after=3600, dead_letter_cool_down=0),
+        Thresholds(queued_after=3600, confirm_after=3600, final_after=7200, dead_letter_cool_down=0),
     )
     assert again.calls == []  # retried automatically once; now an operator decides
     assert runtime.redis.hexists("rsf:default:dlq", "flaky")

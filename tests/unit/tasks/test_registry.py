@@ -37,30 +37,51 @@ def test_each_tenant_has_render_and_rokt_queues_of_its_own():
     assert queues.render_queue("acme") != queues.render_queue("globex")
 
 
-def test_execution_tasks_are_sent_to_the_tenants_queues(monkeypatch):
+def test_executions_start_and_are_redriven_in_the_tenants_render_queue(sent_tasks):
     from pipeline import dispatch
 
-    class Producer:
-        sent: list[tuple[str, dict]] = []
-
-        def send_task(self, name: str, **options: object) -> None:
-            self.sent.append((name, options))
-
-    monkeypatch.setattr(dispatch, "producer", Producer)
     dispatch.enqueue_execution("acme", "ex-1")
-    name, options = Producer.sent[0]
-    assert name == queues.RENDER_TASK
-    assert options["queue"] == queues.render_queue("acme") and options["task_id"] == "ex-1:render"
+    dispatch.redrive_execution("acme", "ex-1")
+    first, again = sent_tasks
+    assert first.name == again.name == queues.RENDER_TASK
+    assert first.queue == again.queue == queues.render_queue("acme")
+    assert first.args == again.args == ["acme", "ex-1"]
+    assert first.options["task_id"] == "ex-1:render"
+    assert again.options["task_id"].startswith("ex-1:render:")  # a re-drive shows as its own run
 
 
-def test_reconciliation_re_drives_into_the_tenants_render_queue(monkeypatch):
-    from tasks import maintenance
-    from tasks.execution import render_event
+def test_webhooks_and_flushes_go_to_their_queues(sent_tasks):
+    from pipeline import dispatch
+    from pipeline.vocabulary import OutboxKind
 
-    sent = []
-    monkeypatch.setattr(render_event, "apply_async", lambda **options: sent.append(options))
-    maintenance.enqueue_execution("acme", "ex-1")
-    assert sent[0]["queue"] == queues.render_queue("acme") and sent[0]["args"] == ["acme", "ex-1"]
+    dispatch.enqueue_webhook("acme", "evt-1")
+    dispatch.redrive_webhook("acme", "evt-1")
+    for kind in OutboxKind:
+        dispatch.schedule_flush("acme", kind, countdown=1)
+    assert [s.queue for s in sent_tasks[:2]] == [queues.WEBHOOKS_QUEUE] * 2
+    flushes = sent_tasks[2:]
+    assert {s.name for s in flushes} == set(queues.FLUSH_TASKS.values())
+    assert {s.queue for s in flushes} == {queues.SFMC_QUEUE, queues.CALLBACKS_QUEUE}
+
+
+def test_the_send_check_refuses_what_a_worker_could_not_run():
+    from tests.unit.conftest import _check_sent
+
+    with pytest.raises(AssertionError, match="no task registered"):
+        _check_sent("rsf.no_such_task", ["acme"], {}, {})
+    with pytest.raises(AssertionError, match="signature"):
+        _check_sent(queues.RENDER_TASK, ["acme"], {}, {"queue": "render.acme"})
+    with pytest.raises(TypeError):
+        _check_sent(queues.RENDER_TASK, ["acme", object()], {}, {"queue": "render.acme"})
+    with pytest.raises(AssertionError, match="unknown queue"):
+        _check_sent(queues.RENDER_TASK, ["acme", "ex-1"], {}, {"queue": "nowhere"})
+
+
+def test_task_functions_are_named_as_their_tasks():
+    app.loader.import_default_modules()
+    for name, task in app.tasks.items():
+        if name.startswith("rsf."):
+            assert name == f"rsf.{task.run.__name__}", name
 
 
 def test_reliability_settings():

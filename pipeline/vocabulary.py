@@ -1,0 +1,70 @@
+"""The pipeline's words, written once: execution states, stages, error classes, outbox kinds.
+
+They are `StrEnum`s, so each member is the very string stored in Redis, in dead letters and in
+status rows, and accepted by the CLI's filters. The ledger's Lua scripts spell a few of these
+states out ('queued', 'accepted', 'failed'); a test checks they still match.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Where an execution is. Every state but `queued` is terminal for the pipeline's tasks;
+    webhooks and reconciliation may still move `accepted` on (confirmed, removed, failed)."""
+
+    QUEUED = "queued"
+    ACCEPTED = "accepted"
+    CONFIRMED = "confirmed"
+    NO_SUBSCRIPTION = "no_subscription"
+    MISSING_FIELD = "missing_field"
+    FAILED = "failed"
+    REMOVED = "removed"  # the subscriber (or Rokt) took the event out of the calendar
+
+
+TERMINAL_STATES = frozenset(State) - {State.QUEUED}
+
+
+class Stage(StrEnum):
+    """Where something failed for good: each dead letter names its stage, and a replay is
+    dispatched on it (`pipeline.replay.REPLAYERS` has one handler per member)."""
+
+    RENDER = "render"  # template missing or the event cannot be built
+    CREATE_EVENT = "create_event"  # Rokt refused the event, or retries ran out
+    PIPELINE = "pipeline"  # an execution task died of an unexpected error
+    CONFIRM = "confirm"  # Rokt never confirmed an accepted event (reconciliation)
+    RECORD_STATUS = "record_status"  # SFMC refused a status row
+    RECORD_SUBSCRIPTION = "record_subscription"  # SFMC refused a subscription row
+    RELEASE = "release"  # SFMC refused a Journey Builder release
+    WEBHOOK = "webhook"  # a Rokt webhook could not be applied
+    MATCH_CONTACT = "match_contact"  # SFMC refused to create the subscriber's contact
+
+
+class ErrorClass(StrEnum):
+    """Why: the vendor clients' error classes, plus the pipeline's own. A dead letter of an
+    unexpected exception carries the exception's class name instead."""
+
+    CLIENT_ERROR = "client_error"
+    RETRYABLE = "retryable"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+    THROTTLED = "throttled"
+    UNAUTHORIZED = "unauthorized"
+    PERMANENT = "permanent"
+    UNCONFIRMED = "unconfirmed"
+
+
+class OutboxKind(StrEnum):
+    """The buffered SFMC writes, one Redis stream per tenant and kind."""
+
+    STATUS_ROWS = "status"  # execution status rows -> the status data extension
+    SUBSCRIPTION_ROWS = "subscription"  # Calendar Subscription rows -> the subscription DE
+    RELEASES = "release"  # Journey Builder releases -> /interaction/v1/async/events
+
+
+# The stage a rejected item of each outbox is dead-lettered under.
+OUTBOX_STAGES: dict[OutboxKind, Stage] = {
+    OutboxKind.STATUS_ROWS: Stage.RECORD_STATUS,
+    OutboxKind.SUBSCRIPTION_ROWS: Stage.RECORD_SUBSCRIPTION,
+    OutboxKind.RELEASES: Stage.RELEASE,
+}
