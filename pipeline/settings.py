@@ -1,70 +1,27 @@
 """The one settings object, built from environment variables.
 
-Every variable the service reads is listed in ``SETTINGS_TABLE`` (rendered into the README),
-read once here with its coercion and default. Per-tenant values come from ``TENANTS_FILE``
-(TOML) or, without it, from the same variables for a single tenant named ``default``.
+Every variable the service reads is listed in ``SETTINGS_TABLE`` (rendered into the README)
+and read once here. Each default is written once, as the default of the ``Settings`` or
+``Tenant`` field of the same (lower-case) name; a variable that is unset or empty takes it,
+and an empty default means "required where used". Per-tenant values come from
+``TENANTS_FILE`` (TOML) or, without it, from the same variables for a single tenant named
+``default``.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
+from typing import Any
 
 from marshmallow import ValidationError
 
+from schemas.tenants import TenantSchema
+
 DEFAULT_TENANT = "default"
-
-# name, meaning, default (None = required where used)
-SETTINGS_TABLE: list[tuple[str, str, str | None]] = [
-    ("REDIS_URL", "Redis for broker, ledger, limiter, token cache", "redis://127.0.0.1:6379/0"),
-    ("PUBLIC_BASE_URL", "base URL written into config.json", "http://127.0.0.1:8000"),
-    ("TENANTS_FILE", "TOML file of tenants; without it one tenant `default` from the env", None),
-    ("JB_JWT_SECRET", "JWT signing secret of the installed package", None),
-    ("ROKT_API_BASE_URL", "Rokt Calendar API", "https://api.roktcalendar.com"),
-    ("ROKT_CLIENT_ID", "Rokt OAuth client id", None),
-    ("ROKT_CLIENT_SECRET", "Rokt OAuth client secret", None),
-    ("ROKT_ACCOUNT_CODE", "Rokt Calendar account code", None),
-    ("ROKT_RATE_LIMIT", "Rokt requests per second per account, global across workers", "50"),
-    ("SFMC_AUTH_BASE_URL", "SFMC authorization base URI (`.../v2/token` is appended)", None),
-    ("SFMC_CLIENT_ID", "SFMC installed-package client id", None),
-    ("SFMC_CLIENT_SECRET", "SFMC installed-package client secret", None),
-    ("SFMC_ACCOUNT_ID", "SFMC MID of the business unit", None),
-    ("SFMC_STATUS_DE_KEY", "external key of the status data extension", "RoktCalendarEventStatus"),
-    ("SFMC_SUBSCRIPTION_DE_KEY", "external key of the subscription DE", "RoktCalendarSubscription"),
-    ("SFMC_RATE_LIMIT", "SFMC REST calls per second per MID, global", "40"),
-    ("ROKT_WEBHOOK_SECRET", "shared secret for webhook authentication", None),
-    ("FLOWER_BASIC_AUTH", "`user:password` for Flower", None),
-    ("HTTP_CONNECT_TIMEOUT", "seconds to connect to Rokt/SFMC", "3.05"),
-    ("HTTP_READ_TIMEOUT", "seconds to wait for a Rokt/SFMC answer", "15"),
-    ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)", "30"),
-    ("LOG_LEVEL", "logging level of every process", "INFO"),
-    ("RECONCILE_QUEUED_AFTER", "seconds before a still-queued execution is re-driven", "600"),
-    ("RECONCILE_CONFIRM_AFTER", "seconds before an unconfirmed accepted execution is checked at Rokt", "900"),
-    ("RECONCILE_FINAL_AFTER", "seconds an accepted execution may stay unconfirmed before it fails", "7200"),
-    ("DLQ_RETRY_AFTER", "seconds before a retryable dead letter is replayed once automatically", "600"),
-    ("OUTBOX_CLAIM_IDLE_SECONDS", "seconds before a batch held by a lost flush is taken over", "180"),
-]
-_DEFAULTS = {name: default for name, _meaning, default in SETTINGS_TABLE}
-
-TENANT_KEYS = (
-    "jb_jwt_secret",
-    "rokt_api_base_url",
-    "rokt_client_id",
-    "rokt_client_secret",
-    "rokt_account_code",
-    "rokt_rate_limit",
-    "sfmc_auth_base_url",
-    "sfmc_client_id",
-    "sfmc_client_secret",
-    "sfmc_account_id",
-    "sfmc_status_de_key",
-    "sfmc_subscription_de_key",
-    "sfmc_rate_limit",
-    "rokt_webhook_secret",
-)
 
 
 @dataclass(frozen=True)
@@ -88,11 +45,15 @@ class Tenant:
     rokt_webhook_secret: str = field(default="", repr=False)
 
 
+# the keys of a `[tenants.<name>]` table, and (upper-cased) the env vars of the `default` tenant
+TENANT_KEYS = tuple(f.name for f in fields(Tenant) if f.name != "name")
+
+
 @dataclass(frozen=True)
 class Settings:
-    redis_url: str
-    public_base_url: str
     tenants: Mapping[str, Tenant]
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    public_base_url: str = "http://127.0.0.1:8000"
     flower_basic_auth: str | None = field(default=None, repr=False)
     http_connect_timeout: float = 3.05
     http_read_timeout: float = 15.0
@@ -112,12 +73,76 @@ class Settings:
         return self.tenants.get(name)
 
 
-def _tenant_from_mapping(name: str, values: Mapping[str, object]) -> Tenant:
-    from schemas.tenants import TenantSchema  # schemas never import settings: no cycle
+# how each Settings field reads its env var (the upper-cased field name)
+_SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
+    "redis_url": str,
+    "public_base_url": lambda value: value.rstrip("/"),
+    "flower_basic_auth": str,
+    "http_connect_timeout": float,
+    "http_read_timeout": float,
+    "execution_ttl_days": int,
+    "log_level": str.upper,
+    "reconcile_queued_after": float,
+    "reconcile_confirm_after": float,
+    "reconcile_final_after": float,
+    "dlq_retry_after": float,
+    "outbox_claim_idle_seconds": float,
+}
 
-    loaded = TenantSchema().load({**values, "name": name})
-    known = {f.name for f in fields(Tenant)}
-    return Tenant(**{k: v for k, v in loaded.items() if k in known})
+# name, meaning; the default column is the field default (see _default_text)
+_MEANINGS: list[tuple[str, str]] = [
+    ("REDIS_URL", "Redis for broker, ledger, limiter, token cache"),
+    ("PUBLIC_BASE_URL", "base URL written into config.json"),
+    ("TENANTS_FILE", "TOML file of tenants; without it one tenant `default` from the env"),
+    ("JB_JWT_SECRET", "JWT signing secret of the installed package"),
+    ("ROKT_API_BASE_URL", "Rokt Calendar API"),
+    ("ROKT_CLIENT_ID", "Rokt OAuth client id"),
+    ("ROKT_CLIENT_SECRET", "Rokt OAuth client secret"),
+    ("ROKT_ACCOUNT_CODE", "Rokt Calendar account code"),
+    ("ROKT_RATE_LIMIT", "Rokt requests per second per account, global across workers"),
+    ("SFMC_AUTH_BASE_URL", "SFMC authorization base URI (`.../v2/token` is appended)"),
+    ("SFMC_CLIENT_ID", "SFMC installed-package client id"),
+    ("SFMC_CLIENT_SECRET", "SFMC installed-package client secret"),
+    ("SFMC_ACCOUNT_ID", "SFMC MID of the business unit"),
+    ("SFMC_STATUS_DE_KEY", "external key of the status data extension"),
+    ("SFMC_SUBSCRIPTION_DE_KEY", "external key of the subscription DE"),
+    ("SFMC_RATE_LIMIT", "SFMC REST calls per second per MID, global"),
+    ("ROKT_WEBHOOK_SECRET", "shared secret for webhook authentication"),
+    ("FLOWER_BASIC_AUTH", "`user:password` for Flower"),
+    ("HTTP_CONNECT_TIMEOUT", "seconds to connect to Rokt/SFMC"),
+    ("HTTP_READ_TIMEOUT", "seconds to wait for a Rokt/SFMC answer"),
+    ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)"),
+    ("LOG_LEVEL", "logging level of every process"),
+    ("RECONCILE_QUEUED_AFTER", "seconds before a still-queued execution is re-driven"),
+    ("RECONCILE_CONFIRM_AFTER", "seconds before an unconfirmed accepted execution is checked at Rokt"),
+    ("RECONCILE_FINAL_AFTER", "seconds an accepted execution may stay unconfirmed before it fails"),
+    ("DLQ_RETRY_AFTER", "seconds before a retryable dead letter is replayed once automatically"),
+    ("OUTBOX_CLAIM_IDLE_SECONDS", "seconds before a batch held by a lost flush is taken over"),
+]
+
+
+def _default_text(env_name: str) -> str | None:
+    """The README's rendering of a variable's default; None when it has none (required where used)."""
+    for cls in (Settings, Tenant):
+        for f in fields(cls):
+            if f.name.upper() == env_name:
+                value = f.default
+                if value is MISSING or value is None or value == "":
+                    return None
+                if isinstance(value, float) and value.is_integer():
+                    return str(int(value))
+                return str(value)
+    return None  # not a field (TENANTS_FILE)
+
+
+SETTINGS_TABLE: list[tuple[str, str, str | None]] = [
+    (name, meaning, _default_text(name)) for name, meaning in _MEANINGS
+]
+
+
+def _tenant_from_mapping(name: str, values: Mapping[str, object]) -> Tenant:
+    """Validated by the schema; what `values` leaves out takes the Tenant field default."""
+    return Tenant(**TenantSchema().load({**values, "name": name}))
 
 
 def load_tenants(env: Mapping[str, str]) -> dict[str, Tenant]:
@@ -132,11 +157,7 @@ def load_tenants(env: Mapping[str, str]) -> dict[str, Tenant]:
             return {name: _tenant_from_mapping(name, table) for name, table in tables.items()}
         except ValidationError as exc:
             raise ValueError(f"{path}: invalid tenant: {exc.messages}") from exc
-    values = {
-        key: env.get(key.upper(), _DEFAULTS.get(key.upper()))
-        for key in TENANT_KEYS
-        if env.get(key.upper(), _DEFAULTS.get(key.upper())) is not None
-    }
+    values = {key: env[key.upper()] for key in TENANT_KEYS if env.get(key.upper())}
     try:
         return {DEFAULT_TENANT: _tenant_from_mapping(DEFAULT_TENANT, values)}
     except ValidationError as exc:
@@ -144,26 +165,12 @@ def load_tenants(env: Mapping[str, str]) -> dict[str, Tenant]:
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from `env` (default: the process environment); unset or empty -> field default."""
     env = os.environ if env is None else env
-
-    def get(name: str) -> str | None:
-        return env.get(name, _DEFAULTS[name])
-
-    return Settings(
-        redis_url=get("REDIS_URL") or "",
-        public_base_url=(get("PUBLIC_BASE_URL") or "").rstrip("/"),
-        tenants=load_tenants(env),
-        flower_basic_auth=get("FLOWER_BASIC_AUTH"),
-        http_connect_timeout=float(get("HTTP_CONNECT_TIMEOUT") or 3.05),
-        http_read_timeout=float(get("HTTP_READ_TIMEOUT") or 15),
-        execution_ttl_days=int(get("EXECUTION_TTL_DAYS") or 30),
-        log_level=(get("LOG_LEVEL") or "INFO").upper(),
-        reconcile_queued_after=float(get("RECONCILE_QUEUED_AFTER") or 600),
-        reconcile_confirm_after=float(get("RECONCILE_CONFIRM_AFTER") or 900),
-        reconcile_final_after=float(get("RECONCILE_FINAL_AFTER") or 7200),
-        dlq_retry_after=float(get("DLQ_RETRY_AFTER") or 600),
-        outbox_claim_idle_seconds=float(get("OUTBOX_CLAIM_IDLE_SECONDS") or 180),
-    )
+    values = {
+        name: parse(env[name.upper()]) for name, parse in _SETTINGS_PARSERS.items() if env.get(name.upper())
+    }
+    return Settings(tenants=load_tenants(env), **values)
 
 
 @lru_cache(maxsize=1)

@@ -38,11 +38,3 @@ class TemplateSchema(Schema):
                 errors[name] = ['malformed placeholder: use {{Field}} or {{Field | default: "text"}}']
         if errors:
             raise ValidationError(errors)
-
-
-class StoredTemplateSchema(TemplateSchema):
-    """A template as kept in Redis: the loaded fields plus its id and tenant."""
-
-    id = fields.String(required=True)
-    tenant = fields.String(required=True)
-    createdAt = fields.String(required=True)

@@ -1,4 +1,7 @@
-"""Tenant configuration: one `[tenants.<name>]` table of a TENANTS_FILE, or the env vars."""
+"""Tenant configuration: one `[tenants.<name>]` table of a TENANTS_FILE, or the env vars.
+
+Validation only: an absent key stays absent, and `pipeline.settings.Tenant` supplies its default.
+"""
 
 from marshmallow import RAISE, Schema, fields, validate
 
@@ -10,17 +13,17 @@ class TenantSchema(Schema):
         unknown = RAISE
 
     name = fields.String(required=True, validate=TENANT_NAME)
-    jb_jwt_secret = fields.String(load_default="")
-    rokt_api_base_url = fields.Url(require_tld=False, load_default="https://api.roktcalendar.com")
-    rokt_client_id = fields.String(load_default="")
-    rokt_client_secret = fields.String(load_default="")
-    rokt_account_code = fields.String(load_default="")
-    rokt_rate_limit = fields.Float(load_default=50.0, validate=validate.Range(min=0.1))
-    sfmc_auth_base_url = fields.String(load_default="")
-    sfmc_client_id = fields.String(load_default="")
-    sfmc_client_secret = fields.String(load_default="")
-    sfmc_account_id = fields.String(load_default="")
-    sfmc_status_de_key = fields.String(load_default="RoktCalendarEventStatus")
-    sfmc_subscription_de_key = fields.String(load_default="RoktCalendarSubscription")
-    sfmc_rate_limit = fields.Float(load_default=40.0, validate=validate.Range(min=0.1))
-    rokt_webhook_secret = fields.String(load_default="")
+    jb_jwt_secret = fields.String()
+    rokt_api_base_url = fields.Url(require_tld=False)
+    rokt_client_id = fields.String()
+    rokt_client_secret = fields.String()
+    rokt_account_code = fields.String()
+    rokt_rate_limit = fields.Float(validate=validate.Range(min=0.1))
+    sfmc_auth_base_url = fields.String()
+    sfmc_client_id = fields.String()
+    sfmc_client_secret = fields.String()
+    sfmc_account_id = fields.String()
+    sfmc_status_de_key = fields.String()
+    sfmc_subscription_de_key = fields.String()
+    sfmc_rate_limit = fields.Float(validate=validate.Range(min=0.1))
+    rokt_webhook_secret = fields.String()

@@ -5,11 +5,9 @@ Production: `gunicorn 'pipeline.web:create_app()'`; development: `rokt-sfmc serv
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
@@ -24,6 +22,7 @@ def create_app(
 ) -> Flask:
     from pipeline import dispatch
     from pipeline.web.activity import activity
+    from pipeline.web.errors import register_error_handlers
     from pipeline.web.health import health
     from pipeline.web.logs import install_log_redaction
     from pipeline.web.webhooks import webhooks
@@ -37,14 +36,5 @@ def create_app(
     app.register_blueprint(activity)
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):  # every error is JSON, never an HTML page
-        return jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description), exc.code
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
-        logging.getLogger(__name__).exception("unhandled error")
-        return jsonify(error="internal_error", message="unexpected error; retry later"), 503
-
+    register_error_handlers(app)  # every error is JSON, never an HTML page
     return app

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 import redis
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
 from pipeline.executions import new_execution
@@ -14,6 +14,7 @@ from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
 from pipeline.templates import TemplateNotFound, get_template
+from pipeline.web.errors import ApiError
 from pipeline.web.jwt_auth import InvalidJwt, verify_execute_jwt
 from schemas.jb_execute import ExecuteSchema, merge_in_arguments
 
@@ -21,7 +22,6 @@ log = logging.getLogger(__name__)
 activity = Blueprint("activity", __name__, url_prefix="/t/<tenant>/activity")
 
 EXECUTE_SCHEMA = ExecuteSchema()
-RETRY_AFTER_SECONDS = "5"
 
 
 def _runtime() -> Runtime:
@@ -31,16 +31,8 @@ def _runtime() -> Runtime:
 def _tenant(name: str) -> Tenant:
     tenant = _runtime().settings.tenant(name)
     if tenant is None:
-        abort(404, description=f"unknown tenant {name!r}")
+        raise ApiError(404, "not_found", f"unknown tenant {name!r}")
     return tenant
-
-
-def _error(status: int, error: str, message: str, **extra: Any):
-    response = jsonify(error=error, message=message, **extra)
-    response.status_code = status
-    if status == 503:
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return response
 
 
 @activity.get("/config.json")
@@ -139,7 +131,7 @@ def validate(tenant: str):
         except TemplateNotFound as exc:
             problems["templateId"] = str(exc)
     if problems:
-        return _error(400, "invalid_configuration", "activity cannot run", fields=problems)
+        raise ApiError(400, "invalid_configuration", "activity cannot run", fields=problems)
     return jsonify(ok=True)
 
 
@@ -147,32 +139,32 @@ def validate(tenant: str):
 def execute(tenant: str):
     config = _tenant(tenant)
     if not config.jb_jwt_secret:
-        return _error(503, "not_configured", "tenant has no JWT signing secret configured")
+        raise ApiError(503, "not_configured", "tenant has no JWT signing secret configured")
     try:
         claims = verify_execute_jwt(request.get_data(cache=False), config.jb_jwt_secret)
     except InvalidJwt as exc:
-        return _error(401, "invalid_jwt", exc.reason)
+        raise ApiError(401, "invalid_jwt", exc.reason) from exc
     try:
         payload = EXECUTE_SCHEMA.load(claims)
     except ValidationError as exc:
-        return _error(400, "invalid_payload", "execute payload rejected", fields=exc.messages)
+        raise ApiError(400, "invalid_payload", "execute payload rejected", fields=exc.messages) from exc
 
     execution, record = new_execution(payload)
     answer = {"roktStatus": "queued", "roktEventId": record["eventId"], "executionId": execution}
     rt = _runtime()
     try:
         claimed = rt.ledger.claim(tenant, execution, record)
-    except redis.RedisError:
+    except redis.RedisError as exc:
         log.exception("ledger unavailable; execute for %s refused", mask(payload["keyValue"]))
-        return _error(503, "unavailable", "store unavailable; retry")
+        raise ApiError(503, "unavailable", "store unavailable; retry") from exc
     if claimed:
         try:
             current_app.extensions["rsf.enqueue"](tenant, execution)
-        except Exception:  # any broker failure: undo the claim so the JB retry can enqueue
+        except Exception as exc:  # any broker failure: undo the claim so the JB retry can enqueue
             log.exception("enqueue failed for execution %s", execution)
             try:
                 rt.ledger.release_claim(tenant, execution)
             except redis.RedisError:
                 log.exception("could not release claim of %s", execution)
-            return _error(503, "unavailable", "queue unavailable; retry")
+            raise ApiError(503, "unavailable", "queue unavailable; retry") from exc
     return jsonify(answer)

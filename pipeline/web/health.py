@@ -5,6 +5,8 @@ from __future__ import annotations
 import redis
 from flask import Blueprint, current_app, jsonify
 
+from pipeline.web.errors import json_response
+
 health = Blueprint("health", __name__)
 
 
@@ -12,9 +14,6 @@ health = Blueprint("health", __name__)
 def healthz():
     try:
         current_app.extensions["rsf.runtime"].redis.ping()
-    except redis.RedisError as exc:
-        response = jsonify(status="unavailable", redis=type(exc).__name__)
-        response.status_code = 503
-        response.headers["Retry-After"] = "5"
-        return response
+    except redis.RedisError as exc:  # a status document, not an error body: same 503 + Retry-After
+        return json_response(503, status="unavailable", redis=type(exc).__name__)
     return jsonify(status="ok", redis="ok")

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
 from pipeline.runtime import Runtime
+from pipeline.web.errors import ApiError
 from pipeline.web.webhook_auth import SIGNATURE_HEADER, verify_header, verify_path_secret
 from pipeline.webhooks import claim_webhook, release_webhook
 from schemas.rokt_webhook import KNOWN_TYPES, EnvelopeSchema
@@ -20,43 +21,35 @@ webhooks = Blueprint("webhooks", __name__, url_prefix="/t/<tenant>/webhooks")
 ENVELOPE_SCHEMA = EnvelopeSchema()
 
 
-def _json_error(status: int, error: str, message: str, **extra: object):
-    response = jsonify(error=error, message=message, **extra)
-    response.status_code = status
-    if status == 503:
-        response.headers["Retry-After"] = "5"
-    return response
-
-
 @webhooks.post("/rokt")
 @webhooks.post("/rokt/<path_secret>")
 def rokt(tenant: str, path_secret: str | None = None):
     rt: Runtime = current_app.extensions["rsf.runtime"]
     config = rt.settings.tenant(tenant)
     if config is None:
-        return _json_error(404, "not_found", f"unknown tenant {tenant!r}")
+        raise ApiError(404, "not_found", f"unknown tenant {tenant!r}")
     if not config.rokt_webhook_secret:
-        return _json_error(503, "not_configured", "tenant has no webhook secret configured")
+        raise ApiError(503, "not_configured", "tenant has no webhook secret configured")
     raw = request.get_data(cache=False)
     if path_secret is not None:
         if not verify_path_secret(path_secret, config.rokt_webhook_secret):
-            return _json_error(401, "unauthorized", "webhook secret does not match")
+            raise ApiError(401, "unauthorized", "webhook secret does not match")
     else:
         problem = verify_header(request.headers.get(SIGNATURE_HEADER), raw, config.rokt_webhook_secret)
         if problem:
-            return _json_error(401, "unauthorized", problem)
+            raise ApiError(401, "unauthorized", problem)
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _json_error(400, "invalid_json", "body is not JSON")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", "body is not JSON") from exc
     if not isinstance(body, dict):
-        return _json_error(
+        raise ApiError(
             400, "invalid_payload", "body must be a JSON object", fields={"_schema": ["not an object"]}
         )
     try:
         envelope = ENVELOPE_SCHEMA.load(body)
     except ValidationError as exc:
-        return _json_error(400, "invalid_payload", "webhook envelope rejected", fields=exc.messages)
+        raise ApiError(400, "invalid_payload", "webhook envelope rejected", fields=exc.messages) from exc
     if envelope["eventType"] not in KNOWN_TYPES:
         log.info("ignoring webhook %s of unknown type %r", envelope["eventId"], envelope["eventType"])
         return jsonify(ok=True, ignored=True)
@@ -64,16 +57,16 @@ def rokt(tenant: str, path_secret: str | None = None):
     try:
         if not claim_webhook(rt.redis, tenant, envelope):
             return jsonify(ok=True, duplicate=True)
-    except redis.RedisError:
+    except redis.RedisError as exc:
         log.exception("webhook store unavailable")
-        return _json_error(503, "unavailable", "store unavailable; retry")
+        raise ApiError(503, "unavailable", "store unavailable; retry") from exc
     try:
         dispatch(tenant, envelope["eventId"])
-    except Exception:  # any broker failure: let Rokt's retry deliver it again
+    except Exception as exc:  # any broker failure: let Rokt's retry deliver it again
         log.exception("enqueue failed for webhook %s", envelope["eventId"])
         try:
             release_webhook(rt.redis, tenant, envelope["eventId"])
         except redis.RedisError:
             log.exception("could not release webhook claim %s", envelope["eventId"])
-        return _json_error(503, "unavailable", "queue unavailable; retry")
+        raise ApiError(503, "unavailable", "queue unavailable; retry") from exc
     return jsonify(ok=True)

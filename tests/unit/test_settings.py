@@ -1,8 +1,10 @@
 """Settings: one tenant from the environment, or many from a TOML file."""
 
+from dataclasses import fields
+
 import pytest
 
-from pipeline.settings import SETTINGS_TABLE, load_settings
+from pipeline.settings import SETTINGS_TABLE, Settings, Tenant, load_settings
 
 
 def test_default_tenant_from_environment():
@@ -50,3 +52,53 @@ def test_settings_table_lists_every_tenant_key():
     from pipeline.settings import TENANT_KEYS
 
     assert {key.upper() for key in TENANT_KEYS} <= names
+
+
+def _field_defaults(cls, skip):
+    return {f.name: f.default for f in fields(cls) if f.name not in skip}
+
+
+def test_missing_or_empty_variables_take_the_dataclass_defaults():
+    defaults = _field_defaults(Settings, {"tenants"})
+    for env in ({}, {name: "" for name, _meaning, _default in SETTINGS_TABLE}):
+        settings = load_settings(env)
+        assert {name: getattr(settings, name) for name in defaults} == defaults
+        assert settings.tenants == {"default": Tenant(name="default")}
+
+
+def test_missing_tenants_file_keys_take_the_dataclass_defaults(tmp_path):
+    path = tmp_path / "tenants.toml"
+    path.write_text('[tenants.brand-a]\nrokt_account_code = "acct-a"\n')
+    tenant = load_settings({"TENANTS_FILE": str(path)}).tenant("brand-a")
+    assert tenant == Tenant(name="brand-a", rokt_account_code="acct-a")
+    assert tenant.rokt_rate_limit == 50.0 and tenant.sfmc_status_de_key == "RoktCalendarEventStatus"
+
+
+def test_every_settings_table_default_is_the_dataclass_default():
+    documented = {name: default for name, _meaning, default in SETTINGS_TABLE}
+    settings_fields = _field_defaults(Settings, {"tenants"})
+    tenant_fields = _field_defaults(Tenant, {"name"})
+    # one row per field (and TENANTS_FILE), one field per row
+    assert set(documented) == {n.upper() for n in [*settings_fields, *tenant_fields]} | {"TENANTS_FILE"}
+    for name, default in {**settings_fields, **tenant_fields}.items():
+        assert (documented[name.upper()] is None) == (default in (None, "")), name
+    # the documented text, read back as a variable, is exactly the default
+    spelled_out = {name: default for name, default in documented.items() if default is not None}
+    assert load_settings(spelled_out) == load_settings({})
+
+
+def test_every_settings_variable_is_read_into_its_field():
+    names = _field_defaults(Settings, {"tenants"})
+    settings = load_settings({name.upper(): "7" for name in names})
+    for name, default in names.items():
+        assert getattr(settings, name) != default and str(getattr(settings, name)) in ("7", "7.0"), name
+
+
+def test_the_tenant_schema_validates_exactly_the_tenant_fields():
+    from marshmallow import missing
+
+    from schemas.tenants import TenantSchema
+
+    schema_fields = TenantSchema().fields
+    assert set(schema_fields) == {f.name for f in fields(Tenant)}
+    assert all(f.load_default is missing for f in schema_fields.values())  # defaults live in Tenant
