@@ -9,23 +9,24 @@ import time
 from datetime import datetime
 from typing import Any
 
-from bench.stack import WORKER_CONCURRENCY, BenchStack
+from bench.harness import WORKER_CONCURRENCY, journey, reset
 from pipeline.queues import render_queue
+from pipeline.sandbox.stack import Stack
 
 B_COUNT = 100
 
 
-def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
+def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
     a_count = 2_000 if quick else 20_000
     deadline = 180 if quick else 900
 
-    stack.reset()
-    b_payloads = stack.journey("fair-b", B_COUNT)
+    reset(stack)
+    b_payloads = journey(stack, "fair-b", B_COUNT)
     stack.start_workers(1, WORKER_CONCURRENCY)
     alone = _waits(stack, stack.enqueue("fair-b", b_payloads), deadline)
 
-    stack.reset()
-    a_payloads, b_payloads = stack.journey("fair-a", a_count), stack.journey("fair-b", B_COUNT)
+    reset(stack)
+    a_payloads, b_payloads = journey(stack, "fair-a", a_count), journey(stack, "fair-b", B_COUNT)
     stack.start_workers(1, WORKER_CONCURRENCY)
     stack.enqueue("fair-a", a_payloads)
     backlog = stack.redis.llen(render_queue("fair-a"))
@@ -43,13 +44,13 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
     }
 
 
-def _waits(stack: BenchStack, execution_ids: list[str], deadline: float) -> dict[str, Any]:
+def _waits(stack: Stack, execution_ids: list[str], deadline: float) -> dict[str, Any]:
     """Queue waits of these executions once all have started rendering (or the deadline)."""
     tenant, ledger = "fair-b", stack.runtime.ledger
     ends = time.monotonic() + deadline
     waits: list[float] = []
     while True:
-        stack.check_workers()
+        stack.check_alive()
         pipe = stack.redis.pipeline()
         for execution in execution_ids:
             pipe.hmget(ledger.member(tenant, execution), "createdAt", "renderStartedAt")

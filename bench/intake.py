@@ -15,8 +15,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.stack import BenchStack
+from bench.harness import reset
 from pipeline.sandbox import jbsim, processes
+from pipeline.sandbox.stack import Stack
 from pipeline.templates import create_template
 
 TENANT = "bench"
@@ -69,11 +70,11 @@ def wrk_version() -> str:
     return first[0].split("Copyright")[0].strip() if first else "wrk"
 
 
-def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
+def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: `make bench` installs it (apt-get install wrk)")
     duration = 4 if quick else 15
-    stack.reset()
+    reset(stack)
     template = create_template(stack.redis, TENANT, jbsim.DEMO_TEMPLATE)
     script = stack.run_dir / "execute.lua"
     script.write_text(WRK_SCRIPT)
@@ -105,9 +106,9 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
     return {"intake": figures}
 
 
-def _signed_bodies(stack: BenchStack, template_id: str, label: str, count: int) -> Path:
+def _signed_bodies(stack: Stack, template_id: str, label: str, count: int) -> Path:
     """`count` JWT-signed execute bodies of distinct executions (one journey per file)."""
-    secret = stack.tenant_values["JB_JWT_SECRET"]
+    secret = stack.jwt_secret
     journey, activity = f"intake-{label}-{uuid.uuid4()}", f"intake-activity-{uuid.uuid4()}"
     lines = []
     for index in range(count):

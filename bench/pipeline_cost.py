@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench.harness import WORKER_CONCURRENCY, delivered, journey, reset
 from bench.noop_app import NOOP_QUEUE, NOOP_TASK
-from bench.procs import PeakRss, cpu_seconds, rss_mb, wait_for
-from bench.stack import WORKER_CONCURRENCY, BenchStack
+from bench.procs import PeakRss, cpu_seconds, rss_mb
 from pipeline import dispatch
-from pipeline.sandbox.demo import STATUS_DE_KEY
+from pipeline.sandbox.stack import Stack
 
 TENANT = "bench"
 
@@ -21,10 +21,10 @@ def phases(quick: bool) -> tuple[int, int, int]:
     return (1_000, 2_000, 4_000) if quick else (1_000, 10_000, 20_000)
 
 
-def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
+def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
     first, measured, total = phases(quick)
-    stack.reset()
-    payloads = stack.journey(TENANT, total)
+    reset(stack)
+    payloads = journey(stack, TENANT, total)
     stack.start_workers(1, WORKER_CONCURRENCY)
     pids = stack.worker_pids()
     cpu_start = cpu_seconds(pids)
@@ -38,8 +38,8 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
             started = time.monotonic()
             stack.enqueue(TENANT, payloads[done:target])
             done = target
-            finished = wait_for(
-                lambda n=done: _all_delivered(stack, n), timeout=120 + done / 20, what=f"{done} contacts"
+            finished = stack.wait(
+                lambda n=done: delivered(stack, TENANT, n), 120 + done / 20, f"{done} contacts", interval=0.2
             )
             if target <= measured:
                 busy_seconds += finished - started
@@ -56,7 +56,7 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
     noop_cpu, noop_growth = _noop_run(stack, measured)
     cpu_ms = (cpu_at_measured - cpu_start) * 1000 / measured
     noop_ms = noop_cpu * 1000 / measured
-    status_rows = sfmc["data_extensions"].get(STATUS_DE_KEY, 0)
+    status_rows = sfmc["data_extensions"].get(stack.status_de_key(TENANT), 0)
     return {
         "pipeline": {
             "contacts": measured,
@@ -87,17 +87,12 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
     }
 
 
-def _all_delivered(stack: BenchStack, count: int) -> bool:
-    stack.check_workers()
-    return stack.open_count(TENANT) == 0 and stack.delivered(count)
-
-
-def _tasks_received(stack: BenchStack) -> int:
+def _tasks_received(stack: Stack) -> int:
     """Tasks the running workers received, counted from their logs (Celery logs each one)."""
     return sum(w.log_path.read_text(errors="replace").count("] received") for w in stack.workers)
 
 
-def _noop_run(stack: BenchStack, count: int) -> tuple[float, float]:
+def _noop_run(stack: Stack, count: int) -> tuple[float, float]:
     """Worker CPU seconds for `count` no-op tasks sent the way the pipeline sends its tasks, and
     the main process's growth in MiB per task after the first tenth."""
     stack.start_workers(1, WORKER_CONCURRENCY, app="bench.noop_app", queues=[NOOP_QUEUE])
@@ -109,10 +104,11 @@ def _noop_run(stack: BenchStack, count: int) -> tuple[float, float]:
     for start, end in ((0, warm), (warm, count)):
         for index in range(start, end):
             producer.send_task(NOOP_TASK, queue=NOOP_QUEUE, task_id=f"noop:{index}")
-        wait_for(
+        stack.wait(
             lambda: stack.redis.llen(NOOP_QUEUE) == 0 and stack.redis.hlen("unacked") == 0,
-            timeout=60 + count / 50,
-            what=f"{end} no-op tasks",
+            60 + count / 50,
+            f"{end} no-op tasks",
+            interval=0.2,
         )
         if start == 0:
             main_after_warm = rss_mb(pids[0])

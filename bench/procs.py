@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import psutil
 
@@ -81,14 +80,3 @@ def _vm_hwm_bytes(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.2) -> float:
-    """Poll until check() is true; returns the monotonic time it became true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not done after {timeout:.0f} s")
-        time.sleep(interval)

@@ -13,10 +13,10 @@ from typing import Any
 
 import requests
 
-from bench.procs import wait_for
-from bench.stack import BenchStack
+from bench.harness import journey, reset
 from pipeline.queues import render_queue, rokt_queue
 from pipeline.sandbox.common import max_in_any_window
+from pipeline.sandbox.stack import Stack
 
 LIMIT = 100.0
 # (figure name, tenant, Celery app, instances, processes per instance)
@@ -27,7 +27,7 @@ VARIANTS = (
 )
 
 
-def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
+def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
     seconds = 10 if quick else 30
     figures: dict[str, Any] = {
         "limit_per_s": LIMIT,
@@ -35,7 +35,7 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
         "processes": "8 (4 instances of -c 2, or 1 of -c 8)",
     }
     for name, tenant, app, instances, per_instance in VARIANTS:
-        stack.reset(rokt_rate_limit=LIMIT)
+        reset(stack, rokt_rate_limit=LIMIT)
         _rendered_backlog(stack, tenant, int(LIMIT * seconds * 1.5) + 500)
         stack.start_workers(instances, per_instance, app=app, queues=[rokt_queue(tenant)])
         first = _first_post(stack)
@@ -47,17 +47,18 @@ def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
     return {"rate_limit": figures}
 
 
-def _rendered_backlog(stack: BenchStack, tenant: str, count: int) -> None:
+def _rendered_backlog(stack: Stack, tenant: str, count: int) -> None:
     """More create tasks than the window can drain, rendered beforehand by a separate worker:
     during the window the 8 processes only send (on 2 cores, rendering and flushing beside the
     sending would cap the rate at the CPU, not at the limiter)."""
-    payloads = stack.journey(tenant, count)
+    payloads = journey(stack, tenant, count)
     stack.start_workers(1, 2, queues=[render_queue(tenant)])
     stack.enqueue(tenant, payloads)
-    wait_for(
+    stack.wait(
         lambda: stack.redis.llen(rokt_queue(tenant)) >= count and stack.redis.llen(render_queue(tenant)) == 0,
-        timeout=60 + count / 20,
-        what=f"{count} renders",
+        60 + count / 20,
+        f"{count} renders",
+        interval=0.2,
     )
     stack.stop_workers()
 
@@ -84,12 +85,12 @@ def window_figures(
     }
 
 
-def _first_post(stack: BenchStack, timeout: float = 60) -> float:
+def _first_post(stack: Stack, timeout: float = 60) -> float:
     """The simulator's clock (CLOCK_MONOTONIC, shared by every process of this host) at the
     first event POST: the window starts there."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        stack.check_workers()
+        stack.check_alive()
         posts = requests.get(f"{stack.rokt_url}/__sandbox__/posts", timeout=30).json()
         times = posts["accepted"] + posts["throttled"]
         if times:

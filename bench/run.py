@@ -25,9 +25,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import fairness, intake, pipeline_cost, rate_limit, scale
-from bench.stack import BenchStack
+from bench.harness import bench_stack
+from pipeline.sandbox.stack import Stack
 
-BENCHMARKS: dict[str, Callable[[BenchStack, bool], dict[str, dict[str, Any]]]] = {
+BENCHMARKS: dict[str, Callable[[Stack, bool], dict[str, dict[str, Any]]]] = {
     "intake": intake.run,
     "pipeline": pipeline_cost.run,
     "rate_limit": rate_limit.run,
@@ -52,9 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"Benchmarks: {', '.join(names)}{' (quick)' if quick else ''}; logs in {run_dir}")
 
     started = time.monotonic()
-    stack = BenchStack(run_dir, console).start()
-    results: dict[str, Any] = {"machine": machine(stack), "quick": quick}
-    try:
+    with bench_stack(run_dir) as stack:
+        results: dict[str, Any] = {"machine": machine(stack), "quick": quick}
         for name in names:
             console.rule(name)
             begun = time.monotonic()
@@ -62,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
                 figures["elapsed_s"] = round(time.monotonic() - begun, 1)
                 results[key] = figures
                 print_table(console, key, figures)
-    finally:
-        stack.stop()
     results["total_seconds"] = round(time.monotonic() - started, 1)
     if out.exists() and set(names) != set(BENCHMARKS):
         # a partial run keeps the other benchmarks' last figures
@@ -73,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def machine(stack: BenchStack) -> dict[str, Any]:
+def machine(stack: Stack) -> dict[str, Any]:
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": _git("rev-parse", "HEAD"),
@@ -83,7 +81,7 @@ def machine(stack: BenchStack) -> dict[str, Any]:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "redis": stack.redis_version(),
+        "redis": str(stack.redis.info("server").get("redis_version", "")),
         "load_generator": intake.wrk_version(),
     }
 

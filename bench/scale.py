@@ -8,30 +8,28 @@ import os
 import time
 from typing import Any
 
-from bench.procs import wait_for
-from bench.stack import BenchStack
+from bench.harness import delivered, journey, reset
+from pipeline.sandbox.stack import Stack
 
 TENANT = "bench"
 PROCESSES = (1, 2, 4)
 
 
-def run(stack: BenchStack, quick: bool) -> dict[str, dict[str, Any]]:
+def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
     count = 600 if quick else 3_000
     figures: dict[str, Any] = {"contacts": count, "cores": os.cpu_count()}
     for processes in PROCESSES:
-        stack.reset()
-        payloads = stack.journey(TENANT, count)
+        reset(stack)
+        payloads = journey(stack, TENANT, count)
         stack.start_workers(1, processes)
         started = time.monotonic()
         stack.enqueue(TENANT, payloads)
-        finished = wait_for(
-            lambda: _done(stack, count), timeout=120 + count / 5, what=f"{count} contacts, -c {processes}"
+        finished = stack.wait(
+            lambda: delivered(stack, TENANT, count),
+            120 + count / 5,
+            f"{count} contacts, -c {processes}",
+            interval=0.2,
         )
         stack.stop_workers()
         figures[f"contacts_per_s_{processes}"] = round(count / (finished - started), 1)
     return {"scale": figures}
-
-
-def _done(stack: BenchStack, count: int) -> bool:
-    stack.check_workers()
-    return stack.open_count(TENANT) == 0 and stack.delivered(count)

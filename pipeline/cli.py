@@ -1,43 +1,32 @@
-"""`rokt-sfmc`: serve, sandbox, jb-simulate, demo, templates (DESIGN.md §9)."""
+"""`rokt-sfmc`: serve, templates, backfill, dlq, replay, reconcile, report (DESIGN.md §9);
+sandbox, jb-simulate and demo come from pipeline/sandbox/cli.py.
+
+Each command imports what it needs inside its function: Flask, Celery and rich are heavy, and
+`rokt-sfmc --help` or `templates list` should not pay for them.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import signal
 import sys
-import threading
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from marshmallow import ValidationError
+
+from pipeline.vocabulary import Stage
+
+# Installed packages add commands through this entry-point group (setup.cfg): the sandbox's
+# sandbox, jb-simulate and demo come from pipeline/sandbox/cli.py, which the product never imports.
+COMMANDS_GROUP = "rokt_sfmc.commands"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.web import create_app
 
     create_app().run(host=args.host, port=args.port, threaded=True)
-    return 0
-
-
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    from pipeline.sandbox import start_sandbox
-    from pipeline.web.logs import install_log_redaction
-
-    install_log_redaction()  # its request log prints contact keys (emails) in URL paths
-    sandbox = start_sandbox(args.host, args.rokt_port, args.sfmc_port)
-    env = sandbox.env()
-    if args.env_file:
-        Path(args.env_file).write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
-        print(f"settings written to {args.env_file}")
-    print(f"Rokt simulator: {sandbox.rokt_server.url}")
-    print(f"SFMC simulator: {sandbox.sfmc_server.url}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
-    sandbox.stop()
     return 0
 
 
@@ -49,68 +38,6 @@ def _settings_tenant(name: str):
     if tenant is None:
         raise SystemExit(f"unknown tenant {name!r} (known: {', '.join(settings.tenants)})")
     return settings, tenant
-
-
-def cmd_jb_simulate(args: argparse.Namespace) -> int:
-    from pipeline.sandbox import jbsim
-    from pipeline.store import redis_client
-    from pipeline.templates import create_template
-
-    settings, tenant = _settings_tenant(args.tenant)
-    template_id = args.template_id
-    if not template_id:
-        template_id = create_template(redis_client(settings.redis_url), tenant.name, jbsim.DEMO_TEMPLATE)[
-            "id"
-        ]
-    contacts = jbsim.make_contacts(args.contacts)
-    jbsim.seed_subscriptions(tenant.rokt_api_base_url, tenant.rokt_account_code, contacts)
-    journey = f"jb-simulate-{args.tenant}"
-    activity = args.activity_id or f"activity-{template_id}"
-    payloads = [jbsim.execute_payload(c, template_id, journey, activity) for c in contacts]
-    base = (args.url or settings.public_base_url).rstrip("/")
-    result = jbsim.drive(
-        f"{base}/t/{tenant.name}/activity/execute",
-        tenant.jb_jwt_secret,
-        payloads,
-        concurrency=args.concurrency,
-        retries=args.retries,
-        timeout_ms=args.timeout_ms,
-    )
-    print(
-        json.dumps(
-            {
-                "sent": result.sent,
-                "ok": result.ok,
-                "non_200": result.non_200,
-                "duplicates_sent": result.duplicates_sent,
-                "retries": result.retries,
-                "statuses": result.statuses,
-                "p50_ms": round(result.percentile(50), 1),
-                "p99_ms": round(result.percentile(99), 1),
-            },
-            indent=2,
-        )
-    )
-    return 0 if result.non_200 == 0 else 1
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.sandbox.chaos import parse_scenarios
-    from pipeline.sandbox.demo import run_demo
-
-    try:
-        chaos = parse_scenarios(args.chaos)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-    def stop(_signum: int, _frame: object) -> None:
-        raise SystemExit(143)  # unwinds run_demo's finally: every child process is stopped
-
-    signal.signal(signal.SIGTERM, stop)
-    report = run_demo(args.contacts, Path(args.report), workers=args.workers, chaos=chaos)
-    healthy = report["lost"] == 0 and report["rokt"]["duplicate_calendar_entries"] == 0
-    return 0 if healthy else 1
 
 
 def cmd_templates(args: argparse.Namespace) -> int:
@@ -224,8 +151,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             rt,
             tenant.name,
             letters,
-            dispatch.enqueue_execution,
-            dispatch.enqueue_webhook,
+            dispatch.redrive_execution,
+            dispatch.redrive_webhook,
             dry_run=args.dry_run,
             on_progress=lambda: progress.advance(task),
         )
@@ -239,7 +166,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from pipeline.runtime import Runtime
 
     settings, tenant = _settings_tenant(args.tenant)
-    report = reconcile(Runtime(settings), tenant.name, dispatch.enqueue_execution, dispatch.enqueue_webhook)
+    report = reconcile(Runtime(settings), tenant.name, dispatch.redrive_execution, dispatch.redrive_webhook)
     print(json.dumps(report.as_dict(), indent=2))
     return 0
 
@@ -280,31 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)
 
-    sandbox = sub.add_parser("sandbox", help="Rokt and SFMC simulators in the foreground")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--rokt-port", type=int, default=9101)
-    sandbox.add_argument("--sfmc-port", type=int, default=9102)
-    sandbox.add_argument("--env-file", help="write the settings that point the service at them")
-    sandbox.set_defaults(func=cmd_sandbox)
-
-    jb = sub.add_parser("jb-simulate", help="drive executes the way Journey Builder does")
-    jb.add_argument("--tenant", required=True)
-    jb.add_argument("--contacts", type=int, required=True)
-    jb.add_argument("--concurrency", type=int, default=50)
-    jb.add_argument("--retries", type=int, default=2)
-    jb.add_argument("--timeout-ms", type=int, default=10000)
-    jb.add_argument("--url", help="service base URL (default PUBLIC_BASE_URL)")
-    jb.add_argument("--template-id", help="default: create the demo template")
-    jb.add_argument("--activity-id", help="default: derived from the template id")
-    jb.set_defaults(func=cmd_jb_simulate)
-
-    demo = sub.add_parser("demo", help="the whole stack on embedded defaults, one journey, a report")
-    demo.add_argument("--contacts", type=int, default=1000)
-    demo.add_argument("--report", default="demo-report.json")
-    demo.add_argument("--workers", type=int, default=8, help="Celery worker concurrency")
-    demo.add_argument("--chaos", help="kill-workers,restart-redis,rokt-faults,sfmc-faults (any of them)")
-    demo.set_defaults(func=cmd_demo)
-
     backfill = sub.add_parser("backfill", help="load existing subscriptions into SFMC before go-live")
     backfill.add_argument("--tenant", required=True)
     backfill.add_argument("--from", dest="source", required=True, help="subscriptions.csv or .jsonl")
@@ -315,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def filters(p: argparse.ArgumentParser) -> None:
         p.add_argument("--tenant", required=True)
-        p.add_argument("--stage", help="render, create_event, confirm, record_status, release, webhook, ...")
+        p.add_argument("--stage", choices=[str(stage) for stage in Stage], help="where it failed")
         p.add_argument("--error-class", help="permanent, retryable, throttled, unknown_outcome, ...")
         p.add_argument("--journey", help="journeyId of the executions")
         p.add_argument("--since", help="failed at or after (ISO 8601, UTC)")
@@ -354,7 +256,18 @@ def build_parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", help="the tenant's templates, one JSON object a line")
     listing.add_argument("--tenant", required=True)
     listing.set_defaults(func=cmd_templates)
+
+    _add_installed_commands(sub)
     return parser
+
+
+def _add_installed_commands(sub: argparse._SubParsersAction) -> None:
+    """Commands of other installed packages (the sandbox's), one `register` each."""
+    seen = set()
+    for entry_point in entry_points(group=COMMANDS_GROUP):
+        if entry_point.name not in seen:  # a package found twice on sys.path registers once
+            seen.add(entry_point.name)
+            entry_point.load()(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,12 +17,9 @@ from pipeline.ledger import now_iso
 from pipeline.runtime import Runtime
 from pipeline.store import tenant_key
 from pipeline.subscriptions import matched_or_failed, merge_backfill
-from pipeline.vocabulary import ErrorClass, OutboxKind, Stage
+from pipeline.vocabulary import OutboxKind, Stage
 
 Enqueue = Callable[[str, str], None]
-
-# Kept until the sandbox demo reads ErrorClass itself.
-PERMANENT = ErrorClass.PERMANENT
 
 
 @dataclass

@@ -24,70 +24,39 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from pipeline import dispatch
-from pipeline.ledger import Ledger
 from pipeline.reconcile import reconcile
-from pipeline.replay import PERMANENT, list_dead_letters, replay
+from pipeline.replay import list_dead_letters, replay
 from pipeline.runtime import Runtime
-from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, jbsim, processes, sandbox_env
+from pipeline.sandbox import jbsim
 from pipeline.sandbox.chaos import Chaos, ChaosHooks
-from pipeline.settings import Tenant, get_settings, load_settings
-from pipeline.store import PREFIX, redis_client
+from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, Stack
+from pipeline.store import PREFIX
 from pipeline.templates import create_template
+from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, State
 
 DEMO_TENANT = "demo"
-STATUS_DE_KEY = "RoktCalendarEventStatus"
-SUBSCRIPTION_DE_KEY = "RoktCalendarSubscription"
-
-
-def tenants_toml(values: dict[str, str], rate_limits: dict[str, tuple[float, float]]) -> str:
-    """A TENANTS_FILE of sandbox tenants: name -> (Rokt, SFMC) requests per second."""
-    lines = []
-    for tenant, (rokt_rate, sfmc_rate) in rate_limits.items():
-        lines.append(f"[tenants.{tenant}]")
-        for name, value in sorted(values.items()):
-            lines.append(f"{name.lower()} = {json.dumps(value)}")
-        lines.append(f"rokt_rate_limit = {rokt_rate}")
-        lines.append(f"sfmc_rate_limit = {sfmc_rate}")
-        lines.append(f"sfmc_status_de_key = {json.dumps(STATUS_DE_KEY)}")
-        lines.append(f"sfmc_subscription_de_key = {json.dumps(SUBSCRIPTION_DE_KEY)}")
-    return "\n".join(lines) + "\n"
-
-
-def _state(base_url: str) -> dict[str, Any]:
-    return requests.get(f"{base_url}/__sandbox__/state", timeout=10).json()
-
-
-def _rows(sfmc_url: str, de_key: str) -> list[dict[str, Any]]:
-    response = requests.get(f"{sfmc_url}/__sandbox__/rows", params={"de": de_key}, timeout=30)
-    return response.json()["rows"]
-
-
-def _status_rows(sfmc_url: str) -> list[dict[str, Any]]:
-    return _rows(sfmc_url, STATUS_DE_KEY)
 
 
 def _settled(
-    ledger: Ledger,
+    stack: Stack,
     status_rows: list[dict[str, Any]],
     sub_rows: list[dict[str, Any]],
     executions: int,
     subscriptions: int,
     leaving: list[jbsim.Contact],
-    rokt_url: str,
-    sfmc_url: str,
 ) -> bool:
     """Every execution terminal and confirmed where accepted, every release and webhook done."""
-    if ledger.open_count(DEMO_TENANT) or len(status_rows) < executions:
+    if stack.runtime.ledger.open_count(DEMO_TENANT) or len(status_rows) < executions:
         return False
-    if any(row["Status"] == "accepted" for row in status_rows):
+    if any(row["Status"] == State.ACCEPTED for row in status_rows):
         return False  # Rokt's SubscriptionEventAdded not processed yet
     if len(sub_rows) < subscriptions or sum(1 for r in sub_rows if r.get("RemovedDateTime")) < len(leaving):
         return False
-    if _state(rokt_url)["webhooks_pending"]:
+    if stack.rokt_state()["webhooks_pending"]:
         return False
     # every contact released from its journey's wait at least once (a re-driven execution may
     # be released once with its final status, or twice)
-    return _state(sfmc_url)["released_unique_contacts"] >= len(status_rows)
+    return stack.sfmc_state()["released_unique_contacts"] >= len(status_rows)
 
 
 def subscription_report(rokt_state: dict[str, Any], sub_rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -112,7 +81,7 @@ def build_report(
     rows: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """Every count comes from the simulators' state, not from the pipeline's own bookkeeping."""
-    terminal = {"accepted", "confirmed", "no_subscription", "missing_field", "failed", "removed"}
+    terminal = TERMINAL_STATES
     outcomes = Counter(row.get("Status") for row in rows)
     finished = {row["ContactKey"] for row in rows if row.get("Status") in terminal}
     return {
@@ -163,78 +132,6 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
 
 
-class DemoStack:
-    """The child processes of one demo run, and how to break them (for --chaos)."""
-
-    def __init__(self, run_dir: Path, console: Console) -> None:
-        self.run_dir = run_dir
-        self.console = console
-        self.children: list[processes.Child] = []
-        self.redis_child: processes.Child | None = None
-        self.redis_port = 0
-        self.workers: list[processes.Child] = []
-        self.worker_env: dict[str, str] = {}
-        self.worker_concurrency = 8
-        self._generation = 0
-        self.restarts = 0  # processes restarted after dying under chaos
-
-    def start_redis(self) -> str:
-        redis_url = os.environ.get("REDIS_URL", "")
-        if processes.redis_reachable(redis_url):
-            self.console.print(f"Redis: using REDIS_URL ({redis_url.rsplit('@', 1)[-1]})")
-            return redis_url
-        self.redis_port = processes.free_port()
-        self.redis_child, redis_url = processes.start_redis(self.run_dir, self.redis_port)
-        self.console.print(f"Redis: started the bundled redis-server ({redis_url})")
-        return redis_url
-
-    def start_worker(self) -> None:
-        self._generation += 1
-        worker = processes.start_worker(
-            self.run_dir,
-            self.worker_env,
-            f"demo-worker-{self._generation}",
-            concurrency=self.worker_concurrency,
-        )
-        self.workers.append(worker)
-
-    def kill_and_replace_worker(self) -> None:
-        if self.workers:
-            victim = self.workers.pop(0)
-            victim.kill()  # SIGKILL to the whole process group: main process and pool
-            victim.stop(timeout=5)
-        self.start_worker()
-
-    def restart_redis(self) -> None:
-        if self.redis_child is None:
-            return
-        self.redis_child.stop()  # SIGTERM: Redis fsyncs its AOF and exits
-        self.redis_child, _url = processes.start_redis(self.run_dir, self.redis_port)
-
-    def check_alive(self, supervise: bool = False) -> None:
-        """A dead process is an error, or under chaos, restarted as a supervisor would
-        (compose's `restart: unless-stopped`): a worker can die on a Redis restart."""
-        for child in list(self.workers):
-            if not child.alive():
-                if not supervise:
-                    raise RuntimeError(f"{child.name} died:\n{child.tail()}")
-                self.workers.remove(child)
-                self.restarts += 1
-                self.start_worker()
-        for index, child in enumerate(self.children):
-            if not child.alive():
-                if not supervise or child.name != "beat":
-                    raise RuntimeError(f"{child.name} died:\n{child.tail()}")
-                self.restarts += 1
-                self.children[index] = processes.start_beat(self.run_dir, self.worker_env)
-
-    def stop(self) -> None:
-        for child in reversed([*self.children, *self.workers]):
-            child.stop()
-        if self.redis_child is not None:
-            self.redis_child.stop()
-
-
 def _chaos_env(scenarios: tuple[str, ...], backlog_seconds: float) -> dict[str, str]:
     """Under chaos the reconciler must act within the demo's minutes, not production's;
     `queued` counts as stuck only once the rate-limited backlog could have drained."""
@@ -251,65 +148,42 @@ def _chaos_env(scenarios: tuple[str, ...], backlog_seconds: float) -> dict[str, 
 def run_demo(
     contacts_count: int,
     report_path: Path,
-    rate_limit: float = 50.0,
+    rate_limit: float = DEFAULT_ROKT_RATE,
     workers: int = 8,
     chaos: tuple[str, ...] = (),
 ) -> dict:
     console = Console()
     run_dir = Path(tempfile.mkdtemp(prefix="rokt-sfmc-demo-"))
-    stack = DemoStack(run_dir, console)
-    try:
-        redis_url = stack.start_redis()
-        sandbox, rokt_url, sfmc_url = processes.start_sandbox(run_dir)
-        stack.children.append(sandbox)
-        web_port = processes.free_port()
-
-        tenant_values = sandbox_env(rokt_url, sfmc_url)
-        tenants_file = run_dir / "tenants.toml"
-        tenants_file.write_text(
-            tenants_toml(tenant_values, {DEMO_TENANT: (rate_limit, Tenant.sfmc_rate_limit)})
+    stack = Stack(
+        run_dir,
+        {DEMO_TENANT: {"rokt_rate_limit": rate_limit}},
+        reuse_redis_url=os.environ.get("REDIS_URL"),
+        web="gunicorn",
+        # this process enqueues too (reconcile, replay): the chaos thresholds apply here as well
+        env=_chaos_env(chaos, contacts_count / rate_limit),
+        worker_name="demo-worker",
+        worker_concurrency=workers,
+    )
+    with stack:
+        if stack.redis_bundled:
+            console.print(f"Redis: started the bundled redis-server ({stack.redis_url})")
+        else:
+            console.print(f"Redis: using REDIS_URL ({stack.redis_url.rsplit('@', 1)[-1]})")
+        for key in stack.redis.scan_iter(f"{PREFIX}:{DEMO_TENANT}:*", count=1000):
+            stack.redis.delete(key)
+        stack.faults("rokt", rate_limit=rate_limit)  # the simulator enforces the account's limit
+        stack.start_workers(wait=False)
+        stack.start_beat()
+        console.print(
+            f"Stack up: web {stack.web_url}, worker (c={workers}), beat, sandbox; logs in {run_dir}"
         )
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "TENANTS_FILE": str(tenants_file),
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{web_port}",
-            **_chaos_env(chaos, contacts_count / rate_limit),
-        }
-        requests.post(f"{rokt_url}/__sandbox__/faults", json={"rate_limit": rate_limit}, timeout=5)
-        # this process enqueues too (reconcile, replay): point its settings at the same stack
-        os.environ.update(
-            REDIS_URL=redis_url,
-            TENANTS_FILE=str(tenants_file),
-            **_chaos_env(chaos, contacts_count / rate_limit),
-        )
-        get_settings.cache_clear()
 
-        r = redis_client(redis_url)
-        for key in r.scan_iter(f"{PREFIX}:{DEMO_TENANT}:*", count=1000):
-            r.delete(key)
-        stack.children.append(processes.start_web(run_dir, env, web_port))
-        stack.worker_env, stack.worker_concurrency = env, workers
-        stack.start_worker()
-        stack.children.append(processes.start_beat(run_dir, env))
-        console.print(f"Stack up: web :{web_port}, worker (c={workers}), beat, sandbox; logs in {run_dir}")
-
-        template = create_template(r, DEMO_TENANT, jbsim.DEMO_TEMPLATE)
+        template = create_template(stack.redis, DEMO_TENANT, jbsim.DEMO_TEMPLATE)
         contacts = jbsim.make_contacts(contacts_count)
-        requests.post(
-            f"{rokt_url}/__sandbox__/webhooks",
-            json={
-                "url": f"http://127.0.0.1:{web_port}/t/{DEMO_TENANT}/webhooks/rokt",
-                "secret": tenant_values["ROKT_WEBHOOK_SECRET"],
-                "duplicate_rate": 0.05,
-                "reorder_ms": 200,
-            },
-            timeout=5,
-        ).raise_for_status()
-        existing = [c.key for c in contacts[::2]]  # half the contacts already exist in SFMC
-        requests.post(f"{sfmc_url}/__sandbox__/contacts", json={"contactKeys": existing}, timeout=10)
+        stack.webhooks_to(DEMO_TENANT, duplicate_rate=0.05, reorder_ms=200)
+        stack.seed_sfmc_contacts([c.key for c in contacts[::2]])  # half the contacts exist in SFMC
         console.print("Subscribing contacts through the Rokt simulator (Subscribe webhooks flow)...")
-        jbsim.subscribe_contacts(rokt_url, SANDBOX_ACCOUNT_CODE, contacts)
+        jbsim.subscribe_contacts(stack.rokt_url, stack.tenant(DEMO_TENANT).rokt_account_code, contacts)
         journey = f"demo-journey-{int(time.time())}"
         activity = f"demo-activity-{os.getpid()}-{int(time.time())}"
         payloads = [
@@ -320,11 +194,10 @@ def run_demo(
             c for c in contacts if c.subscription_id and c.subscription_id != jbsim.UNKNOWN_SUBSCRIPTION_ID
         ]
         leaving = subscribed[:: max(1, len(subscribed) // 25)]  # unsubscribe after the journey
-        runtime = Runtime(load_settings(env), r)
         monkey = None
         if chaos:
             hooks = ChaosHooks(
-                rokt_url, sfmc_url, rate_limit, stack.kill_and_replace_worker, stack.restart_redis
+                stack.rokt_url, stack.sfmc_url, rate_limit, stack.kill_and_replace_worker, stack.restart_redis
             )
             monkey = Chaos(chaos, hooks).start()
             console.print(f"Chaos: {', '.join(chaos)}")
@@ -335,8 +208,8 @@ def run_demo(
             finishing = progress.add_task("terminal status rows in SFMC", total=len(payloads))
             syncing = progress.add_task("subscription rows in SFMC", total=len(subscribed))
             drive_result = jbsim.drive(
-                f"http://127.0.0.1:{web_port}/t/{DEMO_TENANT}/activity/execute",
-                tenant_values["JB_JWT_SECRET"],
+                stack.execute_url(DEMO_TENANT),
+                stack.jwt_secret,
                 payloads,
                 retries=6 if chaos else 2,
                 on_done=lambda: progress.advance(sending),
@@ -345,35 +218,31 @@ def run_demo(
             if monkey is not None:
                 time.sleep(10)  # faults go on while the pipeline works through the backlog
                 injected = monkey.stop()
-            watcher = _Watcher(runtime, stack, progress, finishing, syncing, rokt_url, sfmc_url, chaos)
+            watcher = _Watcher(stack, progress, finishing, syncing, chaos)
             deadline = time.monotonic() + max(180, contacts_count / rate_limit * 4) + (240 if chaos else 0)
-            watcher.wait(lambda: runtime.ledger.open_count(DEMO_TENANT) == 0, deadline)
-            dead_letters = len(list_dead_letters(runtime, DEMO_TENANT))
-            replayed = _replay_retryable(runtime) if chaos else 0
+            watcher.wait(lambda: stack.runtime.ledger.open_count(DEMO_TENANT) == 0, deadline)
+            dead_letters = len(list_dead_letters(stack.runtime, DEMO_TENANT))
+            replayed = _replay_retryable(stack.runtime) if chaos else 0
             for contact in leaving:
                 requests.post(
-                    f"{rokt_url}/__sandbox__/unsubscribe", json={"id": contact.subscription_id}, timeout=10
+                    f"{stack.rokt_url}/__sandbox__/unsubscribe",
+                    json={"id": contact.subscription_id},
+                    timeout=10,
                 )
             watcher.wait(
                 lambda: _settled(
-                    runtime.ledger,
-                    watcher.status_rows,
-                    watcher.sub_rows,
-                    drive_result.ok,
-                    len(subscribed),
-                    leaving,
-                    rokt_url,
-                    sfmc_url,
+                    stack, watcher.status_rows, watcher.sub_rows, drive_result.ok, len(subscribed), leaving
                 ),
                 deadline,
             )
         elapsed = time.monotonic() - started
         time.sleep(0.6)  # Rokt lands calendar entries shortly after its 202
-        rokt_state = _state(rokt_url)
+        rokt_state = stack.rokt_state()
         report = build_report(
-            contacts, drive_result, elapsed, rokt_state, _state(sfmc_url), _status_rows(sfmc_url)
+            contacts, drive_result, elapsed, rokt_state, stack.sfmc_state(), stack.rows(DEMO_TENANT)
         )
-        report["subscriptions"] = subscription_report(rokt_state, _rows(sfmc_url, SUBSCRIPTION_DE_KEY))
+        sub_rows = stack.rows(DEMO_TENANT, stack.subscription_de_key(DEMO_TENANT))
+        report["subscriptions"] = subscription_report(rokt_state, sub_rows)
         if chaos:
             report["chaos"] = {"scenarios": list(chaos), **injected, "supervisor_restarts": stack.restarts}
             report["dead_letters"] = dead_letters
@@ -382,8 +251,6 @@ def run_demo(
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"Report written to {report_path}")
         return report
-    finally:
-        stack.stop()
 
 
 class _Watcher:
@@ -391,45 +258,39 @@ class _Watcher:
     reconciliation every few seconds instead of waiting for beat's 30-second tick."""
 
     def __init__(
-        self,
-        runtime: Runtime,
-        stack: DemoStack,
-        progress: Progress,
-        finishing: TaskID,
-        syncing: TaskID,
-        rokt_url: str,
-        sfmc_url: str,
-        chaos: tuple[str, ...],
+        self, stack: Stack, progress: Progress, finishing: TaskID, syncing: TaskID, chaos: tuple[str, ...]
     ) -> None:
-        self.runtime, self.stack, self.progress = runtime, stack, progress
-        self.finishing, self.syncing = finishing, syncing
-        self.rokt_url, self.sfmc_url, self.chaos = rokt_url, sfmc_url, chaos
+        self.stack, self.progress = stack, progress
+        self.finishing, self.syncing, self.chaos = finishing, syncing, chaos
         self.status_rows: list[dict[str, Any]] = []
         self.sub_rows: list[dict[str, Any]] = []
         self._last_reconcile = 0.0
 
     def wait(self, done: Callable[[], bool], deadline: float) -> None:
-        while time.monotonic() < deadline:
-            try:
-                self.status_rows = _status_rows(self.sfmc_url)
-                self.sub_rows = _rows(self.sfmc_url, SUBSCRIPTION_DE_KEY)
-                finished = sum(1 for row in self.status_rows if row["Status"] != "accepted")
-                self.progress.update(self.finishing, completed=finished)
-                self.progress.update(self.syncing, completed=len(self.sub_rows))
-                if self.chaos and time.monotonic() - self._last_reconcile > 5:
-                    reconcile(self.runtime, DEMO_TENANT, dispatch.enqueue_execution, dispatch.enqueue_webhook)
-                    self._last_reconcile = time.monotonic()
-                if done():
-                    return
-            except redis.RedisError:
-                pass  # Redis restarting under chaos: look again shortly
-            self.stack.check_alive(supervise=bool(self.chaos))
-            time.sleep(0.5)
-        raise TimeoutError("the demo did not settle before its deadline")
+        """Until done() or the deadline; under chaos, dead processes are restarted meanwhile."""
+        timeout = max(0.0, deadline - time.monotonic())
+        self.stack.wait(
+            lambda: self._poll(done), timeout, "the demo to settle", interval=0.5, supervise=bool(self.chaos)
+        )
+
+    def _poll(self, done: Callable[[], bool]) -> bool:
+        stack = self.stack
+        try:
+            self.status_rows = stack.rows(DEMO_TENANT)
+            self.sub_rows = stack.rows(DEMO_TENANT, stack.subscription_de_key(DEMO_TENANT))
+            finished = sum(1 for row in self.status_rows if row["Status"] != State.ACCEPTED)
+            self.progress.update(self.finishing, completed=finished)
+            self.progress.update(self.syncing, completed=len(self.sub_rows))
+            if self.chaos and time.monotonic() - self._last_reconcile > 5:
+                reconcile(stack.runtime, DEMO_TENANT, dispatch.redrive_execution, dispatch.redrive_webhook)
+                self._last_reconcile = time.monotonic()
+            return done()
+        except redis.RedisError:
+            return False  # Redis restarting under chaos: look again shortly
 
 
 def _replay_retryable(runtime: Runtime) -> int:
     """After the faults: replay every dead letter that is not permanent."""
-    letters = [d for d in list_dead_letters(runtime, DEMO_TENANT) if d["errorClass"] != PERMANENT]
-    report = replay(runtime, DEMO_TENANT, letters, dispatch.enqueue_execution, dispatch.enqueue_webhook)
+    letters = [d for d in list_dead_letters(runtime, DEMO_TENANT) if d["errorClass"] != ErrorClass.PERMANENT]
+    report = replay(runtime, DEMO_TENANT, letters, dispatch.redrive_execution, dispatch.redrive_webhook)
     return report.replayed

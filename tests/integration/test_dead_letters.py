@@ -15,21 +15,22 @@ from pipeline.reconcile import Thresholds, reconcile
 from pipeline.replay import list_dead_letters, replay_one
 from pipeline.runtime import Runtime
 from pipeline.sandbox import jbsim
+from pipeline.sandbox.stack import Stack
 from pipeline.settings import load_settings
-from tests.integration.conftest import Stack, cli, wait_for
+from tests.integration.helpers import cli
 
 pytestmark = pytest.mark.integration
 
 
 def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stack: Stack):
-    payloads = stack.prepare("dlq", 200, seed=20)
+    payloads = stack.prepare("dlq", jbsim.make_contacts(200, seed=20))
     doomed = [
         p
         for p in payloads
         if any(a.get("subscriptionId") == jbsim.UNKNOWN_SUBSCRIPTION_ID for a in p["inArguments"])
     ]
     assert doomed
-    jbsim.drive(stack.execute_url("dlq"), stack.secret, payloads)
+    jbsim.drive(stack.execute_url("dlq"), stack.jwt_secret, payloads)
     stack.wait_terminal("dlq", 200)
 
     listed = cli(
@@ -62,7 +63,7 @@ def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stac
     def all_accepted() -> bool:
         return Counter(r["Status"] for r in stack.rows("dlq"))["failed"] == 0
 
-    wait_for(all_accepted, 60, "replayed executions to be accepted")
+    stack.wait(all_accepted, 60, "replayed executions to be accepted")
     rokt = stack.rokt_state()
     # (the replayed contacts now share one subscription, so equal titles there are not duplicates)
     assert rokt["repeated_event_posts"] == 0
@@ -73,8 +74,8 @@ def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stac
 
 def test_reconcile_redrives_lost_executions_and_confirms_through_rokt(stack: Stack):
     runtime = Runtime(load_settings(stack.env))
-    payloads = stack.prepare("recon", 30, seed=4)
-    jbsim.drive(stack.execute_url("recon"), stack.secret, payloads[:20])
+    payloads = stack.prepare("recon", jbsim.make_contacts(30, seed=4))
+    jbsim.drive(stack.execute_url("recon"), stack.jwt_secret, payloads[:20])
     stack.wait_terminal("recon", 20)
 
     # an execution whose task was lost (claimed, never enqueued): only the reconciler sees it
@@ -92,7 +93,7 @@ def test_reconcile_redrives_lost_executions_and_confirms_through_rokt(stack: Sta
     assert report.redriven == 1
     accepted = sum(1 for r in stack.rows("recon") if r["Status"] == "accepted")
     assert report.checked == accepted and report.confirmed == accepted  # no webhooks: Rokt's GET told us
-    wait_for(
+    stack.wait(
         lambda: len(stack.rows("recon")) == 21 and runtime.ledger.open_count("recon") == 0,
         30,
         "the re-driven row",

@@ -9,30 +9,15 @@ import pytest
 import requests
 
 from pipeline.sandbox import jbsim
-from tests.integration.conftest import Stack
+from pipeline.sandbox.stack import Stack
+from tests.integration.helpers import expected_outcomes
 
 pytestmark = pytest.mark.integration
 
 
-def expected_outcomes(payloads: list[dict]) -> Counter:
-    """What each contact must end as, derived from its inArguments (not from the pipeline)."""
-    outcomes: Counter = Counter()
-    for payload in payloads:
-        args = {k: v for item in payload["inArguments"] for k, v in item.items()}
-        if not args.get("FirstName", "").strip():
-            outcomes["missing_field"] += 1
-        elif not args.get("subscriptionId"):
-            outcomes["no_subscription"] += 1
-        elif args["subscriptionId"] == jbsim.UNKNOWN_SUBSCRIPTION_ID:
-            outcomes["failed"] += 1
-        else:
-            outcomes["accepted"] += 1
-    return outcomes
-
-
 def test_contacts_flow_to_rokt_and_back_to_sfmc_in_batches(stack: Stack):
-    payloads = stack.prepare("chain", 150)
-    result = jbsim.drive(stack.execute_url("chain"), stack.secret, payloads, concurrency=20)
+    payloads = stack.prepare("chain", jbsim.make_contacts(150))
+    result = jbsim.drive(stack.execute_url("chain"), stack.jwt_secret, payloads, concurrency=20)
     assert result.ok == 150 and result.non_200 == 0
 
     rows = stack.wait_terminal("chain", 150)
@@ -61,9 +46,9 @@ def test_contacts_flow_to_rokt_and_back_to_sfmc_in_batches(stack: Stack):
 
 
 def test_a_jb_retry_is_deduplicated(stack: Stack):
-    payload = stack.prepare("dedupe", 1, seed=11)[0]
+    payload = stack.prepare("dedupe", jbsim.make_contacts(1, seed=11))[0]
     assert any("subscriptionId" in item for item in payload["inArguments"])
-    body = jbsim.sign(payload, stack.secret)
+    body = jbsim.sign(payload, stack.jwt_secret)
     answers: list[dict] = []
 
     def send() -> None:
@@ -85,13 +70,13 @@ def test_a_jb_retry_is_deduplicated(stack: Stack):
     assert [row["Status"] for row in rows] == ["accepted"]
     rokt = stack.rokt_state()
     assert rokt["event_posts"] == 1 and rokt["repeated_event_posts"] == 0
-    assert stack.ledger.counts("dedupe")["received"] == 1
+    assert stack.runtime.ledger.counts("dedupe")["received"] == 1
 
 
 def test_two_workers_never_exceed_the_rokt_limit_in_any_second(stack: Stack):
     stack.faults("rokt", rate_limit=20)  # the simulator enforces the account limit strictly
-    payloads = stack.prepare("limit", 120)
-    result = jbsim.drive(stack.execute_url("limit"), stack.secret, payloads)
+    payloads = stack.prepare("limit", jbsim.make_contacts(120))
+    result = jbsim.drive(stack.execute_url("limit"), stack.jwt_secret, payloads)
     assert result.ok == 120
     stack.wait_terminal("limit", 120)
 
@@ -106,13 +91,13 @@ def test_two_workers_never_exceed_the_rokt_limit_in_any_second(stack: Stack):
 
 
 def test_a_401_from_sfmc_refreshes_the_token_once(stack: Stack):
-    payloads = stack.prepare("auth", 40)
-    jbsim.drive(stack.execute_url("auth"), stack.secret, payloads[:20])
+    payloads = stack.prepare("auth", jbsim.make_contacts(40))
+    jbsim.drive(stack.execute_url("auth"), stack.jwt_secret, payloads[:20])
     stack.wait_terminal("auth", 20)
     assert stack.sfmc_state()["token_requests"] == 1
 
     requests.post(f"{stack.sfmc_url}/__sandbox__/revoke-tokens", timeout=5)
-    jbsim.drive(stack.execute_url("auth"), stack.secret, payloads[20:])
+    jbsim.drive(stack.execute_url("auth"), stack.jwt_secret, payloads[20:])
     rows = stack.wait_terminal("auth", 40)
     assert len(rows) == 40
     sfmc = stack.sfmc_state()
@@ -123,8 +108,8 @@ def test_a_401_from_sfmc_refreshes_the_token_once(stack: Stack):
 def test_rokt_429_and_5xx_and_sfmc_5xx_lose_nothing_and_send_nothing_twice(stack: Stack):
     stack.faults("rokt", error_rate=0.2, rate_limit=8)  # below our limiter's 50/s: real 429s
     stack.faults("sfmc", fail_next=3)  # the first rowset/release calls fail: retried, not lost
-    payloads = stack.prepare("faults", 60, seed=3)
-    result = jbsim.drive(stack.execute_url("faults"), stack.secret, payloads)
+    payloads = stack.prepare("faults", jbsim.make_contacts(60, seed=3))
+    result = jbsim.drive(stack.execute_url("faults"), stack.jwt_secret, payloads)
     assert result.ok == 60
     rows = stack.wait_terminal("faults", 60, timeout=180)
 

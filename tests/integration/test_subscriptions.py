@@ -12,9 +12,10 @@ import pytest
 import requests
 
 from pipeline.sandbox import jbsim
+from pipeline.sandbox.stack import Stack
 from pipeline.store import redis_client
 from pipeline.web.webhook_auth import signature_header
-from tests.integration.conftest import Stack, subscription_de, wait_for
+from tests.integration.helpers import subscription_de
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ def test_500_subscriptions_with_duplicates_and_reordered_unsubscribes(stack: Sta
     stack.webhooks_to("subs", duplicate_rate=0.2, reorder_ms=400)
     rng = random.Random(42)
     existing = [f"EXT{i:04d}" for i in range(0, 400, 2)]  # half the external ids are SFMC contacts
-    requests.post(f"{stack.sfmc_url}/__sandbox__/contacts", json={"contactKeys": existing}, timeout=5)
+    stack.seed_sfmc_contacts(existing)
 
     people = []
     for i in range(500):
@@ -52,9 +53,9 @@ def test_500_subscriptions_with_duplicates_and_reordered_unsubscribes(stack: Sta
         state = stack.rokt_state()
         return state["webhooks_pending"] == 0 and len(stack.rows("subs", subscription_de("subs"))) == 500
 
-    wait_for(settled, 120, "500 subscription rows")
+    stack.wait(settled, 120, "500 subscription rows")
     r = redis_client(stack.redis_url)
-    wait_for(lambda: r.xlen("rsf:subs:outbox:subscription") == 0, 30, "the outbox to drain")
+    stack.wait(lambda: r.xlen("rsf:subs:outbox:subscription") == 0, 30, "the outbox to drain")
     rows = {row["CalendarSubscriptionId"]: row for row in stack.rows("subs", subscription_de("subs"))}
 
     assert set(rows) == set(ids)
@@ -115,7 +116,7 @@ def test_1000_concurrent_deliveries_of_one_event_write_one_row(stack: Stack):
         thread.join()
     assert statuses == {200: 1000}
 
-    wait_for(lambda: len(stack.rows("hooks", subscription_de("hooks"))) == 1, 30, "the row")
+    stack.wait(lambda: len(stack.rows("hooks", subscription_de("hooks"))) == 1, 30, "the row")
     time.sleep(2.5)  # give any (wrong) second write time to arrive
     sfmc = stack.sfmc_state()
     assert sfmc["rows_written"] == 1
@@ -125,8 +126,8 @@ def test_1000_concurrent_deliveries_of_one_event_write_one_row(stack: Stack):
 
 def test_executions_end_confirmed_when_rokt_reports_the_event_added(stack: Stack):
     stack.webhooks_to("confirm", mode="path")
-    payloads = stack.prepare("confirm", 40, seed=9)
-    jbsim.drive(stack.execute_url("confirm"), stack.secret, payloads)
+    payloads = stack.prepare("confirm", jbsim.make_contacts(40, seed=9))
+    jbsim.drive(stack.execute_url("confirm"), stack.jwt_secret, payloads)
     accepted = sum(
         1
         for p in payloads
@@ -139,6 +140,6 @@ def test_executions_end_confirmed_when_rokt_reports_the_event_added(stack: Stack
         rows = stack.rows("confirm")
         return sum(1 for row in rows if row["Status"] == "confirmed") == accepted
 
-    wait_for(confirmed, 60, "confirmed status rows")
+    stack.wait(confirmed, 60, "confirmed status rows")
     statuses = Counter(row["Status"] for row in stack.rows("confirm"))
     assert statuses["accepted"] == 0 and statuses["confirmed"] == accepted

@@ -12,8 +12,8 @@ from collections import Counter
 import pytest
 
 from pipeline.sandbox import jbsim
-from tests.integration.conftest import Stack
-from tests.integration.test_pipeline import expected_outcomes
+from pipeline.sandbox.stack import Stack
+from tests.integration.helpers import expected_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def pool_children(worker_pid: int) -> list[int]:
 
 def test_killed_pool_processes_lose_nothing(stack: Stack):
     stack.faults("rokt", rate_limit=20, latency_ms=20)
-    payloads = stack.prepare("crash", 100, seed=5)
+    payloads = stack.prepare("crash", jbsim.make_contacts(100, seed=5))
     kills: list[int] = []
     done = threading.Event()
 
@@ -44,7 +44,7 @@ def test_killed_pool_processes_lose_nothing(stack: Stack):
     thread = threading.Thread(target=killer)
     thread.start()
     try:
-        result = jbsim.drive(stack.execute_url("crash"), stack.secret, payloads)
+        result = jbsim.drive(stack.execute_url("crash"), stack.jwt_secret, payloads)
         rows = stack.wait_terminal("crash", 100, timeout=120)
     finally:
         done.set()

@@ -1,0 +1,375 @@
+"""The whole stack on loopback, as child processes: a Redis, the simulators, the web app, Celery
+workers and beat, with one TENANTS_FILE. `rokt-sfmc demo`, `make bench` and the integration
+tests all run on it.
+
+Starting it also points this process's settings at it (REDIS_URL, TENANTS_FILE, ...), so the
+caller can claim and enqueue executions, reconcile and replay the way the service does;
+stop() puts the environment back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Literal
+
+import requests
+
+from pipeline import dispatch
+from pipeline.executions import new_execution
+from pipeline.runtime import Runtime
+from pipeline.sandbox import jbsim, processes, sandbox_env
+from pipeline.sandbox.common import ServerThread
+from pipeline.settings import Tenant, load_settings
+from pipeline.store import redis_client
+from pipeline.templates import create_template
+from schemas.jb_execute import ExecuteSchema
+
+_TENANT_FIELDS = {f.name: f for f in fields(Tenant) if f.name != "name"}
+_EXECUTE_SCHEMA = ExecuteSchema()
+
+
+def tenant_default(name: str) -> Any:
+    """The default of a Tenant field (settings.py writes each default once)."""
+    return _TENANT_FIELDS[name].default
+
+
+DEFAULT_ROKT_RATE: float = tenant_default("rokt_rate_limit")
+
+
+def tenants_toml(values: Mapping[str, str], tenants: Mapping[str, Mapping[str, Any]]) -> str:
+    """A TENANTS_FILE. Every tenant gets the sandbox settings `values` (env-var names, as
+    `sandbox_env` gives them), then its own entries (Tenant field names: rate limits, account
+    code, data-extension keys, ...); what neither sets takes the Tenant field default."""
+    lines = []
+    for name, own in tenants.items():
+        unknown = sorted(set(own) - set(_TENANT_FIELDS))
+        if unknown:
+            raise ValueError(f"tenant {name!r}: no Tenant field {', '.join(unknown)}")
+        table = {key.lower(): value for key, value in values.items()} | dict(own)
+        lines.append(f"[tenants.{name}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in sorted(table.items()))
+    return "\n".join(lines) + "\n"
+
+
+def reset_process_caches() -> None:
+    """Settings, Redis clients and the producer app are cached per process; start afresh."""
+    import celeryconfig
+    from pipeline import runtime, settings, store
+
+    settings.get_settings.cache_clear()
+    store.redis_client.cache_clear()
+    dispatch._producer.cache_clear()
+    runtime._runtime = None
+    importlib.reload(celeryconfig)
+
+
+class Stack:
+    """The processes of one run and the helpers every caller needs.
+
+    `tenants`: tenant name -> its own TENANTS_FILE entries (see `tenants_toml`).
+    `reuse_redis_url`: a Redis to use when it answers (the demo honours REDIS_URL); otherwise,
+    and by default, a bundled redis-server of our own on a free port.
+    `web`: "gunicorn" (as deployed), "thread" (in this process, so the app logs here) or None.
+    `env`: more variables for every process of the stack, this one included.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        tenants: Mapping[str, Mapping[str, Any]],
+        *,
+        reuse_redis_url: str | None = None,
+        web: Literal["gunicorn", "thread"] | None = None,
+        env: Mapping[str, str] | None = None,
+        worker_name: str = "worker",
+        worker_concurrency: int = 4,
+    ) -> None:
+        self.run_dir = run_dir
+        self.tenants = tenants
+        self.worker_name = worker_name
+        self.worker_concurrency = worker_concurrency
+        self.workers: list[processes.Child] = []
+        self.restarts = 0  # processes restarted by check_alive(supervise=True)
+        self.redis_bundled = False
+        self.web_url = ""
+        self._reuse_redis_url = reuse_redis_url
+        self._web_mode = web
+        self._extra_env = dict(env or {})
+        self._redis_child: processes.Child | None = None
+        self._redis_port = 0
+        self._sandbox: processes.Child | None = None
+        self._web: processes.Child | None = None
+        self._web_thread: ServerThread | None = None
+        self._beat: processes.Child | None = None
+        self._saved_environ: dict[str, str | None] = {}
+        self._generation = 0
+        self._lock = threading.RLock()  # the chaos thread replaces workers beside the watcher
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> Stack:
+        """Redis, the simulators, the tenants file, this process's settings, the web app;
+        workers and beat are the caller's choice (start_workers, start_beat)."""
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self._reuse_redis_url and processes.redis_reachable(self._reuse_redis_url):
+            self.redis_url = self._reuse_redis_url
+        else:
+            self._redis_port = processes.free_port()
+            self._redis_child, self.redis_url = processes.start_redis(self.run_dir, self._redis_port)
+            self.redis_bundled = True
+        self._sandbox, self.rokt_url, self.sfmc_url = processes.start_sandbox(self.run_dir)
+        self.values = sandbox_env(self.rokt_url, self.sfmc_url)
+        self.tenants_file = self.run_dir / "tenants.toml"
+        self.tenants_file.write_text(tenants_toml(self.values, self.tenants))
+        ours = {"REDIS_URL": self.redis_url, "TENANTS_FILE": str(self.tenants_file)}
+        web_port = processes.free_port() if self._web_mode else 0
+        if web_port:
+            self.web_url = f"http://127.0.0.1:{web_port}"
+            ours["PUBLIC_BASE_URL"] = self.web_url
+        ours.update(self._extra_env)
+        self.env = {**os.environ, **ours}
+        self._saved_environ = {name: os.environ.get(name) for name in ours}
+        os.environ.update(ours)
+        reset_process_caches()
+        self.redis = redis_client(self.redis_url)
+        self.runtime = Runtime(load_settings(self.env), self.redis)
+        if self._web_mode == "gunicorn":
+            self._web = processes.start_web(self.run_dir, self.env, web_port)
+        elif self._web_mode == "thread":
+            from pipeline.web import create_app
+
+            self._web_thread = ServerThread(create_app(), "127.0.0.1", web_port).start()
+
+    def stop(self) -> None:
+        """Every process, the last started first; then this process's environment as it was.
+        Safe to call more than once."""
+        self.stop_workers()
+        for child in (self._beat, self._web, self._sandbox, self._redis_child):
+            if child is not None:
+                child.stop()
+        self._beat = self._web = self._sandbox = self._redis_child = None
+        if self._web_thread is not None:
+            self._web_thread.stop()
+            self._web_thread = None
+        if self._saved_environ:
+            for name, value in self._saved_environ.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self._saved_environ = {}
+            reset_process_caches()
+
+    # -- workers, beat, Redis ------------------------------------------------------------
+    def start_workers(
+        self,
+        count: int = 1,
+        concurrency: int | None = None,
+        *,
+        app: str = "tasks",
+        queues: Sequence[str] = (),
+        wait: bool = True,
+    ) -> list[processes.Child]:
+        """`count` worker instances (as separate containers would be), each -c `concurrency`
+        (default: the stack's); with `wait`, returns once each has logged that it is ready."""
+        started = []
+        with self._lock:
+            for _ in range(count):
+                self._generation += 1
+                name = f"{self.worker_name}-{self._generation}"
+                started.append(
+                    processes.start_worker(
+                        self.run_dir, self.env, name, concurrency or self.worker_concurrency, queues, app
+                    )
+                )
+            self.workers.extend(started)
+        if wait:
+            for worker in started:
+                processes.wait_until(lambda w=worker: " ready." in w.tail(200), 60, worker.name, worker)
+        return started
+
+    def stop_workers(self) -> None:
+        with self._lock:
+            workers, self.workers = self.workers, []
+        for worker in reversed(workers):
+            worker.stop(timeout=10)
+
+    def worker_pids(self) -> list[int]:
+        return [worker.pid for worker in self.workers]
+
+    def kill_and_replace_worker(self) -> None:
+        """SIGKILL a whole worker (main process and pool), the oldest, and start another."""
+        with self._lock:
+            if self.workers:
+                victim = self.workers.pop(0)
+                victim.kill()
+                victim.stop(timeout=5)
+            self.start_workers(wait=False)
+
+    def start_beat(self) -> None:
+        self._beat = processes.start_beat(self.run_dir, self.env)
+
+    def restart_redis(self) -> None:
+        """Stop the bundled Redis (SIGTERM: it fsyncs its AOF) and start it again on its port."""
+        if self._redis_child is None:
+            return
+        self._redis_child.stop()
+        self._redis_child, _url = processes.start_redis(self.run_dir, self._redis_port)
+
+    def check_alive(self, supervise: bool = False) -> None:
+        """A dead worker, beat, web app or sandbox is an error; with `supervise`, a dead worker
+        or beat is restarted as a supervisor would (compose's `restart: unless-stopped`): a
+        worker can die on a Redis restart."""
+        with self._lock:
+            for worker in list(self.workers):
+                if not worker.alive():
+                    if not supervise:
+                        raise RuntimeError(f"{worker.name} died:\n{worker.tail()}")
+                    self.workers.remove(worker)
+                    self.restarts += 1
+                    self.start_workers(wait=False)
+        if self._beat is not None and not self._beat.alive():
+            if not supervise:
+                raise RuntimeError(f"beat died:\n{self._beat.tail()}")
+            self.restarts += 1
+            self.start_beat()
+        for child in (self._web, self._sandbox):
+            if child is not None and not child.alive():
+                raise RuntimeError(f"{child.name} died:\n{child.tail()}")
+
+    def wait(
+        self,
+        check: Callable[[], bool],
+        timeout: float,
+        what: str,
+        *,
+        interval: float = 0.3,
+        supervise: bool = False,
+    ) -> float:
+        """Poll until check() is true, every process still alive (or, with `supervise`,
+        restarted); returns the monotonic time it became true."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if check():
+                return time.monotonic()
+            self.check_alive(supervise)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what}: not done after {timeout:.0f} s")
+            time.sleep(interval)
+
+    # -- the simulators ------------------------------------------------------------------
+    def rokt_state(self) -> dict[str, Any]:
+        return requests.get(f"{self.rokt_url}/__sandbox__/state", timeout=30).json()
+
+    def sfmc_state(self) -> dict[str, Any]:
+        return requests.get(f"{self.sfmc_url}/__sandbox__/state", timeout=30).json()
+
+    def rows(self, tenant: str, de: str | None = None) -> list[dict[str, Any]]:
+        """The rows of a data extension at the SFMC simulator (default: the tenant's status DE)."""
+        response = requests.get(
+            f"{self.sfmc_url}/__sandbox__/rows", params={"de": de or self.status_de_key(tenant)}, timeout=30
+        )
+        return response.json()["rows"]
+
+    def faults(self, simulator: Literal["rokt", "sfmc"], **values: float) -> None:
+        url = self.rokt_url if simulator == "rokt" else self.sfmc_url
+        requests.post(f"{url}/__sandbox__/faults", json=values, timeout=5).raise_for_status()
+
+    def reset_simulators(self) -> None:
+        """Both simulators empty, without faults."""
+        for url in (self.rokt_url, self.sfmc_url):
+            requests.post(f"{url}/__sandbox__/reset", timeout=30).raise_for_status()
+
+    def seed_sfmc_contacts(self, keys: list[str]) -> None:
+        """Contacts that exist in SFMC already (a subscription of theirs is `matched`)."""
+        requests.post(
+            f"{self.sfmc_url}/__sandbox__/contacts", json={"contactKeys": keys}, timeout=30
+        ).raise_for_status()
+
+    def webhooks_to(self, tenant: str, **settings: Any) -> None:
+        """Point the Rokt simulator's webhook delivery at our receiver for this tenant."""
+        body = {"url": f"{self.web_url}/t/{tenant}/webhooks/rokt", "secret": self.webhook_secret, **settings}
+        requests.post(f"{self.rokt_url}/__sandbox__/webhooks", json=body, timeout=5).raise_for_status()
+
+    # -- tenants and executions ----------------------------------------------------------
+    @property
+    def jwt_secret(self) -> str:
+        return self.values["JB_JWT_SECRET"]
+
+    @property
+    def webhook_secret(self) -> str:
+        return self.values["ROKT_WEBHOOK_SECRET"]
+
+    def tenant(self, name: str) -> Tenant:
+        return self.runtime.tenant(name)
+
+    def status_de_key(self, tenant: str) -> str:
+        return self.tenant(tenant).sfmc_status_de_key
+
+    def subscription_de_key(self, tenant: str) -> str:
+        return self.tenant(tenant).sfmc_subscription_de_key
+
+    def execute_url(self, tenant: str) -> str:
+        return f"{self.web_url}/t/{tenant}/activity/execute"
+
+    def prepare(
+        self,
+        tenant: str,
+        contacts: list[jbsim.Contact],
+        journey_id: str | None = None,
+        release_key: str = "",
+    ) -> list[dict[str, Any]]:
+        """The demo template, the contacts' subscriptions seeded at the tenant's Rokt account,
+        and one Journey Builder execute payload per contact (a new activity each call)."""
+        template = create_template(self.redis, tenant, jbsim.DEMO_TEMPLATE)
+        jbsim.seed_subscriptions(self.rokt_url, self.tenant(tenant).rokt_account_code, contacts)
+        journey_id = journey_id or f"journey-{tenant}"
+        activity = f"activity-{tenant}-{time.time_ns()}"
+        return [jbsim.execute_payload(c, template["id"], journey_id, activity, release_key) for c in contacts]
+
+    def enqueue(self, tenant: str, payloads: list[dict[str, Any]]) -> list[str]:
+        """What execute does after the JWT check: validate, claim in the ledger, enqueue;
+        returns the execution ids."""
+        ids = []
+        for payload in payloads:
+            execution, record = new_execution(_EXECUTE_SCHEMA.load(payload))
+            if self.runtime.ledger.claim(tenant, execution, record):
+                dispatch.enqueue_execution(tenant, execution)
+            ids.append(execution)
+        return ids
+
+    def wait_terminal(self, tenant: str, expected_rows: int, timeout: float = 90) -> list[dict[str, Any]]:
+        """Every execution of the tenant terminal and at least `expected_rows` status rows in
+        SFMC; returns the rows."""
+        rows: list[dict[str, Any]] = []
+
+        def done() -> bool:
+            nonlocal rows
+            rows = self.rows(tenant)
+            return len(rows) >= expected_rows and self.runtime.ledger.open_count(tenant) == 0
+
+        try:
+            self.wait(done, timeout, f"{expected_rows} terminal rows of {tenant}")
+        except TimeoutError as exc:
+            logs = "\n".join(worker.tail(60) for worker in self.workers)
+            raise TimeoutError(f"{len(rows)}/{expected_rows} rows after {timeout}s\n{logs}") from exc
+        return rows
