@@ -1,4 +1,5 @@
-"""The Celery app: `celery -A tasks worker -Q render,rokt,sfmc,callbacks`."""
+"""The Celery app. `celery -A tasks worker` without `-Q` consumes every queue of celeryconfig
+(`webhooks` and each tenant's `render.<t>`/`rokt.<t>` included); a `-Q` list must name them all."""
 
 from celery import Celery
 

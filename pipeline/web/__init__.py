@@ -9,8 +9,14 @@ from collections.abc import Callable
 
 from flask import Flask
 
+from pipeline import dispatch
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
+from pipeline.web.activity import activity
+from pipeline.web.errors import register_error_handlers
+from pipeline.web.health import health
+from pipeline.web.logs import install_log_redaction
+from pipeline.web.webhooks import webhooks
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -20,13 +26,6 @@ Enqueue = Callable[[str, str], None]
 def create_app(
     runtime: Runtime | None = None, enqueue: Enqueue | None = None, enqueue_webhook: Enqueue | None = None
 ) -> Flask:
-    from pipeline import dispatch
-    from pipeline.web.activity import activity
-    from pipeline.web.errors import register_error_handlers
-    from pipeline.web.health import health
-    from pipeline.web.logs import install_log_redaction
-    from pipeline.web.webhooks import webhooks
-
     install_log_redaction()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
