@@ -1,7 +1,8 @@
 """The sandbox's commands on `rokt-sfmc`: sandbox, jb-simulate, demo.
 
 `pipeline/cli.py` never imports this package: it finds `register` through the
-`rokt_sfmc.commands` entry-point group (setup.cfg) and lets it add these subcommands.
+`rokt_sfmc.commands` entry-point group (setup.cfg) and lets it add these subcommands. As in
+the product's CLI, each command imports what it needs inside its function (heavy imports).
 """
 
 from __future__ import annotations
@@ -92,21 +93,7 @@ def cmd_jb_simulate(args: argparse.Namespace) -> int:
         retries=args.retries,
         timeout_ms=args.timeout_ms,
     )
-    print(
-        json.dumps(
-            {
-                "sent": result.sent,
-                "ok": result.ok,
-                "non_200": result.non_200,
-                "duplicates_sent": result.duplicates_sent,
-                "retries": result.retries,
-                "statuses": result.statuses,
-                "p50_ms": round(result.percentile(50), 1),
-                "p99_ms": round(result.percentile(99), 1),
-            },
-            indent=2,
-        )
-    )
+    print(json.dumps(result.summary(), indent=2))
     return 0 if result.non_200 == 0 else 1
 
 

@@ -88,14 +88,7 @@ def build_report(
         "contacts": len(contacts),
         "elapsed_s": round(elapsed, 2),
         "contacts_per_hour": round(len(contacts) / elapsed * 3600) if elapsed else 0,
-        "execute": {
-            "sent": drive.sent,
-            "ok": drive.ok,
-            "non_200": drive.non_200,
-            "duplicates_sent": drive.duplicates_sent,
-            "p50_ms": round(drive.percentile(50), 1),
-            "p99_ms": round(drive.percentile(99), 1),
-        },
+        "execute": drive.summary(),
         "outcomes": {name: outcomes.get(name, 0) for name in sorted(terminal)},
         "rokt": {
             "event_posts": rokt_state["event_posts"],

@@ -165,6 +165,19 @@ class DriveResult:
             return self.latencies_ms[0]
         return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
 
+    def summary(self) -> dict[str, Any]:
+        """What `jb-simulate` prints and the demo reports under `execute`."""
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "non_200": self.non_200,
+            "duplicates_sent": self.duplicates_sent,
+            "retries": self.retries,
+            "statuses": self.statuses,
+            "p50_ms": round(self.percentile(50), 1),
+            "p99_ms": round(self.percentile(99), 1),
+        }
+
 
 def drive(
     url: str,

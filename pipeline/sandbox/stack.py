@@ -22,11 +22,12 @@ from typing import Any, Literal
 import requests
 
 from pipeline import dispatch
+from pipeline import runtime as runtime_module
 from pipeline.executions import new_execution
 from pipeline.runtime import Runtime
 from pipeline.sandbox import jbsim, processes, sandbox_env
 from pipeline.sandbox.common import ServerThread
-from pipeline.settings import Tenant, load_settings
+from pipeline.settings import Tenant, get_settings, load_settings
 from pipeline.store import redis_client
 from pipeline.templates import create_template
 from schemas.jb_execute import ExecuteSchema
@@ -60,13 +61,12 @@ def tenants_toml(values: Mapping[str, str], tenants: Mapping[str, Mapping[str, A
 
 def reset_process_caches() -> None:
     """Settings, Redis clients and the producer app are cached per process; start afresh."""
-    import celeryconfig
-    from pipeline import runtime, settings, store
+    import celeryconfig  # reads the settings when first imported: only once the env is ours
 
-    settings.get_settings.cache_clear()
-    store.redis_client.cache_clear()
+    get_settings.cache_clear()
+    redis_client.cache_clear()
     dispatch._producer.cache_clear()
-    runtime._runtime = None
+    runtime_module._runtime = None
     importlib.reload(celeryconfig)
 
 
@@ -155,7 +155,7 @@ class Stack:
         if self._web_mode == "gunicorn":
             self._web = processes.start_web(self.run_dir, self.env, web_port)
         elif self._web_mode == "thread":
-            from pipeline.web import create_app
+            from pipeline.web import create_app  # Flask and the app only where it runs in-process
 
             self._web_thread = ServerThread(create_app(), "127.0.0.1", web_port).start()
 
