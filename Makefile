@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONTACTS ?= 1000
+POSTMONGER_VERSION ?= 0.0.16
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
@@ -43,7 +44,10 @@ bench: dev ## benchmarks beside their baselines (BENCH_QUICK=1: < 5 min); writes
 	$(BIN)/python -m bench $(BENCHMARKS)
 	@if [ -z "$$BENCH_OUT" ]; then $(BIN)/python -m bench.markdown --readme; fi
 
+postmonger: ## refresh the vendored Postmonger from the npm registry (POSTMONGER_VERSION, default 0.0.16)
+	$(PYTHON) scripts/vendor_postmonger.py $(POSTMONGER_VERSION)
+
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
 
-.PHONY: help install dev demo lint test bench clean
+.PHONY: help install dev demo lint test bench postmonger clean

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify, request, send_from_directory
 from marshmallow import ValidationError
 
 from pipeline.executions import new_execution
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 activity = Blueprint("activity", __name__, url_prefix="/t/<tenant>/activity")
 
 EXECUTE_SCHEMA = ExecuteSchema()
+# The files Journey Builder loads into its iframe: the UI, the icons and the vendored Postmonger.
+STATIC_ROOT = Path(__file__).resolve().parent / "static" / "activity"
 
 
 def _runtime() -> Runtime:
@@ -43,7 +46,12 @@ def config_json(tenant: str):
     return jsonify(
         {
             "workflowApiVersion": "1.1",
-            "metaData": {"icon": "images/icon.svg", "category": "message", "isConfigured": False},
+            "metaData": {
+                "icon": "images/icon.svg",
+                "iconSmall": "images/iconSmall.svg",
+                "category": "message",
+                "isConfigured": False,
+            },
             "type": "REST",
             "lang": {
                 "en-US": {
@@ -168,3 +176,10 @@ def execute(tenant: str):
                 log.exception("could not release claim of %s", execution)
             raise ApiError(503, "unavailable", "queue unavailable; retry") from exc
     return jsonify(answer)
+
+
+@activity.get("/<path:filename>")
+def static_file(tenant: str, filename: str):
+    """The UI's files, served from our origin (never a CDN); nothing outside STATIC_ROOT."""
+    _tenant(tenant)
+    return send_from_directory(STATIC_ROOT, filename, max_age=300)
