@@ -34,7 +34,10 @@ demo: install ## run 1000 contacts through the whole stack on sandbox simulators
 lint: dev ## ruff
 	$(BIN)/ruff check .
 
-test: dev lint ## lint, then the whole test suite (starts its own Redis)
+test: dev lint ## lint, then the whole test suite (starts its own Redis; installs Debian's chromium for the browser tests)
+	@test -x /usr/bin/chromium || { echo "installing chromium (Debian package) for the browser tests"; \
+		$(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }; }
 	$(BIN)/python -m pytest
 
 bench: dev ## benchmarks beside their baselines (BENCH_QUICK=1: < 5 min); writes bench/results.json

@@ -48,12 +48,15 @@ def reset(stack: Stack, rokt_rate_limit: float = 0.0) -> None:
 
 
 def journey(stack: Stack, tenant: str, count: int) -> list[dict[str, Any]]:
-    """`count` subscribed contacts seeded at the Rokt simulator; their execute payloads."""
+    """`count` subscribed contacts seeded at the Rokt simulator; their execute payloads, resolved
+    from the activity as the UI saves it (released once, at each contact's outcome)."""
     contacts = [
         jbsim.Contact(f"{tenant}-{i:07d}", "Ava", f"{tenant}{i}@example.com", "Sydney", True)
         for i in range(count)
     ]
-    return stack.prepare(tenant, contacts, f"bench-{uuid.uuid4()}", jbsim.RELEASE_EVENT_KEY)
+    return stack.prepare(
+        tenant, contacts, f"bench-{uuid.uuid4()}", jbsim.RELEASE_EVENT_KEY, release_on="accepted"
+    )
 
 
 def delivered(stack: Stack, tenant: str, rows: int) -> bool:

@@ -109,12 +109,13 @@ def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
 def _signed_bodies(stack: Stack, template_id: str, label: str, count: int) -> Path:
     """`count` JWT-signed execute bodies of distinct executions (one journey per file)."""
     secret = stack.jwt_secret
-    journey, activity = f"intake-{label}-{uuid.uuid4()}", f"intake-activity-{uuid.uuid4()}"
+    journey = f"intake-{label}-{uuid.uuid4()}"
+    activity = stack.saved_activity(TENANT, template_id, jbsim.RELEASE_EVENT_KEY)  # as the UI saves it
     lines = []
     for index in range(count):
         contact = jbsim.Contact(f"I{label}-{index:07d}", "Ava", f"i{index}@example.com", "Sydney", True)
         contact.subscription_id = str(uuid.uuid4())
-        payload = jbsim.execute_payload(contact, template_id, journey, activity, jbsim.RELEASE_EVENT_KEY)
+        payload = jbsim.execute_payload(contact, activity, journey, jbsim.DEMO_EVENT_KEY)
         lines.append(jbsim.sign(payload, secret, lifetime=3600))
     path = stack.run_dir / f"bodies-{label}.txt"
     path.write_text("\n".join(lines) + "\n")

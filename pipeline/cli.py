@@ -1,4 +1,4 @@
-"""`rokt-sfmc`: serve, templates, backfill, dlq, replay, reconcile, report (DESIGN.md §9);
+"""`rokt-sfmc`: serve, templates, api-keys, backfill, dlq, replay, reconcile, report (DESIGN.md §9);
 sandbox, jb-simulate and demo come from pipeline/sandbox/cli.py.
 
 Each command imports what it needs inside its function: Flask, Celery and rich are heavy, and
@@ -40,31 +40,89 @@ def _settings_tenant(name: str):
     return settings, tenant
 
 
+def _read_template_file(path: str) -> dict | None:
+    """The JSON document of `path` (- = stdin); None (after saying why on stderr) when unreadable."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        return json.loads(text)
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror}", file=sys.stderr)
+    except json.JSONDecodeError as exc:
+        print(f"error: template file is not JSON: {exc}", file=sys.stderr)
+    return None
+
+
 def cmd_templates(args: argparse.Namespace) -> int:
+    from pipeline import templates
+    from pipeline.ledger import Ledger
     from pipeline.store import redis_client
-    from pipeline.templates import create_template, list_templates
 
     settings, tenant = _settings_tenant(args.tenant)
     r = redis_client(settings.redis_url)
     if args.action == "list":
-        for template in list_templates(r, tenant.name):
+        for template in templates.list_templates(r, tenant.name):
             print(json.dumps(template, sort_keys=True))
         return 0
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-        document = json.loads(text)
-    except OSError as exc:
-        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    except json.JSONDecodeError as exc:
-        print(f"error: template file is not JSON: {exc}", file=sys.stderr)
-        return 2
-    try:
-        stored = create_template(r, tenant.name, document)
+        if args.action == "show":
+            template = templates.get_template(r, tenant.name, args.id)
+            print(
+                json.dumps(
+                    {**template, "placeholders": templates.placeholders(template)}, indent=2, sort_keys=True
+                )
+            )
+            return 0
+        if args.action == "delete":
+            templates.delete_template(r, tenant.name, args.id, Ledger(r, settings.execution_ttl_days))
+            print(f"deleted {args.id}")
+            return 0
+        document = _read_template_file(args.file)
+        if document is None:
+            return 2
+        if args.action == "update":
+            print(
+                json.dumps(
+                    templates.update_template(r, tenant.name, args.id, document), indent=2, sort_keys=True
+                )
+            )
+            return 0
+        stored = templates.create_template(r, tenant.name, document)
+    except templates.TemplateNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except templates.TemplateInUse as exc:
+        print(f"error: {exc}; delete it once they have finished", file=sys.stderr)
+        return 1
     except ValidationError as exc:
         print(json.dumps({"error": "invalid_template", "fields": exc.messages}), file=sys.stderr)
         return 2
     print(stored["id"])
+    return 0
+
+
+def cmd_api_keys(args: argparse.Namespace) -> int:
+    from pipeline import apikeys
+    from pipeline.store import redis_client
+
+    settings, tenant = _settings_tenant(args.tenant)
+    r = redis_client(settings.redis_url)
+    if args.action == "create":
+        try:
+            key = apikeys.create_key(r, tenant.name, args.label)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(key)  # the only time the key is shown: it is stored hashed
+        print("store this key now: it cannot be shown again", file=sys.stderr)
+        return 0
+    if args.action == "list":
+        for item in apikeys.list_keys(r, tenant.name):
+            print(json.dumps(item, sort_keys=True))
+        return 0
+    if not apikeys.revoke_key(r, tenant.name, args.id):
+        print(f"error: no API key {args.id!r} for tenant {tenant.name!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.id}")
     return 0
 
 
@@ -256,6 +314,35 @@ def build_parser() -> argparse.ArgumentParser:
     listing = actions.add_parser("list", help="the tenant's templates, one JSON object a line")
     listing.add_argument("--tenant", required=True)
     listing.set_defaults(func=cmd_templates)
+    show = actions.add_parser("show", help="one template with its placeholders (JSON)")
+    show.add_argument("--tenant", required=True)
+    show.add_argument("id")
+    show.set_defaults(func=cmd_templates)
+    update = actions.add_parser("update", help="replace a template's content (keeps its id)")
+    update.add_argument("--tenant", required=True)
+    update.add_argument("id")
+    update.add_argument("file", nargs="?", default="-", help="template JSON file (- = stdin)")
+    update.set_defaults(func=cmd_templates)
+    delete = actions.add_parser("delete", help="delete a template no unfinished execution uses")
+    delete.add_argument("--tenant", required=True)
+    delete.add_argument("id")
+    delete.set_defaults(func=cmd_templates)
+
+    keys = sub.add_parser("api-keys", help="per-tenant API keys for /t/<tenant>/api/")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    key_create = key_actions.add_parser("create", help="create a key; prints it once")
+    key_create.add_argument("--tenant", required=True)
+    key_create.add_argument("--label", default="", help="what the key is for")
+    key_create.set_defaults(func=cmd_api_keys)
+    key_list = key_actions.add_parser(
+        "list", help="the tenant's keys, one JSON object a line (never the key)"
+    )
+    key_list.add_argument("--tenant", required=True)
+    key_list.set_defaults(func=cmd_api_keys)
+    key_revoke = key_actions.add_parser("revoke", help="revoke a key by its id")
+    key_revoke.add_argument("--tenant", required=True)
+    key_revoke.add_argument("id")
+    key_revoke.set_defaults(func=cmd_api_keys)
 
     _add_installed_commands(sub)
     return parser

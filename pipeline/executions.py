@@ -4,6 +4,11 @@ Each step reads the ledger first and does nothing twice: a redelivered render or
 task for a finished execution only re-emits its status row (an idempotent upsert). The
 Rokt call carries the deterministic `eventId`, so even a repeat after an unknown outcome is
 the same event to Rokt.
+
+Release: a contact waiting on a "Wait Until API Event" is released exactly once. The release
+is appended to the outbox in the same Redis transaction that sets `releasedAt` on the
+execution hash (WATCHed), so a redelivered task, a confirmation webhook and the reconciler's
+deadline pass racing each other append it once between them.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
+
+import redis
 
 from pipeline import ledger
 from pipeline.clients.errors import ClientError, PermanentError
@@ -23,8 +31,11 @@ from pipeline.ratelimit import RateLimited
 from pipeline.render import TemplateRenderError, render_event
 from pipeline.retry_policy import Decision, decide
 from pipeline.runtime import Runtime
+from pipeline.store import tenant_key
+from pipeline.subscriptions import live_subscriptions
 from pipeline.templates import TemplateNotFound, get_template
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
+from schemas.jb_execute import release_policy
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +99,48 @@ def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) ->
 
 
 def emit_outcome(rt: Runtime, ex: Execution) -> None:
-    """Buffer the status row and, when the journey waits on an API event, the release."""
+    """Buffer the status row (every time: an idempotent upsert) and, when the journey waits on
+    an API event and this outcome is the one to release at, the release (once)."""
     rt.outbox(ex.tenant, OutboxKind.STATUS_ROWS).append(status_row(ex))
-    release_key = str(ex.args.get("releaseEventDefinitionKey") or "").strip()
-    if release_key:
-        rt.outbox(ex.tenant, OutboxKind.RELEASES).append(
+    if not release_key_of(ex) or ex.status == State.QUEUED:
+        return
+    release_on, after_seconds = release_policy(ex.args)
+    if release_on == "confirmed" and ex.status == State.ACCEPTED and after_seconds > 0:
+        # wait for Rokt's confirmation; the reconciler releases the outcome so far at the deadline
+        if "releasedAt" not in ex.fields:
+            rt.redis.zadd(release_due_key(ex.tenant), {ex.execution_id: time.time() + after_seconds}, nx=True)
+        return
+    release_once(rt, ex.tenant, ex.execution_id)
+
+
+def release_key_of(ex: Execution) -> str:
+    return str(ex.args.get("releaseEventDefinitionKey") or "").strip()
+
+
+def release_due_key(tenant: str) -> str:
+    """Executions accepted with releaseOn=confirmed, scored by their release deadline (epoch)."""
+    return tenant_key(tenant, "release-due")
+
+
+def release_once(rt: Runtime, tenant: str, execution_id: str) -> bool:
+    """Release the contact with the execution's current outcome, unless it was released
+    before; True when this call appended the release."""
+    exec_key = tenant_key(tenant, "exec", execution_id)  # the ledger's execution hash
+    box = rt.outbox(tenant, OutboxKind.RELEASES)
+    box.ensure_group()
+
+    def release(pipe: redis.client.Pipeline) -> bool:
+        ex = _execution_from(tenant, execution_id, pipe.hgetall(exec_key))
+        pipe.multi()
+        pipe.zrem(release_due_key(tenant), execution_id)  # released now, before, or never
+        if ex is None or "releasedAt" in ex.fields or ex.status == State.QUEUED or not release_key_of(ex):
+            return False
+        key = release_key_of(ex)
+        pipe.hset(exec_key, mapping={"releasedAt": ledger.now_iso(), "releasedStatus": ex.status})
+        box.append_in(
+            pipe,
             {
-                "eventDefinitionKey": release_key,
+                "eventDefinitionKey": key,
                 "contactKey": ex.contact_key,
                 "data": {
                     "roktStatus": ex.status,
@@ -102,8 +148,28 @@ def emit_outcome(rt: Runtime, ex: Execution) -> None:
                     "executionId": ex.execution_id,
                     "error": ex.fields.get("error", ""),
                 },
-            }
+            },
         )
+        return True
+
+    released = bool(rt.redis.transaction(release, exec_key, value_from_callable=True))
+    if released:
+        log.info("execution %s released", execution_id)
+    return released
+
+
+def _execution_from(tenant: str, execution_id: str, data: dict[str, str]) -> Execution | None:
+    if not data:
+        return None
+    return Execution(
+        tenant=tenant,
+        execution_id=execution_id,
+        status=data.get("status", ""),
+        event_id=data.get("eventId", ""),
+        contact_key=data.get("contactKey", ""),
+        args=json.loads(data.get("args", "{}")),
+        fields=data,
+    )
 
 
 def finish(
@@ -159,12 +225,25 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
         else:  # missing_field: the template's policy said so; nothing to replay
             finish(rt, tenant, execution_id, exc.outcome, exc.reason)
         return False
-    ids = subscription_ids(ex.args)
+    ids, source = subscription_ids(ex.args), "inArguments"
+    if not ids:  # no binding, or the contact has no such attribute: what our webhooks stored
+        ids, source = live_subscriptions(rt.redis, tenant, ex.contact_key), "index"
     if not ids:
-        finish(rt, tenant, execution_id, State.NO_SUBSCRIPTION, "no subscriptionId in inArguments")
+        finish(
+            rt,
+            tenant,
+            execution_id,
+            State.NO_SUBSCRIPTION,
+            "no subscriptionId in inArguments and no live subscription stored for the contact",
+        )
         return False
     rt.ledger.update(
-        tenant, execution_id, event=_json(event), subscriptionIds=_json(ids), renderStartedAt=started_at
+        tenant,
+        execution_id,
+        event=_json(event),
+        subscriptionIds=_json(ids),
+        subscriptionSource=source,
+        renderStartedAt=started_at,
     )
     return True
 

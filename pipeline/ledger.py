@@ -24,19 +24,43 @@ from pipeline.vocabulary import TERMINAL_STATES, State
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
 EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 
-# KEYS: exec hash, open set, counts, eventId index; ARGV: ttl, now, execution id, field/value pairs
+# Per-tenant counters kept by the scripts below, so they stay exact under concurrency:
+# - `template-open` (hash templateId -> executions of it still `queued`), for refusing to delete
+#   a template in use;
+# - per activity (`activity:<activityId>:counts`, hash state -> executions in it, and
+#   `activity:<activityId>:failures`, sorted set failure reason -> failed executions), for the
+#   running journey's live counts.
+# Only executions claimed with the `tracked` field move these counters (so executions claimed
+# before the counters existed never drive them negative). Each write gives the counter keys the
+# ledger's TTL again, so they outlive every execution they count. Activity keys are built inside
+# the scripts from the tenant prefix and the execution's own `activityId`.
+
+# KEYS: exec hash, open set, counts, eventId index, template-open hash;
+# ARGV: ttl, now, execution id, tenant prefix, field/value pairs
 _CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), KEYS[1])
 redis.call('HINCRBY', KEYS[3], 'received', 1)
 redis.call('SET', KEYS[4], ARGV[3], 'EX', tonumber(ARGV[1]))
+local template = redis.call('HGET', KEYS[1], 'templateId')
+if template and template ~= '' then
+  redis.call('HINCRBY', KEYS[5], template, 1)
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[1]))
+end
+local activity = redis.call('HGET', KEYS[1], 'activityId')
+if activity and activity ~= '' then
+  local counts = ARGV[4] .. 'activity:' .. activity .. ':counts'
+  redis.call('HINCRBY', counts, 'queued', 1)
+  redis.call('EXPIRE', counts, tonumber(ARGV[1]))
+end
 return 1
 """
 
-# KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set;
-# ARGV: new status, allowed-from csv, now (iso), now (epoch), field/value pairs
+# KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash;
+# ARGV: new status, allowed-from csv, now (iso), now (epoch), tenant prefix, ttl,
+#       failure reason (used when the new status is failed), field/value pairs
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {0, ''} end
@@ -44,7 +68,7 @@ local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
 if not allowed then return {0, current} end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[3])
-if #ARGV > 4 then redis.call('HSET', KEYS[1], unpack(ARGV, 5)) end
+if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
@@ -52,10 +76,40 @@ redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[4], 400 * 86400)
 if ARGV[1] == 'accepted' then redis.call('ZADD', KEYS[5], tonumber(ARGV[4]), KEYS[1]) end
 if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
+if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
+  local ttl = tonumber(ARGV[6])
+  local template = redis.call('HGET', KEYS[1], 'templateId')
+  if current == 'queued' and template and template ~= '' then
+    if redis.call('HINCRBY', KEYS[6], template, -1) <= 0 then redis.call('HDEL', KEYS[6], template) end
+  elseif ARGV[1] == 'queued' and template and template ~= '' then
+    redis.call('HINCRBY', KEYS[6], template, 1)
+    redis.call('EXPIRE', KEYS[6], ttl)
+  end
+  local activity = redis.call('HGET', KEYS[1], 'activityId')
+  if activity and activity ~= '' then
+    local base = ARGV[5] .. 'activity:' .. activity
+    redis.call('HINCRBY', base .. ':counts', current, -1)
+    redis.call('HINCRBY', base .. ':counts', ARGV[1], 1)
+    redis.call('EXPIRE', base .. ':counts', ttl)
+    if current == 'failed' then
+      local old = redis.call('HGET', KEYS[1], 'failureReason')
+      if old then
+        redis.call('ZINCRBY', base .. ':failures', -1, old)
+        redis.call('ZREMRANGEBYSCORE', base .. ':failures', '-inf', 0)
+        redis.call('HDEL', KEYS[1], 'failureReason')
+      end
+    end
+    if ARGV[1] == 'failed' then
+      redis.call('ZINCRBY', base .. ':failures', 1, ARGV[7])
+      redis.call('EXPIRE', base .. ':failures', ttl)
+      redis.call('HSET', KEYS[1], 'failureReason', ARGV[7])
+    end
+  end
+end
 return {1, current}
 """
 
-# KEYS: exec hash, open set, counts; ARGV: now (epoch), now (iso)
+# KEYS: exec hash, open set, counts, template-open hash; ARGV: now (epoch), now (iso), tenant prefix, ttl
 _REOPEN = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0', 'error', '', 'budgetStart', ARGV[2],
@@ -63,8 +117,54 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0', 'error', '', 'b
 redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), KEYS[1])
 redis.call('HINCRBY', KEYS[3], 'failed', -1)
 redis.call('HINCRBY', KEYS[3], 'replayed', 1)
+if redis.call('HGET', KEYS[1], 'tracked') == '1' then
+  local ttl = tonumber(ARGV[4])
+  local template = redis.call('HGET', KEYS[1], 'templateId')
+  if template and template ~= '' then
+    redis.call('HINCRBY', KEYS[4], template, 1)
+    redis.call('EXPIRE', KEYS[4], ttl)
+  end
+  local activity = redis.call('HGET', KEYS[1], 'activityId')
+  if activity and activity ~= '' then
+    local base = ARGV[3] .. 'activity:' .. activity
+    redis.call('HINCRBY', base .. ':counts', 'failed', -1)
+    redis.call('HINCRBY', base .. ':counts', 'queued', 1)
+    redis.call('EXPIRE', base .. ':counts', ttl)
+    local old = redis.call('HGET', KEYS[1], 'failureReason')
+    if old then
+      redis.call('ZINCRBY', base .. ':failures', -1, old)
+      redis.call('ZREMRANGEBYSCORE', base .. ':failures', '-inf', 0)
+      redis.call('HDEL', KEYS[1], 'failureReason')
+    end
+  end
+end
 return 1
 """
+
+# KEYS: exec hash, open set, counts, template-open hash; ARGV: tenant prefix
+_RELEASE_CLAIM = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+local event = redis.call('HGET', KEYS[1], 'eventId') or ''
+if redis.call('HGET', KEYS[1], 'tracked') == '1' then
+  local template = redis.call('HGET', KEYS[1], 'templateId')
+  if status == 'queued' and template and template ~= '' then
+    if redis.call('HINCRBY', KEYS[4], template, -1) <= 0 then redis.call('HDEL', KEYS[4], template) end
+  end
+  local activity = redis.call('HGET', KEYS[1], 'activityId')
+  if activity and activity ~= '' then
+    redis.call('HINCRBY', ARGV[1] .. 'activity:' .. activity .. ':counts', status, -1)
+  end
+end
+redis.call('DEL', KEYS[1], ARGV[1] .. 'event:' .. event)
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('HINCRBY', KEYS[3], 'received', -1)
+return 1
+"""
+
+# a failed execution's reason as the activity's top failures list it
+FAILURE_REASON_CHARS = 200
+TOP_FAILURES = 5
 
 
 def execution_id(activity_id: str, definition_instance_id: str) -> str:
@@ -112,6 +212,12 @@ class Ledger:
         self._claim = r.register_script(_CLAIM)
         self._transition = r.register_script(_TRANSITION)
         self._reopen = r.register_script(_REOPEN)
+        self._release_claim = r.register_script(_RELEASE_CLAIM)
+
+    @staticmethod
+    def _prefix(tenant: str) -> str:
+        """`rsf:<tenant>:`, from which the scripts build an activity's counter keys."""
+        return tenant_key(tenant, "")
 
     def _key(self, tenant: str, execution: str) -> str:
         return tenant_key(tenant, "exec", execution)
@@ -133,32 +239,53 @@ class Ledger:
     def counts_key(self, tenant: str) -> str:
         return tenant_key(tenant, "counts")
 
+    def template_open_key(self, tenant: str) -> str:
+        """Hash templateId -> executions of that template still queued (kept by the scripts)."""
+        return tenant_key(tenant, "template-open")
+
+    def activity_counts_key(self, tenant: str, activity_id: str) -> str:
+        return tenant_key(tenant, "activity", activity_id, "counts")
+
+    def activity_failures_key(self, tenant: str, activity_id: str) -> str:
+        return tenant_key(tenant, "activity", activity_id, "failures")
+
     def claim(self, tenant: str, execution: str, record: dict[str, Any]) -> bool:
-        """Set-if-absent: True when this call created the execution (and must enqueue it)."""
+        """Set-if-absent: True when this call created the execution (and must enqueue it).
+
+        The execution's `templateId` (from `record["templateId"]` or `record["args"]`) is stored
+        as its own field, so the scripts can keep the per-template open count.
+        """
+        args = record.get("args")
+        template_id = record.get("templateId", args.get("templateId") if isinstance(args, dict) else None)
         values: dict[str, str] = {
             "status": State.QUEUED,
             "createdAt": now_iso(),
             "updatedAt": now_iso(),
+            "tracked": "1",
             **{k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()},
         }
+        if template_id is not None:
+            values["templateId"] = str(template_id)
         flat = [item for pair in values.items() for item in pair]
         keys = [
             self._key(tenant, execution),
             self.open_key(tenant),
             self.counts_key(tenant),
             self._event_index(tenant, str(record.get("eventId", ""))),
+            self.template_open_key(tenant),
         ]
-        return bool(self._claim(keys=keys, args=[self.ttl_seconds, time.time(), execution, *flat]))
+        args = [self.ttl_seconds, time.time(), execution, self._prefix(tenant), *flat]
+        return bool(self._claim(keys=keys, args=args))
 
     def release_claim(self, tenant: str, execution: str) -> None:
         """Undo a claim whose enqueue failed, so the JB retry can claim and enqueue again."""
-        pipe = self.r.pipeline()
-        execution_hash = self._key(tenant, execution)
-        event_id = self.r.hget(execution_hash, "eventId") or ""
-        pipe.delete(execution_hash, self._event_index(tenant, event_id))
-        pipe.zrem(self.open_key(tenant), self._key(tenant, execution))
-        pipe.hincrby(self.counts_key(tenant), "received", -1)
-        pipe.execute()
+        keys = [
+            self._key(tenant, execution),
+            self.open_key(tenant),
+            self.counts_key(tenant),
+            self.template_open_key(tenant),
+        ]
+        self._release_claim(keys=keys, args=[self._prefix(tenant)])
 
     def get(self, tenant: str, execution: str) -> Execution | None:
         data = self.r.hgetall(self._key(tenant, execution))
@@ -185,7 +312,10 @@ class Ledger:
         allowed_from: tuple[State, ...] = (State.QUEUED,),
         **values: str,
     ) -> tuple[bool, str]:
-        """Move to `to_status` only from `allowed_from`; returns (moved, previous status)."""
+        """Move to `to_status` only from `allowed_from`; returns (moved, previous status).
+
+        A move to failed counts its `error` value (cut to 200 characters) among the activity's
+        failure reasons."""
         flat = [item for pair in values.items() for item in pair]
         keys = [
             self._key(tenant, execution),
@@ -193,16 +323,32 @@ class Ledger:
             self.counts_key(tenant),
             daily_counts_key(tenant),
             self.awaiting_key(tenant),
+            self.template_open_key(tenant),
         ]
-        moved, previous = self._transition(
-            keys=keys, args=[to_status, ",".join(allowed_from), now_iso(), time.time(), *flat]
-        )
+        reason = str(values.get("error") or "").strip()[:FAILURE_REASON_CHARS] or "(no reason recorded)"
+        args = [
+            to_status,
+            ",".join(allowed_from),
+            now_iso(),
+            time.time(),
+            self._prefix(tenant),
+            self.ttl_seconds,
+            reason,
+            *flat,
+        ]
+        moved, previous = self._transition(keys=keys, args=args)
         return bool(int(moved)), previous
 
     def reopen(self, tenant: str, execution: str) -> bool:
         """failed -> queued for a replay (fresh attempts and time budget); False otherwise."""
-        keys = [self._key(tenant, execution), self.open_key(tenant), self.counts_key(tenant)]
-        return bool(self._reopen(keys=keys, args=[time.time(), now_iso()]))
+        keys = [
+            self._key(tenant, execution),
+            self.open_key(tenant),
+            self.counts_key(tenant),
+            self.template_open_key(tenant),
+        ]
+        args = [time.time(), now_iso(), self._prefix(tenant), self.ttl_seconds]
+        return bool(self._reopen(keys=keys, args=args))
 
     def awaiting_key(self, tenant: str) -> str:
         """Executions accepted by Rokt and not yet confirmed, scored by acceptance time."""
@@ -226,3 +372,26 @@ class Ledger:
 
     def open_count(self, tenant: str) -> int:
         return int(self.r.zcard(self.open_key(tenant)))
+
+    def open_count_for_template(self, tenant: str, template_id: str) -> int:
+        """Executions of this template not yet terminal (still queued)."""
+        return max(0, int(self.r.hget(self.template_open_key(tenant), template_id) or 0))
+
+    def activity_stats(self, tenant: str, activity_id: str) -> dict[str, Any]:
+        """Live counts of one Journey Builder activity: executions per state and the most
+        frequent reasons of its failed executions (at most five, most frequent first)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hgetall(self.activity_counts_key(tenant, activity_id))
+        pipe.zrevrangebyscore(
+            self.activity_failures_key(tenant, activity_id),
+            "+inf",
+            "(0",
+            start=0,
+            num=TOP_FAILURES,
+            withscores=True,
+        )
+        raw_counts, failures = pipe.execute()
+        return {
+            "counts": {str(state): max(0, int(raw_counts.get(state, 0))) for state in State},
+            "topFailures": [{"reason": reason, "count": int(score)} for reason, score in failures],
+        }

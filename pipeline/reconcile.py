@@ -8,6 +8,9 @@
 - Executions `accepted` without Rokt's confirmation are checked against Rokt
   (`GET /v1/subscription/{id}`, `eventsVisibleToSubscription`): confirmed, or sent again
   with the same `eventId`; after a final deadline they end `failed`.
+- Executions accepted with `releaseOn=confirmed` whose `releaseAfterSeconds` passed without
+  Rokt's confirmation release their contact with the outcome so far (once: a later
+  confirmation does not release again).
 - Retryable dead letters are replayed once, automatically, after a cool-down.
 """
 
@@ -62,6 +65,7 @@ class ReconcileReport:
     confirmed: int = 0
     resent: int = 0
     timed_out: int = 0
+    released_at_deadline: int = 0
     dead_letters_retried: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -97,6 +101,7 @@ def reconcile(
         except (ClientError, RateLimited) as exc:  # Rokt unavailable: look again next run
             log.warning("reconcile: cannot check execution %s now: %s", execution, exc)
             break
+    _release_past_deadline(rt, tenant, now, thresholds, report)
     _retry_dead_letters(rt, tenant, now, thresholds, enqueue_execution, enqueue_webhook, report)
     if any(asdict(report).values()):
         log.info("reconcile %s: %s", tenant, report.as_dict())
@@ -141,6 +146,19 @@ def _check_accepted(
         client.create_subscription_event(event, ids)
         report.resent += 1
     rt.ledger.touch(rt.ledger.awaiting_key(tenant), tenant, execution)
+
+
+def _release_past_deadline(
+    rt: Runtime, tenant: str, now: float, thresholds: Thresholds, report: ReconcileReport
+) -> None:
+    """releaseOn=confirmed and no confirmation by the deadline: release the outcome so far.
+    release_once drops the entry, and releases nothing when the contact was released already."""
+    due = rt.redis.zrangebyscore(
+        executions.release_due_key(tenant), "-inf", now, start=0, num=thresholds.batch
+    )
+    for execution in due:
+        if executions.release_once(rt, tenant, execution):
+            report.released_at_deadline += 1
 
 
 def _retry_dead_letters(

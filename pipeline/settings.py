@@ -11,6 +11,7 @@ and an empty default means "required where used". Per-tenant values come from
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -22,6 +23,38 @@ from marshmallow import ValidationError
 from schemas.tenants import TenantSchema
 
 DEFAULT_TENANT = "default"
+
+# Journey Builder's origin: the stack label varies (s7, s10, ...), hence one wildcard label.
+JB_ORIGIN_PATTERN = "https://jbinteractions.*.marketingcloudapps.com"
+# scheme://host[:port]; `*` may stand in a host label or for the port (one or more [A-Za-z0-9-])
+_ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9*-]+(\.[A-Za-z0-9*-]+)*(:([0-9]+|\*))?$")
+
+
+def parse_origin_patterns(value: str) -> tuple[str, ...]:
+    """`JB_ALLOWED_ORIGINS`: comma-separated origin patterns, e.g. `https://jbinteractions.*.marketingcloudapps.com`
+    or `http://127.0.0.1:*`. A wildcard must leave at least two fixed labels to its right (so it
+    can be written as a CSP `frame-ancestors` source: `https://*.marketingcloudapps.com`)."""
+    patterns = tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
+    if not patterns:
+        raise ValueError("JB_ALLOWED_ORIGINS: no origin pattern")
+    for pattern in patterns:
+        if not _ORIGIN_PATTERN.match(pattern):
+            raise ValueError(f"JB_ALLOWED_ORIGINS: {pattern!r} is not scheme://host[:port]")
+        host = pattern.split("://", 1)[1].split(":", 1)[0]
+        labels = host.split(".")
+        wild = [i for i, label in enumerate(labels) if "*" in label]
+        if wild and len(labels) - wild[-1] - 1 < 2:
+            raise ValueError(f"JB_ALLOWED_ORIGINS: {pattern!r}: too broad a wildcard")
+    return patterns
+
+
+def origin_pattern_regex(pattern: str) -> re.Pattern[str]:
+    """The origins a pattern allows: `*` is one or more of [A-Za-z0-9-] (one label, or a port)."""
+    return re.compile("^" + re.escape(pattern).replace(r"\*", "[A-Za-z0-9-]+") + "$")
+
+
+def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
+    return any(origin_pattern_regex(pattern).match(origin) for pattern in patterns)
 
 
 @dataclass(frozen=True)
@@ -64,6 +97,8 @@ class Settings:
     reconcile_final_after: float = 7200.0
     dlq_retry_after: float = 600.0
     outbox_claim_idle_seconds: float = 180.0
+    # who may frame the activity UI and talk to it through Postmonger (also its frame-ancestors)
+    jb_allowed_origins: tuple[str, ...] = (JB_ORIGIN_PATTERN,)
 
     @property
     def http_timeout(self) -> tuple[float, float]:
@@ -87,6 +122,7 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "reconcile_final_after": float,
     "dlq_retry_after": float,
     "outbox_claim_idle_seconds": float,
+    "jb_allowed_origins": parse_origin_patterns,
 }
 
 # name, meaning; the default column is the field default (see _default_text)
@@ -118,6 +154,11 @@ _MEANINGS: list[tuple[str, str]] = [
     ("RECONCILE_FINAL_AFTER", "seconds an accepted execution may stay unconfirmed before it fails"),
     ("DLQ_RETRY_AFTER", "seconds before a retryable dead letter is replayed once automatically"),
     ("OUTBOX_CLAIM_IDLE_SECONDS", "seconds before a batch held by a lost flush is taken over"),
+    (
+        "JB_ALLOWED_ORIGINS",
+        "comma-separated origins allowed to frame the activity UI and exchange Postmonger messages "
+        "with it (`*`: one DNS label or a port)",
+    ),
 ]
 
 
@@ -131,6 +172,8 @@ def _default_text(env_name: str) -> str | None:
                     return None
                 if isinstance(value, float) and value.is_integer():
                     return str(int(value))
+                if isinstance(value, tuple):
+                    return ",".join(value)
                 return str(value)
     return None  # not a field (TENANTS_FILE)
 

@@ -11,6 +11,11 @@ Unsubscribe that overtook its Subscribe stays unsubscribed, and a late Subscribe
 a preference update. Equal ranks (two detail updates): the later arrival wins.
 The merged row is appended to the outbox in the same Redis transaction that stores the
 merged state, so outbox order is state order and the last row SFMC receives is the newest.
+
+The same transaction keeps an index contact key -> live subscription ids (`contact-subs`), for
+executes that carry no `subscriptionId`: the contact key is the SubscriberExternalId (else the
+captured email, as `contact_key` decides), and a subscription is live until an Unsubscribe (or
+a removal date) is merged into its state, whatever order they arrived in.
 """
 
 from __future__ import annotations
@@ -158,6 +163,44 @@ def _sub_key(tenant: str, subscription_id: str) -> str:
     return tenant_key(tenant, "sub", subscription_id)
 
 
+def _contact_subs_key(tenant: str, key: str) -> str:
+    return tenant_key(tenant, "contact-subs", key)
+
+
+def _indexed_as(state: dict[str, list[Any]]) -> tuple[str, bool]:
+    """(contact key, live) of a merged subscription state. Every event carries the
+    CalendarSubscriptionId, so its rank is the highest rank merged: an Unsubscribe, even
+    one that overtook its Subscribe, leaves it at the Unsubscribe's rank for good."""
+    values = {name: value for name, (value, _rank) in state.items()}
+    key, _email_capture = contact_key(values)
+    rank = state.get("CalendarSubscriptionId", [None, 0])[1]
+    live = rank < RANKS[UNSUBSCRIBE] and not values.get("RemovedDateTime")
+    return key, live
+
+
+def _index_in(
+    pipe: redis.client.Pipeline, tenant: str, before: dict[str, list[Any]], after: dict[str, list[Any]]
+) -> None:
+    """Queue the index changes from one state to the next (inside the caller's transaction)."""
+    subscription_id = after["CalendarSubscriptionId"][0]
+    old_key, _ = _indexed_as(before) if before else ("", False)
+    new_key, live = _indexed_as(after)
+    if old_key and old_key != new_key:
+        pipe.srem(_contact_subs_key(tenant, old_key), subscription_id)
+    if new_key:
+        if live:
+            pipe.sadd(_contact_subs_key(tenant, new_key), subscription_id)
+        else:
+            pipe.srem(_contact_subs_key(tenant, new_key), subscription_id)
+
+
+def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
+    """The contact's live calendar subscription ids, as the webhooks and the backfill left them."""
+    if not key:
+        return []
+    return sorted(r.smembers(_contact_subs_key(tenant, key)))
+
+
 def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[str, Any]) -> str:
     """Find the SFMC contact by key or create it; the outcome is decided once per subscription.
 
@@ -206,11 +249,13 @@ def apply_subscription(
         if pipe.exists(applied_key):
             return False
         raw = pipe.hget(sub_key, "state")
-        state = merge(json.loads(raw) if raw else {}, attrs, rank)
+        before = json.loads(raw) if raw else {}
+        state = merge(before, attrs, rank)
         stored_match = pipe.hget(sub_key, "contactMatch")
         match = contact_match or (stored_match if stored_match in (MATCHED, CREATED) else "")
         pipe.multi()
         pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
+        _index_in(pipe, tenant, before, state)
         pipe.set(applied_key, "1", ex=7 * 86400)
         box.append_in(pipe, row_from_state(state, match))
         if event_type == SUBSCRIBE:
@@ -251,9 +296,11 @@ def merge_backfill(rt: Runtime, tenant: str, attrs: dict[str, Any], contact_matc
 
     def apply(pipe: redis.client.Pipeline) -> dict[str, Any]:
         raw = pipe.hget(sub_key, "state")
-        state = merge(json.loads(raw) if raw else {}, attrs, BACKFILL_RANK)
+        before = json.loads(raw) if raw else {}
+        state = merge(before, attrs, BACKFILL_RANK)
         pipe.multi()
         pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
+        _index_in(pipe, tenant, before, state)
         return row_from_state(state, contact_match)
 
     return rt.redis.transaction(apply, sub_key, value_from_callable=True)

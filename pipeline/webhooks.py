@@ -84,17 +84,18 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind,
         return (OutboxKind.SUBSCRIPTION_ROWS,)
     if kind in (EVENT_ADDED, EVENT_REMOVED, EVENT_DELETED):
         target = State.CONFIRMED if kind == EVENT_ADDED else State.REMOVED
-        return (
-            (OutboxKind.STATUS_ROWS,)
-            if update_execution(rt, tenant, details["subscriptionEvent"]["eventId"], target)
-            else ()
-        )
+        moved = update_execution(rt, tenant, details["subscriptionEvent"]["eventId"], target)
+        # a move may release the contact too (releaseOn=confirmed): flush that soon, not at beat's pass
+        return (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES) if moved else ()
     log.info("webhook %s (%s) needs no action", event_id, kind)
     return ()
 
 
 def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State) -> bool:
-    """accepted -> confirmed, or accepted/confirmed -> removed; False when not ours or done."""
+    """accepted -> confirmed, or accepted/confirmed -> removed; False when not ours or done.
+
+    The status row follows every move; the contact is released here only if it was not
+    released before (releaseOn=confirmed, still waiting): emit_outcome releases once."""
     execution = rt.ledger.execution_for_event(tenant, rokt_event_id)
     if execution is None:
         return False  # an event another system sent to this calendar

@@ -8,6 +8,52 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 _ID = validate.Length(min=1, max=200)
 
+# When the contact waiting on a "Wait Until API Event" is released (contract §1, inArgument 5/6):
+# at its outcome (`accepted`, the default), or at Rokt's confirmation (`confirmed`), the outcome
+# so far being released after `releaseAfterSeconds` without one.
+RELEASE_ON = ("accepted", "confirmed")
+DEFAULT_RELEASE_ON = "accepted"
+DEFAULT_RELEASE_AFTER_SECONDS = 3600
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def release_problems(args: dict[str, Any]) -> dict[str, list[str]]:
+    """`releaseOn` / `releaseAfterSeconds` that cannot be used, by inArgument name (absent or
+    blank is fine: the default)."""
+    problems: dict[str, list[str]] = {}
+    release_on = args.get("releaseOn")
+    if not _blank(release_on) and (not isinstance(release_on, str) or release_on.strip() not in RELEASE_ON):
+        problems["releaseOn"] = [f"must be one of {', '.join(RELEASE_ON)}"]
+    after = args.get("releaseAfterSeconds")
+    if not _blank(after) and _whole_seconds(after) is None:
+        problems["releaseAfterSeconds"] = ["must be a whole number of seconds >= 0"]
+    return problems
+
+
+def _whole_seconds(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        return int(value.strip())
+    return None
+
+
+def release_policy(args: dict[str, Any]) -> tuple[str, int]:
+    """(releaseOn, releaseAfterSeconds) of merged inArguments, defaults filled in; values that
+    execute would have refused (release_problems) count as the defaults."""
+    release_on = args.get("releaseOn")
+    mode = release_on.strip() if isinstance(release_on, str) and release_on.strip() in RELEASE_ON else None
+    after = _whole_seconds(args.get("releaseAfterSeconds"))
+    return (
+        mode or DEFAULT_RELEASE_ON,
+        DEFAULT_RELEASE_AFTER_SECONDS if after is None else after,
+    )
+
 
 class ExecuteSchema(Schema):
     class Meta:
@@ -24,11 +70,14 @@ class ExecuteSchema(Schema):
     mode = fields.Raw(load_default=None)
 
     @validates_schema
-    def _template_named(self, data: dict[str, Any], **_kwargs: object) -> None:
+    def _in_arguments(self, data: dict[str, Any], **_kwargs: object) -> None:
         merged = merge_in_arguments(data.get("inArguments") or [])
+        problems = release_problems(merged)
         template_id = merged.get("templateId")
         if not isinstance(template_id, str) or not template_id.strip():
-            raise ValidationError({"inArguments": {"templateId": ["required: the event template to send"]}})
+            problems = {"templateId": ["required: the event template to send"], **problems}
+        if problems:
+            raise ValidationError({"inArguments": problems})
 
     @post_load
     def _merge(self, data: dict[str, Any], **_kwargs: object) -> dict[str, Any]:

@@ -5,6 +5,9 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from pipeline.render import PLACEHOLDER, resolve_time_zone
 
 POLICIES = ("strict", "blank")
+# what the store adds to a template (and the API to an item): an update may send them back as
+# read, they are ignored (an `id` must then be the template's own)
+READ_ONLY_FIELDS = ("id", "tenant", "createdAt", "updatedAt", "placeholders")
 
 
 class TemplateSchema(Schema):

@@ -15,6 +15,12 @@ ROWSET_MAX_ROWS = 50  # "maximum of 50 columns and 50 records at a time"
 ASYNC_EVENTS_MAX_MEMBERS = 100  # /interaction/v1/async/events
 ASYNC_ROWS_MAX = 32_000  # /data/v1/async rows per request (hard limit)
 BLOCKED_BACKOFF_SECONDS = 60.0  # errorcode 50200 "temporarily blocked" carries no Retry-After
+# tokenContext answers a person waiting in Journey Builder: never wait as long as a task would
+TOKEN_CONTEXT_READ_TIMEOUT = 5.0
+
+
+class TokenRefused(PermanentError):
+    """SFMC answered 401/403 to a token someone else handed us (the UI's fuel2token)."""
 
 
 def _error_body(response: requests.Response) -> dict[str, Any]:
@@ -149,3 +155,33 @@ class SfmcClient(BearerClient):
         response = self._authorized("GET", f"/data/v1/async/{request_id}/results")
         self._check(response, "SFMC async results")
         return response.json().get("items", [])
+
+    def token_context(self, fuel2token: str) -> dict[str, Any]:
+        """GET /platform/v1/tokenContext with someone else's token (Journey Builder's fuel2token).
+
+        The REST base is the `rest_instance_url` of this tenant's OWN token (the shared token
+        machinery; never a host the browser names). The call passes no rate-limit gate: it is one
+        request per UI session, made while a person waits, and a wait for a slot (or the account's
+        429 cool-down) must not hold a web request. A 401 here refuses the caller's token, not ours:
+        our cached token is left alone. Raises TokenRefused on 401/403, RetryableError (Throttled,
+        UnknownOutcome) when SFMC cannot answer now, PermanentError on other 4xx.
+        """
+        base = self._base_url(self.token.get()).rstrip("/")
+        connect, read = self.timeout
+        response = send(
+            self.session,
+            "GET",
+            base + "/platform/v1/tokenContext",
+            headers={"Authorization": f"Bearer {fuel2token}", "Accept": "application/json"},
+            timeout=(connect, min(read, TOKEN_CONTEXT_READ_TIMEOUT)),
+        )
+        if response.status_code in (401, 403):
+            raise TokenRefused(f"SFMC tokenContext: HTTP {response.status_code}", status=response.status_code)
+        self._check(response, "SFMC tokenContext")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise RetryableError("SFMC tokenContext answer is not a JSON object", status=response.status_code)
+        return body

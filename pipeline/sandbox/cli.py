@@ -65,26 +65,48 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_jb_simulate(args: argparse.Namespace) -> int:
+    import requests
+
     from pipeline.sandbox import jbsim
     from pipeline.settings import get_settings
     from pipeline.store import redis_client
-    from pipeline.templates import create_template
+    from pipeline.templates import TemplateNotFound, create_template, get_template
 
     settings = get_settings()
     tenant = settings.tenant(args.tenant)
     if tenant is None:
         raise SystemExit(f"unknown tenant {args.tenant!r} (known: {', '.join(settings.tenants)})")
-    template_id = args.template_id
-    if not template_id:
-        template_id = create_template(redis_client(settings.redis_url), tenant.name, jbsim.DEMO_TEMPLATE)[
-            "id"
-        ]
+    r = redis_client(settings.redis_url)
+    if args.template_id:
+        try:
+            template = get_template(r, tenant.name, args.template_id)
+        except TemplateNotFound as exc:
+            raise SystemExit(f"error: {exc}") from exc
+    else:
+        template = create_template(r, tenant.name, jbsim.DEMO_TEMPLATE)
+    base = (args.url or settings.public_base_url).rstrip("/")
+    # as Journey Builder does: read the service's config.json, then the activity our UI saves
+    # (placeholders auto-matched to the demo entry fields, City to "Home City")
+    config = requests.get(f"{base}/t/{tenant.name}/activity/config.json", timeout=10)
+    config.raise_for_status()
+    try:
+        activity = jbsim.demo_activity(
+            template["id"],
+            jbsim.DEMO_EVENT_KEY,
+            "",
+            config=config.json(),
+            activity_id=args.activity_id or f"activity-{template['id']}",
+            template=template,
+            release_on="accepted",
+        )
+    except ValueError as exc:
+        raise SystemExit(
+            f"error: template {template['id']} cannot be mapped to the demo entry source: {exc}"
+        ) from exc
     contacts = jbsim.make_contacts(args.contacts)
     jbsim.seed_subscriptions(tenant.rokt_api_base_url, tenant.rokt_account_code, contacts)
     journey = f"jb-simulate-{args.tenant}"
-    activity = args.activity_id or f"activity-{template_id}"
-    payloads = [jbsim.execute_payload(c, template_id, journey, activity) for c in contacts]
-    base = (args.url or settings.public_base_url).rstrip("/")
+    payloads = [jbsim.execute_payload(c, activity, journey, jbsim.DEMO_EVENT_KEY) for c in contacts]
     result = jbsim.drive(
         f"{base}/t/{tenant.name}/activity/execute",
         tenant.jb_jwt_secret,

@@ -2,8 +2,10 @@
 
 Starts (as child processes) a bundled Redis when REDIS_URL is unset or unreachable, the
 sandbox simulators, the web app under gunicorn, a Celery worker and beat; creates a tenant
-and a template; seeds subscriptions; drives contacts through execute like Journey Builder;
-waits until every execution is terminal; reports from the simulators' own state.
+and a template; subscribes contacts; saves the activity as our UI does (from the served
+config.json) and drives contacts through execute like Journey Builder, each execute's
+inArguments resolved from that saved activity; waits until every execution is terminal;
+reports from the simulators' own state.
 """
 
 from __future__ import annotations
@@ -37,6 +39,21 @@ from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, State
 DEMO_TENANT = "demo"
 
 
+def configure_activity(stack: Stack, template_id: str, activity_id: str) -> dict[str, Any]:
+    """What a marketer does in Journey Builder: JB reads our config.json, drops the activity on
+    the canvas, and our UI saves it (`jbsim.demo_activity`: FirstName and "Home City" mapped,
+    released once at confirmation). Executes are resolved from this saved activity."""
+    response = requests.get(f"{stack.web_url}/t/{DEMO_TENANT}/activity/config.json", timeout=10)
+    response.raise_for_status()
+    return jbsim.demo_activity(
+        template_id,
+        jbsim.DEMO_EVENT_KEY,
+        jbsim.RELEASE_EVENT_KEY,
+        config=response.json(),
+        activity_id=activity_id,
+    )
+
+
 def _settled(
     stack: Stack,
     status_rows: list[dict[str, Any]],
@@ -54,8 +71,8 @@ def _settled(
         return False
     if stack.rokt_state()["webhooks_pending"]:
         return False
-    # every contact released from its journey's wait at least once (a re-driven execution may
-    # be released once with its final status, or twice)
+    # every contact released from its journey's wait (releaseOn "confirmed": once, at
+    # confirmation or at its final outcome)
     return stack.sfmc_state()["released_unique_contacts"] >= len(status_rows)
 
 
@@ -176,13 +193,15 @@ def run_demo(
         stack.webhooks_to(DEMO_TENANT, duplicate_rate=0.05, reorder_ms=200)
         stack.seed_sfmc_contacts([c.key for c in contacts[::2]])  # half the contacts exist in SFMC
         console.print("Subscribing contacts through the Rokt simulator (Subscribe webhooks flow)...")
-        jbsim.subscribe_contacts(stack.rokt_url, stack.tenant(DEMO_TENANT).rokt_account_code, contacts)
+        account = stack.tenant(DEMO_TENANT).rokt_account_code
+        subscriptions = jbsim.subscribe_contacts(stack.rokt_url, account, contacts, len(contacts) // 4)
         journey = f"demo-journey-{int(time.time())}"
-        activity = f"demo-activity-{os.getpid()}-{int(time.time())}"
-        payloads = [
-            jbsim.execute_payload(c, template["id"], journey, activity, jbsim.RELEASE_EVENT_KEY)
-            for c in contacts
-        ]
+        activity = configure_activity(
+            stack, template["id"], f"demo-activity-{os.getpid()}-{int(time.time())}"
+        )
+        (run_dir / "activity.json").write_text(json.dumps(activity, indent=2, ensure_ascii=False) + "\n")
+        console.print(f"Activity {activity['name']!r} saved as the UI saves it ({run_dir / 'activity.json'})")
+        payloads = [jbsim.execute_payload(c, activity, journey, jbsim.DEMO_EVENT_KEY) for c in contacts]
         subscribed = [
             c for c in contacts if c.subscription_id and c.subscription_id != jbsim.UNKNOWN_SUBSCRIPTION_ID
         ]
@@ -199,7 +218,7 @@ def run_demo(
         with Progress(*columns, console=console) as progress:
             sending = progress.add_task("execute (JB, 50 concurrent)", total=len(payloads))
             finishing = progress.add_task("terminal status rows in SFMC", total=len(payloads))
-            syncing = progress.add_task("subscription rows in SFMC", total=len(subscribed))
+            syncing = progress.add_task("subscription rows in SFMC", total=subscriptions)
             drive_result = jbsim.drive(
                 stack.execute_url(DEMO_TENANT),
                 stack.jwt_secret,
@@ -224,7 +243,7 @@ def run_demo(
                 )
             watcher.wait(
                 lambda: _settled(
-                    stack, watcher.status_rows, watcher.sub_rows, drive_result.ok, len(subscribed), leaving
+                    stack, watcher.status_rows, watcher.sub_rows, drive_result.ok, subscriptions, leaving
                 ),
                 deadline,
             )

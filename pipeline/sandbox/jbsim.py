@@ -3,22 +3,34 @@
 HS256-signed JWT bodies, up to 50 concurrent requests, retries on timeout and 5xx with
 the same activityId + definitionInstanceId (so retries are duplicates by design), and a few
 deliberate duplicate retries of requests that already succeeded.
+
+Payloads come from the activity as our UI saves it (`demo_activity`/`save_activity`, contract
+§1), its `{{...}}` bindings resolved per contact as JB resolves them (`execute_payload`), never
+from hand-built inArguments.
 """
 
 from __future__ import annotations
 
+import copy
 import random
+import re
 import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
 import requests
+
+from pipeline.runtime import Runtime
+from pipeline.settings import Settings, load_settings
+from pipeline.templates import placeholders
+from pipeline.web import create_app
+from schemas.jb_execute import merge_in_arguments
 
 DEMO_TEMPLATE: dict[str, Any] = {
     "name": "Demo: summer sale reminder",
@@ -37,6 +49,23 @@ RELEASE_EVENT_KEY = "APIEvent-rokt-calendar-demo"
 # A subscription id Rokt does not know: Rokt answers 400 and the execution ends `failed`.
 UNKNOWN_SUBSCRIPTION_ID = "00000000-0000-4000-8000-000000000000"
 
+# The journey's entry source: a data extension whose event definition key JB generates
+# (`DEAudience-<guid>`; ours is fixed) and its fields, one with a space in its name.
+DEMO_EVENT_KEY = "DEAudience-rokt-demo"
+DEMO_ENTRY_FIELDS: tuple[tuple[str, str, int], ...] = (
+    ("ContactKey", "Text", 50),
+    ("FirstName", "Text", 100),
+    ("Home City", "Text", 100),
+    ("Email", "EmailAddress", 254),
+)
+SUBSCRIPTION_ATTRIBUTE = 'Contact.Attribute."Calendar Subscription".CalendarSubscriptionId'
+# the UI's default subscription binding (contract §1, item 3)
+DEFAULT_SUBSCRIPTION_BINDING = "{{" + SUBSCRIPTION_ATTRIBUTE + "}}"
+RELEASE_ON = ("accepted", "confirmed")
+_BINDING = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_ONE_BINDING = re.compile(r"\{\{[^{}]+\}\}")
+_PLAIN_FIELD = re.compile(r"[A-Za-z0-9_]+")
+
 
 @dataclass
 class Contact:
@@ -46,6 +75,9 @@ class Contact:
     city: str
     has_subscription: bool
     subscription_id: str = ""
+    # whether SFMC links the subscription's row to this contact (its SubscriberExternalId is
+    # this contact key): False for an email capture, whose row belongs to a contact keyed by
+    # the email, so JB has no Calendar Subscription attribute for this contact
 
 
 def make_contacts(count: int, seed: int = 7) -> list[Contact]:
@@ -70,7 +102,8 @@ def make_contacts(count: int, seed: int = 7) -> list[Contact]:
 
 
 def seed_subscriptions(rokt_base_url: str, account_code: str, contacts: list[Contact]) -> None:
-    """Create the contacts' subscriptions in the Rokt simulator (sandbox-only route)."""
+    """Create the contacts' subscriptions in the Rokt simulator (sandbox-only route): existing
+    subscriptions, as if backfilled into SFMC, so each contact carries its id as an attribute."""
     wanted = [c for c in contacts if c.has_subscription and not c.subscription_id]
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
@@ -87,50 +120,228 @@ def seed_subscriptions(rokt_base_url: str, account_code: str, contacts: list[Con
             contact.subscription_id = sub_id
 
 
-def subscribe_contacts(rokt_base_url: str, account_code: str, contacts: list[Contact]) -> None:
-    """Subscribe the contacts through the Rokt simulator, which fires a Subscribe webhook each
-    (the way a calendar page does); every fourth one is an email capture without external id."""
+def subscribe_contacts(
+    rokt_base_url: str, account_code: str, contacts: list[Contact], email_captures: int = 0
+) -> int:
+    """Subscribe the journey's contacts through the Rokt simulator, which fires a Subscribe
+    webhook each (the way a calendar page does), with the contact key as SubscriberExternalId;
+    plus `email_captures` walk-in subscribers known only by their email (no external id, not in
+    the journey: SFMC gets a new contact keyed by the email). Returns how many subscribed."""
     wanted = [c for c in contacts if c.has_subscription and not c.subscription_id]
 
-    def subscribe(numbered: tuple[int, Contact]) -> None:
-        index, contact = numbered
+    def subscribe(numbered: tuple[int, Contact | str]) -> None:
+        index, who = numbered
+        email = who.email if isinstance(who, Contact) else who
+        city = who.city if isinstance(who, Contact) else ""
         body: dict[str, Any] = {
             "accountCode": account_code,
             "calendarCode": "offers",
-            "emailAddress": contact.email,
+            "emailAddress": email,
             "marketingAllowed": index % 2 == 0,
             "utmSource": "newsletter",
             "utmMedium": "email",
-            "calendarTags": [
-                {"internalId": f"tag-{contact.city or 'none'}", "tagText": contact.city or "Anywhere"}
-            ],
+            "calendarTags": [{"internalId": f"tag-{city or 'none'}", "tagText": city or "Anywhere"}],
         }
-        if index % 4:
-            body["subscriberId"] = contact.key
+        if isinstance(who, Contact):
+            body["subscriberId"] = who.key
         response = requests.post(f"{rokt_base_url.rstrip('/')}/__sandbox__/subscribe", json=body, timeout=30)
         response.raise_for_status()
-        contact.subscription_id = response.json()["subscriptionId"]
+        if isinstance(who, Contact):
+            who.subscription_id = response.json()["subscriptionId"]
 
+    walk_ins: list[Contact | str] = [f"walk-in{i}@example.com" for i in range(email_captures)]
     with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(subscribe, enumerate(wanted)))
+        list(pool.map(subscribe, enumerate([*wanted, *walk_ins])))
+    return len(wanted) + len(walk_ins)
+
+
+# --- the activity as Journey Builder stores it, and as our UI saves it (contract §1) ---------
+
+
+def activity_config(settings: Settings | None = None, tenant: str = "default") -> dict[str, Any]:
+    """config.json as our web app serves it, rendered in-process by the real view (no Redis,
+    no network): for `settings` (default: the built-in defaults) and `tenant`."""
+    app = create_app(Runtime(settings or load_settings({})))
+    response = app.test_client().get(f"/t/{tenant}/activity/config.json")
+    if response.status_code != 200:
+        raise RuntimeError(f"config.json for tenant {tenant!r}: HTTP {response.status_code}")
+    return response.get_json()
+
+
+def journey_activity(config: Mapping[str, Any], activity_id: str = "", key: str = "REST-1") -> dict[str, Any]:
+    """The activity object JB hands the UI in `initActivity` (sfmc-app-surface.md §A.4) when a
+    marketer drops ours on the canvas: config.json's declarations plus JB's own keys."""
+    activity = copy.deepcopy(dict(config))
+    activity.pop("workflowApiVersion", None)  # the package's, not the activity's
+    activity["id"] = activity_id or str(uuid.uuid4())
+    activity["key"] = key
+    activity["name"] = ""
+    activity["editable"] = True
+    activity["outcomes"] = [{"key": f"{key}-next", "next": "WAITUNTILEVENT-1"}]
+    activity["errors"] = None
+    return activity
+
+
+def event_binding(event_definition_key: str, field_name: str) -> str:
+    """`{{Event.<key>.<Field>}}`, the field name quoted when it holds more than letters,
+    digits and `_` (sfmc-app-surface.md §A.5)."""
+    name = field_name if _PLAIN_FIELD.fullmatch(field_name) else f'"{field_name}"'
+    return "{{" + f"Event.{event_definition_key}.{name}" + "}}"
+
+
+def entry_schema(event_definition_key: str = DEMO_EVENT_KEY) -> dict[str, Any]:
+    """The demo entry source as JB answers `requestSchema` (§A.4: `key` is the binding path
+    without braces, names with spaces verbatim; `null` flags mean false)."""
+    return {
+        "schema": [
+            {
+                "key": f"Event.{event_definition_key}.{name}",
+                "name": name,
+                "type": kind,
+                "length": length,
+                "default": None,
+                "isNullable": None if name == "ContactKey" else True,
+                "isPrimaryKey": True if name == "ContactKey" else None,
+            }
+            for name, kind, length in DEMO_ENTRY_FIELDS
+        ]
+    }
+
+
+def activity_name(title: str) -> str:
+    """The event title with its `{{...}}` placeholders removed, trimmed, cut to 100 characters."""
+    return _BINDING.sub("", title or "").strip()[:100]
+
+
+def save_activity(
+    activity: Mapping[str, Any],
+    *,
+    template: Mapping[str, Any],
+    template_id: str,
+    bindings: Mapping[str, str],
+    subscription_binding: str = DEFAULT_SUBSCRIPTION_BINDING,
+    release_key: str = "",
+    release_on: str = "accepted",
+    release_after_seconds: int = 3600,
+) -> dict[str, Any]:
+    """What the UI sends with `updateActivity` (contract §1): `activity` as received, changed
+    only in `name`, `metaData.isConfigured` and `arguments.execute.inArguments`.
+
+    `bindings` maps placeholder -> binding (`{{Event...}}`, `{{Contact.Attribute...}}`) or fixed
+    text; a placeholder absent from it keeps its template default (no inArgument). Raises
+    ValueError for what the UI refuses to save as configured.
+    """
+    found = placeholders(dict(template))  # what the API lists for the UI
+    names = [item["name"] for item in found]
+    unknown = sorted(set(bindings) - set(names))
+    if unknown:
+        raise ValueError(f"not placeholders of the template: {', '.join(unknown)}")
+    unbound = [item["name"] for item in found if item["default"] is None and item["name"] not in bindings]
+    if unbound:
+        raise ValueError(f"placeholders without a binding or a default: {', '.join(unbound)}")
+    for name, value in bindings.items():
+        if "{{" in value and not _ONE_BINDING.fullmatch(value):
+            raise ValueError(f"{name}: a fixed value must not contain '{{{{'")
+    if not template_id:
+        raise ValueError("templateId: choose or create an event")
+    if release_on not in RELEASE_ON:
+        raise ValueError(f"releaseOn: one of {', '.join(RELEASE_ON)}")
+    if isinstance(release_after_seconds, bool) or int(release_after_seconds) < 0:
+        raise ValueError("releaseAfterSeconds: a whole number of seconds >= 0")
+    saved = copy.deepcopy(dict(activity))
+    saved["name"] = activity_name(str(template.get("title") or ""))
+    saved["metaData"] = {**(saved.get("metaData") or {}), "isConfigured": True}
+    in_arguments: list[dict[str, str]] = [
+        {"contactKey": "{{Contact.Key}}"},
+        {"templateId": template_id},
+        {"subscriptionId": subscription_binding},
+        {"releaseEventDefinitionKey": release_key},
+        {"releaseOn": release_on},
+        {"releaseAfterSeconds": str(int(release_after_seconds))},
+    ]
+    in_arguments += [{name: bindings[name]} for name in names if name in bindings]
+    arguments = saved.setdefault("arguments", {})
+    arguments["execute"] = {**(arguments.get("execute") or {}), "inArguments": in_arguments}
+    return saved
+
+
+def demo_bindings(
+    event_definition_key: str = DEMO_EVENT_KEY, template: Mapping[str, Any] = DEMO_TEMPLATE
+) -> dict[str, str]:
+    """The demo marketer's mapping: placeholders auto-matched to same-named entry fields (the
+    demo template's FirstName), City picked as "Home City", the rest (Brand) on their default."""
+    fields = {name: event_binding(event_definition_key, name) for name, _kind, _length in DEMO_ENTRY_FIELDS}
+    names = [item["name"] for item in placeholders(dict(template))]
+    bindings = {name: fields[name] for name in names if name in fields}
+    if "City" in names:
+        bindings["City"] = fields["Home City"]
+    return bindings
+
+
+def demo_activity(
+    template_id: str,
+    event_definition_key: str,
+    release_key: str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    activity_id: str = "demo-activity",
+    template: Mapping[str, Any] = DEMO_TEMPLATE,
+    release_on: str = "confirmed",
+) -> dict[str, Any]:
+    """The demo's activity as the UI saves it: `template` (DEMO_TEMPLATE, stored as
+    `template_id`) mapped with `demo_bindings`, the default subscription binding, released
+    once on confirmation (`release_on`) with the UI's default time limit. `config` is
+    config.json as served (default: rendered in-process for the built-in settings)."""
+    return save_activity(
+        journey_activity(config if config is not None else activity_config(), activity_id),
+        template=template,
+        template_id=template_id,
+        bindings=demo_bindings(event_definition_key, template),
+        release_key=release_key,
+        release_on=release_on,
+        release_after_seconds=3600,
+    )
+
+
+# --- execute time: JB resolves the saved bindings per contact --------------------------------
+
+
+def _resolved(in_arguments: list[dict[str, Any]], fields: Mapping[str, str]) -> list[dict[str, Any]]:
+    def value(item: Any) -> Any:
+        if not isinstance(item, str):
+            return item
+        return _BINDING.sub(lambda m: str(fields.get(m.group(1).strip(), "") or ""), item)
+
+    return [{key: value(item) for key, item in argument.items()} for argument in in_arguments]
+
+
+def resolve_in_arguments(in_arguments: list[dict[str, Any]], fields: Mapping[str, str]) -> dict[str, Any]:
+    """What JB does at execute time: each `{{path}}` replaced by `fields[path]` (paths without
+    braces), "" when the contact has no value there; literals unchanged; merged like execute."""
+    return merge_in_arguments(_resolved(in_arguments, fields))
+
+
+def contact_fields(contact: Contact, event_definition_key: str = DEMO_EVENT_KEY) -> dict[str, str]:
+    """A contact's data under the binding paths the UI writes: its entry-source row and its
+    Calendar Subscription attribute ("" when SFMC links no subscription to this contact key:
+    the worker then looks it up server-side, or the contact ends no_subscription)."""
+    entry = {"ContactKey": contact.key, "FirstName": contact.first_name, "Home City": contact.city}
+    entry["Email"] = contact.email
+    fields = {event_binding(event_definition_key, name)[2:-2]: value for name, value in entry.items()}
+    fields["Contact.Key"] = contact.key
+    fields[SUBSCRIPTION_ATTRIBUTE] = contact.subscription_id
+    return fields
 
 
 def execute_payload(
-    contact: Contact, template_id: str, journey_id: str, activity_id: str, release_key: str = ""
+    contact: Contact, activity: Mapping[str, Any], journey_id: str, event_definition_key: str = DEMO_EVENT_KEY
 ) -> dict[str, Any]:
-    in_arguments: list[dict[str, Any]] = [
-        {"contactKey": contact.key},
-        {"email": contact.email},
-        {"FirstName": contact.first_name},
-        {"City": contact.city},
-        {"templateId": template_id},
-    ]
-    if contact.subscription_id:
-        in_arguments.append({"subscriptionId": contact.subscription_id})
-    if release_key:
-        in_arguments.append({"releaseEventDefinitionKey": release_key})
+    """JB's execute body for `contact` at the saved `activity`: its inArguments resolved for the
+    contact; retries of the same contact and activity share the definitionInstanceId."""
+    activity_id = str(activity["id"])
+    in_arguments = ((activity.get("arguments") or {}).get("execute") or {}).get("inArguments") or []
     return {
-        "inArguments": in_arguments,
+        "inArguments": _resolved(in_arguments, contact_fields(contact, event_definition_key)),
         "outArguments": [{"roktStatus": ""}, {"roktEventId": ""}, {"executionId": ""}],
         "activityObjectID": activity_id,
         "journeyId": journey_id,

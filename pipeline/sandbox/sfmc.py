@@ -3,6 +3,10 @@
 Behaviour as sfmc-custom-activity.md describes it: 429 with errorcode 50100 and
 `Retry-After: 5`; a rowset is rejected from its first bad row on (rows before it are saved);
 an expired or revoked token answers 401.
+
+`GET /platform/v1/tokenContext` answers for tokens issued by `/v2/token` (the account asked for)
+and for "Journey Builder tokens" a test registers with `POST /__sandbox__/jb-tokens`
+`{"token", "mid", "eid"?, "userId"?}` (what the activity UI receives as `fuel2token`).
 """
 
 from __future__ import annotations
@@ -59,10 +63,15 @@ class SfmcSimulator(Simulator):
         app.add_url_rule("/__sandbox__/rows", "rows", self.rows_route)
         app.add_url_rule("/__sandbox__/revoke-tokens", "revoke", self.revoke_tokens, methods=["POST"])
         app.add_url_rule("/__sandbox__/bad-rows", "bad_rows", self.set_bad_rows, methods=["POST"])
+        app.add_url_rule("/platform/v1/tokenContext", "token_context", self.token_context)
+        app.add_url_rule("/__sandbox__/jb-tokens", "jb_tokens", self.register_jb_token, methods=["POST"])
 
     def reset(self) -> None:
         super().reset()
         self.tokens: dict[str, float] = {}
+        self.token_accounts: dict[str, str] = {}  # token -> the account_id it was issued for
+        self.jb_tokens: dict[str, dict[str, str]] = {}  # fuel2token -> {mid, eid, userId}
+        self.token_context_calls = 0
         self.data_extensions: dict[str, dict[str, dict[str, Any]]] = {}
         self.rowset_calls = 0
         self.rowset_sizes: list[int] = []
@@ -87,6 +96,7 @@ class SfmcSimulator(Simulator):
         token = secrets.token_urlsafe(24)
         with self.lock:
             self.tokens[token] = time.monotonic() + lifetime
+            self.token_accounts[token] = str(body.get("account_id") or "")
         base = request.host_url
         return jsonify(
             access_token=token,
@@ -110,6 +120,59 @@ class SfmcSimulator(Simulator):
         if self.inject():
             return _error(500, 0, "injected fault")
         return None
+
+    def token_context(self):
+        """Who a token belongs to, shaped like SFMC's tokenContext (ids as numbers when numeric)."""
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        with self.lock:
+            self.token_context_calls += 1
+            context = self.jb_tokens.get(token)
+            expires = self.tokens.get(token)
+            if context is None and expires is not None and expires > time.monotonic():
+                account = self.token_accounts.get(token, "")
+                context = {"mid": account, "eid": account, "userId": "api-user"}
+            if context is None:
+                self.unauthorized += 1
+                return _error(401, 0, "Not Authorized")
+        if not self.admit("mid"):
+            return _error(429, 50100, "Rate limit exceeded", **{"Retry-After": "5"})
+        if self.inject():
+            return _error(500, 0, "injected fault")
+
+        def number(value: str) -> int | str:
+            return int(value) if value.isdigit() else value
+
+        return jsonify(
+            enterprise={"id": number(context["eid"])},
+            organization={
+                "id": number(context["mid"]),
+                "enterprise_id": number(context["eid"]),
+                "stack_key": "SANDBOX",
+            },
+            user={"id": number(context["userId"]), "culture_code": "en-US"},
+            application={"id": "sandbox-app", "package": "sandbox"},
+        )
+
+    def register_jb_token(self):
+        """A token as Journey Builder hands the activity UI: {"token", "mid", "eid"?, "userId"?}."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="invalid_body", message="JSON object {token, mid, eid, userId}"), 400
+        fields = {}
+        for name in ("token", "mid", "eid", "userId"):
+            value = body.get(name)
+            if value is None and name in ("eid", "userId"):
+                continue  # optional: eid defaults to mid
+            if not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+                fields[name] = ["must be a non-empty string or number"]
+        if fields:
+            return jsonify(error="invalid_body", message="JB token rejected", fields=fields), 400
+        mid = str(body["mid"])
+        context = {"mid": mid, "eid": str(body.get("eid") or mid), "userId": str(body.get("userId") or "7")}
+        with self.lock:
+            self.jb_tokens[str(body["token"])] = context
+        return jsonify(ok=True)
 
     def rowset(self, de_key: str):
         refused = self._guard("mid")
@@ -289,6 +352,7 @@ class SfmcSimulator(Simulator):
         """Invalidate every issued token now (tests the refresh-once-on-401 path)."""
         with self.lock:
             self.tokens.clear()
+            self.token_accounts.clear()
         return jsonify(ok=True)
 
     def set_bad_rows(self):
@@ -310,4 +374,5 @@ class SfmcSimulator(Simulator):
             "contacts": len(self.contacts),
             "contacts_created": self.contacts_created,
             "async_calls": self.async_calls,
+            "token_context_calls": self.token_context_calls,
         }

@@ -337,14 +337,30 @@ class Stack:
         contacts: list[jbsim.Contact],
         journey_id: str | None = None,
         release_key: str = "",
+        release_on: str = "accepted",
     ) -> list[dict[str, Any]]:
         """The demo template, the contacts' subscriptions seeded at the tenant's Rokt account,
-        and one Journey Builder execute payload per contact (a new activity each call)."""
+        the activity saved as the UI saves it (a new activity each call, from this stack's
+        config.json) and one Journey Builder execute payload per contact, resolved from it."""
         template = create_template(self.redis, tenant, jbsim.DEMO_TEMPLATE)
         jbsim.seed_subscriptions(self.rokt_url, self.tenant(tenant).rokt_account_code, contacts)
         journey_id = journey_id or f"journey-{tenant}"
-        activity = f"activity-{tenant}-{time.time_ns()}"
-        return [jbsim.execute_payload(c, template["id"], journey_id, activity, release_key) for c in contacts]
+        activity = self.saved_activity(tenant, template["id"], release_key, release_on)
+        return [jbsim.execute_payload(c, activity, journey_id, jbsim.DEMO_EVENT_KEY) for c in contacts]
+
+    def saved_activity(
+        self, tenant: str, template_id: str, release_key: str = "", release_on: str = "accepted"
+    ) -> dict[str, Any]:
+        """The demo activity (`jbsim.demo_activity`) as the UI saves it for `tenant`, on this
+        stack's own config.json (rendered in-process: the benchmarks run no web app here)."""
+        return jbsim.demo_activity(
+            template_id,
+            jbsim.DEMO_EVENT_KEY,
+            release_key,
+            config=jbsim.activity_config(self.runtime.settings, tenant),
+            activity_id=f"activity-{tenant}-{time.time_ns()}",
+            release_on=release_on,
+        )
 
     def enqueue(self, tenant: str, payloads: list[dict[str, Any]]) -> list[str]:
         """What execute does after the JWT check: validate, claim in the ledger, enqueue;

@@ -13,6 +13,8 @@ from pipeline import dispatch
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
 from pipeline.web.activity import activity
+from pipeline.web.api import api
+from pipeline.web.auth import session_api
 from pipeline.web.errors import register_error_handlers
 from pipeline.web.health import health
 from pipeline.web.logs import install_log_redaction
@@ -35,5 +37,7 @@ def create_app(
     app.register_blueprint(activity)
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
+    app.register_blueprint(session_api)
+    app.register_blueprint(api)
     register_error_handlers(app)  # every error is JSON, never an HTML page
     return app

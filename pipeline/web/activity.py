@@ -1,4 +1,10 @@
-"""Journey Builder custom activity endpoints: config.json, lifecycle calls and execute."""
+"""Journey Builder custom activity endpoints: the UI and its files, config.json, settings.json,
+lifecycle calls and execute.
+
+Every GET answer of this blueprint (the UI, its static files, config.json, settings.json) says
+who may frame it: `Content-Security-Policy: frame-ancestors` built from `JB_ALLOWED_ORIGINS`,
+never `X-Frame-Options` (which cannot name Journey Builder's per-stack origin).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Blueprint, current_app, jsonify, request, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 from marshmallow import ValidationError
 
 from pipeline.executions import new_execution
@@ -17,7 +23,7 @@ from pipeline.settings import Tenant
 from pipeline.templates import TemplateNotFound, get_template
 from pipeline.web.errors import ApiError
 from pipeline.web.jwt_auth import InvalidJwt, verify_execute_jwt
-from schemas.jb_execute import ExecuteSchema, merge_in_arguments
+from schemas.jb_execute import ExecuteSchema, merge_in_arguments, release_problems
 
 log = logging.getLogger(__name__)
 activity = Blueprint("activity", __name__, url_prefix="/t/<tenant>/activity")
@@ -31,11 +37,59 @@ def _runtime() -> Runtime:
     return current_app.extensions["rsf.runtime"]
 
 
+def frame_ancestor_source(pattern: str) -> str:
+    """An origin pattern as a CSP source expression, which allows `*` only as the leftmost
+    label or as the port: `https://jbinteractions.*.marketingcloudapps.com` becomes
+    `https://*.marketingcloudapps.com` (wider, the closest CSP can say; the UI's own origin
+    check in the page is exact), `http://127.0.0.1:*` stays."""
+    scheme, rest = pattern.split("://", 1)
+    host, colon, port = rest.partition(":")
+    labels = host.split(".")
+    wild = [i for i, label in enumerate(labels) if "*" in label]
+    if wild:
+        host = ".".join(["*", *labels[wild[-1] + 1 :]])
+    return f"{scheme}://{host}{colon}{'*' if '*' in port else port}"
+
+
+def frame_ancestors(patterns: tuple[str, ...]) -> str:
+    sources = dict.fromkeys(frame_ancestor_source(pattern) for pattern in patterns)
+    return "frame-ancestors " + " ".join(sources)
+
+
+@activity.after_request
+def _framing(response: Response) -> Response:
+    """The UI and its files may be framed by Journey Builder only (execute/save/validate JSON
+    answers are no page: they carry no policy)."""
+    if request.method in ("GET", "HEAD"):
+        response.headers["Content-Security-Policy"] = frame_ancestors(_runtime().settings.jb_allowed_origins)
+    response.headers.pop("X-Frame-Options", None)
+    return response
+
+
 def _tenant(name: str) -> Tenant:
     tenant = _runtime().settings.tenant(name)
     if tenant is None:
         raise ApiError(404, "not_found", f"unknown tenant {name!r}")
     return tenant
+
+
+# The fixed inArguments the UI saves (contract §1, in this order), as config.json declares them.
+# Placeholder inArguments (one per `{{Placeholder}}` of the chosen template, keyed by its name)
+# are per template, so they cannot be declared here: the schema names only the fixed keys.
+FIXED_IN_ARGUMENTS: tuple[tuple[str, bool], ...] = (
+    ("contactKey", False),
+    ("templateId", False),
+    ("subscriptionId", True),  # "" or absent: the worker looks the contact's live subscriptions up
+    ("releaseEventDefinitionKey", True),  # "" : no "Wait Until API Event" to release
+    ("releaseOn", True),  # accepted | confirmed; absent: accepted
+    ("releaseAfterSeconds", True),  # whole seconds as a string; absent: 3600
+)
+# The configModal's wizard, the UI's three steps (keys the UI answers `gotoStep` with).
+WIZARD_STEPS = (
+    ("event", "Choose or create the event"),
+    ("fields", "Map fields"),
+    ("review", "Review"),
+)
 
 
 @activity.get("/config.json")
@@ -57,10 +111,12 @@ def config_json(tenant: str):
                 "en-US": {
                     "name": "Rokt Calendar Event",
                     "description": "Send a 1:1 Rokt Calendar event to the contact's calendar",
+                    "runningHoverButtonLabel": "Live counts",
                 }
             },
             "arguments": {
                 "execute": {
+                    # what an unconfigured activity holds; the UI's save replaces the list
                     "inArguments": [{"contactKey": "{{Contact.Key}}"}],
                     "outArguments": [{name: ""} for name in out],
                     "url": f"{base}/execute",
@@ -79,19 +135,30 @@ def config_json(tenant: str):
             "configurationArguments": {
                 step: {"url": f"{base}/{step}"} for step in ("save", "validate", "publish", "stop")
             },
-            "userInterfaces": {"configInspector": {"size": "scm-lg", "emptyIframe": True}},
+            # configModal, not configInspector: the UI is a three-step wizard (event, field
+            # mapping, lock-screen review) whose create form and two-phone preview need the
+            # modal's room, and the modal gives JB's own Back/Next footer and step indicator
+            # (clickedNext/clickedBack/gotoStep). The page still draws its own Done button and
+            # saves from it too, so it also works where JB shows it as an inspector.
+            "wizardSteps": [{"key": key, "label": label, "active": True} for key, label in WIZARD_STEPS],
+            "userInterfaces": {
+                "configModal": {"height": 720, "width": 1000, "fullscreen": False},
+                "runningHover": {"url": f"{base}/running.html"},
+                "runningModal": {"url": f"{base}/running.html"},
+            },
             "schema": {
                 "arguments": {
                     "execute": {
                         "inArguments": [
                             {
-                                "templateId": {
+                                name: {
                                     "dataType": "Text",
-                                    "isNullable": False,
+                                    "isNullable": nullable,
                                     "direction": "in",
                                     "access": "visible",
                                 }
                             }
+                            for name, nullable in FIXED_IN_ARGUMENTS
                         ],
                         "outArguments": [
                             {
@@ -104,6 +171,20 @@ def config_json(tenant: str):
             },
         }
     )
+
+
+@activity.get("/settings.json")
+def settings_json(tenant: str):
+    """What the UI needs before Postmonger: its tenant, the API base and the origins allowed to
+    frame it (it refuses to start under any other)."""
+    _tenant(tenant)
+    answer = jsonify(
+        tenant=tenant,
+        apiBase=f"/t/{tenant}/api",
+        allowedOrigins=list(_runtime().settings.jb_allowed_origins),
+    )
+    answer.headers["Cache-Control"] = "no-store"
+    return answer
 
 
 def _lifecycle_body() -> dict[str, Any]:
@@ -122,25 +203,41 @@ def lifecycle(tenant: str):
 
 @activity.post("/validate")
 def validate(tenant: str):
-    """Check what can be checked without a JWT: tenant credentials and a named template."""
+    """Check what can be checked without a JWT: tenant credentials and, when the body carries
+    the activity's inArguments, the saved configuration (template named and existing, release
+    options). Journey Builder's own validate call carries only ids (activityObjectID, ...),
+    never inArguments (sfmc-custom-activity.md §2.2): then only the credentials are checked."""
     config = _tenant(tenant)
-    problems: dict[str, str] = {}
+    problems: dict[str, list[str]] = {}
     for name in ("jb_jwt_secret", "rokt_client_id", "rokt_account_code", "sfmc_client_id"):
         if not getattr(config, name):
-            problems[name] = "not configured for this tenant"
+            problems[name] = ["not configured for this tenant"]
     body = _lifecycle_body()
-    execute = (body.get("arguments") or {}).get("execute") or {}
-    template_id = merge_in_arguments(
-        [a for a in execute.get("inArguments") or [] if isinstance(a, dict)]
-    ).get("templateId")
-    if template_id:
-        try:
-            get_template(_runtime().redis, tenant, str(template_id))
-        except TemplateNotFound as exc:
-            problems["templateId"] = str(exc)
+    arguments = body.get("arguments")
+    execute = arguments.get("execute") if isinstance(arguments, dict) else None
+    in_arguments = execute.get("inArguments") if isinstance(execute, dict) else None
+    if in_arguments is not None:
+        if not isinstance(in_arguments, list):
+            problems["inArguments"] = ["must be a list of objects"]
+        else:
+            problems.update(_configuration_problems(tenant, [a for a in in_arguments if isinstance(a, dict)]))
     if problems:
         raise ApiError(400, "invalid_configuration", "activity cannot run", fields=problems)
     return jsonify(ok=True)
+
+
+def _configuration_problems(tenant: str, in_arguments: list[dict[str, Any]]) -> dict[str, list[str]]:
+    args = merge_in_arguments(in_arguments)
+    problems = release_problems(args)
+    template_id = args.get("templateId")
+    if not isinstance(template_id, str) or not template_id.strip():
+        problems["templateId"] = ["required: the event template to send"]
+    else:
+        try:
+            get_template(_runtime().redis, tenant, template_id.strip())
+        except TemplateNotFound as exc:
+            problems["templateId"] = [str(exc)]
+    return problems
 
 
 @activity.post("/execute")
@@ -178,8 +275,21 @@ def execute(tenant: str):
     return jsonify(answer)
 
 
+@activity.get("/")
+def index(tenant: str):
+    """Journey Builder iframes the endpoint root (and some setups `index.html`)."""
+    return _ui_file(tenant, "index.html")
+
+
 @activity.get("/<path:filename>")
 def static_file(tenant: str, filename: str):
-    """The UI's files, served from our origin (never a CDN); nothing outside STATIC_ROOT."""
+    """The UI's files, served from our origin (never a CDN); nothing outside STATIC_ROOT.
+    config.json and settings.json are their own (static) rules, which win over this one."""
+    return _ui_file(tenant, filename)
+
+
+def _ui_file(tenant: str, filename: str) -> Response:
     _tenant(tenant)
-    return send_from_directory(STATIC_ROOT, filename, max_age=300)
+    # pages revalidate every time (a fix reaches open journeys); scripts, styles, icons: 5 min
+    max_age = 0 if filename.endswith(".html") else 300
+    return send_from_directory(STATIC_ROOT, filename, max_age=max_age)

@@ -40,7 +40,9 @@ def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
     assert rokt["max_posts_in_any_1s_window"] <= 50 and rokt["throttled"] == 0
     sfmc = report["sfmc"]
     assert sfmc["status_rows"] == 300 and sfmc["max_rows_per_rowset"] <= 50
-    assert sfmc["released_contacts"] == 300 + outcomes["confirmed"]  # released, then again when confirmed
+    # releaseOn "confirmed" (the saved activity): each contact released once, at confirmation or
+    # at its final outcome
+    assert sfmc["released_contacts"] == sfmc["released_unique_contacts"] == 300
     assert sfmc["token_requests"] == 1 and rokt["token_requests"] == 1
     subscriptions = report["subscriptions"]
     assert subscriptions["rows"] == subscriptions["matched"] + subscriptions["created"] > 0

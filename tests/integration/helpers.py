@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.sandbox import jbsim, rokt, sandbox_env, sfmc
 from pipeline.sandbox.stack import Stack
+from schemas.jb_execute import merge_in_arguments
 
 TEST_PROCESS_LOG = "test-process.log"  # what this process logs: the web app, the simulators' clients
 WORKER_NAME = "w"  # worker logs are w-1.log, w-2.log, ...
@@ -68,11 +69,16 @@ def cli(stack: Stack, *args: str, stdin: str | None = None) -> subprocess.Comple
     )
 
 
+def args_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """A JB execute payload's inArguments (resolved for its contact) merged as execute merges them."""
+    return merge_in_arguments(payload["inArguments"])
+
+
 def expected_outcomes(payloads: list[dict]) -> Counter:
     """What each contact must end as, derived from its inArguments (not from the pipeline)."""
     outcomes: Counter = Counter()
     for payload in payloads:
-        args = {k: v for item in payload["inArguments"] for k, v in item.items()}
+        args = args_of(payload)
         if not args.get("FirstName", "").strip():
             outcomes["missing_field"] += 1
         elif not args.get("subscriptionId"):

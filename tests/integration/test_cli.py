@@ -1,4 +1,4 @@
-"""The command line against the session's real Redis: templates and the sandbox env file."""
+"""The command line against the session's real Redis: templates, API keys and the sandbox env file."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import time
 import pytest
 import requests
 
+from pipeline import apikeys
 from pipeline.sandbox.processes import Child, free_port
 from pipeline.sandbox.stack import Stack
+from pipeline.vocabulary import State
 from tests.integration.helpers import cli
 
 pytestmark = pytest.mark.integration
@@ -49,6 +51,66 @@ def test_invalid_template_names_the_field_and_exits_2(stack: Stack):
     assert cli(stack, "templates", "create", "--tenant", "chain", "-", stdin="not json").returncode == 2
     unknown = cli(stack, "templates", "list", "--tenant", "nobody")
     assert unknown.returncode != 0 and "unknown tenant" in unknown.stderr
+
+
+def test_templates_show_update_and_delete(stack: Stack, tmp_path):
+    path = tmp_path / "template.json"
+    document = {"title": "Hi {{FirstName}}", "start": "2026-12-01T09:00:00", "timezone": "Europe/Paris"}
+    path.write_text(json.dumps(document))
+    template_id = cli(stack, "templates", "create", "--tenant", "chain", str(path)).stdout.strip()
+
+    shown = cli(stack, "templates", "show", "--tenant", "chain", template_id)
+    assert shown.returncode == 0, shown.stderr
+    original = json.loads(shown.stdout)
+    assert original["id"] == template_id
+    assert original["placeholders"] == [{"name": "FirstName", "default": None}]
+    assert cli(stack, "templates", "show", "--tenant", "dedupe", template_id).returncode == 1
+
+    change = {**document, "title": "Bye {{Who}}"}
+    updated = cli(
+        stack, "templates", "update", "--tenant", "chain", template_id, "-", stdin=json.dumps(change)
+    )
+    assert updated.returncode == 0, updated.stderr
+    stored = json.loads(cli(stack, "templates", "show", "--tenant", "chain", template_id).stdout)
+    assert stored["title"] == "Bye {{Who}}" and stored["createdAt"] == original["createdAt"]
+    assert stored["updatedAt"] > original["updatedAt"]
+    bad = cli(stack, "templates", "update", "--tenant", "chain", template_id, "-", stdin='{"title": "x"}')
+    assert bad.returncode == 2 and "start" in json.loads(bad.stderr)["fields"]
+
+    # an execution of it still queued: delete refuses
+    record = {"activityId": "cli-act", "eventId": "cli-ev", "args": {"templateId": template_id}}
+    assert stack.runtime.ledger.claim("chain", "cli-exec", record)
+    try:
+        refused = cli(stack, "templates", "delete", "--tenant", "chain", template_id)
+        assert refused.returncode == 1 and "1 execution" in refused.stderr
+    finally:  # never leave the tenant an open execution
+        stack.runtime.ledger.transition("chain", "cli-exec", State.FAILED, error="test")
+    deleted = cli(stack, "templates", "delete", "--tenant", "chain", template_id)
+    assert deleted.returncode == 0, deleted.stderr
+    assert cli(stack, "templates", "show", "--tenant", "chain", template_id).returncode == 1
+    assert cli(stack, "templates", "delete", "--tenant", "chain", template_id).returncode == 1
+
+
+def test_api_keys_create_list_and_revoke(stack: Stack):
+    created = cli(stack, "api-keys", "create", "--tenant", "chain", "--label", "ops script")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("rsk_") and apikeys.verify_key(stack.redis, "chain", key)
+    assert not apikeys.verify_key(stack.redis, "dedupe", key)
+
+    listed = cli(stack, "api-keys", "list", "--tenant", "chain")
+    assert key not in listed.stdout and key[4:] not in listed.stdout
+    items = [json.loads(line) for line in listed.stdout.splitlines()]
+    mine = next(item for item in items if item["label"] == "ops script")
+    assert set(mine) == {"id", "label", "createdAt", "lastUsedAt"} and key[4:].startswith(mine["id"])
+
+    assert cli(stack, "api-keys", "revoke", "--tenant", "dedupe", mine["id"]).returncode == 1
+    assert apikeys.verify_key(stack.redis, "chain", key)
+    revoked = cli(stack, "api-keys", "revoke", "--tenant", "chain", mine["id"])
+    assert revoked.returncode == 0, revoked.stderr
+    assert not apikeys.verify_key(stack.redis, "chain", key)
+    assert mine["id"] not in cli(stack, "api-keys", "list", "--tenant", "chain").stdout
+    assert cli(stack, "api-keys", "revoke", "--tenant", "chain", mine["id"]).returncode == 1
 
 
 def test_sandbox_command_serves_and_writes_its_env_file(stack: Stack, tmp_path):

@@ -17,18 +17,14 @@ from pipeline.runtime import Runtime
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import load_settings
-from tests.integration.helpers import cli
+from tests.integration.helpers import args_of, cli
 
 pytestmark = pytest.mark.integration
 
 
 def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stack: Stack):
     payloads = stack.prepare("dlq", jbsim.make_contacts(200, seed=20))
-    doomed = [
-        p
-        for p in payloads
-        if any(a.get("subscriptionId") == jbsim.UNKNOWN_SUBSCRIPTION_ID for a in p["inArguments"])
-    ]
+    doomed = [p for p in payloads if args_of(p)["subscriptionId"] == jbsim.UNKNOWN_SUBSCRIPTION_ID]
     assert doomed
     jbsim.drive(stack.execute_url("dlq"), stack.jwt_secret, payloads)
     stack.wait_terminal("dlq", 200)
@@ -81,7 +77,7 @@ def test_reconcile_redrives_lost_executions_and_confirms_through_rokt(stack: Sta
     # an execution whose task was lost (claimed, never enqueued): only the reconciler sees it
     lost = payloads[20]
     execution = "lost-" + lost["keyValue"]
-    args = {k: v for item in lost["inArguments"] for k, v in item.items()}
+    args = args_of(lost)
     runtime.ledger.claim(
         "recon", execution, {"contactKey": lost["keyValue"], "eventId": event_id_for(execution), "args": args}
     )

@@ -10,7 +10,7 @@ import requests
 
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
-from tests.integration.helpers import expected_outcomes
+from tests.integration.helpers import args_of, expected_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_contacts_flow_to_rokt_and_back_to_sfmc_in_batches(stack: Stack):
 
 def test_a_jb_retry_is_deduplicated(stack: Stack):
     payload = stack.prepare("dedupe", jbsim.make_contacts(1, seed=11))[0]
-    assert any("subscriptionId" in item for item in payload["inArguments"])
+    assert args_of(payload)["subscriptionId"]  # the contact's attribute, resolved as JB does
     body = jbsim.sign(payload, stack.jwt_secret)
     answers: list[dict] = []
 

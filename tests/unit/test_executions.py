@@ -1,6 +1,8 @@
 """The per-execution steps against fakeredis and a mocked Rokt: every outcome, once."""
 
 import json
+import threading
+import time
 
 import pytest
 import responses
@@ -8,8 +10,10 @@ import responses
 from pipeline import executions
 from pipeline.clients.errors import RetryableError
 from pipeline.ledger import event_id_for
+from pipeline.subscriptions import apply_subscription
 from pipeline.templates import create_template
-from pipeline.vocabulary import OutboxKind
+from pipeline.vocabulary import OutboxKind, State
+from pipeline.webhooks import update_execution
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
@@ -51,6 +55,49 @@ def test_missing_field_ends_the_execution_without_a_call(runtime, template_id):
 def test_no_subscription(runtime, template_id):
     claim(runtime, "e1", templateId=template_id, FirstName="A")
     executions.render_step(runtime, "default", "e1")
+    ex = runtime.ledger.get("default", "e1")
+    assert ex.status == "no_subscription" and "no live subscription" in ex.fields["error"]
+
+
+def subscribe(runtime, subscription_id, contact="C1", webhook=None, event_type="Subscribe"):
+    attrs = {"CalendarSubscriptionId": subscription_id, "SubscriberExternalId": contact}
+    apply_subscription(
+        runtime, "default", webhook or f"w-{subscription_id}-{event_type}", event_type, attrs, ""
+    )
+
+
+@pytest.mark.parametrize("binding", [None, "", "  "], ids=["absent", "empty", "blank"])
+def test_without_a_subscription_id_the_contacts_live_subscriptions_are_used(runtime, template_id, binding):
+    subscribe(runtime, "s-live-2")
+    subscribe(runtime, "s-live-1")
+    subscribe(runtime, "s-gone")
+    subscribe(runtime, "s-gone", event_type="Unsubscribe")
+    subscribe(runtime, "s-other", contact="C2")
+    args = {"templateId": template_id, "FirstName": "A"}
+    if binding is not None:
+        args["subscriptionId"] = binding
+    claim(runtime, "e1", **args)
+    assert executions.render_step(runtime, "default", "e1") is True
+    fields = runtime.ledger.get("default", "e1").fields
+    assert json.loads(fields["subscriptionIds"]) == ["s-live-1", "s-live-2"]
+    assert fields["subscriptionSource"] == "index"
+
+
+def test_a_bound_subscription_id_wins_over_the_index(runtime, template_id):
+    subscribe(runtime, "s-indexed")
+    claim(runtime, "e1", templateId=template_id, FirstName="A", subscriptionId="s-bound")
+    assert executions.render_step(runtime, "default", "e1") is True
+    fields = runtime.ledger.get("default", "e1").fields
+    assert (
+        json.loads(fields["subscriptionIds"]) == ["s-bound"] and fields["subscriptionSource"] == "inArguments"
+    )
+
+
+def test_a_contact_whose_only_subscription_ended_has_none(runtime, template_id):
+    subscribe(runtime, "s1", event_type="Unsubscribe")  # overtook its Subscribe
+    subscribe(runtime, "s1")
+    claim(runtime, "e1", templateId=template_id, FirstName="A", subscriptionId="")
+    assert executions.render_step(runtime, "default", "e1") is False
     assert runtime.ledger.get("default", "e1").status == "no_subscription"
 
 
@@ -145,3 +192,152 @@ def test_new_execution_is_deterministic_per_activity_and_contact_instance():
     other, _ = executions.new_execution({**payload, "definitionInstanceId": "def-2"})
     assert first == again != other
     assert record["eventId"] == event_id_for(first) and record["contactKey"] == "C1"
+
+
+# --- release once (issue item 4) ---
+
+
+def releases(runtime):
+    return [json.loads(f["p"]) for _id, f in runtime.redis.xrange("rsf:default:outbox:release")]
+
+
+def released_statuses(runtime):
+    return [item["data"]["roktStatus"] for item in releases(runtime)]
+
+
+def accept(runtime, template_id, execution="e1", **release):
+    """Claim, render and end `accepted` (as create_step does after Rokt's 202)."""
+    claim(
+        runtime,
+        execution,
+        templateId=template_id,
+        subscriptionId="s1",
+        FirstName="A",
+        releaseEventDefinitionKey="K",
+        **release,
+    )
+    assert executions.render_step(runtime, "default", execution) is True
+    executions.finish(runtime, "default", execution, State.ACCEPTED)
+
+
+@pytest.mark.parametrize("release", [{}, {"releaseOn": "accepted"}], ids=["default", "accepted"])
+def test_release_on_accepted_releases_at_the_outcome_and_never_again(runtime, template_id, release):
+    accept(runtime, template_id, **release)
+    assert released_statuses(runtime) == ["accepted"]
+    executions.create_step(runtime, "default", "e1")  # a redelivered task re-emits
+    executions.render_step(runtime, "default", "e1")
+    assert update_execution(runtime, "default", event_id_for("e1"), State.CONFIRMED) is True
+    assert update_execution(runtime, "default", event_id_for("e1"), State.REMOVED) is True
+    assert released_statuses(runtime) == ["accepted"]
+    statuses = [r["values"]["Status"] for r in rows(runtime)]
+    assert statuses[-2:] == ["confirmed", "removed"]  # the status rows still follow every move
+    fields = runtime.ledger.get("default", "e1").fields
+    assert fields["releasedStatus"] == "accepted" and fields["releasedAt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "outcome"),
+    [
+        ({"FirstName": " "}, "missing_field"),
+        ({"FirstName": "A", "subscriptionId": ""}, "no_subscription"),
+        ({"FirstName": "A", "templateId": "tpl-nope"}, "failed"),
+    ],
+)
+@pytest.mark.parametrize("release_on", ["accepted", "confirmed"])
+def test_outcomes_other_than_accepted_release_at_once_in_both_modes(
+    runtime, template_id, args, outcome, release_on
+):
+    claim(
+        runtime,
+        "e1",
+        **{"templateId": template_id, "subscriptionId": "s1", "releaseEventDefinitionKey": "K", **args},
+        releaseOn=release_on,
+    )
+    assert executions.render_step(runtime, "default", "e1") is False
+    executions.render_step(runtime, "default", "e1")  # redelivered
+    assert released_statuses(runtime) == [outcome]
+    assert releases(runtime)[0]["contactKey"] == "C1"
+    assert runtime.redis.zcard("rsf:default:release-due") == 0
+
+
+def test_release_on_confirmed_waits_for_the_confirmation_and_releases_once(runtime, template_id):
+    accept(runtime, template_id, releaseOn="confirmed", releaseAfterSeconds="600")
+    assert released_statuses(runtime) == []
+    deadline = runtime.redis.zscore("rsf:default:release-due", "e1")
+    assert 590 < deadline - time.time() <= 600
+    executions.create_step(runtime, "default", "e1")  # redelivered: the deadline is not pushed
+    assert runtime.redis.zscore("rsf:default:release-due", "e1") == deadline
+    assert update_execution(runtime, "default", event_id_for("e1"), State.CONFIRMED) is True
+    update_execution(runtime, "default", event_id_for("e1"), State.REMOVED)
+    executions.create_step(runtime, "default", "e1")
+    assert released_statuses(runtime) == ["confirmed"]
+    assert releases(runtime)[0]["data"]["roktEventId"] == event_id_for("e1")
+    assert runtime.redis.zcard("rsf:default:release-due") == 0
+
+
+def test_release_on_confirmed_with_no_time_limit_releases_at_acceptance(runtime, template_id):
+    accept(runtime, template_id, releaseOn="confirmed", releaseAfterSeconds="0")
+    update_execution(runtime, "default", event_id_for("e1"), State.CONFIRMED)
+    assert released_statuses(runtime) == ["accepted"]
+
+
+def test_no_release_key_no_release(runtime, template_id):
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="A", releaseOn="confirmed")
+    executions.render_step(runtime, "default", "e1")
+    executions.finish(runtime, "default", "e1", State.ACCEPTED)
+    update_execution(runtime, "default", event_id_for("e1"), State.CONFIRMED)
+    assert releases(runtime) == [] and runtime.redis.zcard("rsf:default:release-due") == 0
+
+
+def test_a_release_racing_another_is_appended_once(runtime, template_id, monkeypatch):
+    """Two releasers read `releasedAt` absent at the same time: the WATCHed transaction lets
+    one append; the other's EXEC fails, it reads again and finds the contact released."""
+    claim(runtime, "e1", templateId=template_id, FirstName="A", releaseEventDefinitionKey="K")
+    runtime.ledger.transition("default", "e1", State.NO_SUBSCRIPTION)
+    real_now = executions.ledger.now_iso
+    raced = []
+
+    def now_with_a_rival():
+        if not raced:  # between our read and our EXEC, a rival releases first
+            raced.append(None)
+            raced[0] = executions.release_once(runtime, "default", "e1")
+        return real_now()
+
+    monkeypatch.setattr(executions.ledger, "now_iso", now_with_a_rival)
+    assert executions.release_once(runtime, "default", "e1") is False
+    assert raced == [True]
+    assert released_statuses(runtime) == ["no_subscription"]
+
+
+def test_concurrent_releasers_append_one_release(runtime, template_id):
+    claim(runtime, "e1", templateId=template_id, FirstName="A", releaseEventDefinitionKey="K")
+    runtime.ledger.transition("default", "e1", State.FAILED)
+    start = threading.Barrier(8)
+    results = []
+
+    def release():
+        start.wait()
+        results.append(executions.release_once(runtime, "default", "e1"))
+
+    threads = [threading.Thread(target=release) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert released_statuses(runtime) == ["failed"]
+
+
+def test_a_replayed_execution_that_was_released_at_failure_is_not_released_again(runtime, template_id):
+    claim(
+        runtime,
+        "e1",
+        templateId=template_id,
+        FirstName="A",
+        subscriptionId="s1",
+        releaseEventDefinitionKey="K",
+    )
+    executions.give_up(runtime, "default", "e1", "create_event", RetryableError("HTTP 503"), 8)
+    assert runtime.ledger.reopen("default", "e1") is True
+    executions.finish(runtime, "default", "e1", State.ACCEPTED)
+    assert released_statuses(runtime) == ["failed"]

@@ -44,3 +44,149 @@ def test_release_claim_allows_a_new_claim(fake_redis):
     ledger.release_claim("t", "e1")
     assert ledger.get("t", "e1") is None
     assert ledger.claim("t", "e1", {}) is True
+
+
+# -- per-template open counts and per-activity stats, kept by the Lua scripts --
+
+
+def claim(ledger, execution, template="tpl-1", activity="act-1"):
+    record = {"activityId": activity, "eventId": f"ev-{execution}", "args": {"templateId": template}}
+    return ledger.claim("t", execution, record)
+
+
+def test_template_open_count_follows_queued_executions(fake_redis):
+    ledger = Ledger(fake_redis)
+    assert ledger.open_count_for_template("t", "tpl-1") == 0
+    claim(ledger, "e1")
+    claim(ledger, "e2")
+    claim(ledger, "e3", template="tpl-2")
+    assert not claim(ledger, "e1")  # a JB retry counts nothing twice
+    assert fake_redis.hget("rsf:t:exec:e1", "templateId") == "tpl-1"
+    assert ledger.open_count_for_template("t", "tpl-1") == 2
+    assert ledger.open_count_for_template("t", "tpl-2") == 1
+    assert ledger.open_count_for_template("other", "tpl-1") == 0
+
+    ledger.transition("t", "e1", State.ACCEPTED)
+    assert ledger.open_count_for_template("t", "tpl-1") == 1
+    ledger.transition("t", "e1", State.CONFIRMED, (State.ACCEPTED,))  # not from queued: no change
+    assert ledger.transition("t", "e1", State.FAILED) == (False, State.CONFIRMED)
+    assert ledger.open_count_for_template("t", "tpl-1") == 1
+
+    ledger.transition("t", "e2", State.FAILED, error="boom")
+    assert ledger.open_count_for_template("t", "tpl-1") == 0
+    assert ledger.reopen("t", "e2") is True
+    assert ledger.open_count_for_template("t", "tpl-1") == 1
+    assert ledger.reopen("t", "e2") is False  # only a failed execution reopens
+    assert ledger.open_count_for_template("t", "tpl-1") == 1
+
+    ledger.release_claim("t", "e3")
+    assert ledger.open_count_for_template("t", "tpl-2") == 0
+    assert fake_redis.ttl(ledger.template_open_key("t")) > 0
+
+
+def test_release_claim_undoes_the_counts_and_the_event_index(fake_redis):
+    ledger = Ledger(fake_redis)
+    claim(ledger, "e1")
+    assert ledger.execution_for_event("t", "ev-e1") == "e1"
+    ledger.release_claim("t", "e1")
+    assert ledger.execution_for_event("t", "ev-e1") is None
+    assert ledger.open_count("t") == 0 and ledger.counts("t")["received"] == 0
+    assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 0
+    ledger.release_claim("t", "e1")  # nothing left: no counter moves
+    assert ledger.counts("t")["received"] == 0
+    assert claim(ledger, "e1")
+    assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 1
+
+
+def test_activity_stats_count_states_and_top_failures(fake_redis):
+    ledger = Ledger(fake_redis)
+    empty = ledger.activity_stats("t", "act-1")
+    assert empty == {"counts": {str(s): 0 for s in State}, "topFailures": []}
+    for i in range(12):
+        claim(ledger, f"e{i}")
+    claim(ledger, "other", activity="act-2")
+    ledger.transition("t", "e0", State.ACCEPTED)
+    ledger.transition("t", "e1", State.ACCEPTED)
+    ledger.transition("t", "e1", State.CONFIRMED, (State.ACCEPTED,))
+    ledger.transition("t", "e2", State.NO_SUBSCRIPTION)
+    ledger.transition("t", "e3", State.MISSING_FIELD, error="missing value for FirstName")
+    long_reason = "x" * 300
+    reasons = ["rokt 400", "rokt 400", "rokt 400", "timeout", "timeout", long_reason, "a", "b"]
+    for i, reason in enumerate(reasons, start=4):
+        ledger.transition("t", f"e{i}", State.FAILED, error=reason)
+
+    stats = ledger.activity_stats("t", "act-1")
+    assert stats["counts"] == {
+        "queued": 0,
+        "accepted": 1,
+        "confirmed": 1,
+        "no_subscription": 1,
+        "missing_field": 1,
+        "failed": 8,
+        "removed": 0,
+    }
+    top = stats["topFailures"]
+    assert len(top) == 5
+    assert top[:2] == [{"reason": "rokt 400", "count": 3}, {"reason": "timeout", "count": 2}]
+    assert {"reason": "x" * 200, "count": 1} in top  # cut to 200 characters
+    assert ledger.activity_stats("t", "act-2")["counts"]["queued"] == 1  # activities kept apart
+
+    # a replay takes a failure back out; accepted -> failed (reconciliation) counts one in
+    assert ledger.reopen("t", "e4")
+    ledger.transition("t", "e0", State.FAILED, (State.ACCEPTED,), error="unconfirmed")
+    stats = ledger.activity_stats("t", "act-1")
+    assert stats["counts"]["queued"] == 1 and stats["counts"]["accepted"] == 0
+    assert stats["counts"]["failed"] == 8
+    top = stats["topFailures"]
+    assert sorted(top[:2], key=lambda f: f["reason"]) == [
+        {"reason": "rokt 400", "count": 2},
+        {"reason": "timeout", "count": 2},
+    ]
+    assert [f["count"] for f in top[2:]] == [1, 1, 1]
+    assert fake_redis.zscore(ledger.activity_failures_key("t", "act-1"), "unconfirmed") == 1
+    assert fake_redis.ttl(ledger.activity_counts_key("t", "act-1")) > 0
+    assert fake_redis.ttl(ledger.activity_failures_key("t", "act-1")) > 0
+
+
+def test_failure_reasons_leave_when_their_last_execution_is_replayed(fake_redis):
+    ledger = Ledger(fake_redis)
+    claim(ledger, "e1")
+    ledger.transition("t", "e1", State.FAILED, error="")
+    assert ledger.activity_stats("t", "act-1")["topFailures"] == [
+        {"reason": "(no reason recorded)", "count": 1}
+    ]
+    ledger.reopen("t", "e1")
+    assert ledger.activity_stats("t", "act-1")["topFailures"] == []
+    ledger.transition("t", "e1", State.ACCEPTED)
+    assert ledger.activity_stats("t", "act-1")["counts"]["accepted"] == 1
+
+
+def test_executions_claimed_before_the_counters_never_drive_them_negative(fake_redis):
+    ledger = Ledger(fake_redis)
+    fake_redis.hset(
+        "rsf:t:exec:old", mapping={"status": "queued", "activityId": "act-1", "templateId": "tpl-1"}
+    )
+    assert ledger.transition("t", "old", State.FAILED, error="boom") == (True, State.QUEUED)
+    stats = ledger.activity_stats("t", "act-1")
+    assert stats["counts"]["queued"] == 0 and stats["counts"]["failed"] == 0
+    assert fake_redis.hget(ledger.template_open_key("t"), "tpl-1") is None
+
+
+def test_counts_stay_exact_under_concurrent_moves(fake_redis):
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger = Ledger(fake_redis)
+    for i in range(40):
+        claim(ledger, f"e{i}")
+
+    def race(i):  # two workers try to finish the same execution differently
+        a = ledger.transition("t", f"e{i}", State.ACCEPTED)
+        b = ledger.transition("t", f"e{i}", State.FAILED, error="late")
+        return a[0] + b[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert sum(pool.map(race, range(40))) == 40
+    stats = ledger.activity_stats("t", "act-1")
+    assert stats["counts"]["queued"] == 0
+    assert stats["counts"]["accepted"] + stats["counts"]["failed"] == 40
+    assert ledger.open_count_for_template("t", "tpl-1") == 0

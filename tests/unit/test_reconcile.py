@@ -1,6 +1,7 @@
 """Reconciliation rules against fakeredis and a mocked Rokt."""
 
 import json
+import time
 
 import responses
 
@@ -8,6 +9,7 @@ from pipeline import executions
 from pipeline.ledger import event_id_for
 from pipeline.reconcile import Thresholds, reconcile
 from pipeline.vocabulary import ErrorClass, Stage, State
+from pipeline.webhooks import update_execution
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 NOW = Thresholds(queued_after=0, confirm_after=0, final_after=3600, dead_letter_cool_down=0)
@@ -97,3 +99,76 @@ def test_lost_executions_are_redriven_and_retryable_dead_letters_retried_once(ru
     )
     assert again.calls == []  # retried automatically once; now an operator decides
     assert runtime.redis.hexists("rsf:default:dlq", "flaky")
+
+
+# --- releaseOn=confirmed: the outcome so far is released at the deadline, once ---
+
+QUIET = Thresholds(queued_after=3600, confirm_after=3600, final_after=7200, dead_letter_cool_down=3600)
+
+
+def releases(runtime):
+    return [json.loads(f["p"]) for _id, f in runtime.redis.xrange("rsf:default:outbox:release")]
+
+
+def accepted_waiting_for_confirmation(runtime, execution, after="600"):
+    runtime.ledger.claim(
+        "default",
+        execution,
+        {
+            "contactKey": f"C-{execution}",
+            "eventId": event_id_for(execution),
+            "args": {
+                "releaseEventDefinitionKey": "K",
+                "releaseOn": "confirmed",
+                "releaseAfterSeconds": after,
+            },
+        },
+    )
+    executions.finish(runtime, "default", execution, State.ACCEPTED)
+
+
+def past_deadline(runtime, execution):
+    runtime.redis.zadd("rsf:default:release-due", {execution: time.time() - 1}, xx=True)
+
+
+def test_no_confirmation_by_the_deadline_releases_the_outcome_so_far_once(runtime):
+    accepted_waiting_for_confirmation(runtime, "late")
+    accepted_waiting_for_confirmation(runtime, "in-time")
+    assert reconcile(runtime, "default", Recorder(), Recorder(), QUIET).released_at_deadline == 0
+    past_deadline(runtime, "late")
+    report = reconcile(runtime, "default", Recorder(), Recorder(), QUIET)
+    assert report.released_at_deadline == 1
+    assert [(r["contactKey"], r["data"]["roktStatus"]) for r in releases(runtime)] == [("C-late", "accepted")]
+    assert runtime.ledger.get("default", "late").status == "accepted"  # the execution itself goes on
+    assert reconcile(runtime, "default", Recorder(), Recorder(), QUIET).released_at_deadline == 0
+    # a confirmation after the deadline updates the status row, not the journey
+    assert update_execution(runtime, "default", event_id_for("late"), State.CONFIRMED) is True
+    assert update_execution(runtime, "default", event_id_for("in-time"), State.CONFIRMED) is True
+    assert [(r["contactKey"], r["data"]["roktStatus"]) for r in releases(runtime)] == [
+        ("C-late", "accepted"),
+        ("C-in-time", "confirmed"),
+    ]
+    assert runtime.redis.zcard("rsf:default:release-due") == 0
+
+
+def test_a_deadline_entry_of_a_contact_released_meanwhile_releases_nothing(runtime):
+    accepted_waiting_for_confirmation(runtime, "e1")
+    update_execution(runtime, "default", event_id_for("e1"), State.CONFIRMED)
+    runtime.redis.zadd("rsf:default:release-due", {"e1": time.time() - 1})  # as after a crash
+    runtime.redis.zadd("rsf:default:release-due", {"expired": time.time() - 1})  # gone from the ledger
+    assert reconcile(runtime, "default", Recorder(), Recorder(), QUIET).released_at_deadline == 0
+    assert [r["data"]["roktStatus"] for r in releases(runtime)] == ["confirmed"]
+    assert runtime.redis.zcard("rsf:default:release-due") == 0
+
+
+@responses.activate
+def test_failing_unconfirmed_before_the_release_deadline_releases_the_failure_once(runtime):
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.get("https://rokt.test/v1/subscription/s1", json={"eventsVisibleToSubscription": []})
+    accepted_waiting_for_confirmation(runtime, "e1", after="86400")
+    runtime.ledger.update("default", "e1", subscriptionIds=json.dumps(["s1"]))
+    final = Thresholds(queued_after=3600, confirm_after=0, final_after=-1, dead_letter_cool_down=3600)
+    assert reconcile(runtime, "default", Recorder(), Recorder(), final).timed_out == 1
+    past_deadline(runtime, "e1")
+    reconcile(runtime, "default", Recorder(), Recorder(), QUIET)
+    assert [r["data"]["roktStatus"] for r in releases(runtime)] == ["failed"]

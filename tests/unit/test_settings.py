@@ -4,7 +4,7 @@ from dataclasses import fields
 
 import pytest
 
-from pipeline.settings import SETTINGS_TABLE, Settings, Tenant, load_settings
+from pipeline.settings import SETTINGS_TABLE, Settings, Tenant, load_settings, origin_allowed
 
 
 def test_default_tenant_from_environment():
@@ -88,10 +88,61 @@ def test_every_settings_table_default_is_the_dataclass_default():
 
 
 def test_every_settings_variable_is_read_into_its_field():
-    names = _field_defaults(Settings, {"tenants"})
+    names = _field_defaults(Settings, {"tenants", "jb_allowed_origins"})
     settings = load_settings({name.upper(): "7" for name in names})
     for name, default in names.items():
         assert getattr(settings, name) != default and str(getattr(settings, name)) in ("7", "7.0"), name
+    origins = load_settings({"JB_ALLOWED_ORIGINS": "http://127.0.0.1:7"}).jb_allowed_origins
+    assert origins == ("http://127.0.0.1:7",) != Settings.jb_allowed_origins
+
+
+def test_allowed_origins_default_to_journey_builder_and_parse_into_patterns():
+    assert load_settings({}).jb_allowed_origins == ("https://jbinteractions.*.marketingcloudapps.com",)
+    settings = load_settings(
+        {"JB_ALLOWED_ORIGINS": " https://jbinteractions.*.marketingcloudapps.com, http://127.0.0.1:*,,"}
+    )
+    assert settings.jb_allowed_origins == (
+        "https://jbinteractions.*.marketingcloudapps.com",
+        "http://127.0.0.1:*",
+    )
+    documented = {name: default for name, _meaning, default in SETTINGS_TABLE}
+    assert documented["JB_ALLOWED_ORIGINS"] == "https://jbinteractions.*.marketingcloudapps.com"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "jbinteractions.s7.marketingcloudapps.com",  # no scheme
+        "https://jbinteractions.s7.marketingcloudapps.com/path",
+        "https://*",  # every host
+        "https://*.com",  # a wildcard with one fixed label to its right
+        "https://a.b.c:8x",
+        ",",
+    ],
+)
+def test_unusable_origin_patterns_are_refused_at_start(value):
+    with pytest.raises(ValueError, match="JB_ALLOWED_ORIGINS"):
+        load_settings({"JB_ALLOWED_ORIGINS": value})
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        ("https://jbinteractions.s7.marketingcloudapps.com", True),
+        ("https://jbinteractions.s10.marketingcloudapps.com", True),
+        ("http://jbinteractions.s7.marketingcloudapps.com", False),  # scheme
+        ("https://jbinteractions.marketingcloudapps.com", False),  # `*` is one or more characters
+        ("https://jbinteractions.a.b.marketingcloudapps.com", False),  # one label only
+        ("https://jbinteractions.s7.marketingcloudapps.com.evil.test", False),
+        ("https://evil.test/https://jbinteractions.s7.marketingcloudapps.com", False),
+        ("https://jbinteractionsXs7.marketingcloudapps.com", False),  # the dot is literal
+        ("http://127.0.0.1:5173", True),
+        ("http://127.0.0.1", False),
+    ],
+)
+def test_an_origin_matches_a_pattern_label_for_label(origin, allowed):
+    patterns = ("https://jbinteractions.*.marketingcloudapps.com", "http://127.0.0.1:*")
+    assert origin_allowed(origin, patterns) is allowed
 
 
 def test_the_tenant_schema_validates_exactly_the_tenant_fields():

@@ -2,7 +2,16 @@
 
 import pytest
 
-from pipeline.subscriptions import DE_COLUMNS, attributes, merge, row_from_state, sfmc_date
+from pipeline.subscriptions import (
+    DE_COLUMNS,
+    apply_subscription,
+    attributes,
+    live_subscriptions,
+    merge,
+    merge_backfill,
+    row_from_state,
+    sfmc_date,
+)
 from schemas.rokt_webhook import EnvelopeSchema, load_subscription
 from tests.unit.samples import SUBSCRIBE
 
@@ -82,3 +91,67 @@ def test_a_late_subscribe_never_overwrites_an_update():
     state = merge(state, {"CalendarSubscriptionId": "s", "optIn1": True, "Email": "a@x"}, 1)
     values = row_from_state(state, "")["values"]
     assert values["optIn1"] is False and values["Email"] == "a@x" and values["TimeZoneTag"] == "UTC"
+
+
+# --- the index contact key -> live subscriptions (for executes without a subscriptionId) ---
+
+
+def apply(runtime, webhook, event_type, subscription="s1", **attrs):
+    values = {"CalendarSubscriptionId": subscription, **attrs}
+    return apply_subscription(runtime, "default", webhook, event_type, values, "")
+
+
+def live(runtime, key="EXT-1"):
+    return live_subscriptions(runtime.redis, "default", key)
+
+
+def test_subscribe_indexes_and_unsubscribe_removes(runtime):
+    apply(runtime, "w1", "Subscribe", "s1", SubscriberExternalId="EXT-1", Email="a@x")
+    apply(runtime, "w2", "Subscribe", "s2", SubscriberExternalId="EXT-1")
+    apply(runtime, "w3", "Subscribe", "s3", SubscriberExternalId="EXT-2")
+    assert live(runtime) == ["s1", "s2"] and live(runtime, "EXT-2") == ["s3"]
+    apply(runtime, "w4", "SubscriptionDetailsUpdated", "s1", optIn1=False)
+    assert live(runtime) == ["s1", "s2"]
+    apply(runtime, "w5", "Unsubscribe", "s1", RemovedDateTime="2026-01-01T00:00:00Z")
+    assert live(runtime) == ["s2"]
+    assert live(runtime, "a@x") == [] and live(runtime, "") == []
+
+
+def test_an_unsubscribe_that_overtook_its_subscribe_leaves_it_out(runtime):
+    apply(runtime, "w-unsub", "Unsubscribe", "s1")  # carries no identity, no removal date
+    apply(runtime, "w-sub", "Subscribe", "s1", SubscriberExternalId="EXT-1")
+    apply(runtime, "w-upd", "SubscriptionDetailsUpdated", "s1", SubscriberExternalId="EXT-1", optIn1=True)
+    assert live(runtime) == []
+
+
+def test_a_redelivered_subscribe_after_the_unsubscribe_does_not_revive_it(runtime):
+    apply(runtime, "w-sub", "Subscribe", "s1", SubscriberExternalId="EXT-1")
+    apply(runtime, "w-unsub", "Unsubscribe", "s1")
+    assert apply(runtime, "w-sub", "Subscribe", "s1", SubscriberExternalId="EXT-1") is False
+    assert apply(runtime, "w-sub-2", "Subscribe", "s1", SubscriberExternalId="EXT-1") is True  # Rokt re-sent
+    assert live(runtime) == []
+
+
+def test_an_email_capture_is_indexed_under_the_email_its_contact_was_created_with(runtime):
+    apply(runtime, "w1", "Subscribe", "s1", Email="fan@example.com")
+    assert live(runtime, "fan@example.com") == ["s1"]
+    apply(runtime, "w2", "SubscriptionDetailsUpdated", "s1", SubscriberExternalId="EXT-1")
+    assert live(runtime, "fan@example.com") == [] and live(runtime) == ["s1"]
+
+
+def test_the_backfill_feeds_the_index_below_every_webhook(runtime):
+    merge_backfill(runtime, "default", {"CalendarSubscriptionId": "s1", "SubscriberExternalId": "EXT-1"}, "")
+    merge_backfill(
+        runtime,
+        "default",
+        {
+            "CalendarSubscriptionId": "s2",
+            "SubscriberExternalId": "EXT-1",
+            "RemovedDateTime": "2025-01-01T00:00:00Z",
+        },
+        "",
+    )
+    assert live(runtime) == ["s1"]
+    apply(runtime, "w-unsub", "Unsubscribe", "s1")
+    merge_backfill(runtime, "default", {"CalendarSubscriptionId": "s1", "SubscriberExternalId": "EXT-1"}, "")
+    assert live(runtime) == []  # a backfill re-run after go-live cannot undo an Unsubscribe

@@ -15,13 +15,14 @@ from pipeline.clients.errors import (
     retry_after_seconds,
 )
 from pipeline.clients.rokt import RoktClient
-from pipeline.clients.sfmc import SfmcClient
+from pipeline.clients.sfmc import SfmcClient, TokenRefused
 
 EVENT = {"eventId": "e1", "title": "t", "start": "2026-01-01T00:00:00", "timezone": "UTC"}
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
 SFMC_TOKEN = "https://auth.sfmc.test/v2/token"
 SFMC_ROWSET = "https://rest.sfmc.test/hub/v1/dataevents/key:DE/rowset"
+SFMC_CONTEXT = "https://rest.sfmc.test/platform/v1/tokenContext"
 
 
 def rokt(settings, fake_redis):
@@ -180,3 +181,71 @@ def test_retry_after_accepts_seconds_and_http_dates():
     assert retry_after_seconds(None, 9) == 9
     assert retry_after_seconds("garbage", 9) == 9
     assert 0 <= retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT", 9) <= 0.001
+
+
+CONTEXT = {"enterprise": {"id": 123}, "organization": {"id": 456}, "user": {"id": 7}}
+
+
+@responses.activate
+def test_sfmc_token_context_asks_the_tenants_own_rest_base_with_the_given_token(settings, fake_redis):
+    responses.post(SFMC_TOKEN, json=sfmc_token())
+    context = responses.get(SFMC_CONTEXT, json=CONTEXT)
+    gate_calls = []
+    client = SfmcClient(settings.tenant("default"), fake_redis, (1, 30), gate=lambda: gate_calls.append(1))
+    assert client.token_context("jb-fuel2token") == CONTEXT
+    request = context.calls[0].request
+    assert request.headers["Authorization"] == "Bearer jb-fuel2token"  # theirs, not our s-1
+    assert gate_calls == []  # no rate-limit gate: a person waits on this call
+    # the cached token of the tenant is reused, not fetched per call
+    client.token_context("another")
+    assert len([c for c in responses.calls if c.request.url == SFMC_TOKEN]) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@responses.activate
+def test_sfmc_token_context_refused_token_keeps_our_own_token(settings, fake_redis, status):
+    responses.post(SFMC_TOKEN, json=sfmc_token())
+    responses.get(SFMC_CONTEXT, status=status, json={"message": "Not Authorized", "errorcode": 0})
+    with pytest.raises(TokenRefused) as caught:
+        sfmc(settings, fake_redis).token_context("bad")
+    assert caught.value.status == status and not caught.value.retryable
+    assert fake_redis.get("rsf:default:token:sfmc")  # a refused fuel2token says nothing about ours
+    assert "bad" not in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ({"status": 503, "json": {}}, RetryableError),
+        ({"status": 429, "json": {"errorcode": 50100}, "headers": {"Retry-After": "5"}}, Throttled),
+        ({"body": requests.ConnectionError("down")}, RetryableError),
+        ({"body": requests.ReadTimeout("slow")}, UnknownOutcome),
+        ({"status": 200, "body": "<html>"}, RetryableError),
+        ({"status": 200, "json": [1]}, RetryableError),
+        ({"status": 404, "json": {"errorcode": 0}}, PermanentError),
+    ],
+)
+@responses.activate
+def test_sfmc_token_context_failures_are_typed(settings, fake_redis, answer, error):
+    responses.post(SFMC_TOKEN, json=sfmc_token())
+    responses.get(SFMC_CONTEXT, **answer)
+    with pytest.raises(error) as caught:
+        sfmc(settings, fake_redis).token_context("t")
+    assert type(caught.value) is error
+
+
+@responses.activate
+def test_sfmc_token_context_caps_the_read_timeout(settings, fake_redis):
+    responses.post(SFMC_TOKEN, json=sfmc_token())
+    responses.get(SFMC_CONTEXT, json=CONTEXT)
+    seen = []
+    client = SfmcClient(settings.tenant("default"), fake_redis, (2, 30))
+    original = client.session.request
+
+    def spy(method, url, **kwargs):
+        seen.append((url, kwargs.get("timeout")))
+        return original(method, url, **kwargs)
+
+    client.session.request = spy
+    client.token_context("t")
+    assert seen[-1] == (SFMC_CONTEXT, (2, 5.0))

@@ -1,15 +1,21 @@
-"""The execute endpoint: verify, validate, claim, enqueue; every bad input a JSON error."""
+"""The activity endpoints: execute (verify, validate, claim, enqueue), config.json, validate,
+the UI's files and settings.json with their framing policy; every bad input a JSON error."""
 
+import sys
 import time
 
+import fakeredis
 import jwt
 import pytest
 import redis
 
 from pipeline.ledger import event_id_for, execution_id
+from pipeline.runtime import Runtime
+from pipeline.settings import load_settings
 from pipeline.templates import create_template
 from pipeline.web import create_app
-from tests.unit.conftest import JWT_SECRET
+from pipeline.web.activity import frame_ancestor_source
+from tests.unit.conftest import ENV, JWT_SECRET
 
 PAYLOAD = {
     "inArguments": [{"contactKey": "C1"}, {"templateId": "tpl-1"}, {"subscriptionId": "s-1"}],
@@ -176,8 +182,6 @@ class DownRedis:
 
 
 def test_redis_down_gives_503_with_retry_after(settings, enqueue):
-    from pipeline.runtime import Runtime
-
     runtime = Runtime(settings, DownRedis())
     client = create_app(runtime, enqueue).test_client()
     response = post(client, signed())
@@ -220,3 +224,224 @@ def test_validate_checks_the_named_template(client, runtime):
     )
     body["arguments"]["execute"]["inArguments"] = [{"templateId": template["id"]}]
     assert client.post("/t/default/activity/validate", json=body).status_code == 200
+
+
+# --- the release options of execute (contract §1: releaseOn, releaseAfterSeconds) ---
+
+
+def with_args(**args):
+    return {**PAYLOAD, "inArguments": [*PAYLOAD["inArguments"], *({k: v} for k, v in args.items())]}
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        ({"releaseOn": "delivered"}, "releaseOn"),
+        ({"releaseOn": 1}, "releaseOn"),
+        ({"releaseAfterSeconds": "-1"}, "releaseAfterSeconds"),
+        ({"releaseAfterSeconds": "1.5"}, "releaseAfterSeconds"),
+        ({"releaseAfterSeconds": "an hour"}, "releaseAfterSeconds"),
+        ({"releaseAfterSeconds": -5}, "releaseAfterSeconds"),
+        ({"releaseAfterSeconds": True}, "releaseAfterSeconds"),
+    ],
+)
+def test_bad_release_options_get_400_naming_the_field(client, enqueue, args, field):
+    response = post(client, signed(with_args(**args)))
+    assert response.status_code == 400
+    assert list(response.json["fields"]["inArguments"]) == [field]
+    assert enqueue.calls == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"releaseOn": "accepted", "releaseAfterSeconds": "3600"},
+        {"releaseOn": "confirmed", "releaseAfterSeconds": "0"},
+        {"releaseOn": "confirmed", "releaseAfterSeconds": 120},
+        {"releaseOn": "", "releaseAfterSeconds": ""},  # blank: the defaults
+    ],
+)
+def test_valid_release_options_are_accepted_and_stored(client, enqueue, runtime, args):
+    response = post(client, signed(with_args(**args)))
+    assert response.status_code == 200
+    stored = runtime.ledger.get("default", execution_id("act-1", "def-1"))
+    assert {k: stored.args[k] for k in args} == args
+
+
+# --- the UI, its files and settings.json (contract §2) ---
+
+JB = "https://jbinteractions.*.marketingcloudapps.com"
+
+
+@pytest.fixture
+def ui_root(tmp_path, monkeypatch):
+    """A static root of our own (the real index.html is another change's), with decoys named
+    like the generated files to prove the generated answers win."""
+    (tmp_path / "js").mkdir()
+    (tmp_path / "index.html").write_text("<!doctype html><title>activity</title>")
+    (tmp_path / "running.html").write_text("<!doctype html><title>running</title>")
+    (tmp_path / "js" / "activity.js").write_text("console.log('ok')")
+    (tmp_path / "settings.json").write_text('{"decoy": true}')
+    (tmp_path / "config.json").write_text('{"decoy": true}')
+    # (by module object: `pipeline.web.activity` the attribute is the blueprint)
+    monkeypatch.setattr(sys.modules["pipeline.web.activity"], "STATIC_ROOT", tmp_path)
+    return tmp_path
+
+
+def app_with(settings_env, enqueue=None):
+    runtime = Runtime(load_settings({**ENV, **settings_env}), fakeredis.FakeRedis(decode_responses=True))
+    return create_app(runtime, enqueue or RecordingEnqueue()).test_client()
+
+
+@pytest.mark.parametrize("path", ["/t/default/activity/", "/t/default/activity/index.html"])
+def test_the_ui_is_served_at_the_endpoint_root_and_as_index_html(client, ui_root, path):
+    page = client.get(path)
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    assert page.data == (ui_root / "index.html").read_bytes()
+    assert "no-cache" in page.headers["Cache-Control"] or "max-age=0" in page.headers["Cache-Control"]
+
+
+def test_the_ui_of_an_unknown_tenant_is_404_json(client, ui_root):
+    answer = client.get("/t/nobody/activity/")
+    assert answer.status_code == 404 and answer.json["error"] == "not_found"
+
+
+def test_settings_json_names_tenant_api_and_allowed_origins(client, ui_root):
+    answer = client.get("/t/default/activity/settings.json")
+    assert answer.status_code == 200
+    assert answer.json == {"tenant": "default", "apiBase": "/t/default/api", "allowedOrigins": [JB]}
+    assert client.get("/t/default/activity/config.json").json.get("decoy") is None
+
+
+def test_settings_json_follows_the_setting(ui_root):
+    client = app_with({"JB_ALLOWED_ORIGINS": f"{JB},http://127.0.0.1:*"})
+    assert client.get("/t/default/activity/settings.json").json["allowedOrigins"] == [
+        JB,
+        "http://127.0.0.1:*",
+    ]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/t/default/activity/",
+        "/t/default/activity/index.html",
+        "/t/default/activity/running.html",
+        "/t/default/activity/js/activity.js",
+        "/t/default/activity/settings.json",
+        "/t/default/activity/config.json",
+        "/t/default/activity/js/missing.js",
+    ],
+)
+def test_every_ui_answer_may_be_framed_by_journey_builder_only(ui_root, path):
+    client = app_with({"JB_ALLOWED_ORIGINS": f"{JB}, http://127.0.0.1:*"})
+    answer = client.get(path)
+    assert answer.headers["Content-Security-Policy"] == (
+        "frame-ancestors https://*.marketingcloudapps.com http://127.0.0.1:*"
+    )
+    assert "X-Frame-Options" not in answer.headers
+
+
+def test_json_answers_of_execute_and_lifecycle_calls_carry_no_framing_policy(client, runtime):
+    answers = [
+        post(client, signed()),
+        client.post("/t/default/activity/save", json={}),
+        client.post("/t/default/activity/validate", json={}),
+    ]
+    for answer in answers:
+        assert answer.is_json
+        assert "Content-Security-Policy" not in answer.headers and "X-Frame-Options" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("pattern", "source"),
+    [
+        (JB, "https://*.marketingcloudapps.com"),
+        ("http://127.0.0.1:*", "http://127.0.0.1:*"),
+        ("https://*.test.example", "https://*.test.example"),
+        ("https://a.b*.c.example:8443", "https://*.c.example:8443"),
+        ("https://jb.example", "https://jb.example"),
+    ],
+)
+def test_origin_patterns_become_csp_sources(pattern, source):
+    assert frame_ancestor_source(pattern) == source
+
+
+# --- config.json (issue item 6) ---
+
+
+def test_config_json_declares_every_fixed_in_argument_in_its_schema(client):
+    config = client.get("/t/default/activity/config.json").json
+    declared = config["schema"]["arguments"]["execute"]["inArguments"]
+    assert [next(iter(item)) for item in declared] == [
+        "contactKey",
+        "templateId",
+        "subscriptionId",
+        "releaseEventDefinitionKey",
+        "releaseOn",
+        "releaseAfterSeconds",
+    ]
+    for item in declared:
+        ((name, spec),) = item.items()
+        assert spec["direction"] == "in" and spec["access"] == "visible" and spec["dataType"] == "Text"
+        assert spec["isNullable"] is (name not in ("contactKey", "templateId")), name
+
+
+def test_config_json_uses_a_three_step_modal_and_a_running_view(client):
+    config = client.get("/t/default/activity/config.json").json
+    interfaces = config["userInterfaces"]
+    assert set(interfaces) == {"configModal", "runningHover", "runningModal"}
+    assert [step["key"] for step in config["wizardSteps"]] == ["event", "fields", "review"]
+    assert all(step["label"] for step in config["wizardSteps"])
+    base = "http://127.0.0.1:8000/t/default/activity/"
+    assert interfaces["runningHover"]["url"] == base + "running.html"
+    assert interfaces["runningModal"]["url"] == base + "running.html"
+    assert config["lang"]["en-US"]["runningHoverButtonLabel"]
+    assert config["arguments"]["execute"]["inArguments"] == [{"contactKey": "{{Contact.Key}}"}]
+
+
+# --- validate (the saved configuration, when the body carries it) ---
+
+
+def validate_body(*in_arguments):
+    return {"arguments": {"execute": {"inArguments": list(in_arguments)}}}
+
+
+@pytest.fixture
+def template_id(runtime):
+    return create_template(
+        runtime.redis, "default", {"title": "t", "start": "2026-01-01T00:00:00", "timezone": "UTC"}
+    )["id"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "fields"),
+    [
+        ([], set()),
+        ([{"releaseOn": "confirmed"}, {"releaseAfterSeconds": "600"}], set()),
+        ([{"releaseOn": "later"}], {"releaseOn"}),
+        ([{"releaseOn": "accepted"}, {"releaseAfterSeconds": "-3"}], {"releaseAfterSeconds"}),
+    ],
+)
+def test_validate_checks_the_release_options(client, template_id, extra, fields):
+    body = validate_body({"contactKey": "{{Contact.Key}}"}, {"templateId": template_id}, *extra)
+    response = client.post("/t/default/activity/validate", json=body)
+    assert response.status_code == (400 if fields else 200)
+    if fields:
+        assert set(response.json["fields"]) == fields
+
+
+def test_validate_requires_a_template_when_the_configuration_is_sent(client):
+    response = client.post("/t/default/activity/validate", json=validate_body({"contactKey": "x"}))
+    assert response.status_code == 400
+    assert response.json["fields"] == {"templateId": ["required: the event template to send"]}
+
+
+def test_validate_with_journey_builders_own_body_checks_the_tenant_only(client):
+    body = {"activityObjectID": "a", "interactionId": "i", "interactionKey": "k", "interactionVersion": "2"}
+    assert client.post("/t/default/activity/validate", json=body).status_code == 200
+    unconfigured = app_with({"ROKT_CLIENT_ID": ""})
+    answer = unconfigured.post("/t/default/activity/validate", json=body)
+    assert answer.status_code == 400 and answer.json["fields"] == {
+        "rokt_client_id": ["not configured for this tenant"]
+    }

@@ -1,0 +1,147 @@
+"""The activity UI's API (`/t/<tenant>/api/...`): templates, preview and an activity's live counts.
+
+Every route requires a session or API key of the URL's tenant (`pipeline.web.auth`); bodies and
+queries are validated by the schemas in `schemas/api.py` and `schemas/templates.py`, and a bad
+one gets 400 naming the field. The templates routes call the same domain functions as the CLI
+(`pipeline.templates`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import Schema, ValidationError
+
+from pipeline import templates
+from pipeline.preview import preview
+from pipeline.runtime import Runtime
+from pipeline.web.auth import require_api_auth
+from pipeline.web.errors import ApiError
+from schemas.api import PreviewSchema, TemplateQuerySchema
+
+api = Blueprint("api", __name__, url_prefix="/t/<tenant>/api")
+
+QUERY_SCHEMA = TemplateQuerySchema()
+PREVIEW_SCHEMA = PreviewSchema()
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["rsf.runtime"]
+
+
+def _known_tenant(name: str) -> None:
+    if _runtime().settings.tenant(name) is None:
+        raise ApiError(404, "not_found", f"unknown tenant {name!r}")
+
+
+def _body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "invalid_json", "body must be JSON (Content-Type: application/json)")
+    if not isinstance(body, dict):
+        raise ApiError(
+            400, "invalid_payload", "body must be a JSON object", fields={"_schema": ["not an object"]}
+        )
+    return body
+
+
+def _load(schema: Schema, data: Any, what: str) -> dict[str, Any]:
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_payload", f"{what} rejected", fields=exc.messages) from exc
+
+
+def _item(template: dict[str, Any]) -> dict[str, Any]:
+    return {**template, "placeholders": templates.placeholders(template)}
+
+
+def _get(tenant: str, template_id: str) -> dict[str, Any]:
+    try:
+        return templates.get_template(_runtime().redis, tenant, template_id)
+    except templates.TemplateNotFound as exc:
+        raise ApiError(404, "not_found", f"template {template_id!r} not found") from exc
+
+
+@api.get("/templates")
+@require_api_auth
+def list_templates(tenant: str):
+    _known_tenant(tenant)
+    query = _load(QUERY_SCHEMA, request.args.to_dict(), "query")
+    items, total = templates.search_templates(
+        _runtime().redis, tenant, query["q"], query["page"], query["perPage"]
+    )
+    return jsonify(
+        {
+            "items": [_item(t) for t in items],
+            "total": total,
+            "page": query["page"],
+            "perPage": query["perPage"],
+        }
+    )
+
+
+@api.post("/templates")
+@require_api_auth
+def create_template(tenant: str):
+    _known_tenant(tenant)
+    body = _body()
+    try:
+        stored = templates.create_template(_runtime().redis, tenant, body)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_template", "template rejected", fields=exc.messages) from exc
+    return jsonify(_item(stored)), 201
+
+
+@api.get("/templates/<template_id>")
+@require_api_auth
+def get_template(tenant: str, template_id: str):
+    _known_tenant(tenant)
+    return jsonify(_item(_get(tenant, template_id)))
+
+
+@api.put("/templates/<template_id>")
+@require_api_auth
+def update_template(tenant: str, template_id: str):
+    _known_tenant(tenant)
+    body = _body()
+    try:
+        stored = templates.update_template(_runtime().redis, tenant, template_id, body)
+    except templates.TemplateNotFound as exc:
+        raise ApiError(404, "not_found", f"template {template_id!r} not found") from exc
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_template", "template rejected", fields=exc.messages) from exc
+    return jsonify(_item(stored))
+
+
+@api.delete("/templates/<template_id>")
+@require_api_auth
+def delete_template(tenant: str, template_id: str):
+    _known_tenant(tenant)
+    rt = _runtime()
+    try:
+        templates.delete_template(rt.redis, tenant, template_id, rt.ledger)
+    except templates.TemplateNotFound as exc:
+        raise ApiError(404, "not_found", f"template {template_id!r} not found") from exc
+    except templates.TemplateInUse as exc:
+        raise ApiError(409, "in_use", str(exc), openExecutions=exc.open_executions) from exc
+    return Response(status=204)
+
+
+@api.post("/preview")
+@require_api_auth
+def preview_template(tenant: str):
+    _known_tenant(tenant)
+    body = _load(PREVIEW_SCHEMA, _body(), "preview request")
+    template = _get(tenant, body["templateId"]) if "templateId" in body else body["template"]
+    return jsonify(preview(template, body["values"], brand=body["brand"]))
+
+
+@api.get("/activities/<activity_id>/stats")
+@require_api_auth
+def activity_stats(tenant: str, activity_id: str):
+    _known_tenant(tenant)
+    if len(activity_id) > 200:
+        raise ApiError(400, "invalid_payload", "activityId rejected", fields={"activityId": ["Too long."]})
+    return jsonify({"activityId": activity_id, **_runtime().ledger.activity_stats(tenant, activity_id)})
