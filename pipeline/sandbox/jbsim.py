@@ -63,6 +63,7 @@ SUBSCRIPTION_ATTRIBUTE = 'Contact.Attribute."Calendar Subscription".CalendarSubs
 DEFAULT_SUBSCRIPTION_BINDING = "{{" + SUBSCRIPTION_ATTRIBUTE + "}}"
 RELEASE_ON = ("accepted", "confirmed")
 _BINDING = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_DEFAULT_TEXT = re.compile(r'\|\s*default:\s*"((?:[^"\\]|\\.)*)"')
 _ONE_BINDING = re.compile(r"\{\{[^{}]+\}\}")
 _PLAIN_FIELD = re.compile(r"[A-Za-z0-9_]+")
 
@@ -208,9 +209,20 @@ def entry_schema(event_definition_key: str = DEMO_EVENT_KEY) -> dict[str, Any]:
     }
 
 
-def activity_name(title: str) -> str:
-    """The event title with its `{{...}}` placeholders removed, trimmed, cut to 100 characters."""
-    return _BINDING.sub("", title or "").strip()[:100]
+def activity_name(template: Mapping[str, Any]) -> str:
+    """The label under the activity's icon: the template's name, else its title with each
+    placeholder replaced by its default text (or dropped) and the gaps tidied; at most 100
+    characters. activityName() in js/activity.js does the same (a browser test compares them)."""
+    name = " ".join(str(template.get("name") or "").split())
+    if not name:
+
+        def fill(match: re.Match[str]) -> str:
+            default = _DEFAULT_TEXT.search(match.group(1))
+            return default.group(1).replace('\\"', '"') if default else ""
+
+        text = " ".join(_BINDING.sub(fill, str(template.get("title") or "")).split())
+        name = re.sub(r"\s+([,;:.!?])", r"\1", text).strip(" ,;:-")
+    return name[:100]
 
 
 def save_activity(
@@ -249,7 +261,7 @@ def save_activity(
     if isinstance(release_after_seconds, bool) or int(release_after_seconds) < 0:
         raise ValueError("releaseAfterSeconds: a whole number of seconds >= 0")
     saved = copy.deepcopy(dict(activity))
-    saved["name"] = activity_name(str(template.get("title") or ""))
+    saved["name"] = activity_name(template)
     saved["metaData"] = {**(saved.get("metaData") or {}), "isConfigured": True}
     in_arguments: list[dict[str, str]] = [
         {"contactKey": "{{Contact.Key}}"},

@@ -132,7 +132,7 @@ def test_create_map_save_sends_the_exact_payload(ui, created):
 
     assert saved == expected_saved(
         activity,
-        "🎉 ,  deals in",
+        "🎉, Rokt deals in",  # the title with FirstName and City dropped, Brand at its default
         [
             {"contactKey": "{{Contact.Key}}"},
             {"templateId": template_id},

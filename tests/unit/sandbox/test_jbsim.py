@@ -92,11 +92,13 @@ def test_the_demo_activity_saves_the_fixed_keys_in_contract_order_then_the_bound
     assert all(isinstance(value, str) for value in merged.values())
 
 
-def test_the_demo_activity_is_named_after_the_template_title_without_placeholders(saved):
-    assert jbsim.DEMO_TEMPLATE["title"].startswith("🎉 {{FirstName}}, your {{Brand")
-    assert saved["name"] == "🎉 , your  summer sale starts now"
-    long_title = {**jbsim.DEMO_TEMPLATE, "title": "  {{FirstName}} " + "x" * 150}
-    assert jbsim.activity_name(long_title["title"]) == "x" * 100
+def test_the_activity_is_named_after_the_template(saved):
+    assert saved["name"] == jbsim.DEMO_TEMPLATE["name"] == "Demo: summer sale reminder"
+    untitled = {**jbsim.DEMO_TEMPLATE, "name": " "}
+    assert jbsim.activity_name(untitled) == "🎉, your Rokt summer sale starts now"
+    quoted = {"title": 'Meet {{Host | default: "the \\"A\\" team"}} in {{City}}!'}
+    assert jbsim.activity_name(quoted) == 'Meet the "A" team in!'
+    assert jbsim.activity_name({"title": "  {{FirstName}} " + "x" * 150}) == "x" * 100
 
 
 def test_the_demo_activity_changes_only_what_the_ui_owns(config, saved):

@@ -219,9 +219,19 @@
     return null;
   }
 
-  function activityName(title) {
-    var chars = Array.from(String(title || '').replace(/\{\{[\s\S]*?\}\}/g, '').trim());
-    return chars.slice(0, 100).join('');
+  // The label under the icon: the template's name, else its title with each placeholder
+  // replaced by its default text (or dropped) and the gaps tidied (jbsim.activity_name).
+  function activityName(template) {
+    var name = String(template.name || '').split(/\s+/).filter(Boolean).join(' ');
+    if (!name) {
+      var text = String(template.title || '').replace(/\{\{([\s\S]*?)\}\}/g, function (_, inner) {
+        var fallback = /\|\s*default:\s*"((?:[^"\\]|\\.)*)"/.exec(inner);
+        return fallback ? fallback[1].replace(/\\"/g, '"') : '';
+      });
+      text = text.split(/\s+/).filter(Boolean).join(' ').replace(/\s+([,;:.!?])/g, '$1');
+      name = text.replace(/^[\s,;:-]+|[\s,;:-]+$/g, '');
+    }
+    return Array.from(name).slice(0, 100).join('');
   }
 
   // ------------------------------------------------------------------ restore
@@ -639,7 +649,7 @@
 
   function savedActivity() {
     var activity = JSON.parse(JSON.stringify(state.activity));
-    activity.name = activityName(state.template.title);
+    activity.name = activityName(state.template);
     activity.metaData = (activity.metaData && typeof activity.metaData === 'object') ? activity.metaData : {};
     activity.metaData.isConfigured = true;
     activity.arguments = (activity.arguments && typeof activity.arguments === 'object') ? activity.arguments : {};
