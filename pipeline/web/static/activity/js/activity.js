@@ -86,24 +86,9 @@
     setStatus('');
   }
 
-  // ------------------------------------------------------------------ origins
-  function escapeRegExp(text) { return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'); }
-
-  /* A pattern's `*` stands for one or more of [A-Za-z0-9-] (one DNS label, or a port). */
-  function originMatches(origin, patterns) {
-    return (patterns || []).some(function (pattern) {
-      var parts = String(pattern).trim().split('*').map(escapeRegExp);
-      return parts.join('') !== '' && new RegExp('^' + parts.join('[A-Za-z0-9-]+') + '$').test(origin);
-    });
-  }
-
-  function parentOrigin() {
-    if (window.parent === window) { return ''; }
-    if (window.location.ancestorOrigins && window.location.ancestorOrigins.length) {
-      return window.location.ancestorOrigins[0];
-    }
-    try { return new URL(document.referrer).origin; } catch (e) { return ''; }
-  }
+  // ------------------------------------------------------------------ origins (js/jb-origin.js)
+  var originMatches = window.JbOrigin.originMatches;
+  var parentOrigin = window.JbOrigin.parentOrigin;
 
   // ------------------------------------------------------------------ Postmonger
   var waiting = {};

@@ -31,22 +31,8 @@
     stop();
   }
 
-  function escapeRegExp(text) { return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'); }
-
-  function originMatches(origin, patterns) {
-    return (patterns || []).some(function (pattern) {
-      var parts = String(pattern).trim().split('*').map(escapeRegExp);
-      return parts.join('') !== '' && new RegExp('^' + parts.join('[A-Za-z0-9-]+') + '$').test(origin);
-    });
-  }
-
-  function parentOrigin() {
-    if (window.parent === window) { return ''; }
-    if (window.location.ancestorOrigins && window.location.ancestorOrigins.length) {
-      return window.location.ancestorOrigins[0];
-    }
-    try { return new URL(document.referrer).origin; } catch (e) { return ''; }
-  }
+  var originMatches = window.JbOrigin.originMatches;  // js/jb-origin.js
+  var parentOrigin = window.JbOrigin.parentOrigin;
 
   function tokens() {
     return new Promise(function (resolve) {
