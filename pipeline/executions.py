@@ -130,7 +130,7 @@ def release_once(rt: Runtime, tenant: str, execution_id: str) -> bool:
     box.ensure_group()
 
     def release(pipe: redis.client.Pipeline) -> bool:
-        ex = _execution_from(tenant, execution_id, pipe.hgetall(exec_key))
+        ex = Execution.from_hash(tenant, execution_id, pipe.hgetall(exec_key))
         pipe.multi()
         pipe.zrem(release_due_key(tenant), execution_id)  # released now, before, or never
         if ex is None or "releasedAt" in ex.fields or ex.status == State.QUEUED or not release_key_of(ex):
@@ -156,20 +156,6 @@ def release_once(rt: Runtime, tenant: str, execution_id: str) -> bool:
     if released:
         log.info("execution %s released", execution_id)
     return released
-
-
-def _execution_from(tenant: str, execution_id: str, data: dict[str, str]) -> Execution | None:
-    if not data:
-        return None
-    return Execution(
-        tenant=tenant,
-        execution_id=execution_id,
-        status=data.get("status", ""),
-        event_id=data.get("eventId", ""),
-        contact_key=data.get("contactKey", ""),
-        args=json.loads(data.get("args", "{}")),
-        fields=data,
-    )
 
 
 def finish(

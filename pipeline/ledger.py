@@ -58,10 +58,23 @@ end
 return 1
 """
 
+# Lua shared by the scripts that move an execution out of `failed`: its failure reason stops
+# counting in the activity's top reasons. `base` is the activity's key prefix.
+_UNCOUNT_FAILURE = """
+local function uncount_failure(base)
+  local old = redis.call('HGET', KEYS[1], 'failureReason')
+  if old then
+    redis.call('ZINCRBY', base .. ':failures', -1, old)
+    redis.call('ZREMRANGEBYSCORE', base .. ':failures', '-inf', 0)
+    redis.call('HDEL', KEYS[1], 'failureReason')
+  end
+end
+"""
+
 # KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash;
 # ARGV: new status, allowed-from csv, now (iso), now (epoch), tenant prefix, ttl,
 #       failure reason (used when the new status is failed), field/value pairs
-_TRANSITION = """
+_TRANSITION = _UNCOUNT_FAILURE + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {0, ''} end
 local allowed = false
@@ -91,14 +104,7 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
     redis.call('HINCRBY', base .. ':counts', current, -1)
     redis.call('HINCRBY', base .. ':counts', ARGV[1], 1)
     redis.call('EXPIRE', base .. ':counts', ttl)
-    if current == 'failed' then
-      local old = redis.call('HGET', KEYS[1], 'failureReason')
-      if old then
-        redis.call('ZINCRBY', base .. ':failures', -1, old)
-        redis.call('ZREMRANGEBYSCORE', base .. ':failures', '-inf', 0)
-        redis.call('HDEL', KEYS[1], 'failureReason')
-      end
-    end
+    if current == 'failed' then uncount_failure(base) end
     if ARGV[1] == 'failed' then
       redis.call('ZINCRBY', base .. ':failures', 1, ARGV[7])
       redis.call('EXPIRE', base .. ':failures', ttl)
@@ -110,7 +116,7 @@ return {1, current}
 """
 
 # KEYS: exec hash, open set, counts, template-open hash; ARGV: now (epoch), now (iso), tenant prefix, ttl
-_REOPEN = """
+_REOPEN = _UNCOUNT_FAILURE + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0', 'error', '', 'budgetStart', ARGV[2],
            'updatedAt', ARGV[2])
@@ -130,12 +136,7 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' then
     redis.call('HINCRBY', base .. ':counts', 'failed', -1)
     redis.call('HINCRBY', base .. ':counts', 'queued', 1)
     redis.call('EXPIRE', base .. ':counts', ttl)
-    local old = redis.call('HGET', KEYS[1], 'failureReason')
-    if old then
-      redis.call('ZINCRBY', base .. ':failures', -1, old)
-      redis.call('ZREMRANGEBYSCORE', base .. ':failures', '-inf', 0)
-      redis.call('HDEL', KEYS[1], 'failureReason')
-    end
+    uncount_failure(base)
   end
 end
 return 1
@@ -195,6 +196,21 @@ class Execution:
     contact_key: str
     args: dict[str, Any]
     fields: dict[str, str]
+
+    @classmethod
+    def from_hash(cls, tenant: str, execution_id: str, data: dict[str, str]) -> Execution | None:
+        """The execution stored in `data` (its Redis hash), or None when the hash is empty."""
+        if not data:
+            return None
+        return cls(
+            tenant=tenant,
+            execution_id=execution_id,
+            status=data.get("status", ""),
+            event_id=data.get("eventId", ""),
+            contact_key=data.get("contactKey", ""),
+            args=json.loads(data.get("args", "{}")),
+            fields=data,
+        )
 
     @property
     def template_id(self) -> str:
@@ -288,18 +304,7 @@ class Ledger:
         self._release_claim(keys=keys, args=[self._prefix(tenant)])
 
     def get(self, tenant: str, execution: str) -> Execution | None:
-        data = self.r.hgetall(self._key(tenant, execution))
-        if not data:
-            return None
-        return Execution(
-            tenant=tenant,
-            execution_id=execution,
-            status=data.get("status", ""),
-            event_id=data.get("eventId", ""),
-            contact_key=data.get("contactKey", ""),
-            args=json.loads(data.get("args", "{}")),
-            fields=data,
-        )
+        return Execution.from_hash(tenant, execution, self.r.hgetall(self._key(tenant, execution)))
 
     def update(self, tenant: str, execution: str, **values: str) -> None:
         self.r.hset(self._key(tenant, execution), mapping={**values, "updatedAt": now_iso()})

@@ -86,9 +86,6 @@
     setStatus('');
   }
 
-  // ------------------------------------------------------------------ origins (js/jb-origin.js)
-  var originMatches = window.JbOrigin.originMatches;
-  var parentOrigin = window.JbOrigin.parentOrigin;
 
   // ------------------------------------------------------------------ Postmonger
   var waiting = {};
@@ -873,18 +870,9 @@
     fillTimeZones();
     $('btn-back').disabled = true;
     setStatus('Connecting to Journey Builder…');
-    fetch('settings.json', { credentials: 'omit' }).then(function (response) {
-      if (!response.ok) { throw new Error('settings.json answered ' + response.status); }
-      return response.json();
-    }).then(function (settings) {
-      state.settings = settings;
-      var origin = parentOrigin();
-      if (!origin || !originMatches(origin, settings.allowedOrigins)) {
-        fatal('This page only works inside Journey Builder' + (origin ? ' (framed by ' + origin + ', which is not allowed).' : '.'));
-        return;
-      }
-      if (typeof window.Postmonger === 'undefined') { fatal('Postmonger did not load.'); return; }
-      var session = new window.Postmonger.Session({ from: origin, to: origin });
+    window.JbOrigin.connect().then(function (ready) {
+      state.settings = ready.settings;
+      var session = ready.session;
       state.session = session;
       ['requestedTokens', 'requestedEndpoints'].forEach(function (reply) { onReply(reply); });
       onReply('requestedSchema', function (data) { useSchema(data); renderSchemaHint(); });
@@ -903,7 +891,7 @@
       });
       setStatus('Waiting for Journey Builder…');
       session.trigger('ready');
-    }).catch(function (error) { fatal('The activity could not start: ' + error.message); });
+    }).catch(function (error) { fatal(error.refused ? error.message : 'The activity could not start: ' + error.message); });
   }
 
   if (document.readyState === 'loading') { document.addEventListener('DOMContentLoaded', start); } else { start(); }

@@ -31,8 +31,6 @@
     stop();
   }
 
-  var originMatches = window.JbOrigin.originMatches;  // js/jb-origin.js
-  var parentOrigin = window.JbOrigin.parentOrigin;
 
   function tokens() {
     return new Promise(function (resolve) {
@@ -111,23 +109,15 @@
       stop();
       if (state.session) { state.session.trigger('destroy'); }
     });
-    fetch('settings.json', { credentials: 'omit' }).then(function (response) {
-      if (!response.ok) { throw new Error('settings.json answered ' + response.status); }
-      return response.json();
-    }).then(function (settings) {
-      state.settings = settings;
-      var origin = parentOrigin();
-      if (!origin || !originMatches(origin, settings.allowedOrigins)) {
-        fatal('This page only works inside Journey Builder' + (origin ? ' (framed by ' + origin + ', which is not allowed).' : '.'));
-        return;
-      }
-      var session = new window.Postmonger.Session({ from: origin, to: origin });
+    window.JbOrigin.connect().then(function (ready) {
+      state.settings = ready.settings;
+      var session = ready.session;
       state.session = session;
       session.on('requestedTokens', function (data) { if (state.waiting) { state.waiting(data); } });
       session.on('initActivity', onInitActivity);
       session.on('destroy', function () { stop(); session.end(); });
       session.trigger('ready');
-    }).catch(function (error) { fatal('The page could not start: ' + error.message); });
+    }).catch(function (error) { fatal(error.refused ? error.message : 'The page could not start: ' + error.message); });
   }
 
   if (document.readyState === 'loading') { document.addEventListener('DOMContentLoaded', start); } else { start(); }
