@@ -14,6 +14,7 @@ from pipeline.queues import (
     FLUSH_RELEASES_TASK,
     FLUSH_STATUS_TASK,
     FLUSH_SUBSCRIPTIONS_TASK,
+    INSTALL_DATA_EXTENSIONS_TASK,
     RECONCILE_TASK,
     RENDER_QUEUE,
     RENDER_TASK,
@@ -83,6 +84,7 @@ task_routes = {
     RECONCILE_TASK: {"queue": CALLBACKS_QUEUE},
     FLUSH_ALL_TASK: {"queue": SFMC_QUEUE},
     FLUSH_RELEASES_TASK: {"queue": CALLBACKS_QUEUE},
+    INSTALL_DATA_EXTENSIONS_TASK: {"queue": SFMC_QUEUE},
 }
 
 # No remote control (pidbox) consumer: after a Redis restart the worker's pidbox PubSub read

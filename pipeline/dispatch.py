@@ -13,7 +13,14 @@ from typing import Any
 
 from celery import Celery
 
-from pipeline.queues import FLUSH_TASKS, RENDER_TASK, WEBHOOK_TASK, WEBHOOKS_QUEUE, render_queue
+from pipeline.queues import (
+    FLUSH_TASKS,
+    INSTALL_DATA_EXTENSIONS_TASK,
+    RENDER_TASK,
+    WEBHOOK_TASK,
+    WEBHOOKS_QUEUE,
+    render_queue,
+)
 from pipeline.settings import get_settings
 from pipeline.vocabulary import OutboxKind
 
@@ -61,3 +68,10 @@ def redrive_webhook(tenant: str, event_id: str) -> None:
 def schedule_flush(tenant: str, kind: OutboxKind, countdown: float = 0.0) -> None:
     """Flush one of the tenant's outboxes (routed to its queue by celeryconfig)."""
     _send(FLUSH_TASKS[kind], [tenant], countdown=countdown)
+
+
+def install_data_extensions(tenant: str) -> None:
+    """Create the tenant's folder and data extensions in SFMC (App Settings' Install button)."""
+    _send(
+        INSTALL_DATA_EXTENSIONS_TASK, [tenant], task_id=f"install-data-extensions:{tenant}:{time.time_ns()}"
+    )

@@ -37,6 +37,7 @@ WEBHOOK_TASK = "rsf.process_webhook"
 RECONCILE_TASK = "rsf.reconcile"
 FLUSH_RELEASES_TASK = "rsf.flush_releases"
 FLUSH_ALL_TASK = "rsf.flush_all"
+INSTALL_DATA_EXTENSIONS_TASK = "rsf.install_data_extensions"
 
 # The task that drains each outbox.
 FLUSH_TASKS: dict[OutboxKind, str] = {

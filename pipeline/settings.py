@@ -3,9 +3,9 @@
 Every variable the service reads is listed in ``SETTINGS_TABLE`` (rendered into the README)
 and read once here. Each default is written once, as the default of the ``Settings`` or
 ``Tenant`` field of the same (lower-case) name; a variable that is unset or empty takes it,
-and an empty default means "required where used". Per-tenant values come from
-``TENANTS_FILE`` (TOML) or, without it, from the same variables for a single tenant named
-``default``.
+and an empty default means "required where used". Tenants live in the
+registry (``pipeline.tenants``: App Settings, ``rokt-sfmc tenants add``); ``TENANTS_FILE`` (TOML)
+or, without it, the tenant variables (a single tenant named ``default``) seed pinned tenants.
 """
 
 from __future__ import annotations
@@ -20,14 +20,29 @@ from typing import Any
 
 from marshmallow import ValidationError
 
+from pipeline.vocabulary import SfmcAuthMode, TenantStatus
 from schemas.tenants import TenantSchema
 
 DEFAULT_TENANT = "default"
 
 # Journey Builder's origin: the stack label varies (s7, s10, ...), hence one wildcard label.
 JB_ORIGIN_PATTERN = "https://jbinteractions.*.marketingcloudapps.com"
+# Marketing Cloud's own pages, which frame the app (App Settings): classic and current hosts.
+MC_ORIGIN_PATTERNS = ("https://mc.*.exacttarget.com", "https://*.marketingcloudapps.com")
 # scheme://host[:port]; `*` may stand in a host label or for the port (one or more [A-Za-z0-9-])
 _ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9*-]+(\.[A-Za-z0-9*-]+)*(:([0-9]+|\*))?$")
+
+
+def _secret_keys(value: str) -> tuple[str, ...]:
+    keys = tuple(item.strip() for item in value.split(",") if item.strip())
+    for key in keys:
+        if len(key) < 32:
+            raise ValueError("SECRET_KEY: each comma-separated key must be at least 32 characters")
+    return keys
+
+
+def _flag(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def parse_origin_patterns(value: str) -> tuple[str, ...]:
@@ -76,10 +91,43 @@ class Tenant:
     sfmc_subscription_de_key: str = "RoktCalendarSubscription"
     sfmc_rate_limit: float = 40.0
     rokt_webhook_secret: str = field(default="", repr=False)
+    # App Settings and sign-in (the registry); a TOML/env tenant is `pinned`: read-only there
+    rokt_account_id: str = ""
+    status: TenantStatus = TenantStatus.ACTIVE
+    pinned: bool = False
+    sfmc_eid: str = ""  # enterprise id: who signs in maps to this tenant
+    sfmc_tssd: str = ""  # the account's tenant subdomain, from the sign-in redirect
+    sfmc_auth_mode: SfmcAuthMode = SfmcAuthMode.CLIENT_CREDENTIALS
+    reconnect_reason: str = ""  # non-empty: SFMC refused the refresh token; an admin must sign in
+    # after a rotation the previous webhook secret is still accepted until this epoch second
+    rokt_webhook_secret_previous: str = field(default="", repr=False)
+    rokt_webhook_previous_until: float = 0.0
+
+    def webhook_secrets(self, now: float) -> tuple[str, ...]:
+        """The secrets a webhook may be signed with now: the current one, and the previous one
+        during its grace period."""
+        secrets = [self.rokt_webhook_secret] if self.rokt_webhook_secret else []
+        if self.rokt_webhook_secret_previous and now < self.rokt_webhook_previous_until:
+            secrets.append(self.rokt_webhook_secret_previous)
+        return tuple(secrets)
 
 
+# Tenant fields that hold a secret: sealed at rest in the registry, never shown or logged.
+SECRET_TENANT_FIELDS = frozenset(
+    {
+        "jb_jwt_secret",
+        "rokt_client_secret",
+        "sfmc_client_secret",
+        "rokt_webhook_secret",
+        "rokt_webhook_secret_previous",
+    }
+)
+# Fields the registry keeps that no TOML table or env var sets.
+REGISTRY_ONLY_FIELDS = frozenset(
+    {"status", "pinned", "reconnect_reason", "rokt_webhook_secret_previous", "rokt_webhook_previous_until"}
+)
 # the keys of a `[tenants.<name>]` table, and (upper-cased) the env vars of the `default` tenant
-TENANT_KEYS = tuple(f.name for f in fields(Tenant) if f.name != "name")
+TENANT_KEYS = tuple(f.name for f in fields(Tenant) if f.name != "name" and f.name not in REGISTRY_ONLY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -99,6 +147,24 @@ class Settings:
     outbox_claim_idle_seconds: float = 180.0
     # who may frame the activity UI and talk to it through Postmonger (also its frame-ancestors)
     jb_allowed_origins: tuple[str, ...] = (JB_ORIGIN_PATTERN,)
+    # the app in Marketing Cloud (sign-in, App Settings)
+    secret_key: tuple[str, ...] = field(default=(), repr=False)  # first seals, every one opens
+    sfmc_app_client_id: str = ""
+    sfmc_app_client_secret: str = field(default="", repr=False)
+    sfmc_app_auth_base_url: str = ""
+    sfmc_tssd_auth_url: str = "https://{tssd}.auth.marketingcloudapis.com"
+    sfmc_app_scopes: str = (
+        "offline data_extensions_read data_extensions_write journeys_execute "
+        "list_and_subscribers_read list_and_subscribers_write"
+    )
+    mc_allowed_origins: tuple[str, ...] = MC_ORIGIN_PATTERNS
+    webhook_secret_grace_hours: float = 72.0
+    tenant_refresh_seconds: float = 2.0
+    sandbox: bool = False
+
+    def tssd_auth_url(self, tssd: str) -> str:
+        """The authorization base URI of one account (`tssd` is validated by the caller)."""
+        return self.sfmc_tssd_auth_url.replace("{tssd}", tssd).rstrip("/")
 
     @property
     def http_timeout(self) -> tuple[float, float]:
@@ -123,6 +189,16 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "dlq_retry_after": float,
     "outbox_claim_idle_seconds": float,
     "jb_allowed_origins": parse_origin_patterns,
+    "secret_key": _secret_keys,
+    "sfmc_app_client_id": str,
+    "sfmc_app_client_secret": str,
+    "sfmc_app_auth_base_url": lambda value: value.rstrip("/"),
+    "sfmc_tssd_auth_url": lambda value: value.rstrip("/"),
+    "sfmc_app_scopes": lambda value: " ".join(value.split()),
+    "mc_allowed_origins": parse_origin_patterns,
+    "webhook_secret_grace_hours": float,
+    "tenant_refresh_seconds": float,
+    "sandbox": _flag,
 }
 
 # name, meaning; the default column is the field default (see _default_text)
@@ -144,6 +220,10 @@ _MEANINGS: list[tuple[str, str]] = [
     ("SFMC_SUBSCRIPTION_DE_KEY", "external key of the subscription DE"),
     ("SFMC_RATE_LIMIT", "SFMC REST calls per second per MID, global"),
     ("ROKT_WEBHOOK_SECRET", "shared secret for webhook authentication"),
+    ("ROKT_ACCOUNT_ID", "Rokt Calendar account id (shown in App Settings)"),
+    ("SFMC_EID", "enterprise id of the SFMC account: an admin of it who signs in manages this tenant"),
+    ("SFMC_TSSD", "the SFMC account's tenant subdomain"),
+    ("SFMC_AUTH_MODE", "`client_credentials` or `refresh_token` (the offline token of an admin's sign-in)"),
     ("FLOWER_BASIC_AUTH", "`user:password` for Flower"),
     ("HTTP_CONNECT_TIMEOUT", "seconds to connect to Rokt/SFMC"),
     ("HTTP_READ_TIMEOUT", "seconds to wait for a Rokt/SFMC answer"),
@@ -159,6 +239,20 @@ _MEANINGS: list[tuple[str, str]] = [
         "comma-separated origins allowed to frame the activity UI and exchange Postmonger messages "
         "with it (`*`: one DNS label or a port)",
     ),
+    (
+        "SECRET_KEY",
+        "comma-separated keys (≥32 characters) that seal tenant secrets in Redis: the first seals, "
+        "all open (rotation: put the new key first, run `rokt-sfmc tenants reseal`, drop the old)",
+    ),
+    ("SFMC_APP_CLIENT_ID", "client id of the package's Web App API integration (App Settings sign-in)"),
+    ("SFMC_APP_CLIENT_SECRET", "its client secret"),
+    ("SFMC_APP_AUTH_BASE_URL", "the package's authorization base URI (`/v2/authorize` is appended)"),
+    ("SFMC_TSSD_AUTH_URL", "an account's authorization base URI; `{tssd}` is the sign-in's tenant subdomain"),
+    ("SFMC_APP_SCOPES", "scopes asked at sign-in (`offline`: background calls with the refresh token)"),
+    ("MC_ALLOWED_ORIGINS", "comma-separated origins allowed to frame App Settings (`frame-ancestors`)"),
+    ("WEBHOOK_SECRET_GRACE_HOURS", "hours the previous webhook secret is still accepted after a rotation"),
+    ("TENANT_REFRESH_SECONDS", "seconds before a process sees a tenant added or changed in App Settings"),
+    ("SANDBOX", "`1` only with the sandbox simulators (plain-http vendor URLs, sandbox secrets)"),
 ]
 
 
@@ -183,9 +277,17 @@ SETTINGS_TABLE: list[tuple[str, str, str | None]] = [
 ]
 
 
-def _tenant_from_mapping(name: str, values: Mapping[str, object]) -> Tenant:
+def tenant_from_mapping(name: str, values: Mapping[str, object]) -> Tenant:
     """Validated by the schema; what `values` leaves out takes the Tenant field default."""
     return Tenant(**TenantSchema().load({**values, "name": name}))
+
+
+def _pinned(name: str, values: Mapping[str, object], where: str) -> Tenant:
+    """A tenant of the TOML file or the env: read-only in App Settings."""
+    registry_only = sorted(set(values) & REGISTRY_ONLY_FIELDS)
+    if registry_only:
+        raise ValueError(f"{where}: tenant {name!r}: {', '.join(registry_only)} cannot be set here")
+    return tenant_from_mapping(name, {**values, "pinned": True})
 
 
 def load_tenants(env: Mapping[str, str]) -> dict[str, Tenant]:
@@ -197,12 +299,14 @@ def load_tenants(env: Mapping[str, str]) -> dict[str, Tenant]:
         if not tables:
             raise ValueError(f"{path}: no [tenants.<name>] tables")
         try:
-            return {name: _tenant_from_mapping(name, table) for name, table in tables.items()}
+            return {name: _pinned(name, table, path) for name, table in tables.items()}
         except ValidationError as exc:
             raise ValueError(f"{path}: invalid tenant: {exc.messages}") from exc
     values = {key: env[key.upper()] for key in TENANT_KEYS if env.get(key.upper())}
+    if not values:
+        return {}  # every tenant lives in the registry (App Settings, `rokt-sfmc tenants add`)
     try:
-        return {DEFAULT_TENANT: _tenant_from_mapping(DEFAULT_TENANT, values)}
+        return {DEFAULT_TENANT: _pinned(DEFAULT_TENANT, values, "environment")}
     except ValidationError as exc:
         raise ValueError(f"invalid tenant settings: {exc.messages}") from exc
 

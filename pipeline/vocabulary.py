@@ -54,6 +54,23 @@ class ErrorClass(StrEnum):
     UNCONFIRMED = "unconfirmed"
 
 
+class TenantStatus(StrEnum):
+    """Where a brand is: `pending` from its first sign-in until App Settings hold what the
+    pipeline needs, then `active`; `disabled` by an operator (executes answer 503, queued work
+    waits in its queues, nothing is dropped)."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+
+
+class SfmcAuthMode(StrEnum):
+    """How background work gets an SFMC token for a tenant."""
+
+    CLIENT_CREDENTIALS = "client_credentials"  # a server-to-server package's client id/secret
+    REFRESH_TOKEN = "refresh_token"  # the offline refresh token of an admin's sign-in
+
+
 class OutboxKind(StrEnum):
     """The buffered SFMC writes, one Redis stream per tenant and kind."""
 

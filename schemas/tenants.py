@@ -5,6 +5,8 @@ Validation only: an absent key stays absent, and `pipeline.settings.Tenant` supp
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from pipeline.vocabulary import SfmcAuthMode, TenantStatus
+
 TENANT_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,62}$", error="lower-case letters, digits, - or _")
 
 
@@ -27,3 +29,12 @@ class TenantSchema(Schema):
     sfmc_subscription_de_key = fields.String()
     sfmc_rate_limit = fields.Float(validate=validate.Range(min=0.1))
     rokt_webhook_secret = fields.String()
+    rokt_account_id = fields.String()
+    status = fields.Enum(TenantStatus, by_value=True)
+    pinned = fields.Boolean()
+    sfmc_eid = fields.String()
+    sfmc_tssd = fields.String(validate=validate.Regexp(r"^[a-z0-9-]{1,63}$", error="one DNS label"))
+    sfmc_auth_mode = fields.Enum(SfmcAuthMode, by_value=True)
+    reconnect_reason = fields.String()
+    rokt_webhook_secret_previous = fields.String()
+    rokt_webhook_previous_until = fields.Float()

@@ -1,10 +1,17 @@
 """Settings: one tenant from the environment, or many from a TOML file."""
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 
-from pipeline.settings import SETTINGS_TABLE, Settings, Tenant, load_settings, origin_allowed
+from pipeline.settings import (
+    REGISTRY_ONLY_FIELDS,
+    SETTINGS_TABLE,
+    Settings,
+    Tenant,
+    load_settings,
+    origin_allowed,
+)
 
 
 def test_default_tenant_from_environment():
@@ -63,32 +70,36 @@ def test_missing_or_empty_variables_take_the_dataclass_defaults():
     for env in ({}, {name: "" for name, _meaning, _default in SETTINGS_TABLE}):
         settings = load_settings(env)
         assert {name: getattr(settings, name) for name in defaults} == defaults
-        assert settings.tenants == {"default": Tenant(name="default")}
+        assert settings.tenants == {}  # no tenant variable: every tenant lives in the registry
 
 
 def test_missing_tenants_file_keys_take_the_dataclass_defaults(tmp_path):
     path = tmp_path / "tenants.toml"
     path.write_text('[tenants.brand-a]\nrokt_account_code = "acct-a"\n')
     tenant = load_settings({"TENANTS_FILE": str(path)}).tenant("brand-a")
-    assert tenant == Tenant(name="brand-a", rokt_account_code="acct-a")
+    assert tenant == Tenant(name="brand-a", rokt_account_code="acct-a", pinned=True)
     assert tenant.rokt_rate_limit == 50.0 and tenant.sfmc_status_de_key == "RoktCalendarEventStatus"
 
 
 def test_every_settings_table_default_is_the_dataclass_default():
     documented = {name: default for name, _meaning, default in SETTINGS_TABLE}
     settings_fields = _field_defaults(Settings, {"tenants"})
-    tenant_fields = _field_defaults(Tenant, {"name"})
+    tenant_fields = _field_defaults(Tenant, {"name", *REGISTRY_ONLY_FIELDS})
     # one row per field (and TENANTS_FILE), one field per row
     assert set(documented) == {n.upper() for n in [*settings_fields, *tenant_fields]} | {"TENANTS_FILE"}
     for name, default in {**settings_fields, **tenant_fields}.items():
         assert (documented[name.upper()] is None) == (default in (None, "")), name
     # the documented text, read back as a variable, is exactly the default
     spelled_out = {name: default for name, default in documented.items() if default is not None}
-    assert load_settings(spelled_out) == load_settings({})
+    spelled = load_settings(spelled_out)
+    assert replace(spelled, tenants={}) == load_settings({})
+    assert spelled.tenants == {"default": Tenant(name="default", pinned=True)}
 
 
 def test_every_settings_variable_is_read_into_its_field():
-    names = _field_defaults(Settings, {"tenants", "jb_allowed_origins"})
+    names = _field_defaults(
+        Settings, {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox"}
+    )
     settings = load_settings({name.upper(): "7" for name in names})
     for name, default in names.items():
         assert getattr(settings, name) != default and str(getattr(settings, name)) in ("7", "7.0"), name
