@@ -109,6 +109,11 @@ class BearerClient(ABC):
     def _base_url(self, token: dict[str, Any]) -> str:
         """Where API calls go (SFMC names it in the token response)."""
 
+    def check_credentials(self) -> None:
+        """Fetch a fresh token (not the cached one): raises the ClientError that says why the
+        vendor refused it (PermanentError for bad credentials, RetryableError when unreachable)."""
+        self.token.renew()
+
     def _authorized(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send with the shared bearer token; on 401 refresh once and send again."""
         for _attempt in (1, 2):

@@ -63,6 +63,11 @@ class SharedToken:
                 raise RetryableError("token refresh by another worker did not finish in time")
             time.sleep(0.05)
 
+    def renew(self) -> dict[str, Any]:
+        """Fetch a token now, whatever the cache holds, and cache it: proves the credentials
+        work (App Settings' Test connection, `tenants check`). Raises the fetch's ClientError."""
+        return self._refresh()
+
     def _refresh(self) -> dict[str, Any]:
         response = self.fetch()
         expires_in = float(response.get("expires_in") or 300)

@@ -15,6 +15,9 @@ SANDBOX_ACCOUNT_CODE = "sandbox"
 SANDBOX_MID = "100000001"
 SANDBOX_JWT_SECRET = "sandbox-jwt-signing-secret-0123456789abcdef"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
+SANDBOX_SECRET_KEY = "sandbox-secret-key-for-sealing-tenant-secrets-0123456789"
+SANDBOX_EID = "100000000"
+SANDBOX_TSSD = "sandbox"
 
 
 @dataclass
@@ -46,6 +49,19 @@ def sandbox_env(rokt_url: str, sfmc_url: str) -> dict[str, str]:
         "SFMC_CLIENT_SECRET": sfmc.DEFAULT_CLIENT_SECRET,
         "SFMC_ACCOUNT_ID": SANDBOX_MID,
         "ROKT_WEBHOOK_SECRET": SANDBOX_WEBHOOK_SECRET,
+    }
+
+
+def sandbox_app_env(sfmc_url: str) -> dict[str, str]:
+    """The service-wide settings of the app in Marketing Cloud (sign-in, sealed tenant secrets),
+    pointed at the SFMC simulator: `/tssd/<tssd>` on it stands in for `https://<tssd>.auth...`."""
+    return {
+        "SANDBOX": "1",
+        "SECRET_KEY": SANDBOX_SECRET_KEY,
+        "SFMC_APP_CLIENT_ID": sfmc.APP_CLIENT_ID,
+        "SFMC_APP_CLIENT_SECRET": sfmc.APP_CLIENT_SECRET,
+        "SFMC_APP_AUTH_BASE_URL": sfmc_url,
+        "SFMC_TSSD_AUTH_URL": sfmc_url.rstrip("/") + "/tssd/{tssd}",
     }
 
 

@@ -20,9 +20,13 @@ from typing import Any
 from flask import jsonify, request
 
 from pipeline.sandbox.common import Simulator
+from pipeline.sandbox.sfmc_soap import SoapService
 
 DEFAULT_CLIENT_ID = "sandbox-sfmc-client"
 DEFAULT_CLIENT_SECRET = "sandbox-sfmc-secret"
+# the package's Web App integration (App Settings sign-in: authorization code, refresh token)
+APP_CLIENT_ID = "sandbox-sfmc-app"
+APP_CLIENT_SECRET = "sandbox-sfmc-app-secret"
 DEFAULT_TOKEN_LIFETIME = 1079.0
 ROWSET_LIMIT = 50
 EVENTS_LIMIT = 100
@@ -44,8 +48,10 @@ class SfmcSimulator(Simulator):
     def __init__(self) -> None:
         super().__init__()
         self.clients = {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET}
+        self.soap = SoapService(self)
         self.reset()
         app = self.app
+        self.soap.mount(app)
         app.add_url_rule("/v2/token", "token", self.token, methods=["POST"])
         app.add_url_rule("/hub/v1/dataevents/key:<de_key>/rowset", "rowset", self.rowset, methods=["POST"])
         app.add_url_rule("/interaction/v1/async/events", "events", self.async_events, methods=["POST"])
@@ -68,6 +74,7 @@ class SfmcSimulator(Simulator):
 
     def reset(self) -> None:
         super().reset()
+        self.soap.reset()
         self.tokens: dict[str, float] = {}
         self.token_accounts: dict[str, str] = {}  # token -> the account_id it was issued for
         self.jb_tokens: dict[str, dict[str, str]] = {}  # fuel2token -> {mid, eid, userId}
@@ -375,4 +382,5 @@ class SfmcSimulator(Simulator):
             "contacts_created": self.contacts_created,
             "async_calls": self.async_calls,
             "token_context_calls": self.token_context_calls,
+            **self.soap.state(),
         }
