@@ -35,9 +35,10 @@ EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 # ledger's TTL again, so they outlive every execution they count. Activity keys are built inside
 # the scripts from the tenant prefix and the execution's own `activityId`.
 
-# KEYS: exec hash, open set, counts, eventId index, template-open hash;
+# KEYS: exec hash, open set, counts, eventId index, template-open hash, last-execute time;
 # ARGV: ttl, now, execution id, tenant prefix, field/value pairs
 _CLAIM = """
+redis.call('SET', KEYS[6], ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
@@ -74,7 +75,9 @@ end
 # KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash;
 # ARGV: new status, allowed-from csv, now (iso), now (epoch), tenant prefix, ttl,
 #       failure reason (used when the new status is failed), field/value pairs
-_TRANSITION = _UNCOUNT_FAILURE + """
+_TRANSITION = (
+    _UNCOUNT_FAILURE
+    + """
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return {0, ''} end
 local allowed = false
@@ -114,9 +117,12 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
 end
 return {1, current}
 """
+)
 
 # KEYS: exec hash, open set, counts, template-open hash; ARGV: now (epoch), now (iso), tenant prefix, ttl
-_REOPEN = _UNCOUNT_FAILURE + """
+_REOPEN = (
+    _UNCOUNT_FAILURE
+    + """
 if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0', 'error', '', 'budgetStart', ARGV[2],
            'updatedAt', ARGV[2])
@@ -141,6 +147,7 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' then
 end
 return 1
 """
+)
 
 # KEYS: exec hash, open set, counts, template-open hash; ARGV: tenant prefix
 _RELEASE_CLAIM = """
@@ -166,6 +173,11 @@ return 1
 # a failed execution's reason as the activity's top failures list it
 FAILURE_REASON_CHARS = 200
 TOP_FAILURES = 5
+
+
+def last_execute_key(tenant: str) -> str:
+    """When Journey Builder last called execute for the tenant (epoch seconds; App Settings)."""
+    return tenant_key(tenant, "last", "execute")
 
 
 def execution_id(activity_id: str, definition_instance_id: str) -> str:
@@ -289,6 +301,7 @@ class Ledger:
             self.counts_key(tenant),
             self._event_index(tenant, str(record.get("eventId", ""))),
             self.template_open_key(tenant),
+            last_execute_key(tenant),
         ]
         args = [self.ttl_seconds, time.time(), execution, self._prefix(tenant), *flat]
         return bool(self._claim(keys=keys, args=args))

@@ -18,59 +18,69 @@ from pipeline.outbox import Outbox
 from pipeline.ratelimit import RateLimiter
 from pipeline.settings import Settings, Tenant, get_settings
 from pipeline.store import redis_client
+from pipeline.tenants import TenantRegistry, UnknownTenant
 from pipeline.vocabulary import OutboxKind
 
-
-class UnknownTenant(LookupError):
-    pass
+__all__ = ["Runtime", "UnknownTenant", "get_runtime"]
 
 
 class Runtime:
     def __init__(self, settings: Settings, r: redis.Redis | None = None) -> None:
         self.settings = settings
         self.redis = r if r is not None else redis_client(settings.redis_url)
-        self._rokt: dict[str, RoktClient] = {}
-        self._sfmc: dict[str, SfmcClient] = {}
-        self._limiters: dict[tuple[str, str], RateLimiter] = {}
+        # built per tenant and rebuilt when its settings change (App Settings, no restart)
+        self._rokt: dict[str, tuple[Tenant, RoktClient]] = {}
+        self._sfmc: dict[str, tuple[Tenant, SfmcClient]] = {}
+        self._limiters: dict[tuple[str, str], tuple[float, RateLimiter]] = {}
         self._outboxes: dict[tuple[str, str], Outbox] = {}
 
     @cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.redis, self.settings.execution_ttl_days)
 
+    @cached_property
+    def registry(self) -> TenantRegistry:
+        return TenantRegistry(self.redis, self.settings)
+
     def tenant(self, name: str) -> Tenant:
-        tenant = self.settings.tenant(name)
+        tenant = self.registry.get(name)
         if tenant is None:
             raise UnknownTenant(name)
         return tenant
 
     def rokt(self, name: str) -> RoktClient:
-        if name not in self._rokt:
-            self._rokt[name] = RoktClient(
-                self.tenant(name),
-                self.redis,
-                self.settings.http_timeout,
-                gate=self.limiter(name, "rokt").acquire,
+        tenant = self.tenant(name)
+        cached = self._rokt.get(name)
+        if cached is None or cached[0] != tenant:
+            client = RoktClient(
+                tenant, self.redis, self.settings.http_timeout, gate=self.limiter(name, "rokt").acquire
             )
-        return self._rokt[name]
+            cached = self._rokt[name] = (tenant, client)
+        return cached[1]
 
     def sfmc(self, name: str) -> SfmcClient:
-        if name not in self._sfmc:
-            self._sfmc[name] = SfmcClient(
-                self.tenant(name),
+        tenant = self.tenant(name)
+        cached = self._sfmc.get(name)
+        if cached is None or cached[0] != tenant:
+            client = SfmcClient(
+                tenant,
                 self.redis,
                 self.settings.http_timeout,
                 gate=self.limiter(name, "sfmc").acquire,
+                credentials=self.registry,
+                app=self.settings,
             )
-        return self._sfmc[name]
+            cached = self._sfmc[name] = (tenant, client)
+        return cached[1]
 
     def limiter(self, name: str, vendor: str) -> RateLimiter:
         """The tenant's global limiter for one vendor account (`rokt` or `sfmc`)."""
-        if (name, vendor) not in self._limiters:
-            tenant = self.tenant(name)
-            rate = tenant.rokt_rate_limit if vendor == "rokt" else tenant.sfmc_rate_limit
-            self._limiters[(name, vendor)] = RateLimiter(self.redis, name, vendor, rate)
-        return self._limiters[(name, vendor)]
+        tenant = self.tenant(name)
+        rate = tenant.rokt_rate_limit if vendor == "rokt" else tenant.sfmc_rate_limit
+        cached = self._limiters.get((name, vendor))
+        if cached is None or cached[0] != rate:
+            cached = self._limiters[(name, vendor)] = (rate, RateLimiter(self.redis, name, vendor, rate))
+        return cached[1]
 
     def outbox(self, name: str, kind: OutboxKind) -> Outbox:
         if (name, kind) not in self._outboxes:

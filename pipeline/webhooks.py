@@ -46,11 +46,17 @@ def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any]) -> bool
     stored = json.dumps(envelope, sort_keys=True)
     claimed = bool(r.set(_receipt_key(tenant, envelope["eventId"]), stored, nx=True, ex=RECEIPT_TTL_SECONDS))
     pipe = r.pipeline()
+    pipe.set(last_webhook_key(tenant), time.time())
     pipe.hincrby(tenant_key(tenant, "webhook-counts"), "received" if claimed else "duplicates", 1)
     if claimed:  # until processed, the reconciler can see it (its task may be lost with a worker)
         pipe.zadd(open_webhooks_key(tenant), {envelope["eventId"]: time.time()})
     pipe.execute()
     return claimed
+
+
+def last_webhook_key(tenant: str) -> str:
+    """When Rokt last delivered a webhook for the tenant (epoch seconds; App Settings)."""
+    return tenant_key(tenant, "last", "webhook")
 
 
 def open_webhooks_key(tenant: str) -> str:

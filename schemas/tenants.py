@@ -33,7 +33,7 @@ class TenantSchema(Schema):
     status = fields.Enum(TenantStatus, by_value=True)
     pinned = fields.Boolean()
     sfmc_eid = fields.String()
-    sfmc_tssd = fields.String(validate=validate.Regexp(r"^[a-z0-9-]{1,63}$", error="one DNS label"))
+    sfmc_tssd = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label"))
     sfmc_auth_mode = fields.Enum(SfmcAuthMode, by_value=True)
     reconnect_reason = fields.String()
     rokt_webhook_secret_previous = fields.String()

@@ -1,5 +1,7 @@
-"""The Celery app. `celery -A tasks worker` without `-Q` consumes every queue of celeryconfig
-(`webhooks` and each tenant's `render.<t>`/`rokt.<t>` included); a `-Q` list must name them all."""
+"""The Celery app. `celery -A tasks worker` without `-Q` consumes every shared queue of
+celeryconfig, and the `TenantQueues` bootstep adds each active tenant's `render.<t>`/`rokt.<t>`
+(tenants added later included). A `-Q` list must name the shared queues it serves (`render`,
+`rokt`, `sfmc`, `callbacks`, `webhooks`); tenant queues follow the stages it serves."""
 
 from celery import Celery
 
@@ -7,3 +9,7 @@ app = Celery(
     "rokt_sfmc", include=["tasks.execution", "tasks.flushing", "tasks.webhooks", "tasks.maintenance"]
 )
 app.config_from_object("celeryconfig")
+
+from tasks.tenant_queues import TenantQueues  # noqa: E402  (needs the configured app's settings)
+
+app.steps["consumer"].add(TenantQueues)

@@ -15,7 +15,7 @@ from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slot
 from pipeline.retry_policy import countdown
 from pipeline.runtime import get_runtime
 from pipeline.settings import get_settings
-from pipeline.vocabulary import OutboxKind
+from pipeline.vocabulary import OutboxKind, TenantStatus
 from tasks import app
 
 _ALLOWED_OPTIONS = {
@@ -49,6 +49,23 @@ def retry_later(task: Task, exc: BaseException, *, after: float | None = None, b
     wait = countdown(exc, task.request.retries) if after is None else after
     max_retries = None if bounded else task.request.retries + 1
     return task.retry(exc=exc, countdown=wait, max_retries=max_retries)
+
+
+# how long the work of a disabled tenant waits before it looks again
+DISABLED_TENANT_HOLD_SECONDS = 30.0
+
+
+class TenantDisabled(Exception):
+    """The tenant was disabled after this task was queued: it waits, it is not dropped."""
+
+
+def hold_while_disabled(task: Task, tenant: str) -> None:
+    """Send the task back to wait (unbounded) while its tenant is disabled. An unknown tenant
+    goes on and fails where its settings are needed, as before."""
+    config = get_runtime().registry.get(tenant)
+    if config is not None and config.status == TenantStatus.DISABLED:
+        exc = TenantDisabled(f"tenant {tenant} is disabled")
+        raise retry_later(task, exc, after=DISABLED_TENANT_HOLD_SECONDS, bounded=False)
 
 
 def schedule_flushes(

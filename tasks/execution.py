@@ -13,7 +13,7 @@ from pipeline.queues import CREATE_EVENT_TASK, RENDER_TASK, rokt_queue
 from pipeline.ratelimit import RateLimited
 from pipeline.runtime import get_runtime
 from pipeline.vocabulary import Stage
-from tasks.base import pipeline_task, retry_later, schedule_flushes
+from tasks.base import hold_while_disabled, pipeline_task, retry_later, schedule_flushes
 
 
 class ExecutionTask(Task):
@@ -38,6 +38,7 @@ class CreateEventTask(ExecutionTask):
 @pipeline_task(RENDER_TASK, base=RenderTask)
 def render_event(self: Task, tenant: str, execution_id: str) -> None:
     """Render the contact's event from its template; hands over to create_rokt_event."""
+    hold_while_disabled(self, tenant)
     try:
         must_send = executions.render_step(get_runtime(), tenant, execution_id)
     except redis.RedisError as exc:
@@ -53,6 +54,7 @@ def render_event(self: Task, tenant: str, execution_id: str) -> None:
 @pipeline_task(CREATE_EVENT_TASK, base=CreateEventTask)
 def create_rokt_event(self: Task, tenant: str, execution_id: str) -> None:
     """Create the event at Rokt under the global limiter; the policy is executions.after_failed_call."""
+    hold_while_disabled(self, tenant)
     rt = get_runtime()
     try:
         executions.create_step(rt, tenant, execution_id)

@@ -13,12 +13,13 @@ from pipeline.flush import FLUSHERS, claim_flush_slot
 from pipeline.queues import FLUSH_ALL_TASK, FLUSH_RELEASES_TASK, FLUSH_STATUS_TASK, FLUSH_SUBSCRIPTIONS_TASK
 from pipeline.ratelimit import RateLimited
 from pipeline.runtime import get_runtime
-from pipeline.vocabulary import OutboxKind
-from tasks.base import pipeline_task, retry_later
+from pipeline.vocabulary import OutboxKind, TenantStatus
+from tasks.base import hold_while_disabled, pipeline_task, retry_later
 
 
 def _flush(task: Task, kind: OutboxKind, tenant: str) -> dict[str, int]:
     """The consumer name is the task id, so a redelivery re-reads its own unacked batch."""
+    hold_while_disabled(task, tenant)
     rt = get_runtime()
     try:
         report = FLUSHERS[kind](rt, tenant, consumer=task.request.id or uuid.uuid4().hex)
@@ -49,9 +50,10 @@ def flush_releases(self: Task, tenant: str) -> dict[str, int]:
 
 @pipeline_task(FLUSH_ALL_TASK)
 def flush_all(self: Task) -> None:
-    """Beat's safety net: flush every tenant outbox that still holds entries."""
+    """Beat's safety net: flush every active tenant's outboxes that still hold entries (a
+    disabled tenant's rows wait in its outbox)."""
     rt = get_runtime()
-    for tenant in rt.settings.tenants:
+    for tenant in rt.registry.names(TenantStatus.ACTIVE):
         for kind in OutboxKind:
             if rt.outbox(tenant, kind).backlog():
                 dispatch.schedule_flush(tenant, kind)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import quote
 
+import redis
 import requests
 
 from pipeline.clients.errors import PermanentError, RetryableError, Throttled
 from pipeline.clients.http import BearerClient, raise_for_status, send
 from pipeline.logsafe import mask_emails
+from pipeline.settings import Settings, Tenant
+from pipeline.vocabulary import SfmcAuthMode
 
 ROWSET_MAX_ROWS = 50  # "maximum of 50 columns and 50 records at a time"
 ASYNC_EVENTS_MAX_MEMBERS = 100  # /interaction/v1/async/events
@@ -41,13 +45,41 @@ def _describe(response: requests.Response) -> str:
     return "; ".join(parts)[:500]
 
 
+class RefreshTokens(Protocol):
+    """Where a signed-in tenant's offline refresh token lives (the tenant registry)."""
+
+    def refresh_token(self, name: str) -> str: ...
+
+    def replace_refresh_token(self, name: str, old: str, new: str) -> bool: ...
+
+    def mark_reconnect(self, name: str, reason: str) -> None: ...
+
+
 class SfmcClient(BearerClient):
     vendor = "SFMC"
+
+    def __init__(
+        self,
+        tenant: Tenant,
+        r: redis.Redis,
+        timeout: tuple[float, float],
+        session: requests.Session | None = None,
+        gate: Callable[[], None] | None = None,
+        credentials: RefreshTokens | None = None,
+        app: Settings | None = None,
+    ) -> None:
+        """`credentials` and `app` (the Web App client id/secret) serve tenants whose background
+        calls use the refresh token of an admin's sign-in (`sfmc_auth_mode = refresh_token`)."""
+        super().__init__(tenant, r, timeout, session, gate)
+        self.credentials = credentials
+        self.app = app
 
     def _base_url(self, token: dict[str, Any]) -> str:
         return token["rest_instance_url"]
 
     def _fetch_token(self) -> dict[str, Any]:
+        if self.tenant.sfmc_auth_mode == SfmcAuthMode.REFRESH_TOKEN:
+            return self._fetch_token_by_refresh()
         body: dict[str, Any] = {
             "grant_type": "client_credentials",
             "client_id": self.tenant.sfmc_client_id,
@@ -67,11 +99,50 @@ class SfmcClient(BearerClient):
                 f"SFMC token request rejected: HTTP {response.status_code}: {_describe(response)}",
                 status=response.status_code,
             )
+        return self._token_answer(response)
+
+    @staticmethod
+    def _token_answer(response: requests.Response) -> dict[str, Any]:
         raise_for_status(response, "SFMC token", default_retry_after=5, describe=_describe)
         token = response.json()
         if not token.get("access_token") or not token.get("rest_instance_url"):
             raise RetryableError("SFMC token response without access_token/rest_instance_url")
         return token
+
+    def _fetch_token_by_refresh(self) -> dict[str, Any]:
+        """The `refresh_token` grant with the package's Web App client. SFMC may rotate the
+        refresh token: the new one is stored before the access token is used (the SharedToken
+        lock makes this process the only one refreshing). A refusal marks the tenant
+        "reconnect needed" and is permanent until an admin signs in again."""
+        if self.credentials is None or self.app is None:
+            raise PermanentError("SFMC refresh-token credentials are not available in this process")
+        name = self.tenant.name
+        refresh = self.credentials.refresh_token(name)
+        if not refresh:
+            reason = "no SFMC refresh token: an admin must sign in to App Settings"
+            self.credentials.mark_reconnect(name, reason)
+            raise PermanentError(reason)
+        response = send(
+            self.session,
+            "POST",
+            self.tenant.sfmc_auth_base_url.rstrip("/") + "/v2/token",
+            json={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh,
+                "client_id": self.app.sfmc_app_client_id,
+                "client_secret": self.app.sfmc_app_client_secret,
+            },
+            timeout=self.timeout,
+        )
+        if response.status_code in (400, 401):
+            reason = f"SFMC refused the refresh token: HTTP {response.status_code}: {_describe(response)}"
+            self.credentials.mark_reconnect(name, reason)
+            raise PermanentError(reason, status=response.status_code)
+        token = self._token_answer(response)
+        rotated = token.pop("refresh_token", None)
+        if rotated and rotated != refresh:
+            self.credentials.replace_refresh_token(name, refresh, rotated)
+        return token  # cached in Redis without the refresh token
 
     def _check(self, response: requests.Response, what: str) -> None:
         body = _error_body(response) if response.status_code >= 400 else {}

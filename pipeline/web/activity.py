@@ -21,6 +21,7 @@ from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
 from pipeline.templates import TemplateNotFound, get_template
+from pipeline.vocabulary import TenantStatus
 from pipeline.web.errors import ApiError
 from pipeline.web.jwt_auth import InvalidJwt, verify_execute_jwt
 from schemas.jb_execute import ExecuteSchema, merge_in_arguments, release_problems
@@ -67,7 +68,7 @@ def _framing(response: Response) -> Response:
 
 
 def _tenant(name: str) -> Tenant:
-    tenant = _runtime().settings.tenant(name)
+    tenant = _runtime().registry.get(name)
     if tenant is None:
         raise ApiError(404, "not_found", f"unknown tenant {name!r}")
     return tenant
@@ -253,6 +254,8 @@ def execute(tenant: str):
         payload = EXECUTE_SCHEMA.load(claims)
     except ValidationError as exc:
         raise ApiError(400, "invalid_payload", "execute payload rejected", fields=exc.messages) from exc
+    if config.status != TenantStatus.ACTIVE:  # told only to a caller holding the signing secret
+        raise ApiError(503, "tenant_" + config.status, f"tenant is {config.status}; retry later")
 
     execution, record = new_execution(payload)
     answer = {"roktStatus": "queued", "roktEventId": record["eventId"], "executionId": execution}

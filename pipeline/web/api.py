@@ -31,7 +31,7 @@ def _runtime() -> Runtime:
 
 
 def _known_tenant(name: str) -> None:
-    if _runtime().settings.tenant(name) is None:
+    if _runtime().registry.get(name) is None:
         raise ApiError(404, "not_found", f"unknown tenant {name!r}")
 
 

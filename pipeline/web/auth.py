@@ -68,7 +68,7 @@ def _runtime() -> Runtime:
 
 def _tenant(name: str) -> Tenant | None:
     """The tenant when it exists and can sign sessions; None otherwise (answered like a bad token)."""
-    tenant = _runtime().settings.tenant(name)
+    tenant = _runtime().registry.get(name)
     if tenant is None:
         return None
     if not tenant.jb_jwt_secret:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import redis
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
 from pipeline.runtime import Runtime
+from pipeline.vocabulary import TenantStatus
 from pipeline.web.errors import ApiError
 from pipeline.web.webhook_auth import SIGNATURE_HEADER, verify_header, verify_path_secret
 from pipeline.webhooks import claim_webhook, release_webhook
@@ -25,19 +27,23 @@ ENVELOPE_SCHEMA = EnvelopeSchema()
 @webhooks.post("/rokt/<path_secret>")
 def rokt(tenant: str, path_secret: str | None = None):
     rt: Runtime = current_app.extensions["rsf.runtime"]
-    config = rt.settings.tenant(tenant)
+    config = rt.registry.get(tenant)
     if config is None:
         raise ApiError(404, "not_found", f"unknown tenant {tenant!r}")
-    if not config.rokt_webhook_secret:
+    secrets = config.webhook_secrets(time.time())  # after a rotation, the previous one for a while
+    if not secrets:
         raise ApiError(503, "not_configured", "tenant has no webhook secret configured")
     raw = request.get_data(cache=False)
     if path_secret is not None:
-        if not verify_path_secret(path_secret, config.rokt_webhook_secret):
+        if not any(verify_path_secret(path_secret, secret) for secret in secrets):
             raise ApiError(401, "unauthorized", "webhook secret does not match")
     else:
-        problem = verify_header(request.headers.get(SIGNATURE_HEADER), raw, config.rokt_webhook_secret)
-        if problem:
-            raise ApiError(401, "unauthorized", problem)
+        header = request.headers.get(SIGNATURE_HEADER)
+        problems = [verify_header(header, raw, secret) for secret in secrets]
+        if all(problems):
+            raise ApiError(401, "unauthorized", problems[0] or "")
+    if config.status == TenantStatus.DISABLED:  # Rokt retries a 503: nothing is lost meanwhile
+        raise ApiError(503, "tenant_disabled", "tenant is disabled; retry later")
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -1,0 +1,174 @@
+"""The tenant registry: stored tenants sealed at rest, seen by other processes without a restart,
+pinned ones read-only, sign-in mapping enterprise ids, webhook secret rotation, refresh tokens."""
+
+import json
+import time
+
+import pytest
+from marshmallow import ValidationError
+
+from pipeline.crypto import SecretBox, SecretUnreadable
+from pipeline.runtime import Runtime, UnknownTenant
+from pipeline.settings import load_settings
+from pipeline.tenants import REFRESH_TOKENS_KEY, TENANTS_KEY, TenantPinned, TenantRegistry, missing_settings
+from pipeline.vocabulary import SfmcAuthMode, TenantStatus
+from tests.unit.conftest import ENV
+
+KEY = "unit-test-sealing-key-0123456789abcdef"
+COMPLETE = {
+    "jb_jwt_secret": "jwt-secret-of-brand-b-0123456789abcdef",
+    "rokt_client_id": "rokt-b",
+    "rokt_client_secret": "rokt-secret-b",
+    "rokt_account_code": "acct-b",
+    "sfmc_auth_base_url": "https://auth.sfmc.test",
+    "sfmc_client_id": "sfmc-b",
+    "sfmc_client_secret": "sfmc-secret-b",
+    "sfmc_account_id": "456",
+}
+
+
+@pytest.fixture
+def registry_settings():
+    return load_settings({**ENV, "SECRET_KEY": KEY, "TENANT_REFRESH_SECONDS": "0"})
+
+
+@pytest.fixture
+def registry(registry_settings, fake_redis):
+    return TenantRegistry(fake_redis, registry_settings)
+
+
+def test_an_added_tenant_is_complete_so_active_and_its_secrets_are_sealed_in_redis(registry, fake_redis):
+    tenant = registry.add("brand-b", COMPLETE)
+    assert tenant.status == TenantStatus.ACTIVE and not tenant.pinned
+    raw = fake_redis.hget(TENANTS_KEY, "brand-b")
+    for secret in ("rokt-secret-b", "sfmc-secret-b", COMPLETE["jb_jwt_secret"]):
+        assert secret not in raw
+    record = json.loads(raw)
+    assert SecretBox([KEY]).open(record["rokt_client_secret"]) == "rokt-secret-b"
+    assert registry.get("brand-b").rokt_client_secret == "rokt-secret-b"
+
+
+def test_a_tenant_missing_settings_stays_pending_until_they_are_given(registry):
+    tenant = registry.add("brand-b", {"rokt_account_code": "acct-b"})
+    assert tenant.status == TenantStatus.PENDING
+    assert "rokt_client_secret" in missing_settings(tenant)
+    assert registry.update("brand-b", COMPLETE).status == TenantStatus.ACTIVE
+
+
+def test_another_process_sees_a_new_tenant_without_a_restart(registry_settings, fake_redis):
+    web = TenantRegistry(fake_redis, registry_settings)
+    worker = Runtime(registry_settings, fake_redis)
+    assert web.get("brand-b") is None and worker.registry.get("brand-b") is None
+    web.add("brand-b", COMPLETE)
+    assert worker.tenant("brand-b").rokt_account_code == "acct-b"
+    web.update("brand-b", {"rokt_account_code": "acct-b2"})
+    assert worker.tenant("brand-b").rokt_account_code == "acct-b2"
+    assert worker.rokt("brand-b").tenant.rokt_account_code == "acct-b2"  # its client was rebuilt
+
+
+def test_a_process_rereads_at_most_every_refresh_interval(fake_redis):
+    slow = TenantRegistry(fake_redis, load_settings({**ENV, "SECRET_KEY": KEY, "TENANT_REFRESH_SECONDS": "60"}))
+    other = TenantRegistry(fake_redis, load_settings({**ENV, "SECRET_KEY": KEY}))
+    assert slow.get("brand-b") is None
+    other.add("brand-b", COMPLETE)
+    assert slow.get("brand-b") is None  # within its interval it trusts its copy (no GET per call)
+    slow._checked_at = time.monotonic() - 61
+    assert slow.get("brand-b") is not None
+
+
+def test_pinned_tenants_are_read_only_and_win_over_stored_names(registry):
+    assert registry.get("default").pinned
+    with pytest.raises(TenantPinned):
+        registry.update("default", {"rokt_account_code": "x"})
+    with pytest.raises(ValueError, match="exists"):
+        registry.add("default", COMPLETE)
+
+
+def test_an_empty_secret_keeps_the_stored_one_and_bad_values_name_their_field(registry):
+    registry.add("brand-b", COMPLETE)
+    tenant = registry.update("brand-b", {"rokt_client_secret": "", "rokt_client_id": "rokt-b2"})
+    assert tenant.rokt_client_secret == "rokt-secret-b" and tenant.rokt_client_id == "rokt-b2"
+    with pytest.raises(ValidationError) as caught:
+        registry.update("brand-b", {"rokt_rate_limit": -1})
+    assert "rokt_rate_limit" in caught.value.messages
+    with pytest.raises(UnknownTenant):
+        registry.update("nobody", {"rokt_client_id": "x"})
+
+
+def test_disable_and_enable(registry):
+    registry.add("brand-b", COMPLETE)
+    assert registry.set_status("brand-b", TenantStatus.DISABLED).status == TenantStatus.DISABLED
+    assert registry.names(TenantStatus.ACTIVE) == ["default"]
+    assert registry.set_status("brand-b", TenantStatus.ACTIVE).status == TenantStatus.ACTIVE
+    registry.add("brand-c", {})
+    assert registry.set_status("brand-c", TenantStatus.ACTIVE).status == TenantStatus.PENDING  # incomplete
+
+
+def test_first_sign_in_creates_a_pending_tenant_found_again_by_its_enterprise_id(registry, fake_redis):
+    tenant = registry.sign_in(eid="510000001", mid="510001234", tssd="mc-abc", refresh_token="refresh-1")
+    assert tenant.name == "sfmc-510000001" and tenant.status == TenantStatus.PENDING
+    assert tenant.sfmc_auth_mode == SfmcAuthMode.REFRESH_TOKEN and tenant.sfmc_account_id == "510001234"
+    assert tenant.sfmc_auth_base_url == "https://mc-abc.auth.marketingcloudapis.com"
+    assert "refresh-1" not in fake_redis.hget(REFRESH_TOKENS_KEY, tenant.name)  # sealed
+    assert registry.refresh_token(tenant.name) == "refresh-1"
+    again = registry.sign_in(eid="510000001", mid="999", tssd="mc-abc", refresh_token="refresh-2")
+    assert again.name == tenant.name and again.sfmc_account_id == "510001234"  # the chosen MID stays
+    assert registry.refresh_token(tenant.name) == "refresh-2"
+    assert registry.by_eid("510000001").name == tenant.name
+    with pytest.raises(ValueError):
+        registry.sign_in(eid="51/../x", mid="1", tssd="mc-abc", refresh_token=None)
+
+
+def test_a_new_sign_in_clears_reconnect_needed(registry):
+    name = registry.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r1").name
+    registry.mark_reconnect(name, "SFMC refused the refresh token")
+    assert registry.get(name).reconnect_reason
+    registry.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r2")
+    assert registry.get(name).reconnect_reason == ""
+
+
+def test_an_enterprise_belongs_to_one_tenant(registry):
+    registry.add("brand-b", {**COMPLETE, "sfmc_eid": "77"})
+    with pytest.raises(ValidationError) as caught:
+        registry.add("brand-c", {**COMPLETE, "sfmc_eid": "77"})
+    assert "sfmc_eid" in caught.value.messages
+
+
+def test_refresh_token_replacement_is_compare_and_set(registry):
+    name = registry.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r1").name
+    assert registry.replace_refresh_token(name, "r1", "r2")
+    assert not registry.replace_refresh_token(name, "r1", "r3")  # r1 was already replaced
+    assert registry.refresh_token(name) == "r2"
+
+
+def test_a_rotated_webhook_secret_keeps_the_previous_one_for_the_grace_period(registry):
+    registry.add("brand-b", {**COMPLETE, "rokt_webhook_secret": "old-webhook-secret"})
+    new = registry.rotate_webhook_secret("brand-b")
+    tenant = registry.get("brand-b")
+    assert len(new) >= 40 and tenant.rokt_webhook_secret == new
+    assert tenant.webhook_secrets(time.time()) == (new, "old-webhook-secret")
+    assert tenant.webhook_secrets(time.time() + 72 * 3600 + 1) == (new,)
+
+
+def test_secrets_need_a_secret_key_and_open_only_under_one_of_its_keys(fake_redis):
+    bare = TenantRegistry(fake_redis, load_settings(ENV))
+    with pytest.raises(ValueError, match="SECRET_KEY"):
+        bare.add("brand-b", COMPLETE)
+    sealed = SecretBox([KEY]).seal("s3cr3t")
+    with pytest.raises(SecretUnreadable):
+        SecretBox(["another-sealing-key-0123456789abcdef"]).open(sealed)
+    rotated = SecretBox(["another-sealing-key-0123456789abcdef", KEY])
+    assert rotated.open(sealed) == "s3cr3t"
+    assert SecretBox(["another-sealing-key-0123456789abcdef"]).open(rotated.reseal(sealed)) == "s3cr3t"
+
+
+def test_reseal_moves_every_secret_to_the_newest_key(registry_settings, fake_redis):
+    old = TenantRegistry(fake_redis, registry_settings)
+    old.add("brand-b", COMPLETE)
+    old.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r1")
+    new_key = "new-sealing-key-0123456789abcdefghij"
+    both = TenantRegistry(fake_redis, load_settings({**ENV, "SECRET_KEY": f"{new_key},{KEY}"}))
+    assert both.reseal() == 2
+    only_new = TenantRegistry(fake_redis, load_settings({**ENV, "SECRET_KEY": new_key}))
+    assert only_new.get("brand-b").sfmc_client_secret == "sfmc-secret-b"
+    assert only_new.refresh_token("sfmc-42") == "r1"
