@@ -1,4 +1,4 @@
-"""`rokt-sfmc`: serve, templates, api-keys, backfill, dlq, replay, reconcile, report (DESIGN.md §9);
+"""`rokt-sfmc`: serve, tenants, templates, api-keys, backfill, dlq, replay, reconcile, report (DESIGN.md §9);
 sandbox, jb-simulate and demo come from pipeline/sandbox/cli.py.
 
 Each command imports what it needs inside its function: Flask, Celery and rich are heavy, and
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from marshmallow import ValidationError
 
+from pipeline import cli_tenants
 from pipeline.vocabulary import Stage
 
 # Installed packages add commands through this entry-point group (setup.cfg): the sandbox's
@@ -31,12 +32,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _settings_tenant(name: str):
+    """The settings and the tenant (pinned or from the registry), or exit saying which exist."""
+    from pipeline.runtime import Runtime
     from pipeline.settings import get_settings
 
     settings = get_settings()
-    tenant = settings.tenant(name)
+    registry = Runtime(settings).registry
+    tenant = registry.get(name)
     if tenant is None:
-        raise SystemExit(f"unknown tenant {name!r} (known: {', '.join(settings.tenants)})")
+        raise SystemExit(f"unknown tenant {name!r} (known: {', '.join(registry.names())})")
     return settings, tenant
 
 
@@ -344,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("id")
     key_revoke.set_defaults(func=cmd_api_keys)
 
+    cli_tenants.register(sub)
     _add_installed_commands(sub)
     return parser
 
