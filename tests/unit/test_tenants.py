@@ -67,7 +67,9 @@ def test_another_process_sees_a_new_tenant_without_a_restart(registry_settings, 
 
 
 def test_a_process_rereads_at_most_every_refresh_interval(fake_redis):
-    slow = TenantRegistry(fake_redis, load_settings({**ENV, "SECRET_KEY": KEY, "TENANT_REFRESH_SECONDS": "60"}))
+    slow = TenantRegistry(
+        fake_redis, load_settings({**ENV, "SECRET_KEY": KEY, "TENANT_REFRESH_SECONDS": "60"})
+    )
     other = TenantRegistry(fake_redis, load_settings({**ENV, "SECRET_KEY": KEY}))
     assert slow.get("brand-b") is None
     other.add("brand-b", COMPLETE)
