@@ -25,7 +25,7 @@ from pipeline import dispatch
 from pipeline import runtime as runtime_module
 from pipeline.executions import new_execution
 from pipeline.runtime import Runtime
-from pipeline.sandbox import jbsim, processes, sandbox_env
+from pipeline.sandbox import jbsim, processes, sandbox_app_env, sandbox_env
 from pipeline.sandbox.common import ServerThread
 from pipeline.settings import Tenant, get_settings, load_settings
 from pipeline.store import redis_client
@@ -140,7 +140,11 @@ class Stack:
         self.values = sandbox_env(self.rokt_url, self.sfmc_url)
         self.tenants_file = self.run_dir / "tenants.toml"
         self.tenants_file.write_text(tenants_toml(self.values, self.tenants))
-        ours = {"REDIS_URL": self.redis_url, "TENANTS_FILE": str(self.tenants_file)}
+        ours = {
+            "REDIS_URL": self.redis_url,
+            "TENANTS_FILE": str(self.tenants_file),
+            **sandbox_app_env(self.sfmc_url),
+        }
         web_port = processes.free_port() if self._web_mode else 0
         if web_port:
             self.web_url = f"http://127.0.0.1:{web_port}"

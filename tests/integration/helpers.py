@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pipeline.sandbox import jbsim, rokt, sandbox_env, sfmc
+from pipeline.sandbox import SANDBOX_SECRET_KEY, jbsim, rokt, sandbox_env, sfmc
 from pipeline.sandbox.stack import Stack
 from schemas.jb_execute import merge_in_arguments
 
@@ -97,6 +97,8 @@ def _secrets() -> dict[str, str]:
         "webhook secret": values["ROKT_WEBHOOK_SECRET"],
         "Rokt client secret": rokt.DEFAULT_CLIENT_SECRET,
         "SFMC client secret": sfmc.DEFAULT_CLIENT_SECRET,
+        "SFMC app client secret": sfmc.APP_CLIENT_SECRET,
+        "sealing key": SANDBOX_SECRET_KEY,
         "bearer token": "Bearer ",
     }
 
