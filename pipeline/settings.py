@@ -205,7 +205,10 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
 _MEANINGS: list[tuple[str, str]] = [
     ("REDIS_URL", "Redis for broker, ledger, limiter, token cache"),
     ("PUBLIC_BASE_URL", "base URL written into config.json"),
-    ("TENANTS_FILE", "TOML file of tenants; without it one tenant `default` from the env"),
+    (
+        "TENANTS_FILE",
+        "TOML file of pinned tenants; without it, any tenant variable below makes one pinned tenant `default`",
+    ),
     ("JB_JWT_SECRET", "JWT signing secret of the installed package"),
     ("ROKT_API_BASE_URL", "Rokt Calendar API"),
     ("ROKT_CLIENT_ID", "Rokt OAuth client id"),
