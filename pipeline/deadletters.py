@@ -12,6 +12,15 @@ from pipeline.store import tenant_key
 from pipeline.vocabulary import Stage
 
 
+def dead_letter_key(tenant: str) -> str:
+    """The tenant's dead-letter store: a hash, item id -> JSON record."""
+    return tenant_key(tenant, "dlq")
+
+
+def count_dead_letters(r: redis.Redis, tenant: str) -> int:
+    return int(r.hlen(dead_letter_key(tenant)))
+
+
 def error_class_of(exc: BaseException) -> str:
     """Our clients' error class (`permanent`, `throttled`, ...), else the exception's name."""
     return str(getattr(exc, "error_class", None) or type(exc).__name__)
@@ -44,7 +53,7 @@ def record_dead_letter(
         "payload": payload,
         "failedAt": now_iso(),
     }
-    r.hset(tenant_key(tenant, "dlq"), item_id, json.dumps(record, sort_keys=True))
+    r.hset(dead_letter_key(tenant), item_id, json.dumps(record, sort_keys=True))
 
 
 def record_exception(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.deadletters import dead_letter_key
 from pipeline.ledger import now_iso
 from pipeline.runtime import Runtime
 from pipeline.store import tenant_key
@@ -49,20 +50,16 @@ class ReplayReport:
     ids: list[str] = field(default_factory=list)
 
 
-def _dlq(tenant: str) -> str:
-    return tenant_key(tenant, "dlq")
-
-
 def list_dead_letters(
     rt: Runtime, tenant: str, where: DeadLetterFilter | None = None
 ) -> list[dict[str, Any]]:
     where = where or DeadLetterFilter()
-    letters = (json.loads(raw) for raw in rt.redis.hvals(_dlq(tenant)))
+    letters = (json.loads(raw) for raw in rt.redis.hvals(dead_letter_key(tenant)))
     return sorted((d for d in letters if where.matches(d)), key=lambda d: (d["failedAt"], d["id"]))
 
 
 def show_dead_letter(rt: Runtime, tenant: str, item_id: str) -> dict[str, Any] | None:
-    raw = rt.redis.hget(_dlq(tenant), item_id)
+    raw = rt.redis.hget(dead_letter_key(tenant), item_id)
     return json.loads(raw) if raw else None
 
 
@@ -151,7 +148,7 @@ def replay_one(
 def _forget(rt: Runtime, tenant: str, letter: dict[str, Any]) -> None:
     """Move a dead letter to the replayed log (kept for audit)."""
     pipe = rt.redis.pipeline()
-    pipe.hdel(_dlq(tenant), letter["id"])
+    pipe.hdel(dead_letter_key(tenant), letter["id"])
     pipe.hset(
         tenant_key(tenant, "dlq-replayed"), letter["id"], json.dumps({**letter, "replayedAt": now_iso()})
     )

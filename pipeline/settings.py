@@ -207,7 +207,7 @@ _MEANINGS: list[tuple[str, str]] = [
     ("PUBLIC_BASE_URL", "base URL written into config.json"),
     (
         "TENANTS_FILE",
-        "TOML file of pinned tenants; without it, any tenant variable below makes one pinned tenant `default`",
+        "TOML file of pinned tenants; without it, any tenant variable below pins one tenant `default`",
     ),
     ("JB_JWT_SECRET", "JWT signing secret of the installed package"),
     ("ROKT_API_BASE_URL", "Rokt Calendar API"),

@@ -7,17 +7,29 @@ an expired or revoked token answers 401.
 `GET /platform/v1/tokenContext` answers for tokens issued by `/v2/token` (the account asked for)
 and for "Journey Builder tokens" a test registers with `POST /__sandbox__/jb-tokens`
 `{"token", "mid", "eid"?, "userId"?}` (what the activity UI receives as `fuel2token`).
+
+The package's Web App sign-in (App Settings; sfmc-app-surface.md B.2, B.3): `GET /v2/authorize`
+sends the browser straight back to the redirect URI with `code`, `state` and `tssd`, as for a user
+already signed in to Marketing Cloud; who that user is (EID, MID, tssd, name, email) is set with
+`POST /__sandbox__/mc-user`. `POST /v2/token` also takes the `authorization_code` grant (code single
+use, 5 minutes, same redirect URI, the app client only; a refresh token when the scope asked for
+`offline`) and the `refresh_token` grant (rotating: the old one stops working);
+`POST /__sandbox__/revoke-refresh-tokens` makes every refresh token invalid ("reconnect needed").
+`/tssd/<tssd>/v2/token` and `/tssd/<tssd>/v2/userinfo` stand in for `https://<tssd>.auth...`
+(404 for any tssd but the signed-in user's). Tokens of any grant work on REST and SOAP.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import jsonify, request
+from flask import jsonify, redirect, request
 
 from pipeline.sandbox.common import Simulator
 from pipeline.sandbox.sfmc_soap import SoapService
@@ -28,6 +40,19 @@ DEFAULT_CLIENT_SECRET = "sandbox-sfmc-secret"
 APP_CLIENT_ID = "sandbox-sfmc-app"
 APP_CLIENT_SECRET = "sandbox-sfmc-app-secret"
 DEFAULT_TOKEN_LIFETIME = 1079.0
+AUTHORIZATION_CODE_LIFETIME = 300.0
+# The user signed in to Marketing Cloud when the app's sign-in starts. The same values as
+# pipeline.sandbox.SANDBOX_EID/SANDBOX_MID/SANDBOX_TSSD (that package imports this module, so they
+# are written here; a test checks they agree).
+DEFAULT_MC_USER = {
+    "eid": "100000000",
+    "mid": "100000001",
+    "tssd": "sandbox",
+    "name": "sandbox.admin",
+    "email": "sandbox.admin@example.com",
+}
+_TSSD = re.compile(r"[a-z0-9-]{1,63}")
+_ID = re.compile(r"[0-9]{1,18}")
 ROWSET_LIMIT = 50
 EVENTS_LIMIT = 100
 
@@ -53,6 +78,17 @@ class SfmcSimulator(Simulator):
         app = self.app
         self.soap.mount(app)
         app.add_url_rule("/v2/token", "token", self.token, methods=["POST"])
+        app.add_url_rule("/tssd/<tssd>/v2/token", "tssd_token", self.token, methods=["POST"])
+        app.add_url_rule("/v2/authorize", "authorize", self.authorize)
+        app.add_url_rule("/v2/userinfo", "userinfo", self.userinfo)
+        app.add_url_rule("/tssd/<tssd>/v2/userinfo", "tssd_userinfo", self.userinfo)
+        app.add_url_rule("/__sandbox__/mc-user", "mc_user", self.set_mc_user, methods=["POST"])
+        app.add_url_rule(
+            "/__sandbox__/revoke-refresh-tokens",
+            "revoke_refresh",
+            self.revoke_refresh_tokens,
+            methods=["POST"],
+        )
         app.add_url_rule("/hub/v1/dataevents/key:<de_key>/rowset", "rowset", self.rowset, methods=["POST"])
         app.add_url_rule("/interaction/v1/async/events", "events", self.async_events, methods=["POST"])
         app.add_url_rule("/contacts/v1/contacts/<path:key>", "get_contact", self.get_contact)
@@ -78,6 +114,13 @@ class SfmcSimulator(Simulator):
         self.tokens: dict[str, float] = {}
         self.token_accounts: dict[str, str] = {}  # token -> the account_id it was issued for
         self.jb_tokens: dict[str, dict[str, str]] = {}  # fuel2token -> {mid, eid, userId}
+        self.mc_user: dict[str, str] = dict(DEFAULT_MC_USER)
+        self.codes: dict[str, dict[str, Any]] = {}  # authorization code -> its grant (single use)
+        self.refresh_tokens: dict[str, dict[str, Any]] = {}  # refresh token -> its grant
+        self.user_tokens: dict[str, dict[str, str]] = {}  # access token of a sign-in -> its user
+        self.authorize_calls = 0
+        self.userinfo_calls = 0
+        self.refresh_grants = 0
         self.token_context_calls = 0
         self.data_extensions: dict[str, dict[str, dict[str, Any]]] = {}
         self.rowset_calls = 0
@@ -91,19 +134,41 @@ class SfmcSimulator(Simulator):
         self.async_requests: dict[str, dict[str, Any]] = {}
         self.async_calls = 0
 
-    def token(self):
+    def token(self, tssd: str | None = None):
+        if tssd is not None and tssd != self.mc_user["tssd"]:
+            return _error(404, 0, "Not Found")
         body = request.get_json(silent=True) or {}
         with self.lock:
             self.counters.token_requests += 1
-        if body.get("grant_type") != "client_credentials":
-            return _error(400, 0, "grant_type must be client_credentials")
+        grant = body.get("grant_type")
+        if grant == "authorization_code":
+            return self._authorization_code_grant(body)
+        if grant == "refresh_token":
+            return self._refresh_token_grant(body)
+        if grant != "client_credentials":
+            return _error(
+                400, 0, "grant_type must be client_credentials, authorization_code or refresh_token"
+            )
         if self.clients.get(body.get("client_id")) != body.get("client_secret"):
             return _error(401, 0, "invalid client credentials")
+        return self._issue(
+            str(body.get("account_id") or ""), "data_extensions_read data_extensions_write journeys_execute"
+        )
+
+    def _issue(self, account: str, scope: str, user: dict[str, str] | None = None, offline: bool = False):
+        """A REST/SOAP access token for `account` (the MID), and a refresh token when `offline`."""
         lifetime = self.faults.token_lifetime or DEFAULT_TOKEN_LIFETIME
         token = secrets.token_urlsafe(24)
+        answer: dict[str, Any] = {}
         with self.lock:
             self.tokens[token] = time.monotonic() + lifetime
-            self.token_accounts[token] = str(body.get("account_id") or "")
+            self.token_accounts[token] = account
+            if user is not None:
+                self.user_tokens[token] = user
+                if offline:
+                    refresh = secrets.token_urlsafe(48)
+                    self.refresh_tokens[refresh] = {"user": user, "scope": scope}
+                    answer["refresh_token"] = refresh
         base = request.host_url
         return jsonify(
             access_token=token,
@@ -111,8 +176,124 @@ class SfmcSimulator(Simulator):
             expires_in=int(lifetime),
             rest_instance_url=base,
             soap_instance_url=base,
-            scope="data_extensions_read data_extensions_write journeys_execute",
+            scope=scope,
+            **answer,
         )
+
+    def _app_client_refused(self, body: dict[str, Any]):
+        if body.get("client_id") != APP_CLIENT_ID or body.get("client_secret") != APP_CLIENT_SECRET:
+            return _error(401, 0, "invalid client credentials")
+        return None
+
+    def _authorization_code_grant(self, body: dict[str, Any]):
+        refused = self._app_client_refused(body)
+        if refused is not None:
+            return refused
+        with self.lock:
+            grant = self.codes.pop(str(body.get("code") or ""), None)  # single use, even when refused below
+        if grant is None or grant["expires"] <= time.monotonic():
+            return _error(400, 0, "invalid_grant: unknown, used or expired authorization code")
+        if body.get("redirect_uri") != grant["redirect_uri"]:
+            return _error(400, 0, "invalid_grant: redirect_uri differs from the authorize request's")
+        user = grant["user"]
+        return self._issue(
+            user["mid"], grant["scope"], user=user, offline="offline" in grant["scope"].split()
+        )
+
+    def _refresh_token_grant(self, body: dict[str, Any]):
+        refused = self._app_client_refused(body)
+        if refused is not None:
+            return refused
+        with self.lock:
+            grant = self.refresh_tokens.pop(str(body.get("refresh_token") or ""), None)  # rotates
+            self.refresh_grants += 1
+        if grant is None:
+            return _error(400, 0, "invalid_grant: unknown or revoked refresh token")
+        user = grant["user"]
+        return self._issue(user["mid"], grant["scope"], user=user, offline=True)
+
+    def authorize(self):
+        """A user already signed in to Marketing Cloud: straight back with a code (B.2 step 3)."""
+        args = request.args
+        with self.lock:
+            self.authorize_calls += 1
+        redirect_uri = args.get("redirect_uri", "")
+        if args.get("client_id") != APP_CLIENT_ID:
+            return _error(400, 0, "unknown client_id")
+        if not redirect_uri.startswith(("http://", "https://")):
+            return _error(400, 0, "redirect_uri is required")
+        if args.get("response_type") != "code":
+            return _error(400, 0, "response_type must be code")
+        code = secrets.token_urlsafe(48)
+        with self.lock:
+            user = dict(self.mc_user)
+            self.codes[code] = {
+                "redirect_uri": redirect_uri,
+                "scope": " ".join(args.get("scope", "").split()),
+                "user": user,
+                "expires": time.monotonic() + AUTHORIZATION_CODE_LIFETIME,
+            }
+        query = {"code": code, "tssd": user["tssd"]}
+        if "state" in args:
+            query["state"] = args["state"]
+        separator = "&" if "?" in redirect_uri else "?"
+        return redirect(redirect_uri + separator + urlencode(query), code=302)
+
+    def userinfo(self, tssd: str | None = None):
+        """Who a sign-in's access token belongs to, shaped as sfmc-app-surface.md B.3."""
+        if tssd is not None and tssd != self.mc_user["tssd"]:
+            return _error(404, 0, "Not Found")
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        with self.lock:
+            self.userinfo_calls += 1
+            expires = self.tokens.get(token)
+            user = self.user_tokens.get(token)
+            if user is None or expires is None or expires <= time.monotonic():
+                self.unauthorized += 1
+                return _error(401, 0, "Not Authorized")
+        base = request.host_url
+        return jsonify(
+            exp=int(time.time() + DEFAULT_TOKEN_LIFETIME),
+            iss=f"{base}tssd/{user['tssd']}/",
+            user={
+                "sub": f"{user['name']}-sub",
+                "name": user["name"],
+                "preferred_username": "7012345",
+                "email": user["email"],
+                "locale": "en-US",
+                "zoneinfo": "Europe/London",
+                "timezone": {"longName": "(GMT) London", "shortName": "GMT+0", "offset": 0.0, "dst": False},
+            },
+            organization={"member_id": int(user["mid"]), "enterprise_id": int(user["eid"])},
+            rest={"rest_instance_url": base, "soap_instance_url": base},
+        )
+
+    def set_mc_user(self):
+        """The user signed in to Marketing Cloud: any of {"eid", "mid", "tssd", "name", "email"}."""
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            return jsonify(error="invalid_body", message="JSON object {eid, mid, tssd, name, email}"), 400
+        checks = {"eid": _ID, "mid": _ID, "tssd": _TSSD, "name": None, "email": None}
+        fields: dict[str, list[str]] = {}
+        for name, value in body.items():
+            if name not in checks:
+                fields[name] = ["unknown field"]
+            elif not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
+                fields[name] = ["must be a non-empty string"]
+            elif checks[name] is not None and not checks[name].fullmatch(str(value)):
+                fields[name] = ["digits only" if name != "tssd" else "one DNS label: [a-z0-9-]{1,63}"]
+        if fields:
+            return jsonify(error="invalid_body", message="user rejected", fields=fields), 400
+        with self.lock:
+            self.mc_user.update({name: str(value) for name, value in body.items()})
+            return jsonify(self.mc_user)
+
+    def revoke_refresh_tokens(self):
+        """Every refresh token stops working (the admin's user was deactivated, say)."""
+        with self.lock:
+            self.refresh_tokens.clear()
+        return jsonify(ok=True)
 
     def _guard(self, account: str):
         """Auth, throttling and injected faults shared by every REST route (None = go on)."""
@@ -382,5 +563,10 @@ class SfmcSimulator(Simulator):
             "contacts_created": self.contacts_created,
             "async_calls": self.async_calls,
             "token_context_calls": self.token_context_calls,
+            "authorize_calls": self.authorize_calls,
+            "userinfo_calls": self.userinfo_calls,
+            "refresh_grants": self.refresh_grants,
+            "refresh_tokens": len(self.refresh_tokens),
+            "mc_user": dict(self.mc_user),
             **self.soap.state(),
         }

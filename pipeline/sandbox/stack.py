@@ -73,7 +73,8 @@ def reset_process_caches() -> None:
 class Stack:
     """The processes of one run and the helpers every caller needs.
 
-    `tenants`: tenant name -> its own TENANTS_FILE entries (see `tenants_toml`).
+    `tenants`: tenant name -> its own TENANTS_FILE entries (see `tenants_toml`); none: no
+    TENANTS_FILE, every tenant comes from the registry (signed up as an admin would).
     `reuse_redis_url`: a Redis to use when it answers (the demo honours REDIS_URL); otherwise,
     and by default, a bundled redis-server of our own on a free port.
     `web`: "gunicorn" (as deployed), "thread" (in this process, so the app logs here) or None.
@@ -138,13 +139,11 @@ class Stack:
             self.redis_bundled = True
         self._sandbox, self.rokt_url, self.sfmc_url = processes.start_sandbox(self.run_dir)
         self.values = sandbox_env(self.rokt_url, self.sfmc_url)
-        self.tenants_file = self.run_dir / "tenants.toml"
-        self.tenants_file.write_text(tenants_toml(self.values, self.tenants))
-        ours = {
-            "REDIS_URL": self.redis_url,
-            "TENANTS_FILE": str(self.tenants_file),
-            **sandbox_app_env(self.sfmc_url),
-        }
+        ours = {"REDIS_URL": self.redis_url, **sandbox_app_env(self.sfmc_url)}
+        if self.tenants:  # pinned tenants; without them every tenant signs up (the registry)
+            self.tenants_file = self.run_dir / "tenants.toml"
+            self.tenants_file.write_text(tenants_toml(self.values, self.tenants))
+            ours["TENANTS_FILE"] = str(self.tenants_file)
         web_port = processes.free_port() if self._web_mode else 0
         if web_port:
             self.web_url = f"http://127.0.0.1:{web_port}"

@@ -153,3 +153,82 @@ def test_sandbox_command_serves_and_writes_its_env_file(stack: Stack, tmp_path):
     finally:
         child.stop()
     assert child.process.returncode == 0
+
+
+def test_tenants_add_check_install_disable_and_enable(stack: Stack):
+    """An operator adds a brand without a restart: secrets only through a file (stdin), the
+    listing shows them as set, `check` fails until the data extensions exist, then passes."""
+    values = {key.lower(): value for key, value in stack.values.items()}
+    secrets = {key: values.pop(key) for key in list(values) if "secret" in key}
+    sets = [item for key, value in sorted(values.items()) for item in ("--set", f"{key}={value}")]
+    sets += ["--set", "rokt_account_code=cli-brand", "--set", "sfmc_status_de_key=Status_cli-brand"]
+    sets += ["--set", "sfmc_subscription_de_key=Subs_cli-brand"]
+    refused = cli(
+        stack,
+        "tenants",
+        "add",
+        "--tenant",
+        "cli-brand",
+        "--set",
+        f"rokt_client_secret={secrets['rokt_client_secret']}",
+    )
+    assert refused.returncode != 0 and "secrets-file" in refused.stderr
+    added = cli(
+        stack,
+        "tenants",
+        "add",
+        "--tenant",
+        "cli-brand",
+        *sets,
+        "--secrets-file",
+        "-",
+        stdin=json.dumps(secrets),
+    )
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(added.stdout)
+    assert shown["status"] == "active" and shown["rokt_client_secret"] == "set"
+    for secret in secrets.values():
+        assert secret not in added.stdout
+    listed = [json.loads(line) for line in cli(stack, "tenants", "list").stdout.splitlines()]
+    assert "cli-brand" in {t["name"] for t in listed}
+
+    before = cli(stack, "tenants", "check", "--tenant", "cli-brand")
+    result = json.loads(before.stdout)
+    assert before.returncode == 1 and result["rokt"]["ok"] and result["sfmc"]["ok"]
+    assert not result["data_extensions"]["ok"]
+    installed = cli(stack, "tenants", "install-data-extensions", "--tenant", "cli-brand")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    after = cli(stack, "tenants", "check", "--tenant", "cli-brand")
+    assert after.returncode == 0, after.stdout
+
+    assert (
+        json.loads(cli(stack, "tenants", "disable", "--tenant", "cli-brand").stdout)["status"] == "disabled"
+    )
+    assert json.loads(cli(stack, "tenants", "enable", "--tenant", "cli-brand").stdout)["status"] == "active"
+    pinned = cli(stack, "tenants", "update", "--tenant", "chain", "--set", "rokt_account_code=x")
+    assert pinned.returncode == 2 and "pinned" in pinned.stderr
+    unknown = cli(stack, "tenants", "show", "--tenant", "nobody")
+    assert unknown.returncode == 2 and "unknown tenant" in unknown.stderr
+
+
+def test_tenants_check_names_the_vendor_that_refused(stack: Stack):
+    values = {key.lower(): value for key, value in stack.values.items()}
+    secrets = {key: values.pop(key) for key in list(values) if "secret" in key}
+    secrets["rokt_client_secret"] = "not-the-secret"
+    sets = [item for key, value in sorted(values.items()) for item in ("--set", f"{key}={value}")]
+    added = cli(
+        stack,
+        "tenants",
+        "add",
+        "--tenant",
+        "cli-bad",
+        *sets,
+        "--secrets-file",
+        "-",
+        stdin=json.dumps(secrets),
+    )
+    assert added.returncode == 0, added.stderr
+    checked = cli(stack, "tenants", "check", "--tenant", "cli-bad")
+    result = json.loads(checked.stdout)
+    assert checked.returncode == 1 and not result["rokt"]["ok"] and result["sfmc"]["ok"]
+    assert "Rokt token request rejected" in result["rokt"]["reason"]

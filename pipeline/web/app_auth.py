@@ -1,0 +1,239 @@
+"""Sign-in to App Settings from Marketing Cloud: the OAuth 2.0 authorization-code flow of the
+package's Web App integration (../shared/reference/sfmc-app-surface.md B.2, B.5).
+
+`GET /app/login` (the Marketing Cloud App component's Login URL) starts the flow: a `state` of 256
+random bits is kept in Redis for 10 minutes, single use, and bound to this browser by a separate
+short-lived partitioned cookie holding a nonce whose hash the state record keeps (a login CSRF,
+where an attacker's callback URL runs in the victim's browser, fails: the victim has no such
+cookie). The state is never the session id (Accenture's sample adopts it as one: fixation).
+`GET /app/oauth/callback` checks the state before anything else, then that `tssd` is one DNS label
+(it becomes a host name we send our client secret to), exchanges the code at the account's own
+authorization host, reads `/v2/userinfo` and signs the enterprise (EID) in as a tenant, under a
+new session id. `GET /app/logout` (Marketing Cloud's Logout URL, a browser GET) ends the session
+on the server.
+
+Every /app answer says who may frame it (`frame-ancestors` from MC_ALLOWED_ORIGINS) and is never
+cached (`app_response_headers`, installed app-wide so 404s under /app carry it too).
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session
+
+from pipeline.clients.errors import ClientError
+from pipeline.clients.sfmc_oauth import SfmcOAuthClient
+from pipeline.logsafe import mask
+from pipeline.runtime import Runtime
+from pipeline.settings import Tenant
+from pipeline.store import PREFIX
+from pipeline.web.activity import frame_ancestors
+from pipeline.web.app_session import CSRF_SESSION_KEY, SESSION_ID_BYTES, destroy, hashed, rotate
+
+log = logging.getLogger(__name__)
+app_auth = Blueprint("app_auth", __name__, url_prefix="/app")
+
+APP_PREFIX = "/app"
+CALLBACK_PATH = "/app/oauth/callback"
+SIGNIN_COOKIE = "__Host-rokt_sfmc_signin"
+STATE_TTL_SECONDS = 600
+STATE_BYTES = 32
+STATE_KEY_PREFIX = f"{PREFIX}:_app:state"
+STATE_MAX_LENGTH = 256
+CODE_MAX_LENGTH = 2048
+TSSD = re.compile(r"[a-z0-9-]{1,63}")  # one DNS label (fullmatch)
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["rsf.runtime"]
+
+
+def _oauth_client() -> SfmcOAuthClient:
+    """One client (one requests session) per app."""
+    client = current_app.extensions.get("rsf.sfmc_oauth")
+    if client is None:
+        settings = _runtime().settings
+        client = SfmcOAuthClient(
+            settings.sfmc_app_client_id, settings.sfmc_app_client_secret, settings.http_timeout
+        )
+        current_app.extensions["rsf.sfmc_oauth"] = client
+    return client
+
+
+def wants_json() -> bool:
+    """The page's fetch() calls (they send the CSRF header or ask for JSON) get JSON errors."""
+    return "X-CSRF-Token" in request.headers or request.accept_mimetypes.best == "application/json"
+
+
+def error_page(status: int, title: str, message: str) -> Response:
+    """An error an admin reads (HTML), or JSON for the page's own fetch() calls."""
+    if wants_json():
+        response = current_app.json.response({"error": title, "message": message})
+    else:
+        response = Response(render_template("app/error.html", title=title, message=message))
+    response.status_code = status
+    return response
+
+
+def app_response_headers(response: Response) -> Response:
+    """Every /app answer: framed by Marketing Cloud only, never cached (it holds a tenant's settings)."""
+    if request.path == APP_PREFIX or request.path.startswith(APP_PREFIX + "/"):
+        response.headers["Content-Security-Policy"] = frame_ancestors(_runtime().settings.mc_allowed_origins)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers.pop("X-Frame-Options", None)
+    return response
+
+
+def _redirect_uri() -> str:
+    return _runtime().settings.public_base_url + CALLBACK_PATH
+
+
+def _state_key(state: str) -> str:
+    return f"{STATE_KEY_PREFIX}:{hashed(state)}"
+
+
+def session_tenant() -> Tenant | None:
+    """The tenant of this browser's session: from the session only, never from the URL or a form.
+    A session whose tenant vanished or changed enterprise is ended."""
+    name, eid = session.get("tenant"), session.get("eid")
+    if not name or not eid:
+        return None
+    tenant = _runtime().registry.get(str(name))
+    if tenant is None or tenant.sfmc_eid != eid:
+        destroy(session)
+        return None
+    return tenant
+
+
+def require_app_session(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Signed in, else: a page GET starts the sign-in, anything else answers 401.
+    The tenant is in `flask.g.app_tenant`."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tenant = session_tenant()
+        if tenant is None:
+            if request.method == "GET" and not wants_json():
+                return redirect(f"{APP_PREFIX}/login")
+            return error_page(401, "Signed out", "Your session has ended. Open the app again to sign in.")
+        g.app_tenant = tenant
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+@app_auth.get("/login")
+def login():
+    if session_tenant() is not None:
+        return redirect(f"{APP_PREFIX}/settings")
+    settings = _runtime().settings
+    if not settings.sfmc_app_client_id or not settings.sfmc_app_auth_base_url:
+        return error_page(
+            503, "Sign-in not configured", "SFMC_APP_CLIENT_ID and SFMC_APP_AUTH_BASE_URL are not set."
+        )
+    state = secrets.token_urlsafe(STATE_BYTES)
+    nonce = secrets.token_urlsafe(SESSION_ID_BYTES)
+    record = {"nonce": hashed(nonce), "createdAt": time.time()}
+    _runtime().redis.set(_state_key(state), json.dumps(record), ex=STATE_TTL_SECONDS)
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": settings.sfmc_app_client_id,
+            "redirect_uri": _redirect_uri(),
+            "state": state,
+            "scope": settings.sfmc_app_scopes,
+        }
+    )
+    response = redirect(f"{settings.sfmc_app_auth_base_url}/v2/authorize?{query}")
+    response.set_cookie(SIGNIN_COOKIE, nonce, max_age=STATE_TTL_SECONDS, **_signin_cookie_options())
+    return response
+
+
+def _signin_cookie_options() -> dict[str, Any]:
+    return {"path": "/", "secure": True, "httponly": True, "samesite": "None", "partitioned": True}
+
+
+def _state_problem() -> str | None:
+    """None when `state` is one we issued, unused, to this browser; else why not. Used up either way."""
+    state = request.args.get("state", "")
+    if not state or len(state) > STATE_MAX_LENGTH:
+        return "The sign-in answer carries no valid state."
+    raw = _runtime().redis.getdel(_state_key(state))
+    if raw is None:
+        return "This sign-in link is unknown, expired or already used. Open the app again."
+    nonce = request.cookies.get(SIGNIN_COOKIE, "")
+    expected = str(json.loads(raw).get("nonce", ""))
+    if not nonce or not hmac.compare_digest(hashed(nonce).encode(), expected.encode()):
+        return "This sign-in was started in another browser. Open the app again."
+    return None
+
+
+@app_auth.get("/oauth/callback")
+def oauth_callback():
+    response = _callback()
+    response.delete_cookie(SIGNIN_COOKIE, **_signin_cookie_options())
+    return response
+
+
+def _callback() -> Response:
+    problem = _state_problem()
+    if problem is not None:
+        log.warning("app sign-in refused: bad state")
+        return error_page(400, "Sign-in failed", problem)
+    refused = request.args.get("error", "")
+    if refused:  # e.g. access_denied; nothing is sent anywhere
+        reason = re.sub(r"[^a-z_]", "", refused.lower())[:64] or "error"
+        return error_page(403, "Sign-in refused", f"Marketing Cloud refused the sign-in ({reason}).")
+    tssd = request.args.get("tssd", "")
+    if not TSSD.fullmatch(tssd):
+        log.warning("app sign-in refused: tssd is not one DNS label")
+        return error_page(
+            400, "Sign-in failed", "The sign-in answer names no valid Marketing Cloud account (tssd)."
+        )
+    code = request.args.get("code", "")
+    if not code or len(code) > CODE_MAX_LENGTH:
+        return error_page(400, "Sign-in failed", "The sign-in answer carries no authorization code.")
+    rt = _runtime()
+    auth_url = rt.settings.tssd_auth_url(tssd)
+    client = _oauth_client()
+    try:
+        token = client.exchange_code(auth_url, code, _redirect_uri())
+        user = client.userinfo(auth_url, token.access_token)
+    except ClientError as exc:
+        log.warning("app sign-in: SFMC refused or failed: %s", exc.reason)
+        return error_page(502, "Marketing Cloud sign-in failed", exc.reason)
+    try:
+        tenant = rt.registry.sign_in(eid=user.eid, mid=user.mid, tssd=tssd, refresh_token=token.refresh_token)
+    except ValueError as exc:
+        log.warning("app sign-in: enterprise %s not accepted: %s", user.eid, exc)
+        return error_page(502, "Marketing Cloud sign-in failed", "The account's enterprise id is not usable.")
+    session.clear()
+    rotate(session)  # a new id: one planted before sign-in is worthless now
+    session.update(
+        tenant=tenant.name,
+        eid=user.eid,
+        user=user.name,
+        signedInAt=time.time(),
+        **{CSRF_SESSION_KEY: secrets.token_urlsafe(32)},
+    )
+    log.info("app sign-in: tenant %s, enterprise %s, user %s", tenant.name, user.eid, mask(user.name))
+    return redirect(f"{APP_PREFIX}/settings")
+
+
+@app_auth.get("/logout")
+def logout():
+    """Marketing Cloud's Logout URL: a browser GET when the user logs out of Marketing Cloud."""
+    if session.get("tenant"):
+        log.info("app sign-out: tenant %s", session.get("tenant"))
+    destroy(session)
+    return render_template("app/signed_out.html")

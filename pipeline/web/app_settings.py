@@ -1,0 +1,235 @@
+"""App Settings: the page an admin opens in Marketing Cloud (AppExchange > Rokt Calendar).
+
+Server-rendered (templates/app/, static/app/: no CDN). The tenant is always the session's
+(`require_app_session`), never a name from the URL or a form, so one account's admin can neither
+read nor change another's. Secrets are write-only: the page says "set" or "not set", an empty
+input keeps the stored value, and no answer ever carries one, except the new webhook secret,
+shown once right after its rotation. Every POST needs the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, session
+from marshmallow import ValidationError
+
+from pipeline import dataextensions
+from pipeline.clients.errors import ClientError
+from pipeline.deadletters import count_dead_letters
+from pipeline.runtime import Runtime
+from pipeline.settings import Tenant
+from pipeline.store import tenant_key
+from pipeline.tenants import TenantPinned, UnknownTenant
+from pipeline.vocabulary import SfmcAuthMode
+from pipeline.web.app_auth import error_page, require_app_session
+from pipeline.web.app_session import csrf_ok, csrf_token
+from schemas.app_settings import SECRET_FIELDS, AppSettingsSchema
+
+log = logging.getLogger(__name__)
+app_settings = Blueprint(
+    "app_settings", __name__, url_prefix="/app", static_folder="static/app", static_url_path="/static"
+)
+
+SCHEMA = AppSettingsSchema()
+FORM_FIELDS = tuple(SCHEMA.fields)
+# the Calendar Subscription DE's sendable relationship, as the Contact Builder step links it
+CONTACT_KEY_FIELD = "SubscriberExternalId"
+
+
+def _runtime() -> Runtime:
+    return current_app.extensions["rsf.runtime"]
+
+
+@app_settings.before_request
+def _csrf() -> Response | None:
+    """SameSite=None cookies ride along on cross-site POSTs: every POST proves it came from our page."""
+    if request.method == "POST" and not csrf_ok(session):
+        log.warning("app POST %s refused: CSRF token missing or wrong", request.path)
+        return error_page(
+            403, "Request refused", "The form is out of date or was not sent by this page. Reload it."
+        )
+    return None
+
+
+def _epoch_text(value: Any) -> str:
+    try:
+        return datetime.fromtimestamp(float(value), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (TypeError, ValueError, OverflowError):
+        return ""
+
+
+def _last_check(name: str) -> dict[str, Any] | None:
+    raw = _runtime().redis.get(tenant_key(name, "check"))
+    try:
+        found = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def status_panel(tenant: Tenant) -> dict[str, Any]:
+    """What the status panel shows; each value read where its owner writes it."""
+    rt, name = _runtime(), tenant.name
+    check = _last_check(name)
+    return {
+        "status": str(tenant.status),
+        "installed": dataextensions.installed(rt.redis, name),
+        "install": dataextensions.install_progress(rt.redis, name),
+        "lastWebhook": _epoch_text(rt.redis.get(tenant_key(name, "last", "webhook"))),
+        "lastExecute": _epoch_text(rt.redis.get(tenant_key(name, "last", "execute"))),
+        "check": check,
+        "checkedAt": _epoch_text(check.get("checkedAt")) if check else "",
+        # the dead-letter hash (pipeline.deadletters.record_dead_letter): one entry per item
+        "deadLetters": count_dead_letters(rt.redis, name),
+        "reconnectReason": tenant.reconnect_reason,
+        "missing": rt.registry.missing(name),
+    }
+
+
+def _page(
+    tenant: Tenant,
+    *,
+    status: int = 200,
+    form: dict[str, str] | None = None,
+    errors: dict[str, list[str]] | None = None,
+    saved: bool = False,
+    new_webhook_secret: str = "",
+) -> Response:
+    settings = _runtime().settings
+    values = {f: str(getattr(tenant, f, "") or "") for f in FORM_FIELDS if f not in SECRET_FIELDS}
+    if form:
+        values.update({k: v for k, v in form.items() if k in values})
+    response = Response(
+        render_template(
+            "app/settings.html",
+            tenant=tenant,
+            user=session.get("user", ""),
+            values=values,
+            secrets_set={f: bool(getattr(tenant, f)) for f in SECRET_FIELDS},
+            webhook_secret_set=bool(tenant.rokt_webhook_secret),
+            errors=errors or {},
+            saved=saved,
+            panel=status_panel(tenant),
+            webhook_url=f"{settings.public_base_url}/t/{tenant.name}/webhooks/rokt",
+            new_webhook_secret=new_webhook_secret,
+            grace_hours=settings.webhook_secret_grace_hours,
+            csrf_token=csrf_token(session),
+            contact_key_field=CONTACT_KEY_FIELD,
+        )
+    )
+    response.status_code = status
+    return response
+
+
+@app_settings.get("/settings")
+@require_app_session
+def show():
+    return _page(g.app_tenant)
+
+
+def _changes(tenant: Tenant, loaded: dict[str, Any]) -> dict[str, Any]:
+    """The form's values as registry changes; the SFMC auth mode follows from the client id:
+    with one (a server-to-server package) client credentials, without it the sign-in's refresh token."""
+    changes = dict(loaded)
+    if changes.get("sfmc_client_id"):
+        if not changes.get("sfmc_client_secret") and not tenant.sfmc_client_secret:
+            raise ValidationError({"sfmc_client_secret": ["required with an SFMC client id"]})
+        changes["sfmc_auth_mode"] = SfmcAuthMode.CLIENT_CREDENTIALS.value
+    else:
+        changes["sfmc_auth_mode"] = SfmcAuthMode.REFRESH_TOKEN.value
+    return changes
+
+
+@app_settings.post("/settings")
+@require_app_session
+def save():
+    tenant: Tenant = g.app_tenant
+    if tenant.pinned:
+        return error_page(403, "Read-only", "This tenant is configured by the operator; change it there.")
+    form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    try:
+        changes = _changes(tenant, SCHEMA.load(form))
+        updated = _runtime().registry.update(tenant.name, changes)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        safe_form = {k: v for k, v in form.items() if k not in SECRET_FIELDS}
+        return _page(tenant, status=400, form=safe_form, errors=messages)
+    except TenantPinned:
+        return error_page(403, "Read-only", "This tenant is configured by the operator; change it there.")
+    log.info("app settings saved: tenant %s, fields %s", tenant.name, sorted(changes))
+    return _page(updated, saved=True)
+
+
+def _check(what: str, call: Any) -> dict[str, Any]:
+    """One vendor's token fetch: ok, or why not (the error's `reason`: never a secret)."""
+    try:
+        call()
+    except ClientError as exc:
+        return {"ok": False, "reason": exc.reason}
+    except (UnknownTenant, ValueError) as exc:
+        return {"ok": False, "reason": f"{what} is not configured ({type(exc).__name__})"}
+    except Exception as exc:  # anything else: logged, answered without its text
+        log.exception("test connection: %s check failed unexpectedly", what)
+        return {"ok": False, "reason": f"unexpected error ({type(exc).__name__})"}
+    return {"ok": True, "reason": ""}
+
+
+@app_settings.post("/settings/test")
+@require_app_session
+def test_connection():
+    rt, name = _runtime(), g.app_tenant.name
+    result = {
+        "checkedAt": time.time(),
+        "rokt": _check("Rokt", lambda: rt.rokt(name).check_credentials()),
+        "sfmc": _check("SFMC", lambda: rt.sfmc(name).check_credentials()),
+    }
+    result["ok"] = result["rokt"]["ok"] and result["sfmc"]["ok"]
+    rt.redis.set(tenant_key(name, "check"), json.dumps(result))
+    log.info("test connection: tenant %s rokt=%s sfmc=%s", name, result["rokt"]["ok"], result["sfmc"]["ok"])
+    return jsonify(result)
+
+
+@app_settings.post("/settings/webhook/rotate")
+@require_app_session
+def rotate_webhook():
+    tenant: Tenant = g.app_tenant
+    try:
+        secret = _runtime().registry.rotate_webhook_secret(tenant.name)
+    except TenantPinned:
+        return error_page(403, "Read-only", "This tenant is configured by the operator; change it there.")
+    log.info("webhook secret rotated: tenant %s", tenant.name)
+    return _page(_runtime().registry.get(tenant.name) or tenant, new_webhook_secret=secret)
+
+
+@app_settings.post("/install")
+@require_app_session
+def install():
+    rt, name = _runtime(), g.app_tenant.name
+    if not dataextensions.mark_queued(rt.redis, name):
+        answer = jsonify(
+            error="install_running",
+            message="an install is already queued or running",
+            progress=dataextensions.install_progress(rt.redis, name),
+        )
+        answer.status_code = 409
+        return answer
+    try:
+        current_app.extensions["rsf.install_data_extensions"](name)
+    except Exception:
+        log.exception("install data extensions: could not enqueue for tenant %s", name)
+        dataextensions.record_failure(rt.redis, name, "could not be queued; try again")  # not stuck "queued"
+        return error_page(503, "Try again", "The install could not be queued; try again in a moment.")
+    answer = jsonify(dataextensions.install_progress(rt.redis, name))
+    answer.status_code = 202
+    return answer
+
+
+@app_settings.get("/install/status")
+@require_app_session
+def install_status():
+    return jsonify(dataextensions.install_progress(_runtime().redis, g.app_tenant.name))

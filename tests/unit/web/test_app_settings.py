@@ -1,0 +1,375 @@
+"""App Settings: the form, write-only secrets, test connection, webhook rotation, the install
+button and the status panel; CSRF on every POST; one tenant's session never reaches another's."""
+
+import json
+import logging
+import re
+import secrets
+
+import pytest
+
+from pipeline import dataextensions
+from pipeline.clients.errors import PermanentError, RetryableError
+from pipeline.deadletters import record_dead_letter
+from pipeline.runtime import Runtime
+from pipeline.settings import load_settings
+from pipeline.store import tenant_key
+from pipeline.vocabulary import SfmcAuthMode, Stage, TenantStatus
+from pipeline.web import create_app
+from pipeline.web.app_session import SESSION_COOKIE_NAME, session_key
+
+BASE = "https://localhost"
+APP_SECRET = "app-client-secret-never-shown-0001"
+ENV = {
+    "REDIS_URL": "redis://unused:6379/0",
+    "PUBLIC_BASE_URL": "https://rsf.example",
+    "SECRET_KEY": "unit-secret-key-for-sealing-0123456789abcdef",
+    "SFMC_APP_CLIENT_ID": "app-client",
+    "SFMC_APP_CLIENT_SECRET": APP_SECRET,
+    "SFMC_APP_AUTH_BASE_URL": "https://app-auth.sfmc.test",
+}
+ROKT_SECRET = "rokt-secret-value-never-shown-1234"
+SFMC_SECRET = "sfmc-secret-value-never-shown-5678"
+JWT_SECRET = "jwt-signing-secret-never-shown-0123456789abcdef"
+REFRESH = "refresh-token-never-shown-9999"
+COMPLETE = {
+    "rokt_account_id": "acct-42",
+    "rokt_account_code": "acme",
+    "rokt_client_id": "rokt-client",
+    "rokt_client_secret": ROKT_SECRET,
+    "sfmc_account_id": "11",
+    "sfmc_client_id": "",
+    "sfmc_client_secret": "",
+    "jb_jwt_secret": JWT_SECRET,
+}
+POSTS = ["/app/settings", "/app/settings/test", "/app/settings/webhook/rotate", "/app/install"]
+
+
+@pytest.fixture
+def runtime(fake_redis):
+    env = {**ENV, "JB_JWT_SECRET": "pinned-jwt-secret-0123456789abcdef0123", "SFMC_EID": "555"}
+    env.update({"ROKT_CLIENT_ID": "p", "ROKT_ACCOUNT_CODE": "p", "SFMC_ACCOUNT_ID": "5"})
+    return Runtime(load_settings(env), fake_redis)
+
+
+@pytest.fixture
+def installs():
+    return []
+
+
+@pytest.fixture
+def app(runtime, installs):
+    app = create_app(runtime)
+    app.extensions["rsf.install_data_extensions"] = installs.append
+    return app
+
+
+@pytest.fixture
+def tenants(runtime):
+    """Two accounts that signed in: A (EID 1) and B (EID 2)."""
+    a = runtime.registry.sign_in(eid="1", mid="11", tssd="acme", refresh_token=REFRESH)
+    b = runtime.registry.sign_in(eid="2", mid="22", tssd="brand-b", refresh_token="refresh-b")
+    runtime.registry.update(b.name, {"rokt_client_id": "b-client", "rokt_client_secret": "b-secret-zzzz"})
+    return a.name, b.name
+
+
+class Browser:
+    """A signed-in browser: its session as the sign-in callback leaves it."""
+
+    def __init__(self, app, fake_redis, tenant: str, eid: str) -> None:
+        self.client = app.test_client()
+        self.csrf = secrets.token_urlsafe(32)
+        self.sid = secrets.token_urlsafe(32)
+        record = {"tenant": tenant, "eid": eid, "user": "alice", "csrf": self.csrf}
+        fake_redis.set(session_key(self.sid), json.dumps(record))
+        self.client.set_cookie(SESSION_COOKIE_NAME, self.sid, domain="localhost")
+        self.bodies: list[str] = []
+
+    def get(self, path, **kwargs):
+        answer = self.client.get(path, base_url=BASE, **kwargs)
+        self.bodies.append(answer.get_data(as_text=True))
+        return answer
+
+    def post(self, path, data=None, csrf=True, **kwargs):
+        form = dict(data or {})
+        if csrf is True:
+            form["csrf_token"] = self.csrf
+        elif csrf:
+            form["csrf_token"] = csrf
+        answer = self.client.post(path, base_url=BASE, data=form, **kwargs)
+        self.bodies.append(answer.get_data(as_text=True))
+        return answer
+
+
+@pytest.fixture
+def browser_a(app, fake_redis, tenants):
+    return Browser(app, fake_redis, tenants[0], "1")
+
+
+@pytest.fixture
+def browser_b(app, fake_redis, tenants):
+    return Browser(app, fake_redis, tenants[1], "2")
+
+
+def field_errors(html: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, message in re.findall(r'class="field-error" data-field="([a-z_]+)">([^<]*)<', html):
+        found.setdefault(name, []).append(message)
+    return found
+
+
+def test_page_shows_the_form_with_write_only_secrets(browser_a, runtime, tenants):
+    runtime.registry.update(tenants[0], COMPLETE)
+    answer = browser_a.get("/app/settings")
+    assert answer.status_code == 200
+    html = answer.get_data(as_text=True)
+    assert 'value="acct-42"' in html and 'value="acme"' in html and 'value="rokt-client"' in html
+    assert re.search(r'data-field="rokt_client_secret">set<', html)
+    assert re.search(r'data-field="sfmc_client_secret">not set<', html)
+    assert ROKT_SECRET not in html and JWT_SECRET not in html
+    assert "https://rsf.example/t/sfmc-1/webhooks/rokt" in html
+    assert 'name="csrf_token" value="' + browser_a.csrf in html
+
+
+def test_save_updates_the_registry_and_activates(browser_a, runtime, tenants):
+    answer = browser_a.post("/app/settings", COMPLETE)
+    assert answer.status_code == 200, field_errors(answer.get_data(as_text=True))
+    tenant = runtime.registry.get(tenants[0])
+    assert tenant.rokt_client_secret == ROKT_SECRET and tenant.jb_jwt_secret == JWT_SECRET
+    assert tenant.rokt_account_id == "acct-42"
+    assert tenant.sfmc_auth_mode == SfmcAuthMode.REFRESH_TOKEN
+    assert tenant.status == TenantStatus.ACTIVE  # nothing missing now
+    assert ROKT_SECRET not in answer.get_data(as_text=True)
+
+
+def test_empty_secret_keeps_the_stored_one(browser_a, runtime, tenants):
+    browser_a.post("/app/settings", COMPLETE)
+    answer = browser_a.post(
+        "/app/settings",
+        {**COMPLETE, "rokt_client_secret": "", "jb_jwt_secret": "", "rokt_account_code": "new"},
+    )
+    assert answer.status_code == 200
+    tenant = runtime.registry.get(tenants[0])
+    assert tenant.rokt_client_secret == ROKT_SECRET and tenant.jb_jwt_secret == JWT_SECRET
+    assert tenant.rokt_account_code == "new"
+
+
+def test_server_to_server_client_switches_the_auth_mode(browser_a, runtime, tenants):
+    answer = browser_a.post("/app/settings", {**COMPLETE, "sfmc_client_id": "s2s", "sfmc_client_secret": ""})
+    assert answer.status_code == 400
+    assert field_errors(answer.get_data(as_text=True)) == {
+        "sfmc_client_secret": ["required with an SFMC client id"]
+    }
+    answer = browser_a.post(
+        "/app/settings", {**COMPLETE, "sfmc_client_id": "s2s", "sfmc_client_secret": SFMC_SECRET}
+    )
+    assert answer.status_code == 200
+    tenant = runtime.registry.get(tenants[0])
+    assert (
+        tenant.sfmc_auth_mode == SfmcAuthMode.CLIENT_CREDENTIALS and tenant.sfmc_client_secret == SFMC_SECRET
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"sfmc_account_id": "12ab"}, "sfmc_account_id"),
+        ({"jb_jwt_secret": "short"}, "jb_jwt_secret"),
+        ({"rokt_account_code": "a b"}, "rokt_account_code"),
+        ({"rokt_client_id": "x" * 300}, "rokt_client_id"),
+        ({"rokt_client_secret": "bad\x01"}, "rokt_client_secret"),
+        ({"name": "sfmc-2"}, "name"),  # the tenant comes from the session, never the form
+        ({"sfmc_eid": "2"}, "sfmc_eid"),
+    ],
+)
+def test_bad_input_rerenders_with_the_fields_message(browser_a, runtime, tenants, changes, field):
+    before = runtime.registry.get(tenants[0])
+    answer = browser_a.post("/app/settings", {**COMPLETE, **changes})
+    assert answer.status_code == 400
+    html = answer.get_data(as_text=True)
+    assert field in field_errors(html)
+    assert runtime.registry.get(tenants[0]) == before
+    assert ROKT_SECRET not in html and JWT_SECRET not in html  # not echoed back
+
+
+@pytest.mark.parametrize("path", POSTS)
+@pytest.mark.parametrize("csrf", [None, "", "wrong-token"])
+def test_every_post_needs_the_csrf_token(browser_a, runtime, tenants, installs, path, csrf):
+    before = runtime.registry.get(tenants[0])
+    answer = browser_a.post(path, COMPLETE, csrf=csrf)
+    assert answer.status_code == 403
+    assert runtime.registry.get(tenants[0]) == before
+    assert installs == []
+    assert dataextensions.install_progress(runtime.redis, tenants[0])["state"] == "never"
+    assert runtime.redis.get(tenant_key(tenants[0], "check")) is None
+
+
+def test_csrf_header_is_accepted_for_fetch_calls(browser_a, tenants, installs):
+    answer = browser_a.client.post("/app/install", base_url=BASE, headers={"X-CSRF-Token": browser_a.csrf})
+    assert answer.status_code == 202
+    assert installs == [tenants[0]]
+
+
+def test_another_sessions_csrf_token_is_refused(browser_a, browser_b, tenants, installs):
+    assert browser_a.post("/app/install", csrf=browser_b.csrf).status_code == 403
+    assert installs == []
+
+
+def test_a_session_of_tenant_a_never_reaches_tenant_b(browser_a, runtime, tenants):
+    a, b = tenants
+    b_before = runtime.registry.get(b)
+    for path in ("/app/settings", f"/app/settings?tenant={b}", f"/app/install/status?tenant={b}"):
+        html = browser_a.get(path).get_data(as_text=True)
+        assert b not in html and "b-client" not in html
+    browser_a.post(f"/app/settings?tenant={b}", {**COMPLETE, "rokt_account_code": "hijack"})
+    browser_a.post("/app/settings", {**COMPLETE, "tenant": b, "rokt_account_code": "hijack2"})
+    browser_a.post(f"/app/settings/webhook/rotate?tenant={b}")
+    browser_a.post(f"/app/install?tenant={b}")
+    assert runtime.registry.get(b) == b_before
+    assert runtime.registry.get(a).rokt_account_code == "hijack"  # the query string named B: A changed
+    assert dataextensions.install_progress(runtime.redis, b)["state"] == "never"
+
+
+def test_without_a_session(app, tenants):
+    client = app.test_client()
+    assert client.get("/app/settings", base_url=BASE).headers["Location"] == "/app/login"
+    status = client.get("/app/install/status", base_url=BASE, headers={"Accept": "application/json"})
+    assert status.status_code == 401
+    assert client.post("/app/settings", base_url=BASE, data={"csrf_token": "x"}).status_code == 403
+
+
+def test_pinned_tenant_is_read_only(app, fake_redis, runtime):
+    pinned = Browser(app, fake_redis, "default", "555")
+    html = pinned.get("/app/settings").get_data(as_text=True)
+    assert 'id="pinned"' in html and "<fieldset disabled>" in html and 'type="submit">Save' not in html
+    before = runtime.registry.get("default")
+    assert pinned.post("/app/settings", {**COMPLETE, "rokt_account_code": "x"}).status_code == 403
+    assert pinned.post("/app/settings/webhook/rotate").status_code == 403
+    assert runtime.registry.get("default") == before
+    assert "pinned-jwt-secret" not in "".join(pinned.bodies)
+
+
+class FakeClient:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def check_credentials(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def test_test_connection_says_which_failed_and_why(browser_a, runtime, tenants, monkeypatch):
+    monkeypatch.setattr(runtime, "rokt", lambda name: FakeClient(None))
+    refused = PermanentError("SFMC token: HTTP 401: invalid client credentials", status=401)
+    monkeypatch.setattr(runtime, "sfmc", lambda name: FakeClient(refused))
+    answer = browser_a.client.post(
+        "/app/settings/test", base_url=BASE, headers={"X-CSRF-Token": browser_a.csrf}
+    )
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["ok"] is False
+    assert body["rokt"] == {"ok": True, "reason": ""}
+    assert body["sfmc"] == {"ok": False, "reason": "SFMC token: HTTP 401: invalid client credentials"}
+    stored = json.loads(runtime.redis.get(tenant_key(tenants[0], "check")))
+    assert stored["sfmc"]["ok"] is False and stored["checkedAt"] > 0
+    html = browser_a.get("/app/settings").get_data(as_text=True)
+    assert "Rokt OK, Marketing Cloud failed" in html
+
+
+def test_test_connection_never_answers_an_exceptions_text(browser_a, runtime, monkeypatch):
+    monkeypatch.setattr(runtime, "rokt", lambda name: FakeClient(RuntimeError(f"boom {ROKT_SECRET}")))
+    monkeypatch.setattr(
+        runtime, "sfmc", lambda name: FakeClient(RetryableError("connection failed: POST /v2/token"))
+    )
+    body = browser_a.post("/app/settings/test").get_json()
+    assert body["rokt"] == {"ok": False, "reason": "unexpected error (RuntimeError)"}
+    assert body["sfmc"]["reason"] == "connection failed: POST /v2/token"
+    assert ROKT_SECRET not in json.dumps(body)
+
+
+def test_webhook_secret_is_shown_once_after_rotation(browser_a, runtime, tenants):
+    answer = browser_a.post("/app/settings/webhook/rotate")
+    assert answer.status_code == 200
+    secret = runtime.registry.get(tenants[0]).rokt_webhook_secret
+    html = answer.get_data(as_text=True)
+    assert secret in html and "72 hours" in html
+    assert secret not in browser_a.get("/app/settings").get_data(as_text=True)
+    again = browser_a.post("/app/settings/webhook/rotate").get_data(as_text=True)
+    tenant = runtime.registry.get(tenants[0])
+    assert tenant.rokt_webhook_secret_previous == secret and secret not in again
+
+
+def test_install_queues_once_and_reports_progress(browser_a, runtime, tenants, installs):
+    first = browser_a.post("/app/install", headers={"Accept": "application/json"})
+    assert first.status_code == 202 and first.get_json()["state"] == "queued"
+    assert installs == [tenants[0]]
+    second = browser_a.post("/app/install", headers={"Accept": "application/json"})
+    assert second.status_code == 409 and installs == [tenants[0]]
+    status = browser_a.get("/app/install/status")
+    assert status.get_json()["state"] == "queued"
+
+
+def test_install_that_cannot_be_queued_is_not_left_queued(app, browser_a, runtime, tenants):
+    def broken(_name):
+        raise ConnectionError("broker down")
+
+    app.extensions["rsf.install_data_extensions"] = broken
+    answer = browser_a.client.post("/app/install", base_url=BASE, headers={"X-CSRF-Token": browser_a.csrf})
+    assert answer.status_code == 503
+    assert dataextensions.install_progress(runtime.redis, tenants[0])["state"] == "failed"
+
+
+def test_status_panel(browser_a, runtime, tenants):
+    a = tenants[0]
+    html = browser_a.get("/app/settings").get_data(as_text=True)
+    assert 'id="status-installed">not installed' in html
+    assert 'id="contact-builder" hidden' in html
+    assert "Last webhook received</dt><dd>never" in html
+    runtime.redis.set(tenant_key(a, "last", "webhook"), "1767225600")
+    runtime.redis.set(tenant_key(a, "last", "execute"), "1767225660.5")
+    for item in ("x1", "x2"):
+        record_dead_letter(
+            runtime.redis,
+            a,
+            item,
+            stage=Stage.RENDER,
+            error_class="permanent",
+            reason="r",
+            attempts=1,
+            payload={},
+        )
+    runtime.redis.set(
+        tenant_key(a, "install"), json.dumps({"state": "done", "steps": [], "error": "", "updatedAt": 1.0})
+    )
+    runtime.registry.mark_reconnect(a, "SFMC refused the refresh token")
+    html = browser_a.get("/app/settings").get_data(as_text=True)
+    assert "2026-01-01 00:00:00 UTC" in html and "2026-01-01 00:01:00 UTC" in html
+    assert 'id="status-dead-letters">2<' in html
+    assert 'id="status-installed">installed' in html
+    assert 'id="contact-builder" hidden' not in html and "Contact Builder" in html
+    assert "SubscriberExternalId" in html
+    assert 'id="reconnect"' in html and "SFMC refused the refresh token" in html
+    assert 'id="status-tenant">pending' in html
+
+
+def test_no_secret_in_any_answer_or_log(browser_a, runtime, tenants, caplog, monkeypatch):
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(
+        runtime, "rokt", lambda name: FakeClient(PermanentError("Rokt token request rejected"))
+    )
+    monkeypatch.setattr(runtime, "sfmc", lambda name: FakeClient(None))
+    browser_a.get("/app/settings")
+    browser_a.post("/app/settings", {**COMPLETE, "sfmc_client_id": "s2s", "sfmc_client_secret": SFMC_SECRET})
+    browser_a.post("/app/settings", {**COMPLETE, "sfmc_account_id": "bad", "sfmc_client_secret": SFMC_SECRET})
+    browser_a.post("/app/settings/test")
+    browser_a.post("/app/install")
+    browser_a.get("/app/install/status")
+    browser_a.get("/app/settings")
+    browser_a.get("/app/static/app.js")
+    browser_a.get("/app/logout")
+    secrets_ = (ROKT_SECRET, SFMC_SECRET, JWT_SECRET, REFRESH, APP_SECRET, "b-secret-zzzz", browser_a.sid)
+    for body in browser_a.bodies:
+        for secret in secrets_:
+            assert secret not in body
+    for secret in secrets_:
+        assert secret not in caplog.text
