@@ -158,6 +158,8 @@ class Settings:
         "list_and_subscribers_read list_and_subscribers_write"
     )
     mc_allowed_origins: tuple[str, ...] = MC_ORIGIN_PATTERNS
+    # where tenants created at run time (sign-in, `tenants add`) reach Rokt unless they say otherwise
+    rokt_api_default_base_url: str = "https://api.roktcalendar.com"
     webhook_secret_grace_hours: float = 72.0
     tenant_refresh_seconds: float = 2.0
     sandbox: bool = False
@@ -196,6 +198,7 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "sfmc_tssd_auth_url": lambda value: value.rstrip("/"),
     "sfmc_app_scopes": lambda value: " ".join(value.split()),
     "mc_allowed_origins": parse_origin_patterns,
+    "rokt_api_default_base_url": lambda value: value.rstrip("/"),
     "webhook_secret_grace_hours": float,
     "tenant_refresh_seconds": float,
     "sandbox": _flag,
@@ -253,6 +256,10 @@ _MEANINGS: list[tuple[str, str]] = [
     ("SFMC_TSSD_AUTH_URL", "an account's authorization base URI; `{tssd}` is the sign-in's tenant subdomain"),
     ("SFMC_APP_SCOPES", "scopes asked at sign-in (`offline`: background calls with the refresh token)"),
     ("MC_ALLOWED_ORIGINS", "comma-separated origins allowed to frame App Settings (`frame-ancestors`)"),
+    (
+        "ROKT_API_DEFAULT_BASE_URL",
+        "Rokt Calendar API of tenants created by sign-in or `tenants add` without their own",
+    ),
     ("WEBHOOK_SECRET_GRACE_HOURS", "hours the previous webhook secret is still accepted after a rotation"),
     ("TENANT_REFRESH_SECONDS", "seconds before a process sees a tenant added or changed in App Settings"),
     ("SANDBOX", "`1` only with the sandbox simulators (plain-http vendor URLs, sandbox secrets)"),

@@ -214,7 +214,8 @@ class TenantRegistry:
         if self.get(name) is not None or self.r.hexists(TENANTS_KEY, name):
             raise ValueError(f"tenant {name!r} exists")
         settable = {k: v for k, v in values.items() if k not in REGISTRY_ONLY_FIELDS}
-        tenant = tenant_from_mapping(name, {**settable, "status": TenantStatus.PENDING.value})
+        defaults = {"rokt_api_base_url": self.settings.rokt_api_default_base_url}
+        tenant = tenant_from_mapping(name, {**defaults, **settable, "status": TenantStatus.PENDING.value})
         self._check_eid_free(tenant.sfmc_eid, name)
         return self._write(self._activated(tenant, False))
 
@@ -266,6 +267,7 @@ class TenantRegistry:
                 tenant_name_for_eid(eid),
                 {
                     "status": TenantStatus.PENDING.value,
+                    "rokt_api_base_url": self.settings.rokt_api_default_base_url,
                     "sfmc_eid": eid,
                     "sfmc_tssd": tssd,
                     "sfmc_account_id": mid,

@@ -6,7 +6,14 @@ celeryconfig, and the `TenantQueues` bootstep adds each active tenant's `render.
 from celery import Celery
 
 app = Celery(
-    "rokt_sfmc", include=["tasks.execution", "tasks.flushing", "tasks.webhooks", "tasks.maintenance"]
+    "rokt_sfmc",
+    include=[
+        "tasks.execution",
+        "tasks.flushing",
+        "tasks.webhooks",
+        "tasks.maintenance",
+        "tasks.provisioning",
+    ],
 )
 app.config_from_object("celeryconfig")
 

@@ -52,11 +52,13 @@ def sandbox_env(rokt_url: str, sfmc_url: str) -> dict[str, str]:
     }
 
 
-def sandbox_app_env(sfmc_url: str) -> dict[str, str]:
-    """The service-wide settings of the app in Marketing Cloud (sign-in, sealed tenant secrets),
-    pointed at the SFMC simulator: `/tssd/<tssd>` on it stands in for `https://<tssd>.auth...`."""
+def sandbox_app_env(rokt_url: str, sfmc_url: str) -> dict[str, str]:
+    """The service-wide settings of the app in Marketing Cloud (sign-in, sealed tenant secrets,
+    where new tenants reach Rokt), pointed at the simulators: `/tssd/<tssd>` on the SFMC one
+    stands in for `https://<tssd>.auth.marketingcloudapis.com`."""
     return {
         "SANDBOX": "1",
+        "ROKT_API_DEFAULT_BASE_URL": rokt_url,
         "SECRET_KEY": SANDBOX_SECRET_KEY,
         "SFMC_APP_CLIENT_ID": sfmc.APP_CLIENT_ID,
         "SFMC_APP_CLIENT_SECRET": sfmc.APP_CLIENT_SECRET,

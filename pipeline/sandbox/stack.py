@@ -139,7 +139,7 @@ class Stack:
             self.redis_bundled = True
         self._sandbox, self.rokt_url, self.sfmc_url = processes.start_sandbox(self.run_dir)
         self.values = sandbox_env(self.rokt_url, self.sfmc_url)
-        ours = {"REDIS_URL": self.redis_url, **sandbox_app_env(self.sfmc_url)}
+        ours = {"REDIS_URL": self.redis_url, **sandbox_app_env(self.rokt_url, self.sfmc_url)}
         if self.tenants:  # pinned tenants; without them every tenant signs up (the registry)
             self.tenants_file = self.run_dir / "tenants.toml"
             self.tenants_file.write_text(tenants_toml(self.values, self.tenants))

@@ -54,6 +54,7 @@ TENANTS: dict[str, dict[str, Any]] = {
     "backfill": _own("backfill", sfmc_rate_limit=2000),
     "dlq": _own("dlq"),
     "recon": _own("recon"),
+    "install": _own("install"),
 }
 
 

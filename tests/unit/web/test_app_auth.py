@@ -41,7 +41,11 @@ def sim(sim_server):
 @pytest.fixture
 def app_runtime(sim_server, sim, fake_redis):
     _simulator, url = sim_server
-    env = {"REDIS_URL": "redis://unused:6379/0", "PUBLIC_BASE_URL": BASE, **sandbox_app_env(url)}
+    env = {
+        "REDIS_URL": "redis://unused:6379/0",
+        "PUBLIC_BASE_URL": BASE,
+        **sandbox_app_env("http://127.0.0.1:9", url),
+    }
     return Runtime(load_settings(env), fake_redis)
 
 
