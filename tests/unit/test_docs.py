@@ -66,3 +66,9 @@ def test_the_layout_names_every_module_and_nothing_that_is_gone():
     modules.add("celeryconfig.py")
     missing = sorted(modules - listed)
     assert not missing, f"modules missing from the README Layout: {missing}"
+
+
+def test_the_data_extension_table_is_in_the_readme():
+    from pipeline.dataextensions import markdown_table
+
+    assert markdown_table().strip() in README.read_text()
