@@ -60,6 +60,8 @@ def create_key(r: redis.Redis, tenant: str, label: str) -> str:
     while True:
         key = PREFIX + secrets.token_urlsafe(32)
         key_id = key[len(PREFIX) : len(PREFIX) + ID_LENGTH]
+        if key_id.startswith("-"):  # `api-keys revoke -abc` would read as an option: draw again
+            continue
         record = {
             "label": label,
             "hash": _hash(key),

@@ -93,3 +93,13 @@ def test_bad_labels_are_refused(fake_redis, label):
     with pytest.raises(ValueError, match="label"):
         apikeys.create_key(fake_redis, "default", label)
     assert apikeys.list_keys(fake_redis, "default") == []
+
+
+def test_a_key_id_never_starts_with_a_dash_so_the_cli_can_name_it(fake_redis, monkeypatch):
+    from pipeline import apikeys
+
+    draws = iter(["-" + "a" * 42, "b" * 43])
+    monkeypatch.setattr(apikeys.secrets, "token_urlsafe", lambda _n: next(draws))
+    key = apikeys.create_key(fake_redis, "default", "ops")
+    assert key == apikeys.PREFIX + "b" * 43
+    assert [item["id"] for item in apikeys.list_keys(fake_redis, "default")] == ["b" * 12]
