@@ -29,21 +29,58 @@ from pipeline import dispatch
 from pipeline.reconcile import reconcile
 from pipeline.replay import list_dead_letters, replay
 from pipeline.runtime import Runtime
-from pipeline.sandbox import jbsim
+from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECRET, SANDBOX_MID, jbsim, rokt
+from pipeline.sandbox.appadmin import AppAdmin
 from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, Stack
 from pipeline.store import PREFIX
 from pipeline.templates import create_template
 from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, State
 
-DEMO_TENANT = "demo"
+
+def sign_up(stack: Stack, console: Console, rate_limit: float) -> str:
+    """The brand's admin installs the app: signs in to App Settings (the OAuth flow against the
+    SFMC simulator), saves the settings, tests the connection, rotates the webhook secret into
+    Rokt's management centre and installs the data extensions; all through the web app's own
+    routes (`appadmin`). Returns the tenant the sign-in created. The operator then sets the
+    account's Rokt rate (`rokt-sfmc tenants update --set rokt_rate_limit=...`)."""
+    admin = AppAdmin(stack.web_url)
+    admin.sign_in()
+    tenant = stack.runtime.registry.by_eid(SANDBOX_EID)
+    if tenant is None:
+        raise RuntimeError("sign-in created no tenant")
+    admin.save_settings(
+        {
+            "rokt_account_id": "sandbox-account",
+            "rokt_account_code": SANDBOX_ACCOUNT_CODE,
+            "rokt_client_id": rokt.DEFAULT_CLIENT_ID,
+            "rokt_client_secret": rokt.DEFAULT_CLIENT_SECRET,
+            "sfmc_account_id": SANDBOX_MID,
+            "jb_jwt_secret": SANDBOX_JWT_SECRET,
+        }
+    )
+    check = admin.test_connection()
+    if not check["ok"]:
+        raise RuntimeError(f"test connection failed: {check}")
+    webhook_secret = admin.rotate_webhook_secret()
+    stack.webhooks_to(tenant.name, secret=webhook_secret, duplicate_rate=0.05, reorder_ms=200)
+    progress = admin.install_data_extensions()
+    if progress.get("state") != "done":
+        raise RuntimeError(f"data extensions not installed: {progress}")
+    stack.runtime.registry.update(tenant.name, {"rokt_rate_limit": rate_limit})
+    created = sum(1 for step in progress["steps"] if step["result"] == "created")
+    console.print(
+        f"Signed up in App Settings as tenant {tenant.name!r} (enterprise {SANDBOX_EID}): settings saved, "
+        f"both vendors' tokens OK, webhook secret rotated, data extensions installed ({created} created)"
+    )
+    return tenant.name
 
 
-def configure_activity(stack: Stack, template_id: str, activity_id: str) -> dict[str, Any]:
+def configure_activity(stack: Stack, tenant: str, template_id: str, activity_id: str) -> dict[str, Any]:
     """What a marketer does in Journey Builder: JB reads our config.json, drops the activity on
     the canvas, and our UI saves it (`jbsim.demo_activity`: FirstName and "Home City" mapped,
     released once at confirmation). Executes are resolved from this saved activity."""
-    response = requests.get(f"{stack.web_url}/t/{DEMO_TENANT}/activity/config.json", timeout=10)
+    response = requests.get(f"{stack.web_url}/t/{tenant}/activity/config.json", timeout=10)
     response.raise_for_status()
     return jbsim.demo_activity(
         template_id,
@@ -56,6 +93,7 @@ def configure_activity(stack: Stack, template_id: str, activity_id: str) -> dict
 
 def _settled(
     stack: Stack,
+    tenant: str,
     status_rows: list[dict[str, Any]],
     sub_rows: list[dict[str, Any]],
     executions: int,
@@ -63,7 +101,7 @@ def _settled(
     leaving: list[jbsim.Contact],
 ) -> bool:
     """Every execution terminal and confirmed where accepted, every release and webhook done."""
-    if stack.runtime.ledger.open_count(DEMO_TENANT) or len(status_rows) < executions:
+    if stack.runtime.ledger.open_count(tenant) or len(status_rows) < executions:
         return False
     if any(row["Status"] == State.ACCEPTED for row in status_rows):
         return False  # Rokt's SubscriptionEventAdded not processed yet
@@ -166,7 +204,7 @@ def run_demo(
     run_dir = Path(tempfile.mkdtemp(prefix="rokt-sfmc-demo-"))
     stack = Stack(
         run_dir,
-        {DEMO_TENANT: {"rokt_rate_limit": rate_limit}},
+        {},  # no pinned tenant: the demo's brand signs up in App Settings
         reuse_redis_url=os.environ.get("REDIS_URL"),
         web="gunicorn",
         # this process enqueues too (reconcile, replay): the chaos thresholds apply here as well
@@ -179,25 +217,25 @@ def run_demo(
             console.print(f"Redis: started the bundled redis-server ({stack.redis_url})")
         else:
             console.print(f"Redis: using REDIS_URL ({stack.redis_url.rsplit('@', 1)[-1]})")
-        for key in stack.redis.scan_iter(f"{PREFIX}:{DEMO_TENANT}:*", count=1000):
-            stack.redis.delete(key)
         stack.faults("rokt", rate_limit=rate_limit)  # the simulator enforces the account's limit
         stack.start_workers(wait=False)
         stack.start_beat()
         console.print(
             f"Stack up: web {stack.web_url}, worker (c={workers}), beat, sandbox; logs in {run_dir}"
         )
-
-        template = create_template(stack.redis, DEMO_TENANT, jbsim.DEMO_TEMPLATE)
+        earlier = stack.runtime.registry.by_eid(SANDBOX_EID)  # a reused Redis holds an earlier run's
+        for key in stack.redis.scan_iter(f"{PREFIX}:{earlier.name}:*" if earlier else "-", count=1000):
+            stack.redis.delete(key)
+        tenant = sign_up(stack, console, rate_limit)
+        template = create_template(stack.redis, tenant, jbsim.DEMO_TEMPLATE)
         contacts = jbsim.make_contacts(contacts_count)
-        stack.webhooks_to(DEMO_TENANT, duplicate_rate=0.05, reorder_ms=200)
         stack.seed_sfmc_contacts([c.key for c in contacts[::2]])  # half the contacts exist in SFMC
         console.print("Subscribing contacts through the Rokt simulator (Subscribe webhooks flow)...")
-        account = stack.tenant(DEMO_TENANT).rokt_account_code
+        account = stack.tenant(tenant).rokt_account_code
         subscriptions = jbsim.subscribe_contacts(stack.rokt_url, account, contacts, len(contacts) // 4)
         journey = f"demo-journey-{int(time.time())}"
         activity = configure_activity(
-            stack, template["id"], f"demo-activity-{os.getpid()}-{int(time.time())}"
+            stack, tenant, template["id"], f"demo-activity-{os.getpid()}-{int(time.time())}"
         )
         (run_dir / "activity.json").write_text(json.dumps(activity, indent=2, ensure_ascii=False) + "\n")
         console.print(f"Activity {activity['name']!r} saved as the UI saves it ({run_dir / 'activity.json'})")
@@ -220,7 +258,7 @@ def run_demo(
             finishing = progress.add_task("terminal status rows in SFMC", total=len(payloads))
             syncing = progress.add_task("subscription rows in SFMC", total=subscriptions)
             drive_result = jbsim.drive(
-                stack.execute_url(DEMO_TENANT),
+                stack.execute_url(tenant),
                 stack.jwt_secret,
                 payloads,
                 retries=6 if chaos else 2,
@@ -230,11 +268,11 @@ def run_demo(
             if monkey is not None:
                 time.sleep(10)  # faults go on while the pipeline works through the backlog
                 injected = monkey.stop()
-            watcher = _Watcher(stack, progress, finishing, syncing, chaos)
+            watcher = _Watcher(stack, tenant, progress, finishing, syncing, chaos)
             deadline = time.monotonic() + max(180, contacts_count / rate_limit * 4) + (240 if chaos else 0)
-            watcher.wait(lambda: stack.runtime.ledger.open_count(DEMO_TENANT) == 0, deadline)
-            dead_letters = len(list_dead_letters(stack.runtime, DEMO_TENANT))
-            replayed = _replay_retryable(stack.runtime) if chaos else 0
+            watcher.wait(lambda: stack.runtime.ledger.open_count(tenant) == 0, deadline)
+            dead_letters = len(list_dead_letters(stack.runtime, tenant))
+            replayed = _replay_retryable(stack.runtime, tenant) if chaos else 0
             for contact in leaving:
                 requests.post(
                     f"{stack.rokt_url}/__sandbox__/unsubscribe",
@@ -243,7 +281,13 @@ def run_demo(
                 )
             watcher.wait(
                 lambda: _settled(
-                    stack, watcher.status_rows, watcher.sub_rows, drive_result.ok, subscriptions, leaving
+                    stack,
+                    tenant,
+                    watcher.status_rows,
+                    watcher.sub_rows,
+                    drive_result.ok,
+                    subscriptions,
+                    leaving,
                 ),
                 deadline,
             )
@@ -251,9 +295,9 @@ def run_demo(
         time.sleep(0.6)  # Rokt lands calendar entries shortly after its 202
         rokt_state = stack.rokt_state()
         report = build_report(
-            contacts, drive_result, elapsed, rokt_state, stack.sfmc_state(), stack.rows(DEMO_TENANT)
+            contacts, drive_result, elapsed, rokt_state, stack.sfmc_state(), stack.rows(tenant)
         )
-        sub_rows = stack.rows(DEMO_TENANT, stack.subscription_de_key(DEMO_TENANT))
+        sub_rows = stack.rows(tenant, stack.subscription_de_key(tenant))
         report["subscriptions"] = subscription_report(rokt_state, sub_rows)
         if chaos:
             report["chaos"] = {"scenarios": list(chaos), **injected, "supervisor_restarts": stack.restarts}
@@ -270,9 +314,15 @@ class _Watcher:
     reconciliation every few seconds instead of waiting for beat's 30-second tick."""
 
     def __init__(
-        self, stack: Stack, progress: Progress, finishing: TaskID, syncing: TaskID, chaos: tuple[str, ...]
+        self,
+        stack: Stack,
+        tenant: str,
+        progress: Progress,
+        finishing: TaskID,
+        syncing: TaskID,
+        chaos: tuple[str, ...],
     ) -> None:
-        self.stack, self.progress = stack, progress
+        self.stack, self.tenant, self.progress = stack, tenant, progress
         self.finishing, self.syncing, self.chaos = finishing, syncing, chaos
         self.status_rows: list[dict[str, Any]] = []
         self.sub_rows: list[dict[str, Any]] = []
@@ -288,21 +338,21 @@ class _Watcher:
     def _poll(self, done: Callable[[], bool]) -> bool:
         stack = self.stack
         try:
-            self.status_rows = stack.rows(DEMO_TENANT)
-            self.sub_rows = stack.rows(DEMO_TENANT, stack.subscription_de_key(DEMO_TENANT))
+            self.status_rows = stack.rows(self.tenant)
+            self.sub_rows = stack.rows(self.tenant, stack.subscription_de_key(self.tenant))
             finished = sum(1 for row in self.status_rows if row["Status"] != State.ACCEPTED)
             self.progress.update(self.finishing, completed=finished)
             self.progress.update(self.syncing, completed=len(self.sub_rows))
             if self.chaos and time.monotonic() - self._last_reconcile > 5:
-                reconcile(stack.runtime, DEMO_TENANT, dispatch.redrive_execution, dispatch.redrive_webhook)
+                reconcile(stack.runtime, self.tenant, dispatch.redrive_execution, dispatch.redrive_webhook)
                 self._last_reconcile = time.monotonic()
             return done()
         except redis.RedisError:
             return False  # Redis restarting under chaos: look again shortly
 
 
-def _replay_retryable(runtime: Runtime) -> int:
+def _replay_retryable(runtime: Runtime, tenant: str) -> int:
     """After the faults: replay every dead letter that is not permanent."""
-    letters = [d for d in list_dead_letters(runtime, DEMO_TENANT) if d["errorClass"] != ErrorClass.PERMANENT]
-    report = replay(runtime, DEMO_TENANT, letters, dispatch.redrive_execution, dispatch.redrive_webhook)
+    letters = [d for d in list_dead_letters(runtime, tenant) if d["errorClass"] != ErrorClass.PERMANENT]
+    report = replay(runtime, tenant, letters, dispatch.redrive_execution, dispatch.redrive_webhook)
     return report.replayed

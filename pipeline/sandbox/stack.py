@@ -308,9 +308,14 @@ class Stack:
             f"{self.sfmc_url}/__sandbox__/contacts", json={"contactKeys": keys}, timeout=30
         ).raise_for_status()
 
-    def webhooks_to(self, tenant: str, **settings: Any) -> None:
-        """Point the Rokt simulator's webhook delivery at our receiver for this tenant."""
-        body = {"url": f"{self.web_url}/t/{tenant}/webhooks/rokt", "secret": self.webhook_secret, **settings}
+    def webhooks_to(self, tenant: str, secret: str | None = None, **settings: Any) -> None:
+        """Point the Rokt simulator's webhook delivery at our receiver for this tenant, signed with
+        `secret` (default: the sandbox's, which pinned tenants have)."""
+        body = {
+            "url": f"{self.web_url}/t/{tenant}/webhooks/rokt",
+            "secret": secret or self.webhook_secret,
+            **settings,
+        }
         requests.post(f"{self.rokt_url}/__sandbox__/webhooks", json=body, timeout=5).raise_for_status()
 
     # -- tenants and executions ----------------------------------------------------------
