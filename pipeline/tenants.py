@@ -278,10 +278,14 @@ class TenantRegistry:
                 },
             )
         else:
+            derived = self.settings.tssd_auth_url(existing.sfmc_tssd) if existing.sfmc_tssd else ""
             tenant = replace(
                 existing,
                 sfmc_tssd=tssd,
-                sfmc_auth_base_url=existing.sfmc_auth_base_url or auth_base,
+                # follows the account's tssd unless an operator set another authorization base
+                sfmc_auth_base_url=(
+                    auth_base if existing.sfmc_auth_base_url in ("", derived) else existing.sfmc_auth_base_url
+                ),
                 sfmc_account_id=existing.sfmc_account_id or mid,
                 reconnect_reason="" if refresh_token else existing.reconnect_reason,
             )

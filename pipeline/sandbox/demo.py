@@ -42,13 +42,21 @@ def sign_up(stack: Stack, console: Console, rate_limit: float) -> str:
     """The brand's admin installs the app: signs in to App Settings (the OAuth flow against the
     SFMC simulator), saves the settings, tests the connection, rotates the webhook secret into
     Rokt's management centre and installs the data extensions; all through the web app's own
-    routes (`appadmin`). Returns the tenant the sign-in created. The operator then sets the
-    account's Rokt rate (`rokt-sfmc tenants update --set rokt_rate_limit=...`)."""
+    routes (`appadmin`). Returns the tenant the sign-in created."""
     admin = AppAdmin(stack.web_url)
     admin.sign_in()
     tenant = stack.runtime.registry.by_eid(SANDBOX_EID)
     if tenant is None:
         raise RuntimeError("sign-in created no tenant")
+    # the operator's part (`tenants update`): the account's rate, and this run's simulators (a
+    # reused Redis may hold an earlier run's tenant, pointing at simulators long gone)
+    here = {
+        "rokt_api_base_url": stack.rokt_url,
+        "sfmc_auth_base_url": stack.runtime.settings.tssd_auth_url(tenant.sfmc_tssd),
+        "rokt_rate_limit": rate_limit,
+    }
+    stack.runtime.registry.update(tenant.name, here)
+    time.sleep(stack.runtime.settings.tenant_refresh_seconds)  # every process sees a change this soon
     admin.save_settings(
         {
             "rokt_account_id": "sandbox-account",
@@ -67,7 +75,6 @@ def sign_up(stack: Stack, console: Console, rate_limit: float) -> str:
     progress = admin.install_data_extensions()
     if progress.get("state") != "done":
         raise RuntimeError(f"data extensions not installed: {progress}")
-    stack.runtime.registry.update(tenant.name, {"rokt_rate_limit": rate_limit})
     created = sum(1 for step in progress["steps"] if step["result"] == "created")
     console.print(
         f"Signed up in App Settings as tenant {tenant.name!r} (enterprise {SANDBOX_EID}): settings saved, "

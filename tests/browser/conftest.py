@@ -202,9 +202,10 @@ def chromium() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def ui(chromium: Path, tmp_path_factory) -> Iterator[UiEnv]:
-    """One stack for the package (never beside another test package's: package scope)."""
+    """One stack for the activity module (module scope: never beside another module's stack, such
+    as test_app_settings.py's; a Stack points this process's settings at itself)."""
     host_port = free_port()
     host_url = f"http://127.0.0.1:{host_port}"
     tenants = {

@@ -117,6 +117,8 @@ def test_first_sign_in_creates_a_pending_tenant_found_again_by_its_enterprise_id
     assert again.name == tenant.name and again.sfmc_account_id == "510001234"  # the chosen MID stays
     assert registry.refresh_token(tenant.name) == "refresh-2"
     assert registry.by_eid("510000001").name == tenant.name
+    moved = registry.sign_in(eid="510000001", mid="999", tssd="mc-new", refresh_token=None)
+    assert moved.sfmc_auth_base_url == "https://mc-new.auth.marketingcloudapis.com"  # follows the tssd
     with pytest.raises(ValueError):
         registry.sign_in(eid="51/../x", mid="1", tssd="mc-abc", refresh_token=None)
 

@@ -45,6 +45,7 @@
   var installState = document.getElementById("install-state");
   var installSteps = document.getElementById("install-steps");
   var contactBuilder = document.getElementById("contact-builder");
+  var statusInstalled = document.getElementById("status-installed");
 
   function showProgress(progress) {
     text(installState, progress.state + (progress.error ? ": " + progress.error : ""),
@@ -55,6 +56,7 @@
       return li;
     }));
     if (contactBuilder) { contactBuilder.hidden = progress.state !== "done"; }
+    if (statusInstalled && progress.state === "done") { text(statusInstalled, "installed", "good"); }
     var busy = progress.state === "queued" || progress.state === "running";
     installButton.disabled = busy;
     if (busy) { setTimeout(poll, 2000); }
