@@ -311,14 +311,18 @@ def after_failed_call(
 
     Attempts live in the ledger, not in Celery's retry count: a replay or a task sent again
     after a lost worker must not start the count afresh. The time budget runs from the
-    execution's creation (or from its last replay).
+    execution's creation (or from its last replay, or its tenant's last re-enable).
     """
     ex = rt.ledger.get(tenant, execution_id)
     if ex is None:
         return Decision(retry=False)  # expired from the ledger: nothing left to do
     attempts = int(ex.fields.get("attempts", 0))
     started = ex.fields.get("budgetStart") or ex.fields.get("createdAt", "")
-    decision = decide(exc, attempts + 1, _age_seconds(started))
+    age = _age_seconds(started)
+    resumed_at = rt.tenant(tenant).resumed_at
+    if resumed_at:  # the time its tenant was disabled does not count against it
+        age = min(age, time.time() - resumed_at)
+    decision = decide(exc, attempts + 1, age)
     if decision.counted:
         attempts = rt.ledger.add_attempt(tenant, execution_id)
     if not decision.retry:

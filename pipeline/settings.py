@@ -100,15 +100,17 @@ class Tenant:
     sfmc_auth_mode: SfmcAuthMode = SfmcAuthMode.CLIENT_CREDENTIALS
     reconnect_reason: str = ""  # non-empty: SFMC refused the refresh token; an admin must sign in
     # after a rotation the previous webhook secret is still accepted until this epoch second
+    # (newline-separated: a second rotation within the grace period keeps the first secret too)
     rokt_webhook_secret_previous: str = field(default="", repr=False)
     rokt_webhook_previous_until: float = 0.0
+    resumed_at: float = 0.0  # when last enabled after being disabled: work that waited restarts its budget
 
     def webhook_secrets(self, now: float) -> tuple[str, ...]:
-        """The secrets a webhook may be signed with now: the current one, and the previous one
-        during its grace period."""
+        """The secrets a webhook may be signed with now: the current one, and the previous ones
+        during their grace period."""
         secrets = [self.rokt_webhook_secret] if self.rokt_webhook_secret else []
         if self.rokt_webhook_secret_previous and now < self.rokt_webhook_previous_until:
-            secrets.append(self.rokt_webhook_secret_previous)
+            secrets.extend(s for s in self.rokt_webhook_secret_previous.split("\n") if s)
         return tuple(secrets)
 
 
@@ -124,7 +126,14 @@ SECRET_TENANT_FIELDS = frozenset(
 )
 # Fields the registry keeps that no TOML table or env var sets.
 REGISTRY_ONLY_FIELDS = frozenset(
-    {"status", "pinned", "reconnect_reason", "rokt_webhook_secret_previous", "rokt_webhook_previous_until"}
+    {
+        "status",
+        "pinned",
+        "reconnect_reason",
+        "rokt_webhook_secret_previous",
+        "rokt_webhook_previous_until",
+        "resumed_at",
+    }
 )
 # the keys of a `[tenants.<name>]` table, and (upper-cased) the env vars of the `default` tenant
 TENANT_KEYS = tuple(f.name for f in fields(Tenant) if f.name != "name" and f.name not in REGISTRY_ONLY_FIELDS)
@@ -287,6 +296,10 @@ SETTINGS_TABLE: list[tuple[str, str, str | None]] = [
 ]
 
 
+# Service-wide vendor URLs that must be https outside the sandbox (empty: not configured).
+_HTTPS_ONLY = ("sfmc_app_auth_base_url", "sfmc_tssd_auth_url", "rokt_api_default_base_url")
+
+
 def tenant_from_mapping(name: str, values: Mapping[str, object]) -> Tenant:
     """Validated by the schema; what `values` leaves out takes the Tenant field default."""
     return Tenant(**TenantSchema().load({**values, "name": name}))
@@ -327,7 +340,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     values = {
         name: parse(env[name.upper()]) for name, parse in _SETTINGS_PARSERS.items() if env.get(name.upper())
     }
-    return Settings(tenants=load_tenants(env), **values)
+    settings = Settings(tenants=load_tenants(env), **values)
+    if not settings.sandbox:  # the app's client secret and sign-in codes travel to these
+        for name in _HTTPS_ONLY:
+            if getattr(settings, name) and not getattr(settings, name).startswith("https://"):
+                raise ValueError(f"{name.upper()}: must be an https:// URL (plain http only with SANDBOX=1)")
+    return settings
 
 
 @lru_cache(maxsize=1)

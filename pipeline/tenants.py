@@ -17,7 +17,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -32,7 +32,7 @@ from pipeline.settings import (
     Tenant,
     tenant_from_mapping,
 )
-from pipeline.store import PREFIX
+from pipeline.store import PREFIX, tenant_key
 from pipeline.vocabulary import SfmcAuthMode, TenantStatus
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,25 @@ VERSION_KEY = f"{REGISTRY_PREFIX}:version"  # incremented by every change
 
 EID_PATTERN = re.compile(r"^[0-9A-Za-z]{1,32}$")
 WEBHOOK_SECRET_BYTES = 32
+MAX_PREVIOUS_WEBHOOK_SECRETS = 4
+PREVIOUS_SEPARATOR = "\n"  # generated secrets are URL-safe: never a newline
+MODIFY_ATTEMPTS = 20
+# The settings a vendor token is issued for: when one changes, the cached token is dropped.
+CREDENTIAL_FIELDS = {
+    "rokt": ("rokt_api_base_url", "rokt_client_id", "rokt_client_secret"),
+    "sfmc": (
+        "sfmc_auth_base_url",
+        "sfmc_client_id",
+        "sfmc_client_secret",
+        "sfmc_account_id",
+        "sfmc_auth_mode",
+        "sfmc_tssd",
+    ),
+}
+
+
+class RegistryBusy(Exception):
+    """A tenant record kept changing under a write (retried MODIFY_ATTEMPTS times)."""
 
 
 class TenantPinned(Exception):
@@ -188,20 +207,58 @@ class TenantRegistry:
         return self._decode(name, json.loads(raw))
 
     # -- writing -------------------------------------------------------------------------
-    def _write(self, tenant: Tenant, *, eid_before: str = "", refresh_token: str | None = None) -> Tenant:
-        """Store one tenant and bump the version in one transaction; this process sees it at once."""
-        with self.r.pipeline(transaction=True) as pipe:
-            pipe.hset(TENANTS_KEY, tenant.name, self._encode(tenant))
-            if eid_before and eid_before != tenant.sfmc_eid:
-                pipe.hdel(EID_INDEX_KEY, eid_before)
-            if tenant.sfmc_eid:
-                pipe.hset(EID_INDEX_KEY, tenant.sfmc_eid, tenant.name)
-            if refresh_token:
-                pipe.hset(REFRESH_TOKENS_KEY, tenant.name, self.box.seal(refresh_token))
-            pipe.incr(VERSION_KEY)
-            pipe.execute()
-        self._checked_at = float("-inf")
-        return tenant
+    # Every change is read-modify-write under WATCH (retried when another write came between), so
+    # a Save, a sign-in, a rotation and a worker's "reconnect needed" never undo one another.
+    def _modify(
+        self,
+        name: str,
+        change: Callable[[Tenant | None], Tenant | None],
+        *,
+        refresh_token: str | None = None,
+    ) -> Tenant:
+        """Apply `change` to the stored record (None: absent) and store what it returns, with
+        the version bump, the EID index and (when credentials changed) the cached access tokens
+        dropped, in one transaction. `change` returning None leaves everything as it is."""
+        if name in self.pinned:
+            raise TenantPinned(
+                f"tenant {name!r} is pinned by TENANTS_FILE or the environment; change it there"
+            )
+        for _attempt in range(MODIFY_ATTEMPTS):
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(TENANTS_KEY, REFRESH_TOKENS_KEY)
+                    raw = pipe.hget(TENANTS_KEY, name)
+                    current = self._decode(name, json.loads(raw)) if raw is not None else None
+                    tenant = change(current)
+                    if tenant is None:
+                        pipe.reset()
+                        if current is None:
+                            raise UnknownTenant(name)
+                        return current
+                    has_token = bool(refresh_token) or bool(pipe.hexists(REFRESH_TOKENS_KEY, name))
+                    tenant = self._activated(tenant, has_token)
+                    pipe.multi()
+                    pipe.hset(TENANTS_KEY, name, self._encode(tenant))
+                    eid_before = current.sfmc_eid if current else ""
+                    if eid_before and eid_before != tenant.sfmc_eid:
+                        pipe.hdel(EID_INDEX_KEY, eid_before)
+                    if tenant.sfmc_eid:
+                        pipe.hset(EID_INDEX_KEY, tenant.sfmc_eid, name)
+                    if refresh_token:
+                        pipe.hset(REFRESH_TOKENS_KEY, name, self.box.seal(refresh_token))
+                    for vendor, credentials in CREDENTIAL_FIELDS.items():
+                        changed = current is None or any(
+                            getattr(current, f) != getattr(tenant, f) for f in credentials
+                        )
+                        if changed or (vendor == "sfmc" and refresh_token):
+                            pipe.delete(tenant_key(name, "token", vendor))  # no token of old credentials
+                    pipe.incr(VERSION_KEY)
+                    pipe.execute()
+                except redis.WatchError:
+                    continue
+            self._checked_at = float("-inf")
+            return tenant
+        raise RegistryBusy(f"tenant {name!r}: changed by others {MODIFY_ATTEMPTS} times in a row; try again")
 
     def _activated(self, tenant: Tenant, has_refresh_token: bool) -> Tenant:
         """A pending tenant becomes active once nothing it needs is missing."""
@@ -209,15 +266,29 @@ class TenantRegistry:
             return replace(tenant, status=TenantStatus.ACTIVE)
         return tenant
 
+    def _existing(self, name: str) -> Callable[[Tenant | None], Tenant]:
+        def require(current: Tenant | None) -> Tenant:
+            if current is None:
+                raise UnknownTenant(name)
+            return current
+
+        return require
+
     def add(self, name: str, values: Mapping[str, Any]) -> Tenant:
         """A new stored tenant (`rokt-sfmc tenants add`); pending until its settings are complete."""
-        if self.get(name) is not None or self.r.hexists(TENANTS_KEY, name):
-            raise ValueError(f"tenant {name!r} exists")
         settable = {k: v for k, v in values.items() if k not in REGISTRY_ONLY_FIELDS}
         defaults = {"rokt_api_base_url": self.settings.rokt_api_default_base_url}
         tenant = tenant_from_mapping(name, {**defaults, **settable, "status": TenantStatus.PENDING.value})
         self._check_eid_free(tenant.sfmc_eid, name)
-        return self._write(self._activated(tenant, False))
+
+        def create(current: Tenant | None) -> Tenant:
+            if current is not None:
+                raise ValueError(f"tenant {name!r} exists")
+            return tenant
+
+        if name in self.pinned:
+            raise ValueError(f"tenant {name!r} exists")
+        return self._modify(name, create)
 
     def _check_eid_free(self, eid: str, name: str) -> None:
         if not eid:
@@ -229,7 +300,6 @@ class TenantRegistry:
     def update(self, name: str, changes: Mapping[str, Any]) -> Tenant:
         """Change a stored tenant. A secret given as "" keeps its stored value (write-only fields
         of App Settings); status, pinning and rotation state are not changed here."""
-        current = self._stored_record(name)
         kept = {
             k: v
             for k, v in changes.items()
@@ -237,112 +307,144 @@ class TenantRegistry:
             and k != "name"
             and not (k in SECRET_TENANT_FIELDS and v in ("", None))
         }
-        values = {
-            k: (v.value if hasattr(v, "value") else v) for k, v in asdict(current).items() if k != "name"
-        }
-        tenant = tenant_from_mapping(name, {**values, **kept})
-        self._check_eid_free(tenant.sfmc_eid, name)
-        tenant = self._activated(tenant, self.has_refresh_token(name))
-        return self._write(tenant, eid_before=current.sfmc_eid)
+
+        def apply(current: Tenant | None) -> Tenant:
+            values = {k: v for k, v in asdict(self._existing(name)(current)).items() if k != "name"}
+            tenant = tenant_from_mapping(name, {**values, **kept})
+            self._check_eid_free(tenant.sfmc_eid, name)
+            return tenant
+
+        return self._modify(name, apply)
 
     def set_status(self, name: str, status: TenantStatus) -> Tenant:
-        """Disable or enable (an enabled tenant that still misses settings stays pending)."""
-        current = self._stored_record(name)
-        if status == TenantStatus.ACTIVE and missing_settings(current, self.has_refresh_token(name)):
-            status = TenantStatus.PENDING
-        return self._write(replace(current, status=status))
+        """Disable or enable (an enabled tenant that still misses settings stays pending). On
+        enable, `resumed_at` restarts the time budget of work that waited while it was disabled."""
+
+        def apply(current: Tenant | None) -> Tenant:
+            current = self._existing(name)(current)
+            wanted = status
+            if status == TenantStatus.ACTIVE and missing_settings(current, self.has_refresh_token(name)):
+                wanted = TenantStatus.PENDING
+            resumed = (
+                time.time()
+                if current.status == TenantStatus.DISABLED and wanted != TenantStatus.DISABLED
+                else None
+            )
+            return replace(current, status=wanted, resumed_at=resumed or current.resumed_at)
+
+        return self._modify(name, apply)
 
     def sign_in(self, *, eid: str, mid: str, tssd: str, refresh_token: str | None) -> Tenant:
         """The tenant of an admin who signed in to App Settings: found by enterprise id, or created
-        pending on the account's first sign-in. Records the account's tenant subdomain and the
-        offline refresh token (background calls), and clears a "reconnect needed" mark."""
+        pending on the account's first sign-in (adopting a stored tenant of that name that names
+        no enterprise yet). Records the account's tenant subdomain and the offline refresh token
+        (background calls), and clears a "reconnect needed" mark."""
         if not EID_PATTERN.match(eid):
             raise ValueError("enterprise id is not a plain identifier")
         auth_base = self.settings.tssd_auth_url(tssd)
-        existing = self.by_eid(eid)
-        if existing is not None and existing.pinned:
-            return existing
-        if existing is None:
-            tenant = tenant_from_mapping(
-                tenant_name_for_eid(eid),
-                {
-                    "status": TenantStatus.PENDING.value,
-                    "rokt_api_base_url": self.settings.rokt_api_default_base_url,
-                    "sfmc_eid": eid,
-                    "sfmc_tssd": tssd,
-                    "sfmc_account_id": mid,
-                    "sfmc_auth_base_url": auth_base,
-                    "sfmc_auth_mode": (
-                        SfmcAuthMode.REFRESH_TOKEN if refresh_token else SfmcAuthMode.CLIENT_CREDENTIALS
-                    ).value,
-                },
-            )
-        else:
-            derived = self.settings.tssd_auth_url(existing.sfmc_tssd) if existing.sfmc_tssd else ""
-            tenant = replace(
-                existing,
+        found = self.by_eid(eid)
+        if found is not None and found.pinned:
+            return found
+        name = found.name if found is not None else tenant_name_for_eid(eid)
+        if name in self.pinned:
+            raise ValueError(f"tenant {name!r} is pinned without this enterprise id")
+
+        def apply(current: Tenant | None) -> Tenant:
+            if current is None:
+                return tenant_from_mapping(
+                    name,
+                    {
+                        "status": TenantStatus.PENDING.value,
+                        "rokt_api_base_url": self.settings.rokt_api_default_base_url,
+                        "sfmc_eid": eid,
+                        "sfmc_tssd": tssd,
+                        "sfmc_account_id": mid,
+                        "sfmc_auth_base_url": auth_base,
+                        "sfmc_auth_mode": (
+                            SfmcAuthMode.REFRESH_TOKEN if refresh_token else SfmcAuthMode.CLIENT_CREDENTIALS
+                        ).value,
+                    },
+                )
+            if current.sfmc_eid not in ("", eid):
+                raise ValueError(f"tenant {name!r} belongs to another enterprise")
+            derived = self.settings.tssd_auth_url(current.sfmc_tssd) if current.sfmc_tssd else ""
+            return replace(
+                current,
+                sfmc_eid=eid,
                 sfmc_tssd=tssd,
                 # follows the account's tssd unless an operator set another authorization base
                 sfmc_auth_base_url=(
-                    auth_base if existing.sfmc_auth_base_url in ("", derived) else existing.sfmc_auth_base_url
+                    auth_base if current.sfmc_auth_base_url in ("", derived) else current.sfmc_auth_base_url
                 ),
-                sfmc_account_id=existing.sfmc_account_id or mid,
-                reconnect_reason="" if refresh_token else existing.reconnect_reason,
+                sfmc_account_id=current.sfmc_account_id or mid,
+                reconnect_reason="" if refresh_token else current.reconnect_reason,
             )
-        has_token = bool(refresh_token) or self.has_refresh_token(tenant.name)
-        tenant = self._activated(tenant, has_token)
+
+        tenant = self._modify(name, apply, refresh_token=refresh_token)
         log.info("sign-in: enterprise %s -> tenant %s (%s)", eid, tenant.name, tenant.status)
-        return self._write(
-            tenant, eid_before=existing.sfmc_eid if existing else "", refresh_token=refresh_token
-        )
+        return tenant
 
     def rotate_webhook_secret(self, name: str) -> str:
-        """A new webhook secret, returned once; the previous one is still accepted for
-        `WEBHOOK_SECRET_GRACE_HOURS` so Rokt's management centre can be updated meanwhile."""
-        current = self._stored_record(name)
+        """A new webhook secret, returned once. Every earlier secret still in its grace period
+        stays accepted until `WEBHOOK_SECRET_GRACE_HOURS` after this rotation, so Rokt's management
+        centre can be updated meanwhile (whichever of them it holds)."""
         new = secrets.token_urlsafe(WEBHOOK_SECRET_BYTES)
-        grace_until = time.time() + self.settings.webhook_secret_grace_hours * 3600
-        self._write(
-            replace(
+        now = time.time()
+
+        def apply(current: Tenant | None) -> Tenant:
+            current = self._existing(name)(current)
+            earlier = [current.rokt_webhook_secret] if current.rokt_webhook_secret else []
+            earlier += [s for s in current.webhook_secrets(now)[1:] if s not in earlier]
+            return replace(
                 current,
                 rokt_webhook_secret=new,
-                rokt_webhook_secret_previous=current.rokt_webhook_secret,
-                rokt_webhook_previous_until=grace_until if current.rokt_webhook_secret else 0.0,
+                rokt_webhook_secret_previous=PREVIOUS_SEPARATOR.join(earlier[:MAX_PREVIOUS_WEBHOOK_SECRETS]),
+                rokt_webhook_previous_until=now + self.settings.webhook_secret_grace_hours * 3600
+                if earlier
+                else 0.0,
             )
-        )
+
+        self._modify(name, apply)
         return new
 
     def replace_refresh_token(self, name: str, old: str, new: str) -> bool:
-        """Store SFMC's rotated refresh token, unless another process already replaced `old`
-        (compare-and-set under WATCH): a refresh token is single use."""
-        with self.r.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(REFRESH_TOKENS_KEY)
-                sealed = pipe.hget(REFRESH_TOKENS_KEY, name)
-                if not sealed or self.box.open(sealed) != old:
-                    return False
-                pipe.multi()
-                pipe.hset(REFRESH_TOKENS_KEY, name, self.box.seal(new))
-                pipe.execute()
-                return True
-            except redis.WatchError:
-                return False
+        """Store SFMC's rotated refresh token, unless the stored one is no longer `old` (another
+        process stored its successor): a refresh token is single use. Compare-and-set under WATCH,
+        retried when an unrelated write touched the hash meanwhile."""
+        for _attempt in range(MODIFY_ATTEMPTS):
+            with self.r.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(REFRESH_TOKENS_KEY)
+                    sealed = pipe.hget(REFRESH_TOKENS_KEY, name)
+                    if not sealed or self.box.open(sealed) != old:
+                        return False
+                    pipe.multi()
+                    pipe.hset(REFRESH_TOKENS_KEY, name, self.box.seal(new))
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue
+        raise RegistryBusy(f"tenant {name!r}: refresh token store busy")
 
     def mark_reconnect(self, name: str, reason: str) -> None:
         """SFMC refused the refresh token: an admin must sign in again (App Settings and
         `tenants check` show it)."""
+
+        def apply(current: Tenant | None) -> Tenant | None:
+            if current is None or current.reconnect_reason == reason[:300]:
+                return None
+            return replace(current, reconnect_reason=reason[:300])
+
         try:
-            current = self._stored_record(name)
+            self._modify(name, apply)
         except (TenantPinned, UnknownTenant):
             return
-        if current.reconnect_reason != reason:
-            self._write(replace(current, reconnect_reason=reason[:300]))
 
     def reseal(self) -> int:
         """Every stored secret sealed again under the first SECRET_KEY (key rotation)."""
         count = 0
-        for name, raw in self.r.hgetall(TENANTS_KEY).items():
-            self._write(self._decode(name, json.loads(raw)))
+        for name in self.r.hkeys(TENANTS_KEY):
+            self._modify(name, lambda current: current and replace(current))  # re-encoded: sealed anew
             count += 1
         for name, sealed in self.r.hgetall(REFRESH_TOKENS_KEY).items():
             self.r.hset(REFRESH_TOKENS_KEY, name, self.box.reseal(sealed))

@@ -38,3 +38,4 @@ class TenantSchema(Schema):
     reconnect_reason = fields.String()
     rokt_webhook_secret_previous = fields.String()
     rokt_webhook_previous_until = fields.Float()
+    resumed_at = fields.Float()

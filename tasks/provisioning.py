@@ -31,4 +31,7 @@ def install_data_extensions(self: Task, tenant: str) -> dict[str, Any]:
         dataextensions.record_failure(rt.redis, tenant, getattr(exc, "reason", None) or str(exc))
     except LookupError:  # the tenant is gone (UnknownTenant)
         dataextensions.record_failure(rt.redis, tenant, f"unknown tenant {tenant}")
+    except Exception as exc:  # a bug or an answer we do not understand: shown, never stuck "running"
+        dataextensions.record_failure(rt.redis, tenant, f"unexpected error ({type(exc).__name__})")
+        raise
     return dataextensions.install_progress(rt.redis, tenant)

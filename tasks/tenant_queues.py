@@ -4,7 +4,9 @@ Every `SYNC_SECONDS` the worker compares the tenant registry with the queues it 
 `render.<t>` / `rokt.<t>` of a new or re-enabled tenant, and cancels those of a disabled one (its
 messages wait in their queue, untouched, until it is enabled again). It changes only this worker's
 own consumer, so it needs no remote control. A worker started with `-Q` takes per-tenant queues
-only of the stages it serves: `render.<t>` when it consumes `render`, `rokt.<t>` when `rokt`.
+only of the stages it serves: `render.<t>` when it consumes `render`, `rokt.<t>` when `rokt`; a
+tenant's queue named on `-Q` itself (a worker dedicated to one brand) is kept while the tenant is
+active, and paused while it is disabled.
 """
 
 from __future__ import annotations
@@ -25,15 +27,18 @@ SYNC_SECONDS = 5.0
 _STAGES = ((RENDER_QUEUE, render_queue), (ROKT_QUEUE, rokt_queue))
 
 
-def wanted_queues(statuses: dict[str, TenantStatus], serves: set[str]) -> set[str]:
-    """The per-tenant queues a worker serving the shared queues `serves` should consume."""
-    return {
-        queue_of(name)
-        for name, status in statuses.items()
-        if status == TenantStatus.ACTIVE
-        for shared, queue_of in _STAGES
-        if shared in serves
-    }
+def wanted_queues(
+    statuses: dict[str, TenantStatus], serves: set[str], named: frozenset[str] = frozenset()
+) -> set[str]:
+    """The per-tenant queues a worker serving the shared queues `serves` should consume, and
+    those of the tenant queues it was started with (`named`) whose tenant is active."""
+    active = {name for name, status in statuses.items() if status == TenantStatus.ACTIVE}
+    wanted = {queue_of(name) for name in active for shared, queue_of in _STAGES if shared in serves}
+    return wanted | {queue for queue in named if tenant_of(queue) in active}
+
+
+def tenant_of(queue: str) -> str:
+    return queue.split(".", 1)[1] if is_tenant_queue(queue) else ""
 
 
 def is_tenant_queue(queue: str) -> bool:
@@ -46,8 +51,11 @@ class TenantQueues(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self._timer: Any = None
+        self.named: frozenset[str] | None = None  # tenant queues of `-Q`, read at the first start
 
     def start(self, consumer: Any) -> None:
+        if self.named is None and consumer.task_consumer is not None:
+            self.named = frozenset(q.name for q in consumer.task_consumer.queues if is_tenant_queue(q.name))
         self.sync(consumer)
         self._timer = consumer.timer.call_repeatedly(SYNC_SECONDS, self.sync, (consumer,), priority=10)
 
@@ -68,7 +76,7 @@ class TenantQueues(bootsteps.StartStopStep):
         if task_consumer is None:
             return
         consuming = {queue.name for queue in task_consumer.queues}
-        wanted = wanted_queues(statuses, consuming)
+        wanted = wanted_queues(statuses, consuming, getattr(self, "named", None) or frozenset())
         for queue in sorted(wanted - consuming):
             consumer.add_task_queue(queue)
         for queue in sorted(q for q in consuming - wanted if is_tenant_queue(q)):

@@ -13,7 +13,7 @@ from pipeline.queues import WEBHOOK_TASK
 from pipeline.ratelimit import RateLimited
 from pipeline.retry_policy import retryable
 from pipeline.runtime import get_runtime
-from tasks.base import pipeline_task, retry_later, schedule_flushes
+from tasks.base import hold_while_disabled, pipeline_task, retry_later, schedule_flushes
 
 CONFIRMATION_RETRY_SECONDS = 2  # our record of Rokt's 202 lands within moments
 CONFIRMATION_MAX_RETRIES = 30
@@ -30,6 +30,7 @@ class WebhookTask(Task):
 @pipeline_task(WEBHOOK_TASK, base=WebhookTask)
 def process_webhook(self: Task, tenant: str, event_id: str) -> None:
     """Apply one Rokt webhook (subscription row, contact match, or execution confirmation)."""
+    hold_while_disabled(self, tenant)
     try:
         kinds = webhooks.process_webhook(get_runtime(), tenant, event_id)
     except webhooks.NotYetAccepted as exc:  # Rokt's confirmation beat our own record of its 202

@@ -118,23 +118,27 @@ class SfmcClient(BearerClient):
             raise PermanentError("SFMC refresh-token credentials are not available in this process")
         name = self.tenant.name
         refresh = self.credentials.refresh_token(name)
-        if not refresh:
-            reason = "no SFMC refresh token: an admin must sign in to App Settings"
-            self.credentials.mark_reconnect(name, reason)
-            raise PermanentError(reason)
-        response = send(
-            self.session,
-            "POST",
-            self.tenant.sfmc_auth_base_url.rstrip("/") + "/v2/token",
-            json={
+        for _attempt in (1, 2):
+            if not refresh:
+                reason = "no SFMC refresh token: an admin must sign in to App Settings"
+                self.credentials.mark_reconnect(name, reason)
+                raise PermanentError(reason)
+            body = {
                 "grant_type": "refresh_token",
                 "refresh_token": refresh,
                 "client_id": self.app.sfmc_app_client_id,
                 "client_secret": self.app.sfmc_app_client_secret,
-            },
-            timeout=self.timeout,
-        )
-        if response.status_code in (400, 401):
+            }
+            if self.tenant.sfmc_account_id:  # the business unit chosen in App Settings (unconfirmed)
+                body["account_id"] = self.tenant.sfmc_account_id
+            url = self.tenant.sfmc_auth_base_url.rstrip("/") + "/v2/token"
+            response = send(self.session, "POST", url, json=body, timeout=self.timeout)
+            if response.status_code not in (400, 401):
+                break
+            stored = self.credentials.refresh_token(name)
+            if stored and stored != refresh:  # a sign-in stored a new one meanwhile: use it once
+                refresh = stored
+                continue
             reason = f"SFMC refused the refresh token: HTTP {response.status_code}: {_describe(response)}"
             self.credentials.mark_reconnect(name, reason)
             raise PermanentError(reason, status=response.status_code)

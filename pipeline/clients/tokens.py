@@ -29,6 +29,8 @@ if raw and cjson.decode(raw)['access_token'] == ARGV[1] then return redis.call('
 return 0
 """
 
+# longer than a token request can take (connect + read timeouts), so no second fetch starts
+LOCK_SECONDS = 30.0
 # fetch() returns the vendor's token response: access_token, expires_in and anything else
 Fetch = Callable[[], dict[str, Any]]
 
@@ -47,26 +49,31 @@ class SharedToken:
         self._invalidate = r.register_script(_INVALIDATE)
 
     def get(self, wait_seconds: float = 10.0) -> dict[str, Any]:
+        return self._locked(lambda: self.r.get(self.key), wait_seconds)
+
+    def renew(self, wait_seconds: float = 10.0) -> dict[str, Any]:
+        """Fetch a token now, whatever the cache holds, and cache it: proves the credentials
+        work (App Settings' Test connection, `tenants check`). Under the same lock as a refresh
+        (a refresh token is single use: two fetches at once would spend it twice)."""
+        return self._locked(lambda: None, wait_seconds)
+
+    def _locked(self, cached: Callable[[], str | None], wait_seconds: float) -> dict[str, Any]:
+        """The cached token when `cached()` finds one, else one fetched by this process alone."""
         deadline = time.monotonic() + wait_seconds
         while True:
-            raw = self.r.get(self.key)
+            raw = cached()
             if raw:
                 return json.loads(raw)
             owner = uuid.uuid4().hex
-            if self.r.set(self.lock_key, owner, nx=True, px=int(wait_seconds * 1000)):
+            if self.r.set(self.lock_key, owner, nx=True, px=int(LOCK_SECONDS * 1000)):
                 try:
-                    raw = self.r.get(self.key)  # another worker may have refreshed meanwhile
+                    raw = cached()  # another worker may have refreshed meanwhile
                     return json.loads(raw) if raw else self._refresh()
                 finally:
                     self._release(keys=[self.lock_key], args=[owner])
             if time.monotonic() > deadline:
                 raise RetryableError("token refresh by another worker did not finish in time")
             time.sleep(0.05)
-
-    def renew(self) -> dict[str, Any]:
-        """Fetch a token now, whatever the cache holds, and cache it: proves the credentials
-        work (App Settings' Test connection, `tenants check`). Raises the fetch's ClientError."""
-        return self._refresh()
 
     def _refresh(self) -> dict[str, Any]:
         response = self.fetch()

@@ -166,6 +166,7 @@ def build_report(
             "rowset_calls": sfmc_state["rowset_calls"],
             "max_rows_per_rowset": sfmc_state["max_rows_per_rowset"],
             "token_requests": sfmc_state["token_requests"],
+            "refresh_grants": sfmc_state["refresh_grants"],
             "release_calls": sfmc_state["release_calls"],
             "released_contacts": sfmc_state["released_contacts"],
             "released_unique_contacts": sfmc_state["released_unique_contacts"],

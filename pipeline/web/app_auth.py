@@ -134,8 +134,10 @@ def require_app_session(view: Callable[..., Any]) -> Callable[..., Any]:
 
 @app_auth.get("/login")
 def login():
-    if session_tenant() is not None:
-        return redirect(f"{APP_PREFIX}/settings")
+    """Every opening of the app signs in again, even with a session: the partitioned cookie is
+    keyed by Marketing Cloud's site, which every account shares, so a session alone cannot tell
+    that the user now opened the app from another enterprise. The round trip is silent (the user
+    is signed in to Marketing Cloud) and ends in a new session for the account it names."""
     settings = _runtime().settings
     if not settings.sfmc_app_client_id or not settings.sfmc_app_auth_base_url:
         return error_page(

@@ -176,20 +176,24 @@ def activity_frame(page):
 
 def screenshot(page, name: str) -> None:
     """docs/activity/<name>.png of the iframe, only with SAVE_SCREENSHOTS=1 (CI keeps them)."""
-    if os.environ.get("SAVE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        # the whole step, not only what fits the modal: the iframe as tall as its document
-        frame = activity_frame(page)
-        frame.evaluate("() => window.scrollTo(0, 0)")
-        height = max(VIEWPORT["height"], frame.evaluate("() => document.documentElement.scrollHeight"))
-        page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
-        page.evaluate("h => { document.getElementById('activity').style.height = h + 'px'; }", height)
-        page.wait_for_timeout(200)  # layout and fonts settle
-        page.locator("#activity").screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-        page.evaluate(
-            "h => { document.getElementById('activity').style.height = h + 'px'; }", VIEWPORT["height"]
-        )
-        page.set_viewport_size(VIEWPORT)
+    frame_screenshot(page, "activity", activity_frame(page), SCREENSHOTS / f"{name}.png")
+
+
+def frame_screenshot(page, iframe_id: str, frame, path: Path) -> None:
+    """`path`: the iframe `#iframe_id` as tall as its document (the whole step, not only what fits
+    the host page), only with SAVE_SCREENSHOTS=1."""
+    if os.environ.get("SAVE_SCREENSHOTS") != "1":
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.evaluate("() => window.scrollTo(0, 0)")
+    height = max(VIEWPORT["height"], frame.evaluate("() => document.documentElement.scrollHeight"))
+    set_height = "([id, h]) => { document.getElementById(id).style.height = h + 'px'; }"
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
+    page.evaluate(set_height, [iframe_id, height])
+    page.wait_for_timeout(200)  # layout and fonts settle
+    page.locator(f"#{iframe_id}").screenshot(path=str(path))
+    page.evaluate(set_height, [iframe_id, VIEWPORT["height"]])
+    page.set_viewport_size(VIEWPORT)
 
 
 @pytest.fixture(scope="package")

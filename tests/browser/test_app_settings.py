@@ -14,7 +14,6 @@ SAVE_SCREENSHOTS=1 rewrites docs/app/settings.png.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from pipeline.sandbox.stack import Stack
 from pipeline.tenants import tenant_name_for_eid
 from pipeline.web.app_auth import SIGNIN_COOKIE
 from pipeline.web.app_session import SESSION_COOKIE_NAME
-from tests.browser.conftest import VIEWPORT
+from tests.browser.conftest import VIEWPORT, frame_screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -125,19 +124,9 @@ def app_page(app_env: AppEnv) -> Iterator[Any]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """docs/app/<name>.png of the framed app, as tall as its document (SAVE_SCREENSHOTS=1 only)."""
-    if os.environ.get("SAVE_SCREENSHOTS") != "1":
-        return
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    """docs/app/<name>.png of the framed app (SAVE_SCREENSHOTS=1 only)."""
     frame = page.locator("#app").element_handle().content_frame()
-    frame.evaluate("() => window.scrollTo(0, 0)")
-    height = max(VIEWPORT["height"], frame.evaluate("() => document.documentElement.scrollHeight"))
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": height})
-    page.evaluate("h => { document.getElementById('app').style.height = h + 'px'; }", height)
-    page.wait_for_timeout(200)  # layout and fonts settle
-    page.locator("#app").screenshot(path=str(SCREENSHOTS / f"{name}.png"))
-    page.evaluate("h => { document.getElementById('app').style.height = h + 'px'; }", VIEWPORT["height"])
-    page.set_viewport_size(VIEWPORT)
+    frame_screenshot(page, "app", frame, SCREENSHOTS / f"{name}.png")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 
@@ -155,34 +156,31 @@ def test_sandbox_command_serves_and_writes_its_env_file(stack: Stack, tmp_path):
     assert child.process.returncode == 0
 
 
+def _add_tenant(
+    stack: Stack, name: str, **overrides: str
+) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    """`rokt-sfmc tenants add` with the sandbox's settings: non-secrets as --set, secrets through
+    --secrets-file on stdin; `overrides` replace any of them. Returns the run and the secrets."""
+    values = {key.lower(): value for key, value in stack.values.items()} | overrides
+    secrets = {key: values.pop(key) for key in list(values) if "secret" in key}
+    sets = [item for key, value in sorted(values.items()) for item in ("--set", f"{key}={value}")]
+    run = cli(
+        stack, "tenants", "add", "--tenant", name, *sets, "--secrets-file", "-", stdin=json.dumps(secrets)
+    )
+    return run, secrets
+
+
 def test_tenants_add_check_install_disable_and_enable(stack: Stack):
     """An operator adds a brand without a restart: secrets only through a file (stdin), the
     listing shows them as set, `check` fails until the data extensions exist, then passes."""
-    values = {key.lower(): value for key, value in stack.values.items()}
-    secrets = {key: values.pop(key) for key in list(values) if "secret" in key}
-    sets = [item for key, value in sorted(values.items()) for item in ("--set", f"{key}={value}")]
-    sets += ["--set", "rokt_account_code=cli-brand", "--set", "sfmc_status_de_key=Status_cli-brand"]
-    sets += ["--set", "sfmc_subscription_de_key=Subs_cli-brand"]
-    refused = cli(
-        stack,
-        "tenants",
-        "add",
-        "--tenant",
-        "cli-brand",
-        "--set",
-        f"rokt_client_secret={secrets['rokt_client_secret']}",
-    )
+    refused = cli(stack, "tenants", "add", "--tenant", "cli-brand", "--set", "rokt_client_secret=s3cr3t")
     assert refused.returncode != 0 and "secrets-file" in refused.stderr
-    added = cli(
+    added, secrets = _add_tenant(
         stack,
-        "tenants",
-        "add",
-        "--tenant",
         "cli-brand",
-        *sets,
-        "--secrets-file",
-        "-",
-        stdin=json.dumps(secrets),
+        rokt_account_code="cli-brand",
+        sfmc_status_de_key="Status_cli-brand",
+        sfmc_subscription_de_key="Subs_cli-brand",
     )
     assert added.returncode == 0, added.stderr
     shown = json.loads(added.stdout)
@@ -212,21 +210,7 @@ def test_tenants_add_check_install_disable_and_enable(stack: Stack):
 
 
 def test_tenants_check_names_the_vendor_that_refused(stack: Stack):
-    values = {key.lower(): value for key, value in stack.values.items()}
-    secrets = {key: values.pop(key) for key in list(values) if "secret" in key}
-    secrets["rokt_client_secret"] = "not-the-secret"
-    sets = [item for key, value in sorted(values.items()) for item in ("--set", f"{key}={value}")]
-    added = cli(
-        stack,
-        "tenants",
-        "add",
-        "--tenant",
-        "cli-bad",
-        *sets,
-        "--secrets-file",
-        "-",
-        stdin=json.dumps(secrets),
-    )
+    added, _secrets = _add_tenant(stack, "cli-bad", rokt_client_secret="not-the-secret")
     assert added.returncode == 0, added.stderr
     checked = cli(stack, "tenants", "check", "--tenant", "cli-bad")
     result = json.loads(checked.stdout)

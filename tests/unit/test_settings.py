@@ -97,8 +97,9 @@ def test_every_settings_table_default_is_the_dataclass_default():
 
 
 def test_every_settings_variable_is_read_into_its_field():
+    urls = {"sfmc_app_auth_base_url", "sfmc_tssd_auth_url", "rokt_api_default_base_url"}  # https only
     names = _field_defaults(
-        Settings, {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox"}
+        Settings, {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox", *urls}
     )
     settings = load_settings({name.upper(): "7" for name in names})
     for name, default in names.items():
@@ -164,3 +165,11 @@ def test_the_tenant_schema_validates_exactly_the_tenant_fields():
     schema_fields = TenantSchema().fields
     assert set(schema_fields) == {f.name for f in fields(Tenant)}
     assert all(f.load_default is missing for f in schema_fields.values())  # defaults live in Tenant
+
+
+def test_the_apps_vendor_urls_must_be_https_outside_the_sandbox():
+    for name in ("SFMC_APP_AUTH_BASE_URL", "SFMC_TSSD_AUTH_URL", "ROKT_API_DEFAULT_BASE_URL"):
+        with pytest.raises(ValueError, match=name):
+            load_settings({name: "http://auth.example/{tssd}"})
+        assert load_settings({name: "http://127.0.0.1:9/{tssd}", "SANDBOX": "1"}).sandbox
+        load_settings({name: "https://auth.example/{tssd}"})

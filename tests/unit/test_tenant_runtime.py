@@ -148,6 +148,7 @@ def test_a_signed_in_tenant_gets_sfmc_tokens_by_refresh_and_keeps_the_rotated_re
         "refresh_token": "refresh-1",
         "client_id": rt.settings.sfmc_app_client_id,
         "client_secret": rt.settings.sfmc_app_client_secret,
+        "account_id": "43",  # the business unit of App Settings
     }
     assert rt.registry.refresh_token(name) == "refresh-2"
     assert "refresh-2" not in json.dumps(rt.redis.get(f"rsf:{name}:token:sfmc"))
@@ -160,3 +161,29 @@ def test_a_refused_refresh_token_marks_the_tenant_reconnect_needed(rt):
     with pytest.raises(PermanentError):
         rt.sfmc(name).check_credentials()
     assert "refused the refresh token" in rt.registry.get(name).reconnect_reason
+
+
+def test_a_worker_dedicated_to_one_brand_keeps_its_queues_while_the_brand_is_active():
+    statuses = {"acme": TenantStatus.ACTIVE, "other": TenantStatus.ACTIVE}
+    named = frozenset({"render.acme", "rokt.acme"})
+    assert wanted_queues(statuses, {"render.acme", "rokt.acme"}, named) == set(named)
+    statuses["acme"] = TenantStatus.DISABLED
+    assert wanted_queues(statuses, {"render.acme", "rokt.acme"}, named) == set()
+
+
+def test_time_a_tenant_spent_disabled_does_not_count_against_its_executions(rt):
+    from pipeline import executions
+    from pipeline.ratelimit import RateLimited
+
+    rt.registry.add("brand-b", COMPLETE)
+    claimed = rt.ledger.claim(
+        "brand-b", "ex-1", {"eventId": "ev-1", "budgetStart": "2020-01-01T00:00:00+00:00", "args": "{}"}
+    )
+    assert claimed
+    assert not executions.after_failed_call(rt, "brand-b", "ex-1", RateLimited(0.5)).retry  # budget spent
+    rt.ledger.claim(
+        "brand-b", "ex-2", {"eventId": "ev-2", "budgetStart": "2020-01-01T00:00:00+00:00", "args": "{}"}
+    )
+    rt.registry.set_status("brand-b", TenantStatus.DISABLED)
+    rt.registry.set_status("brand-b", TenantStatus.ACTIVE)
+    assert executions.after_failed_call(rt, "brand-b", "ex-2", RateLimited(0.5)).retry

@@ -176,3 +176,73 @@ def test_reseal_moves_every_secret_to_the_newest_key(registry_settings, fake_red
     only_new = TenantRegistry(fake_redis, load_settings({**ENV, "SECRET_KEY": new_key}))
     assert only_new.get("brand-b").sfmc_client_secret == "sfmc-secret-b"
     assert only_new.refresh_token("sfmc-42") == "r1"
+
+
+def test_a_sign_in_in_a_process_with_a_stale_copy_keeps_what_another_process_saved(
+    registry_settings, fake_redis
+):
+    slow = TenantRegistry(
+        fake_redis, load_settings({**ENV, "SECRET_KEY": KEY, "TENANT_REFRESH_SECONDS": "60"})
+    )
+    fast = TenantRegistry(fake_redis, registry_settings)
+    name = slow.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r1").name
+    assert slow.get(name) is not None  # its copy is now cached for a minute
+    fast.update(name, {k: v for k, v in COMPLETE.items() if not k.startswith("sfmc_")})
+    fast.set_status(name, TenantStatus.DISABLED)
+    slow.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r2")
+    tenant = fast.get(name)
+    assert tenant.status == TenantStatus.DISABLED and tenant.rokt_client_secret == "rokt-secret-b"
+
+
+def test_a_first_sign_in_adopts_a_stored_tenant_of_its_name_and_never_takes_another_enterprises(registry):
+    registry.add("sfmc-777", {"rokt_account_code": "set-by-operator"})
+    tenant = registry.sign_in(eid="777", mid="1", tssd="mc-abc", refresh_token="r1")
+    assert tenant.name == "sfmc-777" and tenant.rokt_account_code == "set-by-operator"
+    assert tenant.sfmc_eid == "777"
+    registry.add("sfmc-888", {"sfmc_eid": "999"})
+    with pytest.raises(ValueError, match="another enterprise"):
+        registry.sign_in(eid="888", mid="1", tssd="mc-abc", refresh_token=None)
+
+
+def test_a_refresh_token_swap_survives_a_write_of_another_tenant_in_between(
+    registry, fake_redis, monkeypatch
+):
+    name = registry.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r1").name
+    box_open, interfered = registry.box.open, []
+
+    def open_then_interfere(sealed):
+        if not interfered:  # after WATCH, before EXEC: another tenant's token is stored
+            interfered.append(True)
+            fake_redis.hset(REFRESH_TOKENS_KEY, "someone-else", registry.box.seal("x"))
+        return box_open(sealed)
+
+    monkeypatch.setattr(registry.box, "open", open_then_interfere)
+    assert registry.replace_refresh_token(name, "r1", "r2")
+    assert registry.refresh_token(name) == "r2"
+
+
+def test_changed_credentials_drop_the_cached_access_token_of_that_vendor_only(registry, fake_redis):
+    registry.add("brand-b", COMPLETE)
+    for vendor in ("rokt", "sfmc"):
+        fake_redis.set(f"rsf:brand-b:token:{vendor}", '{"access_token": "old"}')
+    registry.update("brand-b", {"sfmc_account_id": "999"})  # another business unit
+    assert fake_redis.get("rsf:brand-b:token:sfmc") is None
+    assert fake_redis.get("rsf:brand-b:token:rokt") is not None
+    registry.update("brand-b", {"rokt_account_code": "renamed"})  # not a credential
+    assert fake_redis.get("rsf:brand-b:token:rokt") is not None
+
+
+def test_rotating_twice_within_the_grace_period_keeps_every_earlier_secret(registry):
+    registry.add("brand-b", {**COMPLETE, "rokt_webhook_secret": "configured-at-rokt"})
+    second = registry.rotate_webhook_secret("brand-b")
+    third = registry.rotate_webhook_secret("brand-b")
+    accepted = registry.get("brand-b").webhook_secrets(time.time())
+    assert accepted[0] == third and set(accepted) == {third, second, "configured-at-rokt"}
+
+
+def test_enabling_a_disabled_tenant_records_when_it_resumed(registry):
+    registry.add("brand-b", COMPLETE)
+    assert registry.get("brand-b").resumed_at == 0.0
+    registry.set_status("brand-b", TenantStatus.DISABLED)
+    before = time.time()
+    assert registry.set_status("brand-b", TenantStatus.ACTIVE).resumed_at >= before

@@ -176,10 +176,15 @@ def test_session_id_is_new_after_sign_in(browser, fake_redis):
     assert not fake_redis.exists(session_key(planted))
 
 
-def test_login_with_a_session_goes_to_settings(browser):
+def test_login_with_a_session_signs_in_again_and_replaces_the_session(browser, sim):
+    """An agency user opens the app from another enterprise: the session of the first one must
+    not carry over (the cookie partition is Marketing Cloud's, shared by every account)."""
     sign_in(browser)
+    first = session_id(browser)
     answer = browser.get("/app/login", base_url=BASE)
-    assert answer.status_code == 302 and answer.headers["Location"] == "/app/settings"
+    assert answer.status_code == 302 and "/v2/authorize?" in answer.headers["Location"]
+    sign_in(browser)
+    assert session_id(browser) not in (None, first)
 
 
 def test_forged_state_is_refused_before_anything_else(browser, app_runtime, sim):
