@@ -41,6 +41,13 @@ def _secret_keys(value: str) -> tuple[str, ...]:
     return keys
 
 
+def _log_format(value: str) -> str:
+    value = value.strip().lower()
+    if value not in ("json", "text"):
+        raise ValueError("LOG_FORMAT: json or text")
+    return value
+
+
 def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
@@ -149,6 +156,8 @@ class Settings:
     http_read_timeout: float = 15.0
     execution_ttl_days: int = 30
     log_level: str = "INFO"
+    log_format: str = "json"  # json lines for collectors; text for a terminal
+    exporter_port: int = 9808
     reconcile_queued_after: float = 600.0
     reconcile_confirm_after: float = 900.0
     reconcile_final_after: float = 7200.0
@@ -194,6 +203,8 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "http_read_timeout": float,
     "execution_ttl_days": int,
     "log_level": str.upper,
+    "log_format": _log_format,
+    "exporter_port": int,
     "reconcile_queued_after": float,
     "reconcile_confirm_after": float,
     "reconcile_final_after": float,
@@ -244,6 +255,8 @@ _MEANINGS: list[tuple[str, str]] = [
     ("HTTP_READ_TIMEOUT", "seconds to wait for a Rokt/SFMC answer"),
     ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)"),
     ("LOG_LEVEL", "logging level of every process"),
+    ("LOG_FORMAT", "`json` (one JSON object a line, for a log collector) or `text` (for a terminal)"),
+    ("EXPORTER_PORT", "port of `rokt-sfmc exporter` (Prometheus metrics read from Redis at scrape time)"),
     ("RECONCILE_QUEUED_AFTER", "seconds before a still-queued execution is re-driven"),
     ("RECONCILE_CONFIRM_AFTER", "seconds before an unconfirmed accepted execution is checked at Rokt"),
     ("RECONCILE_FINAL_AFTER", "seconds an accepted execution may stay unconfirmed before it fails"),

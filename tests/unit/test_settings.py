@@ -99,7 +99,8 @@ def test_every_settings_table_default_is_the_dataclass_default():
 def test_every_settings_variable_is_read_into_its_field():
     urls = {"sfmc_app_auth_base_url", "sfmc_tssd_auth_url", "rokt_api_default_base_url"}  # https only
     names = _field_defaults(
-        Settings, {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox", *urls}
+        Settings,
+        {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox", "log_format", *urls},
     )
     settings = load_settings({name.upper(): "7" for name in names})
     for name, default in names.items():
@@ -173,3 +174,10 @@ def test_the_apps_vendor_urls_must_be_https_outside_the_sandbox():
             load_settings({name: "http://auth.example/{tssd}"})
         assert load_settings({name: "http://127.0.0.1:9/{tssd}", "SANDBOX": "1"}).sandbox
         load_settings({name: "https://auth.example/{tssd}"})
+
+
+def test_log_format_is_json_or_text():
+    assert load_settings({}).log_format == "json"
+    assert load_settings({"LOG_FORMAT": "TEXT"}).log_format == "text"
+    with pytest.raises(ValueError, match="LOG_FORMAT"):
+        load_settings({"LOG_FORMAT": "xml"})
