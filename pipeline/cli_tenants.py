@@ -143,6 +143,9 @@ def cmd_tenants(args: argparse.Namespace) -> int:
     return 2
 
 
+TENANT_HELP = "the tenant's name"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     tenants = sub.add_parser("tenants", help="the brands this deployment serves (registry in Redis)")
     actions = tenants.add_subparsers(dest="action", required=True)
@@ -153,16 +156,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("update", "change a stored tenant"),
     ):
         command = actions.add_parser(verb, help=text)
-        command.add_argument("--tenant", required=True)
-        command.add_argument("--set", action="append", metavar="KEY=VALUE", help="a non-secret setting")
+        command.add_argument("--tenant", required=True, help=TENANT_HELP)
+        command.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="a non-secret setting (repeat for more)"
+        )
         command.add_argument("--secrets-file", help="JSON object of secret settings (- = stdin)")
-    show.add_argument("--tenant", required=True)
+    show.add_argument("--tenant", required=True, help=TENANT_HELP)
     for verb, text in (
         ("disable", "executes answer 503, queued work waits"),
         ("enable", "back to active (pending while settings are missing)"),
         ("install-data-extensions", "create the folder and data extensions in SFMC now"),
     ):
-        actions.add_parser(verb, help=text).add_argument("--tenant", required=True)
+        actions.add_parser(verb, help=text).add_argument("--tenant", required=True, help=TENANT_HELP)
     check = actions.add_parser(
         "check", help="tokens of both vendors and the data extensions; exit 1 on a failure"
     )

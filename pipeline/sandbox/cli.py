@@ -19,26 +19,28 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the sandbox's subcommands to the `rokt-sfmc` parser."""
     sandbox = sub.add_parser("sandbox", help="Rokt and SFMC simulators in the foreground")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--rokt-port", type=int, default=9101)
-    sandbox.add_argument("--sfmc-port", type=int, default=9102)
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sandbox.add_argument("--rokt-port", type=int, default=9101, help="Rokt simulator port (default 9101)")
+    sandbox.add_argument("--sfmc-port", type=int, default=9102, help="SFMC simulator port (default 9102)")
     sandbox.add_argument("--env-file", help="write the settings that point the service at them")
     sandbox.set_defaults(func=cmd_sandbox)
 
     jb = sub.add_parser("jb-simulate", help="drive executes the way Journey Builder does")
-    jb.add_argument("--tenant", required=True)
-    jb.add_argument("--contacts", type=int, required=True)
-    jb.add_argument("--concurrency", type=int, default=50)
-    jb.add_argument("--retries", type=int, default=2)
-    jb.add_argument("--timeout-ms", type=int, default=10000)
+    jb.add_argument("--tenant", required=True, help="the tenant whose activity is executed")
+    jb.add_argument("--contacts", type=int, required=True, help="how many contacts to send through execute")
+    jb.add_argument("--concurrency", type=int, default=50, help="executes in flight at once (JB: up to 50)")
+    jb.add_argument(
+        "--retries", type=int, default=2, help="retries of a failed execute, as Journey Builder does"
+    )
+    jb.add_argument("--timeout-ms", type=int, default=10000, help="execute timeout in milliseconds")
     jb.add_argument("--url", help="service base URL (default PUBLIC_BASE_URL)")
     jb.add_argument("--template-id", help="default: create the demo template")
     jb.add_argument("--activity-id", help="default: derived from the template id")
     jb.set_defaults(func=cmd_jb_simulate)
 
     demo = sub.add_parser("demo", help="the whole stack on embedded defaults, one journey, a report")
-    demo.add_argument("--contacts", type=int, default=1000)
-    demo.add_argument("--report", default="demo-report.json")
+    demo.add_argument("--contacts", type=int, default=1000, help="contacts in the journey (default 1000)")
+    demo.add_argument("--report", default="demo-report.json", help="where the JSON report goes")
     demo.add_argument("--workers", type=int, default=8, help="Celery worker concurrency")
     demo.add_argument("--chaos", help="kill-workers,restart-redis,rokt-faults,sfmc-faults (any of them)")
     demo.set_defaults(func=cmd_demo)
