@@ -34,10 +34,15 @@ demo: install ## run 1000 contacts through the whole stack on sandbox simulators
 lint: dev ## ruff
 	$(BIN)/ruff check .
 
-test: dev lint ## lint, then the whole test suite (starts its own Redis; installs Debian's chromium for the browser tests)
-	@test -x /usr/bin/chromium || { echo "installing chromium (Debian package) for the browser tests"; \
-		$(SUDO) apt-get install -y -qq chromium >/dev/null 2>&1 || \
-		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }; }
+# Debian packages the tests use: chromium (browser tests), prometheus + promtool (alert rules, a
+# scrape), docker-compose (checks docker-compose.yml with `config`; no Docker engine needed).
+TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose
+
+test: dev lint ## lint, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose)
+	@for pair in $(TEST_DEBS); do path=$${pair%%:*}; pkg=$${pair#*:}; \
+		test -x $$path || { echo "installing $$pkg (Debian package) for the tests"; \
+			$(SUDO) apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
+			{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$pkg; }; } || exit 1; done
 	$(BIN)/python -m pytest
 
 bench: dev ## benchmarks beside their baselines (BENCH_QUICK=1: < 5 min); writes bench/results.json

@@ -1,0 +1,334 @@
+"""The deployment files, checked without a Docker engine: docker-compose.yml (Debian's docker-compose
+`config` and the file's own rules), .env.example against the settings table, the Dockerfile's lint,
+and the runbook against the alert rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.settings import SETTINGS_TABLE, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+RUNBOOK = ROOT / "docs" / "operations.md"
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+
+# read by docker-compose.yml only, not by the service (so not in the settings table)
+COMPOSE_ONLY = {"REDIS_PASSWORD", "REDIS_MAXMEMORY"}
+# the processes of the image, and the health check each runs
+APP_ROLES = {"web": "web", "worker": "worker", "beat": "beat", "exporter": "exporter"}
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|_AUTH$|TOKEN|REDIS_URL|REDISCLI_AUTH")
+INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?][^}]*)?\}")
+PLACEHOLDER = "CHANGE_ME"
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def services() -> dict[str, dict]:
+    return compose()["services"]
+
+
+def env_example() -> dict[str, str]:
+    values = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, sep, value = line.partition("=")
+            assert sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", name), f".env.example: not KEY=value: {line!r}"
+            assert not value.startswith(("'", '"')), f".env.example: {name}: no quotes (1.29 and v2 differ)"
+            values[name] = value
+    return values
+
+
+def role(name: str) -> str | None:
+    """web, worker, beat, exporter for the services running those processes (worker-1, worker-2...)."""
+    base = re.sub(r"-\d+$", "", name)
+    return APP_ROLES.get(base)
+
+
+def argv(service: dict) -> str:
+    command = service.get("command", [])
+    return " ".join(command) if isinstance(command, list) else command
+
+
+# -- docker-compose config ----------------------------------------------------------------------
+
+
+def run_compose(tmp_path: Path, env_text: str, *args: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip(
+            "docker-compose is not installed (Debian package docker-compose; `make test` installs it)"
+        )
+    env_file = tmp_path / ".env"
+    env_file.write_text(env_text)
+    # a clean environment: variables of the calling shell would override .env in the interpolation
+    return subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(COMPOSE), "--project-directory", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        check=False,
+    )
+
+
+def test_compose_file_is_valid_for_docker_compose_with_the_example_env(tmp_path):
+    for profiles in ([], ["--profile", "monitoring", "--profile", "sandbox"]):
+        done = run_compose(tmp_path, ENV_EXAMPLE.read_text(), *profiles, "config", "-q")
+        assert done.returncode == 0, done.stderr
+
+
+def test_compose_refuses_to_render_without_the_required_secrets(tmp_path):
+    for name in ("REDIS_PASSWORD", "SECRET_KEY", "FLOWER_BASIC_AUTH"):
+        text = "\n".join(
+            line for line in ENV_EXAMPLE.read_text().splitlines() if not line.startswith(f"{name}=")
+        )
+        done = run_compose(tmp_path, text + "\n", "config", "-q")
+        assert done.returncode != 0, name
+        assert name in done.stderr
+
+
+def test_profiles_keep_prometheus_and_the_simulators_optional():
+    profiles = {name: service.get("profiles") for name, service in services().items()}
+    assert profiles.pop("prometheus") == ["monitoring"] and profiles.pop("sandbox") == ["sandbox"]
+    assert not any(profiles.values()), "the rest runs by default"
+
+
+# -- the file's own rules -----------------------------------------------------------------------
+
+
+def test_every_service_has_a_health_check_a_restart_policy_limits_and_log_rotation():
+    for name, service in services().items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test and test[0] in ("CMD", "CMD-SHELL"), name
+        assert service.get("restart") == "unless-stopped", name
+        assert service.get("mem_limit") and service.get("cpus"), name
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", name
+        assert {"max-size", "max-file"} <= set(logging.get("options", {})), name
+
+
+def test_the_app_processes_use_their_own_healthcheck_command():
+    found = set()
+    for name, service in services().items():
+        if role(name):
+            test = service["healthcheck"]["test"]
+            assert test[:4] == ["CMD", "rokt-sfmc", "healthcheck", role(name)], name
+            found.add(role(name))
+    assert found == set(APP_ROLES.values())
+
+
+def test_workers_have_stable_node_names():
+    workers = {name: s for name, s in services().items() if re.search(r"celery .*\bworker\b", argv(s))}
+    assert workers
+    for name, service in workers.items():
+        assert role(name) == "worker", f"{name}: name worker services worker-<n>"
+        n = name.rsplit("-", 1)[1]
+        assert f"--hostname=worker-{n}@%h" in service["command"], name
+        assert not any(arg.startswith("--hostname") for arg in service["healthcheck"]["test"][4:]), (
+            f"{name}: the health check finds the worker by its container hostname (%h)"
+        )
+        assert service.get("hostname"), f"{name}: a fixed container hostname keeps %h stable"
+
+
+def test_no_secret_is_written_in_the_compose_file():
+    for name, service in services().items():
+        for key, value in (service.get("environment") or {}).items():
+            if SECRET_NAME.search(key):
+                value = str(value)
+                assert INTERPOLATION.search(value), f"{name}: {key} must come from .env"
+                literal = INTERPOLATION.sub("", value)
+                assert re.fullmatch(r"(redis://:@redis:6379/\d+)?", literal), f"{name}: {key}: {literal!r}"
+        assert "env_file" not in service, f"{name}: each service lists the variables it needs"
+    code = re.sub(r"^\s*#.*$", "", COMPOSE.read_text(), flags=re.M)
+    assert not re.search(r"requirepass\s+[^$\s]", code)
+    assert not re.search(r"--(basic[-_]auth|requirepass)", code)
+
+
+def test_each_role_gets_only_the_settings_it_reads():
+    svc = services()
+    env = {name: set(s.get("environment") or {}) for name, s in svc.items()}
+    assert "SECRET_KEY" not in env["beat"] | env["flower"]
+    assert not {"SFMC_APP_CLIENT_SECRET", "ROKT_CLIENT_SECRET"} & (
+        env["beat"] | env["flower"] | env["exporter"]
+    )
+    assert "FLOWER_BASIC_AUTH" not in env["web"] | env["worker-1"] | env["beat"] | env["exporter"]
+    assert env["sandbox"] == set(), "the simulators get none of the production settings"
+    for name in env:
+        if role(name) or name == "flower":
+            assert "REDIS_URL" in env[name], name
+
+
+def test_redis_has_a_password_memory_limit_noeviction_and_aof_on_the_internal_network():
+    redis = services()["redis"]
+    script = " ".join(redis.get("entrypoint") or []) + argv(redis)
+    assert re.search(r"requirepass \$\$REDIS_PASSWORD", script)
+    assert re.search(r"--maxmemory \S+", script) and "--maxmemory-policy noeviction" in script
+    assert "--appendonly yes" in script and "--appendfsync everysec" in script
+    assert "REDIS_PASSWORD" not in argv(redis), "the password is read from stdin, not argv"
+    assert "PONG" in " ".join(redis["healthcheck"]["test"]), "redis-cli ping exits 0 on NOAUTH"
+    assert "ports" not in redis
+    networks = compose()["networks"]
+    assert redis["networks"] == ["backend"] and networks["backend"].get("internal") is True
+
+
+def test_only_the_web_port_is_public():
+    for name, service in services().items():
+        for port in service.get("ports", []):
+            if name != "web":
+                assert str(port).startswith("127.0.0.1:"), f"{name}: {port} only on the host's loopback"
+
+
+def test_flower_password_only_in_its_environment_and_offline_workers_purged():
+    flower = services()["flower"]
+    command = argv(flower)
+    assert "celery -A tasks flower" in command and "--purge_offline_workers=" in command
+    assert "basic" not in command.replace("FLOWER_BASIC_AUTH", "")
+    assert INTERPOLATION.fullmatch(flower["environment"]["FLOWER_BASIC_AUTH"])
+    # Flower turns every FLOWER_* variable into an option and fails on an unknown one
+    assert [k for k in flower["environment"] if k.startswith("FLOWER_")] == ["FLOWER_BASIC_AUTH"]
+
+
+def test_monitoring_profile_runs_prometheus_on_the_exporter():
+    svc = services()
+    exporter = svc["exporter"]
+    assert argv(exporter).startswith("rokt-sfmc exporter") and "ports" not in exporter
+    prometheus = svc["prometheus"]
+    assert prometheus["profiles"] == ["monitoring"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in prometheus["volumes"]
+    assert ":latest" not in COMPOSE.read_text()
+    config = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    if config.exists():
+        assert "exporter:9808" in config.read_text()
+
+
+def test_the_tenants_folder_is_mounted_read_only():
+    for name, service in services().items():
+        if role(name) in ("web", "worker", "exporter"):
+            assert "./deploy/tenants:/etc/rokt-sfmc/tenants:ro" in service["volumes"], name
+
+
+# -- .env.example -------------------------------------------------------------------------------
+
+
+def test_env_example_lists_exactly_the_settings_table_and_the_compose_variables():
+    listed = set(env_example())
+    table = {name for name, _meaning, _default in SETTINGS_TABLE}
+    assert listed - COMPOSE_ONLY == table, (sorted(table - listed), sorted(listed - table - COMPOSE_ONLY))
+    assert listed >= COMPOSE_ONLY
+    used = set(INTERPOLATION.findall(COMPOSE.read_text()))
+    assert used <= listed, sorted(used - listed)
+
+
+def test_env_example_holds_no_secret_and_its_placeholders_cannot_run():
+    values = env_example()
+    for name, value in values.items():
+        if SECRET_NAME.search(name) and name != "REDIS_URL":
+            assert value in ("", PLACEHOLDER) or value.endswith(":" + PLACEHOLDER), name
+    with pytest.raises(ValueError, match="SECRET_KEY"):
+        load_settings({"SECRET_KEY": values["SECRET_KEY"]})
+    assert "token_urlsafe" in ENV_EXAMPLE.read_text(), "says how to generate SECRET_KEY"
+    # the placeholders that would otherwise work are refused by the services' commands
+    redis = " ".join(services()["redis"]["entrypoint"])
+    assert f"*{PLACEHOLDER}*" in redis and f"*{PLACEHOLDER}*" in argv(services()["flower"])
+
+
+# -- Dockerfile ---------------------------------------------------------------------------------
+
+
+def test_dockerfile_lint():
+    lines = [
+        line for line in DOCKERFILE.read_text().splitlines() if line.strip() and not line.startswith("#")
+    ]
+    base = next(line.split()[1] for line in lines if line.startswith("FROM "))
+    assert re.fullmatch(r"python:3\.11[\w.-]*(@sha256:[0-9a-f]{64})?", base) and "latest" not in base
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert not any(line.startswith("ADD ") for line in lines)
+    text = DOCKERFILE.read_text()
+    assert re.search(r'^CMD \["', text, re.M), "exec form"
+    for run in re.findall(r"^RUN (.*?)(?<!\\)$", text, re.M | re.S):
+        if "pip install" in run:
+            assert "--no-cache-dir" in run
+        if "apt-get install" in run:
+            assert "--no-install-recommends" in run and "rm -rf /var/lib/apt/lists" in run
+    assert re.search(r"pip install [^\n]*\.(\s|$)", text) and not re.search(r"\.\[(demo|dev)", text), (
+        "no extras"
+    )
+    hadolint = shutil.which("hadolint") or shutil.which("hadolint", path=str(ROOT / ".venv" / "bin"))
+    if hadolint:
+        done = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- runbook ------------------------------------------------------------------------------------
+
+SECTIONS = (
+    "adding-a-tenant",
+    "dead-letters",
+    "rokt-429-storm",
+    "redis-down",
+    "frozen-worker",
+    "memory-growth",
+    "rotating-secrets",
+    "scaling-workers",
+)
+
+
+def runbook_sections() -> dict[str, str]:
+    """anchor -> text of each `## Title {#anchor}`-less section: anchors are GitHub's slugs."""
+    found = {}
+    for block in re.split(r"^## ", RUNBOOK.read_text(), flags=re.M)[1:]:
+        title, _, body = block.partition("\n")
+        slug = re.sub(r"[^a-z0-9 -]", "", title.strip().lower()).replace(" ", "-")
+        found[slug] = body
+    return found
+
+
+def test_runbook_has_every_section_each_starting_from_an_alert():
+    sections = runbook_sections()
+    for anchor in SECTIONS:
+        assert anchor in sections, anchor
+        first = sections[anchor].strip().splitlines()[0]
+        assert first.startswith("**Alert"), f"{anchor}: starts from the alert that sends you there"
+
+
+def test_every_alert_has_its_runbook_section():
+    if not ALERTS.exists():
+        pytest.skip("deploy/prometheus/alerts.yml not written yet")
+    sections = runbook_sections()
+    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
+        for rule in group["rules"]:
+            url = rule["annotations"]["runbook_url"]
+            anchor = url.split("#", 1)[1]
+            assert url.startswith("docs/operations.md#") and anchor in sections, rule["alert"]
+            assert rule["alert"] in sections[anchor].split("\n\n", 1)[0], f"{rule['alert']} opens {anchor}"
+
+
+def test_runbook_commands_and_their_flags_exist():
+    import argparse
+
+    from pipeline.cli import build_parser
+
+    commands = re.findall(r"(?<![\w/.-])rokt-sfmc ([^`\n|;&#(<]*)", RUNBOOK.read_text())
+    assert commands
+    for command in commands:
+        parser = build_parser()
+        for word in command.split():
+            subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if word.startswith("-") and word != "-":  # `-`: stdin
+                flag = word.split("=", 1)[0]
+                assert flag in parser._option_string_actions, f"`rokt-sfmc {command}`: {flag}"
+            elif subcommands and not word.startswith(("<", "[")):
+                assert word in subcommands[0].choices, f"`rokt-sfmc {command}`: {word}"
+                parser = subcommands[0].choices[word]
