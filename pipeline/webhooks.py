@@ -50,6 +50,7 @@ def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any]) -> bool
     pipe.hincrby(tenant_key(tenant, "webhook-counts"), "received" if claimed else "duplicates", 1)
     if claimed:  # until processed, the reconciler can see it (its task may be lost with a worker)
         pipe.zadd(open_webhooks_key(tenant), {envelope["eventId"]: time.time()})
+        pipe.hincrby(tenant_key(tenant, "webhook-types"), envelope["eventType"], 1)  # the exporter's
     pipe.execute()
     return claimed
 

@@ -17,6 +17,8 @@ app = Celery(
 )
 app.config_from_object("celeryconfig")
 
-from tasks.tenant_queues import TenantQueues  # noqa: E402  (needs the configured app's settings)
+from tasks.heartbeat import Heartbeat  # noqa: E402  (needs the configured app's settings)
+from tasks.tenant_queues import TenantQueues  # noqa: E402
 
 app.steps["consumer"].add(TenantQueues)
+app.steps["consumer"].add(Heartbeat)

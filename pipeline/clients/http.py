@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -19,9 +20,55 @@ from pipeline.clients.errors import (
     UnknownOutcome,
     retry_after_seconds,
 )
-from pipeline.clients.tokens import SharedToken
+from pipeline.clients.tokens import SharedToken, calls_key
 from pipeline.logsafe import mask_emails
 from pipeline.settings import Tenant
+
+log = logging.getLogger(__name__)
+
+# How the exporter groups vendor answers (`rsf_vendor_calls_total{status_class}`): every
+# answer below 400 counts as "2xx"; "error" is a request that got no answer (timeout, refused).
+STATUS_CLASSES = ("2xx", "4xx", "429", "5xx", "error")
+
+
+def status_class(status: int | None) -> str:
+    if status is None:
+        return "error"
+    if status == 429:
+        return "429"
+    if status >= 500:
+        return "5xx"
+    if status >= 400:
+        return "4xx"
+    return "2xx"
+
+
+class CallCounter:
+    """Counts every request a session sends to one vendor for one tenant, by status class, in
+    Redis (one HINCRBY per request; shared by every process). Attached to the client's session
+    as a response hook, so token, REST and SOAP requests all count; `send()` counts the
+    requests that got no answer. A Redis failure never fails the vendor call."""
+
+    def __init__(self, r: redis.Redis, tenant: str, vendor: str) -> None:
+        self.r = r
+        self.key = calls_key(tenant)
+        self.vendor = vendor
+
+    def attach(self, session: requests.Session) -> None:
+        """Count this session's requests here (a session handed to a second client counts once)."""
+        hooks = session.hooks["response"]
+        hooks[:] = [h for h in hooks if not isinstance(getattr(h, "__self__", None), CallCounter)]
+        hooks.append(self.on_response)
+        session.call_counter = self  # type: ignore[attr-defined]  # read by send() on errors
+
+    def on_response(self, response: requests.Response, *_args: Any, **_kwargs: Any) -> None:
+        self.count(status_class(response.status_code))
+
+    def count(self, klass: str) -> None:
+        try:
+            self.r.hincrby(self.key, f"{self.vendor}:{klass}", 1)
+        except redis.RedisError:
+            log.debug("vendor call not counted (Redis unavailable)", exc_info=True)
 
 
 def new_session(user_agent: str = "rokt-sfmc/0.1") -> requests.Session:
@@ -38,14 +85,22 @@ def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> req
     """Perform one request; network failures become typed, retryable errors."""
     try:
         return session.request(method, url, **kwargs)
-    except requests.ConnectTimeout as exc:
-        raise RetryableError(f"connect timeout: {method} {_path(url)}") from exc
-    except requests.ReadTimeout as exc:
-        raise UnknownOutcome(f"read timeout: {method} {_path(url)}") from exc
-    except requests.ConnectionError as exc:
-        raise RetryableError(f"connection failed: {method} {_path(url)}") from exc
     except requests.RequestException as exc:
-        raise RetryableError(f"request failed: {method} {_path(url)}: {type(exc).__name__}") from exc
+        counter = getattr(session, "call_counter", None)
+        if counter is not None:
+            counter.count("error")
+        raise _typed(exc, method, url) from exc
+
+
+def _typed(exc: requests.RequestException, method: str, url: str) -> ClientError:
+    """The error class the task acts on for a request that got no answer."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return RetryableError(f"connect timeout: {method} {_path(url)}")
+    if isinstance(exc, requests.ReadTimeout):
+        return UnknownOutcome(f"read timeout: {method} {_path(url)}")
+    if isinstance(exc, requests.ConnectionError):
+        return RetryableError(f"connection failed: {method} {_path(url)}")
+    return RetryableError(f"request failed: {method} {_path(url)}: {type(exc).__name__}")
 
 
 def _path(url: str) -> str:
@@ -100,6 +155,8 @@ class BearerClient(ABC):
         self.session = session or new_session()
         self.gate = gate or (lambda: None)
         self.token = SharedToken(r, tenant.name, self.vendor.lower(), self._fetch_token)
+        self.calls = CallCounter(r, tenant.name, self.vendor.lower())
+        self.calls.attach(self.session)
 
     @abstractmethod
     def _fetch_token(self) -> dict[str, Any]:

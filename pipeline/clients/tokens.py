@@ -29,6 +29,13 @@ if raw and cjson.decode(raw)['access_token'] == ARGV[1] then return redis.call('
 return 0
 """
 
+
+def calls_key(tenant: str) -> str:
+    """The tenant's vendor call counters (a hash): `<vendor>:<status class>` -> requests sent
+    (`pipeline.clients.http.CallCounter`), `<vendor>:token` -> tokens fetched (below)."""
+    return tenant_key(tenant, "calls")
+
+
 # longer than a token request can take (connect + read timeouts), so no second fetch starts
 LOCK_SECONDS = 30.0
 # fetch() returns the vendor's token response: access_token, expires_in and anything else
@@ -43,6 +50,8 @@ class SharedToken:
     def __init__(self, r: redis.Redis, tenant: str, vendor: str, fetch: Fetch) -> None:
         self.r = r
         self.key = tenant_key(tenant, "token", vendor)
+        self.calls_key = calls_key(tenant)
+        self.vendor = vendor
         self.lock_key = self.key + ":lock"
         self.fetch = fetch
         self._release = r.register_script(_RELEASE)
@@ -79,7 +88,10 @@ class SharedToken:
         response = self.fetch()
         expires_in = float(response.get("expires_in") or 300)
         ttl = max(1, int(expires_in - refresh_margin(expires_in)))
-        self.r.set(self.key, json.dumps(response), ex=ttl)
+        pipe = self.r.pipeline(transaction=False)  # the count rides on the write: no extra round trip
+        pipe.set(self.key, json.dumps(response), ex=ttl)
+        pipe.hincrby(self.calls_key, f"{self.vendor}:token", 1)
+        pipe.execute()
         return response
 
     def invalidate(self, access_token: str) -> None:

@@ -10,6 +10,7 @@ reports from the simulators' own state.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -32,6 +33,7 @@ from pipeline.runtime import Runtime
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECRET, SANDBOX_MID, jbsim, rokt
 from pipeline.sandbox.appadmin import AppAdmin
 from pipeline.sandbox.chaos import Chaos, ChaosHooks
+from pipeline.sandbox.monitoring import ALERT_RULES, Prometheus, Scraper, prometheus_binary, start_exporter
 from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, Stack
 from pipeline.store import PREFIX
 from pipeline.templates import create_template
@@ -181,8 +183,8 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("throughput", "contacts/hour", f"{report['contacts_per_hour']:,}")
-    for area in ("execute", "outcomes", "rokt", "sfmc", "subscriptions"):
-        for name, value in report[area].items():
+    for area in ("execute", "outcomes", "rokt", "sfmc", "subscriptions", "ops"):
+        for name, value in report.get(area, {}).items():
             table.add_row(area, name, str(value))
     table.add_row("result", "lost", str(report["lost"]), style="bold red" if report["lost"] else "bold green")
     console.print(table)
@@ -220,7 +222,7 @@ def run_demo(
         worker_name="demo-worker",
         worker_concurrency=workers,
     )
-    with stack:
+    with stack, contextlib.ExitStack() as cleanup:
         if stack.redis_bundled:
             console.print(f"Redis: started the bundled redis-server ({stack.redis_url})")
         else:
@@ -231,6 +233,7 @@ def run_demo(
         console.print(
             f"Stack up: web {stack.web_url}, worker (c={workers}), beat, sandbox; logs in {run_dir}"
         )
+        ops = cleanup.enter_context(_Ops(stack, run_dir, console))
         earlier = stack.runtime.registry.by_eid(SANDBOX_EID)  # a reused Redis holds an earlier run's
         for key in stack.redis.scan_iter(f"{PREFIX}:{earlier.name}:*" if earlier else "-", count=1000):
             stack.redis.delete(key)
@@ -307,6 +310,7 @@ def run_demo(
         )
         sub_rows = stack.rows(tenant, stack.subscription_de_key(tenant))
         report["subscriptions"] = subscription_report(rokt_state, sub_rows)
+        report["ops"] = ops.figures()
         if chaos:
             report["chaos"] = {"scenarios": list(chaos), **injected, "supervisor_restarts": stack.restarts}
             report["dead_letters"] = dead_letters
@@ -315,6 +319,54 @@ def run_demo(
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"Report written to {report_path}")
         return report
+
+
+class _Ops:
+    """The operator's view during the run: `rokt-sfmc exporter` as a child process, scraped every
+    2 s; and, when Debian's `prometheus` is installed, Prometheus on loopback scraping it with
+    the alert rules of deploy/prometheus/alerts.yml (their `for:` durations are minutes, so a
+    healthy run ends with none firing)."""
+
+    def __init__(self, stack: Stack, run_dir: Path, console: Console) -> None:
+        self.stack, self.run_dir, self.console = stack, run_dir, console
+        self.prometheus: Prometheus | None = None
+        self.note = ""
+        self.started = time.monotonic()
+
+    def __enter__(self) -> _Ops:
+        self.exporter, url = start_exporter(self.run_dir, self.stack.env)
+        self.scraper = Scraper(url).start()
+        if prometheus_binary() is None:
+            self.note = "prometheus not installed"
+        elif not ALERT_RULES.exists():
+            self.note = f"no alert rules at {ALERT_RULES}"
+        else:
+            self.prometheus = Prometheus(self.run_dir, [url.removeprefix("http://")], interval="2s").start()
+            self.note = f"ran on loopback with {ALERT_RULES.name}"
+            self.console.print(f"Prometheus: {self.prometheus.url} (alerts: {self.prometheus.url}/alerts)")
+        self.console.print(f"Metrics: exporter {url}/metrics scraped every 2 s; prometheus {self.note}")
+        return self
+
+    def figures(self) -> dict[str, Any]:
+        self.scraper.scrape()  # one at the end, so the figures include the finished run
+        since = time.monotonic() - self.started
+        firing = self.prometheus.fired(since) if self.prometheus is not None else []
+        calls = self.scraper.totals("rsf_vendor_calls_total", "vendor")
+        return {
+            "metrics_scrapes": self.scraper.scrapes,
+            "alerts_fired": len(firing),
+            "alerts": ", ".join(firing) or "-",
+            "prometheus": self.note,
+            # the exporter's count of HTTP requests (token requests included) at the last scrape
+            "rokt_calls_counted": int(calls.get("rokt", 0)),
+            "sfmc_calls_counted": int(calls.get("sfmc", 0)),
+        }
+
+    def __exit__(self, *exc: object) -> None:
+        self.scraper.stop()
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        self.exporter.stop()
 
 
 class _Watcher:

@@ -1,0 +1,231 @@
+"""Every figure an operator watches, read from Redis in one pass: `rokt-sfmc status` shows it,
+the Prometheus exporter (`pipeline.exporter`) exports it.
+
+Nothing here is counted in the process that reads it: the figures are the ones every web and
+worker process keeps in Redis (queues, the ledger's counts, dead letters, the clients' call
+counters, heartbeats), so any process reads the same numbers. Reads are bounded: the
+unacknowledged-message hash and each dead-letter store are scanned up to a limit (what is past
+it is counted, not classified); nothing scans the keyspace.
+
+Age of the oldest queued message: a Celery message carries no time it was sent, so each
+snapshot marks the messages at both ends of a queue with the time it first saw them (a small
+hash per queue, `rsf:_ops:queue-marks:<queue>`); the oldest message's age is the time since it
+was first seen, exact to the interval between snapshots while someone (the exporter) keeps
+looking, a lower bound otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from pipeline import heartbeats
+from pipeline.clients.http import STATUS_CLASSES
+from pipeline.clients.tokens import calls_key
+from pipeline.deadletters import dead_letter_key
+from pipeline.queues import ALL_QUEUES, render_queue, rokt_queue
+from pipeline.runtime import Runtime
+from pipeline.settings import Tenant
+from pipeline.store import PREFIX, tenant_key
+from pipeline.vocabulary import OutboxKind, State
+
+VENDORS = ("rokt", "sfmc")
+# kombu's Redis transport: one list per queue and priority step, `queue` itself for priority 0
+# (kombu.transport.redis.Channel.sep / PRIORITY_STEPS), LPUSH in, RPOP out: the oldest is last
+PRIORITY_SEPARATOR = "\x06\x16"
+PRIORITY_STEPS = (0, 3, 6, 9)
+# messages delivered to a worker and not yet acknowledged (ETA/countdown retries wait here):
+# hash delivery tag -> JSON [message, exchange, routing key]
+UNACKED_KEY = "unacked"
+MAX_UNACKED_SCANNED = 50_000
+MAX_DEAD_LETTERS_SCANNED = 20_000
+UNSCANNED = "(unscanned)"  # stage and error class of dead letters past the scan limit
+MARKS_PREFIX = f"{PREFIX}:_ops:queue-marks"
+
+
+def snapshot(rt: Runtime, tenants: list[str] | None = None) -> dict[str, Any]:
+    """The figures of `tenants` (default: every tenant of the registry) and of the service."""
+    r = rt.redis
+    registry = rt.registry.all()
+    names = sorted(registry) if tenants is None else list(tenants)
+    unacked = unacked_by_queue(r)
+    tenant_queues = {name: (render_queue(name), rokt_queue(name)) for name in names}
+    queues = queue_figures(r, [*ALL_QUEUES, *(q for qs in tenant_queues.values() for q in qs)], unacked)
+    beat = heartbeats.seen(r, "beat").get("beat")
+    return {
+        "generatedAt": round(time.time(), 3),
+        "tenants": {
+            name: {
+                **tenant_figures(rt, name, registry.get(name)),
+                "queues": {q: queues[q] for q in tenant_queues[name]},
+            }
+            for name in names
+        },
+        "sharedQueues": {q: queues[q] for q in ALL_QUEUES},
+        "workers": {name: round(age, 3) for name, age in sorted(heartbeats.seen(r, "worker").items())},
+        "beat": {"lastTickAgeSeconds": None if beat is None else round(beat, 3)},
+    }
+
+
+def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, Any]:
+    """One tenant's figures but its queues: one pipelined read, then its outboxes and dead letters."""
+    r = rt.redis
+    pipe = r.pipeline(transaction=False)
+    for vendor in VENDORS:
+        pipe.pttl(tenant_key(name, "cooldown", vendor))
+    pipe.hgetall(rt.ledger.counts_key(name))
+    pipe.hgetall(tenant_key(name, "webhook-counts"))
+    pipe.hgetall(tenant_key(name, "webhook-types"))
+    pipe.hgetall(calls_key(name))
+    for kind in OutboxKind:
+        pipe.exists(tenant_key(name, "outbox", kind))
+    replies = pipe.execute()
+    cooldowns, replies = replies[: len(VENDORS)], replies[len(VENDORS) :]
+    counts, webhook_counts, webhook_types, calls, *outbox_exists = replies
+    return {
+        "status": str(tenant.status) if tenant is not None else "unknown",
+        "outbox": {
+            str(kind): _outbox(rt, name, kind) if exists else {"waiting": 0, "oldestAgeSeconds": 0.0}
+            for kind, exists in zip(OutboxKind, outbox_exists, strict=True)
+        },
+        "deadLetters": dead_letters(r, name),
+        "limiter": {
+            vendor: {"paused": int(ms) > 0, "remainingSeconds": round(max(0, int(ms)) / 1000, 3)}
+            for vendor, ms in zip(VENDORS, cooldowns, strict=True)
+        },
+        "executes": executes(counts),
+        "webhooks": {
+            "received": int(webhook_counts.get("received", 0)),
+            "duplicates": int(webhook_counts.get("duplicates", 0)),
+        },
+        "webhookTypes": {kind: int(n) for kind, n in sorted(webhook_types.items())},
+        "calls": {
+            vendor: {klass: int(calls.get(f"{vendor}:{klass}", 0)) for klass in STATUS_CLASSES}
+            for vendor in VENDORS
+        },
+        "tokenFetches": {vendor: int(calls.get(f"{vendor}:token", 0)) for vendor in VENDORS},
+        "reconnectNeeded": bool(tenant is not None and tenant.reconnect_reason),
+    }
+
+
+def _outbox(rt: Runtime, name: str, kind: OutboxKind) -> dict[str, Any]:
+    waiting, oldest = rt.outbox(name, kind).waiting()
+    return {"waiting": waiting, "oldestAgeSeconds": round(oldest, 3)}
+
+
+def executes(counts: dict[str, str]) -> dict[str, int]:
+    """Executions by state from the ledger's per-tenant counts, plus `received` (claims ever)
+    and `replayed` (failed ones re-queued). The ledger counts each execution in the state it is
+    in, but never counts `queued`: that is what the received have not left."""
+    values = {state: int(counts.get(state, 0)) for state in State if state != State.QUEUED}
+    received = int(counts.get("received", 0))
+    return {
+        State.QUEUED.value: max(0, received - sum(values.values())),
+        **{str(state): n for state, n in values.items()},
+        "received": received,
+        "replayed": int(counts.get("replayed", 0)),
+    }
+
+
+def dead_letters(r: redis.Redis, tenant: str) -> dict[str, dict[str, int]]:
+    """Dead letters by stage and error class (records past MAX_DEAD_LETTERS_SCANNED: UNSCANNED)."""
+    key = dead_letter_key(tenant)
+    total = int(r.hlen(key))
+    found: dict[str, dict[str, int]] = {}
+    scanned = 0
+    if total:
+        for _item, raw in r.hscan_iter(key, count=1000):
+            try:
+                record = json.loads(raw)
+                stage, klass = str(record.get("stage", "")), str(record.get("errorClass", ""))
+            except (ValueError, AttributeError):
+                stage, klass = UNSCANNED, UNSCANNED
+            by_class = found.setdefault(stage, {})
+            by_class[klass] = by_class.get(klass, 0) + 1
+            scanned += 1
+            if scanned >= MAX_DEAD_LETTERS_SCANNED:
+                break
+    if total > scanned:
+        found.setdefault(UNSCANNED, {})[UNSCANNED] = total - scanned
+    return found
+
+
+def unacked_by_queue(r: redis.Redis) -> dict[str, int]:
+    """Messages held by workers unacknowledged (kombu's `unacked` hash), by queue (the routing
+    key they were published with is the queue's name); at most MAX_UNACKED_SCANNED read."""
+    counts: dict[str, int] = {}
+    for scanned, (_tag, raw) in enumerate(r.hscan_iter(UNACKED_KEY, count=1000), start=1):
+        try:
+            queue = str(json.loads(raw)[2])
+        except (ValueError, IndexError, TypeError):
+            queue = ""
+        counts[queue] = counts.get(queue, 0) + 1
+        if scanned >= MAX_UNACKED_SCANNED:
+            break
+    return counts
+
+
+def _message_id(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        message = json.loads(raw)
+        return str(message["properties"].get("delivery_tag") or message["headers"]["id"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return raw[:64]
+
+
+def queue_figures(r: redis.Redis, queues: list[str], unacked: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """waiting, unacked and oldestAgeSeconds of each queue: two pipelined round trips for all."""
+    queues = list(dict.fromkeys(queues))
+    pipe = r.pipeline(transaction=False)
+    for queue in queues:
+        for step in PRIORITY_STEPS:
+            pipe.llen(queue if not step else f"{queue}{PRIORITY_SEPARATOR}{step}")
+        pipe.lindex(queue, 0)  # the newest
+        pipe.lindex(queue, -1)  # the oldest
+    replies = pipe.execute()
+    now = time.time()
+    width = len(PRIORITY_STEPS) + 2
+    ends: dict[str, tuple[str | None, str | None]] = {}
+    pipe = r.pipeline(transaction=False)
+    for i, queue in enumerate(queues):
+        row = replies[i * width : (i + 1) * width]
+        newest, oldest = _message_id(row[-2]), _message_id(row[-1])
+        ends[queue] = (newest, oldest)
+        marks = f"{MARKS_PREFIX}:{queue}"
+        if oldest is None:
+            pipe.delete(marks)
+            continue
+        pipe.hsetnx(marks, newest or oldest, repr(now))
+        pipe.hsetnx(marks, oldest, repr(now))
+        pipe.hgetall(marks)
+    marked = iter(pipe.execute())
+    figures: dict[str, dict[str, Any]] = {}
+    stale = r.pipeline(transaction=False)
+    for i, queue in enumerate(queues):
+        row = replies[i * width : (i + 1) * width]
+        waiting = sum(int(n) for n in row[: len(PRIORITY_STEPS)])
+        newest, oldest = ends[queue]
+        age = 0.0
+        next(marked)  # delete, or the first hsetnx
+        if oldest is not None:
+            next(marked)
+            marks = {k: float(v) for k, v in next(marked).items()}
+            first_seen = marks.get(oldest, now)
+            age = max(0.0, now - first_seen)
+            # marks older than the oldest message's belong to messages already taken (FIFO)
+            gone = [k for k, seen_at in marks.items() if seen_at < first_seen]
+            if gone:
+                stale.hdel(f"{MARKS_PREFIX}:{queue}", *gone)
+        figures[queue] = {
+            "waiting": waiting,
+            "unacked": unacked.get(queue, 0),
+            "oldestAgeSeconds": round(age, 3),
+        }
+    if len(stale):
+        stale.execute()
+    return figures

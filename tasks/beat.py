@@ -1,0 +1,38 @@
+"""Celery beat's scheduler: RedBeat (schedule and lock in Redis) that also writes beat's heartbeat.
+
+Run beat with `-S tasks.beat:HeartbeatScheduler` (or `beat_scheduler` in celeryconfig). Beat
+ticks at least every `beat_max_loop_interval` seconds; each tick, once it has run what was due,
+marks beat alive (`pipeline.heartbeats`, kind "beat"), so a silent beat shows on the exporter's
+`rsf_beat_last_tick_age_seconds` and in `rokt-sfmc healthcheck beat`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from redbeat import RedBeatScheduler
+
+from pipeline import heartbeats
+from pipeline.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+
+BEAT_NAME = "beat"
+MIN_WRITE_INTERVAL_SECONDS = 5.0  # ticks come faster when tasks are due: one write is enough
+
+
+class HeartbeatScheduler(RedBeatScheduler):
+    _last_heartbeat = float("-inf")
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        remaining = super().tick(*args, **kwargs)
+        now = time.monotonic()
+        if now - self._last_heartbeat >= MIN_WRITE_INTERVAL_SECONDS:
+            try:
+                heartbeats.beat(get_runtime().redis, "beat", BEAT_NAME)
+                self._last_heartbeat = now
+            except Exception:  # Redis away: RedBeat itself fails loudly; the mark ages meanwhile
+                log.warning("beat heartbeat not written (Redis unavailable?)", exc_info=True)
+        return remaining

@@ -1,0 +1,127 @@
+"""The alert rules with the real Prometheus (Debian's `prometheus` package): promtool accepts
+them, and Prometheus on loopback, scraping the exporter every second during a small run, fires
+"no worker heartbeat" once the workers stop (and "beat silent" once beat stops)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.sandbox import jbsim, monitoring, processes
+from pipeline.sandbox.stack import Stack
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None or shutil.which("promtool") is None,
+        reason="Prometheus not installed: `sudo apt-get install -y prometheus` (Debian) runs these tests",
+    ),
+]
+
+RULES = monitoring.ALERT_RULES
+CONFIG = RULES.with_name("prometheus.yml")
+TENANT = "prom"
+# the test copy of the rules: every `for:` 0s, and these thresholds (seconds) shortened so a
+# test sees them pass; the worker heartbeat is written every 10 s, beat ticks at least as often
+SHORTER = {
+    "RsfNoWorkerHeartbeat": ("> 60", "> 12"),
+    "RsfWorkerHeartbeatStale": ("> 60", "> 12"),
+    "RsfBeatSilent": ("> 120", "> 15"),
+}
+
+
+def test_promtool_accepts_the_rules_and_the_scrape_config():
+    for argv in (["promtool", "check", "rules", str(RULES)], ["promtool", "check", "config", str(CONFIG)]):
+        checked = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_every_alert_points_at_a_runbook_section():
+    sections = {
+        "adding-a-tenant", "dead-letters", "rokt-429-storm", "redis-down",
+        "frozen-worker", "memory-growth", "rotating-secrets", "scaling-workers",
+    }  # fmt: skip
+    rules = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+    assert len(rules) >= 6
+    for rule in rules:
+        url = rule["annotations"]["runbook_url"]
+        assert re.fullmatch(r"docs/operations\.md#[a-z0-9-]+", url), url
+        assert url.split("#")[1] in sections, url
+
+
+def quick_rules(target: Path) -> Path:
+    """The rules of alerts.yml with `for: 0s` and the SHORTER thresholds."""
+    document = yaml.safe_load(RULES.read_text())
+    changed = set()
+    for group in document["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = "0s"
+            if rule["alert"] in SHORTER:
+                old, new = SHORTER[rule["alert"]]
+                assert old in rule["expr"], f"{rule['alert']}: {old!r} not in its expression"
+                rule["expr"] = rule["expr"].replace(old, new)
+                changed.add(rule["alert"])
+    assert changed == set(SHORTER)
+    target.write_text(yaml.safe_dump(document, sort_keys=False))
+    return target
+
+
+def _start_beat(stack: Stack) -> processes.Child:
+    argv = [sys.executable, "-m", "celery", "-A", "tasks", "beat", "-S", "tasks.beat:HeartbeatScheduler"]
+    return processes.Child("beat-heartbeat", [*argv, "-l", "INFO"], stack.env, stack.run_dir)
+
+
+def test_prometheus_fires_no_worker_heartbeat_when_the_workers_stop(tmp_path: Path):
+    """A stack of its own (the session's runs beside it): this test stops its workers."""
+    tenant = {
+        "rokt_account_code": TENANT,
+        "sfmc_status_de_key": "Status_prom",
+        "sfmc_subscription_de_key": "Subs_prom",
+    }
+    with Stack(tmp_path / "stack", {TENANT: tenant}, web="thread", worker_name="prom") as own:
+        own.start_workers(1, concurrency=2)
+        beat = _start_beat(own)
+        exporter, url = monitoring.start_exporter(own.run_dir, own.env)
+        rules = quick_rules(tmp_path / "alerts-quick.yml")
+        try:
+            with monitoring.Prometheus(tmp_path, [url.removeprefix("http://")], rules) as prom:
+
+                def scraped(expr: str) -> float | None:
+                    result = prom.query(expr)
+                    return float(result[0]["value"][1]) if result else None
+
+                own.wait(
+                    lambda: scraped("rsf_beat_last_tick_age_seconds") is not None, 40, "beat's heartbeat"
+                )
+                own.wait(
+                    lambda: prom.targets_up() and scraped("rsf_workers_alive") == 1, 30, "a scraped worker"
+                )
+                payloads = own.prepare(TENANT, jbsim.make_contacts(20))
+                result = jbsim.drive(own.execute_url(TENANT), own.jwt_secret, payloads, concurrency=4)
+                assert result.ok == 20
+                own.wait_terminal(TENANT, 20, timeout=90)
+                own.wait(
+                    lambda: scraped(f'rsf_executions_received_total{{tenant="{TENANT}"}}') == 20,
+                    15,
+                    "the count",
+                )
+                firing = prom.firing()
+                assert "RsfNoWorkerHeartbeat" not in firing and "RsfBeatSilent" not in firing, firing
+
+                own.stop_workers()
+                own.wait(lambda: "RsfNoWorkerHeartbeat" in prom.firing(), 45, "RsfNoWorkerHeartbeat firing")
+                alert = next(a for a in prom.alerts() if a["labels"]["alertname"] == "RsfNoWorkerHeartbeat")
+                assert alert["annotations"]["runbook_url"] == "docs/operations.md#frozen-worker"
+                assert "RsfBeatSilent" not in prom.firing()
+
+                beat.stop()
+                own.wait(lambda: "RsfBeatSilent" in prom.firing(), 45, "RsfBeatSilent firing")
+        finally:
+            beat.stop()
+            exporter.stop()

@@ -1,0 +1,194 @@
+"""The snapshot of every operator figure, from the Redis data each part of the pipeline keeps;
+and the vendor clients' call counters it reads."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import requests
+import responses
+
+from pipeline import heartbeats, observe
+from pipeline.clients.errors import RetryableError, Throttled
+from pipeline.clients.rokt import RoktClient
+from pipeline.deadletters import record_dead_letter
+from pipeline.ratelimit import RateLimiter
+from pipeline.vocabulary import OutboxKind, Stage, State
+from pipeline.webhooks import claim_webhook
+
+ROKT_TOKEN = "https://rokt.test/oauth2/token"
+ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
+EVENT = {"eventId": "e1", "title": "t", "start": "2026-01-01T00:00:00", "timezone": "UTC"}
+
+
+def message(task_id: str, routing_key: str = "") -> str:
+    """A Celery message as kombu's Redis transport stores it (the fields read here)."""
+    return json.dumps(
+        {"body": "", "headers": {"id": task_id}, "properties": {"delivery_tag": f"tag-{task_id}"}}
+    )
+
+
+def test_a_snapshot_of_an_idle_service_has_every_figure_at_zero(runtime):
+    snap = observe.snapshot(runtime)
+    assert set(snap) == {"generatedAt", "tenants", "sharedQueues", "workers", "beat"}
+    default = snap["tenants"]["default"]
+    assert default["status"] == "active"
+    assert set(default["queues"]) == {"render.default", "rokt.default"}
+    assert set(snap["sharedQueues"]) == {"render", "rokt", "sfmc", "callbacks", "webhooks"}
+    assert default["calls"]["rokt"] == {"2xx": 0, "4xx": 0, "429": 0, "5xx": 0, "error": 0}
+    assert default["executes"]["queued"] == 0 and default["deadLetters"] == {}
+    assert snap["workers"] == {} and snap["beat"] == {"lastTickAgeSeconds": None}
+    assert json.loads(json.dumps(snap)) == snap  # plain JSON
+
+
+def test_queues_count_waiting_and_unacked_messages_and_age_the_oldest(runtime, fake_redis, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(observe.time, "time", lambda: clock[0])
+    for task_id in ("a", "b"):
+        fake_redis.lpush("render.default", message(task_id))
+    fake_redis.lpush("render.default\x06\x163", message("p"))  # a priority step's list
+    for tag, queue in (("t1", "rokt.default"), ("t2", "rokt.default"), ("t3", "sfmc")):
+        fake_redis.hset("unacked", tag, json.dumps([{"body": ""}, queue, queue]))
+    first = observe.snapshot(runtime)["tenants"]["default"]["queues"]
+    assert first["render.default"] == {"waiting": 3, "unacked": 0, "oldestAgeSeconds": 0.0}
+    assert first["rokt.default"]["unacked"] == 2
+    clock[0] = 1030.0
+    fake_redis.lpush("render.default", message("c"))
+    snap = observe.snapshot(runtime)
+    assert snap["tenants"]["default"]["queues"]["render.default"]["oldestAgeSeconds"] == 30.0
+    assert snap["sharedQueues"]["sfmc"]["unacked"] == 1
+    clock[0] = 1050.0
+    fake_redis.rpop("render.default")  # a worker took "a": "b" was first seen at 1000 too
+    assert (
+        observe.snapshot(runtime)["tenants"]["default"]["queues"]["render.default"]["oldestAgeSeconds"] == 50
+    )
+    fake_redis.rpop("render.default")  # "c" is the oldest now, first seen (at the head) at 1030
+    assert (
+        observe.snapshot(runtime)["tenants"]["default"]["queues"]["render.default"]["oldestAgeSeconds"] == 20
+    )
+    assert set(fake_redis.hkeys(f"{observe.MARKS_PREFIX}:render.default")) == {"tag-c"}
+    fake_redis.rpop("render.default")
+    assert (
+        observe.snapshot(runtime)["tenants"]["default"]["queues"]["render.default"]["oldestAgeSeconds"] == 0
+    )
+    assert not fake_redis.exists(f"{observe.MARKS_PREFIX}:render.default")
+
+
+def test_unacked_messages_past_the_scan_limit_are_not_read(fake_redis, monkeypatch):
+    monkeypatch.setattr(observe, "MAX_UNACKED_SCANNED", 3)
+    for n in range(5):
+        fake_redis.hset("unacked", f"t{n}", json.dumps([{}, "rokt", "rokt"]))
+    assert observe.unacked_by_queue(fake_redis) == {"rokt": 3}
+
+
+def test_outbox_rows_waiting_and_their_age(runtime, fake_redis):
+    outbox = runtime.outbox("default", OutboxKind.STATUS_ROWS)
+    outbox.append({"row": 1})
+    outbox.append({"row": 2})
+    outbox.take_new("flusher-1", 1)  # one handed to a flush: no longer waiting
+    figures = observe.snapshot(runtime)["tenants"]["default"]["outbox"]
+    assert figures["status"]["waiting"] == 1 and figures["status"]["oldestAgeSeconds"] >= 0
+    assert figures["release"] == {"waiting": 0, "oldestAgeSeconds": 0.0}
+    assert not fake_redis.exists("rsf:default:outbox:release")  # reading creates no stream
+
+
+def test_dead_letters_by_stage_and_error_class_bounded(runtime, fake_redis, monkeypatch):
+    for n, (stage, klass) in enumerate(
+        [(Stage.CREATE_EVENT, "permanent"), (Stage.CREATE_EVENT, "permanent"), (Stage.WEBHOOK, "KeyError")]
+    ):
+        record_dead_letter(
+            fake_redis, "default", f"i{n}", stage=stage, error_class=klass, reason="r", attempts=1, payload={}
+        )
+    assert observe.snapshot(runtime)["tenants"]["default"]["deadLetters"] == {
+        "create_event": {"permanent": 2},
+        "webhook": {"KeyError": 1},
+    }
+    monkeypatch.setattr(observe, "MAX_DEAD_LETTERS_SCANNED", 2)
+    found = observe.dead_letters(fake_redis, "default")
+    assert sum(n for by_class in found.values() for n in by_class.values()) == 3
+    assert found[observe.UNSCANNED] == {observe.UNSCANNED: 1}
+
+
+def test_the_limiter_pause_executes_webhooks_and_reconnect(runtime, fake_redis, settings):
+    RateLimiter(fake_redis, "default", "rokt", 10).pause(30)
+    for n in range(3):
+        runtime.ledger.claim("default", f"x{n}", {"eventId": f"e{n}", "args": {}})
+    runtime.ledger.transition("default", "x0", State.ACCEPTED)
+    runtime.ledger.transition("default", "x0", State.CONFIRMED, (State.ACCEPTED,))
+    runtime.ledger.transition("default", "x1", State.FAILED, error="boom")
+    envelope = {"eventId": "w1", "eventType": "SubscriptionEventAdded", "eventDetails": {}}
+    claim_webhook(fake_redis, "default", envelope)
+    claim_webhook(fake_redis, "default", envelope)
+    figures = observe.snapshot(runtime)["tenants"]["default"]
+    assert figures["limiter"]["rokt"]["paused"] is True
+    assert 29 < figures["limiter"]["rokt"]["remainingSeconds"] <= 30
+    assert figures["limiter"]["sfmc"] == {"paused": False, "remainingSeconds": 0.0}
+    executes = figures["executes"]
+    assert (executes["queued"], executes["confirmed"], executes["failed"], executes["accepted"]) == (
+        1,
+        1,
+        1,
+        0,
+    )
+    assert executes["received"] == 3
+    assert figures["webhooks"] == {"received": 1, "duplicates": 1}
+    assert figures["reconnectNeeded"] is False
+    tenant = replace(settings.tenant("default"), reconnect_reason="invalid_grant")
+    assert observe.tenant_figures(runtime, "default", tenant)["reconnectNeeded"] is True
+    assert observe.tenant_figures(runtime, "gone", None)["status"] == "unknown"
+
+
+def test_workers_and_beat_from_their_heartbeats(runtime, fake_redis):
+    heartbeats.beat(fake_redis, "worker", "worker-1@a")
+    heartbeats.beat(fake_redis, "beat", "beat")
+    snap = observe.snapshot(runtime, ["default"])
+    assert set(snap["workers"]) == {"worker-1@a"}
+    assert 0 <= snap["beat"]["lastTickAgeSeconds"] < 1
+
+
+@responses.activate
+def test_the_client_counts_each_vendor_call_by_status_class_and_token_fetches(runtime, settings, fake_redis):
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=202)
+    responses.post(ROKT_CREATE, status=429, headers={"Retry-After": "1"})
+    responses.post(ROKT_CREATE, status=503)
+    responses.post(ROKT_CREATE, body=requests.ConnectionError("refused"))
+    client = RoktClient(settings.tenant("default"), fake_redis, (1, 1))
+    client.create_subscription_event(EVENT, ["s1"])
+    with pytest.raises(Throttled):
+        client.create_subscription_event(EVENT, ["s1"])
+    with pytest.raises(RetryableError):
+        client.create_subscription_event(EVENT, ["s1"])
+    with pytest.raises(RetryableError, match="connection failed"):
+        client.create_subscription_event(EVENT, ["s1"])
+    figures = observe.snapshot(runtime)["tenants"]["default"]
+    # the token request is a call too (2xx)
+    assert figures["calls"]["rokt"] == {"2xx": 2, "4xx": 0, "429": 1, "5xx": 1, "error": 1}
+    assert figures["calls"]["sfmc"]["2xx"] == 0
+    assert figures["tokenFetches"] == {"rokt": 1, "sfmc": 0}
+
+
+@responses.activate
+def test_a_call_is_not_failed_by_a_counter_that_cannot_reach_redis(settings, fake_redis, monkeypatch):
+    import redis
+
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=202)
+    client = RoktClient(settings.tenant("default"), fake_redis, (1, 1))
+
+    def down(*_args, **_kwargs):
+        raise redis.ConnectionError("away")
+
+    monkeypatch.setattr(client.calls.r, "hincrby", down)
+    client.create_subscription_event(EVENT, ["s1"])  # no exception
+
+
+@responses.activate
+def test_a_session_shared_by_two_clients_counts_each_call_once(runtime, settings, fake_redis):
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=202)
+    session = requests.Session()
+    RoktClient(settings.tenant("default"), fake_redis, (1, 1), session=session)
+    client = RoktClient(settings.tenant("default"), fake_redis, (1, 1), session=session)
+    client.create_subscription_event(EVENT, ["s1"])
+    assert observe.snapshot(runtime)["tenants"]["default"]["calls"]["rokt"]["2xx"] == 2  # token + create
