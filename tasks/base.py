@@ -3,19 +3,21 @@ one retry idiom every task uses."""
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import contextvars
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Task, signals
 from celery.exceptions import Retry
 
-from pipeline import dispatch
+from pipeline import dispatch, logsetup, queues
 from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slot
 from pipeline.retry_policy import countdown
 from pipeline.runtime import get_runtime
 from pipeline.settings import get_settings
-from pipeline.vocabulary import OutboxKind, TenantStatus
+from pipeline.vocabulary import OutboxKind, Stage, TenantStatus
 from tasks import app
 
 _ALLOWED_OPTIONS = {
@@ -78,9 +80,69 @@ def schedule_flushes(
             dispatch.schedule_flush(tenant, kind, countdown=FLUSH_DELAY_SECONDS)
 
 
+def celery_process(argv: list[str] | None = None) -> str:
+    """ "beat" for `celery ... beat`, else "worker" (the setup_logging signal does not say)."""
+    return "beat" if "beat" in (sys.argv if argv is None else argv)[1:] else "worker"
+
+
 @signals.setup_logging.connect
 def _configure_logging(**_kwargs: Any) -> None:
-    logging.basicConfig(
-        level=get_settings().log_level,
-        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s",
-    )
+    """Connected, so Celery configures nothing itself (nor redirects stdout): LOG_FORMAT lines
+    at LOG_LEVEL, redacted, with each task's context (below)."""
+    logsetup.configure_logging(get_settings(), celery_process())
+
+
+# the stage a task works at (as dead letters name it), and the id its second argument is
+TASK_STAGES: dict[str, Stage] = {
+    queues.RENDER_TASK: Stage.RENDER,
+    queues.CREATE_EVENT_TASK: Stage.CREATE_EVENT,
+    queues.WEBHOOK_TASK: Stage.WEBHOOK,
+    queues.FLUSH_STATUS_TASK: Stage.RECORD_STATUS,
+    queues.FLUSH_SUBSCRIPTIONS_TASK: Stage.RECORD_SUBSCRIPTION,
+    queues.FLUSH_RELEASES_TASK: Stage.RELEASE,
+    queues.RECONCILE_TASK: Stage.CONFIRM,
+}
+TASK_IDS: dict[str, tuple[str, str]] = {  # task -> (its argument's name, the log field)
+    queues.RENDER_TASK: ("execution_id", "executionId"),
+    queues.CREATE_EVENT_TASK: ("execution_id", "executionId"),
+    queues.WEBHOOK_TASK: ("event_id", "eventId"),
+}
+_task_contexts: dict[str, contextvars.Token] = {}
+
+
+def task_log_context(name: str, task_id: str | None, args: Any, kwargs: Any) -> dict[str, str | None]:
+    """The log context of one run: task name and id, tenant, executionId or eventId, stage."""
+    args = list(args or ())
+    kwargs = dict(kwargs or {})
+    tenant = kwargs.get("tenant", args[0] if args else None)
+    fields: dict[str, str | None] = {
+        "taskId": task_id,
+        "task": name,
+        "tenant": tenant if isinstance(tenant, str) else None,
+        "stage": TASK_STAGES.get(name),
+    }
+    if name in TASK_IDS:
+        arg_name, field_name = TASK_IDS[name]
+        value = kwargs.get(arg_name, args[1] if len(args) > 1 else None)
+        fields[field_name] = value if isinstance(value, str) else None
+    return fields
+
+
+@signals.task_prerun.connect
+def _bind_task_context(
+    task_id: str | None = None, task: Task | None = None, args=None, kwargs=None, **_: Any
+):
+    fields = task_log_context(getattr(task, "name", "") or "", task_id, args, kwargs)
+    _task_contexts[task_id or ""] = logsetup.replace(**fields)
+    if fields["tenant"]:
+        # its secrets stay out of every line this task logs (the registry caches it); with no
+        # runtime or no Redis the task itself will say so
+        with contextlib.suppress(Exception):
+            logsetup.remember_tenant_secrets(get_runtime().registry.get(fields["tenant"]))
+
+
+@signals.task_postrun.connect
+def _unbind_task_context(task_id: str | None = None, **_: Any) -> None:
+    token = _task_contexts.pop(task_id or "", None)
+    if token is not None:
+        logsetup.unbind(token)

@@ -5,11 +5,13 @@ Production: `gunicorn 'pipeline.web:create_app()'`; development: `rokt-sfmc serv
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, Response, g, request
 
-from pipeline import dispatch
+from pipeline import dispatch, logsetup
 from pipeline.runtime import Runtime
 from pipeline.settings import get_settings
 from pipeline.web.activity import activity
@@ -20,21 +22,55 @@ from pipeline.web.app_settings import app_settings
 from pipeline.web.auth import session_api
 from pipeline.web.errors import register_error_handlers
 from pipeline.web.health import health
-from pipeline.web.logs import install_log_redaction
+from pipeline.web.logs import REQUEST_ID_HEADER, install_log_redaction
 from pipeline.web.webhooks import webhooks
 
 MAX_BODY_BYTES = 64 * 1024
 
 Enqueue = Callable[[str, str], None]
 
+# an incoming X-Request-ID is kept when it is 1-128 visible ASCII characters; else a new one
+SANE_REQUEST_ID = re.compile(r"[!-~]{1,128}")
+
+
+def request_id_of(header: str | None) -> str:
+    return header if header is not None and SANE_REQUEST_ID.fullmatch(header) else uuid.uuid4().hex
+
+
+def _bind_request_context() -> None:
+    """Every line logged while serving this request carries its id (and tenant, if any)."""
+    g.request_id = request_id_of(request.headers.get(REQUEST_ID_HEADER))
+    tenant = (request.view_args or {}).get("tenant")
+    # only this request's fields (nothing of a pooled thread's earlier work); restored after it
+    g.log_context_token = logsetup.replace(requestId=g.request_id, tenant=tenant)
+
+
+def _echo_request_id(response: Response) -> Response:
+    request_id = g.get("request_id")
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+def _unbind_request_context(_exc: BaseException | None) -> None:
+    token = g.pop("log_context_token", None)
+    if token is not None:
+        logsetup.unbind(token)
+
 
 def create_app(
     runtime: Runtime | None = None, enqueue: Enqueue | None = None, enqueue_webhook: Enqueue | None = None
 ) -> Flask:
+    settings = runtime.settings if runtime is not None else get_settings()
+    logsetup.configure_logging(settings, "web")  # once per process (a no-op when already done)
     install_log_redaction()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.extensions["rsf.runtime"] = runtime or Runtime(get_settings())
+    app.extensions["rsf.runtime"] = runtime or Runtime(settings)
+    # first and last: every line of a request carries its id, every answer echoes it
+    app.before_request(_bind_request_context)
+    app.after_request(_echo_request_id)
+    app.teardown_request(_unbind_request_context)
     app.extensions["rsf.enqueue"] = enqueue or dispatch.enqueue_execution
     app.extensions["rsf.enqueue_webhook"] = enqueue_webhook or dispatch.enqueue_webhook
     app.extensions["rsf.install_data_extensions"] = dispatch.install_data_extensions

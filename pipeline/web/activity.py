@@ -16,6 +16,7 @@ import redis
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 from marshmallow import ValidationError
 
+from pipeline import logsetup
 from pipeline.executions import new_execution
 from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
@@ -257,7 +258,9 @@ def execute(tenant: str):
     if config.status != TenantStatus.ACTIVE:  # told only to a caller holding the signing secret
         raise ApiError(503, "tenant_" + config.status, f"tenant is {config.status}; retry later")
 
+    logsetup.remember_tenant_secrets(config)
     execution, record = new_execution(payload)
+    logsetup.bind(executionId=execution)  # the request's context, reset when it ends
     answer = {"roktStatus": "queued", "roktEventId": record["eventId"], "executionId": execution}
     rt = _runtime()
     try:
@@ -275,6 +278,13 @@ def execute(tenant: str):
             except redis.RedisError:
                 log.exception("could not release claim of %s", execution)
             raise ApiError(503, "unavailable", "queue unavailable; retry") from exc
+    log.info(
+        "execute accepted: execution %s for %s (%s)",
+        execution,
+        mask(payload["keyValue"]),
+        "queued" if claimed else "duplicate",
+        extra={"contactKey": mask(payload["keyValue"]), "duplicate": not claimed},
+    )
     return jsonify(answer)
 
 

@@ -10,6 +10,8 @@ import redis
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
+from pipeline import logsetup
+from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
 from pipeline.vocabulary import TenantStatus
 from pipeline.web.errors import ApiError
@@ -42,6 +44,7 @@ def rokt(tenant: str, path_secret: str | None = None):
         problems = [verify_header(header, raw, secret) for secret in secrets]
         if all(problems):
             raise ApiError(401, "unauthorized", problems[0] or "")
+    logsetup.remember_tenant_secrets(config)
     if config.status == TenantStatus.DISABLED:  # Rokt retries a 503: nothing is lost meanwhile
         raise ApiError(503, "tenant_disabled", "tenant is disabled; retry later")
     try:
@@ -56,12 +59,14 @@ def rokt(tenant: str, path_secret: str | None = None):
         envelope = ENVELOPE_SCHEMA.load(body)
     except ValidationError as exc:
         raise ApiError(400, "invalid_payload", "webhook envelope rejected", fields=exc.messages) from exc
+    logsetup.bind(eventId=envelope["eventId"])  # the request's context, reset when it ends
     if envelope["eventType"] not in KNOWN_TYPES:
         log.info("ignoring webhook %s of unknown type %r", envelope["eventId"], envelope["eventType"])
         return jsonify(ok=True, ignored=True)
     dispatch = current_app.extensions["rsf.enqueue_webhook"]
     try:
         if not claim_webhook(rt.redis, tenant, envelope):
+            _log_accepted(envelope, duplicate=True)
             return jsonify(ok=True, duplicate=True)
     except redis.RedisError as exc:
         log.exception("webhook store unavailable")
@@ -75,4 +80,25 @@ def rokt(tenant: str, path_secret: str | None = None):
         except redis.RedisError:
             log.exception("could not release webhook claim %s", envelope["eventId"])
         raise ApiError(503, "unavailable", "queue unavailable; retry") from exc
+    _log_accepted(envelope, duplicate=False)
     return jsonify(ok=True)
+
+
+def _log_accepted(envelope: dict, *, duplicate: bool) -> None:
+    """One INFO line per accepted webhook (tenant, request id and eventId from the context);
+    the subscriber, when the webhook names one, only masked."""
+    subscription = (envelope.get("eventDetails") or {}).get("subscription")
+    subscriber = None
+    if isinstance(subscription, dict):
+        subscriber = subscription.get("subscriberId") or subscription.get("emailAddress")
+    fields = {"eventType": envelope["eventType"], "duplicate": duplicate}
+    if subscriber:
+        fields["contactKey"] = mask(subscriber)
+    log.info(
+        "webhook accepted: %s %s%s (%s)",
+        envelope["eventType"],
+        envelope["eventId"],
+        f" for {fields['contactKey']}" if subscriber else "",
+        "duplicate" if duplicate else "queued",
+        extra=fields,
+    )
