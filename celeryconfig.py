@@ -70,9 +70,10 @@ worker_max_memory_per_child = 300_000  # KiB
 task_ignore_result = True
 result_backend = None
 
-# A worker started without -Q consumes all of these, each tenant's own render and rokt queues
-# included (taken in turn: fairness between tenants). A new tenant needs a worker restart, as
-# it needs one for its credentials.
+# A worker started without -Q consumes all of these; its TenantQueues bootstep
+# (tasks/tenant_queues.py) adds each active tenant's render.<t> and rokt.<t> within 5 s, tenants
+# added at run time included (taken in turn: fairness between tenants); nothing restarts.
+# Adding a tenant and the -Q rules: docs/operations.md#adding-a-tenant, #scaling-workers.
 task_queues = tuple(Queue(name) for name in worker_queues(get_settings().tenants))
 task_default_queue = RENDER_QUEUE
 task_routes = {
@@ -87,15 +88,22 @@ task_routes = {
     INSTALL_DATA_EXTENSIONS_TASK: {"queue": SFMC_QUEUE},
 }
 
-# No remote control (pidbox) consumer: after a Redis restart the worker's pidbox PubSub read
-# blocked forever in kombu 5.7 / redis-py 8 (the chaos demo found it), freezing the worker.
-# Flower still sees tasks and workers through events; `celery inspect` is not available.
-worker_enable_remote_control = False
+# Remote control (pidbox) on: `celery inspect`/`control`, Flower's Workers page, revoke, pool and
+# consumer controls, and each worker's active queues (tenant queues added at run time included).
+# It used to be off: after a Redis restart a worker whose pidbox pub/sub socket saw the lost
+# connection before its BRPOP one died with "Unrecoverable error" (AttributeError in kombu's
+# Channel.close re-entered after a failed read of the pending BRPOP, a path added by
+# celery/kombu#1733) or hung in its shutdown. pipeline/brokerfix.py (applied by the Celery app in
+# tasks/__init__.py, which workers, beat and Flower load, and by the producer) lets that
+# close complete; tests/integration/test_flower.py and `demo --chaos restart-redis` check that
+# every worker answers `inspect ping` within 30 s of a Redis restart. The transport options
+# above bound every other wait (socket_timeout; health_check_interval pings the pub/sub socket).
+worker_enable_remote_control = True
 worker_send_task_events = True
 task_send_sent_event = False  # one extra publish per task on the execute hot path
 worker_hijack_root_logger = False
 
-beat_scheduler = "redbeat.RedBeatScheduler"
+beat_scheduler = "tasks.beat:HeartbeatScheduler"  # RedBeat, writing beat's heartbeat each tick
 redbeat_redis_url = _redis_url
 redbeat_key_prefix = "rsf:redbeat"
 redbeat_lock_timeout = 60

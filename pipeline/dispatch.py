@@ -13,6 +13,7 @@ from typing import Any
 
 from celery import Celery
 
+from pipeline import brokerfix
 from pipeline.queues import (
     FLUSH_TASKS,
     INSTALL_DATA_EXTENSIONS_TASK,
@@ -31,6 +32,7 @@ def producer() -> Celery:
 
 @lru_cache(maxsize=4)
 def _producer(broker_url: str) -> Celery:
+    brokerfix.apply()  # the same transport fix as the workers' (tasks/__init__.py)
     app = Celery("rokt_sfmc", set_as_current=False)
     app.config_from_object("celeryconfig")
     app.conf.broker_url = broker_url  # the settings of this process, read now

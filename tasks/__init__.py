@@ -5,6 +5,10 @@ celeryconfig, and the `TenantQueues` bootstep adds each active tenant's `render.
 
 from celery import Celery
 
+from pipeline import brokerfix
+
+brokerfix.apply()  # kombu's Redis channel survives a Redis restart with remote control on (see there)
+
 app = Celery(
     "rokt_sfmc",
     include=[

@@ -275,7 +275,7 @@ def run_demo(
                 retries=6 if chaos else 2,
                 on_done=lambda: progress.advance(sending),
             )
-            injected: dict[str, int] = {}
+            injected: dict[str, float] = {}
             if monkey is not None:
                 time.sleep(10)  # faults go on while the pipeline works through the backlog
                 injected = monkey.stop()

