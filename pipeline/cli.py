@@ -590,7 +590,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     elif args.service == "exporter":
         port = args.port if args.port is not None else getattr(settings, "exporter_port", 9808)
         base = (args.url or f"http://127.0.0.1:{port}").rstrip("/")
-        healthy, why = _http_check(f"{base}/metrics", "exporter")
+        healthy, why = _http_check(f"{base}/healthz", "exporter")
     else:
         r = redis_client(settings.redis_url)
         try:
@@ -763,7 +763,10 @@ def build_parser(installed: bool = True) -> argparse.ArgumentParser:
     health.add_argument(
         "service",
         choices=("web", "worker", "beat", "exporter"),
-        help="web: GET /healthz; worker, beat: a recent heartbeat in Redis; exporter: GET /metrics",
+        help=(
+            "web: GET /healthz; worker, beat: a recent heartbeat in Redis; "
+            "exporter: GET /healthz (Redis answers)"
+        ),
     )
     health.add_argument(
         "--url", help="base URL of web (default PUBLIC_BASE_URL) or exporter (default http://127.0.0.1:PORT)"
@@ -798,8 +801,23 @@ def redis_unreachable(exc: BaseException) -> bool:
     return kombu is not None and isinstance(exc, kombu.OperationalError)
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Every command's log lines as every process's: the format of LOG_FORMAT, emails masked,
+    secrets removed (the exporter configures its own, as process "exporter")."""
+    if getattr(args, "command", "") == "exporter":
+        return
+    from pipeline.logsetup import configure_logging
+    from pipeline.settings import get_settings
+
+    try:
+        configure_logging(get_settings(), "cli")
+    except ValueError:
+        return  # settings the command itself reports (a clear one-line error)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args)
     try:
         return int(args.func(args) or 0)
     except Exception as exc:

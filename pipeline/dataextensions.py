@@ -214,8 +214,12 @@ def record_failure(r: redis.Redis, tenant: str, reason: str) -> None:
 
 def soap_client(rt: Runtime, tenant: str) -> SoapClient:
     """SOAP with the REST client's token (asked for the tenant's MID) and the tenant's SFMC limiter."""
+    rest = rt.sfmc(tenant)
     return SoapClient(
-        rt.sfmc(tenant).token, rt.settings.http_timeout, gate=rt.limiter(tenant, "sfmc").acquire
+        rest.token,
+        rt.settings.http_timeout,
+        session=rest.session,  # its calls count with the REST client's (rsf_vendor_calls_total)
+        gate=rt.limiter(tenant, "sfmc").acquire,
     )
 
 

@@ -11,19 +11,28 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 
 from pipeline import brokerfix
 from pipeline.queues import (
     FLUSH_TASKS,
     INSTALL_DATA_EXTENSIONS_TASK,
     RENDER_TASK,
+    SENT_AT_HEADER,
     WEBHOOK_TASK,
     WEBHOOKS_QUEUE,
     render_queue,
 )
 from pipeline.settings import get_settings
 from pipeline.vocabulary import OutboxKind
+
+
+@signals.before_task_publish.connect
+def stamp_sent_at(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+    """Every task message this process publishes (enqueues, re-drives, retries, flushes) carries
+    the time it was sent: the age of a queue's oldest message (`pipeline.observe`)."""
+    if headers is not None:
+        headers[SENT_AT_HEADER] = time.time()
 
 
 def producer() -> Celery:

@@ -84,9 +84,14 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     replayed = CounterMetricFamily(
         "rsf_executions_replayed_total", "Failed executions re-queued by a replay.", labels=["tenant"]
     )
+    released = CounterMetricFamily(
+        "rsf_executions_released_total",
+        "Claims undone because the enqueue failed (Journey Builder sends the execute again).",
+        labels=["tenant"],
+    )
     webhooks = CounterMetricFamily(
         "rsf_webhooks_total",
-        "Rokt webhooks received, by outcome (received, duplicate).",
+        "Rokt webhooks received, by outcome (received, duplicate, released: claim undone, Rokt resends).",
         labels=["tenant", "outcome"],
     )
     webhook_types = CounterMetricFamily(
@@ -119,11 +124,14 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
                 received.add_metric([name], n)
             elif state == "replayed":
                 replayed.add_metric([name], n)
+            elif state == "released":
+                released.add_metric([name], n)
             else:
                 executions.add_metric([name, state], n)
         hooks = t.get("webhooks", {})
         webhooks.add_metric([name, "received"], hooks.get("received", 0))
         webhooks.add_metric([name, "duplicate"], hooks.get("duplicates", 0))
+        webhooks.add_metric([name, "released"], hooks.get("released", 0))
         for kind, n in t.get("webhookTypes", {}).items():
             webhook_types.add_metric([name, kind], n)
         for vendor, by_class in t.get("calls", {}).items():
@@ -140,7 +148,7 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     alive = _gauge("rsf_workers_alive", f"Workers whose heartbeat is younger than {WORKER_STALE_SECONDS} s.")
     alive.add_metric([], sum(1 for age in snap.get("workers", {}).values() if age < WORKER_STALE_SECONDS))
     yield from (info, waiting, unacked, oldest, outbox_waiting, outbox_age, dead, paused, remaining)
-    yield from (executions, received, replayed, webhooks, webhook_types, calls, tokens, reconnect)
+    yield from (executions, received, released, replayed, webhooks, webhook_types, calls, tokens, reconnect)
     yield from (workers, alive)
     beat_age = snap.get("beat", {}).get("lastTickAgeSeconds")
     if beat_age is not None:  # never ticked (or forgotten): absent, which the alert also catches

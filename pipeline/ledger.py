@@ -166,7 +166,7 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' then
 end
 redis.call('DEL', KEYS[1], ARGV[1] .. 'event:' .. event)
 redis.call('ZREM', KEYS[2], KEYS[1])
-redis.call('HINCRBY', KEYS[3], 'received', -1)
+redis.call('HINCRBY', KEYS[3], 'released', 1)
 return 1
 """
 

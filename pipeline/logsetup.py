@@ -221,6 +221,22 @@ def formatter(process: str, log_format: str = "json") -> logging.Formatter:
     )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of each line (a test's capture, a
+    redirected stream), not to the one there was when logging was configured."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
 def configure_logging(
     settings: Settings, process: str, *, stream: IO[str] | None = None, force: bool = False
 ) -> logging.Handler | None:
@@ -240,7 +256,7 @@ def configure_logging(
         for old in [h for h in root.handlers if getattr(h, "_rsf", False)]:
             root.removeHandler(old)
             old.flush()
-        handler = logging.StreamHandler(stream or sys.stderr)
+        handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
         handler.setFormatter(fmt)
         handler._rsf = True  # type: ignore[attr-defined]
         root.addHandler(handler)

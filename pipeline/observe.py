@@ -7,11 +7,9 @@ counters, heartbeats), so any process reads the same numbers. Reads are bounded:
 unacknowledged-message hash and each dead-letter store are scanned up to a limit (what is past
 it is counted, not classified); nothing scans the keyspace.
 
-Age of the oldest queued message: a Celery message carries no time it was sent, so each
-snapshot marks the messages at both ends of a queue with the time it first saw them (a small
-hash per queue, `rsf:_ops:queue-marks:<queue>`); the oldest message's age is the time since it
-was first seen, exact to the interval between snapshots while someone (the exporter) keeps
-looking, a lower bound otherwise.
+Age of the oldest queued message: every task message carries the time it was published (a
+header `pipeline.dispatch` stamps on each publish, retries included); the age is read from the
+message at the tail of the list. A snapshot only reads: it works when a full Redis refuses writes.
 """
 
 from __future__ import annotations
@@ -26,10 +24,10 @@ from pipeline import heartbeats
 from pipeline.clients.http import STATUS_CLASSES
 from pipeline.clients.tokens import calls_key
 from pipeline.deadletters import dead_letter_key
-from pipeline.queues import ALL_QUEUES, render_queue, rokt_queue
+from pipeline.queues import ALL_QUEUES, SENT_AT_HEADER, render_queue, rokt_queue
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
-from pipeline.store import PREFIX, tenant_key
+from pipeline.store import tenant_key
 from pipeline.vocabulary import OutboxKind, State
 
 VENDORS = ("rokt", "sfmc")
@@ -43,7 +41,6 @@ UNACKED_KEY = "unacked"
 MAX_UNACKED_SCANNED = 50_000
 MAX_DEAD_LETTERS_SCANNED = 20_000
 UNSCANNED = "(unscanned)"  # stage and error class of dead letters past the scan limit
-MARKS_PREFIX = f"{PREFIX}:_ops:queue-marks"
 
 
 def snapshot(rt: Runtime, tenants: list[str] | None = None) -> dict[str, Any]:
@@ -100,6 +97,7 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
         "webhooks": {
             "received": int(webhook_counts.get("received", 0)),
             "duplicates": int(webhook_counts.get("duplicates", 0)),
+            "released": int(webhook_counts.get("released", 0)),
         },
         "webhookTypes": {kind: int(n) for kind, n in sorted(webhook_types.items())},
         "calls": {
@@ -117,15 +115,17 @@ def _outbox(rt: Runtime, name: str, kind: OutboxKind) -> dict[str, Any]:
 
 
 def executes(counts: dict[str, str]) -> dict[str, int]:
-    """Executions by state from the ledger's per-tenant counts, plus `received` (claims ever)
-    and `replayed` (failed ones re-queued). The ledger counts each execution in the state it is
-    in, but never counts `queued`: that is what the received have not left."""
+    """Executions by state from the ledger's per-tenant counts, plus `received` (claims ever),
+    `released` (claims undone because the enqueue failed: Journey Builder sends them again) and
+    `replayed` (failed ones re-queued); each only grows. The ledger counts each execution in the
+    state it is in, but never counts `queued`: that is what the kept claims have not left."""
     values = {state: int(counts.get(state, 0)) for state in State if state != State.QUEUED}
-    received = int(counts.get("received", 0))
+    received, released = int(counts.get("received", 0)), int(counts.get("released", 0))
     return {
-        State.QUEUED.value: max(0, received - sum(values.values())),
+        State.QUEUED.value: max(0, received - released - sum(values.values())),
         **{str(state): n for state, n in values.items()},
         "received": received,
+        "released": released,
         "replayed": int(counts.get("replayed", 0)),
     }
 
@@ -168,64 +168,37 @@ def unacked_by_queue(r: redis.Redis) -> dict[str, int]:
     return counts
 
 
-def _message_id(raw: str | None) -> str | None:
+def _sent_at(raw: str | None) -> float | None:
+    """When a waiting message was published (the header `pipeline.dispatch` stamps on every
+    task message); None for an empty queue or a message without it."""
     if raw is None:
         return None
     try:
-        message = json.loads(raw)
-        return str(message["properties"].get("delivery_tag") or message["headers"]["id"])
+        value = json.loads(raw)["headers"].get(SENT_AT_HEADER)
+        return float(value) if value is not None else None
     except (ValueError, KeyError, TypeError, AttributeError):
-        return raw[:64]
+        return None
 
 
 def queue_figures(r: redis.Redis, queues: list[str], unacked: dict[str, int]) -> dict[str, dict[str, Any]]:
-    """waiting, unacked and oldestAgeSeconds of each queue: two pipelined round trips for all."""
+    """waiting, unacked and oldestAgeSeconds of each queue: one pipelined round trip for all,
+    reads only (a full Redis refuses writes, and that is when these figures matter)."""
     queues = list(dict.fromkeys(queues))
     pipe = r.pipeline(transaction=False)
     for queue in queues:
         for step in PRIORITY_STEPS:
             pipe.llen(queue if not step else f"{queue}{PRIORITY_SEPARATOR}{step}")
-        pipe.lindex(queue, 0)  # the newest
-        pipe.lindex(queue, -1)  # the oldest
+        pipe.lindex(queue, -1)  # the oldest: kombu pushes on the left and pops on the right
     replies = pipe.execute()
     now = time.time()
-    width = len(PRIORITY_STEPS) + 2
-    ends: dict[str, tuple[str | None, str | None]] = {}
-    pipe = r.pipeline(transaction=False)
-    for i, queue in enumerate(queues):
-        row = replies[i * width : (i + 1) * width]
-        newest, oldest = _message_id(row[-2]), _message_id(row[-1])
-        ends[queue] = (newest, oldest)
-        marks = f"{MARKS_PREFIX}:{queue}"
-        if oldest is None:
-            pipe.delete(marks)
-            continue
-        pipe.hsetnx(marks, newest or oldest, repr(now))
-        pipe.hsetnx(marks, oldest, repr(now))
-        pipe.hgetall(marks)
-    marked = iter(pipe.execute())
+    width = len(PRIORITY_STEPS) + 1
     figures: dict[str, dict[str, Any]] = {}
-    stale = r.pipeline(transaction=False)
     for i, queue in enumerate(queues):
         row = replies[i * width : (i + 1) * width]
-        waiting = sum(int(n) for n in row[: len(PRIORITY_STEPS)])
-        newest, oldest = ends[queue]
-        age = 0.0
-        next(marked)  # delete, or the first hsetnx
-        if oldest is not None:
-            next(marked)
-            marks = {k: float(v) for k, v in next(marked).items()}
-            first_seen = marks.get(oldest, now)
-            age = max(0.0, now - first_seen)
-            # marks older than the oldest message's belong to messages already taken (FIFO)
-            gone = [k for k, seen_at in marks.items() if seen_at < first_seen]
-            if gone:
-                stale.hdel(f"{MARKS_PREFIX}:{queue}", *gone)
+        sent_at = _sent_at(row[-1])
         figures[queue] = {
-            "waiting": waiting,
+            "waiting": sum(int(n) for n in row[: len(PRIORITY_STEPS)]),
             "unacked": unacked.get(queue, 0),
-            "oldestAgeSeconds": round(age, 3),
+            "oldestAgeSeconds": round(max(0.0, now - sent_at), 3) if sent_at is not None else 0.0,
         }
-    if len(stale):
-        stale.execute()
     return figures

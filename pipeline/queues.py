@@ -29,6 +29,10 @@ def worker_queues(tenants: Iterable[str]) -> tuple[str, ...]:
     return (*ALL_QUEUES, *(render_queue(t) for t in names), *(rokt_queue(t) for t in names))
 
 
+# Every task message's header: when it was published (seconds since the epoch); the exporter
+# reads it from the oldest waiting message of each queue.
+SENT_AT_HEADER = "rsf_sent_at"
+
 RENDER_TASK = "rsf.render_event"
 CREATE_EVENT_TASK = "rsf.create_rokt_event"
 FLUSH_STATUS_TASK = "rsf.flush_status_rows"

@@ -68,7 +68,7 @@ def release_webhook(r: redis.Redis, tenant: str, event_id: str) -> None:
     """Undo a claim whose enqueue failed, so Rokt's retry is accepted again."""
     r.delete(_receipt_key(tenant, event_id))
     r.zrem(open_webhooks_key(tenant), event_id)
-    r.hincrby(tenant_key(tenant, "webhook-counts"), "received", -1)
+    r.hincrby(tenant_key(tenant, "webhook-counts"), "released", 1)  # counters only grow (Prometheus)
 
 
 def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:

@@ -36,7 +36,14 @@ class Heartbeat(bootsteps.StartStopStep):
             self._timer.cancel()
             self._timer = None
 
-    shutdown = stop
+    def shutdown(self, consumer: Any) -> None:
+        """The worker is leaving on purpose (not a consumer restart after a lost connection):
+        it leaves the list too, so "a worker's heartbeat is stale" does not fire for an hour."""
+        self.stop(consumer)
+        try:
+            heartbeats.forget(get_runtime().redis, "worker", consumer.hostname)
+        except Exception:
+            log.warning("heartbeat not removed (Redis unavailable?)", exc_info=True)
 
     def beat(self, consumer: Any) -> None:
         try:

@@ -325,7 +325,7 @@ def test_healthcheck_with_redis_unreachable_is_unhealthy(monkeypatch, capsys):
 def test_healthcheck_web_and_exporter(on_fake_redis, capsys):
     responses.get("https://web.test/healthz", status=200, json={"status": "ok"})
     responses.get("https://down.test/healthz", status=503, json={"status": "unavailable"})
-    responses.get("http://127.0.0.1:9999/metrics", status=200, body="rsf_up 1\n")
+    responses.get("http://127.0.0.1:9999/healthz", status=200, body="ok\n")
     assert _run(capsys, "healthcheck", "web", "--url", "https://web.test/")[0] == 0
     code, _out, err = _run(capsys, "healthcheck", "web", "--url", "https://down.test")
     assert code == 1 and "answered 503" in err

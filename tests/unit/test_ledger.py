@@ -90,10 +90,12 @@ def test_release_claim_undoes_the_counts_and_the_event_index(fake_redis):
     assert ledger.execution_for_event("t", "ev-e1") == "e1"
     ledger.release_claim("t", "e1")
     assert ledger.execution_for_event("t", "ev-e1") is None
-    assert ledger.open_count("t") == 0 and ledger.counts("t")["received"] == 0
+    # the counters only grow (the exporter's are Prometheus counters): received stays, released counts
+    assert ledger.open_count("t") == 0 and ledger.counts("t")["received"] == 1
+    assert ledger.counts("t")["released"] == 1
     assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 0
     ledger.release_claim("t", "e1")  # nothing left: no counter moves
-    assert ledger.counts("t")["received"] == 0
+    assert ledger.counts("t")["received"] == 1 and ledger.counts("t")["released"] == 1
     assert claim(ledger, "e1")
     assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 1
 

@@ -12,6 +12,7 @@ from pipeline import heartbeats, observe
 from pipeline.clients.errors import RetryableError, Throttled
 from pipeline.clients.rokt import RoktClient
 from pipeline.deadletters import record_dead_letter
+from pipeline.queues import SENT_AT_HEADER
 from pipeline.ratelimit import RateLimiter
 from pipeline.vocabulary import OutboxKind, Stage, State
 from pipeline.webhooks import claim_webhook
@@ -21,11 +22,10 @@ ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
 EVENT = {"eventId": "e1", "title": "t", "start": "2026-01-01T00:00:00", "timezone": "UTC"}
 
 
-def message(task_id: str, routing_key: str = "") -> str:
+def message(task_id: str, sent_at: float | None = None) -> str:
     """A Celery message as kombu's Redis transport stores it (the fields read here)."""
-    return json.dumps(
-        {"body": "", "headers": {"id": task_id}, "properties": {"delivery_tag": f"tag-{task_id}"}}
-    )
+    headers = {"id": task_id} | ({SENT_AT_HEADER: sent_at} if sent_at is not None else {})
+    return json.dumps({"body": "", "headers": headers, "properties": {"delivery_tag": f"tag-{task_id}"}})
 
 
 def test_a_snapshot_of_an_idle_service_has_every_figure_at_zero(runtime):
@@ -44,34 +44,54 @@ def test_a_snapshot_of_an_idle_service_has_every_figure_at_zero(runtime):
 def test_queues_count_waiting_and_unacked_messages_and_age_the_oldest(runtime, fake_redis, monkeypatch):
     clock = [1000.0]
     monkeypatch.setattr(observe.time, "time", lambda: clock[0])
-    for task_id in ("a", "b"):
-        fake_redis.lpush("render.default", message(task_id))
+    fake_redis.lpush("render.default", message("a", sent_at=990.0))  # the oldest: right end
+    fake_redis.lpush("render.default", message("b", sent_at=995.0))
     fake_redis.lpush("render.default\x06\x163", message("p"))  # a priority step's list
     for tag, queue in (("t1", "rokt.default"), ("t2", "rokt.default"), ("t3", "sfmc")):
         fake_redis.hset("unacked", tag, json.dumps([{"body": ""}, queue, queue]))
     first = observe.snapshot(runtime)["tenants"]["default"]["queues"]
-    assert first["render.default"] == {"waiting": 3, "unacked": 0, "oldestAgeSeconds": 0.0}
+    assert first["render.default"] == {"waiting": 3, "unacked": 0, "oldestAgeSeconds": 10.0}
     assert first["rokt.default"]["unacked"] == 2
-    clock[0] = 1030.0
-    fake_redis.lpush("render.default", message("c"))
-    snap = observe.snapshot(runtime)
-    assert snap["tenants"]["default"]["queues"]["render.default"]["oldestAgeSeconds"] == 30.0
-    assert snap["sharedQueues"]["sfmc"]["unacked"] == 1
-    clock[0] = 1050.0
-    fake_redis.rpop("render.default")  # a worker took "a": "b" was first seen at 1000 too
-    assert (
-        observe.snapshot(runtime)["tenants"]["default"]["queues"]["render.default"]["oldestAgeSeconds"] == 50
-    )
-    fake_redis.rpop("render.default")  # "c" is the oldest now, first seen (at the head) at 1030
-    assert (
-        observe.snapshot(runtime)["tenants"]["default"]["queues"]["render.default"]["oldestAgeSeconds"] == 20
-    )
-    assert set(fake_redis.hkeys(f"{observe.MARKS_PREFIX}:render.default")) == {"tag-c"}
-    fake_redis.rpop("render.default")
+    assert observe.snapshot(runtime)["sharedQueues"]["sfmc"]["unacked"] == 1
+    # a slow drain: whatever is the oldest now is aged from its own send time (never reset to 0)
+    for taken, expected in (("a", 1030.0 - 995.0), ("b", 0.0)):
+        clock[0] = 1030.0
+        fake_redis.rpop("render.default")
+        figures = observe.snapshot(runtime)["tenants"]["default"]["queues"]["render.default"]
+        assert figures["oldestAgeSeconds"] == expected, taken
+    fake_redis.lpush("render.default", message("old-style"))  # published before the header existed
     assert (
         observe.snapshot(runtime)["tenants"]["default"]["queues"]["render.default"]["oldestAgeSeconds"] == 0
     )
-    assert not fake_redis.exists(f"{observe.MARKS_PREFIX}:render.default")
+
+
+def test_the_snapshot_only_reads_so_it_works_when_redis_refuses_writes(runtime, fake_redis, monkeypatch):
+    import redis
+
+    fake_redis.lpush("render.default", message("a", sent_at=1.0))
+    commands: list[str] = []
+    for cls in (type(fake_redis), redis.client.Pipeline):
+        original = cls.execute_command
+
+        def recording(self, *args, _original=original, **kwargs):
+            commands.append(str(args[0]).upper())
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "execute_command", recording)
+    observe.snapshot(runtime)
+    writes = {"SET", "HSET", "HSETNX", "DEL", "HDEL", "ZADD", "ZREM", "INCR", "HINCRBY", "EXPIRE", "LPUSH"}
+    assert commands and not writes & set(commands), sorted(set(commands))
+
+
+def test_every_published_task_message_carries_its_send_time():
+    from celery import signals
+
+    from pipeline import dispatch  # connects the handler (every producer imports dispatch)
+
+    assert dispatch.stamp_sent_at
+    headers: dict = {}
+    signals.before_task_publish.send(sender="rsf.render_event", headers=headers, body=None)
+    assert isinstance(headers[SENT_AT_HEADER], float)
 
 
 def test_unacked_messages_past_the_scan_limit_are_not_read(fake_redis, monkeypatch):
@@ -131,7 +151,7 @@ def test_the_limiter_pause_executes_webhooks_and_reconnect(runtime, fake_redis, 
         0,
     )
     assert executes["received"] == 3
-    assert figures["webhooks"] == {"received": 1, "duplicates": 1}
+    assert figures["webhooks"] == {"received": 1, "duplicates": 1, "released": 0}
     assert figures["reconnectNeeded"] is False
     tenant = replace(settings.tenant("default"), reconnect_reason="invalid_grant")
     assert observe.tenant_figures(runtime, "default", tenant)["reconnectNeeded"] is True
