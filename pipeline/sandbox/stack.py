@@ -402,6 +402,26 @@ class Stack:
     def tenant(self, name: str) -> Tenant:
         return self.runtime.tenant(name)
 
+    def add_tenant(self, name: str, **entries: Any) -> Tenant:
+        """A brand added at run time, as App Settings or `rokt-sfmc tenants add` would: the
+        sandbox's credentials, a Rokt account and data extensions of its own (`Status_<name>`,
+        `Subs_<name>`) unless `entries` say otherwise. Returns once the web app serves it (within
+        TENANT_REFRESH_SECONDS); an existing one is left as it is."""
+        if self.runtime.registry.get(name) is None:
+            values = {key.lower(): value for key, value in self.values.items()}
+            own = {
+                "rokt_account_code": name,
+                "sfmc_status_de_key": f"Status_{name}",
+                "sfmc_subscription_de_key": f"Subs_{name}",
+            }
+            self.runtime.registry.add(name, {**values, **own, **entries})
+        if self.web_url:
+            config = f"{self.web_url}/t/{name}/activity/config.json"
+            self.wait(
+                lambda: requests.get(config, timeout=5).status_code == 200, 15, f"web app serving {name}"
+            )
+        return self.runtime.tenant(name)
+
     def status_de_key(self, tenant: str) -> str:
         return self.tenant(tenant).sfmc_status_de_key
 

@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-import requests
 
 from pipeline import heartbeats
 from pipeline.deadletters import dead_letter_key, record_dead_letter
@@ -16,7 +15,7 @@ from pipeline.sandbox import jbsim
 from pipeline.sandbox.processes import Child, free_port, http_ok, wait_until
 from pipeline.sandbox.stack import Stack
 from pipeline.vocabulary import Stage
-from tests.integration.helpers import cli, status_de, subscription_de
+from tests.integration.helpers import cli
 
 pytestmark = pytest.mark.integration
 
@@ -25,19 +24,7 @@ TENANT = "cli-ops"  # added to the registry at run time: no pinned tenant of ano
 
 @pytest.fixture(scope="module")
 def ops_tenant(stack: Stack) -> str:
-    if stack.runtime.registry.get(TENANT) is None:
-        values = {key.lower(): value for key, value in stack.values.items()}
-        stack.runtime.registry.add(
-            TENANT,
-            {
-                **values,
-                "rokt_account_code": TENANT,
-                "sfmc_status_de_key": status_de(TENANT),
-                "sfmc_subscription_de_key": subscription_de(TENANT),
-            },
-        )
-    config = f"{stack.web_url}/t/{TENANT}/activity/config.json"
-    stack.wait(lambda: requests.get(config, timeout=5).status_code == 200, 15, f"web app serving {TENANT}")
+    stack.add_tenant(TENANT)
     return TENANT
 
 

@@ -78,11 +78,6 @@ def lists_every_worker(stack: Stack, url: str, queues: set[str]) -> bool:
     return all(queues <= listed.get(host, set()) for host in stack.worker_hostnames().values())
 
 
-def add_tenant(stack: Stack, name: str) -> None:
-    values = {key.lower(): value for key, value in stack.values.items()}
-    stack.runtime.registry.add(name, {**values, **_own(name)})
-
-
 def test_flower_shows_and_steers_the_workers_and_survives_a_redis_restart(flower: tuple[Stack, str]):
     stack, url = flower
     hosts = set(stack.worker_hostnames().values())
@@ -93,7 +88,7 @@ def test_flower_shows_and_steers_the_workers_and_survives_a_redis_restart(flower
     assert "--purge_offline_workers" in argv and "ops:" not in argv  # the password never on argv
 
     # every worker with its queues, those of a tenant signed up after Flower started included
-    add_tenant(stack, LATER)
+    stack.add_tenant(LATER)
     queues = {"render", "webhooks", render_queue(TENANT), render_queue(LATER), rokt_queue(LATER)}
     stack.wait(lambda: lists_every_worker(stack, url, queues), 30, "Flower listing both workers' queues")
     active = dispatch.producer().control.inspect(timeout=2).active_queues() or {}

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.sandbox import jbsim, monitoring
 from pipeline.sandbox.stack import Stack
-from tests.integration.helpers import expected_outcomes, status_de, subscription_de
+from tests.integration.helpers import expected_outcomes
 
 pytestmark = pytest.mark.integration
 
@@ -31,19 +30,7 @@ def samples(text: str, name: str, **labels: str) -> dict[tuple, float]:
 
 def _add_tenant(stack: Stack) -> None:
     """A tenant of this test's own, added at run time (the session's workers pick it up)."""
-    if stack.runtime.registry.get(TENANT) is None:
-        values = {key.lower(): value for key, value in stack.values.items()}
-        stack.runtime.registry.add(
-            TENANT,
-            {
-                **values,
-                "rokt_account_code": TENANT,
-                "sfmc_status_de_key": status_de(TENANT),
-                "sfmc_subscription_de_key": subscription_de(TENANT),
-            },
-        )
-    config = f"{stack.web_url}/t/{TENANT}/activity/config.json"
-    stack.wait(lambda: requests.get(config, timeout=5).status_code == 200, 15, f"web app serving {TENANT}")
+    stack.add_tenant(TENANT)
     line = f"Started consuming from rokt.{TENANT}"
     stack.wait(lambda: all(line in w.tail(5000) for w in stack.workers), 30, line)
 

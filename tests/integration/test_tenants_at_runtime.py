@@ -8,31 +8,13 @@ import time
 from collections import Counter
 
 import pytest
-import requests
 
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from pipeline.vocabulary import TenantStatus
-from tests.integration.helpers import expected_outcomes, status_de, subscription_de
+from tests.integration.helpers import expected_outcomes
 
 pytestmark = pytest.mark.integration
-
-
-def _add(stack: Stack, name: str) -> None:
-    """A brand added at run time (what App Settings or `rokt-sfmc tenants add` does); returns
-    once the web app serves it (within its TENANT_REFRESH_SECONDS)."""
-    values = {key.lower(): value for key, value in stack.values.items()}
-    stack.runtime.registry.add(
-        name,
-        {
-            **values,
-            "rokt_account_code": name,
-            "sfmc_status_de_key": status_de(name),
-            "sfmc_subscription_de_key": subscription_de(name),
-        },
-    )
-    config = f"{stack.web_url}/t/{name}/activity/config.json"
-    stack.wait(lambda: requests.get(config, timeout=5).status_code == 200, 15, f"web app serving {name}")
 
 
 def _workers_logged(stack: Stack, line: str) -> None:
@@ -41,7 +23,7 @@ def _workers_logged(stack: Stack, line: str) -> None:
 
 def test_a_tenant_added_while_workers_run_is_served_without_a_restart(stack: Stack):
     pids = stack.worker_pids()
-    _add(stack, "added-later")
+    stack.add_tenant("added-later")
     assert stack.runtime.registry.get("added-later").status == TenantStatus.ACTIVE
     payloads = stack.prepare("added-later", jbsim.make_contacts(40))
     result = jbsim.drive(stack.execute_url("added-later"), stack.jwt_secret, payloads, concurrency=8)
@@ -53,7 +35,7 @@ def test_a_tenant_added_while_workers_run_is_served_without_a_restart(stack: Sta
 
 
 def test_a_disabled_tenant_refuses_executes_and_its_queued_work_waits_until_enabled(stack: Stack):
-    _add(stack, "paused")
+    stack.add_tenant("paused")
     _workers_logged(stack, "Started consuming from rokt.paused")
     payloads = stack.prepare("paused", jbsim.make_contacts(30))
     stack.runtime.registry.set_status("paused", TenantStatus.DISABLED)
