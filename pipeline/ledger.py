@@ -9,6 +9,7 @@ transition script, so a redelivered task never moves a finished execution again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -35,13 +36,19 @@ EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 # ledger's TTL again, so they outlive every execution they count. Activity keys are built inside
 # the scripts from the tenant prefix and the execution's own `activityId`.
 
-# KEYS: exec hash, open set, counts, eventId index, template-open hash, last-execute time;
+# KEYS: exec hash, open set, counts, eventId index, template-open hash, last-execute time,
+#       contact index (execution ids of one contact key, for `rokt-sfmc forget`);
 # ARGV: ttl, now, execution id, tenant prefix, field/value pairs
 _CLAIM = """
 redis.call('SET', KEYS[6], ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local contact = redis.call('HGET', KEYS[1], 'contactKey')
+if contact and contact ~= '' then
+  redis.call('SADD', KEYS[7], ARGV[3])
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[1]))
+end
 redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), KEYS[1])
 redis.call('HINCRBY', KEYS[3], 'received', 1)
 redis.call('SET', KEYS[4], ARGV[3], 'EX', tonumber(ARGV[1]))
@@ -170,6 +177,38 @@ redis.call('HINCRBY', KEYS[3], 'released', 1)
 return 1
 """
 
+# KEYS: exec hash, open set, awaiting set, template-open hash, contact index;
+# ARGV: tenant prefix, execution id
+# Erase one execution (`rokt-sfmc forget`): the hash and its eventId index go; a queued one stops
+# counting as open (template, activity); a failed one's reason stops counting among the top
+# failures. Other counters stay, as when the ledger's TTL ends an execution.
+_FORGET = (
+    _UNCOUNT_FAILURE
+    + """
+redis.call('SREM', KEYS[5], ARGV[2])
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+local event = redis.call('HGET', KEYS[1], 'eventId') or ''
+if redis.call('HGET', KEYS[1], 'tracked') == '1' then
+  local activity = redis.call('HGET', KEYS[1], 'activityId')
+  local base = ''
+  if activity and activity ~= '' then base = ARGV[1] .. 'activity:' .. activity end
+  if status == 'queued' then
+    local template = redis.call('HGET', KEYS[1], 'templateId')
+    if template and template ~= '' then
+      if redis.call('HINCRBY', KEYS[4], template, -1) <= 0 then redis.call('HDEL', KEYS[4], template) end
+    end
+    if base ~= '' then redis.call('HINCRBY', base .. ':counts', 'queued', -1) end
+  end
+  if status == 'failed' and base ~= '' then uncount_failure(base) end
+end
+redis.call('DEL', KEYS[1], ARGV[1] .. 'event:' .. event)
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('ZREM', KEYS[3], KEYS[1])
+return 1
+"""
+)
+
 # a failed execution's reason as the activity's top failures list it
 FAILURE_REASON_CHARS = 200
 TOP_FAILURES = 5
@@ -193,6 +232,11 @@ def event_id_for(execution: str) -> str:
 def daily_counts_key(tenant: str, day: str | None = None) -> str:
     """Per-tenant counts of one UTC day: outcomes, subscriptions, contact matches."""
     return tenant_key(tenant, "daily", day or datetime.now(UTC).date().isoformat())
+
+
+def contact_digest(contact_key: str) -> str:
+    """How the contact index names a contact key: a digest, so no key name holds the key itself."""
+    return hashlib.sha256(contact_key.encode()).hexdigest()[:40]
 
 
 def now_iso() -> str:
@@ -241,6 +285,7 @@ class Ledger:
         self._transition = r.register_script(_TRANSITION)
         self._reopen = r.register_script(_REOPEN)
         self._release_claim = r.register_script(_RELEASE_CLAIM)
+        self._forget = r.register_script(_FORGET)
 
     @staticmethod
     def _prefix(tenant: str) -> str:
@@ -263,6 +308,27 @@ class Ledger:
 
     def open_key(self, tenant: str) -> str:
         return tenant_key(tenant, "open")
+
+    def contact_index_key(self, tenant: str, contact_key: str) -> str:
+        """Set of the execution ids claimed for one contact key (expires with the ledger's TTL)."""
+        return tenant_key(tenant, "contact-execs", contact_digest(contact_key))
+
+    def executions_of_contact(self, tenant: str, contact_key: str) -> list[str]:
+        """The contact's executions claimed since the index exists (the ledger's TTL ago at most)."""
+        if not contact_key:
+            return []
+        return sorted(self.r.smembers(self.contact_index_key(tenant, contact_key)))
+
+    def forget(self, tenant: str, execution: str, contact_key: str = "") -> bool:
+        """Erase one execution and its indexes; True when it was still stored."""
+        keys = [
+            self._key(tenant, execution),
+            self.open_key(tenant),
+            self.awaiting_key(tenant),
+            self.template_open_key(tenant),
+            self.contact_index_key(tenant, contact_key),
+        ]
+        return bool(self._forget(keys=keys, args=[self._prefix(tenant), execution]))
 
     def counts_key(self, tenant: str) -> str:
         return tenant_key(tenant, "counts")
@@ -302,6 +368,7 @@ class Ledger:
             self._event_index(tenant, str(record.get("eventId", ""))),
             self.template_open_key(tenant),
             last_execute_key(tenant),
+            self.contact_index_key(tenant, str(values.get("contactKey", ""))),
         ]
         args = [self.ttl_seconds, time.time(), execution, self._prefix(tenant), *flat]
         return bool(self._claim(keys=keys, args=args))

@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.render import PLACEHOLDER, TemplateRenderError, render_event, substitute, tag_links
+from pipeline.render import PLACEHOLDER, TemplateRenderError, finish_field, render_event, substitute
 
 # (title, location) limits in characters; approximations, see the module docstring
 LOCK_SCREEN_LIMITS: dict[str, tuple[int, int]] = {"ios": (40, 45), "android": (30, 40)}
@@ -207,13 +207,13 @@ def preview(
         outcome, reason = str(exc.outcome), exc.reason
     if event is not None:
         title, description, location = event["title"], event["description"], event["location"]
-    else:  # what would show, with missing values left blank (links tagged as the renderer does)
-        text = {name: substitute(template.get(name) or "", values, "blank")[0].strip() for name in RENDERED}
-        title, description, location = (
-            text["title"],
-            tag_links(text["description"]),
-            tag_links(text["location"]),
-        )
+    else:  # what would show, with missing values left blank (cleaned, capped and links tagged as
+        # the renderer does; a malformed link, perhaps the very reason, is left untagged)
+        text = {
+            name: finish_field(name, substitute(template.get(name) or "", values, "blank")[0], lenient=True)
+            for name in RENDERED
+        }
+        title, description, location = text["title"], text["description"], text["location"]
     return {
         "event": event,
         "outcome": outcome,

@@ -12,6 +12,8 @@
   Rokt's confirmation release their contact with the outcome so far (once: a later
   confirmation does not release again).
 - Retryable dead letters are replayed once, automatically, after a cool-down.
+- Retention (pipeline.privacy): dead letters, replayed dead letters and erasure records older
+  than their settings allow are removed, a bounded batch per run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from pipeline import executions
+from pipeline import executions, privacy
 from pipeline.clients.errors import ClientError
 from pipeline.ratelimit import RateLimited
 from pipeline.replay import list_dead_letters, replay_one
@@ -67,6 +69,7 @@ class ReconcileReport:
     timed_out: int = 0
     released_at_deadline: int = 0
     dead_letters_retried: int = 0
+    retention_trimmed: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -103,6 +106,7 @@ def reconcile(
             break
     _release_past_deadline(rt, tenant, now, thresholds, report)
     _retry_dead_letters(rt, tenant, now, thresholds, enqueue_execution, enqueue_webhook, report)
+    report.retention_trimmed = sum(privacy.apply_retention(rt, tenant, now, thresholds.batch).values())
     if any(asdict(report).values()):
         log.info("reconcile %s: %s", tenant, report.as_dict())
     return report

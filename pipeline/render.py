@@ -3,11 +3,26 @@
 Pure functions, no I/O. The integration guide promises events "are not sent with blank or
 unintended data values": under the `strict` policy a placeholder whose value is missing,
 empty or whitespace-only (and has no default) stops the event and names the fields.
+
+Contact values are untrusted text that ends up in a calendar entry (an iCalendar file at Rokt's
+side), so each rendered field is cleaned and capped (`finish_field`):
+
+- in a substituted value, every control character (C0, DEL, C1, incl. CR, LF, TAB, NEL) and the
+  Unicode line/paragraph separators become a space; format characters (category Cf: the bidi
+  embeddings/overrides/isolates U+202A-U+202E, U+2066-U+2069, the marks U+200E/U+200F/U+061C,
+  zero-width spaces, BOM, tag characters...) and lone surrogates are removed. ZWJ/ZWNJ
+  (U+200D/U+200C) stay: emoji sequences and several scripts need them;
+- the whole title and location get the same cleaning (one line); the description keeps the
+  line breaks its template was written with (CR/CRLF become LF), nothing else;
+- a link that cannot be parsed (`http://[x`) fails the event (`failed`, naming the field)
+  instead of raising ValueError; the preview leaves it untagged;
+- each field is cut to FIELD_LIMITS characters, ending with "…", never inside a link.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +44,17 @@ PLACEHOLDER = re.compile(
 )
 URL = re.compile(r"https?://[^\s<>\"'{}|\\^`]+", re.IGNORECASE)
 URL_TRAILING = ".,;:!?)]}'\""
+
+# Rendered field caps, in characters (code points). Rokt publishes no field lengths: the
+# reference (../shared/reference/rokt-calendar-api.md §8 "Limits") lists the max lengths of
+# `title`, `description` and `location` as [U], unknown. We cap at the template's own limits
+# (schemas/templates.py imports these), so a rendered field is never longer than a template may
+# be written literally, and an event stays ~10 KB of text, far below the 1 MiB body the
+# sandbox enforces ([SIM], same section).
+FIELD_LIMITS = {"title": 500, "description": 8000, "location": 2000}
+ELLIPSIS = "\u2026"
+KEEP_FORMAT = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: emoji sequences and scripts need them
+LINE_BREAKS = re.compile(r"\r\n?")
 
 
 class TemplateRenderError(Exception):
@@ -75,6 +101,53 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def clean_text(text: str, keep_newlines: bool = False) -> str:
+    """Controls and line/paragraph separators -> space; format characters (bidi overrides and
+    isolates, zero-width and invisible characters, except ZWJ/ZWNJ) and surrogates removed.
+    With `keep_newlines`, CR/CRLF become LF and LF is kept (a template's own line breaks)."""
+    if keep_newlines:
+        text = LINE_BREAKS.sub("\n", text)
+    out = []
+    for ch in text:
+        if ch.isascii() and ch.isprintable():
+            out.append(ch)
+            continue
+        category = unicodedata.category(ch)
+        if ch == "\n" and keep_newlines:
+            out.append(ch)
+        elif category in ("Cc", "Zl", "Zp"):
+            out.append(" ")
+        elif category in ("Cf", "Cs") and ch not in KEEP_FORMAT:
+            continue
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def cap(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters ending with "…"; a cut never falls inside a link (the
+    link is dropped whole rather than sent pointing somewhere else)."""
+    if len(text) <= limit:
+        return text
+    cut = limit - len(ELLIPSIS)
+    for match in URL.finditer(text):
+        if match.start() < cut < match.end():
+            cut = match.start()
+            break
+    while cut > 0 and _belongs_to_previous(text[cut], text[cut - 1]):
+        cut -= 1  # never part an emoji from its modifiers or a letter from its accents
+    return text[:cut].rstrip() + ELLIPSIS
+
+
+def _belongs_to_previous(ch: str, before: str) -> bool:
+    return (
+        before == "\u200d"
+        or ch in "\u200d\ufe0e\ufe0f\u20e3"
+        or unicodedata.category(ch) in ("Mn", "Me", "Sk")
+        or 0x1F3FB <= ord(ch) <= 0x1F3FF
+    )
+
+
 def substitute(text: str, values: Mapping[str, Any], policy: str = "strict") -> tuple[str, list[str]]:
     """Replace placeholders in one pass; return the text and the names left without a value.
 
@@ -86,7 +159,7 @@ def substitute(text: str, values: Mapping[str, Any], policy: str = "strict") -> 
         name = match.group("name")
         value = values.get(name)
         if not is_blank(value):
-            return _as_text(value)
+            return clean_text(_as_text(value))
         default = match.group("default")
         if default is not None:
             return re.sub(r"\\(.)", r"\1", default)
@@ -97,22 +170,45 @@ def substitute(text: str, values: Mapping[str, Any], policy: str = "strict") -> 
     return PLACEHOLDER.sub(replace, text or ""), missing
 
 
-def tag_link(url: str) -> str:
-    """Add utm_source=RoktCalendar to one URL unless it already carries a utm_source."""
-    parts = urlsplit(url)
+def tag_link(url: str, field_name: str = "text") -> str:
+    """Add utm_source=RoktCalendar to one URL unless it already carries a utm_source.
+
+    A URL that cannot be parsed (`http://[x`: urlsplit raises ValueError) raises a
+    TemplateRenderError naming the field: the event fails with a reason, not a traceback.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise TemplateRenderError(f"{field_name}: malformed link ({exc})", [field_name]) from exc
     if any(key.lower() == "utm_source" for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
         return url
     query = f"{parts.query}&utm_source={UTM_SOURCE}" if parts.query else f"utm_source={UTM_SOURCE}"
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def tag_links(text: str) -> str:
+def tag_links(text: str, field_name: str = "text", lenient: bool = False) -> str:
+    """Tag every link in `text`; a malformed one raises TemplateRenderError, or with `lenient`
+    (the preview's fallback) is left as it is."""
+
     def replace(match: re.Match[str]) -> str:
         url = match.group(0)
         stripped = url.rstrip(URL_TRAILING)
-        return tag_link(stripped) + url[len(stripped) :]
+        try:
+            return tag_link(stripped, field_name) + url[len(stripped) :]
+        except TemplateRenderError:
+            if lenient:
+                return url
+            raise
 
     return URL.sub(replace, text or "")
+
+
+def finish_field(name: str, text: str, lenient: bool = False) -> str:
+    """One substituted field as sent: cleaned, links tagged (description, location), capped."""
+    text = clean_text(text, keep_newlines=name == "description").strip()
+    if name in ("description", "location"):
+        text = tag_links(text, name, lenient)
+    return cap(text, FIELD_LIMITS[name]) if name in FIELD_LIMITS else text
 
 
 def local_wall_clock(value: str, zone: TimeZonePair, field_name: str) -> str:
@@ -137,10 +233,12 @@ def render_event(template: Mapping[str, Any], values: Mapping[str, Any], event_i
     missing: list[str] = []
     for name in RENDERED_FIELDS:
         text, absent = substitute(template.get(name) or "", values, policy)
-        rendered[name] = text.strip()
+        rendered[name] = text.strip() if name in ("start", "end") else text
         missing.extend(n for n in absent if n not in missing)
     if missing:
         raise MissingFields(missing)
+    for name in FIELD_LIMITS:
+        rendered[name] = finish_field(name, rendered[name])
     if not rendered["title"]:
         raise TemplateRenderError("title: empty after substitution", ["title"])
     zone = resolve_time_zone(template["timezone"])
@@ -151,8 +249,8 @@ def render_event(template: Mapping[str, Any], values: Mapping[str, Any], event_i
     event: dict[str, Any] = {
         "eventId": event_id,
         "title": rendered["title"],
-        "description": tag_links(rendered["description"]),
-        "location": tag_links(rendered["location"]),
+        "description": rendered["description"],
+        "location": rendered["location"],
         "timezone": zone.windows,
         "timezoneIanaId": zone.iana,
         "start": start,

@@ -41,6 +41,13 @@ def _secret_keys(value: str) -> tuple[str, ...]:
     return keys
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"{value!r}: must be 0 or more")
+    return number
+
+
 def _log_format(value: str) -> str:
     value = value.strip().lower()
     if value not in ("json", "text"):
@@ -79,6 +86,71 @@ def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
     return any(origin_pattern_regex(pattern).match(origin) for pattern in patterns)
 
 
+# -- secret strength -------------------------------------------------------------------------
+# Secrets anyone can read: the sandbox's (pipeline/sandbox/__init__.py, which `pipeline` never
+# imports; tests/unit/test_secrets.py checks both lists agree). Accepted only with SANDBOX=1.
+KNOWN_PUBLIC_SECRETS = frozenset(
+    {
+        "sandbox-jwt-signing-secret-0123456789abcdef",
+        "sandbox-webhook-secret",
+        "sandbox-webhook-path-token-0123456789abcdef",
+        "sandbox-secret-key-for-sealing-tenant-secrets-0123456789",
+    }
+)
+# The secrets we authenticate callers with. The strength of a given string cannot be measured,
+# only its shape: at least 32 characters (HS256 keys shorter than the hash are weak, RFC 7518
+# 3.2), at least 8 distinct characters, and not one short pattern repeated. A generated
+# `secrets.token_urlsafe(32)` (43 characters, 256 random bits) always passes.
+STRONG_SECRET_FIELDS = ("jb_jwt_secret", "rokt_webhook_secret", "rokt_webhook_path_token")
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_DISTINCT = 8
+# Vendor base URLs of a tenant: credentials and contact data travel to them.
+TENANT_HTTPS_ONLY = ("rokt_api_base_url", "sfmc_auth_base_url")
+
+
+def _repeats_a_pattern(value: str) -> bool:
+    """`abcabcabc...`: the whole value is a shorter piece repeated at least twice."""
+    n = len(value)
+    return any(n % size == 0 and value == value[:size] * (n // size) for size in range(1, n // 2 + 1))
+
+
+def secret_problem(value: str, *, sandbox: bool) -> str | None:
+    """Why `value` is no acceptable authentication secret (None: it is). Empty is "not set"."""
+    if not value:
+        return None
+    if value in KNOWN_PUBLIC_SECRETS:
+        return None if sandbox else "is a published sandbox secret (accepted only with SANDBOX=1)"
+    if len(value) < SECRET_MIN_LENGTH:
+        return f"too short: at least {SECRET_MIN_LENGTH} random characters (e.g. a generated one)"
+    if len(set(value)) < SECRET_MIN_DISTINCT or _repeats_a_pattern(value):
+        return "too predictable: a repeated pattern; use a generated secret"
+    return None
+
+
+def tenant_problems(tenant: Tenant, *, sandbox: bool, only: set[str] | None = None) -> dict[str, list[str]]:
+    """What load-time validation refuses in a tenant: weak or public secrets, and vendor base
+    URLs that are not https (plain http only with SANDBOX=1). `only`: check these fields only."""
+    problems: dict[str, list[str]] = {}
+    for name in STRONG_SECRET_FIELDS:
+        if only is None or name in only:
+            problem = secret_problem(getattr(tenant, name), sandbox=sandbox)
+            if problem:
+                problems[name] = [problem]
+    for name in TENANT_HTTPS_ONLY:
+        if only is None or name in only:
+            url = getattr(tenant, name)
+            if url and not sandbox and not url.startswith("https://"):
+                problems[name] = ["must be an https:// URL (plain http only with SANDBOX=1)"]
+    return problems
+
+
+def _with_previous(current: str, previous: str, until: float, now: float) -> tuple[str, ...]:
+    values = [current] if current else []
+    if previous and now < until:
+        values.extend(v for v in previous.split("\n") if v and v not in values)
+    return tuple(values)
+
+
 @dataclass(frozen=True)
 class Tenant:
     """One brand: its SFMC package and Rokt Calendar account. Secrets never print."""
@@ -111,14 +183,39 @@ class Tenant:
     rokt_webhook_secret_previous: str = field(default="", repr=False)
     rokt_webhook_previous_until: float = 0.0
     resumed_at: float = 0.0  # when last enabled after being disabled: work that waited restarts its budget
+    # The webhook URL's last path segment (`/t/<t>/webhooks/rokt/<token>`): a bearer token of its
+    # own, never the HMAC key; rotated with the webhook secret (its previous ones share the grace
+    # period). Path mode off, or no token: header-only (X-Rokt-Signature).
+    rokt_webhook_path_token: str = field(default="", repr=False)
+    rokt_webhook_path_mode: bool = True
+    rokt_webhook_path_token_previous: str = field(default="", repr=False)
+    # a changed JWT signing secret: the previous one(s) still verify until this epoch second
+    jb_jwt_secret_previous: str = field(default="", repr=False)
+    jb_jwt_previous_until: float = 0.0
 
     def webhook_secrets(self, now: float) -> tuple[str, ...]:
         """The secrets a webhook may be signed with now: the current one, and the previous ones
         during their grace period."""
-        secrets = [self.rokt_webhook_secret] if self.rokt_webhook_secret else []
-        if self.rokt_webhook_secret_previous and now < self.rokt_webhook_previous_until:
-            secrets.extend(s for s in self.rokt_webhook_secret_previous.split("\n") if s)
-        return tuple(secrets)
+        return _with_previous(
+            self.rokt_webhook_secret, self.rokt_webhook_secret_previous, self.rokt_webhook_previous_until, now
+        )
+
+    def webhook_path_tokens(self, now: float) -> tuple[str, ...]:
+        """The path tokens the webhook URL may carry now; none when path mode is off."""
+        if not self.rokt_webhook_path_mode:
+            return ()
+        return _with_previous(
+            self.rokt_webhook_path_token,
+            self.rokt_webhook_path_token_previous,
+            self.rokt_webhook_previous_until,
+            now,
+        )
+
+    def jwt_secrets(self, now: float) -> tuple[str, ...]:
+        """The secrets an execute JWT (and an activity UI session) may be signed with now."""
+        return _with_previous(
+            self.jb_jwt_secret, self.jb_jwt_secret_previous, self.jb_jwt_previous_until, now
+        )
 
 
 # Tenant fields that hold a secret: sealed at rest in the registry, never shown or logged.
@@ -129,6 +226,9 @@ SECRET_TENANT_FIELDS = frozenset(
         "sfmc_client_secret",
         "rokt_webhook_secret",
         "rokt_webhook_secret_previous",
+        "rokt_webhook_path_token",
+        "rokt_webhook_path_token_previous",
+        "jb_jwt_secret_previous",
     }
 )
 # Fields the registry keeps that no TOML table or env var sets.
@@ -140,6 +240,9 @@ REGISTRY_ONLY_FIELDS = frozenset(
         "rokt_webhook_secret_previous",
         "rokt_webhook_previous_until",
         "resumed_at",
+        "rokt_webhook_path_token_previous",
+        "jb_jwt_secret_previous",
+        "jb_jwt_previous_until",
     }
 )
 # the keys of a `[tenants.<name>]` table, and (upper-cased) the env vars of the `default` tenant
@@ -158,6 +261,12 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"  # json lines for collectors; text for a terminal
     exporter_port: int = 9808
+    # retention of contact data in Redis (pipeline/privacy.py; 0 = no end)
+    dead_letter_retention_days: int = 30
+    subscription_retention_days: int = 0
+    ended_subscription_retention_days: int = 30
+    webhook_receipt_days: int = 7
+    erasure_audit_days: int = 730
     reconcile_queued_after: float = 600.0
     reconcile_confirm_after: float = 900.0
     reconcile_final_after: float = 7200.0
@@ -179,6 +288,10 @@ class Settings:
     # where tenants created at run time (sign-in, `tenants add`) reach Rokt unless they say otherwise
     rokt_api_default_base_url: str = "https://api.roktcalendar.com"
     webhook_secret_grace_hours: float = 72.0
+    jwt_secret_grace_hours: float = 24.0
+    # failed execute/webhook authentications per tenant and client address before a 429 (0: off)
+    auth_failure_limit: int = 20
+    auth_failure_window_seconds: int = 300
     tenant_refresh_seconds: float = 2.0
     sandbox: bool = False
 
@@ -205,6 +318,11 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": str.upper,
     "log_format": _log_format,
     "exporter_port": int,
+    "dead_letter_retention_days": _non_negative_int,
+    "subscription_retention_days": _non_negative_int,
+    "ended_subscription_retention_days": _non_negative_int,
+    "webhook_receipt_days": _non_negative_int,
+    "erasure_audit_days": _non_negative_int,
     "reconcile_queued_after": float,
     "reconcile_confirm_after": float,
     "reconcile_final_after": float,
@@ -220,6 +338,9 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "mc_allowed_origins": parse_origin_patterns,
     "rokt_api_default_base_url": lambda value: value.rstrip("/"),
     "webhook_secret_grace_hours": float,
+    "jwt_secret_grace_hours": float,
+    "auth_failure_limit": int,
+    "auth_failure_window_seconds": int,
     "tenant_refresh_seconds": float,
     "sandbox": _flag,
 }
@@ -232,7 +353,7 @@ _MEANINGS: list[tuple[str, str]] = [
         "TENANTS_FILE",
         "TOML file of pinned tenants; without it, any tenant variable below pins one tenant `default`",
     ),
-    ("JB_JWT_SECRET", "JWT signing secret of the installed package"),
+    ("JB_JWT_SECRET", "JWT signing secret of the installed package (≥32 characters, no sandbox secret)"),
     ("ROKT_API_BASE_URL", "Rokt Calendar API"),
     ("ROKT_CLIENT_ID", "Rokt OAuth client id"),
     ("ROKT_CLIENT_SECRET", "Rokt OAuth client secret"),
@@ -245,7 +366,16 @@ _MEANINGS: list[tuple[str, str]] = [
     ("SFMC_STATUS_DE_KEY", "external key of the status data extension"),
     ("SFMC_SUBSCRIPTION_DE_KEY", "external key of the subscription DE"),
     ("SFMC_RATE_LIMIT", "SFMC REST calls per second per MID, global"),
-    ("ROKT_WEBHOOK_SECRET", "shared secret for webhook authentication"),
+    (
+        "ROKT_WEBHOOK_SECRET",
+        "HMAC key of webhook signatures (`X-Rokt-Signature`); ≥32 characters, no sandbox secret",
+    ),
+    (
+        "ROKT_WEBHOOK_PATH_TOKEN",
+        "bearer token of the webhook URL `/t/<tenant>/webhooks/rokt/<token>` (≥32 characters, "
+        "not the HMAC key); unset: header-only",
+    ),
+    ("ROKT_WEBHOOK_PATH_MODE", "`false`: the URL token is refused, webhooks must be signed (header-only)"),
     ("ROKT_ACCOUNT_ID", "Rokt Calendar account id (shown in App Settings)"),
     ("SFMC_EID", "enterprise id of the SFMC account: an admin of it who signs in manages this tenant"),
     ("SFMC_TSSD", "the SFMC account's tenant subdomain"),
@@ -257,6 +387,26 @@ _MEANINGS: list[tuple[str, str]] = [
     ("LOG_LEVEL", "logging level of every process"),
     ("LOG_FORMAT", "`json` (one JSON object a line, for a log collector) or `text` (for a terminal)"),
     ("EXPORTER_PORT", "port of `rokt-sfmc exporter` (Prometheus metrics read from Redis at scrape time)"),
+    (
+        "DEAD_LETTER_RETENTION_DAYS",
+        "days a dead letter is kept from its failure (and a replayed one from its replay); 0: no end",
+    ),
+    (
+        "SUBSCRIPTION_RETENTION_DAYS",
+        "days a live subscription's state is kept after its last event; 0: while it is live",
+    ),
+    (
+        "ENDED_SUBSCRIPTION_RETENTION_DAYS",
+        "days an unsubscribed or removed subscription's state is kept; 0: no end",
+    ),
+    (
+        "WEBHOOK_RECEIPT_DAYS",
+        "days a webhook receipt is kept: the envelope until processed, then its dedupe marker only",
+    ),
+    (
+        "ERASURE_AUDIT_DAYS",
+        "days the record of an erasure (`rokt-sfmc forget`, no contact data) is kept; 0: no end",
+    ),
     ("RECONCILE_QUEUED_AFTER", "seconds before a still-queued execution is re-driven"),
     ("RECONCILE_CONFIRM_AFTER", "seconds before an unconfirmed accepted execution is checked at Rokt"),
     ("RECONCILE_FINAL_AFTER", "seconds an accepted execution may stay unconfirmed before it fails"),
@@ -282,9 +432,26 @@ _MEANINGS: list[tuple[str, str]] = [
         "ROKT_API_DEFAULT_BASE_URL",
         "Rokt Calendar API of tenants created by sign-in or `tenants add` without their own",
     ),
-    ("WEBHOOK_SECRET_GRACE_HOURS", "hours the previous webhook secret is still accepted after a rotation"),
+    (
+        "WEBHOOK_SECRET_GRACE_HOURS",
+        "hours the previous webhook secret and path token are still accepted after a rotation",
+    ),
+    (
+        "JWT_SECRET_GRACE_HOURS",
+        "hours the previous JWT signing secret still verifies executes and activity UI sessions after "
+        "it is changed in App Settings or `tenants update` (0: at once)",
+    ),
+    (
+        "AUTH_FAILURE_LIMIT",
+        "failed execute/webhook authentications per tenant and client address within the window "
+        "before answers become 429 with Retry-After (0: no limit)",
+    ),
+    ("AUTH_FAILURE_WINDOW_SECONDS", "the window of AUTH_FAILURE_LIMIT, in seconds"),
     ("TENANT_REFRESH_SECONDS", "seconds before a process sees a tenant added or changed in App Settings"),
-    ("SANDBOX", "`1` only with the sandbox simulators (plain-http vendor URLs, sandbox secrets)"),
+    (
+        "SANDBOX",
+        "`1` only with the sandbox simulators (plain-http vendor URLs, the sandbox's published secrets)",
+    ),
 ]
 
 
@@ -326,6 +493,16 @@ def _pinned(name: str, values: Mapping[str, object], where: str) -> Tenant:
     return tenant_from_mapping(name, {**values, "pinned": True})
 
 
+def _check_pinned(tenants: Mapping[str, Tenant], sandbox: bool, tenants_file: str | None) -> None:
+    """Refuse to start with a weak or public secret, or a plain-http vendor URL, naming the
+    tenant and the key (the env var of the `default` tenant, the TOML key of a file's)."""
+    for name, tenant in tenants.items():
+        for key, messages in tenant_problems(tenant, sandbox=sandbox).items():
+            where = f"{tenants_file}: tenant {name!r}: {key}" if tenants_file else None
+            where = where or f"tenant {name!r}: {key.upper()}"
+            raise ValueError(f"{where}: {messages[0]}")
+
+
 def load_tenants(env: Mapping[str, str]) -> dict[str, Tenant]:
     path = env.get("TENANTS_FILE")
     if path:
@@ -358,6 +535,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         for name in _HTTPS_ONLY:
             if getattr(settings, name) and not getattr(settings, name).startswith("https://"):
                 raise ValueError(f"{name.upper()}: must be an https:// URL (plain http only with SANDBOX=1)")
+        if any(key in KNOWN_PUBLIC_SECRETS for key in settings.secret_key):
+            raise ValueError("SECRET_KEY: is a published sandbox key (accepted only with SANDBOX=1)")
+    _check_pinned(settings.tenants, settings.sandbox, env.get("TENANTS_FILE") or None)
     return settings
 
 

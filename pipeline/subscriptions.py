@@ -70,6 +70,34 @@ DE_COLUMNS = (
 MATCHED = "matched"
 CREATED = "created"
 
+# Spreadsheet formula injection (OWASP "CSV Injection"): a cell starting with = + - @, TAB or CR
+# (and LF, to be safe) may run as a formula when an SFMC export of the data extension is opened
+# in a spreadsheet. Such a text value is sent with a leading single quote (OWASP's advice), in
+# every row we build, webhook or backfill. Never altered: the values that are identities, which
+# must match byte for byte across SFMC, Rokt and our Redis keys (the primary key, the contact key
+# SubscriberExternalId, Email, Rokt's ids) and the values we write ourselves (dates, ContactMatch).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+VERBATIM_COLUMNS = frozenset(
+    {
+        "CalendarSubscriptionId",
+        "SubscriberExternalId",
+        "Email",
+        "EventId",
+        "accountId",
+        "calendarId",
+        "RemovedDateTime",
+        "ContactMatch",
+        "UpdatedAt",
+    }
+)
+
+
+def neutralise(value: Any) -> Any:
+    """A text that a spreadsheet would read as a formula, prefixed with `'`; anything else as is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
 
 def sfmc_date(value: str | None) -> str:
     """Rokt's `2020-05-06 01:18:49.755190` (UTC, space, microseconds) -> `2020-05-06T01:18:49Z`."""
@@ -130,7 +158,13 @@ def merge(state: dict[str, list[Any]], incoming: dict[str, Any], rank: int) -> d
 
 
 def row_from_state(state: dict[str, list[Any]], contact_match: str) -> dict[str, Any]:
-    values = {name: value for name, (value, _rank) in state.items() if name != "CalendarSubscriptionId"}
+    """The DE row of a merged state; text values neutralised against formula injection (the
+    stored state keeps them as received)."""
+    values = {
+        name: value if name in VERBATIM_COLUMNS else neutralise(value)
+        for name, (value, _rank) in state.items()
+        if name != "CalendarSubscriptionId"
+    }
     values["ContactMatch"] = contact_match
     values["UpdatedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
     return {"keys": {"CalendarSubscriptionId": state["CalendarSubscriptionId"][0]}, "values": values}
@@ -192,6 +226,27 @@ def _index_in(
             pipe.sadd(_contact_subs_key(tenant, new_key), subscription_id)
         else:
             pipe.srem(_contact_subs_key(tenant, new_key), subscription_id)
+
+
+ENDED_SUBSCRIPTION_RETENTION_DAYS = 30  # defaults of the settings; 0 = no end
+SUBSCRIPTION_RETENTION_DAYS = 0  # a live subscription is kept while live unless this is set
+
+
+def _retention_in(pipe: redis.client.Pipeline, rt: Runtime, tenant: str, state: dict[str, list[Any]]) -> None:
+    """Queue the state's expiry (inside the caller's transaction), counted from this write: an
+    ended subscription after ENDED_SUBSCRIPTION_RETENTION_DAYS, a live one (and its contact's
+    index) after SUBSCRIPTION_RETENTION_DAYS without an event when that is set."""
+    key, live = _indexed_as(state)
+    ended_days = getattr(rt.settings, "ended_subscription_retention_days", ENDED_SUBSCRIPTION_RETENTION_DAYS)
+    live_days = getattr(rt.settings, "subscription_retention_days", SUBSCRIPTION_RETENTION_DAYS)
+    days = float(live_days if live else ended_days)
+    sub_key = _sub_key(tenant, state["CalendarSubscriptionId"][0])
+    if days > 0:
+        pipe.expire(sub_key, int(days * 86400))
+        if live and key:
+            pipe.expire(_contact_subs_key(tenant, key), int(days * 86400))
+    else:
+        pipe.persist(sub_key)
 
 
 def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
@@ -256,6 +311,7 @@ def apply_subscription(
         pipe.multi()
         pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
         _index_in(pipe, tenant, before, state)
+        _retention_in(pipe, rt, tenant, state)
         pipe.set(applied_key, "1", ex=7 * 86400)
         box.append_in(pipe, row_from_state(state, match))
         if event_type == SUBSCRIBE:
@@ -301,6 +357,7 @@ def merge_backfill(rt: Runtime, tenant: str, attrs: dict[str, Any], contact_matc
         pipe.multi()
         pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
         _index_in(pipe, tenant, before, state)
+        _retention_in(pipe, rt, tenant, state)
         return row_from_state(state, contact_match)
 
     return rt.redis.transaction(apply, sub_key, value_from_callable=True)

@@ -31,6 +31,7 @@ from pipeline.settings import (
     Settings,
     Tenant,
     tenant_from_mapping,
+    tenant_problems,
 )
 from pipeline.store import PREFIX, tenant_key
 from pipeline.vocabulary import SfmcAuthMode, TenantStatus
@@ -47,6 +48,7 @@ VERSION_KEY = f"{REGISTRY_PREFIX}:version"  # incremented by every change
 EID_PATTERN = re.compile(r"^[0-9A-Za-z]{1,32}$")
 WEBHOOK_SECRET_BYTES = 32
 MAX_PREVIOUS_WEBHOOK_SECRETS = 4
+MAX_PREVIOUS_JWT_SECRETS = 4
 PREVIOUS_SEPARATOR = "\n"  # generated secrets are URL-safe: never a newline
 MODIFY_ATTEMPTS = 20
 # The settings a vendor token is issued for: when one changes, the cached token is dropped.
@@ -97,6 +99,10 @@ def missing_settings(tenant: Tenant, has_refresh_token: bool = False) -> list[st
             if not getattr(tenant, n)
         )
     return missing
+
+
+def _with_mode_on(tenant: Tenant) -> Tenant:
+    return replace(tenant, rokt_webhook_path_mode=True)
 
 
 def tenant_name_for_eid(eid: str) -> str:
@@ -280,6 +286,7 @@ class TenantRegistry:
         defaults = {"rokt_api_base_url": self.settings.rokt_api_default_base_url}
         tenant = tenant_from_mapping(name, {**defaults, **settable, "status": TenantStatus.PENDING.value})
         self._check_eid_free(tenant.sfmc_eid, name)
+        self._check_values(tenant)
 
         def create(current: Tenant | None) -> Tenant:
             if current is not None:
@@ -289,6 +296,16 @@ class TenantRegistry:
         if name in self.pinned:
             raise ValueError(f"tenant {name!r} exists")
         return self._modify(name, create)
+
+    def _check_values(self, tenant: Tenant, before: Tenant | None = None) -> None:
+        """Weak or published secrets and plain-http vendor URLs are refused (a ValidationError
+        naming the field); on an update only the fields it changes are checked."""
+        only = None
+        if before is not None:
+            only = {f for f in asdict(tenant) if getattr(tenant, f) != getattr(before, f)}
+        problems = tenant_problems(tenant, sandbox=self.settings.sandbox, only=only)
+        if problems:
+            raise ValidationError(problems)
 
     def _check_eid_free(self, eid: str, name: str) -> None:
         if not eid:
@@ -309,12 +326,31 @@ class TenantRegistry:
         }
 
         def apply(current: Tenant | None) -> Tenant:
-            values = {k: v for k, v in asdict(self._existing(name)(current)).items() if k != "name"}
+            current = self._existing(name)(current)
+            values = {k: v for k, v in asdict(current).items() if k != "name"}
             tenant = tenant_from_mapping(name, {**values, **kept})
             self._check_eid_free(tenant.sfmc_eid, name)
-            return tenant
+            self._check_values(tenant, before=current)
+            return self._keep_previous_jwt_secret(current, tenant)
 
         return self._modify(name, apply)
+
+    def _keep_previous_jwt_secret(self, current: Tenant, tenant: Tenant) -> Tenant:
+        """A changed JWT signing secret: the earlier one(s) still verify for
+        `JWT_SECRET_GRACE_HOURS` (executes JB signed before the change and is retrying, activity
+        UI sessions signed with it), then expire. No restart: the version bump propagates."""
+        if tenant.jb_jwt_secret == current.jb_jwt_secret or not current.jb_jwt_secret:
+            return tenant
+        grace = getattr(self.settings, "jwt_secret_grace_hours", 0.0) * 3600
+        if grace <= 0:
+            return replace(tenant, jb_jwt_secret_previous="", jb_jwt_previous_until=0.0)
+        now = time.time()
+        earlier = [s for s in current.jwt_secrets(now) if s != tenant.jb_jwt_secret]
+        return replace(
+            tenant,
+            jb_jwt_secret_previous=PREVIOUS_SEPARATOR.join(earlier[:MAX_PREVIOUS_JWT_SECRETS]),
+            jb_jwt_previous_until=now + grace if earlier else 0.0,
+        )
 
     def set_status(self, name: str, status: TenantStatus) -> Tenant:
         """Disable or enable (an enabled tenant that still misses settings stays pending). On
@@ -385,22 +421,31 @@ class TenantRegistry:
         return tenant
 
     def rotate_webhook_secret(self, name: str) -> str:
-        """A new webhook secret, returned once. Every earlier secret still in its grace period
-        stays accepted until `WEBHOOK_SECRET_GRACE_HOURS` after this rotation, so Rokt's management
-        centre can be updated meanwhile (whichever of them it holds)."""
+        """A new webhook secret (the HMAC key), returned once, and a new URL path token (its own
+        random value: App Settings shows the URL with it). Every earlier secret and path token
+        still in its grace period stays accepted until `WEBHOOK_SECRET_GRACE_HOURS` after this
+        rotation, so Rokt's management centre can be updated meanwhile (whichever it holds)."""
         new = secrets.token_urlsafe(WEBHOOK_SECRET_BYTES)
+        new_token = secrets.token_urlsafe(WEBHOOK_SECRET_BYTES)
         now = time.time()
 
         def apply(current: Tenant | None) -> Tenant:
             current = self._existing(name)(current)
-            earlier = [current.rokt_webhook_secret] if current.rokt_webhook_secret else []
-            earlier += [s for s in current.webhook_secrets(now)[1:] if s not in earlier]
+            earlier = list(current.webhook_secrets(now))
+            tokens = list(
+                _with_mode_on(current).webhook_path_tokens(now)
+            )  # kept whatever the mode: it may be switched on again
+            keep = bool(earlier or tokens)
             return replace(
                 current,
                 rokt_webhook_secret=new,
                 rokt_webhook_secret_previous=PREVIOUS_SEPARATOR.join(earlier[:MAX_PREVIOUS_WEBHOOK_SECRETS]),
+                rokt_webhook_path_token=new_token,
+                rokt_webhook_path_token_previous=PREVIOUS_SEPARATOR.join(
+                    tokens[:MAX_PREVIOUS_WEBHOOK_SECRETS]
+                ),
                 rokt_webhook_previous_until=now + self.settings.webhook_secret_grace_hours * 3600
-                if earlier
+                if keep
                 else 0.0,
             )
 

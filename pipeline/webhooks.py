@@ -31,6 +31,12 @@ from schemas.rokt_webhook import (
 log = logging.getLogger(__name__)
 
 RECEIPT_TTL_SECONDS = 7 * 86400  # Rokt retries 30 min; manual re-sends from its dashboard later
+WEBHOOK_RECEIPT_DAYS = RECEIPT_TTL_SECONDS // 86400  # default of the setting
+
+
+def receipt_ttl_seconds(settings: Any) -> int:
+    """How long a receipt (the dedupe marker, and the envelope until it is processed) is kept."""
+    return int(float(getattr(settings, "webhook_receipt_days", WEBHOOK_RECEIPT_DAYS)) * 86400)
 
 
 class NotYetAccepted(Exception):
@@ -41,10 +47,12 @@ def _receipt_key(tenant: str, event_id: str) -> str:
     return tenant_key(tenant, "webhook", event_id)
 
 
-def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any]) -> bool:
+def claim_webhook(
+    r: redis.Redis, tenant: str, envelope: dict[str, Any], ttl_seconds: int = RECEIPT_TTL_SECONDS
+) -> bool:
     """True for the first delivery of this eventId (the caller enqueues it)."""
     stored = json.dumps(envelope, sort_keys=True)
-    claimed = bool(r.set(_receipt_key(tenant, envelope["eventId"]), stored, nx=True, ex=RECEIPT_TTL_SECONDS))
+    claimed = bool(r.set(_receipt_key(tenant, envelope["eventId"]), stored, nx=True, ex=ttl_seconds))
     pipe = r.pipeline()
     pipe.set(last_webhook_key(tenant), time.time())
     pipe.hincrby(tenant_key(tenant, "webhook-counts"), "received" if claimed else "duplicates", 1)
@@ -72,10 +80,32 @@ def release_webhook(r: redis.Redis, tenant: str, event_id: str) -> None:
 
 
 def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
-    """Apply one stored webhook; returns the outbox kinds it appended to (to schedule flushes)."""
+    """Apply one stored webhook; returns the outbox kinds it appended to (to schedule flushes).
+    Once applied, the receipt keeps only what dedupe needs (no contact data) until it expires."""
     kinds = _apply_webhook(rt, tenant, event_id)
+    strip_receipt(rt.redis, tenant, event_id, "processed")
     rt.redis.zrem(open_webhooks_key(tenant), event_id)
     return kinds
+
+
+def receipt_key(tenant: str, event_id: str) -> str:
+    """The stored envelope of one webhook (a string; JSON), kept RECEIPT_TTL at most."""
+    return _receipt_key(tenant, event_id)
+
+
+def strip_receipt(r: redis.Redis, tenant: str, event_id: str, why: str) -> bool:
+    """Replace a stored envelope with a marker of its eventId and type (its TTL unchanged), so a
+    redelivery is still refused as a duplicate; False when no receipt was stored."""
+    key = _receipt_key(tenant, event_id)
+    raw = r.get(key)
+    if raw is None:
+        return False
+    try:
+        event_type = json.loads(raw).get("eventType", "")
+    except ValueError:
+        event_type = ""
+    marker = json.dumps({"eventId": event_id, "eventType": event_type, "stripped": why}, sort_keys=True)
+    return bool(r.set(key, marker, xx=True, keepttl=True))
 
 
 def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
@@ -84,6 +114,9 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind,
         log.warning("webhook %s of tenant %s no longer stored (expired?)", event_id, tenant)
         return ()
     envelope = json.loads(raw)
+    if envelope.get("stripped"):  # applied before (a redelivered task), or erased by `forget`
+        log.info("webhook %s of tenant %s already %s", event_id, tenant, envelope["stripped"])
+        return ()
     kind, details = envelope["eventType"], envelope["eventDetails"]
     if kind in SUBSCRIPTION_TYPES:
         attrs = attributes(event_id, details, load_subscription(details))

@@ -2,7 +2,7 @@
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
 
-from pipeline.render import PLACEHOLDER, resolve_time_zone
+from pipeline.render import FIELD_LIMITS, PLACEHOLDER, resolve_time_zone
 
 POLICIES = ("strict", "blank")
 # what the store adds to a template (and the API to an item): an update may send them back as
@@ -14,9 +14,10 @@ class TemplateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    title = fields.String(required=True, validate=validate.Length(min=1, max=500))
-    description = fields.String(load_default="", validate=validate.Length(max=8000))
-    location = fields.String(load_default="", validate=validate.Length(max=2000))
+    # the same caps the renderer applies to the rendered fields (pipeline.render.FIELD_LIMITS)
+    title = fields.String(required=True, validate=validate.Length(min=1, max=FIELD_LIMITS["title"]))
+    description = fields.String(load_default="", validate=validate.Length(max=FIELD_LIMITS["description"]))
+    location = fields.String(load_default="", validate=validate.Length(max=FIELD_LIMITS["location"]))
     start = fields.String(required=True, validate=validate.Length(min=1, max=200))
     end = fields.String(load_default="", validate=validate.Length(max=200))
     timezone = fields.String(required=True)

@@ -39,3 +39,8 @@ class TenantSchema(Schema):
     rokt_webhook_secret_previous = fields.String()
     rokt_webhook_previous_until = fields.Float()
     resumed_at = fields.Float()
+    rokt_webhook_path_token = fields.String()
+    rokt_webhook_path_mode = fields.Boolean()
+    rokt_webhook_path_token_previous = fields.String()
+    jb_jwt_secret_previous = fields.String()
+    jb_jwt_previous_until = fields.Float()

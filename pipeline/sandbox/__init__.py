@@ -15,6 +15,7 @@ SANDBOX_ACCOUNT_CODE = "sandbox"
 SANDBOX_MID = "100000001"
 SANDBOX_JWT_SECRET = "sandbox-jwt-signing-secret-0123456789abcdef"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
+SANDBOX_WEBHOOK_PATH_TOKEN = "sandbox-webhook-path-token-0123456789abcdef"
 SANDBOX_SECRET_KEY = "sandbox-secret-key-for-sealing-tenant-secrets-0123456789"
 SANDBOX_EID = "100000000"
 SANDBOX_TSSD = "sandbox"
@@ -49,6 +50,7 @@ def sandbox_env(rokt_url: str, sfmc_url: str) -> dict[str, str]:
         "SFMC_CLIENT_SECRET": sfmc.DEFAULT_CLIENT_SECRET,
         "SFMC_ACCOUNT_ID": SANDBOX_MID,
         "ROKT_WEBHOOK_SECRET": SANDBOX_WEBHOOK_SECRET,
+        "ROKT_WEBHOOK_PATH_TOKEN": SANDBOX_WEBHOOK_PATH_TOKEN,
     }
 
 

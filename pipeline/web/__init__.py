@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 
 from flask import Flask, Response, g, request
+from werkzeug.exceptions import LengthRequired, RequestEntityTooLarge
 
 from pipeline import dispatch, logsetup
 from pipeline.runtime import Runtime
@@ -45,6 +46,24 @@ def _bind_request_context() -> None:
     g.log_context_token = logsetup.replace(requestId=g.request_id, tenant=tenant)
 
 
+def _body_within_cap() -> None:
+    """413 for any body over MAX_BODY_BYTES, chunked ones included. Werkzeug stops reading a
+    chunked body at MAX_CONTENT_LENGTH without an error (a silent cut: the view would see a
+    truncated body), so the stream's limit is one byte more and an over-long body is refused
+    here, read once (the views' `get_data` then use the cached bytes). A server that does not
+    terminate a chunked body (no `wsgi.input_terminated`) would hand us an empty one: 411."""
+    if request.content_length is not None:
+        if request.content_length > MAX_BODY_BYTES:
+            raise RequestEntityTooLarge()
+        return
+    if "chunked" not in request.headers.get("Transfer-Encoding", "").lower():
+        return
+    if "wsgi.input_terminated" not in request.environ:
+        raise LengthRequired("a chunked body cannot be read by this server; send Content-Length")
+    if len(request.get_data(cache=True)) > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+
+
 def _echo_request_id(response: Response) -> Response:
     request_id = g.get("request_id")
     if request_id:
@@ -65,10 +84,11 @@ def create_app(
     logsetup.configure_logging(settings, "web")  # once per process (a no-op when already done)
     install_log_redaction()
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1  # one more: see _body_within_cap
     app.extensions["rsf.runtime"] = runtime or Runtime(settings)
     # first and last: every line of a request carries its id, every answer echoes it
     app.before_request(_bind_request_context)
+    app.before_request(_body_within_cap)
     app.after_request(_echo_request_id)
     app.teardown_request(_unbind_request_context)
     app.extensions["rsf.enqueue"] = enqueue or dispatch.enqueue_execution

@@ -9,6 +9,7 @@ never `X-Frame-Options` (which cannot name Journey Builder's per-stack origin).
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
 from pipeline.templates import TemplateNotFound, get_template
 from pipeline.vocabulary import TenantStatus
-from pipeline.web.errors import ApiError
-from pipeline.web.jwt_auth import InvalidJwt, verify_execute_jwt
+from pipeline.web.auth_failures import record_failure, refuse_if_limited
+from pipeline.web.errors import MAX_JSON_DEPTH, ApiError
+from pipeline.web.jwt_auth import InvalidJwt, JwtPayloadTooDeep, verify_execute_jwt
 from schemas.jb_execute import ExecuteSchema, merge_in_arguments, release_problems
 
 log = logging.getLogger(__name__)
@@ -208,12 +210,14 @@ def validate(tenant: str):
     """Check what can be checked without a JWT: tenant credentials and, when the body carries
     the activity's inArguments, the saved configuration (template named and existing, release
     options). Journey Builder's own validate call carries only ids (activityObjectID, ...),
-    never inArguments (sfmc-custom-activity.md §2.2): then only the credentials are checked."""
+    never inArguments (sfmc-custom-activity.md §2.2): then only the credentials are checked.
+    The call is unauthenticated: which settings a tenant lacks is logged, never answered."""
     config = _tenant(tenant)
     problems: dict[str, list[str]] = {}
-    for name in ("jb_jwt_secret", "rokt_client_id", "rokt_account_code", "sfmc_client_id"):
-        if not getattr(config, name):
-            problems[name] = ["not configured for this tenant"]
+    missing = _runtime().registry.missing(config.name)
+    if missing:
+        log.warning("validate: tenant %s cannot run the activity yet; missing %s", tenant, ", ".join(missing))
+        problems["tenant"] = ["this tenant is not fully configured yet (see App Settings)"]
     body = _lifecycle_body()
     arguments = body.get("arguments")
     execute = arguments.get("execute") if isinstance(arguments, dict) else None
@@ -244,13 +248,20 @@ def _configuration_problems(tenant: str, in_arguments: list[dict[str, Any]]) -> 
 
 @activity.post("/execute")
 def execute(tenant: str):
-    config = _tenant(tenant)
-    if not config.jb_jwt_secret:
-        raise ApiError(503, "not_configured", "tenant has no JWT signing secret configured")
+    """An unknown tenant, a tenant without a signing secret and a JWT that does not verify all
+    answer 401 `unauthorized` alike (the reason is logged); repeated failures from one address 429."""
+    config = _runtime().registry.get(tenant)
+    refuse_if_limited(config.name if config else None, "execute")
+    raw = request.get_data(cache=False)
+    if config is None:
+        raise record_failure(None, "execute", "unknown tenant")
     try:
-        claims = verify_execute_jwt(request.get_data(cache=False), config.jb_jwt_secret)
+        claims = verify_execute_jwt(raw, config.jwt_secrets(time.time()))
     except InvalidJwt as exc:
-        raise ApiError(401, "invalid_jwt", exc.reason) from exc
+        raise record_failure(config.name, "execute", exc.reason) from exc
+    except JwtPayloadTooDeep as exc:
+        message = f"JWT payload nested deeper than {MAX_JSON_DEPTH} levels"
+        raise ApiError(400, "invalid_payload", message) from exc
     try:
         payload = EXECUTE_SCHEMA.load(claims)
     except ValidationError as exc:

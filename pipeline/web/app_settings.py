@@ -4,7 +4,9 @@ Server-rendered (templates/app/, static/app/: no CDN). The tenant is always the 
 (`require_app_session`), never a name from the URL or a form, so one account's admin can neither
 read nor change another's. Secrets are write-only: the page says "set" or "not set", an empty
 input keeps the stored value, and no answer ever carries one, except the new webhook secret,
-shown once right after its rotation. Every POST needs the session's CSRF token.
+shown once right after its rotation, and the webhook URL's path token (path mode), which the
+admin must copy into Rokt's management centre: it is a bearer token of the URL only, never the
+HMAC key. Every POST needs the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -115,7 +117,8 @@ def _page(
             errors=errors or {},
             saved=saved,
             panel=status_panel(tenant),
-            webhook_url=f"{settings.public_base_url}/t/{tenant.name}/webhooks/rokt",
+            webhook_url=webhook_url(settings.public_base_url, tenant),
+            path_mode=tenant.rokt_webhook_path_mode,
             new_webhook_secret=new_webhook_secret,
             grace_hours=settings.webhook_secret_grace_hours,
             csrf_token=csrf_token(session),
@@ -124,6 +127,15 @@ def _page(
     )
     response.status_code = status
     return response
+
+
+def webhook_url(base: str, tenant: Tenant) -> str:
+    """Where Rokt sends webhooks: with the path token when path mode is on and a token exists
+    (Rokt signs nothing), else the header-only URL (webhooks signed with X-Rokt-Signature)."""
+    url = f"{base}/t/{tenant.name}/webhooks/rokt"
+    if tenant.rokt_webhook_path_mode and tenant.rokt_webhook_path_token:
+        return f"{url}/{tenant.rokt_webhook_path_token}"
+    return url
 
 
 @app_settings.get("/settings")
@@ -204,6 +216,20 @@ def rotate_webhook():
         return error_page(403, "Read-only", "This tenant is configured by the operator; change it there.")
     log.info("webhook secret rotated: tenant %s", tenant.name)
     return _page(_runtime().registry.get(tenant.name) or tenant, new_webhook_secret=secret)
+
+
+@app_settings.post("/settings/webhook/mode")
+@require_app_session
+def webhook_mode():
+    """Path mode on (the URL's token authenticates) or off (header-only: signed webhooks)."""
+    tenant: Tenant = g.app_tenant
+    wanted = request.form.get("path_mode") == "on"
+    try:
+        updated = _runtime().registry.update(tenant.name, {"rokt_webhook_path_mode": wanted})
+    except TenantPinned:
+        return error_page(403, "Read-only", "This tenant is configured by the operator; change it there.")
+    log.info("webhook path mode %s: tenant %s", "on" if wanted else "off", tenant.name)
+    return _page(updated)
 
 
 @app_settings.post("/install")

@@ -3,11 +3,13 @@
 Views ``raise ApiError(status, error, message, **extra)``; ``register_error_handlers`` turns it,
 werkzeug's HTTP errors (404, 405, 413, ...) and any unexpected exception into
 ``{"error": ..., "message": ..., **extra}``. Every 503 carries ``Retry-After`` so that Journey
-Builder and Rokt retry later rather than give up.
+Builder and Rokt retry later rather than give up; an ApiError may add headers of its own (a 429's
+Retry-After).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -17,16 +19,21 @@ from werkzeug.exceptions import HTTPException
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+# deeper JSON is refused before anything walks it recursively (json, marshmallow, logging)
+MAX_JSON_DEPTH = 32
 
 
 class ApiError(Exception):
     """A deliberate error answer: `status` with `{"error", "message", **extra}` as its body."""
 
-    def __init__(self, status: int, error: str, message: str, **extra: Any) -> None:
+    def __init__(
+        self, status: int, error: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(f"{status} {error}: {message}")
         self.status = status
         self.error = error
         self.message = message
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -39,8 +46,36 @@ def json_response(status: int, /, **body: Any) -> Response:
     return response
 
 
+def json_depth_exceeds(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when arrays/objects nest deeper than `limit` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON, or a 400: not JSON, or nested deeper than MAX_JSON_DEPTH (never a
+    RecursionError, which would be a 503 and a retry storm)."""
+    try:
+        value = json.loads(raw)
+    except RecursionError as exc:
+        raise ApiError(400, "invalid_json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", "body is not JSON") from exc
+    if json_depth_exceeds(value):
+        raise ApiError(400, "invalid_json", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
 def _api_error(exc: ApiError) -> Response:
-    return json_response(exc.status, error=exc.error, message=exc.message, **exc.extra)
+    response = json_response(exc.status, error=exc.error, message=exc.message, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 def _http_error(exc: HTTPException) -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 
@@ -13,10 +12,12 @@ from marshmallow import ValidationError
 from pipeline import logsetup
 from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
+from pipeline.settings import Tenant
 from pipeline.vocabulary import TenantStatus
-from pipeline.web.errors import ApiError
+from pipeline.web.auth_failures import record_failure, refuse_if_limited
+from pipeline.web.errors import ApiError, parse_json
 from pipeline.web.webhook_auth import SIGNATURE_HEADER, verify_header, verify_path_secret
-from pipeline.webhooks import claim_webhook, release_webhook
+from pipeline.webhooks import claim_webhook, receipt_ttl_seconds, release_webhook
 from schemas.rokt_webhook import KNOWN_TYPES, EnvelopeSchema
 
 log = logging.getLogger(__name__)
@@ -26,31 +27,21 @@ ENVELOPE_SCHEMA = EnvelopeSchema()
 
 
 @webhooks.post("/rokt")
-@webhooks.post("/rokt/<path_secret>")
-def rokt(tenant: str, path_secret: str | None = None):
+@webhooks.post("/rokt/<path_token>")
+def rokt(tenant: str, path_token: str | None = None):
+    """An unknown tenant, a tenant without the credential and a wrong credential all answer
+    401 `unauthorized` alike (the reason is logged); repeated failures from one address 429."""
     rt: Runtime = current_app.extensions["rsf.runtime"]
     config = rt.registry.get(tenant)
-    if config is None:
-        raise ApiError(404, "not_found", f"unknown tenant {tenant!r}")
-    secrets = config.webhook_secrets(time.time())  # after a rotation, the previous one for a while
-    if not secrets:
-        raise ApiError(503, "not_configured", "tenant has no webhook secret configured")
+    refuse_if_limited(config.name if config else None, "webhook")
     raw = request.get_data(cache=False)
-    if path_secret is not None:
-        if not any(verify_path_secret(path_secret, secret) for secret in secrets):
-            raise ApiError(401, "unauthorized", "webhook secret does not match")
-    else:
-        header = request.headers.get(SIGNATURE_HEADER)
-        problems = [verify_header(header, raw, secret) for secret in secrets]
-        if all(problems):
-            raise ApiError(401, "unauthorized", problems[0] or "")
+    problem = _authentication_problem(config, path_token, raw)
+    if problem or config is None:
+        raise record_failure(config.name if config else None, "webhook", problem)
     logsetup.remember_tenant_secrets(config)
     if config.status == TenantStatus.DISABLED:  # Rokt retries a 503: nothing is lost meanwhile
         raise ApiError(503, "tenant_disabled", "tenant is disabled; retry later")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", "body is not JSON") from exc
+    body = parse_json(raw)  # 400 when not JSON or nested too deep
     if not isinstance(body, dict):
         raise ApiError(
             400, "invalid_payload", "body must be a JSON object", fields={"_schema": ["not an object"]}
@@ -65,7 +56,7 @@ def rokt(tenant: str, path_secret: str | None = None):
         return jsonify(ok=True, ignored=True)
     dispatch = current_app.extensions["rsf.enqueue_webhook"]
     try:
-        if not claim_webhook(rt.redis, tenant, envelope):
+        if not claim_webhook(rt.redis, tenant, envelope, ttl_seconds=receipt_ttl_seconds(rt.settings)):
             _log_accepted(envelope, duplicate=True)
             return jsonify(ok=True, duplicate=True)
     except redis.RedisError as exc:
@@ -82,6 +73,26 @@ def rokt(tenant: str, path_secret: str | None = None):
         raise ApiError(503, "unavailable", "queue unavailable; retry") from exc
     _log_accepted(envelope, duplicate=False)
     return jsonify(ok=True)
+
+
+def _authentication_problem(config: Tenant | None, path_token: str | None, raw: bytes) -> str:
+    """Why this request is not authenticated ("" when it is): the URL's path token (path mode)
+    or the X-Rokt-Signature HMAC with the webhook secret, each current or within its grace."""
+    if config is None:
+        return "unknown tenant"
+    now = time.time()  # after a rotation, the previous secret and token are accepted for a while
+    if path_token is not None:
+        tokens = config.webhook_path_tokens(now)
+        if not tokens:
+            return "path mode off or no path token configured"
+        if not any(verify_path_secret(path_token, token) for token in tokens):
+            return "path token does not match"
+        return ""
+    secrets = config.webhook_secrets(now)
+    if not secrets:
+        return "no webhook secret configured"
+    problems = [verify_header(request.headers.get(SIGNATURE_HEADER), raw, secret) for secret in secrets]
+    return (problems[0] or "") if all(problems) else ""
 
 
 def _log_accepted(envelope: dict, *, duplicate: bool) -> None:

@@ -99,3 +99,26 @@ def test_large_files_use_the_async_api_and_an_interrupted_run_resumes(stack: Sta
     assert stack.sfmc_state()["async_calls"] == 1
     rows = stack.rows("backfill", subscription_de("backfill"))
     assert sum(1 for r in rows if r["CalendarSubscriptionId"].startswith("bulk-")) == 1200
+
+
+def test_a_bom_bad_lines_and_formulas_end_in_the_summary_not_a_traceback(stack: Stack, tmp_path):
+    """Issue 13: a BOM broke the header, a bad byte or CSV line raised, `=...` reached SFMC as is."""
+    path = tmp_path / "excel-export.csv"
+    path.write_bytes(
+        "\ufeffCalendarSubscriptionId,SubscriberExternalId,TagText\r\n".encode()
+        + b'bom-1,BOM1,=HYPERLINK("https://evil.example")\r\n'
+        + b"bom-2,BOM2,caf\xe9\r\n"  # Latin-1
+        + b'bom-3,BOM3,"'
+        + b"x" * 140_000
+        + b'"\r\n'  # past the csv module's field limit
+        + b"bom-4,-BOM4,@team\r\n"
+    )
+    result = cli(stack, "backfill", "--tenant", "backfill", "--from", str(path))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["records"], summary["written"], summary["rejected"]) == (4, 2, 2)
+    assert summary["reasons"][0] == "line 3: not UTF-8 (byte 15)"
+    assert summary["reasons"][1].startswith("line 4: not valid CSV (field larger than field limit")
+    rows = {r["CalendarSubscriptionId"]: r for r in stack.rows("backfill", subscription_de("backfill"))}
+    assert rows["bom-1"]["TagText"] == '\'=HYPERLINK("https://evil.example")'
+    assert rows["bom-4"]["TagText"] == "'@team" and rows["bom-4"]["SubscriberExternalId"] == "-BOM4"

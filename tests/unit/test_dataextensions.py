@@ -124,6 +124,7 @@ def rt(simulator, fake_redis) -> Runtime:
     env = {
         **ENV,
         "SFMC_AUTH_BASE_URL": url,
+        "SANDBOX": "1",  # the simulator is plain http
         "SFMC_CLIENT_ID": sfmc.DEFAULT_CLIENT_ID,
         "SFMC_CLIENT_SECRET": sfmc.DEFAULT_CLIENT_SECRET,
     }

@@ -212,6 +212,22 @@ def test_monitoring_profile_runs_prometheus_on_the_exporter():
         assert "exporter:9808" in config.read_text()
 
 
+def test_the_app_services_run_on_a_read_only_root_filesystem():
+    """Our image's processes write nothing to disk: read-only root, a small /tmp tmpfs, gunicorn's
+    heartbeat files in /dev/shm, no gunicorn control socket, Flower without its state file."""
+    svc = services()
+    ours = [name for name, service in svc.items() if service.get("image") == "rokt-sfmc:local"]
+    assert {"web", "worker-1", "beat", "flower", "exporter", "sandbox"} <= set(ours)
+    for name in ours:
+        assert svc[name].get("read_only") is True, name
+        assert any(str(t).split(":")[0] == "/tmp" for t in svc[name].get("tmpfs", [])), name
+    web = argv(svc["web"])
+    assert "--worker-tmp-dir=/dev/shm" in web and "--no-control-socket" in web
+    assert "--persistent=False" in argv(svc["flower"])
+    cmd = re.search(r"^CMD (\[.*\])$", DOCKERFILE.read_text(), re.M).group(1)
+    assert "--worker-tmp-dir=/dev/shm" in cmd and "--no-control-socket" in cmd, "the image's default too"
+
+
 def test_the_tenants_folder_is_mounted_read_only():
     for name, service in services().items():
         if role(name) in ("web", "worker", "exporter"):
@@ -251,6 +267,8 @@ def test_dockerfile_lint():
         line for line in DOCKERFILE.read_text().splitlines() if line.strip() and not line.startswith("#")
     ]
     base = next(line.split()[1] for line in lines if line.startswith("FROM "))
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", DOCKERFILE.read_text(), re.M))
+    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
     assert re.fullmatch(r"python:3\.11[\w.-]*(@sha256:[0-9a-f]{64})?", base) and "latest" not in base
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1].split(":")[0] not in ("root", "0")
@@ -269,6 +287,58 @@ def test_dockerfile_lint():
     if hadolint:
         done = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- supply chain: locks with hashes, used by the image and by CI -------------------------------
+
+LOCKS = (ROOT / "requirements.lock", ROOT / "requirements-dev.lock")
+MAKEFILE = ROOT / "Makefile"
+
+
+def lock_pins(path: Path) -> dict[str, str]:
+    """name -> version of each `name==version \\` entry; asserts every entry carries a hash."""
+    pins = {}
+    for block in re.split(r"\n(?=[A-Za-z0-9])", path.read_text()):
+        found = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", block)
+        if found:
+            assert "--hash=sha256:" in block, f"{path.name}: {found.group(1)} without a hash"
+            pins[re.sub(r"[-_.]+", "-", found.group(1)).lower()] = found.group(2)
+    return pins
+
+
+def test_locks_pin_every_requirement_with_hashes_within_the_floors():
+    from packaging.requirements import Requirement
+    from setuptools.config.setupcfg import read_configuration
+
+    runtime, dev = (lock_pins(path) for path in LOCKS)
+    assert runtime and dev
+    assert {name: dev.get(name) for name in runtime} == runtime, "the dev lock has the image's versions"
+    options = read_configuration(str(ROOT / "setup.cfg"))["options"]
+    for lock, requirements in (
+        (runtime, options["install_requires"]),
+        (dev, [r for extra in ("dev", "bench", "demo") for r in options["extras_require"][extra]]),
+    ):
+        for line in requirements:
+            requirement = Requirement(line)
+            name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+            assert name in lock, f"{name} is not locked: make lock"
+            assert requirement.specifier.contains(lock[name], prereleases=True), (
+                f"{name}=={lock[name]} is outside {requirement.specifier}: make lock"
+            )
+    assert {"setuptools", "wheel"} <= set(runtime), "the build backend is locked too (--no-build-isolation)"
+
+
+def test_the_image_and_ci_install_from_the_locks_with_hashes():
+    text = DOCKERFILE.read_text()
+    assert re.search(r"pip install [^\n]*--require-hashes [^\n]*requirements\.lock", text)
+    assert re.search(r"pip install [^\n]*--no-deps [^\n]*\.(\s|$)", text), "then the project alone"
+    make = MAKEFILE.read_text()
+    assert re.search(r"pip install [^\n]*--require-hashes -r requirements-dev\.lock", make)
+    assert re.search(r"pip install [^\n]*--no-deps [^\n]*-e \.", make)
+    assert not re.search(r"pip install [^\n]*-e '?\.\[", make), "no unlocked install of the extras"
+    assert re.search(r"^test: [^\n]*\baudit\b", make, re.M), "make test runs pip-audit"
+    assert re.search(r"pip-audit [^\n]*requirements\.lock", make)
+    assert re.search(r"^lock:", make, re.M) and "--generate-hashes" in make
 
 
 # -- runbook ------------------------------------------------------------------------------------

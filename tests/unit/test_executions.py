@@ -341,3 +341,23 @@ def test_a_replayed_execution_that_was_released_at_failure_is_not_released_again
     assert runtime.ledger.reopen("default", "e1") is True
     executions.finish(runtime, "default", "e1", State.ACCEPTED)
     assert released_statuses(runtime) == ["failed"]
+
+
+def test_a_malformed_link_in_a_value_fails_the_execution_with_a_reason(runtime):
+    """Issue 13: `http://[x` in a contact value used to raise ValueError out of render_step."""
+    template = {**TEMPLATE, "description": "Shop at {{Link}}"}
+    template_id = create_template(runtime.redis, "default", template)["id"]
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="A", Link="http://[x")
+    assert executions.render_step(runtime, "default", "e1") is False
+    ex = runtime.ledger.get("default", "e1")
+    assert ex.status == "failed" and ex.fields["error"] == "description: malformed link (Invalid IPv6 URL)"
+    letter = json.loads(runtime.redis.hget("rsf:default:dlq", "e1"))
+    assert letter["stage"] == "render" and letter["errorClass"] == "permanent"
+    assert rows(runtime)[0]["values"]["Status"] == "failed"
+
+
+def test_contact_values_reach_the_stored_event_cleaned(runtime, template_id):
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava\r\nX-INJECT:1\u202e")
+    assert executions.render_step(runtime, "default", "e1") is True
+    event = json.loads(runtime.ledger.get("default", "e1").fields["event"])
+    assert event["title"] == "Hi Ava  X-INJECT:1"

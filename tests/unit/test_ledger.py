@@ -192,3 +192,44 @@ def test_counts_stay_exact_under_concurrent_moves(fake_redis):
     assert stats["counts"]["queued"] == 0
     assert stats["counts"]["accepted"] + stats["counts"]["failed"] == 40
     assert ledger.open_count_for_template("t", "tpl-1") == 0
+
+
+# -- the contact index and erasure (`rokt-sfmc forget`) --
+
+
+def test_a_claim_indexes_the_execution_under_a_digest_of_its_contact_key(fake_redis):
+    ledger = Ledger(fake_redis)
+    ledger.claim("t", "e1", {"contactKey": "C1"})
+    ledger.claim("t", "e2", {"contactKey": "C1"})
+    ledger.claim("t", "e3", {"contactKey": "C2"})
+    ledger.claim("t", "e4", {})  # no contact key: not indexed
+    assert ledger.executions_of_contact("t", "C1") == ["e1", "e2"]
+    assert ledger.executions_of_contact("t", "") == []
+    key = ledger.contact_index_key("t", "C1")
+    assert "C1" not in key and fake_redis.ttl(key) > 0
+    assert ledger.claim("t", "e1", {"contactKey": "C9"}) is False  # a repeated claim indexes nothing
+    assert ledger.executions_of_contact("t", "C9") == []
+
+
+def test_forget_removes_an_execution_and_its_indexes(fake_redis):
+    ledger = Ledger(fake_redis)
+    claim(ledger, "e1")
+    fake_redis.hset("rsf:t:exec:e1", "contactKey", "C1")
+    ledger.transition("t", "e1", State.ACCEPTED)
+    assert ledger.execution_for_event("t", "ev-e1") == "e1"
+    assert ledger.forget("t", "e1", "C1") is True
+    assert ledger.get("t", "e1") is None
+    assert ledger.execution_for_event("t", "ev-e1") is None
+    assert fake_redis.zcard(ledger.awaiting_key("t")) == 0
+    assert ledger.forget("t", "e1", "C1") is False
+
+
+def test_forget_of_a_queued_execution_stops_it_counting_as_open(fake_redis):
+    ledger = Ledger(fake_redis)
+    claim(ledger, "e1")
+    assert ledger.open_count_for_template("t", "tpl-1") == 1
+    assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 1
+    ledger.forget("t", "e1")
+    assert ledger.open_count("t") == 0
+    assert ledger.open_count_for_template("t", "tpl-1") == 0
+    assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 0

@@ -25,7 +25,7 @@ from tests.unit.conftest import ENV, JWT_SECRET
 from tests.unit.samples import SUBSCRIBE
 
 EMAIL = "jane.doe@example.com"
-WEBHOOK_SECRET = "unit-webhook-secret"
+WEBHOOK_SECRET = "unit-webhook-secret-0123456789abcdefghij"
 
 
 def configured(settings, process="worker", log_format="json"):

@@ -121,3 +121,18 @@ def test_missing_fields_and_bad_dates_give_an_outcome_never_an_error():
     blank_policy = {**GOOD, "missingFieldPolicy": "blank"}
     result = preview(blank_policy, {})
     assert result["outcome"] == "ok" and result["event"] == render_event(blank_policy, {}, "preview")
+
+
+def test_a_malformed_link_gives_a_failed_outcome_and_still_a_preview():
+    """Issue 13: the fallback tagged links again and raised ValueError for `http://[x`."""
+    result = preview({**GOOD, "location": "Last chance: {{Link}}"}, {**VALUES, "Link": "http://[x"})
+    assert result["event"] is None and result["outcome"] == "failed"
+    assert result["reason"] == "location: malformed link (Invalid IPv6 URL)"
+    assert result["lockScreen"]["ios"]["location"] == "Last chance: http://[x"  # shown untagged
+
+
+def test_the_fallback_is_cleaned_and_capped_like_the_event():
+    result = preview({**GOOD, "start": "bad"}, {**VALUES, "FirstName": "A\r\nB\u202e" + "x" * 1000})
+    assert result["outcome"] == "failed"
+    title = result["lockScreen"]["ios"]["title"]
+    assert "\u202e" not in title and title.startswith("🎉 A Bxxx")  # the bidi override is gone

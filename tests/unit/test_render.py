@@ -7,8 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.render import (
+    FIELD_LIMITS,
     MissingFields,
     TemplateRenderError,
+    cap,
+    clean_text,
     render_event,
     resolve_time_zone,
     substitute,
@@ -143,8 +146,8 @@ def test_strict_substitution_leaves_no_placeholder_or_reports_it(values, used):
     text, missing = substitute(template, values, "strict")
     expected_missing = [n for n in used if not (values.get(n) or "").strip()]
     assert missing == expected_missing
-    if not missing:
-        assert text == " ".join(values[n] for n in used)
+    if not missing:  # values are cleaned of control and format characters (test_value_cleaning_*)
+        assert text == " ".join(clean_text(values[n]) for n in used)
 
 
 paths = st.from_regex(r"/[a-z0-9/]{0,12}", fullmatch=True)
@@ -172,3 +175,105 @@ def test_emails_in_free_text_are_masked():
 
     assert mask_emails("contact jane.doe@example.com already exists") == "contact ja***@ex*** already exists"
     assert mask("0031X00000abcDE") == "00***DE" and mask("abc") == "***"
+
+
+# -- untrusted contact values (issue 13, "Inputs") ----------------------------------------
+
+BIDI_AND_FORMAT = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c\u200b\ufeff\u2060"
+
+
+def _unsafe(text: str, keep_newlines: bool = False) -> list[str]:
+    """Characters that must never reach Rokt from a contact value."""
+    import unicodedata
+
+    return [
+        ch
+        for ch in text
+        if (unicodedata.category(ch) in ("Cc", "Zl", "Zp") and not (keep_newlines and ch == "\n"))
+        or (unicodedata.category(ch) in ("Cf", "Cs") and ch not in "\u200c\u200d")
+    ]
+
+
+def test_value_cleaning_removes_line_breaks_controls_and_bidi_overrides():
+    template = {
+        **TEMPLATE,
+        "title": "Hi {{FirstName}}",
+        "description": "Line one\r\nfor {{City}}\rend",
+        "location": "{{City}} store",
+    }
+    values = {"FirstName": "Ava\r\nDTSTART:19700101T000000\x00\x1b[31m", "City": "Pe\u202erth\u2028x\x85y\tz"}
+    event = render_event(template, values, "e")
+    assert event["title"] == "Hi Ava  DTSTART:19700101T000000  [31m"
+    # the template's own line breaks stay (as LF); the value's become spaces
+    assert event["description"] == "Line one\nfor Perth x y z\nend"
+    assert event["location"] == "Perth x y z store"
+    assert clean_text("a" + BIDI_AND_FORMAT + "b") == "ab"
+    assert clean_text("👩\u200d💻 \u0645\u200c\u06cc") == "👩\u200d💻 \u0645\u200c\u06cc"  # ZWJ/ZWNJ kept
+
+
+def test_a_title_of_only_invisible_characters_is_empty():
+    with pytest.raises(TemplateRenderError, match="title: empty"):
+        render_event({**TEMPLATE, "title": "{{FirstName}}"}, {"FirstName": "\u202e\u200b\r\n"}, "e")
+
+
+def test_fields_are_capped_at_the_limits_never_inside_a_link():
+    long = "x" * 20_000
+    event = render_event(
+        {**TEMPLATE, "location": "{{City}}", "description": "{{City}}"},
+        {"FirstName": long, "City": long},
+        "e",
+    )
+    for name in ("title", "description", "location"):
+        assert len(event[name]) == FIELD_LIMITS[name] and event[name].endswith("…")
+    # a link the cut would fall into is dropped whole, not sent pointing elsewhere
+    text = "see " + "a" * 10 + " https://shop.example/" + "p" * 50
+    assert cap(text, 30) == "see aaaaaaaaaa…"
+    assert cap("abcdé", 5) == "abcdé" and cap("abc👍🏽def", 5) == "abc…"
+
+
+def test_template_caps_match_the_render_caps():
+    from schemas.templates import TemplateSchema
+
+    fields = TemplateSchema().fields
+    for name, limit in FIELD_LIMITS.items():
+        assert fields[name].validators[0].max == limit
+
+
+@pytest.mark.parametrize("link", ["http://[x", "https://[::1/path", "http://a\uff03b/"])
+@pytest.mark.parametrize("field", ["description", "location"])
+def test_a_malformed_link_in_a_value_fails_with_a_reason(field, link):
+    template = {**TEMPLATE, field: "Go {{Link}}"}
+    with pytest.raises(TemplateRenderError) as caught:
+        render_event(template, {"FirstName": "A", "Link": link}, "e")
+    assert caught.value.outcome == "failed"
+    assert caught.value.reason.startswith(f"{field}: malformed link") and caught.value.fields == [field]
+    assert tag_links(f"x {link} y", lenient=True) == f"x {link} y"
+
+
+unsafe_texts = st.lists(
+    st.one_of(
+        st.characters(),
+        st.sampled_from("\r\n\t\x00\x1b\x7f\x85\u2028\u2029" + BIDI_AND_FORMAT + "{}"),
+        st.sampled_from(["http://", "https://[", "https://a.example/?q=1", " "]),
+    ),
+    max_size=300,
+).map("".join)
+
+
+@given(unsafe_texts, st.integers(min_value=1, max_value=40))
+def test_any_value_renders_clean_and_within_the_caps(value, repeat):
+    template = {
+        **TEMPLATE,
+        "title": "T {{V}} {{V}}",
+        "description": "D\n{{V}}",
+        "location": "L {{V}}",
+    }
+    try:
+        event = render_event(template, {"FirstName": "A", "V": value * repeat}, "e")
+    except TemplateRenderError as exc:  # blank or a malformed link: a reason, never a ValueError
+        assert exc.outcome in ("failed", "missing_field") and exc.reason
+        return
+    for name in ("title", "description", "location"):
+        assert not _unsafe(event[name], keep_newlines=name == "description"), name
+        assert len(event[name]) <= FIELD_LIMITS[name]
+    assert event["description"].count("\n") <= 1  # only the template's own line break

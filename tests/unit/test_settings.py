@@ -16,7 +16,11 @@ from pipeline.settings import (
 
 def test_default_tenant_from_environment():
     settings = load_settings(
-        {"JB_JWT_SECRET": "jwt-s3cr3t", "ROKT_CLIENT_SECRET": "rokt-s3cr3t", "ROKT_RATE_LIMIT": "25"}
+        {
+            "JB_JWT_SECRET": "jwt-s3cr3t-0123456789abcdefghijklmnop",
+            "ROKT_CLIENT_SECRET": "rokt-s3cr3t",
+            "ROKT_RATE_LIMIT": "25",
+        }
     )
     tenant = settings.tenant("default")
     assert tenant.rokt_rate_limit == 25.0
@@ -28,8 +32,10 @@ def test_default_tenant_from_environment():
 def test_tenants_file(tmp_path):
     path = tmp_path / "tenants.toml"
     path.write_text(
-        '[tenants.brand-a]\njb_jwt_secret = "a"\nrokt_account_code = "acct-a"\n'
-        '[tenants.brand-b]\njb_jwt_secret = "b"\nsfmc_rate_limit = 10\n'
+        '[tenants.brand-a]\njb_jwt_secret = "jwt-secret-of-brand-a-0123456789abcdef"\n'
+        'rokt_account_code = "acct-a"\n'
+        '[tenants.brand-b]\njb_jwt_secret = "jwt-secret-of-brand-b-0123456789abcdef"\n'
+        "sfmc_rate_limit = 10\n"
     )
     settings = load_settings({"TENANTS_FILE": str(path)})
     assert set(settings.tenants) == {"brand-a", "brand-b"}
@@ -102,9 +108,9 @@ def test_every_settings_variable_is_read_into_its_field():
         Settings,
         {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox", "log_format", *urls},
     )
-    settings = load_settings({name.upper(): "7" for name in names})
+    settings = load_settings({name.upper(): "11" for name in names})
     for name, default in names.items():
-        assert getattr(settings, name) != default and str(getattr(settings, name)) in ("7", "7.0"), name
+        assert getattr(settings, name) != default and str(getattr(settings, name)) in ("11", "11.0"), name
     origins = load_settings({"JB_ALLOWED_ORIGINS": "http://127.0.0.1:7"}).jb_allowed_origins
     assert origins == ("http://127.0.0.1:7",) != Settings.jb_allowed_origins
 

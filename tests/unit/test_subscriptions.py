@@ -1,5 +1,7 @@
 """Subscription mapping: the 26 attributes, aliases, dates and arrival order."""
 
+import json
+
 import pytest
 
 from pipeline.subscriptions import (
@@ -9,6 +11,7 @@ from pipeline.subscriptions import (
     live_subscriptions,
     merge,
     merge_backfill,
+    neutralise,
     row_from_state,
     sfmc_date,
 )
@@ -155,3 +158,40 @@ def test_the_backfill_feeds_the_index_below_every_webhook(runtime):
     apply(runtime, "w-unsub", "Unsubscribe", "s1")
     merge_backfill(runtime, "default", {"CalendarSubscriptionId": "s1", "SubscriberExternalId": "EXT-1"}, "")
     assert live(runtime) == []  # a backfill re-run after go-live cannot undo an Unsubscribe
+
+
+# --- spreadsheet formula injection (issue 13) ---
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\n"])
+def test_a_webhook_row_never_starts_a_text_with_a_formula_character(runtime, start):
+    payload = start + 'HYPERLINK("https://evil.example","x")'
+    apply(
+        runtime,
+        "w1",
+        "Subscribe",
+        "s1",
+        SubscriberExternalId=start + "EXT",
+        Email=start + "a@x",
+        calendarTitle=payload,
+        TagText=payload,
+        UtmSource=payload,
+        accountName="Acme",
+        optIn1=True,
+    )
+    ((_id, fields),) = runtime.redis.xrange("rsf:default:outbox:subscription")
+    row = json.loads(fields["p"])
+    values = row["values"]
+    for name in ("calendarTitle", "TagText", "UtmSource"):
+        assert values[name] == "'" + payload, name
+    assert values["accountName"] == "Acme" and values["optIn1"] is True
+    # identities stay byte for byte: the contact key, the email and the primary key
+    assert values["SubscriberExternalId"] == start + "EXT" and values["Email"] == start + "a@x"
+    assert live(runtime, (start + "EXT").strip()) == ["s1"]  # the index key as before
+    # the stored state keeps what Rokt sent; neutralising twice adds nothing
+    assert neutralise(neutralise(payload)) == "'" + payload and neutralise(5) == 5
+
+
+def test_a_backfill_row_is_neutralised_too(runtime):
+    row = merge_backfill(runtime, "default", {"CalendarSubscriptionId": "-s9", "deviceName": "@dev"}, "")
+    assert row["keys"] == {"CalendarSubscriptionId": "-s9"} and row["values"]["deviceName"] == "'@dev"

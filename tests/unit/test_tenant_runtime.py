@@ -44,31 +44,39 @@ def _webhook(client, secret, tenant="brand-b"):
 
 
 def test_after_a_rotation_both_webhook_secrets_work_until_the_grace_period_ends(rt, client):
-    rt.registry.add("brand-b", {**COMPLETE, "rokt_webhook_secret": "old-secret-of-brand-b"})
+    rt.registry.add(
+        "brand-b", {**COMPLETE, "rokt_webhook_secret": "old-secret-of-brand-b-0123456789abcdefghij"}
+    )
     new = rt.registry.rotate_webhook_secret("brand-b")
-    assert _webhook(client, "old-secret-of-brand-b").status_code == 200
+    assert _webhook(client, "old-secret-of-brand-b-0123456789abcdefghij").status_code == 200
     assert _webhook(client, new).json.get("duplicate")  # same eventId: accepted, already stored
     assert _webhook(client, "some-other-secret").status_code == 401
-    assert client.post(f"/t/brand-b/webhooks/rokt/{new}", json=SUBSCRIBE).status_code == 200
+    token = rt.registry.get("brand-b").rokt_webhook_path_token  # the URL's token, not the HMAC key
+    assert client.post(f"/t/brand-b/webhooks/rokt/{token}", json=SUBSCRIBE).status_code == 200
     record = json.loads(rt.redis.hget("rsf:_registry:tenants", "brand-b"))
     record["rokt_webhook_previous_until"] = time.time() - 1
     rt.redis.hset("rsf:_registry:tenants", "brand-b", json.dumps(record))
     rt.redis.incr("rsf:_registry:version")
-    assert _webhook(client, "old-secret-of-brand-b").status_code == 401
+    assert _webhook(client, "old-secret-of-brand-b-0123456789abcdefghij").status_code == 401
 
 
 def test_a_disabled_tenant_answers_503_to_authenticated_executes_and_webhooks(rt, client):
     from tests.unit.web.test_activity import signed
 
     rt.registry.add(
-        "brand-b", {**COMPLETE, "jb_jwt_secret": JWT_SECRET, "rokt_webhook_secret": "hook-secret-b"}
+        "brand-b",
+        {
+            **COMPLETE,
+            "jb_jwt_secret": JWT_SECRET,
+            "rokt_webhook_secret": "hook-secret-of-brand-b-0123456789abcdefghij",
+        },
     )
     rt.registry.set_status("brand-b", TenantStatus.DISABLED)
     answer = client.post("/t/brand-b/activity/execute", data=signed(), content_type="application/jwt")
     assert answer.status_code == 503 and answer.json["error"] == "tenant_disabled"
     assert answer.headers["Retry-After"]
     assert rt.ledger.open_count("brand-b") == 0  # nothing claimed: Journey Builder retries it
-    hook = _webhook(client, "hook-secret-b")
+    hook = _webhook(client, "hook-secret-of-brand-b-0123456789abcdefghij")
     assert hook.status_code == 503 and hook.json["error"] == "tenant_disabled"
     assert _webhook(client, "wrong").status_code == 401  # the status is told to authenticated callers only
     rt.registry.set_status("brand-b", TenantStatus.ACTIVE)

@@ -146,11 +146,11 @@ def test_refresh_token_replacement_is_compare_and_set(registry):
 
 
 def test_a_rotated_webhook_secret_keeps_the_previous_one_for_the_grace_period(registry):
-    registry.add("brand-b", {**COMPLETE, "rokt_webhook_secret": "old-webhook-secret"})
+    registry.add("brand-b", {**COMPLETE, "rokt_webhook_secret": "old-webhook-secret-0123456789abcdefghij"})
     new = registry.rotate_webhook_secret("brand-b")
     tenant = registry.get("brand-b")
     assert len(new) >= 40 and tenant.rokt_webhook_secret == new
-    assert tenant.webhook_secrets(time.time()) == (new, "old-webhook-secret")
+    assert tenant.webhook_secrets(time.time()) == (new, "old-webhook-secret-0123456789abcdefghij")
     assert tenant.webhook_secrets(time.time() + 72 * 3600 + 1) == (new,)
 
 
@@ -233,11 +233,15 @@ def test_changed_credentials_drop_the_cached_access_token_of_that_vendor_only(re
 
 
 def test_rotating_twice_within_the_grace_period_keeps_every_earlier_secret(registry):
-    registry.add("brand-b", {**COMPLETE, "rokt_webhook_secret": "configured-at-rokt"})
+    registry.add("brand-b", {**COMPLETE, "rokt_webhook_secret": "configured-at-rokt-0123456789abcdefghij"})
     second = registry.rotate_webhook_secret("brand-b")
     third = registry.rotate_webhook_secret("brand-b")
     accepted = registry.get("brand-b").webhook_secrets(time.time())
-    assert accepted[0] == third and set(accepted) == {third, second, "configured-at-rokt"}
+    assert accepted[0] == third and set(accepted) == {
+        third,
+        second,
+        "configured-at-rokt-0123456789abcdefghij",
+    }
 
 
 def test_enabling_a_disabled_tenant_records_when_it_resumed(registry):

@@ -32,7 +32,7 @@ def test_each_tenant_gets_the_sandbox_values_its_own_entries_and_the_defaults(tm
             },
         )
     )
-    tenants = load_settings({"TENANTS_FILE": str(path)}).tenants
+    tenants = load_settings({"TENANTS_FILE": str(path), "SANDBOX": "1"}).tenants
     assert set(tenants) == {"plain", "own", "fast"}
     plain, own, fast = tenants["plain"], tenants["own"], tenants["fast"]
     assert plain.jb_jwt_secret == values["JB_JWT_SECRET"] and plain.rokt_api_base_url == "http://127.0.0.1:1"

@@ -15,7 +15,7 @@ from pipeline.web.webhook_auth import signature_header
 from tests.unit.conftest import ENV, JWT_SECRET
 from tests.unit.samples import SUBSCRIBE
 
-WEBHOOK_SECRET = "errors-webhook-secret"
+WEBHOOK_SECRET = "errors-webhook-secret-0123456789abcdefgh"
 
 
 class Boom(Exception):

@@ -12,7 +12,8 @@ from pipeline.web.webhook_auth import signature_header, verify_header
 from tests.unit.conftest import ENV
 from tests.unit.samples import SUBSCRIBE
 
-SECRET = "unit-webhook-secret"
+SECRET = "unit-webhook-secret-0123456789abcdefghij"
+PATH_TOKEN = "unit-webhook-path-token-0123456789abcdefgh"  # a bearer token of its own, not the HMAC key
 
 
 class Recorder:
@@ -33,7 +34,10 @@ def client(settings, fake_redis, hooks):
     from pipeline.runtime import Runtime
     from pipeline.settings import load_settings
 
-    runtime = Runtime(load_settings({**ENV, "ROKT_WEBHOOK_SECRET": SECRET}), fake_redis)
+    runtime = Runtime(
+        load_settings({**ENV, "ROKT_WEBHOOK_SECRET": SECRET, "ROKT_WEBHOOK_PATH_TOKEN": PATH_TOKEN}),
+        fake_redis,
+    )
     return create_app(runtime, enqueue=Recorder(), enqueue_webhook=hooks).test_client()
 
 
@@ -53,9 +57,14 @@ def test_signed_webhook_is_stored_once_and_enqueued(client, hooks):
     assert hooks.calls == [("default", SUBSCRIBE["eventId"])]
 
 
-def test_secret_in_the_path_authenticates(client, hooks):
-    response = post(client, SUBSCRIBE, header=False, path=f"/t/default/webhooks/rokt/{SECRET}")
+def test_the_path_token_authenticates_and_the_hmac_key_in_the_path_does_not(client, hooks):
+    response = post(client, SUBSCRIBE, header=False, path=f"/t/default/webhooks/rokt/{PATH_TOKEN}")
     assert response.status_code == 200 and len(hooks.calls) == 1
+    keyed = post(client, SUBSCRIBE, header=False, path=f"/t/default/webhooks/rokt/{SECRET}")
+    assert keyed.status_code == 401 and keyed.json == {
+        "error": "unauthorized",
+        "message": "authentication failed",
+    }
 
 
 @pytest.mark.parametrize(
@@ -123,8 +132,19 @@ def test_unknown_event_types_are_acknowledged_and_ignored(client, hooks):
     assert hooks.calls == []
 
 
-def test_unknown_tenant_is_404(client):
-    assert post(client, SUBSCRIBE, path="/t/nobody/webhooks/rokt").status_code == 404
+def test_an_unknown_tenant_answers_like_a_wrong_secret(client):
+    unknown = post(client, SUBSCRIBE, path="/t/nobody/webhooks/rokt")
+    wrong = post(client, SUBSCRIBE, secret="wrong-secret-0123456789abcdefghijklmn")
+    assert unknown.status_code == wrong.status_code == 401 and unknown.get_data() == wrong.get_data()
+
+
+def test_a_deeply_nested_authenticated_body_is_400_not_503(client, hooks):
+    depth = 30_000  # json.loads raised RecursionError: a 503 that Rokt retried for 30 minutes
+    body = b'{"eventId":"e-deep","eventType":"Subscribe","eventDetails":' + b"[" * depth + b"]" * depth + b"}"
+    assert len(body) <= 64 * 1024  # under the cap: only the nesting is wrong
+    response = post(client, body)
+    assert response.status_code == 400 and response.json["error"] == "invalid_json"
+    assert hooks.calls == []
 
 
 def test_enqueue_failure_answers_503_so_rokt_retries(settings, fake_redis):

@@ -1,0 +1,118 @@
+"""Failed authentications of execute and webhooks: counted, and limited per tenant and address.
+
+After `AUTH_FAILURE_LIMIT` failures within `AUTH_FAILURE_WINDOW_SECONDS` from one client address
+for one tenant and route (`rsf:<tenant>:authfail:<route>:<address>`), that address gets 429 with
+Retry-After for the rest of the window (before any verification is tried). Failures against a
+tenant that does not exist count in one bucket per route and address
+(`rsf:_authfail:<route>:<address>`), so guessing tenant names is limited too and creates no
+per-name key. Failures of existing tenants are also counted for the metrics in the hash
+`rsf:<tenant>:auth-failures` (field: the route, `execute` or `webhook`; `<route>:limited` for
+the 429s). Redis trouble never turns an authentication into a 5xx: the limiter then lets the
+request through (logged).
+
+Behind a proxy the client address is the proxy's (we use the socket's address, never a header a
+client can forge): the limit then applies to all callers of a tenant together.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import redis
+from flask import current_app, request
+
+from pipeline.store import PREFIX, tenant_key
+from pipeline.web.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_TENANT_PREFIX = f"{PREFIX}:_authfail"
+ADDRESS = re.compile(r"^[0-9A-Fa-f:.]{1,45}$")
+# INCR, and the window starts at the first failure (EXPIRE only then): one round trip, atomic
+_COUNT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+return n
+"""
+_COUNT_UNKNOWN = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+def metrics_key(tenant: str) -> str:
+    """Hash: route -> failed authentications (`<route>:limited`: answered 429)."""
+    return tenant_key(tenant, "auth-failures")
+
+
+def _address() -> str:
+    address = request.remote_addr or ""
+    return address if ADDRESS.match(address) else "unknown"
+
+
+def _key(tenant: str | None, route: str) -> str:
+    if tenant is None:
+        return f"{UNKNOWN_TENANT_PREFIX}:{route}:{_address()}"
+    return tenant_key(tenant, "authfail", route, _address())
+
+
+def _limits() -> tuple[int, int]:
+    settings = current_app.extensions["rsf.runtime"].settings
+    return int(getattr(settings, "auth_failure_limit", 20)), int(
+        getattr(settings, "auth_failure_window_seconds", 300)
+    )
+
+
+def _redis() -> redis.Redis:
+    return current_app.extensions["rsf.runtime"].redis
+
+
+def unauthorized() -> ApiError:
+    """The one answer to every failed authentication of execute and webhooks: unknown tenant,
+    tenant without the secret, and a wrong credential look the same."""
+    return ApiError(401, "unauthorized", "authentication failed")
+
+
+def refuse_if_limited(tenant: str | None, route: str) -> None:
+    """429 with Retry-After when this address failed too often for this tenant (None: a tenant
+    that does not exist) within the window."""
+    limit, window = _limits()
+    if limit <= 0:
+        return
+    key = _key(tenant, route)
+    try:
+        count = _redis().get(key)
+        if count is None or int(count) < limit:
+            return
+        ttl = _redis().ttl(key)
+        if tenant is not None:
+            _redis().hincrby(metrics_key(tenant), f"{route}:limited", 1)
+    except (redis.RedisError, ValueError):
+        log.warning("auth failure limiter unavailable; %s request let through", route, exc_info=True)
+        return
+    retry_after = ttl if isinstance(ttl, int) and ttl > 0 else window
+    log.warning("%s: too many failed authentications from %s; 429 for %ss", route, _address(), retry_after)
+    raise ApiError(
+        429,
+        "too_many_failures",
+        "too many failed authentications; retry later",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def record_failure(tenant: str | None, route: str, reason: str) -> ApiError:
+    """Count one failed authentication (logged with its reason, never returned) and give the
+    answer to raise."""
+    log.info("%s authentication failed: %s", route, reason)
+    _limit, window = _limits()
+    try:
+        if tenant is None:
+            _redis().eval(_COUNT_UNKNOWN, 1, _key(None, route), max(window, 1))
+        else:
+            _redis().eval(_COUNT, 2, _key(tenant, route), metrics_key(tenant), max(window, 1), route)
+    except redis.RedisError:
+        log.warning("auth failure limiter unavailable; %s failure not counted", route, exc_info=True)
+    return unauthorized()
