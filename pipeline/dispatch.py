@@ -24,6 +24,7 @@ from pipeline.queues import (
     render_queue,
 )
 from pipeline.settings import get_settings
+from pipeline.store import tls_options
 from pipeline.vocabulary import OutboxKind
 
 
@@ -45,6 +46,7 @@ def _producer(broker_url: str) -> Celery:
     app = Celery("rokt_sfmc", set_as_current=False)
     app.config_from_object("celeryconfig")
     app.conf.broker_url = broker_url  # the settings of this process, read now
+    app.conf.broker_use_ssl = tls_options(broker_url)  # as celeryconfig derives it (Redis over TLS)
     return app
 
 

@@ -105,6 +105,11 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     tokens = CounterMetricFamily(
         "rsf_vendor_token_fetches_total", "OAuth tokens fetched from a vendor.", labels=["tenant", "vendor"]
     )
+    auth_failures = CounterMetricFamily(
+        "rsf_auth_failures_total",
+        "Failed execute/webhook authentications by route; outcome `limited`: answered 429.",
+        labels=["tenant", "route", "outcome"],
+    )
     reconnect = _gauge(
         "rsf_tenant_reconnect_needed", "1 when SFMC refused the tenant's refresh token.", ["tenant"]
     )
@@ -140,6 +145,9 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
         for vendor, n in t.get("tokenFetches", {}).items():
             tokens.add_metric([name, vendor], n)
         reconnect.add_metric([name], 1 if t.get("reconnectNeeded") else 0)
+        for field, n in t.get("authFailures", {}).items():
+            route, _, limited = field.partition(":")
+            auth_failures.add_metric([name, route, "limited" if limited else "failed"], n)
     workers = _gauge(
         "rsf_worker_heartbeat_age_seconds", "Seconds since a worker's last heartbeat.", ["worker"]
     )
@@ -148,6 +156,7 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     alive = _gauge("rsf_workers_alive", f"Workers whose heartbeat is younger than {WORKER_STALE_SECONDS} s.")
     alive.add_metric([], sum(1 for age in snap.get("workers", {}).values() if age < WORKER_STALE_SECONDS))
     yield from (info, waiting, unacked, oldest, outbox_waiting, outbox_age, dead, paused, remaining)
+    yield auth_failures
     yield from (executions, received, released, replayed, webhooks, webhook_types, calls, tokens, reconnect)
     yield from (workers, alive)
     beat_age = snap.get("beat", {}).get("lastTickAgeSeconds")

@@ -77,11 +77,12 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
     pipe.hgetall(tenant_key(name, "webhook-counts"))
     pipe.hgetall(tenant_key(name, "webhook-types"))
     pipe.hgetall(calls_key(name))
+    pipe.hgetall(tenant_key(name, "auth-failures"))  # pipeline/web/auth_failures.py writes it
     for kind in OutboxKind:
         pipe.exists(tenant_key(name, "outbox", kind))
     replies = pipe.execute()
     cooldowns, replies = replies[: len(VENDORS)], replies[len(VENDORS) :]
-    counts, webhook_counts, webhook_types, calls, *outbox_exists = replies
+    counts, webhook_counts, webhook_types, calls, auth_failures, *outbox_exists = replies
     return {
         "status": str(tenant.status) if tenant is not None else "unknown",
         "outbox": {
@@ -106,6 +107,8 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
         },
         "tokenFetches": {vendor: int(calls.get(f"{vendor}:token", 0)) for vendor in VENDORS},
         "reconnectNeeded": bool(tenant is not None and tenant.reconnect_reason),
+        # failed execute/webhook authentications, and those answered 429 (`<route>:limited`)
+        "authFailures": {field: int(n) for field, n in sorted(auth_failures.items())},
     }
 
 

@@ -347,7 +347,11 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
 
 # name, meaning; the default column is the field default (see _default_text)
 _MEANINGS: list[tuple[str, str]] = [
-    ("REDIS_URL", "Redis for broker, ledger, limiter, token cache"),
+    (
+        "REDIS_URL",
+        "Redis for broker, ledger, limiter, token cache; TLS: "
+        "`rediss://:PASSWORD@host:port/0?ssl_ca_certs=/path/ca.pem` (SECURITY.md)",
+    ),
     ("PUBLIC_BASE_URL", "base URL written into config.json"),
     (
         "TENANTS_FILE",

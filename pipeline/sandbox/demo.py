@@ -35,7 +35,7 @@ from pipeline.sandbox.appadmin import AppAdmin
 from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.sandbox.monitoring import ALERT_RULES, Prometheus, Scraper, prometheus_binary, start_exporter
 from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, Stack
-from pipeline.store import PREFIX
+from pipeline.store import PREFIX, redis_location
 from pipeline.templates import create_template
 from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, State
 
@@ -224,9 +224,9 @@ def run_demo(
     )
     with stack, contextlib.ExitStack() as cleanup:
         if stack.redis_bundled:
-            console.print(f"Redis: started the bundled redis-server ({stack.redis_url})")
+            console.print(f"Redis: started the bundled redis-server ({redis_location(stack.redis_url)})")
         else:
-            console.print(f"Redis: using REDIS_URL ({stack.redis_url.rsplit('@', 1)[-1]})")
+            console.print(f"Redis: using REDIS_URL ({redis_location(stack.redis_url)})")
         stack.faults("rokt", rate_limit=rate_limit)  # the simulator enforces the account's limit
         stack.start_workers(wait=False)
         stack.start_beat()

