@@ -16,7 +16,7 @@ from marshmallow import Schema, ValidationError
 from pipeline import templates
 from pipeline.preview import preview
 from pipeline.runtime import Runtime
-from pipeline.web.auth import require_api_auth
+from pipeline.web.auth import json_body, require_api_auth
 from pipeline.web.errors import ApiError
 from schemas.api import PreviewSchema, TemplateQuerySchema
 
@@ -36,7 +36,7 @@ def _known_tenant(name: str) -> None:
 
 
 def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    body = json_body()
     if body is None:
         raise ApiError(400, "invalid_json", "body must be JSON (Content-Type: application/json)")
     if not isinstance(body, dict):

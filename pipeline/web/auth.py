@@ -7,6 +7,8 @@ it at the tenant's OWN REST base (the `rest_instance_url` of the tenant's own cl
 token, never a host the browser names) and accept it only when its `organization.id` or
 `enterprise.id` equals the tenant's `sfmc_account_id`. The answer is a session token (itsdangerous,
 signed with a key derived from the tenant's `jb_jwt_secret`, 15 minutes) sent as a bearer header.
+After the JWT secret changes, a session signed with the previous one stays valid while that
+secret is in its grace period (`JWT_SECRET_GRACE_HOURS`); new sessions use the current one.
 
 Salesforce does not document this handshake for enhanced packages (fuel2token and tokenContext
 come from legacy-package samples; see ../shared/reference/sfmc-app-surface.md A.7). Verify it in a
@@ -28,6 +30,7 @@ import hashlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,8 +81,12 @@ def _tenant(name: str) -> Tenant | None:
 
 
 def _serializer(tenant: Tenant) -> URLSafeTimedSerializer:
-    key = hmac.new(tenant.jb_jwt_secret.encode("utf-8"), SESSION_KEY_MESSAGE, hashlib.sha256).hexdigest()
-    return URLSafeTimedSerializer(key, salt=SESSION_SALT)
+    """Signs with the current secret's key; verifies with it and the previous ones in grace."""
+    keys = [
+        hmac.new(secret.encode("utf-8"), SESSION_KEY_MESSAGE, hashlib.sha256).hexdigest()
+        for secret in tenant.jwt_secrets(time.time())
+    ]
+    return URLSafeTimedSerializer(keys[::-1], salt=SESSION_SALT)  # itsdangerous signs with the last
 
 
 def issue_session(tenant: Tenant) -> str:
@@ -143,8 +150,17 @@ def require_api_auth(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def json_body() -> Any:
+    """The request's JSON body, or None when it is not JSON (too deeply nested included: the
+    parser's RecursionError is not a ValueError, so `silent=True` alone lets it through as a 5xx)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def _fuel2token() -> str:
-    body = request.get_json(silent=True)
+    body = json_body()
     if not isinstance(body, dict):
         raise ApiError(
             400,
