@@ -13,6 +13,7 @@ import requests
 from pipeline import apikeys
 from pipeline.sandbox.processes import Child, free_port
 from pipeline.sandbox.stack import Stack
+from pipeline.settings import SECRET_TENANT_FIELDS
 from pipeline.vocabulary import State
 from tests.integration.helpers import cli
 
@@ -162,7 +163,7 @@ def _add_tenant(
     """`rokt-sfmc tenants add` with the sandbox's settings: non-secrets as --set, secrets through
     --secrets-file on stdin; `overrides` replace any of them. Returns the run and the secrets."""
     values = {key.lower(): value for key, value in stack.values.items()} | overrides
-    secrets = {key: values.pop(key) for key in list(values) if "secret" in key}
+    secrets = {key: values.pop(key) for key in list(values) if key in SECRET_TENANT_FIELDS}
     sets = [item for key, value in sorted(values.items()) for item in ("--set", f"{key}={value}")]
     run = cli(
         stack, "tenants", "add", "--tenant", name, *sets, "--secrets-file", "-", stdin=json.dumps(secrets)
