@@ -217,7 +217,12 @@ def tls_redis_server_binaries() -> list[str]:
 
 
 def start_redis(
-    run_dir: Path, port: int | None = None, *, password: str | None = None, tls: RedisTLS | None = None
+    run_dir: Path,
+    port: int | None = None,
+    *,
+    password: str | None = None,
+    tls: RedisTLS | None = None,
+    extra_options: Sequence[str] = (),
 ) -> tuple[Child, str]:
     """A redis-server on 127.0.0.1:`port`; with `tls`, TLS only there (no plain port), clients
     presenting a certificate of the same CA; with `password`, AUTH required. The password and
@@ -239,6 +244,7 @@ def start_redis(
         "noeviction",
         "--save",
         "",
+        *extra_options,  # later options win: e.g. ("--appendfsync", "always")
     ]
     conf: list[str] = []
     if password:
@@ -315,8 +321,10 @@ def start_worker(
     concurrency: int = 4,
     queues: Sequence[str] = (),
     app: str = "tasks",
+    pool: str = "prefork",
 ) -> Child:
-    """A worker instance; with no `queues` it consumes every configured queue (celeryconfig)."""
+    """A worker instance; with no `queues` it consumes every configured queue (celeryconfig).
+    `pool`: Celery's --pool (prefork for CPU-bound stages, threads for the I/O-bound Rokt stage)."""
     argv = [
         sys.executable,
         "-m",
@@ -325,6 +333,8 @@ def start_worker(
         app,
         "worker",
         *(["-Q", ",".join(queues)] if queues else []),
+        "--pool",
+        pool,
         "-c",
         str(concurrency),
         "-n",

@@ -85,6 +85,9 @@ class Stack:
     dir, a client certificate required; RedisTLSUnavailable without a TLS-capable redis-server)
     and `redis_password` (default: a random one with TLS) is required: every process gets
     `rediss://:<password>@127.0.0.1:<port>/0?ssl_...` as REDIS_URL.
+    `redis_options`: more redis-server options for the bundled Redis (e.g. `--appendfsync always`).
+    `broker_url`: the Celery broker of every process (BROKER_URL, e.g. a RabbitMQ vhost); by
+    default the broker is the stack's Redis.
     """
 
     def __init__(
@@ -99,6 +102,8 @@ class Stack:
         worker_concurrency: int = 4,
         redis_tls: bool = False,
         redis_password: str | None = None,
+        redis_options: Sequence[str] = (),
+        broker_url: str | None = None,
     ) -> None:
         self.run_dir = run_dir
         self.tenants = tenants
@@ -116,6 +121,8 @@ class Stack:
         self.redis_tls: processes.RedisTLS | None = None
         self._want_redis_tls = redis_tls
         self.redis_password = redis_password or (secrets.token_urlsafe(24) if redis_tls else None)
+        self.redis_options = tuple(redis_options)
+        self.broker_url = broker_url
         self._sandbox: processes.Child | None = None
         self._web: processes.Child | None = None
         self._web_thread: ServerThread | None = None
@@ -123,7 +130,7 @@ class Stack:
         self._flower: processes.Child | None = None
         self._saved_environ: dict[str, str | None] = {}
         self._generation = 0
-        self._worker_specs: dict[str, tuple[int, tuple[str, ...], str]] = {}
+        self._worker_specs: dict[str, tuple[int, tuple[str, ...], str, str]] = {}
         self._lock = threading.RLock()  # the chaos thread replaces workers beside the watcher
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -155,6 +162,8 @@ class Stack:
         self._sandbox, self.rokt_url, self.sfmc_url = processes.start_sandbox(self.run_dir)
         self.values = sandbox_env(self.rokt_url, self.sfmc_url)
         ours = {"REDIS_URL": self.redis_url, **sandbox_app_env(self.rokt_url, self.sfmc_url)}
+        if self.broker_url:
+            ours["BROKER_URL"] = self.broker_url
         if self.tenants:  # pinned tenants; without them every tenant signs up (the registry)
             self.tenants_file = self.run_dir / "tenants.toml"
             self.tenants_file.write_text(tenants_toml(self.values, self.tenants))
@@ -206,31 +215,36 @@ class Stack:
         app: str = "tasks",
         queues: Sequence[str] = (),
         wait: bool = True,
+        pool: str = "prefork",
     ) -> list[processes.Child]:
         """`count` worker instances (as separate containers would be), each -c `concurrency`
-        (default: the stack's); with `wait`, returns once each has logged that it is ready."""
+        (default: the stack's) on Celery's `pool`; with `wait`, returns once each has logged
+        that it is ready."""
         started = []
         with self._lock:
             for _ in range(count):
                 self._generation += 1
                 name = f"{self.worker_name}-{self._generation}"
-                started.append(self._start_worker(name, concurrency or self.worker_concurrency, queues, app))
+                concurrency_ = concurrency or self.worker_concurrency
+                started.append(self._start_worker(name, concurrency_, queues, app, pool))
             self.workers.extend(started)
         if wait:
             for worker in started:
                 self.wait_worker_ready(worker)
         return started
 
-    def _start_worker(self, name: str, concurrency: int, queues: Sequence[str], app: str) -> processes.Child:
-        child = processes.start_worker(self.run_dir, self.env, name, concurrency, queues, app)
-        self._worker_specs[child.name] = (concurrency, tuple(queues), app)
+    def _start_worker(
+        self, name: str, concurrency: int, queues: Sequence[str], app: str, pool: str = "prefork"
+    ) -> processes.Child:
+        child = processes.start_worker(self.run_dir, self.env, name, concurrency, queues, app, pool)
+        self._worker_specs[child.name] = (concurrency, tuple(queues), app, pool)
         return child
 
     def _replace_worker(self, dead: processes.Child) -> processes.Child:
         """A new process under the dead one's name (and so its hostname, `<name>@<host>`), as
         a restarted container keeps its `--hostname`: Flower and `inspect` see the same worker."""
-        concurrency, queues, app = self._worker_specs.get(dead.name, (self.worker_concurrency, (), "tasks"))
-        child = self._start_worker(dead.name, concurrency, queues, app)
+        spec = self._worker_specs.get(dead.name, (self.worker_concurrency, (), "tasks", "prefork"))
+        child = self._start_worker(dead.name, *spec)
         self.workers.append(child)
         return child
 
@@ -284,7 +298,11 @@ class Stack:
 
     def _start_redis(self) -> tuple[processes.Child, str]:
         return processes.start_redis(
-            self.run_dir, self._redis_port, password=self.redis_password, tls=self.redis_tls
+            self.run_dir,
+            self._redis_port,
+            password=self.redis_password,
+            tls=self.redis_tls,
+            extra_options=self.redis_options,
         )
 
     def ping_workers(self, timeout: float = 1.0) -> set[str]:
