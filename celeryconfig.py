@@ -2,11 +2,15 @@
 
 Every process that connects (web producer, workers, beat, Flower, CLI) reads this module, so
 the broker transport options are identical everywhere: a consumer with a shorter visibility
-timeout would re-deliver other workers' messages.
+timeout would re-deliver other workers' messages, and a queue declared with other arguments is
+refused by RabbitMQ.
+
+The broker is BROKER_URL, or REDIS_URL without it (`make demo`, the tests); production runs
+RabbitMQ (README "Broker": a lost worker's messages run elsewhere at once, not after the
+visibility timeout). RedBeat's schedule stays on REDIS_URL either way.
 """
 
-from kombu import Queue
-
+from pipeline import broker
 from pipeline.queues import (
     CALLBACKS_QUEUE,
     CREATE_EVENT_TASK,
@@ -24,33 +28,60 @@ from pipeline.queues import (
     WEBHOOKS_QUEUE,
     worker_queues,
 )
-from pipeline.settings import get_settings
-from pipeline.store import tls_options
+from pipeline.settings import get_settings, is_amqp
+from pipeline.store import celery_redis_options, tls_options
 
 _redis_url = get_settings().redis_url
-
-broker_url = _redis_url
-# Redis over TLS (`rediss://`): the URL's own `ssl_*` options (CA, client certificate), the
-# server's certificate verified by default, for the broker here, for RedBeat below and for
-# Flower's broker tab, which take them only from this setting; None for `redis://`.
-# pipeline/store.py says what REDIS_URL may carry.
-broker_use_ssl = tls_options(_redis_url)
-# Visibility timeout: longer than the hard time limit (120 s) plus the longest countdown we
-# schedule (retry backoff capped at 300 s) plus margin, or a waiting retry is re-delivered
-# and runs twice.
+# A Sentinel REDIS_URL (`redis+sentinel://...`, pipeline/store.py) in kombu's and RedBeat's own
+# forms; a plain redis:// or rediss:// URL as it is.
+_redis = celery_redis_options(_redis_url)
+_broker = get_settings().broker  # BROKER_URL, or REDIS_URL without it
+BROKER_IS_AMQP = is_amqp(_broker)
+# Visibility timeout (Redis broker only): longer than the hard time limit (120 s) plus the
+# longest countdown we schedule (retry backoff capped at 300 s) plus margin, or a waiting retry
+# is re-delivered and runs twice. It is also how long a killed worker's messages wait.
 VISIBILITY_TIMEOUT = 900
-broker_transport_options = {
-    "visibility_timeout": VISIBILITY_TIMEOUT,
-    "socket_timeout": 30,
-    "socket_connect_timeout": 5,
-    "socket_keepalive": True,
-    "health_check_interval": 25,
-    "retry_on_timeout": True,
-    "max_connections": 50,
-    "unacked_restore_interval": 10,
-    "unacked_restore_throttle": 3,
-}
-visibility_timeout = VISIBILITY_TIMEOUT
+
+if BROKER_IS_AMQP:
+    # RabbitMQ: a message a worker holds unacknowledged goes back to its queue the moment the
+    # worker's connection closes (a killed process: at once; a lost machine: at the heartbeat
+    # timeout, 60 s as RabbitMQ negotiates it); no visibility timeout. `amqps://` is TLS.
+    broker_url = _broker
+    broker_use_ssl = None
+    broker_transport_options = {
+        "confirm_publish": True,  # publisher confirms: send_task returns once RabbitMQ has it
+        "connect_timeout": 5,
+    }
+    # Every queue a quorum queue with a topic exchange of its name (pipeline/broker.py); the
+    # per-tenant queues the producer's router makes on first use are declared the same way.
+    task_create_missing_queue_type = "quorum"
+    task_create_missing_queue_exchange_type = "topic"
+    # Countdown/ETA retries wait in RabbitMQ's delayed-delivery queues (Celery's native delayed
+    # delivery, which each worker sets up at start), not in a worker's memory.
+    broker_native_delayed_delivery_queue_type = "quorum"
+    # Quorum queues refuse global QoS: Celery sees them and uses per-consumer prefetch.
+    worker_detect_quorum_queues = True
+else:
+    _broker_redis = _redis if _broker == _redis_url else celery_redis_options(_broker)
+    broker_url = _broker_redis["broker_url"]
+    # Redis over TLS (`rediss://`): the URL's own `ssl_*` options (CA, client certificate), the
+    # server's certificate verified by default, for the broker here, for RedBeat below and for
+    # Flower's broker tab, which take them only from this setting; None for `redis://`.
+    # pipeline/store.py says what REDIS_URL may carry.
+    broker_use_ssl = tls_options(_broker)
+    broker_transport_options = {
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "socket_timeout": 30,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 25,
+        "retry_on_timeout": True,
+        "max_connections": 50,
+        "unacked_restore_interval": 10,
+        "unacked_restore_throttle": 3,
+        **_broker_redis["transport_options"],  # Sentinel: master_name (kombu asks the Sentinels for it)
+    }
+    visibility_timeout = VISIBILITY_TIMEOUT
 broker_connection_retry_on_startup = True
 task_publish_retry_policy = {"max_retries": 5, "interval_start": 0, "interval_step": 0.5, "interval_max": 2}
 
@@ -80,7 +111,7 @@ result_backend = None
 # (tasks/tenant_queues.py) adds each active tenant's render.<t> and rokt.<t> within 5 s, tenants
 # added at run time included (taken in turn: fairness between tenants); nothing restarts.
 # Adding a tenant and the -Q rules: docs/operations.md#adding-a-tenant, #scaling-workers.
-task_queues = tuple(Queue(name) for name in worker_queues(get_settings().tenants))
+task_queues = tuple(broker.queue(name, BROKER_IS_AMQP) for name in worker_queues(get_settings().tenants))
 task_default_queue = RENDER_QUEUE
 task_routes = {
     RENDER_TASK: {"queue": RENDER_QUEUE},  # sent to render_queue(tenant); this is the fallback
@@ -110,8 +141,10 @@ task_send_sent_event = False  # one extra publish per task on the execute hot pa
 worker_hijack_root_logger = False
 
 beat_scheduler = "tasks.beat:HeartbeatScheduler"  # RedBeat, writing beat's heartbeat each tick
-redbeat_redis_url = _redis_url
-redbeat_redis_use_ssl = broker_use_ssl
+redbeat_redis_url = _redis["redbeat_url"]
+if _redis["redbeat_options"]:  # Sentinel: the Sentinels and the master's name
+    redbeat_redis_options = _redis["redbeat_options"]
+redbeat_redis_use_ssl = tls_options(_redis_url)
 redbeat_key_prefix = "rsf:redbeat"
 redbeat_lock_timeout = 60
 beat_max_loop_interval = 10

@@ -46,7 +46,11 @@ def _close(self: Any) -> None:
 
 
 def apply() -> None:
-    """Idempotent: patch kombu's Redis Channel.close once per process."""
+    """Idempotent: patch kombu's Redis Channel.close once per process; and, on RabbitMQ,
+    countdowns in whole seconds (pipeline/broker.py)."""
+    from pipeline import broker  # here: pipeline.broker imports celery, this module only kombu
+
+    broker.apply()
     if not hasattr(kombu_redis.Channel, _ORIGINAL):
         setattr(kombu_redis.Channel, _ORIGINAL, kombu_redis.Channel.close)
         kombu_redis.Channel.close = _close  # type: ignore[method-assign]

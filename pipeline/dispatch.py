@@ -2,7 +2,9 @@
 by the reconciler and replays (re-drives), and by tasks scheduling a flush.
 
 A producer-only Celery app reads the same `celeryconfig` as the workers (identical broker
-transport options in every process that connects).
+transport options and queue declarations in every process that connects). Its broker is
+BROKER_URL, or REDIS_URL without it; on RabbitMQ every publish waits for the broker's confirm
+(celeryconfig's `confirm_publish`), so a send that returns is a message RabbitMQ holds.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from pipeline.queues import (
     WEBHOOKS_QUEUE,
     render_queue,
 )
-from pipeline.settings import get_settings
-from pipeline.store import tls_options
+from pipeline.settings import get_settings, is_amqp
+from pipeline.store import celery_redis_options, tls_options
 from pipeline.vocabulary import OutboxKind
 
 
@@ -37,7 +39,7 @@ def stamp_sent_at(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None
 
 
 def producer() -> Celery:
-    return _producer(get_settings().redis_url)
+    return _producer(get_settings().broker)
 
 
 @lru_cache(maxsize=4)
@@ -45,8 +47,13 @@ def _producer(broker_url: str) -> Celery:
     brokerfix.apply()  # the same transport fix as the workers' (tasks/__init__.py)
     app = Celery("rokt_sfmc", set_as_current=False)
     app.config_from_object("celeryconfig")
-    app.conf.broker_url = broker_url  # the settings of this process, read now
-    app.conf.broker_use_ssl = tls_options(broker_url)  # as celeryconfig derives it (Redis over TLS)
+    # the settings of this process, read now, as celeryconfig derives them
+    if is_amqp(broker_url):
+        app.conf.broker_url = broker_url
+        app.conf.broker_use_ssl = None
+    else:  # Redis: a Sentinel URL in kombu's form; TLS options of a `rediss://` URL
+        app.conf.broker_url = celery_redis_options(broker_url)["broker_url"]
+        app.conf.broker_use_ssl = tls_options(broker_url)
     return app
 
 

@@ -7,6 +7,15 @@ own consumer, so it needs no remote control. A worker started with `-Q` takes pe
 only of the stages it serves: `render.<t>` when it consumes `render`, `rokt.<t>` when `rokt`; a
 tenant's queue named on `-Q` itself (a worker dedicated to one brand) is kept while the tenant is
 active, and paused while it is disabled.
+
+On RabbitMQ a queue it adds is declared as every process declares it (a quorum queue with its
+topic exchange, pipeline/broker.py) and bound to the native delayed-delivery exchange, so a
+countdown retry of that tenant's tasks comes back to it. Celery's own DelayedDelivery step binds
+every queue the app knows, consumed or not, and a queue nobody declared yet makes it fail (a
+worker of `-Q rokt` on a new vhost: `render` has no exchange yet), and with it every binding
+after it on that channel: a delayed retry would then be dropped. So every worker declares all
+the app's queues before its consumer starts (`declare_queues`), and binds them again once that
+step has run (at each consumer start, reconnections included).
 """
 
 from __future__ import annotations
@@ -14,10 +23,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import bootsteps
+from celery import bootsteps, signals
 
+from pipeline import broker
 from pipeline.queues import RENDER_QUEUE, ROKT_QUEUE, render_queue, rokt_queue
 from pipeline.runtime import get_runtime
+from pipeline.settings import is_amqp
 from pipeline.vocabulary import TenantStatus
 
 log = logging.getLogger(__name__)
@@ -45,8 +56,27 @@ def is_tenant_queue(queue: str) -> bool:
     return any(queue.startswith(shared + ".") for shared, _queue_of in _STAGES)
 
 
+@signals.celeryd_after_setup.connect
+def declare_queues(sender: Any = None, instance: Any = None, **_kwargs: Any) -> None:
+    """On RabbitMQ, before the consumer starts: every queue of the app declared (exchange, queue,
+    binding), so Celery's DelayedDelivery step finds each one it binds."""
+    app = getattr(instance, "app", None)
+    if app is None or not is_amqp(str(app.conf.broker_url)):
+        return
+    try:
+        with app.connection_for_write() as connection, connection.channel() as channel:
+            for queue in list(app.amqp.queues.values()):
+                queue.bind(channel).declare()
+    except Exception:  # RabbitMQ away: the consumer's start retries, TenantQueues binds then
+        log.warning("tenant queues: the app's queues not declared before start", exc_info=True)
+
+
 class TenantQueues(bootsteps.StartStopStep):
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+    # after Celery's DelayedDelivery (on RabbitMQ): `start` binds the app's queues again
+    requires = {
+        "celery.worker.consumer.tasks:Tasks",
+        "celery.worker.consumer.delayed_delivery:DelayedDelivery",
+    }
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -56,7 +86,17 @@ class TenantQueues(bootsteps.StartStopStep):
     def start(self, consumer: Any) -> None:
         if self.named is None and consumer.task_consumer is not None:
             self.named = frozenset(q.name for q in consumer.task_consumer.queues if is_tenant_queue(q.name))
-        self.sync(consumer)
+        if is_amqp(str(consumer.app.conf.broker_url)):
+            try:
+                declare_amqp_queues(consumer.app, list(consumer.app.amqp.queues))
+            except Exception:  # RabbitMQ away: the consumer restarts once it is back, and so does this
+                log.warning("tenant queues: delayed-delivery bindings not made", exc_info=True)
+            # not now: on RabbitMQ a message delivered while basic_consume waits for its answer
+            # reaches the task consumer before the event loop has given it a callback (the worker
+            # dies: "Consumer does not have any callbacks"); from the event loop it is safe
+            consumer.timer.call_after(0.0, self.sync, (consumer,), priority=10)
+        else:
+            self.sync(consumer)
         self._timer = consumer.timer.call_repeatedly(SYNC_SECONDS, self.sync, (consumer,), priority=10)
 
     def stop(self, consumer: Any) -> None:
@@ -78,6 +118,23 @@ class TenantQueues(bootsteps.StartStopStep):
         consuming = {queue.name for queue in task_consumer.queues}
         wanted = wanted_queues(statuses, consuming, getattr(self, "named", None) or frozenset())
         for queue in sorted(wanted - consuming):
+            if is_amqp(str(consumer.app.conf.broker_url)):
+                try:
+                    declare_amqp_queues(consumer.app, [queue])
+                except Exception:  # RabbitMQ away: the next tick tries again
+                    log.warning("tenant queues: %s not declared; next time", queue, exc_info=True)
+                    continue
             consumer.add_task_queue(queue)
         for queue in sorted(q for q in consuming - wanted if is_tenant_queue(q)):
             consumer.cancel_task_queue(queue)
+
+
+def declare_amqp_queues(app: Any, names: list[str]) -> None:
+    """These queues in the worker's queue table as every process declares them on RabbitMQ,
+    declared, and bound to the native delayed-delivery exchange (which the worker declared at
+    start)."""
+    queues = app.amqp.queues
+    with app.connection_for_write() as connection:
+        for name in names:
+            q = queues[name] if name in queues else queues.add(broker.queue(name, amqp=True))
+            broker.bind_delayed_delivery(connection, q)

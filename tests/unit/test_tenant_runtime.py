@@ -32,7 +32,7 @@ def rt(fake_redis):
 @pytest.fixture
 def client(rt):
     calls = []
-    app = create_app(rt, enqueue=lambda t, e: calls.append(e), enqueue_webhook=lambda t, e: calls.append(e))
+    app = create_app(rt, enqueue_webhook=lambda t, e: calls.append(e))
     app.test_client_calls = calls
     return app.test_client()
 
@@ -107,6 +107,7 @@ def test_the_tenant_queues_step_adds_and_cancels_on_the_consumer(rt, monkeypatch
         task_consumer=SimpleNamespace(queues=[SimpleNamespace(name=q) for q in consuming]),
         add_task_queue=added.append,
         cancel_task_queue=cancelled.append,
+        app=SimpleNamespace(conf=SimpleNamespace(broker_url="redis://127.0.0.1:6379/0")),
     )
     TenantQueues.sync(SimpleNamespace(), consumer)
     assert added == ["render.brand-b", "render.default", "rokt.brand-b", "rokt.default"]
@@ -119,8 +120,8 @@ def test_a_task_of_a_disabled_tenant_waits_and_is_never_dropped(rt, monkeypatch)
     monkeypatch.setattr(task_base, "get_runtime", lambda: rt)
     retried = {}
 
-    def retry(exc, countdown, max_retries):
-        retried.update(exc=exc, countdown=countdown, max_retries=max_retries)
+    def retry(exc, countdown, max_retries, kwargs):
+        retried.update(exc=exc, countdown=countdown, max_retries=max_retries, kwargs=kwargs)
         return Retry()
 
     task = SimpleNamespace(request=SimpleNamespace(retries=40), retry=retry)
