@@ -10,6 +10,16 @@ SFMC_QUEUE = "sfmc"
 CALLBACKS_QUEUE = "callbacks"
 WEBHOOKS_QUEUE = "webhooks"
 ALL_QUEUES = (RENDER_QUEUE, ROKT_QUEUE, SFMC_QUEUE, CALLBACKS_QUEUE, WEBHOOKS_QUEUE)
+# Rokt calls waiting for their limiter ticket (pipeline/ratelimit.py), every tenant's: a queue of
+# its own, so a task sent back to its ticket reaches a worker at once and waits there for its
+# time, instead of behind the backlog of rokt.<tenant> it came from (and missing its slot).
+# Not a tenant queue (no `rokt.` prefix); whatever serves `rokt` must serve it too.
+ROKT_WAIT_QUEUE = "rokt-wait"
+# How the service splits its workers (compose, the demo): the Rokt stage waits on the network,
+# so a threads pool (worker-rokt) runs it; everything else uses CPU and runs on prefork
+# (worker-render). Each also takes its stage's per-tenant queues (tasks/tenant_queues.py).
+ROKT_WORKER_QUEUES = (ROKT_QUEUE, ROKT_WAIT_QUEUE)
+RENDER_WORKER_QUEUES = tuple(q for q in ALL_QUEUES if q not in ROKT_WORKER_QUEUES)
 
 
 def render_queue(tenant: str) -> str:
@@ -24,9 +34,10 @@ def rokt_queue(tenant: str) -> str:
 
 def worker_queues(tenants: Iterable[str]) -> tuple[str, ...]:
     """Every queue a worker consumes: the shared ones (the bare `render` and `rokt` still drain
-    what was queued before per-tenant queues) and each configured tenant's own."""
+    what was queued before per-tenant queues), the Rokt waiting room and each configured
+    tenant's own."""
     names = sorted(tenants)
-    return (*ALL_QUEUES, *(render_queue(t) for t in names), *(rokt_queue(t) for t in names))
+    return (*ALL_QUEUES, ROKT_WAIT_QUEUE, *(render_queue(t) for t in names), *(rokt_queue(t) for t in names))
 
 
 # Every task message's header: when it was published (seconds since the epoch); the exporter

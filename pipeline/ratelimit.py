@@ -4,12 +4,23 @@ GCRA in one Lua script (Redis clock, one round trip), plus a shared cool-down ke
 the vendor answers 429, so one throttled worker pauses the whole account instead of each
 worker discovering the limit on its own. Celery's `rate_limit` is per worker instance and
 cannot do this.
+
+The Rokt stage (`RateLimiter.admit`) runs on a threads pool and does not sleep in its slot: a
+call whose slot is further away than its sleep budget (ROKT_LIMIT_SLEEP_MS) takes a *ticket*, a
+place in the account's waiting line one emission interval after the previous one, and its task
+is rescheduled to that time. A task back with its ticket takes the next slot ahead of fresh
+calls (which join the line while it is not empty), so a backlog costs about one reschedule per
+call, not one every interval: no retry storm at 20 tenants x 50/s. A ticket lost with its task
+only leaves one slot unused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import random
 import time
+from collections.abc import Iterator
 
 import redis
 
@@ -42,6 +53,43 @@ redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 
 return {1, '0'}
 """
 
+# KEYS: slot (TAT), cool-down, waiting line, deferral counter. ARGV: emission, tolerance, the
+# caller's ticket (0: a fresh call), its sleep budget. Returns {admitted, wait, ticket}: admitted
+# with wait <= budget (sleep that long, then send), or deferred to `ticket` (`wait` from now).
+_ADMIT = """
+local emission = tonumber(ARGV[1])
+local burst_tol = tonumber(ARGV[2])
+local ticket = tonumber(ARGV[3])
+local budget = tonumber(ARGV[4])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function defer(earliest)
+  redis.call('INCR', KEYS[4])
+  if ticket > 0 and ticket > now + budget and ticket >= earliest then
+    return {0, tostring(ticket - now), tostring(ticket)}  -- back early: keep its place
+  end
+  local line = tonumber(redis.call('GET', KEYS[3]) or 0)
+  local slot = math.max(line, earliest, now)
+  local ttl = math.ceil((slot + emission - now) * 1000) + 1000
+  redis.call('SET', KEYS[3], tostring(slot + emission), 'PX', ttl)
+  return {0, tostring(slot - now), tostring(slot)}
+end
+local cool = redis.call('PTTL', KEYS[2])
+if cool > 0 then return defer(now + cool / 1000) end
+if ticket > now + budget then return defer(ticket) end
+if ticket <= 0 then
+  local line = tonumber(redis.call('GET', KEYS[3]) or 0)
+  if line > now then return defer(line) end  -- others wait in line: join it
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + emission
+local allow_at = new_tat - burst_tol - emission
+if allow_at - now > budget then return defer(allow_at) end
+redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 1000) + 1000)
+return {1, tostring(math.max(0, allow_at - now)), '0'}
+"""
+
 _PAUSE = """
 local ms = tonumber(ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
@@ -55,22 +103,45 @@ class RateLimited(Exception):
 
     error_class = ErrorClass.THROTTLED
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, retry_after: float, ticket: float = 0.0) -> None:
         super().__init__(f"rate limited for {retry_after:.2f}s")
         self.reason = str(self)
         self.retry_after = retry_after
+        # a place in the account's waiting line (Redis clock; 0: none): the task comes back
+        # with it (`holding_ticket`) at `retry_after`
+        self.ticket = ticket
+
+
+# the ticket of the call this thread (task) is making, set by the task around its Rokt call;
+# None: the caller cannot come back with a ticket (it would leave its slot unused)
+_ticket: contextvars.ContextVar[float | None] = contextvars.ContextVar("rsf_ratelimit_ticket", default=None)
+
+
+@contextlib.contextmanager
+def holding_ticket(ticket: float) -> Iterator[None]:
+    """Calls through `RateLimiter.gate` within take tickets, and are the one that took `ticket`
+    (0: a fresh call); the task that raised RateLimited comes back with `exc.ticket`."""
+    token = _ticket.set(max(0.0, float(ticket or 0)))
+    try:
+        yield
+    finally:
+        _ticket.reset(token)
 
 
 class RateLimiter:
     def __init__(
         self, r: redis.Redis, tenant: str, name: str, rate: float, tolerance: float = LATE_TOLERANCE
     ) -> None:
+        self.r = r
         self.key = tenant_key(tenant, "ratelimit", name)
         self.cooldown_key = tenant_key(tenant, "cooldown", name)
         # seconds a request may come early, paid for by a longer interval: the jitter allowance holds
         self.tolerance = min(tolerance, 1.0 / rate)
         self.emission = (1.0 + JITTER_ALLOWANCE + self.tolerance) / rate
+        self.line_key = tenant_key(tenant, "ratelimit-line", name)
+        self.deferred_key = tenant_key(tenant, "ratelimit-deferred", name)
         self._acquire = r.register_script(_ACQUIRE)
+        self._admit = r.register_script(_ADMIT)
         self._pause = r.register_script(_PAUSE)
 
     def try_acquire(self) -> float:
@@ -84,6 +155,34 @@ class RateLimiter:
             if wait > max_sleep:
                 raise RateLimited(wait)
             time.sleep(wait + random.uniform(0, 0.005))
+
+    def gate(self, sleep_budget: float = 0.025) -> None:
+        """The Rokt client's gate: within `holding_ticket` (create_rokt_event), `admit`;
+        elsewhere (a webhook's or the reconciler's look-up, the CLI) `acquire`, which sleeps up
+        to 1 s: a caller that would not come back with its ticket must not take one."""
+        if _ticket.get() is None:
+            self.acquire()
+        else:
+            self.admit(sleep_budget)
+
+    def admit(self, sleep_budget: float = 0.025) -> None:
+        """Wait for a slot up to `sleep_budget` seconds; a later slot raises RateLimited with a
+        ticket for it (this call's, when it holds one: `holding_ticket`), to come back
+        `sleep_budget` before it."""
+        ok, wait, ticket = self._admit(
+            keys=[self.key, self.cooldown_key, self.line_key, self.deferred_key],
+            args=[self.emission, self.tolerance, _ticket.get() or 0.0, max(0.0, sleep_budget)],
+        )
+        if not int(ok):
+            # back `sleep_budget` early, to sleep into the slot: a return a little late (a busy
+            # worker) still finds its slot, instead of leaving it unused
+            raise RateLimited(max(0.0, float(wait) - sleep_budget), float(ticket))
+        if float(wait) > 0:
+            time.sleep(float(wait))
+
+    def deferred(self) -> int:
+        """Calls rescheduled so far (every tenant process counts here)."""
+        return int(self.r.get(self.deferred_key) or 0)
 
     def pause(self, seconds: float) -> None:
         """Stop every worker of this account for `seconds` (the vendor's Retry-After)."""

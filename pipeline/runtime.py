@@ -2,11 +2,18 @@
 
 Built lazily and re-built after a fork (Celery's prefork children must not share sockets
 or requests sessions with their parent).
+
+Thread-safe: the Rokt stage runs on a threads pool (worker-rokt), so the runtime, its caches
+and what they hand out are shared by every thread of the process. One lock guards creation
+(each cache entry is built once and then read without it); the clients keep a requests session
+per thread (pipeline/clients/http.py), the Redis client's pool is thread-safe, and the task's
+log context is a contextvar, per thread.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
 
 import redis
@@ -16,13 +23,26 @@ from pipeline.clients.sfmc import SfmcClient
 from pipeline.ledger import Ledger
 from pipeline.outbox import Outbox
 from pipeline.ratelimit import RateLimiter
-from pipeline.settings import Settings, Tenant, get_settings
+from pipeline.settings import Settings, Tenant, get_settings, is_amqp
 from pipeline.store import redis_client
 from pipeline.tenants import TenantRegistry, UnknownTenant
 from pipeline.vocabulary import OutboxKind
 
 __all__ = ["Runtime", "UnknownTenant", "get_runtime"]
 
+
+
+# Native delayed delivery on RabbitMQ counts whole seconds (pipeline/broker.py rounds a countdown
+# up): a ticket holder sent back `budget` before its slot with a budget under 1 s would come back
+# after it and lose its place, again and again (a review's model: 3.9 calls/s at a 47.8/s limit).
+# With 1 s it comes back within the second before its slot, and sleeps the rest in its thread.
+AMQP_MIN_SLEEP_BUDGET = 1.0
+
+
+def rokt_sleep_budget(settings: Settings) -> float:
+    """Seconds a Rokt call may sleep for its slot: ROKT_LIMIT_SLEEP_MS, at least 1 s on RabbitMQ."""
+    budget = settings.rokt_limit_sleep_ms / 1000
+    return max(budget, AMQP_MIN_SLEEP_BUDGET) if is_amqp(settings.broker) else budget
 
 class Runtime:
     def __init__(self, settings: Settings, r: redis.Redis | None = None) -> None:
@@ -33,6 +53,7 @@ class Runtime:
         self._sfmc: dict[str, tuple[Tenant, SfmcClient]] = {}
         self._limiters: dict[tuple[str, str], tuple[float, RateLimiter]] = {}
         self._outboxes: dict[tuple[str, str], Outbox] = {}
+        self._lock = threading.RLock()  # creation only; a built entry is read without it
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -49,28 +70,41 @@ class Runtime:
         return tenant
 
     def rokt(self, name: str) -> RoktClient:
+        """The tenant's Rokt client. Its gate is the limiter's `gate`: in create_rokt_event a slot
+        further away than ROKT_LIMIT_SLEEP_MS raises RateLimited with a ticket (the task is
+        rescheduled to it), it is not slept."""
         tenant = self.tenant(name)
         cached = self._rokt.get(name)
         if cached is None or cached[0] != tenant:
-            client = RoktClient(
-                tenant, self.redis, self.settings.http_timeout, gate=self.limiter(name, "rokt").acquire
-            )
-            cached = self._rokt[name] = (tenant, client)
+            with self._lock:
+                cached = self._rokt.get(name)
+                if cached is None or cached[0] != tenant:
+                    limiter = self.limiter(name, "rokt")
+                    budget = rokt_sleep_budget(self.settings)
+
+                    def gate() -> None:
+                        limiter.gate(budget)
+
+                    client = RoktClient(tenant, self.redis, self.settings.http_timeout, gate=gate)
+                    cached = self._rokt[name] = (tenant, client)
         return cached[1]
 
     def sfmc(self, name: str) -> SfmcClient:
         tenant = self.tenant(name)
         cached = self._sfmc.get(name)
         if cached is None or cached[0] != tenant:
-            client = SfmcClient(
-                tenant,
-                self.redis,
-                self.settings.http_timeout,
-                gate=self.limiter(name, "sfmc").acquire,
-                credentials=self.registry,
-                app=self.settings,
-            )
-            cached = self._sfmc[name] = (tenant, client)
+            with self._lock:
+                cached = self._sfmc.get(name)
+                if cached is None or cached[0] != tenant:
+                    client = SfmcClient(
+                        tenant,
+                        self.redis,
+                        self.settings.http_timeout,
+                        gate=self.limiter(name, "sfmc").acquire,
+                        credentials=self.registry,
+                        app=self.settings,
+                    )
+                    cached = self._sfmc[name] = (tenant, client)
         return cached[1]
 
     def limiter(self, name: str, vendor: str) -> RateLimiter:
@@ -79,21 +113,48 @@ class Runtime:
         rate = tenant.rokt_rate_limit if vendor == "rokt" else tenant.sfmc_rate_limit
         cached = self._limiters.get((name, vendor))
         if cached is None or cached[0] != rate:
-            cached = self._limiters[(name, vendor)] = (rate, RateLimiter(self.redis, name, vendor, rate))
+            with self._lock:
+                cached = self._limiters.get((name, vendor))
+                if cached is None or cached[0] != rate:
+                    limiter = RateLimiter(self.redis, name, vendor, rate)
+                    cached = self._limiters[(name, vendor)] = (rate, limiter)
         return cached[1]
 
     def outbox(self, name: str, kind: OutboxKind) -> Outbox:
-        if (name, kind) not in self._outboxes:
-            idle_ms = int(self.settings.outbox_claim_idle_seconds * 1000)
-            self._outboxes[(name, kind)] = Outbox(self.redis, name, kind, idle_ms)
-        return self._outboxes[(name, kind)]
+        box = self._outboxes.get((name, kind))
+        if box is None:
+            with self._lock:
+                box = self._outboxes.get((name, kind))
+                if box is None:
+                    idle_ms = int(self.settings.outbox_claim_idle_seconds * 1000)
+                    box = self._outboxes[(name, kind)] = Outbox(self.redis, name, kind, idle_ms)
+        return box
 
 
 _runtime: tuple[int, Runtime] | None = None
+_runtime_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _runtime_lock
+    _runtime_lock = threading.Lock()  # a fork while another thread held it must not deadlock
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_runtime() -> Runtime:
+    """This process's runtime: one per process, whichever thread asks first builds it."""
+    current = _runtime
+    if current is None or current[0] != os.getpid():
+        with _runtime_lock:
+            current = _runtime
+            if current is None or current[0] != os.getpid():
+                current = _set_runtime((os.getpid(), Runtime(get_settings())))
+    return current[1]
+
+
+def _set_runtime(value: tuple[int, Runtime]) -> tuple[int, Runtime]:
     global _runtime
-    if _runtime is None or _runtime[0] != os.getpid():
-        _runtime = (os.getpid(), Runtime(get_settings()))
-    return _runtime[1]
+    _runtime = value
+    return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -13,7 +14,7 @@ from celery import Task, signals
 from celery.exceptions import Retry
 
 from pipeline import dispatch, logsetup, queues
-from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slot
+from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slots
 from pipeline.retry_policy import countdown
 from pipeline.runtime import get_runtime
 from pipeline.settings import get_settings
@@ -50,7 +51,11 @@ def retry_later(task: Task, exc: BaseException, *, after: float | None = None, b
     """
     wait = countdown(exc, task.request.retries) if after is None else after
     max_retries = None if bounded else task.request.retries + 1
-    return task.retry(exc=exc, countdown=wait, max_retries=max_retries)
+    # a limiter ticket (create_rokt_event's) is a place in line for one moment: a retry for any
+    # other reason comes back later and joins the line afresh, never ahead of those in it
+    sent_with = getattr(task.request, "kwargs", None) or {}
+    kwargs = {name: value for name, value in sent_with.items() if name != "ticket"}
+    return task.retry(exc=exc, countdown=wait, max_retries=max_retries, kwargs=kwargs)
 
 
 # how long the work of a disabled tenant waits before it looks again
@@ -73,11 +78,10 @@ def hold_while_disabled(task: Task, tenant: str) -> None:
 def schedule_flushes(
     tenant: str, kinds: Iterable[OutboxKind] = (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES)
 ) -> None:
-    """Let rows gather for a moment, then flush them in batches (one scheduled flush per kind)."""
-    rt = get_runtime()
-    for kind in kinds:
-        if rt.outbox(tenant, kind).backlog() and claim_flush_slot(rt, tenant, kind):
-            dispatch.schedule_flush(tenant, kind, countdown=FLUSH_DELAY_SECONDS)
+    """Let rows gather for a moment, then flush them in batches (one scheduled flush per kind;
+    one round trip to find which kinds need one)."""
+    for kind in claim_flush_slots(get_runtime(), tenant, kinds):
+        dispatch.schedule_flush(tenant, kind, countdown=FLUSH_DELAY_SECONDS)
 
 
 def celery_process(argv: list[str] | None = None) -> str:
@@ -107,7 +111,16 @@ TASK_IDS: dict[str, tuple[str, str]] = {  # task -> (its argument's name, the lo
     queues.CREATE_EVENT_TASK: ("execution_id", "executionId"),
     queues.WEBHOOK_TASK: ("event_id", "eventId"),
 }
-_task_contexts: dict[str, contextvars.Token] = {}
+# the log context token of each running task, per thread: a threads-pool worker (the Rokt stage)
+# runs tasks side by side, and a redelivered task may run beside its own id; the prerun and
+# postrun signals of a task are sent from the thread that runs it
+_task_contexts = threading.local()
+
+
+def _contexts() -> dict[str, contextvars.Token]:
+    if not hasattr(_task_contexts, "tokens"):
+        _task_contexts.tokens = {}
+    return _task_contexts.tokens
 
 
 def task_log_context(name: str, task_id: str | None, args: Any, kwargs: Any) -> dict[str, str | None]:
@@ -133,7 +146,7 @@ def _bind_task_context(
     task_id: str | None = None, task: Task | None = None, args=None, kwargs=None, **_: Any
 ):
     fields = task_log_context(getattr(task, "name", "") or "", task_id, args, kwargs)
-    _task_contexts[task_id or ""] = logsetup.replace(**fields)
+    _contexts()[task_id or ""] = logsetup.replace(**fields)
     if fields["tenant"]:
         # its secrets stay out of every line this task logs (the registry caches it); with no
         # runtime or no Redis the task itself will say so
@@ -143,6 +156,6 @@ def _bind_task_context(
 
 @signals.task_postrun.connect
 def _unbind_task_context(task_id: str | None = None, **_: Any) -> None:
-    token = _task_contexts.pop(task_id or "", None)
+    token = _contexts().pop(task_id or "", None)
     if token is not None:
         logsetup.unbind(token)

@@ -71,10 +71,20 @@ class CallCounter:
             log.debug("vendor call not counted (Redis unavailable)", exc_info=True)
 
 
+# Keep-alive connections a client keeps per host: as many as the calls a threads-pool worker
+# (worker-rokt, -c 64) may have in flight for one tenant; a call beyond it opens a connection of
+# its own, closed after use (pool_block=False: never waits for one).
+POOL_MAXSIZE = 64
+
+
 def new_session(user_agent: str = "rokt-sfmc/0.1") -> requests.Session:
-    """One session per client; the adapter never retries (the Celery task owns retries)."""
+    """One session per client; the adapter never retries (the Celery task owns retries).
+
+    Shared by every thread of the process (the Rokt stage runs on a threads pool): it is fully
+    set up here and in the client's constructor (adapters, headers, hooks) and only read after;
+    urllib3's connection pool is thread-safe and the cookie jar locks itself."""
     session = requests.Session()
-    adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=16)
+    adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=POOL_MAXSIZE)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = user_agent
@@ -136,7 +146,9 @@ def raise_for_status(
 class BearerClient(ABC):
     """A vendor API behind an OAuth client-credentials token shared by every worker.
 
-    Thread-safety: one instance per worker process; requests.Session is not shared across forks.
+    Thread-safety: one instance per worker process (never shared across a fork), used by every
+    thread of it: the session as `new_session` says, the token through `SharedToken` (a lock per
+    process and one in Redis), the gate (the limiter) in Redis; nothing else changes after init.
     """
 
     vendor = ""

@@ -8,6 +8,7 @@ the others wait for it instead of stampeding the token endpoint.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -56,6 +57,9 @@ class SharedToken:
         self.fetch = fetch
         self._release = r.register_script(_RELEASE)
         self._invalidate = r.register_script(_INVALIDATE)
+        # the threads of one process (a threads-pool worker) queue here for a refresh, so one
+        # fetches and the others find its token instead of each polling the Redis lock
+        self._refreshing = threading.Lock()
 
     def get(self, wait_seconds: float = 10.0) -> dict[str, Any]:
         return self._locked(lambda: self.r.get(self.key), wait_seconds)
@@ -69,6 +73,17 @@ class SharedToken:
     def _locked(self, cached: Callable[[], str | None], wait_seconds: float) -> dict[str, Any]:
         """The cached token when `cached()` finds one, else one fetched by this process alone."""
         deadline = time.monotonic() + wait_seconds
+        raw = cached()
+        if raw:
+            return json.loads(raw)
+        if not self._refreshing.acquire(timeout=wait_seconds):
+            raise RetryableError("token refresh by another thread did not finish in time")
+        try:
+            return self._locked_in_redis(cached, deadline)
+        finally:
+            self._refreshing.release()
+
+    def _locked_in_redis(self, cached: Callable[[], str | None], deadline: float) -> dict[str, Any]:
         while True:
             raw = cached()
             if raw:

@@ -1,11 +1,13 @@
 """The global limiter, on fakeredis with Lua."""
 
+import itertools
 import time
 
 import fakeredis
 import pytest
 
-from pipeline.ratelimit import JITTER_ALLOWANCE, RateLimited, RateLimiter
+from pipeline import ratelimit
+from pipeline.ratelimit import JITTER_ALLOWANCE, RateLimited, RateLimiter, holding_ticket
 
 
 def test_limiter_spaces_requests_at_the_rate(fake_redis):
@@ -62,3 +64,100 @@ def test_pause_stops_the_whole_account_and_long_waits_raise(fake_redis):
     assert caught.value.retry_after > 4
     limiter.pause(1)  # a shorter pause never shortens a longer one
     assert limiter.try_acquire() > 4
+
+
+# -- admit: the Rokt stage's gate (a threads pool: no sleeping in the slot beyond a budget) ----
+
+
+def test_admit_takes_a_free_slot_and_sleeps_only_within_its_budget(fake_redis):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=20)  # ~52 ms apart
+    limiter.admit(sleep_budget=0.0)
+    started = time.monotonic()
+    limiter.admit(sleep_budget=0.2)  # the next slot is ~52 ms away: slept, not deferred
+    assert 0.03 < time.monotonic() - started < 0.2
+    with pytest.raises(RateLimited) as caught:
+        limiter.admit(sleep_budget=0.01)
+    assert caught.value.ticket > 0 and 0.03 < caught.value.retry_after < 0.2
+
+
+def test_deferred_calls_get_tickets_one_interval_apart_and_fresh_calls_queue_behind(fake_redis):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=10)  # ~105 ms apart
+    limiter.admit(sleep_budget=0)
+    tickets = []
+    for _ in range(5):
+        with pytest.raises(RateLimited) as caught:
+            limiter.admit(sleep_budget=0)
+        tickets.append(caught.value)
+    gaps = [b.ticket - a.ticket for a, b in itertools.pairwise(tickets)]
+    assert all(abs(gap - limiter.emission) < 1e-6 for gap in gaps)
+    assert [t.retry_after for t in tickets] == sorted(t.retry_after for t in tickets)
+    assert limiter.deferred() == 5
+    # the first ticket's time comes: its holder takes the slot, a fresh call goes behind the line
+    time.sleep(max(0.0, tickets[0].retry_after))
+    with holding_ticket(tickets[0].ticket):
+        limiter.admit(sleep_budget=0.02)
+    with pytest.raises(RateLimited) as fresh:
+        limiter.admit(sleep_budget=0.02)
+    assert fresh.value.ticket == pytest.approx(tickets[-1].ticket + limiter.emission, abs=1e-6)
+
+
+def test_a_ticket_back_early_keeps_its_place(fake_redis):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=2)  # ~0.5 s apart
+    limiter.admit(sleep_budget=0)
+    with pytest.raises(RateLimited) as first:
+        limiter.admit(sleep_budget=0)
+    with holding_ticket(first.value.ticket), pytest.raises(RateLimited) as again:
+        limiter.admit(sleep_budget=0.01)  # came back at once (a capped countdown)
+    assert again.value.ticket == first.value.ticket
+    with pytest.raises(RateLimited) as fresh:
+        limiter.admit(sleep_budget=0)
+    assert fresh.value.ticket == pytest.approx(first.value.ticket + limiter.emission, abs=1e-6)
+
+
+def test_admit_defers_past_a_vendor_pause(fake_redis):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=100)
+    limiter.pause(3)
+    with pytest.raises(RateLimited) as caught:
+        limiter.admit(sleep_budget=0.05)
+    assert 2.5 < caught.value.retry_after <= 3.01
+
+
+def test_holding_ticket_is_per_thread_and_restored(fake_redis):
+    import threading
+
+    seen = []
+    with holding_ticket(5.0):
+        thread = threading.Thread(target=lambda: seen.append(ratelimit._ticket.get()))
+        thread.start()
+        thread.join()
+        seen.append(ratelimit._ticket.get())
+    seen.append(ratelimit._ticket.get())
+    assert seen == [None, 5.0, None]
+
+
+def test_the_gate_takes_tickets_only_for_a_caller_that_comes_back_with_them(fake_redis):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=10)  # ~105 ms apart
+    limiter.gate(0)
+    started = time.monotonic()
+    limiter.gate(0)  # a webhook's or the CLI's look-up: waits as before, takes no ticket
+    assert time.monotonic() - started > 0.05
+    assert limiter.deferred() == 0 and fake_redis.get(limiter.line_key) is None
+    with holding_ticket(0), pytest.raises(RateLimited) as caught:
+        limiter.gate(0)  # create_rokt_event: a ticket
+    assert caught.value.ticket > 0 and limiter.deferred() == 1
+
+
+def test_on_rabbitmq_a_rokt_call_may_sleep_up_to_a_second_for_its_slot():
+    """Native delayed delivery counts whole seconds: a ticket holder sent back less than 1 s
+    before its slot would come back after it and lose its place, again and again."""
+    from pipeline.runtime import AMQP_MIN_SLEEP_BUDGET, rokt_sleep_budget
+    from pipeline.settings import load_settings
+
+    on_redis = load_settings(on_redis_env())
+    on_rabbitmq = load_settings({**on_redis_env(), "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"})
+    assert rokt_sleep_budget(on_redis) == 0.025
+    assert rokt_sleep_budget(on_rabbitmq) == AMQP_MIN_SLEEP_BUDGET == 1.0
+
+
+def on_redis_env() -> dict[str, str]:
+    return {"REDIS_URL": "redis://127.0.0.1:6379/0", "ROKT_LIMIT_SLEEP_MS": "25"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from celery.exceptions import Retry
 from pipeline import executions, queues, webhooks
 from pipeline import runtime as runtime_module
 from pipeline.ledger import event_id_for
+from pipeline.ratelimit import RateLimited
 from pipeline.retry_policy import MAX_FAILED_ATTEMPTS
 from pipeline.templates import create_template
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
@@ -55,18 +57,20 @@ def worker(runtime, monkeypatch):
     return runtime
 
 
-def run(task: Task, *args: Any, retries: int = 0, queue: str = "") -> Any:
+def run(
+    task: Task, *args: Any, retries: int = 0, queue: str = "", kwargs: dict[str, Any] | None = None
+) -> Any:
     """Run `task` as a worker does, for the `retries`-th time, as delivered from `queue`."""
     task.push_request(
         id=f"{task.name}-test",
         args=list(args),
-        kwargs={},
+        kwargs=dict(kwargs or {}),
         retries=retries,
         called_directly=False,
         delivery_info={"exchange": "", "routing_key": queue or queues.ALL_QUEUES[0]},
     )
     try:
-        return task.run(*args)
+        return task.run(*args, **(kwargs or {}))
     finally:
         task.pop_request()
 
@@ -158,6 +162,51 @@ def test_a_long_429_storm_is_not_cut_short_by_celerys_retry_count(worker, render
         run(create_rokt_event, "default", rendered, retries=create_rokt_event.max_retries + 5)
     assert worker.ledger.get("default", rendered).status == State.QUEUED
     assert retried(sent_tasks, create_rokt_event).options["retries"] == create_rokt_event.max_retries + 6
+
+
+@responses.activate
+def test_a_call_the_limiter_cannot_admit_soon_is_sent_back_to_its_ticket_not_slept(
+    worker, rendered, sent_tasks, monkeypatch
+):
+    """The Rokt stage runs on threads: a slot further away than ROKT_LIMIT_SLEEP_MS is a ticket
+    in the account's line; the task comes back at it, carrying it, and then takes the slot."""
+    answer("POST", ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    answer("POST", ROKT_CREATE, status=202)
+    limiter = worker.limiter("default", "rokt")
+    limiter.admit(0)
+    for _ in range(4):  # four calls already wait in line
+        with pytest.raises(RateLimited):
+            limiter.admit(0)
+    queue = queues.rokt_queue("default")
+    slept: list[float] = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", slept.append)
+    with pytest.raises(Retry):
+        run(create_rokt_event, "default", rendered, queue=queue)
+    assert slept == []  # not slept in its pool slot
+    monkeypatch.setattr(time, "sleep", real_sleep)
+    again = retried(sent_tasks, create_rokt_event)
+    ticket, countdown = again.kwargs["ticket"], again.options["countdown"]
+    assert again.queue == queues.ROKT_WAIT_QUEUE and ticket > 0  # not behind rokt.<t>'s backlog
+    assert 4 * limiter.emission - 0.02 < countdown < 5 * limiter.emission + 0.02  # behind the four
+    ex = worker.ledger.get("default", rendered)
+    assert ex.status == State.QUEUED and ex.fields.get("attempts", "0") == "0"
+    assert len([c for c in responses.calls if c.request.url == ROKT_CREATE]) == 0
+    time.sleep(countdown)
+    run(create_rokt_event, "default", rendered, queue=queue, kwargs={"ticket": ticket})
+    assert worker.ledger.get("default", rendered).status == State.ACCEPTED
+
+
+@responses.activate
+def test_a_retry_for_another_reason_drops_the_ticket(worker, rendered, sent_tasks):
+    """A ticket is a place in line for one moment: a task that held one and then met a 429 comes
+    back later without it, and joins the line afresh instead of cutting ahead of it."""
+    answer("POST", ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    answer("POST", ROKT_CREATE, status=429, headers={"Retry-After": "2"})
+    with pytest.raises(Retry):
+        run(create_rokt_event, "default", rendered, kwargs={"ticket": time.time() - 5})
+    again = retried(sent_tasks, create_rokt_event)
+    assert "ticket" not in again.kwargs and again.queue != queues.ROKT_WAIT_QUEUE
 
 
 def test_create_rokt_event_retries_while_redis_is_down(worker, rendered, sent_tasks, monkeypatch):
