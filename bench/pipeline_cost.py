@@ -1,6 +1,10 @@
 """`pipeline`, `sfmc_batching` and `memory`: one run of contacts through the whole chain
 (render, create at Rokt, status rows and journey releases to SFMC) on one worker instance,
-against zero-latency simulators with no rate limit; then a no-op task on the same Redis."""
+against zero-latency simulators with no rate limit; then a no-op task on the same Redis.
+
+`pipeline.stage_cpu_ms_per_contact`: a second run with one worker instance per stage (the
+render queues; the Rokt queues; SFMC flushes and the rest), each instance's CPU per contact:
+what each stage costs, Celery's own share of its tasks included."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from typing import Any
 from bench.harness import WORKER_CONCURRENCY, delivered, journey, reset
 from bench.noop_app import NOOP_QUEUE, NOOP_TASK
 from bench.procs import PeakRss, cpu_seconds, rss_mb
-from pipeline import dispatch
+from pipeline import dispatch, queues
 from pipeline.sandbox.stack import Stack
 
 TENANT = "bench"
@@ -53,6 +57,7 @@ def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
     rokt, sfmc = stack.rokt_state(), stack.sfmc_state()
     stack.stop_workers()
 
+    stages = _stage_run(stack, measured // 2)
     noop_cpu, noop_growth = _noop_run(stack, measured)
     cpu_ms = (cpu_at_measured - cpu_start) * 1000 / measured
     noop_ms = noop_cpu * 1000 / measured
@@ -65,6 +70,8 @@ def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
             "noop_cpu_ms_per_task": round(noop_ms, 2),
             "ratio": round(cpu_ms / noop_ms, 1) if noop_ms else None,
             "contacts_per_s": round(measured / busy_seconds, 1),
+            "stage_cpu_ms_per_contact": stages,
+            "stage_workers": f"1 per stage, -c {STAGE_CONCURRENCY} (prefork), {measured // 2} contacts",
             "rokt_event_posts": rokt["event_posts"],
             "duplicate_calendar_entries": rokt["duplicate_calendar_entries"],
         },
@@ -85,6 +92,42 @@ def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
             "noop_main_process_mb_per_10k_tasks": round(noop_growth * 10_000, 2),
         },
     }
+
+
+# the stages as separate worker instances: (name, the shared queues it consumes; the bootstep adds
+# each tenant's own render/rokt queue to the instance serving the shared one)
+STAGES = (
+    ("render", (queues.RENDER_QUEUE,)),
+    ("create", (queues.ROKT_QUEUE,)),
+    ("flush", tuple(q for q in queues.ALL_QUEUES if q not in (queues.RENDER_QUEUE, queues.ROKT_QUEUE))),
+)
+STAGE_CONCURRENCY = 4
+
+
+def _stage_run(stack: Stack, count: int) -> dict[str, float]:
+    """Worker CPU ms per contact of each stage (its own instance), and their total."""
+    reset(stack)
+    payloads = journey(stack, TENANT, count)
+    workers = {
+        name: stack.start_workers(1, STAGE_CONCURRENCY, queues=[*shared, *_tenant_queues(shared)])[0]
+        for name, shared in STAGES
+    }
+    before = {name: cpu_seconds([w.pid]) for name, w in workers.items()}
+    stack.enqueue(TENANT, payloads)
+    stack.wait(
+        lambda: delivered(stack, TENANT, count), 120 + count / 20, f"{count} contacts by stage", interval=0.2
+    )
+    figures = {
+        name: round((cpu_seconds([w.pid]) - before[name]) * 1000 / count, 2) for name, w in workers.items()
+    }
+    stack.stop_workers()
+    return {**figures, "total": round(sum(figures.values()), 2)}
+
+
+def _tenant_queues(shared: tuple[str, ...]) -> list[str]:
+    """The benchmark tenant's own queues of these stages (as the bootstep would add them)."""
+    own = {queues.RENDER_QUEUE: queues.render_queue(TENANT), queues.ROKT_QUEUE: queues.rokt_queue(TENANT)}
+    return [own[q] for q in shared if q in own]
 
 
 def _tasks_received(stack: Stack) -> int:

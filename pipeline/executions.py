@@ -33,13 +33,45 @@ from pipeline.retry_policy import Decision, decide
 from pipeline.runtime import Runtime
 from pipeline.store import tenant_key
 from pipeline.subscriptions import live_subscriptions
-from pipeline.templates import TemplateNotFound, get_template
+from pipeline.templates import TemplateNotFound, get_template, templates_key
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
 from schemas.jb_execute import release_policy
 
 log = logging.getLogger(__name__)
 
 _SPLIT_IDS = re.compile(r"[\s,;]+")
+
+# The render step's one read: the execution's hash and the template its `templateId` field names
+# (false when there is none). KEYS: exec hash, the tenant's templates hash.
+_LOAD_FOR_RENDER = """
+local data = redis.call('HGETALL', KEYS[1])
+local template = redis.call('HGET', KEYS[1], 'templateId')
+if template and template ~= '' then return {data, redis.call('HGET', KEYS[2], template)} end
+return {data, false}
+"""
+
+# emit_outcome's write in one round trip: the status row appended; then, when a release is
+# asked for, the release appended and `releasedAt` set, unless the execution was released
+# before. Guarded by the status and updatedAt the caller built the release from: when the hash
+# moved since, nothing is released here (-1) and the caller takes release_once's WATCH path.
+# KEYS: exec hash, release-due set, status-rows outbox, releases outbox;
+# ARGV: status row, release ('' = none), status, updatedAt, released at (iso), execution id
+_EMIT = """
+redis.call('XADD', KEYS[3], '*', 'p', ARGV[1])
+if ARGV[2] == '' then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[6])
+local f = redis.call('HMGET', KEYS[1], 'status', 'updatedAt', 'releasedAt')
+if not f[1] or f[3] then return 0 end
+if f[1] ~= ARGV[3] or f[2] ~= ARGV[4] then return -1 end
+redis.call('HSET', KEYS[1], 'releasedAt', ARGV[5], 'releasedStatus', ARGV[3])
+redis.call('XADD', KEYS[4], '*', 'p', ARGV[2])
+return 1
+"""
+
+
+# templates as parsed, by their stored JSON: a render parses each template version once per process
+_parsed_templates: dict[str, dict[str, Any]] = {}
+PARSED_TEMPLATES_KEPT = 256
 
 
 def subscription_ids(args: dict[str, Any]) -> list[str]:
@@ -90,27 +122,58 @@ def status_row(ex: Execution) -> dict[str, Any]:
 
 
 def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows as the ledger has them now (an expired execution keeps its buffered row)."""
+    """The rows as the ledger has them now (an expired execution keeps its buffered row); one
+    round trip for the batch."""
+    ids = [row["keys"]["ExecutionId"] for row in rows]
+    pipe = rt.redis.pipeline(transaction=False)
+    for execution_id in ids:
+        pipe.hgetall(rt.ledger.member(tenant, execution_id))
     current = []
-    for row in rows:
-        ex = rt.ledger.get(tenant, row["keys"]["ExecutionId"])
+    for row, execution_id, data in zip(rows, ids, pipe.execute(), strict=True):
+        ex = Execution.from_hash(tenant, execution_id, data)
         current.append(status_row(ex) if ex is not None else row)
     return current
 
 
-def emit_outcome(rt: Runtime, ex: Execution) -> None:
+def emit_outcome(rt: Runtime, ex: Execution, *, quiet: bool = False) -> bool:
     """Buffer the status row (every time: an idempotent upsert) and, when the journey waits on
-    an API event and this outcome is the one to release at, the release (once)."""
-    rt.outbox(ex.tenant, OutboxKind.STATUS_ROWS).append(status_row(ex))
-    if not release_key_of(ex) or ex.status == State.QUEUED:
-        return
+    an API event and this outcome is the one to release at, the release (once). True when this
+    call released the contact (logged, unless `quiet`: the caller's line says so)."""
+    rows = rt.outbox(ex.tenant, OutboxKind.STATUS_ROWS)
+    key = release_key_of(ex)
+    if not key or ex.status == State.QUEUED:
+        rows.append(status_row(ex))
+        return False
     release_on, after_seconds = release_policy(ex.args)
     if release_on == "confirmed" and ex.status == State.ACCEPTED and after_seconds > 0:
         # wait for Rokt's confirmation; the reconciler releases the outcome so far at the deadline
+        rows.append(status_row(ex))
         if "releasedAt" not in ex.fields:
             rt.redis.zadd(release_due_key(ex.tenant), {ex.execution_id: time.time() + after_seconds}, nx=True)
-        return
-    release_once(rt, ex.tenant, ex.execution_id)
+        return False
+    if "releasedAt" in ex.fields:  # released before: the row only (release_once would find it so)
+        rows.append(status_row(ex))
+        rt.redis.zrem(release_due_key(ex.tenant), ex.execution_id)
+        return False
+    box = rt.outbox(ex.tenant, OutboxKind.RELEASES)
+    rows.ensure_group()
+    box.ensure_group()
+    released = rt.redis.register_script(_EMIT)(
+        keys=[rt.ledger.member(ex.tenant, ex.execution_id), release_due_key(ex.tenant), rows.key, box.key],
+        args=[
+            rows.encode(status_row(ex)),
+            box.encode(release_of(ex, key)),
+            ex.status,
+            ex.fields.get("updatedAt", ""),
+            ledger.now_iso(),
+            ex.execution_id,
+        ],
+    )
+    if released == -1:  # it moved since it was read: decide on what it is now
+        return release_once(rt, ex.tenant, ex.execution_id)
+    if released == 1 and not quiet:
+        log.info("execution %s released", ex.execution_id)
+    return released == 1
 
 
 def release_key_of(ex: Execution) -> str:
@@ -135,27 +198,28 @@ def release_once(rt: Runtime, tenant: str, execution_id: str) -> bool:
         pipe.zrem(release_due_key(tenant), execution_id)  # released now, before, or never
         if ex is None or "releasedAt" in ex.fields or ex.status == State.QUEUED or not release_key_of(ex):
             return False
-        key = release_key_of(ex)
         pipe.hset(exec_key, mapping={"releasedAt": ledger.now_iso(), "releasedStatus": ex.status})
-        box.append_in(
-            pipe,
-            {
-                "eventDefinitionKey": key,
-                "contactKey": ex.contact_key,
-                "data": {
-                    "roktStatus": ex.status,
-                    "roktEventId": ex.event_id if ex.status != State.NO_SUBSCRIPTION else "",
-                    "executionId": ex.execution_id,
-                    "error": ex.fields.get("error", ""),
-                },
-            },
-        )
+        box.append_in(pipe, release_of(ex, release_key_of(ex)))
         return True
 
     released = bool(rt.redis.transaction(release, exec_key, value_from_callable=True))
     if released:
         log.info("execution %s released", execution_id)
     return released
+
+
+def release_of(ex: Execution, key: str) -> dict[str, Any]:
+    """The release appended to the outbox: the contact, released from `key`'s wait with the outcome."""
+    return {
+        "eventDefinitionKey": key,
+        "contactKey": ex.contact_key,
+        "data": {
+            "roktStatus": ex.status,
+            "roktEventId": ex.event_id if ex.status != State.NO_SUBSCRIPTION else "",
+            "executionId": ex.execution_id,
+            "error": ex.fields.get("error", ""),
+        },
+    }
 
 
 def finish(
@@ -167,23 +231,26 @@ def finish(
     allowed_from: tuple[State, ...] = (State.QUEUED,),
 ) -> Execution | None:
     """Move a queued execution to a terminal status and emit its outcome (once per move)."""
-    rt.ledger.transition(tenant, execution_id, status, allowed_from, error=error[:500])
-    ex = rt.ledger.get(tenant, execution_id)
+    _moved, ex = rt.ledger.transition_get(tenant, execution_id, status, allowed_from, error=error[:500])
     if ex is not None:
-        emit_outcome(rt, ex)
+        released = emit_outcome(rt, ex, quiet=True)
         log.info(
-            "execution %s for %s ended %s%s",
+            "execution %s for %s ended %s%s%s",
             execution_id,
             mask(ex.contact_key),
             ex.status,
             f" ({error})" if error else "",
+            "; released" if released else "",
         )
     return ex
 
 
 def _load_open(rt: Runtime, tenant: str, execution_id: str) -> Execution | None:
     """The execution if it still needs work; a finished one re-emits its row and returns None."""
-    ex = rt.ledger.get(tenant, execution_id)
+    return _open(tenant, execution_id, rt, rt.ledger.get(tenant, execution_id))
+
+
+def _open(tenant: str, execution_id: str, rt: Runtime, ex: Execution | None) -> Execution | None:
     if ex is None:
         log.warning("execution %s of tenant %s not in the ledger (expired?)", execution_id, tenant)
         return None
@@ -193,14 +260,38 @@ def _load_open(rt: Runtime, tenant: str, execution_id: str) -> Execution | None:
     return ex
 
 
+def _as_dict(flat: Any) -> dict[str, str]:
+    """A hash as a script answers it (a flat list; a dict under RESP3 where it is one)."""
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _template(rt: Runtime, tenant: str, ex: Execution, raw: str | None) -> dict[str, Any]:
+    """The template the execution names, parsed once per stored version. `raw` was read by the
+    id in the execution's `templateId` field; an execution claimed before that field existed
+    reads it by the id in its args."""
+    if raw is None or ex.fields.get("templateId") != ex.template_id:
+        return get_template(rt.redis, tenant, ex.template_id)
+    template = _parsed_templates.get(raw)
+    if template is None:
+        if len(_parsed_templates) >= PARSED_TEMPLATES_KEPT:
+            _parsed_templates.clear()
+        template = _parsed_templates[raw] = json.loads(raw)
+    return template
+
+
 def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
     """Render the contact's event; True when it must be sent to Rokt (else the execution ended)."""
     started_at = ledger.now_iso()  # createdAt -> renderStartedAt is the execution's queue wait
-    ex = _load_open(rt, tenant, execution_id)
+    data, raw_template = rt.redis.register_script(_LOAD_FOR_RENDER)(
+        keys=[rt.ledger.member(tenant, execution_id), templates_key(tenant)]
+    )
+    ex = _open(tenant, execution_id, rt, Execution.from_hash(tenant, execution_id, _as_dict(data)))
     if ex is None:
         return False
     try:
-        template = get_template(rt.redis, tenant, ex.template_id)
+        template = _template(rt, tenant, ex, raw_template)
         event = render_event(template, ex.args, ex.event_id)
     except TemplateNotFound as exc:
         fail(rt, tenant, execution_id, Stage.RENDER, ErrorClass.PERMANENT, str(exc))

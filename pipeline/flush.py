@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,8 +50,55 @@ def claim_flush_slot(rt: Runtime, tenant: str, kind: OutboxKind, delay: float = 
 
     One scheduled flush per tenant and kind at a time, however many rows arrive meanwhile.
     """
-    key = tenant_key(tenant, "flush-scheduled", kind)
-    return bool(rt.redis.set(key, "1", nx=True, px=max(1, int(delay * 1000))))
+    return bool(rt.redis.set(_slot_key(tenant, kind), "1", nx=True, px=_slot_ms(delay)))
+
+
+# schedule_flushes' one round trip: for each kind, an outbox holding entries whose flush slot
+# this call takes. KEYS: per kind its outbox, then its slot key; ARGV: the slot's lifetime (ms).
+# Answers the (1-based) positions of the kinds whose flush the caller schedules, and each slot's
+# remaining lifetime (ms; negative when there is none).
+_CLAIM_FLUSH_SLOTS = """
+local due, held = {}, {}
+for i = 1, #KEYS, 2 do
+  if redis.call('XLEN', KEYS[i]) > 0 and redis.call('SET', KEYS[i + 1], '1', 'NX', 'PX', ARGV[1]) then
+    due[#due + 1] = (i + 1) / 2
+  end
+  held[#held + 1] = redis.call('PTTL', KEYS[i + 1])
+end
+return {due, held}
+"""
+
+
+def claim_flush_slots(
+    rt: Runtime, tenant: str, kinds: Iterable[OutboxKind], delay: float = FLUSH_DELAY_SECONDS
+) -> list[OutboxKind]:
+    """The kinds whose outbox holds entries and whose flush slot this call took (claim_flush_slot
+    for each kind with a backlog), in one round trip; none while this process saw the slot taken.
+
+    A slot is taken for its whole lifetime (nothing deletes it), and while it is taken no call
+    can take it: a kind whose slot this process last saw held is not asked about again until then.
+    """
+    now = time.monotonic()
+    boxes = {kind: rt.outbox(tenant, kind) for kind in kinds}
+    asked = [kind for kind, box in boxes.items() if box.flush_slot_held_until <= now]
+    if not asked:
+        return []
+    keys = []
+    for kind in asked:
+        keys += [boxes[kind].key, _slot_key(tenant, kind)]
+    script = rt.redis.register_script(_CLAIM_FLUSH_SLOTS)
+    due, held = script(keys=keys, args=[_slot_ms(delay)])
+    for kind, remaining_ms in zip(asked, held, strict=True):
+        boxes[kind].flush_slot_held_until = now + int(remaining_ms) / 1000 if int(remaining_ms) > 0 else 0.0
+    return [asked[int(position) - 1] for position in due]
+
+
+def _slot_key(tenant: str, kind: OutboxKind) -> str:
+    return tenant_key(tenant, "flush-scheduled", kind)
+
+
+def _slot_ms(delay: float) -> int:
+    return max(1, int(delay * 1000))
 
 
 def latest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

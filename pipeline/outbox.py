@@ -37,9 +37,14 @@ class Outbox:
         self.kind = kind
         self.key = tenant_key(tenant, "outbox", kind)
         self._group_ready = False
+        # until when (time.monotonic) this process saw the kind's flush slot taken (pipeline.flush)
+        self.flush_slot_held_until = 0.0
 
-    def ensure_group(self) -> None:
-        if self._group_ready:
+    def ensure_group(self, again: bool = False) -> None:
+        """The consumer group, made once per process; `again` after a NOGROUP: the group is gone
+        though this process made it (a Redis failover lost the write that created it, taken by
+        the old master), so it is made again from the stream's start: nothing is skipped."""
+        if self._group_ready and not again:
             return
         try:
             self.r.xgroup_create(self.key, GROUP, id="0", mkstream=True)
@@ -48,13 +53,18 @@ class Outbox:
                 raise
         self._group_ready = True
 
+    @staticmethod
+    def encode(payload: dict[str, Any]) -> str:
+        """An entry's `p` field (for a script that appends it: call ensure_group() first)."""
+        return json.dumps(payload, sort_keys=True)
+
     def append(self, payload: dict[str, Any]) -> str:
         self.ensure_group()
-        return self.r.xadd(self.key, {"p": json.dumps(payload, sort_keys=True)})
+        return self.r.xadd(self.key, {"p": self.encode(payload)})
 
     def append_in(self, pipe: redis.client.Pipeline, payload: dict[str, Any]) -> None:
         """Append inside the caller's transaction (call ensure_group() first)."""
-        pipe.xadd(self.key, {"p": json.dumps(payload, sort_keys=True)})
+        pipe.xadd(self.key, {"p": self.encode(payload)})
 
     def _entries(self, raw: list[tuple[str, dict[str, str]]]) -> list[Entry]:
         return [Entry(entry_id, json.loads(fields["p"])) for entry_id, fields in raw if fields]
@@ -62,8 +72,7 @@ class Outbox:
     def take_recovered(self, consumer: str, count: int) -> list[Entry]:
         """This consumer's own unacknowledged entries (a redelivered flush), else orphans
         idle longer than the claim lease (a flush that never came back)."""
-        self.ensure_group()
-        own = self.r.xreadgroup(GROUP, consumer, {self.key: "0"}, count=count)
+        own = self._read(consumer, "0", count)
         entries = self._entries(own[0][1]) if own else []
         if entries:
             return entries
@@ -71,14 +80,26 @@ class Outbox:
         return self._entries(claimed[1])
 
     def take_new(self, consumer: str, count: int) -> list[Entry]:
-        self.ensure_group()
-        fresh = self.r.xreadgroup(GROUP, consumer, {self.key: ">"}, count=count)
+        fresh = self._read(consumer, ">", count)
         return self._entries(fresh[0][1]) if fresh else []
+
+    def _read(self, consumer: str, since: str, count: int) -> list:
+        self.ensure_group()
+        try:
+            return self.r.xreadgroup(GROUP, consumer, {self.key: since}, count=count)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self.ensure_group(again=True)
+            return self.r.xreadgroup(GROUP, consumer, {self.key: since}, count=count)
 
     def waiting(self) -> tuple[int, float]:
         """Entries never handed to a flush yet, and the age in seconds of the oldest of them."""
         self.ensure_group()
-        group = next(g for g in self.r.xinfo_groups(self.key) if g["name"] == GROUP)
+        group = next((g for g in self.r.xinfo_groups(self.key) if g["name"] == GROUP), None)
+        if group is None:  # lost in a failover: made again (see ensure_group)
+            self.ensure_group(again=True)
+            group = next(g for g in self.r.xinfo_groups(self.key) if g["name"] == GROUP)
         count = int(self.r.xlen(self.key)) - int(group["pending"])
         if count <= 0:
             return 0, 0.0

@@ -107,6 +107,9 @@ def clean_text(text: str, keep_newlines: bool = False) -> str:
     With `keep_newlines`, CR/CRLF become LF and LF is kept (a template's own line breaks)."""
     if keep_newlines:
         text = LINE_BREAKS.sub("\n", text)
+    plain = text.replace("\n", "") if keep_newlines else text
+    if plain.isascii() and plain.isprintable():
+        return text  # nothing to clean (the common case, checked in C)
     out = []
     for ch in text:
         if ch.isascii() and ch.isprintable():

@@ -33,8 +33,12 @@ class TemplateInUse(Exception):
         self.open_executions = open_executions
 
 
-def _index(tenant: str) -> str:
+def templates_key(tenant: str) -> str:
+    """The tenant's templates: a hash, template id -> the template as JSON."""
     return tenant_key(tenant, "templates")
+
+
+_index = templates_key
 
 
 def _now() -> str:

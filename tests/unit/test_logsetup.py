@@ -173,7 +173,7 @@ def test_configure_logging_runs_once_per_process(settings):
 # -- the web tier ---------------------------------------------------------------------------
 def app_client(settings, fake_redis):
     runtime = Runtime(load_settings({**ENV, "ROKT_WEBHOOK_SECRET": WEBHOOK_SECRET}), fake_redis)
-    return create_app(runtime, enqueue=lambda *_: None, enqueue_webhook=lambda *_: None).test_client()
+    return create_app(runtime, enqueue_webhook=lambda *_: None).test_client()
 
 
 def test_request_id_is_echoed_when_sane_else_a_new_one(settings, fake_redis):
