@@ -56,10 +56,11 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     for name, queues in [("", snap.get("sharedQueues", {}))] + [
         (t, figures.get("queues", {})) for t, figures in tenants.items()
     ]:
-        for queue, q in queues.items():
-            waiting.add_metric([name, queue], q["waiting"])
-            unacked.add_metric([name, queue], q["unacked"])
-            oldest.add_metric([name, queue], q["oldestAgeSeconds"])
+        for queue, q in queues.items():  # None: not available on this broker (pipeline/observe.py)
+            figures = ((waiting, q["waiting"]), (unacked, q["unacked"]), (oldest, q["oldestAgeSeconds"]))
+            for family, value in figures:
+                if value is not None:
+                    family.add_metric([name, queue], value)
     outbox_waiting = _gauge(
         "rsf_outbox_rows_waiting", "Outbox rows not yet handed to a flush.", ["tenant", "kind"]
     )
@@ -113,8 +114,19 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     reconnect = _gauge(
         "rsf_tenant_reconnect_needed", "1 when SFMC refused the tenant's refresh token.", ["tenant"]
     )
+    intake_waiting = _gauge(
+        "rsf_intake_entries_waiting",
+        "Executions claimed and not yet published to the broker (the intake stream).",
+        ["tenant"],
+    )
+    intake_age = _gauge(
+        "rsf_intake_oldest_entry_age_seconds", "Age of the oldest intake entry not yet published.", ["tenant"]
+    )
     for name, t in tenants.items():
         info.add_metric([name, str(t.get("status", ""))], 1)
+        if "intake" in t:
+            intake_waiting.add_metric([name], t["intake"]["waiting"])
+            intake_age.add_metric([name], t["intake"]["oldestAgeSeconds"])
         for kind, o in t.get("outbox", {}).items():
             outbox_waiting.add_metric([name, kind], o["waiting"])
             outbox_age.add_metric([name, kind], o["oldestAgeSeconds"])
@@ -156,9 +168,14 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     alive = _gauge("rsf_workers_alive", f"Workers whose heartbeat is younger than {WORKER_STALE_SECONDS} s.")
     alive.add_metric([], sum(1 for age in snap.get("workers", {}).values() if age < WORKER_STALE_SECONDS))
     yield from (info, waiting, unacked, oldest, outbox_waiting, outbox_age, dead, paused, remaining)
-    yield auth_failures
+    yield from (auth_failures, intake_waiting, intake_age)
     yield from (executions, received, released, replayed, webhooks, webhook_types, calls, tokens, reconnect)
     yield from (workers, alive)
+    broker = snap.get("broker")
+    if broker is not None:
+        up = _gauge("rsf_broker_up", "1 when the Celery broker answered at this scrape.", ["kind"])
+        up.add_metric([str(broker.get("kind", ""))], 1 if broker.get("reachable") else 0)
+        yield up
     beat_age = snap.get("beat", {}).get("lastTickAgeSeconds")
     if beat_age is not None:  # never ticked (or forgotten): absent, which the alert also catches
         beat = _gauge("rsf_beat_last_tick_age_seconds", "Seconds since Celery beat last ticked.")

@@ -37,8 +37,11 @@ EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 # the scripts from the tenant prefix and the execution's own `activityId`.
 
 # KEYS: exec hash, open set, counts, eventId index, template-open hash, last-execute time,
-#       contact index (execution ids of one contact key, for `rokt-sfmc forget`);
+#       contact index (execution ids of one contact key, for `rokt-sfmc forget`),
+#       intake stream (pipeline/intake.py: the pump publishes its entries to the broker);
 # ARGV: ttl, now, execution id, tenant prefix, field/value pairs
+# A new execution is stored and appended to the intake stream in this one script: once Redis has
+# it, the pump will enqueue it, whatever the broker is doing (no claimed-but-not-enqueued window).
 _CLAIM = """
 redis.call('SET', KEYS[6], ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -63,6 +66,7 @@ if activity and activity ~= '' then
   redis.call('HINCRBY', counts, 'queued', 1)
   redis.call('EXPIRE', counts, tonumber(ARGV[1]))
 end
+redis.call('XADD', KEYS[8], '*', 'x', ARGV[3])
 return 1
 """
 
@@ -124,6 +128,13 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
 end
 return {1, current}
 """
+)
+# The same move, answering the execution's hash as it is after it as well (a third element;
+# empty when there is no execution): the worker emits the row it reads, in one round trip.
+_TRANSITION_GET = (
+    _TRANSITION.replace("return {0, ''}", "return {0, '', {}}")
+    .replace("return {0, current}", "return {0, current, redis.call('HGETALL', KEYS[1])}")
+    .replace("return {1, current}", "return {1, current, redis.call('HGETALL', KEYS[1])}")
 )
 
 # KEYS: exec hash, open set, counts, template-open hash; ARGV: now (epoch), now (iso), tenant prefix, ttl
@@ -214,6 +225,20 @@ FAILURE_REASON_CHARS = 200
 TOP_FAILURES = 5
 
 
+def execution_key(tenant: str, execution: str) -> str:
+    """The execution's hash."""
+    return tenant_key(tenant, "exec", execution)
+
+
+INTAKE_GROUP = "pump"  # the intake streams' consumer group (pipeline/intake.py)
+
+
+def intake_stream_key(tenant: str) -> str:
+    """The tenant's intake stream: the claim appends each new execution, the pump
+    (pipeline/intake.py) publishes it."""
+    return tenant_key(tenant, "intake")
+
+
 def last_execute_key(tenant: str) -> str:
     """When Journey Builder last called execute for the tenant (epoch seconds; App Settings)."""
     return tenant_key(tenant, "last", "execute")
@@ -283,6 +308,7 @@ class Ledger:
         self.ttl_seconds = ttl_days * 86400
         self._claim = r.register_script(_CLAIM)
         self._transition = r.register_script(_TRANSITION)
+        self._transition_get = r.register_script(_TRANSITION_GET)
         self._reopen = r.register_script(_REOPEN)
         self._release_claim = r.register_script(_RELEASE_CLAIM)
         self._forget = r.register_script(_FORGET)
@@ -293,7 +319,7 @@ class Ledger:
         return tenant_key(tenant, "")
 
     def _key(self, tenant: str, execution: str) -> str:
-        return tenant_key(tenant, "exec", execution)
+        return execution_key(tenant, execution)
 
     def member(self, tenant: str, execution: str) -> str:
         """How an execution appears in the open and awaiting sets."""
@@ -328,7 +354,25 @@ class Ledger:
             self.template_open_key(tenant),
             self.contact_index_key(tenant, contact_key),
         ]
-        return bool(self._forget(keys=keys, args=[self._prefix(tenant), execution]))
+        stored = bool(self._forget(keys=keys, args=[self._prefix(tenant), execution]))
+        self._drop_intake_entries(tenant, execution)
+        return stored
+
+    def _drop_intake_entries(self, tenant: str, execution: str, page: int = 1000) -> None:
+        """The execution's entry in the intake stream when the pump has not taken it yet (it is
+        published and deleted within moments otherwise; during a broker outage it waits)."""
+        key, start = intake_stream_key(tenant), "-"
+        while True:
+            entries = self.r.xrange(key, start, "+", count=page)
+            found = [entry_id for entry_id, values in entries if (values or {}).get("x") == execution]
+            if found:
+                pipe = self.r.pipeline(transaction=True)
+                pipe.xack(key, INTAKE_GROUP, *found)
+                pipe.xdel(key, *found)
+                pipe.execute()
+            if len(entries) < page:
+                return
+            start = "(" + entries[-1][0]
 
     def counts_key(self, tenant: str) -> str:
         return tenant_key(tenant, "counts")
@@ -344,7 +388,8 @@ class Ledger:
         return tenant_key(tenant, "activity", activity_id, "failures")
 
     def claim(self, tenant: str, execution: str, record: dict[str, Any]) -> bool:
-        """Set-if-absent: True when this call created the execution (and must enqueue it).
+        """Set-if-absent: True when this call created the execution, and appended it to the
+        tenant's intake stream in the same script (the pump enqueues it; nothing else must).
 
         The execution's `templateId` (from `record["templateId"]` or `record["args"]`) is stored
         as its own field, so the scripts can keep the per-template open count.
@@ -369,6 +414,7 @@ class Ledger:
             self.template_open_key(tenant),
             last_execute_key(tenant),
             self.contact_index_key(tenant, str(values.get("contactKey", ""))),
+            intake_stream_key(tenant),
         ]
         args = [self.ttl_seconds, time.time(), execution, self._prefix(tenant), *flat]
         return bool(self._claim(keys=keys, args=args))
@@ -401,6 +447,34 @@ class Ledger:
 
         A move to failed counts its `error` value (cut to 200 characters) among the activity's
         failure reasons."""
+        moved, previous = self._move(self._transition, tenant, execution, to_status, allowed_from, values)[:2]
+        return bool(int(moved)), previous
+
+    def transition_get(
+        self,
+        tenant: str,
+        execution: str,
+        to_status: State,
+        allowed_from: tuple[State, ...] = (State.QUEUED,),
+        **values: str,
+    ) -> tuple[bool, Execution | None]:
+        """transition(), answering (moved, the execution as it is after the call) in the same
+        round trip (None when it is not in the ledger)."""
+        moved, _previous, flat = self._move(
+            self._transition_get, tenant, execution, to_status, allowed_from, values
+        )
+        data = dict(zip(flat[::2], flat[1::2], strict=True))
+        return bool(int(moved)), Execution.from_hash(tenant, execution, data)
+
+    def _move(
+        self,
+        script: Any,
+        tenant: str,
+        execution: str,
+        to_status: State,
+        allowed_from: tuple[State, ...],
+        values: dict[str, str],
+    ) -> list[Any]:
         flat = [item for pair in values.items() for item in pair]
         keys = [
             self._key(tenant, execution),
@@ -421,8 +495,7 @@ class Ledger:
             reason,
             *flat,
         ]
-        moved, previous = self._transition(keys=keys, args=args)
-        return bool(int(moved)), previous
+        return script(keys=keys, args=args)
 
     def reopen(self, tenant: str, execution: str) -> bool:
         """failed -> queued for a replay (fresh attempts and time budget); False otherwise."""

@@ -10,25 +10,34 @@ it is counted, not classified); nothing scans the keyspace.
 Age of the oldest queued message: every task message carries the time it was published (a
 header `pipeline.dispatch` stamps on each publish, retries included); the age is read from the
 message at the tail of the list. A snapshot only reads: it works when a full Redis refuses writes.
+
+On a RabbitMQ broker (BROKER_URL=amqp://...) a queue's `waiting` is its ready count, from a
+passive declare (`pipeline.broker.ready_counts`); `unacked` and `oldestAgeSeconds` are None
+there (not available: RabbitMQ tells the unacknowledged count only through its management API,
+and the oldest message's age to no one without consuming it). `broker.reachable` says whether
+the broker answered; when it did not, every queue figure is None.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 import redis
 
-from pipeline import heartbeats
+from pipeline import broker, heartbeats, intake
 from pipeline.clients.http import STATUS_CLASSES
 from pipeline.clients.tokens import calls_key
 from pipeline.deadletters import dead_letter_key
 from pipeline.queues import ALL_QUEUES, SENT_AT_HEADER, render_queue, rokt_queue
 from pipeline.runtime import Runtime
-from pipeline.settings import Tenant
+from pipeline.settings import Tenant, is_amqp
 from pipeline.store import tenant_key
 from pipeline.vocabulary import OutboxKind, State
+
+log = logging.getLogger(__name__)
 
 VENDORS = ("rokt", "sfmc")
 # kombu's Redis transport: one list per queue and priority step, `queue` itself for priority 0
@@ -48,9 +57,15 @@ def snapshot(rt: Runtime, tenants: list[str] | None = None) -> dict[str, Any]:
     r = rt.redis
     registry = rt.registry.all()
     names = sorted(registry) if tenants is None else list(tenants)
-    unacked = unacked_by_queue(r)
     tenant_queues = {name: (render_queue(name), rokt_queue(name)) for name in names}
-    queues = queue_figures(r, [*ALL_QUEUES, *(q for qs in tenant_queues.values() for q in qs)], unacked)
+    queue_names = [*ALL_QUEUES, *(q for qs in tenant_queues.values() for q in qs)]
+    broker_url = rt.settings.broker
+    if is_amqp(broker_url):
+        queues, reachable = amqp_queue_figures(broker_url, queue_names)
+        broker_figures = {"kind": "rabbitmq", "reachable": reachable}
+    else:
+        queues = queue_figures(r, queue_names, unacked_by_queue(r))
+        broker_figures = {"kind": "redis", "reachable": True}
     beat = heartbeats.seen(r, "beat").get("beat")
     return {
         "generatedAt": round(time.time(), 3),
@@ -64,6 +79,7 @@ def snapshot(rt: Runtime, tenants: list[str] | None = None) -> dict[str, Any]:
         "sharedQueues": {q: queues[q] for q in ALL_QUEUES},
         "workers": {name: round(age, 3) for name, age in sorted(heartbeats.seen(r, "worker").items())},
         "beat": {"lastTickAgeSeconds": None if beat is None else round(beat, 3)},
+        "broker": broker_figures,
     }
 
 
@@ -88,6 +104,11 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
         "outbox": {
             str(kind): _outbox(rt, name, kind) if exists else {"waiting": 0, "oldestAgeSeconds": 0.0}
             for kind, exists in zip(OutboxKind, outbox_exists, strict=True)
+        },
+        # executions claimed and not yet published to the broker (pipeline/intake.py)
+        "intake": {
+            **intake.backlog(r, name),
+            "oldestAgeSeconds": round(intake.oldest_age_seconds(r, name), 3),
         },
         "deadLetters": dead_letters(r, name),
         "limiter": {
@@ -205,3 +226,17 @@ def queue_figures(r: redis.Redis, queues: list[str], unacked: dict[str, int]) ->
             "oldestAgeSeconds": round(max(0.0, now - sent_at), 3) if sent_at is not None else 0.0,
         }
     return figures
+
+
+def amqp_queue_figures(url: str, queues: list[str]) -> tuple[dict[str, dict[str, Any]], bool]:
+    """The queue figures on RabbitMQ: `waiting` = messages ready (0 for a queue not declared
+    yet), `unacked` and `oldestAgeSeconds` None (not available); and whether RabbitMQ answered
+    (when not, every figure is None)."""
+    try:
+        ready = broker.ready_counts(url, queues)
+    except Exception as exc:  # kombu/amqp/socket errors: the broker is away, the rest still reads
+        log.warning("status: RabbitMQ unreachable: %s", exc)
+        return {q: {"waiting": None, "unacked": None, "oldestAgeSeconds": None} for q in queues}, False
+    return {
+        q: {"waiting": ready.get(q) or 0, "unacked": None, "oldestAgeSeconds": None} for q in queues
+    }, True

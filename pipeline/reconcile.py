@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from pipeline import executions, privacy
+from pipeline import executions, intake, privacy
 from pipeline.clients.errors import ClientError
 from pipeline.ratelimit import RateLimited
 from pipeline.replay import list_dead_letters, replay_one
@@ -75,6 +75,10 @@ class ReconcileReport:
         return asdict(self)
 
 
+# an intake stream whose oldest entry is older than this is stalled (a flowing one: milliseconds)
+INTAKE_STALLED_SECONDS = 30.0
+
+
 def reconcile(
     rt: Runtime,
     tenant: str,
@@ -86,7 +90,15 @@ def reconcile(
     report = ReconcileReport()
     now = time.time()
     ledger = rt.ledger
-    for execution in ledger.due(ledger.open_key(tenant), now - thresholds.queued_after, thresholds.batch):
+    # while the intake stream is stalled (the broker down longer than queued_after, say) its
+    # executions are published by the pumps once it is back: re-driving them too would run each
+    # twice. A stream that flows (entries leave within seconds) does not hold re-drives back.
+    stalled = intake.oldest_age_seconds(rt.redis, tenant, now) > INTAKE_STALLED_SECONDS
+    if stalled:
+        log.info("reconcile: the intake stream of %s is stalled; no re-drive until it flows", tenant)
+    stuck_since = now - thresholds.queued_after
+    due = [] if stalled else ledger.due(ledger.open_key(tenant), stuck_since, thresholds.batch)
+    for execution in due:
         ledger.touch(ledger.open_key(tenant), tenant, execution)
         enqueue_execution(tenant, execution)
         report.redriven += 1

@@ -22,7 +22,9 @@ app = Celery(
 app.config_from_object("celeryconfig")
 
 from tasks.heartbeat import Heartbeat  # noqa: E402  (needs the configured app's settings)
+from tasks.intake_pump import IntakePump  # noqa: E402
 from tasks.tenant_queues import TenantQueues  # noqa: E402
 
 app.steps["consumer"].add(TenantQueues)
 app.steps["consumer"].add(Heartbeat)
+app.steps["worker"].add(IntakePump)  # accepted executions from Redis into the broker

@@ -1,4 +1,5 @@
-"""The web tier (Flask app factory): validates and enqueues, nothing more.
+"""The web tier (Flask app factory): validates and stores, nothing more (an execute's claim
+appends it to the intake stream, which the workers' pumps publish: pipeline/intake.py).
 
 Production: `gunicorn 'pipeline.web:create_app()'`; development: `rokt-sfmc serve`.
 """
@@ -77,9 +78,9 @@ def _unbind_request_context(_exc: BaseException | None) -> None:
         logsetup.unbind(token)
 
 
-def create_app(
-    runtime: Runtime | None = None, enqueue: Enqueue | None = None, enqueue_webhook: Enqueue | None = None
-) -> Flask:
+def create_app(runtime: Runtime | None = None, *, enqueue_webhook: Enqueue | None = None) -> Flask:
+    """The app; `enqueue_webhook` replaces how a stored webhook is enqueued (tests). Executes are
+    enqueued by nobody here: their claim appends them to the intake stream (pipeline/intake.py)."""
     settings = runtime.settings if runtime is not None else get_settings()
     logsetup.configure_logging(settings, "web")  # once per process (a no-op when already done)
     install_log_redaction()
@@ -91,7 +92,6 @@ def create_app(
     app.before_request(_body_within_cap)
     app.after_request(_echo_request_id)
     app.teardown_request(_unbind_request_context)
-    app.extensions["rsf.enqueue"] = enqueue or dispatch.enqueue_execution
     app.extensions["rsf.enqueue_webhook"] = enqueue_webhook or dispatch.enqueue_webhook
     app.extensions["rsf.install_data_extensions"] = dispatch.install_data_extensions
     # App Settings (/app): a server-side session in Redis behind a partitioned __Host- cookie

@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_from_
 from marshmallow import ValidationError
 
 from pipeline import logsetup
+from pipeline.durability import replicated
 from pipeline.executions import new_execution
 from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
@@ -248,7 +249,11 @@ def _configuration_problems(tenant: str, in_arguments: list[dict[str, Any]]) -> 
 
 @activity.post("/execute")
 def execute(tenant: str):
-    """An unknown tenant, a tenant without a signing secret and a JWT that does not verify all
+    """Verify, validate, claim: the claim stores the execution and appends it to the tenant's
+    intake stream in one Redis call, and a pump (pipeline/intake.py) publishes its render task,
+    so execute never waits for the broker, and answers 200 while the broker is down.
+
+    An unknown tenant, a tenant without a signing secret and a JWT that does not verify all
     answer 401 `unauthorized` alike (the reason is logged); repeated failures from one address 429."""
     config = _runtime().registry.get(tenant)
     refuse_if_limited(config.name if config else None, "execute")
@@ -274,21 +279,13 @@ def execute(tenant: str):
     logsetup.bind(executionId=execution)  # the request's context, reset when it ends
     answer = {"roktStatus": "queued", "roktEventId": record["eventId"], "executionId": execution}
     rt = _runtime()
-    try:
+    try:  # stored and appended to the tenant's intake stream in one script: the pump enqueues it
         claimed = rt.ledger.claim(tenant, execution, record)
     except redis.RedisError as exc:
         log.exception("ledger unavailable; execute for %s refused", mask(payload["keyValue"]))
         raise ApiError(503, "unavailable", "store unavailable; retry") from exc
-    if claimed:
-        try:
-            current_app.extensions["rsf.enqueue"](tenant, execution)
-        except Exception as exc:  # any broker failure: undo the claim so the JB retry can enqueue
-            log.exception("enqueue failed for execution %s", execution)
-            try:
-                rt.ledger.release_claim(tenant, execution)
-            except redis.RedisError:
-                log.exception("could not release claim of %s", execution)
-            raise ApiError(503, "unavailable", "queue unavailable; retry") from exc
+    if not replicated(rt.redis, tenant, rt.settings.redis_wait_replicas, rt.settings.redis_wait_timeout_ms):
+        raise ApiError(503, "not_replicated", "not yet on enough Redis replicas (kept); retry")
     log.info(
         "execute accepted: execution %s for %s (%s)",
         execution,

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from pipeline import apikeys
+from pipeline import ledger as ledger_module
 from pipeline.sandbox.processes import Child, free_port
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import SECRET_TENANT_FIELDS
@@ -55,7 +56,7 @@ def test_invalid_template_names_the_field_and_exits_2(stack: Stack):
     assert unknown.returncode != 0 and "unknown tenant" in unknown.stderr
 
 
-def test_templates_show_update_and_delete(stack: Stack, tmp_path):
+def test_templates_show_update_and_delete(stack: Stack, tmp_path, monkeypatch):
     path = tmp_path / "template.json"
     document = {"title": "Hi {{FirstName}}", "start": "2026-12-01T09:00:00", "timezone": "Europe/Paris"}
     path.write_text(json.dumps(document))
@@ -79,9 +80,12 @@ def test_templates_show_update_and_delete(stack: Stack, tmp_path):
     bad = cli(stack, "templates", "update", "--tenant", "chain", template_id, "-", stdin='{"title": "x"}')
     assert bad.returncode == 2 and "start" in json.loads(bad.stderr)["fields"]
 
-    # an execution of it still queued: delete refuses
+    # an execution of it still queued (its intake entry where no pump reads it, so it stays
+    # queued): delete refuses
     record = {"activityId": "cli-act", "eventId": "cli-ev", "args": {"templateId": template_id}}
+    monkeypatch.setattr(ledger_module, "intake_stream_key", lambda t: f"rsf:{t}:intake-unread")
     assert stack.runtime.ledger.claim("chain", "cli-exec", record)
+    monkeypatch.undo()
     try:
         refused = cli(stack, "templates", "delete", "--tenant", "chain", template_id)
         assert refused.returncode == 1 and "1 execution" in refused.stderr

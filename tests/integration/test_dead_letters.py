@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from pipeline import dispatch
+from pipeline import ledger as ledger_module
 from pipeline.ledger import event_id_for
 from pipeline.reconcile import Thresholds, reconcile
 from pipeline.replay import list_dead_letters, replay_one
@@ -68,19 +69,22 @@ def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stac
     assert report["failed"] == len(doomed) and report["accepted"] >= len(doomed)
 
 
-def test_reconcile_redrives_lost_executions_and_confirms_through_rokt(stack: Stack):
+def test_reconcile_redrives_lost_executions_and_confirms_through_rokt(stack: Stack, monkeypatch):
     runtime = Runtime(load_settings(stack.env))
     payloads = stack.prepare("recon", jbsim.make_contacts(30, seed=4))
     jbsim.drive(stack.execute_url("recon"), stack.jwt_secret, payloads[:20])
     stack.wait_terminal("recon", 20)
 
-    # an execution whose task was lost (claimed, never enqueued): only the reconciler sees it
+    # an execution whose task was lost (claimed, its intake entry gone, as a broker losing the
+    # message would leave it): only the reconciler sees it
     lost = payloads[20]
     execution = "lost-" + lost["keyValue"]
     args = args_of(lost)
+    monkeypatch.setattr(ledger_module, "intake_stream_key", lambda t: f"rsf:{t}:intake-unread")
     runtime.ledger.claim(
         "recon", execution, {"contactKey": lost["keyValue"], "eventId": event_id_for(execution), "args": args}
     )
+    monkeypatch.undo()
     assert runtime.ledger.open_count("recon") == 1
 
     now = Thresholds(queued_after=0, confirm_after=0, final_after=3600, dead_letter_cool_down=3600)

@@ -48,6 +48,27 @@ def runtime(settings, fake_redis):
     return Runtime(settings, fake_redis)
 
 
+class IntakeEntries:
+    """What execute handed on: the entries of every tenant's intake stream (the claim appends
+    them; the pump publishes them), as (tenant, execution id), oldest first per tenant."""
+
+    def __init__(self, r) -> None:
+        self.r = r
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        found = []
+        for key in sorted(self.r.scan_iter(match="rsf:*:intake")):
+            tenant = key[len("rsf:") : -len(":intake")]
+            found.extend((tenant, values["x"]) for _id, values in self.r.xrange(key))
+        return found
+
+
+@pytest.fixture
+def intake(fake_redis) -> IntakeEntries:
+    return IntakeEntries(fake_redis)
+
+
 @dataclass(frozen=True)
 class SentTask:
     name: str
@@ -73,7 +94,8 @@ def _check_sent(name: str, args: Any, kwargs: Any, options: dict[str, Any]) -> S
     json.dumps([args, kwargs])  # JSON only (celeryconfig.accept_content)
     sent = SentTask(name, args, kwargs, options)
     queue = sent.queue
-    assert queue in queues.ALL_QUEUES or queue.split(".", 1)[0] in (queues.RENDER_QUEUE, queues.ROKT_QUEUE), (
+    known = (*queues.ALL_QUEUES, queues.ROKT_WAIT_QUEUE)
+    assert queue in known or queue.split(".", 1)[0] in (queues.RENDER_QUEUE, queues.ROKT_QUEUE), (
         f"{name} sent to unknown queue {queue!r}"
     )
     return sent

@@ -73,6 +73,18 @@ def test_never_confirmed_past_the_final_deadline_fails_with_row_and_dead_letter(
     assert json.loads(runtime.redis.hget("rsf:default:dlq", "e1"))["stage"] == "confirm"
 
 
+def test_executions_waiting_in_a_stalled_intake_stream_are_not_redriven_twice(runtime, monkeypatch):
+    """The broker was down for longer than queued_after: the pumps publish the stream's entries
+    once it is back; a re-drive too would run each execution twice."""
+    record = {"contactKey": "C1", "eventId": event_id_for("waits"), "args": {}}
+    runtime.ledger.claim("default", "waits", record)
+    monkeypatch.setattr("pipeline.intake.oldest_age_seconds", lambda *_args: 900.0)
+    enqueue = Recorder()
+    assert reconcile(runtime, "default", enqueue, Recorder(), NOW).redriven == 0 and enqueue.calls == []
+    monkeypatch.setattr("pipeline.intake.oldest_age_seconds", lambda *_args: 0.2)  # flowing again
+    assert reconcile(runtime, "default", enqueue, Recorder(), NOW).redriven == 1
+
+
 def test_lost_executions_are_redriven_and_retryable_dead_letters_retried_once(runtime):
     runtime.ledger.claim("default", "lost", {"contactKey": "C1", "eventId": event_id_for("lost"), "args": {}})
     runtime.ledger.claim(

@@ -19,7 +19,7 @@ from pipeline.settings import KNOWN_PUBLIC_SECRETS, load_settings, secret_proble
 from pipeline.web import MAX_BODY_BYTES, create_app
 from pipeline.web.auth import issue_session, session_valid
 from pipeline.web.webhook_auth import signature_header
-from tests.unit.conftest import ENV, JWT_SECRET
+from tests.unit.conftest import ENV, JWT_SECRET, IntakeEntries
 from tests.unit.samples import SUBSCRIBE
 
 WEBHOOK_SECRET = "unit-webhook-hmac-secret-0123456789abcdefgh"
@@ -56,8 +56,8 @@ def make(fake_redis, **env):
     runtime = Runtime(
         load_settings({**ENV, **APP_ENV, "ROKT_WEBHOOK_SECRET": WEBHOOK_SECRET, **env}), fake_redis
     )
-    executes, hooks = Recorder(), Recorder()
-    client = create_app(runtime, enqueue=executes, enqueue_webhook=hooks).test_client()
+    executes, hooks = IntakeEntries(fake_redis), Recorder()  # executes: what reached the intake
+    client = create_app(runtime, enqueue_webhook=hooks).test_client()
     return runtime, client, executes, hooks
 
 

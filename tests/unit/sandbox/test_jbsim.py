@@ -12,7 +12,7 @@ from pipeline.sandbox import jbsim
 from pipeline.templates import create_template
 from pipeline.web import create_app
 from schemas.jb_execute import ExecuteSchema, merge_in_arguments
-from tests.unit.conftest import JWT_SECRET
+from tests.unit.conftest import JWT_SECRET, IntakeEntries
 
 TEMPLATE_ID = "tpl-0123456789abcdef"
 KEY = jbsim.DEMO_EVENT_KEY
@@ -209,15 +209,15 @@ def test_the_saved_activity_runs_through_the_real_execute_endpoint(runtime, sett
         config=jbsim.activity_config(settings),
         activity_id="act-1",
     )
-    enqueued: list[tuple[str, str]] = []
-    client = create_app(runtime, lambda tenant, execution: enqueued.append((tenant, execution))).test_client()
+    intake = IntakeEntries(runtime.redis)
+    client = create_app(runtime).test_client()
     payload = jbsim.execute_payload(contact(), activity, "journey-1", KEY)
     response = client.post(
         "/t/default/activity/execute", data=jbsim.sign(payload, JWT_SECRET), content_type="application/jwt"
     )
     assert response.status_code == 200, response.json
     execution = execution_id("act-1", payload["definitionInstanceId"])
-    assert enqueued == [("default", execution)]
+    assert intake.calls == [("default", execution)]
     record = runtime.ledger.get("default", execution)
     assert record is not None and record.template_id == template["id"] and record.contact_key == "C0000042"
     stored = {k: record.args.get(k) for k in ("subscriptionId", "FirstName", "City", "releaseOn")}

@@ -1,4 +1,4 @@
-"""The activity endpoints: execute (verify, validate, claim, enqueue), config.json, validate,
+"""The activity endpoints: execute (verify, validate, claim into the intake), config.json, validate,
 the UI's files and settings.json with their framing policy; every bad input a JSON error."""
 
 import sys
@@ -8,6 +8,7 @@ import fakeredis
 import jwt
 import pytest
 import redis
+from celery import Celery
 
 from pipeline.ledger import event_id_for, execution_id
 from pipeline.runtime import Runtime
@@ -29,25 +30,9 @@ PAYLOAD = {
 URL = "/t/default/activity/execute"
 
 
-class RecordingEnqueue:
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[tuple[str, str]] = []
-        self.fail = fail
-
-    def __call__(self, tenant: str, execution: str) -> None:
-        if self.fail:
-            raise ConnectionError("broker down")
-        self.calls.append((tenant, execution))
-
-
 @pytest.fixture
-def enqueue():
-    return RecordingEnqueue()
-
-
-@pytest.fixture
-def client(runtime, enqueue):
-    return create_app(runtime, enqueue).test_client()
+def client(runtime):
+    return create_app(runtime).test_client()
 
 
 def signed(payload=PAYLOAD, secret=JWT_SECRET, algorithm="HS256", **claims):
@@ -58,7 +43,7 @@ def post(client, body, content_type="application/jwt", url=URL):
     return client.post(url, data=body, content_type=content_type)
 
 
-def test_valid_execute_is_claimed_enqueued_and_answered(client, enqueue, runtime):
+def test_valid_execute_is_claimed_handed_to_the_intake_and_answered(client, intake, runtime, sent_tasks):
     response = post(client, signed(exp=int(time.time()) + 60))
     execution = execution_id("act-1", "def-1")
     assert response.status_code == 200
@@ -67,25 +52,26 @@ def test_valid_execute_is_claimed_enqueued_and_answered(client, enqueue, runtime
         "roktEventId": event_id_for(execution),
         "executionId": execution,
     }
-    assert enqueue.calls == [("default", execution)]
+    assert intake.calls == [("default", execution)]
+    assert sent_tasks == []  # execute never publishes: the pump does
     stored = runtime.ledger.get("default", execution)
     assert stored.status == "queued"
     assert stored.contact_key == "C1"
     assert stored.args == {"contactKey": "C1", "templateId": "tpl-1", "subscriptionId": "s-1"}
 
 
-def test_jb_retry_gets_the_same_answer_and_enqueues_nothing(client, enqueue):
+def test_jb_retry_gets_the_same_answer_and_enqueues_nothing(client, intake):
     first = post(client, signed())
     second = post(client, signed(iat=int(time.time())))  # a retry is re-signed by JB
     assert second.status_code == 200
     assert second.json == first.json
-    assert len(enqueue.calls) == 1
+    assert len(intake.calls) == 1
 
 
-def test_distinct_definition_instances_are_distinct_executions(client, enqueue):
+def test_distinct_definition_instances_are_distinct_executions(client, intake):
     post(client, signed())
     post(client, signed({**PAYLOAD, "definitionInstanceId": "def-2"}))
-    assert len({call[1] for call in enqueue.calls}) == 2
+    assert len({call[1] for call in intake.calls}) == 2
 
 
 def _alg_none_token():
@@ -114,11 +100,11 @@ def _alg_none_token():
         pytest.param("", "application/jwt", id="empty"),
     ],
 )
-def test_unauthenticated_bodies_get_401_json_and_nothing_is_enqueued(client, enqueue, body, content_type):
+def test_unauthenticated_bodies_get_401_json_and_nothing_is_enqueued(client, intake, body, content_type):
     response = post(client, body, content_type)
     assert response.status_code == 401  # every failure alike; the reason is only logged
     assert response.json == {"error": "unauthorized", "message": "authentication failed"}
-    assert enqueue.calls == []
+    assert intake.calls == []
 
 
 @pytest.mark.parametrize(
@@ -131,12 +117,12 @@ def test_unauthenticated_bodies_get_401_json_and_nothing_is_enqueued(client, enq
         ({"inArguments": [{"contactKey": "C1"}]}, "inArguments"),
     ],
 )
-def test_malformed_payload_gets_400_naming_the_field(client, enqueue, change, field):
+def test_malformed_payload_gets_400_naming_the_field(client, intake, change, field):
     payload = {k: v for k, v in {**PAYLOAD, **change}.items() if v is not None}
     response = post(client, signed(payload))
     assert response.status_code == 400
     assert field in response.json["fields"]
-    assert enqueue.calls == []
+    assert intake.calls == []
 
 
 def test_missing_template_id_is_named(client):
@@ -154,7 +140,7 @@ def test_unknown_and_unconfigured_tenants_answer_like_a_wrong_jwt(client):
     assert unknown.get_data() == wrong.get_data() == unconfigured.get_data()
 
 
-def test_a_jwt_header_nested_deep_is_401_not_503(client, enqueue):
+def test_a_jwt_header_nested_deep_is_401_not_503(client, intake):
     import base64
 
     def b64(raw: bytes) -> str:
@@ -162,27 +148,26 @@ def test_a_jwt_header_nested_deep_is_401_not_503(client, enqueue):
 
     header = b64(b'{"alg":"HS256","x":' + b"[" * 20_000 + b"]" * 20_000 + b"}")
     response = post(client, f"{header}.{b64(b'{}')}.c2ln")
-    assert response.status_code == 401 and enqueue.calls == []
+    assert response.status_code == 401 and intake.calls == []
 
 
-def test_oversized_body_is_413_json(client, enqueue):
+def test_oversized_body_is_413_json(client, intake):
     response = post(client, "x" * (64 * 1024 + 1))
     assert response.status_code == 413
     assert response.is_json
-    assert enqueue.calls == []
+    assert intake.calls == []
 
 
-def test_enqueue_failure_answers_503_and_releases_the_claim(runtime):
-    failing = RecordingEnqueue(fail=True)
-    client = create_app(runtime, failing).test_client()
-    response = post(client, signed())
-    assert response.status_code == 503
-    assert response.headers["Retry-After"]
-    assert runtime.ledger.get("default", execution_id("act-1", "def-1")) is None
-    working = RecordingEnqueue()
-    retry = post(create_app(runtime, working).test_client(), signed())
-    assert retry.status_code == 200
-    assert len(working.calls) == 1
+def test_execute_answers_200_while_the_broker_is_down(runtime, intake, monkeypatch):
+    def broker_down(*_args, **_kwargs):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(Celery, "send_task", broker_down)  # any publish from this process fails
+    response = post(create_app(runtime).test_client(), signed())
+    assert response.status_code == 200
+    execution = execution_id("act-1", "def-1")
+    assert runtime.ledger.get("default", execution).status == "queued"
+    assert intake.calls == [("default", execution)]  # the pump publishes it once the broker is back
 
 
 class DownRedis:
@@ -193,15 +178,14 @@ class DownRedis:
         return fail
 
 
-def test_redis_down_gives_503_with_retry_after(settings, enqueue):
+def test_redis_down_gives_503_with_retry_after(settings):
     runtime = Runtime(settings, DownRedis())
-    client = create_app(runtime, enqueue).test_client()
+    client = create_app(runtime).test_client()
     response = post(client, signed())
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     health = client.get("/healthz")
     assert health.status_code == 503
-    assert enqueue.calls == []
 
 
 def test_healthz_ok(client):
@@ -257,11 +241,11 @@ def with_args(**args):
         ({"releaseAfterSeconds": True}, "releaseAfterSeconds"),
     ],
 )
-def test_bad_release_options_get_400_naming_the_field(client, enqueue, args, field):
+def test_bad_release_options_get_400_naming_the_field(client, intake, args, field):
     response = post(client, signed(with_args(**args)))
     assert response.status_code == 400
     assert list(response.json["fields"]["inArguments"]) == [field]
-    assert enqueue.calls == []
+    assert intake.calls == []
 
 
 @pytest.mark.parametrize(
@@ -273,7 +257,7 @@ def test_bad_release_options_get_400_naming_the_field(client, enqueue, args, fie
         {"releaseOn": "", "releaseAfterSeconds": ""},  # blank: the defaults
     ],
 )
-def test_valid_release_options_are_accepted_and_stored(client, enqueue, runtime, args):
+def test_valid_release_options_are_accepted_and_stored(client, runtime, args):
     response = post(client, signed(with_args(**args)))
     assert response.status_code == 200
     stored = runtime.ledger.get("default", execution_id("act-1", "def-1"))
@@ -300,9 +284,9 @@ def ui_root(tmp_path, monkeypatch):
     return tmp_path
 
 
-def app_with(settings_env, enqueue=None):
+def app_with(settings_env):
     runtime = Runtime(load_settings({**ENV, **settings_env}), fakeredis.FakeRedis(decode_responses=True))
-    return create_app(runtime, enqueue or RecordingEnqueue()).test_client()
+    return create_app(runtime).test_client()
 
 
 @pytest.mark.parametrize("path", ["/t/default/activity/", "/t/default/activity/index.html"])
@@ -459,3 +443,25 @@ def test_validate_with_journey_builders_own_body_checks_the_tenant_only(client):
         "tenant": ["this tenant is not fully configured yet (see App Settings)"]
     }
     assert "rokt_client_id" not in answer.get_data(as_text=True)
+
+
+def test_an_address_under_the_limit_is_looked_up_once_a_second(settings, fake_redis, monkeypatch):
+    from pipeline.web import auth_failures
+
+    runtime = Runtime(load_settings({**ENV, "AUTH_FAILURE_LIMIT": "3"}), fake_redis)
+    client = create_app(runtime).test_client()
+    assert post(client, signed()).status_code == 200  # looked up: under the limit, remembered
+    fake_redis.set("rsf:default:authfail:execute:127.0.0.1", 3, ex=60)  # failures another process counted
+    assert post(client, signed(definitionInstanceId="def-2")).status_code == 200  # not looked up again
+    later = time.monotonic() + auth_failures.CLEAR_FOR_SECONDS + 0.1
+    monkeypatch.setattr(auth_failures.time, "monotonic", lambda: later)
+    assert post(client, signed(definitionInstanceId="def-3")).status_code == 429
+
+
+def test_a_failure_counted_here_takes_effect_at_once(fake_redis):
+    runtime = Runtime(load_settings({**ENV, "AUTH_FAILURE_LIMIT": "2"}), fake_redis)
+    client = create_app(runtime).test_client()
+    assert post(client, signed()).status_code == 200
+    wrong = "another-secret-0123456789abcdef0123"
+    assert [post(client, signed(secret=wrong)).status_code for _ in range(3)] == [401, 401, 429]
+    assert post(client, signed(definitionInstanceId="def-2")).status_code == 429

@@ -37,7 +37,7 @@ def rt(settings, fake_redis):
 
 @pytest.fixture
 def app(rt):
-    return create_app(rt, enqueue=_never, enqueue_webhook=_never)
+    return create_app(rt, enqueue_webhook=_never)
 
 
 @pytest.fixture

@@ -132,7 +132,7 @@ def _never(_tenant, _item):
 @pytest.fixture
 def down_client():
     settings = load_settings({**ENV, "ROKT_WEBHOOK_SECRET": WEBHOOK_SECRET})
-    return create_app(Runtime(settings, DownRedis()), enqueue=_never, enqueue_webhook=_never).test_client()
+    return create_app(Runtime(settings, DownRedis()), enqueue_webhook=_never).test_client()
 
 
 def test_redis_down_in_execute_is_503_with_retry_after(down_client):

@@ -16,7 +16,7 @@ from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
 from pipeline.web import create_app
 from pipeline.web.webhook_auth import signature_header
-from tests.unit.conftest import ENV, JWT_SECRET
+from tests.unit.conftest import ENV, JWT_SECRET, IntakeEntries
 
 WEBHOOK_SECRET = "fuzz-webhook-secret-0123456789abcdefghij"
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -60,8 +60,8 @@ def app_parts(fake_redis):
     # AUTH_FAILURE_LIMIT=0: thousands of failed authentications from one address are the point here
     env = {**ENV, "ROKT_WEBHOOK_SECRET": WEBHOOK_SECRET, "AUTH_FAILURE_LIMIT": "0"}
     runtime = Runtime(load_settings(env), fake_redis)
-    executes, webhooks = Recorder(), Recorder()
-    client = create_app(runtime, enqueue=executes, enqueue_webhook=webhooks).test_client()
+    executes, webhooks = IntakeEntries(fake_redis), Recorder()  # executes: what reached the intake
+    client = create_app(runtime, enqueue_webhook=webhooks).test_client()
     return client, executes, webhooks
 
 

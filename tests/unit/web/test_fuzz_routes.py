@@ -45,7 +45,7 @@ from pipeline.web import create_app
 from pipeline.web.app_auth import SIGNIN_COOKIE, STATE_KEY_PREFIX
 from pipeline.web.app_session import CSRF_HEADER, SESSION_COOKIE_NAME, hashed, session_key
 from pipeline.web.auth import SESSION_MAX_AGE, issue_session
-from tests.unit.conftest import ENV
+from tests.unit.conftest import ENV, IntakeEntries
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1000"))
 FUZZ = settings(
@@ -283,7 +283,7 @@ class World:
     client: Any
     r: Any
     runtime: Runtime
-    executes: Recorder
+    executes: IntakeEntries
     webhooks: Recorder
     installs: Recorder
     sfmc: Sfmc
@@ -368,8 +368,8 @@ def world(fake_redis):
         sfmc_account_id="999",
     )
     runtime = Runtime(replace(loaded, tenants={**loaded.tenants, "other": other}), fake_redis)
-    executes, webhooks, installs = Recorder(), Recorder(), Recorder()
-    app = create_app(runtime, enqueue=executes, enqueue_webhook=webhooks)
+    executes, webhooks, installs = IntakeEntries(fake_redis), Recorder(), Recorder()  # executes: the intake
+    app = create_app(runtime, enqueue_webhook=webhooks)
     app.extensions["rsf.install_data_extensions"] = installs
     r = fake_redis
     a = runtime.registry.sign_in(eid="1", mid="11", tssd="acme", refresh_token="refresh-a")

@@ -22,7 +22,7 @@ def test_the_vendored_postmonger_is_the_recorded_npm_release():
 
 @pytest.fixture
 def client(runtime):
-    return create_app(runtime, enqueue=lambda *_: None, enqueue_webhook=lambda *_: None).test_client()
+    return create_app(runtime, enqueue_webhook=lambda *_: None).test_client()
 
 
 def test_postmonger_and_the_icons_are_served_from_the_activity_path(client):

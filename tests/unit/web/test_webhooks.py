@@ -38,7 +38,7 @@ def client(settings, fake_redis, hooks):
         load_settings({**ENV, "ROKT_WEBHOOK_SECRET": SECRET, "ROKT_WEBHOOK_PATH_TOKEN": PATH_TOKEN}),
         fake_redis,
     )
-    return create_app(runtime, enqueue=Recorder(), enqueue_webhook=hooks).test_client()
+    return create_app(runtime, enqueue_webhook=hooks).test_client()
 
 
 def post(client, envelope, *, header=True, timestamp=None, path="/t/default/webhooks/rokt", secret=SECRET):
@@ -155,10 +155,10 @@ def test_enqueue_failure_answers_503_so_rokt_retries(settings, fake_redis):
         raise ConnectionError("broker down")
 
     runtime = Runtime(load_settings({**ENV, "ROKT_WEBHOOK_SECRET": SECRET}), fake_redis)
-    client = create_app(runtime, enqueue=Recorder(), enqueue_webhook=broken).test_client()
+    client = create_app(runtime, enqueue_webhook=broken).test_client()
     assert post(client, SUBSCRIBE).status_code == 503
     working = Recorder()
-    retry = post(create_app(runtime, enqueue=Recorder(), enqueue_webhook=working).test_client(), SUBSCRIBE)
+    retry = post(create_app(runtime, enqueue_webhook=working).test_client(), SUBSCRIBE)
     assert retry.status_code == 200 and len(working.calls) == 1
 
 
