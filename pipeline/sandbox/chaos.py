@@ -1,11 +1,16 @@
 """Fault injection for `rokt-sfmc demo --chaos ...` (and the chaos tests that run it).
 
 - kill-workers: SIGKILL a whole Celery worker (main process and pool) every few seconds and
-  start a new one; its unacknowledged messages only come back after the visibility timeout,
-  so the reconciler's re-drive is what saves them.
+  start a new one; on Redis its unacknowledged messages only come back after the visibility
+  timeout, so the reconciler's re-drive is what saves them; on RabbitMQ (BROKER_URL) the broker
+  hands them to another worker at once.
 - restart-redis: stop Redis once mid-run (a clean shutdown: AOF is fsynced) and start it again;
   then every worker must answer `inspect ping` again: the worst wait is reported as
   `ping_after_redis_restart_s` (remote control survives a Redis restart, celeryconfig.py).
+- crash-redis: SIGKILL the Redis process once mid-run (no shutdown, no fsync) and start it again
+  from its AOF: every write Redis had answered had reached the kernel (`appendfsync everysec`
+  writes the AOF before it answers), so nothing is lost (`lost: 0`); what a lost *machine*
+  costs is another matter (README "Durability"). Workers must answer a ping again as above.
 - rokt-faults: 20% 5xx, bursts of 429, 2 s latency spikes.
 - sfmc-faults: 30 s tokens, 429 (50100) bursts, occasional 500.
 """
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 
 import requests
 
-SCENARIOS = ("kill-workers", "restart-redis", "rokt-faults", "sfmc-faults")
+SCENARIOS = ("kill-workers", "restart-redis", "crash-redis", "rokt-faults", "sfmc-faults")
 PING_AFTER_REDIS_RESTART = "ping_after_redis_restart_s"
 
 
@@ -45,6 +50,8 @@ class ChaosHooks:
     kill_and_replace_worker: Callable[[], None]
     # restarts Redis; returns the seconds until every worker answered a ping again (or None)
     restart_redis: Callable[[], float | None] | None = None
+    # the same after a SIGKILL of the Redis process (restarted from its AOF)
+    crash_redis: Callable[[], float | None] | None = None
 
 
 @dataclass
@@ -81,7 +88,7 @@ class Chaos:
 
     def _run(self) -> None:
         started = time.monotonic()
-        next_kill, redis_done = started + 3, False
+        next_kill, redis_done, redis_crashed = started + 3, False, False
         next_rokt_burst, next_sfmc_burst, next_spike = started + 2, started + 3, started + 5
         while not self._stop.wait(0.25):
             now = time.monotonic()
@@ -90,13 +97,11 @@ class Chaos:
                 self.counts["worker_kills"] += 1
                 next_kill = now + random.uniform(3, 5)
             if "restart-redis" in self.scenarios and not redis_done and now - started > 4:
-                if self.hooks.restart_redis is not None:
-                    took = self.hooks.restart_redis()
-                    self.counts["redis_restarts"] += 1
-                    if took is not None:  # at least 0.1: the report's figures are all > 0
-                        worst = max(self.counts.get(PING_AFTER_REDIS_RESTART, 0), round(took, 1), 0.1)
-                        self.counts[PING_AFTER_REDIS_RESTART] = worst
+                self._redis_down(self.hooks.restart_redis, "redis_restarts")
                 redis_done = True
+            if "crash-redis" in self.scenarios and not redis_crashed and now - started > 5:
+                self._redis_down(self.hooks.crash_redis, "redis_crashes")
+                redis_crashed = True
             if "rokt-faults" in self.scenarios:
                 if now >= next_rokt_burst:  # a 429 burst: the account briefly allows 3/s
                     self._burst("rokt", {"rate_limit": 3}, {"rate_limit": self.hooks.rokt_rate_limit}, 1.5)
@@ -110,6 +115,17 @@ class Chaos:
                 self._burst("sfmc", {"rate_limit": 2}, {"rate_limit": 0}, 1.5)
                 self.counts["sfmc_429_bursts"] += 1
                 next_sfmc_burst = now + 7
+
+    def _redis_down(self, hook: Callable[[], float | None] | None, count: str) -> None:
+        """Take Redis down once through `hook`; the worst wait until every worker answered a ping
+        again is the report's `ping_after_redis_restart_s`."""
+        if hook is None:
+            return
+        took = hook()
+        self.counts[count] += 1
+        if took is not None:  # at least 0.1: the report's figures are all > 0
+            worst = max(self.counts.get(PING_AFTER_REDIS_RESTART, 0), round(took, 1), 0.1)
+            self.counts[PING_AFTER_REDIS_RESTART] = worst
 
     def _burst(self, simulator: str, during: dict, after: dict, seconds: float) -> None:
         self._faults(simulator, **during)

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.e2e
     [
         "kill-workers",
         "restart-redis",
+        "crash-redis",
         "rokt-faults",
         "sfmc-faults",
         "kill-workers,restart-redis,rokt-faults,sfmc-faults",
