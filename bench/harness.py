@@ -15,13 +15,16 @@ from pipeline.sandbox.stack import Stack
 
 UNLIMITED = 1_000_000.0  # requests/s: our limiter still runs, but never makes anyone wait
 WORKER_CONCURRENCY = 8  # what `make demo` runs; docker-compose runs 16 per container
-# tenant -> its TENANTS_FILE entries; fair-a and fair-b keep the default Rokt and SFMC limits
+# tenant -> its TENANTS_FILE entries; fair-a and fair-b keep the default Rokt and SFMC limits,
+# each a Rokt account of its own (the simulator limits each account when asked to)
 TENANTS: dict[str, dict[str, Any]] = {
     "bench": {"rokt_rate_limit": UNLIMITED, "sfmc_rate_limit": UNLIMITED},
     "rl-ours": {"rokt_rate_limit": 100.0, "sfmc_rate_limit": UNLIMITED},
     "rl-celery": {"rokt_rate_limit": UNLIMITED, "sfmc_rate_limit": UNLIMITED},
-    "fair-a": {},
-    "fair-b": {},
+    "fair-a": {"rokt_account_code": "fair-a"},
+    "fair-b": {"rokt_account_code": "fair-b"},
+    # bench/tenants.py: 20 tenants at the default 50/s, each a Rokt account of its own
+    **{f"ten-{i:02d}": {"rokt_account_code": f"ten-{i:02d}"} for i in range(1, 21)},
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

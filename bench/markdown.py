@@ -13,21 +13,18 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
+def stage_rows(stages: dict[str, float] | None) -> list[tuple[str, str, str, str]]:
+    """The pipeline's CPU per contact by stage (a worker instance per stage), when measured."""
+    if not stages:
+        return []
+    figures = " · ".join(f"{stages[name]}" for name in ("render", "create", "flush"))
+    return [("pipeline, a worker per stage", "CPU per contact: render · create · flush", f"{figures} ms", "")]
+
+
 def performance_table(results: dict[str, Any]) -> str:
     rows = [("benchmark", "figure", "rokt-sfmc", "baseline (same run)"), ("---",) * 4]
-    intake = results.get("intake")
-    if intake:
-        for level in ("c1", "c10", "c50"):
-            ours, bare = intake["execute"][level], intake["bare_flask"][level]
-            rows.append(
-                (
-                    f"intake, {level[1:]} connection{'' if level == 'c1' else 's'}",
-                    "rps · p50 · p99 (ms)",
-                    _http(ours),
-                    f"bare Flask {_http(bare)}",
-                )
-            )
-        rows.append(("intake", "execute rps ÷ bare rps at 50", str(intake["ratio"]), ""))
+    rows.extend(intake_rows(results.get("intake"), ""))
+    rows.extend(intake_rows(results.get("intake_rabbitmq"), "RabbitMQ"))
     pipeline = results.get("pipeline")
     if pipeline:
         rows.append(
@@ -39,6 +36,7 @@ def performance_table(results: dict[str, Any]) -> str:
             )
         )
         rows.append(("pipeline", "contacts/s end to end", str(pipeline["contacts_per_s"]), ""))
+        rows.extend(stage_rows(pipeline.get("stage_cpu_ms_per_contact")))
     limit = results.get("rate_limit")
     if limit:
         label = f"rate_limit, {limit['limit_per_s']:g}/s for {limit['window_s']} s"
@@ -95,6 +93,7 @@ def performance_table(results: dict[str, Any]) -> str:
                 f"{scale['cores']} cores",
             )
         )
+    rows.extend(tenants_rows(results.get("tenants")))
     fairness = results.get("fairness")
     if fairness:
         rows.append(
@@ -105,7 +104,146 @@ def performance_table(results: dict[str, Any]) -> str:
                 f"B alone: {_waits(fairness['b_alone'])}",
             )
         )
+    rows.extend(durability_rows(results.get("durability")))
+    rows.extend(worker_loss_rows(results.get("worker_loss")))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
+def intake_rows(intake: dict[str, Any] | None, broker: str) -> list[tuple[str, str, str, str]]:
+    """`intake` (Redis broker) and `intake_rabbitmq`: execute beside bare Flask and, where measured,
+    beside the previous design that published the render task inside execute (`direct_send`)."""
+    if not intake:
+        return []
+    name = f"intake, {broker}" if broker else "intake"
+    if intake.get("ratio") is None:
+        return [(name, "execute ÷ bare Flask at 50", "not measured", str(intake.get("reason", ""))[:160])]
+    rows = []
+    for level in ("c1", "c10", "c50"):
+        ours, bare = intake["execute"][level], intake["bare_flask"][level]
+        baseline = f"bare Flask {_http(bare)}"
+        if "direct_send" in intake:
+            baseline += f"; publish in execute {_http(intake['direct_send'][level])}"
+        rows.append(
+            (
+                f"{name}, {level[1:]} connection{'' if level == 'c1' else 's'}",
+                "rps · p50 · p99 (ms)",
+                _http(ours),
+                baseline,
+            )
+        )
+    if "p99_ratio" not in intake:  # results of the design before the intake stream
+        rows.append((name, "execute rps ÷ bare rps at 50", str(intake["ratio"]), ""))
+        return rows
+    rows.append(
+        (
+            name,
+            "execute ÷ bare at 50: rps · p99 · lost",
+            f"{intake['ratio']} · {intake['p99_ratio']} · {intake['lost']}",
+            f"publish in execute: {intake['direct_send_ratio']} · {intake['direct_send_p99_ratio']}",
+        )
+    )
+    return rows
+
+
+def durability_rows(durability: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """`durability`: what a SIGKILLed Redis loses, and what each durability choice costs execute."""
+    if not durability:
+        return []
+    everysec = f"AOF everysec: {durability['everysec_rps']:g} · {durability['everysec_p99_ms']:g}"
+    label = f"durability, execute at {durability['connections']} connections"
+    return [
+        (
+            f"durability, demo --chaos crash-redis, {durability['crash_redis_contacts']:,} contacts",
+            "lost · sent twice after a SIGKILL of Redis",
+            f"{durability['crash_redis_lost']} · {durability['crash_redis_duplicates']}",
+            "AOF everysec, restarted from its AOF",
+        ),
+        (
+            label,
+            "appendfsync always: rps · p99 (ms) · ratio",
+            f"{durability['always_rps']:g} · {durability['always_p99_ms']:g} · "
+            f"{durability['always_intake_ratio']}x",
+            everysec,
+        ),
+        (
+            label,
+            "a replica + WAIT 1: rps · p99 (ms) · ratio",
+            f"{durability['wait_replica_rps']:g} · {durability['wait_replica_p99_ms']:g} · "
+            f"{durability['wait_replica_intake_ratio']}x",
+            everysec,
+        ),
+    ]
+
+
+def worker_loss_rows(loss: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """`worker_loss`: a whole worker instance SIGKILLed mid-run, RabbitMQ (ours) beside Redis."""
+    if not loss:
+        return []
+    redis, amqp = loss["redis"], loss["rabbitmq"]
+    ours = (
+        f"RabbitMQ: {amqp['seconds']} s ({amqp['how']}, {amqp['held']} held) · lost {amqp['lost']} · "
+        f"twice {amqp['duplicates']}"
+        if amqp.get("seconds") is not None
+        else "RabbitMQ not reachable: not measured"
+    )
+    baseline = (
+        f"Redis: {redis['seconds']} s ({redis['how']}, {redis['held']} held; re-drive after "
+        f"{loss['reconcile_queued_after_s']:g} s, visibility timeout {loss['visibility_timeout_s']} s) · "
+        f"lost {redis['lost']} · twice {redis['duplicates']}"
+    )
+    return [
+        (
+            f"worker_loss, 1 of {loss['instances']} SIGKILLed, {loss['executions']:,} executions",
+            "seconds until all it held is terminal · lost · sent twice",
+            ours,
+            baseline,
+        )
+    ]
+
+
+def tenants_rows(tenants: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """`tenants`: 20 tenants at 50/s each behind 150 ms of Rokt latency, on split workers."""
+    if not tenants:
+        return []
+    label = f"tenants, {tenants['tenants']} x 50/s, Rokt +{tenants['rokt_latency_ms']} ms"
+    return [
+        (
+            label,
+            "contacts/s · worker CPU per contact",
+            f"{tenants['contacts_per_s']} · {tenants['cpu_ms_per_contact']} ms",
+            f"one prefork worker: {tenants['baseline_prefork_contacts_per_s']} · "
+            f"{tenants['baseline_prefork_cpu_ms_per_contact']} ms",
+        ),
+        (
+            label,
+            "reschedules per Rokt call · Rokt 429s",
+            f"{tenants['reschedules_per_rokt_call']} · {tenants['rokt_429s']}",
+            "",
+        ),
+        (
+            label,
+            "B's queue wait behind A p50 · p99 (ms)",
+            f"{tenants['b_wait_p50_ms']} · {tenants['b_wait_p99_ms']}",
+            f"B alone: {tenants['b_alone_wait_p50_ms']} · {tenants['b_alone_wait_p99_ms']}",
+        ),
+        (
+            label,
+            "B's claim to Rokt 202 behind A p50 · p99 (ms)",
+            f"{tenants['b_accepted_p50_ms']} · {tenants['b_accepted_p99_ms']}",
+            f"B alone p50: {tenants['b_alone_accepted_p50_ms']}",
+        ),
+        *(
+            (
+                f"tenants, {b['tenants']} tenants' Rokt backlog, "
+                f"ROKT_LIMIT_SLEEP_MS={key.split('_')[-1][:-2]}",
+                "Rokt calls/s · reschedules per call · 429s",
+                f"{b['rokt_calls_per_s']} · {b['reschedules_per_rokt_call']} · {b['rokt_429s']}",
+                f"limiters' rate {b['limit_per_s']:g}/s",
+            )
+            for key, b in tenants.items()
+            if key.startswith("backlog_sleep_")
+        ),
+    ]
 
 
 def machine_line(results: dict[str, Any]) -> str:

@@ -1,7 +1,8 @@
 """`python -m bench [name ...]`: run the benchmarks, print a table each, write results.json.
 
 BENCH_QUICK=1 runs reduced sizes (under 5 minutes); BENCH_OUT names the results file
-(default bench/results.json). Names: intake pipeline rate_limit scale fairness
+(default bench/results.json). Names: intake pipeline rate_limit scale fairness tenants worker_loss
+durability
 (`pipeline` also yields `sfmc_batching` and `memory`, measured in the same run).
 """
 
@@ -24,7 +25,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import fairness, intake, pipeline_cost, rate_limit, scale
+from bench import durability, fairness, intake, pipeline_cost, rate_limit, scale, tenants, worker_loss
 from bench.harness import bench_stack
 from pipeline.sandbox.stack import Stack
 
@@ -34,6 +35,9 @@ BENCHMARKS: dict[str, Callable[[Stack, bool], dict[str, dict[str, Any]]]] = {
     "rate_limit": rate_limit.run,
     "scale": scale.run,
     "fairness": fairness.run,
+    "tenants": tenants.run,
+    "worker_loss": worker_loss.run,
+    "durability": durability.run,
 }
 DEFAULT_OUT = Path(__file__).with_name("results.json")
 

@@ -834,6 +834,18 @@ def redis_unreachable(exc: BaseException) -> bool:
     return kombu is not None and isinstance(exc, kombu.OperationalError)
 
 
+def _unreachable_name(exc: BaseException) -> str:
+    """"Redis", or "RabbitMQ (BROKER_URL)" when the broker is RabbitMQ and the error is not redis-py's."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+        return "Redis"
+    try:
+        from pipeline.settings import get_settings, is_amqp
+
+        return "RabbitMQ (BROKER_URL)" if is_amqp(get_settings().broker) else "Redis"
+    except ValueError:
+        return "Redis"
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
     """Every command's log lines as every process's: the format of LOG_FORMAT, emails masked,
     secrets removed (the exporter configures its own, as process "exporter")."""
@@ -857,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
         if not redis_unreachable(exc):
             raise
         # the exception's text names host and port, never the URL's password
-        print(f"error: Redis unreachable: {exc}", file=sys.stderr)
+        print(f"error: {_unreachable_name(exc)} unreachable: {exc}", file=sys.stderr)
         return EXIT_REDIS_UNREACHABLE
 
 

@@ -48,6 +48,20 @@ def _non_negative_int(value: str) -> int:
     return number
 
 
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"{value!r}: must be 1 or more")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not 0 < number < float("inf"):  # NaN and inf too
+        raise ValueError(f"{value!r}: must be a number more than 0")
+    return number
+
+
 def _log_format(value: str) -> str:
     value = value.strip().lower()
     if value not in ("json", "text"):
@@ -57,6 +71,26 @@ def _log_format(value: str) -> str:
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
+_BROKER_SCHEMES = (*AMQP_SCHEMES, "redis", "rediss", "redis+sentinel", "sentinel")
+
+
+def _broker_url(value: str) -> str:
+    """`BROKER_URL`: a RabbitMQ (`amqp://user:password@host:5672/vhost`, `amqps://` for TLS) or
+    Redis URL; unset: REDIS_URL is the broker too."""
+    value = value.strip()
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in _BROKER_SCHEMES:
+        schemes = ", ".join(f"{s}://" for s in _BROKER_SCHEMES)
+        raise ValueError(f"BROKER_URL: not a broker URL (it may hold a password: not shown); use {schemes}")
+    return value
+
+
+def is_amqp(url: str) -> bool:
+    """A RabbitMQ broker URL (`amqp://`, `amqps://`, `pyamqp://`)."""
+    return url.split("://", 1)[0].lower() in AMQP_SCHEMES
 
 
 def parse_origin_patterns(value: str) -> tuple[str, ...]:
@@ -253,14 +287,20 @@ TENANT_KEYS = tuple(f.name for f in fields(Tenant) if f.name != "name" and f.nam
 class Settings:
     tenants: Mapping[str, Tenant]
     redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str = ""  # the Celery broker; empty: REDIS_URL (see `broker`)
     public_base_url: str = "http://127.0.0.1:8000"
     flower_basic_auth: str | None = field(default=None, repr=False)
     http_connect_timeout: float = 3.05
     http_read_timeout: float = 15.0
+    # a Rokt call its limiter cannot admit within this long is rescheduled, not slept (ratelimit.py)
+    rokt_limit_sleep_ms: int = 25
     execution_ttl_days: int = 30
     log_level: str = "INFO"
     log_format: str = "json"  # json lines for collectors; text for a terminal
     exporter_port: int = 9808
+    # execute answers 200 once its claim reached this many Redis replicas (WAIT; 0: off), else 503
+    redis_wait_replicas: int = 0
+    redis_wait_timeout_ms: int = 500
     # retention of contact data in Redis (pipeline/privacy.py; 0 = no end)
     dead_letter_retention_days: int = 30
     subscription_retention_days: int = 0
@@ -272,6 +312,7 @@ class Settings:
     reconcile_final_after: float = 7200.0
     dlq_retry_after: float = 600.0
     outbox_claim_idle_seconds: float = 180.0
+    intake_reclaim_seconds: float = 60.0
     # who may frame the activity UI and talk to it through Postmonger (also its frame-ancestors)
     jb_allowed_origins: tuple[str, ...] = (JB_ORIGIN_PATTERN,)
     # the app in Marketing Cloud (sign-in, App Settings)
@@ -300,6 +341,11 @@ class Settings:
         return self.sfmc_tssd_auth_url.replace("{tssd}", tssd).rstrip("/")
 
     @property
+    def broker(self) -> str:
+        """The Celery broker every process connects to: BROKER_URL, or REDIS_URL without it."""
+        return self.broker_url or self.redis_url
+
+    @property
     def http_timeout(self) -> tuple[float, float]:
         return (self.http_connect_timeout, self.http_read_timeout)
 
@@ -310,14 +356,18 @@ class Settings:
 # how each Settings field reads its env var (the upper-cased field name)
 _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_url": str,
+    "broker_url": _broker_url,
     "public_base_url": lambda value: value.rstrip("/"),
     "flower_basic_auth": str,
     "http_connect_timeout": float,
     "http_read_timeout": float,
+    "rokt_limit_sleep_ms": _non_negative_int,
     "execution_ttl_days": int,
     "log_level": str.upper,
     "log_format": _log_format,
     "exporter_port": int,
+    "redis_wait_replicas": _non_negative_int,
+    "redis_wait_timeout_ms": _positive_int,
     "dead_letter_retention_days": _non_negative_int,
     "subscription_retention_days": _non_negative_int,
     "ended_subscription_retention_days": _non_negative_int,
@@ -328,6 +378,7 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "reconcile_final_after": float,
     "dlq_retry_after": float,
     "outbox_claim_idle_seconds": float,
+    "intake_reclaim_seconds": _positive_float,
     "jb_allowed_origins": parse_origin_patterns,
     "secret_key": _secret_keys,
     "sfmc_app_client_id": str,
@@ -349,8 +400,14 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
 _MEANINGS: list[tuple[str, str]] = [
     (
         "REDIS_URL",
-        "Redis for broker, ledger, limiter, token cache; TLS: "
+        "Redis for ledger, limiter, token cache, beat schedule (and the broker without BROKER_URL); TLS: "
         "`rediss://:PASSWORD@host:port/0?ssl_ca_certs=/path/ca.pem` (SECURITY.md)",
+    ),
+    (
+        "BROKER_URL",
+        "Celery broker of every process; unset: REDIS_URL. Production: RabbitMQ "
+        "`amqp://USER:PASSWORD@host:5672/VHOST` (quorum queues, publisher confirms; README "
+        '"Broker")',
     ),
     ("PUBLIC_BASE_URL", "base URL written into config.json"),
     (
@@ -387,10 +444,21 @@ _MEANINGS: list[tuple[str, str]] = [
     ("FLOWER_BASIC_AUTH", "`user:password` for Flower"),
     ("HTTP_CONNECT_TIMEOUT", "seconds to connect to Rokt/SFMC"),
     ("HTTP_READ_TIMEOUT", "seconds to wait for a Rokt/SFMC answer"),
+    (
+        "ROKT_LIMIT_SLEEP_MS",
+        "milliseconds a Rokt call may sleep for its rate-limit slot; a later slot is taken as a "
+        "ticket and the task rescheduled to it (README \"The Rokt stage\")",
+    ),
     ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)"),
     ("LOG_LEVEL", "logging level of every process"),
     ("LOG_FORMAT", "`json` (one JSON object a line, for a log collector) or `text` (for a terminal)"),
     ("EXPORTER_PORT", "port of `rokt-sfmc exporter` (Prometheus metrics read from Redis at scrape time)"),
+    (
+        "REDIS_WAIT_REPLICAS",
+        "execute answers 200 only once its claim reached this many Redis replicas (`WAIT`; count "
+        "them all), else 503 and Journey Builder retries; 0: off (README \"Durability\")",
+    ),
+    ("REDIS_WAIT_TIMEOUT_MS", "milliseconds execute waits for REDIS_WAIT_REPLICAS before its 503"),
     (
         "DEAD_LETTER_RETENTION_DAYS",
         "days a dead letter is kept from its failure (and a replayed one from its replay); 0: no end",
@@ -416,6 +484,10 @@ _MEANINGS: list[tuple[str, str]] = [
     ("RECONCILE_FINAL_AFTER", "seconds an accepted execution may stay unconfirmed before it fails"),
     ("DLQ_RETRY_AFTER", "seconds before a retryable dead letter is replayed once automatically"),
     ("OUTBOX_CLAIM_IDLE_SECONDS", "seconds before a batch held by a lost flush is taken over"),
+    (
+        "INTAKE_RECLAIM_SECONDS",
+        "seconds before accepted executions held by a lost intake pump are taken over",
+    ),
     (
         "JB_ALLOWED_ORIGINS",
         "comma-separated origins allowed to frame the activity UI and exchange Postmonger messages "

@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--contacts", type=int, default=1000, help="contacts in the journey (default 1000)")
     demo.add_argument("--report", default="demo-report.json", help="where the JSON report goes")
     demo.add_argument("--workers", type=int, default=8, help="Celery worker concurrency")
-    demo.add_argument("--chaos", help="kill-workers,restart-redis,rokt-faults,sfmc-faults (any of them)")
+    scenarios = "kill-workers,restart-redis,crash-redis,rokt-faults,sfmc-faults"
+    demo.add_argument("--chaos", help=f"{scenarios} (any of them)")
     demo.set_defaults(func=cmd_demo)
 
 

@@ -34,7 +34,7 @@ from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECR
 from pipeline.sandbox.appadmin import AppAdmin
 from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.sandbox.monitoring import ALERT_RULES, Prometheus, Scraper, prometheus_binary, start_exporter
-from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, Stack
+from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, ROKT_THREADS, Stack
 from pipeline.store import PREFIX, redis_location
 from pipeline.templates import create_template
 from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, State
@@ -228,10 +228,12 @@ def run_demo(
         else:
             console.print(f"Redis: using REDIS_URL ({redis_location(stack.redis_url)})")
         stack.faults("rokt", rate_limit=rate_limit)  # the simulator enforces the account's limit
-        stack.start_workers(wait=False)
+        # as compose runs them: worker-render (prefork) and worker-rokt (threads)
+        stack.start_split_workers(wait=False)
         stack.start_beat()
         console.print(
-            f"Stack up: web {stack.web_url}, worker (c={workers}), beat, sandbox; logs in {run_dir}"
+            f"Stack up: web {stack.web_url}, worker-render (prefork, c={workers}), "
+            f"worker-rokt (threads, c={ROKT_THREADS}), beat, sandbox; logs in {run_dir}"
         )
         ops = cleanup.enter_context(_Ops(stack, run_dir, console))
         earlier = stack.runtime.registry.by_eid(SANDBOX_EID)  # a reused Redis holds an earlier run's
@@ -260,6 +262,7 @@ def run_demo(
             hooks = ChaosHooks(
                 stack.rokt_url, stack.sfmc_url, rate_limit, stack.kill_and_replace_worker, stack.restart_redis
             )
+            hooks.crash_redis = lambda: stack.restart_redis(crash=True)  # SIGKILL, back from its AOF
             monkey = Chaos(chaos, hooks).start()
             console.print(f"Chaos: {', '.join(chaos)}")
         started = time.monotonic()

@@ -28,6 +28,8 @@ from urllib.parse import quote, urlencode
 import redis
 import requests
 
+from pipeline.store import make_client
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -39,7 +41,8 @@ def redis_reachable(url: str | None) -> bool:
     if not url:
         return False
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping())
+        # a Sentinel URL too (pipeline/store.py): the master the Sentinels name
+        return bool(make_client(url, socket_connect_timeout=1, socket_timeout=1).ping())
     except (redis.RedisError, ValueError):
         return False
 

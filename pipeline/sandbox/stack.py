@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,9 +24,10 @@ from typing import Any, Literal
 import requests
 from celery.utils.nodenames import host_format
 
-from pipeline import dispatch
+from pipeline import dispatch, intake
 from pipeline import runtime as runtime_module
 from pipeline.executions import new_execution
+from pipeline.queues import RENDER_WORKER_QUEUES, ROKT_WORKER_QUEUES
 from pipeline.runtime import Runtime
 from pipeline.sandbox import jbsim, processes, sandbox_app_env, sandbox_env
 from pipeline.sandbox.common import ServerThread
@@ -44,6 +46,8 @@ def tenant_default(name: str) -> Any:
 
 
 DEFAULT_ROKT_RATE: float = tenant_default("rokt_rate_limit")
+# threads of a worker-rokt instance (compose's -c): Rokt calls in flight at once per instance
+ROKT_THREADS = 64
 
 
 def tenants_toml(values: Mapping[str, str], tenants: Mapping[str, Mapping[str, Any]]) -> str:
@@ -233,6 +237,31 @@ class Stack:
                 self.wait_worker_ready(worker)
         return started
 
+    def start_split_workers(
+        self,
+        render: int = 1,
+        rokt: int = 1,
+        *,
+        render_concurrency: int | None = None,
+        rokt_concurrency: int = ROKT_THREADS,
+        wait: bool = True,
+    ) -> list[processes.Child]:
+        """The workers as compose runs them: `render` prefork instances for every queue but the
+        Rokt stage's (worker-render) and `rokt` threads-pool instances for it (worker-rokt)."""
+        started = self.start_workers(render, render_concurrency, queues=RENDER_WORKER_QUEUES, wait=False)
+        started += self.start_workers(
+            rokt, rokt_concurrency, queues=ROKT_WORKER_QUEUES, pool="threads", wait=False
+        )
+        if wait:
+            for worker in started:
+                self.wait_worker_ready(worker)
+        return started
+
+    def workers_serving(self, queue: str) -> list[processes.Child]:
+        """The running workers that consume the shared `queue` (a worker without -Q serves all)."""
+        with self._lock:
+            return [w for w in self.workers if queue in (self._worker_specs[w.name][1] or (queue,))]
+
     def _start_worker(
         self, name: str, concurrency: int, queues: Sequence[str], app: str, pool: str = "prefork"
     ) -> processes.Child:
@@ -280,8 +309,11 @@ class Stack:
     def start_beat(self) -> None:
         self._beat = processes.start_beat(self.run_dir, self.env)
 
-    def restart_redis(self, down_seconds: float = 0, ping_timeout: float = 60) -> float | None:
-        """Stop the bundled Redis (SIGTERM: it fsyncs its AOF), wait `down_seconds`, start it again
+    def restart_redis(
+        self, down_seconds: float = 0, ping_timeout: float = 60, *, crash: bool = False
+    ) -> float | None:
+        """Stop the bundled Redis (SIGTERM: it fsyncs its AOF; with `crash`, SIGKILL: it loads
+        whatever of its AOF had reached the kernel), wait `down_seconds`, start it again
         on its port. With workers running, then waits (up to `ping_timeout`) until every worker
         that was running answers `inspect ping` again and returns how long that took after Redis
         was back (`ping_timeout` when some never did: the caller decides whether that fails);
@@ -289,6 +321,8 @@ class Stack:
         if self._redis_child is None:
             return None
         expected = self.worker_hostnames()
+        if crash:
+            self._redis_child.kill(signal.SIGKILL)
         self._redis_child.stop()
         time.sleep(down_seconds)
         self._redis_child, _url = self._start_redis()
@@ -507,15 +541,22 @@ class Stack:
         )
 
     def enqueue(self, tenant: str, payloads: list[dict[str, Any]]) -> list[str]:
-        """What execute does after the JWT check: validate, claim in the ledger, enqueue;
-        returns the execution ids."""
+        """What execute does after the JWT check (validate, claim: the claim appends to the
+        intake stream), then what the pump does (publish the render tasks) so they are in the
+        broker on return, whether workers run or not; returns the execution ids."""
         ids = []
         for payload in payloads:
             execution, record = new_execution(_EXECUTE_SCHEMA.load(payload))
-            if self.runtime.ledger.claim(tenant, execution, record):
-                dispatch.enqueue_execution(tenant, execution)
+            self.runtime.ledger.claim(tenant, execution, record)
             ids.append(execution)
+        self.pump_intake([tenant])
         return ids
+
+    def pump_intake(self, tenants: Sequence[str]) -> int:
+        """Publish the tenants' new intake entries from this process (a pump of its own, as a
+        worker's would); entries a worker's pump holds stay its. Returns how many."""
+        pump = intake.Pump(self.redis, "stack", dispatch.enqueue_execution, lambda: tenants)
+        return pump.drain()
 
     def wait_terminal(self, tenant: str, expected_rows: int, timeout: float = 90) -> list[dict[str, Any]]:
         """Every execution of the tenant terminal and at least `expected_rows` status rows in

@@ -31,7 +31,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         with Stack(
             run_dir, TENANTS, web="thread", env={"LOG_LEVEL": "INFO"}, worker_name=WORKER_NAME
         ) as stack:
-            stack.start_workers(2, concurrency=4)
+            # as compose runs them: render and the rest on prefork, the Rokt stage on threads
+            # (two instances: the limiter is shared across processes)
+            stack.start_split_workers(render=1, rokt=2, render_concurrency=4, rokt_concurrency=8)
             yield stack
     finally:
         root.removeHandler(log_handler)

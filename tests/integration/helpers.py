@@ -47,6 +47,7 @@ TENANTS: dict[str, dict[str, Any]] = {
     "auth": _own("auth"),
     "faults": _own("faults"),
     "crash": _own("crash", rokt_rate_limit=20),
+    "threads": _own("threads", rokt_rate_limit=20),
     "subs": _own("subs"),
     "hooks": _own("hooks"),
     "confirm": _own("confirm"),

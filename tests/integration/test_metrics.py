@@ -32,7 +32,7 @@ def _add_tenant(stack: Stack) -> None:
     """A tenant of this test's own, added at run time (the session's workers pick it up)."""
     stack.add_tenant(TENANT)
     line = f"Started consuming from rokt.{TENANT}"
-    stack.wait(lambda: all(line in w.tail(5000) for w in stack.workers), 30, line)
+    stack.wait(lambda: all(line in w.tail(5000) for w in stack.workers_serving("rokt")), 30, line)
 
 
 def test_the_exporter_counts_what_the_simulators_saw(stack: Stack):

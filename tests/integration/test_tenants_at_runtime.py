@@ -18,7 +18,10 @@ pytestmark = pytest.mark.integration
 
 
 def _workers_logged(stack: Stack, line: str) -> None:
-    stack.wait(lambda: all(line in worker.tail(5000) for worker in stack.workers), 30, line)
+    """Every worker serving the stage of the queue the line ends with logged it."""
+    workers = stack.workers_serving(line.rsplit(" ", 1)[1].split(".")[0])
+    assert workers, line
+    stack.wait(lambda: all(line in worker.tail(5000) for worker in workers), 30, line)
 
 
 def test_a_tenant_added_while_workers_run_is_served_without_a_restart(stack: Stack):
@@ -37,6 +40,7 @@ def test_a_tenant_added_while_workers_run_is_served_without_a_restart(stack: Sta
 def test_a_disabled_tenant_refuses_executes_and_its_queued_work_waits_until_enabled(stack: Stack):
     stack.add_tenant("paused")
     _workers_logged(stack, "Started consuming from rokt.paused")
+    _workers_logged(stack, "Started consuming from render.paused")
     payloads = stack.prepare("paused", jbsim.make_contacts(30))
     stack.runtime.registry.set_status("paused", TenantStatus.DISABLED)
     _workers_logged(stack, "Canceling queue render.paused")

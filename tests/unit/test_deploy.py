@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.queues import ALL_QUEUES, RENDER_WORKER_QUEUES, ROKT_WAIT_QUEUE, ROKT_WORKER_QUEUES
 from pipeline.settings import SETTINGS_TABLE, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,10 +23,10 @@ RUNBOOK = ROOT / "docs" / "operations.md"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 # read by docker-compose.yml only, not by the service (so not in the settings table)
-COMPOSE_ONLY = {"REDIS_PASSWORD", "REDIS_MAXMEMORY"}
+COMPOSE_ONLY = {"REDIS_PASSWORD", "REDIS_MAXMEMORY", "RABBITMQ_PASSWORD"}
 # the processes of the image, and the health check each runs
 APP_ROLES = {"web": "web", "worker": "worker", "beat": "beat", "exporter": "exporter"}
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|_AUTH$|TOKEN|REDIS_URL|REDISCLI_AUTH")
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|_PASS$|_AUTH$|TOKEN|REDIS_URL|REDISCLI_AUTH|BROKER_URL|BROKER_API")
 INTERPOLATION = re.compile(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?][^}]*)?\}")
 PLACEHOLDER = "CHANGE_ME"
 
@@ -50,8 +51,9 @@ def env_example() -> dict[str, str]:
 
 
 def role(name: str) -> str | None:
-    """web, worker, beat, exporter for the services running those processes (worker-1, worker-2...)."""
-    base = re.sub(r"-\d+$", "", name)
+    """web, worker, beat, exporter for the services running those processes (worker-render,
+    worker-rokt, worker-rokt-2...)."""
+    base = re.sub(r"-(render|rokt)$", "", re.sub(r"-\d+$", "", name))
     return APP_ROLES.get(base)
 
 
@@ -83,7 +85,8 @@ def run_compose(tmp_path: Path, env_text: str, *args: str) -> subprocess.Complet
 
 
 def test_compose_file_is_valid_for_docker_compose_with_the_example_env(tmp_path):
-    for profiles in ([], ["--profile", "monitoring", "--profile", "sandbox"]):
+    every = ["--profile", "monitoring", "--profile", "sandbox", "--profile", "replica"]
+    for profiles in ([], every):
         done = run_compose(tmp_path, ENV_EXAMPLE.read_text(), *profiles, "config", "-q")
         assert done.returncode == 0, done.stderr
 
@@ -101,6 +104,7 @@ def test_compose_refuses_to_render_without_the_required_secrets(tmp_path):
 def test_profiles_keep_prometheus_and_the_simulators_optional():
     profiles = {name: service.get("profiles") for name, service in services().items()}
     assert profiles.pop("prometheus") == ["monitoring"] and profiles.pop("sandbox") == ["sandbox"]
+    assert profiles.pop("redis-replica") == ["replica"]
     assert not any(profiles.values()), "the rest runs by default"
 
 
@@ -132,13 +136,25 @@ def test_workers_have_stable_node_names():
     workers = {name: s for name, s in services().items() if re.search(r"celery .*\bworker\b", argv(s))}
     assert workers
     for name, service in workers.items():
-        assert role(name) == "worker", f"{name}: name worker services worker-<n>"
-        n = name.rsplit("-", 1)[1]
-        assert f"--hostname=worker-{n}@%h" in service["command"], name
+        assert role(name) == "worker", f"{name}: name worker services worker-<stage>[-<n>]"
+        assert f"--hostname={name}@%h" in service["command"], name
         assert not any(arg.startswith("--hostname") for arg in service["healthcheck"]["test"][4:]), (
             f"{name}: the health check finds the worker by its container hostname (%h)"
         )
         assert service.get("hostname"), f"{name}: a fixed container hostname keeps %h stable"
+
+
+def test_the_rokt_stage_runs_on_threads_and_everything_else_on_prefork():
+    """worker-rokt: the rokt queue on a threads pool; worker-render: every other shared queue on
+    prefork; between them every queue is served, the Rokt stage by threads alone."""
+    svc = services()
+    served: dict[str, set[str]] = {}
+    for name in ("worker-render", "worker-rokt"):
+        command = svc[name]["command"]
+        pool = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--pool="))
+        served.setdefault(pool, set()).update(command[command.index("-Q") + 1].split(","))
+    assert served == {"threads": set(ROKT_WORKER_QUEUES), "prefork": set(RENDER_WORKER_QUEUES)}
+    assert set(ALL_QUEUES) | {ROKT_WAIT_QUEUE} == served["threads"] | served["prefork"]
 
 
 def test_no_secret_is_written_in_the_compose_file():
@@ -148,7 +164,8 @@ def test_no_secret_is_written_in_the_compose_file():
                 value = str(value)
                 assert INTERPOLATION.search(value), f"{name}: {key} must come from .env"
                 literal = INTERPOLATION.sub("", value)
-                assert re.fullmatch(r"(redis://:@redis:6379/\d+)?", literal), f"{name}: {key}: {literal!r}"
+                allowed = r"(redis://:@redis:6379/\d+|amqp://rokt:@rabbitmq:5672/rokt|http://rokt:@rabbitmq:15672/api/)?"
+                assert re.fullmatch(allowed, literal), f"{name}: {key}: {literal!r}"
         assert "env_file" not in service, f"{name}: each service lists the variables it needs"
     code = re.sub(r"^\s*#.*$", "", COMPOSE.read_text(), flags=re.M)
     assert not re.search(r"requirepass\s+[^$\s]", code)
@@ -162,11 +179,11 @@ def test_each_role_gets_only_the_settings_it_reads():
     assert not {"SFMC_APP_CLIENT_SECRET", "ROKT_CLIENT_SECRET"} & (
         env["beat"] | env["flower"] | env["exporter"]
     )
-    assert "FLOWER_BASIC_AUTH" not in env["web"] | env["worker-1"] | env["beat"] | env["exporter"]
+    assert "FLOWER_BASIC_AUTH" not in env["web"] | env["worker-render"] | env["beat"] | env["exporter"]
     assert env["sandbox"] == set(), "the simulators get none of the production settings"
     for name in env:
         if role(name) or name == "flower":
-            assert "REDIS_URL" in env[name], name
+            assert {"REDIS_URL", "BROKER_URL"} <= env[name], name
 
 
 def test_redis_has_a_password_memory_limit_noeviction_and_aof_on_the_internal_network():
@@ -196,7 +213,9 @@ def test_flower_password_only_in_its_environment_and_offline_workers_purged():
     assert "basic" not in command.replace("FLOWER_BASIC_AUTH", "")
     assert INTERPOLATION.fullmatch(flower["environment"]["FLOWER_BASIC_AUTH"])
     # Flower turns every FLOWER_* variable into an option and fails on an unknown one
-    assert [k for k in flower["environment"] if k.startswith("FLOWER_")] == ["FLOWER_BASIC_AUTH"]
+    flower_options = [k for k in flower["environment"] if k.startswith("FLOWER_")]
+    assert flower_options == ["FLOWER_BASIC_AUTH", "FLOWER_BROKER_API"]
+    assert "broker_api" not in command, "the management API's password only in the environment"
 
 
 def test_monitoring_profile_runs_prometheus_on_the_exporter():
@@ -217,7 +236,7 @@ def test_the_app_services_run_on_a_read_only_root_filesystem():
     heartbeat files in /dev/shm, no gunicorn control socket, Flower without its state file."""
     svc = services()
     ours = [name for name, service in svc.items() if service.get("image") == "rokt-sfmc:local"]
-    assert {"web", "worker-1", "beat", "flower", "exporter", "sandbox"} <= set(ours)
+    assert {"web", "worker-render", "worker-rokt", "beat", "flower", "exporter", "sandbox"} <= set(ours)
     for name in ours:
         assert svc[name].get("read_only") is True, name
         assert any(str(t).split(":")[0] == "/tmp" for t in svc[name].get("tmpfs", [])), name
@@ -257,6 +276,22 @@ def test_env_example_holds_no_secret_and_its_placeholders_cannot_run():
     # the placeholders that would otherwise work are refused by the services' commands
     redis = " ".join(services()["redis"]["entrypoint"])
     assert f"*{PLACEHOLDER}*" in redis and f"*{PLACEHOLDER}*" in argv(services()["flower"])
+    assert f"*{PLACEHOLDER}*" in " ".join(services()["rabbitmq"]["entrypoint"])
+
+
+def test_rabbitmq_is_the_broker_of_every_app_process_with_its_password_from_env_only():
+    svc = services()
+    rabbitmq = svc["rabbitmq"]
+    assert rabbitmq["image"].startswith("rabbitmq:") and "management" in rabbitmq["image"]
+    assert rabbitmq["networks"] == ["backend"] and "ports" not in rabbitmq
+    assert INTERPOLATION.fullmatch(rabbitmq["environment"]["RABBITMQ_DEFAULT_PASS"])
+    assert "RABBITMQ_PASSWORD" not in " ".join(rabbitmq["entrypoint"]).replace("'RABBITMQ_PASSWORD:", "")
+    assert "rabbitmq-data:/var/lib/rabbitmq" in rabbitmq["volumes"] and rabbitmq.get("hostname")
+    assert "rabbitmq-diagnostics" in rabbitmq["healthcheck"]["test"]
+    for name, service in svc.items():
+        if service.get("image") == "rokt-sfmc:local" and name != "sandbox":
+            assert service["environment"]["BROKER_URL"].startswith("amqp://rokt:${RABBITMQ_PASSWORD"), name
+            assert service["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
 
 
 # -- Dockerfile ---------------------------------------------------------------------------------

@@ -106,7 +106,8 @@ def test_every_settings_variable_is_read_into_its_field():
     urls = {"sfmc_app_auth_base_url", "sfmc_tssd_auth_url", "rokt_api_default_base_url"}  # https only
     names = _field_defaults(
         Settings,
-        {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox", "log_format", *urls},
+        {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox", "log_format", *urls}
+        | {"broker_url"},  # a URL of a known scheme (tests/unit/test_broker.py)
     )
     settings = load_settings({name.upper(): "11" for name in names})
     for name, default in names.items():
