@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -88,7 +89,26 @@ def new_session(user_agent: str = "rokt-sfmc/0.1") -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = user_agent
+    _read_environment_once(session)
     return session
+
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+_CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def _read_environment_once(session: requests.Session) -> None:
+    """Without a proxy in the environment, read it once here, not on every request: requests
+    looks up proxies, netrc and CA bundle variables per request (a profile put ~7% of a worker's
+    CPU there). A CA bundle variable still applies. With a proxy variable set, requests keeps
+    reading the environment itself (its NO_PROXY rules included)."""
+    names = {name.lower() for name in os.environ}
+    if names & set(_PROXY_VARIABLES):
+        return
+    bundle = next((os.environ[name] for name in _CA_BUNDLE_VARIABLES if os.environ.get(name)), None)
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
 
 
 def send(session: requests.Session, method: str, url: str, **kwargs: Any) -> requests.Response:
