@@ -447,7 +447,8 @@ _MEANINGS: list[tuple[str, str]] = [
     (
         "ROKT_LIMIT_SLEEP_MS",
         "milliseconds a Rokt call may sleep for its rate-limit slot; a later slot is taken as a "
-        "ticket and the task rescheduled to it (README \"The Rokt stage\")",
+        "ticket and the task rescheduled to it; at least 1000 on RabbitMQ, whose delays count "
+        "whole seconds (README \"The Rokt stage\")",
     ),
     ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)"),
     ("LOG_LEVEL", "logging level of every process"),
