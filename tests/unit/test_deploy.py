@@ -23,7 +23,7 @@ RUNBOOK = ROOT / "docs" / "operations.md"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 # read by docker-compose.yml only, not by the service (so not in the settings table)
-COMPOSE_ONLY = {"REDIS_PASSWORD", "REDIS_MAXMEMORY", "RABBITMQ_PASSWORD"}
+COMPOSE_ONLY = {"REDIS_PASSWORD", "REDIS_MAXMEMORY", "REDIS_APPENDFSYNC", "RABBITMQ_PASSWORD"}
 # the processes of the image, and the health check each runs
 APP_ROLES = {"web": "web", "worker": "worker", "beat": "beat", "exporter": "exporter"}
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|_PASS$|_AUTH$|TOKEN|REDIS_URL|REDISCLI_AUTH|BROKER_URL|BROKER_API")
@@ -191,7 +191,7 @@ def test_redis_has_a_password_memory_limit_noeviction_and_aof_on_the_internal_ne
     script = " ".join(redis.get("entrypoint") or []) + argv(redis)
     assert re.search(r"requirepass \$\$REDIS_PASSWORD", script)
     assert re.search(r"--maxmemory \S+", script) and "--maxmemory-policy noeviction" in script
-    assert "--appendonly yes" in script and "--appendfsync everysec" in script
+    assert "--appendonly yes" in script and "--appendfsync \"$$REDIS_APPENDFSYNC\"" in script
     assert "REDIS_PASSWORD" not in argv(redis), "the password is read from stdin, not argv"
     assert "PONG" in " ".join(redis["healthcheck"]["test"]), "redis-cli ping exits 0 on NOAUTH"
     assert "ports" not in redis
@@ -437,3 +437,13 @@ def test_runbook_commands_and_their_flags_exist():
             elif subcommands and not word.startswith(("<", "[")):
                 assert word in subcommands[0].choices, f"`rokt-sfmc {command}`: {word}"
                 parser = subcommands[0].choices[word]
+
+
+def test_the_aof_fsync_policy_is_one_choice_for_both_redis_services():
+    """everysec by default; REDIS_APPENDFSYNC=always closes the lost-machine window (README
+    "Durability"): the primary and its replica follow the same choice."""
+    services = compose()["services"]
+    for name in ("redis", "redis-replica"):
+        service = services[name]
+        assert service["environment"]["REDIS_APPENDFSYNC"] == "${REDIS_APPENDFSYNC:-everysec}", name
+        assert '--appendfsync "$$REDIS_APPENDFSYNC"' in service["entrypoint"][-1], name
