@@ -45,7 +45,7 @@ def test_promtool_accepts_the_rules_and_the_scrape_config():
 def test_every_alert_points_at_a_runbook_section():
     sections = {
         "adding-a-tenant", "dead-letters", "rokt-429-storm", "redis-down",
-        "frozen-worker", "memory-growth", "rotating-secrets", "scaling-workers",
+        "frozen-worker", "memory-growth", "rotating-secrets", "scaling-workers", "intake-stalled",
     }  # fmt: skip
     rules = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
     assert len(rules) >= 6
