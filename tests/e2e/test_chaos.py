@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 # Each process-level failure alone (they interact with the reconciler and the pump differently),
 # then every scenario at once; the vendor faults run only in the combined run (alone they cost
-# CI a minute and found nothing the combined run would not).
+# CI a minute; `rokt-sfmc demo --chaos rokt-faults` runs one alone by hand).
 @pytest.mark.parametrize(
     "scenario",
     [
