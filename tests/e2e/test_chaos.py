@@ -37,34 +37,30 @@ CRASH_REDIS = pytest.param(
     ],
 )
 def test_chaos_scenario_loses_nothing_and_sends_nothing_twice(tmp_path, scenario):
-    report_path = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TENANTS_FILE")}
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "demo",
-            "--contacts",
-            "250",
-            "--chaos",
-            scenario,
-            "--report",
-            str(report_path),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    report = json.loads(report_path.read_text())
-    assert report["lost"] == 0
-    assert report["rokt"]["duplicate_calendar_entries"] == 0
-    assert sum(report["outcomes"].values()) == 250
-    assert report["outcomes"]["accepted"] == 0  # every accepted event got confirmed in the end
+    report = chaos_report(tmp_path, scenario)
+    assert_nothing_lost_nor_twice(report)
     injected = {k: v for k, v in report["chaos"].items() if k not in ("scenarios", "supervisor_restarts")}
     assert injected and all(v > 0 for v in injected.values()), report["chaos"]  # the faults did happen
     if "ping_after_redis_restart_s" in injected:  # remote control on: every worker answers again
         assert injected["ping_after_redis_restart_s"] < 30, report["chaos"]
     assert report["subscriptions"]["rows"] > 0
+
+
+def chaos_report(tmp_path, scenario: str, env: dict[str, str] | None = None, timeout: float = 900) -> dict:
+    """`rokt-sfmc demo --contacts 250 --chaos <scenario>` in a process of its own (its own stack,
+    not this session's Redis or tenants), `env` added; its JSON report once it exited 0."""
+    report_path = tmp_path / "report.json"
+    base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TENANTS_FILE")}
+    demo = ["demo", "--contacts", "250", "--chaos", scenario, "--report", str(report_path)]
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *demo], env={**base, **(env or {})}, capture_output=True, text=True, timeout=timeout
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return json.loads(report_path.read_text())
+
+
+def assert_nothing_lost_nor_twice(report: dict) -> None:
+    assert report["lost"] == 0
+    assert report["rokt"]["duplicate_calendar_entries"] == 0
+    assert sum(report["outcomes"].values()) == 250
+    assert report["outcomes"]["accepted"] == 0  # every accepted event got confirmed in the end
