@@ -53,7 +53,11 @@ def chaos_report(tmp_path, scenario: str, env: dict[str, str] | None = None, tim
     base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TENANTS_FILE")}
     demo = ["demo", "--contacts", "250", "--chaos", scenario, "--report", str(report_path)]
     completed = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *demo], env={**base, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "pipeline.cli", *demo],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     return json.loads(report_path.read_text())
