@@ -31,7 +31,7 @@ from pipeline import broker, heartbeats, intake
 from pipeline.clients.http import STATUS_CLASSES
 from pipeline.clients.tokens import calls_key
 from pipeline.deadletters import dead_letter_key
-from pipeline.queues import ALL_QUEUES, SENT_AT_HEADER, render_queue, rokt_queue
+from pipeline.queues import SENT_AT_HEADER, SHARED_QUEUES, render_queue, rokt_queue
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant, is_amqp
 from pipeline.store import tenant_key
@@ -58,7 +58,7 @@ def snapshot(rt: Runtime, tenants: list[str] | None = None) -> dict[str, Any]:
     registry = rt.registry.all()
     names = sorted(registry) if tenants is None else list(tenants)
     tenant_queues = {name: (render_queue(name), rokt_queue(name)) for name in names}
-    queue_names = [*ALL_QUEUES, *(q for qs in tenant_queues.values() for q in qs)]
+    queue_names = [*SHARED_QUEUES, *(q for qs in tenant_queues.values() for q in qs)]
     broker_url = rt.settings.broker
     if is_amqp(broker_url):
         queues, reachable = amqp_queue_figures(broker_url, queue_names)
@@ -76,7 +76,7 @@ def snapshot(rt: Runtime, tenants: list[str] | None = None) -> dict[str, Any]:
             }
             for name in names
         },
-        "sharedQueues": {q: queues[q] for q in ALL_QUEUES},
+        "sharedQueues": {q: queues[q] for q in SHARED_QUEUES},
         "workers": {name: round(age, 3) for name, age in sorted(heartbeats.seen(r, "worker").items())},
         "beat": {"lastTickAgeSeconds": None if beat is None else round(beat, 3)},
         "broker": broker_figures,

@@ -15,6 +15,8 @@ ALL_QUEUES = (RENDER_QUEUE, ROKT_QUEUE, SFMC_QUEUE, CALLBACKS_QUEUE, WEBHOOKS_QU
 # time, instead of behind the backlog of rokt.<tenant> it came from (and missing its slot).
 # Not a tenant queue (no `rokt.` prefix); whatever serves `rokt` must serve it too.
 ROKT_WAIT_QUEUE = "rokt-wait"
+# Every queue not of one tenant: what the exporter and `status` report beside the tenants' own.
+SHARED_QUEUES = (*ALL_QUEUES, ROKT_WAIT_QUEUE)
 # How the service splits its workers (compose, the demo): the Rokt stage waits on the network,
 # so a threads pool (worker-rokt) runs it; everything else uses CPU and runs on prefork
 # (worker-render). Each also takes its stage's per-tenant queues (tasks/tenant_queues.py).
@@ -37,7 +39,7 @@ def worker_queues(tenants: Iterable[str]) -> tuple[str, ...]:
     what was queued before per-tenant queues), the Rokt waiting room and each configured
     tenant's own."""
     names = sorted(tenants)
-    return (*ALL_QUEUES, ROKT_WAIT_QUEUE, *(render_queue(t) for t in names), *(rokt_queue(t) for t in names))
+    return (*SHARED_QUEUES, *(render_queue(t) for t in names), *(rokt_queue(t) for t in names))
 
 
 # Every task message's header: when it was published (seconds since the epoch); the exporter
