@@ -835,7 +835,7 @@ def redis_unreachable(exc: BaseException) -> bool:
 
 
 def _unreachable_name(exc: BaseException) -> str:
-    """"Redis", or "RabbitMQ (BROKER_URL)" when the broker is RabbitMQ and the error is not redis-py's."""
+    """ "Redis", or "RabbitMQ (BROKER_URL)" when the broker is RabbitMQ and the error is not redis-py's."""
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return "Redis"
     try:

@@ -31,7 +31,6 @@ from pipeline.vocabulary import OutboxKind
 __all__ = ["Runtime", "UnknownTenant", "get_runtime"]
 
 
-
 # Native delayed delivery on RabbitMQ counts whole seconds (pipeline/broker.py rounds a countdown
 # up): a ticket holder sent back `budget` before its slot with a budget under 1 s would come back
 # after it and lose its place, again and again (a review's model: 3.9 calls/s at a 47.8/s limit).
@@ -43,6 +42,7 @@ def rokt_sleep_budget(settings: Settings) -> float:
     """Seconds a Rokt call may sleep for its slot: ROKT_LIMIT_SLEEP_MS, at least 1 s on RabbitMQ."""
     budget = settings.rokt_limit_sleep_ms / 1000
     return max(budget, AMQP_MIN_SLEEP_BUDGET) if is_amqp(settings.broker) else budget
+
 
 class Runtime:
     def __init__(self, settings: Settings, r: redis.Redis | None = None) -> None:

@@ -448,7 +448,7 @@ _MEANINGS: list[tuple[str, str]] = [
         "ROKT_LIMIT_SLEEP_MS",
         "milliseconds a Rokt call may sleep for its rate-limit slot; a later slot is taken as a "
         "ticket and the task rescheduled to it; at least 1000 on RabbitMQ, whose delays count "
-        "whole seconds (README \"The Rokt stage\")",
+        'whole seconds (README "The Rokt stage")',
     ),
     ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)"),
     ("LOG_LEVEL", "logging level of every process"),
@@ -457,7 +457,7 @@ _MEANINGS: list[tuple[str, str]] = [
     (
         "REDIS_WAIT_REPLICAS",
         "execute answers 200 only once its claim reached this many Redis replicas (`WAIT`; count "
-        "them all), else 503 and Journey Builder retries; 0: off (README \"Durability\")",
+        'them all), else 503 and Journey Builder retries; 0: off (README "Durability")',
     ),
     ("REDIS_WAIT_TIMEOUT_MS", "milliseconds execute waits for REDIS_WAIT_REPLICAS before its 503"),
     (

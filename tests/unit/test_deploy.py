@@ -191,7 +191,7 @@ def test_redis_has_a_password_memory_limit_noeviction_and_aof_on_the_internal_ne
     script = " ".join(redis.get("entrypoint") or []) + argv(redis)
     assert re.search(r"requirepass \$\$REDIS_PASSWORD", script)
     assert re.search(r"--maxmemory \S+", script) and "--maxmemory-policy noeviction" in script
-    assert "--appendonly yes" in script and "--appendfsync \"$$REDIS_APPENDFSYNC\"" in script
+    assert "--appendonly yes" in script and '--appendfsync "$$REDIS_APPENDFSYNC"' in script
     assert "REDIS_PASSWORD" not in argv(redis), "the password is read from stdin, not argv"
     assert "PONG" in " ".join(redis["healthcheck"]["test"]), "redis-cli ping exits 0 on NOAUTH"
     assert "ports" not in redis

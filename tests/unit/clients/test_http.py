@@ -1,7 +1,6 @@
 """The shared session of the vendor clients (pipeline/clients/http.py)."""
 
 
-
 def test_without_a_proxy_the_environment_is_read_once_not_per_request(monkeypatch):
     from pipeline.clients.http import new_session
 
