@@ -158,7 +158,10 @@ def wait_stack(tmp_path_factory) -> Iterator[tuple[Stack, int]]:
         )
         with stack:
             stack.replica_child = replica  # type: ignore[attr-defined]
-            yield stack, replica_port
+            try:
+                yield stack, replica_port
+            finally:
+                replica = stack.replica_child  # type: ignore[attr-defined]  # the test replaces it
     finally:
         replica.stop()
         master.stop()
@@ -187,6 +190,11 @@ def test_execute_answers_200_only_once_a_replica_holds_the_claim(wait_stack):
     replica, _port = start_data_node(stack.run_dir, replica_port, replica_of=_master_port(stack))
     stack.replica_child = replica  # type: ignore[attr-defined]
     assert link_up(replica_port)
+    # back = acknowledging writes. Once under CI load the link was up and execute's 500 ms WAIT
+    # still got no acknowledgement (cause not found: idle, WAIT answers at once, 10 of 10)
+    stack.wait(
+        lambda: wait_replicas(stack.redis, "wait", 1, 1000) == 1, 30, "the replica acknowledges writes"
+    )
     retried = requests.post(url, data=body, headers=headers, timeout=10)
     assert retried.status_code == 200
     assert retried.json()["executionId"] == execution  # the same execution: the kept claim
