@@ -21,6 +21,8 @@ COPY setup.cfg pyproject.toml README.md celeryconfig.py ./
 COPY pipeline ./pipeline
 COPY tasks ./tasks
 COPY schemas ./schemas
+# Flower's --conf (docker-compose.yml): its /metrics behind the basic auth
+COPY deploy/flowerconfig.py ./deploy/
 RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
     && rm -rf build ./*.egg-info \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app

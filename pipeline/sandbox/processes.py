@@ -382,9 +382,11 @@ FLOWER_AUTH_ENV = "FLOWER_BASIC_AUTH"  # user:password; Flower reads FLOWER_* va
 
 
 def start_flower(run_dir: Path, env: dict[str, str], port: int) -> Child:
-    """Flower on loopback, as compose runs it: `--purge_offline_workers`, and its basic-auth
-    password only in the environment (`FLOWER_BASIC_AUTH` in `env`), never on the command line
-    where `ps` would show it. Returns once it answers."""
+    """Flower on loopback, as compose runs it: `--conf=deploy/flowerconfig.py` (/metrics behind the
+    basic auth), `--purge_offline_workers`, and its basic-auth password only in the environment
+    (`FLOWER_BASIC_AUTH` in `env`), never on the command line where `ps` would show it. Without
+    that variable Flower runs without auth, /metrics included. Returns once it answers."""
+    conf = Path(__file__).resolve().parents[2] / "deploy" / "flowerconfig.py"  # from the checkout
     argv = [
         sys.executable,
         "-m",
@@ -392,6 +394,7 @@ def start_flower(run_dir: Path, env: dict[str, str], port: int) -> Child:
         "-A",
         "tasks",
         "flower",
+        f"--conf={conf}",
         f"--port={port}",
         "--address=127.0.0.1",
         "--purge_offline_workers=60",

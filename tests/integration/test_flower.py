@@ -130,6 +130,30 @@ def test_flower_shows_and_steers_the_workers_and_survives_a_redis_restart(flower
     stack.wait(lambda: rendered(stack, ids), 60, "work sent after the restart")
 
 
+def test_flower_metrics_ask_for_the_basic_auth_and_its_healthcheck_does_not(flower: tuple[Stack, str]):
+    """Flower 2.2 alone serves /metrics without auth; deploy/flowerconfig.py (its --conf, from
+    start_flower as from compose) puts it behind the basic auth. /healthcheck stays open for
+    compose's health check."""
+    stack, url = flower
+    assert stack.flower_process is not None and stack.flower_auth is not None
+    argv = Path(f"/proc/{stack.flower_process.pid}/cmdline").read_bytes().decode().split("\0")
+    assert any(arg.startswith("--conf=") and arg.endswith("/deploy/flowerconfig.py") for arg in argv)
+    user, password = stack.flower_auth
+
+    def metrics(auth: tuple[str, str] | None) -> requests.Response:
+        return requests.get(f"{url}/metrics", auth=auth, timeout=10)
+
+    for auth in (None, (user, "wrong"), ("nobody", password)):
+        denied = metrics(auth)
+        assert (denied.status_code, denied.text) == (401, "Access denied"), auth
+        assert denied.headers.get("WWW-Authenticate") == 'Basic realm="flower"'
+    allowed = metrics((user, password))
+    assert allowed.status_code == 200 and allowed.headers["Content-Type"].startswith("text/plain")
+    assert "# TYPE flower_events_total counter" in allowed.text  # Prometheus text format
+    health = requests.get(f"{url}/healthcheck", timeout=10)
+    assert (health.status_code, health.text) == (200, "OK")
+
+
 def revoked_everywhere(task_id: str, hosts: set[str]) -> bool:
     revoked = dispatch.producer().control.inspect(timeout=1).revoked() or {}
     return all(task_id in revoked.get(host, []) for host in hosts)

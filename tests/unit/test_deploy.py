@@ -5,6 +5,7 @@ and the runbook against the alert rules."""
 from __future__ import annotations
 
 import re
+import runpy
 import shutil
 import subprocess
 from pathlib import Path
@@ -216,6 +217,26 @@ def test_flower_password_only_in_its_environment_and_offline_workers_purged():
     flower_options = [k for k in flower["environment"] if k.startswith("FLOWER_")]
     assert flower_options == ["FLOWER_BASIC_AUTH", "FLOWER_BROKER_API"]
     assert "broker_api" not in command, "the management API's password only in the environment"
+
+
+def test_flower_runs_with_the_conf_that_puts_its_metrics_behind_the_basic_auth(monkeypatch):
+    """deploy/flowerconfig.py (the real 401/200 is tests/integration/test_flower.py): compose passes
+    it, relative to the image's WORKDIR, where the Dockerfile copies it; it sets no Flower option
+    (tornado reads any top-level name matching one as its value, over FLOWER_*)."""
+    conf = "deploy/flowerconfig.py"
+    assert f"--conf={conf}" in argv(services()["flower"])
+    workdir = re.search(r"^WORKDIR (\S+)$", DOCKERFILE.read_text(), re.M).group(1)
+    assert workdir == "/app" and re.search(rf"^COPY {conf} \./deploy/$", DOCKERFILE.read_text(), re.M)
+
+    from flower.options import default_options
+    from flower.views.monitor import Metrics
+
+    monkeypatch.setattr(Metrics, "get", Metrics.get)  # put back after the test
+    original = Metrics.get
+    for _ in range(2):  # executing it twice wraps once
+        namespace = runpy.run_path(str(ROOT / conf))
+    assert Metrics.get is not original and Metrics.get.__wrapped__ is original
+    assert not set(namespace) & set(default_options)
 
 
 def test_monitoring_profile_runs_prometheus_on_the_exporter():
