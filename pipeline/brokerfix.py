@@ -17,6 +17,27 @@ The fix: a connection error from that pending read means the reply will never co
 if any, is still in Redis' unacked bookkeeping or was never popped), so `close()` goes on and
 completes; the second close is then a no-op. Reproduced with two workers under load and a Redis
 stopped for a few seconds (tests/integration/test_flower.py restarts Redis the same way).
+
+A second fix, for a worker whose main thread froze for good after a Redis *crash* (SIGKILL, then
+restarted at once from its AOF: `demo --chaos crash-redis`). The pub/sub socket sees the crash
+first; kombu reads it with `PubSub.parse_response()`, a blocking read without timeout (redis-py
+lifts `socket_timeout` for it). With `retry_on_timeout` (celeryconfig.py) redis-py retries a
+failed read once (`Retry(NoBackoff(), 1)`), and before retrying it reconnects the same connection
+object. Redis was already back, so the reconnect worked, but nothing subscribed again: redis-py's
+resubscribe callback is registered only when `PubSub` takes a connection itself, and kombu sets
+`PubSub.connection` itself (`MultiChannelPoller._client_registered`). The retried read then waited
+on a connection subscribed to nothing, for ever (py-spy: `Channel._receive_one` ->
+`PubSub.parse_response` -> `read_response`; Redis' CLIENT LIST: that connection had only run the
+handshake, psub=0). After a clean stop Redis is still down at the reconnect, the error reaches
+Celery, which reconnects everything: hence only crashes.
+
+The fix: register that callback on the connection kombu gave the `PubSub`, so a reconnect by
+redis-py subscribes again and the retried read gets the confirmation. kombu also sees the
+disconnect (its connection class reports it) and, at the next tick, polls the new socket and
+subscribes once more: harmless, Redis keeps one subscription per pattern. Broadcasts published
+while the connection was down are lost, as with any pub/sub reconnect (`inspect`/`control` callers
+ask again). tests/unit/test_brokerfix.py replays the crash on fakeredis; before the fix the
+crash-redis demo froze in 4 of 7 runs, each time the render worker took this path.
 """
 
 from __future__ import annotations
@@ -29,6 +50,7 @@ from kombu.transport import redis as kombu_redis
 log = logging.getLogger(__name__)
 
 _ORIGINAL = "_rsf_original_close"  # kept on the class: a reload of this module must not wrap twice
+_ORIGINAL_SUBSCRIBE = "_rsf_original_subscribe"
 
 
 def _close(self: Any) -> None:
@@ -45,12 +67,24 @@ def _close(self: Any) -> None:
     getattr(kombu_redis.Channel, _ORIGINAL)(self)
 
 
+def _subscribe(self: Any) -> None:
+    getattr(kombu_redis.Channel, _ORIGINAL_SUBSCRIBE)(self)
+    pubsub = self.__dict__.get("subclient")  # a cached property: only once kombu has made it
+    connection = getattr(pubsub, "connection", None)
+    if connection is not None:
+        # Kept as a weak method, once per connection: a reconnect by redis-py resubscribes.
+        connection.register_connect_callback(pubsub.on_connect)
+
+
 def apply() -> None:
-    """Idempotent: patch kombu's Redis Channel.close once per process; and, on RabbitMQ,
-    countdowns in whole seconds (pipeline/broker.py)."""
+    """Idempotent: patch kombu's Redis Channel.close and Channel._subscribe once per process;
+    and, on RabbitMQ, countdowns in whole seconds (pipeline/broker.py)."""
     from pipeline import broker  # here: pipeline.broker imports celery, this module only kombu
 
     broker.apply()
     if not hasattr(kombu_redis.Channel, _ORIGINAL):
         setattr(kombu_redis.Channel, _ORIGINAL, kombu_redis.Channel.close)
         kombu_redis.Channel.close = _close  # type: ignore[method-assign]
+    if not hasattr(kombu_redis.Channel, _ORIGINAL_SUBSCRIBE):
+        setattr(kombu_redis.Channel, _ORIGINAL_SUBSCRIBE, kombu_redis.Channel._subscribe)
+        kombu_redis.Channel._subscribe = _subscribe  # type: ignore[method-assign]
