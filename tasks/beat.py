@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+import redis
 from redbeat import RedBeatScheduler
 
 from pipeline import heartbeats
@@ -21,13 +22,21 @@ log = logging.getLogger(__name__)
 
 BEAT_NAME = "beat"
 MIN_WRITE_INTERVAL_SECONDS = 5.0  # ticks come faster when tasks are due: one write is enough
+REDIS_AWAY_RETRY_SECONDS = 1.0
 
 
 class HeartbeatScheduler(RedBeatScheduler):
     _last_heartbeat = float("-inf")
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        remaining = super().tick(*args, **kwargs)
+        try:
+            remaining = super().tick(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # Redis away or still loading its AOF (BusyLoadingError) for a moment: try again soon
+            # instead of exiting. A lock lost meanwhile raises LockNotOwnedError at the next
+            # extend, which is not caught: then another beat may hold it, and this one exits.
+            log.warning("beat: Redis unavailable (%s); next tick in %.0f s", exc, REDIS_AWAY_RETRY_SECONDS)
+            return REDIS_AWAY_RETRY_SECONDS
         now = time.monotonic()
         if now - self._last_heartbeat >= MIN_WRITE_INTERVAL_SECONDS:
             try:

@@ -104,6 +104,27 @@ def test_beat_s_scheduler_marks_beat_alive_on_tick_at_most_every_few_seconds(
     assert "beat" in heartbeats.seen(fake_redis, "beat")
 
 
+def test_beat_waits_out_a_redis_that_is_away_or_loading_but_not_a_lost_lock(monkeypatch):
+    import redis
+    from redis.exceptions import LockNotOwnedError
+
+    import tasks.beat
+
+    raised: list[Exception] = []
+
+    def failing_tick(self, *args, **kwargs):
+        raise raised[-1]
+
+    monkeypatch.setattr(RedBeatScheduler, "tick", failing_tick)
+    scheduler = HeartbeatScheduler.__new__(HeartbeatScheduler)
+    for away in (redis.BusyLoadingError("loading the dataset"), redis.ConnectionError("refused")):
+        raised.append(away)
+        assert scheduler.tick() == tasks.beat.REDIS_AWAY_RETRY_SECONDS
+    raised.append(LockNotOwnedError("Cannot extend a lock that's no longer owned"))
+    with pytest.raises(LockNotOwnedError):  # another beat may hold it now: this one must stop
+        scheduler.tick()
+
+
 def test_the_worker_step_is_registered_on_the_consumer():
     from tasks import app
 
