@@ -20,6 +20,7 @@ import redis
 
 from pipeline.clients.rokt import RoktClient
 from pipeline.clients.sfmc import SfmcClient
+from pipeline.crypto import SecretBox
 from pipeline.ledger import Ledger
 from pipeline.outbox import Outbox
 from pipeline.ratelimit import RateLimiter
@@ -63,6 +64,12 @@ class Runtime:
     def registry(self) -> TenantRegistry:
         return TenantRegistry(self.redis, self.settings)
 
+    @cached_property
+    def token_box(self) -> SecretBox | None:
+        """Seals the vendor access tokens cached in Redis: the tenant secrets' SECRET_KEY; None
+        without one (pinned TENANTS_FILE tenants only: pipeline/clients/tokens.py)."""
+        return self.registry.box if self.settings.secret_key else None
+
     def tenant(self, name: str) -> Tenant:
         tenant = self.registry.get(name)
         if tenant is None:
@@ -85,7 +92,9 @@ class Runtime:
                     def gate() -> None:
                         limiter.gate(budget)
 
-                    client = RoktClient(tenant, self.redis, self.settings.http_timeout, gate=gate)
+                    client = RoktClient(
+                        tenant, self.redis, self.settings.http_timeout, gate=gate, box=self.token_box
+                    )
                     cached = self._rokt[name] = (tenant, client)
         return cached[1]
 
@@ -103,6 +112,7 @@ class Runtime:
                         gate=self.limiter(name, "sfmc").acquire,
                         credentials=self.registry,
                         app=self.settings,
+                        box=self.token_box,
                     )
                     cached = self._sfmc[name] = (tenant, client)
         return cached[1]

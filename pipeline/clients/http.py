@@ -22,6 +22,7 @@ from pipeline.clients.errors import (
     retry_after_seconds,
 )
 from pipeline.clients.tokens import SharedToken, calls_key
+from pipeline.crypto import SecretBox
 from pipeline.logsafe import mask_emails
 from pipeline.settings import Tenant
 
@@ -180,13 +181,15 @@ class BearerClient(ABC):
         timeout: tuple[float, float],
         session: requests.Session | None = None,
         gate: Callable[[], None] | None = None,
+        box: SecretBox | None = None,
     ) -> None:
-        """`gate` runs right before every API request (not token requests): the rate limiter."""
+        """`gate` runs right before every API request (not token requests): the rate limiter;
+        `box` seals the cached token (pipeline/clients/tokens.py)."""
         self.tenant = tenant
         self.timeout = timeout
         self.session = session or new_session()
         self.gate = gate or (lambda: None)
-        self.token = SharedToken(r, tenant.name, self.vendor.lower(), self._fetch_token)
+        self.token = SharedToken(r, tenant.name, self.vendor.lower(), self._fetch_token, box)
         self.calls = CallCounter(r, tenant.name, self.vendor.lower())
         self.calls.attach(self.session)
 

@@ -11,6 +11,7 @@ import requests
 
 from pipeline.clients.errors import PermanentError, RetryableError, Throttled
 from pipeline.clients.http import BearerClient, raise_for_status, send
+from pipeline.crypto import SecretBox
 from pipeline.logsafe import mask_emails
 from pipeline.settings import Settings, Tenant
 from pipeline.vocabulary import SfmcAuthMode
@@ -67,10 +68,11 @@ class SfmcClient(BearerClient):
         gate: Callable[[], None] | None = None,
         credentials: RefreshTokens | None = None,
         app: Settings | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         """`credentials` and `app` (the Web App client id/secret) serve tenants whose background
         calls use the refresh token of an admin's sign-in (`sfmc_auth_mode = refresh_token`)."""
-        super().__init__(tenant, r, timeout, session, gate)
+        super().__init__(tenant, r, timeout, session, gate, box)
         self.credentials = credentials
         self.app = app
 

@@ -3,10 +3,20 @@
 One token per tenant and vendor (SFMC asks for one token request per 20 minutes, Rokt tokens
 live 5 minutes): the first process to find the cache empty takes a short lock and fetches;
 the others wait for it instead of stampeding the token endpoint.
+
+Sealed at rest like the tenant secrets (`pipeline.crypto`, SECRET_KEY): a Redis dump or a
+replica's copy holds no usable bearer token (without a SECRET_KEY, which only a deployment of
+pinned TENANTS_FILE tenants may lack, the record holds the response as is). The record is
+`{"sealed": ..., "digest": ...}`;
+the digest (SHA-1 of the access token) lets a worker drop exactly the token a 401 refused
+without opening it in Lua. Each process keeps the last record it opened, so a task does not pay
+a decryption per call. A record no key opens (SECRET_KEY rotated) or of the old, unsealed shape
+is a miss: a new token is fetched.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -17,6 +27,7 @@ from typing import Any
 import redis
 
 from pipeline.clients.errors import RetryableError
+from pipeline.crypto import SecretBox, SecretUnreadable
 from pipeline.store import tenant_key
 
 _RELEASE = """
@@ -26,7 +37,7 @@ return 0
 
 _INVALIDATE = """
 local raw = redis.call('GET', KEYS[1])
-if raw and cjson.decode(raw)['access_token'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if raw and cjson.decode(raw)['digest'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -47,9 +58,18 @@ def refresh_margin(expires_in: float) -> float:
     return min(60.0, expires_in * 0.1)
 
 
+def token_digest(access_token: str) -> str:
+    """Names a token in its cached record without revealing it (`invalidate` compares it)."""
+    return hashlib.sha1(access_token.encode(), usedforsecurity=False).hexdigest()
+
+
 class SharedToken:
-    def __init__(self, r: redis.Redis, tenant: str, vendor: str, fetch: Fetch) -> None:
+    def __init__(
+        self, r: redis.Redis, tenant: str, vendor: str, fetch: Fetch, box: SecretBox | None = None
+    ) -> None:
         self.r = r
+        self.box = box
+        self._opened: tuple[bytes | str, dict[str, Any]] | None = None  # the last record opened
         self.key = tenant_key(tenant, "token", vendor)
         self.calls_key = calls_key(tenant)
         self.vendor = vendor
@@ -70,12 +90,28 @@ class SharedToken:
         (a refresh token is single use: two fetches at once would spend it twice)."""
         return self._locked(lambda: None, wait_seconds)
 
+    def _open(self, raw: bytes | str | None) -> dict[str, Any] | None:
+        """The token response a cached record holds; None for a miss (see the module's doc)."""
+        if not raw:
+            return None
+        opened = self._opened
+        if opened is not None and opened[0] == raw:
+            return opened[1]
+        try:
+            record = json.loads(raw)
+            box = self.box
+            response = record["response"] if box is None else json.loads(box.open(record["sealed"]))
+        except (ValueError, KeyError, TypeError, SecretUnreadable):
+            return None
+        self._opened = (raw, response)
+        return response
+
     def _locked(self, cached: Callable[[], str | None], wait_seconds: float) -> dict[str, Any]:
         """The cached token when `cached()` finds one, else one fetched by this process alone."""
         deadline = time.monotonic() + wait_seconds
-        raw = cached()
-        if raw:
-            return json.loads(raw)
+        token = self._open(cached())
+        if token is not None:
+            return token
         if not self._refreshing.acquire(timeout=wait_seconds):
             raise RetryableError("token refresh by another thread did not finish in time")
         try:
@@ -85,14 +121,14 @@ class SharedToken:
 
     def _locked_in_redis(self, cached: Callable[[], str | None], deadline: float) -> dict[str, Any]:
         while True:
-            raw = cached()
-            if raw:
-                return json.loads(raw)
+            token = self._open(cached())
+            if token is not None:
+                return token
             owner = uuid.uuid4().hex
             if self.r.set(self.lock_key, owner, nx=True, px=int(LOCK_SECONDS * 1000)):
                 try:
-                    raw = cached()  # another worker may have refreshed meanwhile
-                    return json.loads(raw) if raw else self._refresh()
+                    token = self._open(cached())  # another worker may have refreshed meanwhile
+                    return token if token is not None else self._refresh()
                 finally:
                     self._release(keys=[self.lock_key], args=[owner])
             if time.monotonic() > deadline:
@@ -104,11 +140,18 @@ class SharedToken:
         expires_in = float(response.get("expires_in") or 300)
         ttl = max(1, int(expires_in - refresh_margin(expires_in)))
         pipe = self.r.pipeline(transaction=False)  # the count rides on the write: no extra round trip
-        pipe.set(self.key, json.dumps(response), ex=ttl)
+        record: dict[str, Any] = {"digest": token_digest(response["access_token"])}
+        if self.box is None:
+            record["response"] = response
+        else:
+            record["sealed"] = self.box.seal(json.dumps(response))
+        value = json.dumps(record)
+        pipe.set(self.key, value, ex=ttl)
         pipe.hincrby(self.calls_key, f"{self.vendor}:token", 1)
         pipe.execute()
+        self._opened = (value, response)  # this process read it already
         return response
 
     def invalidate(self, access_token: str) -> None:
         """Drop the cached token after a 401, unless another worker already replaced it."""
-        self._invalidate(keys=[self.key], args=[access_token])
+        self._invalidate(keys=[self.key], args=[token_digest(access_token)])

@@ -160,7 +160,9 @@ def test_a_signed_in_tenant_gets_sfmc_tokens_by_refresh_and_keeps_the_rotated_re
         "account_id": "43",  # the business unit of App Settings
     }
     assert rt.registry.refresh_token(name) == "refresh-2"
-    assert "refresh-2" not in json.dumps(rt.redis.get(f"rsf:{name}:token:sfmc"))
+    cached = json.dumps(rt.redis.get(f"rsf:{name}:token:sfmc"))
+    assert "refresh-2" not in cached
+    assert "at-1" not in cached and "sealed" in cached  # the runtime seals it with SECRET_KEY
 
 
 @responses.activate
