@@ -31,12 +31,13 @@ on a connection subscribed to nothing, for ever (py-spy: `Channel._receive_one` 
 handshake, psub=0). After a clean stop Redis is still down at the reconnect, the error reaches
 Celery, which reconnects everything: hence only crashes.
 
-The fix: register that callback on the connection kombu gave the `PubSub`, so a reconnect by
-redis-py subscribes again and the retried read gets the confirmation. kombu also sees the
-disconnect (its connection class reports it) and, at the next tick, polls the new socket and
-subscribes once more: harmless, Redis keeps one subscription per pattern. Broadcasts published
-while the connection was down are lost, as with any pub/sub reconnect (`inspect`/`control` callers
-ask again). tests/unit/test_brokerfix.py replays the crash on fakeredis; before the fix the
+The fix: the connection kombu gives the `PubSub` gets no read retry (`Retry(NoBackoff(), 0)`),
+so the crash's error reaches kombu at once, as after a clean stop, and the consumer reconnects
+everything: a worker's Celery consumer ("Connection to broker lost"), and consumers without an
+event loop too (Flower's event receiver, `celery events`), which a resubscribe inside redis-py
+would have left reading a socket their poller never registered. Broadcasts published while the
+connection was down are lost, as with any pub/sub reconnect (`inspect`/`control` callers ask
+again). tests/unit/test_brokerfix.py replays the crash on fakeredis; before the fix the
 crash-redis demo froze in 4 of 7 runs, each time the render worker took this path.
 """
 
@@ -46,6 +47,8 @@ import logging
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +75,8 @@ def _subscribe(self: Any) -> None:
     pubsub = self.__dict__.get("subclient")  # a cached property: only once kombu has made it
     connection = getattr(pubsub, "connection", None)
     if connection is not None:
-        # Kept as a weak method, once per connection: a reconnect by redis-py resubscribes.
-        connection.register_connect_callback(pubsub.on_connect)
+        # a failed pub/sub read raises (after one reconnect attempt), never read again in place
+        connection.retry = Retry(NoBackoff(), 0)
 
 
 def apply() -> None:
