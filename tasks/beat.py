@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 from redbeat import RedBeatScheduler
+from redis.exceptions import AuthorizationError
 
 from pipeline import heartbeats
 from pipeline.runtime import get_runtime
@@ -23,19 +24,28 @@ log = logging.getLogger(__name__)
 BEAT_NAME = "beat"
 MIN_WRITE_INTERVAL_SECONDS = 5.0  # ticks come faster when tasks are due: one write is enough
 REDIS_AWAY_RETRY_SECONDS = 1.0
+AWAY_WARNING_INTERVAL_SECONDS = 30.0
 
 
 class HeartbeatScheduler(RedBeatScheduler):
     _last_heartbeat = float("-inf")
+    _last_away_warning = float("-inf")
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         try:
             remaining = super().tick(*args, **kwargs)
+        except (redis.AuthenticationError, AuthorizationError):
+            raise  # a wrong password or ACL does not pass: exit, loudly
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             # Redis away or still loading its AOF (BusyLoadingError) for a moment: try again soon
-            # instead of exiting. A lock lost meanwhile raises LockNotOwnedError at the next
-            # extend, which is not caught: then another beat may hold it, and this one exits.
-            log.warning("beat: Redis unavailable (%s); next tick in %.0f s", exc, REDIS_AWAY_RETRY_SECONDS)
+            # instead of exiting (RsfBeatSilent fires if it lasts). A lock lost meanwhile raises
+            # LockNotOwnedError at the next extend, which is not caught: another beat may hold it.
+            now = time.monotonic()
+            if now - self._last_away_warning >= AWAY_WARNING_INTERVAL_SECONDS:
+                self._last_away_warning = now
+                log.warning(
+                    "beat: Redis unavailable (%s); ticking again every %.0f s", exc, REDIS_AWAY_RETRY_SECONDS
+                )
             return REDIS_AWAY_RETRY_SECONDS
         now = time.monotonic()
         if now - self._last_heartbeat >= MIN_WRITE_INTERVAL_SECONDS:

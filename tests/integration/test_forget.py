@@ -12,6 +12,7 @@ import pytest
 from pipeline import executions
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
+from pipeline.vocabulary import OutboxKind
 from tests.integration.helpers import cli
 
 pytestmark = pytest.mark.integration
@@ -56,8 +57,16 @@ def traces(dump: dict[str, str], *needles: str) -> list[str]:
     ]
 
 
-def settled(r, contacts: list[jbsim.Contact], quiet: float = 1.0) -> bool:
-    """Whether every record naming `contacts` stayed the same for `quiet` seconds."""
+def settled(r, contacts: list[jbsim.Contact], quiet: float = 2.0) -> bool:
+    """Whether no flush of the tenant is scheduled or under way (no slot held, nothing read
+    from an outbox unacknowledged) and every record naming `contacts` stayed the same for
+    `quiet` seconds."""
+    if list(r.scan_iter(match=f"rsf:{TENANT}:flush-scheduled:*")):
+        return False
+    for kind in OutboxKind:
+        stream = f"rsf:{TENANT}:outbox:{kind}"
+        if r.exists(stream) and any(group["pending"] for group in r.xinfo_groups(stream)):
+            return False
     needles = [n for c in contacts for n in (c.key, c.email)]
 
     def view() -> dict[str, str]:
