@@ -39,6 +39,26 @@ would have left reading a socket their poller never registered. Broadcasts publi
 connection was down are lost, as with any pub/sub reconnect (`inspect`/`control` callers ask
 again). tests/unit/test_brokerfix.py replays the crash on fakeredis; before the fix the
 crash-redis demo froze in 4 of 7 runs, each time the render worker took this path.
+
+A third fix, for task messages dropped after a Redis crash (`demo --chaos crash-redis`: the render
+worker logged "reject requeue=False: 'NoneType' object has no attribute 'client'"). A task that met
+LOADING (Redis back from its AOF) retries (`tasks/base.retry_later` -> `Task.retry` ->
+`apply_async`) with a producer from the app's pool, whose channel is its pooled connection's
+default channel. The publish declares the target queue first (on Redis: its binding, `SADD`) when
+that connection has not declared it yet, with kombu's own retry (`maybe_declare(retry=True)` ->
+`Connection.ensure(queue, ...)`). That declaration met LOADING too (a connection error): its
+`ensure` closed the connection's default channel (`collect()`: `Channel.close()` sets
+`connection = None`), reconnected and declared on a new channel, and revived only the queue. The
+producer kept the closed channel, and `Producer._publish` had taken it before the declaration, so
+the message went to `_put` on it -> `_connparams` -> `self.connection.client`: AttributeError. Not a
+connection error, so the publish's own `ensure` (task_publish_retry_policy) did not retry it, and
+Celery's `retry()` turns any publish failure into `Reject(requeue=False)`: the message was dropped,
+the work waited for beat's reconciler (minutes).
+
+The fix: a publish on a closed channel raises a connection error (the one kombu's `maybe_declare`
+raises for a declaration on a closed channel), so the publish's `ensure` does what it does for
+any lost connection: reconnects, revives the producer on the new default channel and publishes
+again (declaring the queue there). tests/unit/test_brokerfix.py replays it on fakeredis.
 """
 
 from __future__ import annotations
@@ -46,6 +66,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from amqp.exceptions import RecoverableConnectionError
 from kombu.transport import redis as kombu_redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -54,6 +75,7 @@ log = logging.getLogger(__name__)
 
 _ORIGINAL = "_rsf_original_close"  # kept on the class: a reload of this module must not wrap twice
 _ORIGINAL_SUBSCRIBE = "_rsf_original_subscribe"
+_ORIGINAL_PUBLISH = "_rsf_original_basic_publish"
 
 
 def _close(self: Any) -> None:
@@ -79,9 +101,18 @@ def _subscribe(self: Any) -> None:
         connection.retry = Retry(NoBackoff(), 0)
 
 
+def _basic_publish(self: Any, message: Any, exchange: str, routing_key: str, **kwargs: Any) -> Any:
+    if self.connection is None:
+        # closed under its producer (a declaration's reconnect, above): a connection error, which the
+        # publish's ensure answers by reviving the producer on a fresh channel; not an AttributeError
+        log.warning("kombu: publish on a closed channel; sent again on a fresh one (%s)", routing_key)
+        raise RecoverableConnectionError("channel disconnected")
+    return getattr(kombu_redis.Channel, _ORIGINAL_PUBLISH)(self, message, exchange, routing_key, **kwargs)
+
+
 def apply() -> None:
-    """Idempotent: patch kombu's Redis Channel.close and Channel._subscribe once per process;
-    and, on RabbitMQ, countdowns in whole seconds (pipeline/broker.py)."""
+    """Idempotent: patch kombu's Redis Channel.close, Channel._subscribe and Channel.basic_publish
+    once per process; and, on RabbitMQ, countdowns in whole seconds (pipeline/broker.py)."""
     from pipeline import broker  # here: pipeline.broker imports celery, this module only kombu
 
     broker.apply()
@@ -91,3 +122,6 @@ def apply() -> None:
     if not hasattr(kombu_redis.Channel, _ORIGINAL_SUBSCRIBE):
         setattr(kombu_redis.Channel, _ORIGINAL_SUBSCRIBE, kombu_redis.Channel._subscribe)
         kombu_redis.Channel._subscribe = _subscribe  # type: ignore[method-assign]
+    if not hasattr(kombu_redis.Channel, _ORIGINAL_PUBLISH):
+        setattr(kombu_redis.Channel, _ORIGINAL_PUBLISH, kombu_redis.Channel.basic_publish)
+        kombu_redis.Channel.basic_publish = _basic_publish  # type: ignore[method-assign]

@@ -2,18 +2,21 @@
 
 On fakeredis, with real kombu and redis-py code between them: what the worker's event loop does
 when the pub/sub socket turns readable is `Channel._receive()`, called here in a thread, because
-the bug was that it never returned.
+the bug was that it never returned. And a task's retry published while Redis loads its AOF after
+the crash: the message reaches the queue (it was dropped).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 import time
 from typing import Any
 
 import pytest
 import redis
-from fakeredis import FakeRedisConnection, FakeServer
+from fakeredis import FakeRedis, FakeRedisConnection, FakeServer
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 from kombu.transport import redis as kombu_redis
 
@@ -143,3 +146,82 @@ def test_apply_patches_once():
     brokerfix.apply()
     assert kombu_redis.Channel._subscribe is patched
     assert kombu_redis.Channel._rsf_original_subscribe is not patched
+    publish = kombu_redis.Channel.basic_publish
+    brokerfix.apply()
+    assert kombu_redis.Channel.basic_publish is publish
+    assert kombu_redis.Channel._rsf_original_basic_publish is not publish
+
+
+_HANDSHAKE = {"HELLO", "CLIENT", "AUTH", "SELECT"}
+_LOADING_URL = "redis://brokerfix-loading.test:6379/0"
+
+
+class _LoadingConnection(_CrashableConnection):
+    """A crashable connection to a fake Redis that may be loading its AOF (`server.loading`: how
+    many more sends to refuse): what is sent after the handshake (a command, or a pipeline such as
+    kombu's queue declaration) is answered LOADING, not run, as by Redis (PING included)."""
+
+    _refused = False
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        packed = command if isinstance(command, bytes) else b"".join(bytes(part) for part in command)
+        name = packed.split(b"\r\n")[2].decode().upper()
+        self._refused = False
+        if getattr(self._server, "loading", 0) and name not in _HANDSHAKE and not self._crashed():
+            self.connect()  # the handshake is answered; what follows is not run
+            self._server.loading -= 1
+            self._refused = True
+            return
+        super().send_packed_command(command, check_health)
+
+    def read_response(self, **kwargs: Any) -> Any:
+        if self._refused:
+            raise redis.BusyLoadingError("Redis is loading the dataset in memory")
+        return super().read_response(**kwargs)
+
+    def disconnect(self, *args: Any) -> None:
+        self._refused = False
+        super().disconnect(*args)
+
+
+def _celery_queue(name: str) -> Queue:
+    """A task queue as Celery declares it on Redis: an exchange of its name, so a binding too."""
+    return Queue(name, Exchange(name), routing_key=name)
+
+
+def _ready(server: FakeServer, queue: str) -> list[dict]:
+    """The bodies of the messages waiting in `queue` (kombu's Redis messages: JSON, body in base64)."""
+    raws = FakeRedis(server=server).lrange(queue, 0, -1)
+    return [json.loads(base64.b64decode(json.loads(raw)["body"])) for raw in raws]
+
+
+def test_a_publish_whose_declare_met_redis_loading_its_aof_is_sent_on_a_fresh_channel(monkeypatch):
+    """The bug: a task's retry after Redis came back from a crash (`retry_later` -> `Task.retry` ->
+    `apply_async`) published with a producer from the app's pool, whose channel is its connection's
+    default channel. The queue's declaration, before the message, hit LOADING (a connection error):
+    its own `Connection.ensure` closed that default channel, reconnected and declared again on a
+    new one, but the producer still held the closed channel (`connection` None), and its publish
+    raised AttributeError: not a connection error, so no retry of the publish; Celery's `retry()`
+    rejected the task's message (requeue=False), dropping it. Now that publish raises a connection
+    error, which the publish's own `ensure` answers by reviving the producer on a fresh channel."""
+    monkeypatch.setattr(kombu_redis.Channel, "connection_class", _LoadingConnection)
+    brokerfix.apply()
+    server = _LoadingConnection(host="brokerfix-loading.test", port=6379)._server
+    FakeRedis(server=server).flushall()
+    retry = {"retry": True, "retry_policy": dict(celeryconfig.task_publish_retry_policy)}  # Celery's
+    options = dict(celeryconfig.broker_transport_options)
+    with Connection(_LOADING_URL, transport_options=options) as connection:
+        producer = Producer(connection)  # as kombu's ProducerPool makes them: the default channel
+        warmup = _celery_queue("brokerfix.warmup")
+        producer.publish({"n": 0}, routing_key=warmup.name, declare=[warmup], **retry)
+        held = producer.channel
+
+        _crash(server)
+        server.loading = 1  # Redis is back, loading its AOF: the declaration's first command fails
+        retried = _celery_queue("brokerfix.retried")  # not declared on this connection yet
+        producer.publish({"n": 1}, routing_key=retried.name, declare=[retried], **retry)
+
+        assert held.connection is None  # the declaration's reconnect closed the producer's channel
+        assert producer.channel is not held and producer.channel.connection is not None
+    assert server.loading == 0
+    assert _ready(server, "brokerfix.retried") == [{"n": 1}]
