@@ -15,8 +15,9 @@ another tenant or session, valid). For every one:
 - with valid authentication, rejected input answers 4xx naming the field (JSON `fields`, or the
   settings page's `field-error` for `POST /app/settings`).
 
-FUZZ_EXAMPLES (environment, default 500) sets the examples per route. At 1,000 per route (17 routes)
-this module took 3 to 4.5 minutes of a CI run that must stay under 20, so CI runs 500; run
+FUZZ_EXAMPLES (environment, default 400, as tests/unit/web/test_fuzz.py) sets the examples per route.
+At 1,000 per route (17 routes) this module took 3 to 4.5 minutes of a CI run that must stay under
+20, so CI runs 400; run
 `FUZZ_EXAMPLES=10000` before a release. Examples are derandomized: CI runs the same ones every
 time (a fixed corpus: a failure there reproduces locally); FUZZ_RANDOM=1 draws new ones.
 """
@@ -47,7 +48,7 @@ from pipeline.web.app_session import CSRF_HEADER, SESSION_COOKIE_NAME, hashed, s
 from pipeline.web.auth import SESSION_MAX_AGE, issue_session
 from tests.unit.conftest import ENV, IntakeEntries
 
-FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "500"))
+FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "400"))
 FUZZ = settings(
     max_examples=FUZZ_EXAMPLES,
     deadline=None,
