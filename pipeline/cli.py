@@ -835,7 +835,8 @@ def redis_unreachable(exc: BaseException) -> bool:
 
 
 def _unreachable_name(exc: BaseException) -> str:
-    """ "Redis", or "RabbitMQ (BROKER_URL)" when the broker is RabbitMQ and the error is not redis-py's."""
+    """Which store to name as unreachable: "RabbitMQ (BROKER_URL)" when the broker is RabbitMQ and
+    the error is not redis-py's, else "Redis"."""
     if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
         return "Redis"
     try:

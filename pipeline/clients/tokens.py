@@ -5,13 +5,12 @@ live 5 minutes): the first process to find the cache empty takes a short lock an
 the others wait for it instead of stampeding the token endpoint.
 
 Sealed at rest like the tenant secrets (`pipeline.crypto`, SECRET_KEY): a Redis dump or a
-replica's copy holds no usable bearer token (without a SECRET_KEY, which only a deployment of
-pinned TENANTS_FILE tenants may lack, the record holds the response as is). The record is
-`{"sealed": ..., "digest": ...}`;
-the digest (SHA-1 of the access token) lets a worker drop exactly the token a 401 refused
-without opening it in Lua. Each process keeps the last record it opened, so a task does not pay
-a decryption per call. A record no key opens (SECRET_KEY rotated) or of the old, unsealed shape
-is a miss: a new token is fetched.
+replica's copy holds no usable bearer token. The record is `{"sealed": ..., "digest": ...}`
+(without a SECRET_KEY, which only a deployment of pinned TENANTS_FILE tenants may lack,
+`{"response": ..., "digest": ...}`); the digest (SHA-1 of the access token) lets a worker drop
+exactly the token a 401 refused without opening it in Lua. Each process keeps the last record it
+opened, so a task does not pay a decryption per call. A record no key opens (SECRET_KEY rotated)
+or of the old, unsealed shape is a miss: a new token is fetched.
 """
 
 from __future__ import annotations
