@@ -30,8 +30,17 @@ from pipeline.vocabulary import ErrorClass
 # Requests leave the limiter evenly spaced but reach the vendor after a variable delay
 # (scheduling on a busy worker host, the network). A vendor counting a strict 1-second window
 # sees the (rate+1)-th request (rate intervals after the first, less the late tolerance) only
-# JITTER_ALLOWANCE seconds after that window: 40 ms of jitter at any rate.
+# the jitter allowance after that window: 40 ms of jitter at any rate by default
+# (RATE_LIMIT_JITTER_MS).
 JITTER_ALLOWANCE = 0.040
+# A call that wakes from its sleep this share of the jitter allowance after its slot gives the
+# slot up and asks again: sent late, it would bunch with the next slot's call and use up the
+# allowance before the network adds its own jitter (measured on a loaded 2-core host: sleeps
+# overshot by up to 68 ms; in the bench at a 100 ms budget, late sleepers drew 11 429s).
+LATE_WAKE_SHARE = 0.25
+# slots given up one after another before the call is sent anyway (a host this slow is late for
+# every slot; the vendor's 429 and its pause take over from there)
+MAX_LATE_WAKES = 3
 # A waiting worker wakes a little after its slot (sleep overshoot, a Redis round trip on a busy
 # host); with no tolerance each late wake-up loses that time for good: 8 processes at 100/s
 # reached 86/s (bench rate_limit); with 5 ms they keep 95.7% of the rate (1 / 1.045).
@@ -130,16 +139,26 @@ def holding_ticket(ticket: float) -> Iterator[None]:
 
 class RateLimiter:
     def __init__(
-        self, r: redis.Redis, tenant: str, name: str, rate: float, tolerance: float = LATE_TOLERANCE
+        self,
+        r: redis.Redis,
+        tenant: str,
+        name: str,
+        rate: float,
+        tolerance: float = LATE_TOLERANCE,
+        jitter: float = JITTER_ALLOWANCE,
     ) -> None:
         self.r = r
         self.key = tenant_key(tenant, "ratelimit", name)
         self.cooldown_key = tenant_key(tenant, "cooldown", name)
         # seconds a request may come early, paid for by a longer interval: the jitter allowance holds
         self.tolerance = min(tolerance, 1.0 / rate)
-        self.emission = (1.0 + JITTER_ALLOWANCE + self.tolerance) / rate
+        self.jitter = max(0.0, jitter)
+        self.emission = (1.0 + self.jitter + self.tolerance) / rate
+        # how late after its slot a woken call may still send (LATE_WAKE_SHARE)
+        self.late_wake_limit = self.jitter * LATE_WAKE_SHARE
         self.line_key = tenant_key(tenant, "ratelimit-line", name)
         self.deferred_key = tenant_key(tenant, "ratelimit-deferred", name)
+        self.late_key = tenant_key(tenant, "ratelimit-late", name)
         self._acquire = r.register_script(_ACQUIRE)
         self._admit = r.register_script(_ADMIT)
         self._pause = r.register_script(_PAUSE)
@@ -168,17 +187,28 @@ class RateLimiter:
     def admit(self, sleep_budget: float = 0.025) -> None:
         """Wait for a slot up to `sleep_budget` seconds; a later slot raises RateLimited with a
         ticket for it (this call's, when it holds one: `holding_ticket`), to come back
-        `sleep_budget` before it."""
-        ok, wait, ticket = self._admit(
-            keys=[self.key, self.cooldown_key, self.line_key, self.deferred_key],
-            args=[self.emission, self.tolerance, _ticket.get() or 0.0, max(0.0, sleep_budget)],
-        )
-        if not int(ok):
-            # back `sleep_budget` early, to sleep into the slot: a return a little late (a busy
-            # worker) still finds its slot, instead of leaving it unused
-            raise RateLimited(max(0.0, float(wait) - sleep_budget), float(ticket))
-        if float(wait) > 0:
-            time.sleep(float(wait))
+        `sleep_budget` before it. A sleep that ends too late for its slot (LATE_WAKE_SHARE)
+        leaves the slot unused and asks again."""
+        for wakes in range(1, MAX_LATE_WAKES + 1):
+            ok, wait, ticket = self._admit(
+                keys=[self.key, self.cooldown_key, self.line_key, self.deferred_key],
+                args=[self.emission, self.tolerance, _ticket.get() or 0.0, max(0.0, sleep_budget)],
+            )
+            if not int(ok):
+                # back `sleep_budget` early, to sleep into the slot: a return a little late (a busy
+                # worker) still finds its slot, instead of leaving it unused
+                raise RateLimited(max(0.0, float(wait) - sleep_budget), float(ticket))
+            due = time.monotonic() + float(wait)
+            if float(wait) > 0:
+                time.sleep(float(wait))
+            if wakes == MAX_LATE_WAKES or time.monotonic() - due <= self.late_wake_limit:
+                return
+            self.r.incr(self.late_key)
+
+    def late_wakes(self) -> int:
+        """Slots given up so far because the call woke too late for them (every process counts
+        here): a rising count means the hosts running the Rokt stage are overloaded."""
+        return int(self.r.get(self.late_key) or 0)
 
     def deferred(self) -> int:
         """Calls rescheduled so far (every tenant process counts here)."""

@@ -126,7 +126,8 @@ class Runtime:
             with self._lock:
                 cached = self._limiters.get((name, vendor))
                 if cached is None or cached[0] != rate:
-                    limiter = RateLimiter(self.redis, name, vendor, rate)
+                    jitter = self.settings.rate_limit_jitter_ms / 1000
+                    limiter = RateLimiter(self.redis, name, vendor, rate, jitter=jitter)
                     cached = self._limiters[(name, vendor)] = (rate, limiter)
         return cached[1]
 

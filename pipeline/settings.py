@@ -294,6 +294,8 @@ class Settings:
     http_read_timeout: float = 15.0
     # a Rokt call its limiter cannot admit within this long is rescheduled, not slept (ratelimit.py)
     rokt_limit_sleep_ms: int = 25
+    # arrival jitter between our workers and a vendor that the limiters leave room for (ratelimit.py)
+    rate_limit_jitter_ms: int = 40
     execution_ttl_days: int = 30
     log_level: str = "INFO"
     log_format: str = "json"  # json lines for collectors; text for a terminal
@@ -362,6 +364,7 @@ _SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
     "http_connect_timeout": float,
     "http_read_timeout": float,
     "rokt_limit_sleep_ms": _non_negative_int,
+    "rate_limit_jitter_ms": _non_negative_int,
     "execution_ttl_days": int,
     "log_level": str.upper,
     "log_format": _log_format,
@@ -449,6 +452,12 @@ _MEANINGS: list[tuple[str, str]] = [
         "milliseconds a Rokt call may sleep for its rate-limit slot; a later slot is taken as a "
         "ticket and the task rescheduled to it; at least 1000 on RabbitMQ, whose delays count "
         'whole seconds (README "The Rokt stage")',
+    ),
+    (
+        "RATE_LIMIT_JITTER_MS",
+        "milliseconds of arrival jitter (network, busy hosts) the Rokt and SFMC limiters leave "
+        "room for, at the cost of a longer interval; raise it when a vendor answers 429 while "
+        'we keep under its rate (README "The Rokt stage")',
     ),
     ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)"),
     ("LOG_LEVEL", "logging level of every process"),

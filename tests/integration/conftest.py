@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.sandbox.stack import Stack
-from tests.integration.helpers import TENANTS, TEST_PROCESS_LOG, WORKER_NAME, check_logs
+from tests.integration.helpers import LIMITER_ENV, TENANTS, TEST_PROCESS_LOG, WORKER_NAME, check_logs
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +29,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     root.setLevel(logging.INFO)
     try:
         with Stack(
-            run_dir, TENANTS, web="thread", env={"LOG_LEVEL": "INFO"}, worker_name=WORKER_NAME
+            run_dir, TENANTS, web="thread", env={"LOG_LEVEL": "INFO", **LIMITER_ENV}, worker_name=WORKER_NAME
         ) as stack:
             # as compose runs them: render and the rest on prefork, the Rokt stage on threads
             # (two instances: the limiter is shared across processes)

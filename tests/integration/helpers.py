@@ -18,6 +18,11 @@ from schemas.jb_execute import merge_in_arguments
 TEST_PROCESS_LOG = "test-process.log"  # what this process logs: the web app, the simulators' clients
 WORKER_NAME = "w"  # worker logs are w-1.log, w-2.log, ...
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+# The limiters' room for arrival jitter in these stacks. Rokt's simulator counts a strict 1-second
+# window of arrivals, on the same 2 cores as the whole suite: our send to its handler took up to
+# 71 ms there (README "The Rokt stage"), past the 40 ms default. With 100 ms the "no 429" checks
+# test that every process shares one limit, not how this host schedules threads.
+LIMITER_ENV = {"RATE_LIMIT_JITTER_MS": "100"}
 
 
 def status_de(tenant: str) -> str:

@@ -43,6 +43,12 @@ def test_the_tolerance_never_eats_the_jitter_allowance():
         assert rate * limiter.emission - limiter.tolerance >= 1.0 + JITTER_ALLOWANCE - 1e-9
 
 
+def test_a_wider_jitter_allowance_is_paid_for_by_a_longer_interval():
+    limiter = RateLimiter(fakeredis.FakeRedis(), "t", "rokt", rate=20, jitter=0.1)
+    assert 20 * limiter.emission - limiter.tolerance >= 1.1 - 1e-9
+    assert limiter.late_wake_limit == pytest.approx(0.025)
+
+
 def test_limiter_is_shared_through_redis(fake_redis):
     a = RateLimiter(fake_redis, "t", "rokt", rate=1)
     b = RateLimiter(fake_redis, "t", "rokt", rate=1)
@@ -78,6 +84,51 @@ def test_admit_takes_a_free_slot_and_sleeps_only_within_its_budget(fake_redis):
     with pytest.raises(RateLimited) as caught:
         limiter.admit(sleep_budget=0.01)
     assert caught.value.ticket > 0 and 0.03 < caught.value.retry_after < 0.2
+
+
+def _oversleeping(monkeypatch, extra: list[float]) -> list[float]:
+    """time.sleep that sleeps `extra.pop(0)` seconds too long per call (a busy host); returns
+    the requested sleeps."""
+    asked: list[float] = []
+    real_sleep = time.sleep
+
+    def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        real_sleep(seconds + (extra.pop(0) if extra else 0.0))
+
+    monkeypatch.setattr(ratelimit.time, "sleep", sleep)
+    return asked
+
+
+def test_a_call_that_wakes_too_late_gives_its_slot_up_and_takes_the_next(fake_redis, monkeypatch):
+    # 120 ms apart; late past 50 ms (a quarter of the jitter allowance: room for a busy test host)
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=10, jitter=0.2)
+    limiter.admit(sleep_budget=0.0)
+    asked = _oversleeping(monkeypatch, [0.08])  # the first sleep ends 80 ms after its slot
+    with holding_ticket(0):
+        limiter.admit(sleep_budget=0.2)
+    # slept for the second slot, woke too late for it, and was sent in the third
+    assert len(asked) == 2 and limiter.late_wakes() == 1
+    third_slot = float(fake_redis.get(limiter.key)) - limiter.emission - limiter.tolerance
+    now = float(fake_redis.time()[0]) + fake_redis.time()[1] / 1e6
+    assert abs(now - third_slot) < 0.05
+
+
+def test_a_call_that_wakes_a_little_late_keeps_its_slot(fake_redis, monkeypatch):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=20, jitter=0.2)
+    limiter.admit(sleep_budget=0.0)
+    asked = _oversleeping(monkeypatch, [0.004])  # well within the 50 ms a call may still send
+    limiter.admit(sleep_budget=0.2)
+    assert len(asked) == 1 and limiter.late_wakes() == 0
+
+
+def test_a_host_late_for_every_slot_still_sends(fake_redis, monkeypatch):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=10, jitter=0.2)
+    limiter.admit(sleep_budget=0.0)
+    asked = _oversleeping(monkeypatch, [0.08] * 10)  # each next slot is 40 ms on: slept for again
+    limiter.admit(sleep_budget=0.2)  # returns (the vendor's 429 and its pause take over)
+    assert len(asked) == ratelimit.MAX_LATE_WAKES
+    assert limiter.late_wakes() == ratelimit.MAX_LATE_WAKES - 1
 
 
 def test_deferred_calls_get_tickets_one_interval_apart_and_fresh_calls_queue_behind(fake_redis):
