@@ -33,12 +33,13 @@ from pipeline.vocabulary import ErrorClass
 # the jitter allowance after that window: 40 ms of jitter at any rate by default
 # (RATE_LIMIT_JITTER_MS).
 JITTER_ALLOWANCE = 0.040
-# A call that wakes from its sleep this share of the jitter allowance after its slot gives the
-# slot up and asks again: sent late, it would bunch with the next slot's call and use up the
-# allowance before the network adds its own jitter (measured on a loaded 2-core host: sleeps
-# overshot by up to 68 ms; in the bench at a 100 ms budget, late sleepers drew 11 429s).
-LATE_WAKE_SHARE = 0.25
-# slots given up one after another before the call is sent anyway (a host this slow is late for
+# A call that wakes from its sleep this long after its slot gives the slot up and asks again:
+# sent late, it would bunch with the next slot's call and use up the jitter allowance before the
+# network adds its own (measured on a loaded 2-core host: sleeps overshot by up to 68 ms, p99
+# 5.6 ms; in the bench at a 100 ms budget, late sleepers drew 11 429s). Fixed, not a share of
+# the allowance: with no allowance every sleep would be late.
+LATE_WAKE_LIMIT = 0.010
+# asks for a slot in all before the call is sent anyway, late (a host this slow is late for
 # every slot; the vendor's 429 and its pause take over from there)
 MAX_LATE_WAKES = 3
 # A waiting worker wakes a little after its slot (sleep overshoot, a Redis round trip on a busy
@@ -154,8 +155,8 @@ class RateLimiter:
         self.tolerance = min(tolerance, 1.0 / rate)
         self.jitter = max(0.0, jitter)
         self.emission = (1.0 + self.jitter + self.tolerance) / rate
-        # how late after its slot a woken call may still send (LATE_WAKE_SHARE)
-        self.late_wake_limit = self.jitter * LATE_WAKE_SHARE
+        # how late after its slot a woken call may still send
+        self.late_wake_limit = LATE_WAKE_LIMIT
         self.line_key = tenant_key(tenant, "ratelimit-line", name)
         self.deferred_key = tenant_key(tenant, "ratelimit-deferred", name)
         self.late_key = tenant_key(tenant, "ratelimit-late", name)
@@ -187,23 +188,30 @@ class RateLimiter:
     def admit(self, sleep_budget: float = 0.025) -> None:
         """Wait for a slot up to `sleep_budget` seconds; a later slot raises RateLimited with a
         ticket for it (this call's, when it holds one: `holding_ticket`), to come back
-        `sleep_budget` before it. A sleep that ends too late for its slot (LATE_WAKE_SHARE)
-        leaves the slot unused and asks again."""
-        for wakes in range(1, MAX_LATE_WAKES + 1):
+        `sleep_budget` before it. A sleep that ends too late for its slot (LATE_WAKE_LIMIT)
+        leaves the slot unused and asks again, within what is left of the budget."""
+        started = time.monotonic()
+        budget = max(0.0, sleep_budget)
+        for asks in range(1, MAX_LATE_WAKES + 1):
             ok, wait, ticket = self._admit(
                 keys=[self.key, self.cooldown_key, self.line_key, self.deferred_key],
-                args=[self.emission, self.tolerance, _ticket.get() or 0.0, max(0.0, sleep_budget)],
+                args=[self.emission, self.tolerance, _ticket.get() or 0.0, budget],
             )
             if not int(ok):
-                # back `sleep_budget` early, to sleep into the slot: a return a little late (a busy
+                # back `budget` early, to sleep into the slot: a return a little late (a busy
                 # worker) still finds its slot, instead of leaving it unused
-                raise RateLimited(max(0.0, float(wait) - sleep_budget), float(ticket))
+                raise RateLimited(max(0.0, float(wait) - budget), float(ticket))
+            # from the reply: `wait` counts from when the script ran, within the round trip, but
+            # a lateness every call has (a slow Redis) spaces them alike; what bunches calls is
+            # lateness that varies, and a long sleep's overshoot is the part seen here
             due = time.monotonic() + float(wait)
-            if float(wait) > 0:
-                time.sleep(float(wait))
-            if wakes == MAX_LATE_WAKES or time.monotonic() - due <= self.late_wake_limit:
+            if (until_due := due - time.monotonic()) > 0:
+                time.sleep(until_due)
+            if asks == MAX_LATE_WAKES or time.monotonic() - due <= self.late_wake_limit:
                 return
             self.r.incr(self.late_key)
+            # a re-ask may not sleep longer in all than the first could: past that, a ticket
+            budget = max(0.0, sleep_budget - (time.monotonic() - started))
 
     def late_wakes(self) -> int:
         """Slots given up so far because the call woke too late for them (every process counts

@@ -46,7 +46,6 @@ def test_the_tolerance_never_eats_the_jitter_allowance():
 def test_a_wider_jitter_allowance_is_paid_for_by_a_longer_interval():
     limiter = RateLimiter(fakeredis.FakeRedis(), "t", "rokt", rate=20, jitter=0.1)
     assert 20 * limiter.emission - limiter.tolerance >= 1.1 - 1e-9
-    assert limiter.late_wake_limit == pytest.approx(0.025)
 
 
 def test_limiter_is_shared_through_redis(fake_redis):
@@ -100,35 +99,56 @@ def _oversleeping(monkeypatch, extra: list[float]) -> list[float]:
     return asked
 
 
+def _slow_limiter(fake_redis) -> RateLimiter:
+    """Slots ~0.5 s apart, and a call 100 ms late for its slot gives it up: margins that a
+    loaded test host's own scheduling delays cannot cross."""
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=2, jitter=0.0)
+    limiter.late_wake_limit = 0.1
+    limiter.admit(sleep_budget=0.0)  # the first slot is free: sent at once
+    return limiter
+
+
 def test_a_call_that_wakes_too_late_gives_its_slot_up_and_takes_the_next(fake_redis, monkeypatch):
-    # 120 ms apart; late past 50 ms (a quarter of the jitter allowance: room for a busy test host)
-    limiter = RateLimiter(fake_redis, "t", "rokt", rate=10, jitter=0.2)
-    limiter.admit(sleep_budget=0.0)
-    asked = _oversleeping(monkeypatch, [0.08])  # the first sleep ends 80 ms after its slot
+    limiter = _slow_limiter(fake_redis)
+    asked = _oversleeping(monkeypatch, [0.25])  # the first sleep ends 250 ms after its slot
     with holding_ticket(0):
-        limiter.admit(sleep_budget=0.2)
-    # slept for the second slot, woke too late for it, and was sent in the third
-    assert len(asked) == 2 and limiter.late_wakes() == 1
-    third_slot = float(fake_redis.get(limiter.key)) - limiter.emission - limiter.tolerance
+        limiter.admit(sleep_budget=2.0)
+    # slept ~0.5 s for the second slot, woke too late for it, slept ~0.25 s more for the third
+    assert len(asked) == 2 and limiter.late_wakes() == 1 and limiter.deferred() == 0
+    assert 0.4 < asked[0] <= limiter.emission and 0.1 < asked[1] < 0.4
+    tat = float(fake_redis.get(limiter.key))
     now = float(fake_redis.time()[0]) + fake_redis.time()[1] / 1e6
-    assert abs(now - third_slot) < 0.05
+    assert abs(tat - limiter.emission - limiter.tolerance - now) < 0.1  # sent in the third slot
 
 
 def test_a_call_that_wakes_a_little_late_keeps_its_slot(fake_redis, monkeypatch):
-    limiter = RateLimiter(fake_redis, "t", "rokt", rate=20, jitter=0.2)
-    limiter.admit(sleep_budget=0.0)
-    asked = _oversleeping(monkeypatch, [0.004])  # well within the 50 ms a call may still send
-    limiter.admit(sleep_budget=0.2)
+    limiter = _slow_limiter(fake_redis)
+    asked = _oversleeping(monkeypatch, [0.02])
+    limiter.admit(sleep_budget=2.0)
     assert len(asked) == 1 and limiter.late_wakes() == 0
 
 
+def test_a_late_call_asks_again_only_within_what_is_left_of_its_budget(fake_redis, monkeypatch):
+    limiter = _slow_limiter(fake_redis)
+    _oversleeping(monkeypatch, [0.25])
+    with holding_ticket(0), pytest.raises(RateLimited) as caught:
+        limiter.admit(sleep_budget=0.6)  # 0.5 s asleep + 0.25 s late: no budget left to sleep
+    # the third slot, ~0.25 s away, becomes this call's ticket, not a third sleep
+    assert limiter.late_wakes() == 1 and limiter.deferred() == 1
+    assert 0.1 < caught.value.retry_after < 0.4 and caught.value.ticket > 0
+
+
 def test_a_host_late_for_every_slot_still_sends(fake_redis, monkeypatch):
-    limiter = RateLimiter(fake_redis, "t", "rokt", rate=10, jitter=0.2)
-    limiter.admit(sleep_budget=0.0)
-    asked = _oversleeping(monkeypatch, [0.08] * 10)  # each next slot is 40 ms on: slept for again
-    limiter.admit(sleep_budget=0.2)  # returns (the vendor's 429 and its pause take over)
+    limiter = _slow_limiter(fake_redis)
+    asked = _oversleeping(monkeypatch, [0.25] * 10)  # each next slot is ~0.25 s on: slept for again
+    limiter.admit(sleep_budget=3.0)  # returns (the vendor's 429 and its pause take over)
     assert len(asked) == ratelimit.MAX_LATE_WAKES
     assert limiter.late_wakes() == ratelimit.MAX_LATE_WAKES - 1
+
+
+def test_no_jitter_allowance_still_lets_calls_keep_their_slots(fake_redis):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=20, jitter=0.0)
+    assert limiter.late_wake_limit == ratelimit.LATE_WAKE_LIMIT > 0
 
 
 def test_deferred_calls_get_tickets_one_interval_apart_and_fresh_calls_queue_behind(fake_redis):
