@@ -14,7 +14,7 @@ as compose runs them: worker-render (prefork) and worker-rokt (a threads pool).
   measurement against a zero-latency simulator);
 - the Rokt stage alone draining a backlog rendered beforehand for 2 tenants (each far above its
   rate) with ROKT_LIMIT_SLEEP_MS 0, 25 and 100: Rokt calls/s against the limiters' rate,
-  reschedules per call, 429s.
+  reschedules per call, 429s, slots given up by late wakers.
 """
 
 from __future__ import annotations
@@ -102,6 +102,8 @@ def _backlog(stack: Stack, per_tenant: int, sleep_ms: int, deadline: float) -> d
         "rokt_calls_per_s": round(len(posts) / span, 1) if span else None,
         "reschedules_per_rokt_call": round(deferred / max(1, rokt["event_posts"]), 2),
         "rokt_429s": rokt["throttled"],
+        # slots given up by calls that woke more than 10 ms after them (pipeline/ratelimit.py)
+        "late_wakes": sum(stack.runtime.limiter(t, "rokt").late_wakes() for t in BACKLOG_TENANTS),
     }
 
 
