@@ -340,7 +340,7 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
         finish(rt, tenant, execution_id, State.FAILED, "internal: no rendered event to send")
         return
     try:
-        rt.rokt(tenant).create_subscription_event(event, ids)
+        created = rt.rokt(tenant).create_subscription_event(event, ids)
     except PermanentError as exc:
         fail(rt, tenant, execution_id, Stage.CREATE_EVENT, exc.error_class, exc.reason)
         return
@@ -349,6 +349,12 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
         if getattr(exc, "retry_after", None):
             rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
         raise
+    if not created:
+        log.info(
+            "execution %s: Rokt already holds event %s (an earlier attempt sent it)",
+            execution_id,
+            event["eventId"],
+        )
     finish(rt, tenant, execution_id, State.ACCEPTED)
 
 

@@ -158,7 +158,9 @@ def _check_accepted(
         report.timed_out += 1
         return
     event = json.loads(ex.fields.get("event") or "{}")
-    if event and ids:  # same eventId: Rokt keeps one event per id, so this cannot duplicate
+    # same eventId: Rokt keeps one event per id (or refuses the second, DuplicateEventId), so
+    # this cannot duplicate
+    if event and ids:
         client.create_subscription_event(event, ids)
         report.resent += 1
     rt.ledger.touch(rt.ledger.awaiting_key(tenant), tenant, execution)

@@ -48,6 +48,15 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
     ),
     (
         "Rokt",
+        "400 `DuplicateEventId`",
+        "(success)",
+        "the event exists: our `eventId` is one per execution, so an earlier attempt whose answer was "
+        "lost created it; `accepted`. Whether Rokt refuses a taken `eventId` or accepts it again is "
+        "not documented (reference §7); both are handled and tested (`lose_next_answers`, "
+        "`reject_duplicate_events` at the simulator)",
+    ),
+    (
+        "Rokt",
         "other 4xx (400 validation, 404)",
         "permanent",
         "`failed` with Rokt's reason + dead letter; no retry",

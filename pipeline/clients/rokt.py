@@ -9,6 +9,10 @@ import requests
 from pipeline.clients.errors import PermanentError, RetryableError
 from pipeline.clients.http import BearerClient, raise_for_status, send
 
+# The Code a Rokt that refuses a second create of one eventId may answer with (reference §7: not
+# documented whether Rokt refuses, upserts or attaches; the simulator can do either)
+DUPLICATE_EVENT_CODE = "DuplicateEventId"
+
 
 def _error_model(response: requests.Response) -> str:
     """Rokt's Error Model is {"Code", "Reason"}; fall back to the raw text."""
@@ -17,6 +21,14 @@ def _error_model(response: requests.Response) -> str:
         return f"{body.get('Code', '')}: {body.get('Reason', '')}"[:300]
     except ValueError:
         return (response.text or "")[:300]
+
+
+def _error_code(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("Code", "")) if isinstance(body, dict) else ""
 
 
 class RoktClient(BearerClient):
@@ -46,14 +58,20 @@ class RoktClient(BearerClient):
             raise RetryableError("Rokt token response without access_token")
         return body
 
-    def create_subscription_event(self, event: dict[str, Any], subscription_ids: list[str]) -> None:
-        """POST /v1/subscriptionevent/{accountCode}; 202 means validated and queued."""
+    def create_subscription_event(self, event: dict[str, Any], subscription_ids: list[str]) -> bool:
+        """POST /v1/subscriptionevent/{accountCode}; 202 means validated and queued. False when
+        Rokt refuses the eventId as taken (400 DuplicateEventId): our eventIds are one per
+        execution, so an earlier attempt of this one created it (its answer lost to a timeout, a
+        crash, a redelivered task)."""
         response = self._authorized(
             "POST",
             f"/v1/subscriptionevent/{self.tenant.rokt_account_code}",
             json={"event": event, "subscriptionIds": subscription_ids},
         )
+        if response.status_code == 400 and _error_code(response) == DUPLICATE_EVENT_CODE:
+            return False
         raise_for_status(response, "Rokt create event", default_retry_after=1, describe=_error_model)
+        return True
 
     def subscription(self, subscription_id: str) -> dict[str, Any] | None:
         """GET /v1/subscription/{id}: the subscription with `eventsVisibleToSubscription`,

@@ -21,6 +21,11 @@ class Faults:
     token_lifetime: float = 0.0  # seconds; 0 = the simulator's default
     land_delay_ms: float = 300.0  # Rokt: 202 now, the calendar entry after this delay
     fail_next: float = 0  # the next N API calls are answered 500 (deterministic faults)
+    # Rokt: the next N creates are applied, then answered 500 (the answer lost on its way back)
+    lose_next_answers: float = 0
+    # Rokt: 1 = a create whose eventId exists is refused (400 DuplicateEventId), 0 = accepted
+    # again without a new event (reference §7: which one Rokt does is not documented)
+    reject_duplicate_events: float = 0
 
     def update(self, values: dict[str, Any]) -> None:
         for name, value in values.items():

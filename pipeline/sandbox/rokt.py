@@ -2,7 +2,9 @@
 
 Token by Basic client credentials (configurable lifetime); create event answers 202 and the
 calendar entry lands after a delay; a per-account rate limit answers 429 + Retry-After; a
-repeated `eventId` is accepted without a second calendar entry and counted.
+repeated `eventId` is accepted without a second calendar entry and counted, or refused with 400
+DuplicateEventId (`reject_duplicate_events`); a create can be applied and its answer lost
+(`lose_next_answers`).
 """
 
 from __future__ import annotations
@@ -132,6 +134,11 @@ class RoktSimulator(Simulator):
             self.accepted_post_times.append(now)
             if event["eventId"] in self.events:
                 self.repeated_event_posts += 1
+                if self.faults.reject_duplicate_events:
+                    return _error(400, "DuplicateEventId", f"event {event['eventId']} already exists")
+            lose_answer = self.faults.lose_next_answers > 0
+            if lose_answer:
+                self.faults.lose_next_answers -= 1
             stored = self.events.setdefault(
                 event["eventId"], {"event": event, "account": account, "subscriptionIds": []}
             )
@@ -145,6 +152,8 @@ class RoktSimulator(Simulator):
                     self.entries[key] = Entry(
                         sub_id, event["eventId"], event["title"], event["start"], lands_at
                     )
+        if lose_answer:
+            return _error(500, "InternalError", "injected fault after the event was created")
         return "", 202
 
     def _validate(self, account: str, body: Any) -> str | None:

@@ -51,6 +51,8 @@ TENANTS: dict[str, dict[str, Any]] = {
     "limit": _own("limit", rokt_rate_limit=20),
     "auth": _own("auth"),
     "faults": _own("faults"),
+    "lost": _own("lost"),
+    "lost-reject": _own("lost-reject"),
     "crash": _own("crash", rokt_rate_limit=20),
     "threads": _own("threads", rokt_rate_limit=20),
     "subs": _own("subs"),

@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 import requests
 
+from pipeline.deadletters import dead_letter_key
 from pipeline.queues import ROKT_QUEUE
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
@@ -89,6 +90,26 @@ def test_two_workers_never_exceed_the_rokt_limit_in_any_second(stack: Stack):
     assert rokt["max_posts_in_any_1s_window"] <= 20
     for worker in stack.workers_serving(ROKT_QUEUE):  # both processes did share the work
         assert "rsf.create_rokt_event[" in worker.log_path.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("tenant, reject", [("lost", 0), ("lost-reject", 1)], ids=["accept", "reject"])
+def test_a_create_whose_answer_was_lost_ends_accepted_once(stack: Stack, tenant: str, reject: int):
+    """Rokt created the event but its answer never came back (500): the retry sends the same
+    eventId, which Rokt either accepts again without a second event or refuses as taken
+    (400 DuplicateEventId; reference §7 leaves open which). Either way the execution ends
+    accepted, with one calendar entry and no dead letter."""
+    lost = 5
+    stack.faults("rokt", lose_next_answers=lost, reject_duplicate_events=reject)
+    payloads = stack.prepare(tenant, jbsim.make_contacts(20, seed=16))
+    assert jbsim.drive(stack.execute_url(tenant), stack.jwt_secret, payloads).ok == 20
+    rows = stack.wait_terminal(tenant, 20)
+
+    outcomes = expected_outcomes(payloads)
+    assert Counter(row["Status"] for row in rows) == outcomes
+    rokt = stack.rokt_state()
+    assert rokt["events"] == outcomes["accepted"] and rokt["duplicate_calendar_entries"] == 0
+    assert rokt["repeated_event_posts"] >= lost  # each lost answer was retried
+    assert stack.redis.hlen(dead_letter_key(tenant)) == outcomes["failed"]  # Rokt's own refusals only
 
 
 def test_a_401_from_sfmc_refreshes_the_token_once(stack: Stack):

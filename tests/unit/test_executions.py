@@ -147,6 +147,20 @@ def test_permanent_rokt_error_fails_with_rokts_reason(runtime, template_id):
 
 
 @responses.activate
+def test_an_event_rokt_already_holds_ends_accepted_without_a_dead_letter(runtime, template_id):
+    """A retry after a lost answer, to a Rokt that refuses a taken eventId (reference §7)."""
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=400, json={"Code": "DuplicateEventId", "Reason": "exists"})
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
+    executions.render_step(runtime, "default", "e1")
+    executions.create_step(runtime, "default", "e1")
+    ex = runtime.ledger.get("default", "e1")
+    assert ex.status == "accepted" and not ex.fields.get("error")
+    assert not runtime.redis.hlen("rsf:default:dlq")
+    assert [r["values"]["Status"] for r in rows(runtime)] == ["accepted"]
+
+
+@responses.activate
 def test_retryable_error_leaves_the_execution_queued_and_throttling_pauses_the_account(runtime, template_id):
     responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
     responses.post(ROKT_CREATE, status=429, headers={"Retry-After": "3"})

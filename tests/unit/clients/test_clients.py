@@ -42,6 +42,22 @@ def sfmc_token(n=1):
 
 
 @responses.activate
+def test_a_rokt_create_says_whether_the_event_is_new_or_was_there_already(settings, fake_redis):
+    responses.post(ROKT_TOKEN, json=rokt_token())
+    responses.post(ROKT_CREATE, status=202)
+    responses.post(ROKT_CREATE, status=400, json={"Code": "DuplicateEventId", "Reason": "e1 exists"})
+    responses.post(ROKT_CREATE, status=400, json={"Code": "ValidationFailed", "Reason": "no title"})
+    responses.post(ROKT_CREATE, status=400, body="not json")
+    client = rokt(settings, fake_redis)
+    assert client.create_subscription_event(EVENT, ["s1"]) is True
+    assert client.create_subscription_event(EVENT, ["s1"]) is False  # an earlier attempt made it
+    with pytest.raises(PermanentError, match="ValidationFailed: no title"):
+        client.create_subscription_event(EVENT, ["s1"])
+    with pytest.raises(PermanentError, match="not json"):
+        client.create_subscription_event(EVENT, ["s1"])
+
+
+@responses.activate
 def test_rokt_token_is_fetched_once_and_shared_between_clients(settings, fake_redis):
     responses.post(ROKT_TOKEN, json=rokt_token())
     create = responses.post(ROKT_CREATE, status=202)
