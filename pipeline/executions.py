@@ -3,7 +3,7 @@
 Each step reads the ledger first and does nothing twice: a redelivered render or create
 task for a finished execution only re-emits its status row (an idempotent upsert). The
 Rokt call carries the deterministic `eventId`, so even a repeat after an unknown outcome is
-the same event to Rokt.
+the same event to Rokt (kept once, or refused as taken: then an earlier attempt created it).
 
 Release: a contact waiting on a "Wait Until API Event" is released exactly once. The release
 is appended to the outbox in the same Redis transaction that sets `releasedAt` on the
@@ -314,15 +314,16 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
             "no subscriptionId in inArguments and no live subscription stored for the contact",
         )
         return False
-    rt.ledger.update(
-        tenant,
-        execution_id,
-        event=_json(event),
-        subscriptionIds=_json(ids),
-        subscriptionSource=source,
-        renderStartedAt=started_at,
-    )
+    rendered = {"event": _json(event), "subscriptionIds": _json(ids)}
+    if ex.fields.get("event") and any(ex.fields.get(name) != value for name, value in rendered.items()):
+        # rendered before with other content (the template or the contact's subscriptions
+        # changed since): an earlier attempt may have sent that to Rokt (see create_step)
+        rendered[RENDER_CHANGED_FIELD] = "1"
+    rt.ledger.update(tenant, execution_id, **rendered, subscriptionSource=source, renderStartedAt=started_at)
     return True
+
+
+RENDER_CHANGED_FIELD = "renderChanged"
 
 
 def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
@@ -349,12 +350,19 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
         if getattr(exc, "retry_after", None):
             rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
         raise
-    if not created:
-        log.info(
-            "execution %s: Rokt already holds event %s (an earlier attempt sent it)",
+    if not created and ex.fields.get(RENDER_CHANGED_FIELD):
+        fail(
+            rt,
+            tenant,
             execution_id,
-            event["eventId"],
+            Stage.CREATE_EVENT,
+            ErrorClass.PERMANENT,
+            "Rokt refuses this eventId as taken by an earlier attempt, which was rendered from "
+            "another template version or other subscriptions: the calendar shows that version",
         )
+        return
+    if not created:
+        log.info("execution %s: Rokt already holds its event (an earlier attempt sent it)", execution_id)
     finish(rt, tenant, execution_id, State.ACCEPTED)
 
 

@@ -41,7 +41,7 @@ JITTER_ALLOWANCE = 0.040
 LATE_WAKE_LIMIT = 0.010
 # asks for a slot in all before the call is sent anyway, late (a host this slow is late for
 # every slot; the vendor's 429 and its pause take over from there)
-MAX_LATE_WAKES = 3
+MAX_ASKS = 3
 # A waiting worker wakes a little after its slot (sleep overshoot, a Redis round trip on a busy
 # host); with no tolerance each late wake-up loses that time for good: 8 processes at 100/s
 # reached 86/s (bench rate_limit); with 5 ms they keep 95.7% of the rate (1 / 1.045).
@@ -191,23 +191,23 @@ class RateLimiter:
         `sleep_budget` before it. A sleep that ends too late for its slot (LATE_WAKE_LIMIT)
         leaves the slot unused and asks again, within what is left of the budget."""
         started = time.monotonic()
-        budget = max(0.0, sleep_budget)
-        for asks in range(1, MAX_LATE_WAKES + 1):
+        budget = sleep_budget = max(0.0, sleep_budget)
+        for asks in range(1, MAX_ASKS + 1):
             ok, wait, ticket = self._admit(
                 keys=[self.key, self.cooldown_key, self.line_key, self.deferred_key],
                 args=[self.emission, self.tolerance, _ticket.get() or 0.0, budget],
             )
             if not int(ok):
-                # back `budget` early, to sleep into the slot: a return a little late (a busy
-                # worker) still finds its slot, instead of leaving it unused
-                raise RateLimited(max(0.0, float(wait) - budget), float(ticket))
+                # back `sleep_budget` early (the budget it has then), to sleep into the slot: a
+                # return a little late (a busy worker) still finds its slot, not leaving it unused
+                raise RateLimited(max(0.0, float(wait) - sleep_budget), float(ticket))
             # from the reply: `wait` counts from when the script ran, within the round trip, but
             # a lateness every call has (a slow Redis) spaces them alike; what bunches calls is
             # lateness that varies, and a long sleep's overshoot is the part seen here
             due = time.monotonic() + float(wait)
             if (until_due := due - time.monotonic()) > 0:
                 time.sleep(until_due)
-            if asks == MAX_LATE_WAKES or time.monotonic() - due <= self.late_wake_limit:
+            if asks == MAX_ASKS or time.monotonic() - due <= self.late_wake_limit:
                 return
             self.r.incr(self.late_key)
             # a re-ask may not sleep longer in all than the first could: past that, a ticket

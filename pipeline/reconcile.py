@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from pipeline import executions, intake, privacy
-from pipeline.clients.errors import ClientError
+from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.ratelimit import RateLimited
 from pipeline.replay import list_dead_letters, replay_one
 from pipeline.runtime import Runtime
@@ -113,6 +113,12 @@ def reconcile(
     ):
         try:
             _check_accepted(rt, tenant, execution, now, thresholds, report)
+        except PermanentError as exc:
+            # Rokt refuses this one (its re-send, a look-up): the others may be fine. Checked
+            # again after the rest, it ends failed at RECONCILE_FINAL_AFTER if never confirmed;
+            # stopping here would hold every later execution behind it until then
+            log.warning("reconcile: Rokt refuses execution %s: %s", execution, exc)
+            ledger.touch(ledger.awaiting_key(tenant), tenant, execution)
         except (ClientError, RateLimited) as exc:  # Rokt unavailable: look again next run
             log.warning("reconcile: cannot check execution %s now: %s", execution, exc)
             break
@@ -160,8 +166,7 @@ def _check_accepted(
     event = json.loads(ex.fields.get("event") or "{}")
     # same eventId: Rokt keeps one event per id (or refuses the second, DuplicateEventId), so
     # this cannot duplicate
-    if event and ids:
-        client.create_subscription_event(event, ids)
+    if event and ids and client.create_subscription_event(event, ids):
         report.resent += 1
     rt.ledger.touch(rt.ledger.awaiting_key(tenant), tenant, execution)
 

@@ -78,7 +78,8 @@ Replayer = Callable[[Runtime, str, dict[str, Any], Enqueuers], bool]
 
 def _replay_execution(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
     """Reopen the failed execution (fresh attempts and time budget) and run its chain again:
-    the same deterministic `eventId`, so Rokt keeps one event whatever happened before."""
+    the same deterministic `eventId`, so Rokt keeps one event whatever happened before (or
+    refuses it as taken: executions.create_step)."""
     execution = letter["payload"]["executionId"]
     if not rt.ledger.reopen(tenant, execution):
         return False  # no longer failed: replayed already, or finished since

@@ -38,7 +38,7 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
         "Rokt",
         "read timeout after the request was sent",
         "unknown_outcome",
-        "retried like 5xx with the same `eventId`: Rokt keeps one event per id",
+        "retried like 5xx with the same `eventId`: Rokt keeps one event per id, or refuses the repeat (below)",
     ),
     (
         "Rokt",
@@ -48,12 +48,14 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
     ),
     (
         "Rokt",
-        "400 `DuplicateEventId`",
+        "409, or 400 `DuplicateEventId`",
         "(success)",
         "the event exists: our `eventId` is one per execution, so an earlier attempt whose answer was "
-        "lost created it; `accepted`. Whether Rokt refuses a taken `eventId` or accepts it again is "
-        "not documented (reference §7); both are handled and tested (`lose_next_answers`, "
-        "`reject_duplicate_events` at the simulator)",
+        "lost created it; `accepted`, unless the execution was rendered again with other content "
+        "since (an edited template, other subscriptions): then `failed` + dead letter, saying the "
+        "calendar shows the earlier version. Whether and how Rokt refuses a taken `eventId` is not "
+        "documented (reference §7); the simulator's 400 code and HTTP's 409 are handled, and both "
+        "behaviours tested (`lose_next_answers`, `reject_duplicate_events` at the simulator)",
     ),
     (
         "Rokt",

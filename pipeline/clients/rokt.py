@@ -9,8 +9,9 @@ import requests
 from pipeline.clients.errors import PermanentError, RetryableError
 from pipeline.clients.http import BearerClient, raise_for_status, send
 
-# The Code a Rokt that refuses a second create of one eventId may answer with (reference §7: not
-# documented whether Rokt refuses, upserts or attaches; the simulator can do either)
+# How a Rokt that refuses a second create of one eventId answers: 409, or 400 with this Code.
+# Reference §7: whether Rokt refuses, upserts or attaches is not documented, nor any code; this
+# one is the simulator's (which can do either), 409 is HTTP's own for "exists already".
 DUPLICATE_EVENT_CODE = "DuplicateEventId"
 
 
@@ -60,15 +61,17 @@ class RoktClient(BearerClient):
 
     def create_subscription_event(self, event: dict[str, Any], subscription_ids: list[str]) -> bool:
         """POST /v1/subscriptionevent/{accountCode}; 202 means validated and queued. False when
-        Rokt refuses the eventId as taken (400 DuplicateEventId): our eventIds are one per
-        execution, so an earlier attempt of this one created it (its answer lost to a timeout, a
-        crash, a redelivered task)."""
+        Rokt refuses the eventId as taken (409, or 400 DuplicateEventId): our eventIds are one
+        per execution, so an earlier attempt of this one created it (its answer lost to a
+        timeout, a crash, a redelivered task)."""
         response = self._authorized(
             "POST",
             f"/v1/subscriptionevent/{self.tenant.rokt_account_code}",
             json={"event": event, "subscriptionIds": subscription_ids},
         )
-        if response.status_code == 400 and _error_code(response) == DUPLICATE_EVENT_CODE:
+        if response.status_code == 409 or (
+            response.status_code == 400 and _error_code(response) == DUPLICATE_EVENT_CODE
+        ):
             return False
         raise_for_status(response, "Rokt create event", default_retry_after=1, describe=_error_model)
         return True

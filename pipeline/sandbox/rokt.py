@@ -82,6 +82,8 @@ class RoktSimulator(Simulator):
         self.entries: dict[tuple[str, str], Entry] = {}
         self.event_posts = 0
         self.repeated_event_posts = 0
+        self.refused_repeats = 0  # repeats answered 400 DuplicateEventId (reject_duplicate_events)
+        self.lost_answers = 0  # creates applied and answered 500 (lose_next_answers)
         self.accepted_post_times: list[float] = []
         self.throttled_post_times: list[float] = []
 
@@ -135,10 +137,12 @@ class RoktSimulator(Simulator):
             if event["eventId"] in self.events:
                 self.repeated_event_posts += 1
                 if self.faults.reject_duplicate_events:
+                    self.refused_repeats += 1
                     return _error(400, "DuplicateEventId", f"event {event['eventId']} already exists")
             lose_answer = self.faults.lose_next_answers > 0
             if lose_answer:
                 self.faults.lose_next_answers -= 1
+                self.lost_answers += 1
             stored = self.events.setdefault(
                 event["eventId"], {"event": event, "account": account, "subscriptionIds": []}
             )
@@ -392,6 +396,8 @@ class RoktSimulator(Simulator):
             "events": len(self.events),
             "event_posts": self.event_posts,
             "repeated_event_posts": self.repeated_event_posts,
+            "refused_repeats": self.refused_repeats,
+            "lost_answers": self.lost_answers,
             "calendar_entries": len(landed),
             "pending_calendar_entries": len(self.entries) - len(landed),
             "duplicate_calendar_entries": sum(len(ids) - 1 for ids in seen.values()),

@@ -11,7 +11,7 @@ from pipeline import executions
 from pipeline.clients.errors import RetryableError
 from pipeline.ledger import event_id_for
 from pipeline.subscriptions import apply_subscription
-from pipeline.templates import create_template
+from pipeline.templates import create_template, update_template
 from pipeline.vocabulary import OutboxKind, State
 from pipeline.webhooks import update_execution
 
@@ -158,6 +158,24 @@ def test_an_event_rokt_already_holds_ends_accepted_without_a_dead_letter(runtime
     assert ex.status == "accepted" and not ex.fields.get("error")
     assert not runtime.redis.hlen("rsf:default:dlq")
     assert [r["values"]["Status"] for r in rows(runtime)] == ["accepted"]
+
+
+@responses.activate
+def test_a_taken_event_id_after_the_event_changed_fails_saying_which_version_rokt_shows(runtime, template_id):
+    """Rendered, sent (answer lost), re-rendered from an edited template: Rokt refuses the
+    eventId, and the calendar shows the first version, so the execution must not say accepted."""
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=409)
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
+    executions.render_step(runtime, "default", "e1")
+    executions.render_step(runtime, "default", "e1")  # a redelivered render: the same event
+    assert not runtime.ledger.get("default", "e1").fields.get(executions.RENDER_CHANGED_FIELD)
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "Bye {{FirstName}}"})
+    executions.render_step(runtime, "default", "e1")
+    executions.create_step(runtime, "default", "e1")
+    ex = runtime.ledger.get("default", "e1")
+    assert ex.status == "failed" and "calendar shows that version" in ex.fields["error"]
+    assert runtime.redis.hexists("rsf:default:dlq", "e1")
 
 
 @responses.activate

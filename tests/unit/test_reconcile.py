@@ -62,6 +62,25 @@ def test_unconfirmed_events_are_confirmed_from_rokt_or_resent_with_the_same_id(r
 
 
 @responses.activate
+def test_a_resend_rokt_refuses_does_not_hold_up_the_executions_after_it(runtime):
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    for execution, sub in (("inactive", "s1"), ("taken", "s2"), ("fine", "s3")):
+        accepted(runtime, execution, sub)
+        time.sleep(0.002)  # checked oldest first
+        responses.get(f"https://rokt.test/v1/subscription/{sub}", json={"eventsVisibleToSubscription": []})
+    create = "https://rokt.test/v1/subscriptionevent/acct"
+    responses.post(create, status=400, json={"Code": "ValidationFailed", "Reason": "s1 is not active"})
+    responses.post(create, status=400, json={"Code": "DuplicateEventId", "Reason": "exists"})
+    responses.post(create, status=202)
+    report = reconcile(runtime, "default", Recorder(), Recorder(), NOW)
+    # each was checked; only the last was sent anew (the refused one waits for the final deadline)
+    assert (report.checked, report.resent) == (3, 1)
+    assert {runtime.ledger.get("default", e).status for e in ("inactive", "taken", "fine")} == {"accepted"}
+    awaiting = runtime.ledger.awaiting_key("default")
+    assert runtime.redis.zscore(awaiting, runtime.ledger.member("default", "inactive"))  # checked again
+
+
+@responses.activate
 def test_never_confirmed_past_the_final_deadline_fails_with_row_and_dead_letter(runtime):
     responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
     responses.get("https://rokt.test/v1/subscription/s1", json={"eventsVisibleToSubscription": []})

@@ -46,11 +46,13 @@ def test_a_rokt_create_says_whether_the_event_is_new_or_was_there_already(settin
     responses.post(ROKT_TOKEN, json=rokt_token())
     responses.post(ROKT_CREATE, status=202)
     responses.post(ROKT_CREATE, status=400, json={"Code": "DuplicateEventId", "Reason": "e1 exists"})
+    responses.post(ROKT_CREATE, status=409)
     responses.post(ROKT_CREATE, status=400, json={"Code": "ValidationFailed", "Reason": "no title"})
     responses.post(ROKT_CREATE, status=400, body="not json")
     client = rokt(settings, fake_redis)
     assert client.create_subscription_event(EVENT, ["s1"]) is True
     assert client.create_subscription_event(EVENT, ["s1"]) is False  # an earlier attempt made it
+    assert client.create_subscription_event(EVENT, ["s1"]) is False  # HTTP's own "exists already"
     with pytest.raises(PermanentError, match="ValidationFailed: no title"):
         client.create_subscription_event(EVENT, ["s1"])
     with pytest.raises(PermanentError, match="not json"):
