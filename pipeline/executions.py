@@ -13,6 +13,7 @@ deadline pass racing each other append it once between them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -43,6 +44,25 @@ _SPLIT_IDS = re.compile(r"[\s,;]+")
 
 # The render step's one read: the execution's hash and the template its `templateId` field names
 # (false when there is none). KEYS: exec hash, the tenant's templates hash.
+# What create_step sends, remembered before it is sent (the answer may never come): the render
+# step stores the digest of what it rendered (`eventDigest`), and the create step copies it to
+# `sentDigest` before its first send (HSETNX: the first content sent). When Rokt later refuses
+# the eventId as taken, the two say whether Rokt holds this content or another.
+EVENT_DIGEST_FIELD, SENT_DIGEST_FIELD = "eventDigest", "sentDigest"
+_LOAD_FOR_CREATE = """
+local data = redis.call('HGETALL', KEYS[1])
+local digest = redis.call('HGET', KEYS[1], 'eventDigest')
+if digest and redis.call('HGET', KEYS[1], 'status') == 'queued' then
+  redis.call('HSETNX', KEYS[1], 'sentDigest', digest)
+end
+return data
+"""
+
+
+def _digest(event_json: str, ids_json: str) -> str:
+    return hashlib.sha1(f"{event_json}\n{ids_json}".encode(), usedforsecurity=False).hexdigest()
+
+
 _LOAD_FOR_RENDER = """
 local data = redis.call('HGETALL', KEYS[1])
 local template = redis.call('HGET', KEYS[1], 'templateId')
@@ -245,12 +265,8 @@ def finish(
     return ex
 
 
-def _load_open(rt: Runtime, tenant: str, execution_id: str) -> Execution | None:
-    """The execution if it still needs work; a finished one re-emits its row and returns None."""
-    return _open(tenant, execution_id, rt, rt.ledger.get(tenant, execution_id))
-
-
 def _open(tenant: str, execution_id: str, rt: Runtime, ex: Execution | None) -> Execution | None:
+    """The execution if it still needs work; a finished one re-emits its row and returns None."""
     if ex is None:
         log.warning("execution %s of tenant %s not in the ledger (expired?)", execution_id, tenant)
         return None
@@ -314,16 +330,17 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
             "no subscriptionId in inArguments and no live subscription stored for the contact",
         )
         return False
-    rendered = {"event": _json(event), "subscriptionIds": _json(ids)}
-    if ex.fields.get("event") and any(ex.fields.get(name) != value for name, value in rendered.items()):
-        # rendered before with other content (the template or the contact's subscriptions
-        # changed since): an earlier attempt may have sent that to Rokt (see create_step)
-        rendered[RENDER_CHANGED_FIELD] = "1"
-    rt.ledger.update(tenant, execution_id, **rendered, subscriptionSource=source, renderStartedAt=started_at)
+    event_json, ids_json = _json(event), _json(ids)
+    rt.ledger.update(
+        tenant,
+        execution_id,
+        event=event_json,
+        subscriptionIds=ids_json,
+        subscriptionSource=source,
+        renderStartedAt=started_at,
+        **{EVENT_DIGEST_FIELD: _digest(event_json, ids_json)},
+    )
     return True
-
-
-RENDER_CHANGED_FIELD = "renderChanged"
 
 
 def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
@@ -332,9 +349,12 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     Raises RateLimited / retryable ClientError for the task to retry; a permanent error
     ends the execution `failed` with Rokt's reason.
     """
-    ex = _load_open(rt, tenant, execution_id)
+    member = rt.ledger.member(tenant, execution_id)
+    data = _as_dict(rt.redis.register_script(_LOAD_FOR_CREATE)(keys=[member]))
+    ex = _open(tenant, execution_id, rt, Execution.from_hash(tenant, execution_id, data))
     if ex is None:
         return
+    sent_before = ex.fields.get(SENT_DIGEST_FIELD)  # None: this call is the first to send
     event = _loads(ex.fields.get("event"))
     ids = _loads(ex.fields.get("subscriptionIds"))
     if not event or not ids:  # only a render step stores these; never expected here
@@ -343,6 +363,8 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     try:
         created = rt.rokt(tenant).create_subscription_event(event, ids)
     except PermanentError as exc:
+        if sent_before is None:  # refused: nothing was created, so nothing has been sent yet
+            rt.redis.hdel(member, SENT_DIGEST_FIELD)
         fail(rt, tenant, execution_id, Stage.CREATE_EVENT, exc.error_class, exc.reason)
         return
     except ClientError as exc:
@@ -350,15 +372,15 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
         if getattr(exc, "retry_after", None):
             rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
         raise
-    if not created and ex.fields.get(RENDER_CHANGED_FIELD):
+    if not created and sent_before not in (None, ex.fields.get(EVENT_DIGEST_FIELD)):
         fail(
             rt,
             tenant,
             execution_id,
             Stage.CREATE_EVENT,
             ErrorClass.PERMANENT,
-            "Rokt refuses this eventId as taken by an earlier attempt, which was rendered from "
-            "another template version or other subscriptions: the calendar shows that version",
+            "Rokt refuses this eventId as taken by an earlier attempt, which sent other content "
+            "(another template version or other subscriptions): the calendar shows that version",
         )
         return
     if not created:

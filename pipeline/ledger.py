@@ -101,7 +101,10 @@ redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
 redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[4], 400 * 86400)
-if ARGV[1] == 'accepted' then redis.call('ZADD', KEYS[5], tonumber(ARGV[4]), KEYS[1]) end
+if ARGV[1] == 'accepted' then
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[4]), KEYS[1])
+  redis.call('HSET', KEYS[1], 'acceptedAt', ARGV[4])  -- the confirm deadline's start: the set's score moves
+end
 if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
 if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
   local ttl = tonumber(ARGV[6])

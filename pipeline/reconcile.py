@@ -113,12 +113,6 @@ def reconcile(
     ):
         try:
             _check_accepted(rt, tenant, execution, now, thresholds, report)
-        except PermanentError as exc:
-            # Rokt refuses this one (its re-send, a look-up): the others may be fine. Checked
-            # again after the rest, it ends failed at RECONCILE_FINAL_AFTER if never confirmed;
-            # stopping here would hold every later execution behind it until then
-            log.warning("reconcile: Rokt refuses execution %s: %s", execution, exc)
-            ledger.touch(ledger.awaiting_key(tenant), tenant, execution)
         except (ClientError, RateLimited) as exc:  # Rokt unavailable: look again next run
             log.warning("reconcile: cannot check execution %s now: %s", execution, exc)
             break
@@ -138,7 +132,13 @@ def _check_accepted(
         rt.redis.zrem(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution))
         return
     report.checked += 1
-    accepted_at = rt.redis.zscore(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution)) or now
+    # from the move to accepted (the awaiting set's score moves with each look); a record
+    # accepted before that field existed: the score
+    accepted_at = float(
+        ex.fields.get("acceptedAt")
+        or rt.redis.zscore(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution))
+        or now
+    )
     ids = json.loads(ex.fields.get("subscriptionIds") or "[]")
     client = rt.rokt(tenant)
     for sub_id in ids:
@@ -166,8 +166,14 @@ def _check_accepted(
     event = json.loads(ex.fields.get("event") or "{}")
     # same eventId: Rokt keeps one event per id (or refuses the second, DuplicateEventId), so
     # this cannot duplicate
-    if event and ids and client.create_subscription_event(event, ids):
-        report.resent += 1
+    if event and ids:
+        try:
+            if client.create_subscription_event(event, ids):
+                report.resent += 1
+        except PermanentError as exc:
+            # refused (a subscription gone inactive, ...): looked at again after the others, and
+            # failed at the final deadline; stopping here would hold every later one until then
+            log.warning("reconcile: Rokt refuses to re-send execution %s: %s", execution, exc)
     rt.ledger.touch(rt.ledger.awaiting_key(tenant), tenant, execution)
 
 

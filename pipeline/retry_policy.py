@@ -51,9 +51,9 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
         "409, or 400 `DuplicateEventId`",
         "(success)",
         "the event exists: our `eventId` is one per execution, so an earlier attempt whose answer was "
-        "lost created it; `accepted`, unless the execution was rendered again with other content "
-        "since (an edited template, other subscriptions): then `failed` + dead letter, saying the "
-        "calendar shows the earlier version. Whether and how Rokt refuses a taken `eventId` is not "
+        "lost created it; `accepted`, unless what an earlier attempt sent differs (rendered again "
+        "since from an edited template or other subscriptions): then `failed` + dead letter, "
+        "saying the calendar shows the earlier version. Whether and how Rokt refuses a taken `eventId` is not "
         "documented (reference §7); the simulator's 400 code and HTTP's 409 are handled, and both "
         "behaviours tested (`lose_next_answers`, `reject_duplicate_events` at the simulator)",
     ),

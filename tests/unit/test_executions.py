@@ -160,22 +160,57 @@ def test_an_event_rokt_already_holds_ends_accepted_without_a_dead_letter(runtime
     assert [r["values"]["Status"] for r in rows(runtime)] == ["accepted"]
 
 
+def _render_and_create(runtime, execution="e1"):
+    executions.render_step(runtime, "default", execution)
+    executions.create_step(runtime, "default", execution)
+
+
 @responses.activate
-def test_a_taken_event_id_after_the_event_changed_fails_saying_which_version_rokt_shows(runtime, template_id):
-    """Rendered, sent (answer lost), re-rendered from an edited template: Rokt refuses the
-    eventId, and the calendar shows the first version, so the execution must not say accepted."""
+def test_a_taken_event_id_after_a_lost_answer_of_the_same_content_ends_accepted(runtime, template_id):
     responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=500)  # created, the answer lost on its way back
     responses.post(ROKT_CREATE, status=409)
     claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
-    executions.render_step(runtime, "default", "e1")
-    executions.render_step(runtime, "default", "e1")  # a redelivered render: the same event
-    assert not runtime.ledger.get("default", "e1").fields.get(executions.RENDER_CHANGED_FIELD)
+    with pytest.raises(RetryableError):
+        _render_and_create(runtime)
+    _render_and_create(runtime)  # a redelivered render renders the same event: the retry
+    assert runtime.ledger.get("default", "e1").status == "accepted"
+
+
+@responses.activate
+def test_a_taken_event_id_after_the_event_changed_fails_saying_which_version_rokt_shows(runtime, template_id):
+    """Sent (answer lost), then rendered again from an edited template: Rokt refuses the
+    eventId and the calendar shows the first version, so the execution must not say accepted."""
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=500)
+    responses.post(ROKT_CREATE, status=409)
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
+    with pytest.raises(RetryableError):
+        _render_and_create(runtime)
     update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "Bye {{FirstName}}"})
-    executions.render_step(runtime, "default", "e1")
-    executions.create_step(runtime, "default", "e1")
+    _render_and_create(runtime)
     ex = runtime.ledger.get("default", "e1")
     assert ex.status == "failed" and "calendar shows that version" in ex.fields["error"]
     assert runtime.redis.hexists("rsf:default:dlq", "e1")
+
+
+@responses.activate
+def test_a_version_rokt_refused_outright_does_not_count_as_sent(runtime, template_id):
+    """v1 failed Rokt's validation (nothing created); fixed and replayed, v2 is sent, its answer
+    lost, and its retry refused as taken: that is v2 at Rokt, so accepted."""
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=400, json={"Code": "ValidationFailed", "Reason": "title too long"})
+    responses.post(ROKT_CREATE, status=500)
+    responses.post(ROKT_CREATE, status=409)
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
+    _render_and_create(runtime)
+    assert runtime.ledger.get("default", "e1").status == "failed"
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "Bye {{FirstName}}"})
+    assert runtime.ledger.reopen("default", "e1")
+    with pytest.raises(RetryableError):
+        _render_and_create(runtime)
+    _render_and_create(runtime)
+    assert runtime.ledger.get("default", "e1").status == "accepted"
 
 
 @responses.activate

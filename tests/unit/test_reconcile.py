@@ -2,10 +2,13 @@
 
 import json
 import time
+from types import SimpleNamespace
 
 import responses
 
 from pipeline import executions
+from pipeline import ledger as ledger_module
+from pipeline import reconcile as reconcile_module
 from pipeline.ledger import event_id_for
 from pipeline.reconcile import Thresholds, reconcile
 from pipeline.vocabulary import ErrorClass, Stage, State
@@ -78,6 +81,25 @@ def test_a_resend_rokt_refuses_does_not_hold_up_the_executions_after_it(runtime)
     assert {runtime.ledger.get("default", e).status for e in ("inactive", "taken", "fine")} == {"accepted"}
     awaiting = runtime.ledger.awaiting_key("default")
     assert runtime.redis.zscore(awaiting, runtime.ledger.member("default", "inactive"))  # checked again
+
+
+@responses.activate
+def test_re_sends_do_not_push_the_final_deadline_back(runtime, monkeypatch):
+    """Every look moves the execution back in line; the deadline counts from its acceptance."""
+    clock = [time.time()]
+    fake_time = SimpleNamespace(time=lambda: clock[0], strftime=time.strftime, gmtime=time.gmtime)
+    monkeypatch.setattr(ledger_module, "time", fake_time)  # acceptance, and each look's touch
+    monkeypatch.setattr(reconcile_module, "time", fake_time)
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.get("https://rokt.test/v1/subscription/s1", json={"eventsVisibleToSubscription": []})
+    resend = responses.post("https://rokt.test/v1/subscriptionevent/acct", status=202)
+    accepted(runtime, "e1")
+    thresholds = Thresholds(queued_after=600, confirm_after=900, final_after=7200, dead_letter_cool_down=1e9)
+    for _look in range(8):  # one look every 1,000 s: past 7,200 s at the 8th
+        clock[0] += 1000
+        reconcile(runtime, "default", Recorder(), Recorder(), thresholds)
+    assert resend.call_count == 7
+    assert runtime.ledger.get("default", "e1").status == "failed"
 
 
 @responses.activate
