@@ -74,6 +74,16 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     remaining = _gauge(
         "rsf_limiter_pause_remaining_seconds", "Seconds left of the 429 cool-down.", ["tenant", "vendor"]
     )
+    deferred = CounterMetricFamily(
+        "rsf_limiter_deferred_total",
+        "Calls sent back to a later slot (a limiter ticket) instead of sleeping for it.",
+        labels=["tenant", "vendor"],
+    )
+    late_wakes = CounterMetricFamily(
+        "rsf_limiter_late_wakes_total",
+        "Slots left unused by calls that woke too late for them (an overloaded worker host).",
+        labels=["tenant", "vendor"],
+    )
     executions = _gauge(
         "rsf_executions",
         "Executions by the state they are in now (all time; `queued`: not finished yet).",
@@ -136,6 +146,8 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
         for vendor, lim in t.get("limiter", {}).items():
             paused.add_metric([name, vendor], 1 if lim["paused"] else 0)
             remaining.add_metric([name, vendor], lim["remainingSeconds"])
+            deferred.add_metric([name, vendor], lim.get("deferred", 0))
+            late_wakes.add_metric([name, vendor], lim.get("lateWakes", 0))
         for state, n in t.get("executes", {}).items():
             if state == "received":
                 received.add_metric([name], n)
@@ -168,6 +180,7 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     alive = _gauge("rsf_workers_alive", f"Workers whose heartbeat is younger than {WORKER_STALE_SECONDS} s.")
     alive.add_metric([], sum(1 for age in snap.get("workers", {}).values() if age < WORKER_STALE_SECONDS))
     yield from (info, waiting, unacked, oldest, outbox_waiting, outbox_age, dead, paused, remaining)
+    yield from (deferred, late_wakes)
     yield from (auth_failures, intake_waiting, intake_age)
     yield from (executions, received, released, replayed, webhooks, webhook_types, calls, tokens, reconnect)
     yield from (workers, alive)

@@ -89,6 +89,9 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
     pipe = r.pipeline(transaction=False)
     for vendor in VENDORS:
         pipe.pttl(tenant_key(name, "cooldown", vendor))
+    for vendor in VENDORS:  # pipeline/ratelimit.py counts them
+        pipe.get(tenant_key(name, "ratelimit-deferred", vendor))
+        pipe.get(tenant_key(name, "ratelimit-late", vendor))
     pipe.hgetall(rt.ledger.counts_key(name))
     pipe.hgetall(tenant_key(name, "webhook-counts"))
     pipe.hgetall(tenant_key(name, "webhook-types"))
@@ -98,6 +101,7 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
         pipe.exists(tenant_key(name, "outbox", kind))
     replies = pipe.execute()
     cooldowns, replies = replies[: len(VENDORS)], replies[len(VENDORS) :]
+    limiter_counts, replies = replies[: 2 * len(VENDORS)], replies[2 * len(VENDORS) :]
     counts, webhook_counts, webhook_types, calls, auth_failures, *outbox_exists = replies
     return {
         "status": str(tenant.status) if tenant is not None else "unknown",
@@ -112,8 +116,15 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
         },
         "deadLetters": dead_letters(r, name),
         "limiter": {
-            vendor: {"paused": int(ms) > 0, "remainingSeconds": round(max(0, int(ms)) / 1000, 3)}
-            for vendor, ms in zip(VENDORS, cooldowns, strict=True)
+            vendor: {
+                "paused": int(ms) > 0,
+                "remainingSeconds": round(max(0, int(ms)) / 1000, 3),
+                "deferred": int(deferred or 0),
+                "lateWakes": int(late or 0),
+            }
+            for vendor, ms, deferred, late in zip(
+                VENDORS, cooldowns, limiter_counts[::2], limiter_counts[1::2], strict=True
+            )
         },
         "executes": executes(counts),
         "webhooks": {

@@ -46,13 +46,18 @@ def test_figures_from_redis_at_scrape_time(runtime, fake_redis):
     assert before[("rsf_redis_up", ())] == 1
     assert before[("rsf_workers_alive", ())] == 0
     assert not any(name == "rsf_beat_last_tick_age_seconds" for name, _ in before)  # never ticked: absent
-    RateLimiter(fake_redis, "default", "rokt", 10).pause(60)
+    limiter = RateLimiter(fake_redis, "default", "rokt", 10)
+    limiter.pause(60)
+    fake_redis.incrby(limiter.deferred_key, 7)
+    fake_redis.incrby(limiter.late_key, 2)
     fake_redis.hincrby("rsf:default:calls", "rokt:429", 4)
     fake_redis.lpush("rokt.default", '{"headers": {"id": "m"}, "properties": {}}')
     heartbeats.beat(fake_redis, "worker", "w-1@h")
     after = scrape(runtime)
     assert after[("rsf_limiter_paused", (("tenant", "default"), ("vendor", "rokt")))] == 1
     assert after[("rsf_limiter_pause_remaining_seconds", (("tenant", "default"), ("vendor", "rokt")))] > 50
+    assert after[("rsf_limiter_deferred_total", (("tenant", "default"), ("vendor", "rokt")))] == 7
+    assert after[("rsf_limiter_late_wakes_total", (("tenant", "default"), ("vendor", "rokt")))] == 2
     key = ("rsf_vendor_calls_total", (("status_class", "429"), ("tenant", "default"), ("vendor", "rokt")))
     assert after[key] == 4
     assert after[("rsf_queue_messages_waiting", (("queue", "rokt.default"), ("tenant", "default")))] == 1

@@ -143,7 +143,12 @@ def test_the_limiter_pause_executes_webhooks_and_reconnect(runtime, fake_redis, 
     figures = observe.snapshot(runtime)["tenants"]["default"]
     assert figures["limiter"]["rokt"]["paused"] is True
     assert 29 < figures["limiter"]["rokt"]["remainingSeconds"] <= 30
-    assert figures["limiter"]["sfmc"] == {"paused": False, "remainingSeconds": 0.0}
+    assert figures["limiter"]["sfmc"] == {
+        "paused": False,
+        "remainingSeconds": 0.0,
+        "deferred": 0,
+        "lateWakes": 0,
+    }
     executes = figures["executes"]
     assert (executes["queued"], executes["confirmed"], executes["failed"], executes["accepted"]) == (
         1,
