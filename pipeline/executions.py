@@ -24,7 +24,7 @@ from typing import Any
 import redis
 
 from pipeline import ledger
-from pipeline.clients.errors import ClientError, PermanentError
+from pipeline.clients.errors import ClientError, PermanentError, Throttled, Unauthorized
 from pipeline.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.ledger import Execution
 from pipeline.logsafe import mask
@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 
 _SPLIT_IDS = re.compile(r"[\s,;]+")
 
-# The render step's one read: the execution's hash and the template its `templateId` field names
-# (false when there is none). KEYS: exec hash, the tenant's templates hash.
 # What create_step sends, remembered before it is sent (the answer may never come): the render
 # step stores the digest of what it rendered (`eventDigest`), and the create step copies it to
 # `sentDigest` before its first send (HSETNX: the first content sent). When Rokt later refuses
@@ -63,6 +61,8 @@ def _digest(event_json: str, ids_json: str) -> str:
     return hashlib.sha1(f"{event_json}\n{ids_json}".encode(), usedforsecurity=False).hexdigest()
 
 
+# The render step's one read: the execution's hash and the template its `templateId` field names
+# (false when there is none). KEYS: exec hash, the tenant's templates hash.
 _LOAD_FOR_RENDER = """
 local data = redis.call('HGETALL', KEYS[1])
 local template = redis.call('HGET', KEYS[1], 'templateId')
@@ -362,15 +362,19 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
         return
     try:
         created = rt.rokt(tenant).create_subscription_event(event, ids)
-    except PermanentError as exc:
-        if sent_before is None:  # refused: nothing was created, so nothing has been sent yet
+    except (RateLimited, Throttled, Unauthorized, PermanentError) as exc:
+        # the limiter kept the call back, or Rokt answered without taking the event: nothing
+        # was created, so, when this call was the first to send, nothing has been sent yet
+        if sent_before is None:
             rt.redis.hdel(member, SENT_DIGEST_FIELD)
-        fail(rt, tenant, execution_id, Stage.CREATE_EVENT, exc.error_class, exc.reason)
-        return
+        if isinstance(exc, PermanentError):
+            fail(rt, tenant, execution_id, Stage.CREATE_EVENT, exc.error_class, exc.reason)
+            return
+        if isinstance(exc, ClientError):
+            _record_call_failure(rt, tenant, execution_id, exc)
+        raise
     except ClientError as exc:
-        rt.ledger.update(tenant, execution_id, lastError=exc.reason[:500])
-        if getattr(exc, "retry_after", None):
-            rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
+        _record_call_failure(rt, tenant, execution_id, exc)
         raise
     if not created and sent_before not in (None, ex.fields.get(EVENT_DIGEST_FIELD)):
         fail(
@@ -386,6 +390,12 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     if not created:
         log.info("execution %s: Rokt already holds its event (an earlier attempt sent it)", execution_id)
     finish(rt, tenant, execution_id, State.ACCEPTED)
+
+
+def _record_call_failure(rt: Runtime, tenant: str, execution_id: str, exc: ClientError) -> None:
+    rt.ledger.update(tenant, execution_id, lastError=exc.reason[:500])
+    if getattr(exc, "retry_after", None):
+        rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
 
 
 def fail(

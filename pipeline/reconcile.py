@@ -18,14 +18,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from pipeline import executions, intake, privacy
-from pipeline.clients.errors import ClientError, PermanentError
+from pipeline.clients.errors import ClientError, CredentialsRejected, PermanentError
+from pipeline.ledger import Execution
 from pipeline.ratelimit import RateLimited
 from pipeline.replay import list_dead_letters, replay_one
 from pipeline.runtime import Runtime
@@ -132,17 +135,17 @@ def _check_accepted(
         rt.redis.zrem(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution))
         return
     report.checked += 1
-    # from the move to accepted (the awaiting set's score moves with each look); a record
-    # accepted before that field existed: the score
-    accepted_at = float(
-        ex.fields.get("acceptedAt")
-        or rt.redis.zscore(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution))
-        or now
-    )
+    accepted_at = _accepted_at(rt, tenant, ex, now)
     ids = json.loads(ex.fields.get("subscriptionIds") or "[]")
     client = rt.rokt(tenant)
     for sub_id in ids:
-        subscription = client.subscription(sub_id) or {}
+        try:
+            subscription = client.subscription(sub_id) or {}
+        except CredentialsRejected:
+            raise  # the tenant's every call fails alike: the run stops
+        except PermanentError as exc:  # this subscription's look-up refused: as if not visible
+            log.warning("reconcile: Rokt refuses to show subscription of execution %s: %s", execution, exc)
+            continue
         visible = subscription.get("eventsVisibleToSubscription") or []
         if any(item.get("subscriptionEventId") == ex.event_id for item in visible):
             moved, _ = rt.ledger.transition(tenant, execution, State.CONFIRMED, (State.ACCEPTED,))
@@ -170,11 +173,25 @@ def _check_accepted(
         try:
             if client.create_subscription_event(event, ids):
                 report.resent += 1
+        except CredentialsRejected:
+            raise
         except PermanentError as exc:
             # refused (a subscription gone inactive, ...): looked at again after the others, and
             # failed at the final deadline; stopping here would hold every later one until then
             log.warning("reconcile: Rokt refuses to re-send execution %s: %s", execution, exc)
     rt.ledger.touch(rt.ledger.awaiting_key(tenant), tenant, execution)
+
+
+def _accepted_at(rt: Runtime, tenant: str, ex: Execution, now: float) -> float:
+    """When the execution moved to accepted: the final deadline counts from there (the awaiting
+    set's score moves with each look). A record accepted before `acceptedAt` was stored: its
+    `updatedAt` (set by that move, not changed while accepted), else the score."""
+    if ex.fields.get("acceptedAt"):
+        return float(ex.fields["acceptedAt"])
+    with contextlib.suppress(KeyError, ValueError):
+        return datetime.fromisoformat(ex.fields["updatedAt"]).timestamp()
+    score = rt.redis.zscore(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, ex.execution_id))
+    return float(score or now)
 
 
 def _release_past_deadline(

@@ -55,6 +55,11 @@ class PermanentError(ClientError):
     error_class = ErrorClass.PERMANENT
 
 
+class CredentialsRejected(PermanentError):
+    """The vendor refused our client credentials for a token: every call of the tenant fails
+    alike, so a loop over many items stops at the first."""
+
+
 def retry_after_seconds(value: str | None, default: float) -> float:
     """RFC 9110 Retry-After: delay-seconds or an HTTP-date."""
     if not value:

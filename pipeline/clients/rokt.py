@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from pipeline.clients.errors import PermanentError, RetryableError
+from pipeline.clients.errors import CredentialsRejected, RetryableError
 from pipeline.clients.http import BearerClient, raise_for_status, send
 
 # How a Rokt that refuses a second create of one eventId answers: 409, or 400 with this Code.
@@ -49,7 +49,7 @@ class RoktClient(BearerClient):
             timeout=self.timeout,
         )
         if response.status_code in (400, 401):
-            raise PermanentError(
+            raise CredentialsRejected(
                 f"Rokt token request rejected: HTTP {response.status_code} (check client id/secret)",
                 status=response.status_code,
             )

@@ -10,6 +10,7 @@ import responses
 from pipeline import executions
 from pipeline.clients.errors import RetryableError
 from pipeline.ledger import event_id_for
+from pipeline.ratelimit import RateLimited
 from pipeline.subscriptions import apply_subscription
 from pipeline.templates import create_template, update_template
 from pipeline.vocabulary import OutboxKind, State
@@ -192,6 +193,26 @@ def test_a_taken_event_id_after_the_event_changed_fails_saying_which_version_rok
     ex = runtime.ledger.get("default", "e1")
     assert ex.status == "failed" and "calendar shows that version" in ex.fields["error"]
     assert runtime.redis.hexists("rsf:default:dlq", "e1")
+
+
+@responses.activate
+def test_a_call_the_limiter_held_back_does_not_count_as_sent(runtime, template_id):
+    """v1 deferred by the limiter (never sent), the template edited, v2 sent with its answer
+    lost, and its retry refused as taken: that is v2 at Rokt, so accepted."""
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    responses.post(ROKT_CREATE, status=500)
+    responses.post(ROKT_CREATE, status=409)
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
+    limiter = runtime.limiter("default", "rokt")
+    limiter.pause(5)
+    with pytest.raises(RateLimited):
+        _render_and_create(runtime)
+    runtime.redis.delete(limiter.cooldown_key)
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "Bye {{FirstName}}"})
+    with pytest.raises(RetryableError):
+        _render_and_create(runtime)
+    _render_and_create(runtime)
+    assert runtime.ledger.get("default", "e1").status == "accepted"
 
 
 @responses.activate

@@ -84,6 +84,33 @@ def test_a_resend_rokt_refuses_does_not_hold_up_the_executions_after_it(runtime)
 
 
 @responses.activate
+def test_a_refused_subscription_look_up_counts_as_not_visible_and_holds_nothing_up(runtime):
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    accepted(runtime, "hidden", "s1")
+    time.sleep(0.002)
+    accepted(runtime, "seen", "s2")
+    responses.get("https://rokt.test/v1/subscription/s1", status=403, json={"Code": "Forbidden"})
+    responses.get(
+        "https://rokt.test/v1/subscription/s2",
+        json={"eventsVisibleToSubscription": [{"subscriptionEventId": event_id_for("seen")}]},
+    )
+    responses.post("https://rokt.test/v1/subscriptionevent/acct", status=202)
+    report = reconcile(runtime, "default", Recorder(), Recorder(), NOW)
+    assert (report.checked, report.confirmed, report.resent) == (2, 1, 1)
+    assert runtime.ledger.get("default", "seen").status == "confirmed"
+
+
+@responses.activate
+def test_refused_credentials_stop_the_run_at_the_first_execution(runtime):
+    responses.post(ROKT_TOKEN, status=401, json={"error": "invalid_client"})
+    for execution in ("a", "b", "c"):
+        accepted(runtime, execution)
+    report = reconcile(runtime, "default", Recorder(), Recorder(), NOW)
+    assert report.checked == 1
+    assert len([c for c in responses.calls if c.request.url == ROKT_TOKEN]) == 1
+
+
+@responses.activate
 def test_re_sends_do_not_push_the_final_deadline_back(runtime, monkeypatch):
     """Every look moves the execution back in line; the deadline counts from its acceptance."""
     clock = [time.time()]
