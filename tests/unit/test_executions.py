@@ -166,6 +166,15 @@ def _render_and_create(runtime, execution="e1"):
     executions.create_step(runtime, "default", execution)
 
 
+def _send_an_edited_version_whose_answer_is_lost(runtime, template_id):
+    """The template edited, then its version sent with the answer lost (the next mocked answer:
+    500) and retried (the one after: refused as taken)."""
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "Bye {{FirstName}}"})
+    with pytest.raises(RetryableError):
+        _render_and_create(runtime)
+    _render_and_create(runtime)
+
+
 @responses.activate
 def test_a_taken_event_id_after_a_lost_answer_of_the_same_content_ends_accepted(runtime, template_id):
     responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
@@ -208,10 +217,7 @@ def test_a_call_the_limiter_held_back_does_not_count_as_sent(runtime, template_i
     with pytest.raises(RateLimited):
         _render_and_create(runtime)
     runtime.redis.delete(limiter.cooldown_key)
-    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "Bye {{FirstName}}"})
-    with pytest.raises(RetryableError):
-        _render_and_create(runtime)
-    _render_and_create(runtime)
+    _send_an_edited_version_whose_answer_is_lost(runtime, template_id)
     assert runtime.ledger.get("default", "e1").status == "accepted"
 
 
@@ -226,11 +232,8 @@ def test_a_version_rokt_refused_outright_does_not_count_as_sent(runtime, templat
     claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
     _render_and_create(runtime)
     assert runtime.ledger.get("default", "e1").status == "failed"
-    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "Bye {{FirstName}}"})
     assert runtime.ledger.reopen("default", "e1")
-    with pytest.raises(RetryableError):
-        _render_and_create(runtime)
-    _render_and_create(runtime)
+    _send_an_edited_version_whose_answer_is_lost(runtime, template_id)
     assert runtime.ledger.get("default", "e1").status == "accepted"
 
 
