@@ -362,19 +362,18 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
         return
     try:
         created = rt.rokt(tenant).create_subscription_event(event, ids)
-    except (RateLimited, Throttled, Unauthorized, PermanentError) as exc:
+    except (RateLimited, ClientError) as exc:
         # the limiter kept the call back, or Rokt answered without taking the event: nothing
         # was created, so, when this call was the first to send, nothing has been sent yet
-        if sent_before is None:
+        if sent_before is None and isinstance(exc, (RateLimited, Throttled, Unauthorized, PermanentError)):
             rt.redis.hdel(member, SENT_DIGEST_FIELD)
         if isinstance(exc, PermanentError):
             fail(rt, tenant, execution_id, Stage.CREATE_EVENT, exc.error_class, exc.reason)
             return
         if isinstance(exc, ClientError):
-            _record_call_failure(rt, tenant, execution_id, exc)
-        raise
-    except ClientError as exc:
-        _record_call_failure(rt, tenant, execution_id, exc)
+            rt.ledger.update(tenant, execution_id, lastError=exc.reason[:500])
+            if getattr(exc, "retry_after", None):
+                rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
         raise
     if not created and sent_before not in (None, ex.fields.get(EVENT_DIGEST_FIELD)):
         fail(
@@ -390,12 +389,6 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     if not created:
         log.info("execution %s: Rokt already holds its event (an earlier attempt sent it)", execution_id)
     finish(rt, tenant, execution_id, State.ACCEPTED)
-
-
-def _record_call_failure(rt: Runtime, tenant: str, execution_id: str, exc: ClientError) -> None:
-    rt.ledger.update(tenant, execution_id, lastError=exc.reason[:500])
-    if getattr(exc, "retry_after", None):
-        rt.limiter(tenant, "rokt").pause(exc.retry_after)  # the whole account waits
 
 
 def fail(

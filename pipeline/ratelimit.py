@@ -205,8 +205,8 @@ class RateLimiter:
             # a lateness every call has (a slow Redis) spaces them alike; what bunches calls is
             # lateness that varies, and a long sleep's overshoot is the part seen here
             due = time.monotonic() + float(wait)
-            if (until_due := due - time.monotonic()) > 0:
-                time.sleep(until_due)
+            if float(wait) > 0:
+                time.sleep(float(wait))
             if asks == MAX_ASKS or time.monotonic() - due <= self.late_wake_limit:
                 return
             self.r.incr(self.late_key)
