@@ -1,4 +1,4 @@
-# rokt-sfmc: `make demo` and `make test` work on a fresh machine with Python 3.11+.
+# rokt-sfmc: `make demo` and `make test` work on a fresh machine with a supported Python (setup.cfg).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,13 +6,28 @@ CONTACTS ?= 1000
 POSTMONGER_VERSION ?= 0.0.16
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
+# The supported Pythons, stated once in setup.cfg: python_requires is the floor, and the classifiers
+# name each supported minor version; CI tests the oldest and the newest (make pythons).
+PYTHON_FLOOR := $(shell sed -n 's/^python_requires *= *>= *\([0-9.]*\).*/\1/p' setup.cfg)
+PYTHON_SUPPORTED := $(shell sed -n 's/^ *Programming Language :: Python :: \(3\.[0-9]*\) *$$/\1/p' setup.cfg)
+
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-$(BIN)/python:
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
+# Refuses, in one line and before pip runs, a Python below the floor or one that does not start, and a
+# PYTHON given on the command line that is not the Python the existing virtualenv runs.
+python-check:
+	$(eval PYTHON_SAYS := $(shell $(PYTHON) scripts/check_python.py $(PYTHON_FLOOR) "$(PYTHON_SUPPORTED)" 2>/dev/null))
+	$(if $(filter 2,$(.SHELLSTATUS)),$(error $(PYTHON_SAYS)))
+	$(if $(filter-out 0 2,$(.SHELLSTATUS)),$(error PYTHON=$(PYTHON) does not start (exit $(.SHELLSTATUS)); rokt-sfmc needs Python $(PYTHON_FLOOR) or newer (supported: $(PYTHON_SUPPORTED)): make install PYTHON=/path/to/python3.X))
+	$(if $(PYTHON_SAYS),@echo "$(PYTHON_SAYS)" >&2)
+	$(if $(and $(wildcard $(BIN)/python),$(filter command line,$(origin PYTHON))),$(eval VENV_HAS := $(shell $(BIN)/python scripts/check_python.py --version))$(eval PYTHON_IS := $(shell $(PYTHON) scripts/check_python.py --version)))
+	$(if $(filter-out $(VENV_HAS),$(PYTHON_IS)),$(error $(VENV) runs Python $(VENV_HAS), not the $(PYTHON_IS) of PYTHON=$(PYTHON): make clean first, or add VENV=.venv-$(PYTHON_IS)))
+	@:
+
+$(BIN)/python: | python-check
 	$(PYTHON) -m venv $(VENV)
 
 # Everything installs from the hash-locked requirements-dev.lock (runtime + demo + dev + bench extras;
@@ -33,6 +48,11 @@ dev: $(VENV)/.installed-dev ## the same, with the test and lint tools
 
 demo: install ## run 1000 contacts through the whole stack on sandbox simulators
 	$(BIN)/rokt-sfmc demo --contacts $(CONTACTS)
+
+# CI runs this beside the full suite: `make install` and a 100-contact demo on the oldest and the newest
+# supported Python found on the machine, each in a virtualenv of its own (.venv-<version>).
+pythons: dev ## install + a 100-contact demo on the oldest and the newest supported Python
+	$(BIN)/python scripts/check_pythons.py --contacts 100
 
 lint: dev ## ruff
 	$(BIN)/ruff check .
@@ -90,16 +110,20 @@ else:
 endef
 export AUDIT_REPORT
 
-# Regenerates both locks from setup.cfg for Python 3.11 on Linux (the image's and CI's), keeping the
-# pins already there unless setup.cfg excludes them; UPGRADE=1 moves every pin to the newest release
-# the floors allow. Commit the two files with the setup.cfg change that caused them.
-PIP_COMPILE = CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --generate-hashes --strip-extras \
-	--allow-unsafe --all-build-deps --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+# Regenerates both locks from setup.cfg as universal locks (uv pip compile --universal): one file holds
+# for every supported Python from the floor up and every platform, a dependency that only some need
+# carrying its environment marker (async-timeout for redis below 3.11.3), which pip evaluates at install.
+# The pins already there are kept unless setup.cfg excludes them; UPGRADE=1 moves every pin to the newest
+# release the floors allow. The build backend (pyproject.toml's build-system, read there) is locked too:
+# the project installs without build isolation. Commit both files with the setup.cfg change behind them.
+UV_VERSION := 0.13.9
+BUILD_REQUIRES = $(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version $(PYTHON_FLOOR) --generate-hashes \
+	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) pyproject.toml -
 lock: $(BIN)/python ## regenerate requirements.lock and requirements-dev.lock (UPGRADE=1: newest allowed)
-	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "make lock: run it with Python 3.11 (the image and CI run 3.11)"'
-	$(BIN)/python -m pip install --quiet 'pip-tools>=7.4,<8'
-	$(PIP_COMPILE) --output-file requirements.lock setup.cfg
-	$(PIP_COMPILE) --extra dev --extra bench --extra demo --output-file requirements-dev.lock setup.cfg
+	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'
+	$(BUILD_REQUIRES) | $(UV_COMPILE) --output-file requirements.lock
+	$(BUILD_REQUIRES) | $(UV_COMPILE) --extra dev --extra bench --extra demo --output-file requirements-dev.lock
 
 # The base image by digest: resolves the tag of the Dockerfile's PYTHON_IMAGE where Docker runs and
 # prints the line to put in the Dockerfile (the image is pinned once it names @sha256:...).
@@ -120,6 +144,6 @@ postmonger: ## refresh the vendored Postmonger from the npm registry (POSTMONGER
 	$(PYTHON) scripts/vendor_postmonger.py $(POSTMONGER_VERSION)
 
 clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info
+	rm -rf $(VENV) .venv-*/ .pytest_cache .ruff_cache .hypothesis *.egg-info
 
-.PHONY: help install dev demo lint audit test lock pin-image bench postmonger clean
+.PHONY: help python-check pythons install dev demo lint audit test lock pin-image bench postmonger clean

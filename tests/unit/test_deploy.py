@@ -8,6 +8,7 @@ import re
 import runpy
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -382,6 +383,113 @@ def test_locks_pin_every_requirement_with_hashes_within_the_floors():
                 f"{name}=={lock[name]} is outside {requirement.specifier}: make lock"
             )
     assert {"setuptools", "wheel"} <= set(runtime), "the build backend is locked too (--no-build-isolation)"
+
+
+def lock_requirements(path: Path) -> list:
+    """Each entry of a lock as a Requirement, its environment marker included."""
+    from packaging.requirements import Requirement
+
+    entries = re.findall(r"^([A-Za-z0-9][^\n]*?)\s*\\$", path.read_text(), re.M)
+    return [Requirement(entry) for entry in entries]
+
+
+def supported_pythons() -> tuple[str, list[str]]:
+    """setup.cfg's floor and supported minor versions (what the Makefile and the README state)."""
+    from setuptools.config.setupcfg import read_configuration
+
+    config = read_configuration(str(ROOT / "setup.cfg"))
+    floor = re.search(r">=\s*([\d.]+)", str(config["options"]["python_requires"])).group(1)
+    classifiers = config["metadata"]["classifiers"]
+    return floor, [
+        c.rsplit(" ", 1)[1]
+        for c in classifiers
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+
+
+def missing_from_lock(locked: list, roots: list[str], python: str) -> list[str]:
+    """What a Linux CPython `python` would need and the lock does not give it: the requirement tree
+    from `roots`, walked through the installed packages' metadata with each marker evaluated for
+    `python` (a package this Python does not have installed is checked, not walked into)."""
+    from importlib import metadata
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    def canonical(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    minor = ".".join(python.split(".")[:2])
+    env = default_environment() | {
+        "python_version": minor,
+        "python_full_version": python,
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+    }
+    pins = {canonical(r.name): r for r in locked if r.marker is None or r.marker.evaluate(env)}
+    missing, seen = [], set()
+    queue = [(Requirement(line), {""}, "setup.cfg") for line in roots]
+    while queue:
+        requirement, extras, parent = queue.pop()
+        if requirement.marker and not any(requirement.marker.evaluate(env | {"extra": e}) for e in extras):
+            continue
+        name = canonical(requirement.name)
+        pin = pins.get(name)
+        if pin is None:
+            missing.append(f"{name} (for {parent})")
+            continue
+        version = next(iter(pin.specifier)).version
+        if not requirement.specifier.contains(version, prereleases=True):
+            missing.append(f"{name}{requirement.specifier} (for {parent}; the lock has {version})")
+        for extra in {""} | requirement.extras:
+            if (name, extra) in seen:
+                continue
+            seen.add((name, extra))
+            try:
+                requires = metadata.distribution(name).requires or []
+            except metadata.PackageNotFoundError:
+                continue
+            queue += [(Requirement(line), {"", extra}, name) for line in requires]
+    return missing
+
+
+def test_each_lock_holds_what_every_supported_python_needs():
+    """One lock serves every supported Python: a dependency that only some Pythons need (redis's
+    async-timeout below 3.11.3) must be in it with its marker, or pip refuses the lock there."""
+    from setuptools.config.setupcfg import read_configuration
+
+    options = read_configuration(str(ROOT / "setup.cfg"))["options"]
+    runtime = options["install_requires"]
+    dev = runtime + [r for extra in ("dev", "bench", "demo") for r in options["extras_require"][extra]]
+    floor, minors = supported_pythons()
+    pythons = [floor + ".0"] + [f"{minor}.{patch}" for minor in minors for patch in (0, 99)]
+    for path, roots in zip(LOCKS, (runtime, dev), strict=True):
+        locked = lock_requirements(path)
+        for python in pythons:
+            assert not missing_from_lock(locked, roots, python), f"{path.name} on Python {python}: make lock"
+
+
+def test_the_makefile_refuses_a_python_below_the_floor_in_one_line():
+    """The floor comes from setup.cfg; the check runs under the Python it judges."""
+    floor, minors = supported_pythons()
+    script = ROOT / "scripts" / "check_python.py"
+    major, minor = (int(n) for n in floor.split(".")[:2])
+    done = subprocess.run(
+        [sys.executable, str(script), f"{major}.{minor + 1}", " ".join(minors)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stderr == ""
+    assert done.stdout.count("\n") == 1 and f"needs Python {major}.{minor + 1} or newer" in done.stdout
+    assert sys.executable in done.stdout and f"supported: {', '.join(minors)}" in done.stdout
+    done = subprocess.run(
+        [sys.executable, str(script), floor, " ".join(minors)], capture_output=True, text=True
+    )
+    assert (done.returncode, done.stdout) == (0, "")
+    make = MAKEFILE.read_text()
+    assert "scripts/check_python.py $(PYTHON_FLOOR)" in make and "$(BIN)/python: | python-check" in make
 
 
 def test_the_image_and_ci_install_from_the_locks_with_hashes():
