@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONTACTS ?= 1000
 POSTMONGER_VERSION ?= 0.0.16
+AXE_VERSION ?= 4.14.1
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # The supported Pythons, stated once in setup.cfg: python_requires is the floor, and the classifiers
@@ -141,9 +142,12 @@ bench: dev ## benchmarks beside their baselines (BENCH_QUICK=1: < 5 min); writes
 	@if [ -z "$$BENCH_OUT" ]; then $(BIN)/python -m bench.markdown --readme; fi
 
 postmonger: ## refresh the vendored Postmonger from the npm registry (POSTMONGER_VERSION, default 0.0.16)
-	$(PYTHON) scripts/vendor_postmonger.py $(POSTMONGER_VERSION)
+	$(PYTHON) scripts/vendor_npm.py postmonger $(POSTMONGER_VERSION)
+
+axe: ## refresh the browser tests' vendored axe-core from the npm registry (AXE_VERSION, default 4.14.1)
+	$(PYTHON) scripts/vendor_npm.py axe-core $(AXE_VERSION)
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .venv-*/ .pytest_cache .ruff_cache .hypothesis *.egg-info
 
-.PHONY: help python-check pythons install dev demo lint audit test lock pin-image bench postmonger clean
+.PHONY: help python-check pythons install dev demo lint audit test lock pin-image bench postmonger axe clean

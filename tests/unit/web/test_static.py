@@ -48,3 +48,14 @@ def test_postmonger_and_the_icons_are_served_from_the_activity_path(client):
 def test_nothing_else_is_served(client, path):
     answer = client.get(path)
     assert answer.status_code == 404 and answer.is_json
+
+
+def test_the_vendored_axe_core_is_the_recorded_npm_release():
+    """The browser tests' accessibility checker (tests/browser/a11y.py) is the pinned npm file."""
+    from tests.browser.a11y import AXE
+    from tests.browser.a11y import RECORD as AXE_RECORD
+
+    assert (AXE_RECORD["package"], AXE_RECORD["file"]) == ("axe-core", AXE.name)
+    assert hashlib.sha256(AXE.read_bytes()).hexdigest() == AXE_RECORD["sha256"]
+    assert AXE_RECORD["integrity"].startswith("sha512-")
+    assert "Mozilla Public License" in (AXE.parent / "axe.LICENSE").read_text()
