@@ -95,11 +95,6 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     replayed = CounterMetricFamily(
         "rsf_executions_replayed_total", "Failed executions re-queued by a replay.", labels=["tenant"]
     )
-    released = CounterMetricFamily(
-        "rsf_executions_released_total",
-        "Claims undone because the enqueue failed (Journey Builder sends the execute again).",
-        labels=["tenant"],
-    )
     webhooks = CounterMetricFamily(
         "rsf_webhooks_total",
         "Rokt webhooks received, by outcome (received, duplicate, released: claim undone, Rokt resends).",
@@ -153,8 +148,6 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
                 received.add_metric([name], n)
             elif state == "replayed":
                 replayed.add_metric([name], n)
-            elif state == "released":
-                released.add_metric([name], n)
             else:
                 executions.add_metric([name, state], n)
         hooks = t.get("webhooks", {})
@@ -182,7 +175,7 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     yield from (info, waiting, unacked, oldest, outbox_waiting, outbox_age, dead, paused, remaining)
     yield from (deferred, late_wakes)
     yield from (auth_failures, intake_waiting, intake_age)
-    yield from (executions, received, released, replayed, webhooks, webhook_types, calls, tokens, reconnect)
+    yield from (executions, received, replayed, webhooks, webhook_types, calls, tokens, reconnect)
     yield from (workers, alive)
     broker = snap.get("broker")
     if broker is not None:

@@ -170,27 +170,6 @@ return 1
 """
 )
 
-# KEYS: exec hash, open set, counts, template-open hash; ARGV: tenant prefix
-_RELEASE_CLAIM = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-local event = redis.call('HGET', KEYS[1], 'eventId') or ''
-if redis.call('HGET', KEYS[1], 'tracked') == '1' then
-  local template = redis.call('HGET', KEYS[1], 'templateId')
-  if status == 'queued' and template and template ~= '' then
-    if redis.call('HINCRBY', KEYS[4], template, -1) <= 0 then redis.call('HDEL', KEYS[4], template) end
-  end
-  local activity = redis.call('HGET', KEYS[1], 'activityId')
-  if activity and activity ~= '' then
-    redis.call('HINCRBY', ARGV[1] .. 'activity:' .. activity .. ':counts', status, -1)
-  end
-end
-redis.call('DEL', KEYS[1], ARGV[1] .. 'event:' .. event)
-redis.call('ZREM', KEYS[2], KEYS[1])
-redis.call('HINCRBY', KEYS[3], 'released', 1)
-return 1
-"""
-
 # KEYS: exec hash, open set, awaiting set, template-open hash, contact index;
 # ARGV: tenant prefix, execution id
 # Erase one execution (`rokt-sfmc forget`): the hash and its eventId index go; a queued one stops
@@ -313,7 +292,6 @@ class Ledger:
         self._transition = r.register_script(_TRANSITION)
         self._transition_get = r.register_script(_TRANSITION_GET)
         self._reopen = r.register_script(_REOPEN)
-        self._release_claim = r.register_script(_RELEASE_CLAIM)
         self._forget = r.register_script(_FORGET)
 
     @staticmethod
@@ -421,16 +399,6 @@ class Ledger:
         ]
         args = [self.ttl_seconds, time.time(), execution, self._prefix(tenant), *flat]
         return bool(self._claim(keys=keys, args=args))
-
-    def release_claim(self, tenant: str, execution: str) -> None:
-        """Undo a claim whose enqueue failed, so the JB retry can claim and enqueue again."""
-        keys = [
-            self._key(tenant, execution),
-            self.open_key(tenant),
-            self.counts_key(tenant),
-            self.template_open_key(tenant),
-        ]
-        self._release_claim(keys=keys, args=[self._prefix(tenant)])
 
     def get(self, tenant: str, execution: str) -> Execution | None:
         return Execution.from_hash(tenant, execution, self.r.hgetall(self._key(tenant, execution)))

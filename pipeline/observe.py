@@ -150,17 +150,15 @@ def _outbox(rt: Runtime, name: str, kind: OutboxKind) -> dict[str, Any]:
 
 
 def executes(counts: dict[str, str]) -> dict[str, int]:
-    """Executions by state from the ledger's per-tenant counts, plus `received` (claims ever),
-    `released` (claims undone because the enqueue failed: Journey Builder sends them again) and
+    """Executions by state from the ledger's per-tenant counts, plus `received` (claims ever) and
     `replayed` (failed ones re-queued); each only grows. The ledger counts each execution in the
-    state it is in, but never counts `queued`: that is what the kept claims have not left."""
+    state it is in, but never counts `queued`: that is what the claims have not left."""
     values = {state: int(counts.get(state, 0)) for state in State if state != State.QUEUED}
-    received, released = int(counts.get("received", 0)), int(counts.get("released", 0))
+    received = int(counts.get("received", 0))
     return {
-        State.QUEUED.value: max(0, received - released - sum(values.values())),
+        State.QUEUED.value: max(0, received - sum(values.values())),
         **{str(state): n for state, n in values.items()},
         "received": received,
-        "released": released,
         "replayed": int(counts.get("replayed", 0)),
     }
 

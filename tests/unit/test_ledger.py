@@ -38,14 +38,6 @@ def test_transition_only_from_allowed_states(fake_redis):
     assert ledger.counts("t") == {"received": 1, "accepted": 0, "confirmed": 1}
 
 
-def test_release_claim_allows_a_new_claim(fake_redis):
-    ledger = Ledger(fake_redis)
-    ledger.claim("t", "e1", {})
-    ledger.release_claim("t", "e1")
-    assert ledger.get("t", "e1") is None
-    assert ledger.claim("t", "e1", {}) is True
-
-
 # -- per-template open counts and per-activity stats, kept by the Lua scripts --
 
 
@@ -79,25 +71,7 @@ def test_template_open_count_follows_queued_executions(fake_redis):
     assert ledger.reopen("t", "e2") is False  # only a failed execution reopens
     assert ledger.open_count_for_template("t", "tpl-1") == 1
 
-    ledger.release_claim("t", "e3")
-    assert ledger.open_count_for_template("t", "tpl-2") == 0
     assert fake_redis.ttl(ledger.template_open_key("t")) > 0
-
-
-def test_release_claim_undoes_the_counts_and_the_event_index(fake_redis):
-    ledger = Ledger(fake_redis)
-    claim(ledger, "e1")
-    assert ledger.execution_for_event("t", "ev-e1") == "e1"
-    ledger.release_claim("t", "e1")
-    assert ledger.execution_for_event("t", "ev-e1") is None
-    # the counters only grow (the exporter's are Prometheus counters): received stays, released counts
-    assert ledger.open_count("t") == 0 and ledger.counts("t")["received"] == 1
-    assert ledger.counts("t")["released"] == 1
-    assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 0
-    ledger.release_claim("t", "e1")  # nothing left: no counter moves
-    assert ledger.counts("t")["received"] == 1 and ledger.counts("t")["released"] == 1
-    assert claim(ledger, "e1")
-    assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 1
 
 
 def test_activity_stats_count_states_and_top_failures(fake_redis):

@@ -6,6 +6,7 @@ import datetime
 import io
 import json
 import logging
+import re
 import time
 
 import jwt
@@ -181,7 +182,8 @@ def test_request_id_is_echoed_when_sane_else_a_new_one(settings, fake_redis):
     url = "/t/default/activity/config.json"
     assert client.get(url, headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
     generated = client.get(url).headers["X-Request-ID"]
-    assert len(generated) == 32 and int(generated, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{32}", generated), generated
+    assert client.get(url).headers["X-Request-ID"] != generated, "a new one per request"
     for insane in ("x" * 129, "has space", "caf\u00e9", ""):
         answer = client.get(url, headers={"X-Request-ID": insane}).headers["X-Request-ID"]
         assert answer != insane and len(answer) == 32
