@@ -20,7 +20,7 @@ from typing import Any
 import redis
 
 from pipeline.store import tenant_key
-from pipeline.vocabulary import TERMINAL_STATES, State
+from pipeline.vocabulary import NEXT_STATES, TERMINAL_STATES, State
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
 EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
@@ -84,18 +84,23 @@ end
 """
 
 # KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash;
-# ARGV: new status, allowed-from csv, now (iso), now (epoch), tenant prefix, ttl,
-#       failure reason (used when the new status is failed), field/value pairs
+# ARGV: new status, allowed-from csv (checked against NEXT_STATES before the call), now (iso),
+#       now (epoch), tenant prefix, ttl, failure reason (used when the new status is failed),
+#       '1' to answer the execution's hash after the move as a third element, field/value pairs
 _TRANSITION = (
     _UNCOUNT_FAILURE
     + """
+local function answer(moved, current)
+  if ARGV[8] ~= '1' then return {moved, current} end
+  return {moved, current, redis.call('HGETALL', KEYS[1])}
+end
 local current = redis.call('HGET', KEYS[1], 'status')
-if not current then return {0, ''} end
+if not current then return answer(0, '') end
 local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
-if not allowed then return {0, current} end
+if not allowed then return answer(0, current) end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[3])
-if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
+if #ARGV > 8 then redis.call('HSET', KEYS[1], unpack(ARGV, 9)) end
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
@@ -129,15 +134,8 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
     end
   end
 end
-return {1, current}
+return answer(1, current)
 """
-)
-# The same move, answering the execution's hash as it is after it as well (a third element;
-# empty when there is no execution): the worker emits the row it reads, in one round trip.
-_TRANSITION_GET = (
-    _TRANSITION.replace("return {0, ''}", "return {0, '', {}}")
-    .replace("return {0, current}", "return {0, current, redis.call('HGETALL', KEYS[1])}")
-    .replace("return {1, current}", "return {1, current, redis.call('HGETALL', KEYS[1])}")
 )
 
 # KEYS: exec hash, open set, counts, template-open hash; ARGV: now (epoch), now (iso), tenant prefix, ttl
@@ -250,6 +248,10 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+class IllegalTransition(RuntimeError):
+    """A move that `vocabulary.NEXT_STATES` does not allow: a defect in the caller, never data."""
+
+
 @dataclass
 class Execution:
     tenant: str
@@ -290,7 +292,6 @@ class Ledger:
         self.ttl_seconds = ttl_days * 86400
         self._claim = r.register_script(_CLAIM)
         self._transition = r.register_script(_TRANSITION)
-        self._transition_get = r.register_script(_TRANSITION_GET)
         self._reopen = r.register_script(_REOPEN)
         self._forget = r.register_script(_FORGET)
 
@@ -418,7 +419,7 @@ class Ledger:
 
         A move to failed counts its `error` value (cut to 200 characters) among the activity's
         failure reasons."""
-        moved, previous = self._move(self._transition, tenant, execution, to_status, allowed_from, values)[:2]
+        moved, previous = self._move(tenant, execution, to_status, allowed_from, values, answer_hash=False)
         return bool(int(moved)), previous
 
     def transition_get(
@@ -432,20 +433,23 @@ class Ledger:
         """transition(), answering (moved, the execution as it is after the call) in the same
         round trip (None when it is not in the ledger)."""
         moved, _previous, flat = self._move(
-            self._transition_get, tenant, execution, to_status, allowed_from, values
+            tenant, execution, to_status, allowed_from, values, answer_hash=True
         )
         data = dict(zip(flat[::2], flat[1::2], strict=True))
         return bool(int(moved)), Execution.from_hash(tenant, execution, data)
 
     def _move(
         self,
-        script: Any,
         tenant: str,
         execution: str,
         to_status: State,
         allowed_from: tuple[State, ...],
         values: dict[str, str],
+        answer_hash: bool,
     ) -> list[Any]:
+        illegal = [state for state in allowed_from if to_status not in NEXT_STATES[State(state)]]
+        if illegal:
+            raise IllegalTransition(f"{', '.join(illegal)} -> {to_status} is not in NEXT_STATES")
         flat = [item for pair in values.items() for item in pair]
         keys = [
             self._key(tenant, execution),
@@ -464,12 +468,15 @@ class Ledger:
             self._prefix(tenant),
             self.ttl_seconds,
             reason,
+            "1" if answer_hash else "0",
             *flat,
         ]
-        return script(keys=keys, args=args)
+        return self._transition(keys=keys, args=args)
 
     def reopen(self, tenant: str, execution: str) -> bool:
         """failed -> queued for a replay (fresh attempts and time budget); False otherwise."""
+        if State.QUEUED not in NEXT_STATES[State.FAILED]:
+            raise IllegalTransition("failed -> queued is not in NEXT_STATES")
         keys = [
             self._key(tenant, execution),
             self.open_key(tenant),

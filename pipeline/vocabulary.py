@@ -25,6 +25,25 @@ class State(StrEnum):
 
 TERMINAL_STATES = frozenset(State) - {State.QUEUED}
 
+# Every allowed state change, written once: a state and the states it may move to. The ledger
+# refuses any other move (`pipeline.ledger.IllegalTransition`); a caller may narrow a move to
+# fewer from-states, never widen it. A state without a next state is final.
+NEXT_STATES: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.ACCEPTED, State.NO_SUBSCRIPTION, State.MISSING_FIELD, State.FAILED}),
+    # webhooks confirm or remove; reconciliation fails an event Rokt never confirmed
+    State.ACCEPTED: frozenset({State.CONFIRMED, State.REMOVED, State.FAILED}),
+    State.CONFIRMED: frozenset({State.REMOVED}),  # the subscriber took it out of the calendar
+    State.FAILED: frozenset({State.QUEUED}),  # a replay sends it through the pipeline again
+    State.NO_SUBSCRIPTION: frozenset(),
+    State.MISSING_FIELD: frozenset(),
+    State.REMOVED: frozenset(),
+}
+
+
+def states_leading_to(state: State) -> tuple[State, ...]:
+    """The states the table lets move to `state`."""
+    return tuple(s for s, after in NEXT_STATES.items() if state in after)
+
 
 class Stage(StrEnum):
     """Where something failed for good: each dead letter names its stage, and a replay is

@@ -19,7 +19,7 @@ from pipeline.deadletters import record_exception
 from pipeline.runtime import Runtime
 from pipeline.store import tenant_key
 from pipeline.subscriptions import attributes, process_subscription_event
-from pipeline.vocabulary import OutboxKind, Stage, State
+from pipeline.vocabulary import OutboxKind, Stage, State, states_leading_to
 from schemas.rokt_webhook import (
     EVENT_ADDED,
     EVENT_DELETED,
@@ -139,8 +139,7 @@ def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State
     execution = rt.ledger.execution_for_event(tenant, rokt_event_id)
     if execution is None:
         return False  # an event another system sent to this calendar
-    allowed = (State.ACCEPTED,) if target == State.CONFIRMED else (State.ACCEPTED, State.CONFIRMED)
-    moved, previous = rt.ledger.transition(tenant, execution, target, allowed)
+    moved, previous = rt.ledger.transition(tenant, execution, target, states_leading_to(target))
     if not moved:
         if previous == State.QUEUED:
             raise NotYetAccepted(execution)

@@ -1,7 +1,9 @@
 """Ledger state rules, on fakeredis with Lua."""
 
-from pipeline.ledger import Ledger, event_id_for, execution_id
-from pipeline.vocabulary import State
+import pytest
+
+from pipeline.ledger import IllegalTransition, Ledger, event_id_for, execution_id
+from pipeline.vocabulary import NEXT_STATES, State, states_leading_to
 
 
 def test_ids_are_deterministic_and_distinct():
@@ -36,6 +38,31 @@ def test_transition_only_from_allowed_states(fake_redis):
     assert ledger.transition("t", "missing", State.ACCEPTED) == (False, "")
     assert ledger.open_count("t") == 0
     assert ledger.counts("t") == {"received": 1, "accepted": 0, "confirmed": 1}
+
+
+def test_every_state_has_its_next_states_and_reaches_a_final_one():
+    """NEXT_STATES is the one table of moves: every state is in it, and none is a dead end short
+    of a final state (one with no next state), so nothing can wait for ever."""
+    assert set(NEXT_STATES) == set(State)
+    final = {state for state, after in NEXT_STATES.items() if not after}
+    assert final and State.QUEUED not in final
+    for start in State:
+        seen, frontier = {start}, [start]
+        while frontier:
+            frontier = [n for s in frontier for n in NEXT_STATES[s] if n not in seen]
+            seen.update(frontier)
+        assert seen & final, f"{start} never reaches a final state"
+
+
+def test_the_ledger_refuses_a_move_the_table_does_not_allow(fake_redis):
+    ledger = Ledger(fake_redis)
+    ledger.claim("t", "e1", {})
+    with pytest.raises(IllegalTransition, match="queued -> confirmed"):
+        ledger.transition("t", "e1", State.CONFIRMED)  # from queued: not in the table
+    with pytest.raises(IllegalTransition, match="removed -> queued"):
+        ledger.transition_get("t", "e1", State.QUEUED, (State.FAILED, State.REMOVED))
+    assert ledger.get("t", "e1").status == State.QUEUED  # refused before Redis was touched
+    assert states_leading_to(State.REMOVED) == (State.ACCEPTED, State.CONFIRMED)
 
 
 # -- per-template open counts and per-activity stats, kept by the Lua scripts --
