@@ -19,8 +19,6 @@ from pipeline.ledger import now_iso
 from pipeline.store import tenant_key
 from pipeline.vocabulary import Stage
 
-DEAD_LETTER_RETENTION_DAYS = 30  # the setting's default: the ledger's TTL, after which a replay cannot run
-
 
 def dead_letter_key(tenant: str) -> str:
     """The tenant's dead-letter store: a hash, item id -> JSON record."""

@@ -171,8 +171,8 @@ def remember_tenant_secrets(tenant: Tenant | None) -> None:
 
 
 def remember_settings_secrets(settings: Settings) -> None:
-    remember_secrets([*getattr(settings, "secret_key", ()), getattr(settings, "sfmc_app_client_secret", "")])
-    for tenant in getattr(settings, "tenants", {}).values():
+    remember_secrets([*settings.secret_key, settings.sfmc_app_client_secret])
+    for tenant in settings.tenants.values():
         remember_tenant_secrets(tenant)
 
 
@@ -245,7 +245,7 @@ def configure_logging(
     unless `force`; handlers already on the root logger (a host's, a test's) are kept and get
     the redaction filter too. Returns the handler it installed."""
     global _configured
-    log_format = getattr(settings, "log_format", "json")
+    log_format = settings.log_format
     fmt = formatter(process, log_format)  # validates process and format before changing anything
     with _lock:
         if _configured is not None and not force:
@@ -263,7 +263,7 @@ def configure_logging(
         for existing in root.handlers:
             if not any(isinstance(f, RedactFilter) for f in existing.filters):
                 existing.addFilter(RedactFilter())
-        root.setLevel(getattr(settings, "log_level", "INFO"))
+        root.setLevel(settings.log_level)
         _configured = process
     return handler
 

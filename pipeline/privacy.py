@@ -38,7 +38,6 @@ from pipeline.vocabulary import OutboxKind
 
 log = logging.getLogger(__name__)
 
-ERASURE_AUDIT_DAYS = 730  # default of the setting
 SCAN_COUNT = 1000
 _SALT_KEY = f"{PREFIX}:_privacy:salt"  # per deployment, created on first use
 
@@ -123,15 +122,11 @@ RETENTION: tuple[Retention, ...] = (
 # sets (execution keys), Celery messages (tenant and ids only). No logs are kept in Redis.
 
 
-def _days(settings: Any, name: str, default: float) -> float:
-    return float(getattr(settings, name, default))
-
-
 def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: int = 500) -> dict[str, int]:
     """One bounded retention step for the tenant (the reconciler runs it every pass)."""
     now = time.time() if now is None else now
-    dlq_days = _days(rt.settings, "dead_letter_retention_days", deadletters.DEAD_LETTER_RETENTION_DAYS)
-    audit_days = _days(rt.settings, "erasure_audit_days", ERASURE_AUDIT_DAYS)
+    dlq_days = float(rt.settings.dead_letter_retention_days)
+    audit_days = float(rt.settings.erasure_audit_days)
     trimmed = {"deadLetters": 0, "replayedDeadLetters": 0, "erasureAudit": 0}
     if dlq_days > 0:
         cutoff = now - dlq_days * 86400

@@ -1,11 +1,12 @@
 """The one settings object, built from environment variables.
 
-Every variable the service reads is listed in ``SETTINGS_TABLE`` (rendered into the README)
-and read once here. Each default is written once, as the default of the ``Settings`` or
-``Tenant`` field of the same (lower-case) name; a variable that is unset or empty takes it,
-and an empty default means "required where used". Tenants live in the
-registry (``pipeline.tenants``: App Settings, ``rokt-sfmc tenants add``); ``TENANTS_FILE`` (TOML)
-or, without it, the tenant variables (a single tenant named ``default``) seed pinned tenants.
+Each setting is declared once, as a field of ``Settings`` or ``Tenant`` made by ``setting()``:
+its default (what an unset or empty variable takes; an empty default means "required where
+used"), what it means, and how its variable (the upper-cased field name) is read. From those
+declarations come ``SETTINGS_TABLE`` (the docs' table and .env.example's check) and
+``load_settings``. Tenants live in the registry (``pipeline.tenants``: App Settings,
+``rokt-sfmc tenants add``); ``TENANTS_FILE`` (TOML) or, without it, the tenant variables (a single
+tenant named ``default``) seed pinned tenants.
 """
 
 from __future__ import annotations
@@ -178,6 +179,13 @@ def tenant_problems(tenant: Tenant, *, sandbox: bool, only: set[str] | None = No
     return problems
 
 
+def setting(default: Any, help: str, *, parse: Callable[[str], Any] = str, repr: bool = True) -> Any:
+    """One setting, declared once: its default (what an unset or empty variable takes), what it
+    means (the docs' table and .env.example) and how its variable is read (Settings fields only;
+    a tenant's are read by schemas.tenants). The variable is the upper-cased field name."""
+    return field(default=default, repr=repr, metadata={"help": help, "parse": parse})
+
+
 def _with_previous(current: str, previous: str, until: float, now: float) -> tuple[str, ...]:
     values = [current] if current else []
     if previous and now < until:
@@ -190,27 +198,44 @@ class Tenant:
     """One brand: its SFMC package and Rokt Calendar account. Secrets never print."""
 
     name: str
-    jb_jwt_secret: str = field(default="", repr=False)
-    rokt_api_base_url: str = "https://api.roktcalendar.com"
-    rokt_client_id: str = ""
-    rokt_client_secret: str = field(default="", repr=False)
-    rokt_account_code: str = ""
-    rokt_rate_limit: float = 50.0
-    sfmc_auth_base_url: str = ""
-    sfmc_client_id: str = ""
-    sfmc_client_secret: str = field(default="", repr=False)
-    sfmc_account_id: str = ""
-    sfmc_status_de_key: str = "RoktCalendarEventStatus"
-    sfmc_subscription_de_key: str = "RoktCalendarSubscription"
-    sfmc_rate_limit: float = 40.0
-    rokt_webhook_secret: str = field(default="", repr=False)
+    jb_jwt_secret: str = setting(
+        "",
+        "JWT signing secret of the installed package (≥32 characters, no sandbox secret)",
+        repr=False,
+    )
+    rokt_api_base_url: str = setting("https://api.roktcalendar.com", "Rokt Calendar API")
+    rokt_client_id: str = setting("", "Rokt OAuth client id")
+    rokt_client_secret: str = setting("", "Rokt OAuth client secret", repr=False)
+    rokt_account_code: str = setting("", "Rokt Calendar account code")
+    rokt_rate_limit: float = setting(50.0, "Rokt requests per second per account, global across workers")
+    sfmc_auth_base_url: str = setting("", "SFMC authorization base URI (`.../v2/token` is appended)")
+    sfmc_client_id: str = setting("", "SFMC installed-package client id")
+    sfmc_client_secret: str = setting("", "SFMC installed-package client secret", repr=False)
+    sfmc_account_id: str = setting("", "SFMC MID of the business unit")
+    sfmc_status_de_key: str = setting("RoktCalendarEventStatus", "external key of the status data extension")
+    sfmc_subscription_de_key: str = setting("RoktCalendarSubscription", "external key of the subscription DE")
+    sfmc_rate_limit: float = setting(40.0, "SFMC REST calls per second per MID, global")
+    rokt_webhook_secret: str = setting(
+        "",
+        "HMAC key of webhook signatures (`X-Rokt-Signature`); ≥32 characters, no sandbox secret",
+        repr=False,
+    )
     # App Settings and sign-in (the registry); a TOML/env tenant is `pinned`: read-only there
-    rokt_account_id: str = ""
+    rokt_account_id: str = setting("", "Rokt Calendar account id (shown in App Settings)")
     status: TenantStatus = TenantStatus.ACTIVE
     pinned: bool = False
-    sfmc_eid: str = ""  # enterprise id: who signs in maps to this tenant
-    sfmc_tssd: str = ""  # the account's tenant subdomain, from the sign-in redirect
-    sfmc_auth_mode: SfmcAuthMode = SfmcAuthMode.CLIENT_CREDENTIALS
+    sfmc_eid: str = setting(
+        "",  # enterprise id: who signs in maps to this tenant
+        "enterprise id of the SFMC account: an admin of it who signs in manages this tenant",
+    )
+    sfmc_tssd: str = setting(
+        "",  # the account's tenant subdomain, from the sign-in redirect
+        "the SFMC account's tenant subdomain",
+    )
+    sfmc_auth_mode: SfmcAuthMode = setting(
+        SfmcAuthMode.CLIENT_CREDENTIALS,
+        "`client_credentials` or `refresh_token` (the offline token of an admin's sign-in)",
+    )
     reconnect_reason: str = ""  # non-empty: SFMC refused the refresh token; an admin must sign in
     # after a rotation the previous webhook secret is still accepted until this epoch second
     # (newline-separated: a second rotation within the grace period keeps the first secret too)
@@ -220,8 +245,18 @@ class Tenant:
     # The webhook URL's last path segment (`/t/<t>/webhooks/rokt/<token>`): a bearer token of its
     # own, never the HMAC key; rotated with the webhook secret (its previous ones share the grace
     # period). Path mode off, or no token: header-only (X-Rokt-Signature).
-    rokt_webhook_path_token: str = field(default="", repr=False)
-    rokt_webhook_path_mode: bool = True
+    rokt_webhook_path_token: str = setting(
+        "",
+        (
+            "bearer token of the webhook URL `/t/<tenant>/webhooks/rokt/<token>` (≥32 characters, not the "
+            "HMAC key); unset: header-only"
+        ),
+        repr=False,
+    )
+    rokt_webhook_path_mode: bool = setting(
+        True,
+        "`false`: the URL token is refused, webhooks must be signed (header-only)",
+    )
     rokt_webhook_path_token_previous: str = field(default="", repr=False)
     # a changed JWT signing secret: the previous one(s) still verify until this epoch second
     jb_jwt_secret_previous: str = field(default="", repr=False)
@@ -286,57 +321,220 @@ TENANT_KEYS = tuple(f.name for f in fields(Tenant) if f.name != "name" and f.nam
 @dataclass(frozen=True)
 class Settings:
     tenants: Mapping[str, Tenant]
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    broker_url: str = ""  # the Celery broker; empty: REDIS_URL (see `broker`)
-    public_base_url: str = "http://127.0.0.1:8000"
-    flower_basic_auth: str | None = field(default=None, repr=False)
-    http_connect_timeout: float = 3.05
-    http_read_timeout: float = 15.0
-    # a Rokt call its limiter cannot admit within this long is rescheduled, not slept (ratelimit.py)
-    rokt_limit_sleep_ms: int = 25
-    # arrival jitter between our workers and a vendor that the limiters leave room for (ratelimit.py)
-    rate_limit_jitter_ms: int = 40
-    execution_ttl_days: int = 30
-    log_level: str = "INFO"
-    log_format: str = "json"  # json lines for collectors; text for a terminal
-    exporter_port: int = 9808
-    # execute answers 200 once its claim reached this many Redis replicas (WAIT; 0: off), else 503
-    redis_wait_replicas: int = 0
-    redis_wait_timeout_ms: int = 500
-    # retention of contact data in Redis (pipeline/privacy.py; 0 = no end)
-    dead_letter_retention_days: int = 30
-    subscription_retention_days: int = 0
-    ended_subscription_retention_days: int = 30
-    webhook_receipt_days: int = 7
-    erasure_audit_days: int = 730
-    reconcile_queued_after: float = 600.0
-    reconcile_confirm_after: float = 900.0
-    reconcile_final_after: float = 7200.0
-    dlq_retry_after: float = 600.0
-    outbox_claim_idle_seconds: float = 180.0
-    intake_reclaim_seconds: float = 60.0
-    # who may frame the activity UI and talk to it through Postmonger (also its frame-ancestors)
-    jb_allowed_origins: tuple[str, ...] = (JB_ORIGIN_PATTERN,)
-    # the app in Marketing Cloud (sign-in, App Settings)
-    secret_key: tuple[str, ...] = field(default=(), repr=False)  # first seals, every one opens
-    sfmc_app_client_id: str = ""
-    sfmc_app_client_secret: str = field(default="", repr=False)
-    sfmc_app_auth_base_url: str = ""
-    sfmc_tssd_auth_url: str = "https://{tssd}.auth.marketingcloudapis.com"
-    sfmc_app_scopes: str = (
-        "offline data_extensions_read data_extensions_write journeys_execute "
-        "list_and_subscribers_read list_and_subscribers_write"
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        (
+            "Redis for ledger, limiter, token cache, beat schedule (and the broker without BROKER_URL); "
+            "TLS: `rediss://:PASSWORD@host:port/0?ssl_ca_certs=/path/ca.pem` (SECURITY.md)"
+        ),
     )
-    mc_allowed_origins: tuple[str, ...] = MC_ORIGIN_PATTERNS
+    broker_url: str = setting(
+        "",  # the Celery broker; empty: REDIS_URL (see `broker`)
+        (
+            "Celery broker of every process; unset: REDIS_URL. Production: RabbitMQ "
+            "`amqp://USER:PASSWORD@host:5672/VHOST` (quorum queues, publisher confirms; README "
+            '"Broker")'
+        ),
+        parse=_broker_url,
+    )
+    public_base_url: str = setting(
+        "http://127.0.0.1:8000",
+        "base URL written into config.json",
+        parse=lambda value: value.rstrip("/"),
+    )
+    flower_basic_auth: str | None = setting(None, "`user:password` for Flower", repr=False)
+    http_connect_timeout: float = setting(3.05, "seconds to connect to Rokt/SFMC", parse=float)
+    http_read_timeout: float = setting(15.0, "seconds to wait for a Rokt/SFMC answer", parse=float)
+    # a Rokt call its limiter cannot admit within this long is rescheduled, not slept (ratelimit.py)
+    rokt_limit_sleep_ms: int = setting(
+        25,
+        (
+            "milliseconds a Rokt call may sleep for its rate-limit slot; a later slot is taken as a "
+            "ticket and the task rescheduled to it; at least 1000 on RabbitMQ, whose delays count whole "
+            'seconds (README "The Rokt stage")'
+        ),
+        parse=_non_negative_int,
+    )
+    # arrival jitter between our workers and a vendor that the limiters leave room for (ratelimit.py)
+    rate_limit_jitter_ms: int = setting(
+        40,
+        (
+            "milliseconds of arrival jitter (network, busy hosts) the Rokt and SFMC limiters leave room "
+            "for, at the cost of a longer interval; raise it when a vendor answers 429 while we keep "
+            'under its rate (README "The Rokt stage")'
+        ),
+        parse=_non_negative_int,
+    )
+    execution_ttl_days: int = setting(
+        30,
+        "days the execution ledger keeps a record (JB retry window)",
+        parse=int,
+    )
+    log_level: str = setting("INFO", "logging level of every process", parse=str.upper)
+    log_format: str = setting(
+        "json",  # json lines for collectors; text for a terminal
+        "`json` (one JSON object a line, for a log collector) or `text` (for a terminal)",
+        parse=_log_format,
+    )
+    exporter_port: int = setting(
+        9808,
+        "port of `rokt-sfmc exporter` (Prometheus metrics read from Redis at scrape time)",
+        parse=int,
+    )
+    # execute answers 200 once its claim reached this many Redis replicas (WAIT; 0: off), else 503
+    redis_wait_replicas: int = setting(
+        0,
+        (
+            "execute answers 200 only once its claim reached this many Redis replicas (`WAIT`; count them "
+            'all), else 503 and Journey Builder retries; 0: off (README "Durability")'
+        ),
+        parse=_non_negative_int,
+    )
+    redis_wait_timeout_ms: int = setting(
+        500,
+        "milliseconds execute waits for REDIS_WAIT_REPLICAS before its 503",
+        parse=_positive_int,
+    )
+    # retention of contact data in Redis (pipeline/privacy.py; 0 = no end)
+    dead_letter_retention_days: int = setting(
+        30,
+        "days a dead letter is kept from its failure (and a replayed one from its replay); 0: no end",
+        parse=_non_negative_int,
+    )
+    subscription_retention_days: int = setting(
+        0,
+        "days a live subscription's state is kept after its last event; 0: while it is live",
+        parse=_non_negative_int,
+    )
+    ended_subscription_retention_days: int = setting(
+        30,
+        "days an unsubscribed or removed subscription's state is kept; 0: no end",
+        parse=_non_negative_int,
+    )
+    webhook_receipt_days: int = setting(
+        7,
+        "days a webhook receipt is kept: the envelope until processed, then its dedupe marker only",
+        parse=_non_negative_int,
+    )
+    erasure_audit_days: int = setting(
+        730,
+        "days the record of an erasure (`rokt-sfmc forget`, no contact data) is kept; 0: no end",
+        parse=_non_negative_int,
+    )
+    reconcile_queued_after: float = setting(
+        600.0,
+        "seconds before a still-queued execution is re-driven",
+        parse=float,
+    )
+    reconcile_confirm_after: float = setting(
+        900.0,
+        "seconds before an unconfirmed accepted execution is checked at Rokt",
+        parse=float,
+    )
+    reconcile_final_after: float = setting(
+        7200.0,
+        "seconds an accepted execution may stay unconfirmed before it fails",
+        parse=float,
+    )
+    dlq_retry_after: float = setting(
+        600.0,
+        "seconds before a retryable dead letter is replayed once automatically",
+        parse=float,
+    )
+    outbox_claim_idle_seconds: float = setting(
+        180.0,
+        "seconds before a batch held by a lost flush is taken over",
+        parse=float,
+    )
+    intake_reclaim_seconds: float = setting(
+        60.0,
+        "seconds before accepted executions held by a lost intake pump are taken over",
+        parse=_positive_float,
+    )
+    # who may frame the activity UI and talk to it through Postmonger (also its frame-ancestors)
+    jb_allowed_origins: tuple[str, ...] = setting(
+        (JB_ORIGIN_PATTERN,),
+        (
+            "comma-separated origins allowed to frame the activity UI and exchange Postmonger messages "
+            "with it (`*`: one DNS label or a port)"
+        ),
+        parse=parse_origin_patterns,
+    )
+    # the app in Marketing Cloud (sign-in, App Settings)
+    secret_key: tuple[str, ...] = setting(
+        (),  # the first seals, every one opens
+        (
+            "comma-separated keys (≥32 characters) that seal tenant secrets in Redis: the first seals, "
+            "all open (rotation: put the new key first, run `rokt-sfmc tenants reseal`, drop the old)"
+        ),
+        parse=_secret_keys,
+        repr=False,
+    )
+    sfmc_app_client_id: str = setting(
+        "",
+        "client id of the package's Web App API integration (App Settings sign-in)",
+    )
+    sfmc_app_client_secret: str = setting("", "its client secret", repr=False)
+    sfmc_app_auth_base_url: str = setting(
+        "",
+        "the package's authorization base URI (`/v2/authorize` is appended)",
+        parse=lambda value: value.rstrip("/"),
+    )
+    sfmc_tssd_auth_url: str = setting(
+        "https://{tssd}.auth.marketingcloudapis.com",
+        "an account's authorization base URI; `{tssd}` is the sign-in's tenant subdomain",
+        parse=lambda value: value.rstrip("/"),
+    )
+    sfmc_app_scopes: str = setting(
+        "offline data_extensions_read data_extensions_write journeys_execute "
+        "list_and_subscribers_read list_and_subscribers_write",
+        "scopes asked at sign-in (`offline`: background calls with the refresh token)",
+        parse=lambda value: " ".join(value.split()),
+    )
+    mc_allowed_origins: tuple[str, ...] = setting(
+        MC_ORIGIN_PATTERNS,
+        "comma-separated origins allowed to frame App Settings (`frame-ancestors`)",
+        parse=parse_origin_patterns,
+    )
     # where tenants created at run time (sign-in, `tenants add`) reach Rokt unless they say otherwise
-    rokt_api_default_base_url: str = "https://api.roktcalendar.com"
-    webhook_secret_grace_hours: float = 72.0
-    jwt_secret_grace_hours: float = 24.0
+    rokt_api_default_base_url: str = setting(
+        "https://api.roktcalendar.com",
+        "Rokt Calendar API of tenants created by sign-in or `tenants add` without their own",
+        parse=lambda value: value.rstrip("/"),
+    )
+    webhook_secret_grace_hours: float = setting(
+        72.0,
+        "hours the previous webhook secret and path token are still accepted after a rotation",
+        parse=float,
+    )
+    jwt_secret_grace_hours: float = setting(
+        24.0,
+        (
+            "hours the previous JWT signing secret still verifies executes and activity UI sessions after "
+            "it is changed in App Settings or `tenants update` (0: at once)"
+        ),
+        parse=float,
+    )
     # failed execute/webhook authentications per tenant and client address before a 429 (0: off)
-    auth_failure_limit: int = 20
-    auth_failure_window_seconds: int = 300
-    tenant_refresh_seconds: float = 2.0
-    sandbox: bool = False
+    auth_failure_limit: int = setting(
+        20,
+        (
+            "failed execute/webhook authentications per tenant and client address within the window "
+            "before answers become 429 with Retry-After (0: no limit)"
+        ),
+        parse=int,
+    )
+    auth_failure_window_seconds: int = setting(300, "the window of AUTH_FAILURE_LIMIT, in seconds", parse=int)
+    tenant_refresh_seconds: float = setting(
+        2.0,
+        "seconds before a process sees a tenant added or changed in App Settings",
+        parse=float,
+    )
+    sandbox: bool = setting(
+        False,
+        "`1` only with the sandbox simulators (plain-http vendor URLs, the sandbox's published secrets)",
+        parse=_flag,
+    )
 
     def tssd_auth_url(self, tssd: str) -> str:
         """The authorization base URI of one account (`tssd` is validated by the caller)."""
@@ -355,211 +553,39 @@ class Settings:
         return self.tenants.get(name)
 
 
-# how each Settings field reads its env var (the upper-cased field name)
-_SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
-    "redis_url": str,
-    "broker_url": _broker_url,
-    "public_base_url": lambda value: value.rstrip("/"),
-    "flower_basic_auth": str,
-    "http_connect_timeout": float,
-    "http_read_timeout": float,
-    "rokt_limit_sleep_ms": _non_negative_int,
-    "rate_limit_jitter_ms": _non_negative_int,
-    "execution_ttl_days": int,
-    "log_level": str.upper,
-    "log_format": _log_format,
-    "exporter_port": int,
-    "redis_wait_replicas": _non_negative_int,
-    "redis_wait_timeout_ms": _positive_int,
-    "dead_letter_retention_days": _non_negative_int,
-    "subscription_retention_days": _non_negative_int,
-    "ended_subscription_retention_days": _non_negative_int,
-    "webhook_receipt_days": _non_negative_int,
-    "erasure_audit_days": _non_negative_int,
-    "reconcile_queued_after": float,
-    "reconcile_confirm_after": float,
-    "reconcile_final_after": float,
-    "dlq_retry_after": float,
-    "outbox_claim_idle_seconds": float,
-    "intake_reclaim_seconds": _positive_float,
-    "jb_allowed_origins": parse_origin_patterns,
-    "secret_key": _secret_keys,
-    "sfmc_app_client_id": str,
-    "sfmc_app_client_secret": str,
-    "sfmc_app_auth_base_url": lambda value: value.rstrip("/"),
-    "sfmc_tssd_auth_url": lambda value: value.rstrip("/"),
-    "sfmc_app_scopes": lambda value: " ".join(value.split()),
-    "mc_allowed_origins": parse_origin_patterns,
-    "rokt_api_default_base_url": lambda value: value.rstrip("/"),
-    "webhook_secret_grace_hours": float,
-    "jwt_secret_grace_hours": float,
-    "auth_failure_limit": int,
-    "auth_failure_window_seconds": int,
-    "tenant_refresh_seconds": float,
-    "sandbox": _flag,
-}
-
-# name, meaning; the default column is the field default (see _default_text)
-_MEANINGS: list[tuple[str, str]] = [
-    (
-        "REDIS_URL",
-        "Redis for ledger, limiter, token cache, beat schedule (and the broker without BROKER_URL); TLS: "
-        "`rediss://:PASSWORD@host:port/0?ssl_ca_certs=/path/ca.pem` (SECURITY.md)",
-    ),
-    (
-        "BROKER_URL",
-        "Celery broker of every process; unset: REDIS_URL. Production: RabbitMQ "
-        "`amqp://USER:PASSWORD@host:5672/VHOST` (quorum queues, publisher confirms; README "
-        '"Broker")',
-    ),
-    ("PUBLIC_BASE_URL", "base URL written into config.json"),
-    (
-        "TENANTS_FILE",
-        "TOML file of pinned tenants; without it, any tenant variable below pins one tenant `default`",
-    ),
-    ("JB_JWT_SECRET", "JWT signing secret of the installed package (≥32 characters, no sandbox secret)"),
-    ("ROKT_API_BASE_URL", "Rokt Calendar API"),
-    ("ROKT_CLIENT_ID", "Rokt OAuth client id"),
-    ("ROKT_CLIENT_SECRET", "Rokt OAuth client secret"),
-    ("ROKT_ACCOUNT_CODE", "Rokt Calendar account code"),
-    ("ROKT_RATE_LIMIT", "Rokt requests per second per account, global across workers"),
-    ("SFMC_AUTH_BASE_URL", "SFMC authorization base URI (`.../v2/token` is appended)"),
-    ("SFMC_CLIENT_ID", "SFMC installed-package client id"),
-    ("SFMC_CLIENT_SECRET", "SFMC installed-package client secret"),
-    ("SFMC_ACCOUNT_ID", "SFMC MID of the business unit"),
-    ("SFMC_STATUS_DE_KEY", "external key of the status data extension"),
-    ("SFMC_SUBSCRIPTION_DE_KEY", "external key of the subscription DE"),
-    ("SFMC_RATE_LIMIT", "SFMC REST calls per second per MID, global"),
-    (
-        "ROKT_WEBHOOK_SECRET",
-        "HMAC key of webhook signatures (`X-Rokt-Signature`); ≥32 characters, no sandbox secret",
-    ),
-    (
-        "ROKT_WEBHOOK_PATH_TOKEN",
-        "bearer token of the webhook URL `/t/<tenant>/webhooks/rokt/<token>` (≥32 characters, "
-        "not the HMAC key); unset: header-only",
-    ),
-    ("ROKT_WEBHOOK_PATH_MODE", "`false`: the URL token is refused, webhooks must be signed (header-only)"),
-    ("ROKT_ACCOUNT_ID", "Rokt Calendar account id (shown in App Settings)"),
-    ("SFMC_EID", "enterprise id of the SFMC account: an admin of it who signs in manages this tenant"),
-    ("SFMC_TSSD", "the SFMC account's tenant subdomain"),
-    ("SFMC_AUTH_MODE", "`client_credentials` or `refresh_token` (the offline token of an admin's sign-in)"),
-    ("FLOWER_BASIC_AUTH", "`user:password` for Flower"),
-    ("HTTP_CONNECT_TIMEOUT", "seconds to connect to Rokt/SFMC"),
-    ("HTTP_READ_TIMEOUT", "seconds to wait for a Rokt/SFMC answer"),
-    (
-        "ROKT_LIMIT_SLEEP_MS",
-        "milliseconds a Rokt call may sleep for its rate-limit slot; a later slot is taken as a "
-        "ticket and the task rescheduled to it; at least 1000 on RabbitMQ, whose delays count "
-        'whole seconds (README "The Rokt stage")',
-    ),
-    (
-        "RATE_LIMIT_JITTER_MS",
-        "milliseconds of arrival jitter (network, busy hosts) the Rokt and SFMC limiters leave "
-        "room for, at the cost of a longer interval; raise it when a vendor answers 429 while "
-        'we keep under its rate (README "The Rokt stage")',
-    ),
-    ("EXECUTION_TTL_DAYS", "days the execution ledger keeps a record (JB retry window)"),
-    ("LOG_LEVEL", "logging level of every process"),
-    ("LOG_FORMAT", "`json` (one JSON object a line, for a log collector) or `text` (for a terminal)"),
-    ("EXPORTER_PORT", "port of `rokt-sfmc exporter` (Prometheus metrics read from Redis at scrape time)"),
-    (
-        "REDIS_WAIT_REPLICAS",
-        "execute answers 200 only once its claim reached this many Redis replicas (`WAIT`; count "
-        'them all), else 503 and Journey Builder retries; 0: off (README "Durability")',
-    ),
-    ("REDIS_WAIT_TIMEOUT_MS", "milliseconds execute waits for REDIS_WAIT_REPLICAS before its 503"),
-    (
-        "DEAD_LETTER_RETENTION_DAYS",
-        "days a dead letter is kept from its failure (and a replayed one from its replay); 0: no end",
-    ),
-    (
-        "SUBSCRIPTION_RETENTION_DAYS",
-        "days a live subscription's state is kept after its last event; 0: while it is live",
-    ),
-    (
-        "ENDED_SUBSCRIPTION_RETENTION_DAYS",
-        "days an unsubscribed or removed subscription's state is kept; 0: no end",
-    ),
-    (
-        "WEBHOOK_RECEIPT_DAYS",
-        "days a webhook receipt is kept: the envelope until processed, then its dedupe marker only",
-    ),
-    (
-        "ERASURE_AUDIT_DAYS",
-        "days the record of an erasure (`rokt-sfmc forget`, no contact data) is kept; 0: no end",
-    ),
-    ("RECONCILE_QUEUED_AFTER", "seconds before a still-queued execution is re-driven"),
-    ("RECONCILE_CONFIRM_AFTER", "seconds before an unconfirmed accepted execution is checked at Rokt"),
-    ("RECONCILE_FINAL_AFTER", "seconds an accepted execution may stay unconfirmed before it fails"),
-    ("DLQ_RETRY_AFTER", "seconds before a retryable dead letter is replayed once automatically"),
-    ("OUTBOX_CLAIM_IDLE_SECONDS", "seconds before a batch held by a lost flush is taken over"),
-    (
-        "INTAKE_RECLAIM_SECONDS",
-        "seconds before accepted executions held by a lost intake pump are taken over",
-    ),
-    (
-        "JB_ALLOWED_ORIGINS",
-        "comma-separated origins allowed to frame the activity UI and exchange Postmonger messages "
-        "with it (`*`: one DNS label or a port)",
-    ),
-    (
-        "SECRET_KEY",
-        "comma-separated keys (≥32 characters) that seal tenant secrets in Redis: the first seals, "
-        "all open (rotation: put the new key first, run `rokt-sfmc tenants reseal`, drop the old)",
-    ),
-    ("SFMC_APP_CLIENT_ID", "client id of the package's Web App API integration (App Settings sign-in)"),
-    ("SFMC_APP_CLIENT_SECRET", "its client secret"),
-    ("SFMC_APP_AUTH_BASE_URL", "the package's authorization base URI (`/v2/authorize` is appended)"),
-    ("SFMC_TSSD_AUTH_URL", "an account's authorization base URI; `{tssd}` is the sign-in's tenant subdomain"),
-    ("SFMC_APP_SCOPES", "scopes asked at sign-in (`offline`: background calls with the refresh token)"),
-    ("MC_ALLOWED_ORIGINS", "comma-separated origins allowed to frame App Settings (`frame-ancestors`)"),
-    (
-        "ROKT_API_DEFAULT_BASE_URL",
-        "Rokt Calendar API of tenants created by sign-in or `tenants add` without their own",
-    ),
-    (
-        "WEBHOOK_SECRET_GRACE_HOURS",
-        "hours the previous webhook secret and path token are still accepted after a rotation",
-    ),
-    (
-        "JWT_SECRET_GRACE_HOURS",
-        "hours the previous JWT signing secret still verifies executes and activity UI sessions after "
-        "it is changed in App Settings or `tenants update` (0: at once)",
-    ),
-    (
-        "AUTH_FAILURE_LIMIT",
-        "failed execute/webhook authentications per tenant and client address within the window "
-        "before answers become 429 with Retry-After (0: no limit)",
-    ),
-    ("AUTH_FAILURE_WINDOW_SECONDS", "the window of AUTH_FAILURE_LIMIT, in seconds"),
-    ("TENANT_REFRESH_SECONDS", "seconds before a process sees a tenant added or changed in App Settings"),
-    (
-        "SANDBOX",
-        "`1` only with the sandbox simulators (plain-http vendor URLs, the sandbox's published secrets)",
-    ),
-]
+TENANTS_FILE_HELP = (
+    "TOML file of pinned tenants; without it, any tenant variable below pins one tenant `default`"
+)
 
 
-def _default_text(env_name: str) -> str | None:
-    """The README's rendering of a variable's default; None when it has none (required where used)."""
-    for cls in (Settings, Tenant):
-        for f in fields(cls):
-            if f.name.upper() == env_name:
-                value = f.default
-                if value is MISSING or value is None or value == "":
-                    return None
-                if isinstance(value, float) and value.is_integer():
-                    return str(int(value))
-                if isinstance(value, tuple):
-                    return ",".join(value)
-                return str(value)
-    return None  # not a field (TENANTS_FILE)
+def _default_text(f: Any) -> str | None:
+    """The docs' rendering of a field's default; None when it has none (required where used)."""
+    value = f.default
+    if value is MISSING or value is None or value == "":
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value)
 
 
+def _documented(cls: type) -> list[tuple[str, str, str | None]]:
+    return [
+        (f.name.upper(), f.metadata["help"], _default_text(f)) for f in fields(cls) if "help" in f.metadata
+    ]
+
+
+# Every variable the service reads: name, meaning, default; built from the declarations above.
 SETTINGS_TABLE: list[tuple[str, str, str | None]] = [
-    (name, meaning, _default_text(name)) for name, meaning in _MEANINGS
+    *_documented(Settings),
+    ("TENANTS_FILE", TENANTS_FILE_HELP, None),
+    *_documented(Tenant),
 ]
+# how each Settings field reads its variable (the upper-cased field name)
+_SETTINGS_PARSERS: dict[str, Callable[[str], Any]] = {
+    f.name: f.metadata["parse"] for f in fields(Settings) if "parse" in f.metadata
+}
 
 
 # Service-wide vendor URLs that must be https outside the sandbox (empty: not configured).

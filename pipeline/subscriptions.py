@@ -228,18 +228,13 @@ def _index_in(
             pipe.srem(_contact_subs_key(tenant, new_key), subscription_id)
 
 
-ENDED_SUBSCRIPTION_RETENTION_DAYS = 30  # defaults of the settings; 0 = no end
-SUBSCRIPTION_RETENTION_DAYS = 0  # a live subscription is kept while live unless this is set
-
-
 def _retention_in(pipe: redis.client.Pipeline, rt: Runtime, tenant: str, state: dict[str, list[Any]]) -> None:
     """Queue the state's expiry (inside the caller's transaction), counted from this write: an
     ended subscription after ENDED_SUBSCRIPTION_RETENTION_DAYS, a live one (and its contact's
     index) after SUBSCRIPTION_RETENTION_DAYS without an event when that is set."""
     key, live = _indexed_as(state)
-    ended_days = getattr(rt.settings, "ended_subscription_retention_days", ENDED_SUBSCRIPTION_RETENTION_DAYS)
-    live_days = getattr(rt.settings, "subscription_retention_days", SUBSCRIPTION_RETENTION_DAYS)
-    days = float(live_days if live else ended_days)
+    settings = rt.settings
+    days = float(settings.subscription_retention_days if live else settings.ended_subscription_retention_days)
     sub_key = _sub_key(tenant, state["CalendarSubscriptionId"][0])
     if days > 0:
         pipe.expire(sub_key, int(days * 86400))

@@ -17,6 +17,7 @@ import redis
 from pipeline import executions
 from pipeline.deadletters import record_exception
 from pipeline.runtime import Runtime
+from pipeline.settings import Settings
 from pipeline.store import tenant_key
 from pipeline.subscriptions import attributes, process_subscription_event
 from pipeline.vocabulary import OutboxKind, Stage, State, states_leading_to
@@ -30,13 +31,11 @@ from schemas.rokt_webhook import (
 
 log = logging.getLogger(__name__)
 
-RECEIPT_TTL_SECONDS = 7 * 86400  # Rokt retries 30 min; manual re-sends from its dashboard later
-WEBHOOK_RECEIPT_DAYS = RECEIPT_TTL_SECONDS // 86400  # default of the setting
 
-
-def receipt_ttl_seconds(settings: Any) -> int:
-    """How long a receipt (the dedupe marker, and the envelope until it is processed) is kept."""
-    return int(float(getattr(settings, "webhook_receipt_days", WEBHOOK_RECEIPT_DAYS)) * 86400)
+def receipt_ttl_seconds(settings: Settings) -> int:
+    """How long a receipt (the dedupe marker, and the envelope until it is processed) is kept:
+    WEBHOOK_RECEIPT_DAYS (Rokt retries for 30 minutes; manual re-sends from its dashboard later)."""
+    return int(float(settings.webhook_receipt_days) * 86400)
 
 
 class NotYetAccepted(Exception):
@@ -47,9 +46,7 @@ def _receipt_key(tenant: str, event_id: str) -> str:
     return tenant_key(tenant, "webhook", event_id)
 
 
-def claim_webhook(
-    r: redis.Redis, tenant: str, envelope: dict[str, Any], ttl_seconds: int = RECEIPT_TTL_SECONDS
-) -> bool:
+def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any], ttl_seconds: int) -> bool:
     """True for the first delivery of this eventId (the caller enqueues it)."""
     stored = json.dumps(envelope, sort_keys=True)
     claimed = bool(r.set(_receipt_key(tenant, envelope["eventId"]), stored, nx=True, ex=ttl_seconds))

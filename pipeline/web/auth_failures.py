@@ -68,9 +68,7 @@ def _key(tenant: str | None, route: str) -> str:
 
 def _limits() -> tuple[int, int]:
     settings = current_app.extensions["rsf.runtime"].settings
-    return int(getattr(settings, "auth_failure_limit", 20)), int(
-        getattr(settings, "auth_failure_window_seconds", 300)
-    )
+    return int(settings.auth_failure_limit), int(settings.auth_failure_window_seconds)
 
 
 def _redis() -> redis.Redis:

@@ -1,5 +1,11 @@
 """Sample vendor payloads shared by the unit tests."""
 
+from pipeline.settings import load_settings
+from pipeline.webhooks import receipt_ttl_seconds
+
+# a webhook receipt's lifetime under the default WEBHOOK_RECEIPT_DAYS
+RECEIPT_TTL = receipt_ttl_seconds(load_settings({}))
+
 SUBSCRIBE = {
     "eventId": "b1c9a8e2-3f0d-4c55-9a2e-5b0d7f6c1e42",
     "eventType": "Subscribe",

@@ -17,6 +17,7 @@ from pipeline.queues import SENT_AT_HEADER
 from pipeline.ratelimit import RateLimiter
 from pipeline.vocabulary import OutboxKind, Stage, State
 from pipeline.webhooks import claim_webhook
+from tests.unit.samples import RECEIPT_TTL
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
@@ -142,8 +143,8 @@ def test_the_limiter_pause_executes_webhooks_and_reconnect(runtime, fake_redis, 
     runtime.ledger.transition("default", "x0", State.CONFIRMED, (State.ACCEPTED,))
     runtime.ledger.transition("default", "x1", State.FAILED, error="boom")
     envelope = {"eventId": "w1", "eventType": "SubscriptionEventAdded", "eventDetails": {}}
-    claim_webhook(fake_redis, "default", envelope)
-    claim_webhook(fake_redis, "default", envelope)
+    claim_webhook(fake_redis, "default", envelope, ttl_seconds=RECEIPT_TTL)
+    claim_webhook(fake_redis, "default", envelope, ttl_seconds=RECEIPT_TTL)
     figures = observe.snapshot(runtime)["tenants"]["default"]
     assert figures["limiter"]["rokt"]["paused"] is True
     assert 29 < figures["limiter"]["rokt"]["remainingSeconds"] <= 30

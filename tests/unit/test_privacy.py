@@ -24,7 +24,7 @@ from pipeline.store import tenant_key
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
 from pipeline.webhooks import claim_webhook, process_webhook, receipt_key
 from schemas.rokt_webhook import EVENT_ADDED, UNSUBSCRIBE
-from tests.unit.samples import SUBSCRIBE
+from tests.unit.samples import RECEIPT_TTL, SUBSCRIBE
 
 T = DEFAULT_TENANT
 
@@ -58,7 +58,7 @@ def subscribe(runtime, n: int, key: str, email: str, event_type: str = "Subscrib
     envelope["eventType"] = event_type
     sub = envelope["eventDetails"]["subscription"]
     sub.update(calendarSubscriptionId=f"sub-{n}", subscriberId=key, emailAddress=email)
-    assert claim_webhook(runtime.redis, T, envelope)
+    assert claim_webhook(runtime.redis, T, envelope, ttl_seconds=RECEIPT_TTL)
     process_webhook(runtime, T, envelope["eventId"])
     return f"sub-{n}"
 
@@ -115,7 +115,7 @@ def seed(runtime, sfmc) -> dict[str, Any]:
         "eventType": EVENT_ADDED,
         "eventDetails": {"subscriptionEvent": {"eventId": event_a}},
     }
-    assert claim_webhook(runtime.redis, T, added)
+    assert claim_webhook(runtime.redis, T, added, ttl_seconds=RECEIPT_TTL)
     # a replayed dead letter of A's, kept for audit
     runtime.redis.hset(
         replayed_key(T),
@@ -143,7 +143,12 @@ def test_forget_erases_every_trace_of_one_person_and_nothing_of_another(runtime,
     assert r.hget(tenant_key(T, "sub", "sub-2"), "state")
     assert "bob@example.com" in after and r.smembers(tenant_key(T, "contact-subs", "EXT-BBBB")) == {"sub-2"}
     # a redelivery of A's webhooks is still a duplicate (nothing comes back)
-    assert not claim_webhook(r, T, {"eventId": "hook-added-1", "eventType": EVENT_ADDED, "eventDetails": {}})
+    assert not claim_webhook(
+        r,
+        T,
+        {"eventId": "hook-added-1", "eventType": EVENT_ADDED, "eventDetails": {}},
+        ttl_seconds=RECEIPT_TTL,
+    )
     # the audit: when, tenant, a salted hash, counts; never the key or email
     audit = privacy.erasures(r, T)
     assert len(audit) == 1 and audit[0]["subject"] == privacy.subject_hash(r, T, "EXT-AAAA")

@@ -9,6 +9,7 @@ from pipeline.ledger import event_id_for
 from pipeline.vocabulary import OutboxKind, State
 from pipeline.webhooks import NotYetAccepted, claim_webhook, process_webhook, update_execution
 from schemas.rokt_webhook import EVENT_ADDED
+from tests.unit.samples import RECEIPT_TTL
 
 
 def claim(runtime, execution, **args):
@@ -94,6 +95,6 @@ def test_a_confirmation_webhook_asks_for_the_release_flush_too(runtime):
         "eventType": EVENT_ADDED,
         "eventDetails": {"subscriptionEvent": {"eventId": event}},
     }
-    assert claim_webhook(runtime.redis, "default", envelope) is True
+    assert claim_webhook(runtime.redis, "default", envelope, ttl_seconds=RECEIPT_TTL) is True
     assert process_webhook(runtime, "default", "hook-1") == (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES)
     assert release_statuses(runtime) == ["confirmed"]

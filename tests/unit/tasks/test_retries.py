@@ -29,7 +29,7 @@ from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
 from tasks.execution import create_rokt_event, render_event
 from tasks.flushing import flush_status_rows
 from tasks.webhooks import process_webhook
-from tests.unit.samples import SUBSCRIBE
+from tests.unit.samples import RECEIPT_TTL, SUBSCRIBE
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
@@ -302,7 +302,7 @@ def test_flush_retries_while_redis_is_down(worker, sent_tasks, monkeypatch):
 @pytest.fixture
 def stored_subscribe(worker):
     envelope = {**SUBSCRIBE, "eventDetails": {**SUBSCRIBE["eventDetails"]}}
-    assert webhooks.claim_webhook(worker.redis, "default", envelope)
+    assert webhooks.claim_webhook(worker.redis, "default", envelope, ttl_seconds=RECEIPT_TTL)
     return envelope["eventId"]
 
 
@@ -335,7 +335,7 @@ def test_a_confirmation_that_overtook_the_202_is_retried_shortly(worker, sent_ta
         "eventType": "SubscriptionEventAdded",
         "eventDetails": {"subscriptionEvent": {"eventId": event_id_for("e4")}},
     }
-    assert webhooks.claim_webhook(worker.redis, "default", envelope)
+    assert webhooks.claim_webhook(worker.redis, "default", envelope, ttl_seconds=RECEIPT_TTL)
     with pytest.raises(Retry):
         run(process_webhook, "default", "added-1", queue=queues.WEBHOOKS_QUEUE)
     assert retried(sent_tasks, process_webhook).options["countdown"] == 2
