@@ -50,10 +50,16 @@ dev: $(VENV)/.installed-dev ## the same, with the test and lint tools
 demo: install ## run 1000 contacts through the whole stack on sandbox simulators
 	$(BIN)/rokt-sfmc demo --contacts $(CONTACTS)
 
+sandbox: install ## the whole stack and the Marketing Cloud and Journey Builder pages to click through, until Ctrl-C
+	$(BIN)/rokt-sfmc sandbox up
+
 # CI runs this beside the full suite: `make install` and a 100-contact demo on the oldest and the newest
 # supported Python found on the machine, each in a virtualenv of its own (.venv-<version>).
 pythons: dev ## install + a 100-contact demo on the oldest and the newest supported Python
 	$(BIN)/python scripts/check_pythons.py --contacts 100
+
+docs: dev ## regenerate the tables in docs/ that mirror code (settings, retries, data extensions, metrics, bench)
+	$(BIN)/python scripts/docs.py
 
 lint: dev ## ruff
 	$(BIN)/ruff check .
@@ -150,4 +156,4 @@ axe: ## refresh the browser tests' vendored axe-core from the npm registry (AXE_
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .venv-*/ .pytest_cache .ruff_cache .hypothesis *.egg-info
 
-.PHONY: help python-check pythons install dev demo lint audit test lock pin-image bench postmonger axe clean
+.PHONY: help python-check pythons install dev demo sandbox lint audit test lock pin-image bench postmonger axe clean

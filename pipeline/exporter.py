@@ -4,8 +4,8 @@ A custom collector turns `pipeline.observe.snapshot` into metric families on eac
 the figures are those every web and worker process keeps in Redis, never this process's own.
 `/metrics` answers them (with `rsf_redis_up 0` and nothing else when Redis cannot be read),
 `/healthz` answers 200 while Redis answers a PING. The exporter also writes its own heartbeat
-(`pipeline.heartbeats`, kind "exporter"). Names follow Prometheus' conventions; the README's
-"Operating it" lists every metric and `deploy/prometheus/alerts.yml` alerts on them.
+(`pipeline.heartbeats`, kind "exporter"). Names follow Prometheus' conventions; docs/operations.md
+lists every metric (generated from `every_family`) and `deploy/prometheus/alerts.yml` alerts on them.
 """
 
 from __future__ import annotations
@@ -189,6 +189,27 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
         yield beat
 
 
+def redis_up_family() -> GaugeMetricFamily:
+    return _gauge("rsf_redis_up", "1 when the exporter could read Redis at this scrape.")
+
+
+def scrape_duration_family() -> GaugeMetricFamily:
+    return _gauge("rsf_scrape_duration_seconds", "Time the exporter took to read Redis for this scrape.")
+
+
+# A snapshot with every optional part present: metrics(EVERY_PART) yields every family (the docs'
+# table of metrics is built from it, with the collector's own two).
+EVERY_PART: dict[str, Any] = {
+    "broker": {"kind": "redis", "reachable": True},
+    "beat": {"lastTickAgeSeconds": 0},
+}
+
+
+def every_family() -> list[Metric]:
+    """Each metric family the exporter can answer, without samples' values mattering."""
+    return [*metrics(EVERY_PART), redis_up_family(), scrape_duration_family()]
+
+
 class SnapshotCollector:
     """Reads Redis on each collect(); `rsf_redis_up` says whether that worked."""
 
@@ -200,7 +221,7 @@ class SnapshotCollector:
 
     def collect(self) -> Iterator[Metric]:
         started = time.monotonic()
-        up = _gauge("rsf_redis_up", "1 when the exporter could read Redis at this scrape.")
+        up = redis_up_family()
         try:
             snap = observe.snapshot(self.runtime())
         except redis.RedisError as exc:
@@ -211,7 +232,7 @@ class SnapshotCollector:
         yield from metrics(snap)
         up.add_metric([], 1)
         yield up
-        took = _gauge("rsf_scrape_duration_seconds", "Time the exporter took to read Redis for this scrape.")
+        took = scrape_duration_family()
         took.add_metric([], time.monotonic() - started)
         yield took
 
