@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from pipeline.sandbox.stack import Stack
-from tests.integration.helpers import LIMITER_ENV, TENANTS, TEST_PROCESS_LOG, WORKER_NAME, check_logs
+from tests.integration.helpers import LIMITER_ENV, TENANTS
+from tests.log_check import TEST_PROCESS_LOG, WORKER_NAME, check_logs
 
 
 @pytest.fixture(scope="session")

@@ -102,7 +102,8 @@ def test_large_files_use_the_async_api_and_an_interrupted_run_resumes(stack: Sta
 
 
 def test_a_bom_bad_lines_and_formulas_end_in_the_summary_not_a_traceback(stack: Stack, tmp_path):
-    """Issue 13: a BOM broke the header, a bad byte or CSV line raised, `=...` reached SFMC as is."""
+    """A BOM before the header is read as no BOM; a bad byte or CSV line is a rejected record, not
+    an exception; a value starting `=` reaches SFMC as text, not a formula."""
     path = tmp_path / "excel-export.csv"
     path.write_bytes(
         "\ufeffCalendarSubscriptionId,SubscriberExternalId,TagText\r\n".encode()

@@ -22,7 +22,8 @@ from pipeline.broker import ready_counts
 from pipeline.queues import render_queue, rokt_queue
 from pipeline.sandbox import jbsim, rabbitmq
 from pipeline.sandbox.stack import Stack
-from tests.integration.helpers import LIMITER_ENV, expected_outcomes, log_leaks, status_de, subscription_de
+from tests.integration.helpers import LIMITER_ENV, expected_outcomes, status_de, subscription_de
+from tests.log_check import log_leaks
 
 pytestmark = pytest.mark.integration
 

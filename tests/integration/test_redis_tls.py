@@ -26,7 +26,8 @@ from pipeline import dispatch
 from pipeline.sandbox import jbsim, monitoring, processes
 from pipeline.sandbox.stack import Stack
 from pipeline.store import redis_location, tls_options
-from tests.integration.helpers import _own, log_leaks
+from tests.integration.helpers import _own
+from tests.log_check import log_leaks
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,5 @@
-"""Fast unit fixtures: fakeredis (with Lua), an in-memory tenant, and checked task sends; no network."""
+"""Fast unit fixtures: fakeredis (with Lua), an in-memory tenant, a runtime whose registry stores
+tenants, and checked task sends; no network."""
 
 import inspect
 import json
@@ -30,6 +31,18 @@ ENV = {
     "SFMC_ACCOUNT_ID": "123",
     "SFMC_RATE_LIMIT": "1000",
 }
+SEALING_KEY = "unit-test-sealing-key-0123456789abcdef"
+# a stored tenant with every setting the pipeline needs (what App Settings or `tenants add` gives)
+COMPLETE = {
+    "jb_jwt_secret": "jwt-secret-of-brand-b-0123456789abcdef",
+    "rokt_client_id": "rokt-b",
+    "rokt_client_secret": "rokt-secret-b",
+    "rokt_account_code": "acct-b",
+    "sfmc_auth_base_url": "https://auth.sfmc.test",
+    "sfmc_client_id": "sfmc-b",
+    "sfmc_client_secret": "sfmc-secret-b",
+    "sfmc_account_id": "456",
+}
 
 
 @pytest.fixture
@@ -45,6 +58,13 @@ def settings():
 
 @pytest.fixture
 def runtime(settings, fake_redis):
+    return Runtime(settings, fake_redis)
+
+
+@pytest.fixture
+def rt(fake_redis):
+    """A runtime whose registry stores tenants (sealed with SECRET_KEY) and sees each change at once."""
+    settings = load_settings({**ENV, "SECRET_KEY": SEALING_KEY, "TENANT_REFRESH_SECONDS": "0"})
     return Runtime(settings, fake_redis)
 
 

@@ -1,4 +1,4 @@
-"""Backfill input handling: streamed, BOM-tolerant, every bad line a rejected record (issue 13)."""
+"""Backfill input handling: streamed, BOM-tolerant, every bad line a rejected record."""
 
 import json
 import tracemalloc

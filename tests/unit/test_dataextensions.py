@@ -58,6 +58,7 @@ def status_rows() -> list[dict]:
 
 def test_every_column_our_code_writes_is_in_the_table():
     rows = {"subscription": subscription_rows(), "status": status_rows()}
+    assert sorted(de.role for de in des.DATA_EXTENSIONS) == sorted(rows)  # each table checked once
     for de in des.DATA_EXTENSIONS:
         names = {c.name for c in de.columns}
         written = set().union(*(written_columns(row) for row in rows[de.role]))
@@ -74,6 +75,7 @@ def test_the_subscription_de_has_the_guides_26_attributes():
 
 def test_the_schema_follows_sfmcs_rules():
     assert des.FOLDER.customer_key and len(des.FOLDER.customer_key) <= des.MAX_EXTERNAL_KEY
+    assert [de.name for de in des.DATA_EXTENSIONS] == [des.SUBSCRIPTION_DE.name, des.STATUS_DE.name]
     for de in des.DATA_EXTENSIONS:
         names = [c.name.lower() for c in de.columns]
         assert len(names) == len(set(names)), de.name
@@ -92,6 +94,7 @@ def test_the_schema_follows_sfmcs_rules():
 
 def test_the_markdown_table_lists_every_column_with_its_type():
     text = des.markdown_table()
+    assert [de.name for de in des.DATA_EXTENSIONS] == [des.SUBSCRIPTION_DE.name, des.STATUS_DE.name]
     for de in des.DATA_EXTENSIONS:
         assert f"**{de.name}**" in text
         for column in de.columns:

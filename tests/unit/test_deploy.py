@@ -160,15 +160,18 @@ def test_the_rokt_stage_runs_on_threads_and_everything_else_on_prefork():
 
 
 def test_no_secret_is_written_in_the_compose_file():
+    checked = set()
     for name, service in services().items():
         for key, value in (service.get("environment") or {}).items():
             if SECRET_NAME.search(key):
+                checked.add(key)
                 value = str(value)
                 assert INTERPOLATION.search(value), f"{name}: {key} must come from .env"
                 literal = INTERPOLATION.sub("", value)
                 allowed = r"(redis://:@redis:6379/\d+|amqp://rokt:@rabbitmq:5672/rokt|http://rokt:@rabbitmq:15672/api/)?"
                 assert re.fullmatch(allowed, literal), f"{name}: {key}: {literal!r}"
         assert "env_file" not in service, f"{name}: each service lists the variables it needs"
+    assert {"SECRET_KEY", "REDIS_URL", "BROKER_URL", "FLOWER_BASIC_AUTH"} <= checked
     code = re.sub(r"^\s*#.*$", "", COMPOSE.read_text(), flags=re.M)
     assert not re.search(r"requirepass\s+[^$\s]", code)
     assert not re.search(r"--(basic[-_]auth|requirepass)", code)
@@ -202,6 +205,7 @@ def test_redis_has_a_password_memory_limit_noeviction_and_aof_on_the_internal_ne
 
 
 def test_only_the_web_port_is_public():
+    assert services()["web"].get("ports"), "the web port is published"
     for name, service in services().items():
         for port in service.get("ports", []):
             if name != "web":
@@ -270,9 +274,12 @@ def test_the_app_services_run_on_a_read_only_root_filesystem():
 
 
 def test_the_tenants_folder_is_mounted_read_only():
+    mounted = set()
     for name, service in services().items():
         if role(name) in ("web", "worker", "exporter"):
             assert "./deploy/tenants:/etc/rokt-sfmc/tenants:ro" in service["volumes"], name
+            mounted.add(role(name))
+    assert mounted == {"web", "worker", "exporter"}
 
 
 # -- .env.example -------------------------------------------------------------------------------
@@ -289,9 +296,11 @@ def test_env_example_lists_exactly_the_settings_table_and_the_compose_variables(
 
 def test_env_example_holds_no_secret_and_its_placeholders_cannot_run():
     values = env_example()
-    for name, value in values.items():
-        if SECRET_NAME.search(name) and name != "REDIS_URL":
-            assert value in ("", PLACEHOLDER) or value.endswith(":" + PLACEHOLDER), name
+    secret_names = {name for name in values if SECRET_NAME.search(name) and name != "REDIS_URL"}
+    assert {"SECRET_KEY", "JB_JWT_SECRET", "REDIS_PASSWORD"} <= secret_names
+    for name in secret_names:
+        value = values[name]
+        assert value in ("", PLACEHOLDER) or value.endswith(":" + PLACEHOLDER), name
     with pytest.raises(ValueError, match="SECRET_KEY"):
         load_settings({"SECRET_KEY": values["SECRET_KEY"]})
     assert "token_urlsafe" in ENV_EXAMPLE.read_text(), "says how to generate SECRET_KEY"
@@ -310,8 +319,11 @@ def test_rabbitmq_is_the_broker_of_every_app_process_with_its_password_from_env_
     assert "RABBITMQ_PASSWORD" not in " ".join(rabbitmq["entrypoint"]).replace("'RABBITMQ_PASSWORD:", "")
     assert "rabbitmq-data:/var/lib/rabbitmq" in rabbitmq["volumes"] and rabbitmq.get("hostname")
     assert "rabbitmq-diagnostics" in rabbitmq["healthcheck"]["test"]
-    for name, service in svc.items():
-        if service.get("image") == "rokt-sfmc:local" and name != "sandbox":
+    apps = [name for name, service in svc.items() if service.get("image") == "rokt-sfmc:local"]
+    assert {"web", "worker-render", "worker-rokt", "beat", "flower", "exporter"} <= set(apps)
+    for name in apps:
+        service = svc[name]
+        if name != "sandbox":
             assert service["environment"]["BROKER_URL"].startswith("amqp://rokt:${RABBITMQ_PASSWORD"), name
             assert service["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
 
@@ -332,7 +344,9 @@ def test_dockerfile_lint():
     assert not any(line.startswith("ADD ") for line in lines)
     text = DOCKERFILE.read_text()
     assert re.search(r'^CMD \["', text, re.M), "exec form"
-    for run in re.findall(r"^RUN (.*?)(?<!\\)$", text, re.M | re.S):
+    runs = re.findall(r"^RUN (.*?)(?<!\\)$", text, re.M | re.S)
+    assert any("pip install" in run for run in runs), "the RUN lines were read"
+    for run in runs:
         if "pip install" in run:
             assert "--no-cache-dir" in run
         if "apt-get install" in run:
@@ -539,12 +553,13 @@ def test_runbook_has_every_section_each_starting_from_an_alert():
 
 def test_every_alert_has_its_runbook_section():
     sections = runbook_sections()
-    for group in yaml.safe_load(ALERTS.read_text())["groups"]:
-        for rule in group["rules"]:
-            url = rule["annotations"]["runbook_url"]
-            anchor = url.split("#", 1)[1]
-            assert url.startswith("docs/operations.md#") and anchor in sections, rule["alert"]
-            assert rule["alert"] in sections[anchor].split("\n\n", 1)[0], f"{rule['alert']} opens {anchor}"
+    rules = [rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]]
+    assert rules, "alerts.yml holds alerts"
+    for rule in rules:
+        url = rule["annotations"]["runbook_url"]
+        anchor = url.split("#", 1)[1]
+        assert url.startswith("docs/operations.md#") and anchor in sections, rule["alert"]
+        assert rule["alert"] in sections[anchor].split("\n\n", 1)[0], f"{rule['alert']} opens {anchor}"
 
 
 def test_runbook_commands_and_their_flags_exist():
@@ -567,8 +582,8 @@ def test_runbook_commands_and_their_flags_exist():
 
 
 def test_the_aof_fsync_policy_is_one_choice_for_both_redis_services():
-    """everysec by default; REDIS_APPENDFSYNC=always closes the lost-machine window (README
-    "Durability"): the primary and its replica follow the same choice."""
+    """everysec by default; REDIS_APPENDFSYNC=always closes the lost-machine window (docs/architecture.md,
+    Durability): the primary and its replica follow the same choice."""
     services = compose()["services"]
     for name in ("redis", "redis-replica"):
         service = services[name]

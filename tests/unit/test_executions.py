@@ -1,4 +1,6 @@
-"""The per-execution steps against fakeredis and a mocked Rokt: every outcome, once."""
+"""The per-execution steps against fakeredis and a mocked Rokt: every outcome, once; the outcome
+and its release in one script, the render reading each execution once, the batch's current rows,
+and the time a tenant spent disabled left out of its executions' budget."""
 
 import json
 import threading
@@ -13,8 +15,9 @@ from pipeline.ledger import event_id_for
 from pipeline.ratelimit import RateLimited
 from pipeline.subscriptions import apply_subscription
 from pipeline.templates import create_template, update_template
-from pipeline.vocabulary import OutboxKind, State
+from pipeline.vocabulary import OutboxKind, State, TenantStatus
 from pipeline.webhooks import update_execution
+from tests.unit.conftest import COMPLETE
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
@@ -36,6 +39,10 @@ def claim(runtime, execution, **args):
 
 def rows(runtime):
     return [json.loads(f["p"]) for _id, f in runtime.redis.xrange("rsf:default:outbox:status")]
+
+
+def stream(runtime, kind):
+    return [json.loads(f["p"]) for _id, f in runtime.redis.xrange(f"rsf:default:outbox:{kind}")]
 
 
 def test_unknown_template_fails_with_reason(runtime):
@@ -149,7 +156,8 @@ def test_permanent_rokt_error_fails_with_rokts_reason(runtime, template_id):
 
 @responses.activate
 def test_an_event_rokt_already_holds_ends_accepted_without_a_dead_letter(runtime, template_id):
-    """A retry after a lost answer, to a Rokt that refuses a taken eventId (reference §7)."""
+    """A retry after a lost answer, to a Rokt that refuses a taken eventId
+    (docs/vendors/rokt-calendar-api.md §7)."""
     responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
     responses.post(ROKT_CREATE, status=400, json={"Code": "DuplicateEventId", "Reason": "exists"})
     claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
@@ -285,7 +293,7 @@ def test_new_execution_is_deterministic_per_activity_and_contact_instance():
     assert record["eventId"] == event_id_for(first) and record["contactKey"] == "C1"
 
 
-# --- release once (issue item 4) ---
+# --- release once ---
 
 
 def releases(runtime):
@@ -435,7 +443,7 @@ def test_a_replayed_execution_that_was_released_at_failure_is_not_released_again
 
 
 def test_a_malformed_link_in_a_value_fails_the_execution_with_a_reason(runtime):
-    """Issue 13: `http://[x` in a contact value used to raise ValueError out of render_step."""
+    """`http://[x` in a contact value fails the execution, not render_step with a ValueError."""
     template = {**TEMPLATE, "description": "Shop at {{Link}}"}
     template_id = create_template(runtime.redis, "default", template)["id"]
     claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="A", Link="http://[x")
@@ -452,3 +460,116 @@ def test_contact_values_reach_the_stored_event_cleaned(runtime, template_id):
     assert executions.render_step(runtime, "default", "e1") is True
     event = json.loads(runtime.ledger.get("default", "e1").fields["event"])
     assert event["title"] == "Hi Ava  X-INJECT:1"
+
+
+# --- the outcome and the release in one script ---
+
+
+def test_finish_releases_once_in_one_line(runtime, template_id, caplog):
+    claim(
+        runtime,
+        "e1",
+        templateId=template_id,
+        subscriptionId="s1",
+        FirstName="A",
+        releaseEventDefinitionKey="K",
+    )
+    assert executions.render_step(runtime, "default", "e1") is True
+    with caplog.at_level("INFO", logger="pipeline.executions"):
+        executions.finish(runtime, "default", "e1", State.ACCEPTED)
+    assert released_statuses(runtime) == ["accepted"]
+    assert [r.getMessage().endswith("ended accepted; released") for r in caplog.records] == [True]
+    ex = runtime.ledger.get("default", "e1")
+    assert ex.fields["releasedStatus"] == "accepted"
+    # emitted again (a redelivered task): the row again, never the release
+    assert executions.emit_outcome(runtime, ex) is False
+    assert released_statuses(runtime) == ["accepted"]
+    assert [r["values"]["Status"] for r in stream(runtime, "status")] == ["accepted", "accepted"]
+
+
+def test_an_outcome_read_before_the_execution_moved_releases_what_it_is_now(runtime, template_id):
+    """The script is guarded by the status and updatedAt the release was built from: a stale
+    read falls back to release_once, which decides on the hash as it is."""
+    claim(runtime, "e1", templateId=template_id, FirstName="A", releaseEventDefinitionKey="K")
+    runtime.ledger.transition("default", "e1", State.FAILED, error="first")
+    stale = runtime.ledger.get("default", "e1")
+    assert runtime.ledger.reopen("default", "e1")  # a replay: queued again, nothing to release
+    assert executions.emit_outcome(runtime, stale) is False
+    assert released_statuses(runtime) == []
+    runtime.ledger.transition("default", "e1", State.FAILED, error="second")
+    stale = runtime.ledger.get("default", "e1")
+    runtime.ledger.update("default", "e1", lastError="x")  # same status, newer updatedAt
+    assert executions.emit_outcome(runtime, stale) is True
+    assert released_statuses(runtime) == ["failed"]
+    assert stream(runtime, "release")[0]["data"]["error"] == "second"
+
+
+def test_an_expired_execution_releases_nothing(runtime, template_id):
+    claim(runtime, "e1", templateId=template_id, FirstName="A", releaseEventDefinitionKey="K")
+    runtime.ledger.transition("default", "e1", State.FAILED)
+    ex = runtime.ledger.get("default", "e1")
+    runtime.redis.zadd("rsf:default:release-due", {"e1": 1})
+    runtime.redis.delete("rsf:default:exec:e1")
+    assert executions.emit_outcome(runtime, ex) is False
+    assert released_statuses(runtime) == [] and runtime.redis.zcard("rsf:default:release-due") == 0
+
+
+# --- the render's one read and its parsed templates ---
+
+
+def test_render_sees_a_template_updated_since_the_last_render(runtime, template_id):
+    for execution in ("e1", "e2"):
+        claim(runtime, execution, templateId=template_id, subscriptionId="s1", FirstName="A")
+    assert executions.render_step(runtime, "default", "e1") is True
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "Hello {{FirstName}}"})
+    assert executions.render_step(runtime, "default", "e2") is True
+    titles = [json.loads(runtime.ledger.get("default", e).fields["event"])["title"] for e in ("e1", "e2")]
+    assert titles == ["Hi A", "Hello A"]
+
+
+def test_an_execution_without_the_template_field_reads_the_template_by_its_args(runtime, template_id):
+    """Executions claimed before the `templateId` field existed still render."""
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="A")
+    runtime.redis.hdel("rsf:default:exec:e1", "templateId")
+    assert executions.render_step(runtime, "default", "e1") is True
+
+
+def test_a_finished_execution_rendered_again_only_re_emits_its_row(runtime, template_id):
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="A")
+    executions.finish(runtime, "default", "e1", State.NO_SUBSCRIPTION, "none")
+    assert executions.render_step(runtime, "default", "e1") is False
+    assert [r["values"]["Status"] for r in stream(runtime, "status")] == ["no_subscription"] * 2
+    assert executions.render_step(runtime, "default", "gone") is False  # not in the ledger
+
+
+# --- the batch's current rows ---
+
+
+def test_current_rows_are_read_for_a_batch_and_an_expired_one_keeps_its_row(runtime, template_id):
+    claim(runtime, "e1", templateId=template_id, FirstName="A")
+    runtime.ledger.transition("default", "e1", State.FAILED, error="boom")
+    buffered = [
+        {"keys": {"ContactKey": "C1", "ExecutionId": "e1"}, "values": {"Status": "queued"}},
+        {"keys": {"ContactKey": "C9", "ExecutionId": "gone"}, "values": {"Status": "accepted"}},
+    ]
+    current = executions.current_status_rows(runtime, "default", buffered)
+    assert current[0] == executions.status_row(runtime.ledger.get("default", "e1"))
+    assert current[0]["values"]["Status"] == "failed" and current[1] == buffered[1]
+
+
+# --- a disabled tenant's time ---
+
+
+def test_time_a_tenant_spent_disabled_does_not_count_against_its_executions(rt):
+    rt.registry.add("brand-b", COMPLETE)
+    claimed = rt.ledger.claim(
+        "brand-b", "ex-1", {"eventId": "ev-1", "budgetStart": "2020-01-01T00:00:00+00:00", "args": "{}"}
+    )
+    assert claimed
+    assert not executions.after_failed_call(rt, "brand-b", "ex-1", RateLimited(0.5)).retry  # budget spent
+    rt.ledger.claim(
+        "brand-b", "ex-2", {"eventId": "ev-2", "budgetStart": "2020-01-01T00:00:00+00:00", "args": "{}"}
+    )
+    rt.registry.set_status("brand-b", TenantStatus.DISABLED)
+    rt.registry.set_status("brand-b", TenantStatus.ACTIVE)
+    assert executions.after_failed_call(rt, "brand-b", "ex-2", RateLimited(0.5)).retry

@@ -1,10 +1,20 @@
-"""Outbox flushing: vendor-sized batches, bisecting around a bad row, nothing lost on a crash."""
+"""Outbox flushing: vendor-sized batches, bisecting around a bad row, nothing lost on a crash, and
+the flush slots taken in one script for the kinds with a backlog."""
 
 import json
+import time
 
+import pytest
 import responses
 
-from pipeline.flush import flush_releases, flush_status_rows, latest_per_key
+from pipeline.clients.errors import RetryableError
+from pipeline.flush import (
+    claim_flush_slot,
+    claim_flush_slots,
+    flush_releases,
+    flush_status_rows,
+    latest_per_key,
+)
 from pipeline.vocabulary import OutboxKind
 
 TOKEN = "https://auth.sfmc.test/v2/token"
@@ -116,10 +126,8 @@ def test_a_failed_call_leaves_the_batch_pending_for_the_retry(runtime):
     responses.post(ROWSET, status=503)
     box = runtime.outbox("default", OutboxKind.STATUS_ROWS)
     box.append(row(1))
-    try:
+    with pytest.raises(RetryableError):  # the task retries on this
         flush_status_rows(runtime, "default", consumer="task-2", max_wait=0)
-    except Exception as exc:  # the task retries on this
-        assert getattr(exc, "retryable", False)
     assert box.backlog() == 1
     responses.replace(responses.POST, ROWSET, json=[])
     flush_status_rows(runtime, "default", consumer="task-2", max_wait=0)
@@ -164,3 +172,34 @@ def test_a_late_batch_sends_the_current_state_not_the_stale_one(runtime):
     runtime.ledger.transition("default", "e1", State.CONFIRMED, (State.ACCEPTED,))
     flush_status_rows(runtime, "default", consumer="late", max_wait=0)
     assert sent_rows(rowset.calls[0])[0]["values"]["Status"] == "confirmed"
+
+
+# --- flush slots in one script ---
+
+
+def test_flush_slots_are_taken_for_kinds_with_a_backlog_once(runtime):
+    kinds = [OutboxKind.STATUS_ROWS, OutboxKind.RELEASES]
+    assert claim_flush_slots(runtime, "default", kinds) == []  # nothing to flush: no slot taken
+    runtime.outbox("default", OutboxKind.RELEASES).append({"x": 1})
+    assert claim_flush_slots(runtime, "default", kinds) == [OutboxKind.RELEASES]
+    assert claim_flush_slots(runtime, "default", kinds) == []  # the flush is scheduled already
+    assert claim_flush_slot(runtime, "default", OutboxKind.RELEASES) is False  # the same slot
+    runtime.outbox("default", OutboxKind.STATUS_ROWS).append({"x": 1})
+    assert claim_flush_slots(runtime, "default", kinds) == [OutboxKind.STATUS_ROWS]
+    assert 0 < runtime.redis.pttl("rsf:default:flush-scheduled:status") <= 1000
+    assert claim_flush_slots(runtime, "default", []) == []
+
+
+def test_a_slot_seen_taken_is_asked_about_again_once_it_ends(runtime):
+    kinds = [OutboxKind.STATUS_ROWS]
+    runtime.outbox("default", OutboxKind.STATUS_ROWS).append({"x": 1})
+    assert claim_flush_slot(runtime, "default", OutboxKind.STATUS_ROWS, delay=0.2)  # another process
+    assert claim_flush_slots(runtime, "default", kinds, delay=0.05) == []  # seen taken for ~0.2 s
+    commands = []
+    runtime.redis.register_script = lambda *a: commands.append(a) or pytest.fail("asked again")
+    assert claim_flush_slots(runtime, "default", kinds, delay=0.05) == []  # not asked: still taken
+    del runtime.redis.register_script
+    time.sleep(0.25)
+    assert claim_flush_slots(runtime, "default", kinds, delay=0.05) == [OutboxKind.STATUS_ROWS]
+    time.sleep(0.1)
+    assert claim_flush_slots(runtime, "default", kinds, delay=0.05) == [OutboxKind.STATUS_ROWS]

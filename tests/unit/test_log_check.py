@@ -1,9 +1,10 @@
-"""The integration session's log check can fail: planted secrets and emails are caught."""
+"""The log check of the integration session (tests/log_check.py) can fail: planted secrets and
+emails are caught."""
 
 import pytest
 
 from pipeline.sandbox import SANDBOX_JWT_SECRET, rokt
-from tests.integration.helpers import TEST_PROCESS_LOG, check_logs, log_leaks
+from tests.log_check import TEST_PROCESS_LOG, check_logs, log_leaks
 
 CLEAN = "2026-01-01 INFO pipeline.web: execute accepted contact=c***@e***.com execution=ex-1\n"
 

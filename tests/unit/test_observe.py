@@ -89,12 +89,12 @@ def test_the_snapshot_only_reads_so_it_works_when_redis_refuses_writes(runtime, 
 def test_every_published_task_message_carries_its_send_time():
     from celery import signals
 
-    from pipeline import dispatch  # connects the handler (every producer imports dispatch)
+    from pipeline import dispatch  # noqa: F401  (connects the handler: every producer imports it)
 
-    assert dispatch.stamp_sent_at
     headers: dict = {}
+    before = time.time()
     signals.before_task_publish.send(sender="rsf.render_event", headers=headers, body=None)
-    assert isinstance(headers[SENT_AT_HEADER], float)
+    assert before <= headers[SENT_AT_HEADER] <= time.time()  # the time it was sent
 
 
 def test_unacked_messages_past_the_scan_limit_are_not_read(fake_redis, monkeypatch):

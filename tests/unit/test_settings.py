@@ -1,17 +1,25 @@
-"""Settings: one tenant from the environment, or many from a TOML file."""
+"""Settings: one tenant from the environment, or many from a TOML file; secrets strong enough and
+not published, vendor URLs https outside the sandbox."""
 
+import secrets
 from dataclasses import fields, replace
 
 import pytest
 
+from pipeline import sandbox
 from pipeline.settings import (
+    KNOWN_PUBLIC_SECRETS,
     REGISTRY_ONLY_FIELDS,
     SETTINGS_TABLE,
     Settings,
     Tenant,
     load_settings,
     origin_allowed,
+    secret_problem,
 )
+from tests.unit.conftest import ENV, JWT_SECRET
+
+STRONG = secrets.token_urlsafe(32)
 
 
 def test_default_tenant_from_environment():
@@ -179,7 +187,8 @@ def test_the_apps_vendor_urls_must_be_https_outside_the_sandbox():
     for name in ("SFMC_APP_AUTH_BASE_URL", "SFMC_TSSD_AUTH_URL", "ROKT_API_DEFAULT_BASE_URL"):
         with pytest.raises(ValueError, match=name):
             load_settings({name: "http://auth.example/{tssd}"})
-        assert load_settings({name: "http://127.0.0.1:9/{tssd}", "SANDBOX": "1"}).sandbox
+        sandboxed = load_settings({name: "http://127.0.0.1:9/{tssd}", "SANDBOX": "1"})
+        assert getattr(sandboxed, name.lower()) == "http://127.0.0.1:9/{tssd}"  # taken as it is
         load_settings({name: "https://auth.example/{tssd}"})
 
 
@@ -188,3 +197,67 @@ def test_log_format_is_json_or_text():
     assert load_settings({"LOG_FORMAT": "TEXT"}).log_format == "text"
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         load_settings({"LOG_FORMAT": "xml"})
+
+
+# -- secrets ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        (STRONG, True),
+        (secrets.token_hex(32), True),
+        (JWT_SECRET, True),
+        ("short-secret", False),
+        ("a" * 40, False),
+        ("abcdefgh" * 5, False),  # eight distinct characters, one pattern repeated
+        ("0123456789abcdef" * 2, False),
+        ("x" * 31, False),
+    ],
+)
+def test_a_secret_needs_32_characters_and_no_repeated_pattern(value, ok):
+    assert (secret_problem(value, sandbox=False) is None) is ok
+
+
+def test_the_public_list_holds_exactly_the_sandbox_constants():
+    assert {
+        sandbox.SANDBOX_JWT_SECRET,
+        sandbox.SANDBOX_WEBHOOK_SECRET,
+        sandbox.SANDBOX_WEBHOOK_PATH_TOKEN,
+        sandbox.SANDBOX_SECRET_KEY,
+    } == KNOWN_PUBLIC_SECRETS
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"ROKT_WEBHOOK_SECRET": "hook-secret"}, "tenant 'default': ROKT_WEBHOOK_SECRET: too short"),
+        ({"JB_JWT_SECRET": "jwt-s3cr3t"}, "tenant 'default': JB_JWT_SECRET: too short"),
+        ({"ROKT_WEBHOOK_PATH_TOKEN": "t" * 40}, "ROKT_WEBHOOK_PATH_TOKEN: too predictable"),
+        ({"JB_JWT_SECRET": sandbox.SANDBOX_JWT_SECRET}, "JB_JWT_SECRET: is a published sandbox secret"),
+        ({"ROKT_WEBHOOK_SECRET": sandbox.SANDBOX_WEBHOOK_SECRET}, "ROKT_WEBHOOK_SECRET: is a published"),
+        ({"SECRET_KEY": sandbox.SANDBOX_SECRET_KEY}, "SECRET_KEY: is a published sandbox key"),
+        ({"ROKT_API_BASE_URL": "http://rokt.test"}, "ROKT_API_BASE_URL: must be an https"),
+        ({"SFMC_AUTH_BASE_URL": "http://auth.test"}, "SFMC_AUTH_BASE_URL: must be an https"),
+    ],
+)
+def test_load_refuses_weak_or_public_secrets_and_plain_http_vendors_naming_tenant_and_key(env, message):
+    with pytest.raises(ValueError, match=message):
+        load_settings({**ENV, **env})
+
+
+def test_a_tenants_file_error_names_the_file_the_tenant_and_the_key(tmp_path):
+    path = tmp_path / "tenants.toml"
+    path.write_text(
+        f'[tenants.ok]\njb_jwt_secret = "{STRONG}"\n[tenants.weak]\nrokt_webhook_secret = "abc"\n'
+    )
+    with pytest.raises(ValueError, match=r"tenants.toml: tenant 'weak': rokt_webhook_secret: too short"):
+        load_settings({"TENANTS_FILE": str(path)})
+
+
+def test_the_sandbox_accepts_its_own_secrets_and_plain_http():
+    settings = load_settings(
+        {**sandbox.sandbox_env("http://127.0.0.1:1", "http://127.0.0.1:2"), "SANDBOX": "1"}
+        | {"SECRET_KEY": sandbox.SANDBOX_SECRET_KEY}
+    )
+    assert settings.tenant("default").rokt_webhook_secret == sandbox.SANDBOX_WEBHOOK_SECRET
+    with pytest.raises(ValueError, match="too short"):  # the sandbox does not excuse a weak secret
+        load_settings({"SANDBOX": "1", "JB_JWT_SECRET": "weak-one"})

@@ -160,7 +160,7 @@ def test_the_backfill_feeds_the_index_below_every_webhook(runtime):
     assert live(runtime) == []  # a backfill re-run after go-live cannot undo an Unsubscribe
 
 
-# --- spreadsheet formula injection (issue 13) ---
+# --- spreadsheet formula injection ---
 
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "\n"])

@@ -97,32 +97,3 @@ def test_rokt_simulator_reports_when_posts_arrived_and_which_were_throttled():
     assert statuses == [202, 429]
     assert len(posts["accepted"]) == 1 and len(posts["throttled"]) == 1
     assert posts["accepted"][0] <= posts["throttled"][0]
-
-
-def test_intake_rows_show_each_broker_beside_its_baselines_or_why_not_measured():
-    from bench.markdown import intake_rows
-
-    level = {"rps": 900.0, "p50_ms": 40.0, "p99_ms": 80.0}
-    bare = {"rps": 1800.0, "p50_ms": 20.0, "p99_ms": 50.0}
-    direct = {"rps": 500.0, "p50_ms": 90.0, "p99_ms": 200.0}
-    figures = {
-        "execute": dict.fromkeys(("c1", "c10", "c50"), level),
-        "bare_flask": dict.fromkeys(("c1", "c10", "c50"), bare),
-        "direct_send": dict.fromkeys(("c1", "c10", "c50"), direct),
-        "ratio": 0.5,
-        "p99_ratio": 1.6,
-        "lost": 0,
-        "direct_send_ratio": 0.278,
-        "direct_send_p99_ratio": 4.0,
-    }
-    rows = intake_rows(figures, "RabbitMQ")
-    assert rows[2] == (
-        "intake, RabbitMQ, 50 connections",
-        "rps · p50 · p99 (ms)",
-        "900 · 40 · 80",
-        "bare Flask 1800 · 20 · 50; publish in execute 500 · 90 · 200",
-    )
-    assert rows[3][2:] == ("0.5 · 1.6 · 0", "publish in execute: 0.278 · 4.0")
-    missing = intake_rows({"ratio": None, "reason": "not reachable"}, "RabbitMQ")
-    assert missing == [("intake, RabbitMQ", "execute ÷ bare Flask at 50", "not measured", "not reachable")]
-    assert intake_rows(None, "") == []

@@ -1,4 +1,5 @@
-"""Vendor clients over `responses`: shared tokens, refresh once on 401, typed errors."""
+"""Vendor clients over `responses`: shared tokens, refresh once on 401, typed errors, and SFMC
+tokens of a signed-in tenant from its refresh token."""
 
 import json
 
@@ -16,6 +17,7 @@ from pipeline.clients.errors import (
 )
 from pipeline.clients.rokt import RoktClient
 from pipeline.clients.sfmc import SfmcClient, TokenRefused
+from tests.unit.conftest import COMPLETE
 
 EVENT = {"eventId": "e1", "title": "t", "start": "2026-01-01T00:00:00", "timezone": "UTC"}
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
@@ -267,3 +269,51 @@ def test_sfmc_token_context_caps_the_read_timeout(settings, fake_redis):
     client.session.request = spy
     client.token_context("t")
     assert seen[-1] == (SFMC_CONTEXT, (2, 5.0))
+
+
+# -- a signed-in tenant: SFMC tokens from its refresh token --
+
+AUTH = "https://mc-abc.auth.marketingcloudapis.com"
+
+
+def _signed_in(rt):
+    name = rt.registry.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="refresh-1").name
+    rt.registry.update(name, {k: v for k, v in COMPLETE.items() if not k.startswith("sfmc_")})
+    return name
+
+
+@responses.activate
+def test_a_signed_in_tenant_gets_sfmc_tokens_by_refresh_and_keeps_the_rotated_refresh_token(rt):
+    name = _signed_in(rt)
+    responses.post(
+        f"{AUTH}/v2/token",
+        json={
+            "access_token": "at-1",
+            "refresh_token": "refresh-2",
+            "expires_in": 1079,
+            "rest_instance_url": "https://r/",
+        },
+    )
+    token = rt.sfmc(name).token.get()
+    assert token["access_token"] == "at-1" and "refresh_token" not in token  # never cached in Redis
+    sent = json.loads(responses.calls[0].request.body)
+    assert sent == {
+        "grant_type": "refresh_token",
+        "refresh_token": "refresh-1",
+        "client_id": rt.settings.sfmc_app_client_id,
+        "client_secret": rt.settings.sfmc_app_client_secret,
+        "account_id": "43",  # the business unit of App Settings
+    }
+    assert rt.registry.refresh_token(name) == "refresh-2"
+    cached = json.dumps(rt.redis.get(f"rsf:{name}:token:sfmc"))
+    assert "refresh-2" not in cached
+    assert "at-1" not in cached and "sealed" in cached  # the runtime seals it with SECRET_KEY
+
+
+@responses.activate
+def test_a_refused_refresh_token_marks_the_tenant_reconnect_needed(rt):
+    name = _signed_in(rt)
+    responses.post(f"{AUTH}/v2/token", status=400, json={"error": "invalid_grant"})
+    with pytest.raises(PermanentError):
+        rt.sfmc(name).check_credentials()
+    assert "refused the refresh token" in rt.registry.get(name).reconnect_reason

@@ -1,12 +1,18 @@
-"""Vendor access tokens cached in Redis: sealed at rest, shared, dropped exactly after a 401."""
+"""Vendor access tokens cached in Redis: sealed at rest, shared, dropped exactly after a 401,
+fetched once for many threads."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
+
+import pytest
 
 from pipeline.clients.tokens import SharedToken
 from pipeline.crypto import SecretBox
+from tests.unit.threads import together
 
 KEY = "rsf:acme:token:rokt"
 ACCESS = "bearer-abc-123-very-secret"
@@ -80,3 +86,44 @@ def test_without_a_secret_key_the_record_holds_the_response_and_a_401_still_drop
     assert json.loads(fake_redis.get(KEY))["response"]["access_token"] == ACCESS
     token.invalidate(ACCESS)
     assert token.get()["access_token"] == "next"
+
+
+# -- many threads of one process (the Rokt stage's threads pool) --
+
+
+def test_many_threads_missing_the_token_fetch_it_once(fake_redis):
+    """One thread fetches; the others wait on the process's lock, not polling Redis's."""
+    fetched = []
+
+    def fetch() -> dict[str, Any]:
+        time.sleep(0.05)
+        fetched.append(1)
+        return {"access_token": "tok", "expires_in": 300}
+
+    token = SharedToken(fake_redis, "t", "rokt", fetch)
+    lock_tries = []
+    original_set = fake_redis.set
+
+    def counting_set(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == token.lock_key:
+            lock_tries.append(name)
+        return original_set(name, *args, **kwargs)
+
+    fake_redis.set = counting_set
+    tokens = together(token.get)
+    assert len(fetched) == 1 and {t["access_token"] for t in tokens} == {"tok"}
+    assert len(lock_tries) == 1
+
+
+def test_a_thread_waiting_longer_than_its_budget_for_a_refresh_gets_a_retryable_error(fake_redis):
+    from pipeline.clients.errors import RetryableError
+
+    release = threading.Event()
+    token = SharedToken(fake_redis, "t", "rokt", lambda: release.wait(5) and {"access_token": "x"})
+    holder = threading.Thread(target=token.get)
+    holder.start()
+    time.sleep(0.05)
+    with pytest.raises(RetryableError):
+        token.get(wait_seconds=0.1)
+    release.set()
+    holder.join()

@@ -80,9 +80,10 @@ def test_the_send_check_refuses_what_a_worker_could_not_run():
 
 def test_task_functions_are_named_as_their_tasks():
     app.loader.import_default_modules()
-    for name, task in app.tasks.items():
-        if name.startswith("rsf."):
-            assert name == f"rsf.{task.run.__name__}", name
+    ours = {name: task for name, task in app.tasks.items() if name.startswith("rsf.")}
+    assert set(celeryconfig.task_routes) <= set(ours)  # every routed task is among those checked
+    for name, task in ours.items():
+        assert name == f"rsf.{task.run.__name__}", name
 
 
 def test_reliability_settings():

@@ -1,4 +1,5 @@
-"""The webhook receiver and its signature rules, and log redaction (no network)."""
+"""The webhook receiver and its signature rules, bodies it refuses (a JSON nested too deep), and log
+redaction (no network)."""
 
 import json
 import logging
@@ -11,6 +12,7 @@ from pipeline.web.logs import RedactingGunicornLogger, RedactSecrets, redact
 from pipeline.web.webhook_auth import signature_header, verify_header
 from tests.unit.conftest import ENV
 from tests.unit.samples import SUBSCRIBE
+from tests.unit.web.signed import signed_webhook
 
 SECRET = "unit-webhook-secret-0123456789abcdefghij"
 PATH_TOKEN = "unit-webhook-path-token-0123456789abcdefgh"  # a bearer token of its own, not the HMAC key
@@ -238,3 +240,14 @@ def test_gunicorn_access_log_atoms_are_redacted():
     logger.cfg = Cfg()
     result = RedactingGunicornLogger.atoms(logger, Resp(), Req(), environ, datetime.timedelta(seconds=0.01))
     assert "s3cr3t" not in json.dumps({k: str(v) for k, v in result.items()})
+
+
+@pytest.mark.parametrize("depth", [40, 5000, 30000])
+def test_a_deeply_nested_authenticated_webhook_is_400(parts, depth):
+    _, client, _, hooks = parts
+    body = (
+        '{"eventId":"e-deep","eventType":"Subscribe","eventDetails":' + "[" * depth + "]" * depth + "}"
+    ).encode()
+    answer = signed_webhook(client, body=body)
+    assert answer.status_code == 400 and answer.json["error"] == "invalid_json"
+    assert hooks.calls == []

@@ -1,0 +1,57 @@
+"""Failed authentications of execute and webhooks (pipeline/web/auth_failures.py): answered alike
+whatever failed, limited per tenant and address with 429 and Retry-After, counted per route."""
+
+from tests.unit.conftest import JWT_SECRET
+from tests.unit.samples import SUBSCRIBE
+from tests.unit.web.signed import STRONG, execute, make, signed_webhook
+
+
+def test_unknown_unconfigured_and_wrong_credentials_answer_alike(parts):
+    runtime, client, _, _ = parts
+    runtime.registry.add("bare", {})  # no JWT secret, no webhook secret
+    answers = [
+        execute(client, tenant="nobody"),
+        execute(client, tenant="bare"),
+        execute(client, secret="another-secret-0123456789abcdef0123"),
+        signed_webhook(client, tenant="nobody"),
+        signed_webhook(client, tenant="bare"),
+        signed_webhook(client, secret="wrong-secret-0123456789abcdef0123456"),
+        client.post(f"/t/nobody/webhooks/rokt/{STRONG}", json=SUBSCRIBE),
+        client.post(f"/t/bare/webhooks/rokt/{STRONG}", json=SUBSCRIBE),
+    ]
+    assert {(a.status_code, a.get_data()) for a in answers} == {
+        (401, b'{"error":"unauthorized","message":"authentication failed"}\n')
+    }
+
+
+def test_failed_authentications_become_429_with_retry_after_and_are_counted(fake_redis):
+    _, client, executes, _ = make(fake_redis, AUTH_FAILURE_LIMIT="3", AUTH_FAILURE_WINDOW_SECONDS="60")
+    wrong = "another-secret-0123456789abcdef0123"
+    assert [execute(client, wrong).status_code for _ in range(3)] == [401] * 3
+    limited = execute(client, wrong)
+    assert limited.status_code == 429 and limited.json["error"] == "too_many_failures"
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert execute(client, JWT_SECRET).status_code == 429  # the address waits out the window
+    other = execute(client, JWT_SECRET, environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 200 and len(executes.calls) == 1  # another address is not blocked
+    # webhooks count apart from executes (their own route), in the same per-tenant metrics hash
+    assert [signed_webhook(client, "w" * 8 + STRONG).status_code for _ in range(4)] == [401, 401, 401, 429]
+    assert fake_redis.hgetall("rsf:default:auth-failures") == {
+        "execute": "3",
+        "execute:limited": "2",
+        "webhook": "3",
+        "webhook:limited": "1",
+    }
+    assert 0 < fake_redis.ttl("rsf:default:authfail:execute:127.0.0.1") <= 60
+
+
+def test_guessing_tenant_names_is_limited_without_a_key_per_name(fake_redis):
+    _, client, _, _ = make(fake_redis, AUTH_FAILURE_LIMIT="2")
+    answers = [execute(client, tenant=f"guess-{i}").status_code for i in range(4)]
+    assert answers == [401, 401, 429, 429]
+    assert not [key for key in fake_redis.keys("*") if "guess" in key]
+
+
+def test_a_limit_of_zero_turns_the_limiter_off(fake_redis):
+    _, client, _, _ = make(fake_redis, AUTH_FAILURE_LIMIT="0")
+    assert {execute(client, "another-secret-0123456789abcdef0123").status_code for _ in range(30)} == {401}
