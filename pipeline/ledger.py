@@ -126,11 +126,14 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
     redis.call('HINCRBY', base .. ':counts', current, -1)
     redis.call('HINCRBY', base .. ':counts', ARGV[1], 1)
     redis.call('EXPIRE', base .. ':counts', ttl)
-    if current == 'failed' then uncount_failure(base) end
-    if ARGV[1] == 'failed' then
-      redis.call('ZINCRBY', base .. ':failures', 1, ARGV[7])
+    uncount_failure(base)
+    local reason = nil
+    if ARGV[1] == 'failed' then reason = ARGV[7] end
+    if ARGV[1] == 'missing_field' then reason = 'missing_field:' .. ARGV[7] end
+    if reason then
+      redis.call('ZINCRBY', base .. ':failures', 1, reason)
       redis.call('EXPIRE', base .. ':failures', ttl)
-      redis.call('HSET', KEYS[1], 'failureReason', ARGV[7])
+      redis.call('HSET', KEYS[1], 'failureReason', reason)
     end
   end
 end
@@ -191,7 +194,7 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' then
     end
     if base ~= '' then redis.call('HINCRBY', base .. ':counts', 'queued', -1) end
   end
-  if status == 'failed' and base ~= '' then uncount_failure(base) end
+  if base ~= '' then uncount_failure(base) end
 end
 redis.call('DEL', KEYS[1], ARGV[1] .. 'event:' .. event)
 redis.call('ZREM', KEYS[2], KEYS[1])
@@ -203,6 +206,11 @@ return 1
 # a failed execution's reason as the activity's top failures list it
 FAILURE_REASON_CHARS = 200
 TOP_FAILURES = 5
+# missing_field executions count their reason ("missing value for City") in the same sorted set,
+# under this prefix (written as a literal by the _TRANSITION script), so the running view can say
+# which field was missing
+MISSING_REASON = "missing_field:"
+TOP_REASONS = 50  # read at once; each list keeps its TOP_FAILURES most frequent
 
 
 def execution_key(tenant: str, execution: str) -> str:
@@ -514,8 +522,9 @@ class Ledger:
         return max(0, int(self.r.hget(self.template_open_key(tenant), template_id) or 0))
 
     def activity_stats(self, tenant: str, activity_id: str) -> dict[str, Any]:
-        """Live counts of one Journey Builder activity: executions per state and the most
-        frequent reasons of its failed executions (at most five, most frequent first)."""
+        """Live counts of one Journey Builder activity: executions per state, the most frequent
+        reasons of its failed executions and of its missing_field ones (at most five each, most
+        frequent first)."""
         pipe = self.r.pipeline(transaction=True)
         pipe.hgetall(self.activity_counts_key(tenant, activity_id))
         pipe.zrevrangebyscore(
@@ -523,11 +532,16 @@ class Ledger:
             "+inf",
             "(0",
             start=0,
-            num=TOP_FAILURES,
+            num=TOP_REASONS,
             withscores=True,
         )
-        raw_counts, failures = pipe.execute()
+        raw_counts, reasons = pipe.execute()
+        failures = [(r, n) for r, n in reasons if not r.startswith(MISSING_REASON)][:TOP_FAILURES]
+        missing = [(r[len(MISSING_REASON) :], n) for r, n in reasons if r.startswith(MISSING_REASON)]
         return {
             "counts": {str(state): max(0, int(raw_counts.get(state, 0))) for state in State},
             "topFailures": [{"reason": reason, "count": int(score)} for reason, score in failures],
+            "missingFields": [
+                {"reason": reason, "count": int(score)} for reason, score in missing[:TOP_FAILURES]
+            ],
         }

@@ -17,8 +17,9 @@ the real cut depends on the device width, the font, the user's text size and the
     Android  title 30 characters, location 40 characters
 
 Advice follows the integration guide's "Calendar lock screen best practices" and "Event card
-description best practices" (emoji before and after the title, first name and brand in the
-title, urgency and a link in the location, trackable links with utm_source). It is a list of
+description best practices" (docs/vendors/integration-guide.md §7: emoji before and after the
+title, first name and brand in the title, urgency and a link in the location, trackable links
+with utm_source). It is a list of
 `{"code", "message"}` the marketer may ignore: never an error, never a block.
 """
 

@@ -1,8 +1,9 @@
 """Turn a stored event template plus one contact's inArguments into a Rokt event.
 
 Pure functions, no I/O. The integration guide promises events "are not sent with blank or
-unintended data values": under the `strict` policy a placeholder whose value is missing,
-empty or whitespace-only (and has no default) stops the event and names the fields.
+unintended data values" (docs/vendors/integration-guide.md §5): under the `strict` policy a
+placeholder whose value is missing, empty or whitespace-only (and has no default) stops the
+event and names the fields.
 
 Contact values are untrusted text that ends up in a calendar entry (an iCalendar file at Rokt's
 side), so each rendered field is cleaned and capped (`finish_field`):
@@ -37,20 +38,24 @@ from pipeline.vocabulary import State
 UTM_SOURCE = "RoktCalendar"
 RENDERED_FIELDS = ("title", "description", "location", "start", "end")
 
-# {{Field}} or {{Field | default: "text"}}; names as JB binds them (letters, digits, _ . -)
+# {{Field}} or {{Field | default: "text"}}. A name is what JB binds and data extensions allow: it
+# starts with a letter or `_` and holds letters, digits, `_ . -` and single spaces between words
+# ("Home City"); spaces around it are ignored. The one definition: templates, schemas and the
+# preview import it, and `placeholder_problems` explains every `{{` it does not match.
 PLACEHOLDER = re.compile(
-    r"\{\{\s*(?P<name>[A-Za-z_][\w.\-]*)\s*"
+    r"\{\{\s*(?P<name>[^\W\d][\w.\-]*(?: [\w.\-]+)*)\s*"
     r"(?:\|\s*default\s*:\s*\"(?P<default>(?:[^\"\\]|\\.)*)\"\s*)?\}\}"
 )
+NAME = re.compile(r"[^\W\d][\w.\-]*(?: [\w.\-]+)*")
+UNCLOSED = re.compile(r"\{\{[^{}\n,;!?]*\}?")  # how much of an unclosed placeholder an error shows
 URL = re.compile(r"https?://[^\s<>\"'{}|\\^`]+", re.IGNORECASE)
 URL_TRAILING = ".,;:!?)]}'\""
 
-# Rendered field caps, in characters (code points). Rokt publishes no field lengths: the
-# reference (../shared/reference/rokt-calendar-api.md §8 "Limits") lists the max lengths of
-# `title`, `description` and `location` as [U], unknown. We cap at the template's own limits
-# (schemas/templates.py imports these), so a rendered field is never longer than a template may
-# be written literally, and an event stays ~10 KB of text, far below the 1 MiB body the
-# sandbox enforces ([SIM], same section).
+# Rendered field caps, in characters (code points). Rokt publishes no field lengths
+# (docs/vendors/rokt-calendar-api.md §8: the max lengths of `title`, `description` and
+# `location` are unknown). We cap at the template's own limits (schemas/templates.py imports
+# these), so a rendered field is never longer than a template may be written literally, and an
+# event stays ~10 KB of text.
 FIELD_LIMITS = {"title": 500, "description": 8000, "location": 2000}
 ELLIPSIS = "\u2026"
 KEEP_FORMAT = frozenset("\u200c\u200d")  # ZWNJ, ZWJ: emoji sequences and scripts need them
@@ -68,11 +73,21 @@ class TemplateRenderError(Exception):
         self.fields = fields or []
 
 
+MISSING_PREFIX = "missing value for "
+
+
 class MissingFields(TemplateRenderError):
     outcome = State.MISSING_FIELD
 
     def __init__(self, fields: list[str]) -> None:
-        super().__init__("missing value for " + ", ".join(fields), fields)
+        super().__init__(MISSING_PREFIX + ", ".join(fields), fields)
+
+
+def missing_fields_of(reason: str) -> list[str]:
+    """The placeholder names a MissingFields reason lists (names hold no comma), [] for others."""
+    if not reason.startswith(MISSING_PREFIX):
+        return []
+    return [name.strip() for name in reason[len(MISSING_PREFIX) :].split(",") if name.strip()]
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,52 @@ def resolve_time_zone(name: str) -> TimeZonePair:
     if name in tz_win:
         return TimeZonePair(windows=tz_win[name], iana=name)
     raise ValueError(f"unknown time zone {name!r}: use an IANA name or a Windows time-zone ID")
+
+
+# the regions of the IANA names offered in the UI's list (legacy aliases such as US/Pacific are
+# still accepted when typed)
+ZONE_AREAS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+)
+
+
+def time_zone_choices() -> list[str]:
+    """The IANA names the UI lists (every one renders): Area/City names and UTC, sorted."""
+    names = {n for n in tz_win if n.split("/", 1)[0] in ZONE_AREAS and n.count("/") >= 1}
+    return sorted(names | {"UTC"})
+
+
+def _zone_key(text: str) -> str:
+    return " ".join(text.replace("_", " ").split()).casefold()
+
+
+def canonical_time_zone(text: str) -> str:
+    """What a marketer types, as the stored zone: an IANA name or Windows ID in any case
+    ("australia/sydney"), or a city ("Sydney", "new york") when it names one zone. Raises
+    ValueError saying what to type instead."""
+    typed = " ".join((text or "").split())
+    if not typed:
+        raise ValueError("required: choose the time zone the start and end are in, e.g. Australia/Sydney")
+    key = _zone_key(typed)
+    exact = [n for n in (*tz_win, *win_tz) if _zone_key(n) == key]
+    if exact:
+        return exact[0]
+    cities = [n for n in time_zone_choices() if _zone_key(n.rsplit("/", 1)[-1]) == key]
+    if len({tz_win[n] for n in cities if n in tz_win}) == 1 or len(cities) == 1:
+        return min(cities, key=lambda n: (n.count("/"), n))
+    if cities:
+        raise ValueError(f"{typed!r} names several time zones: choose one of {', '.join(cities)}")
+    raise ValueError(
+        f"unknown time zone {typed!r}: choose one from the list, e.g. Australia/Sydney or Europe/London"
+    )
 
 
 def is_blank(value: Any) -> bool:
@@ -171,6 +232,62 @@ def substitute(text: str, values: Mapping[str, Any], policy: str = "strict") -> 
         return ""
 
     return PLACEHOLDER.sub(replace, text or ""), missing
+
+
+def placeholder_problems(text: str) -> list[str]:
+    """Why each `{{` of `text` that PLACEHOLDER does not match is not a placeholder, one message
+    per placeholder naming it and the rule it breaks (the marketer fixes them all in one go)."""
+    problems: list[str] = []
+    position = 0
+    text = text or ""
+    while (start := text.find("{{", position)) != -1:
+        match = PLACEHOLDER.match(text, start)
+        if match:
+            position = match.end()
+            continue
+        close = text.find("}}", start + 2)
+        reopen = text.find("{{", start + 2)
+        if close == -1 or (reopen != -1 and reopen < close):
+            shown = UNCLOSED.match(text, start).group(0).rstrip()[:40]
+            problems.append(f'{shown}: not closed; end it with "}}}}"')
+            position = start + 2
+            continue
+        problems.append(_explain(text[start : close + 2]))
+        position = close + 2
+    return problems
+
+
+def _explain(whole: str) -> str:
+    """The rule a `{{...}}` breaks (see placeholder_problems)."""
+    inner = whole[2:-2]
+    name, bar, rest = inner.partition("|")
+    name = name.strip()
+    if not name:
+        return f"{whole}: the placeholder has no name; write the field's name, e.g. {{{{FirstName}}}}"
+    if "{" in name or "}" in name:
+        return f"{whole}: use exactly two braces on each side, e.g. {{{{{name.strip('{} ')}}}}}"
+    if not NAME.fullmatch(" ".join(name.split())):
+        return (
+            f"{whole}: {name!r} is not a field name; it starts with a letter or _ and holds "
+            "letters, digits, spaces, _ . or -"
+        )
+    if "  " in name or "\t" in name or "\n" in name:
+        return f"{whole}: put single spaces between the words of a field name: {' '.join(name.split())!r}"
+    if bar:
+        option, colon, value = rest.partition(":")
+        value = value.strip()
+        if option.strip() != "default" or not colon:
+            return f'{whole}: the only option after "|" is default, e.g. {{{{{name} | default: "text"}}}}'
+        if value.startswith("'") or value.startswith("\u2018") or value.startswith("\u201c"):
+            plain = value.strip("'\u2018\u2019\u201c\u201d")
+            return f'{whole}: put the default in straight double quotes: {{{{{name} | default: "{plain}"}}}}'
+        if not value:
+            return f'{whole}: the default has no text; write {{{{{name} | default: "text"}}}} or drop it'
+        if not value.startswith('"') or not value.endswith('"') or len(value) < 2:
+            plain = value.strip('"')
+            return f'{whole}: put the default in double quotes: {{{{{name} | default: "{plain}"}}}}'
+        return f'{whole}: a double quote inside the default needs a backslash: \\"'
+    return f'{whole}: write {{{{{name}}}}} or {{{{{name} | default: "text"}}}}'
 
 
 def tag_link(url: str, field_name: str = "text") -> str:

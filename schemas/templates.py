@@ -1,13 +1,28 @@
 """Event templates, stored server-side per tenant so Journey Builder never sees our `{{ }}`."""
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates, validates_schema
+from typing import Any
 
-from pipeline.render import FIELD_LIMITS, PLACEHOLDER, resolve_time_zone
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from pipeline.render import FIELD_LIMITS, RENDERED_FIELDS, canonical_time_zone, placeholder_problems
 
 POLICIES = ("strict", "blank")
 # what the store adds to a template (and the API to an item): an update may send them back as
 # read, they are ignored (an `id` must then be the template's own)
 READ_ONLY_FIELDS = ("id", "tenant", "createdAt", "updatedAt", "placeholders")
+
+
+class TimeZone(fields.String):
+    """A time zone as typed (any case, a city such as "Sydney", a Windows ID), stored canonical
+    ("Australia/Sydney"), so the UI's list and the CLI accept the same words; anything else is
+    refused naming what to type."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return canonical_time_zone(text)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
 
 
 class TemplateSchema(Schema):
@@ -20,25 +35,19 @@ class TemplateSchema(Schema):
     location = fields.String(load_default="", validate=validate.Length(max=FIELD_LIMITS["location"]))
     start = fields.String(required=True, validate=validate.Length(min=1, max=200))
     end = fields.String(load_default="", validate=validate.Length(max=200))
-    timezone = fields.String(required=True)
+    timezone = TimeZone(required=True)
     allDay = fields.Boolean(load_default=False)
     notifyBefore = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 40320))
     missingFieldPolicy = fields.String(load_default="strict", validate=validate.OneOf(POLICIES))
     name = fields.String(load_default="", validate=validate.Length(max=200))
 
-    @validates("timezone")
-    def _known_zone(self, value: str, **_kwargs: object) -> None:
-        try:
-            resolve_time_zone(value)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from exc
-
     @validates_schema
-    def _balanced_placeholders(self, data: dict, **_kwargs: object) -> None:
+    def _placeholders(self, data: dict, **_kwargs: object) -> None:
+        """Every `{{` must open a placeholder; each one that does not is named with its rule."""
         errors = {}
-        for name in ("title", "description", "location", "start", "end"):
-            text = data.get(name) or ""
-            if text.count("{{") != len(PLACEHOLDER.findall(text)):
-                errors[name] = ['malformed placeholder: use {{Field}} or {{Field | default: "text"}}']
+        for name in RENDERED_FIELDS:
+            problems = placeholder_problems(data.get(name) or "")
+            if problems:
+                errors[name] = problems
         if errors:
             raise ValidationError(errors)

@@ -78,7 +78,7 @@ def _tenant(name: str) -> Tenant:
     return tenant
 
 
-# The fixed inArguments the UI saves (contract §1, in this order), as config.json declares them.
+# The fixed inArguments the UI saves (docs/http-contract.md, in this order), as config.json declares them.
 # Placeholder inArguments (one per `{{Placeholder}}` of the chosen template, keyed by its name)
 # are per template, so they cannot be declared here: the schema names only the fixed keys.
 FIXED_IN_ARGUMENTS: tuple[tuple[str, bool], ...] = (
@@ -211,7 +211,7 @@ def validate(tenant: str):
     """Check what can be checked without a JWT: tenant credentials and, when the body carries
     the activity's inArguments, the saved configuration (template named and existing, release
     options). Journey Builder's own validate call carries only ids (activityObjectID, ...),
-    never inArguments (sfmc-custom-activity.md §2.2): then only the credentials are checked.
+    never inArguments (docs/vendors/sfmc-custom-activity.md §2.2): then only the credentials are checked.
     The call is unauthenticated: which settings a tenant lacks is logged, never answered."""
     config = _tenant(tenant)
     problems: dict[str, list[str]] = {}

@@ -12,9 +12,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
+from tzlocal.windows_tz import tz_win
 
 from pipeline import templates
 from pipeline.preview import preview
+from pipeline.render import missing_fields_of, time_zone_choices
 from pipeline.runtime import Runtime
 from pipeline.web.auth import json_body, require_api_auth
 from pipeline.web.errors import ApiError
@@ -144,4 +146,20 @@ def activity_stats(tenant: str, activity_id: str):
     _known_tenant(tenant)
     if len(activity_id) > 200:
         raise ApiError(400, "invalid_payload", "activityId rejected", fields={"activityId": ["Too long."]})
-    return jsonify({"activityId": activity_id, **_runtime().ledger.activity_stats(tenant, activity_id)})
+    stats = _runtime().ledger.activity_stats(tenant, activity_id)
+    # each missing_field reason with the placeholders it names, so the view can say which
+    stats["missingFields"] = [
+        {**item, "fields": missing_fields_of(item["reason"])} for item in stats.get("missingFields", [])
+    ]
+    return jsonify({"activityId": activity_id, **stats})
+
+
+@api.get("/timezones")
+@require_api_auth
+def time_zones(tenant: str):
+    """The time zones the UI offers (each one renders): IANA name and the Windows ID Rokt gets;
+    the template schema also accepts a city name or any case of these."""
+    _known_tenant(tenant)
+    return jsonify(
+        {"items": [{"id": name, "windows": tz_win.get(name, name)} for name in time_zone_choices()]}
+    )

@@ -1,4 +1,4 @@
-"""Ledger state rules, on fakeredis with Lua."""
+"""Ledger state rules, on fakeredis with Lua; the move that answers the execution's hash."""
 
 import pytest
 
@@ -104,7 +104,7 @@ def test_template_open_count_follows_queued_executions(fake_redis):
 def test_activity_stats_count_states_and_top_failures(fake_redis):
     ledger = Ledger(fake_redis)
     empty = ledger.activity_stats("t", "act-1")
-    assert empty == {"counts": {str(s): 0 for s in State}, "topFailures": []}
+    assert empty == {"counts": {str(s): 0 for s in State}, "topFailures": [], "missingFields": []}
     for i in range(12):
         claim(ledger, f"e{i}")
     claim(ledger, "other", activity="act-2")
@@ -132,6 +132,8 @@ def test_activity_stats_count_states_and_top_failures(fake_redis):
     assert len(top) == 5
     assert top[:2] == [{"reason": "rokt 400", "count": 3}, {"reason": "timeout", "count": 2}]
     assert {"reason": "x" * 200, "count": 1} in top  # cut to 200 characters
+    # a missing_field execution says which field, apart from the failures
+    assert stats["missingFields"] == [{"reason": "missing value for FirstName", "count": 1}]
     assert ledger.activity_stats("t", "act-2")["counts"]["queued"] == 1  # activities kept apart
 
     # a replay takes a failure back out; accepted -> failed (reconciliation) counts one in
@@ -234,3 +236,37 @@ def test_forget_of_a_queued_execution_stops_it_counting_as_open(fake_redis):
     assert ledger.open_count("t") == 0
     assert ledger.open_count_for_template("t", "tpl-1") == 0
     assert ledger.activity_stats("t", "act-1")["counts"]["queued"] == 0
+
+
+# -- the move that answers the hash --
+
+
+def claim_args(runtime, execution, **args):
+    runtime.ledger.claim(
+        "default",
+        execution,
+        {"contactKey": "C1", "eventId": event_id_for(execution), "activityId": "a", "args": args},
+    )
+
+
+def test_transition_get_answers_the_hash_after_the_move(runtime):
+    claim_args(runtime, "e1", templateId="t", FirstName="A")
+    moved, ex = runtime.ledger.transition_get("default", "e1", State.FAILED, error="boom")
+    assert moved is True
+    assert ex.fields == runtime.ledger.get("default", "e1").fields
+    assert (
+        ex.status == "failed"
+        and ex.fields["error"] == "boom"
+        and ex.args == {"templateId": "t", "FirstName": "A"}
+    )
+    # not allowed from `failed`: nothing moves, and the hash is still answered
+    moved, again = runtime.ledger.transition_get("default", "e1", State.ACCEPTED)
+    assert moved is False and again.status == "failed"
+    assert runtime.ledger.counts("default")["failed"] == 1 and "accepted" not in runtime.ledger.counts(
+        "default"
+    )
+
+
+def test_transition_get_of_an_unknown_execution_is_none(runtime):
+    assert runtime.ledger.transition_get("default", "nope", State.FAILED) == (False, None)
+    assert runtime.ledger.transition("default", "nope", State.FAILED) == (False, "")

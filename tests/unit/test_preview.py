@@ -136,3 +136,15 @@ def test_the_fallback_is_cleaned_and_capped_like_the_event():
     assert result["outcome"] == "failed"
     title = result["lockScreen"]["ios"]["title"]
     assert "\u202e" not in title and title.startswith("🎉 A Bxxx")  # the bidi override is gone
+
+
+def test_a_placeholder_with_spaces_previews_with_its_value():
+    template = {
+        "title": "🎉 {{FirstName}} in {{Home City}} 🎉",
+        "start": "2026-12-01T09:00:00",
+        "timezone": "UTC",
+    }
+    shown = preview(template, {"FirstName": "Ava", "Home City": "Perth"})
+    assert shown["outcome"] == "ok" and shown["event"]["title"] == "🎉 Ava in Perth 🎉"
+    missing = preview(template, {"FirstName": "Ava"})
+    assert (missing["outcome"], missing["reason"]) == ("missing_field", "missing value for Home City")

@@ -1,5 +1,6 @@
 """Rendering is pure: placeholders, the strict policy, time zones and link tagging."""
 
+import random
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -8,15 +9,21 @@ from hypothesis import strategies as st
 
 from pipeline.render import (
     FIELD_LIMITS,
+    KEEP_FORMAT,
+    LINE_BREAKS,
     MissingFields,
     TemplateRenderError,
+    canonical_time_zone,
     cap,
     clean_text,
+    missing_fields_of,
+    placeholder_problems,
     render_event,
     resolve_time_zone,
     substitute,
     tag_link,
     tag_links,
+    time_zone_choices,
 )
 
 TEMPLATE = {
@@ -277,3 +284,137 @@ def test_any_value_renders_clean_and_within_the_caps(value, repeat):
         assert not _unsafe(event[name], keep_newlines=name == "description"), name
         assert len(event[name]) <= FIELD_LIMITS[name]
     assert event["description"].count("\n") <= 1  # only the template's own line break
+
+
+# ------------------------------------------------------------------------------------------
+# placeholders with spaces, errors that name the placeholder and the rule, time zones as typed
+# ------------------------------------------------------------------------------------------
+
+
+def test_a_field_name_with_spaces_is_a_placeholder():
+    template = {**TEMPLATE, "title": 'Deals in {{Home City}} and {{ Home City | default: "x" }}'}
+    event = render_event(template, {"FirstName": "Ava", "Home City": "Perth"}, "e1")
+    assert event["title"] == "Deals in Perth and Perth"
+    with pytest.raises(MissingFields) as caught:
+        render_event(template | {"title": "Deals in {{Home City}}"}, {}, "e1")
+    assert caught.value.fields == ["Home City"]
+    assert missing_fields_of(caught.value.reason) == ["Home City"]
+    assert placeholder_problems("{{Home City}} {{FirstName}} {{_x.y-z}}") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Hi {{FirstName}, see", '{{FirstName}: not closed; end it with "}}"'),
+        ("Hi {{FirstName", '{{FirstName: not closed; end it with "}}"'),
+        (
+            "{{City | default: 'you'}}",
+            "{{City | default: 'you'}}: put the default in straight double quotes: "
+            '{{City | default: "you"}}',
+        ),
+        (
+            "{{City | default: you}}",
+            '{{City | default: you}}: put the default in double quotes: {{City | default: "you"}}',
+        ),
+        (
+            "{{City | default:}}",
+            '{{City | default:}}: the default has no text; write {{City | default: "text"}} or drop it',
+        ),
+        (
+            "{{City | upper}}",
+            '{{City | upper}}: the only option after "|" is default, e.g. {{City | default: "text"}}',
+        ),
+        ("{{}}", "{{}}: the placeholder has no name; write the field's name, e.g. {{FirstName}}"),
+        ("{{ }}", "{{ }}: the placeholder has no name; write the field's name, e.g. {{FirstName}}"),
+        (
+            "{{1st}}",
+            "{{1st}}: '1st' is not a field name; it starts with a letter or _ and holds letters, "
+            "digits, spaces, _ . or -",
+        ),
+        (
+            "{{Home  City}}",
+            "{{Home  City}}: put single spaces between the words of a field name: 'Home City'",
+        ),
+        ("{{{Name}}}", "{{{Name}}: use exactly two braces on each side, e.g. {{Name}}"),
+    ],
+)
+def test_each_malformed_placeholder_is_named_with_the_rule_it_breaks(text, message):
+    assert placeholder_problems(text) == [message]
+
+
+def test_every_malformed_placeholder_of_a_text_is_reported_once():
+    text = "{{FirstName}} {{A | default: 'x'}} {{Brand | default: \"R\"}} {{}}"
+    assert [p.split(":")[0] for p in placeholder_problems(text)] == ["{{A | default", "{{}}"]
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("Australia/Sydney", "Australia/Sydney"),
+        ("australia/sydney", "Australia/Sydney"),
+        (" Sydney ", "Australia/Sydney"),
+        ("new york", "America/New_York"),
+        ("America/New York", "America/New_York"),
+        ("utc", "UTC"),
+        ("AUS Eastern Standard Time", "AUS Eastern Standard Time"),
+        ("buenos aires", "America/Buenos_Aires"),  # two names, one zone
+    ],
+)
+def test_a_time_zone_is_understood_as_typed(typed, stored):
+    assert canonical_time_zone(typed) == stored
+    resolve_time_zone(stored)  # and it renders
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "required: choose the time zone"),
+        ("  ", "required"),
+        ("Atlantis", "unknown time zone 'Atlantis'"),
+    ],
+)
+def test_an_empty_or_unknown_time_zone_is_refused_never_utc(typed, message):
+    with pytest.raises(ValueError, match=message):
+        canonical_time_zone(typed)
+
+
+def test_every_listed_time_zone_renders():
+    for name in time_zone_choices():
+        assert resolve_time_zone(name).windows  # Rokt gets a Windows ID for each
+    assert "Australia/Sydney" in time_zone_choices() and "US/Pacific" not in time_zone_choices()
+
+
+# -- clean_text's fast path --------------------------------------------------------------------
+
+
+def _clean_text_reference(text: str, keep_newlines: bool = False) -> str:
+    """clean_text before its fast path (character by character)."""
+    import unicodedata
+
+    if keep_newlines:
+        text = LINE_BREAKS.sub("\n", text)
+    out = []
+    for ch in text:
+        if ch.isascii() and ch.isprintable():
+            out.append(ch)
+            continue
+        category = unicodedata.category(ch)
+        if ch == "\n" and keep_newlines:
+            out.append(ch)
+        elif category in ("Cc", "Zl", "Zp"):
+            out.append(" ")
+        elif category in ("Cf", "Cs") and ch not in KEEP_FORMAT:
+            continue
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def test_clean_text_fast_path_changes_nothing():
+    rng = random.Random(14)
+    alphabet = "ab Z~!\t\n\r\x00\x7f\x85\u2028\u202e\u200d\u200b\ufeffé😀"
+    samples = ["", "plain text", "two\nlines", "crlf\r\nline", "tab\there"]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(2000)]
+    for text in samples:
+        for keep in (False, True):
+            assert clean_text(text, keep) == _clean_text_reference(text, keep), (text, keep)

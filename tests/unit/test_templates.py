@@ -126,3 +126,16 @@ def test_placeholders_in_order_of_first_use_with_defaults():
         {"name": "End", "default": "2026-01-01T10:00:00"},
     ]
     assert placeholders({"title": "no fields"}) == []
+
+
+def test_a_placeholder_with_spaces_is_listed_by_its_name(fake_redis):
+    stored = create_template(
+        fake_redis,
+        "t",
+        {"title": "Deals in {{ Home City }}", "start": "2026-12-01T09:00:00", "timezone": "london"},
+    )
+    assert placeholders(stored) == [{"name": "Home City", "default": None}]
+    assert stored["timezone"] == "Europe/London"  # stored as listed, whatever the case typed
+    with pytest.raises(ValidationError) as caught:
+        update_template(fake_redis, "t", stored["id"], {**stored, "timezone": ""})
+    assert "required" in caught.value.messages["timezone"][0]

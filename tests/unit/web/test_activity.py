@@ -1,6 +1,7 @@
 """The activity endpoints: execute (verify, validate, claim into the intake), config.json, validate,
 the UI's files and settings.json with their framing policy; every bad input a JSON error."""
 
+import json
 import sys
 import time
 
@@ -14,9 +15,12 @@ from pipeline.ledger import event_id_for, execution_id
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
 from pipeline.templates import create_template
+from pipeline.vocabulary import TenantStatus
 from pipeline.web import create_app
 from pipeline.web.activity import frame_ancestor_source
-from tests.unit.conftest import ENV, JWT_SECRET
+from pipeline.web.webhook_auth import signature_header
+from tests.unit.conftest import COMPLETE, ENV, JWT_SECRET
+from tests.unit.samples import SUBSCRIBE
 
 PAYLOAD = {
     "inArguments": [{"contactKey": "C1"}, {"templateId": "tpl-1"}, {"subscriptionId": "s-1"}],
@@ -222,7 +226,7 @@ def test_validate_checks_the_named_template(client, runtime):
     assert client.post("/t/default/activity/validate", json=body).status_code == 200
 
 
-# --- the release options of execute (contract §1: releaseOn, releaseAfterSeconds) ---
+# --- the release options of execute (docs/http-contract.md: releaseOn, releaseAfterSeconds) ---
 
 
 def with_args(**args):
@@ -264,7 +268,7 @@ def test_valid_release_options_are_accepted_and_stored(client, runtime, args):
     assert {k: stored.args[k] for k in args} == args
 
 
-# --- the UI, its files and settings.json (contract §2) ---
+# --- the UI, its files and settings.json (docs/http-contract.md) ---
 
 JB = "https://jbinteractions.*.marketingcloudapps.com"
 
@@ -465,3 +469,61 @@ def test_a_failure_counted_here_takes_effect_at_once(fake_redis):
     wrong = "another-secret-0123456789abcdef0123"
     assert [post(client, signed(secret=wrong)).status_code for _ in range(3)] == [401, 401, 429]
     assert post(client, signed(definitionInstanceId="def-2")).status_code == 429
+
+
+# -- what a disabled or incomplete tenant tells whom -------------------------------------------
+
+
+@pytest.fixture
+def webhook_client(rt):
+    calls = []
+    app = create_app(rt, enqueue_webhook=lambda t, e: calls.append(e))
+    app.test_client_calls = calls
+    return app.test_client()
+
+
+def _webhook(client, secret, tenant="brand-b"):
+    body = json.dumps(SUBSCRIBE).encode()
+    headers = {"Content-Type": "application/json", "X-Rokt-Signature": signature_header(secret, body)}
+    return client.post(f"/t/{tenant}/webhooks/rokt", data=body, headers=headers)
+
+
+def test_a_disabled_tenant_answers_503_to_authenticated_executes_and_webhooks(rt, webhook_client):
+    from tests.unit.web.test_activity import signed
+
+    rt.registry.add(
+        "brand-b",
+        {
+            **COMPLETE,
+            "jb_jwt_secret": JWT_SECRET,
+            "rokt_webhook_secret": "hook-secret-of-brand-b-0123456789abcdefghij",
+        },
+    )
+    rt.registry.set_status("brand-b", TenantStatus.DISABLED)
+    answer = webhook_client.post("/t/brand-b/activity/execute", data=signed(), content_type="application/jwt")
+    assert answer.status_code == 503 and answer.json["error"] == "tenant_disabled"
+    assert answer.headers["Retry-After"]
+    assert rt.ledger.open_count("brand-b") == 0  # nothing claimed: Journey Builder retries it
+    hook = _webhook(webhook_client, "hook-secret-of-brand-b-0123456789abcdefghij")
+    assert hook.status_code == 503 and hook.json["error"] == "tenant_disabled"
+    assert (
+        _webhook(webhook_client, "wrong").status_code == 401
+    )  # the status is told to authenticated callers only
+    rt.registry.set_status("brand-b", TenantStatus.ACTIVE)
+    assert (
+        webhook_client.post(
+            "/t/brand-b/activity/execute", data=signed(), content_type="application/jwt"
+        ).status_code
+        == 200
+    )
+
+
+def test_validate_does_not_tell_which_settings_a_tenant_lacks(parts, caplog):
+    runtime, webhook_client, _, _ = parts
+    runtime.registry.add("bare", {"rokt_client_id": "x"})
+    caplog.set_level("WARNING", logger="pipeline.web.activity")
+    answer = webhook_client.post("/t/bare/activity/validate", json={})
+    assert answer.status_code == 400
+    text = answer.get_data(as_text=True)
+    assert "jb_jwt_secret" not in text and "rokt_account_code" not in text and "sfmc" not in text
+    assert "jb_jwt_secret" in caplog.text and "rokt_account_code" in caplog.text

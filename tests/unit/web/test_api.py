@@ -245,7 +245,12 @@ def test_preview_of_an_unknown_template_is_404(client):
 def test_activity_stats_follow_claims_and_transitions(client, rt):
     ledger = rt.ledger
     empty = client.get(f"{BASE}/activities/act-1/stats").json
-    assert empty == {"activityId": "act-1", "counts": {str(s): 0 for s in State}, "topFailures": []}
+    assert empty == {
+        "activityId": "act-1",
+        "counts": {str(s): 0 for s in State},
+        "topFailures": [],
+        "missingFields": [],
+    }
     for n in range(4):
         execution = execution_id("act-1", f"def-{n}")
         record = {"activityId": "act-1", "eventId": f"ev-{n}", "args": {"templateId": "tpl-1"}}
@@ -268,3 +273,52 @@ def test_activity_stats_follow_claims_and_transitions(client, rt):
     theirs = apikeys.create_key(rt.redis, "other", "theirs")
     other = client.get("/t/other/api/activities/act-1/stats", headers={"Authorization": f"Bearer {theirs}"})
     assert other.json["counts"]["queued"] == 0
+
+
+def test_time_zones_are_stored_as_listed_and_empty_or_unknown_is_a_json_error(client):
+    listed = client.get(f"{BASE}/timezones").json["items"]
+    assert {"id": "Australia/Sydney", "windows": "AUS Eastern Standard Time"} in listed
+    assert all(set(item) == {"id", "windows"} and item["windows"] for item in listed)
+    for typed in ("Sydney", "australia/sydney", "Australia/Sydney"):
+        assert create(client, timezone=typed)["timezone"] == "Australia/Sydney"
+    for typed, words in (("", "required"), ("Atlantis", "unknown time zone 'Atlantis'")):
+        response = client.post(f"{BASE}/templates", json={**TEMPLATE, "timezone": typed})
+        assert response.status_code == 400 and response.json["error"] == "invalid_template"
+        assert words in response.json["fields"]["timezone"][0]
+    response = client.post(f"{BASE}/templates", json={**TEMPLATE, "timezone": 7})
+    assert response.status_code == 400 and "timezone" in response.json["fields"]
+
+
+def test_placeholder_errors_name_the_placeholder_and_the_rule(client):
+    response = client.post(
+        f"{BASE}/templates",
+        json={**TEMPLATE, "title": "Hi {{FirstName}, {{Home City}}", "location": "{{City | default: 'you'}}"},
+    )
+    assert response.status_code == 400
+    assert response.json["fields"] == {
+        "title": ['{{FirstName}: not closed; end it with "}}"'],
+        "location": [
+            "{{City | default: 'you'}}: put the default in straight double quotes: "
+            '{{City | default: "you"}}'
+        ],
+    }
+    created = create(client, title="Deals in {{Home City}}")  # a name with a space is fine
+    assert created["placeholders"] == [
+        {"name": "Home City", "default": None},
+        {"name": "End", "default": "2026-12-01T10:00:00"},
+    ]
+
+
+def test_stats_name_the_missing_fields(client, rt):
+    for n, reason in enumerate(
+        ["missing value for City", "missing value for City", "missing value for A, Home City"]
+    ):
+        execution = execution_id("act-9", f"def-{n}")
+        rt.ledger.claim("default", execution, {"activityId": "act-9", "eventId": f"ev-{n}", "args": {}})
+        rt.ledger.transition("default", execution, State.MISSING_FIELD, error=reason)
+    body = client.get(f"{BASE}/activities/act-9/stats").json
+    assert body["counts"]["missing_field"] == 3 and body["topFailures"] == []
+    assert body["missingFields"] == [
+        {"reason": "missing value for City", "count": 2, "fields": ["City"]},
+        {"reason": "missing value for A, Home City", "count": 1, "fields": ["A", "Home City"]},
+    ]

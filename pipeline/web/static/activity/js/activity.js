@@ -44,7 +44,11 @@
     samples: {},
     step: 1,
     dirty: false,
-    previewSeq: 0
+    previewSeq: 0,
+    mode: 'choose',         // choose | create | edit (step 1's panel)
+    editing: null,          // the template being edited (mode edit)
+    zones: [],              // [{id, windows}] from the API: what the time-zone list offers
+    showing: false          // the problem list is shown: re-check it as the marketer fixes things
   };
 
   // ------------------------------------------------------------------ small DOM helpers
@@ -216,6 +220,42 @@
     return Array.from(name).slice(0, 100).join('');
   }
 
+  /* How an event is called in the list, the summaries and the canvas label. */
+  function displayName(template) { return activityName(template) || '(untitled event)'; }
+
+  /* Letters and digits only, lower case: `{{home_city}}` and `{{HomeCity}}` find "Home City". */
+  function loose(name) { return String(name).toLowerCase().replace(/[\s_.\-]/g, ''); }
+
+  /* Edit distance with transpositions ("Frist" -> "First" is 1). */
+  function distance(a, b) {
+    var rows = [];
+    for (var i = 0; i <= a.length; i++) {
+      rows.push([i]);
+      for (var j = 1; j <= b.length; j++) {
+        if (i === 0) { rows[0].push(j); continue; }
+        var cost = a[i - 1] === b[j - 1] ? 0 : 1;
+        var best = Math.min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost);
+        if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) { best = Math.min(best, rows[i - 2][j - 2] + 1); }
+        rows[i].push(best);
+      }
+    }
+    return rows[a.length][b.length];
+  }
+
+  /* The entry-source field nearest to a placeholder nothing matched: a small typo (at most a
+     third of its letters), or a field whose name ends with it ("City" -> "Home City"). */
+  function suggestField(name) {
+    var target = loose(name);
+    var best = null;
+    state.fields.forEach(function (field) {
+      var key = loose(field.name);
+      var d = distance(target, key);
+      if (target.length >= 3 && key.length > target.length && key.slice(-target.length) === target) { d = Math.min(d, 1.5); }
+      if (d <= Math.max(1, Math.floor(target.length / 3)) + 0.5 && (!best || d < best.d)) { best = { d: d, name: field.name }; }
+    });
+    return best ? best.name : null;
+  }
+
   // ------------------------------------------------------------------ restore
   function restore(activity) {
     var execute = (activity.arguments && activity.arguments.execute) || {};
@@ -261,8 +301,8 @@
       var mapping = state.mappings[name];
       if (!mapping.auto) { return; }
       var exact = state.fields.filter(function (f) { return f.name === name; })[0];
-      var loose = state.fields.filter(function (f) { return f.name.toLowerCase() === name.toLowerCase(); })[0];
-      var field = exact || loose;
+      var similar = state.fields.filter(function (f) { return loose(f.name) === loose(name); })[0];
+      var field = exact || similar;
       if (field) { state.mappings[name] = { kind: 'field', field: field.name, auto: true }; }
     });
   }
@@ -356,8 +396,9 @@
         type: 'button', className: 'template' + (chosen ? ' chosen' : ''),
         'data-id': template.id, 'aria-pressed': chosen ? 'true' : 'false'
       }, [
+        el('span', { className: 'template-name', text: displayName(template) }),
         el('span', { className: 'template-title', text: template.title }),
-        el('span', { className: 'template-meta', text: formatStart(template) + (template.name ? ' · ' + template.name : '') })
+        el('span', { className: 'template-meta', text: formatStart(template) })
       ]);
       button.addEventListener('click', function () { chooseTemplate(template); });
       list.appendChild(el('li', {}, [button]));
@@ -373,10 +414,12 @@
     clear(node);
     if (state.template) {
       node.appendChild(el('span', { text: 'Chosen: ' }));
-      node.appendChild(el('strong', { text: state.template.title }));
+      node.appendChild(el('strong', { text: displayName(state.template) }));
       node.appendChild(el('span', { text: ' · ' + formatStart(state.template) }));
+      node.appendChild(el('span', { className: 'chosen-title', text: state.template.title }));
     }
-    show(node, Boolean(state.template));
+    show($('chosen'), Boolean(state.template));
+    show($('delete-confirm'), false);
   }
 
   function chooseTemplate(template, restoring) {
@@ -388,33 +431,188 @@
     renderTemplates();
     renderChosen();
     renderMappings();
-    hideProblems();
+    recheck();
     setStatus('');
   }
 
-  function setMode(mode) {
-    var create = mode === 'create';
-    $('mode-choose').setAttribute('aria-selected', create ? 'false' : 'true');
-    $('mode-create').setAttribute('aria-selected', create ? 'true' : 'false');
-    show($('choose-panel'), !create);
-    show($('create-panel'), create);
-    (create ? $('tpl-title') : $('template-search')).focus();
+  /* After an edit: the same event with new text; mappings of placeholders it still has stay. */
+  function replaceTemplate(template) {
+    state.templates = state.templates.map(function (t) { return t.id === template.id ? template : t; });
+    if (state.template && state.template.id === template.id) {
+      var before = state.mappings;
+      state.template = template;
+      mappingsFor(template);
+      template.placeholders.forEach(function (p) { if (before[p.name]) { state.mappings[p.name] = before[p.name]; } });
+      autoMatch();
+      markDirty();
+    }
+    renderTemplates();
+    renderChosen();
+    renderMappings();
   }
 
-  // ------------------------------------------------------------------ step 1: create
-  function timeZones() {
-    var zones = [];
-    try { zones = Intl.supportedValuesOf('timeZone'); } catch (e) { zones = []; }
-    if (zones.indexOf('UTC') === -1) { zones = zones.concat(['UTC']); }
-    return zones;
+  function setMode(mode, template) {
+    var form = mode !== 'choose';
+    state.mode = mode;
+    state.editing = mode === 'edit' ? template : null;
+    $('mode-choose').setAttribute('aria-selected', form ? 'false' : 'true');
+    $('mode-create').setAttribute('aria-selected', form ? 'true' : 'false');
+    show($('choose-panel'), !form);
+    show($('create-panel'), form);
+    if (form) {
+      clearFormErrors();
+      if (template) { fillForm(template, mode === 'create'); } else if (mode === 'create' && state.formFrom) { resetForm(); }
+      $('form-title').textContent = mode === 'edit' ? 'Edit event "' + displayName(template) + '"' :
+        (template ? 'New event, copied from "' + displayName(template) + '"' : 'New event');
+      show($('edit-note'), mode === 'edit');
+      $('create-submit').textContent = mode === 'edit' ? 'Save changes' : 'Create event';
+      show($('form-cancel'), Boolean(template));
+      $('tpl-name').focus();
+    } else {
+      $('template-search').focus();
+    }
   }
 
-  function fillTimeZones() {
+  // ------------------------------------------------------------------ step 1: edit, duplicate, delete
+  var FORM_FIELDS = ['name', 'title', 'description', 'location', 'start', 'end', 'notifyBefore'];
+
+  function formInput(field) { return document.querySelector('#create-panel [name="' + field + '"]'); }
+
+  function localInput(value) {
+    var match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})/.exec(String(value || ''));
+    return match ? match[1] : '';
+  }
+
+  function fillForm(template, copy) {
+    state.formFrom = template.id;
+    state.formDates = { start: template.start || '', end: template.end || '' };
+    $('tpl-name').value = copy ? ('Copy of ' + displayName(template)).slice(0, 200) : (template.name || '');
+    $('tpl-title').value = template.title || '';
+    $('tpl-description').value = template.description || '';
+    $('tpl-location').value = template.location || '';
+    $('tpl-start').value = localInput(template.start);
+    $('tpl-end').value = localInput(template.end);
+    $('tpl-timezone').value = template.timezone || '';
+    $('tpl-notify').value = template.notifyBefore === null || template.notifyBefore === undefined ? '' : String(template.notifyBefore);
+    $('tpl-allday').checked = Boolean(template.allDay);
+    $('tpl-policy').value = template.missingFieldPolicy || 'strict';
+    timeZoneHint();
+  }
+
+  function resetForm() {
+    state.formFrom = null;
+    state.formDates = null;
+    $('create-panel').reset();
+    timeZoneHint();
+  }
+
+  /* Anything typed in the form (the time zone and the selects alone do not count). */
+  function formTouched() {
+    return state.mode !== 'choose' && FORM_FIELDS.some(function (field) {
+      var input = formInput(field);
+      return input && String(input.value).trim() !== '';
+    });
+  }
+
+  function askDelete() {
+    $('delete-question').textContent = 'Delete "' + displayName(state.template) + '"? Journeys whose activity ' +
+      'uses it stop sending it to new contacts. This cannot be undone.';
+    show($('delete-confirm'), true);
+    $('delete-no').focus();
+  }
+
+  function deleteChosen() {
+    var template = state.template;
+    $('delete-yes').disabled = true;
+    api('DELETE', '/templates/' + encodeURIComponent(template.id)).then(function () {
+      state.templates = state.templates.filter(function (t) { return t.id !== template.id; });
+      state.total = Math.max(0, state.total - 1);
+      state.template = null;
+      state.mappings = {};
+      markDirty();
+      renderTemplates();
+      renderChosen();
+      renderMappings();
+      setStatus('Deleted "' + displayName(template) + '".');
+      $('template-search').focus();
+    }).catch(function (error) {
+      var text = error.status === 409 ?
+        '"' + displayName(template) + '" cannot be deleted yet: ' + plural(error.data.openExecutions, 'contact is', 'contacts are') +
+          ' still being sent this event. Try again when they have finished.' :
+        'Could not delete "' + displayName(template) + '": ' + error.message;
+      $('delete-question').textContent = text;
+      $('delete-yes').hidden = error.status === 409;
+      $('delete-no').textContent = 'OK';
+      $('delete-no').focus();
+    }).then(function () { $('delete-yes').disabled = false; });
+  }
+
+  function plural(count, one, many) {
+    var n = Number(count) || 0;
+    return (n || 'Some') + ' ' + (n === 1 ? one : many);
+  }
+
+  // ------------------------------------------------------------------ step 1: the time zone
+  function zoneKey(text) { return String(text).replace(/_/g, ' ').replace(/\s+/g, ' ').trim().toLowerCase(); }
+
+  /* What the marketer typed as a listed zone: its id in any case, or a city ("Sydney") naming
+     one zone; '' when it names none (the server then says why). Mirrors render.canonical_time_zone. */
+  function resolveZone(text) {
+    var key = zoneKey(text);
+    if (!key) { return ''; }
+    var ids = state.zones.map(function (z) { return z.id; });
+    var exact = ids.filter(function (id) { return zoneKey(id) === key; });
+    if (exact.length) { return exact[0]; }
+    var cities = ids.filter(function (id) { return zoneKey(id.split('/').pop()) === key; });
+    return cities.length === 1 ? cities[0] : '';
+  }
+
+  function zoneOffset(id) {
+    try {
+      var parts = new Intl.DateTimeFormat('en', { timeZone: id, timeZoneName: 'longOffset' }).formatToParts(new Date());
+      var name = parts.filter(function (p) { return p.type === 'timeZoneName'; })[0];
+      return name ? name.value.replace('GMT', 'UTC') : '';
+    } catch (e) { return ''; }
+  }
+
+  function fillTimeZones(zones) {
+    state.zones = zones;
     var list = $('timezones');
-    timeZones().forEach(function (zone) { list.appendChild(el('option', { value: zone })); });
-    try { $('tpl-timezone').value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC'; } catch (e) { $('tpl-timezone').value = 'UTC'; }
+    clear(list);
+    zones.forEach(function (zone) {
+      list.appendChild(el('option', { value: zone.id, label: zone.id.replace(/_/g, ' ') + ' · ' + zone.windows }));
+    });
+    var mine = '';
+    try { mine = resolveZone(Intl.DateTimeFormat().resolvedOptions().timeZone || ''); } catch (e) { mine = ''; }
+    var button = $('timezone-mine');
+    button.textContent = mine ? 'Use my time zone (' + mine + ')' : '';
+    button.setAttribute('data-zone', mine);
+    timeZoneHint(false);
   }
 
+  function loadTimeZones() {
+    return api('GET', '/timezones').then(function (data) { fillTimeZones((data && data.items) || []); })
+      .catch(function () {
+        var zones = [];
+        try { zones = Intl.supportedValuesOf('timeZone'); } catch (e) { zones = []; }
+        fillTimeZones(zones.map(function (id) { return { id: id, windows: '' }; }));
+      });
+  }
+
+  /* The resolved zone in words under the field; a typed city becomes the zone's name. */
+  function timeZoneHint(commit) {
+    var input = $('tpl-timezone');
+    var zone = resolveZone(input.value);
+    if (commit && zone && zone !== input.value) { input.value = zone; }
+    var mine = $('timezone-mine').getAttribute('data-zone') || '';
+    show($('timezone-mine'), Boolean(mine) && zone !== mine);
+    var offset = zone ? zoneOffset(zone) : '';
+    $('timezone-hint').textContent = zone ? 'Start and end are local times in ' + zone + (offset ? ' (now ' + offset + ')' : '') + '.' :
+      'The start and end are local times in this zone.';
+    return zone;
+  }
+
+  // ------------------------------------------------------------------ step 1: the form
   function withSeconds(value) { return /T\d{2}:\d{2}$/.test(value) ? value + ':00' : value; }
 
   function clearFormErrors() {
@@ -425,46 +623,119 @@
   function formError(field, message) {
     var node = $('err-' + field) || $('err-form');
     node.textContent = (node.textContent ? node.textContent + ' ' : '') + message;
-    var input = document.querySelector('#create-panel [name="' + field + '"]');
+    var input = formInput(field);
     if (input) { input.setAttribute('aria-invalid', 'true'); }
   }
 
-  function createTemplate(event) {
-    event.preventDefault();
-    clearFormErrors();
+  function clearFieldError(field) {
+    var node = $('err-' + field);
+    if (node) { node.textContent = ''; }
+    var input = formInput(field);
+    if (input) { input.removeAttribute('aria-invalid'); }
+    if (!document.querySelector('#create-panel [aria-invalid="true"]')) { $('err-form').textContent = ''; }
+  }
+
+  /* A date as sent: an edited or copied event keeps its own text (an offset, seconds or a
+     {{placeholder}} a date input cannot show) unless the marketer changed the date. */
+  function formDate(field) {
+    var value = $('tpl-' + field).value;
+    var own = state.formDates ? state.formDates[field] : null;
+    return own !== null && value === localInput(own) ? own : withSeconds(value);
+  }
+
+  function formBody() {
     var notify = $('tpl-notify').value.trim();
-    var body = {
+    return {
+      name: $('tpl-name').value.trim(),
       title: $('tpl-title').value,
       description: $('tpl-description').value,
       location: $('tpl-location').value,
-      start: withSeconds($('tpl-start').value),
-      end: withSeconds($('tpl-end').value),
-      timezone: $('tpl-timezone').value.trim(),
+      start: formDate('start'),
+      end: formDate('end'),
+      timezone: timeZoneHint(true) || $('tpl-timezone').value.trim(),
       allDay: $('tpl-allday').checked,
-      notifyBefore: notify === '' ? null : Number(notify),
+      notifyBefore: notify === '' || !/^\d+$/.test(notify) ? null : Number(notify),
       missingFieldPolicy: $('tpl-policy').value
     };
-    var missing = false;
-    [['title', 'Give the event a title.'], ['start', 'Give the event a start.'], ['timezone', 'Choose a time zone.']]
-      .forEach(function (pair) { if (!String(body[pair[0]]).trim()) { formError(pair[0], pair[1]); missing = true; } });
-    if (notify !== '' && !/^\d+$/.test(notify)) { formError('notifyBefore', 'Whole minutes, 0 or more.'); missing = true; }
-    if (missing) { return; }
+  }
+
+  /* What the browser can tell before asking the server: [[field, message]]. */
+  function formProblems() {
+    var body = formBody();
+    var list = [];
+    if (!body.name) { list.push(['name', 'Give the event a name: it is how you find it in this list and on the canvas.']); }
+    if (!body.title.trim()) { list.push(['title', 'Give the event a title: contacts see it in their calendar.']); }
+    if (!body.start) { list.push(['start', 'Choose when the event starts.']); }
+    if (!$('tpl-timezone').value.trim()) {
+      list.push(['timezone', 'Choose a time zone: the start and end are local times in it (type a city, e.g. Sydney).']);
+    } else if (state.zones.length && !resolveZone($('tpl-timezone').value)) {
+      list.push(['timezone', 'Unknown time zone "' + $('tpl-timezone').value.trim() + '": type a city or region and pick it from the list.']);
+    }
+    var notify = $('tpl-notify').value.trim();
+    if (notify !== '' && !/^\d+$/.test(notify)) { list.push(['notifyBefore', 'Whole minutes, 0 or more.']); }
+    if ($('tpl-notify').validity && $('tpl-notify').validity.badInput) { list.push(['notifyBefore', 'Whole minutes, 0 or more.']); }
+    return list;
+  }
+
+  /* Field errors shown, the summary says how many, focus on the first invalid field. */
+  function showFormErrors(count) {
+    $('err-form').textContent = count === 1 ? 'One problem: see the field marked below.' :
+      count + ' problems: see the fields marked below.';
+    var first = document.querySelector('#create-panel [aria-invalid="true"]');
+    (first || $('err-form')).focus();
+  }
+
+  /* Create (or save the edited) event from the form; resolves with the template, or null when
+     something is missing or the server refused it (the fields then say why). */
+  function submitForm() {
+    clearFormErrors();
+    hideProblems();
+    var local = formProblems();
+    if (local.length) {
+      local.forEach(function (pair) { formError(pair[0], pair[1]); });
+      showFormErrors(local.length);
+      return Promise.resolve(null);
+    }
+    var editing = state.mode === 'edit' ? state.editing : null;
+    var body = formBody();
     $('create-submit').disabled = true;
-    api('POST', '/templates', body).then(function (template) {
-      state.templates = [template].concat(state.templates.filter(function (t) { return t.id !== template.id; }));
-      state.total += 1;
-      chooseTemplate(template);
+    var call = editing ? api('PUT', '/templates/' + encodeURIComponent(editing.id), body) : api('POST', '/templates', body);
+    return call.then(function (template) {
+      if (editing) {
+        replaceTemplate(template);
+        chooseTemplate(template, true);
+        setStatus('Saved your changes to "' + displayName(template) + '". Contacts who reach this step from now on get the new version.');
+      } else {
+        state.templates = [template].concat(state.templates.filter(function (t) { return t.id !== template.id; }));
+        state.total += 1;
+        chooseTemplate(template);
+        setStatus('Created "' + displayName(template) + '".');
+      }
+      resetForm();
       setMode('choose');
-      goTo(2);
+      return template;
     }).catch(function (error) {
       var fields = (error.data && error.data.fields) || {};
       var named = Object.keys(fields);
+      var count = 0;
       named.forEach(function (name) {
-        var messages = fields[name];
-        formError(name, Array.isArray(messages) ? messages.join(' ') : JSON.stringify(messages));
+        var messages = Array.isArray(fields[name]) ? fields[name] : [JSON.stringify(fields[name])];
+        count += messages.length;
+        formError(name, messages.join(' '));
       });
-      if (!named.length) { formError('form', error.message); }
-    }).then(function () { $('create-submit').disabled = false; });
+      if (error.status === 404 && editing) {
+        formError('form', '"' + displayName(editing) + '" was deleted meanwhile: create it again instead.');
+      } else if (!named.length) { formError('form', error.message); }
+      if (named.length) { showFormErrors(count); } else { $('err-form').focus(); }
+      return null;
+    }).then(function (template) { $('create-submit').disabled = false; return template; });
+  }
+
+  /* The form's button: a new event goes on to its mapping; an edit stays on the list. */
+  function onSubmit(event) {
+    event.preventDefault();
+    var editing = state.mode === 'edit';
+    submitForm().then(function (template) { if (template && !editing) { goTo(2); } });
   }
 
   // ------------------------------------------------------------------ step 2: map
@@ -482,15 +753,16 @@
     clear(body);
     var placeholders = state.template ? state.template.placeholders : [];
     show($('no-placeholders'), Boolean(state.template) && placeholders.length === 0);
-    placeholders.forEach(function (placeholder) { body.appendChild(mappingRow(placeholder)); });
+    placeholders.forEach(function (placeholder, index) { body.appendChild(mappingRow(placeholder, index)); });
   }
 
-  function mappingRow(placeholder) {
+  function mappingRow(placeholder, index) {
     var name = placeholder.name;
     var mapping = state.mappings[name] || { kind: 'default' };
     var kinds = ['field', 'attribute', 'fixed', 'default'];
     if (mapping.kind === 'raw') { kinds.push('raw'); }
-    var kind = el('select', { className: 'kind', 'aria-label': 'Value for ' + name + ' from' },
+    var errorId = 'map-err-' + index;
+    var kind = el('select', { className: 'kind', 'aria-label': 'Value for {{' + name + '}} from', 'aria-describedby': errorId },
       kinds.map(function (k) { return el('option', { value: k, text: kindLabel(k, placeholder) }); }));
     kind.value = mapping.kind;
     var savedRaw = mapping.kind === 'raw' ? mapping : null;
@@ -499,21 +771,22 @@
     if (placeholder.default !== null && placeholder.default !== undefined) {
       head.appendChild(el('span', { className: 'hint block', text: 'default: "' + placeholder.default + '"' }));
     }
-    var row = el('tr', { 'data-placeholder': name }, [head, el('td', {}, [kind]), valueCell]);
+    var row = el('tr', { 'data-placeholder': name, 'data-index': String(index) }, [head, el('td', {}, [kind]), valueCell]);
     kind.addEventListener('change', function () {
       var next = { kind: kind.value };
       if (kind.value === 'raw') { next = savedRaw; }
       if (kind.value === 'field') {
-        var same = state.fields.filter(function (f) { return f.name === name; })[0];
-        next.field = same ? same.name : (state.fields[0] ? state.fields[0].name : '');
+        var same = state.fields.filter(function (f) { return f.name === name || loose(f.name) === loose(name); })[0];
+        next.field = same ? same.name : (suggestField(name) || (state.fields[0] ? state.fields[0].name : ''));
       }
       if (kind.value === 'attribute') { next.set = ''; next.attr = ''; }
       if (kind.value === 'fixed') { next.value = ''; }
       state.mappings[name] = next;
       markDirty();
-      fillValueCell(valueCell, placeholder);
+      fillValueCell(valueCell, placeholder, index);
+      recheck();
     });
-    fillValueCell(valueCell, placeholder);
+    fillValueCell(valueCell, placeholder, index);
     return row;
   }
 
@@ -524,15 +797,38 @@
     delete mapping.auto;
     if (patch.field !== undefined) { delete mapping.eventKey; }
     markDirty();
+    recheck();
   }
 
-  function fillValueCell(cell, placeholder) {
+  /* "Did you mean FirstName?" for a placeholder no entry-source field is named like. */
+  function suggestion(placeholder, index) {
+    var name = placeholder.name;
+    var mapping = state.mappings[name] || {};
+    if (mapping.kind !== 'default' || !state.fields.length) { return null; }
+    if (state.fields.some(function (f) { return loose(f.name) === loose(name); })) { return null; }
+    var near = suggestField(name);
+    if (!near) { return null; }
+    var use = el('button', { type: 'button', className: 'btn btn-neutral btn-small use-suggestion', text: 'Use ' + near });
+    use.addEventListener('click', function () {
+      state.mappings[name] = { kind: 'field', field: near };
+      markDirty();
+      renderMappings();
+      recheck();
+      var select = document.querySelector('#mapping-rows tr[data-index="' + index + '"] select.field');
+      if (select) { select.focus(); }
+    });
+    return el('p', { className: 'suggestion' }, [
+      el('span', { text: 'No entry-source field is named ' + name + '. Did you mean ' + near + '? ' }), use]);
+  }
+
+  function fillValueCell(cell, placeholder, index) {
     var name = placeholder.name;
     var mapping = state.mappings[name];
+    var errorId = 'map-err-' + index;
     clear(cell);
     if (mapping.kind === 'field') {
       var names = state.fields.map(function (f) { return f.name; });
-      var select = el('select', { className: 'field', 'aria-label': 'Entry-source field for ' + name },
+      var select = el('select', { className: 'field', 'aria-label': 'Entry-source field for {{' + name + '}}', 'aria-describedby': errorId },
         [el('option', { value: '', text: names.length ? 'Choose a field…' : 'No fields known' })]);
       names.forEach(function (n) { select.appendChild(el('option', { value: n, text: n })); });
       if (mapping.field && names.indexOf(mapping.field) === -1) {
@@ -543,15 +839,15 @@
       cell.appendChild(select);
     } else if (mapping.kind === 'attribute') {
       var set = el('input', { type: 'text', className: 'attr-set', value: mapping.set || '', placeholder: 'Attribute set',
-        'aria-label': 'Attribute set for ' + name });
+        'aria-label': 'Attribute set for {{' + name + '}}', 'aria-describedby': errorId });
       var attr = el('input', { type: 'text', className: 'attr-field', value: mapping.attr || '', placeholder: 'Field',
-        'aria-label': 'Attribute field for ' + name });
+        'aria-label': 'Attribute field for {{' + name + '}}', 'aria-describedby': errorId });
       set.addEventListener('input', function () { edited(name, { set: set.value }); });
       attr.addEventListener('input', function () { edited(name, { attr: attr.value }); });
       cell.appendChild(el('div', { className: 'pair' }, [set, attr]));
     } else if (mapping.kind === 'fixed') {
       var fixed = el('input', { type: 'text', className: 'fixed', value: mapping.value || '',
-        'aria-label': 'Fixed value for ' + name });
+        'aria-label': 'Fixed value for {{' + name + '}}', 'aria-describedby': errorId });
       fixed.addEventListener('input', function () { edited(name, { value: fixed.value }); });
       cell.appendChild(fixed);
     } else if (mapping.kind === 'raw') {
@@ -561,53 +857,119 @@
         (state.template.missingFieldPolicy === 'strict' ? 'No default: the event is strict, so choose a value.' :
           'Left blank.') : '"' + placeholder.default + '"';
       cell.appendChild(el('span', { className: 'hint', text: text }));
+      var hint = suggestion(placeholder, index);
+      if (hint) { cell.appendChild(hint); }
     }
+    cell.appendChild(el('p', { className: 'error', id: errorId }));
   }
 
   // ------------------------------------------------------------------ validation and save
+  /* Everything that keeps the activity from being saved, up to step `upTo`, in step order:
+     [{text, step, target}] where target finds the control to fix (a function, run when shown). */
   function problems(upTo) {
     var list = [];
     if (!state.template) {
-      list.push('Choose an existing event or create a new one (step 1).');
+      list.push({ text: 'Choose an existing event or create a new one (step 1).', step: 1,
+        target: function () { return state.templates.length ? $('template-search') : $('mode-create'); } });
       return list;
     }
     if ((upTo || 3) < 2) { return list; }
     var strict = state.template.missingFieldPolicy === 'strict';
-    state.template.placeholders.forEach(function (placeholder) {
+    state.template.placeholders.forEach(function (placeholder, index) {
       var name = placeholder.name;
       var mapping = state.mappings[name] || { kind: 'default' };
+      var text = null;
+      var control = 'select.kind';
       if (mapping.original !== undefined) { return; }
       if (mapping.kind === 'field') {
-        if (!mapping.field) { list.push('{{' + name + '}}: choose an entry-source field.'); }
+        control = 'select.field';
+        if (!mapping.field) { text = '{{' + name + '}}: choose an entry-source field.'; }
         else if (!(mapping.eventKey || state.eventKey)) {
-          list.push('{{' + name + '}}: the journey\'s entry source is unknown; use another kind of value.');
+          text = '{{' + name + '}}: the journey\'s entry source is unknown; use another kind of value.';
+          control = 'select.kind';
         }
       } else if (mapping.kind === 'attribute') {
-        if (!(mapping.set || '').trim() || !(mapping.attr || '').trim()) {
-          list.push('{{' + name + '}}: give the attribute set and the field.');
-        } else if ((mapping.set + mapping.attr).indexOf('"') !== -1) {
-          list.push('{{' + name + '}}: attribute names cannot contain a double quote.');
-        }
+        control = (mapping.set || '').trim() ? 'input.attr-field' : 'input.attr-set';
+        if (!(mapping.set || '').trim() || !(mapping.attr || '').trim()) { text = '{{' + name + '}}: give the attribute set and the field.'; }
+        else if ((mapping.set + mapping.attr).indexOf('"') !== -1) { text = '{{' + name + '}}: attribute names cannot contain a double quote.'; }
       } else if (mapping.kind === 'fixed') {
-        if (!(mapping.value || '').trim()) { list.push('{{' + name + '}}: type the fixed value.'); }
-        else if (mapping.value.indexOf('{{') !== -1) { list.push('{{' + name + '}}: a fixed value cannot contain "{{".'); }
+        control = 'input.fixed';
+        if (!(mapping.value || '').trim()) { text = '{{' + name + '}}: type the fixed value.'; }
+        else if (mapping.value.indexOf('{{') !== -1) { text = '{{' + name + '}}: a fixed value cannot contain "{{".'; }
       } else if (mapping.kind === 'default' && strict && (placeholder.default === null || placeholder.default === undefined)) {
-        list.push('{{' + name + '}} needs a value: the event is strict and this placeholder has no default.');
+        var near = state.fields.length ? suggestField(name) : null;
+        text = '{{' + name + '}} needs a value: the event is strict and this placeholder has no default.' +
+          (near ? ' Did you mean the entry-source field ' + near + '?' : '');
+      }
+      if (text) {
+        list.push({ text: text, step: 2, placeholder: index, target: function () {
+          return document.querySelector('#mapping-rows tr[data-index="' + index + '"] ' + control);
+        } });
       }
     });
-    if (!/^\d+$/.test(state.releaseAfter)) { list.push('Release after: whole seconds, 0 or more.'); }
-    if (!state.activity) { list.push('Journey Builder has not sent this activity yet.'); }
+    if (!/^\d+$/.test(state.releaseAfter)) {
+      list.push({ text: 'Release after: whole seconds, 0 or more.', step: 2, target: function () { return $('release-after'); } });
+    }
+    if (!state.activity) { list.push({ text: 'Journey Builder has not sent this activity yet.', step: 0 }); }
     return list;
   }
 
+  /* The list above the step, each problem tied to its control (aria-invalid, aria-describedby)
+     and a link that moves focus there. */
   function showProblems(list) {
     var node = $('problem-list');
     clear(node);
-    list.forEach(function (text) { node.appendChild(el('li', { text: text })); });
+    Array.prototype.forEach.call(document.querySelectorAll('#step-2 [aria-invalid]'), function (n) { n.removeAttribute('aria-invalid'); });
+    Array.prototype.forEach.call(document.querySelectorAll('#mapping-rows .error'), function (n) { n.textContent = ''; });
+    $('err-release-after').textContent = /^\d+$/.test($('release-after').value.trim()) ? '' : 'Whole seconds, 0 or more.';
+    list.forEach(function (problem) {
+      var item = el('li', {});
+      var target = problem.target && problem.step === state.step ? problem.target() : null;
+      if (target) {
+        target.setAttribute('aria-invalid', 'true');
+        var link = el('a', { href: '#', text: problem.text });
+        link.addEventListener('click', function (event) { event.preventDefault(); target.focus(); });
+        item.appendChild(link);
+      } else {
+        item.appendChild(document.createTextNode(problem.text));
+      }
+      if (problem.placeholder !== undefined && problem.step === state.step) {
+        var error = $('map-err-' + problem.placeholder);
+        if (error) {
+          var own = problem.text.replace(/^\{\{[^}]*\}\}:?\s*/, '');
+          error.textContent = own.charAt(0).toUpperCase() + own.slice(1);
+        }
+      }
+      node.appendChild(item);
+    });
+    state.showing = list.length > 0;
     show($('problems'), list.length > 0);
   }
 
-  function hideProblems() { show($('problems'), false); }
+  function hideProblems() {
+    state.showing = false;
+    show($('problems'), false);
+    Array.prototype.forEach.call(document.querySelectorAll('#step-2 [aria-invalid]'), function (n) { n.removeAttribute('aria-invalid'); });
+    Array.prototype.forEach.call(document.querySelectorAll('#mapping-rows .error'), function (n) { n.textContent = ''; });
+  }
+
+  /* While problems are shown, the list follows the fixes (a fixed one leaves at once). */
+  function recheck() {
+    if (!state.showing) { return; }
+    if (state.step === 2) { readStep2(); }
+    var list = problems(state.step === 1 ? 1 : 3).filter(function (p) { return p.step <= Math.max(state.step, 1) || p.step === 0; });
+    if (list.length) { showProblems(list); } else { hideProblems(); }
+  }
+
+  /* Show the problems on the step of the first one and focus the control to fix. */
+  function stopAt(list) {
+    var first = list[0];
+    if (first.step && first.step !== state.step) { goTo(first.step, true); }
+    showProblems(list.filter(function (p) { return p.step === state.step || p.step === 0; }).concat(
+      list.filter(function (p) { return p.step && p.step !== state.step; })));
+    var target = first.target ? first.target() : null;
+    (target || $('problems')).focus();
+  }
 
   function inArguments() {
     var args = [
@@ -640,19 +1002,23 @@
     return activity;
   }
 
+  /* Done (the page's or Journey Builder's): a filled form is created first; anything missing
+     is listed on its step, focus on the first control to fix; nothing is sent until all is. */
   function save() {
-    readStep2();
+    if (state.step === 1 && formTouched()) {
+      return submitForm().then(function (template) { return template ? save() : false; });
+    }
+    if (state.step === 2) { readStep2(); }
     var list = problems(3);
     if (list.length) {
-      showProblems(list);
-      if (!state.template) { goTo(1, true); }
-      return false;
+      stopAt(list);
+      return Promise.resolve(false);
     }
     hideProblems();
     state.session.trigger('updateActivity', savedActivity());
     state.dirty = false;
     setStatus('Saved.');
-    return true;
+    return Promise.resolve(true);
   }
 
   // ------------------------------------------------------------------ step 2 inputs
@@ -663,8 +1029,26 @@
     state.releaseAfter = $('release-after').value.trim();
   }
 
+  /* A subscription binding in words (the raw text stays editable and in Review's details). */
+  function subscriptionWords(binding) {
+    var text = String(binding || '').trim();
+    if (!text) { return 'Looked up from Rokt\'s webhooks: the contact\'s live subscriptions.'; }
+    var parsed = parseBinding(text);
+    if (parsed.kind === 'attribute') {
+      return 'The contact attribute "' + parsed.attr + '" in the attribute set "' + parsed.set + '".';
+    }
+    if (parsed.kind === 'field') { return 'The entry-source field "' + parsed.field + '".'; }
+    if (parsed.kind === 'fixed') { return 'Always the subscription id "' + text + '".'; }
+    return 'A custom binding: ' + text;
+  }
+
+  function renderSubscriptionWords() {
+    $('subscription-words').textContent = 'Taken from: ' + subscriptionWords($('subscription-binding').value);
+  }
+
   function renderStep2Settings() {
     $('subscription-binding').value = state.subscription;
+    renderSubscriptionWords();
     $('release-key').value = state.releaseKey;
     $('release-accepted').checked = state.releaseOn === 'accepted';
     $('release-confirmed').checked = state.releaseOn === 'confirmed';
@@ -773,11 +1157,23 @@
     if (!(data.advice || []).length) { advice.appendChild(el('li', { className: 'good', text: 'No advice: looks good.' })); }
   }
 
+  /* Where a placeholder's value comes from, in words: "entry field FirstName", "default "Rokt"". */
+  function sourceWords(placeholder) {
+    var mapping = state.mappings[placeholder.name] || { kind: 'default' };
+    if (mapping.kind === 'field') { return 'entry field ' + mapping.field; }
+    if (mapping.kind === 'attribute') { return 'contact attribute ' + mapping.attr + ' (attribute set ' + mapping.set + ')'; }
+    if (mapping.kind === 'fixed') { return 'the fixed text "' + mapping.value + '"'; }
+    if (mapping.kind === 'raw') { return 'the saved binding ' + mapping.original; }
+    if (placeholder.default !== null && placeholder.default !== undefined) { return 'default "' + placeholder.default + '"'; }
+    return state.template.missingFieldPolicy === 'strict' ? 'nothing: the event is not sent' : 'nothing: left blank';
+  }
+
   function renderSummary() {
     var node = $('summary');
     clear(node);
-    [['Event', state.template.title],
-      ['Subscription', state.subscription || '(looked up from Rokt\'s webhooks)'],
+    [['Event', displayName(state.template)],
+      ['Title', state.template.title],
+      ['Subscription', subscriptionWords(state.subscription)],
       ['Release event', state.releaseKey.trim() || '(none)'],
       ['Release when', state.releaseOn === 'confirmed' ?
         'the contact confirms, or after ' + state.releaseAfter + ' s' : 'Rokt accepts the event']]
@@ -785,14 +1181,29 @@
         node.appendChild(el('dt', { text: pair[0] }));
         node.appendChild(el('dd', { text: pair[1] }));
       });
+    var words = $('mapping-words');
+    clear(words);
+    state.template.placeholders.forEach(function (placeholder) {
+      words.appendChild(el('li', { 'data-placeholder': placeholder.name },
+        [el('code', { text: '{{' + placeholder.name + '}}' }), ' \u2190 ' + sourceWords(placeholder)]));
+    });
+    if (!state.template.placeholders.length) { words.appendChild(el('li', { text: 'No placeholders: every contact gets the same event.' })); }
+    var raw = $('raw-bindings');
+    clear(raw);
+    inArguments().forEach(function (item) {
+      var key = Object.keys(item)[0];
+      raw.appendChild(el('li', {}, [el('code', { text: key + ': ' + item[key] })]));
+    });
   }
 
   // ------------------------------------------------------------------ steps
+  /* Show `step`. Moving forward (not forced) checks the steps before it first: with problems it
+     stays, lists them and focuses the first control to fix; returns whether it moved. */
   function goTo(step, force) {
     if (step > state.step && !force) {
       if (state.step === 2) { readStep2(); }
-      var list = problems(step === 2 ? 1 : 3).filter(function (text) { return text.indexOf('Journey Builder') !== 0; });
-      if (list.length) { showProblems(list); return false; }
+      var list = problems(step === 2 ? 1 : 3).filter(function (p) { return p.step !== 0; });
+      if (list.length) { stopAt(list); return false; }
     }
     if (state.step === 2) { readStep2(); }
     hideProblems();
@@ -813,6 +1224,32 @@
     return true;
   }
 
+  /* Next (the page's or Journey Builder's). On step 1 with the form open, the event is created
+     (or the edit saved) first, or the form says exactly what is missing. Resolves whether it moved. */
+  function next() {
+    if (state.step === 1 && state.mode !== 'choose' && (formTouched() || !state.template)) {
+      return submitForm().then(function (template) { return template ? goTo(2) : false; });
+    }
+    return Promise.resolve(state.step < 3 ? goTo(state.step + 1) : false);
+  }
+
+  // The server's placeholder rule (render.PLACEHOLDER), to clear a field's error once fixed.
+  var PLACEHOLDER = /\{\{\s*[\p{L}_][\p{L}\p{N}_.\-]*(?: [\p{L}\p{N}_.\-]+)*\s*(?:\|\s*default\s*:\s*"(?:[^"\\]|\\.)*"\s*)?\}\}/gu;
+
+  function placeholdersOk(text) {
+    return (text.match(/\{\{/g) || []).length === (text.match(PLACEHOLDER) || []).length;
+  }
+
+  /* A field marked invalid loses its error as soon as what it says is fixed. */
+  function recheckField(field) {
+    var input = formInput(field);
+    if (!input || input.getAttribute('aria-invalid') !== 'true') { return; }
+    var local = formProblems().filter(function (pair) { return pair[0] === field; });
+    if (local.length) { $('err-' + field).textContent = local[0][1]; return; }
+    if (['title', 'description', 'location'].indexOf(field) !== -1 && !placeholdersOk(input.value)) { return; }
+    clearFieldError(field);
+  }
+
   // ------------------------------------------------------------------ start
   function wire() {
     $('mode-choose').addEventListener('click', function () { setMode('choose'); });
@@ -823,16 +1260,37 @@
       searchTimer = setTimeout(function () { state.query = $('template-search').value.trim(); loadTemplates(false); }, 250);
     });
     $('template-more').addEventListener('click', function () { loadTemplates(true); });
-    $('create-panel').addEventListener('submit', createTemplate);
+    $('create-panel').addEventListener('submit', onSubmit);
+    FORM_FIELDS.concat(['timezone']).forEach(function (field) {
+      formInput(field).addEventListener('input', function () { recheckField(field); });
+    });
+    $('tpl-timezone').addEventListener('input', function () { timeZoneHint(false); });
+    $('tpl-timezone').addEventListener('change', function () { timeZoneHint(true); recheckField('timezone'); });
+    $('timezone-mine').addEventListener('click', function () {
+      $('tpl-timezone').value = $('timezone-mine').getAttribute('data-zone');
+      timeZoneHint(true);
+      recheckField('timezone');
+    });
+    $('form-cancel').addEventListener('click', function () { resetForm(); setMode('choose'); });
+    $('event-edit').addEventListener('click', function () { setMode('edit', state.template); });
+    $('event-duplicate').addEventListener('click', function () { setMode('create', state.template); });
+    $('event-delete').addEventListener('click', askDelete);
+    $('delete-yes').addEventListener('click', deleteChosen);
+    $('delete-no').addEventListener('click', function () {
+      show($('delete-confirm'), false);
+      $('delete-yes').hidden = false;
+      $('delete-no').textContent = 'Keep it';
+      $('event-delete').focus();
+    });
     ['subscription-binding', 'release-key', 'release-after'].forEach(function (id) {
-      $(id).addEventListener('input', function () { markDirty(); releaseHint(); });
+      $(id).addEventListener('input', function () { markDirty(); releaseHint(); renderSubscriptionWords(); recheck(); });
     });
     ['release-accepted', 'release-confirmed'].forEach(function (id) {
       $(id).addEventListener('change', function () { markDirty(); releaseHint(); });
     });
     $('preview-refresh').addEventListener('click', preview);
     $('btn-back').addEventListener('click', function () { if (state.step > 1) { goTo(state.step - 1); } });
-    $('btn-next').addEventListener('click', function () { if (state.step < 3) { goTo(state.step + 1); } });
+    $('btn-next').addEventListener('click', next);
     $('btn-done').addEventListener('click', save);
     $('btn-cancel').addEventListener('click', function () {
       state.session.trigger('setActivityDirtyState', false);
@@ -858,7 +1316,7 @@
           setStatus('The saved event ' + state.restored.templateId + ' could not be loaded (' + error.message +
             '): choose an event again.');
         }) : Promise.resolve();
-      return Promise.all([loadSchema(), loadTemplates(false), restoring]);
+      return Promise.all([loadSchema(), loadTemplates(false), loadTimeZones(), restoring]);
     }).then(function () {
       $('app').setAttribute('aria-busy', 'false');
       if (!state.restored) { setStatus(''); }
@@ -867,7 +1325,6 @@
 
   function start() {
     wire();
-    fillTimeZones();
     $('btn-back').disabled = true;
     setStatus('Connecting to Journey Builder…');
     window.JbOrigin.connect().then(function (ready) {
@@ -880,7 +1337,9 @@
       onReply('requestedInteraction', useInteraction);
       session.on('initActivity', onInitActivity);
       session.on('clickedNext', function () {
-        if (state.step < 3) { if (goTo(state.step + 1)) { session.trigger('nextStep'); } } else { save(); }
+        if (state.step < 3) {
+          next().then(function (moved) { if (moved) { session.trigger('nextStep'); } });
+        } else { save(); }
       });
       session.on('clickedBack', function () {
         if (state.step > 1) { goTo(state.step - 1); session.trigger('prevStep'); }

@@ -81,10 +81,21 @@
     });
     var failures = $('failures');
     clear(failures);
-    (stats.topFailures || []).forEach(function (failure) {
-      failures.appendChild(el('li', '', failure.reason + ' (' + failure.count + ')'));
+    // missing_field reasons name their fields ("Missing field: City ×34"), then the failures
+    var reasons = (stats.missingFields || []).map(function (item) {
+      var names = item.fields && item.fields.length ? item.fields : [item.reason];
+      return { state: 'missing_field', text: (names.length === 1 ? 'Missing field: ' : 'Missing fields: ') + names.join(', '), count: item.count };
+    }).concat((stats.topFailures || []).map(function (item) {
+      return { state: 'failed', text: 'Failed: ' + item.reason, count: item.count };
+    }));
+    reasons.forEach(function (reason) {
+      var item = el('li', '');
+      item.setAttribute('data-state', reason.state);
+      item.appendChild(document.createTextNode(reason.text + ' '));
+      item.appendChild(el('span', 'times', '\u00d7' + reason.count));
+      failures.appendChild(item);
     });
-    if (!(stats.topFailures || []).length) { failures.appendChild(el('li', 'good', 'No failures.')); }
+    if (!reasons.length) { failures.appendChild(el('li', 'good', 'None so far.')); }
     $('updated').textContent = 'Updated ' + new Date().toLocaleTimeString();
     $('app').setAttribute('aria-busy', 'false');
   }
