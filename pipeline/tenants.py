@@ -77,10 +77,24 @@ class UnknownTenant(LookupError):
     pass
 
 
+# What each vendor's token check needs (Test connection says "not set" for these, not "HTTP 401").
+VENDOR_REQUIRED = {
+    "rokt": ("rokt_api_base_url", "rokt_client_id", "rokt_client_secret"),
+    "sfmc": (
+        "sfmc_account_id",
+        "sfmc_refresh_token",
+        "sfmc_auth_base_url",
+        "sfmc_client_id",
+        "sfmc_client_secret",
+    ),
+}
+
+
 def missing_settings(tenant: Tenant, has_refresh_token: bool = False) -> list[str]:
     """The fields a tenant still needs before executes can run (App Settings lists them)."""
     required = [
         "jb_jwt_secret",
+        "rokt_api_base_url",
         "rokt_client_id",
         "rokt_client_secret",
         "rokt_account_code",
@@ -167,11 +181,25 @@ class TenantRegistry:
 
     def _load_all(self) -> dict[str, Tenant]:
         loaded = {}
+        unreadable: dict[str, list[str]] = {}
+        with_token = set(self.r.hkeys(REFRESH_TOKENS_KEY))
         for name, raw in self.r.hgetall(TENANTS_KEY).items():
             try:
-                loaded[name] = self._decode(name, json.loads(raw))
+                tenant = self._decode(name, json.loads(raw))
             except (ValueError, ValidationError, SecretUnreadable) as exc:
-                log.error("tenant %s: stored record unreadable, ignored: %s", name, exc)
+                unreadable.setdefault(str(exc), []).append(name)
+                continue
+            loaded[name] = self._activated(tenant, name in with_token)
+        for reason, names in unreadable.items():  # one line per cause, not one per tenant
+            if not self.settings.secret_key:
+                log.warning(
+                    "%d stored tenant(s) not read (%s): their secrets are sealed with SECRET_KEY, "
+                    "which is not set here; set it as the web app has it",
+                    len(names),
+                    ", ".join(sorted(names)),
+                )
+                break
+            log.error("stored tenant(s) %s unreadable, ignored: %s", ", ".join(sorted(names)), reason)
         return loaded
 
     def _decode(self, name: str, record: Mapping[str, Any]) -> Tenant:
@@ -267,9 +295,15 @@ class TenantRegistry:
         raise RegistryBusy(f"tenant {name!r}: changed by others {MODIFY_ATTEMPTS} times in a row; try again")
 
     def _activated(self, tenant: Tenant, has_refresh_token: bool) -> Tenant:
-        """A pending tenant becomes active once nothing it needs is missing."""
-        if tenant.status == TenantStatus.PENDING and not missing_settings(tenant, has_refresh_token):
+        """A pending tenant becomes active once nothing it needs is missing, and an active one that
+        misses something is pending: execute accepts only active tenants, so a tenant that cannot
+        send is answered 503 at once rather than 200 "queued" and failed later (a record written
+        before required settings were guarded is demoted when read, too)."""
+        missing = missing_settings(tenant, has_refresh_token)
+        if tenant.status == TenantStatus.PENDING and not missing:
             return replace(tenant, status=TenantStatus.ACTIVE)
+        if tenant.status == TenantStatus.ACTIVE and missing:
+            return replace(tenant, status=TenantStatus.PENDING)
         return tenant
 
     def _existing(self, name: str) -> Callable[[Tenant | None], Tenant]:
@@ -331,9 +365,24 @@ class TenantRegistry:
             tenant = tenant_from_mapping(name, {**values, **kept})
             self._check_eid_free(tenant.sfmc_eid, name)
             self._check_values(tenant, before=current)
+            self._check_required_kept(current, tenant)
             return self._keep_previous_jwt_secret(current, tenant)
 
         return self._modify(name, apply)
+
+    def _check_required_kept(self, current: Tenant, tenant: Tenant) -> None:
+        """An active tenant keeps what it needs to send: blanking a required setting (clearing the
+        account code, dropping the server-to-server client without a sign-in) is refused, naming
+        each field, instead of leaving journeys running against a tenant that cannot send.
+        Disable it first to take it apart; a pending tenant is filled in step by step."""
+        if current.status != TenantStatus.ACTIVE:
+            return
+        has_token = self.has_refresh_token(current.name)
+        before = set(missing_settings(current, has_token))
+        lost = [f for f in missing_settings(tenant, has_token) if f not in before]
+        if lost:
+            message = "required while the tenant is active: journeys send with it"
+            raise ValidationError({f: [message] for f in lost})
 
     def _keep_previous_jwt_secret(self, current: Tenant, tenant: Tenant) -> Tenant:
         """A changed JWT signing secret: the earlier one(s) still verify for

@@ -12,7 +12,7 @@ from marshmallow import (
     post_load,
     pre_load,
     validate,
-    validates_schema,
+    validates,
 )
 
 IDENTIFIER = validate.Regexp(r"^[A-Za-z0-9._-]*$", error="letters, digits, '.', '_' or '-' only")
@@ -22,6 +22,30 @@ NO_CONTROL = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain con
 JWT_SECRET_MIN = 32
 
 SECRET_FIELDS = ("rokt_client_secret", "sfmc_client_secret", "jb_jwt_secret")
+
+# What the admin reads for each setting: the form's labels, and the same words wherever a setting
+# is named to them ("Still missing", Test connection's "not set", errors): never an internal key.
+LABELS = {
+    "rokt_account_id": "Rokt Calendar account ID",
+    "rokt_account_code": "Rokt account code",
+    "rokt_client_id": "Rokt OAuth client ID",
+    "rokt_client_secret": "Rokt OAuth client secret",
+    "sfmc_account_id": "Business unit (MID)",
+    "sfmc_client_id": "Server-to-server client ID",
+    "sfmc_client_secret": "Server-to-server client secret",
+    "jb_jwt_secret": "Package JWT signing secret",
+    # not on the form: set by the operator or by signing in
+    "rokt_api_base_url": "Rokt API address (set by the operator)",
+    "sfmc_refresh_token": "Marketing Cloud sign-in (sign out, then open the app again)",
+    "sfmc_auth_base_url": "Marketing Cloud sign-in address (set by signing in)",
+    "sfmc_eid": "Marketing Cloud enterprise",
+    "name": "Tenant",
+}
+
+
+def label(field: str) -> str:
+    """The admin's words for `field` (an unknown key is shown as it is, never dropped)."""
+    return LABELS.get(field, field)
 
 
 class AppSettingsSchema(Schema):
@@ -43,13 +67,12 @@ class AppSettingsSchema(Schema):
             raise ValidationError("expected form fields")
         return {key: value.strip() if isinstance(value, str) else value for key, value in data.items()}
 
-    @validates_schema
-    def jwt_secret_length(self, data, **_kwargs):
-        secret = data.get("jb_jwt_secret", "")
-        if secret and len(secret) < JWT_SECRET_MIN:
+    @validates("jb_jwt_secret")
+    def jwt_secret_length(self, value, **_kwargs):
+        """A field validator, so it is reported beside every other field's error at once."""
+        if value and len(value) < JWT_SECRET_MIN:
             raise ValidationError(
-                f"at least {JWT_SECRET_MIN} characters (copy the package's JWT Signing Secret)",
-                "jb_jwt_secret",
+                f"at least {JWT_SECRET_MIN} characters (copy the package's JWT Signing Secret)"
             )
 
     @post_load

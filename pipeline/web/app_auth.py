@@ -1,5 +1,5 @@
 """Sign-in to App Settings from Marketing Cloud: the OAuth 2.0 authorization-code flow of the
-package's Web App integration (../shared/reference/sfmc-app-surface.md B.2, B.5).
+package's Web App integration (docs/vendors/sfmc-app.md B.2, B.5).
 
 `GET /app/login` (the Marketing Cloud App component's Login URL) starts the flow: a `state` of 256
 random bits is kept in Redis for 10 minutes, single use, and bound to this browser by a separate
@@ -52,6 +52,8 @@ STATE_KEY_PREFIX = f"{PREFIX}:_app:state"
 STATE_MAX_LENGTH = 256
 CODE_MAX_LENGTH = 2048
 TSSD = re.compile(r"[a-z0-9-]{1,63}")  # one DNS label (fullmatch)
+# refusals an admin cures by signing in again (the page then offers it and keeps their edits)
+SESSION_CODES = frozenset({"session_ended", "signed_in_elsewhere"})
 
 
 def _runtime() -> Runtime:
@@ -75,12 +77,19 @@ def wants_json() -> bool:
     return "X-CSRF-Token" in request.headers or request.accept_mimetypes.best == "application/json"
 
 
-def error_page(status: int, title: str, message: str) -> Response:
-    """An error an admin reads (HTML), or JSON for the page's own fetch() calls."""
+def error_page(status: int, title: str, message: str, *, code: str = "", field: str = "") -> Response:
+    """An error an admin reads (HTML), or JSON for the page's own fetch() calls. `code` says what
+    happened to the page's script (`session_ended`, ...); `field` names the input at fault; a
+    session problem also says where to sign in again (`signIn`)."""
+    sign_in = f"{APP_PREFIX}/login" if code in SESSION_CODES else ""
     if wants_json():
-        response = current_app.json.response({"error": title, "message": message})
+        body = {"error": title, "message": message}
+        body.update({k: v for k, v in (("code", code), ("field", field), ("signIn", sign_in)) if v})
+        response = current_app.json.response(body)
     else:
-        response = Response(render_template("app/error.html", title=title, message=message))
+        response = Response(
+            render_template("app/error.html", title=title, message=message, code=code, sign_in=sign_in)
+        )
     response.status_code = status
     return response
 
@@ -125,7 +134,13 @@ def require_app_session(view: Callable[..., Any]) -> Callable[..., Any]:
         if tenant is None:
             if request.method == "GET" and not wants_json():
                 return redirect(f"{APP_PREFIX}/login")
-            return error_page(401, "Signed out", "Your session has ended. Open the app again to sign in.")
+            return error_page(
+                401,
+                "Your session ended",
+                "Not done: your session ended (you signed out, or the page was left idle). "
+                "Your changes in the form are kept: sign in again, then try again.",
+                code="session_ended",
+            )
         g.app_tenant = tenant
         return view(*args, **kwargs)
 

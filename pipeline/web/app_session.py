@@ -106,6 +106,19 @@ def csrf_ok(session: SessionMixin) -> bool:
     return hmac.compare_digest(given.encode(), str(expected).encode())
 
 
+def csrf_refusal(session: SessionMixin, signed_in: bool) -> str:
+    """Why `csrf_ok` refused, in terms the page can explain (the request is refused either way):
+    `csrf_missing` (no token: not sent by our page), `session_ended` (no live session: expired,
+    signed out), `signed_in_elsewhere` (a live session whose token is not this one: a sign-in in
+    another tab or window gave the session a new id and token)."""
+    given = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
+    if not given:
+        return "csrf_missing"
+    if not signed_in or not session.get(CSRF_SESSION_KEY):
+        return "session_ended"
+    return "signed_in_elsewhere"
+
+
 def _redis() -> redis.Redis:
     return current_app.extensions["rsf.runtime"].redis
 

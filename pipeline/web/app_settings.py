@@ -7,6 +7,12 @@ input keeps the stored value, and no answer ever carries one, except the new web
 shown once right after its rotation, and the webhook URL's path token (path mode), which the
 admin must copy into Rokt's management centre: it is a bearer token of the URL only, never the
 HMAC key. Every POST needs the session's CSRF token.
+
+Edits are never lost to a session: app.js asks `/settings/check` before a form is sent, and a
+refusal (a sign-in in another tab gave the session a new token, or the session ended) is said in
+plain words beside the button, with a "Sign in again" link; the page keeps the non-secret edits
+across that sign-in and puts them back. The refusal itself is unchanged: a forged POST is refused.
+Settings are named by their labels (schemas.app_settings.LABELS), never by their keys.
 """
 
 from __future__ import annotations
@@ -17,7 +23,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, session
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    g,
+    jsonify,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from marshmallow import ValidationError
 
 from pipeline import dataextensions
@@ -26,11 +42,17 @@ from pipeline.deadletters import count_dead_letters
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
 from pipeline.store import tenant_key
-from pipeline.tenants import TenantPinned, UnknownTenant
+from pipeline.tenants import CREDENTIAL_FIELDS, VENDOR_REQUIRED, TenantPinned, UnknownTenant
 from pipeline.vocabulary import SfmcAuthMode
-from pipeline.web.app_auth import error_page, require_app_session
-from pipeline.web.app_session import csrf_ok, csrf_token
-from schemas.app_settings import SECRET_FIELDS, AppSettingsSchema
+from pipeline.web.app_auth import error_page, require_app_session, session_tenant
+from pipeline.web.app_session import (
+    CSRF_FIELD,
+    SESSION_IDLE_SECONDS,
+    csrf_ok,
+    csrf_refusal,
+    csrf_token,
+)
+from schemas.app_settings import LABELS, SECRET_FIELDS, AppSettingsSchema, label
 
 log = logging.getLogger(__name__)
 app_settings = Blueprint(
@@ -39,6 +61,9 @@ app_settings = Blueprint(
 
 SCHEMA = AppSettingsSchema()
 FORM_FIELDS = tuple(SCHEMA.fields)
+VENDORS = (("rokt", "Rokt"), ("sfmc", "Marketing Cloud"))
+# settings without an input, and the input whose change makes them missing
+CAUSED_BY = {"sfmc_refresh_token": "sfmc_client_id", "sfmc_auth_base_url": "sfmc_client_id"}
 # the Calendar Subscription DE's sendable relationship, as the Contact Builder step links it
 CONTACT_KEY_FIELD = "SubscriberExternalId"
 
@@ -49,13 +74,37 @@ def _runtime() -> Runtime:
 
 @app_settings.before_request
 def _csrf() -> Response | None:
-    """SameSite=None cookies ride along on cross-site POSTs: every POST proves it came from our page."""
+    """SameSite=None cookies ride along on cross-site POSTs: every POST proves it came from our page.
+    A refusal still refuses; it only says, in the admin's words, why (`csrf_refusal`)."""
     if request.method == "POST" and not csrf_ok(session):
-        log.warning("app POST %s refused: CSRF token missing or wrong", request.path)
-        return error_page(
-            403, "Request refused", "The form is out of date or was not sent by this page. Reload it."
+        reason = csrf_refusal(session, session_tenant() is not None)
+        log.warning("app POST %s refused: CSRF %s", request.path, reason)
+        saving = request.path == url_for("app_settings.save") or (
+            request.path == url_for("app_settings.check_session") and request.args.get("action") == "save"
         )
+        title, message = refusal_text(reason, saving=saving)
+        return error_page(403, title, message, code=reason, field=CSRF_FIELD)
     return None
+
+
+def refusal_text(reason: str, *, saving: bool) -> tuple[str, str]:
+    """What the admin reads when a POST is refused. The page keeps what was typed (app.js puts it
+    back after the sign-in), so the words say how to finish, not "reload"."""
+    if saving:
+        outcome, then = "Not saved", "Your changes are kept: sign in again, then Save."
+    else:
+        outcome, then = "Not done", "Your changes in the form are kept: sign in again, then try again."
+    if reason == "session_ended":
+        return "Your session ended", (
+            f"{outcome}: your session ended (you signed out, or the page was left idle "
+            f"for {SESSION_IDLE_SECONDS // 3600} hours). {then}"
+        )
+    if reason == "signed_in_elsewhere":
+        return "Signed in again in another tab", (
+            f"{outcome}: you signed in again in another tab or window, so this page belongs to "
+            f"the earlier sign-in. {then}"
+        )
+    return "Request refused", f"{outcome}: this request was not sent by the App Settings page."
 
 
 def _epoch_text(value: Any) -> str:
@@ -65,13 +114,53 @@ def _epoch_text(value: Any) -> str:
         return ""
 
 
-def _last_check(name: str) -> dict[str, Any] | None:
+def _last_check(name: str) -> dict[str, Any]:
     raw = _runtime().redis.get(tenant_key(name, "check"))
     try:
         found = json.loads(raw) if raw else None
     except ValueError:
-        return None
-    return found if isinstance(found, dict) else None
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _forget_checks(name: str, vendors: list[str]) -> None:
+    """A vendor's last check says nothing about credentials changed since: dropped, so the Tokens
+    row never shows an old "OK" for settings it did not test."""
+    check = _last_check(name)
+    if check and any(v in check for v in vendors):
+        for vendor in vendors:
+            check.pop(vendor, None)
+        _runtime().redis.set(tenant_key(name, "check"), json.dumps(check))
+
+
+def token_rows(check: dict[str, Any]) -> list[dict[str, str]]:
+    """The Tokens row: each vendor's latest result with its own time (the page and app.js show
+    these texts as they are)."""
+    rows = []
+    for vendor, title in VENDORS:
+        result = check.get(vendor)
+        if not isinstance(result, dict):
+            why = "not checked since its settings changed" if check else "not checked yet"
+            rows.append({"vendor": vendor, "state": "unchecked", "text": f"{title}: {why}"})
+            continue
+        at = _epoch_text(result.get("checkedAt", check.get("checkedAt")))
+        ok = bool(result.get("ok"))
+        said = "OK" if ok else f"failed \u2013 {result.get('reason') or 'no reason given'}"
+        rows.append(
+            {
+                "vendor": vendor,
+                "state": "ok" if ok else "failed",
+                "text": f"{title}: {said}" + (f" (checked {at})" if at else ""),
+            }
+        )
+    return rows
+
+
+def missing_labels(name: str) -> list[dict[str, str]]:
+    """What is still missing, as the form names it (`field` links to the input when it has one)."""
+    return [
+        {"field": f, "label": label(f), "onForm": f in FORM_FIELDS} for f in _runtime().registry.missing(name)
+    ]
 
 
 def status_panel(tenant: Tenant) -> dict[str, Any]:
@@ -84,12 +173,11 @@ def status_panel(tenant: Tenant) -> dict[str, Any]:
         "install": dataextensions.install_progress(rt.redis, name),
         "lastWebhook": _epoch_text(rt.redis.get(tenant_key(name, "last", "webhook"))),
         "lastExecute": _epoch_text(rt.redis.get(tenant_key(name, "last", "execute"))),
-        "check": check,
-        "checkedAt": _epoch_text(check.get("checkedAt")) if check else "",
+        "tokens": token_rows(check),
         # the dead-letter hash (pipeline.deadletters.record_dead_letter): one entry per item
         "deadLetters": count_dead_letters(rt.redis, name),
         "reconnectReason": tenant.reconnect_reason,
-        "missing": rt.registry.missing(name),
+        "missing": missing_labels(name),
     }
 
 
@@ -115,6 +203,7 @@ def _page(
             secrets_set={f: bool(getattr(tenant, f)) for f in SECRET_FIELDS},
             webhook_secret_set=bool(tenant.rokt_webhook_secret),
             errors=errors or {},
+            labels=LABELS,
             saved=saved,
             panel=status_panel(tenant),
             webhook_url=webhook_url(settings.public_base_url, tenant),
@@ -163,47 +252,92 @@ def save():
     tenant: Tenant = g.app_tenant
     if tenant.pinned:
         return error_page(403, "Read-only", "This tenant is configured by the operator; change it there.")
-    form = {k: v for k, v in request.form.items() if k != "csrf_token"}
+    form = {k: v for k, v in request.form.items() if k != CSRF_FIELD}
     try:
         changes = _changes(tenant, SCHEMA.load(form))
         updated = _runtime().registry.update(tenant.name, changes)
     except ValidationError as exc:
         messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
         safe_form = {k: v for k, v in form.items() if k not in SECRET_FIELDS}
-        return _page(tenant, status=400, form=safe_form, errors=messages)
+        return _page(tenant, status=400, form=safe_form, errors=_on_form_fields(messages))
     except TenantPinned:
         return error_page(403, "Read-only", "This tenant is configured by the operator; change it there.")
+    changed = [
+        vendor
+        for vendor, fields in CREDENTIAL_FIELDS.items()
+        if any(getattr(tenant, f) != getattr(updated, f) for f in fields)
+    ]
+    _forget_checks(tenant.name, changed)
     log.info("app settings saved: tenant %s, fields %s", tenant.name, sorted(changes))
     return _page(updated, saved=True)
 
 
-def _check(what: str, call: Any) -> dict[str, Any]:
-    """One vendor's token fetch: ok, or why not (the error's `reason`: never a secret)."""
+def _on_form_fields(messages: dict[str, Any]) -> dict[str, Any]:
+    """Errors about settings the form has no input for, shown at the input that caused them (an
+    emptied server-to-server client id leaves SFMC calls with the sign-in's refresh token), so
+    every error is tied to a field the admin can change and focus lands there."""
+    tied: dict[str, Any] = {}
+    for name, found in messages.items():
+        owner = CAUSED_BY.get(name, name)
+        said = found if isinstance(found, list) else [str(found)]
+        if owner != name:
+            said = [f"{label(name)}: {m}" for m in said]
+        tied.setdefault(owner, []).extend(said)
+    return tied
+
+
+@app_settings.post("/settings/check")
+@require_app_session
+def check_session():
+    """Asked by app.js before a form is sent: the CSRF check (before_request) answers a stale or
+    ended session here, as JSON, so the page keeps the form and says what happened (`?action=save`:
+    in the words of a Save)."""
+    return jsonify(ok=True)
+
+
+def _check(vendor: str, what: str, call: Any, missing: list[str]) -> dict[str, Any]:
+    """One vendor's token fetch: ok, or why not (the error's `reason`: never a secret). Settings
+    that are not set are named, not sent to the vendor to be refused with a bare HTTP 401."""
+    now = time.time()
+    unset = [f for f in missing if f in VENDOR_REQUIRED[vendor]]
+    if unset:
+        return {"ok": False, "reason": "not set: " + ", ".join(label(f) for f in unset), "checkedAt": now}
     try:
         call()
     except ClientError as exc:
-        return {"ok": False, "reason": exc.reason}
+        return {"ok": False, "reason": exc.reason, "checkedAt": now}
     except (UnknownTenant, ValueError) as exc:
-        return {"ok": False, "reason": f"{what} is not configured ({type(exc).__name__})"}
+        return {"ok": False, "reason": f"{what} is not configured ({type(exc).__name__})", "checkedAt": now}
     except Exception as exc:  # anything else: logged, answered without its text
         log.exception("test connection: %s check failed unexpectedly", what)
-        return {"ok": False, "reason": f"unexpected error ({type(exc).__name__})"}
-    return {"ok": True, "reason": ""}
+        return {"ok": False, "reason": f"unexpected error ({type(exc).__name__})", "checkedAt": now}
+    return {"ok": True, "reason": "", "checkedAt": now}
 
 
 @app_settings.post("/settings/test")
 @require_app_session
 def test_connection():
+    """Both vendors' token fetch, stored as the Tokens row; the answer carries what the page
+    refreshes with it (Tokens row, badge, "Still missing")."""
     rt, name = _runtime(), g.app_tenant.name
-    result = {
+    missing = rt.registry.missing(name)
+    result: dict[str, Any] = {
         "checkedAt": time.time(),
-        "rokt": _check("Rokt", lambda: rt.rokt(name).check_credentials()),
-        "sfmc": _check("SFMC", lambda: rt.sfmc(name).check_credentials()),
+        "rokt": _check("rokt", "Rokt", lambda: rt.rokt(name).check_credentials(), missing),
+        "sfmc": _check("sfmc", "SFMC", lambda: rt.sfmc(name).check_credentials(), missing),
     }
     result["ok"] = result["rokt"]["ok"] and result["sfmc"]["ok"]
     rt.redis.set(tenant_key(name, "check"), json.dumps(result))
     log.info("test connection: tenant %s rokt=%s sfmc=%s", name, result["rokt"]["ok"], result["sfmc"]["ok"])
-    return jsonify(result)
+    tenant = rt.registry.get(name) or g.app_tenant
+    return jsonify(
+        {
+            **result,
+            "tokens": token_rows(result),
+            "status": str(tenant.status),
+            "missing": missing_labels(name),
+        }
+    )
 
 
 @app_settings.post("/settings/webhook/rotate")

@@ -7,12 +7,22 @@ import time
 import pytest
 from marshmallow import ValidationError
 
+from pipeline import sandbox
 from pipeline.crypto import SecretBox, SecretUnreadable
 from pipeline.runtime import Runtime, UnknownTenant
 from pipeline.settings import load_settings
-from pipeline.tenants import REFRESH_TOKENS_KEY, TENANTS_KEY, TenantPinned, TenantRegistry, missing_settings
+from pipeline.tenants import (
+    REFRESH_TOKENS_KEY,
+    TENANTS_KEY,
+    VERSION_KEY,
+    TenantPinned,
+    TenantRegistry,
+    missing_settings,
+)
 from pipeline.vocabulary import SfmcAuthMode, TenantStatus
+from tests.unit.conftest import COMPLETE as COMPLETE_TENANT
 from tests.unit.conftest import ENV
+from tests.unit.web.signed import make
 
 KEY = "unit-test-sealing-key-0123456789abcdef"
 COMPLETE = {
@@ -250,3 +260,77 @@ def test_enabling_a_disabled_tenant_records_when_it_resumed(registry):
     registry.set_status("brand-b", TenantStatus.DISABLED)
     before = time.time()
     assert registry.set_status("brand-b", TenantStatus.ACTIVE).resumed_at >= before
+
+
+@pytest.mark.parametrize(
+    ("blank", "refused"),
+    [
+        ({"rokt_account_code": ""}, ["rokt_account_code"]),
+        ({"rokt_client_id": "", "sfmc_account_id": ""}, ["rokt_client_id", "sfmc_account_id"]),
+        # no server-to-server client and no sign-in refresh token: nothing to call SFMC with
+        ({"sfmc_client_id": "", "sfmc_auth_mode": SfmcAuthMode.REFRESH_TOKEN.value}, ["sfmc_refresh_token"]),
+    ],
+)
+def test_an_active_tenant_keeps_its_required_settings(registry, blank, refused):
+    registry.add("brand-b", COMPLETE)
+    before = registry.get("brand-b")
+    with pytest.raises(ValidationError) as caught:
+        registry.update("brand-b", blank)
+    assert sorted(caught.value.messages) == refused
+    assert all("required while the tenant is active" in m[0] for m in caught.value.messages.values())
+    assert registry.get("brand-b") == before and before.status == TenantStatus.ACTIVE
+
+
+def test_a_pending_or_disabled_tenant_may_be_taken_apart(registry):
+    registry.add("brand-b", {"rokt_account_code": "acct-b"})
+    assert registry.update("brand-b", {"rokt_account_code": ""}).rokt_account_code == ""
+    registry.update("brand-b", {**COMPLETE})
+    registry.set_status("brand-b", TenantStatus.DISABLED)
+    tenant = registry.update("brand-b", {"rokt_account_code": ""})
+    assert tenant.status == TenantStatus.DISABLED and tenant.rokt_account_code == ""
+    assert registry.set_status("brand-b", TenantStatus.ACTIVE).status == TenantStatus.PENDING
+
+
+def test_an_active_record_missing_a_setting_is_read_as_pending(registry, fake_redis):
+    """A record written before required settings were guarded (or by hand): executes must not be
+    accepted for it, and execute accepts only active tenants."""
+    registry.add("brand-b", COMPLETE)
+    record = json.loads(fake_redis.hget(TENANTS_KEY, "brand-b"))
+    assert record["status"] == "active"
+    record["rokt_account_code"] = ""
+    fake_redis.hset(TENANTS_KEY, "brand-b", json.dumps(record))
+    fake_redis.incr(VERSION_KEY)
+    assert registry.get("brand-b").status == TenantStatus.PENDING
+    # and written back pending by the next change
+    assert registry.update("brand-b", {"rokt_account_id": "x"}).status == TenantStatus.PENDING
+    assert registry.update("brand-b", {"rokt_account_code": "acct-b"}).status == TenantStatus.ACTIVE
+
+
+# -- the registry refuses what load_settings refuses -------------------------------------------
+
+
+@pytest.fixture
+def registry_parts(fake_redis):
+    return make(fake_redis)
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"jb_jwt_secret": "short"}, "jb_jwt_secret"),
+        ({"rokt_webhook_secret": sandbox.SANDBOX_WEBHOOK_SECRET}, "rokt_webhook_secret"),
+        ({"rokt_webhook_path_token": "abcd" * 10}, "rokt_webhook_path_token"),
+        ({"rokt_api_base_url": "http://rokt.test"}, "rokt_api_base_url"),
+        ({"sfmc_auth_base_url": "http://auth.b.test"}, "sfmc_auth_base_url"),
+    ],
+)
+def test_the_registry_refuses_them_at_add_and_update_naming_the_field(registry_parts, values, field):
+    registry = registry_parts[0].registry
+    with pytest.raises(ValidationError) as added:
+        registry.add("brand-b", {**COMPLETE_TENANT, **values})
+    assert set(added.value.messages) == {field}
+    registry.add("brand-b", COMPLETE_TENANT)
+    with pytest.raises(ValidationError) as updated:
+        registry.update("brand-b", values)
+    assert set(updated.value.messages) == {field}
+    assert registry.update("brand-b", {"rokt_account_code": "other"}).rokt_account_code == "other"

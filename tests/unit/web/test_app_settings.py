@@ -258,7 +258,12 @@ class FakeClient:
             raise self.error
 
 
+def without_times(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "checkedAt"}
+
+
 def test_test_connection_says_which_failed_and_why(browser_a, runtime, tenants, monkeypatch):
+    runtime.registry.update(tenants[0], COMPLETE)
     monkeypatch.setattr(runtime, "rokt", lambda name: FakeClient(None))
     refused = PermanentError("SFMC token: HTTP 401: invalid client credentials", status=401)
     monkeypatch.setattr(runtime, "sfmc", lambda name: FakeClient(refused))
@@ -268,21 +273,32 @@ def test_test_connection_says_which_failed_and_why(browser_a, runtime, tenants, 
     assert answer.status_code == 200
     body = answer.get_json()
     assert body["ok"] is False
-    assert body["rokt"] == {"ok": True, "reason": ""}
-    assert body["sfmc"] == {"ok": False, "reason": "SFMC token: HTTP 401: invalid client credentials"}
+    assert without_times(body["rokt"]) == {"ok": True, "reason": ""}
+    assert without_times(body["sfmc"]) == {
+        "ok": False,
+        "reason": "SFMC token: HTTP 401: invalid client credentials",
+    }
     stored = json.loads(runtime.redis.get(tenant_key(tenants[0], "check")))
-    assert stored["sfmc"]["ok"] is False and stored["checkedAt"] > 0
+    assert stored["sfmc"]["ok"] is False and stored["sfmc"]["checkedAt"] > 0
+    assert [row["state"] for row in body["tokens"]] == ["ok", "failed"]
+    assert body["status"] == "active" and body["missing"] == []
     html = browser_a.get("/app/settings").get_data(as_text=True)
-    assert "Rokt OK, Marketing Cloud failed" in html
+    assert re.search(r'data-vendor="rokt">Rokt: OK \(checked 20\d\d-', html)
+    assert re.search(
+        'data-vendor="sfmc">Marketing Cloud: failed \u2013 SFMC token: HTTP 401: invalid client '
+        r"credentials \(checked 20\d\d-",
+        html,
+    )
 
 
-def test_test_connection_never_answers_an_exceptions_text(browser_a, runtime, monkeypatch):
+def test_test_connection_never_answers_an_exceptions_text(browser_a, runtime, tenants, monkeypatch):
+    runtime.registry.update(tenants[0], COMPLETE)
     monkeypatch.setattr(runtime, "rokt", lambda name: FakeClient(RuntimeError(f"boom {ROKT_SECRET}")))
     monkeypatch.setattr(
         runtime, "sfmc", lambda name: FakeClient(RetryableError("connection failed: POST /v2/token"))
     )
     body = browser_a.post("/app/settings/test").get_json()
-    assert body["rokt"] == {"ok": False, "reason": "unexpected error (RuntimeError)"}
+    assert without_times(body["rokt"]) == {"ok": False, "reason": "unexpected error (RuntimeError)"}
     assert body["sfmc"]["reason"] == "connection failed: POST /v2/token"
     assert ROKT_SECRET not in json.dumps(body)
 
@@ -373,3 +389,125 @@ def test_no_secret_in_any_answer_or_log(browser_a, runtime, tenants, caplog, mon
             assert secret not in body
     for secret in secrets_:
         assert secret not in caplog.text
+
+
+def json_post(browser, path, token):
+    headers = {"Accept": "application/json"}
+    if token is not None:
+        headers["X-CSRF-Token"] = token
+    return browser.client.post(path, base_url=BASE, headers=headers)
+
+
+@pytest.mark.parametrize("path", [*POSTS, "/app/settings/check"])
+def test_a_refusal_says_what_happened_and_still_refuses(app, fake_redis, browser_a, runtime, tenants, path):
+    """A stale token (signed in again elsewhere), an ended session, no token at all: each refused
+    alike (nothing changes), each answered in words the page shows, naming the field at fault."""
+    before = runtime.registry.get(tenants[0])
+    stale = json_post(browser_a, path, "token-of-an-earlier-sign-in")
+    assert stale.status_code == 403
+    assert stale.get_json()["code"] == "signed_in_elsewhere"
+    assert stale.get_json()["field"] == "csrf_token" and stale.get_json()["signIn"] == "/app/login"
+    assert "signed in again in another tab" in stale.get_json()["message"]
+    assert json_post(browser_a, path, None).get_json()["code"] == "csrf_missing"
+    assert "signIn" not in json_post(browser_a, path, None).get_json()
+    fake_redis.delete(session_key(browser_a.sid))  # idle past its lifetime
+    ended = json_post(browser_a, path, browser_a.csrf)
+    assert ended.status_code == 403 and ended.get_json()["code"] == "session_ended"
+    assert "your session ended" in ended.get_json()["message"]
+    assert runtime.registry.get(tenants[0]) == before
+    assert dataextensions.install_progress(runtime.redis, tenants[0])["state"] == "never"
+    assert runtime.redis.get(tenant_key(tenants[0], "check")) is None
+
+
+def test_a_refused_save_never_echoes_what_was_sent(browser_a, runtime, tenants):
+    before = runtime.registry.get(tenants[0])
+    answer = browser_a.post("/app/settings", {**COMPLETE, "rokt_account_code": "typed-code"}, csrf="stale")
+    html = answer.get_data(as_text=True)
+    assert answer.status_code == 403 and "Not saved: you signed in again in another tab" in html
+    assert "typed-code" not in html and ROKT_SECRET not in html and JWT_SECRET not in html
+    assert 'href="/app/login"' in html
+    assert runtime.registry.get(tenants[0]) == before
+
+
+def test_the_session_check_answers_ok_with_the_pages_token(browser_a):
+    assert json_post(browser_a, "/app/settings/check", browser_a.csrf).get_json() == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    ("path", "words"),
+    [
+        ("/app/settings/check?action=save", "Your changes are kept: sign in again, then Save."),
+        ("/app/settings/check", "Your changes in the form are kept: sign in again, then try again."),
+        ("/app/settings/test", "Your changes in the form are kept: sign in again, then try again."),
+    ],
+)
+def test_a_refusal_is_worded_for_what_was_asked(browser_a, path, words):
+    message = json_post(browser_a, path, "stale").get_json()["message"]
+    assert message.startswith("Not saved: " if "save" in path else "Not done: ") and message.endswith(words)
+
+
+def test_still_missing_names_the_forms_labels(browser_a):
+    html = browser_a.get("/app/settings").get_data(as_text=True)
+    missing = re.search(r'<p class="notice" id="missing">(.*?)</p>', html, re.S).group(1)
+    assert '<a href="#jb_jwt_secret">Package JWT signing secret</a>' in missing
+    assert '<a href="#rokt_client_id">Rokt OAuth client ID</a>' in missing
+    assert ">jb_jwt_secret<" not in missing and "rokt_client_secret," not in missing
+    assert '<label for="jb_jwt_secret">Package JWT signing secret</label>' in html  # the same words
+
+
+def test_test_connection_names_what_is_not_set_without_asking_the_vendor(browser_a, runtime, monkeypatch):
+    asked = []
+    monkeypatch.setattr(runtime, "rokt", lambda name: asked.append(name) or FakeClient(None))
+    monkeypatch.setattr(runtime, "sfmc", lambda name: FakeClient(None))
+    body = json_post(browser_a, "/app/settings/test", browser_a.csrf).get_json()
+    assert body["rokt"]["reason"] == "not set: Rokt OAuth client ID, Rokt OAuth client secret"
+    assert body["rokt"]["ok"] is False and body["sfmc"]["ok"] is True and asked == []
+    assert body["status"] == "pending"
+    assert {m["field"] for m in body["missing"]} >= {"jb_jwt_secret", "rokt_account_code"}
+    assert "Package JWT signing secret" in [m["label"] for m in body["missing"]]
+
+
+def test_a_save_that_changes_credentials_forgets_their_last_check(browser_a, runtime, tenants, monkeypatch):
+    browser_a.post("/app/settings", COMPLETE)
+    monkeypatch.setattr(runtime, "rokt", lambda name: FakeClient(None))
+    monkeypatch.setattr(runtime, "sfmc", lambda name: FakeClient(None))
+    json_post(browser_a, "/app/settings/test", browser_a.csrf)
+    html = browser_a.post("/app/settings", {**COMPLETE, "rokt_client_secret": "another-rokt-secret-xyz"})
+    html = html.get_data(as_text=True)
+    assert 'data-vendor="rokt">Rokt: not checked since its settings changed<' in html
+    assert re.search(r'data-vendor="sfmc">Marketing Cloud: OK \(checked ', html)  # untouched: kept
+    assert 'data-autorun="1"' in html  # and app.js checks again at once
+
+
+def test_a_required_setting_cannot_be_blanked_on_an_active_tenant(browser_a, runtime, tenants):
+    browser_a.post("/app/settings", COMPLETE)
+    before = runtime.registry.get(tenants[0])
+    assert before.status == TenantStatus.ACTIVE
+    answer = browser_a.post("/app/settings", {**COMPLETE, "rokt_account_code": ""})
+    assert answer.status_code == 400
+    html = answer.get_data(as_text=True)
+    assert field_errors(html) == {
+        "rokt_account_code": ["required while the tenant is active: journeys send with it"]
+    }
+    assert re.search(r'id="rokt_account_code"[^>]*aria-describedby="err-rokt_account_code-1 ', html)
+    assert re.search(r'id="rokt_account_code"[^>]*aria-invalid="true"', html)
+    assert 'id="badge">active<' in html
+    assert runtime.registry.get(tenants[0]) == before
+
+
+def test_an_error_about_a_setting_without_an_input_is_tied_to_the_input_that_caused_it(
+    app, fake_redis, runtime
+):
+    """Signed in without an offline refresh token, on server-to-server credentials: emptying the
+    client id would leave SFMC calls nothing to authenticate with."""
+    tenant = runtime.registry.sign_in(eid="7", mid="77", tssd="acme", refresh_token=None)
+    browser = Browser(app, fake_redis, tenant.name, "7")
+    s2s = {**COMPLETE, "sfmc_account_id": "77", "sfmc_client_id": "s2s", "sfmc_client_secret": SFMC_SECRET}
+    assert browser.post("/app/settings", s2s).status_code == 200
+    assert runtime.registry.get(tenant.name).status == TenantStatus.ACTIVE
+    answer = browser.post("/app/settings", {**s2s, "sfmc_client_id": ""})
+    assert answer.status_code == 400
+    html = answer.get_data(as_text=True)
+    (message,) = field_errors(html)["sfmc_client_id"]
+    assert message.startswith("Marketing Cloud sign-in (sign out, then open the app again): required while")
+    assert re.search(r'id="sfmc_client_id"[^>]*aria-invalid="true"', html)
