@@ -145,7 +145,7 @@ bench: dev ## benchmarks beside their baselines (BENCH_QUICK=1: < 5 min); writes
 		$(SUDO) apt-get install -y -qq wrk >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }; }
 	$(BIN)/python -m bench $(BENCHMARKS)
-	@if [ -z "$$BENCH_OUT" ]; then $(BIN)/python -m bench.markdown --readme; fi
+	@if [ -z "$$BENCH_OUT" ]; then $(BIN)/python scripts/docs.py; fi
 
 postmonger: ## refresh the vendored Postmonger from the npm registry (POSTMONGER_VERSION, default 0.0.16)
 	$(PYTHON) scripts/vendor_npm.py postmonger $(POSTMONGER_VERSION)

@@ -1,9 +1,9 @@
-"""`rokt-sfmc`: serve, tenants, templates, api-keys, backfill, dlq, replay, reconcile, forget, report
-(DESIGN.md §9), status, exporter and healthcheck (operations); sandbox, jb-simulate and demo come from
-pipeline/sandbox/cli.py.
+"""`rokt-sfmc`: serve, tenants, templates, api-keys, backfill, dlq, replay, reconcile, forget, report,
+status, exporter and healthcheck (docs/operations.md); sandbox (`sandbox up`: the whole stack
+to click through), jb-simulate and demo come from pipeline/sandbox/cli.py.
 
-Exit codes: 0 done, 1 done only in part (or unhealthy, or a purge waiting for --yes), 2 bad input,
-3 Redis unreachable (one line on stderr, no traceback).
+Exit codes: 0 done, 1 done only in part (or unhealthy, or a purge waiting for --yes), 2 bad input or
+settings the service refuses, 3 Redis unreachable (each an error in one line on stderr, no traceback).
 
 Each command imports what it needs inside its function: Flask, Celery and rich are heavy, and
 `rokt-sfmc --help` or `templates list` should not pay for them.
@@ -34,6 +34,7 @@ from pipeline.vocabulary import Stage
 # sandbox, jb-simulate and demo come from pipeline/sandbox/cli.py, which the product never imports.
 COMMANDS_GROUP = "rokt_sfmc.commands"
 EXIT_PARTIAL = 1  # done only in part; unhealthy; a purge waiting for --yes
+EXIT_BAD_INPUT = 2
 EXIT_REDIS_UNREACHABLE = 3
 
 
@@ -861,9 +862,27 @@ def _configure_logging(args: argparse.Namespace) -> None:
         return  # settings the command itself reports (a clear one-line error)
 
 
+def _settings_problem(args: argparse.Namespace) -> str | None:
+    """Why the settings cannot be read (a published secret without SANDBOX=1, a bad TENANTS_FILE,
+    ...), for the product's commands; the sandbox's set up their own environment."""
+    if getattr(args.func, "__module__", "") not in (__name__, cli_tenants.__name__):
+        return None
+    from pipeline.settings import get_settings
+
+    try:
+        get_settings()
+    except (ValueError, OSError) as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args)
+    problem = _settings_problem(args)
+    if problem:
+        print(f"error: settings: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         return int(args.func(args) or 0)
     except Exception as exc:

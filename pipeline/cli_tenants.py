@@ -99,8 +99,13 @@ def cmd_tenants(args: argparse.Namespace) -> int:
     action = args.action
     try:
         if action == "list":
-            for name in registry.names():
+            names = registry.names()
+            for name in names:
                 print(json.dumps(describe(registry.get(name), registry.missing(name)), sort_keys=True))
+            if not names:  # stdout stays empty for scripts; a person is told why
+                print(
+                    "no tenants (App Settings' sign-in or `rokt-sfmc tenants add` adds one)", file=sys.stderr
+                )
             return 0
         if action == "reseal":
             print(json.dumps({"resealed": registry.reseal()}))

@@ -59,7 +59,7 @@ DEMO_ENTRY_FIELDS: tuple[tuple[str, str, int], ...] = (
     ("Email", "EmailAddress", 254),
 )
 SUBSCRIPTION_ATTRIBUTE = 'Contact.Attribute."Calendar Subscription".CalendarSubscriptionId'
-# the UI's default subscription binding (contract §1, item 3)
+# the UI's default subscription binding (docs/http-contract.md)
 DEFAULT_SUBSCRIPTION_BINDING = "{{" + SUBSCRIPTION_ATTRIBUTE + "}}"
 RELEASE_ON = ("accepted", "confirmed")
 _BINDING = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -156,7 +156,7 @@ def subscribe_contacts(
     return len(wanted) + len(walk_ins)
 
 
-# --- the activity as Journey Builder stores it, and as our UI saves it (contract §1) ---------
+# --- the activity as Journey Builder stores it, and as our UI saves it (docs/http-contract.md) ---------
 
 
 def activity_config(settings: Settings | None = None, tenant: str = "default") -> dict[str, Any]:
@@ -170,7 +170,7 @@ def activity_config(settings: Settings | None = None, tenant: str = "default") -
 
 
 def journey_activity(config: Mapping[str, Any], activity_id: str = "", key: str = "REST-1") -> dict[str, Any]:
-    """The activity object JB hands the UI in `initActivity` (sfmc-app-surface.md §A.4) when a
+    """The activity object JB hands the UI in `initActivity` (docs/vendors/sfmc-app.md §A.4) when a
     marketer drops ours on the canvas: config.json's declarations plus JB's own keys."""
     activity = copy.deepcopy(dict(config))
     activity.pop("workflowApiVersion", None)  # the package's, not the activity's
@@ -185,7 +185,7 @@ def journey_activity(config: Mapping[str, Any], activity_id: str = "", key: str 
 
 def event_binding(event_definition_key: str, field_name: str) -> str:
     """`{{Event.<key>.<Field>}}`, the field name quoted when it holds more than letters,
-    digits and `_` (sfmc-app-surface.md §A.5)."""
+    digits and `_` (docs/vendors/sfmc-app.md §A.5)."""
     name = field_name if _PLAIN_FIELD.fullmatch(field_name) else f'"{field_name}"'
     return "{{" + f"Event.{event_definition_key}.{name}" + "}}"
 
@@ -236,7 +236,7 @@ def save_activity(
     release_on: str = "accepted",
     release_after_seconds: int = 3600,
 ) -> dict[str, Any]:
-    """What the UI sends with `updateActivity` (contract §1): `activity` as received, changed
+    """What the UI sends with `updateActivity` (docs/http-contract.md): `activity` as received, changed
     only in `name`, `metaData.isConfigured` and `arguments.execute.inArguments`.
 
     `bindings` maps placeholder -> binding (`{{Event...}}`, `{{Contact.Attribute...}}`) or fixed
@@ -345,15 +345,65 @@ def contact_fields(contact: Contact, event_definition_key: str = DEMO_EVENT_KEY)
     return fields
 
 
+def _in_arguments(activity: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return ((activity.get("arguments") or {}).get("execute") or {}).get("inArguments") or []
+
+
+def binding_paths(activity: Mapping[str, Any]) -> list[str]:
+    """Every `{{path}}` the saved activity's inArguments bind (paths without braces), in order."""
+    found = [
+        match.group(1).strip()
+        for argument in _in_arguments(activity)
+        for value in argument.values()
+        if isinstance(value, str)
+        for match in _BINDING.finditer(value)
+    ]
+    return list(dict.fromkeys(found))
+
+
+def event_field(path: str) -> tuple[str, str] | None:
+    """(event definition key, field name) of `Event.<key>.<Field>` (the name quoted or verbatim,
+    spaces kept); None for any other path."""
+    if not path.startswith("Event."):
+        return None
+    key, dot, name = path[len("Event.") :].partition(".")
+    if not (key and dot and name):
+        return None
+    return key, name[1:-1] if len(name) > 1 and name[0] == name[-1] == '"' else name
+
+
+def activity_fields(contact: Contact, activity: Mapping[str, Any]) -> dict[str, str]:
+    """The contact's data under every path `activity` binds, as JB holds it: its entry-source row
+    for `Event.<key>.<Field>` (the demo fields by name, in any case and spacing: "Home City",
+    "City", "first name"; any other field a sample text of its own) and its Calendar Subscription
+    attribute; "" for other contact attributes."""
+    known = {"contactkey": contact.key, "firstname": contact.first_name, "email": contact.email}
+    known |= {"homecity": contact.city, "city": contact.city, "emailaddress": contact.email}
+    fields = {"Contact.Key": contact.key, SUBSCRIPTION_ATTRIBUTE: contact.subscription_id}
+    for path in binding_paths(activity):
+        found = event_field(path)
+        if found is not None:
+            normal = re.sub(r"[^a-z0-9]", "", found[1].lower())
+            fields[path] = known.get(normal, f"{found[1]} of {contact.key}")
+    return fields
+
+
 def execute_payload(
-    contact: Contact, activity: Mapping[str, Any], journey_id: str, event_definition_key: str = DEMO_EVENT_KEY
+    contact: Contact,
+    activity: Mapping[str, Any],
+    journey_id: str,
+    event_definition_key: str = DEMO_EVENT_KEY,
+    fields: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """JB's execute body for `contact` at the saved `activity`: its inArguments resolved for the
-    contact; retries of the same contact and activity share the definitionInstanceId."""
+    contact (from `fields`, default the demo entry source's `contact_fields`); retries of the same
+    contact and activity share the definitionInstanceId."""
     activity_id = str(activity["id"])
-    in_arguments = ((activity.get("arguments") or {}).get("execute") or {}).get("inArguments") or []
+    in_arguments = _in_arguments(activity)
+    if fields is None:
+        fields = contact_fields(contact, event_definition_key)
     return {
-        "inArguments": _resolved(in_arguments, contact_fields(contact, event_definition_key)),
+        "inArguments": _resolved(in_arguments, fields),
         "outArguments": [{"roktStatus": ""}, {"roktEventId": ""}, {"executionId": ""}],
         "activityObjectID": activity_id,
         "journeyId": journey_id,

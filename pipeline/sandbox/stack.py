@@ -380,6 +380,13 @@ class Stack:
     def flower_process(self) -> processes.Child | None:
         return self._flower
 
+    def children(self) -> list[processes.Child]:
+        """Every child process running now (Redis, simulators, web, workers, beat, Flower)."""
+        with self._lock:
+            workers = list(self.workers)
+        others = (self._redis_child, self._sandbox, self._web, self._beat, self._flower)
+        return [child for child in (*others, *workers) if child is not None and child.alive()]
+
     @property
     def flower_auth(self) -> tuple[str, str] | None:
         return processes.flower_auth(self.env)

@@ -2,9 +2,10 @@
 
 A page on its own loopback port (so its origin differs from the web app's) plays Journey
 Builder: it iframes `/t/<tenant>/activity/...` and speaks real Postmonger (the vendored file)
-with it (jbhost/host.js). The web app, Redis and the simulators run as `pipeline.sandbox.stack.Stack`
-with `JB_ALLOWED_ORIGINS` set to the host page's origin; the fuel2token the host hands the UI is
-registered at the SFMC simulator, whose tokenContext the web app checks.
+with it (pipeline/sandbox/hosts/jb.js, which `rokt-sfmc sandbox up` serves too). The web app, Redis
+and the simulators run as `pipeline.sandbox.stack.Stack` with `JB_ALLOWED_ORIGINS` set to the host
+page's origin; the fuel2token the host hands the UI is registered at the SFMC simulator, whose
+tokenContext the web app checks.
 
 Without /usr/bin/chromium every test here is skipped (`make test` installs it); Playwright never
 downloads a browser of its own. SAVE_SCREENSHOTS=1 rewrites docs/activity/*.png.
@@ -27,6 +28,8 @@ from flask import Flask, jsonify, request, send_file
 
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.common import ServerThread
+from pipeline.sandbox.hosts import HOSTS
+from pipeline.sandbox.live import ENDPOINTS
 from pipeline.sandbox.processes import free_port
 from pipeline.sandbox.stack import Stack
 from pipeline.web.activity import STATIC_ROOT
@@ -41,16 +44,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TENANT = "ui"
-HOST_FILES = Path(__file__).resolve().parent / "jbhost"
+HOST_FILES = HOSTS
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "activity"
 VIEWPORT = {"width": 1000, "height": 720}
-# what the host page answers when a test gives nothing else (sfmc-app-surface.md §A.4)
-ENDPOINTS = {
-    "restHost": "mc-sandbox.rest.marketingcloudapis.com",
-    "fuelapiRestHost": "https://mc-sandbox.rest.marketingcloudapis.com/",
-    "authTSSD": "https://mc-sandbox.auth.marketingcloudapis.com/",
-    "stackKey": "S0",
-}
 
 
 class JbHost:
@@ -60,8 +56,8 @@ class JbHost:
     def __init__(self) -> None:
         self.webhooks: list[dict[str, Any]] = []
         app = Flask(__name__)
-        app.add_url_rule("/", "host", lambda: send_file(HOST_FILES / "host.html"))
-        app.add_url_rule("/host.js", "host_js", lambda: send_file(HOST_FILES / "host.js"))
+        app.add_url_rule("/", "host", lambda: send_file(HOST_FILES / "jb.html"))
+        app.add_url_rule("/jb.js", "host_js", lambda: send_file(HOST_FILES / "jb.js"))
         app.add_url_rule(
             "/postmonger.js", "postmonger", lambda: send_file(STATIC_ROOT / "js" / "postmonger.js")
         )

@@ -7,10 +7,12 @@ import argparse
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 import responses
@@ -419,3 +421,79 @@ def test_exporter_serves_on_the_settings_port_unless_told(on_fake_redis, monkeyp
     monkeypatch.setattr("pipeline.exporter.serve", taken)
     code, _out, err = _run(capsys, "exporter", "--port", "9100")
     assert code == 2 and "cannot listen on 0.0.0.0:9100: Address already in use" in err
+
+
+# -- what a newcomer met by hand (issue 20) -----------------------------------------------------
+def test_help_cites_only_files_that_exist(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    cited = set(re.findall(r"[\w./-]+\.md\b", capsys.readouterr().out))
+    root = Path(cli.__file__).resolve().parents[1]
+    assert cited, "the help points a reader at the documentation"
+    assert not [name for name in cited if not (root / name).exists()], cited
+
+
+@pytest.mark.parametrize("argv", [["templates", "list", "--tenant", "default"], ["tenants", "list"]])
+def test_settings_the_service_refuses_are_one_line_and_exit_2(argv, monkeypatch, capsys):
+    def refused():
+        raise ValueError(
+            "tenant 'default': JB_JWT_SECRET: is a published sandbox secret (accepted only with SANDBOX=1)"
+        )
+
+    monkeypatch.setattr("pipeline.settings.get_settings", refused)
+    code, out, err = _run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err == (
+        "error: settings: tenant 'default': JB_JWT_SECRET: is a published sandbox secret "
+        "(accepted only with SANDBOX=1)\n"
+    )
+
+
+def test_serve_with_a_sandbox_secret_outside_sandbox_exits_2_without_a_traceback():
+    from pipeline.sandbox import sandbox_env
+
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        **sandbox_env("http://127.0.0.1:9101", "http://127.0.0.1:9102"),
+    }
+    for argv in (["serve", "--port", "1"], ["templates", "create", "--tenant", "default", "-"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *argv],
+            env=env,
+            input="{}",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+        assert "JB_JWT_SECRET" in done.stderr and "SANDBOX=1" in done.stderr
+
+
+def test_tenants_list_ends_with_a_newline_and_says_when_there_are_none(on_fake_redis, monkeypatch, capsys):
+    code, out, err = _run(capsys, "tenants", "list")
+    assert code == 0 and out.endswith("}\n") and out.count("\n") == 1  # the pinned `default`
+    assert json.loads(out)["name"] == T
+
+    no_pinned = load_settings({"REDIS_URL": "redis://unused:6379/0"})
+    monkeypatch.setattr("pipeline.settings.get_settings", lambda: no_pinned)
+    code, out, err = _run(capsys, "tenants", "list")
+    assert code == 0 and out == ""  # nothing for a script to parse
+    assert err.startswith("no tenants") and err.endswith("\n")
+
+
+def test_without_secret_key_the_registry_says_once_what_it_cannot_read(fake_redis, caplog):
+    from pipeline.runtime import Runtime
+
+    env = {"REDIS_URL": "redis://unused:6379/0", "SECRET_KEY": "unit-secret-key-0123456789abcdef-0123456789"}
+    with_key = Runtime(load_settings(env), fake_redis).registry
+    for name in ("brand-a", "brand-b", "brand-c"):
+        with_key.add(name, {"jb_jwt_secret": f"{name}-Xq7v9LmN2pR4tY6wZ8aB0cD3eF5gH1jK"})
+    without_key = Runtime(load_settings({"REDIS_URL": env["REDIS_URL"]}), fake_redis).registry
+    with caplog.at_level(logging.INFO, logger="pipeline.tenants"):
+        assert without_key.names() == []
+    records = [r for r in caplog.records if r.name == "pipeline.tenants"]
+    assert len(records) == 1, [r.getMessage() for r in records]
+    assert records[0].levelno == logging.WARNING
+    message = records[0].getMessage()
+    assert "brand-a, brand-b, brand-c" in message and "SECRET_KEY" in message and "not set" in message

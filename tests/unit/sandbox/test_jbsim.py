@@ -1,4 +1,4 @@
-"""jbsim drives execute through the activity as our UI saves it (contract §1), resolved per
+"""jbsim drives execute through the activity as our UI saves it (docs/http-contract.md), resolved per
 contact the way Journey Builder resolves bindings: never through hand-built inArguments."""
 
 import copy
