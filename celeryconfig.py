@@ -1,4 +1,4 @@
-"""Celery settings only (reference: shared/reference/celery-reliability.md §11).
+"""Celery settings only (reference: docs/vendors/celery-redis.md §11).
 
 Every process that connects (web producer, workers, beat, Flower, CLI) reads this module, so
 the broker transport options are identical everywhere: a consumer with a shorter visibility

@@ -1,5 +1,5 @@
-"""The README's Performance table, rendered from results.json (`python -m bench.markdown`);
-a docs test keeps the README's copy equal to the committed results."""
+"""The Performance table of docs/performance.md, rendered from results.json (`make docs` writes
+it there, `python -m bench.markdown` prints it); the docs test keeps the copy current."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).with_name("results.json")
-README = Path(__file__).resolve().parent.parent / "README.md"
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 
 
 def stage_rows(stages: dict[str, float] | None) -> list[tuple[str, str, str, str]]:
@@ -267,22 +265,7 @@ def _waits(figures: dict[str, Any]) -> str:
     return f"{figures['p50_ms']} · {figures['p99_ms']}"
 
 
-def readme_section(results: dict[str, Any]) -> str:
-    return f"{BEGIN}\n{machine_line(results)}\n{performance_table(results)}{END}"
-
-
-def update_readme(results: dict[str, Any], readme: Path = README) -> None:
-    text = readme.read_text()
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + readme_section(results) + text[end:])
-
-
 if __name__ == "__main__":
-    # python -m bench.markdown [results.json] [--readme]: print the table, or write it into README.md
-    args = [a for a in sys.argv[1:] if a != "--readme"]
-    data = json.loads(Path(args[0] if args else RESULTS).read_text())
-    if "--readme" in sys.argv:
-        update_readme(data)
-        print(f"README.md Performance table updated from {args[0] if args else RESULTS}")
-    else:
-        sys.stdout.write(machine_line(data) + "\n" + performance_table(data))
+    # python -m bench.markdown [results.json]: print the table (`make docs` writes it to docs/)
+    data = json.loads(Path(sys.argv[1] if len(sys.argv) > 1 else RESULTS).read_text())
+    sys.stdout.write(machine_line(data) + "\n" + performance_table(data))

@@ -2,10 +2,10 @@
 
 The schema is one table, `DATA_EXTENSIONS`: the "Calendar Subscription" DE (the integration
 guide's 26 attributes plus ours: ContactMatch, UpdatedAt) and the status DE (one row per
-execution), in the folder "Rokt Calendar" under the "Data Extensions" root. README shows the
+execution), in the folder "Rokt Calendar" under the "Data Extensions" root. docs/admin-guide.md shows the
 table as `markdown_table()` renders it.
 
-Install (SOAP, shared/reference/sfmc-app-surface.md §C.3-C.4), idempotent: the folder by its
+Install (SOAP, docs/vendors/sfmc-app.md §C.3-C.4), idempotent: the folder by its
 external key (else by name under the root), created when absent; each DE retrieved by its
 external key, created when absent, else its columns are read and only the missing ones added
 (`Update`). Nothing is ever dropped or altered. Progress is kept in Redis for the page to poll.
@@ -148,7 +148,7 @@ DATA_EXTENSIONS: tuple[DataExtension, ...] = (SUBSCRIPTION_DE, STATUS_DE)
 
 
 def markdown_table() -> str:
-    """The schema as README shows it: one table per data extension."""
+    """The schema as docs/admin-guide.md shows it (`make docs`): one table per data extension."""
     parts = []
     for de in DATA_EXTENSIONS:
         sendable = f"; sendable: `{de.sendable_field}` → Subscriber Key" if de.sendable_field else ""

@@ -1,7 +1,7 @@
 """How durable an execute is when execute answers 200: optionally, not before its claim reached
 REDIS_WAIT_REPLICAS Redis replicas (`WAIT n timeout`).
 
-The loss windows (README "Durability"): with AOF `appendfsync everysec` (the default) a crash of
+The loss windows (docs/architecture.md, Durability): with AOF `appendfsync everysec` (the default) a crash of
 the Redis *process* loses nothing (each write reached the kernel before the answer: `demo --chaos
 crash-redis`), a crash of the *machine* loses up to about 1 s of writes; `appendfsync always`
 closes that window on the one machine (each write fsynced before the answer); a replica and

@@ -1,6 +1,6 @@
 """Privacy: how long each kind of contact record is kept, and erasing one person on request.
 
-Retention (RETENTION below, README "Retention"): the ledger, stored webhooks and ended
+Retention (RETENTION below, the table in SECURITY.md): the ledger, stored webhooks and ended
 subscriptions expire by Redis TTL from their last write; dead letters, replayed dead letters
 and the erasure audit are trimmed by the reconciler (`apply_retention`, every beat run, in
 bounded steps); outbox entries are deleted once flushed.
@@ -51,7 +51,7 @@ class Retention:
     default: str
 
 
-# What README/SECURITY.md document (tests/unit/test_privacy.py keeps the two in step).
+# What SECURITY.md documents (tests/unit/test_privacy.py keeps the two in step).
 RETENTION: tuple[Retention, ...] = (
     Retention(
         "Execution (ledger)",

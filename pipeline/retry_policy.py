@@ -1,4 +1,4 @@
-"""The retry policy: one table, used by the tasks and printed in the README.
+"""The retry policy: one table, used by the tasks and printed in docs/retries.md (`make docs`).
 
 Throttling is a delay, not a failure: it does not count against the attempts, only against
 the execution's time budget. Everything else retryable backs off exponentially with jitter
@@ -54,7 +54,7 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
         "lost created it; `accepted`, unless what an earlier attempt sent differs (rendered again "
         "since from an edited template or other subscriptions): then `failed` + dead letter, "
         "saying the calendar shows the earlier version. Whether and how Rokt refuses a taken `eventId` is not "
-        "documented (reference §7); the simulator's 400 code and HTTP's 409 are handled, and both "
+        "documented (docs/vendors/rokt-calendar-api.md §7); the simulator's 400 code and HTTP's 409 are handled, and both "
         "behaviours tested (`lose_next_answers`, `reject_duplicate_events` at the simulator)",
     ),
     (

@@ -123,7 +123,7 @@ def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
 
 # -- secret strength -------------------------------------------------------------------------
 # Secrets anyone can read: the sandbox's (pipeline/sandbox/__init__.py, which `pipeline` never
-# imports; tests/unit/test_secrets.py checks both lists agree). Accepted only with SANDBOX=1.
+# imports; tests/unit/test_settings.py checks both lists agree). Accepted only with SANDBOX=1.
 KNOWN_PUBLIC_SECRETS = frozenset(
     {
         "sandbox-jwt-signing-secret-0123456789abcdef",
@@ -332,8 +332,8 @@ class Settings:
         "",  # the Celery broker; empty: REDIS_URL (see `broker`)
         (
             "Celery broker of every process; unset: REDIS_URL. Production: RabbitMQ "
-            "`amqp://USER:PASSWORD@host:5672/VHOST` (quorum queues, publisher confirms; README "
-            '"Broker")'
+            "`amqp://USER:PASSWORD@host:5672/VHOST` (quorum queues, publisher confirms; "
+            "docs/architecture.md, Broker)"
         ),
         parse=_broker_url,
     )
@@ -351,7 +351,7 @@ class Settings:
         (
             "milliseconds a Rokt call may sleep for its rate-limit slot; a later slot is taken as a "
             "ticket and the task rescheduled to it; at least 1000 on RabbitMQ, whose delays count whole "
-            'seconds (README "The Rokt stage")'
+            "seconds (docs/architecture.md, the Rokt stage)"
         ),
         parse=_non_negative_int,
     )
@@ -361,7 +361,7 @@ class Settings:
         (
             "milliseconds of arrival jitter (network, busy hosts) the Rokt and SFMC limiters leave room "
             "for, at the cost of a longer interval; raise it when a vendor answers 429 while we keep "
-            'under its rate (README "The Rokt stage")'
+            "under its rate (docs/architecture.md, the Rokt stage)"
         ),
         parse=_non_negative_int,
     )
@@ -386,7 +386,7 @@ class Settings:
         0,
         (
             "execute answers 200 only once its claim reached this many Redis replicas (`WAIT`; count them "
-            'all), else 503 and Journey Builder retries; 0: off (README "Durability")'
+            "all), else 503 and Journey Builder retries; 0: off (docs/architecture.md, Durability)"
         ),
         parse=_non_negative_int,
     )

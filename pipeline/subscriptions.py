@@ -1,6 +1,6 @@
 """Rokt Calendar subscriptions into SFMC's "Calendar Subscription" data extension.
 
-Mapping (rokt-calendar-api.md §11): 26 attributes per subscription, primary key
+Mapping (docs/vendors/rokt-calendar-api.md §11): 26 attributes per subscription, primary key
 `CalendarSubscriptionId`, plus `ContactMatch` (matched/created). Multi-valued tags are joined
 with ";" in `tagID` and `TagText`, in the same order, so a segment filter can use "contains".
 

@@ -1,6 +1,6 @@
 """Rokt webhooks: receipt (dedupe on the envelope eventId) and processing by event type.
 
-Rokt retries for 30 minutes and may deliver twice (rokt-calendar-api.md §9.1): the receiver
+Rokt retries for 30 minutes and may deliver twice (docs/vendors/rokt-calendar-api.md §9.1): the receiver
 stores each envelope once under its eventId, set-if-absent, and only the first delivery is
 enqueued. The task then reads the stored envelope (the queue carries ids only).
 """

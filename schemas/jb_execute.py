@@ -1,4 +1,4 @@
-"""The Journey Builder execute payload (the decoded JWT), sfmc-custom-activity.md §2.4."""
+"""The Journey Builder execute payload (the decoded JWT), docs/vendors/sfmc-custom-activity.md §2.4."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, val
 
 _ID = validate.Length(min=1, max=200)
 
-# When the contact waiting on a "Wait Until API Event" is released (contract §1, inArgument 5/6):
+# When the contact waiting on a "Wait Until API Event" is released (docs/http-contract.md, inArguments):
 # at its outcome (`accepted`, the default), or at Rokt's confirmation (`confirmed`), the outcome
 # so far being released after `releaseAfterSeconds` without one.
 RELEASE_ON = ("accepted", "confirmed")

@@ -1,4 +1,4 @@
-"""Rokt Calendar webhook v2 (rokt-calendar-api.md §9): envelope and subscription objects.
+"""Rokt Calendar webhook v2 (docs/vendors/rokt-calendar-api.md §9): envelope and subscription objects.
 
 Rokt adds fields and documents several names for some of them, so unknown fields are
 excluded and the aliases of §9.4/§11 are folded into one name before loading.

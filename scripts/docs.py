@@ -54,7 +54,7 @@ def metrics_table() -> str:
     lines = [_row("metric", "type", "labels", "meaning"), _row("---", "---", "---", "---")]
     for family in every_family():
         name = family.name + ("_total" if family.type == "counter" else "")
-        labels = ", ".join(getattr(family, "_labelnames", ())) or "–"
+        labels = ", ".join(getattr(family, "_labelnames", ())) or "-"
         lines.append(_row(f"`{name}`", family.type, labels, family.documentation))
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
-"""Rokt Calendar API client (reference: shared/reference/rokt-calendar-api.md §2-§3)."""
+"""Rokt Calendar API client (reference: docs/vendors/rokt-calendar-api.md §2-§3)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pipeline.clients.errors import CredentialsRejected, RetryableError
 from pipeline.clients.http import BearerClient, raise_for_status, send
 
 # How a Rokt that refuses a second create of one eventId answers: 409, or 400 with this Code.
-# Reference §7: whether Rokt refuses, upserts or attaches is not documented, nor any code; this
-# one is the simulator's (which can do either), 409 is HTTP's own for "exists already".
+# Whether Rokt refuses, upserts or attaches is not documented, nor any code
+# (docs/vendors/rokt-calendar-api.md §7); this one is the simulator's (which can do either),
+# 409 is HTTP's own for "exists already".
 DUPLICATE_EVENT_CODE = "DuplicateEventId"
 
 

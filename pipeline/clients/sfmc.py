@@ -1,4 +1,4 @@
-"""SFMC REST client (reference: shared/reference/sfmc-custom-activity.md §6-§8)."""
+"""SFMC REST client (reference: docs/vendors/sfmc-custom-activity.md §6-§8)."""
 
 from __future__ import annotations
 

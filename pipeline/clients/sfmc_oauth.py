@@ -1,5 +1,5 @@
 """SFMC's web-app OAuth endpoints as App Settings' sign-in uses them: the code exchange and
-`/v2/userinfo` (../shared/reference/sfmc-app-surface.md B.2, B.3).
+`/v2/userinfo` (docs/vendors/sfmc-app.md B.2, B.3).
 
 Both go to the account's own authorization base URI (`https://<tssd>.auth.marketingcloudapis.com`),
 which the caller builds from a validated `tssd`. No retries here: a failed sign-in is shown to the

@@ -1,5 +1,5 @@
 """SFMC SOAP client (Create, Retrieve, Update): what the REST API cannot do yet, such as creating
-data extensions and folders (shared/reference/sfmc-app-surface.md §C).
+data extensions and folders (docs/vendors/sfmc-app.md §C).
 
 SOAP 1.1: `text/xml` with a `SOAPAction` header, as the body samples of Salesforce's
 "Creating a Data Extension Using the Web Service API" page. Authentication is the tenant's REST

@@ -10,7 +10,7 @@
 - crash-redis: SIGKILL the Redis process once mid-run (no shutdown, no fsync) and start it again
   from its AOF: every write Redis had answered had reached the kernel (`appendfsync everysec`
   writes the AOF before it answers), so nothing is lost (`lost: 0`); what a lost *machine*
-  costs is another matter (README "Durability"). Workers must answer a ping again as above.
+  costs is another matter (docs/architecture.md, Durability). Workers must answer a ping again as above.
 - rokt-faults: 20% 5xx, bursts of 429, 2 s latency spikes.
 - sfmc-faults: 30 s tokens, 429 (50100) bursts, occasional 500.
 """

@@ -24,7 +24,7 @@ class Faults:
     # Rokt: the next N creates are applied, then answered 500 (the answer lost on its way back)
     lose_next_answers: float = 0
     # Rokt: 1 = a create whose eventId exists is refused (400 DuplicateEventId), 0 = accepted
-    # again without a new event (reference §7: which one Rokt does is not documented)
+    # again without a new event (docs/vendors/rokt-calendar-api.md §7: which one Rokt does is not documented)
     reject_duplicate_events: float = 0
 
     def update(self, values: dict[str, Any]) -> None:

@@ -118,7 +118,7 @@ def role(port: int, password: str | None = None) -> str:
 class RedisHA:
     """A master, `replicas` replicas and `sentinels` Sentinels (quorum: a majority) on loopback.
     REDIS_WAIT_REPLICAS should count them all: a replica still following a demoted master would
-    acknowledge writes the failover then throws away (README "Durability")."""
+    acknowledge writes the failover then throws away (docs/architecture.md, Durability)."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Rokt Calendar API simulator (rokt-calendar-api.md §14 "Simulator profile").
+"""Rokt Calendar API simulator (docs/vendors/rokt-calendar-api.md §14 "Simulator profile").
 
 Token by Basic client credentials (configurable lifetime); create event answers 202 and the
 calendar entry lands after a delay; a per-account rate limit answers 429 + Retry-After; a

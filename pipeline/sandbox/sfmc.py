@@ -1,6 +1,6 @@
 """SFMC REST simulator: token, sync rowsets (50-row limit), async journey events, throttling.
 
-Behaviour as sfmc-custom-activity.md describes it: 429 with errorcode 50100 and
+Behaviour as docs/vendors/sfmc-custom-activity.md describes it: 429 with errorcode 50100 and
 `Retry-After: 5`; a rowset is rejected from its first bad row on (rows before it are saved);
 an expired or revoked token answers 401.
 
@@ -8,7 +8,7 @@ an expired or revoked token answers 401.
 and for "Journey Builder tokens" a test registers with `POST /__sandbox__/jb-tokens`
 `{"token", "mid", "eid"?, "userId"?}` (what the activity UI receives as `fuel2token`).
 
-The package's Web App sign-in (App Settings; sfmc-app-surface.md B.2, B.3): `GET /v2/authorize`
+The package's Web App sign-in (App Settings; docs/vendors/sfmc-app.md B.2, B.3): `GET /v2/authorize`
 sends the browser straight back to the redirect URI with `code`, `state` and `tssd`, as for a user
 already signed in to Marketing Cloud; who that user is (EID, MID, tssd, name, email) is set with
 `POST /__sandbox__/mc-user`. `POST /v2/token` also takes the `authorization_code` grant (code single
@@ -240,7 +240,7 @@ class SfmcSimulator(Simulator):
         return redirect(redirect_uri + separator + urlencode(query), code=302)
 
     def userinfo(self, tssd: str | None = None):
-        """Who a sign-in's access token belongs to, shaped as sfmc-app-surface.md B.3."""
+        """Who a sign-in's access token belongs to, shaped as docs/vendors/sfmc-app.md B.3."""
         if tssd is not None and tssd != self.mc_user["tssd"]:
             return _error(404, 0, "Not Found")
         header = request.headers.get("Authorization", "")

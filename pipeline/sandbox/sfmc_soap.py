@@ -1,6 +1,6 @@
 """SFMC SOAP simulator (`POST /Service.asmx`, SOAP 1.1): Create/Retrieve/Update of DataFolder and
 DataExtension, Retrieve of DataExtensionField, as Salesforce documents them
-(shared/reference/sfmc-app-surface.md §C).
+(docs/vendors/sfmc-app.md §C).
 
 - The token is a REST token of the simulator in `<fueloauth xmlns="http://exacttarget.com">`;
   an unknown or expired one is a `Security` fault "Login Failed" (HTTP 500).

@@ -1,4 +1,4 @@
-"""Webhook delivery as Rokt does it (rokt-calendar-api.md §9.1): POST JSON to the configured
+"""Webhook delivery as Rokt does it (docs/vendors/rokt-calendar-api.md §9.1): POST JSON to the configured
 URL, any 2xx acknowledges, anything else is retried until a window closes; optionally some
 deliveries are duplicated and all are delayed by a random amount (so they arrive reordered).
 

@@ -11,7 +11,7 @@ After the JWT secret changes, a session signed with the previous one stays valid
 secret is in its grace period (`JWT_SECRET_GRACE_HOURS`); new sessions use the current one.
 
 Salesforce does not document this handshake for enhanced packages (fuel2token and tokenContext
-come from legacy-package samples; see ../shared/reference/sfmc-app-surface.md A.7). Verify it in a
+come from legacy-package samples; see docs/vendors/sfmc-app.md A.7). Verify it in a
 real account before relying on it: open the activity in a journey, and in the iframe's devtools
 console check that `requestedTokens` carries a `fuel2token`, then
 `curl -H "Authorization: Bearer <fuel2token>" https://<tssd>.rest.marketingcloudapis.com/platform/v1/tokenContext`

@@ -96,8 +96,8 @@ def test_two_workers_never_exceed_the_rokt_limit_in_any_second(stack: Stack):
 def test_a_create_whose_answer_was_lost_ends_accepted_once(stack: Stack, tenant: str, reject: int):
     """Rokt created the event but its answer never came back (500): the retry sends the same
     eventId, which Rokt either accepts again without a second event or refuses as taken
-    (400 DuplicateEventId; reference §7 leaves open which). Either way the execution ends
-    accepted, with one calendar entry and no dead letter."""
+    (400 DuplicateEventId; docs/vendors/rokt-calendar-api.md §7 leaves open which). Either way
+    the execution ends accepted, with one calendar entry and no dead letter."""
     lost = 5
     stack.faults("rokt", lose_next_answers=lost, reject_duplicate_events=reject)
     payloads = stack.prepare(tenant, jbsim.make_contacts(20, seed=16))

@@ -52,7 +52,7 @@ def ha_stack(tmp_path_factory) -> Iterator[tuple[RedisHA, Stack]]:
     run_dir = tmp_path_factory.mktemp("redis-ha")
     try:
         # REDIS_WAIT_REPLICAS=1 counts every replica: with two, the one still following the old
-        # master acknowledges writes that the failover then throws away (README "Durability")
+        # master acknowledges writes that the failover then throws away (docs/architecture.md, Durability)
         ha = RedisHA(run_dir, replicas=1, sentinels=3, password="ha-redis-password").start()
     except SentinelUnavailable as exc:
         pytest.skip(f"{exc} (make test installs it)")
