@@ -20,21 +20,9 @@ from pipeline.tenants import (
     missing_settings,
 )
 from pipeline.vocabulary import SfmcAuthMode, TenantStatus
-from tests.unit.conftest import COMPLETE as COMPLETE_TENANT
-from tests.unit.conftest import ENV
+from tests.unit.conftest import COMPLETE, ENV
+from tests.unit.conftest import SEALING_KEY as KEY
 from tests.unit.web.signed import make
-
-KEY = "unit-test-sealing-key-0123456789abcdef"
-COMPLETE = {
-    "jb_jwt_secret": "jwt-secret-of-brand-b-0123456789abcdef",
-    "rokt_client_id": "rokt-b",
-    "rokt_client_secret": "rokt-secret-b",
-    "rokt_account_code": "acct-b",
-    "sfmc_auth_base_url": "https://auth.sfmc.test",
-    "sfmc_client_id": "sfmc-b",
-    "sfmc_client_secret": "sfmc-secret-b",
-    "sfmc_account_id": "456",
-}
 
 
 @pytest.fixture
@@ -327,9 +315,9 @@ def registry_parts(fake_redis):
 def test_the_registry_refuses_them_at_add_and_update_naming_the_field(registry_parts, values, field):
     registry = registry_parts[0].registry
     with pytest.raises(ValidationError) as added:
-        registry.add("brand-b", {**COMPLETE_TENANT, **values})
+        registry.add("brand-b", {**COMPLETE, **values})
     assert set(added.value.messages) == {field}
-    registry.add("brand-b", COMPLETE_TENANT)
+    registry.add("brand-b", COMPLETE)
     with pytest.raises(ValidationError) as updated:
         registry.update("brand-b", values)
     assert set(updated.value.messages) == {field}

@@ -18,9 +18,8 @@ from pipeline.templates import create_template
 from pipeline.vocabulary import TenantStatus
 from pipeline.web import create_app
 from pipeline.web.activity import frame_ancestor_source
-from pipeline.web.webhook_auth import signature_header
 from tests.unit.conftest import COMPLETE, ENV, JWT_SECRET
-from tests.unit.samples import SUBSCRIBE
+from tests.unit.web.signed import signed_webhook
 
 PAYLOAD = {
     "inArguments": [{"contactKey": "C1"}, {"templateId": "tpl-1"}, {"subscriptionId": "s-1"}],
@@ -80,7 +79,6 @@ def test_distinct_definition_instances_are_distinct_executions(client, intake):
 
 def _alg_none_token():
     import base64
-    import json
 
     def b64(obj):
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
@@ -474,21 +472,7 @@ def test_a_failure_counted_here_takes_effect_at_once(fake_redis):
 # -- what a disabled or incomplete tenant tells whom -------------------------------------------
 
 
-@pytest.fixture
-def webhook_client(rt):
-    calls = []
-    app = create_app(rt, enqueue_webhook=lambda t, e: calls.append(e))
-    app.test_client_calls = calls
-    return app.test_client()
-
-
-def _webhook(client, secret, tenant="brand-b"):
-    body = json.dumps(SUBSCRIBE).encode()
-    headers = {"Content-Type": "application/json", "X-Rokt-Signature": signature_header(secret, body)}
-    return client.post(f"/t/{tenant}/webhooks/rokt", data=body, headers=headers)
-
-
-def test_a_disabled_tenant_answers_503_to_authenticated_executes_and_webhooks(rt, webhook_client):
+def test_a_disabled_tenant_answers_503_to_authenticated_executes_and_webhooks(rt, rt_client):
     from tests.unit.web.test_activity import signed
 
     rt.registry.add(
@@ -500,18 +484,18 @@ def test_a_disabled_tenant_answers_503_to_authenticated_executes_and_webhooks(rt
         },
     )
     rt.registry.set_status("brand-b", TenantStatus.DISABLED)
-    answer = webhook_client.post("/t/brand-b/activity/execute", data=signed(), content_type="application/jwt")
+    answer = rt_client.post("/t/brand-b/activity/execute", data=signed(), content_type="application/jwt")
     assert answer.status_code == 503 and answer.json["error"] == "tenant_disabled"
     assert answer.headers["Retry-After"]
     assert rt.ledger.open_count("brand-b") == 0  # nothing claimed: Journey Builder retries it
-    hook = _webhook(webhook_client, "hook-secret-of-brand-b-0123456789abcdefghij")
+    hook = signed_webhook(rt_client, "hook-secret-of-brand-b-0123456789abcdefghij", "brand-b")
     assert hook.status_code == 503 and hook.json["error"] == "tenant_disabled"
     assert (
-        _webhook(webhook_client, "wrong").status_code == 401
+        signed_webhook(rt_client, "wrong", "brand-b").status_code == 401
     )  # the status is told to authenticated callers only
     rt.registry.set_status("brand-b", TenantStatus.ACTIVE)
     assert (
-        webhook_client.post(
+        rt_client.post(
             "/t/brand-b/activity/execute", data=signed(), content_type="application/jwt"
         ).status_code
         == 200
@@ -519,10 +503,10 @@ def test_a_disabled_tenant_answers_503_to_authenticated_executes_and_webhooks(rt
 
 
 def test_validate_does_not_tell_which_settings_a_tenant_lacks(parts, caplog):
-    runtime, webhook_client, _, _ = parts
+    runtime, rt_client, _, _ = parts
     runtime.registry.add("bare", {"rokt_client_id": "x"})
     caplog.set_level("WARNING", logger="pipeline.web.activity")
-    answer = webhook_client.post("/t/bare/activity/validate", json={})
+    answer = rt_client.post("/t/bare/activity/validate", json={})
     assert answer.status_code == 400
     text = answer.get_data(as_text=True)
     assert "jb_jwt_secret" not in text and "rokt_account_code" not in text and "sfmc" not in text

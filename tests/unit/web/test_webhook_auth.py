@@ -4,44 +4,32 @@ are two secrets, each kept for the grace period after a rotation; path mode off 
 import json
 import time
 
-import pytest
-
-from pipeline.web import create_app
-from pipeline.web.webhook_auth import signature_header
 from tests.unit.conftest import COMPLETE
 from tests.unit.samples import SUBSCRIBE
 from tests.unit.web.signed import STRONG, WEBHOOK_SECRET, make, signed_webhook
 
 
-@pytest.fixture
-def client(rt):
-    calls = []
-    app = create_app(rt, enqueue_webhook=lambda t, e: calls.append(e))
-    app.test_client_calls = calls
-    return app.test_client()
-
-
-def _webhook(client, secret, tenant="brand-b"):
-    body = json.dumps(SUBSCRIBE).encode()
-    headers = {"Content-Type": "application/json", "X-Rokt-Signature": signature_header(secret, body)}
-    return client.post(f"/t/{tenant}/webhooks/rokt", data=body, headers=headers)
-
-
-def test_after_a_rotation_both_webhook_secrets_work_until_the_grace_period_ends(rt, client):
+def test_after_a_rotation_both_webhook_secrets_work_until_the_grace_period_ends(rt, rt_client):
     rt.registry.add(
         "brand-b", {**COMPLETE, "rokt_webhook_secret": "old-secret-of-brand-b-0123456789abcdefghij"}
     )
     new = rt.registry.rotate_webhook_secret("brand-b")
-    assert _webhook(client, "old-secret-of-brand-b-0123456789abcdefghij").status_code == 200
-    assert _webhook(client, new).json.get("duplicate")  # same eventId: accepted, already stored
-    assert _webhook(client, "some-other-secret").status_code == 401
+    assert (
+        signed_webhook(rt_client, "old-secret-of-brand-b-0123456789abcdefghij", "brand-b").status_code == 200
+    )
+    assert signed_webhook(rt_client, new, "brand-b").json.get(
+        "duplicate"
+    )  # same eventId: accepted, already stored
+    assert signed_webhook(rt_client, "some-other-secret", "brand-b").status_code == 401
     token = rt.registry.get("brand-b").rokt_webhook_path_token  # the URL's token, not the HMAC key
-    assert client.post(f"/t/brand-b/webhooks/rokt/{token}", json=SUBSCRIBE).status_code == 200
+    assert rt_client.post(f"/t/brand-b/webhooks/rokt/{token}", json=SUBSCRIBE).status_code == 200
     record = json.loads(rt.redis.hget("rsf:_registry:tenants", "brand-b"))
     record["rokt_webhook_previous_until"] = time.time() - 1
     rt.redis.hset("rsf:_registry:tenants", "brand-b", json.dumps(record))
     rt.redis.incr("rsf:_registry:version")
-    assert _webhook(client, "old-secret-of-brand-b-0123456789abcdefghij").status_code == 401
+    assert (
+        signed_webhook(rt_client, "old-secret-of-brand-b-0123456789abcdefghij", "brand-b").status_code == 401
+    )
 
 
 # -- webhook path token ----------------------------------------------------------------------------
