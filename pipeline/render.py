@@ -234,6 +234,9 @@ def substitute(text: str, values: Mapping[str, Any], policy: str = "strict") -> 
     return PLACEHOLDER.sub(replace, text or ""), missing
 
 
+MAX_PLACEHOLDER_PROBLEMS = 20
+
+
 def placeholder_problems(text: str) -> list[str]:
     """Why each `{{` of `text` that PLACEHOLDER does not match is not a placeholder, one message
     per placeholder naming it and the rule it breaks (the marketer fixes them all in one go)."""
@@ -245,6 +248,9 @@ def placeholder_problems(text: str) -> list[str]:
         if match:
             position = match.end()
             continue
+        if text.startswith("{", start + 2):  # `{{{Field}}}`: the first brace is text, as it renders
+            position = start + 1
+            continue
         close = text.find("}}", start + 2)
         reopen = text.find("{{", start + 2)
         if close == -1 or (reopen != -1 and reopen < close):
@@ -254,6 +260,9 @@ def placeholder_problems(text: str) -> list[str]:
             continue
         problems.append(_explain(text[start : close + 2]))
         position = close + 2
+    if len(problems) > MAX_PLACEHOLDER_PROBLEMS:  # a paste of stray braces: the first ones say enough
+        more = len(problems) - MAX_PLACEHOLDER_PROBLEMS
+        problems = [*problems[:MAX_PLACEHOLDER_PROBLEMS], f"... and {more} more like these"]
     return problems
 
 

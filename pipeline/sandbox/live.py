@@ -76,6 +76,7 @@ def state_dir(given: str | None = None) -> Path:
 def write_private(path: Path, text: str) -> None:
     """Readable by its owner only: the env file carries the run's Redis URL and SECRET_KEY."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: narrow it first
     with os.fdopen(fd, "w") as out:
         out.write(text)
 

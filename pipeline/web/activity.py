@@ -61,12 +61,24 @@ def frame_ancestors(patterns: tuple[str, ...]) -> str:
     return "frame-ancestors " + " ".join(sources)
 
 
+# Our pages load only their own files: no inline script or style, no CDN, no plugin, no <base>.
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'"
+)
+
+
+def page_policy(frame_patterns: tuple[str, ...]) -> str:
+    """The Content-Security-Policy of every page we serve: PAGE_POLICY, framed by `frame_patterns` only."""
+    return f"{PAGE_POLICY}; {frame_ancestors(frame_patterns)}"
+
+
 @activity.after_request
 def _framing(response: Response) -> Response:
     """The UI and its files may be framed by Journey Builder only (execute/save/validate JSON
     answers are no page: they carry no policy)."""
     if request.method in ("GET", "HEAD"):
-        response.headers["Content-Security-Policy"] = frame_ancestors(_runtime().settings.jb_allowed_origins)
+        response.headers["Content-Security-Policy"] = page_policy(_runtime().settings.jb_allowed_origins)
     response.headers.pop("X-Frame-Options", None)
     return response
 

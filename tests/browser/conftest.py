@@ -248,8 +248,11 @@ def page(browser) -> Iterator[Any]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # what our Content-Security-Policy refused (an inline script or style, a foreign file) breaks a
+    # screen silently: Chromium says so on the console only
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     try:
         yield page
     finally:
         context.close()
-    assert not errors, f"JavaScript errors in the page: {errors}"
+    assert not errors, f"JavaScript errors or refused content in the page: {errors}"

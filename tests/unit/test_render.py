@@ -335,7 +335,6 @@ def test_a_field_name_with_spaces_is_a_placeholder():
             "{{Home  City}}",
             "{{Home  City}}: put single spaces between the words of a field name: 'Home City'",
         ),
-        ("{{{Name}}}", "{{{Name}}: use exactly two braces on each side, e.g. {{Name}}"),
     ],
 )
 def test_each_malformed_placeholder_is_named_with_the_rule_it_breaks(text, message):
@@ -418,3 +417,15 @@ def test_clean_text_fast_path_changes_nothing():
     for text in samples:
         for keep in (False, True):
             assert clean_text(text, keep) == _clean_text_reference(text, keep), (text, keep)
+
+
+def test_triple_braces_stay_accepted_as_they_render_and_stray_braces_get_a_bounded_answer():
+    """A stored `{{{Field}}}` rendered (the outer braces as text) before placeholders could hold
+    spaces, so it must stay valid; a paste of thousands of `{{` gets 20 messages, not 4,000."""
+    from pipeline.render import MAX_PLACEHOLDER_PROBLEMS, placeholder_problems
+
+    assert placeholder_problems("Hi {{{FirstName}}}!") == []
+    assert placeholder_problems("{{{{Brand}}}}") == []
+    flood = placeholder_problems("{{ " * 4000)
+    assert len(flood) == MAX_PLACEHOLDER_PROBLEMS + 1 and flood[-1].endswith("more like these")
+    assert placeholder_problems("{{FirstName}")  # still refused: not closed

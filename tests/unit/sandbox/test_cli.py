@@ -126,3 +126,16 @@ def test_the_host_page_keeps_what_done_sent_and_the_schema(tmp_path):
     assert client.post("/jb/schema", json={"schema": [{"name": 1}]}).status_code == 400
     page = client.get("/jb").get_data(as_text=True)
     assert '<body data-sandbox="live">' in page and 'src="jb.js"' in page
+
+
+def test_the_env_file_is_readable_by_its_owner_only_even_when_it_existed(tmp_path):
+    """It holds the run's Redis URL and SECRET_KEY: an existing 0644 file is narrowed, not kept."""
+    import stat
+
+    from pipeline.sandbox.live import write_private
+
+    path = tmp_path / ".env.sandbox"
+    path.write_text("OLD=1\n")
+    path.chmod(0o644)
+    write_private(path, "SECRET_KEY=x\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "SECRET_KEY=x\n"

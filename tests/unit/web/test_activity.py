@@ -335,7 +335,8 @@ def test_every_ui_answer_may_be_framed_by_journey_builder_only(ui_root, path):
     client = app_with({"JB_ALLOWED_ORIGINS": f"{JB}, http://127.0.0.1:*"})
     answer = client.get(path)
     assert answer.headers["Content-Security-Policy"] == (
-        "frame-ancestors https://*.marketingcloudapps.com http://127.0.0.1:*"
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors https://*.marketingcloudapps.com http://127.0.0.1:*"
     )
     assert "X-Frame-Options" not in answer.headers
 

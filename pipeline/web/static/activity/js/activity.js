@@ -47,6 +47,7 @@
     previewSeq: 0,
     mode: 'choose',         // choose | create | edit (step 1's panel)
     editing: null,          // the template being edited (mode edit)
+    loadedZone: '',         // the time zone of the event the form was filled from (edit, duplicate)
     zones: [],              // [{id, windows}] from the API: what the time-zone list offers
     showing: false          // the problem list is shown: re-check it as the marketer fixes things
   };
@@ -493,6 +494,7 @@
     $('tpl-start').value = localInput(template.start);
     $('tpl-end').value = localInput(template.end);
     $('tpl-timezone').value = template.timezone || '';
+    state.loadedZone = template.timezone || '';  // stored and accepted once: the server judges it, not the list
     $('tpl-notify').value = template.notifyBefore === null || template.notifyBefore === undefined ? '' : String(template.notifyBefore);
     $('tpl-allday').checked = Boolean(template.allDay);
     $('tpl-policy').value = template.missingFieldPolicy || 'strict';
@@ -500,6 +502,7 @@
   }
 
   function resetForm() {
+    state.loadedZone = '';
     state.formFrom = null;
     state.formDates = null;
     $('create-panel').reset();
@@ -668,7 +671,8 @@
     if (!body.start) { list.push(['start', 'Choose when the event starts.']); }
     if (!$('tpl-timezone').value.trim()) {
       list.push(['timezone', 'Choose a time zone: the start and end are local times in it (type a city, e.g. Sydney).']);
-    } else if (state.zones.length && !resolveZone($('tpl-timezone').value)) {
+    } else if (state.zones.length && !resolveZone($('tpl-timezone').value) &&
+               $('tpl-timezone').value.trim() !== state.loadedZone) {
       list.push(['timezone', 'Unknown time zone "' + $('tpl-timezone').value.trim() + '": type a city or region and pick it from the list.']);
     }
     var notify = $('tpl-notify').value.trim();
