@@ -10,7 +10,7 @@ RabbitMQ (README "Broker": a lost worker's messages run elsewhere at once, not a
 visibility timeout). RedBeat's schedule stays on REDIS_URL either way.
 """
 
-from pipeline import broker
+from pipeline import broker, keys
 from pipeline.queues import (
     CALLBACKS_QUEUE,
     CREATE_EVENT_TASK,
@@ -145,7 +145,7 @@ redbeat_redis_url = _redis["redbeat_url"]
 if _redis["redbeat_options"]:  # Sentinel: the Sentinels and the master's name
     redbeat_redis_options = _redis["redbeat_options"]
 redbeat_redis_use_ssl = tls_options(_redis_url)
-redbeat_key_prefix = "rsf:redbeat"
+redbeat_key_prefix = keys.redbeat_prefix()
 redbeat_lock_timeout = 60
 beat_max_loop_interval = 10
 beat_schedule = {

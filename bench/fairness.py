@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bench.harness import WORKER_CONCURRENCY, journey, reset
+from pipeline import keys
 from pipeline.queues import render_queue
 from pipeline.sandbox.stack import ROKT_THREADS, Stack
 from pipeline.vocabulary import State
@@ -57,14 +58,13 @@ def queue_waits(
 ) -> dict[str, Any]:
     """B's queue waits once all its executions started rendering (`until="accepted"`: and all
     ended, adding the time from claim to the end: `accepted_p50_ms`...), or at the deadline."""
-    ledger = stack.runtime.ledger
     ends = time.monotonic() + deadline
     while True:
         stack.check_alive()
         pipe = stack.redis.pipeline()
         for execution in execution_ids:
             pipe.hmget(
-                ledger.member(B_TENANT, execution), "createdAt", "renderStartedAt", "status", "updatedAt"
+                keys.execution(B_TENANT, execution), "createdAt", "renderStartedAt", "status", "updatedAt"
             )
         records = pipe.execute()
         started = [r for r in records if r[1]]

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.harness import journey
 from celeryconfig import VISIBILITY_TIMEOUT
-from pipeline import dispatch
+from pipeline import dispatch, keys
 from pipeline.sandbox import rabbitmq
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import Settings
@@ -77,7 +77,7 @@ def measure(run_dir: Path, broker_url: str | None, count: int, queued_after: flo
         stack.wait(lambda: ledger.open_count(TENANT) <= count * 0.9, 120, "a tenth of the run")
         victim = stack.workers[0]
         held = held_executions(stack, victim.name)
-        scores = {e: ledger.r.zscore(ledger.open_key(TENANT), ledger.member(TENANT, e)) for e in held}
+        scores = {e: ledger.r.zscore(keys.open_executions(TENANT), keys.execution(TENANT, e)) for e in held}
         held = [e for e, score in scores.items() if score is not None]  # still open at the kill
         killed = time.monotonic()
         victim.kill()  # SIGKILL to its process group: main process and pool, as a container dies
@@ -124,7 +124,7 @@ def recovery(
     """Seconds after the kill at which each held execution left the open set, and how: a score
     moved past its value at the kill is the reconciler's touch before its re-drive."""
     ledger = stack.runtime.ledger
-    key = ledger.open_key(TENANT)
+    key = keys.open_executions(TENANT)
     touched: set[str] = set()
     done: dict[str, tuple[float, str]] = {}
     while len(done) < len(held):
@@ -134,7 +134,7 @@ def recovery(
         for execution in held:
             if execution in done:
                 continue
-            score = ledger.r.zscore(key, ledger.member(TENANT, execution))
+            score = ledger.r.zscore(key, keys.execution(TENANT, execution))
             if score is None:
                 way = "reconciler re-drive" if execution in touched else "broker redelivery"
                 done[execution] = (time.monotonic() - killed, way)

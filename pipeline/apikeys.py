@@ -1,7 +1,7 @@
 """Per-tenant API keys for operators and scripts calling `/t/<tenant>/api/...`.
 
 A key is `rsk_` + 32 random bytes (urlsafe base64, 43 characters), shown once by `create_key`
-and stored only as its sha256 hex in the hash `tenant_key(tenant, "apikeys")`, one field per key.
+and stored only as its sha256 hex in the hash `keys.api_keys(tenant)`, one field per key.
 The field name (the key's id) is the first `ID_LENGTH` characters of the random part: not secret
 (it leaves 31 random characters, about 186 bits), shown by `list_keys`, so an operator can tell
 which key is which and `verify_key` finds the one record to compare without scanning.
@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from pipeline.store import tenant_key
+from pipeline import keys
 
 PREFIX = "rsk_"
 ID_LENGTH = 12
@@ -46,10 +46,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _key(tenant: str) -> str:
-    return tenant_key(tenant, "apikeys")
-
-
 def create_key(r: redis.Redis, tenant: str, label: str) -> str:
     """Store a new key for `tenant` and return it: the only time the key itself is available."""
     if not isinstance(label, str):
@@ -68,14 +64,14 @@ def create_key(r: redis.Redis, tenant: str, label: str) -> str:
             "createdAt": _now().isoformat(timespec="seconds"),
             "lastUsedAt": None,
         }
-        if r.hsetnx(_key(tenant), key_id, json.dumps(record)):  # an id collision draws again
+        if r.hsetnx(keys.api_keys(tenant), key_id, json.dumps(record)):  # an id collision draws again
             return key
 
 
 def list_keys(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:
     """Every key of `tenant`, oldest first: id, label, createdAt, lastUsedAt (never the key or hash)."""
     items = []
-    for key_id, raw in r.hgetall(_key(tenant)).items():
+    for key_id, raw in r.hgetall(keys.api_keys(tenant)).items():
         record = json.loads(raw)
         items.append(
             {
@@ -90,7 +86,7 @@ def list_keys(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:
 
 def revoke_key(r: redis.Redis, tenant: str, key_id: str) -> bool:
     """Delete the key `key_id` of `tenant`; False when it does not exist (any more)."""
-    return bool(r.hdel(_key(tenant), key_id))
+    return bool(r.hdel(keys.api_keys(tenant), key_id))
 
 
 def verify_key(r: redis.Redis, tenant: str, key: str) -> bool:
@@ -98,7 +94,7 @@ def verify_key(r: redis.Redis, tenant: str, key: str) -> bool:
     if not isinstance(key, str) or len(key) != KEY_LENGTH or not key.startswith(PREFIX):
         return False
     key_id = key[len(PREFIX) : len(PREFIX) + ID_LENGTH]
-    raw = r.hget(_key(tenant), key_id)
+    raw = r.hget(keys.api_keys(tenant), key_id)
     if raw is None:
         return False
     record = json.loads(raw)
@@ -117,4 +113,4 @@ def _touch(r: redis.Redis, tenant: str, key_id: str, last_used: str | None) -> N
                 return
         except ValueError:
             pass
-    r.register_script(_TOUCH)(keys=[_key(tenant)], args=[key_id, now.isoformat(timespec="seconds")])
+    r.register_script(_TOUCH)(keys=[keys.api_keys(tenant)], args=[key_id, now.isoformat(timespec="seconds")])

@@ -27,11 +27,11 @@ from typing import Any, BinaryIO
 
 from marshmallow import ValidationError
 
+from pipeline import keys
 from pipeline.clients.errors import PermanentError
 from pipeline.clients.sfmc import ASYNC_ROWS_MAX, ROWSET_MAX_ROWS
 from pipeline.flush import FlushReport, send_bisecting
 from pipeline.runtime import Runtime
-from pipeline.store import tenant_key
 from pipeline.subscriptions import CREATED, DE_COLUMNS, MATCHED, attributes, matched_or_failed, merge_backfill
 from schemas.rokt_webhook import load_subscription
 
@@ -219,7 +219,7 @@ def run_backfill(
     total = sum(1 for _ in read_records(path))  # a first pass counts; nothing is kept
     summary = BackfillSummary(records=total)
     summary.mode = "async" if total >= async_threshold else "sync"
-    checkpoint = tenant_key(tenant, "backfill", file_fingerprint(path))
+    checkpoint = keys.backfill_checkpoint(tenant, file_fingerprint(path))
     done = int(rt.redis.get(checkpoint) or 0)
     summary.resumed_from = done
     de_key = rt.tenant(tenant).sfmc_subscription_de_key

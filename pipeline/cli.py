@@ -27,7 +27,7 @@ from typing import Any
 import redis
 from marshmallow import ValidationError
 
-from pipeline import cli_tenants
+from pipeline import cli_tenants, keys
 from pipeline.vocabulary import Stage
 
 # Installed packages add commands through this entry-point group (setup.cfg): the sandbox's
@@ -243,30 +243,16 @@ def duration(text: str) -> timedelta:
     return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
 
 
-# deletes a letter only while it is the one read: a newer failure of the same item stays
-_PURGE_SCRIPT = """
-local removed = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[i + 1] then
-    redis.call('HDEL', KEYS[1], ARGV[i])
-    redis.call('SREM', KEYS[2], ARGV[i])
-    removed = removed + 1
-  end
-end
-return removed
-"""
-
-
 def _purge(rt: Any, tenant: str, args: argparse.Namespace) -> int:
     """Dead letters that failed before now - --older-than (and match the filters): listed, and
-    removed with --yes (their auto-retry marker too: retention, not a replay)."""
-    from pipeline.deadletters import dead_letter_key
+    removed with --yes through `deadletters` (their time-index entry and auto-retry marker too:
+    retention, not a replay)."""
+    from pipeline.deadletters import remove_dead_letters
     from pipeline.replay import DeadLetterFilter
-    from pipeline.store import tenant_key
 
     cutoff = (datetime.now(UTC) - args.older_than).isoformat(timespec="milliseconds")
     where = DeadLetterFilter(args.stage, args.error_class, args.journey, None, None)
-    raw = rt.redis.hgetall(dead_letter_key(tenant))
+    raw = rt.redis.hgetall(keys.dead_letters(tenant))
     doomed = {}
     for item_id, text in raw.items():
         letter = json.loads(text)
@@ -282,12 +268,7 @@ def _purge(rt: Any, tenant: str, args: argparse.Namespace) -> int:
             )
             return EXIT_PARTIAL
         return 0
-    script = rt.redis.register_script(_PURGE_SCRIPT)
-    keys = [dead_letter_key(tenant), tenant_key(tenant, "dlq-auto-retried")]
-    items = sorted(doomed.items())
-    removed = 0
-    for start in range(0, len(items), 500):
-        removed += int(script(keys=keys, args=[v for item in items[start : start + 500] for v in item]))
+    removed = remove_dead_letters(rt.redis, tenant, sorted(doomed), as_read=doomed)
     print(json.dumps({**summary, "removed": removed}, indent=2))
     return 0
 
@@ -413,12 +394,11 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pipeline.ledger import daily_counts_key
     from pipeline.store import redis_client
 
     settings, tenant = _settings_tenant(args.tenant)
     day = args.date or datetime.now(UTC).date().isoformat()
-    counts = redis_client(settings.redis_url).hgetall(daily_counts_key(tenant.name, day))
+    counts = redis_client(settings.redis_url).hgetall(keys.daily_counts(tenant.name, day))
     names = (
         "subscribed",
         "unsubscribed",
@@ -753,8 +733,8 @@ def build_parser(installed: bool = True) -> argparse.ArgumentParser:
     delete.add_argument("id", help=template_id)
     delete.set_defaults(func=cmd_templates)
 
-    keys = sub.add_parser("api-keys", help="per-tenant API keys for /t/<tenant>/api/")
-    key_actions = keys.add_subparsers(dest="action", required=True)
+    api_keys = sub.add_parser("api-keys", help="per-tenant API keys for /t/<tenant>/api/")
+    key_actions = api_keys.add_subparsers(dest="action", required=True)
     key_create = key_actions.add_parser("create", help="create a key; prints it once")
     _tenant(key_create)
     key_create.add_argument("--label", default="", help="what the key is for")

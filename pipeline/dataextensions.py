@@ -21,11 +21,11 @@ from typing import Any
 
 import redis
 
+from pipeline import keys
 from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.soap import AndFilter, SimpleFilter, SoapClient, SoapObject
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
-from pipeline.store import tenant_key
 
 FIELD_TYPES = ("Text", "Number", "Date", "Boolean", "EmailAddress", "Phone", "Decimal", "Locale")
 MAX_EXTERNAL_KEY = 36  # SFMC: an external key (CustomerKey) has at most 36 characters
@@ -164,13 +164,9 @@ def markdown_table() -> str:
 # --- progress ------------------------------------------------------------------------------
 
 
-def _progress_key(tenant: str) -> str:
-    return tenant_key(tenant, "install")
-
-
 def install_progress(r: redis.Redis, tenant: str) -> dict[str, Any]:
     """What the last install did: state never|queued|running|done|failed, its steps, the error."""
-    raw = r.get(_progress_key(tenant))
+    raw = r.get(keys.install_progress(tenant))
     if not raw:
         return {"state": "never", "steps": [], "error": "", "updatedAt": 0.0}
     return json.loads(raw)
@@ -178,12 +174,12 @@ def install_progress(r: redis.Redis, tenant: str) -> dict[str, Any]:
 
 def _save(r: redis.Redis, tenant: str, state: str, steps: list[dict[str, str]], error: str = "") -> None:
     progress = {"state": state, "steps": steps, "error": error, "updatedAt": time.time()}
-    r.set(_progress_key(tenant), json.dumps(progress))
+    r.set(keys.install_progress(tenant), json.dumps(progress))
 
 
 def mark_queued(r: redis.Redis, tenant: str) -> bool:
     """Record a new run as queued; False when one is queued or running and younger than 10 minutes."""
-    key = _progress_key(tenant)
+    key = keys.install_progress(tenant)
 
     def queue(pipe: redis.client.Pipeline) -> bool:
         raw = pipe.get(key)
@@ -343,10 +339,10 @@ def ensure_data_extension(client: SoapClient, de: DataExtension, key: str, folde
     note = f"; kept as they are: {', '.join(differs)}" if differs else ""
     if not missing:
         return "exists", f"all {len(de.columns)} columns present{note}"
-    keys = [c.name for c in missing if c.primary_key]
-    if keys:
+    key_columns = [c.name for c in missing if c.primary_key]
+    if key_columns:
         raise PermanentError(
-            f"data extension {key} exists without the primary key column(s) {', '.join(keys)}, "
+            f"data extension {key} exists without the primary key column(s) {', '.join(key_columns)}, "
             "which cannot be added: delete or rename it in SFMC, then install again"
         )
     added = [{**c.soap_field(), "IsRequired": False} for c in missing]

@@ -30,7 +30,7 @@ import logging
 
 import redis
 
-from pipeline.store import tenant_key
+from pipeline import keys
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def wait_replicas(r: redis.Redis, tenant: str, replicas: int, timeout_ms: int) -
     if replicas <= 0:
         return 0
     pipe = r.pipeline(transaction=False)  # one connection: the INCR carries the offset to WAIT
-    pipe.incr(tenant_key(tenant, "durability", "waits"))
+    pipe.incr(keys.durability_waits(tenant))
     pipe.wait(replicas, timeout_ms)
     _, acked = pipe.execute()
     return int(acked)

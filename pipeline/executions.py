@@ -23,7 +23,7 @@ from typing import Any
 
 import redis
 
-from pipeline import ledger
+from pipeline import keys, ledger
 from pipeline.clients.errors import ClientError, PermanentError, Throttled, Unauthorized
 from pipeline.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.ledger import Execution
@@ -32,9 +32,8 @@ from pipeline.ratelimit import RateLimited
 from pipeline.render import TemplateRenderError, render_event
 from pipeline.retry_policy import Decision, decide
 from pipeline.runtime import Runtime
-from pipeline.store import tenant_key
 from pipeline.subscriptions import live_subscriptions
-from pipeline.templates import TemplateNotFound, get_template, templates_key
+from pipeline.templates import TemplateNotFound, get_template
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
 from schemas.jb_execute import release_policy
 
@@ -147,7 +146,7 @@ def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) ->
     ids = [row["keys"]["ExecutionId"] for row in rows]
     pipe = rt.redis.pipeline(transaction=False)
     for execution_id in ids:
-        pipe.hgetall(rt.ledger.member(tenant, execution_id))
+        pipe.hgetall(keys.execution(tenant, execution_id))
     current = []
     for row, execution_id, data in zip(rows, ids, pipe.execute(), strict=True):
         ex = Execution.from_hash(tenant, execution_id, data)
@@ -169,17 +168,19 @@ def emit_outcome(rt: Runtime, ex: Execution, *, quiet: bool = False) -> bool:
         # wait for Rokt's confirmation; the reconciler releases the outcome so far at the deadline
         rows.append(status_row(ex))
         if "releasedAt" not in ex.fields:
-            rt.redis.zadd(release_due_key(ex.tenant), {ex.execution_id: time.time() + after_seconds}, nx=True)
+            rt.redis.zadd(
+                keys.release_due(ex.tenant), {ex.execution_id: time.time() + after_seconds}, nx=True
+            )
         return False
     if "releasedAt" in ex.fields:  # released before: the row only (release_once would find it so)
         rows.append(status_row(ex))
-        rt.redis.zrem(release_due_key(ex.tenant), ex.execution_id)
+        rt.redis.zrem(keys.release_due(ex.tenant), ex.execution_id)
         return False
     box = rt.outbox(ex.tenant, OutboxKind.RELEASES)
     rows.ensure_group()
     box.ensure_group()
     released = rt.redis.register_script(_EMIT)(
-        keys=[rt.ledger.member(ex.tenant, ex.execution_id), release_due_key(ex.tenant), rows.key, box.key],
+        keys=[keys.execution(ex.tenant, ex.execution_id), keys.release_due(ex.tenant), rows.key, box.key],
         args=[
             rows.encode(status_row(ex)),
             box.encode(release_of(ex, key)),
@@ -200,22 +201,17 @@ def release_key_of(ex: Execution) -> str:
     return str(ex.args.get("releaseEventDefinitionKey") or "").strip()
 
 
-def release_due_key(tenant: str) -> str:
-    """Executions accepted with releaseOn=confirmed, scored by their release deadline (epoch)."""
-    return tenant_key(tenant, "release-due")
-
-
 def release_once(rt: Runtime, tenant: str, execution_id: str) -> bool:
     """Release the contact with the execution's current outcome, unless it was released
     before; True when this call appended the release."""
-    exec_key = tenant_key(tenant, "exec", execution_id)  # the ledger's execution hash
+    exec_key = keys.execution(tenant, execution_id)  # the ledger's execution hash
     box = rt.outbox(tenant, OutboxKind.RELEASES)
     box.ensure_group()
 
     def release(pipe: redis.client.Pipeline) -> bool:
         ex = Execution.from_hash(tenant, execution_id, pipe.hgetall(exec_key))
         pipe.multi()
-        pipe.zrem(release_due_key(tenant), execution_id)  # released now, before, or never
+        pipe.zrem(keys.release_due(tenant), execution_id)  # released now, before, or never
         if ex is None or "releasedAt" in ex.fields or ex.status == State.QUEUED or not release_key_of(ex):
             return False
         pipe.hset(exec_key, mapping={"releasedAt": ledger.now_iso(), "releasedStatus": ex.status})
@@ -301,7 +297,7 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
     """Render the contact's event; True when it must be sent to Rokt (else the execution ended)."""
     started_at = ledger.now_iso()  # createdAt -> renderStartedAt is the execution's queue wait
     data, raw_template = rt.redis.register_script(_LOAD_FOR_RENDER)(
-        keys=[rt.ledger.member(tenant, execution_id), templates_key(tenant)]
+        keys=[keys.execution(tenant, execution_id), keys.templates(tenant)]
     )
     ex = _open(tenant, execution_id, rt, Execution.from_hash(tenant, execution_id, _as_dict(data)))
     if ex is None:
@@ -349,7 +345,7 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     Raises RateLimited / retryable ClientError for the task to retry; a permanent error
     ends the execution `failed` with Rokt's reason.
     """
-    member = rt.ledger.member(tenant, execution_id)
+    member = keys.execution(tenant, execution_id)
     data = _as_dict(rt.redis.register_script(_LOAD_FOR_CREATE)(keys=[member]))
     ex = _open(tenant, execution_id, rt, Execution.from_hash(tenant, execution_id, data))
     if ex is None:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import keys
 from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
 from pipeline.deadletters import record_exception
@@ -22,7 +23,6 @@ from pipeline.executions import current_status_rows
 from pipeline.outbox import Entry, Outbox
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
-from pipeline.store import tenant_key
 from pipeline.subscriptions import current_subscription_rows
 from pipeline.vocabulary import OUTBOX_STAGES, OutboxKind
 
@@ -50,7 +50,7 @@ def claim_flush_slot(rt: Runtime, tenant: str, kind: OutboxKind, delay: float = 
 
     One scheduled flush per tenant and kind at a time, however many rows arrive meanwhile.
     """
-    return bool(rt.redis.set(_slot_key(tenant, kind), "1", nx=True, px=_slot_ms(delay)))
+    return bool(rt.redis.set(keys.flush_slot(tenant, kind), "1", nx=True, px=_slot_ms(delay)))
 
 
 # schedule_flushes' one round trip: for each kind, an outbox holding entries whose flush slot
@@ -83,18 +83,14 @@ def claim_flush_slots(
     asked = [kind for kind, box in boxes.items() if box.flush_slot_held_until <= now]
     if not asked:
         return []
-    keys = []
+    names = []
     for kind in asked:
-        keys += [boxes[kind].key, _slot_key(tenant, kind)]
+        names += [boxes[kind].key, keys.flush_slot(tenant, kind)]
     script = rt.redis.register_script(_CLAIM_FLUSH_SLOTS)
-    due, held = script(keys=keys, args=[_slot_ms(delay)])
+    due, held = script(keys=names, args=[_slot_ms(delay)])
     for kind, remaining_ms in zip(asked, held, strict=True):
         boxes[kind].flush_slot_held_until = now + int(remaining_ms) / 1000 if int(remaining_ms) > 0 else 0.0
     return [asked[int(position) - 1] for position in due]
-
-
-def _slot_key(tenant: str, kind: OutboxKind) -> str:
-    return tenant_key(tenant, "flush-scheduled", kind)
 
 
 def _slot_ms(delay: float) -> int:

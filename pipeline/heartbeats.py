@@ -14,37 +14,27 @@ import time
 
 import redis
 
-from pipeline.store import PREFIX
+from pipeline import keys
 
 KINDS = ("worker", "beat", "exporter")
 STALE_AFTER_SECONDS = 60
 # a process silent this long drops out of `seen()` (a worker scaled away, renamed)
 FORGET_AFTER_SECONDS = 3600
-_OPS = f"{PREFIX}:_ops"
-
-
-def heartbeat_key(kind: str, name: str) -> str:
-    return f"{_OPS}:heartbeat:{kind}:{name}"
-
-
-def _seen_key(kind: str) -> str:
-    """Sorted set: name -> epoch of its last beat."""
-    return f"{_OPS}:heartbeats:{kind}"
 
 
 def beat(r: redis.Redis, kind: str, name: str, ttl: int = 120) -> None:
     """Record that `name` (of `kind`) is alive now: one round trip."""
     now = time.time()
     pipe = r.pipeline(transaction=False)
-    pipe.set(heartbeat_key(kind, name), repr(now), ex=ttl)
-    pipe.zadd(_seen_key(kind), {name: now})
-    pipe.zremrangebyscore(_seen_key(kind), "-inf", now - FORGET_AFTER_SECONDS)
+    pipe.set(keys.heartbeat(kind, name), repr(now), ex=ttl)
+    pipe.zadd(keys.heartbeats_seen(kind), {name: now})
+    pipe.zremrangebyscore(keys.heartbeats_seen(kind), "-inf", now - FORGET_AFTER_SECONDS)
     pipe.execute()
 
 
 def age(r: redis.Redis, kind: str, name: str) -> float | None:
     """Seconds since `name` last beat, or None when it never did (or longer ago than its ttl)."""
-    raw = r.get(heartbeat_key(kind, name))
+    raw = r.get(keys.heartbeat(kind, name))
     if raw is None:
         return None
     return max(0.0, time.time() - float(raw))
@@ -53,13 +43,13 @@ def age(r: redis.Redis, kind: str, name: str) -> float | None:
 def seen(r: redis.Redis, kind: str) -> dict[str, float]:
     """Every `kind` process that beat in the last `FORGET_AFTER_SECONDS`: name -> seconds since."""
     now = time.time()
-    marks = r.zrangebyscore(_seen_key(kind), now - FORGET_AFTER_SECONDS, "+inf", withscores=True)
+    marks = r.zrangebyscore(keys.heartbeats_seen(kind), now - FORGET_AFTER_SECONDS, "+inf", withscores=True)
     return {name: max(0.0, now - score) for name, score in marks}
 
 
 def forget(r: redis.Redis, kind: str, name: str) -> None:
     """Drop a process from the list (a worker retired on purpose)."""
     pipe = r.pipeline(transaction=False)
-    pipe.delete(heartbeat_key(kind, name))
-    pipe.zrem(_seen_key(kind), name)
+    pipe.delete(keys.heartbeat(kind, name))
+    pipe.zrem(keys.heartbeats_seen(kind), name)
     pipe.execute()

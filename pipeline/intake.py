@@ -32,7 +32,8 @@ from typing import Any
 
 import redis
 
-from pipeline.ledger import INTAKE_GROUP, execution_key, intake_stream_key
+from pipeline import keys
+from pipeline.ledger import INTAKE_GROUP
 from pipeline.vocabulary import State
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,10 @@ MAX_BACKOFF_SECONDS = 5.0
 Publish = Callable[[str, str], None]  # (tenant, execution id): enqueue its render task
 
 
-stream_key = intake_stream_key  # the tenant's intake stream, appended to by the claim script
-
-
 def backlog(r: redis.Redis, tenant: str) -> dict[str, int]:
     """Entries of the tenant's stream not yet published and acknowledged (`waiting`: all of
     them; `pending`: those a pump holds)."""
-    key = stream_key(tenant)
+    key = keys.intake(tenant)
     pipe = r.pipeline(transaction=False)
     pipe.xlen(key)
     pipe.xpending(key, GROUP)
@@ -68,7 +66,7 @@ def backlog(r: redis.Redis, tenant: str) -> dict[str, int]:
 def oldest_age_seconds(r: redis.Redis, tenant: str, now: float | None = None) -> float:
     """Age of the tenant's oldest entry not yet pumped (an entry id is its append time in ms);
     0 when the stream is empty. Only reads (the exporter's RsfIntakeStalled)."""
-    first = r.xrange(stream_key(tenant), count=1)
+    first = r.xrange(keys.intake(tenant), count=1)
     if not first:
         return 0.0
     appended_ms = int(str(first[0][0]).split("-", 1)[0])
@@ -123,10 +121,10 @@ class Pump:
         start, so entries appended before the group existed are pumped too)."""
         now = time.monotonic()
         if force or now - self._streams_at >= TENANTS_EVERY_SECONDS:
-            keys = {stream_key(t): t for t in sorted(set(self._tenants()))}
-            for key in keys:
+            streams = {keys.intake(t): t for t in sorted(set(self._tenants()))}
+            for key in streams:
                 ensure_group(self.r, key)
-            self._streams, self._streams_at = keys, now
+            self._streams, self._streams_at = streams, now
         return self._streams
 
     def _read(self, last_id: str, block: int | None) -> list[tuple[str, list[tuple[str, Any]]]]:
@@ -172,7 +170,7 @@ class Pump:
         pipe = self.r.pipeline(transaction=False)
         for _entry_id, values in entries:
             execution = (values or {}).get(FIELD, "")
-            pipe.hmget(execution_key(tenant, execution), "status", "renderStartedAt")
+            pipe.hmget(keys.execution(tenant, execution), "status", "renderStartedAt")
         kept = []
         for (entry_id, values), (status, started) in zip(entries, pipe.execute(), strict=True):
             if status != State.QUEUED or started:

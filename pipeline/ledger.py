@@ -9,7 +9,6 @@ transition script, so a redelivered task never moves a finished execution again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -19,7 +18,7 @@ from typing import Any
 
 import redis
 
-from pipeline.store import tenant_key
+from pipeline import keys
 from pipeline.vocabulary import NEXT_STATES, TERMINAL_STATES, State
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
@@ -213,23 +212,7 @@ MISSING_REASON = "missing_field:"
 TOP_REASONS = 50  # read at once; each list keeps its TOP_FAILURES most frequent
 
 
-def execution_key(tenant: str, execution: str) -> str:
-    """The execution's hash."""
-    return tenant_key(tenant, "exec", execution)
-
-
 INTAKE_GROUP = "pump"  # the intake streams' consumer group (pipeline/intake.py)
-
-
-def intake_stream_key(tenant: str) -> str:
-    """The tenant's intake stream: the claim appends each new execution, the pump
-    (pipeline/intake.py) publishes it."""
-    return tenant_key(tenant, "intake")
-
-
-def last_execute_key(tenant: str) -> str:
-    """When Journey Builder last called execute for the tenant (epoch seconds; App Settings)."""
-    return tenant_key(tenant, "last", "execute")
 
 
 def execution_id(activity_id: str, definition_instance_id: str) -> str:
@@ -240,16 +223,6 @@ def execution_id(activity_id: str, definition_instance_id: str) -> str:
 def event_id_for(execution: str) -> str:
     """The Rokt `eventId`: deterministic, so a repeated create is the same event to Rokt."""
     return "rsf-" + uuid.uuid5(EVENT_NS, execution).hex
-
-
-def daily_counts_key(tenant: str, day: str | None = None) -> str:
-    """Per-tenant counts of one UTC day: outcomes, subscriptions, contact matches."""
-    return tenant_key(tenant, "daily", day or datetime.now(UTC).date().isoformat())
-
-
-def contact_digest(contact_key: str) -> str:
-    """How the contact index names a contact key: a digest, so no key name holds the key itself."""
-    return hashlib.sha256(contact_key.encode()).hexdigest()[:40]
 
 
 def now_iso() -> str:
@@ -303,55 +276,33 @@ class Ledger:
         self._reopen = r.register_script(_REOPEN)
         self._forget = r.register_script(_FORGET)
 
-    @staticmethod
-    def _prefix(tenant: str) -> str:
-        """`rsf:<tenant>:`, from which the scripts build an activity's counter keys."""
-        return tenant_key(tenant, "")
-
-    def _key(self, tenant: str, execution: str) -> str:
-        return execution_key(tenant, execution)
-
-    def member(self, tenant: str, execution: str) -> str:
-        """How an execution appears in the open and awaiting sets."""
-        return self._key(tenant, execution)
-
-    def _event_index(self, tenant: str, event_id: str) -> str:
-        return tenant_key(tenant, "event", event_id)
-
     def execution_for_event(self, tenant: str, event_id: str) -> str | None:
         """The execution that sent this Rokt eventId (for SubscriptionEvent* webhooks)."""
-        return self.r.get(self._event_index(tenant, event_id))
-
-    def open_key(self, tenant: str) -> str:
-        return tenant_key(tenant, "open")
-
-    def contact_index_key(self, tenant: str, contact_key: str) -> str:
-        """Set of the execution ids claimed for one contact key (expires with the ledger's TTL)."""
-        return tenant_key(tenant, "contact-execs", contact_digest(contact_key))
+        return self.r.get(keys.event(tenant, event_id))
 
     def executions_of_contact(self, tenant: str, contact_key: str) -> list[str]:
         """The contact's executions claimed since the index exists (the ledger's TTL ago at most)."""
         if not contact_key:
             return []
-        return sorted(self.r.smembers(self.contact_index_key(tenant, contact_key)))
+        return sorted(self.r.smembers(keys.contact_executions(tenant, keys.contact_digest(contact_key))))
 
     def forget(self, tenant: str, execution: str, contact_key: str = "") -> bool:
         """Erase one execution and its indexes; True when it was still stored."""
-        keys = [
-            self._key(tenant, execution),
-            self.open_key(tenant),
-            self.awaiting_key(tenant),
-            self.template_open_key(tenant),
-            self.contact_index_key(tenant, contact_key),
+        names = [
+            keys.execution(tenant, execution),
+            keys.open_executions(tenant),
+            keys.awaiting(tenant),
+            keys.template_open(tenant),
+            keys.contact_executions(tenant, keys.contact_digest(contact_key)),
         ]
-        stored = bool(self._forget(keys=keys, args=[self._prefix(tenant), execution]))
+        stored = bool(self._forget(keys=names, args=[keys.tenant_prefix(tenant), execution]))
         self._drop_intake_entries(tenant, execution)
         return stored
 
     def _drop_intake_entries(self, tenant: str, execution: str, page: int = 1000) -> None:
         """The execution's entry in the intake stream when the pump has not taken it yet (it is
         published and deleted within moments otherwise; during a broker outage it waits)."""
-        key, start = intake_stream_key(tenant), "-"
+        key, start = keys.intake(tenant), "-"
         while True:
             entries = self.r.xrange(key, start, "+", count=page)
             found = [entry_id for entry_id, values in entries if (values or {}).get("x") == execution]
@@ -363,19 +314,6 @@ class Ledger:
             if len(entries) < page:
                 return
             start = "(" + entries[-1][0]
-
-    def counts_key(self, tenant: str) -> str:
-        return tenant_key(tenant, "counts")
-
-    def template_open_key(self, tenant: str) -> str:
-        """Hash templateId -> executions of that template still queued (kept by the scripts)."""
-        return tenant_key(tenant, "template-open")
-
-    def activity_counts_key(self, tenant: str, activity_id: str) -> str:
-        return tenant_key(tenant, "activity", activity_id, "counts")
-
-    def activity_failures_key(self, tenant: str, activity_id: str) -> str:
-        return tenant_key(tenant, "activity", activity_id, "failures")
 
     def claim(self, tenant: str, execution: str, record: dict[str, Any]) -> bool:
         """Set-if-absent: True when this call created the execution, and appended it to the
@@ -396,24 +334,24 @@ class Ledger:
         if template_id is not None:
             values["templateId"] = str(template_id)
         flat = [item for pair in values.items() for item in pair]
-        keys = [
-            self._key(tenant, execution),
-            self.open_key(tenant),
-            self.counts_key(tenant),
-            self._event_index(tenant, str(record.get("eventId", ""))),
-            self.template_open_key(tenant),
-            last_execute_key(tenant),
-            self.contact_index_key(tenant, str(values.get("contactKey", ""))),
-            intake_stream_key(tenant),
+        names = [
+            keys.execution(tenant, execution),
+            keys.open_executions(tenant),
+            keys.counts(tenant),
+            keys.event(tenant, str(record.get("eventId", ""))),
+            keys.template_open(tenant),
+            keys.last_execute(tenant),
+            keys.contact_executions(tenant, keys.contact_digest(str(values.get("contactKey", "")))),
+            keys.intake(tenant),
         ]
-        args = [self.ttl_seconds, time.time(), execution, self._prefix(tenant), *flat]
-        return bool(self._claim(keys=keys, args=args))
+        args = [self.ttl_seconds, time.time(), execution, keys.tenant_prefix(tenant), *flat]
+        return bool(self._claim(keys=names, args=args))
 
     def get(self, tenant: str, execution: str) -> Execution | None:
-        return Execution.from_hash(tenant, execution, self.r.hgetall(self._key(tenant, execution)))
+        return Execution.from_hash(tenant, execution, self.r.hgetall(keys.execution(tenant, execution)))
 
     def update(self, tenant: str, execution: str, **values: str) -> None:
-        self.r.hset(self._key(tenant, execution), mapping={**values, "updatedAt": now_iso()})
+        self.r.hset(keys.execution(tenant, execution), mapping={**values, "updatedAt": now_iso()})
 
     def transition(
         self,
@@ -459,13 +397,13 @@ class Ledger:
         if illegal:
             raise IllegalTransition(f"{', '.join(illegal)} -> {to_status} is not in NEXT_STATES")
         flat = [item for pair in values.items() for item in pair]
-        keys = [
-            self._key(tenant, execution),
-            self.open_key(tenant),
-            self.counts_key(tenant),
-            daily_counts_key(tenant),
-            self.awaiting_key(tenant),
-            self.template_open_key(tenant),
+        names = [
+            keys.execution(tenant, execution),
+            keys.open_executions(tenant),
+            keys.counts(tenant),
+            keys.daily_counts(tenant),
+            keys.awaiting(tenant),
+            keys.template_open(tenant),
         ]
         reason = str(values.get("error") or "").strip()[:FAILURE_REASON_CHARS] or "(no reason recorded)"
         args = [
@@ -473,30 +411,26 @@ class Ledger:
             ",".join(allowed_from),
             now_iso(),
             time.time(),
-            self._prefix(tenant),
+            keys.tenant_prefix(tenant),
             self.ttl_seconds,
             reason,
             "1" if answer_hash else "0",
             *flat,
         ]
-        return self._transition(keys=keys, args=args)
+        return self._transition(keys=names, args=args)
 
     def reopen(self, tenant: str, execution: str) -> bool:
         """failed -> queued for a replay (fresh attempts and time budget); False otherwise."""
         if State.QUEUED not in NEXT_STATES[State.FAILED]:
             raise IllegalTransition("failed -> queued is not in NEXT_STATES")
-        keys = [
-            self._key(tenant, execution),
-            self.open_key(tenant),
-            self.counts_key(tenant),
-            self.template_open_key(tenant),
+        names = [
+            keys.execution(tenant, execution),
+            keys.open_executions(tenant),
+            keys.counts(tenant),
+            keys.template_open(tenant),
         ]
-        args = [time.time(), now_iso(), self._prefix(tenant), self.ttl_seconds]
-        return bool(self._reopen(keys=keys, args=args))
-
-    def awaiting_key(self, tenant: str) -> str:
-        """Executions accepted by Rokt and not yet confirmed, scored by acceptance time."""
-        return tenant_key(tenant, "awaiting")
+        args = [time.time(), now_iso(), keys.tenant_prefix(tenant), self.ttl_seconds]
+        return bool(self._reopen(keys=names, args=args))
 
     def due(self, key: str, older_than: float, limit: int = 500) -> list[str]:
         """Execution ids in a scored set (open or awaiting) older than `older_than` (epoch)."""
@@ -505,30 +439,30 @@ class Ledger:
 
     def touch(self, key: str, tenant: str, execution: str) -> None:
         """Push an entry's score to now, so reconciliation looks at it again only later."""
-        self.r.zadd(key, {self._key(tenant, execution): time.time()}, xx=True)
+        self.r.zadd(key, {keys.execution(tenant, execution): time.time()}, xx=True)
 
     def add_attempt(self, tenant: str, execution: str) -> int:
         """Count one more failed attempt (retryable vendor error); returns the new total."""
-        return int(self.r.hincrby(self._key(tenant, execution), "attempts", 1))
+        return int(self.r.hincrby(keys.execution(tenant, execution), "attempts", 1))
 
     def counts(self, tenant: str) -> dict[str, int]:
-        return {k: int(v) for k, v in self.r.hgetall(self.counts_key(tenant)).items()}
+        return {k: int(v) for k, v in self.r.hgetall(keys.counts(tenant)).items()}
 
     def open_count(self, tenant: str) -> int:
-        return int(self.r.zcard(self.open_key(tenant)))
+        return int(self.r.zcard(keys.open_executions(tenant)))
 
     def open_count_for_template(self, tenant: str, template_id: str) -> int:
         """Executions of this template not yet terminal (still queued)."""
-        return max(0, int(self.r.hget(self.template_open_key(tenant), template_id) or 0))
+        return max(0, int(self.r.hget(keys.template_open(tenant), template_id) or 0))
 
     def activity_stats(self, tenant: str, activity_id: str) -> dict[str, Any]:
         """Live counts of one Journey Builder activity: executions per state, the most frequent
         reasons of its failed executions and of its missing_field ones (at most five each, most
         frequent first)."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.hgetall(self.activity_counts_key(tenant, activity_id))
+        pipe.hgetall(keys.activity_counts(tenant, activity_id))
         pipe.zrevrangebyscore(
-            self.activity_failures_key(tenant, activity_id),
+            keys.activity_failures(tenant, activity_id),
             "+inf",
             "(0",
             start=0,

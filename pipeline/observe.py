@@ -27,14 +27,11 @@ from typing import Any
 
 import redis
 
-from pipeline import broker, heartbeats, intake
+from pipeline import broker, heartbeats, intake, keys
 from pipeline.clients.http import STATUS_CLASSES
-from pipeline.clients.tokens import calls_key
-from pipeline.deadletters import dead_letter_key
 from pipeline.queues import SENT_AT_HEADER, SHARED_QUEUES, render_queue, rokt_queue
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant, is_amqp
-from pipeline.store import tenant_key
 from pipeline.vocabulary import OutboxKind, State
 
 log = logging.getLogger(__name__)
@@ -88,17 +85,17 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
     r = rt.redis
     pipe = r.pipeline(transaction=False)
     for vendor in VENDORS:
-        pipe.pttl(tenant_key(name, "cooldown", vendor))
+        pipe.pttl(keys.cooldown(name, vendor))
     for vendor in VENDORS:  # pipeline/ratelimit.py counts them
-        pipe.get(tenant_key(name, "ratelimit-deferred", vendor))
-        pipe.get(tenant_key(name, "ratelimit-late", vendor))
-    pipe.hgetall(rt.ledger.counts_key(name))
-    pipe.hgetall(tenant_key(name, "webhook-counts"))
-    pipe.hgetall(tenant_key(name, "webhook-types"))
-    pipe.hgetall(calls_key(name))
-    pipe.hgetall(tenant_key(name, "auth-failures"))  # pipeline/web/auth_failures.py writes it
+        pipe.get(keys.ratelimit_deferred(name, vendor))
+        pipe.get(keys.ratelimit_late(name, vendor))
+    pipe.hgetall(keys.counts(name))
+    pipe.hgetall(keys.webhook_counts(name))
+    pipe.hgetall(keys.webhook_types(name))
+    pipe.hgetall(keys.calls(name))
+    pipe.hgetall(keys.auth_failures(name))  # pipeline/web/auth_failures.py writes it
     for kind in OutboxKind:
-        pipe.exists(tenant_key(name, "outbox", kind))
+        pipe.exists(keys.outbox(name, kind))
     replies = pipe.execute()
     cooldowns, replies = replies[: len(VENDORS)], replies[len(VENDORS) :]
     limiter_counts, replies = replies[: 2 * len(VENDORS)], replies[2 * len(VENDORS) :]
@@ -165,7 +162,7 @@ def executes(counts: dict[str, str]) -> dict[str, int]:
 
 def dead_letters(r: redis.Redis, tenant: str) -> dict[str, dict[str, int]]:
     """Dead letters by stage and error class (records past MAX_DEAD_LETTERS_SCANNED: UNSCANNED)."""
-    key = dead_letter_key(tenant)
+    key = keys.dead_letters(tenant)
     total = int(r.hlen(key))
     found: dict[str, dict[str, int]] = {}
     scanned = 0

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from pipeline.store import tenant_key
+from pipeline import keys
 from pipeline.vocabulary import OutboxKind
 
 GROUP = "flushers"
@@ -35,7 +35,7 @@ class Outbox:
         self.claim_idle_ms = claim_idle_ms
         self.tenant = tenant
         self.kind = kind
-        self.key = tenant_key(tenant, "outbox", kind)
+        self.key = keys.outbox(tenant, kind)
         self._group_ready = False
         # until when (time.monotonic) this process saw the kind's flush slot taken (pipeline.flush)
         self.flush_slot_held_until = 0.0

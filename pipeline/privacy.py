@@ -30,16 +30,14 @@ from typing import Any
 
 import redis
 
-from pipeline import deadletters, subscriptions, webhooks
+from pipeline import deadletters, keys, subscriptions, webhooks
 from pipeline.ledger import now_iso
 from pipeline.runtime import Runtime
-from pipeline.store import PREFIX, tenant_key
 from pipeline.vocabulary import OutboxKind
 
 log = logging.getLogger(__name__)
 
 SCAN_COUNT = 1000
-_SALT_KEY = f"{PREFIX}:_privacy:salt"  # per deployment, created on first use
 
 
 @dataclass(frozen=True)
@@ -55,63 +53,63 @@ class Retention:
 RETENTION: tuple[Retention, ...] = (
     Retention(
         "Execution (ledger)",
-        "rsf:<t>:exec:<executionId>",
+        keys.execution("<t>", "<executionId>"),
         "contactKey, journey/activity ids, inArguments, rendered event, status, error",
         "EXECUTION_TTL_DAYS",
         "30 days from the execute",
     ),
     Retention(
         "Contact index of executions",
-        "rsf:<t>:contact-execs:<sha256 of the contact key>",
+        keys.contact_executions("<t>", "<sha256 of the contact key>"),
         "execution ids",
         "EXECUTION_TTL_DAYS",
         "30 days from the last execute",
     ),
     Retention(
         "Subscription state",
-        "rsf:<t>:sub:<calendarSubscriptionId>",
+        keys.subscription("<t>", "<calendarSubscriptionId>"),
         "the 26 data extension attributes with their event rank, contactMatch",
         "SUBSCRIPTION_RETENTION_DAYS / ENDED_SUBSCRIPTION_RETENTION_DAYS",
         "while live (0); 30 days after the Unsubscribe or removal",
     ),
     Retention(
         "Contact index of subscriptions",
-        "rsf:<t>:contact-subs:<contact key>",
+        keys.contact_subscriptions("<t>", "<contact key>"),
         "live calendar subscription ids",
         "SUBSCRIPTION_RETENTION_DAYS",
         "while one is live",
     ),
     Retention(
         "Stored webhook (receipt)",
-        "rsf:<t>:webhook:<eventId>",
+        keys.webhook_receipt("<t>", "<eventId>"),
         "the envelope until processed; then eventId and eventType only (dedupe)",
         "WEBHOOK_RECEIPT_DAYS",
         "7 days from receipt",
     ),
     Retention(
         "Dead letter",
-        "rsf:<t>:dlq (hash), rsf:<t>:dlq-by-time (index)",
+        f"{keys.dead_letters('<t>')} (hash), {keys.dead_letters_by_time('<t>')} (index)",
         "stage, error class, reason, attempts, the payload a replay needs",
         "DEAD_LETTER_RETENTION_DAYS",
         "30 days from the failure",
     ),
     Retention(
         "Replayed dead letter (audit)",
-        "rsf:<t>:dlq-replayed",
+        keys.dead_letters_replayed("<t>"),
         "the dead letter and replayedAt",
         "DEAD_LETTER_RETENTION_DAYS",
         "30 days from the replay",
     ),
     Retention(
         "Outbox entry",
-        "rsf:<t>:outbox:<kind> (stream)",
+        f"{keys.outbox('<t>', '<kind>')} (stream)",
         "one status row, subscription row or release",
         "(none)",
         "until SFMC accepted it (deleted on flush)",
     ),
     Retention(
         "Erasure audit",
-        "rsf:<t>:erasures",
+        keys.erasures("<t>"),
         "when, tenant, salted hash of the contact key, counts (no contact data)",
         "ERASURE_AUDIT_DAYS",
         "730 days",
@@ -134,7 +132,7 @@ def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: i
         trimmed["replayedDeadLetters"] = deadletters.trim_replayed(rt.redis, tenant, cutoff, batch)
     if audit_days > 0:
         trimmed["erasureAudit"] = int(
-            rt.redis.zremrangebyscore(erasures_key(tenant), "-inf", now - audit_days * 86400)
+            rt.redis.zremrangebyscore(keys.erasures(tenant), "-inf", now - audit_days * 86400)
         )
     return trimmed
 
@@ -142,16 +140,11 @@ def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: i
 # -- erasure ---------------------------------------------------------------------------------
 
 
-def erasures_key(tenant: str) -> str:
-    """The erasure audit: a sorted set of JSON records scored by time (no contact data)."""
-    return tenant_key(tenant, "erasures")
-
-
 def subject_hash(r: redis.Redis, tenant: str, contact_key: str) -> str:
     """HMAC-SHA256 of the contact key under a per-deployment salt: the same person erased twice
     has the same hash, which can be checked for a given key, but not read back."""
-    r.set(_SALT_KEY, secrets.token_hex(32), nx=True)
-    salt = r.get(_SALT_KEY) or ""
+    r.set(keys.privacy_salt(), secrets.token_hex(32), nx=True)  # per deployment, on first use
+    salt = r.get(keys.privacy_salt()) or ""
     return hmac.new(salt.encode(), f"{tenant}\0{contact_key}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -211,12 +204,12 @@ def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: s
     if person.email:
         found.update(ledger.executions_of_contact(tenant, person.email))  # email-capture contact keys
     if scan:  # executions claimed before the contact index existed
-        prefix = tenant_key(tenant, "exec", "")
-        for keys in _chunks(_scan(r, prefix + "*")):
+        prefix = keys.execution(tenant, "")
+        for batch in _chunks(_scan(r, prefix + "*")):
             pipe = r.pipeline(transaction=False)
-            for key in keys:
+            for key in batch:
                 pipe.hmget(key, "contactKey", "args")
-            for key, (stored_key, args) in zip(keys, pipe.execute(), strict=True):
+            for key, (stored_key, args) in zip(batch, pipe.execute(), strict=True):
                 if stored_key in person.ids or (args and person.matches(args)):
                     found.add(key[len(prefix) :])
     removed = 0
@@ -225,23 +218,23 @@ def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: s
         if ex is not None:
             person.add(execution, ex.event_id)
         removed += ledger.forget(tenant, execution, ex.contact_key if ex else contact_key)
-        r.zrem(tenant_key(tenant, "release-due"), execution)
+        r.zrem(keys.release_due(tenant), execution)
     for key in {contact_key, person.email} - {""}:
-        r.delete(ledger.contact_index_key(tenant, key))
+        r.delete(keys.contact_executions(tenant, keys.contact_digest(key)))
     return removed
 
 
 def _forget_subscriptions(rt: Runtime, tenant: str, person: _Person, contact_key: str, scan: bool) -> int:
     r = rt.redis
-    index_keys = [tenant_key(tenant, "contact-subs", k) for k in {contact_key, person.email} - {""}]
+    index_keys = [keys.contact_subscriptions(tenant, k) for k in {contact_key, person.email} - {""}]
     found = {sub_id for key in index_keys for sub_id in r.smembers(key)}
-    prefix = tenant_key(tenant, "sub", "")
+    prefix = keys.subscription(tenant, "")
     if scan:  # ended subscriptions are not in the index
-        for keys in _chunks(_scan(r, prefix + "*")):
+        for batch in _chunks(_scan(r, prefix + "*")):
             pipe = r.pipeline(transaction=False)
-            for key in keys:
+            for key in batch:
                 pipe.hget(key, "state")
-            for key, raw in zip(keys, pipe.execute(), strict=True):
+            for key, raw in zip(batch, pipe.execute(), strict=True):
                 if raw and _state_names(json.loads(raw), person):
                     found.add(key[len(prefix) :])
     person.add(*found)
@@ -263,10 +256,10 @@ def _forget_webhooks(rt: Runtime, tenant: str, person: _Person) -> int:
     """Stored envelopes naming the person become bare dedupe markers (a redelivery stays a
     duplicate, so Rokt's retry cannot bring the data back)."""
     r = rt.redis
-    prefix = tenant_key(tenant, "webhook", "")
+    prefix = keys.webhook_receipt(tenant, "")
     removed = 0
-    for keys in _chunks(_scan(r, prefix + "*")):
-        for key, raw in zip(keys, r.mget(keys), strict=True):
+    for batch in _chunks(_scan(r, prefix + "*")):
+        for key, raw in zip(batch, r.mget(batch), strict=True):
             if raw is None or '"stripped"' in raw:
                 continue
             envelope = json.loads(raw)
@@ -274,7 +267,7 @@ def _forget_webhooks(rt: Runtime, tenant: str, person: _Person) -> int:
                 event_id = key[len(prefix) :]
                 person.add(event_id)
                 removed += webhooks.strip_receipt(r, tenant, event_id, "erased")
-                r.zrem(webhooks.open_webhooks_key(tenant), event_id)
+                r.zrem(keys.webhooks_open(tenant), event_id)
     return removed
 
 
@@ -284,15 +277,12 @@ def _hash_matching(r: redis.Redis, key: str, person: _Person) -> list[str]:
 
 def _forget_dead_letters(rt: Runtime, tenant: str, person: _Person) -> tuple[int, int]:
     r = rt.redis
-    removed = deadletters.remove_dead_letters(
-        r, tenant, _hash_matching(r, deadletters.dead_letter_key(tenant), person)
-    )
-    replayed = _hash_matching(r, deadletters.replayed_key(tenant), person)
-    if replayed:
-        r.hdel(deadletters.replayed_key(tenant), *replayed)
-    retried = [m for m in r.sscan_iter(deadletters.auto_retried_key(tenant)) if person.matches(m)]
+    removed = deadletters.remove_dead_letters(r, tenant, _hash_matching(r, keys.dead_letters(tenant), person))
+    replayed = _hash_matching(r, keys.dead_letters_replayed(tenant), person)
+    deadletters.remove_replayed(r, tenant, replayed)
+    retried = [m for m in r.sscan_iter(keys.dead_letters_auto_retried(tenant)) if person.matches(m)]
     if retried:
-        r.srem(deadletters.auto_retried_key(tenant), *retried)
+        r.srem(keys.dead_letters_auto_retried(tenant), *retried)
     return removed, len(replayed)
 
 
@@ -303,7 +293,7 @@ def _forget_outboxes(rt: Runtime, tenant: str, person: _Person) -> int:
     r = rt.redis
     removed = 0
     for kind in OutboxKind:
-        key = tenant_key(tenant, "outbox", kind)
+        key = keys.outbox(tenant, kind)
         start = "-"
         while True:
             entries = r.xrange(key, min=start, count=500)
@@ -342,11 +332,11 @@ def forget_contact(
         "email": bool(person.email),
         "counts": dict(counts),
     }
-    rt.redis.zadd(erasures_key(tenant), {json.dumps(record, sort_keys=True): time.time()})
+    rt.redis.zadd(keys.erasures(tenant), {json.dumps(record, sort_keys=True): time.time()})
     log.info("erased subject %s of tenant %s: %s", record["subject"][:12], tenant, dict(counts))
     return record
 
 
 def erasures(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:
     """The tenant's erasure audit, oldest first."""
-    return [json.loads(raw) for raw in r.zrange(erasures_key(tenant), 0, -1)]
+    return [json.loads(raw) for raw in r.zrange(keys.erasures(tenant), 0, -1)]

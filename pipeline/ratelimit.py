@@ -24,7 +24,7 @@ from collections.abc import Iterator
 
 import redis
 
-from pipeline.store import tenant_key
+from pipeline import keys
 from pipeline.vocabulary import ErrorClass
 
 # Requests leave the limiter evenly spaced but reach the vendor after a variable delay
@@ -149,17 +149,17 @@ class RateLimiter:
         jitter: float = JITTER_ALLOWANCE,
     ) -> None:
         self.r = r
-        self.key = tenant_key(tenant, "ratelimit", name)
-        self.cooldown_key = tenant_key(tenant, "cooldown", name)
+        self.key = keys.ratelimit(tenant, name)
+        self.cooldown_key = keys.cooldown(tenant, name)
         # seconds a request may come early, paid for by a longer interval: the jitter allowance holds
         self.tolerance = min(tolerance, 1.0 / rate)
         self.jitter = max(0.0, jitter)
         self.emission = (1.0 + self.jitter + self.tolerance) / rate
         # how late after its slot a woken call may still send
         self.late_wake_limit = LATE_WAKE_LIMIT
-        self.line_key = tenant_key(tenant, "ratelimit-line", name)
-        self.deferred_key = tenant_key(tenant, "ratelimit-deferred", name)
-        self.late_key = tenant_key(tenant, "ratelimit-late", name)
+        self.line_key = keys.ratelimit_line(tenant, name)
+        self.deferred_key = keys.ratelimit_deferred(tenant, name)
+        self.late_key = keys.ratelimit_late(tenant, name)
         self._acquire = r.register_script(_ACQUIRE)
         self._admit = r.register_script(_ADMIT)
         self._pause = r.register_script(_PAUSE)

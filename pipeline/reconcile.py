@@ -26,16 +26,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from pipeline import executions, intake, privacy
+from pipeline import executions, intake, keys, privacy
 from pipeline.clients.errors import ClientError, CredentialsRejected, PermanentError
 from pipeline.ledger import Execution
 from pipeline.ratelimit import RateLimited
 from pipeline.replay import list_dead_letters, replay_one
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
-from pipeline.store import tenant_key
 from pipeline.vocabulary import ErrorClass, Stage, State
-from pipeline.webhooks import open_webhooks_key
 
 log = logging.getLogger(__name__)
 
@@ -100,20 +98,18 @@ def reconcile(
     if stalled:
         log.info("reconcile: the intake stream of %s is stalled; no re-drive until it flows", tenant)
     stuck_since = now - thresholds.queued_after
-    due = [] if stalled else ledger.due(ledger.open_key(tenant), stuck_since, thresholds.batch)
+    due = [] if stalled else ledger.due(keys.open_executions(tenant), stuck_since, thresholds.batch)
     for execution in due:
-        ledger.touch(ledger.open_key(tenant), tenant, execution)
+        ledger.touch(keys.open_executions(tenant), tenant, execution)
         enqueue_execution(tenant, execution)
         report.redriven += 1
-    webhooks = open_webhooks_key(tenant)
+    webhooks = keys.webhooks_open(tenant)
     stale = now - thresholds.queued_after
     for event_id in rt.redis.zrangebyscore(webhooks, "-inf", stale, start=0, num=thresholds.batch):
         rt.redis.zadd(webhooks, {event_id: now}, xx=True)
         enqueue_webhook(tenant, event_id)
         report.webhooks_redriven += 1
-    for execution in ledger.due(
-        ledger.awaiting_key(tenant), now - thresholds.confirm_after, thresholds.batch
-    ):
+    for execution in ledger.due(keys.awaiting(tenant), now - thresholds.confirm_after, thresholds.batch):
         try:
             _check_accepted(rt, tenant, execution, now, thresholds, report)
         except (ClientError, RateLimited) as exc:  # Rokt unavailable: look again next run
@@ -132,7 +128,7 @@ def _check_accepted(
 ) -> None:
     ex = rt.ledger.get(tenant, execution)
     if ex is None or ex.status != State.ACCEPTED:
-        rt.redis.zrem(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, execution))
+        rt.redis.zrem(keys.awaiting(tenant), keys.execution(tenant, execution))
         return
     report.checked += 1
     accepted_at = _accepted_at(rt, tenant, ex, now)
@@ -179,7 +175,7 @@ def _check_accepted(
             # refused (a subscription gone inactive, ...): looked at again after the others, and
             # failed at the final deadline; stopping here would hold every later one until then
             log.warning("reconcile: Rokt refuses to re-send execution %s: %s", execution, exc)
-    rt.ledger.touch(rt.ledger.awaiting_key(tenant), tenant, execution)
+    rt.ledger.touch(keys.awaiting(tenant), tenant, execution)
 
 
 def _accepted_at(rt: Runtime, tenant: str, ex: Execution, now: float) -> float:
@@ -190,7 +186,7 @@ def _accepted_at(rt: Runtime, tenant: str, ex: Execution, now: float) -> float:
         return float(ex.fields["acceptedAt"])
     with contextlib.suppress(KeyError, ValueError):
         return datetime.fromisoformat(ex.fields["updatedAt"]).timestamp()
-    score = rt.redis.zscore(rt.ledger.awaiting_key(tenant), rt.ledger.member(tenant, ex.execution_id))
+    score = rt.redis.zscore(keys.awaiting(tenant), keys.execution(tenant, ex.execution_id))
     return float(score or now)
 
 
@@ -199,9 +195,7 @@ def _release_past_deadline(
 ) -> None:
     """releaseOn=confirmed and no confirmation by the deadline: release the outcome so far.
     release_once drops the entry, and releases nothing when the contact was released already."""
-    due = rt.redis.zrangebyscore(
-        executions.release_due_key(tenant), "-inf", now, start=0, num=thresholds.batch
-    )
+    due = rt.redis.zrangebyscore(keys.release_due(tenant), "-inf", now, start=0, num=thresholds.batch)
     for execution in due:
         if executions.release_once(rt, tenant, execution):
             report.released_at_deadline += 1
@@ -216,7 +210,7 @@ def _retry_dead_letters(
     enqueue_webhook: Enqueue,
     report: ReconcileReport,
 ) -> None:
-    retried_key = tenant_key(tenant, "dlq-auto-retried")
+    retried_key = keys.dead_letters_auto_retried(tenant)
     cutoff = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - thresholds.dead_letter_cool_down))
     for letter in list_dead_letters(rt, tenant)[: thresholds.batch]:
         if letter["errorClass"] == ErrorClass.PERMANENT or letter["failedAt"][:19] > cutoff:

@@ -13,10 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.deadletters import dead_letter_key
-from pipeline.ledger import now_iso
+from pipeline import deadletters, keys
 from pipeline.runtime import Runtime
-from pipeline.store import tenant_key
 from pipeline.subscriptions import matched_or_failed, merge_backfill
 from pipeline.vocabulary import OutboxKind, Stage
 
@@ -54,12 +52,12 @@ def list_dead_letters(
     rt: Runtime, tenant: str, where: DeadLetterFilter | None = None
 ) -> list[dict[str, Any]]:
     where = where or DeadLetterFilter()
-    letters = (json.loads(raw) for raw in rt.redis.hvals(dead_letter_key(tenant)))
+    letters = (json.loads(raw) for raw in rt.redis.hvals(keys.dead_letters(tenant)))
     return sorted((d for d in letters if where.matches(d)), key=lambda d: (d["failedAt"], d["id"]))
 
 
 def show_dead_letter(rt: Runtime, tenant: str, item_id: str) -> dict[str, Any] | None:
-    raw = rt.redis.hget(dead_letter_key(tenant), item_id)
+    raw = rt.redis.hget(keys.dead_letters(tenant), item_id)
     return json.loads(raw) if raw else None
 
 
@@ -110,7 +108,7 @@ def _replay_webhook(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: E
 def _replay_contact_match(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
     """Match or create the contact again, then rewrite the subscription row with the result."""
     attrs = letter["payload"]
-    rt.redis.hdel(tenant_key(tenant, "sub", attrs["CalendarSubscriptionId"]), "contactMatch")
+    rt.redis.hdel(keys.subscription(tenant, attrs["CalendarSubscriptionId"]), "contactMatch")
     row = merge_backfill(rt, tenant, attrs, matched_or_failed(rt, tenant, attrs))
     rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS).append(row)
     return True
@@ -142,18 +140,8 @@ def replay_one(
     except ValueError:
         return False
     replayed = replayer(rt, tenant, letter, Enqueuers(enqueue_execution, enqueue_webhook))
-    _forget(rt, tenant, letter)  # replayed now, or stale (nothing left to replay)
+    deadletters.move_to_replayed(rt.redis, tenant, letter)  # replayed now, or stale (nothing left)
     return replayed
-
-
-def _forget(rt: Runtime, tenant: str, letter: dict[str, Any]) -> None:
-    """Move a dead letter to the replayed log (kept for audit)."""
-    pipe = rt.redis.pipeline()
-    pipe.hdel(dead_letter_key(tenant), letter["id"])
-    pipe.hset(
-        tenant_key(tenant, "dlq-replayed"), letter["id"], json.dumps({**letter, "replayedAt": now_iso()})
-    )
-    pipe.execute()
 
 
 def replay(

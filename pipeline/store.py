@@ -1,4 +1,4 @@
-"""Redis access: one client per URL per process, and every key scoped by tenant.
+"""Redis access: one client per URL per process (the keys are named in pipeline/keys.py).
 
 Redis over TLS, with a password: REDIS_URL carries it all, for every process alike (web,
 workers, beat, Flower, the exporter, the CLI), e.g.
@@ -31,9 +31,6 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import redis
 from redis.connection import parse_url
 from redis.sentinel import Sentinel
-
-PREFIX = "rsf"
-
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
@@ -200,8 +197,3 @@ def redis_location(url: str) -> str:
     host = parts.hostname or "localhost"
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path or '/0'}"
-
-
-def tenant_key(tenant: str, *parts: str) -> str:
-    """`rsf:<tenant>:<part>:...`: nothing of one tenant can collide with another's."""
-    return ":".join((PREFIX, tenant, *parts))

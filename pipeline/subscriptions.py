@@ -27,12 +27,11 @@ from typing import Any
 
 import redis
 
+from pipeline import keys
 from pipeline.clients.errors import PermanentError
 from pipeline.deadletters import record_exception
-from pipeline.ledger import daily_counts_key
 from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
-from pipeline.store import tenant_key
 from pipeline.vocabulary import OutboxKind, Stage
 from schemas.rokt_webhook import DETAILS_UPDATED, SUBSCRIBE, UNSUBSCRIBE
 
@@ -175,7 +174,7 @@ def current_subscription_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any
     current = []
     for row in rows:
         raw, stored_match = rt.redis.hmget(
-            _sub_key(tenant, row["keys"]["CalendarSubscriptionId"]), "state", "contactMatch"
+            keys.subscription(tenant, row["keys"]["CalendarSubscriptionId"]), "state", "contactMatch"
         )
         if not raw:
             current.append(row)
@@ -191,14 +190,6 @@ def contact_key(attrs: dict[str, Any]) -> tuple[str, bool]:
     if external:
         return external, False
     return str(attrs.get("Email") or "").strip(), True
-
-
-def _sub_key(tenant: str, subscription_id: str) -> str:
-    return tenant_key(tenant, "sub", subscription_id)
-
-
-def _contact_subs_key(tenant: str, key: str) -> str:
-    return tenant_key(tenant, "contact-subs", key)
 
 
 def _indexed_as(state: dict[str, list[Any]]) -> tuple[str, bool]:
@@ -220,12 +211,12 @@ def _index_in(
     old_key, _ = _indexed_as(before) if before else ("", False)
     new_key, live = _indexed_as(after)
     if old_key and old_key != new_key:
-        pipe.srem(_contact_subs_key(tenant, old_key), subscription_id)
+        pipe.srem(keys.contact_subscriptions(tenant, old_key), subscription_id)
     if new_key:
         if live:
-            pipe.sadd(_contact_subs_key(tenant, new_key), subscription_id)
+            pipe.sadd(keys.contact_subscriptions(tenant, new_key), subscription_id)
         else:
-            pipe.srem(_contact_subs_key(tenant, new_key), subscription_id)
+            pipe.srem(keys.contact_subscriptions(tenant, new_key), subscription_id)
 
 
 def _retention_in(pipe: redis.client.Pipeline, rt: Runtime, tenant: str, state: dict[str, list[Any]]) -> None:
@@ -235,11 +226,11 @@ def _retention_in(pipe: redis.client.Pipeline, rt: Runtime, tenant: str, state: 
     key, live = _indexed_as(state)
     settings = rt.settings
     days = float(settings.subscription_retention_days if live else settings.ended_subscription_retention_days)
-    sub_key = _sub_key(tenant, state["CalendarSubscriptionId"][0])
+    sub_key = keys.subscription(tenant, state["CalendarSubscriptionId"][0])
     if days > 0:
         pipe.expire(sub_key, int(days * 86400))
         if live and key:
-            pipe.expire(_contact_subs_key(tenant, key), int(days * 86400))
+            pipe.expire(keys.contact_subscriptions(tenant, key), int(days * 86400))
     else:
         pipe.persist(sub_key)
 
@@ -248,7 +239,7 @@ def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
     """The contact's live calendar subscription ids, as the webhooks and the backfill left them."""
     if not key:
         return []
-    return sorted(r.smembers(_contact_subs_key(tenant, key)))
+    return sorted(r.smembers(keys.contact_subscriptions(tenant, key)))
 
 
 def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[str, Any]) -> str:
@@ -260,7 +251,7 @@ def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[st
     key, email_capture = contact_key(attrs)
     if not key:
         return ""
-    sub_key = _sub_key(tenant, subscription_id)
+    sub_key = keys.subscription(tenant, subscription_id)
     decided = rt.redis.hget(sub_key, "contactMatch")
     if decided in (MATCHED, CREATED):
         return decided
@@ -275,7 +266,7 @@ def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[st
         outcome = CREATED
     pipe = rt.redis.pipeline()
     pipe.hset(sub_key, "contactMatch", outcome)
-    pipe.hincrby(daily_counts_key(tenant), outcome, 1)
+    pipe.hincrby(keys.daily_counts(tenant), outcome, 1)
     pipe.execute()
     log.info("subscription %s: contact %s %s", subscription_id, mask(key), outcome)
     return outcome
@@ -289,8 +280,8 @@ def apply_subscription(
     Returns False when this webhook was applied before (a redelivered task).
     """
     subscription_id = attrs["CalendarSubscriptionId"]
-    sub_key = _sub_key(tenant, subscription_id)
-    applied_key = tenant_key(tenant, "webhook-applied", webhook_id)
+    sub_key = keys.subscription(tenant, subscription_id)
+    applied_key = keys.webhook_applied(tenant, webhook_id)
     box = rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS)
     box.ensure_group()
     rank = RANKS[event_type]
@@ -310,9 +301,9 @@ def apply_subscription(
         pipe.set(applied_key, "1", ex=7 * 86400)
         box.append_in(pipe, row_from_state(state, match))
         if event_type == SUBSCRIBE:
-            pipe.hincrby(daily_counts_key(tenant), "subscribed", 1)
+            pipe.hincrby(keys.daily_counts(tenant), "subscribed", 1)
         elif event_type == UNSUBSCRIBE:
-            pipe.hincrby(daily_counts_key(tenant), "unsubscribed", 1)
+            pipe.hincrby(keys.daily_counts(tenant), "unsubscribed", 1)
         return True
 
     return bool(rt.redis.transaction(apply, sub_key, applied_key, value_from_callable=True))
@@ -343,7 +334,7 @@ BACKFILL_RANK = 0  # state that existed before go-live: any webhook overrides it
 def merge_backfill(rt: Runtime, tenant: str, attrs: dict[str, Any], contact_match: str) -> dict[str, Any]:
     """Merge an existing subscription into the stored state (below every webhook) and return
     the row to write; re-running it gives the same row."""
-    sub_key = _sub_key(tenant, attrs["CalendarSubscriptionId"])
+    sub_key = keys.subscription(tenant, attrs["CalendarSubscriptionId"])
 
     def apply(pipe: redis.client.Pipeline) -> dict[str, Any]:
         raw = pipe.hget(sub_key, "state")

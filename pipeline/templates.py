@@ -12,9 +12,9 @@ from typing import Any
 import redis
 from marshmallow import ValidationError
 
+from pipeline import keys
 from pipeline.ledger import Ledger
 from pipeline.render import PLACEHOLDER, RENDERED_FIELDS
-from pipeline.store import tenant_key
 from schemas.templates import READ_ONLY_FIELDS, TemplateSchema
 
 
@@ -33,14 +33,6 @@ class TemplateInUse(Exception):
         self.open_executions = open_executions
 
 
-def templates_key(tenant: str) -> str:
-    """The tenant's templates: a hash, template id -> the template as JSON."""
-    return tenant_key(tenant, "templates")
-
-
-_index = templates_key
-
-
 def _now() -> str:
     # microseconds, so that templates created in the same second still sort newest first
     return datetime.now(UTC).isoformat(timespec="microseconds")
@@ -57,12 +49,12 @@ def create_template(r: redis.Redis, tenant: str, document: dict[str, Any]) -> di
         "createdAt": now,
         "updatedAt": now,
     }
-    r.hset(_index(tenant), stored["id"], json.dumps(stored, sort_keys=True))
+    r.hset(keys.templates(tenant), stored["id"], json.dumps(stored, sort_keys=True))
     return stored
 
 
 def get_template(r: redis.Redis, tenant: str, template_id: str) -> dict[str, Any]:
-    raw = r.hget(_index(tenant), template_id)
+    raw = r.hget(keys.templates(tenant), template_id)
     if raw is None:
         raise TemplateNotFound(f"template {template_id!r} not found for tenant {tenant!r}")
     return json.loads(raw)
@@ -78,7 +70,7 @@ def update_template(
     if "id" in document and document["id"] != template_id:
         raise ValidationError({"id": [f"must be {template_id!r} (the template updated) or absent"]})
     loaded = TemplateSchema().load({k: v for k, v in document.items() if k not in READ_ONLY_FIELDS})
-    key = _index(tenant)
+    key = keys.templates(tenant)
     with r.pipeline() as pipe:
         while True:
             try:
@@ -109,13 +101,13 @@ def delete_template(r: redis.Redis, tenant: str, template_id: str, ledger: Ledge
     open_executions = ledger.open_count_for_template(tenant, template_id)
     if open_executions > 0:
         raise TemplateInUse(template_id, open_executions)
-    if not r.hdel(_index(tenant), template_id):
+    if not r.hdel(keys.templates(tenant), template_id):
         raise TemplateNotFound(f"template {template_id!r} not found for tenant {tenant!r}")
 
 
 def list_templates(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:
     """Every template of the tenant, oldest first (the CLI's `templates list`)."""
-    items = [json.loads(raw) for raw in r.hvals(_index(tenant))]
+    items = [json.loads(raw) for raw in r.hvals(keys.templates(tenant))]
     return sorted(items, key=lambda t: (_created(t), t["id"]))
 
 
@@ -134,7 +126,7 @@ def search_templates(
     needle = q.strip().casefold()
     matches = [
         t
-        for t in (json.loads(raw) for raw in r.hvals(_index(tenant)))
+        for t in (json.loads(raw) for raw in r.hvals(keys.templates(tenant)))
         if not needle
         or needle in (t.get("name") or "").casefold()
         or needle in (t.get("title") or "").casefold()

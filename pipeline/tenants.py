@@ -24,6 +24,7 @@ from typing import Any
 import redis
 from marshmallow import ValidationError
 
+from pipeline import keys
 from pipeline.crypto import SecretBox, SecretUnreadable
 from pipeline.settings import (
     REGISTRY_ONLY_FIELDS,
@@ -33,17 +34,9 @@ from pipeline.settings import (
     tenant_from_mapping,
     tenant_problems,
 )
-from pipeline.store import PREFIX, tenant_key
 from pipeline.vocabulary import SfmcAuthMode, TenantStatus
 
 log = logging.getLogger(__name__)
-
-# `_` cannot start a tenant name, so nothing here collides with a tenant's own keys
-REGISTRY_PREFIX = f"{PREFIX}:_registry"
-TENANTS_KEY = f"{REGISTRY_PREFIX}:tenants"  # hash: name -> JSON record (secrets sealed)
-REFRESH_TOKENS_KEY = f"{REGISTRY_PREFIX}:refresh"  # hash: name -> sealed offline refresh token
-EID_INDEX_KEY = f"{REGISTRY_PREFIX}:eid"  # hash: enterprise id -> name
-VERSION_KEY = f"{REGISTRY_PREFIX}:version"  # incremented by every change
 
 EID_PATTERN = re.compile(r"^[0-9A-Za-z]{1,32}$")
 WEBHOOK_SECRET_BYTES = 32
@@ -151,14 +144,14 @@ class TenantRegistry:
         for tenant in self.pinned.values():
             if tenant.sfmc_eid and tenant.sfmc_eid == eid:
                 return tenant
-        name = self.r.hget(EID_INDEX_KEY, eid)
+        name = self.r.hget(keys.registry_eid_index(), eid)
         return self.get(name) if name else None
 
     def has_refresh_token(self, name: str) -> bool:
-        return bool(self.r.hexists(REFRESH_TOKENS_KEY, name))
+        return bool(self.r.hexists(keys.registry_refresh_tokens(), name))
 
     def refresh_token(self, name: str) -> str:
-        sealed = self.r.hget(REFRESH_TOKENS_KEY, name)
+        sealed = self.r.hget(keys.registry_refresh_tokens(), name)
         return self.box.open(sealed) if sealed else ""
 
     def missing(self, name: str) -> list[str]:
@@ -172,7 +165,7 @@ class TenantRegistry:
         if now - self._checked_at < self.settings.tenant_refresh_seconds:
             return self._stored
         with self._lock:
-            version = self.r.get(VERSION_KEY)
+            version = self.r.get(keys.registry_version())
             if version != self._version:
                 self._stored = self._load_all()
                 self._version = version
@@ -182,8 +175,8 @@ class TenantRegistry:
     def _load_all(self) -> dict[str, Tenant]:
         loaded = {}
         unreadable: dict[str, list[str]] = {}
-        with_token = set(self.r.hkeys(REFRESH_TOKENS_KEY))
-        for name, raw in self.r.hgetall(TENANTS_KEY).items():
+        with_token = set(self.r.hkeys(keys.registry_refresh_tokens()))
+        for name, raw in self.r.hgetall(keys.registry_tenants()).items():
             try:
                 tenant = self._decode(name, json.loads(raw))
             except (ValueError, ValidationError, SecretUnreadable) as exc:
@@ -235,7 +228,7 @@ class TenantRegistry:
             raise TenantPinned(
                 f"tenant {name!r} is pinned by TENANTS_FILE or the environment; change it there"
             )
-        raw = self.r.hget(TENANTS_KEY, name)
+        raw = self.r.hget(keys.registry_tenants(), name)
         if raw is None:
             raise UnknownTenant(name)
         return self._decode(name, json.loads(raw))
@@ -260,8 +253,8 @@ class TenantRegistry:
         for _attempt in range(MODIFY_ATTEMPTS):
             with self.r.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(TENANTS_KEY, REFRESH_TOKENS_KEY)
-                    raw = pipe.hget(TENANTS_KEY, name)
+                    pipe.watch(keys.registry_tenants(), keys.registry_refresh_tokens())
+                    raw = pipe.hget(keys.registry_tenants(), name)
                     current = self._decode(name, json.loads(raw)) if raw is not None else None
                     tenant = change(current)
                     if tenant is None:
@@ -269,24 +262,26 @@ class TenantRegistry:
                         if current is None:
                             raise UnknownTenant(name)
                         return current
-                    has_token = bool(refresh_token) or bool(pipe.hexists(REFRESH_TOKENS_KEY, name))
+                    has_token = bool(refresh_token) or bool(
+                        pipe.hexists(keys.registry_refresh_tokens(), name)
+                    )
                     tenant = self._activated(tenant, has_token)
                     pipe.multi()
-                    pipe.hset(TENANTS_KEY, name, self._encode(tenant))
+                    pipe.hset(keys.registry_tenants(), name, self._encode(tenant))
                     eid_before = current.sfmc_eid if current else ""
                     if eid_before and eid_before != tenant.sfmc_eid:
-                        pipe.hdel(EID_INDEX_KEY, eid_before)
+                        pipe.hdel(keys.registry_eid_index(), eid_before)
                     if tenant.sfmc_eid:
-                        pipe.hset(EID_INDEX_KEY, tenant.sfmc_eid, name)
+                        pipe.hset(keys.registry_eid_index(), tenant.sfmc_eid, name)
                     if refresh_token:
-                        pipe.hset(REFRESH_TOKENS_KEY, name, self.box.seal(refresh_token))
+                        pipe.hset(keys.registry_refresh_tokens(), name, self.box.seal(refresh_token))
                     for vendor, credentials in CREDENTIAL_FIELDS.items():
                         changed = current is None or any(
                             getattr(current, f) != getattr(tenant, f) for f in credentials
                         )
                         if changed or (vendor == "sfmc" and refresh_token):
-                            pipe.delete(tenant_key(name, "token", vendor))  # no token of old credentials
-                    pipe.incr(VERSION_KEY)
+                            pipe.delete(keys.token(name, vendor))  # no token of old credentials
+                    pipe.incr(keys.registry_version())
                     pipe.execute()
                 except redis.WatchError:
                     continue
@@ -508,12 +503,12 @@ class TenantRegistry:
         for _attempt in range(MODIFY_ATTEMPTS):
             with self.r.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(REFRESH_TOKENS_KEY)
-                    sealed = pipe.hget(REFRESH_TOKENS_KEY, name)
+                    pipe.watch(keys.registry_refresh_tokens())
+                    sealed = pipe.hget(keys.registry_refresh_tokens(), name)
                     if not sealed or self.box.open(sealed) != old:
                         return False
                     pipe.multi()
-                    pipe.hset(REFRESH_TOKENS_KEY, name, self.box.seal(new))
+                    pipe.hset(keys.registry_refresh_tokens(), name, self.box.seal(new))
                     pipe.execute()
                     return True
                 except redis.WatchError:
@@ -537,9 +532,9 @@ class TenantRegistry:
     def reseal(self) -> int:
         """Every stored secret sealed again under the first SECRET_KEY (key rotation)."""
         count = 0
-        for name in self.r.hkeys(TENANTS_KEY):
+        for name in self.r.hkeys(keys.registry_tenants()):
             self._modify(name, lambda current: current and replace(current))  # re-encoded: sealed anew
             count += 1
-        for name, sealed in self.r.hgetall(REFRESH_TOKENS_KEY).items():
-            self.r.hset(REFRESH_TOKENS_KEY, name, self.box.reseal(sealed))
+        for name, sealed in self.r.hgetall(keys.registry_refresh_tokens()).items():
+            self.r.hset(keys.registry_refresh_tokens(), name, self.box.reseal(sealed))
         return count

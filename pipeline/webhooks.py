@@ -14,11 +14,10 @@ from typing import Any
 
 import redis
 
-from pipeline import executions
+from pipeline import executions, keys
 from pipeline.deadletters import record_exception
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
-from pipeline.store import tenant_key
 from pipeline.subscriptions import attributes, process_subscription_event
 from pipeline.vocabulary import OutboxKind, Stage, State, states_leading_to
 from schemas.rokt_webhook import (
@@ -42,38 +41,25 @@ class NotYetAccepted(Exception):
     """A confirmation overtook our own record of the 202: retry shortly."""
 
 
-def _receipt_key(tenant: str, event_id: str) -> str:
-    return tenant_key(tenant, "webhook", event_id)
-
-
 def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any], ttl_seconds: int) -> bool:
     """True for the first delivery of this eventId (the caller enqueues it)."""
     stored = json.dumps(envelope, sort_keys=True)
-    claimed = bool(r.set(_receipt_key(tenant, envelope["eventId"]), stored, nx=True, ex=ttl_seconds))
+    claimed = bool(r.set(keys.webhook_receipt(tenant, envelope["eventId"]), stored, nx=True, ex=ttl_seconds))
     pipe = r.pipeline()
-    pipe.set(last_webhook_key(tenant), time.time())
-    pipe.hincrby(tenant_key(tenant, "webhook-counts"), "received" if claimed else "duplicates", 1)
+    pipe.set(keys.last_webhook(tenant), time.time())
+    pipe.hincrby(keys.webhook_counts(tenant), "received" if claimed else "duplicates", 1)
     if claimed:  # until processed, the reconciler can see it (its task may be lost with a worker)
-        pipe.zadd(open_webhooks_key(tenant), {envelope["eventId"]: time.time()})
-        pipe.hincrby(tenant_key(tenant, "webhook-types"), envelope["eventType"], 1)  # the exporter's
+        pipe.zadd(keys.webhooks_open(tenant), {envelope["eventId"]: time.time()})
+        pipe.hincrby(keys.webhook_types(tenant), envelope["eventType"], 1)  # the exporter's
     pipe.execute()
     return claimed
 
 
-def last_webhook_key(tenant: str) -> str:
-    """When Rokt last delivered a webhook for the tenant (epoch seconds; App Settings)."""
-    return tenant_key(tenant, "last", "webhook")
-
-
-def open_webhooks_key(tenant: str) -> str:
-    return tenant_key(tenant, "webhooks-open")
-
-
 def release_webhook(r: redis.Redis, tenant: str, event_id: str) -> None:
     """Undo a claim whose enqueue failed, so Rokt's retry is accepted again."""
-    r.delete(_receipt_key(tenant, event_id))
-    r.zrem(open_webhooks_key(tenant), event_id)
-    r.hincrby(tenant_key(tenant, "webhook-counts"), "released", 1)  # counters only grow (Prometheus)
+    r.delete(keys.webhook_receipt(tenant, event_id))
+    r.zrem(keys.webhooks_open(tenant), event_id)
+    r.hincrby(keys.webhook_counts(tenant), "released", 1)  # counters only grow (Prometheus)
 
 
 def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
@@ -81,19 +67,14 @@ def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind
     Once applied, the receipt keeps only what dedupe needs (no contact data) until it expires."""
     kinds = _apply_webhook(rt, tenant, event_id)
     strip_receipt(rt.redis, tenant, event_id, "processed")
-    rt.redis.zrem(open_webhooks_key(tenant), event_id)
+    rt.redis.zrem(keys.webhooks_open(tenant), event_id)
     return kinds
-
-
-def receipt_key(tenant: str, event_id: str) -> str:
-    """The stored envelope of one webhook (a string; JSON), kept RECEIPT_TTL at most."""
-    return _receipt_key(tenant, event_id)
 
 
 def strip_receipt(r: redis.Redis, tenant: str, event_id: str, why: str) -> bool:
     """Replace a stored envelope with a marker of its eventId and type (its TTL unchanged), so a
     redelivery is still refused as a duplicate; False when no receipt was stored."""
-    key = _receipt_key(tenant, event_id)
+    key = keys.webhook_receipt(tenant, event_id)
     raw = r.get(key)
     if raw is None:
         return False
@@ -106,7 +87,7 @@ def strip_receipt(r: redis.Redis, tenant: str, event_id: str, why: str) -> bool:
 
 
 def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
-    raw = rt.redis.get(_receipt_key(tenant, event_id))
+    raw = rt.redis.get(keys.webhook_receipt(tenant, event_id))
     if raw is None:
         log.warning("webhook %s of tenant %s no longer stored (expired?)", event_id, tenant)
         return ()

@@ -12,6 +12,7 @@ import redis
 import requests
 from requests.adapters import HTTPAdapter
 
+from pipeline import keys
 from pipeline.clients.errors import (
     ClientError,
     PermanentError,
@@ -21,7 +22,7 @@ from pipeline.clients.errors import (
     UnknownOutcome,
     retry_after_seconds,
 )
-from pipeline.clients.tokens import SharedToken, calls_key
+from pipeline.clients.tokens import SharedToken
 from pipeline.crypto import SecretBox
 from pipeline.logsafe import mask_emails
 from pipeline.settings import Tenant
@@ -53,7 +54,7 @@ class CallCounter:
 
     def __init__(self, r: redis.Redis, tenant: str, vendor: str) -> None:
         self.r = r
-        self.key = calls_key(tenant)
+        self.key = keys.calls(tenant)
         self.vendor = vendor
 
     def attach(self, session: requests.Session) -> None:

@@ -25,9 +25,9 @@ from typing import Any
 
 import redis
 
+from pipeline import keys
 from pipeline.clients.errors import RetryableError
 from pipeline.crypto import SecretBox, SecretUnreadable
-from pipeline.store import tenant_key
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -39,12 +39,6 @@ local raw = redis.call('GET', KEYS[1])
 if raw and cjson.decode(raw)['digest'] == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def calls_key(tenant: str) -> str:
-    """The tenant's vendor call counters (a hash): `<vendor>:<status class>` -> requests sent
-    (`pipeline.clients.http.CallCounter`), `<vendor>:token` -> tokens fetched (below)."""
-    return tenant_key(tenant, "calls")
 
 
 # longer than a token request can take (connect + read timeouts), so no second fetch starts
@@ -69,10 +63,10 @@ class SharedToken:
         self.r = r
         self.box = box
         self._opened: tuple[bytes | str, dict[str, Any]] | None = None  # the last record opened
-        self.key = tenant_key(tenant, "token", vendor)
-        self.calls_key = calls_key(tenant)
+        self.key = keys.token(tenant, vendor)
+        self.calls_key = keys.calls(tenant)
         self.vendor = vendor
-        self.lock_key = self.key + ":lock"
+        self.lock_key = keys.token_lock(tenant, vendor)
         self.fetch = fetch
         self._release = r.register_script(_RELEASE)
         self._invalidate = r.register_script(_INVALIDATE)

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline import dispatch
+from pipeline import dispatch, keys
 from pipeline.reconcile import reconcile
 from pipeline.replay import list_dead_letters, replay
 from pipeline.runtime import Runtime
@@ -35,7 +35,7 @@ from pipeline.sandbox.appadmin import AppAdmin
 from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.sandbox.monitoring import ALERT_RULES, Prometheus, Scraper, prometheus_binary, start_exporter
 from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, ROKT_THREADS, Stack
-from pipeline.store import PREFIX, redis_location
+from pipeline.store import redis_location
 from pipeline.templates import create_template
 from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, State
 
@@ -237,7 +237,9 @@ def run_demo(
         )
         ops = cleanup.enter_context(_Ops(stack, run_dir, console))
         earlier = stack.runtime.registry.by_eid(SANDBOX_EID)  # a reused Redis holds an earlier run's
-        for key in stack.redis.scan_iter(f"{PREFIX}:{earlier.name}:*" if earlier else "-", count=1000):
+        for key in stack.redis.scan_iter(
+            keys.tenant_prefix(earlier.name) + "*" if earlier else "-", count=1000
+        ):
             stack.redis.delete(key)
         tenant = sign_up(stack, console, rate_limit)
         template = create_template(stack.redis, tenant, jbsim.DEMO_TEMPLATE)

@@ -31,13 +31,13 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session
 
+from pipeline import keys
 from pipeline.clients.errors import ClientError
 from pipeline.clients.sfmc_oauth import SfmcOAuthClient
 from pipeline.logsafe import mask
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
-from pipeline.store import PREFIX
-from pipeline.web.activity import frame_ancestors
+from pipeline.web.activity import page_policy
 from pipeline.web.app_session import CSRF_SESSION_KEY, SESSION_ID_BYTES, destroy, hashed, rotate
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,6 @@ CALLBACK_PATH = "/app/oauth/callback"
 SIGNIN_COOKIE = "__Host-rokt_sfmc_signin"
 STATE_TTL_SECONDS = 600
 STATE_BYTES = 32
-STATE_KEY_PREFIX = f"{PREFIX}:_app:state"
 STATE_MAX_LENGTH = 256
 CODE_MAX_LENGTH = 2048
 TSSD = re.compile(r"[a-z0-9-]{1,63}")  # one DNS label (fullmatch)
@@ -97,7 +96,7 @@ def error_page(status: int, title: str, message: str, *, code: str = "", field: 
 def app_response_headers(response: Response) -> Response:
     """Every /app answer: framed by Marketing Cloud only, never cached (it holds a tenant's settings)."""
     if request.path == APP_PREFIX or request.path.startswith(APP_PREFIX + "/"):
-        response.headers["Content-Security-Policy"] = frame_ancestors(_runtime().settings.mc_allowed_origins)
+        response.headers["Content-Security-Policy"] = page_policy(_runtime().settings.mc_allowed_origins)
         response.headers["Cache-Control"] = "no-store"
         response.headers.pop("X-Frame-Options", None)
     return response
@@ -105,10 +104,6 @@ def app_response_headers(response: Response) -> Response:
 
 def _redirect_uri() -> str:
     return _runtime().settings.public_base_url + CALLBACK_PATH
-
-
-def _state_key(state: str) -> str:
-    return f"{STATE_KEY_PREFIX}:{hashed(state)}"
 
 
 def session_tenant() -> Tenant | None:
@@ -161,7 +156,7 @@ def login():
     state = secrets.token_urlsafe(STATE_BYTES)
     nonce = secrets.token_urlsafe(SESSION_ID_BYTES)
     record = {"nonce": hashed(nonce), "createdAt": time.time()}
-    _runtime().redis.set(_state_key(state), json.dumps(record), ex=STATE_TTL_SECONDS)
+    _runtime().redis.set(keys.login_state(hashed(state)), json.dumps(record), ex=STATE_TTL_SECONDS)
     query = urlencode(
         {
             "response_type": "code",
@@ -185,7 +180,7 @@ def _state_problem() -> str | None:
     state = request.args.get("state", "")
     if not state or len(state) > STATE_MAX_LENGTH:
         return "The sign-in answer carries no valid state."
-    raw = _runtime().redis.getdel(_state_key(state))
+    raw = _runtime().redis.getdel(keys.login_state(hashed(state)))
     if raw is None:
         return "This sign-in link is unknown, expired or already used. Open the app again."
     nonce = request.cookies.get(SIGNIN_COOKIE, "")

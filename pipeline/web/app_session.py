@@ -26,12 +26,11 @@ from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from pipeline.store import PREFIX
+from pipeline import keys
 
 SESSION_COOKIE_NAME = "__Host-rokt_sfmc"
 SESSION_IDLE_SECONDS = 8 * 3600
 SESSION_ID_BYTES = 32  # 256 bits
-SESSION_KEY_PREFIX = f"{PREFIX}:_app:session"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_SESSION_KEY = "csrf"
@@ -53,10 +52,6 @@ SESSION_CONFIG: dict[str, Any] = {
 
 def hashed(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
-
-
-def session_key(session_id: str) -> str:
-    return f"{SESSION_KEY_PREFIX}:{hashed(session_id)}"
 
 
 class ServerSession(CallbackDict, SessionMixin):
@@ -84,7 +79,7 @@ def destroy(session: SessionMixin) -> None:
     """End the session on the server now; the answer also clears the cookie."""
     if isinstance(session, ServerSession):
         if session.sid:
-            _redis().delete(session_key(session.sid))
+            _redis().delete(keys.app_session(hashed(session.sid)))
         session.clear()
         session.destroyed = True
 
@@ -130,7 +125,7 @@ class RedisSessionInterface(SessionInterface):
         sid = request.cookies.get(self.get_cookie_name(app), "")
         if not _SESSION_ID.match(sid):
             return ServerSession()
-        raw = _redis().get(session_key(sid))
+        raw = _redis().get(keys.app_session(hashed(sid)))
         if raw is None:
             return ServerSession()  # expired, destroyed, or never ours: a fresh one
         try:
@@ -156,19 +151,19 @@ class RedisSessionInterface(SessionInterface):
         r = _redis()
         if session.destroyed or (not session and session.modified):
             if session.sid:
-                r.delete(session_key(session.sid))
+                r.delete(keys.app_session(hashed(session.sid)))
             response.delete_cookie(name, **self._cookie_options(app))
             response.vary.add("Cookie")
             return
         if not session:
             return  # nothing stored: no cookie, no Redis record
         if session.rotate_requested and session.sid:
-            r.delete(session_key(session.sid))
+            r.delete(keys.app_session(hashed(session.sid)))
             session.sid = ""
         if not session.sid:
             session.sid = secrets.token_urlsafe(SESSION_ID_BYTES)
             session.modified = True
-        key = session_key(session.sid)
+        key = keys.app_session(hashed(session.sid))
         if session.modified:
             r.set(key, json.dumps(dict(session), sort_keys=True), ex=SESSION_IDLE_SECONDS)
             response.set_cookie(name, session.sid, **self._cookie_options(app))

@@ -36,12 +36,11 @@ from flask import (
 )
 from marshmallow import ValidationError
 
-from pipeline import dataextensions
+from pipeline import dataextensions, keys
 from pipeline.clients.errors import ClientError
 from pipeline.deadletters import count_dead_letters
 from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
-from pipeline.store import tenant_key
 from pipeline.tenants import CREDENTIAL_FIELDS, VENDOR_REQUIRED, TenantPinned, UnknownTenant
 from pipeline.vocabulary import SfmcAuthMode
 from pipeline.web.app_auth import error_page, require_app_session, session_tenant
@@ -115,7 +114,7 @@ def _epoch_text(value: Any) -> str:
 
 
 def _last_check(name: str) -> dict[str, Any]:
-    raw = _runtime().redis.get(tenant_key(name, "check"))
+    raw = _runtime().redis.get(keys.settings_check(name))
     try:
         found = json.loads(raw) if raw else None
     except ValueError:
@@ -130,7 +129,7 @@ def _forget_checks(name: str, vendors: list[str]) -> None:
     if check and any(v in check for v in vendors):
         for vendor in vendors:
             check.pop(vendor, None)
-        _runtime().redis.set(tenant_key(name, "check"), json.dumps(check))
+        _runtime().redis.set(keys.settings_check(name), json.dumps(check))
 
 
 def token_rows(check: dict[str, Any]) -> list[dict[str, str]]:
@@ -171,8 +170,8 @@ def status_panel(tenant: Tenant) -> dict[str, Any]:
         "status": str(tenant.status),
         "installed": dataextensions.installed(rt.redis, name),
         "install": dataextensions.install_progress(rt.redis, name),
-        "lastWebhook": _epoch_text(rt.redis.get(tenant_key(name, "last", "webhook"))),
-        "lastExecute": _epoch_text(rt.redis.get(tenant_key(name, "last", "execute"))),
+        "lastWebhook": _epoch_text(rt.redis.get(keys.last_webhook(name))),
+        "lastExecute": _epoch_text(rt.redis.get(keys.last_execute(name))),
         "tokens": token_rows(check),
         # the dead-letter hash (pipeline.deadletters.record_dead_letter): one entry per item
         "deadLetters": count_dead_letters(rt.redis, name),
@@ -327,7 +326,7 @@ def test_connection():
         "sfmc": _check("sfmc", "SFMC", lambda: rt.sfmc(name).check_credentials(), missing),
     }
     result["ok"] = result["rokt"]["ok"] and result["sfmc"]["ok"]
-    rt.redis.set(tenant_key(name, "check"), json.dumps(result))
+    rt.redis.set(keys.settings_check(name), json.dumps(result))
     log.info("test connection: tenant %s rokt=%s sfmc=%s", name, result["rokt"]["ok"], result["sfmc"]["ok"])
     tenant = rt.registry.get(name) or g.app_tenant
     return jsonify(

@@ -27,12 +27,11 @@ import time
 import redis
 from flask import current_app, request
 
-from pipeline.store import PREFIX, tenant_key
+from pipeline import keys
 from pipeline.web.errors import ApiError
 
 log = logging.getLogger(__name__)
 
-UNKNOWN_TENANT_PREFIX = f"{PREFIX}:_authfail"
 CLEAR_FOR_SECONDS = 1.0
 _CLEAR_MAX = 10_000  # addresses remembered per app; beyond, the memory starts afresh
 ADDRESS = re.compile(r"^[0-9A-Fa-f:.]{1,45}$")
@@ -50,20 +49,9 @@ return n
 """
 
 
-def metrics_key(tenant: str) -> str:
-    """Hash: route -> failed authentications (`<route>:limited`: answered 429)."""
-    return tenant_key(tenant, "auth-failures")
-
-
 def _address() -> str:
     address = request.remote_addr or ""
     return address if ADDRESS.match(address) else "unknown"
-
-
-def _key(tenant: str | None, route: str) -> str:
-    if tenant is None:
-        return f"{UNKNOWN_TENANT_PREFIX}:{route}:{_address()}"
-    return tenant_key(tenant, "authfail", route, _address())
 
 
 def _limits() -> tuple[int, int]:
@@ -92,7 +80,7 @@ def refuse_if_limited(tenant: str | None, route: str) -> None:
     limit, window = _limits()
     if limit <= 0:
         return
-    key = _key(tenant, route)
+    key = keys.auth_failure_window(tenant, route, _address())
     clear = _clear()
     now = time.monotonic()
     if clear.get(key, 0.0) > now:
@@ -106,7 +94,7 @@ def refuse_if_limited(tenant: str | None, route: str) -> None:
             return
         ttl = _redis().ttl(key)
         if tenant is not None:
-            _redis().hincrby(metrics_key(tenant), f"{route}:limited", 1)
+            _redis().hincrby(keys.auth_failures(tenant), f"{route}:limited", 1)
     except (redis.RedisError, ValueError):
         log.warning("auth failure limiter unavailable; %s request let through", route, exc_info=True)
         return
@@ -124,13 +112,23 @@ def record_failure(tenant: str | None, route: str, reason: str) -> ApiError:
     """Count one failed authentication (logged with its reason, never returned) and give the
     answer to raise."""
     log.info("%s authentication failed: %s", route, reason)
-    _clear().pop(_key(tenant, route), None)  # the next request of this address looks again
+    # the next request of this address looks again
+    _clear().pop(keys.auth_failure_window(tenant, route, _address()), None)
     _limit, window = _limits()
     try:
         if tenant is None:
-            _redis().eval(_COUNT_UNKNOWN, 1, _key(None, route), max(window, 1))
+            _redis().eval(
+                _COUNT_UNKNOWN, 1, keys.auth_failure_window(None, route, _address()), max(window, 1)
+            )
         else:
-            _redis().eval(_COUNT, 2, _key(tenant, route), metrics_key(tenant), max(window, 1), route)
+            _redis().eval(
+                _COUNT,
+                2,
+                keys.auth_failure_window(tenant, route, _address()),
+                keys.auth_failures(tenant),
+                max(window, 1),
+                route,
+            )
     except redis.RedisError:
         log.warning("auth failure limiter unavailable; %s failure not counted", route, exc_info=True)
     return unauthorized()

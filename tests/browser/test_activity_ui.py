@@ -18,6 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
+from pipeline import keys
 from pipeline.preview import preview
 from pipeline.render import render_event
 from pipeline.sandbox import jbsim
@@ -670,7 +671,7 @@ def test_events_are_renamed_edited_duplicated_and_deleted_in_the_ui(ui, page):
 
     # in use (an execution of it not finished): the API answers 409, the UI says it in words
     frame.locator(f'#template-list button[data-id="{original["id"]}"]').click()
-    open_key = ui.stack.runtime.ledger.template_open_key(ui.tenant)
+    open_key = keys.template_open(ui.tenant)
     ui.stack.redis.hset(open_key, original["id"], 2)
     frame.locator("#event-delete").click()
     frame.locator("#delete-yes").click()
@@ -687,3 +688,26 @@ def test_events_are_renamed_edited_duplicated_and_deleted_in_the_ui(ui, page):
     expect(frame.locator(f'#template-list button[data-id="{original["id"]}"]')).to_have_count(0)
     expect(frame.locator("#chosen")).to_be_hidden()
     assert original["id"] not in {t["id"] for t in list_templates(ui.stack.redis, ui.tenant)}
+
+
+def test_an_event_whose_zone_is_not_in_the_list_can_still_be_edited(ui, page):
+    """The list offers Area/City zones; a stored event may hold another zone the server accepts
+    (Etc/GMT+5, a Windows ID): editing it must not be blocked by the page's own list."""
+    original = store(
+        ui,
+        {
+            "name": "Fixed offset",
+            "title": "Hi {{FirstName}}",
+            "start": "2026-12-01T09:00:00",
+            "timezone": "Etc/GMT+5",
+        },
+    )
+    frame = ui.open(page, ui.new_activity(), schema=schema())
+    frame.locator(f'#template-list button[data-id="{original["id"]}"]').click()
+    frame.locator("#event-edit").click()
+    expect(frame.locator("#tpl-timezone")).to_have_value("Etc/GMT+5")
+    frame.locator("#tpl-title").fill("Hello {{FirstName}}")
+    frame.locator("#create-submit").click()
+    expect(frame.locator("#status")).to_contain_text('Saved your changes to "Fixed offset"')
+    stored = get_template(ui.stack.redis, ui.tenant, original["id"])
+    assert (stored["title"], stored["timezone"]) == ("Hello {{FirstName}}", "Etc/GMT+5")

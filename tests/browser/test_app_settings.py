@@ -25,6 +25,7 @@ import pytest
 from flask import Flask, send_file
 from playwright.sync_api import expect
 
+from pipeline import keys
 from pipeline.dataextensions import DATA_EXTENSIONS, FOLDER
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECRET, SANDBOX_MID, rokt, sfmc
 from pipeline.sandbox.common import ServerThread
@@ -33,7 +34,7 @@ from pipeline.sandbox.processes import free_port, wait_until
 from pipeline.sandbox.stack import Stack
 from pipeline.tenants import tenant_name_for_eid
 from pipeline.web.app_auth import SIGNIN_COOKIE
-from pipeline.web.app_session import SESSION_COOKIE_NAME, session_key
+from pipeline.web.app_session import SESSION_COOKIE_NAME, hashed
 from tests.browser.a11y import violations
 from tests.browser.conftest import VIEWPORT, frame_screenshot
 
@@ -404,7 +405,7 @@ def test_an_ended_session_keeps_the_edits(app_env, signed_in, app_page):
     frame.locator("#rokt_account_id").fill("acct-edited-after-expiry")
     frame.locator("#rokt_client_secret").fill(WRONG_ROKT_SECRET)
     sid = {c["name"]: c for c in app_env.context.cookies()}[SESSION_COOKIE_NAME]["value"]
-    assert app_env.stack.runtime.redis.delete(session_key(sid)) == 1  # idle past its lifetime
+    assert app_env.stack.runtime.redis.delete(keys.app_session(hashed(sid))) == 1  # idle past its lifetime
     refused_then_kept(app_env, app_page, frame, "your session ended", "acct-edited-after-expiry")
 
 

@@ -8,9 +8,9 @@ import secrets
 
 import requests
 
+from pipeline import keys
 from pipeline.sandbox import SANDBOX_MID
 from pipeline.sandbox.stack import Stack
-from pipeline.store import tenant_key
 
 TENANT = "auth"  # only its SFMC token cache is touched, and dropped again at the end
 
@@ -61,4 +61,4 @@ def test_jb_token_becomes_a_session_that_opens_the_api(stack: Stack):
         down = _session(stack, _jb_token(stack, SANDBOX_MID))
         assert down.status_code == 503 and down.headers["Retry-After"]
     finally:
-        stack.redis.delete(tenant_key(TENANT, "token", "sfmc"))
+        stack.redis.delete(keys.token(TENANT, "sfmc"))

@@ -10,8 +10,7 @@ import time
 import pytest
 import requests
 
-from pipeline import apikeys
-from pipeline import ledger as ledger_module
+from pipeline import apikeys, keys
 from pipeline.sandbox.processes import Child, free_port
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import SECRET_TENANT_FIELDS
@@ -83,7 +82,7 @@ def test_templates_show_update_and_delete(stack: Stack, tmp_path, monkeypatch):
     # an execution of it still queued (its intake entry where no pump reads it, so it stays
     # queued): delete refuses
     record = {"activityId": "cli-act", "eventId": "cli-ev", "args": {"templateId": template_id}}
-    monkeypatch.setattr(ledger_module, "intake_stream_key", lambda t: f"rsf:{t}:intake-unread")
+    monkeypatch.setattr(keys, "intake", lambda t: keys.tenant_prefix(t) + "intake-unread")
     assert stack.runtime.ledger.claim("chain", "cli-exec", record)
     monkeypatch.undo()
     try:

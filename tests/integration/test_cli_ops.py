@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from pipeline import heartbeats
-from pipeline.deadletters import dead_letter_key, record_dead_letter
+from pipeline import heartbeats, keys
+from pipeline.deadletters import record_dead_letter
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.processes import Child, free_port, http_ok, wait_until
 from pipeline.sandbox.stack import Stack
@@ -104,12 +104,12 @@ def test_dlq_stats_and_purge_on_real_redis(stack: Stack, ops_tenant: str):
             r, ops_tenant, item_id, stage=stage, error_class="permanent", reason="x", attempts=1, payload={}
         )
         if days_ago:
-            letter = json.loads(r.hget(dead_letter_key(ops_tenant), item_id))
+            letter = json.loads(r.hget(keys.dead_letters(ops_tenant), item_id))
             letter["failedAt"] = time.strftime(
                 "%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(time.time() - days_ago * 86400)
             )
-            r.hset(dead_letter_key(ops_tenant), item_id, json.dumps(letter, sort_keys=True))
-    before = r.hlen(dead_letter_key(ops_tenant))
+            r.hset(keys.dead_letters(ops_tenant), item_id, json.dumps(letter, sort_keys=True))
+    before = r.hlen(keys.dead_letters(ops_tenant))
 
     stats = cli(stack, "dlq", "stats", "--tenant", ops_tenant)
     assert stats.returncode == 0, stats.stderr
@@ -119,10 +119,10 @@ def test_dlq_stats_and_purge_on_real_redis(stack: Stack, ops_tenant: str):
     dry = cli(stack, "dlq", "purge", "--tenant", ops_tenant, "--older-than", "30d")
     assert dry.returncode == 1 and "--yes" in dry.stderr
     assert json.loads(dry.stdout)["ids"] == ["ops-old-1", "ops-old-2"]
-    assert r.hlen(dead_letter_key(ops_tenant)) == before
+    assert r.hlen(keys.dead_letters(ops_tenant)) == before
     done = cli(stack, "dlq", "purge", "--tenant", ops_tenant, "--older-than", "30d", "--yes")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["removed"] == 2
-    assert r.hlen(dead_letter_key(ops_tenant)) == before - 2 and r.hexists(
-        dead_letter_key(ops_tenant), "ops-new"
+    assert r.hlen(keys.dead_letters(ops_tenant)) == before - 2 and r.hexists(
+        keys.dead_letters(ops_tenant), "ops-new"
     )

@@ -9,8 +9,7 @@ from collections import Counter
 import pytest
 import requests
 
-from pipeline import dispatch
-from pipeline import ledger as ledger_module
+from pipeline import dispatch, keys
 from pipeline.ledger import event_id_for
 from pipeline.reconcile import Thresholds, reconcile
 from pipeline.replay import list_dead_letters, replay_one
@@ -80,7 +79,7 @@ def test_reconcile_redrives_lost_executions_and_confirms_through_rokt(stack: Sta
     lost = payloads[20]
     execution = "lost-" + lost["keyValue"]
     args = args_of(lost)
-    monkeypatch.setattr(ledger_module, "intake_stream_key", lambda t: f"rsf:{t}:intake-unread")
+    monkeypatch.setattr(keys, "intake", lambda t: keys.tenant_prefix(t) + "intake-unread")
     runtime.ledger.claim(
         "recon", execution, {"contactKey": lost["keyValue"], "eventId": event_id_for(execution), "args": args}
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import intake
+from pipeline import intake, keys
 from pipeline.executions import new_execution
 from pipeline.sandbox import jbsim, processes
 from pipeline.sandbox.stack import Stack
@@ -68,7 +68,7 @@ def test_a_pump_killed_mid_batch_loses_nothing_and_sends_nothing_twice(tmp_path:
         # a worker that only pumps (it consumes the render queue of a tenant without traffic)
         (pumping,) = stack.start_workers(1, 1, queues=(f"render.{IDLE}",))
         consumer = stack.worker_hostnames()[pumping.name]
-        key = intake.stream_key(TENANT)
+        key = keys.intake(TENANT)
         deadline = time.monotonic() + 60
         while True:  # freeze it (SIGSTOP) until it is caught with a batch in hand, one done before
             assert time.monotonic() < deadline, f"never caught mid-batch:\n{pumping.tail()}"

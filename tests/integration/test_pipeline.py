@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 import requests
 
-from pipeline.deadletters import dead_letter_key
+from pipeline import keys
 from pipeline.queues import ROKT_QUEUE
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
@@ -110,7 +110,7 @@ def test_a_create_whose_answer_was_lost_ends_accepted_once(stack: Stack, tenant:
     assert rokt["events"] == outcomes["accepted"] and rokt["duplicate_calendar_entries"] == 0
     assert rokt["lost_answers"] == lost and rokt["repeated_event_posts"] >= lost  # each was retried
     assert rokt["refused_repeats"] == (rokt["repeated_event_posts"] if reject else 0)
-    assert stack.redis.hlen(dead_letter_key(tenant)) == outcomes["failed"] == 0
+    assert stack.redis.hlen(keys.dead_letters(tenant)) == outcomes["failed"] == 0
 
 
 def test_a_401_from_sfmc_refreshes_the_token_once(stack: Stack):

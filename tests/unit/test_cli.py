@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 import responses
 
-from pipeline import cli, heartbeats, reconcile
-from pipeline.deadletters import dead_letter_key, record_dead_letter
+from pipeline import cli, heartbeats, keys, reconcile
+from pipeline.deadletters import record_dead_letter
 from pipeline.settings import DEFAULT_TENANT, load_settings
-from pipeline.store import tenant_key
 from pipeline.vocabulary import Stage
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused at once
@@ -133,10 +132,10 @@ def _letter(r, item_id: str, stage: Stage, error_class: str, days_ago: float = 0
         r, T, item_id, stage=stage, error_class=error_class, reason="why", attempts=1, payload={"x": 1}
     )
     if days_ago:
-        record = json.loads(r.hget(dead_letter_key(T), item_id))
+        record = json.loads(r.hget(keys.dead_letters(T), item_id))
         then = time.time() - days_ago * 86400
         record["failedAt"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+00:00", time.gmtime(then))
-        r.hset(dead_letter_key(T), item_id, json.dumps(record, sort_keys=True))
+        r.hset(keys.dead_letters(T), item_id, json.dumps(record, sort_keys=True))
 
 
 @pytest.fixture
@@ -146,7 +145,7 @@ def letters(on_fake_redis):
     _letter(r, "old-2", Stage.RECORD_STATUS, "retryable", days_ago=31)
     _letter(r, "mid", Stage.CREATE_EVENT, "throttled", days_ago=10)
     _letter(r, "new", Stage.CREATE_EVENT, "permanent")
-    r.sadd(tenant_key(T, "dlq-auto-retried"), "old-2", "mid")
+    r.sadd(keys.dead_letters_auto_retried(T), "old-2", "mid")
     return r
 
 
@@ -158,7 +157,7 @@ def test_dlq_stats(letters, capsys):
     assert stats["byStage"]["record_status"] == {"total": 1, "byErrorClass": {"retryable": 1}}
     assert stats["byErrorClass"] == {"permanent": 2, "retryable": 1, "throttled": 1}
     assert stats["oldestFailedAt"] < stats["newestFailedAt"]
-    assert stats["oldestFailedAt"] == json.loads(letters.hget(dead_letter_key(T), "old-1"))["failedAt"]
+    assert stats["oldestFailedAt"] == json.loads(letters.hget(keys.dead_letters(T), "old-1"))["failedAt"]
     code, out, _err = _run(capsys, "dlq", "stats", "--tenant", T, "--stage", "record_status")
     assert json.loads(out)["total"] == 1
 
@@ -180,16 +179,25 @@ def test_dlq_purge_lists_without_yes_and_removes_with_it(letters, capsys):
     code, out, err = _run(capsys, "dlq", "purge", "--tenant", T, "--older-than", "30d")
     assert code == 1 and "--yes" in err
     assert json.loads(out)["ids"] == ["old-1", "old-2"]
-    assert letters.hlen(dead_letter_key(T)) == 4  # nothing removed
+    assert letters.hlen(keys.dead_letters(T)) == 4  # nothing removed
 
     code, out, _err = _run(capsys, "dlq", "purge", "--tenant", T, "--older-than", "30d", "--yes")
     assert code == 0 and json.loads(out)["removed"] == 2
-    assert sorted(letters.hkeys(dead_letter_key(T))) == ["mid", "new"]
-    assert letters.smembers(tenant_key(T, "dlq-auto-retried")) == {"mid"}
+    assert sorted(letters.hkeys(keys.dead_letters(T))) == ["mid", "new"]
+    assert letters.smembers(keys.dead_letters_auto_retried(T)) == {"mid"}
 
     # nothing older left: nothing to confirm
     code, out, err = _run(capsys, "dlq", "purge", "--tenant", T, "--older-than", "30d")
     assert code == 0 and json.loads(out)["matching"] == 0 and err == ""
+
+
+def test_dlq_purge_leaves_no_orphan_in_the_time_index(letters, capsys):
+    """Purge removes through deadletters: each removed letter's `dlq-by-time` entry goes too."""
+    assert sorted(letters.zrange(keys.dead_letters_by_time(T), 0, -1)) == ["mid", "new", "old-1", "old-2"]
+    code, out, _err = _run(capsys, "dlq", "purge", "--tenant", T, "--older-than", "30d", "--yes")
+    assert code == 0 and json.loads(out)["removed"] == 2
+    indexed = sorted(letters.zrange(keys.dead_letters_by_time(T), 0, -1))
+    assert indexed == sorted(letters.hkeys(keys.dead_letters(T))) == ["mid", "new"]
 
 
 def test_dlq_purge_filters_by_stage(letters, capsys):
@@ -197,7 +205,7 @@ def test_dlq_purge_filters_by_stage(letters, capsys):
         capsys, "dlq", "purge", "--tenant", T, "--older-than", "1d", "--stage", "create_event", "--yes"
     )
     assert code == 0 and json.loads(out)["removed"] == 2
-    assert sorted(letters.hkeys(dead_letter_key(T))) == ["new", "old-2"]
+    assert sorted(letters.hkeys(keys.dead_letters(T))) == ["new", "old-2"]
 
 
 def test_dlq_purge_keeps_a_letter_that_failed_again_meanwhile(letters, monkeypatch, capsys):
@@ -212,7 +220,9 @@ def test_dlq_purge_keeps_a_letter_that_failed_again_meanwhile(letters, monkeypat
     monkeypatch.setattr(letters, "hgetall", hgetall_then_a_new_failure)
     code, out, _err = _run(capsys, "dlq", "purge", "--tenant", T, "--older-than", "30d", "--yes")
     assert code == 0 and json.loads(out)["removed"] == 1
-    assert sorted(letters.hkeys(dead_letter_key(T))) == ["mid", "new", "old-1"]
+    assert sorted(letters.hkeys(keys.dead_letters(T))) == ["mid", "new", "old-1"]
+    # the new failure keeps its index entry; the removed letter's is gone
+    assert sorted(letters.zrange(keys.dead_letters_by_time(T), 0, -1)) == ["mid", "new", "old-1"]
 
 
 # -- replay and reconcile: non-zero when only part succeeded -------------------------------------
@@ -251,7 +261,7 @@ def test_replay_exits_1_when_a_letter_is_stale_or_fails(on_fake_redis, sent_task
     assert code == 1 and "2 of 3 dead letters not replayed" in err
     assert (report["selected"], report["replayed"], report["skipped"], report["failed"]) == (3, 1, 1, 1)
     assert list(report["errors"]) == ["bad"]
-    assert r.hexists(dead_letter_key(T), "bad")  # left for an operator
+    assert r.hexists(keys.dead_letters(T), "bad")  # left for an operator
     # a dry run replays nothing and reports success
     code, out, _err = _run(capsys, "replay", "--tenant", T, "--dry-run")
     assert code == 0 and json.loads(out)["selected"] == 1

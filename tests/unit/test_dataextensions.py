@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from pipeline import dataextensions as des
+from pipeline import keys
 from pipeline.clients.errors import PermanentError, Throttled
 from pipeline.clients.soap import SimpleFilter, SoapObject
 from pipeline.executions import status_row
@@ -267,7 +268,7 @@ def test_mark_queued_refuses_a_second_run_while_one_is_young(rt, fake_redis):
     assert not des.mark_queued(fake_redis, TENANT)
     progress = des.install_progress(fake_redis, TENANT)
     progress["updatedAt"] -= des.QUEUED_STALE_SECONDS + 1
-    fake_redis.set(des._progress_key(TENANT), json.dumps(progress))
+    fake_redis.set(keys.install_progress(TENANT), json.dumps(progress))
     assert des.mark_queued(fake_redis, TENANT)
 
 

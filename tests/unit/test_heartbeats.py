@@ -5,14 +5,14 @@ import time
 import pytest
 from redbeat import RedBeatScheduler
 
-from pipeline import heartbeats
+from pipeline import heartbeats, keys
 from tasks import heartbeat as worker_heartbeat
 from tasks.beat import HeartbeatScheduler
 
 
 def test_a_beat_is_a_key_with_a_ttl_and_an_entry_in_the_kind_s_list(fake_redis):
     heartbeats.beat(fake_redis, "worker", "worker-1@host", ttl=30)
-    key = heartbeats.heartbeat_key("worker", "worker-1@host")
+    key = keys.heartbeat("worker", "worker-1@host")
     assert key == "rsf:_ops:heartbeat:worker:worker-1@host"
     assert 0 < fake_redis.ttl(key) <= 30
     assert heartbeats.age(fake_redis, "worker", "worker-1@host") < 1

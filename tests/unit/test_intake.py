@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from pipeline import intake
+from pipeline import intake, keys
 from pipeline.ledger import Ledger
 from pipeline.vocabulary import State
 from tasks.intake_pump import IntakePump, serves_render
@@ -44,7 +44,7 @@ def test_the_claim_appends_a_new_execution_once(fake_redis):
     ledger = Ledger(fake_redis)
     assert ledger.claim("t", "e1", {})
     assert not ledger.claim("t", "e1", {})  # a JB retry: claimed already, nothing appended
-    entries = fake_redis.xrange(intake.stream_key("t"))
+    entries = fake_redis.xrange(keys.intake("t"))
     assert [values for _id, values in entries] == [{"x": "e1"}]
 
 
@@ -136,7 +136,7 @@ def test_a_restarted_pump_does_not_publish_again_what_started_rendering(fake_red
     before = pump(fake_redis, Broker(), name="worker-1@host")
     before._publish = lambda key, entries: 0  # killed mid-batch, after publishing the first
     before.step(block=False)
-    fake_redis.hset(ledger.member("t", ids[0]), "renderStartedAt", "2026-11-27T18:00:00+00:00")
+    fake_redis.hset(keys.execution("t", ids[0]), "renderStartedAt", "2026-11-27T18:00:00+00:00")
     again = pump(fake_redis, broker, name="worker-1@host")
     assert again.drain() == 2
     assert [e for _t, e in broker.sent] == ids[1:]

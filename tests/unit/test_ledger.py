@@ -2,6 +2,7 @@
 
 import pytest
 
+from pipeline import keys
 from pipeline.ledger import IllegalTransition, Ledger, event_id_for, execution_id
 from pipeline.vocabulary import NEXT_STATES, State, states_leading_to
 
@@ -98,7 +99,7 @@ def test_template_open_count_follows_queued_executions(fake_redis):
     assert ledger.reopen("t", "e2") is False  # only a failed execution reopens
     assert ledger.open_count_for_template("t", "tpl-1") == 1
 
-    assert fake_redis.ttl(ledger.template_open_key("t")) > 0
+    assert fake_redis.ttl(keys.template_open("t")) > 0
 
 
 def test_activity_stats_count_states_and_top_failures(fake_redis):
@@ -148,9 +149,9 @@ def test_activity_stats_count_states_and_top_failures(fake_redis):
         {"reason": "timeout", "count": 2},
     ]
     assert [f["count"] for f in top[2:]] == [1, 1, 1]
-    assert fake_redis.zscore(ledger.activity_failures_key("t", "act-1"), "unconfirmed") == 1
-    assert fake_redis.ttl(ledger.activity_counts_key("t", "act-1")) > 0
-    assert fake_redis.ttl(ledger.activity_failures_key("t", "act-1")) > 0
+    assert fake_redis.zscore(keys.activity_failures("t", "act-1"), "unconfirmed") == 1
+    assert fake_redis.ttl(keys.activity_counts("t", "act-1")) > 0
+    assert fake_redis.ttl(keys.activity_failures("t", "act-1")) > 0
 
 
 def test_failure_reasons_leave_when_their_last_execution_is_replayed(fake_redis):
@@ -174,7 +175,7 @@ def test_executions_claimed_before_the_counters_never_drive_them_negative(fake_r
     assert ledger.transition("t", "old", State.FAILED, error="boom") == (True, State.QUEUED)
     stats = ledger.activity_stats("t", "act-1")
     assert stats["counts"]["queued"] == 0 and stats["counts"]["failed"] == 0
-    assert fake_redis.hget(ledger.template_open_key("t"), "tpl-1") is None
+    assert fake_redis.hget(keys.template_open("t"), "tpl-1") is None
 
 
 def test_counts_stay_exact_under_concurrent_moves(fake_redis):
@@ -208,7 +209,7 @@ def test_a_claim_indexes_the_execution_under_a_digest_of_its_contact_key(fake_re
     ledger.claim("t", "e4", {})  # no contact key: not indexed
     assert ledger.executions_of_contact("t", "C1") == ["e1", "e2"]
     assert ledger.executions_of_contact("t", "") == []
-    key = ledger.contact_index_key("t", "C1")
+    key = keys.contact_executions("t", keys.contact_digest("C1"))
     assert "C1" not in key and fake_redis.ttl(key) > 0
     assert ledger.claim("t", "e1", {"contactKey": "C9"}) is False  # a repeated claim indexes nothing
     assert ledger.executions_of_contact("t", "C9") == []
@@ -223,7 +224,7 @@ def test_forget_removes_an_execution_and_its_indexes(fake_redis):
     assert ledger.forget("t", "e1", "C1") is True
     assert ledger.get("t", "e1") is None
     assert ledger.execution_for_event("t", "ev-e1") is None
-    assert fake_redis.zcard(ledger.awaiting_key("t")) == 0
+    assert fake_redis.zcard(keys.awaiting("t")) == 0
     assert ledger.forget("t", "e1", "C1") is False
 
 

@@ -10,19 +10,15 @@ from typing import Any
 
 import pytest
 
-from pipeline import cli, executions, privacy
+from pipeline import cli, executions, keys, privacy
 from pipeline.clients.errors import PermanentError
 from pipeline.deadletters import (
-    dead_letter_index_key,
-    dead_letter_key,
     record_dead_letter,
-    replayed_key,
 )
 from pipeline.executions import new_execution
 from pipeline.settings import DEFAULT_TENANT
-from pipeline.store import tenant_key
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
-from pipeline.webhooks import claim_webhook, process_webhook, receipt_key
+from pipeline.webhooks import claim_webhook, process_webhook
 from schemas.rokt_webhook import EVENT_ADDED, UNSUBSCRIBE
 from tests.unit.samples import RECEIPT_TTL, SUBSCRIBE
 
@@ -118,7 +114,7 @@ def seed(runtime, sfmc) -> dict[str, Any]:
     assert claim_webhook(runtime.redis, T, added, ttl_seconds=RECEIPT_TTL)
     # a replayed dead letter of A's, kept for audit
     runtime.redis.hset(
-        replayed_key(T),
+        keys.dead_letters_replayed(T),
         "contact:old",
         json.dumps({"payload": {"Email": "alice@example.com"}, "replayedAt": "x"}),
     )
@@ -130,7 +126,7 @@ def test_forget_erases_every_trace_of_one_person_and_nothing_of_another(runtime,
     r = runtime.redis
     before = dump(r)
     assert "EXT-AAAA" in before and "alice@example.com" in before
-    assert r.hlen(dead_letter_key(T)) == 2  # A's contact match and A's execution
+    assert r.hlen(keys.dead_letters(T)) == 2  # A's contact match and A's execution
 
     record = privacy.forget_contact(runtime, T, "EXT-AAAA", "Alice@Example.com")
 
@@ -140,8 +136,8 @@ def test_forget_erases_every_trace_of_one_person_and_nothing_of_another(runtime,
     assert ids["a"] not in after  # no status row, release or dead letter names A's execution
     # B untouched
     assert runtime.ledger.get(T, ids["b"]).contact_key == "EXT-BBBB"
-    assert r.hget(tenant_key(T, "sub", "sub-2"), "state")
-    assert "bob@example.com" in after and r.smembers(tenant_key(T, "contact-subs", "EXT-BBBB")) == {"sub-2"}
+    assert r.hget(keys.subscription(T, "sub-2"), "state")
+    assert "bob@example.com" in after and r.smembers(keys.contact_subscriptions(T, "EXT-BBBB")) == {"sub-2"}
     # a redelivery of A's webhooks is still a duplicate (nothing comes back)
     assert not claim_webhook(
         r,
@@ -189,7 +185,9 @@ def test_forget_keeps_the_ledger_counters_consistent(runtime, sfmc):
 
 def test_forget_scan_finds_executions_claimed_before_the_contact_index(runtime, sfmc):
     execution = execute(runtime, 9, "EXT-OLD", "old@example.com")
-    runtime.redis.delete(runtime.ledger.contact_index_key(T, "EXT-OLD"))  # as claimed by an older version
+    runtime.redis.delete(
+        keys.contact_executions(T, keys.contact_digest("EXT-OLD"))
+    )  # as claimed by an older version
     assert privacy.forget_contact(runtime, T, "EXT-OLD", scan=False)["counts"]["executions"] == 0
     assert privacy.forget_contact(runtime, T, "EXT-OLD")["counts"]["executions"] == 1
     assert runtime.ledger.get(T, execution) is None
@@ -213,39 +211,39 @@ def _aged_letter(r, item_id: str, days_ago: float) -> None:
     record_dead_letter(
         r, T, item_id, stage=Stage.RENDER, error_class="permanent", reason="r", attempts=1, payload={}
     )
-    r.zadd(dead_letter_index_key(T), {item_id: time.time() - days_ago * 86400})
+    r.zadd(keys.dead_letters_by_time(T), {item_id: time.time() - days_ago * 86400})
 
 
 def test_dead_letters_older_than_the_retention_are_trimmed(runtime):
     r = runtime.redis
     _aged_letter(r, "old", 31)
     _aged_letter(r, "new", 1)
-    r.sadd(tenant_key(T, "dlq-auto-retried"), "old", "new")
+    r.sadd(keys.dead_letters_auto_retried(T), "old", "new")
     trimmed = privacy.apply_retention(runtime, T)
     assert trimmed["deadLetters"] == 1
-    assert set(r.hkeys(dead_letter_key(T))) == {"new"}
-    assert r.smembers(tenant_key(T, "dlq-auto-retried")) == {"new"}
-    assert r.zrange(dead_letter_index_key(T), 0, -1) == ["new"]
+    assert set(r.hkeys(keys.dead_letters(T))) == {"new"}
+    assert r.smembers(keys.dead_letters_auto_retried(T)) == {"new"}
+    assert r.zrange(keys.dead_letters_by_time(T), 0, -1) == ["new"]
 
 
 def test_dead_letters_written_before_the_index_are_indexed_then_trimmed(runtime):
     r = runtime.redis
     old = {"id": "legacy", "failedAt": "2020-01-01T00:00:00.000+00:00", "stage": "render"}
-    r.hset(dead_letter_key(T), "legacy", json.dumps(old))
+    r.hset(keys.dead_letters(T), "legacy", json.dumps(old))
     _aged_letter(r, "new", 0)
     assert privacy.apply_retention(runtime, T)["deadLetters"] == 1
-    assert set(r.hkeys(dead_letter_key(T))) == {"new"}
+    assert set(r.hkeys(keys.dead_letters(T))) == {"new"}
 
 
 def test_replayed_letters_and_the_erasure_audit_are_trimmed(runtime):
     r = runtime.redis
-    r.hset(replayed_key(T), "old", json.dumps({"replayedAt": "2020-01-01T00:00:00.000+00:00"}))
-    r.hset(replayed_key(T), "new", json.dumps({"replayedAt": "2999-01-01T00:00:00.000+00:00"}))
-    r.zadd(privacy.erasures_key(T), {"old": time.time() - 800 * 86400, "new": time.time()})
+    r.hset(keys.dead_letters_replayed(T), "old", json.dumps({"replayedAt": "2020-01-01T00:00:00.000+00:00"}))
+    r.hset(keys.dead_letters_replayed(T), "new", json.dumps({"replayedAt": "2999-01-01T00:00:00.000+00:00"}))
+    r.zadd(keys.erasures(T), {"old": time.time() - 800 * 86400, "new": time.time()})
     trimmed = privacy.apply_retention(runtime, T)
     assert trimmed == {"deadLetters": 0, "replayedDeadLetters": 1, "erasureAudit": 1}
-    assert r.hkeys(replayed_key(T)) == ["new"]
-    assert r.zrange(privacy.erasures_key(T), 0, -1) == ["new"]
+    assert r.hkeys(keys.dead_letters_replayed(T)) == ["new"]
+    assert r.zrange(keys.erasures(T), 0, -1) == ["new"]
 
 
 def test_the_reconciler_runs_the_retention(runtime):
@@ -254,7 +252,7 @@ def test_the_reconciler_runs_the_retention(runtime):
     _aged_letter(runtime.redis, "old", 40)
     report = reconcile(runtime, T, lambda *a: None, lambda *a: None)
     assert report.retention_trimmed == 1
-    assert runtime.redis.hlen(dead_letter_key(T)) == 0
+    assert runtime.redis.hlen(keys.dead_letters(T)) == 0
 
 
 def test_retention_settings_are_read_with_defaults(runtime, monkeypatch):
@@ -277,24 +275,24 @@ class _With:
 def test_an_ended_subscription_expires_and_a_live_one_is_kept(runtime, sfmc):
     r = runtime.redis
     subscribe(runtime, 1, "EXT-AAAA", "alice@example.com")
-    assert r.ttl(tenant_key(T, "sub", "sub-1")) == -1  # live: kept while live (default)
+    assert r.ttl(keys.subscription(T, "sub-1")) == -1  # live: kept while live (default)
     subscribe(runtime, 1, "EXT-AAAA", "alice@example.com", event_type=UNSUBSCRIBE)
-    ttl = r.ttl(tenant_key(T, "sub", "sub-1"))
+    ttl = r.ttl(keys.subscription(T, "sub-1"))
     assert 29 * 86400 < ttl <= 30 * 86400
 
 
 def test_a_live_subscription_expires_after_the_idle_retention_when_set(runtime, sfmc, monkeypatch):
     monkeypatch.setattr(runtime, "settings", _With(runtime.settings, subscription_retention_days=400))
     subscribe(runtime, 1, "EXT-AAAA", "alice@example.com")
-    assert runtime.redis.ttl(tenant_key(T, "sub", "sub-1")) > 399 * 86400
-    assert runtime.redis.ttl(tenant_key(T, "contact-subs", "EXT-AAAA")) > 399 * 86400
+    assert runtime.redis.ttl(keys.subscription(T, "sub-1")) > 399 * 86400
+    assert runtime.redis.ttl(keys.contact_subscriptions(T, "EXT-AAAA")) > 399 * 86400
 
 
 def test_a_processed_webhook_keeps_only_its_dedupe_marker(runtime, sfmc):
     subscribe(runtime, 1, "EXT-AAAA", "alice@example.com")
-    stored = json.loads(runtime.redis.get(receipt_key(T, "hook-Subscribe-1")))
+    stored = json.loads(runtime.redis.get(keys.webhook_receipt(T, "hook-Subscribe-1")))
     assert stored == {"eventId": "hook-Subscribe-1", "eventType": "Subscribe", "stripped": "processed"}
-    assert runtime.redis.ttl(receipt_key(T, "hook-Subscribe-1")) > 6 * 86400
+    assert runtime.redis.ttl(keys.webhook_receipt(T, "hook-Subscribe-1")) > 6 * 86400
     assert process_webhook(runtime, T, "hook-Subscribe-1") == ()  # a redelivered task: nothing to do
 
 

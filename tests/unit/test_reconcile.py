@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import responses
 
-from pipeline import executions
+from pipeline import executions, keys
 from pipeline import ledger as ledger_module
 from pipeline import reconcile as reconcile_module
 from pipeline.ledger import event_id_for
@@ -79,8 +79,8 @@ def test_a_resend_rokt_refuses_does_not_hold_up_the_executions_after_it(runtime)
     # each was checked; only the last was sent anew (the refused one waits for the final deadline)
     assert (report.checked, report.resent) == (3, 1)
     assert {runtime.ledger.get("default", e).status for e in ("inactive", "taken", "fine")} == {"accepted"}
-    awaiting = runtime.ledger.awaiting_key("default")
-    assert runtime.redis.zscore(awaiting, runtime.ledger.member("default", "inactive"))  # checked again
+    awaiting = keys.awaiting("default")
+    assert runtime.redis.zscore(awaiting, keys.execution("default", "inactive"))  # checked again
 
 
 @responses.activate

@@ -7,14 +7,11 @@ import time
 import pytest
 from marshmallow import ValidationError
 
-from pipeline import sandbox
+from pipeline import keys, sandbox
 from pipeline.crypto import SecretBox, SecretUnreadable
 from pipeline.runtime import Runtime, UnknownTenant
 from pipeline.settings import load_settings
 from pipeline.tenants import (
-    REFRESH_TOKENS_KEY,
-    TENANTS_KEY,
-    VERSION_KEY,
     TenantPinned,
     TenantRegistry,
     missing_settings,
@@ -38,7 +35,7 @@ def registry(registry_settings, fake_redis):
 def test_an_added_tenant_is_complete_so_active_and_its_secrets_are_sealed_in_redis(registry, fake_redis):
     tenant = registry.add("brand-b", COMPLETE)
     assert tenant.status == TenantStatus.ACTIVE and not tenant.pinned
-    raw = fake_redis.hget(TENANTS_KEY, "brand-b")
+    raw = fake_redis.hget(keys.registry_tenants(), "brand-b")
     for secret in ("rokt-secret-b", "sfmc-secret-b", COMPLETE["jb_jwt_secret"]):
         assert secret not in raw
     record = json.loads(raw)
@@ -109,7 +106,7 @@ def test_first_sign_in_creates_a_pending_tenant_found_again_by_its_enterprise_id
     assert tenant.name == "sfmc-510000001" and tenant.status == TenantStatus.PENDING
     assert tenant.sfmc_auth_mode == SfmcAuthMode.REFRESH_TOKEN and tenant.sfmc_account_id == "510001234"
     assert tenant.sfmc_auth_base_url == "https://mc-abc.auth.marketingcloudapis.com"
-    assert "refresh-1" not in fake_redis.hget(REFRESH_TOKENS_KEY, tenant.name)  # sealed
+    assert "refresh-1" not in fake_redis.hget(keys.registry_refresh_tokens(), tenant.name)  # sealed
     assert registry.refresh_token(tenant.name) == "refresh-1"
     again = registry.sign_in(eid="510000001", mid="999", tssd="mc-abc", refresh_token="refresh-2")
     assert again.name == tenant.name and again.sfmc_account_id == "510001234"  # the chosen MID stays
@@ -211,7 +208,7 @@ def test_a_refresh_token_swap_survives_a_write_of_another_tenant_in_between(
     def open_then_interfere(sealed):
         if not interfered:  # after WATCH, before EXEC: another tenant's token is stored
             interfered.append(True)
-            fake_redis.hset(REFRESH_TOKENS_KEY, "someone-else", registry.box.seal("x"))
+            fake_redis.hset(keys.registry_refresh_tokens(), "someone-else", registry.box.seal("x"))
         return box_open(sealed)
 
     monkeypatch.setattr(registry.box, "open", open_then_interfere)
@@ -283,11 +280,11 @@ def test_an_active_record_missing_a_setting_is_read_as_pending(registry, fake_re
     """A record written before required settings were guarded (or by hand): executes must not be
     accepted for it, and execute accepts only active tenants."""
     registry.add("brand-b", COMPLETE)
-    record = json.loads(fake_redis.hget(TENANTS_KEY, "brand-b"))
+    record = json.loads(fake_redis.hget(keys.registry_tenants(), "brand-b"))
     assert record["status"] == "active"
     record["rokt_account_code"] = ""
-    fake_redis.hset(TENANTS_KEY, "brand-b", json.dumps(record))
-    fake_redis.incr(VERSION_KEY)
+    fake_redis.hset(keys.registry_tenants(), "brand-b", json.dumps(record))
+    fake_redis.incr(keys.registry_version())
     assert registry.get("brand-b").status == TenantStatus.PENDING
     # and written back pending by the next change
     assert registry.update("brand-b", {"rokt_account_id": "x"}).status == TenantStatus.PENDING

@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from pipeline import keys
 from pipeline.runtime import Runtime
 from pipeline.sandbox import SANDBOX_EID, sandbox_app_env
 from pipeline.sandbox.common import ServerThread
@@ -15,8 +16,9 @@ from pipeline.sandbox.sfmc import APP_CLIENT_SECRET, SfmcSimulator
 from pipeline.settings import load_settings
 from pipeline.vocabulary import SfmcAuthMode, TenantStatus
 from pipeline.web import create_app
-from pipeline.web.app_auth import SIGNIN_COOKIE, STATE_KEY_PREFIX
-from pipeline.web.app_session import SESSION_COOKIE_NAME, SESSION_KEY_PREFIX, session_key
+from pipeline.web.activity import PAGE_POLICY
+from pipeline.web.app_auth import SIGNIN_COOKIE
+from pipeline.web.app_session import SESSION_COOKIE_NAME, hashed
 
 BASE = "https://localhost"
 TENANT = f"sfmc-{SANDBOX_EID}"
@@ -115,9 +117,9 @@ def test_login_starts_the_code_flow(browser, app_runtime, fake_redis):
     assert query["redirect_uri"] == BASE + "/app/oauth/callback"
     assert query["scope"] == settings.sfmc_app_scopes
     assert len(query["state"]) >= 43  # 256 bits
-    keys = fake_redis.keys(f"{STATE_KEY_PREFIX}:*")
-    assert len(keys) == 1 and query["state"] not in keys[0]  # stored under its hash
-    assert 0 < fake_redis.ttl(keys[0]) <= 600
+    states = fake_redis.keys(keys.login_state("*"))
+    assert len(states) == 1 and query["state"] not in states[0]  # stored under its hash
+    assert 0 < fake_redis.ttl(states[0]) <= 600
     nonce = browser.get_cookie(SIGNIN_COOKIE, domain="localhost").value
     assert nonce != query["state"]
     assert session_id(browser) is None  # no session before sign-in
@@ -161,19 +163,19 @@ def test_session_cookie_attributes_exactly(browser):
 def test_session_data_lives_in_redis_under_a_hash(browser, fake_redis):
     sign_in(browser)
     sid = session_id(browser)
-    assert fake_redis.exists(session_key(sid))
+    assert fake_redis.exists(keys.app_session(hashed(sid)))
     assert not any(sid in key for key in fake_redis.keys("*"))
-    assert 0 < fake_redis.ttl(session_key(sid)) <= 8 * 3600
+    assert 0 < fake_redis.ttl(keys.app_session(hashed(sid))) <= 8 * 3600
 
 
 def test_session_id_is_new_after_sign_in(browser, fake_redis):
     """Session fixation: an id set before sign-in (planted, say) is worthless after it."""
     planted = "p" * 43
-    fake_redis.set(session_key(planted), '{"note": "before sign-in"}')
+    fake_redis.set(keys.app_session(hashed(planted)), '{"note": "before sign-in"}')
     browser.set_cookie(SESSION_COOKIE_NAME, planted, domain="localhost")
     sign_in(browser)
     assert session_id(browser) not in (None, planted)
-    assert not fake_redis.exists(session_key(planted))
+    assert not fake_redis.exists(keys.app_session(hashed(planted)))
 
 
 def test_login_with_a_session_signs_in_again_and_replaces_the_session(browser, sim):
@@ -275,7 +277,7 @@ def test_logout_ends_the_session_on_the_server(app, browser, fake_redis):
     answer = browser.get("/app/logout", base_url=BASE)
     assert answer.status_code == 200
     assert "Signed out" in answer.get_data(as_text=True)
-    assert not fake_redis.exists(session_key(sid))
+    assert not fake_redis.exists(keys.app_session(hashed(sid)))
     (header,) = set_cookie_headers(answer, SESSION_COOKIE_NAME)
     assert "Max-Age=0" in header and "Partitioned" in header and "Secure" in header
     # the old cookie, replayed from elsewhere, no longer works
@@ -294,7 +296,7 @@ def test_a_session_of_a_vanished_enterprise_ends(browser, app_runtime, fake_redi
     sid = session_id(browser)
     app_runtime.registry.update(TENANT, {"sfmc_eid": "999"})
     assert browser.get("/app/settings", base_url=BASE).status_code == 302
-    assert not fake_redis.exists(session_key(sid))
+    assert not fake_redis.exists(keys.app_session(hashed(sid)))
 
 
 def test_sign_in_logs_no_secret(browser, caplog, app_runtime, sim):
@@ -321,7 +323,7 @@ def test_sign_in_logs_no_secret(browser, caplog, app_runtime, sim):
 def test_every_app_answer_is_framed_by_marketing_cloud_only(browser, path):
     answer = browser.get(path, base_url=BASE)
     assert answer.headers["Content-Security-Policy"] == (
-        "frame-ancestors https://*.exacttarget.com https://*.marketingcloudapps.com"
+        PAGE_POLICY + "; frame-ancestors https://*.exacttarget.com https://*.marketingcloudapps.com"
     )
     assert answer.headers["Cache-Control"] == "no-store"
     assert "X-Frame-Options" not in answer.headers
@@ -334,7 +336,8 @@ def test_framing_policy_on_signed_in_pages_and_posts(browser):
         browser.post("/app/settings", base_url=BASE, data={}),  # refused (no CSRF token)
         browser.get("/app/install/status", base_url=BASE),
     ):
-        assert answer.headers["Content-Security-Policy"].startswith("frame-ancestors ")
+        policy = answer.headers["Content-Security-Policy"]
+        assert policy.startswith(PAGE_POLICY + "; frame-ancestors ") and "script-src 'self';" in policy
         assert answer.headers["Cache-Control"] == "no-store"
 
 
@@ -345,6 +348,6 @@ def test_routes_outside_app_keep_their_own_policy(browser):
 
 def test_state_keys_expire_and_hold_no_session(browser, fake_redis):
     start(browser)
-    (key,) = fake_redis.keys(f"{STATE_KEY_PREFIX}:*")
-    assert not fake_redis.keys(f"{SESSION_KEY_PREFIX}:*")
+    (key,) = fake_redis.keys(keys.login_state("*"))
+    assert not fake_redis.keys(keys.app_session("*"))
     assert fake_redis.ttl(key) <= 600

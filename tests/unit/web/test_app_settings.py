@@ -8,15 +8,14 @@ import secrets
 
 import pytest
 
-from pipeline import dataextensions
+from pipeline import dataextensions, keys
 from pipeline.clients.errors import PermanentError, RetryableError
 from pipeline.deadletters import record_dead_letter
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
-from pipeline.store import tenant_key
 from pipeline.vocabulary import SfmcAuthMode, Stage, TenantStatus
 from pipeline.web import create_app
-from pipeline.web.app_session import SESSION_COOKIE_NAME, session_key
+from pipeline.web.app_session import SESSION_COOKIE_NAME, hashed
 
 BASE = "https://localhost"
 APP_SECRET = "app-client-secret-never-shown-0001"
@@ -81,7 +80,7 @@ class Browser:
         self.csrf = secrets.token_urlsafe(32)
         self.sid = secrets.token_urlsafe(32)
         record = {"tenant": tenant, "eid": eid, "user": "alice", "csrf": self.csrf}
-        fake_redis.set(session_key(self.sid), json.dumps(record))
+        fake_redis.set(keys.app_session(hashed(self.sid)), json.dumps(record))
         self.client.set_cookie(SESSION_COOKIE_NAME, self.sid, domain="localhost")
         self.bodies: list[str] = []
 
@@ -201,7 +200,7 @@ def test_every_post_needs_the_csrf_token(browser_a, runtime, tenants, installs, 
     assert runtime.registry.get(tenants[0]) == before
     assert installs == []
     assert dataextensions.install_progress(runtime.redis, tenants[0])["state"] == "never"
-    assert runtime.redis.get(tenant_key(tenants[0], "check")) is None
+    assert runtime.redis.get(keys.settings_check(tenants[0])) is None
 
 
 def test_csrf_header_is_accepted_for_fetch_calls(browser_a, tenants, installs):
@@ -278,7 +277,7 @@ def test_test_connection_says_which_failed_and_why(browser_a, runtime, tenants, 
         "ok": False,
         "reason": "SFMC token: HTTP 401: invalid client credentials",
     }
-    stored = json.loads(runtime.redis.get(tenant_key(tenants[0], "check")))
+    stored = json.loads(runtime.redis.get(keys.settings_check(tenants[0])))
     assert stored["sfmc"]["ok"] is False and stored["sfmc"]["checkedAt"] > 0
     assert [row["state"] for row in body["tokens"]] == ["ok", "failed"]
     assert body["status"] == "active" and body["missing"] == []
@@ -341,8 +340,8 @@ def test_status_panel(browser_a, runtime, tenants):
     assert 'id="status-installed">not installed' in html
     assert 'id="contact-builder" hidden' in html
     assert "Last webhook received</dt><dd>never" in html
-    runtime.redis.set(tenant_key(a, "last", "webhook"), "1767225600")
-    runtime.redis.set(tenant_key(a, "last", "execute"), "1767225660.5")
+    runtime.redis.set(keys.last_webhook(a), "1767225600")
+    runtime.redis.set(keys.last_execute(a), "1767225660.5")
     for item in ("x1", "x2"):
         record_dead_letter(
             runtime.redis,
@@ -355,7 +354,7 @@ def test_status_panel(browser_a, runtime, tenants):
             payload={},
         )
     runtime.redis.set(
-        tenant_key(a, "install"), json.dumps({"state": "done", "steps": [], "error": "", "updatedAt": 1.0})
+        keys.install_progress(a), json.dumps({"state": "done", "steps": [], "error": "", "updatedAt": 1.0})
     )
     runtime.registry.mark_reconnect(a, "SFMC refused the refresh token")
     html = browser_a.get("/app/settings").get_data(as_text=True)
@@ -410,13 +409,13 @@ def test_a_refusal_says_what_happened_and_still_refuses(app, fake_redis, browser
     assert "signed in again in another tab" in stale.get_json()["message"]
     assert json_post(browser_a, path, None).get_json()["code"] == "csrf_missing"
     assert "signIn" not in json_post(browser_a, path, None).get_json()
-    fake_redis.delete(session_key(browser_a.sid))  # idle past its lifetime
+    fake_redis.delete(keys.app_session(hashed(browser_a.sid)))  # idle past its lifetime
     ended = json_post(browser_a, path, browser_a.csrf)
     assert ended.status_code == 403 and ended.get_json()["code"] == "session_ended"
     assert "your session ended" in ended.get_json()["message"]
     assert runtime.registry.get(tenants[0]) == before
     assert dataextensions.install_progress(runtime.redis, tenants[0])["state"] == "never"
-    assert runtime.redis.get(tenant_key(tenants[0], "check")) is None
+    assert runtime.redis.get(keys.settings_check(tenants[0])) is None
 
 
 def test_a_refused_save_never_echoes_what_was_sent(browser_a, runtime, tenants):

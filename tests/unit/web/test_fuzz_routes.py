@@ -39,12 +39,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from itsdangerous.timed import TimestampSigner
 
-from pipeline import apikeys, templates
+from pipeline import apikeys, keys, templates
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
 from pipeline.web import create_app
-from pipeline.web.app_auth import SIGNIN_COOKIE, STATE_KEY_PREFIX
-from pipeline.web.app_session import CSRF_HEADER, SESSION_COOKIE_NAME, hashed, session_key
+from pipeline.web.app_auth import SIGNIN_COOKIE
+from pipeline.web.app_session import CSRF_HEADER, SESSION_COOKIE_NAME, hashed
 from pipeline.web.auth import SESSION_MAX_AGE, issue_session
 from tests.unit.conftest import ENV, IntakeEntries
 
@@ -86,15 +86,15 @@ METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 def allowed_without_auth(route: str) -> re.Pattern[str]:
     """The only keys a request without valid authentication may add, change or remove, by route.
 
-    - `POST /t/<t>/api/session`: the tenant's vendor call counters (`pipeline.clients.tokens.calls_key`):
+    - `POST /t/<t>/api/session`: the tenant's vendor call counters (`pipeline.keys.calls`):
       the fuel2token IS the credential there, and checking it is one counted tokenContext call;
-    - `GET /app/login`: the sign-in state it issues (10 minutes, `STATE_KEY_PREFIX`);
+    - `GET /app/login`: the sign-in state it issues (10 minutes, `pipeline.keys.login_state`);
     - `GET /app/oauth/callback`: the state it uses up (removed, checked apart).
     """
     allowed = {
         "session": r"rsf:[^:]+:calls",
-        "login": re.escape(STATE_KEY_PREFIX) + r":[0-9a-f]{64}",
-        "callback": re.escape(STATE_KEY_PREFIX) + r":[0-9a-f]{64}",
+        "login": re.escape(keys.login_state("")) + r"[0-9a-f]{64}",
+        "callback": re.escape(keys.login_state("")) + r"[0-9a-f]{64}",
     }
     return re.compile(allowed.get(route, r"(?!)"))
 
@@ -352,7 +352,7 @@ def _app_session(r, tenant: str, eid: str) -> tuple[str, str]:
     """A signed-in browser's session, stored as the sign-in callback leaves it."""
     sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     record = {"tenant": tenant, "eid": eid, "user": "alice", "csrf": csrf, "signedInAt": time.time()}
-    r.set(session_key(sid), json.dumps(record), ex=3600)
+    r.set(keys.app_session(hashed(sid)), json.dumps(record), ex=3600)
     return sid, csrf
 
 
@@ -376,7 +376,7 @@ def world(fake_redis):
     a = runtime.registry.sign_in(eid="1", mid="11", tssd="acme", refresh_token="refresh-a")
     b = runtime.registry.sign_in(eid="2", mid="22", tssd="brand-b", refresh_token="refresh-b")
     stored = templates.create_template(r, "default", TEMPLATE)
-    r.hset(templates._index("default"), "tpl-existing", json.dumps({**stored, "id": "tpl-existing"}))
+    r.hset(keys.templates("default"), "tpl-existing", json.dumps({**stored, "id": "tpl-existing"}))
     default, other_tenant = runtime.registry.get("default"), runtime.registry.get("other")
     revoked = apikeys.create_key(r, "default", "revoked")
     apikeys.revoke_key(r, "default", revoked[len(apikeys.PREFIX) :][: apikeys.ID_LENGTH])
@@ -430,7 +430,7 @@ def routing_answer(method: str, response) -> bool:
 
 def prune_templates(r) -> None:
     """Keep the keyspace (compared twice per example) small: at most 50 templates of `default`."""
-    key = templates._index("default")
+    key = keys.templates("default")
     if r.hlen(key) > 50:
         for template_id in list(r.hkeys(key))[:40]:
             if template_id != "tpl-existing":
@@ -704,8 +704,8 @@ def restore_sessions(world: World) -> set[str]:
     """Sessions the last request ended (logout, a stale one), made again; the keys it removed."""
     ended = set()
     for kind, (sid, _csrf) in list(world.app_sessions.items()):
-        if not world.r.exists(session_key(sid)):
-            ended.add(session_key(sid))
+        if not world.r.exists(keys.app_session(hashed(sid))):
+            ended.add(keys.app_session(hashed(sid)))
             world.app_sessions[kind] = _app_session(world.r, *SESSION_OWNERS[kind])
     return ended
 
@@ -737,7 +737,9 @@ def test_app_routes(world, route, data, auth, other_method, query, headers, suff
     body = data.draw(settings_forms | bodies if route == "settings.save" else bodies, label="body")
     headers, body, authentic = app_request(world, auth, body, headers)
     authentic = authentic or (auth.kind in SIGNED_IN and method in ("GET", "HEAD"))
-    own_session = session_key(world.app_sessions[auth.kind][0]) if auth.kind in world.app_sessions else ""
+    own_session = (
+        keys.app_session(hashed(world.app_sessions[auth.kind][0])) if auth.kind in world.app_sessions else ""
+    )
     before = keyspace(world.r)
     installs = len(world.installs.calls)
 
@@ -852,7 +854,7 @@ def _login(world: World) -> tuple[str, str]:
 def test_oauth_callback(world, cb, headers, session, forged_sid):
     state, nonce = _login(world)
     if cb.state == "used":
-        world.r.delete(f"{STATE_KEY_PREFIX}:{hashed(state)}")
+        world.r.delete(keys.login_state(hashed(state)))
     if cb.state == "issued_elsewhere":
         state, _ = _login(world)
     cookie_nonce = {"ours": nonce, "absent": None, "another_login": _login(world)[1], "forged": cb.forged}[
@@ -901,7 +903,7 @@ def test_oauth_callback(world, cb, headers, session, forged_sid):
         assert SESSION_COOKIE_NAME + "=" not in " ".join(response.headers.getlist("Set-Cookie")).replace(
             f"{SESSION_COOKIE_NAME}=;", ""
         )
-    for key in [k for k in after if k.startswith(STATE_KEY_PREFIX)]:  # unused states of this example
+    for key in [k for k in after if k.startswith(keys.login_state(""))]:  # unused states of this example
         world.r.delete(key)
     if response.status_code == 302:  # signed in: a new session; drop it (keeps the keyspace small)
         sid = next(
@@ -909,6 +911,6 @@ def test_oauth_callback(world, cb, headers, session, forged_sid):
             for v in response.headers.getlist("Set-Cookie")
             if v.startswith(f"{SESSION_COOKIE_NAME}=")
         )
-        world.r.delete(session_key(sid))
+        world.r.delete(keys.app_session(hashed(sid)))
         if session == "a":  # its old session was replaced
             world.app_sessions["a"] = _app_session(world.r, "sfmc-1", "1")
