@@ -354,7 +354,9 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     event = _loads(ex.fields.get("event"))
     ids = _loads(ex.fields.get("subscriptionIds"))
     if not event or not ids:  # only a render step stores these; never expected here
-        finish(rt, tenant, execution_id, State.FAILED, "internal: no rendered event to send")
+        # a dead letter of the render stage: a replay renders it again, then sends it
+        reason = "internal: no rendered event to send"
+        fail(rt, tenant, execution_id, Stage.RENDER, ErrorClass.PERMANENT, reason)
         return
     try:
         created = rt.rokt(tenant).create_subscription_event(event, ids)

@@ -83,6 +83,12 @@ def activity_failures(tenant: str, activity_id: str) -> str:
     return tenant_key(tenant, "activity", activity_id, "failures")
 
 
+def activity_missing(tenant: str, activity_id: str) -> str:
+    """Sorted set: one activity's missing-field reasons by count, apart from its failures so that
+    neither hides the other (the ledger's scripts build it too)."""
+    return tenant_key(tenant, "activity", activity_id, "missing")
+
+
 def contact_executions(tenant: str, digest: str) -> str:
     """Set: the execution ids claimed for one contact, named by `contact_digest(contact key)`."""
     return tenant_key(tenant, "contact-execs", digest)

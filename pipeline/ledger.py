@@ -28,7 +28,7 @@ EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 # - `template-open` (hash templateId -> executions of it still `queued`), for refusing to delete
 #   a template in use;
 # - per activity (`activity:<activityId>:counts`, hash state -> executions in it, and
-#   `activity:<activityId>:failures`, sorted set failure reason -> failed executions), for the
+#   `activity:<activityId>:failures` and `:missing`, sorted sets reason -> executions), for the
 #   running journey's live counts.
 # Only executions claimed with the `tracked` field move these counters (so executions claimed
 # before the counters existed never drive them negative). Each write gives the counter keys the
@@ -72,11 +72,16 @@ return 1
 # Lua shared by the scripts that move an execution out of `failed`: its failure reason stops
 # counting in the activity's top reasons. `base` is the activity's key prefix.
 _UNCOUNT_FAILURE = """
+local function reasons_of(base, reason)
+  if string.sub(reason, 1, 14) == 'missing_field:' then return base .. ':missing' end
+  return base .. ':failures'
+end
 local function uncount_failure(base)
   local old = redis.call('HGET', KEYS[1], 'failureReason')
   if old then
-    redis.call('ZINCRBY', base .. ':failures', -1, old)
-    redis.call('ZREMRANGEBYSCORE', base .. ':failures', '-inf', 0)
+    local set = reasons_of(base, old)
+    redis.call('ZINCRBY', set, -1, old)
+    redis.call('ZREMRANGEBYSCORE', set, '-inf', 0)
     redis.call('HDEL', KEYS[1], 'failureReason')
   end
 end
@@ -130,8 +135,9 @@ if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
     if ARGV[1] == 'failed' then reason = ARGV[7] end
     if ARGV[1] == 'missing_field' then reason = 'missing_field:' .. ARGV[7] end
     if reason then
-      redis.call('ZINCRBY', base .. ':failures', 1, reason)
-      redis.call('EXPIRE', base .. ':failures', ttl)
+      local set = reasons_of(base, reason)
+      redis.call('ZINCRBY', set, 1, reason)
+      redis.call('EXPIRE', set, ttl)
       redis.call('HSET', KEYS[1], 'failureReason', reason)
     end
   end
@@ -205,11 +211,10 @@ return 1
 # a failed execution's reason as the activity's top failures list it
 FAILURE_REASON_CHARS = 200
 TOP_FAILURES = 5
-# missing_field executions count their reason ("missing value for City") in the same sorted set,
-# under this prefix (written as a literal by the _TRANSITION script), so the running view can say
-# which field was missing
+# missing_field executions count their reason ("missing value for City") under this prefix in a
+# sorted set of their own (keys.activity_missing; the scripts pick the set by the prefix, written
+# there as a literal), so the running view can say which field was missing
 MISSING_REASON = "missing_field:"
-TOP_REASONS = 50  # read at once; each list keeps its TOP_FAILURES most frequent
 
 
 INTAKE_GROUP = "pump"  # the intake streams' consumer group (pipeline/intake.py)
@@ -461,21 +466,13 @@ class Ledger:
         frequent first)."""
         pipe = self.r.pipeline(transaction=True)
         pipe.hgetall(keys.activity_counts(tenant, activity_id))
-        pipe.zrevrangebyscore(
-            keys.activity_failures(tenant, activity_id),
-            "+inf",
-            "(0",
-            start=0,
-            num=TOP_REASONS,
-            withscores=True,
-        )
-        raw_counts, reasons = pipe.execute()
-        failures = [(r, n) for r, n in reasons if not r.startswith(MISSING_REASON)][:TOP_FAILURES]
-        missing = [(r[len(MISSING_REASON) :], n) for r, n in reasons if r.startswith(MISSING_REASON)]
+        for key in (keys.activity_failures(tenant, activity_id), keys.activity_missing(tenant, activity_id)):
+            pipe.zrevrangebyscore(key, "+inf", "(0", start=0, num=TOP_FAILURES, withscores=True)
+        raw_counts, failures, missing = pipe.execute()
         return {
             "counts": {str(state): max(0, int(raw_counts.get(state, 0))) for state in State},
             "topFailures": [{"reason": reason, "count": int(score)} for reason, score in failures],
             "missingFields": [
-                {"reason": reason, "count": int(score)} for reason, score in missing[:TOP_FAILURES]
+                {"reason": reason[len(MISSING_REASON) :], "count": int(score)} for reason, score in missing
             ],
         }

