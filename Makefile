@@ -12,6 +12,8 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 PYTHON_FLOOR := $(shell sed -n 's/^python_requires *= *>= *\([0-9.]*\).*/\1/p' setup.cfg)
 PYTHON_SUPPORTED := $(shell sed -n 's/^ *Programming Language :: Python :: \(3\.[0-9]*\) *$$/\1/p' setup.cfg)
 
+comma := ,
+space := $(subst ,, )
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -22,7 +24,7 @@ help: ## list the targets
 python-check:
 	$(eval PYTHON_SAYS := $(shell $(PYTHON) scripts/check_python.py $(PYTHON_FLOOR) "$(PYTHON_SUPPORTED)" 2>/dev/null))
 	$(if $(filter 2,$(.SHELLSTATUS)),$(error $(PYTHON_SAYS)))
-	$(if $(filter-out 0 2,$(.SHELLSTATUS)),$(error PYTHON=$(PYTHON) does not start (exit $(.SHELLSTATUS)); rokt-sfmc needs Python $(PYTHON_FLOOR) or newer (supported: $(PYTHON_SUPPORTED)): make install PYTHON=/path/to/python3.X))
+	$(if $(filter-out 0 2,$(.SHELLSTATUS)),$(error PYTHON=$(PYTHON) does not start (exit $(.SHELLSTATUS)$(if $(filter 127,$(.SHELLSTATUS)),: not on PATH$(comma) or a pyenv shim of a version pyenv has not selected)); rokt-sfmc needs Python $(PYTHON_FLOOR) or newer (supported: $(subst $(space),$(comma) ,$(PYTHON_SUPPORTED))): make install PYTHON=/path/to/python3.X))
 	$(if $(PYTHON_SAYS),@echo "$(PYTHON_SAYS)" >&2)
 	$(if $(and $(wildcard $(BIN)/python),$(filter command line,$(origin PYTHON))),$(eval VENV_HAS := $(shell $(BIN)/python scripts/check_python.py --version))$(eval PYTHON_IS := $(shell $(PYTHON) scripts/check_python.py --version)))
 	$(if $(filter-out $(VENV_HAS),$(PYTHON_IS)),$(error $(VENV) runs Python $(VENV_HAS), not the $(PYTHON_IS) of PYTHON=$(PYTHON): make clean first, or add VENV=.venv-$(PYTHON_IS)))
