@@ -524,7 +524,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     configure_logging(settings, "exporter")
-    port = args.port if args.port is not None else getattr(settings, "exporter_port", 9808)
+    port = args.port if args.port is not None else settings.exporter_port
     try:
         exporter.serve(port, args.host)
     except OSError as exc:  # the port is taken, the address is not ours
@@ -585,7 +585,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
     if args.service == "web":
         healthy, why = _http_check(f"{(args.url or settings.public_base_url).rstrip('/')}/healthz", "web")
     elif args.service == "exporter":
-        port = args.port if args.port is not None else getattr(settings, "exporter_port", 9808)
+        port = args.port if args.port is not None else settings.exporter_port
         base = (args.url or f"http://127.0.0.1:{port}").rstrip("/")
         healthy, why = _http_check(f"{base}/healthz", "exporter")
     else:

@@ -395,7 +395,7 @@ class TenantRegistry:
         UI sessions signed with it), then expire. No restart: the version bump propagates."""
         if tenant.jb_jwt_secret == current.jb_jwt_secret or not current.jb_jwt_secret:
             return tenant
-        grace = getattr(self.settings, "jwt_secret_grace_hours", 0.0) * 3600
+        grace = self.settings.jwt_secret_grace_hours * 3600
         if grace <= 0:
             return replace(tenant, jb_jwt_secret_previous="", jb_jwt_previous_until=0.0)
         now = time.time()
