@@ -177,6 +177,13 @@ def make_tls_files(directory: Path, days: int = 2) -> RedisTLS:
             .not_valid_after(now + timedelta(days=days))
             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         )
+        # the key identifiers Python 3.13's strict verification (VERIFY_X509_STRICT) requires
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False
+        )
         for extension in extensions:
             builder = builder.add_extension(extension, critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
@@ -202,7 +209,8 @@ def make_tls_files(directory: Path, days: int = 2) -> RedisTLS:
             [x509.IPAddress(IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
         )
         extended = x509.ExtendedKeyUsage([usage])
-        cert = certificate(subject, key, "rokt-sfmc sandbox CA", ca_key, False, [names, extended])
+        signing = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+        cert = certificate(subject, key, "rokt-sfmc sandbox CA", ca_key, False, [names, extended, signing])
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         write_key(key_path, key)
     return files
