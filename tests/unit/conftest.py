@@ -12,6 +12,7 @@ from celery import Celery, Task
 
 import celeryconfig
 from pipeline import queues
+from pipeline.ledger import event_id_for
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
 from tasks import app as tasks_app
@@ -136,3 +137,13 @@ def sent_tasks(monkeypatch) -> list[SentTask]:
     monkeypatch.setattr(Celery, "send_task", send_task)
     monkeypatch.setattr(Task, "apply_async", apply_async)
     return sent
+
+
+def claim_execution(runtime, execution, **args):
+    """Claim `execution` of tenant `default` (contact C1, activity `a`) with `args` as its
+    inArguments, as execute does."""
+    runtime.ledger.claim(
+        "default",
+        execution,
+        {"contactKey": "C1", "eventId": event_id_for(execution), "activityId": "a", "args": args},
+    )

@@ -18,6 +18,7 @@ from pipeline.templates import create_template, update_template
 from pipeline.vocabulary import OutboxKind, State, TenantStatus
 from pipeline.webhooks import update_execution
 from tests.unit.conftest import COMPLETE
+from tests.unit.conftest import claim_execution as claim
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
@@ -27,14 +28,6 @@ TEMPLATE = {"title": "Hi {{FirstName}}", "start": "2026-12-01T09:00:00", "timezo
 @pytest.fixture
 def template_id(runtime):
     return create_template(runtime.redis, "default", TEMPLATE)["id"]
-
-
-def claim(runtime, execution, **args):
-    runtime.ledger.claim(
-        "default",
-        execution,
-        {"contactKey": "C1", "eventId": event_id_for(execution), "activityId": "a", "args": args},
-    )
 
 
 def rows(runtime):

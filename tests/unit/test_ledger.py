@@ -5,6 +5,7 @@ import pytest
 from pipeline import keys
 from pipeline.ledger import IllegalTransition, Ledger, event_id_for, execution_id
 from pipeline.vocabulary import NEXT_STATES, State, states_leading_to
+from tests.unit.conftest import claim_execution
 
 
 def test_ids_are_deterministic_and_distinct():
@@ -242,16 +243,8 @@ def test_forget_of_a_queued_execution_stops_it_counting_as_open(fake_redis):
 # -- the move that answers the hash --
 
 
-def claim_args(runtime, execution, **args):
-    runtime.ledger.claim(
-        "default",
-        execution,
-        {"contactKey": "C1", "eventId": event_id_for(execution), "activityId": "a", "args": args},
-    )
-
-
 def test_transition_get_answers_the_hash_after_the_move(runtime):
-    claim_args(runtime, "e1", templateId="t", FirstName="A")
+    claim_execution(runtime, "e1", templateId="t", FirstName="A")
     moved, ex = runtime.ledger.transition_get("default", "e1", State.FAILED, error="boom")
     assert moved is True
     assert ex.fields == runtime.ledger.get("default", "e1").fields
