@@ -224,7 +224,7 @@ def test_jb_simulate_from_the_readme_and_the_running_view_counts_added_to_calend
 
     activity_file = live.state / "activity.json"
     if not activity_file.exists():
-        pytest.skip("no saved activity (the configuration test did not finish)")
+        pytest.fail("no saved activity: the configuration test before this one did not save it")
     _up, simulate = readme_commands()
     assert simulate[simulate.index("--contacts") + 1] == str(CONTACTS)  # run as written
     done = subprocess.run(
