@@ -10,8 +10,8 @@ RabbitMQ (README "Broker": a lost worker's messages run elsewhere at once, not a
 visibility timeout). RedBeat's schedule stays on REDIS_URL either way.
 """
 
-from pipeline import broker, keys
-from pipeline.queues import (
+from pipeline.infra import broker, keys
+from pipeline.infra.queues import (
     CALLBACKS_QUEUE,
     CREATE_EVENT_TASK,
     FLUSH_ALL_TASK,
@@ -28,11 +28,11 @@ from pipeline.queues import (
     WEBHOOKS_QUEUE,
     worker_queues,
 )
+from pipeline.infra.redis_clients import celery_redis_options, tls_options
 from pipeline.settings import get_settings, is_amqp
-from pipeline.store import celery_redis_options, tls_options
 
 _redis_url = get_settings().redis_url
-# A Sentinel REDIS_URL (`redis+sentinel://...`, pipeline/store.py) in kombu's and RedBeat's own
+# A Sentinel REDIS_URL (`redis+sentinel://...`, pipeline/infra/redis_clients.py) in kombu's and RedBeat's own
 # forms; a plain redis:// or rediss:// URL as it is.
 _redis = celery_redis_options(_redis_url)
 _broker = get_settings().broker  # BROKER_URL, or REDIS_URL without it
@@ -52,7 +52,7 @@ if BROKER_IS_AMQP:
         "confirm_publish": True,  # publisher confirms: send_task returns once RabbitMQ has it
         "connect_timeout": 5,
     }
-    # Every queue a quorum queue with a topic exchange of its name (pipeline/broker.py); the
+    # Every queue a quorum queue with a topic exchange of its name (pipeline/infra/broker.py); the
     # per-tenant queues the producer's router makes on first use are declared the same way.
     task_create_missing_queue_type = "quorum"
     task_create_missing_queue_exchange_type = "topic"
@@ -67,7 +67,7 @@ else:
     # Redis over TLS (`rediss://`): the URL's own `ssl_*` options (CA, client certificate), the
     # server's certificate verified by default, for the broker here, for RedBeat below and for
     # Flower's broker tab, which take them only from this setting; None for `redis://`.
-    # pipeline/store.py says what REDIS_URL may carry.
+    # pipeline/infra/redis_clients.py says what REDIS_URL may carry.
     broker_use_ssl = tls_options(_broker)
     broker_transport_options = {
         "visibility_timeout": VISIBILITY_TIMEOUT,
@@ -130,7 +130,8 @@ task_routes = {
 # It used to be off: after a Redis restart a worker whose pidbox pub/sub socket saw the lost
 # connection before its BRPOP one died with "Unrecoverable error" (AttributeError in kombu's
 # Channel.close re-entered after a failed read of the pending BRPOP, a path added by
-# celery/kombu#1733) or hung in its shutdown. pipeline/brokerfix.py (applied by the Celery app in
+# celery/kombu#1733) or hung in its shutdown. pipeline/infra/kombu_redis_close.py (applied by the
+# Celery app in
 # tasks/__init__.py, which workers, beat and Flower load, and by the producer) lets that
 # close complete; tests/integration/test_flower.py and `demo --chaos restart-redis` check that
 # every worker answers `inspect ping` within 30 s of a Redis restart. The transport options

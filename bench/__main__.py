@@ -1,3 +1,5 @@
+"""`python -m bench`: the same as `make bench`."""
+
 import sys
 
 from bench.run import main

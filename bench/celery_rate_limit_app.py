@@ -3,7 +3,7 @@
 
 import os
 
-from pipeline.queues import CREATE_EVENT_TASK
+from pipeline.infra.queues import CREATE_EVENT_TASK
 from tasks import app
 
 app.conf.task_annotations = {

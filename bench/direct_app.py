@@ -6,7 +6,7 @@ it here."""
 
 from flask import Response
 
-from pipeline import dispatch
+from pipeline.infra import dispatch
 from pipeline.web import create_app
 
 app = create_app()

@@ -26,11 +26,11 @@ from typing import Any
 
 from bench import intake
 from bench.harness import TENANTS
-from pipeline.durability import server_version, waitaof_supported
+from pipeline.infra.replica_wait import server_version, waitaof_supported
+from pipeline.journeys.templates import create_template
 from pipeline.sandbox import jbsim, processes
 from pipeline.sandbox.redis_ha import data_node_binary, start_data_node
 from pipeline.sandbox.stack import Stack
-from pipeline.templates import create_template
 
 CONNECTIONS = 50
 WAIT_TIMEOUT_MS = 500

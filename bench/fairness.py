@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 from bench.harness import WORKER_CONCURRENCY, journey, reset
-from pipeline import keys
-from pipeline.queues import render_queue
+from pipeline.infra import keys
+from pipeline.infra.queues import render_queue
 from pipeline.sandbox.stack import ROKT_THREADS, Stack
 from pipeline.vocabulary import State
 

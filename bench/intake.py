@@ -1,10 +1,12 @@
-"""`intake`: POST execute (valid JWTs, a distinct execution per request) under gunicorn, against
+"""`intake`: execute under gunicorn, beside a bare Flask endpoint.
+
+POST execute (valid JWTs, a distinct execution per request) under gunicorn, against
 a bare Flask endpoint under the identical gunicorn configuration, at 1, 10 and 50 connections, on
 the Redis broker (`intake`) and on RabbitMQ (`intake_rabbitmq`, a vhost of its own on
 RABBITMQ_URL; null with the reason when it is not reachable).
 
 Execute claims the execution, which appends it to the tenant's intake stream in the same Lua
-call; a pump (`python -m pipeline.intake`, the code each render worker runs) publishes the
+call; a pump (`python -m pipeline.journeys.intake`, the code each render worker runs) publishes the
 render tasks meanwhile, as in production. Baseline beside it: the previous design, where
 execute published the render task itself (`bench/direct_app.py`). After each level the benchmark
 waits until the pump has emptied the stream and counts the render messages in the broker
@@ -32,13 +34,13 @@ from typing import Any
 
 from bench.harness import REPO_ROOT, TENANTS, reset
 from bench.procs import cpu_seconds
-from pipeline import intake
-from pipeline.queues import render_queue
+from pipeline.infra.queues import render_queue
+from pipeline.infra.redis_clients import redis_client
+from pipeline.journeys import intake
+from pipeline.journeys.templates import create_template
 from pipeline.sandbox import jbsim, processes, rabbitmq
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import is_amqp
-from pipeline.store import redis_client
-from pipeline.templates import create_template
 
 TENANT = "bench"
 CONCURRENCY = (1, 10, 50)
@@ -222,7 +224,7 @@ def _any_template(stack: Stack) -> str:
 
 
 def _start_pump(stack: Stack) -> processes.Child:
-    argv = [sys.executable, "-m", "pipeline.intake", f"bench-pump@{uuid.uuid4().hex[:6]}"]
+    argv = [sys.executable, "-m", "pipeline.journeys.intake", f"bench-pump@{uuid.uuid4().hex[:6]}"]
     return processes.Child("intake-pump", argv, stack.env, stack.run_dir)
 
 
@@ -240,7 +242,7 @@ def _queue_depth(stack: Stack) -> int:
     queue = render_queue(TENANT)
     url = stack.broker_url or stack.redis_url
     if is_amqp(url):
-        from pipeline.broker import ready_counts
+        from pipeline.infra.broker import ready_counts
 
         return int(ready_counts(url, [queue])[queue] or 0)
     return int(redis_client(url).llen(queue))

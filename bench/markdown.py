@@ -1,5 +1,7 @@
-"""The Performance table of docs/performance.md, rendered from results.json (`make docs` writes
-it there, `python -m bench.markdown` prints it); the docs test keeps the copy current."""
+"""The Performance table of docs/performance.md, rendered from results.json.
+
+`make docs` writes it there, `python -m bench.markdown` prints it; the docs test keeps the copy
+current."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from typing import Any
 from bench.harness import WORKER_CONCURRENCY, delivered, journey, reset
 from bench.noop_app import NOOP_QUEUE, NOOP_TASK
 from bench.procs import PeakRss, cpu_seconds, rss_mb
-from pipeline import dispatch, queues
+from pipeline.infra import dispatch, queues
 from pipeline.sandbox.stack import Stack
 
 TENANT = "bench"

@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from bench.harness import journey, reset
-from pipeline.queues import ROKT_WAIT_QUEUE, render_queue, rokt_queue
+from pipeline.infra.queues import ROKT_WAIT_QUEUE, render_queue, rokt_queue
 from pipeline.sandbox.common import max_in_any_window
 from pipeline.sandbox.stack import Stack
 

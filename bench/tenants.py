@@ -27,7 +27,7 @@ import requests
 from bench.fairness import B_COUNT, SPLIT_WORKERS, queue_waits
 from bench.harness import WORKER_CONCURRENCY, delivered, journey, reset
 from bench.procs import cpu_seconds
-from pipeline.queues import RENDER_QUEUE, ROKT_WORKER_QUEUES, render_queue, rokt_queue
+from pipeline.infra.queues import RENDER_QUEUE, ROKT_WORKER_QUEUES, render_queue, rokt_queue
 from pipeline.sandbox.stack import ROKT_THREADS, Stack
 
 TENANT_COUNT = 20
@@ -102,7 +102,7 @@ def _backlog(stack: Stack, per_tenant: int, sleep_ms: int, deadline: float) -> d
         "rokt_calls_per_s": round(len(posts) / span, 1) if span else None,
         "reschedules_per_rokt_call": round(deferred / max(1, rokt["event_posts"]), 2),
         "rokt_429s": rokt["throttled"],
-        # slots given up by calls that woke more than 10 ms after them (pipeline/ratelimit.py)
+        # slots given up by calls that woke more than 10 ms after them (pipeline/stores/ratelimit.py)
         "late_wakes": sum(stack.runtime.limiter(t, "rokt").late_wakes() for t in BACKLOG_TENANTS),
     }
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.harness import journey
 from celeryconfig import VISIBILITY_TIMEOUT
-from pipeline import dispatch, keys
+from pipeline.infra import dispatch, keys
 from pipeline.sandbox import rabbitmq
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import Settings

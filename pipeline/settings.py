@@ -4,7 +4,7 @@ Each setting is declared once, as a field of ``Settings`` or ``Tenant`` made by 
 its default (what an unset or empty variable takes; an empty default means "required where
 used"), what it means, and how its variable (the upper-cased field name) is read. From those
 declarations come ``SETTINGS_TABLE`` (the docs' table and .env.example's check) and
-``load_settings``. Tenants live in the registry (``pipeline.tenants``: App Settings,
+``load_settings``. Tenants live in the registry (``pipeline.tenancy.tenants``: App Settings,
 ``rokt-sfmc tenants add``); ``TENANTS_FILE`` (TOML) or, without it, the tenant variables (a single
 tenant named ``default``) seed pinned tenants.
 """
@@ -110,15 +110,6 @@ def parse_origin_patterns(value: str) -> tuple[str, ...]:
         if wild and len(labels) - wild[-1] - 1 < 2:
             raise ValueError(f"JB_ALLOWED_ORIGINS: {pattern!r}: too broad a wildcard")
     return patterns
-
-
-def origin_pattern_regex(pattern: str) -> re.Pattern[str]:
-    """The origins a pattern allows: `*` is one or more of [A-Za-z0-9-] (one label, or a port)."""
-    return re.compile("^" + re.escape(pattern).replace(r"\*", "[A-Za-z0-9-]+") + "$")
-
-
-def origin_allowed(origin: str, patterns: tuple[str, ...]) -> bool:
-    return any(origin_pattern_regex(pattern).match(origin) for pattern in patterns)
 
 
 # -- secret strength -------------------------------------------------------------------------
@@ -395,7 +386,7 @@ class Settings:
         "milliseconds execute waits for REDIS_WAIT_REPLICAS before its 503",
         parse=_positive_int,
     )
-    # retention of contact data in Redis (pipeline/privacy.py; 0 = no end)
+    # retention of contact data in Redis (pipeline/upkeep/privacy.py; 0 = no end)
     dead_letter_retention_days: int = setting(
         30,
         "days a dead letter is kept from its failure (and a replayed one from its replay); 0: no end",

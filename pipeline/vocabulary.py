@@ -26,7 +26,7 @@ class State(StrEnum):
 TERMINAL_STATES = frozenset(State) - {State.QUEUED}
 
 # Every allowed state change, written once: a state and the states it may move to. The ledger
-# refuses any other move (`pipeline.ledger.IllegalTransition`); a caller may narrow a move to
+# refuses any other move (`pipeline.stores.ledger.IllegalTransition`); a caller may narrow a move to
 # fewer from-states, never widen it. A state without a next state is final.
 NEXT_STATES: dict[State, frozenset[State]] = {
     State.QUEUED: frozenset({State.ACCEPTED, State.NO_SUBSCRIPTION, State.MISSING_FIELD, State.FAILED}),
@@ -47,7 +47,7 @@ def states_leading_to(state: State) -> tuple[State, ...]:
 
 class Stage(StrEnum):
     """Where something failed for good: each dead letter names its stage, and a replay is
-    dispatched on it (`pipeline.replay.REPLAYERS` has one handler per member)."""
+    dispatched on it (`pipeline.upkeep.replay.REPLAYERS` has one handler per member)."""
 
     RENDER = "render"  # template missing or the event cannot be built
     CREATE_EVENT = "create_event"  # Rokt refused the event, or retries ran out

@@ -4,7 +4,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from pipeline.render import FIELD_LIMITS, RENDERED_FIELDS, canonical_time_zone, placeholder_problems
+from pipeline.journeys.render import FIELD_LIMITS, RENDERED_FIELDS, canonical_time_zone, placeholder_problems
 
 POLICIES = ("strict", "blank")
 # what the store adds to a template (and the API to an item): an update may send them back as
@@ -29,7 +29,7 @@ class TemplateSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    # the same caps the renderer applies to the rendered fields (pipeline.render.FIELD_LIMITS)
+    # the same caps the renderer applies to the rendered fields (pipeline.journeys.render.FIELD_LIMITS)
     title = fields.String(required=True, validate=validate.Length(min=1, max=FIELD_LIMITS["title"]))
     description = fields.String(load_default="", validate=validate.Length(max=FIELD_LIMITS["description"]))
     location = fields.String(load_default="", validate=validate.Length(max=FIELD_LIMITS["location"]))

@@ -5,9 +5,9 @@ celeryconfig, and the `TenantQueues` bootstep adds each active tenant's `render.
 
 from celery import Celery
 
-from pipeline import brokerfix
+from pipeline.infra import kombu_redis_close
 
-brokerfix.apply()  # kombu's Redis channel survives a Redis restart with remote control on (see there)
+kombu_redis_close.apply()  # kombu's Redis channel survives a Redis restart with remote control on (see there)
 
 app = Celery(
     "rokt_sfmc",

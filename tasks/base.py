@@ -1,5 +1,6 @@
-"""Shared task defaults, checked (Celery silently accepts misspelt task options), and the
-one retry idiom every task uses."""
+"""Shared task defaults, checked, and the one retry idiom every task uses.
+
+Checked because Celery silently accepts misspelt task options."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from typing import Any
 from celery import Task, signals
 from celery.exceptions import Retry
 
-from pipeline import dispatch, logsetup, queues
-from pipeline.flush import FLUSH_DELAY_SECONDS, claim_flush_slots
-from pipeline.retry_policy import countdown
-from pipeline.runtime import get_runtime
+from pipeline.delivery.flush import FLUSH_DELAY_SECONDS, claim_flush_slots
+from pipeline.delivery.retry_policy import countdown
+from pipeline.infra import dispatch, logsetup, queues
 from pipeline.settings import get_settings
+from pipeline.tenancy.handles import get_runtime
 from pipeline.vocabulary import OutboxKind, Stage, TenantStatus
 from tasks import app
 
@@ -51,7 +52,7 @@ def retry_later(task: Task, exc: BaseException, *, after: float | None = None, b
     """
     wait = countdown(exc, task.request.retries) if after is None else after
     max_retries = None if bounded else task.request.retries + 1
-    # a limiter ticket (create_rokt_event's) is a place in line for one moment: a retry for any
+    # a limiter ticket (create_rokt_event_task's) is a place in line for one moment: a retry for any
     # other reason comes back later and joins the line afresh, never ahead of those in it
     sent_with = getattr(task.request, "kwargs", None) or {}
     kwargs = {name: value for name, value in sent_with.items() if name != "ticket"}

@@ -2,7 +2,7 @@
 
 Run beat with `-S tasks.beat:HeartbeatScheduler` (or `beat_scheduler` in celeryconfig). Beat
 ticks at least every `beat_max_loop_interval` seconds; each tick, once it has run what was due,
-marks beat alive (`pipeline.heartbeats`, kind "beat"), so a silent beat shows on the exporter's
+marks beat alive (`pipeline.ops.heartbeats`, kind "beat"), so a silent beat shows on the exporter's
 `rsf_beat_last_tick_age_seconds` and in `rokt-sfmc healthcheck beat`.
 """
 
@@ -16,8 +16,8 @@ import redis
 from redbeat import RedBeatScheduler
 from redis.exceptions import AuthorizationError
 
-from pipeline import heartbeats
-from pipeline.runtime import get_runtime
+from pipeline.ops import heartbeats
+from pipeline.tenancy.handles import get_runtime
 
 log = logging.getLogger(__name__)
 

@@ -7,12 +7,17 @@ import uuid
 import redis
 from celery import Task
 
-from pipeline import dispatch
 from pipeline.clients.errors import ClientError
-from pipeline.flush import FLUSHERS, claim_flush_slot
-from pipeline.queues import FLUSH_ALL_TASK, FLUSH_RELEASES_TASK, FLUSH_STATUS_TASK, FLUSH_SUBSCRIPTIONS_TASK
-from pipeline.ratelimit import RateLimited
-from pipeline.runtime import get_runtime
+from pipeline.delivery.flush import FLUSHERS, claim_flush_slot
+from pipeline.infra import dispatch
+from pipeline.infra.queues import (
+    FLUSH_ALL_TASK,
+    FLUSH_RELEASES_TASK,
+    FLUSH_STATUS_TASK,
+    FLUSH_SUBSCRIPTIONS_TASK,
+)
+from pipeline.stores.ratelimit import RateLimited
+from pipeline.tenancy.handles import get_runtime
 from pipeline.vocabulary import OutboxKind, TenantStatus
 from tasks.base import hold_while_disabled, pipeline_task, retry_later
 
@@ -34,22 +39,22 @@ def _flush(task: Task, kind: OutboxKind, tenant: str) -> dict[str, int]:
 
 
 @pipeline_task(FLUSH_STATUS_TASK)
-def flush_status_rows(self: Task, tenant: str) -> dict[str, int]:
+def flush_status_rows_task(self: Task, tenant: str) -> dict[str, int]:
     return _flush(self, OutboxKind.STATUS_ROWS, tenant)
 
 
 @pipeline_task(FLUSH_SUBSCRIPTIONS_TASK)
-def flush_subscription_rows(self: Task, tenant: str) -> dict[str, int]:
+def flush_subscription_rows_task(self: Task, tenant: str) -> dict[str, int]:
     return _flush(self, OutboxKind.SUBSCRIPTION_ROWS, tenant)
 
 
 @pipeline_task(FLUSH_RELEASES_TASK)
-def flush_releases(self: Task, tenant: str) -> dict[str, int]:
+def flush_releases_task(self: Task, tenant: str) -> dict[str, int]:
     return _flush(self, OutboxKind.RELEASES, tenant)
 
 
 @pipeline_task(FLUSH_ALL_TASK)
-def flush_all(self: Task) -> None:
+def flush_all_task(self: Task) -> None:
     """Beat's safety net: flush every active tenant's outboxes that still hold entries (a
     disabled tenant's rows wait in its outbox)."""
     rt = get_runtime()

@@ -2,7 +2,7 @@
 
 The timer is the consumer's own (it fires from the worker's event loop), so a worker whose
 loop is frozen stops beating even though its process stays up: `rokt-sfmc healthcheck worker`
-and the "no worker heartbeat" alert see it (`pipeline.heartbeats`).
+and the "no worker heartbeat" alert see it (`pipeline.ops.heartbeats`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 from celery import bootsteps
 
-from pipeline import heartbeats
-from pipeline.runtime import get_runtime
+from pipeline.ops import heartbeats
+from pipeline.tenancy.handles import get_runtime
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
-"""The intake pump (pipeline/intake.py) as a worker bootstep: a thread in the main process of
+"""The intake pump (pipeline/journeys/intake.py) as a worker bootstep: a thread in the main process of
 every worker that serves the render stage (`render` or a `render.<tenant>` queue), one consumer
 of the intake group named after the worker (`worker-1@host`), so a restarted worker takes up
-what it held. `python -m pipeline.intake` runs one on its own (benchmarks, or to run the pump
+what it held. `python -m pipeline.journeys.intake` runs one on its own (benchmarks, or to run the pump
 apart from the workers).
 
 Why a worker thread, not a service of its own: nothing more to deploy, supervise or scale (each
@@ -19,8 +19,8 @@ from typing import Any
 
 from celery import bootsteps
 
-from pipeline import intake
-from pipeline.queues import RENDER_QUEUE
+from pipeline.infra.queues import RENDER_QUEUE
+from pipeline.journeys import intake
 
 log = logging.getLogger(__name__)
 

@@ -7,18 +7,18 @@ from typing import Any
 import redis
 from celery import Task
 
-from pipeline import dataextensions
 from pipeline.clients.errors import ClientError
-from pipeline.queues import INSTALL_DATA_EXTENSIONS_TASK
-from pipeline.ratelimit import RateLimited
-from pipeline.runtime import get_runtime
+from pipeline.infra.queues import INSTALL_DATA_EXTENSIONS_TASK
+from pipeline.stores.ratelimit import RateLimited
+from pipeline.subscriptions import dataextensions
+from pipeline.tenancy.handles import get_runtime
 from tasks.base import pipeline_task, retry_later
 
 MAX_INSTALL_RETRIES = 10  # then the page shows `failed` with the last reason
 
 
 @pipeline_task(INSTALL_DATA_EXTENSIONS_TASK, max_retries=MAX_INSTALL_RETRIES)
-def install_data_extensions(self: Task, tenant: str) -> dict[str, Any]:
+def install_data_extensions_task(self: Task, tenant: str) -> dict[str, Any]:
     """Retry what SFMC may accept later (throttling, 5xx, timeouts), a bounded number of times;
     a refusal (an Error result, bad credentials) ends the install `failed` at once."""
     rt = get_runtime()

@@ -9,7 +9,7 @@ tenant's queue named on `-Q` itself (a worker dedicated to one brand) is kept wh
 active, and paused while it is disabled.
 
 On RabbitMQ a queue it adds is declared as every process declares it (a quorum queue with its
-topic exchange, pipeline/broker.py) and bound to the native delayed-delivery exchange, so a
+topic exchange, pipeline/infra/broker.py) and bound to the native delayed-delivery exchange, so a
 countdown retry of that tenant's tasks comes back to it. Celery's own DelayedDelivery step binds
 every queue the app knows, consumed or not, and a queue nobody declared yet makes it fail (a
 worker of `-Q rokt` on a new vhost: `render` has no exchange yet), and with it every binding
@@ -25,10 +25,10 @@ from typing import Any
 
 from celery import bootsteps, signals
 
-from pipeline import broker
-from pipeline.queues import RENDER_QUEUE, ROKT_QUEUE, render_queue, rokt_queue
-from pipeline.runtime import get_runtime
+from pipeline.infra import broker
+from pipeline.infra.queues import RENDER_QUEUE, ROKT_QUEUE, render_queue, rokt_queue
 from pipeline.settings import is_amqp
+from pipeline.tenancy.handles import get_runtime
 from pipeline.vocabulary import TenantStatus
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Webhook task: a thin adapter from Celery to pipeline.webhooks."""
+"""Webhook task: a thin adapter from Celery to pipeline.subscriptions.webhooks."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 import redis
 from celery import Task
 
-from pipeline import webhooks
 from pipeline.clients.errors import ClientError
-from pipeline.queues import WEBHOOK_TASK
-from pipeline.ratelimit import RateLimited
-from pipeline.retry_policy import retryable
-from pipeline.runtime import get_runtime
+from pipeline.delivery.retry_policy import retryable
+from pipeline.infra.queues import WEBHOOK_TASK
+from pipeline.stores.ratelimit import RateLimited
+from pipeline.subscriptions import webhooks
+from pipeline.tenancy.handles import get_runtime
 from tasks.base import hold_while_disabled, pipeline_task, retry_later, schedule_flushes
 
 CONFIRMATION_RETRY_SECONDS = 2  # our record of Rokt's 202 lands within moments
@@ -28,7 +28,7 @@ class WebhookTask(Task):
 
 
 @pipeline_task(WEBHOOK_TASK, base=WebhookTask)
-def process_webhook(self: Task, tenant: str, event_id: str) -> None:
+def process_webhook_task(self: Task, tenant: str, event_id: str) -> None:
     """Apply one Rokt webhook (subscription row, contact match, or execution confirmation)."""
     hold_while_disabled(self, tenant)
     try:

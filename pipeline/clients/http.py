@@ -12,7 +12,6 @@ import redis
 import requests
 from requests.adapters import HTTPAdapter
 
-from pipeline import keys
 from pipeline.clients.errors import (
     ClientError,
     PermanentError,
@@ -23,8 +22,9 @@ from pipeline.clients.errors import (
     retry_after_seconds,
 )
 from pipeline.clients.tokens import SharedToken
-from pipeline.crypto import SecretBox
-from pipeline.logsafe import mask_emails
+from pipeline.infra import keys
+from pipeline.infra.crypto import SecretBox
+from pipeline.infra.logsafe import mask_emails
 from pipeline.settings import Tenant
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ import requests
 
 from pipeline.clients.errors import PermanentError, RetryableError, Throttled
 from pipeline.clients.http import BearerClient, raise_for_status, send
-from pipeline.crypto import SecretBox
-from pipeline.logsafe import mask_emails
+from pipeline.infra.crypto import SecretBox
+from pipeline.infra.logsafe import mask_emails
 from pipeline.settings import Settings, Tenant
 from pipeline.vocabulary import SfmcAuthMode
 

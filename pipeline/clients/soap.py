@@ -26,7 +26,7 @@ from lxml import etree
 from pipeline.clients.errors import PermanentError, RetryableError, Throttled, Unauthorized
 from pipeline.clients.http import new_session, raise_for_status, send
 from pipeline.clients.tokens import SharedToken
-from pipeline.logsafe import mask_emails
+from pipeline.infra.logsafe import mask_emails
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 PARTNER_API = "http://exacttarget.com/wsdl/partnerAPI"

@@ -4,7 +4,7 @@ One token per tenant and vendor (SFMC asks for one token request per 20 minutes,
 live 5 minutes): the first process to find the cache empty takes a short lock and fetches;
 the others wait for it instead of stampeding the token endpoint.
 
-Sealed at rest like the tenant secrets (`pipeline.crypto`, SECRET_KEY): a Redis dump or a
+Sealed at rest like the tenant secrets (`pipeline.infra.crypto`, SECRET_KEY): a Redis dump or a
 replica's copy holds no usable bearer token. The record is `{"sealed": ..., "digest": ...}`
 (without a SECRET_KEY, which only a deployment of pinned TENANTS_FILE tenants may lack,
 `{"response": ..., "digest": ...}`); the digest (SHA-1 of the access token) lets a worker drop
@@ -25,9 +25,9 @@ from typing import Any
 
 import redis
 
-from pipeline import keys
 from pipeline.clients.errors import RetryableError
-from pipeline.crypto import SecretBox, SecretUnreadable
+from pipeline.infra import keys
+from pipeline.infra.crypto import SecretBox, SecretUnreadable
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end

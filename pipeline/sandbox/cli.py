@@ -1,6 +1,6 @@
 """The sandbox's commands on `rokt-sfmc`: sandbox (and `sandbox up`), jb-simulate, demo.
 
-`pipeline/cli.py` never imports this package: it finds `register` through the
+`pipeline/cli/__init__.py` never imports this package: it finds `register` through the
 `rokt_sfmc.commands` entry-point group (setup.cfg) and lets it add these subcommands. As in
 the product's CLI, each command imports what it needs inside its function (heavy imports).
 """
@@ -153,11 +153,11 @@ def _saved_activity(args: argparse.Namespace, state: Path) -> dict | None:
 def cmd_jb_simulate(args: argparse.Namespace) -> int:
     import requests
 
-    from pipeline.runtime import Runtime
+    from pipeline.infra.redis_clients import redis_client
     from pipeline.sandbox import jbsim
     from pipeline.sandbox.live import activity_tenant, state_dir
     from pipeline.settings import get_settings
-    from pipeline.store import redis_client
+    from pipeline.tenancy.handles import Runtime
 
     state = state_dir(args.state_dir)
     _use_sandbox_env(state)
@@ -206,8 +206,8 @@ def _demo_activity(args: argparse.Namespace, tenant: str, base: str, r) -> dict:
     on the service's own config.json, as JB would read it."""
     import requests
 
+    from pipeline.journeys.templates import TemplateNotFound, create_template, get_template
     from pipeline.sandbox import jbsim
-    from pipeline.templates import TemplateNotFound, create_template, get_template
 
     if args.template_id:
         try:

@@ -26,17 +26,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline import dispatch, keys
-from pipeline.reconcile import reconcile
-from pipeline.replay import list_dead_letters, replay
-from pipeline.runtime import Runtime
+from pipeline.infra import dispatch, keys
+from pipeline.infra.redis_clients import redis_location
+from pipeline.journeys.templates import create_template
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECRET, SANDBOX_MID, jbsim, rokt
 from pipeline.sandbox.appadmin import AppAdmin
 from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.sandbox.monitoring import ALERT_RULES, Prometheus, Scraper, prometheus_binary, start_exporter
 from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, ROKT_THREADS, Stack
-from pipeline.store import redis_location
-from pipeline.templates import create_template
+from pipeline.tenancy.handles import Runtime
+from pipeline.upkeep.reconcile import reconcile
+from pipeline.upkeep.replay import list_dead_letters, replay
 from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, State
 
 

@@ -26,9 +26,9 @@ from typing import Any
 import jwt
 import requests
 
-from pipeline.runtime import Runtime
+from pipeline.journeys.templates import placeholders
 from pipeline.settings import Settings, load_settings
-from pipeline.templates import placeholders
+from pipeline.tenancy.handles import Runtime
 from pipeline.web import create_app
 from schemas.jb_execute import merge_in_arguments
 

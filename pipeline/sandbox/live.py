@@ -35,14 +35,14 @@ from typing import Any
 import requests
 from flask import Flask, Response, jsonify, redirect, request, send_file
 
-from pipeline import keys
+from pipeline.infra import keys
+from pipeline.infra.redis_clients import redis_client, redis_location
 from pipeline.sandbox import SANDBOX_EID, jbsim, processes, sandbox_app_env
 from pipeline.sandbox.common import ServerThread
 from pipeline.sandbox.hosts import HOSTS
 from pipeline.sandbox.monitoring import start_exporter
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import Tenant
-from pipeline.store import redis_client, redis_location
 from pipeline.web.activity import STATIC_ROOT
 
 STATE_DIR_ENV = "ROKT_SFMC_SANDBOX_DIR"

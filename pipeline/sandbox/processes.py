@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 import redis
 import requests
 
-from pipeline.store import make_client
+from pipeline.infra.redis_clients import make_client
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def redis_reachable(url: str | None) -> bool:
     if not url:
         return False
     try:
-        # a Sentinel URL too (pipeline/store.py): the master the Sentinels name
+        # a Sentinel URL too (pipeline/infra/redis_clients.py): the master the Sentinels name
         return bool(make_client(url, socket_connect_timeout=1, socket_timeout=1).ping())
     except (redis.RedisError, ValueError):
         return False
@@ -133,7 +133,7 @@ class RedisTLS:
     client_key_file: Path
 
     def url_query(self) -> str:
-        """The `ssl_*` query of a `rediss://` URL for these files (pipeline/store.py)."""
+        """The `ssl_*` query of a `rediss://` URL for these files (pipeline/infra/redis_clients.py)."""
         return urlencode(
             {
                 "ssl_cert_reqs": "required",

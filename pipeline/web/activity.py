@@ -1,5 +1,5 @@
-"""Journey Builder custom activity endpoints: the UI and its files, config.json, settings.json,
-lifecycle calls and execute.
+"""Journey Builder custom activity endpoints: the UI and its files, config.json, settings.json
+and the lifecycle calls (execute, called once per contact, is `pipeline.web.execute`).
 
 Every GET answer of this blueprint (the UI, its static files, config.json, settings.json) says
 who may frame it: `Content-Security-Policy: frame-ancestors` built from `JB_ALLOWED_ORIGINS`,
@@ -9,68 +9,27 @@ never `X-Frame-Options` (which cannot name Journey Builder's per-stack origin).
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
-from marshmallow import ValidationError
 
-from pipeline import logsetup
-from pipeline.durability import replicated
-from pipeline.executions import new_execution
-from pipeline.logsafe import mask
-from pipeline.runtime import Runtime
+from pipeline.journeys.templates import TemplateNotFound, get_template
 from pipeline.settings import Tenant
-from pipeline.templates import TemplateNotFound, get_template
-from pipeline.vocabulary import TenantStatus
-from pipeline.web.auth_failures import record_failure, refuse_if_limited
-from pipeline.web.errors import MAX_JSON_DEPTH, ApiError
-from pipeline.web.jwt_auth import InvalidJwt, JwtPayloadTooDeep, verify_execute_jwt
-from schemas.jb_execute import ExecuteSchema, merge_in_arguments, release_problems
+from pipeline.tenancy.handles import Runtime
+from pipeline.web.errors import ApiError
+from pipeline.web.origins import page_policy
+from schemas.jb_execute import merge_in_arguments, release_problems
 
 log = logging.getLogger(__name__)
 activity = Blueprint("activity", __name__, url_prefix="/t/<tenant>/activity")
 
-EXECUTE_SCHEMA = ExecuteSchema()
 # The files Journey Builder loads into its iframe: the UI, the icons and the vendored Postmonger.
 STATIC_ROOT = Path(__file__).resolve().parent / "static" / "activity"
 
 
 def _runtime() -> Runtime:
     return current_app.extensions["rsf.runtime"]
-
-
-def frame_ancestor_source(pattern: str) -> str:
-    """An origin pattern as a CSP source expression, which allows `*` only as the leftmost
-    label or as the port: `https://jbinteractions.*.marketingcloudapps.com` becomes
-    `https://*.marketingcloudapps.com` (wider, the closest CSP can say; the UI's own origin
-    check in the page is exact), `http://127.0.0.1:*` stays."""
-    scheme, rest = pattern.split("://", 1)
-    host, colon, port = rest.partition(":")
-    labels = host.split(".")
-    wild = [i for i, label in enumerate(labels) if "*" in label]
-    if wild:
-        host = ".".join(["*", *labels[wild[-1] + 1 :]])
-    return f"{scheme}://{host}{colon}{'*' if '*' in port else port}"
-
-
-def frame_ancestors(patterns: tuple[str, ...]) -> str:
-    sources = dict.fromkeys(frame_ancestor_source(pattern) for pattern in patterns)
-    return "frame-ancestors " + " ".join(sources)
-
-
-# Our pages load only their own files: no inline script or style, no CDN, no plugin, no <base>.
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'"
-)
-
-
-def page_policy(frame_patterns: tuple[str, ...]) -> str:
-    """The Content-Security-Policy of every page we serve: PAGE_POLICY, framed by `frame_patterns` only."""
-    return f"{PAGE_POLICY}; {frame_ancestors(frame_patterns)}"
 
 
 @activity.after_request
@@ -257,55 +216,6 @@ def _configuration_problems(tenant: str, in_arguments: list[dict[str, Any]]) -> 
         except TemplateNotFound as exc:
             problems["templateId"] = [str(exc)]
     return problems
-
-
-@activity.post("/execute")
-def execute(tenant: str):
-    """Verify, validate, claim: the claim stores the execution and appends it to the tenant's
-    intake stream in one Redis call, and a pump (pipeline/intake.py) publishes its render task,
-    so execute never waits for the broker, and answers 200 while the broker is down.
-
-    An unknown tenant, a tenant without a signing secret and a JWT that does not verify all
-    answer 401 `unauthorized` alike (the reason is logged); repeated failures from one address 429."""
-    config = _runtime().registry.get(tenant)
-    refuse_if_limited(config.name if config else None, "execute")
-    raw = request.get_data(cache=False)
-    if config is None:
-        raise record_failure(None, "execute", "unknown tenant")
-    try:
-        claims = verify_execute_jwt(raw, config.jwt_secrets(time.time()))
-    except InvalidJwt as exc:
-        raise record_failure(config.name, "execute", exc.reason) from exc
-    except JwtPayloadTooDeep as exc:
-        message = f"JWT payload nested deeper than {MAX_JSON_DEPTH} levels"
-        raise ApiError(400, "invalid_payload", message) from exc
-    try:
-        payload = EXECUTE_SCHEMA.load(claims)
-    except ValidationError as exc:
-        raise ApiError(400, "invalid_payload", "execute payload rejected", fields=exc.messages) from exc
-    if config.status != TenantStatus.ACTIVE:  # told only to a caller holding the signing secret
-        raise ApiError(503, "tenant_" + config.status, f"tenant is {config.status}; retry later")
-
-    logsetup.remember_tenant_secrets(config)
-    execution, record = new_execution(payload)
-    logsetup.bind(executionId=execution)  # the request's context, reset when it ends
-    answer = {"roktStatus": "queued", "roktEventId": record["eventId"], "executionId": execution}
-    rt = _runtime()
-    try:  # stored and appended to the tenant's intake stream in one script: the pump enqueues it
-        claimed = rt.ledger.claim(tenant, execution, record)
-    except redis.RedisError as exc:
-        log.exception("ledger unavailable; execute for %s refused", mask(payload["keyValue"]))
-        raise ApiError(503, "unavailable", "store unavailable; retry") from exc
-    if not replicated(rt.redis, tenant, rt.settings.redis_wait_replicas, rt.settings.redis_wait_timeout_ms):
-        raise ApiError(503, "not_replicated", "not yet on enough Redis replicas (kept); retry")
-    log.info(
-        "execute accepted: execution %s for %s (%s)",
-        execution,
-        mask(payload["keyValue"]),
-        "queued" if claimed else "duplicate",
-        extra={"contactKey": mask(payload["keyValue"]), "duplicate": not claimed},
-    )
-    return jsonify(answer)
 
 
 @activity.get("/")

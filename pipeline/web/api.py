@@ -3,7 +3,7 @@
 Every route requires a session or API key of the URL's tenant (`pipeline.web.auth`); bodies and
 queries are validated by the schemas in `schemas/api.py` and `schemas/templates.py`, and a bad
 one gets 400 naming the field. The templates routes call the same domain functions as the CLI
-(`pipeline.templates`).
+(`pipeline.journeys.templates`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
 from tzlocal.windows_tz import tz_win
 
-from pipeline import templates
-from pipeline.preview import preview
-from pipeline.render import missing_fields_of, time_zone_choices
-from pipeline.runtime import Runtime
+from pipeline.journeys import templates
+from pipeline.journeys.preview import preview
+from pipeline.journeys.render import missing_fields_of, time_zone_choices
+from pipeline.tenancy.handles import Runtime
 from pipeline.web.auth import json_body, require_api_auth
 from pipeline.web.errors import ApiError
 from schemas.api import PreviewSchema, TemplateQuerySchema

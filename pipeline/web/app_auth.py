@@ -31,14 +31,14 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session
 
-from pipeline import keys
 from pipeline.clients.errors import ClientError
 from pipeline.clients.sfmc_oauth import SfmcOAuthClient
-from pipeline.logsafe import mask
-from pipeline.runtime import Runtime
+from pipeline.infra import keys
+from pipeline.infra.logsafe import mask
 from pipeline.settings import Tenant
-from pipeline.web.activity import page_policy
+from pipeline.tenancy.handles import Runtime
 from pipeline.web.app_session import CSRF_SESSION_KEY, SESSION_ID_BYTES, destroy, hashed, rotate
+from pipeline.web.origins import page_policy
 
 log = logging.getLogger(__name__)
 app_auth = Blueprint("app_auth", __name__, url_prefix="/app")

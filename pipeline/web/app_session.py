@@ -26,7 +26,7 @@ from flask import Flask, Request, Response, current_app, request
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
-from pipeline import keys
+from pipeline.infra import keys
 
 SESSION_COOKIE_NAME = "__Host-rokt_sfmc"
 SESSION_IDLE_SECONDS = 8 * 3600

@@ -36,12 +36,13 @@ from flask import (
 )
 from marshmallow import ValidationError
 
-from pipeline import dataextensions, keys
 from pipeline.clients.errors import ClientError
-from pipeline.deadletters import count_dead_letters
-from pipeline.runtime import Runtime
+from pipeline.infra import keys
 from pipeline.settings import Tenant
-from pipeline.tenants import CREDENTIAL_FIELDS, VENDOR_REQUIRED, TenantPinned, UnknownTenant
+from pipeline.stores.deadletters import count_dead_letters
+from pipeline.subscriptions import dataextensions
+from pipeline.tenancy.handles import Runtime
+from pipeline.tenancy.tenants import CREDENTIAL_FIELDS, VENDOR_REQUIRED, TenantPinned, UnknownTenant
 from pipeline.vocabulary import SfmcAuthMode
 from pipeline.web.app_auth import error_page, require_app_session, session_tenant
 from pipeline.web.app_session import (
@@ -173,7 +174,7 @@ def status_panel(tenant: Tenant) -> dict[str, Any]:
         "lastWebhook": _epoch_text(rt.redis.get(keys.last_webhook(name))),
         "lastExecute": _epoch_text(rt.redis.get(keys.last_execute(name))),
         "tokens": token_rows(check),
-        # the dead-letter hash (pipeline.deadletters.record_dead_letter): one entry per item
+        # the dead-letter hash (pipeline.stores.deadletters.record_dead_letter): one entry per item
         "deadLetters": count_dead_letters(rt.redis, name),
         "reconnectReason": tenant.reconnect_reason,
         "missing": missing_labels(name),

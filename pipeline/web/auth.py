@@ -19,7 +19,7 @@ must answer 200 with `organization.id` (the MID) or `enterprise.id` equal to SFM
 our `POST /t/<tenant>/api/session` then answers 200 (401 means refused or other account, 503
 means SFMC could not be reached). Everything about this handshake lives in this module.
 
-Operators and scripts use per-tenant API keys instead (`pipeline/apikeys.py`). Neither the
+Operators and scripts use per-tenant API keys instead (`pipeline/tenancy/apikeys.py`). Neither the
 fuel2token, nor a session token, nor an API key is ever logged.
 """
 
@@ -38,11 +38,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from pipeline import apikeys
 from pipeline.clients.errors import ClientError, RetryableError
 from pipeline.clients.sfmc import TokenRefused
-from pipeline.runtime import Runtime
 from pipeline.settings import Tenant
+from pipeline.tenancy import apikeys
+from pipeline.tenancy.handles import Runtime
 from pipeline.web.errors import ApiError, json_response
 
 log = logging.getLogger(__name__)

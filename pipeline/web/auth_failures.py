@@ -27,7 +27,7 @@ import time
 import redis
 from flask import current_app, request
 
-from pipeline import keys
+from pipeline.infra import keys
 from pipeline.web.errors import ApiError
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,11 @@
-"""Keep webhook secrets and email addresses out of every log line, access logs included, and
-write gunicorn's own lines (error log and access log) in the process's LOG_FORMAT.
+"""Secrets and email addresses kept out of every log line, access logs included.
+
+Gunicorn's own lines (error log and access log) are written in the process's LOG_FORMAT.
 
 A secret may travel as the last path segment of the webhook URL configured in Rokt
 (`/t/<tenant>/webhooks/rokt/<secret>`). Werkzeug's request log and gunicorn's access log
-both print the path, so both go through the same redaction (`pipeline.logsafe.redact`, which
-pipeline.logsetup applies to every line of every process).
+both print the path, so both go through the same redaction (`pipeline.infra.logsafe.redact`, which
+pipeline.infra.logsetup applies to every line of every process).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 from gunicorn.glogging import Logger as GunicornLogger
 
-from pipeline import logsetup
-from pipeline.logsafe import redact
+from pipeline.infra import logsetup
+from pipeline.infra.logsafe import redact
 
 __all__ = ["RedactSecrets", "RedactingGunicornLogger", "install_log_redaction", "redact"]
 

@@ -9,15 +9,15 @@ import redis
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import ValidationError
 
-from pipeline import logsetup
-from pipeline.logsafe import mask
-from pipeline.runtime import Runtime
+from pipeline.infra import logsetup
+from pipeline.infra.logsafe import mask
 from pipeline.settings import Tenant
+from pipeline.subscriptions.webhooks import claim_webhook, receipt_ttl_seconds, release_webhook
+from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import TenantStatus
 from pipeline.web.auth_failures import record_failure, refuse_if_limited
 from pipeline.web.errors import ApiError, parse_json
 from pipeline.web.webhook_auth import SIGNATURE_HEADER, verify_header, verify_path_secret
-from pipeline.webhooks import claim_webhook, receipt_ttl_seconds, release_webhook
 from schemas.rokt_webhook import KNOWN_TYPES, EnvelopeSchema
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,11 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from pipeline import keys
-from pipeline.preview import preview
-from pipeline.render import render_event
+from pipeline.infra import keys
+from pipeline.journeys.preview import preview
+from pipeline.journeys.render import render_event
+from pipeline.journeys.templates import create_template, get_template, list_templates
 from pipeline.sandbox import jbsim
-from pipeline.templates import create_template, get_template, list_templates
 from tests.browser.a11y import violations
 from tests.browser.conftest import SCREENSHOTS, activity_frame, jb_send, screenshot, triggered, updates
 
@@ -350,7 +350,7 @@ def test_demo_mapping_equals_jbsim_demo_activity_and_preview_matches_renderer(ui
     expect(frame.locator("#raw-bindings")).to_contain_text("subscriptionId: " + SUBSCRIPTION_BINDING)
     expect(frame.locator("#raw-bindings")).to_be_hidden()  # in a closed details element
 
-    # the preview is pipeline.preview / render_event for the same sample values
+    # the preview is pipeline.journeys.preview / render_event for the same sample values
     values = {"FirstName": "Zoë", "City": "Perth"}
     for name, value in values.items():
         frame.locator(f'#sample-values input[data-placeholder="{name}"]').fill(value)

@@ -8,7 +8,7 @@ names Chromium treats as potentially trustworthy, so it accepts the `__Host-`, `
 The sign-in runs against the SFMC simulator inside the iframe; the stack has no TENANTS_FILE, so
 the tenant is the one that sign-in creates. Then: settings saved, Test connection with a wrong
 and a right Rokt secret, the webhook secret rotated (shown once), the data extensions installed
-by a real Celery worker and checked at the simulator against `pipeline.dataextensions`. And the
+by a real Celery worker and checked at the simulator against `pipeline.subscriptions.dataextensions`. And the
 admin's frictions: "Still missing" and Test connection in the form's words, errors tied to their
 fields with focus on the first, a required setting kept on an active tenant, edits kept across a
 sign-in in another tab or an ended session. axe-core (tests/browser/a11y.py) checks every screen:
@@ -25,14 +25,14 @@ import pytest
 from flask import Flask, send_file
 from playwright.sync_api import expect
 
-from pipeline import keys
-from pipeline.dataextensions import DATA_EXTENSIONS, FOLDER
+from pipeline.infra import keys
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECRET, SANDBOX_MID, rokt, sfmc
 from pipeline.sandbox.common import ServerThread
 from pipeline.sandbox.hosts import HOSTS
 from pipeline.sandbox.processes import free_port, wait_until
 from pipeline.sandbox.stack import Stack
-from pipeline.tenants import tenant_name_for_eid
+from pipeline.subscriptions.dataextensions import DATA_EXTENSIONS, FOLDER
+from pipeline.tenancy.tenants import tenant_name_for_eid
 from pipeline.web.app_auth import SIGNIN_COOKIE
 from pipeline.web.app_session import SESSION_COOKIE_NAME, hashed
 from tests.browser.a11y import violations

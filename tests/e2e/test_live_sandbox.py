@@ -31,7 +31,7 @@ import requests
 
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECRET, SANDBOX_MID, jbsim, rokt
 from pipeline.sandbox.live import PROCESSES_FILE, READY_LINE
-from pipeline.tenants import tenant_name_for_eid
+from pipeline.tenancy.tenants import tenant_name_for_eid
 
 pytestmark = pytest.mark.e2e
 

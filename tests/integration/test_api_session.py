@@ -8,7 +8,7 @@ import secrets
 
 import requests
 
-from pipeline import keys
+from pipeline.infra import keys
 from pipeline.sandbox import SANDBOX_MID
 from pipeline.sandbox.stack import Stack
 

@@ -8,11 +8,11 @@ import json
 import pytest
 import requests
 
-from pipeline.backfill import run_backfill
 from pipeline.clients.errors import ClientError
-from pipeline.runtime import Runtime
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import load_settings
+from pipeline.subscriptions.backfill import run_backfill
+from pipeline.tenancy.handles import Runtime
 from tests.integration.helpers import cli, subscription_de
 
 pytestmark = pytest.mark.integration

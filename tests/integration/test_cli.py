@@ -10,10 +10,11 @@ import time
 import pytest
 import requests
 
-from pipeline import apikeys, keys
+from pipeline.infra import keys
 from pipeline.sandbox.processes import Child, free_port
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import SECRET_TENANT_FIELDS
+from pipeline.tenancy import apikeys
 from pipeline.vocabulary import State
 from tests.integration.helpers import cli
 

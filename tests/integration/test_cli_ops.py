@@ -9,11 +9,12 @@ import time
 
 import pytest
 
-from pipeline import heartbeats, keys
-from pipeline.deadletters import record_dead_letter
+from pipeline.infra import keys
+from pipeline.ops import heartbeats
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.processes import Child, free_port, http_ok, wait_until
 from pipeline.sandbox.stack import Stack
+from pipeline.stores.deadletters import record_dead_letter
 from pipeline.vocabulary import Stage
 from tests.integration.helpers import cli
 

@@ -9,14 +9,14 @@ from collections import Counter
 import pytest
 import requests
 
-from pipeline import dispatch, keys
-from pipeline.ledger import event_id_for
-from pipeline.reconcile import Thresholds, reconcile
-from pipeline.replay import list_dead_letters, replay_one
-from pipeline.runtime import Runtime
+from pipeline.infra import dispatch, keys
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import load_settings
+from pipeline.stores.ledger import event_id_for
+from pipeline.tenancy.handles import Runtime
+from pipeline.upkeep.reconcile import Thresholds, reconcile
+from pipeline.upkeep.replay import list_dead_letters, replay_one
 from tests.integration.helpers import args_of, cli
 
 pytestmark = pytest.mark.integration

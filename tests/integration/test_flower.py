@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from pipeline import dispatch
-from pipeline.queues import render_queue, rokt_queue
+from pipeline.infra import dispatch
+from pipeline.infra.queues import render_queue, rokt_queue
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from tests.integration.helpers import status_de, subscription_de
@@ -109,7 +109,8 @@ def test_flower_shows_and_steers_the_workers_and_survives_a_redis_restart(flower
     if os.environ.get("SAVE_SCREENSHOTS") == "1":
         save_workers_screenshot(stack, url)
 
-    # Redis restarts (twice) while the workers are busy, which before pipeline/brokerfix.py could
+    # Redis restarts (twice) while the workers are busy, which before
+    # pipeline/infra/kombu_redis_close.py could
     # kill a worker whose pub/sub socket saw it first: every worker answers ping within 30 s
     for down_seconds in (6, 1):
         stack.enqueue(TENANT, stack.prepare(TENANT, jbsim.make_contacts(30, seed=int(down_seconds))))

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from pipeline import executions
+from pipeline.journeys import executions
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from pipeline.vocabulary import OutboxKind

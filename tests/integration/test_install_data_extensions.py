@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import requests
 
-from pipeline import dataextensions as des
-from pipeline import dispatch
+from pipeline.infra import dispatch
+from pipeline.infra.redis_clients import redis_client
 from pipeline.sandbox.stack import Stack
-from pipeline.store import redis_client
+from pipeline.subscriptions import dataextensions as des
 
 pytestmark = pytest.mark.integration
 TENANT = "install"

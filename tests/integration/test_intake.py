@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import intake, keys
-from pipeline.executions import new_execution
+from pipeline.infra import keys
+from pipeline.journeys import intake
+from pipeline.journeys.executions import new_execution
 from pipeline.sandbox import jbsim, processes
 from pipeline.sandbox.stack import Stack
 from schemas.jb_execute import ExecuteSchema

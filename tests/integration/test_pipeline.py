@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 import requests
 
-from pipeline import keys
-from pipeline.queues import ROKT_QUEUE
+from pipeline.infra import keys
+from pipeline.infra.queues import ROKT_QUEUE
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from tests.integration.helpers import args_of, expected_outcomes

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from bench.worker_loss import held_executions
-from pipeline.broker import ready_counts
-from pipeline.queues import render_queue, rokt_queue
+from pipeline.infra.broker import ready_counts
+from pipeline.infra.queues import render_queue, rokt_queue
 from pipeline.sandbox import jbsim, rabbitmq
 from pipeline.sandbox.stack import Stack
 from tests.integration.helpers import LIMITER_ENV, expected_outcomes, status_de, subscription_de

@@ -22,11 +22,11 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from pipeline import ledger
-from pipeline.durability import replicated, wait_replicas
+from pipeline.infra.replica_wait import replicated, wait_replicas
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.redis_ha import RedisHA, SentinelUnavailable, link_up, start_data_node
 from pipeline.sandbox.stack import Stack
+from pipeline.stores import ledger
 from tests.integration.helpers import _own, expected_outcomes
 
 pytestmark = pytest.mark.integration

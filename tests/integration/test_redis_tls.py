@@ -22,10 +22,10 @@ import pytest
 import redis
 import requests
 
-from pipeline import dispatch
+from pipeline.infra import dispatch
+from pipeline.infra.redis_clients import redis_location, tls_options
 from pipeline.sandbox import jbsim, monitoring, processes
 from pipeline.sandbox.stack import Stack
-from pipeline.store import redis_location, tls_options
 from tests.integration.helpers import _own
 from tests.log_check import log_leaks
 

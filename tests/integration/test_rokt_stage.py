@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from pipeline.queues import RENDER_QUEUE, ROKT_QUEUE
+from pipeline.infra.queues import RENDER_QUEUE, ROKT_QUEUE
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from tests.integration.helpers import expected_outcomes

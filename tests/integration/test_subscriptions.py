@@ -11,9 +11,9 @@ from collections import Counter
 import pytest
 import requests
 
+from pipeline.infra.redis_clients import redis_client
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
-from pipeline.store import redis_client
 from pipeline.web.webhook_auth import signature_header
 from tests.integration.helpers import expected_outcomes, subscription_de
 

@@ -11,10 +11,10 @@ import pytest
 from celery import Celery, Task
 
 import celeryconfig
-from pipeline import queues
-from pipeline.ledger import event_id_for
-from pipeline.runtime import Runtime
+from pipeline.infra import queues
 from pipeline.settings import load_settings
+from pipeline.stores.ledger import event_id_for
+from pipeline.tenancy.handles import Runtime
 from tasks import app as tasks_app
 
 JWT_SECRET = "unit-test-jwt-secret-0123456789abcdef"

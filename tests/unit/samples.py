@@ -1,7 +1,7 @@
 """Sample vendor payloads shared by the unit tests."""
 
 from pipeline.settings import load_settings
-from pipeline.webhooks import receipt_ttl_seconds
+from pipeline.subscriptions.webhooks import receipt_ttl_seconds
 
 # a webhook receipt's lifetime under the default WEBHOOK_RECEIPT_DAYS
 RECEIPT_TTL = receipt_ttl_seconds(load_settings({}))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.queues import ALL_QUEUES, RENDER_WORKER_QUEUES, ROKT_WAIT_QUEUE, ROKT_WORKER_QUEUES
+from pipeline.infra.queues import ALL_QUEUES, RENDER_WORKER_QUEUES, ROKT_WAIT_QUEUE, ROKT_WORKER_QUEUES
 from pipeline.settings import SETTINGS_TABLE, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

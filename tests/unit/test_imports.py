@@ -4,7 +4,9 @@
   `pipeline.sandbox`, in any form and at any depth (a function-level import counts; an
   `if TYPE_CHECKING:` block does not);
 - no import cycle among the modules of pipeline/ (its sandbox included: a cycle there breaks
-  the demo and the tests just the same), tasks/, schemas/ and celeryconfig.py.
+  the demo and the tests just the same), tasks/, schemas/ and celeryconfig.py;
+- no room of the product imports a higher layer (`pipeline.LAYERS`, lowest first; tasks/ and
+  celeryconfig.py sit above them all; the sandbox and the schemas, contracts, stand outside).
 
 `from a.b import c` is an import of module `a.b.c` when that is a module of ours, else of `a.b`.
 """
@@ -178,6 +180,35 @@ def _shortest_cycle(edges: dict[str, dict[str, Import]], start: str, within: set
     return []
 
 
+def layer(module: str, layers: tuple[tuple[str, ...], ...]) -> int | None:
+    """The layer of a product module (its room under `pipeline.`); None for what stands outside."""
+    if module in ("tasks", "celeryconfig") or module.startswith("tasks."):
+        return len(layers)
+    parts = module.split(".")
+    if parts[0] != "pipeline" or in_sandbox(module):
+        return None
+    if len(parts) == 1:
+        return 0
+    for depth, rooms in enumerate(layers):
+        if parts[1] in rooms:
+            return depth
+    raise AssertionError(f"{module}: in no layer of pipeline.LAYERS")
+
+
+def upward_imports(root: Path, layers: tuple[tuple[str, ...], ...]) -> list[str]:
+    """`path:line: a (layer) imports b (higher layer)`, one line per offence."""
+    known = modules(root)
+    found = []
+    for i in imports(root):
+        target = _owner(i.target, known)
+        if target is None:
+            continue
+        below, above = layer(i.source, layers), layer(target, layers)
+        if below is not None and above is not None and above > below:
+            found.append(f"{i.where(root)}: {i.source} (layer {below}) imports {target} (layer {above})")
+    return found
+
+
 def cycles(root: Path) -> list[str]:
     """Each import cycle as a readable path: `a (a.py:3) -> b (b.py:9) -> a`; for every module
     in a cycle, the shortest cycle through it (a cycle found from two modules is listed once)."""
@@ -208,6 +239,19 @@ def test_the_product_never_imports_the_sandbox():
     assert not offences, "the product imports the sandbox:\n" + "\n".join(offences)
 
 
+def test_every_room_is_in_a_layer_and_none_imports_a_higher_one():
+    from pipeline import LAYERS
+
+    rooms = {
+        path.stem
+        for path in (ROOT / "pipeline").iterdir()
+        if path.suffix == ".py" or (path / "__init__.py").is_file()
+    }
+    assert rooms - {"__init__", "sandbox"} == {room for layer in LAYERS for room in layer}
+    offences = upward_imports(ROOT, LAYERS)
+    assert not offences, "imports of a higher layer:\n" + "\n".join(offences)
+
+
 def test_there_is_no_import_cycle():
     found = cycles(ROOT)
     assert not found, "import cycles:\n" + "\n".join(found)
@@ -219,7 +263,8 @@ PLANTED = {
     "celeryconfig.py": "from pipeline import settings\n",
     "pipeline/__init__.py": "",
     "pipeline/settings.py": "import os\n",
-    "pipeline/cli.py": (
+    "pipeline/vocabulary.py": "import enum\nfrom pipeline.cli import demo\n",
+    "pipeline/cli/__init__.py": (
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n"
         "    from pipeline.sandbox import stack\n"  # ignored
@@ -249,9 +294,17 @@ def _plant(tmp_path: Path) -> Path:
 def test_every_form_of_sandbox_import_is_caught_with_its_line(tmp_path):
     root = _plant(tmp_path)
     assert sandbox_imports(root) == [
-        "pipeline/cli.py:5: pipeline.cli imports pipeline.sandbox",
-        "pipeline/cli.py:6: pipeline.cli imports pipeline.sandbox.stack",
+        "pipeline/cli/__init__.py:5: pipeline.cli imports pipeline.sandbox",
+        "pipeline/cli/__init__.py:6: pipeline.cli imports pipeline.sandbox.stack",
         "pipeline/web.py:3: pipeline.web imports pipeline.sandbox.stack",
+    ]
+
+
+def test_an_import_of_a_higher_layer_is_caught_with_its_line(tmp_path):
+    root = _plant(tmp_path)
+    layers = (("settings", "vocabulary"), ("web",), ("cli",))
+    assert upward_imports(root, layers) == [
+        "pipeline/vocabulary.py:2: pipeline.vocabulary (layer 0) imports pipeline.cli (layer 2)",
     ]
 
 

@@ -1,4 +1,4 @@
-"""Sentinel REDIS_URLs (pipeline/store.py): parsed, refused with a message naming the problem,
+"""Sentinel REDIS_URLs (pipeline/infra/redis_clients.py): parsed, refused with a message naming the problem,
 and handed to kombu and RedBeat in their own forms."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import redis
 
-from pipeline.store import (
+from pipeline.infra.redis_clients import (
     SentinelURL,
     celery_redis_options,
     is_sentinel_url,

@@ -10,7 +10,7 @@ from rich.console import Console
 from bench.procs import PeakRss, cpu_seconds
 from bench.rate_limit import LIMIT, window_figures
 from bench.run import main, print_table
-from pipeline.render import render_event
+from pipeline.journeys.render import render_event
 from pipeline.sandbox import rokt
 from pipeline.sandbox.jbsim import DEMO_TEMPLATE
 from pipeline.sandbox.rokt import RoktSimulator

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from pipeline.clients.tokens import SharedToken
-from pipeline.crypto import SecretBox
+from pipeline.infra.crypto import SecretBox
 from tests.unit.threads import together
 
 KEY = "rsf:acme:token:rokt"

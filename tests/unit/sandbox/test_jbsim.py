@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from pipeline.ledger import execution_id
-from pipeline.render import render_event
+from pipeline.journeys.render import render_event
+from pipeline.journeys.templates import create_template
 from pipeline.sandbox import jbsim
-from pipeline.templates import create_template
+from pipeline.stores.ledger import execution_id
 from pipeline.web import create_app
 from schemas.jb_execute import ExecuteSchema, merge_in_arguments
 from tests.unit.conftest import JWT_SECRET, IntakeEntries

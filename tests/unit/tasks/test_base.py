@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from celery.exceptions import Retry
 
-from pipeline import logsetup
+from pipeline.infra import logsetup
 from pipeline.vocabulary import TenantStatus
 from tasks import base
 from tests.unit.conftest import COMPLETE

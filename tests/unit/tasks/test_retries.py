@@ -19,16 +19,18 @@ import responses
 from celery import Task
 from celery.exceptions import Retry
 
-from pipeline import executions, queues, webhooks
-from pipeline import runtime as runtime_module
-from pipeline.ledger import event_id_for
-from pipeline.ratelimit import RateLimited
-from pipeline.retry_policy import MAX_FAILED_ATTEMPTS
-from pipeline.templates import create_template
+from pipeline.delivery.retry_policy import MAX_FAILED_ATTEMPTS
+from pipeline.infra import queues
+from pipeline.journeys import executions
+from pipeline.journeys.templates import create_template
+from pipeline.stores.ledger import event_id_for
+from pipeline.stores.ratelimit import RateLimited
+from pipeline.subscriptions import webhooks
+from pipeline.tenancy import handles as runtime_module
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
-from tasks.execution import create_rokt_event, render_event
-from tasks.flushing import flush_status_rows
-from tasks.webhooks import process_webhook
+from tasks.execution import create_rokt_event_task, render_event_task
+from tasks.flushing import flush_status_rows_task
+from tasks.webhooks import process_webhook_task
 from tests.unit.samples import RECEIPT_TTL, SUBSCRIBE
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
@@ -118,8 +120,8 @@ def test_create_rokt_event_retries_only_what_can_succeed_later(
     queue = queues.rokt_queue("default")
     if retry:
         with pytest.raises(Retry):
-            run(create_rokt_event, "default", rendered, queue=queue)
-        again = retried(sent_tasks, create_rokt_event)
+            run(create_rokt_event_task, "default", rendered, queue=queue)
+        again = retried(sent_tasks, create_rokt_event_task)
         assert again.queue == queue and again.args == ["default", rendered]
         countdown = again.options["countdown"]
         ex = worker.ledger.get("default", rendered)
@@ -133,11 +135,11 @@ def test_create_rokt_event_retries_only_what_can_succeed_later(
             assert 1 <= countdown <= 2  # backoff after the first failed attempt
             assert ex.fields["attempts"] == "1"
     else:
-        run(create_rokt_event, "default", rendered, queue=queue)
+        run(create_rokt_event_task, "default", rendered, queue=queue)
         assert worker.ledger.get("default", rendered).status == State.FAILED
         letter = dead_letters(worker)[rendered]
         assert (letter["stage"], letter["errorClass"]) == (Stage.CREATE_EVENT, ErrorClass.PERMANENT)
-        assert not [s for s in sent_tasks if s.name == create_rokt_event.name]
+        assert not [s for s in sent_tasks if s.name == create_rokt_event_task.name]
         assert [s.name for s in sent_tasks] == [queues.FLUSH_STATUS_TASK]  # the failed row goes out
 
 
@@ -146,7 +148,7 @@ def test_create_rokt_event_gives_up_after_the_last_counted_attempt(worker, rende
     answer("POST", ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
     answer("POST", ROKT_CREATE, status=503)
     worker.redis.hset(f"rsf:default:exec:{rendered}", "attempts", MAX_FAILED_ATTEMPTS - 1)
-    run(create_rokt_event, "default", rendered, retries=MAX_FAILED_ATTEMPTS - 1)
+    run(create_rokt_event_task, "default", rendered, retries=MAX_FAILED_ATTEMPTS - 1)
     assert worker.ledger.get("default", rendered).status == State.FAILED
     letter = dead_letters(worker)[rendered]
     assert letter["errorClass"] == ErrorClass.RETRYABLE and letter["attempts"] == MAX_FAILED_ATTEMPTS
@@ -159,9 +161,10 @@ def test_a_long_429_storm_is_not_cut_short_by_celerys_retry_count(worker, render
     answer("POST", ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
     answer("POST", ROKT_CREATE, status=429, headers={"Retry-After": "1"})
     with pytest.raises(Retry):
-        run(create_rokt_event, "default", rendered, retries=create_rokt_event.max_retries + 5)
+        run(create_rokt_event_task, "default", rendered, retries=create_rokt_event_task.max_retries + 5)
     assert worker.ledger.get("default", rendered).status == State.QUEUED
-    assert retried(sent_tasks, create_rokt_event).options["retries"] == create_rokt_event.max_retries + 6
+    retries = create_rokt_event_task.max_retries + 6
+    assert retried(sent_tasks, create_rokt_event_task).options["retries"] == retries
 
 
 @responses.activate
@@ -182,10 +185,10 @@ def test_a_call_the_limiter_cannot_admit_soon_is_sent_back_to_its_ticket_not_sle
     real_sleep = time.sleep
     monkeypatch.setattr(time, "sleep", slept.append)
     with pytest.raises(Retry):
-        run(create_rokt_event, "default", rendered, queue=queue)
+        run(create_rokt_event_task, "default", rendered, queue=queue)
     assert slept == []  # not slept in its pool slot
     monkeypatch.setattr(time, "sleep", real_sleep)
-    again = retried(sent_tasks, create_rokt_event)
+    again = retried(sent_tasks, create_rokt_event_task)
     ticket, countdown = again.kwargs["ticket"], again.options["countdown"]
     assert again.queue == queues.ROKT_WAIT_QUEUE and ticket > 0  # not behind rokt.<t>'s backlog
     assert 4 * limiter.emission - 0.02 < countdown < 5 * limiter.emission + 0.02  # behind the four
@@ -193,7 +196,7 @@ def test_a_call_the_limiter_cannot_admit_soon_is_sent_back_to_its_ticket_not_sle
     assert ex.status == State.QUEUED and ex.fields.get("attempts", "0") == "0"
     assert len([c for c in responses.calls if c.request.url == ROKT_CREATE]) == 0
     time.sleep(countdown)
-    run(create_rokt_event, "default", rendered, queue=queue, kwargs={"ticket": ticket})
+    run(create_rokt_event_task, "default", rendered, queue=queue, kwargs={"ticket": ticket})
     assert worker.ledger.get("default", rendered).status == State.ACCEPTED
 
 
@@ -204,8 +207,8 @@ def test_a_retry_for_another_reason_drops_the_ticket(worker, rendered, sent_task
     answer("POST", ROKT_TOKEN, json={"access_token": "t", "expires_in": 300})
     answer("POST", ROKT_CREATE, status=429, headers={"Retry-After": "2"})
     with pytest.raises(Retry):
-        run(create_rokt_event, "default", rendered, kwargs={"ticket": time.time() - 5})
-    again = retried(sent_tasks, create_rokt_event)
+        run(create_rokt_event_task, "default", rendered, kwargs={"ticket": time.time() - 5})
+    again = retried(sent_tasks, create_rokt_event_task)
     assert "ticket" not in again.kwargs and again.queue != queues.ROKT_WAIT_QUEUE
 
 
@@ -215,10 +218,10 @@ def test_create_rokt_event_retries_while_redis_is_down(worker, rendered, sent_ta
 
     monkeypatch.setattr(executions, "create_step", down)
     with pytest.raises(Retry):
-        run(create_rokt_event, "default", rendered, retries=3)
-    assert 4 <= retried(sent_tasks, create_rokt_event).options["countdown"] <= 8  # 2^3 with jitter
+        run(create_rokt_event_task, "default", rendered, retries=3)
+    assert 4 <= retried(sent_tasks, create_rokt_event_task).options["countdown"] <= 8  # 2^3 with jitter
     with pytest.raises(redis.ConnectionError):  # bounded: the task's max_retries
-        run(create_rokt_event, "default", rendered, retries=create_rokt_event.max_retries)
+        run(create_rokt_event_task, "default", rendered, retries=create_rokt_event_task.max_retries)
 
 
 # -- render_event ------------------------------------------------------------------------
@@ -228,7 +231,7 @@ def test_render_event_hands_over_to_the_tenants_rokt_queue(worker, sent_tasks):
     template = create_template(worker.redis, "default", TEMPLATE)["id"]
     args = {"templateId": template, "subscriptionId": "s1", "FirstName": "Ava"}
     worker.ledger.claim("default", "e2", {"contactKey": "C2", "eventId": event_id_for("e2"), "args": args})
-    run(render_event, "default", "e2", queue=queues.render_queue("default"))
+    run(render_event_task, "default", "e2", queue=queues.render_queue("default"))
     (create,) = sent_tasks
     assert create.name == queues.CREATE_EVENT_TASK and create.queue == queues.rokt_queue("default")
     assert create.options["task_id"] == "e2:create"
@@ -237,8 +240,8 @@ def test_render_event_hands_over_to_the_tenants_rokt_queue(worker, sent_tasks):
 def test_render_event_retries_while_redis_is_down(worker, sent_tasks, monkeypatch):
     monkeypatch.setattr(executions, "render_step", lambda *_a: (_ for _ in ()).throw(redis.TimeoutError()))
     with pytest.raises(Retry):
-        run(render_event, "default", "e3", queue=queues.render_queue("default"))
-    again = retried(sent_tasks, render_event)
+        run(render_event_task, "default", "e3", queue=queues.render_queue("default"))
+    again = retried(sent_tasks, render_event_task)
     assert again.queue == queues.render_queue("default") and 0.5 <= again.options["countdown"] <= 1
 
 
@@ -267,33 +270,33 @@ def test_flush_keeps_the_batch_and_retries_without_limit(worker, sent_tasks, nam
     box = worker.outbox("default", OutboxKind.STATUS_ROWS)
     box.ensure_group()
     worker.redis.xadd(box.key, {"p": json.dumps(row)}, id="1-1")  # long waiting: goes out now
-    retries = flush_status_rows.max_retries + 5  # never dropped, however long SFMC is down
+    retries = flush_status_rows_task.max_retries + 5  # never dropped, however long SFMC is down
     if retry:
         with pytest.raises(Retry):
-            run(flush_status_rows, "default", retries=retries, queue=queues.SFMC_QUEUE)
-        again = retried(sent_tasks, flush_status_rows)
+            run(flush_status_rows_task, "default", retries=retries, queue=queues.SFMC_QUEUE)
+        again = retried(sent_tasks, flush_status_rows_task)
         assert again.queue == queues.SFMC_QUEUE and again.args == ["default"]
         if name.startswith("429"):
             wait = 3 if "with" in name.split()[1:2] else 5
             assert wait <= again.options["countdown"] <= wait + 1
         assert box.backlog() == 1 and not dead_letters(worker)  # pending for the retry
     else:
-        report = run(flush_status_rows, "default", retries=retries, queue=queues.SFMC_QUEUE)
+        report = run(flush_status_rows_task, "default", retries=retries, queue=queues.SFMC_QUEUE)
         assert report["rejected"] == 1 and box.backlog() == 0
         letter = dead_letters(worker)["status-row:C1:gone"]
         assert (letter["stage"], letter["errorClass"]) == (Stage.RECORD_STATUS, ErrorClass.PERMANENT)
 
 
 def test_flush_retries_while_redis_is_down(worker, sent_tasks, monkeypatch):
-    from pipeline import flush
+    from pipeline.delivery import flush
 
     def down(*_args: Any, **_kwargs: Any) -> None:
         raise redis.ConnectionError("Connection refused")
 
     monkeypatch.setitem(flush.FLUSHERS, OutboxKind.STATUS_ROWS, down)
     with pytest.raises(Retry):
-        run(flush_status_rows, "default", queue=queues.SFMC_QUEUE)
-    assert retried(sent_tasks, flush_status_rows).queue == queues.SFMC_QUEUE
+        run(flush_status_rows_task, "default", queue=queues.SFMC_QUEUE)
+    assert retried(sent_tasks, flush_status_rows_task).queue == queues.SFMC_QUEUE
 
 
 # -- process_webhook ---------------------------------------------------------------------
@@ -317,12 +320,12 @@ def test_process_webhook_retries_what_can_succeed_later(
     answer("GET", f"{SFMC_REST}/contacts/v1/contacts/0031X00000abcDE", **how)
     if retry:
         with pytest.raises(Retry):
-            run(process_webhook, "default", stored_subscribe, queue=queues.WEBHOOKS_QUEUE)
-        again = retried(sent_tasks, process_webhook)
+            run(process_webhook_task, "default", stored_subscribe, queue=queues.WEBHOOKS_QUEUE)
+        again = retried(sent_tasks, process_webhook_task)
         assert again.queue == queues.WEBHOOKS_QUEUE and again.args == ["default", stored_subscribe]
         assert worker.outbox("default", OutboxKind.SUBSCRIPTION_ROWS).backlog() == 0
     else:
-        run(process_webhook, "default", stored_subscribe, queue=queues.WEBHOOKS_QUEUE)
+        run(process_webhook_task, "default", stored_subscribe, queue=queues.WEBHOOKS_QUEUE)
         letter = dead_letters(worker)["contact:06423672-b6ba-4536-aa36-70788a7a0a36"]
         assert letter["stage"] == Stage.MATCH_CONTACT
         assert worker.outbox("default", OutboxKind.SUBSCRIPTION_ROWS).backlog() == 1
@@ -337,8 +340,8 @@ def test_a_confirmation_that_overtook_the_202_is_retried_shortly(worker, sent_ta
     }
     assert webhooks.claim_webhook(worker.redis, "default", envelope, ttl_seconds=RECEIPT_TTL)
     with pytest.raises(Retry):
-        run(process_webhook, "default", "added-1", queue=queues.WEBHOOKS_QUEUE)
-    assert retried(sent_tasks, process_webhook).options["countdown"] == 2
+        run(process_webhook_task, "default", "added-1", queue=queues.WEBHOOKS_QUEUE)
+    assert retried(sent_tasks, process_webhook_task).options["countdown"] == 2
 
 
 def test_process_webhook_retries_while_redis_is_down_then_dead_letters(worker, sent_tasks, monkeypatch):
@@ -347,15 +350,15 @@ def test_process_webhook_retries_while_redis_is_down_then_dead_letters(worker, s
 
     monkeypatch.setattr(webhooks, "process_webhook", down)
     with pytest.raises(Retry):
-        run(process_webhook, "default", "evt-9", queue=queues.WEBHOOKS_QUEUE)
+        run(process_webhook_task, "default", "evt-9", queue=queues.WEBHOOKS_QUEUE)
     with pytest.raises(redis.ConnectionError) as caught:
-        run(process_webhook, "default", "evt-9", retries=process_webhook.max_retries)
+        run(process_webhook_task, "default", "evt-9", retries=process_webhook_task.max_retries)
     # what Celery does with a task that raised: on_failure keeps it as a dead letter
-    process_webhook.push_request(args=["default", "evt-9"], retries=process_webhook.max_retries)
+    process_webhook_task.push_request(args=["default", "evt-9"], retries=process_webhook_task.max_retries)
     try:
-        process_webhook.on_failure(caught.value, "t", ["default", "evt-9"], {}, None)
+        process_webhook_task.on_failure(caught.value, "t", ["default", "evt-9"], {}, None)
     finally:
-        process_webhook.pop_request()
+        process_webhook_task.pop_request()
     letter = dead_letters(worker)["webhook:evt-9"]
     assert (letter["stage"], letter["payload"]) == (Stage.WEBHOOK, {"eventId": "evt-9"})
-    assert letter["attempts"] == process_webhook.max_retries + 1
+    assert letter["attempts"] == process_webhook_task.max_retries + 1

@@ -7,8 +7,8 @@ import time
 
 import jwt
 
-from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
+from pipeline.tenancy.handles import Runtime
 from pipeline.web import create_app
 from pipeline.web.webhook_auth import signature_header
 from tests.unit.conftest import ENV, JWT_SECRET, IntakeEntries

@@ -5,10 +5,10 @@ from dataclasses import replace
 
 import pytest
 
-from pipeline import apikeys
-from pipeline.ledger import execution_id
-from pipeline.render import render_event
-from pipeline.runtime import Runtime
+from pipeline.journeys.render import render_event
+from pipeline.stores.ledger import execution_id
+from pipeline.tenancy import apikeys
+from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import State
 from pipeline.web import create_app
 

@@ -8,17 +8,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from pipeline import keys
-from pipeline.runtime import Runtime
+from pipeline.infra import keys
 from pipeline.sandbox import SANDBOX_EID, sandbox_app_env
 from pipeline.sandbox.common import ServerThread
 from pipeline.sandbox.sfmc import APP_CLIENT_SECRET, SfmcSimulator
 from pipeline.settings import load_settings
+from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import SfmcAuthMode, TenantStatus
 from pipeline.web import create_app
-from pipeline.web.activity import PAGE_POLICY
 from pipeline.web.app_auth import SIGNIN_COOKIE
 from pipeline.web.app_session import SESSION_COOKIE_NAME, hashed
+from pipeline.web.origins import PAGE_POLICY
 
 BASE = "https://localhost"
 TENANT = f"sfmc-{SANDBOX_EID}"

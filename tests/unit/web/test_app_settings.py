@@ -8,11 +8,12 @@ import secrets
 
 import pytest
 
-from pipeline import dataextensions, keys
 from pipeline.clients.errors import PermanentError, RetryableError
-from pipeline.deadletters import record_dead_letter
-from pipeline.runtime import Runtime
+from pipeline.infra import keys
 from pipeline.settings import load_settings
+from pipeline.stores.deadletters import record_dead_letter
+from pipeline.subscriptions import dataextensions
+from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import SfmcAuthMode, Stage, TenantStatus
 from pipeline.web import create_app
 from pipeline.web.app_session import SESSION_COOKIE_NAME, hashed

@@ -10,8 +10,8 @@ import requests
 import responses
 from itsdangerous.timed import TimestampSigner
 
-from pipeline import apikeys
-from pipeline.runtime import Runtime
+from pipeline.tenancy import apikeys
+from pipeline.tenancy.handles import Runtime
 from pipeline.web import create_app
 from pipeline.web.auth import SESSION_MAX_AGE, require_api_auth
 

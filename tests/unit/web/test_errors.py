@@ -7,8 +7,8 @@ import pytest
 import redis
 from flask import Flask, abort, request
 
-from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
+from pipeline.tenancy.handles import Runtime
 from pipeline.web import MAX_BODY_BYTES, create_app
 from pipeline.web.errors import RETRY_AFTER_SECONDS, ApiError, json_response, register_error_handlers
 from pipeline.web.webhook_auth import signature_header

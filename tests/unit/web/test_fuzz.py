@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.runtime import Runtime
 from pipeline.settings import load_settings
+from pipeline.tenancy.handles import Runtime
 from pipeline.web import create_app
 from pipeline.web.webhook_auth import signature_header
 from tests.unit.conftest import ENV, JWT_SECRET, IntakeEntries

@@ -39,9 +39,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from itsdangerous.timed import TimestampSigner
 
-from pipeline import apikeys, keys, templates
-from pipeline.runtime import Runtime
+from pipeline.infra import keys
+from pipeline.journeys import templates
 from pipeline.settings import load_settings
+from pipeline.tenancy import apikeys
+from pipeline.tenancy.handles import Runtime
 from pipeline.web import create_app
 from pipeline.web.app_auth import SIGNIN_COOKIE
 from pipeline.web.app_session import CSRF_HEADER, SESSION_COOKIE_NAME, hashed
@@ -86,9 +88,9 @@ METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 def allowed_without_auth(route: str) -> re.Pattern[str]:
     """The only keys a request without valid authentication may add, change or remove, by route.
 
-    - `POST /t/<t>/api/session`: the tenant's vendor call counters (`pipeline.keys.calls`):
+    - `POST /t/<t>/api/session`: the tenant's vendor call counters (`pipeline.infra.keys.calls`):
       the fuel2token IS the credential there, and checking it is one counted tokenContext call;
-    - `GET /app/login`: the sign-in state it issues (10 minutes, `pipeline.keys.login_state`);
+    - `GET /app/login`: the sign-in state it issues (10 minutes, `pipeline.infra.keys.login_state`);
     - `GET /app/oauth/callback`: the state it uses up (removed, checked apart).
     """
     allowed = {

@@ -33,8 +33,8 @@ def hooks():
 
 @pytest.fixture
 def client(settings, fake_redis, hooks):
-    from pipeline.runtime import Runtime
     from pipeline.settings import load_settings
+    from pipeline.tenancy.handles import Runtime
 
     runtime = Runtime(
         load_settings({**ENV, "ROKT_WEBHOOK_SECRET": SECRET, "ROKT_WEBHOOK_PATH_TOKEN": PATH_TOKEN}),
@@ -150,8 +150,8 @@ def test_a_deeply_nested_authenticated_body_is_400_not_503(client, hooks):
 
 
 def test_enqueue_failure_answers_503_so_rokt_retries(settings, fake_redis):
-    from pipeline.runtime import Runtime
     from pipeline.settings import load_settings
+    from pipeline.tenancy.handles import Runtime
 
     def broken(_tenant, _event):
         raise ConnectionError("broker down")

@@ -1,0 +1,265 @@
+"""Drain the outboxes into SFMC in vendor-sized batches.
+
+Status rows go out through the sync rowset API (at most 50 rows per call), releases through
+`/interaction/v1/async/events` (at most 100 members per call, grouped by event definition
+key). A batch SFMC rejects as a whole is bisected, so one bad row cannot fail its good
+neighbours: the bad row alone ends in the dead-letter store with SFMC's error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.clients.errors import ClientError, PermanentError
+from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
+from pipeline.infra import keys
+from pipeline.journeys.executions import current_status_rows
+from pipeline.settings import Tenant
+from pipeline.stores.deadletters import record_exception
+from pipeline.stores.outbox import Entry, Outbox
+from pipeline.subscriptions.subscription_rows import current_subscription_rows
+from pipeline.tenancy.handles import Runtime
+from pipeline.vocabulary import OUTBOX_STAGES, OutboxKind
+
+log = logging.getLogger(__name__)
+
+FLUSH_DELAY_SECONDS = 1.0  # a first row schedules a flush this much later
+MAX_WAIT_SECONDS = 2.0  # a partial batch goes out once its oldest row waited this long
+
+
+Flusher = Callable[..., "FlushReport"]
+CurrentRows = Callable[[Runtime, str, list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+@dataclass
+class FlushReport:
+    items: int = 0
+    calls: int = 0
+    rejected: int = 0
+    more: bool = False  # the time budget ran out with entries left
+    retry_in: float = 0.0  # a partial batch is waiting to fill; look again in this many seconds
+
+
+def claim_flush_slot(rt: Runtime, tenant: str, kind: OutboxKind, delay: float = FLUSH_DELAY_SECONDS) -> bool:
+    """True when no flush is scheduled within `delay`: the caller schedules one then.
+
+    One scheduled flush per tenant and kind at a time, however many rows arrive meanwhile.
+    """
+    return bool(rt.redis.set(keys.flush_slot(tenant, kind), "1", nx=True, px=_slot_ms(delay)))
+
+
+# schedule_flushes' one round trip: for each kind, an outbox holding entries whose flush slot
+# this call takes. KEYS: per kind its outbox, then its slot key; ARGV: the slot's lifetime (ms).
+# Answers the (1-based) positions of the kinds whose flush the caller schedules, and each slot's
+# remaining lifetime (ms; negative when there is none).
+_CLAIM_FLUSH_SLOTS = """
+local due, held = {}, {}
+for i = 1, #KEYS, 2 do
+  if redis.call('XLEN', KEYS[i]) > 0 and redis.call('SET', KEYS[i + 1], '1', 'NX', 'PX', ARGV[1]) then
+    due[#due + 1] = (i + 1) / 2
+  end
+  held[#held + 1] = redis.call('PTTL', KEYS[i + 1])
+end
+return {due, held}
+"""
+
+
+def claim_flush_slots(
+    rt: Runtime, tenant: str, kinds: Iterable[OutboxKind], delay: float = FLUSH_DELAY_SECONDS
+) -> list[OutboxKind]:
+    """The kinds whose outbox holds entries and whose flush slot this call took (claim_flush_slot
+    for each kind with a backlog), in one round trip; none while this process saw the slot taken.
+
+    A slot is taken for its whole lifetime (nothing deletes it), and while it is taken no call
+    can take it: a kind whose slot this process last saw held is not asked about again until then.
+    """
+    now = time.monotonic()
+    boxes = {kind: rt.outbox(tenant, kind) for kind in kinds}
+    asked = [kind for kind, box in boxes.items() if box.flush_slot_held_until <= now]
+    if not asked:
+        return []
+    names = []
+    for kind in asked:
+        names += [boxes[kind].key, keys.flush_slot(tenant, kind)]
+    script = rt.redis.register_script(_CLAIM_FLUSH_SLOTS)
+    due, held = script(keys=names, args=[_slot_ms(delay)])
+    for kind, remaining_ms in zip(asked, held, strict=True):
+        boxes[kind].flush_slot_held_until = now + int(remaining_ms) / 1000 if int(remaining_ms) > 0 else 0.0
+    return [asked[int(position) - 1] for position in due]
+
+
+def _slot_ms(delay: float) -> int:
+    return max(1, int(delay * 1000))
+
+
+def latest_per_key(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per primary key, the last appended winning (stream order is append order)."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        by_key[json.dumps(row["keys"], sort_keys=True)] = row
+    return list(by_key.values())
+
+
+def _call(rt: Runtime, tenant: str, send: Callable[[], Any]) -> None:
+    try:
+        send()
+    except ClientError as exc:
+        if getattr(exc, "retry_after", None):
+            rt.limiter(tenant, "sfmc").pause(exc.retry_after)
+        raise
+
+
+def send_bisecting(
+    rt: Runtime,
+    tenant: str,
+    items: list[dict[str, Any]],
+    send: Callable[[list[dict[str, Any]]], Any],
+    on_rejected: Callable[[dict[str, Any], PermanentError], None],
+    report: FlushReport,
+) -> None:
+    report.calls += 1
+    try:
+        _call(rt, tenant, lambda: send(items))
+    except PermanentError as exc:
+        if len(items) == 1:
+            report.rejected += 1
+            on_rejected(items[0], exc)
+            return
+        middle = len(items) // 2
+        send_bisecting(rt, tenant, items[:middle], send, on_rejected, report)
+        send_bisecting(rt, tenant, items[middle:], send, on_rejected, report)
+
+
+def _drain(
+    box: Outbox,
+    consumer: str,
+    count: int,
+    send_batch: Callable[[list[Entry]], None],
+    report: FlushReport,
+    budget_seconds: float,
+    max_wait: float,
+) -> FlushReport:
+    """Resend recovered batches, then send full batches; a partial batch only once its
+    oldest entry has waited `max_wait` seconds (else `report.retry_in` says when to look).
+
+    Full batches keep SFMC calls near rows / batch size; the wait bounds row latency.
+    """
+    deadline = time.monotonic() + budget_seconds
+    while batch := box.take_recovered(consumer, count):
+        send_batch(batch)
+        box.ack(batch)
+        report.items += len(batch)
+    while True:
+        if time.monotonic() > deadline:
+            report.more = True
+            return report
+        waiting, age = box.waiting()
+        if waiting == 0:
+            break
+        if waiting < count and age < max_wait:
+            report.retry_in = max_wait - age
+            break
+        batch = box.take_new(consumer, count)
+        if not batch:
+            break
+        send_batch(batch)
+        box.ack(batch)
+        report.items += len(batch)
+    box.forget_consumer(consumer)
+    return report
+
+
+def _flush_de_rows(
+    rt: Runtime,
+    tenant: str,
+    kind: OutboxKind,
+    de_key: str,
+    current: CurrentRows,
+    consumer: str,
+    budget_seconds: float,
+    max_wait: float,
+) -> FlushReport:
+    """Rows are rebuilt from the current state when sent, so a batch retried late (after a
+    429, say) can never overwrite a newer row that another batch already wrote."""
+    client = rt.sfmc(tenant)
+    report = FlushReport()
+
+    def rejected(row: dict[str, Any], exc: PermanentError) -> None:
+        item = ":".join(str(v) for v in row["keys"].values())
+        log.error("%s row %s rejected by SFMC: %s", kind, item, exc.reason)
+        payload = {"deKey": de_key, "row": row}
+        record_exception(rt.redis, tenant, f"{kind}-row:{item}", OUTBOX_STAGES[kind], exc, payload)
+
+    def send_batch(batch: list[Entry]) -> None:
+        rows = current(rt, tenant, latest_per_key([entry.payload for entry in batch]))
+        send_bisecting(rt, tenant, rows, lambda items: client.upsert_rows(de_key, items), rejected, report)
+
+    box = rt.outbox(tenant, kind)
+    return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait)
+
+
+def _de_rows_flusher(kind: OutboxKind, de_key_of: Callable[[Tenant], str], current: CurrentRows) -> Flusher:
+    """A flusher of one kind of data-extension rows (status rows, subscription rows)."""
+
+    def flush(
+        rt: Runtime,
+        tenant: str,
+        consumer: str,
+        budget_seconds: float = 30,
+        max_wait: float = MAX_WAIT_SECONDS,
+    ) -> FlushReport:
+        de_key = de_key_of(rt.tenant(tenant))
+        return _flush_de_rows(rt, tenant, kind, de_key, current, consumer, budget_seconds, max_wait)
+
+    return flush
+
+
+flush_status_rows = _de_rows_flusher(
+    OutboxKind.STATUS_ROWS, lambda t: t.sfmc_status_de_key, current_status_rows
+)
+flush_subscription_rows = _de_rows_flusher(
+    OutboxKind.SUBSCRIPTION_ROWS, lambda t: t.sfmc_subscription_de_key, current_subscription_rows
+)
+
+
+def flush_releases(
+    rt: Runtime,
+    tenant: str,
+    consumer: str,
+    budget_seconds: float = 30,
+    max_wait: float = MAX_WAIT_SECONDS,
+) -> FlushReport:
+    client = rt.sfmc(tenant)
+    report = FlushReport()
+
+    def send_batch(batch: list[Entry]) -> None:
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for entry in batch:
+            members = groups.setdefault(entry.payload["eventDefinitionKey"], [])
+            members.append({"contactKey": entry.payload["contactKey"], "data": entry.payload["data"]})
+        for key, members in groups.items():
+
+            def rejected(member: dict[str, Any], exc: PermanentError, key: str = key) -> None:
+                item = f"release:{member['data'].get('executionId')}"
+                payload = {"eventDefinitionKey": key, "member": member}
+                record_exception(rt.redis, tenant, item, OUTBOX_STAGES[OutboxKind.RELEASES], exc, payload)
+
+            def fire(items: list[dict[str, Any]], key: str = key) -> None:
+                client.fire_events(key, items)
+
+            send_bisecting(rt, tenant, members, fire, rejected, report)
+
+    box = rt.outbox(tenant, OutboxKind.RELEASES)
+    return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)
+
+
+FLUSHERS: dict[str, Flusher] = {
+    OutboxKind.STATUS_ROWS: flush_status_rows,
+    OutboxKind.SUBSCRIPTION_ROWS: flush_subscription_rows,
+    OutboxKind.RELEASES: flush_releases,
+}

@@ -1,0 +1,152 @@
+"""The retry policy: one table, used by the tasks and printed in docs/retries.md (`make docs`).
+
+Throttling is a delay, not a failure: it does not count against the attempts, only against
+the execution's time budget. Everything else retryable backs off exponentially with jitter
+and is counted. Countdowns stay below Celery's visibility timeout (celeryconfig), or a
+waiting retry would be re-delivered and run twice.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import redis
+
+from pipeline.clients.errors import ClientError
+from pipeline.stores.ratelimit import RateLimited
+
+MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution, then failed + dead letter
+TIME_BUDGET_SECONDS = 3600  # an execution may be delayed (throttling included) this long
+TASK_RETRY_MAX_COUNTDOWN_SECONDS = 300  # < celeryconfig.VISIBILITY_TIMEOUT - task_time_limit
+
+# vendor/part, condition, error class, what happens
+RETRY_TABLE: list[tuple[str, str, str, str]] = [
+    (
+        "Rokt",
+        "429",
+        "throttled",
+        "wait `Retry-After` (default 1 s) and pause the tenant's shared bucket for everyone; not counted; within the 1-hour budget",
+    ),
+    (
+        "Rokt",
+        "5xx, 408, 425, connect error/timeout",
+        "retryable",
+        "exponential backoff with jitter (2^n s, at most 300 s); 8 attempts within 1 hour, then `failed` + dead letter",
+    ),
+    (
+        "Rokt",
+        "read timeout after the request was sent",
+        "unknown_outcome",
+        "retried like 5xx with the same `eventId`: Rokt keeps one event per id, or refuses the repeat (below)",
+    ),
+    (
+        "Rokt",
+        "401",
+        "unauthorized",
+        "token refreshed and the call repeated once at once; a second 401 is retried like 5xx",
+    ),
+    (
+        "Rokt",
+        "409, or 400 `DuplicateEventId`",
+        "(success)",
+        "the event exists: our `eventId` is one per execution, so an earlier attempt whose answer was "
+        "lost created it; `accepted`, unless what an earlier attempt sent differs (rendered again "
+        "since from an edited template or other subscriptions): then `failed` + dead letter, "
+        "saying the calendar shows the earlier version. Whether and how Rokt refuses a taken `eventId` is not "
+        "documented (docs/vendors/rokt-calendar-api.md §7); the simulator's 400 code and HTTP's 409 are handled, and both "
+        "behaviours tested (`lose_next_answers`, `reject_duplicate_events` at the simulator)",
+    ),
+    (
+        "Rokt",
+        "other 4xx (400 validation, 404)",
+        "permanent",
+        "`failed` with Rokt's reason + dead letter; no retry",
+    ),
+    (
+        "SFMC",
+        "429 errorcode 50100",
+        "throttled",
+        "wait `Retry-After` (5 s) and pause the tenant's SFMC bucket; the batch stays pending",
+    ),
+    ("SFMC", "429 errorcode 50200 (temporarily blocked)", "throttled", "wait 60 s; the batch stays pending"),
+    (
+        "SFMC",
+        "5xx, timeouts, 400 errorcode 10006 without additionalErrors",
+        "retryable",
+        "backoff with jitter (at most 300 s), unbounded: rows and releases are never dropped",
+    ),
+    ("SFMC", "401", "unauthorized", "token refreshed and the call repeated once at once"),
+    ("SFMC", "other 4xx", "permanent", "the batch is bisected; only the bad row/member is dead-lettered"),
+    (
+        "Redis",
+        "unreachable, in the web tier",
+        "-",
+        "503 with `Retry-After: 5`: Journey Builder and Rokt retry; nothing was claimed",
+    ),
+    (
+        "Redis",
+        "unreachable, in a task",
+        "retryable",
+        "backoff, up to 20 retries; the worker reconnects by itself",
+    ),
+    (
+        "Worker",
+        "pool process killed (SIGKILL, OOM)",
+        "-",
+        "the task is sent again after 2 s (`task_retry_on_worker_lost`), at most 20 times",
+    ),
+    (
+        "Worker",
+        "whole worker lost",
+        "-",
+        "its unacknowledged messages return after the visibility timeout (900 s); the reconciler re-drives stuck executions sooner",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Decision:
+    retry: bool
+    countdown: float = 0.0
+    counted: bool = True  # counts as a failed attempt
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff with full jitter, capped below the visibility timeout."""
+    return min(TASK_RETRY_MAX_COUNTDOWN_SECONDS, 2 ** max(0, attempt)) * random.uniform(0.5, 1.0)
+
+
+def requested_wait(exc: BaseException) -> float | None:
+    """Seconds the vendor (429 Retry-After) or our own limiter asked us to wait, if any."""
+    return getattr(exc, "retry_after", None)
+
+
+def countdown(exc: BaseException, attempt: int) -> float:
+    """When to retry after any retryable error: the requested wait plus jitter (so the
+    waiting workers do not return at one instant), else exponential backoff."""
+    wait = requested_wait(exc)
+    if wait is not None:
+        return min(wait, TASK_RETRY_MAX_COUNTDOWN_SECONDS) + random.uniform(0, 1)
+    return backoff(attempt)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether the same work may succeed later: a retryable vendor error, our own limiter's
+    wait, or Redis unavailable (the worker reconnects by itself)."""
+    if isinstance(exc, ClientError):
+        return exc.retryable
+    return isinstance(exc, (RateLimited, redis.RedisError))
+
+
+def decide(exc: Exception, attempts: int, age_seconds: float) -> Decision:
+    """For an execution's Rokt call: `attempts` failed attempts so far (this one included)."""
+    if isinstance(exc, ClientError) and not exc.retryable:
+        return Decision(retry=False)
+    if age_seconds > TIME_BUDGET_SECONDS:
+        return Decision(retry=False)
+    if requested_wait(exc) is not None:
+        return Decision(retry=True, countdown=countdown(exc, attempts), counted=False)
+    if attempts >= MAX_FAILED_ATTEMPTS:
+        return Decision(retry=False)
+    return Decision(retry=True, countdown=backoff(attempts))

@@ -1,0 +1,342 @@
+"""Every Redis key the service writes, named in one place: one function per key, saying what it
+holds and its Redis type.
+
+Tenant keys are `rsf:<tenant>:<part>:...` (`tenant_key`), so nothing of one tenant can collide
+with another's; the deployment's own keys are `rsf:_<area>:...` (a tenant name never starts with
+`_`). The strings are stored data's names: changing one orphans what Redis holds
+(tests/unit/infra/test_keys.py pins each). The ledger's Lua scripts build an execution's `event:` and
+`activity:` keys from `tenant_prefix`, as `event` and `activity_counts` / `activity_failures` do.
+RedBeat names its own keys under `redbeat_prefix()`; kombu's queue keys are the broker's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+PREFIX = "rsf"
+_OPS = f"{PREFIX}:_ops"
+_REGISTRY = f"{PREFIX}:_registry"
+_APP = f"{PREFIX}:_app"
+
+
+def tenant_key(tenant: str, *parts: str) -> str:
+    """`rsf:<tenant>:<part>:...`: nothing of one tenant can collide with another's."""
+    return ":".join((PREFIX, tenant, *parts))
+
+
+def tenant_prefix(tenant: str) -> str:
+    """`rsf:<tenant>:`: what every key of the tenant starts with (the ledger's scripts build from it)."""
+    return tenant_key(tenant, "")
+
+
+def contact_digest(contact_key: str) -> str:
+    """How a key names a contact key: a digest, so no key name holds the key itself."""
+    return hashlib.sha256(contact_key.encode()).hexdigest()[:40]
+
+
+# --- executions (pipeline/stores/ledger.py, pipeline/journeys/executions.py and intake.py) ---
+
+
+def execution(tenant: str, execution_id: str) -> str:
+    """Hash: one execution's record (ledger); also its member name in the open and awaiting sets."""
+    return tenant_key(tenant, "exec", execution_id)
+
+
+def event(tenant: str, event_id: str) -> str:
+    """String: the execution that sent this Rokt eventId (the ledger's scripts build it too)."""
+    return tenant_key(tenant, "event", event_id)
+
+
+def open_executions(tenant: str) -> str:
+    """Sorted set: executions not yet finished (execution keys), scored by claim time."""
+    return tenant_key(tenant, "open")
+
+
+def awaiting(tenant: str) -> str:
+    """Sorted set: executions accepted by Rokt and not yet confirmed, scored by acceptance time."""
+    return tenant_key(tenant, "awaiting")
+
+
+def counts(tenant: str) -> str:
+    """Hash: the tenant's executions by outcome (received, replayed, each state)."""
+    return tenant_key(tenant, "counts")
+
+
+def daily_counts(tenant: str, day: str | None = None) -> str:
+    """Hash: one UTC day's counts (outcomes, subscriptions, contact matches); today by default."""
+    return tenant_key(tenant, "daily", day or datetime.now(UTC).date().isoformat())
+
+
+def template_open(tenant: str) -> str:
+    """Hash: template id -> executions of that template still queued (kept by the scripts)."""
+    return tenant_key(tenant, "template-open")
+
+
+def activity_counts(tenant: str, activity_id: str) -> str:
+    """Hash: one activity's executions by outcome (the ledger's scripts build it too)."""
+    return tenant_key(tenant, "activity", activity_id, "counts")
+
+
+def activity_failures(tenant: str, activity_id: str) -> str:
+    """Sorted set: one activity's failure reasons by count (the ledger's scripts build it too)."""
+    return tenant_key(tenant, "activity", activity_id, "failures")
+
+
+def activity_missing(tenant: str, activity_id: str) -> str:
+    """Sorted set: one activity's missing-field reasons by count, apart from its failures so that
+    neither hides the other (the ledger's scripts build it too)."""
+    return tenant_key(tenant, "activity", activity_id, "missing")
+
+
+def contact_executions(tenant: str, digest: str) -> str:
+    """Set: the execution ids claimed for one contact, named by `contact_digest(contact key)`."""
+    return tenant_key(tenant, "contact-execs", digest)
+
+
+def intake(tenant: str) -> str:
+    """Stream: the tenant's claimed executions, appended by the claim and published by the pump."""
+    return tenant_key(tenant, "intake")
+
+
+def last_execute(tenant: str) -> str:
+    """String: when Journey Builder last called execute for the tenant (epoch seconds)."""
+    return tenant_key(tenant, "last", "execute")
+
+
+def release_due(tenant: str) -> str:
+    """Sorted set: executions accepted with releaseOn=confirmed, scored by release deadline."""
+    return tenant_key(tenant, "release-due")
+
+
+# --- templates, data extensions, API keys, App Settings ----------------------------------------
+
+
+def templates(tenant: str) -> str:
+    """Hash: template id -> the template as JSON."""
+    return tenant_key(tenant, "templates")
+
+
+def install_progress(tenant: str) -> str:
+    """String: the data extensions' install progress (JSON)."""
+    return tenant_key(tenant, "install")
+
+
+def api_keys(tenant: str) -> str:
+    """Hash: API key id -> JSON record holding the key's sha256 (never the key)."""
+    return tenant_key(tenant, "apikeys")
+
+
+def settings_check(tenant: str) -> str:
+    """String: App Settings' latest Test result (JSON)."""
+    return tenant_key(tenant, "check")
+
+
+# --- webhooks and subscriptions ----------------------------------------------------------------
+
+
+def webhook_receipt(tenant: str, event_id: str) -> str:
+    """String: one webhook's stored envelope (JSON), then a dedupe marker, until it expires."""
+    return tenant_key(tenant, "webhook", event_id)
+
+
+def webhooks_open(tenant: str) -> str:
+    """Sorted set: eventIds claimed and not yet processed, scored by receipt time."""
+    return tenant_key(tenant, "webhooks-open")
+
+
+def webhook_counts(tenant: str) -> str:
+    """Hash: webhooks received, duplicates and released (counters only grow)."""
+    return tenant_key(tenant, "webhook-counts")
+
+
+def webhook_types(tenant: str) -> str:
+    """Hash: eventType -> webhooks received of that type."""
+    return tenant_key(tenant, "webhook-types")
+
+
+def last_webhook(tenant: str) -> str:
+    """String: when Rokt last delivered a webhook for the tenant (epoch seconds)."""
+    return tenant_key(tenant, "last", "webhook")
+
+
+def webhook_applied(tenant: str, webhook_id: str) -> str:
+    """String: marker that one webhook was applied to its subscription (7 days)."""
+    return tenant_key(tenant, "webhook-applied", webhook_id)
+
+
+def subscription(tenant: str, subscription_id: str) -> str:
+    """Hash: one calendar subscription's merged state and contact match."""
+    return tenant_key(tenant, "sub", subscription_id)
+
+
+def contact_subscriptions(tenant: str, contact_key: str) -> str:
+    """Set: the live calendar subscription ids of one contact key."""
+    return tenant_key(tenant, "contact-subs", contact_key)
+
+
+def backfill_checkpoint(tenant: str, fingerprint: str) -> str:
+    """String: records of one backfill file done so far (its resume point)."""
+    return tenant_key(tenant, "backfill", fingerprint)
+
+
+# --- dead letters ------------------------------------------------------------------------------
+
+
+def dead_letters(tenant: str) -> str:
+    """Hash: the dead-letter store, item id -> JSON record."""
+    return tenant_key(tenant, "dlq")
+
+
+def dead_letters_by_time(tenant: str) -> str:
+    """Sorted set: dead-letter item id -> failedAt (epoch seconds), what retention trims by."""
+    return tenant_key(tenant, "dlq-by-time")
+
+
+def dead_letters_replayed(tenant: str) -> str:
+    """Hash: replayed dead letters kept for audit, item id -> JSON record with replayedAt."""
+    return tenant_key(tenant, "dlq-replayed")
+
+
+def dead_letters_replayed_cursor(tenant: str) -> str:
+    """String: where the sweep of replayed dead letters resumes (an HSCAN cursor)."""
+    return tenant_key(tenant, "dlq-replayed-cursor")
+
+
+def dead_letters_auto_retried(tenant: str) -> str:
+    """Set: ids of the dead letters the reconciler retried once automatically."""
+    return tenant_key(tenant, "dlq-auto-retried")
+
+
+# --- delivery: outboxes, flushes, rate limits, tokens, vendor calls ----------------------------
+
+
+def outbox(tenant: str, kind: str) -> str:
+    """Stream: rows (or releases) of one kind waiting for their flush to SFMC."""
+    return tenant_key(tenant, "outbox", kind)
+
+
+def flush_slot(tenant: str, kind: str) -> str:
+    """String with a TTL: one kind's flush is scheduled until it expires."""
+    return tenant_key(tenant, "flush-scheduled", kind)
+
+
+def ratelimit(tenant: str, vendor: str) -> str:
+    """String: the vendor limiter's theoretical arrival time (epoch seconds)."""
+    return tenant_key(tenant, "ratelimit", vendor)
+
+
+def cooldown(tenant: str, vendor: str) -> str:
+    """String with a TTL: the vendor is paused (throttled) until it expires."""
+    return tenant_key(tenant, "cooldown", vendor)
+
+
+def ratelimit_line(tenant: str, vendor: str) -> str:
+    """String: the waiting line of deferred calls of the vendor: the next free slot (epoch seconds)."""
+    return tenant_key(tenant, "ratelimit-line", vendor)
+
+
+def ratelimit_deferred(tenant: str, vendor: str) -> str:
+    """String: calls of the vendor deferred by its limiter (a counter)."""
+    return tenant_key(tenant, "ratelimit-deferred", vendor)
+
+
+def ratelimit_late(tenant: str, vendor: str) -> str:
+    """String: deferred calls of the vendor woken too late to send (a counter)."""
+    return tenant_key(tenant, "ratelimit-late", vendor)
+
+
+def token(tenant: str, vendor: str) -> str:
+    """String: the vendor's cached access token (sealed JSON record)."""
+    return tenant_key(tenant, "token", vendor)
+
+
+def token_lock(tenant: str, vendor: str) -> str:
+    """String with a TTL: the lock of one process fetching the vendor's token."""
+    return f"{token(tenant, vendor)}:lock"
+
+
+def calls(tenant: str) -> str:
+    """Hash: vendor call counters, `<vendor>:<status class>` and `<vendor>:token` -> count."""
+    return tenant_key(tenant, "calls")
+
+
+def durability_waits(tenant: str) -> str:
+    """String: WAITs for replicas made for the tenant (a counter; its INCR carries the offset)."""
+    return tenant_key(tenant, "durability", "waits")
+
+
+# --- authentication failures -------------------------------------------------------------------
+
+
+def auth_failures(tenant: str) -> str:
+    """Hash: route -> failed authentications (`<route>:limited`: answered 429)."""
+    return tenant_key(tenant, "auth-failures")
+
+
+def auth_failure_window(tenant: str | None, route: str, address: str) -> str:
+    """String with a TTL: one address's failed authentications on a route (None: unknown tenant)."""
+    if tenant is None:
+        return f"{PREFIX}:_authfail:{route}:{address}"
+    return tenant_key(tenant, "authfail", route, address)
+
+
+# --- privacy -----------------------------------------------------------------------------------
+
+
+def erasures(tenant: str) -> str:
+    """Sorted set: the erasure audit, JSON records scored by time (no contact data)."""
+    return tenant_key(tenant, "erasures")
+
+
+def privacy_salt() -> str:
+    """String: the deployment's salt for subject hashes (created on first use)."""
+    return f"{PREFIX}:_privacy:salt"
+
+
+# --- the deployment's own keys: registry, heartbeats, the app's sessions -----------------------
+
+
+def registry_tenants() -> str:
+    """Hash: tenant name -> JSON record (secrets sealed)."""
+    return f"{_REGISTRY}:tenants"
+
+
+def registry_refresh_tokens() -> str:
+    """Hash: tenant name -> sealed offline refresh token."""
+    return f"{_REGISTRY}:refresh"
+
+
+def registry_eid_index() -> str:
+    """Hash: enterprise id -> tenant name."""
+    return f"{_REGISTRY}:eid"
+
+
+def registry_version() -> str:
+    """String: the registry's version, incremented by every change."""
+    return f"{_REGISTRY}:version"
+
+
+def redbeat_prefix() -> str:
+    """Prefix (celeryconfig's redbeat_key_prefix): RedBeat's schedule, entries and lock under it."""
+    return f"{PREFIX}:redbeat"
+
+
+def heartbeat(kind: str, name: str) -> str:
+    """String with a TTL: when one process (worker, beat, exporter) last beat (epoch seconds)."""
+    return f"{_OPS}:heartbeat:{kind}:{name}"
+
+
+def heartbeats_seen(kind: str) -> str:
+    """Sorted set: process name -> epoch of its last beat, for one kind."""
+    return f"{_OPS}:heartbeats:{kind}"
+
+
+def app_session(session_hash: str) -> str:
+    """String with a TTL: one App Settings session (JSON), named by the sha256 of its id."""
+    return f"{_APP}:session:{session_hash}"
+
+
+def login_state(state_hash: str) -> str:
+    """String with a TTL: one sign-in's state (JSON), named by the sha256 of the state."""
+    return f"{_APP}:state:{state_hash}"

@@ -1,0 +1,1 @@
+"""What operators watch: heartbeats, the figures snapshot, the Prometheus exporter."""

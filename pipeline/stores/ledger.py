@@ -1,0 +1,478 @@
+"""The execution ledger: idempotency and state of every Journey Builder execution.
+
+One Redis hash per execution, keyed by the execution id derived from Salesforce's dedupe pair
+(`activityId` + `definitionInstanceId`). The web claims it with a set-if-absent script, so a
+JB retry finds the claim and enqueues nothing; tasks move it through its states with a guarded
+transition script, so a redelivered task never moves a finished execution again. The ledger
+(not Celery results) is the record of what happened.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from pipeline.infra import keys
+from pipeline.vocabulary import NEXT_STATES, TERMINAL_STATES, State
+
+EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
+EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
+
+# Per-tenant counters kept by the scripts below, so they stay exact under concurrency:
+# - `template-open` (hash templateId -> executions of it still `queued`), for refusing to delete
+#   a template in use;
+# - per activity (`activity:<activityId>:counts`, hash state -> executions in it, and
+#   `activity:<activityId>:failures` and `:missing`, sorted sets reason -> executions), for the
+#   running journey's live counts.
+# Only executions claimed with the `tracked` field move these counters (so executions claimed
+# before the counters existed never drive them negative). Each write gives the counter keys the
+# ledger's TTL again, so they outlive every execution they count. Activity keys are built inside
+# the scripts from the tenant prefix and the execution's own `activityId`.
+
+# KEYS: exec hash, open set, counts, eventId index, template-open hash, last-execute time,
+#       contact index (execution ids of one contact key, for `rokt-sfmc forget`),
+#       intake stream (pipeline/journeys/intake.py: the pump publishes its entries to the broker);
+# ARGV: ttl, now, execution id, tenant prefix, field/value pairs
+# A new execution is stored and appended to the intake stream in this one script: once Redis has
+# it, the pump will enqueue it, whatever the broker is doing (no claimed-but-not-enqueued window).
+_CLAIM = """
+redis.call('SET', KEYS[6], ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+local contact = redis.call('HGET', KEYS[1], 'contactKey')
+if contact and contact ~= '' then
+  redis.call('SADD', KEYS[7], ARGV[3])
+  redis.call('EXPIRE', KEYS[7], tonumber(ARGV[1]))
+end
+redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), KEYS[1])
+redis.call('HINCRBY', KEYS[3], 'received', 1)
+redis.call('SET', KEYS[4], ARGV[3], 'EX', tonumber(ARGV[1]))
+local template = redis.call('HGET', KEYS[1], 'templateId')
+if template and template ~= '' then
+  redis.call('HINCRBY', KEYS[5], template, 1)
+  redis.call('EXPIRE', KEYS[5], tonumber(ARGV[1]))
+end
+local activity = redis.call('HGET', KEYS[1], 'activityId')
+if activity and activity ~= '' then
+  local counts = ARGV[4] .. 'activity:' .. activity .. ':counts'
+  redis.call('HINCRBY', counts, 'queued', 1)
+  redis.call('EXPIRE', counts, tonumber(ARGV[1]))
+end
+redis.call('XADD', KEYS[8], '*', 'x', ARGV[3])
+return 1
+"""
+
+# Lua shared by the scripts that move an execution out of `failed`: its failure reason stops
+# counting in the activity's top reasons. `base` is the activity's key prefix.
+_UNCOUNT_FAILURE = """
+local function reasons_of(base, reason)
+  if string.sub(reason, 1, 14) == 'missing_field:' then return base .. ':missing' end
+  return base .. ':failures'
+end
+local function uncount_failure(base)
+  local old = redis.call('HGET', KEYS[1], 'failureReason')
+  if old then
+    local set = reasons_of(base, old)
+    redis.call('ZINCRBY', set, -1, old)
+    redis.call('ZREMRANGEBYSCORE', set, '-inf', 0)
+    redis.call('HDEL', KEYS[1], 'failureReason')
+  end
+end
+"""
+
+# KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash;
+# ARGV: new status, allowed-from csv (checked against NEXT_STATES before the call), now (iso),
+#       now (epoch), tenant prefix, ttl, failure reason (used when the new status is failed),
+#       '1' to answer the execution's hash after the move as a third element, field/value pairs
+_TRANSITION = (
+    _UNCOUNT_FAILURE
+    + """
+local function answer(moved, current)
+  if ARGV[8] ~= '1' then return {moved, current} end
+  return {moved, current, redis.call('HGETALL', KEYS[1])}
+end
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return answer(0, '') end
+local allowed = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
+if not allowed then return answer(0, current) end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[3])
+if #ARGV > 8 then redis.call('HSET', KEYS[1], unpack(ARGV, 9)) end
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
+redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
+redis.call('EXPIRE', KEYS[4], 400 * 86400)
+if ARGV[1] == 'accepted' then
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[4]), KEYS[1])
+  redis.call('HSET', KEYS[1], 'acceptedAt', ARGV[4])  -- the confirm deadline's start: the set's score moves
+end
+if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
+if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
+  local ttl = tonumber(ARGV[6])
+  local template = redis.call('HGET', KEYS[1], 'templateId')
+  if current == 'queued' and template and template ~= '' then
+    if redis.call('HINCRBY', KEYS[6], template, -1) <= 0 then redis.call('HDEL', KEYS[6], template) end
+  elseif ARGV[1] == 'queued' and template and template ~= '' then
+    redis.call('HINCRBY', KEYS[6], template, 1)
+    redis.call('EXPIRE', KEYS[6], ttl)
+  end
+  local activity = redis.call('HGET', KEYS[1], 'activityId')
+  if activity and activity ~= '' then
+    local base = ARGV[5] .. 'activity:' .. activity
+    redis.call('HINCRBY', base .. ':counts', current, -1)
+    redis.call('HINCRBY', base .. ':counts', ARGV[1], 1)
+    redis.call('EXPIRE', base .. ':counts', ttl)
+    uncount_failure(base)
+    local reason = nil
+    if ARGV[1] == 'failed' then reason = ARGV[7] end
+    if ARGV[1] == 'missing_field' then reason = 'missing_field:' .. ARGV[7] end
+    if reason then
+      local set = reasons_of(base, reason)
+      redis.call('ZINCRBY', set, 1, reason)
+      redis.call('EXPIRE', set, ttl)
+      redis.call('HSET', KEYS[1], 'failureReason', reason)
+    end
+  end
+end
+return answer(1, current)
+"""
+)
+
+# KEYS: exec hash, open set, counts, template-open hash; ARGV: now (epoch), now (iso), tenant prefix, ttl
+_REOPEN = (
+    _UNCOUNT_FAILURE
+    + """
+if redis.call('HGET', KEYS[1], 'status') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', '0', 'error', '', 'budgetStart', ARGV[2],
+           'updatedAt', ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(ARGV[1]), KEYS[1])
+redis.call('HINCRBY', KEYS[3], 'failed', -1)
+redis.call('HINCRBY', KEYS[3], 'replayed', 1)
+if redis.call('HGET', KEYS[1], 'tracked') == '1' then
+  local ttl = tonumber(ARGV[4])
+  local template = redis.call('HGET', KEYS[1], 'templateId')
+  if template and template ~= '' then
+    redis.call('HINCRBY', KEYS[4], template, 1)
+    redis.call('EXPIRE', KEYS[4], ttl)
+  end
+  local activity = redis.call('HGET', KEYS[1], 'activityId')
+  if activity and activity ~= '' then
+    local base = ARGV[3] .. 'activity:' .. activity
+    redis.call('HINCRBY', base .. ':counts', 'failed', -1)
+    redis.call('HINCRBY', base .. ':counts', 'queued', 1)
+    redis.call('EXPIRE', base .. ':counts', ttl)
+    uncount_failure(base)
+  end
+end
+return 1
+"""
+)
+
+# KEYS: exec hash, open set, awaiting set, template-open hash, contact index;
+# ARGV: tenant prefix, execution id
+# Erase one execution (`rokt-sfmc forget`): the hash and its eventId index go; a queued one stops
+# counting as open (template, activity); a failed one's reason stops counting among the top
+# failures. Other counters stay, as when the ledger's TTL ends an execution.
+_FORGET = (
+    _UNCOUNT_FAILURE
+    + """
+redis.call('SREM', KEYS[5], ARGV[2])
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+local event = redis.call('HGET', KEYS[1], 'eventId') or ''
+if redis.call('HGET', KEYS[1], 'tracked') == '1' then
+  local activity = redis.call('HGET', KEYS[1], 'activityId')
+  local base = ''
+  if activity and activity ~= '' then base = ARGV[1] .. 'activity:' .. activity end
+  if status == 'queued' then
+    local template = redis.call('HGET', KEYS[1], 'templateId')
+    if template and template ~= '' then
+      if redis.call('HINCRBY', KEYS[4], template, -1) <= 0 then redis.call('HDEL', KEYS[4], template) end
+    end
+    if base ~= '' then redis.call('HINCRBY', base .. ':counts', 'queued', -1) end
+  end
+  if base ~= '' then uncount_failure(base) end
+end
+redis.call('DEL', KEYS[1], ARGV[1] .. 'event:' .. event)
+redis.call('ZREM', KEYS[2], KEYS[1])
+redis.call('ZREM', KEYS[3], KEYS[1])
+return 1
+"""
+)
+
+# a failed execution's reason as the activity's top failures list it
+FAILURE_REASON_CHARS = 200
+TOP_FAILURES = 5
+# missing_field executions count their reason ("missing value for City") under this prefix in a
+# sorted set of their own (keys.activity_missing; the scripts pick the set by the prefix, written
+# there as a literal), so the running view can say which field was missing
+MISSING_REASON = "missing_field:"
+
+
+INTAKE_GROUP = "pump"  # the intake streams' consumer group (pipeline/journeys/intake.py)
+
+
+def execution_id(activity_id: str, definition_instance_id: str) -> str:
+    """Stable across JB retries (Salesforce documents this pair as the dedupe key)."""
+    return str(uuid.uuid5(EXECUTION_NS, f"{activity_id}:{definition_instance_id}"))
+
+
+def event_id_for(execution: str) -> str:
+    """The Rokt `eventId`: deterministic, so a repeated create is the same event to Rokt."""
+    return "rsf-" + uuid.uuid5(EVENT_NS, execution).hex
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class IllegalTransition(RuntimeError):
+    """A move that `vocabulary.NEXT_STATES` does not allow: a defect in the caller, never data."""
+
+
+@dataclass
+class Execution:
+    tenant: str
+    execution_id: str
+    status: str
+    event_id: str
+    contact_key: str
+    args: dict[str, Any]
+    fields: dict[str, str]
+
+    @classmethod
+    def from_hash(cls, tenant: str, execution_id: str, data: dict[str, str]) -> Execution | None:
+        """The execution stored in `data` (its Redis hash), or None when the hash is empty."""
+        if not data:
+            return None
+        return cls(
+            tenant=tenant,
+            execution_id=execution_id,
+            status=data.get("status", ""),
+            event_id=data.get("eventId", ""),
+            contact_key=data.get("contactKey", ""),
+            args=json.loads(data.get("args", "{}")),
+            fields=data,
+        )
+
+    @property
+    def template_id(self) -> str:
+        return str(self.args.get("templateId") or "")
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATES
+
+
+class Ledger:
+    def __init__(self, r: redis.Redis, ttl_days: int = 30) -> None:
+        self.r = r
+        self.ttl_seconds = ttl_days * 86400
+        self._claim = r.register_script(_CLAIM)
+        self._transition = r.register_script(_TRANSITION)
+        self._reopen = r.register_script(_REOPEN)
+        self._forget = r.register_script(_FORGET)
+
+    def execution_for_event(self, tenant: str, event_id: str) -> str | None:
+        """The execution that sent this Rokt eventId (for SubscriptionEvent* webhooks)."""
+        return self.r.get(keys.event(tenant, event_id))
+
+    def executions_of_contact(self, tenant: str, contact_key: str) -> list[str]:
+        """The contact's executions claimed since the index exists (the ledger's TTL ago at most)."""
+        if not contact_key:
+            return []
+        return sorted(self.r.smembers(keys.contact_executions(tenant, keys.contact_digest(contact_key))))
+
+    def forget(self, tenant: str, execution: str, contact_key: str = "") -> bool:
+        """Erase one execution and its indexes; True when it was still stored."""
+        names = [
+            keys.execution(tenant, execution),
+            keys.open_executions(tenant),
+            keys.awaiting(tenant),
+            keys.template_open(tenant),
+            keys.contact_executions(tenant, keys.contact_digest(contact_key)),
+        ]
+        stored = bool(self._forget(keys=names, args=[keys.tenant_prefix(tenant), execution]))
+        self._drop_intake_entries(tenant, execution)
+        return stored
+
+    def _drop_intake_entries(self, tenant: str, execution: str, page: int = 1000) -> None:
+        """The execution's entry in the intake stream when the pump has not taken it yet (it is
+        published and deleted within moments otherwise; during a broker outage it waits)."""
+        key, start = keys.intake(tenant), "-"
+        while True:
+            entries = self.r.xrange(key, start, "+", count=page)
+            found = [entry_id for entry_id, values in entries if (values or {}).get("x") == execution]
+            if found:
+                pipe = self.r.pipeline(transaction=True)
+                pipe.xack(key, INTAKE_GROUP, *found)
+                pipe.xdel(key, *found)
+                pipe.execute()
+            if len(entries) < page:
+                return
+            start = "(" + entries[-1][0]
+
+    def claim(self, tenant: str, execution: str, record: dict[str, Any]) -> bool:
+        """Set-if-absent: True when this call created the execution, and appended it to the
+        tenant's intake stream in the same script (the pump enqueues it; nothing else must).
+
+        The execution's `templateId` (from `record["templateId"]` or `record["args"]`) is stored
+        as its own field, so the scripts can keep the per-template open count.
+        """
+        args = record.get("args")
+        template_id = record.get("templateId", args.get("templateId") if isinstance(args, dict) else None)
+        values: dict[str, str] = {
+            "status": State.QUEUED,
+            "createdAt": now_iso(),
+            "updatedAt": now_iso(),
+            "tracked": "1",
+            **{k: v if isinstance(v, str) else json.dumps(v) for k, v in record.items()},
+        }
+        if template_id is not None:
+            values["templateId"] = str(template_id)
+        flat = [item for pair in values.items() for item in pair]
+        names = [
+            keys.execution(tenant, execution),
+            keys.open_executions(tenant),
+            keys.counts(tenant),
+            keys.event(tenant, str(record.get("eventId", ""))),
+            keys.template_open(tenant),
+            keys.last_execute(tenant),
+            keys.contact_executions(tenant, keys.contact_digest(str(values.get("contactKey", "")))),
+            keys.intake(tenant),
+        ]
+        args = [self.ttl_seconds, time.time(), execution, keys.tenant_prefix(tenant), *flat]
+        return bool(self._claim(keys=names, args=args))
+
+    def get(self, tenant: str, execution: str) -> Execution | None:
+        return Execution.from_hash(tenant, execution, self.r.hgetall(keys.execution(tenant, execution)))
+
+    def update(self, tenant: str, execution: str, **values: str) -> None:
+        self.r.hset(keys.execution(tenant, execution), mapping={**values, "updatedAt": now_iso()})
+
+    def transition(
+        self,
+        tenant: str,
+        execution: str,
+        to_status: State,
+        allowed_from: tuple[State, ...] = (State.QUEUED,),
+        **values: str,
+    ) -> tuple[bool, str]:
+        """Move to `to_status` only from `allowed_from`; returns (moved, previous status).
+
+        A move to failed counts its `error` value (cut to 200 characters) among the activity's
+        failure reasons."""
+        moved, previous = self._move(tenant, execution, to_status, allowed_from, values, answer_hash=False)
+        return bool(int(moved)), previous
+
+    def transition_get(
+        self,
+        tenant: str,
+        execution: str,
+        to_status: State,
+        allowed_from: tuple[State, ...] = (State.QUEUED,),
+        **values: str,
+    ) -> tuple[bool, Execution | None]:
+        """transition(), answering (moved, the execution as it is after the call) in the same
+        round trip (None when it is not in the ledger)."""
+        moved, _previous, flat = self._move(
+            tenant, execution, to_status, allowed_from, values, answer_hash=True
+        )
+        data = dict(zip(flat[::2], flat[1::2], strict=True))
+        return bool(int(moved)), Execution.from_hash(tenant, execution, data)
+
+    def _move(
+        self,
+        tenant: str,
+        execution: str,
+        to_status: State,
+        allowed_from: tuple[State, ...],
+        values: dict[str, str],
+        answer_hash: bool,
+    ) -> list[Any]:
+        illegal = [state for state in allowed_from if to_status not in NEXT_STATES[State(state)]]
+        if illegal:
+            raise IllegalTransition(f"{', '.join(illegal)} -> {to_status} is not in NEXT_STATES")
+        flat = [item for pair in values.items() for item in pair]
+        names = [
+            keys.execution(tenant, execution),
+            keys.open_executions(tenant),
+            keys.counts(tenant),
+            keys.daily_counts(tenant),
+            keys.awaiting(tenant),
+            keys.template_open(tenant),
+        ]
+        reason = str(values.get("error") or "").strip()[:FAILURE_REASON_CHARS] or "(no reason recorded)"
+        args = [
+            to_status,
+            ",".join(allowed_from),
+            now_iso(),
+            time.time(),
+            keys.tenant_prefix(tenant),
+            self.ttl_seconds,
+            reason,
+            "1" if answer_hash else "0",
+            *flat,
+        ]
+        return self._transition(keys=names, args=args)
+
+    def reopen(self, tenant: str, execution: str) -> bool:
+        """failed -> queued for a replay (fresh attempts and time budget); False otherwise."""
+        if State.QUEUED not in NEXT_STATES[State.FAILED]:
+            raise IllegalTransition("failed -> queued is not in NEXT_STATES")
+        names = [
+            keys.execution(tenant, execution),
+            keys.open_executions(tenant),
+            keys.counts(tenant),
+            keys.template_open(tenant),
+        ]
+        args = [time.time(), now_iso(), keys.tenant_prefix(tenant), self.ttl_seconds]
+        return bool(self._reopen(keys=names, args=args))
+
+    def due(self, key: str, older_than: float, limit: int = 500) -> list[str]:
+        """Execution ids in a scored set (open or awaiting) older than `older_than` (epoch)."""
+        members = self.r.zrangebyscore(key, "-inf", older_than, start=0, num=limit)
+        return [member.rsplit(":", 1)[-1] for member in members]
+
+    def touch(self, key: str, tenant: str, execution: str) -> None:
+        """Push an entry's score to now, so reconciliation looks at it again only later."""
+        self.r.zadd(key, {keys.execution(tenant, execution): time.time()}, xx=True)
+
+    def add_attempt(self, tenant: str, execution: str) -> int:
+        """Count one more failed attempt (retryable vendor error); returns the new total."""
+        return int(self.r.hincrby(keys.execution(tenant, execution), "attempts", 1))
+
+    def counts(self, tenant: str) -> dict[str, int]:
+        return {k: int(v) for k, v in self.r.hgetall(keys.counts(tenant)).items()}
+
+    def open_count(self, tenant: str) -> int:
+        return int(self.r.zcard(keys.open_executions(tenant)))
+
+    def open_count_for_template(self, tenant: str, template_id: str) -> int:
+        """Executions of this template not yet terminal (still queued)."""
+        return max(0, int(self.r.hget(keys.template_open(tenant), template_id) or 0))
+
+    def activity_stats(self, tenant: str, activity_id: str) -> dict[str, Any]:
+        """Live counts of one Journey Builder activity: executions per state, the most frequent
+        reasons of its failed executions and of its missing_field ones (at most five each, most
+        frequent first)."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hgetall(keys.activity_counts(tenant, activity_id))
+        for key in (keys.activity_failures(tenant, activity_id), keys.activity_missing(tenant, activity_id)):
+            pipe.zrevrangebyscore(key, "+inf", "(0", start=0, num=TOP_FAILURES, withscores=True)
+        raw_counts, failures, missing = pipe.execute()
+        return {
+            "counts": {str(state): max(0, int(raw_counts.get(state, 0))) for state in State},
+            "topFailures": [{"reason": reason, "count": int(score)} for reason, score in failures],
+            "missingFields": [
+                {"reason": reason[len(MISSING_REASON) :], "count": int(score)} for reason, score in missing
+            ],
+        }

@@ -1,0 +1,3 @@
+"""The webhook flow: Rokt webhooks, subscription rows and contact matching, the data extensions, the
+backfill.
+"""

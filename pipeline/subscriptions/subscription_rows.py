@@ -1,0 +1,349 @@
+"""Rokt Calendar subscriptions into SFMC's "Calendar Subscription" data extension.
+
+Mapping (docs/vendors/rokt-calendar-api.md §11): 26 attributes per subscription, primary key
+`CalendarSubscriptionId`, plus `ContactMatch` (matched/created). Multi-valued tags are joined
+with ";" in `tagID` and `TagText`, in the same order, so a segment filter can use "contains".
+
+Ordering: Rokt's envelope carries no timestamp and deliveries arrive in any order, so each
+field remembers the rank of the event that set it (Subscribe 1 < SubscriptionDetailsUpdated 2
+< Unsubscribe 3) and an event only sets fields it carries, never over a higher rank. Hence an
+Unsubscribe that overtook its Subscribe stays unsubscribed, and a late Subscribe cannot undo
+a preference update. Equal ranks (two detail updates): the later arrival wins.
+The merged row is appended to the outbox in the same Redis transaction that stores the
+merged state, so outbox order is state order and the last row SFMC receives is the newest.
+
+The same transaction keeps an index contact key -> live subscription ids (`contact-subs`), for
+executes that carry no `subscriptionId`: the contact key is the SubscriberExternalId (else the
+captured email, as `contact_key` decides), and a subscription is live until an Unsubscribe (or
+a removal date) is merged into its state, whatever order they arrived in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+
+from pipeline.clients.errors import PermanentError
+from pipeline.infra import keys
+from pipeline.infra.logsafe import mask
+from pipeline.stores.deadletters import record_exception
+from pipeline.tenancy.handles import Runtime
+from pipeline.vocabulary import OutboxKind, Stage
+from schemas.rokt_webhook import DETAILS_UPDATED, SUBSCRIBE, UNSUBSCRIBE
+
+log = logging.getLogger(__name__)
+
+RANKS = {SUBSCRIBE: 1, DETAILS_UPDATED: 2, UNSUBSCRIBE: 3}
+DE_COLUMNS = (
+    "accountCode",
+    "accountId",
+    "accountName",
+    "calendarCode",
+    "calendarId",
+    "CalendarSubscriptionId",
+    "calendarTitle",
+    "countryCode",
+    "deviceName",
+    "Email",
+    "EventId",
+    "geoCountry",
+    "optIn1",
+    "optIn2",
+    "Referrer",
+    "RemovedDateTime",
+    "source",
+    "SubscriberExternalId",
+    "subscriptionMethod",
+    "TimeZoneTag",
+    "tagID",
+    "TagText",
+    "UtmCampaign",
+    "UtmContent",
+    "UtmMedium",
+    "UtmSource",
+)
+MATCHED = "matched"
+CREATED = "created"
+
+# Spreadsheet formula injection (OWASP "CSV Injection"): a cell starting with = + - @, TAB or CR
+# (and LF, to be safe) may run as a formula when an SFMC export of the data extension is opened
+# in a spreadsheet. Such a text value is sent with a leading single quote (OWASP's advice), in
+# every row we build, webhook or backfill. Never altered: the values that are identities, which
+# must match byte for byte across SFMC, Rokt and our Redis keys (the primary key, the contact key
+# SubscriberExternalId, Email, Rokt's ids) and the values we write ourselves (dates, ContactMatch).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+VERBATIM_COLUMNS = frozenset(
+    {
+        "CalendarSubscriptionId",
+        "SubscriberExternalId",
+        "Email",
+        "EventId",
+        "accountId",
+        "calendarId",
+        "RemovedDateTime",
+        "ContactMatch",
+        "UpdatedAt",
+    }
+)
+
+
+def neutralise(value: Any) -> Any:
+    """A text that a spreadsheet would read as a formula, prefixed with `'`; anything else as is."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def sfmc_date(value: str | None) -> str:
+    """Rokt's `2020-05-06 01:18:49.755190` (UTC, space, microseconds) -> `2020-05-06T01:18:49Z`."""
+    if not value:
+        return ""
+    text = value.strip().replace(" ", "T", 1)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed.isoformat(timespec="seconds") + "Z"
+
+
+def attributes(event_id: str, details: dict[str, Any], sub: dict[str, Any]) -> dict[str, Any]:
+    """The DE attributes one webhook (or backfill record) carries; absent ones are left out."""
+    tags = sub.get("calendarTags") or []
+    values: dict[str, Any] = {
+        "accountCode": details.get("accountCode"),
+        "accountId": details.get("accountId"),
+        "accountName": details.get("accountName"),
+        "calendarCode": sub.get("calendarCode"),
+        "calendarId": sub.get("calendarId"),
+        "CalendarSubscriptionId": sub["calendarSubscriptionId"],
+        "calendarTitle": sub.get("calendarTitle"),
+        "countryCode": sub.get("countryCode"),
+        "deviceName": sub.get("deviceName"),
+        "Email": sub.get("emailAddress"),
+        "EventId": event_id,
+        "geoCountry": sub.get("geoCountry"),
+        "optIn1": sub.get("optIn1"),
+        "optIn2": sub.get("optIn2"),
+        "Referrer": sub.get("referrer"),
+        "RemovedDateTime": sfmc_date(sub.get("removedDateTimeUtc")),
+        "source": sub.get("source"),
+        "SubscriberExternalId": sub.get("subscriberId"),
+        "subscriptionMethod": str(sub.get("subscriptionMethod") or ""),
+        "TimeZoneTag": sub.get("timeZoneId"),
+        "tagID": ";".join(t["tagId"] for t in tags if t.get("tagId")),
+        "TagText": ";".join(t["tagText"] for t in tags if t.get("tagText")),
+        "UtmCampaign": sub.get("utmCampaign"),
+        "UtmContent": sub.get("utmContent"),
+        "UtmMedium": sub.get("utmMedium"),
+        "UtmSource": sub.get("utmSource"),
+    }
+    return {k: v for k, v in values.items() if v is not None and v != ""}
+
+
+def merge(state: dict[str, list[Any]], incoming: dict[str, Any], rank: int) -> dict[str, list[Any]]:
+    """Per field: keep [value, rank]; a value replaces another only at the same or higher rank."""
+    merged = dict(state)
+    for name, value in incoming.items():
+        current = merged.get(name)
+        if current is None or rank >= current[1]:
+            merged[name] = [value, rank]
+    return merged
+
+
+def row_from_state(state: dict[str, list[Any]], contact_match: str) -> dict[str, Any]:
+    """The DE row of a merged state; text values neutralised against formula injection (the
+    stored state keeps them as received)."""
+    values = {
+        name: value if name in VERBATIM_COLUMNS else neutralise(value)
+        for name, (value, _rank) in state.items()
+        if name != "CalendarSubscriptionId"
+    }
+    values["ContactMatch"] = contact_match
+    values["UpdatedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
+    return {"keys": {"CalendarSubscriptionId": state["CalendarSubscriptionId"][0]}, "values": values}
+
+
+def current_subscription_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows as the merged subscription state has them now."""
+    current = []
+    for row in rows:
+        raw, stored_match = rt.redis.hmget(
+            keys.subscription(tenant, row["keys"]["CalendarSubscriptionId"]), "state", "contactMatch"
+        )
+        if not raw:
+            current.append(row)
+            continue
+        match = stored_match if stored_match in (MATCHED, CREATED) else row["values"].get("ContactMatch", "")
+        current.append(row_from_state(json.loads(raw), match))
+    return current
+
+
+def contact_key(attrs: dict[str, Any]) -> tuple[str, bool]:
+    """(key, is_email_capture): the external id, else the captured email (the guide's rule)."""
+    external = str(attrs.get("SubscriberExternalId") or "").strip()
+    if external:
+        return external, False
+    return str(attrs.get("Email") or "").strip(), True
+
+
+def _indexed_as(state: dict[str, list[Any]]) -> tuple[str, bool]:
+    """(contact key, live) of a merged subscription state. Every event carries the
+    CalendarSubscriptionId, so its rank is the highest rank merged: an Unsubscribe, even
+    one that overtook its Subscribe, leaves it at the Unsubscribe's rank for good."""
+    values = {name: value for name, (value, _rank) in state.items()}
+    key, _email_capture = contact_key(values)
+    rank = state.get("CalendarSubscriptionId", [None, 0])[1]
+    live = rank < RANKS[UNSUBSCRIBE] and not values.get("RemovedDateTime")
+    return key, live
+
+
+def _index_in(
+    pipe: redis.client.Pipeline, tenant: str, before: dict[str, list[Any]], after: dict[str, list[Any]]
+) -> None:
+    """Queue the index changes from one state to the next (inside the caller's transaction)."""
+    subscription_id = after["CalendarSubscriptionId"][0]
+    old_key, _ = _indexed_as(before) if before else ("", False)
+    new_key, live = _indexed_as(after)
+    if old_key and old_key != new_key:
+        pipe.srem(keys.contact_subscriptions(tenant, old_key), subscription_id)
+    if new_key:
+        if live:
+            pipe.sadd(keys.contact_subscriptions(tenant, new_key), subscription_id)
+        else:
+            pipe.srem(keys.contact_subscriptions(tenant, new_key), subscription_id)
+
+
+def _retention_in(pipe: redis.client.Pipeline, rt: Runtime, tenant: str, state: dict[str, list[Any]]) -> None:
+    """Queue the state's expiry (inside the caller's transaction), counted from this write: an
+    ended subscription after ENDED_SUBSCRIPTION_RETENTION_DAYS, a live one (and its contact's
+    index) after SUBSCRIPTION_RETENTION_DAYS without an event when that is set."""
+    key, live = _indexed_as(state)
+    settings = rt.settings
+    days = float(settings.subscription_retention_days if live else settings.ended_subscription_retention_days)
+    sub_key = keys.subscription(tenant, state["CalendarSubscriptionId"][0])
+    if days > 0:
+        pipe.expire(sub_key, int(days * 86400))
+        if live and key:
+            pipe.expire(keys.contact_subscriptions(tenant, key), int(days * 86400))
+    else:
+        pipe.persist(sub_key)
+
+
+def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
+    """The contact's live calendar subscription ids, as the webhooks and the backfill left them."""
+    if not key:
+        return []
+    return sorted(r.smembers(keys.contact_subscriptions(tenant, key)))
+
+
+def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[str, Any]) -> str:
+    """Find the SFMC contact by key or create it; the outcome is decided once per subscription.
+
+    A `creating` marker is stored before the create call, so a redelivered task that finds
+    the contact knows it was created by us, not matched.
+    """
+    key, email_capture = contact_key(attrs)
+    if not key:
+        return ""
+    sub_key = keys.subscription(tenant, subscription_id)
+    decided = rt.redis.hget(sub_key, "contactMatch")
+    if decided in (MATCHED, CREATED):
+        return decided
+    client = rt.sfmc(tenant)
+    exists = client.contact_exists(key)
+    if exists and decided != "creating" and not email_capture:
+        outcome = MATCHED
+    else:
+        if not exists:
+            rt.redis.hset(sub_key, "contactMatch", "creating")
+            client.create_contact(key, str(attrs.get("Email") or ""))
+        outcome = CREATED
+    pipe = rt.redis.pipeline()
+    pipe.hset(sub_key, "contactMatch", outcome)
+    pipe.hincrby(keys.daily_counts(tenant), outcome, 1)
+    pipe.execute()
+    log.info("subscription %s: contact %s %s", subscription_id, mask(key), outcome)
+    return outcome
+
+
+def apply_subscription(
+    rt: Runtime, tenant: str, webhook_id: str, event_type: str, attrs: dict[str, Any], contact_match: str
+) -> bool:
+    """Merge one event into the subscription's state and buffer the resulting DE row.
+
+    Returns False when this webhook was applied before (a redelivered task).
+    """
+    subscription_id = attrs["CalendarSubscriptionId"]
+    sub_key = keys.subscription(tenant, subscription_id)
+    applied_key = keys.webhook_applied(tenant, webhook_id)
+    box = rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS)
+    box.ensure_group()
+    rank = RANKS[event_type]
+
+    def apply(pipe: redis.client.Pipeline) -> bool:
+        if pipe.exists(applied_key):
+            return False
+        raw = pipe.hget(sub_key, "state")
+        before = json.loads(raw) if raw else {}
+        state = merge(before, attrs, rank)
+        stored_match = pipe.hget(sub_key, "contactMatch")
+        match = contact_match or (stored_match if stored_match in (MATCHED, CREATED) else "")
+        pipe.multi()
+        pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
+        _index_in(pipe, tenant, before, state)
+        _retention_in(pipe, rt, tenant, state)
+        pipe.set(applied_key, "1", ex=7 * 86400)
+        box.append_in(pipe, row_from_state(state, match))
+        if event_type == SUBSCRIBE:
+            pipe.hincrby(keys.daily_counts(tenant), "subscribed", 1)
+        elif event_type == UNSUBSCRIBE:
+            pipe.hincrby(keys.daily_counts(tenant), "unsubscribed", 1)
+        return True
+
+    return bool(rt.redis.transaction(apply, sub_key, applied_key, value_from_callable=True))
+
+
+def matched_or_failed(rt: Runtime, tenant: str, attrs: dict[str, Any]) -> str:
+    """match_contact, except that a contact SFMC refuses for good is dead-lettered (with the
+    subscription's attributes, for replay) and the row still goes in, marked `failed`."""
+    try:
+        return match_contact(rt, tenant, attrs["CalendarSubscriptionId"], attrs)
+    except PermanentError as exc:
+        item = f"contact:{attrs['CalendarSubscriptionId']}"
+        record_exception(rt.redis, tenant, item, Stage.MATCH_CONTACT, exc, attrs)
+        return "failed"
+
+
+def process_subscription_event(
+    rt: Runtime, tenant: str, webhook_id: str, event_type: str, attrs: dict[str, Any]
+) -> bool:
+    """Match (Subscribe/DetailsUpdated carrying an identity), then merge and buffer the row."""
+    match = "" if event_type == UNSUBSCRIBE else matched_or_failed(rt, tenant, attrs)
+    return apply_subscription(rt, tenant, webhook_id, event_type, attrs, match)
+
+
+BACKFILL_RANK = 0  # state that existed before go-live: any webhook overrides it
+
+
+def merge_backfill(rt: Runtime, tenant: str, attrs: dict[str, Any], contact_match: str) -> dict[str, Any]:
+    """Merge an existing subscription into the stored state (below every webhook) and return
+    the row to write; re-running it gives the same row."""
+    sub_key = keys.subscription(tenant, attrs["CalendarSubscriptionId"])
+
+    def apply(pipe: redis.client.Pipeline) -> dict[str, Any]:
+        raw = pipe.hget(sub_key, "state")
+        before = json.loads(raw) if raw else {}
+        state = merge(before, attrs, BACKFILL_RANK)
+        pipe.multi()
+        pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
+        _index_in(pipe, tenant, before, state)
+        _retention_in(pipe, rt, tenant, state)
+        return row_from_state(state, contact_match)
+
+    return rt.redis.transaction(apply, sub_key, value_from_callable=True)

@@ -1,0 +1,137 @@
+"""Rokt webhooks: receipt (dedupe on the envelope eventId) and processing by event type.
+
+Rokt retries for 30 minutes and may deliver twice (docs/vendors/rokt-calendar-api.md §9.1): the receiver
+stores each envelope once under its eventId, set-if-absent, and only the first delivery is
+enqueued. The task then reads the stored envelope (the queue carries ids only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+
+from pipeline.infra import keys
+from pipeline.journeys import executions
+from pipeline.settings import Settings
+from pipeline.stores.deadletters import record_exception
+from pipeline.subscriptions.subscription_rows import attributes, process_subscription_event
+from pipeline.tenancy.handles import Runtime
+from pipeline.vocabulary import OutboxKind, Stage, State, states_leading_to
+from schemas.rokt_webhook import (
+    EVENT_ADDED,
+    EVENT_DELETED,
+    EVENT_REMOVED,
+    SUBSCRIPTION_TYPES,
+    load_subscription,
+)
+
+log = logging.getLogger(__name__)
+
+
+def receipt_ttl_seconds(settings: Settings) -> int:
+    """How long a receipt (the dedupe marker, and the envelope until it is processed) is kept:
+    WEBHOOK_RECEIPT_DAYS (Rokt retries for 30 minutes; manual re-sends from its dashboard later)."""
+    return int(float(settings.webhook_receipt_days) * 86400)
+
+
+class NotYetAccepted(Exception):
+    """A confirmation overtook our own record of the 202: retry shortly."""
+
+
+def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any], ttl_seconds: int) -> bool:
+    """True for the first delivery of this eventId (the caller enqueues it)."""
+    stored = json.dumps(envelope, sort_keys=True)
+    claimed = bool(r.set(keys.webhook_receipt(tenant, envelope["eventId"]), stored, nx=True, ex=ttl_seconds))
+    pipe = r.pipeline()
+    pipe.set(keys.last_webhook(tenant), time.time())
+    pipe.hincrby(keys.webhook_counts(tenant), "received" if claimed else "duplicates", 1)
+    if claimed:  # until processed, the reconciler can see it (its task may be lost with a worker)
+        pipe.zadd(keys.webhooks_open(tenant), {envelope["eventId"]: time.time()})
+        pipe.hincrby(keys.webhook_types(tenant), envelope["eventType"], 1)  # the exporter's
+    pipe.execute()
+    return claimed
+
+
+def release_webhook(r: redis.Redis, tenant: str, event_id: str) -> None:
+    """Undo a claim whose enqueue failed, so Rokt's retry is accepted again."""
+    r.delete(keys.webhook_receipt(tenant, event_id))
+    r.zrem(keys.webhooks_open(tenant), event_id)
+    r.hincrby(keys.webhook_counts(tenant), "released", 1)  # counters only grow (Prometheus)
+
+
+def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
+    """Apply one stored webhook; returns the outbox kinds it appended to (to schedule flushes).
+    Once applied, the receipt keeps only what dedupe needs (no contact data) until it expires."""
+    kinds = _apply_webhook(rt, tenant, event_id)
+    strip_receipt(rt.redis, tenant, event_id, "processed")
+    rt.redis.zrem(keys.webhooks_open(tenant), event_id)
+    return kinds
+
+
+def strip_receipt(r: redis.Redis, tenant: str, event_id: str, why: str) -> bool:
+    """Replace a stored envelope with a marker of its eventId and type (its TTL unchanged), so a
+    redelivery is still refused as a duplicate; False when no receipt was stored."""
+    key = keys.webhook_receipt(tenant, event_id)
+    raw = r.get(key)
+    if raw is None:
+        return False
+    try:
+        event_type = json.loads(raw).get("eventType", "")
+    except ValueError:
+        event_type = ""
+    marker = json.dumps({"eventId": event_id, "eventType": event_type, "stripped": why}, sort_keys=True)
+    return bool(r.set(key, marker, xx=True, keepttl=True))
+
+
+def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
+    raw = rt.redis.get(keys.webhook_receipt(tenant, event_id))
+    if raw is None:
+        log.warning("webhook %s of tenant %s no longer stored (expired?)", event_id, tenant)
+        return ()
+    envelope = json.loads(raw)
+    if envelope.get("stripped"):  # applied before (a redelivered task), or erased by `forget`
+        log.info("webhook %s of tenant %s already %s", event_id, tenant, envelope["stripped"])
+        return ()
+    kind, details = envelope["eventType"], envelope["eventDetails"]
+    if kind in SUBSCRIPTION_TYPES:
+        attrs = attributes(event_id, details, load_subscription(details))
+        process_subscription_event(rt, tenant, event_id, kind, attrs)
+        return (OutboxKind.SUBSCRIPTION_ROWS,)
+    if kind in (EVENT_ADDED, EVENT_REMOVED, EVENT_DELETED):
+        target = State.CONFIRMED if kind == EVENT_ADDED else State.REMOVED
+        moved = update_execution(rt, tenant, details["subscriptionEvent"]["eventId"], target)
+        # a move may release the contact too (releaseOn=confirmed): flush that soon, not at beat's pass
+        return (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES) if moved else ()
+    log.info("webhook %s (%s) needs no action", event_id, kind)
+    return ()
+
+
+def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State) -> bool:
+    """accepted -> confirmed, or accepted/confirmed -> removed; False when not ours or done.
+
+    The status row follows every move; the contact is released here only if it was not
+    released before (releaseOn=confirmed, still waiting): emit_outcome releases once."""
+    execution = rt.ledger.execution_for_event(tenant, rokt_event_id)
+    if execution is None:
+        return False  # an event another system sent to this calendar
+    moved, previous = rt.ledger.transition(tenant, execution, target, states_leading_to(target))
+    if not moved:
+        if previous == State.QUEUED:
+            raise NotYetAccepted(execution)
+        return False
+    ex = rt.ledger.get(tenant, execution)
+    if ex is not None:
+        executions.emit_outcome(rt, ex)
+    return True
+
+
+def give_up(rt: Runtime, tenant: str, event_id: str, exc: BaseException, attempts: int) -> None:
+    """Retries exhausted or a permanent error: keep the webhook in the dead-letter store; its
+    stored envelope stays, so a replay re-enqueues it by eventId."""
+    record_exception(
+        rt.redis, tenant, f"webhook:{event_id}", Stage.WEBHOOK, exc, {"eventId": event_id}, attempts
+    )

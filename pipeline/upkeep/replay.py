@@ -1,0 +1,169 @@
+"""Dead letters: list, show, and replay them through the same pipeline.
+
+A replay goes through the same tasks, rate limiter and idempotency as the first run:
+an execution is reopened only from `failed` (so replaying twice enqueues once) and keeps
+its deterministic Rokt `eventId`; rows go back to their outbox (upserts); webhooks are
+re-enqueued and their applied-marker keeps them from applying twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.infra import keys
+from pipeline.stores import deadletters
+from pipeline.subscriptions.subscription_rows import matched_or_failed, merge_backfill
+from pipeline.tenancy.handles import Runtime
+from pipeline.vocabulary import OutboxKind, Stage
+
+Enqueue = Callable[[str, str], None]
+
+
+@dataclass
+class DeadLetterFilter:
+    stage: Stage | None = None
+    error_class: str | None = None
+    journey: str | None = None
+    since: str | None = None  # ISO 8601, compared with failedAt
+    until: str | None = None
+
+    def matches(self, letter: dict[str, Any]) -> bool:
+        payload = letter.get("payload") or {}
+        return (
+            (self.stage is None or letter["stage"] == self.stage)
+            and (self.error_class is None or letter["errorClass"] == self.error_class)
+            and (self.journey is None or payload.get("journeyId") == self.journey)
+            and (self.since is None or letter["failedAt"] >= self.since)
+            and (self.until is None or letter["failedAt"] <= self.until)
+        )
+
+
+@dataclass
+class ReplayReport:
+    selected: int = 0
+    replayed: int = 0
+    skipped: int = 0
+    ids: list[str] = field(default_factory=list)
+
+
+def list_dead_letters(
+    rt: Runtime, tenant: str, where: DeadLetterFilter | None = None
+) -> list[dict[str, Any]]:
+    where = where or DeadLetterFilter()
+    letters = (json.loads(raw) for raw in rt.redis.hvals(keys.dead_letters(tenant)))
+    return sorted((d for d in letters if where.matches(d)), key=lambda d: (d["failedAt"], d["id"]))
+
+
+def show_dead_letter(rt: Runtime, tenant: str, item_id: str) -> dict[str, Any] | None:
+    raw = rt.redis.hget(keys.dead_letters(tenant), item_id)
+    return json.loads(raw) if raw else None
+
+
+@dataclass(frozen=True)
+class Enqueuers:
+    """How a replay sends work back into the pipeline (the caller's dispatch)."""
+
+    execution: Enqueue
+    webhook: Enqueue
+
+
+# A replayer sends one dead letter's work through the pipeline again; False when the letter
+# is stale (its execution no longer failed), so there is nothing to do.
+Replayer = Callable[[Runtime, str, dict[str, Any], Enqueuers], bool]
+
+
+def _replay_execution(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    """Reopen the failed execution (fresh attempts and time budget) and run its chain again:
+    the same deterministic `eventId`, so Rokt keeps one event whatever happened before (or
+    refuses it as taken: executions.create_step)."""
+    execution = letter["payload"]["executionId"]
+    if not rt.ledger.reopen(tenant, execution):
+        return False  # no longer failed: replayed already, or finished since
+    enqueue.execution(tenant, execution)
+    return True
+
+
+def _replay_row(kind: OutboxKind) -> Replayer:
+    def replay_row(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+        rt.outbox(tenant, kind).append(letter["payload"]["row"])  # an upsert: safe to repeat
+        return True
+
+    return replay_row
+
+
+def _replay_release(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    payload = letter["payload"]
+    item = {"eventDefinitionKey": payload["eventDefinitionKey"], **payload["member"]}
+    rt.outbox(tenant, OutboxKind.RELEASES).append(item)
+    return True
+
+
+def _replay_webhook(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    enqueue.webhook(tenant, letter["payload"]["eventId"])  # applied once, whatever the count
+    return True
+
+
+def _replay_contact_match(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    """Match or create the contact again, then rewrite the subscription row with the result."""
+    attrs = letter["payload"]
+    rt.redis.hdel(keys.subscription(tenant, attrs["CalendarSubscriptionId"]), "contactMatch")
+    row = merge_backfill(rt, tenant, attrs, matched_or_failed(rt, tenant, attrs))
+    rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS).append(row)
+    return True
+
+
+REPLAYERS: dict[Stage, Replayer] = {
+    Stage.RENDER: _replay_execution,
+    Stage.CREATE_EVENT: _replay_execution,
+    Stage.PIPELINE: _replay_execution,
+    # Rokt never confirmed the event: reopen and send it again with the same eventId.
+    Stage.CONFIRM: _replay_execution,
+    Stage.RECORD_STATUS: _replay_row(OutboxKind.STATUS_ROWS),
+    Stage.RECORD_SUBSCRIPTION: _replay_row(OutboxKind.SUBSCRIPTION_ROWS),
+    Stage.RELEASE: _replay_release,
+    Stage.WEBHOOK: _replay_webhook,
+    Stage.MATCH_CONTACT: _replay_contact_match,
+}
+
+
+def replay_one(
+    rt: Runtime, tenant: str, letter: dict[str, Any], enqueue_execution: Enqueue, enqueue_webhook: Enqueue
+) -> bool:
+    """Send one dead letter through the pipeline again; False when there is nothing to do.
+
+    A letter of an unknown stage (written by a newer version, say) is left in the store.
+    """
+    try:
+        replayer = REPLAYERS[Stage(letter["stage"])]
+    except ValueError:
+        return False
+    replayed = replayer(rt, tenant, letter, Enqueuers(enqueue_execution, enqueue_webhook))
+    deadletters.move_to_replayed(rt.redis, tenant, letter)  # replayed now, or stale (nothing left)
+    return replayed
+
+
+def replay(
+    rt: Runtime,
+    tenant: str,
+    letters: Iterable[dict[str, Any]],
+    enqueue_execution: Enqueue,
+    enqueue_webhook: Enqueue,
+    *,
+    dry_run: bool = False,
+    on_progress: Callable[[], None] | None = None,
+) -> ReplayReport:
+    report = ReplayReport()
+    for letter in letters:
+        report.selected += 1
+        report.ids.append(letter["id"])
+        if not dry_run:
+            if replay_one(rt, tenant, letter, enqueue_execution, enqueue_webhook):
+                report.replayed += 1
+            else:
+                report.skipped += 1
+        if on_progress is not None:
+            on_progress()
+    return report

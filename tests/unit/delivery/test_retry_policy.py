@@ -1,0 +1,94 @@
+"""The retry policy's decisions, over every error class a task can meet."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from pipeline.clients.errors import (
+    ClientError,
+    PermanentError,
+    RetryableError,
+    Throttled,
+    Unauthorized,
+    UnknownOutcome,
+)
+from pipeline.delivery.retry_policy import (
+    MAX_FAILED_ATTEMPTS,
+    TASK_RETRY_MAX_COUNTDOWN_SECONDS,
+    TIME_BUDGET_SECONDS,
+    countdown,
+    decide,
+    retryable,
+)
+from pipeline.stores.ratelimit import RateLimited
+
+# error, retried at first?, counted as a failed attempt?, countdown range for attempt 1
+CASES = [
+    ("429 with Retry-After", Throttled("429", retry_after=7), True, False, (7, 8)),
+    ("429 without Retry-After (client default)", Throttled("429", retry_after=1), True, False, (1, 2)),
+    ("our limiter", RateLimited(2.5), True, False, (2.5, 3.5)),
+    ("5xx", RetryableError("503", status=503), True, True, (1, 2)),
+    ("timeout", UnknownOutcome("read timeout"), True, True, (1, 2)),
+    ("401 after a refresh", Unauthorized("401", status=401), True, True, (1, 2)),
+    ("400", PermanentError("400", status=400), False, True, (0, 0)),
+    ("3xx", ClientError("302", status=302), False, True, (0, 0)),
+]
+
+
+@pytest.mark.parametrize(("name", "exc", "retry", "counted", "window"), CASES, ids=[c[0] for c in CASES])
+def test_decide_for_a_first_failure(name, exc, retry, counted, window):
+    decision = decide(exc, attempts=1, age_seconds=5)
+    assert decision.retry is retry
+    assert decision.counted is counted
+    assert window[0] <= decision.countdown <= window[1]
+
+
+@pytest.mark.parametrize(("name", "exc", "retry", "counted", "window"), CASES, ids=[c[0] for c in CASES])
+def test_nothing_retries_past_the_time_budget(name, exc, retry, counted, window):
+    assert decide(exc, attempts=1, age_seconds=TIME_BUDGET_SECONDS + 1).retry is False
+
+
+def test_counted_errors_stop_at_the_last_attempt_and_throttling_never_counts():
+    error = RetryableError("503", status=503)
+    assert decide(error, MAX_FAILED_ATTEMPTS - 1, 5).retry is True
+    assert decide(error, MAX_FAILED_ATTEMPTS, 5).retry is False
+    assert decide(Throttled("429", retry_after=1), MAX_FAILED_ATTEMPTS * 3, 5).retry is True
+
+
+def test_countdowns_stay_below_the_visibility_timeout():
+    import celeryconfig
+
+    longest = max(
+        countdown(RetryableError("x"), 30),
+        countdown(Throttled("x", retry_after=10**6), 0),
+        decide(RetryableError("x"), MAX_FAILED_ATTEMPTS - 1, 0).countdown,
+    )
+    assert longest <= TASK_RETRY_MAX_COUNTDOWN_SECONDS + 1
+    longest_wait = TASK_RETRY_MAX_COUNTDOWN_SECONDS + 1 + celeryconfig.task_time_limit
+    assert longest_wait < celeryconfig.VISIBILITY_TIMEOUT
+
+
+def test_backoff_grows_with_the_attempt():
+    assert 0.5 <= countdown(RetryableError("x"), 0) <= 1
+    assert 4 <= countdown(RetryableError("x"), 3) <= 8
+    assert countdown(redis.ConnectionError("down"), 10) <= TASK_RETRY_MAX_COUNTDOWN_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (Throttled("429", retry_after=1), True),
+        (RetryableError("503"), True),
+        (UnknownOutcome("timeout"), True),
+        (Unauthorized("401"), True),
+        (RateLimited(1.0), True),
+        (redis.ConnectionError("down"), True),
+        (redis.TimeoutError("slow"), True),
+        (PermanentError("400"), False),
+        (ClientError("302"), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_what_is_retryable(exc, expected):
+    assert retryable(exc) is expected

@@ -1,0 +1,145 @@
+"""Every Redis key name is spelled once, in pipeline/infra/keys.py, and keeps its exact string: the
+names are stored data's (a changed one orphans what Redis holds)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pytest
+
+from pipeline.infra import keys
+
+ROOT = Path(__file__).resolve().parents[3]
+T = "brand-a"
+CONTACT_DIGEST = "03364fe259458d9c00e7e68f60bbac4a07e33a6a"  # sha256("EXT-1")[:40]
+
+# function, sample arguments, the exact key
+KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
+    ("tenant_key", (T, "a", "b"), "rsf:brand-a:a:b"),
+    ("tenant_prefix", (T,), "rsf:brand-a:"),
+    ("contact_digest", ("EXT-1",), CONTACT_DIGEST),
+    ("execution", (T, "x-1"), "rsf:brand-a:exec:x-1"),
+    ("event", (T, "rsf-ev"), "rsf:brand-a:event:rsf-ev"),
+    ("open_executions", (T,), "rsf:brand-a:open"),
+    ("awaiting", (T,), "rsf:brand-a:awaiting"),
+    ("counts", (T,), "rsf:brand-a:counts"),
+    ("daily_counts", (T, "2026-12-07"), "rsf:brand-a:daily:2026-12-07"),
+    ("template_open", (T,), "rsf:brand-a:template-open"),
+    ("activity_counts", (T, "act-1"), "rsf:brand-a:activity:act-1:counts"),
+    ("activity_failures", (T, "act-1"), "rsf:brand-a:activity:act-1:failures"),
+    ("activity_missing", (T, "act-1"), "rsf:brand-a:activity:act-1:missing"),
+    ("contact_executions", (T, CONTACT_DIGEST), f"rsf:brand-a:contact-execs:{CONTACT_DIGEST}"),
+    ("intake", (T,), "rsf:brand-a:intake"),
+    ("last_execute", (T,), "rsf:brand-a:last:execute"),
+    ("release_due", (T,), "rsf:brand-a:release-due"),
+    ("templates", (T,), "rsf:brand-a:templates"),
+    ("install_progress", (T,), "rsf:brand-a:install"),
+    ("api_keys", (T,), "rsf:brand-a:apikeys"),
+    ("settings_check", (T,), "rsf:brand-a:check"),
+    ("webhook_receipt", (T, "ev-1"), "rsf:brand-a:webhook:ev-1"),
+    ("webhooks_open", (T,), "rsf:brand-a:webhooks-open"),
+    ("webhook_counts", (T,), "rsf:brand-a:webhook-counts"),
+    ("webhook_types", (T,), "rsf:brand-a:webhook-types"),
+    ("last_webhook", (T,), "rsf:brand-a:last:webhook"),
+    ("webhook_applied", (T, "hook-1"), "rsf:brand-a:webhook-applied:hook-1"),
+    ("subscription", (T, "sub-1"), "rsf:brand-a:sub:sub-1"),
+    ("contact_subscriptions", (T, "EXT-1"), "rsf:brand-a:contact-subs:EXT-1"),
+    ("backfill_checkpoint", (T, "abc"), "rsf:brand-a:backfill:abc"),
+    ("dead_letters", (T,), "rsf:brand-a:dlq"),
+    ("dead_letters_by_time", (T,), "rsf:brand-a:dlq-by-time"),
+    ("dead_letters_replayed", (T,), "rsf:brand-a:dlq-replayed"),
+    ("dead_letters_replayed_cursor", (T,), "rsf:brand-a:dlq-replayed-cursor"),
+    ("dead_letters_auto_retried", (T,), "rsf:brand-a:dlq-auto-retried"),
+    ("outbox", (T, "status_rows"), "rsf:brand-a:outbox:status_rows"),
+    ("flush_slot", (T, "releases"), "rsf:brand-a:flush-scheduled:releases"),
+    ("ratelimit", (T, "rokt"), "rsf:brand-a:ratelimit:rokt"),
+    ("cooldown", (T, "rokt"), "rsf:brand-a:cooldown:rokt"),
+    ("ratelimit_line", (T, "rokt"), "rsf:brand-a:ratelimit-line:rokt"),
+    ("ratelimit_deferred", (T, "rokt"), "rsf:brand-a:ratelimit-deferred:rokt"),
+    ("ratelimit_late", (T, "rokt"), "rsf:brand-a:ratelimit-late:rokt"),
+    ("token", (T, "sfmc"), "rsf:brand-a:token:sfmc"),
+    ("token_lock", (T, "sfmc"), "rsf:brand-a:token:sfmc:lock"),
+    ("calls", (T,), "rsf:brand-a:calls"),
+    ("durability_waits", (T,), "rsf:brand-a:durability:waits"),
+    ("auth_failures", (T,), "rsf:brand-a:auth-failures"),
+    ("auth_failure_window", (T, "execute", "10.0.0.1"), "rsf:brand-a:authfail:execute:10.0.0.1"),
+    ("auth_failure_window", (None, "webhook", "10.0.0.1"), "rsf:_authfail:webhook:10.0.0.1"),
+    ("erasures", (T,), "rsf:brand-a:erasures"),
+    ("privacy_salt", (), "rsf:_privacy:salt"),
+    ("registry_tenants", (), "rsf:_registry:tenants"),
+    ("registry_refresh_tokens", (), "rsf:_registry:refresh"),
+    ("registry_eid_index", (), "rsf:_registry:eid"),
+    ("registry_version", (), "rsf:_registry:version"),
+    ("redbeat_prefix", (), "rsf:redbeat"),
+    ("heartbeat", ("worker", "w1@host"), "rsf:_ops:heartbeat:worker:w1@host"),
+    ("heartbeats_seen", ("beat",), "rsf:_ops:heartbeats:beat"),
+    ("app_session", ("ab12",), "rsf:_app:session:ab12"),
+    ("login_state", ("cd34",), "rsf:_app:state:cd34"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "expected"), KEYS, ids=[f"{n}{a}" for n, a, _ in KEYS])
+def test_each_key_keeps_its_exact_string(name, args, expected):
+    assert getattr(keys, name)(*args) == expected
+
+
+def test_every_key_function_is_pinned_and_says_what_it_holds():
+    functions = {
+        name
+        for name, value in vars(keys).items()
+        if inspect.isfunction(value) and value.__module__ == keys.__name__ and not name.startswith("_")
+    }
+    assert functions == {name for name, _, _ in KEYS}
+    for name in functions:
+        assert (getattr(keys, name).__doc__ or "").strip(), f"keys.{name} has no docstring"
+
+
+def test_daily_counts_defaults_to_today_utc():
+    from datetime import UTC, datetime
+
+    assert keys.daily_counts(T) == f"rsf:brand-a:daily:{datetime.now(UTC).date().isoformat()}"
+
+
+def test_the_outbox_kinds_name_their_streams_as_before():
+    from pipeline.vocabulary import OutboxKind
+
+    for kind in OutboxKind:
+        assert keys.outbox(T, kind) == f"rsf:brand-a:outbox:{kind.value}"
+        assert keys.flush_slot(T, kind) == f"rsf:brand-a:flush-scheduled:{kind.value}"
+
+
+KEYS_MODULE = ROOT / "pipeline" / "infra" / "keys.py"
+
+
+def _product_sources() -> list[Path]:
+    paths = [*sorted((ROOT / "pipeline").rglob("*.py")), *sorted((ROOT / "tasks").rglob("*.py"))]
+    assert KEYS_MODULE in paths and len(paths) > 50, "the scan must see the product's modules"
+    return [p for p in paths if p != KEYS_MODULE]
+
+
+def _spelled_keys(source: str) -> list[tuple[int, str]]:
+    """(line, text) of each string literal starting `rsf:`, f-strings' literal parts included."""
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("rsf:")
+    ]
+
+
+def test_no_key_is_spelled_outside_the_keys_module():
+    """No `tenant_key(` call and no string literal starting `rsf:` in pipeline/ or tasks/."""
+    found = []
+    for path in _product_sources():
+        text = path.read_text()
+        where = path.relative_to(ROOT)
+        if "tenant_key(" in text:
+            found.append(f"{where}: tenant_key(")
+        found += [f"{where}:{line}: {value!r}" for line, value in _spelled_keys(text)]
+    assert not found, "Redis keys spelled outside pipeline/infra/keys.py:\n" + "\n".join(found)
+
+
+def test_the_check_sees_a_spelled_key_plain_or_formatted():
+    sample = 'y = f"rsf:{t}:dlq"\nz = "rsf:_ops:x"\n'
+    assert sorted(value for _, value in _spelled_keys(sample)) == ["rsf:", "rsf:_ops:x"]

@@ -1,0 +1,136 @@
+"""Heartbeats: the marks in Redis, the worker bootstep's timer and beat's scheduler."""
+
+import time
+
+import pytest
+from redbeat import RedBeatScheduler
+
+from pipeline.infra import keys
+from pipeline.ops import heartbeats
+from tasks import heartbeat as worker_heartbeat
+from tasks.beat import HeartbeatScheduler
+
+
+def test_a_beat_is_a_key_with_a_ttl_and_an_entry_in_the_kind_s_list(fake_redis):
+    heartbeats.beat(fake_redis, "worker", "worker-1@host", ttl=30)
+    key = keys.heartbeat("worker", "worker-1@host")
+    assert key == "rsf:_ops:heartbeat:worker:worker-1@host"
+    assert 0 < fake_redis.ttl(key) <= 30
+    assert heartbeats.age(fake_redis, "worker", "worker-1@host") < 1
+    assert set(heartbeats.seen(fake_redis, "worker")) == {"worker-1@host"}
+    assert heartbeats.seen(fake_redis, "beat") == {}
+    assert heartbeats.age(fake_redis, "worker", "worker-2@host") is None
+
+
+def test_a_silent_worker_stays_listed_with_its_age_growing_until_forgotten(fake_redis, monkeypatch):
+    heartbeats.beat(fake_redis, "worker", "old@host")
+    later = time.time() + 90
+    monkeypatch.setattr(heartbeats.time, "time", lambda: later)
+    heartbeats.beat(fake_redis, "worker", "new@host")
+    ages = heartbeats.seen(fake_redis, "worker")
+    assert ages["old@host"] == pytest.approx(90, abs=1) and ages["old@host"] > heartbeats.STALE_AFTER_SECONDS
+    assert ages["new@host"] < 1
+    much_later = later + heartbeats.FORGET_AFTER_SECONDS + 1
+    monkeypatch.setattr(heartbeats.time, "time", lambda: much_later)
+    heartbeats.beat(fake_redis, "worker", "new@host")
+    assert set(heartbeats.seen(fake_redis, "worker")) == {"new@host"}
+    heartbeats.forget(fake_redis, "worker", "new@host")
+    assert heartbeats.seen(fake_redis, "worker") == {}
+    assert heartbeats.age(fake_redis, "worker", "new@host") is None
+
+
+class _Timer:
+    def __init__(self):
+        self.calls = []
+        self.cancelled = False
+
+    def call_repeatedly(self, seconds, fn, args, priority=0):
+        self.calls.append((seconds, fn, args))
+        return self
+
+    def cancel(self):
+        self.cancelled = True
+
+
+class _Consumer:
+    hostname = "worker-7@box"
+
+    def __init__(self):
+        self.timer = _Timer()
+
+
+def test_the_worker_step_beats_at_start_and_from_the_consumer_s_timer(runtime, fake_redis, monkeypatch):
+    monkeypatch.setattr(worker_heartbeat, "get_runtime", lambda: runtime)
+    consumer = _Consumer()
+    step = worker_heartbeat.Heartbeat.__new__(worker_heartbeat.Heartbeat)
+    step._timer = None
+    step.start(consumer)
+    assert heartbeats.age(fake_redis, "worker", "worker-7@box") is not None
+    [(seconds, fn, args)] = consumer.timer.calls
+    assert seconds == worker_heartbeat.INTERVAL_SECONDS
+    heartbeats.forget(fake_redis, "worker", "worker-7@box")
+    fn(*args)  # what the event loop runs every INTERVAL_SECONDS
+    assert set(heartbeats.seen(fake_redis, "worker")) == {"worker-7@box"}
+    step.stop(consumer)
+    assert consumer.timer.cancelled
+
+
+def test_the_worker_step_survives_redis_being_away(monkeypatch, caplog):
+    class Down:
+        @property
+        def redis(self):
+            raise ConnectionError("redis away")
+
+    monkeypatch.setattr(worker_heartbeat, "get_runtime", lambda: Down())
+    step = worker_heartbeat.Heartbeat.__new__(worker_heartbeat.Heartbeat)
+    step.beat(_Consumer())
+    assert "heartbeat not written" in caplog.text
+
+
+def test_beat_s_scheduler_marks_beat_alive_on_tick_at_most_every_few_seconds(
+    runtime, fake_redis, monkeypatch
+):
+    import tasks.beat
+
+    monkeypatch.setattr(tasks.beat, "get_runtime", lambda: runtime)
+    monkeypatch.setattr(RedBeatScheduler, "tick", lambda self, *a, **k: 7.5)
+    scheduler = HeartbeatScheduler.__new__(HeartbeatScheduler)
+    assert scheduler.tick() == 7.5
+    assert heartbeats.age(fake_redis, "beat", "beat") is not None
+    heartbeats.forget(fake_redis, "beat", "beat")
+    scheduler.tick()  # right after: no second write
+    assert heartbeats.age(fake_redis, "beat", "beat") is None
+    scheduler._last_heartbeat -= tasks.beat.MIN_WRITE_INTERVAL_SECONDS
+    scheduler.tick()
+    assert "beat" in heartbeats.seen(fake_redis, "beat")
+
+
+def test_beat_waits_out_a_redis_that_is_away_or_loading_but_not_a_lost_lock(monkeypatch):
+    import redis
+    from redis.exceptions import LockNotOwnedError
+
+    import tasks.beat
+
+    raised: list[Exception] = []
+
+    def failing_tick(self, *args, **kwargs):
+        raise raised[-1]
+
+    monkeypatch.setattr(RedBeatScheduler, "tick", failing_tick)
+    scheduler = HeartbeatScheduler.__new__(HeartbeatScheduler)
+    for away in (redis.BusyLoadingError("loading the dataset"), redis.ConnectionError("refused")):
+        raised.append(away)
+        assert scheduler.tick() == tasks.beat.REDIS_AWAY_RETRY_SECONDS
+    for fatal in (
+        LockNotOwnedError("Cannot extend a lock that's no longer owned"),  # another beat may hold it
+        redis.AuthenticationError("invalid password"),  # a ConnectionError, but no wait cures it
+    ):
+        raised.append(fatal)
+        with pytest.raises(type(fatal)):
+            scheduler.tick()
+
+
+def test_the_worker_step_is_registered_on_the_consumer():
+    from tasks import app
+
+    assert worker_heartbeat.Heartbeat in app.steps["consumer"]
