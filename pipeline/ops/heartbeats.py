@@ -5,7 +5,11 @@ gone for good leaves nothing behind), plus the same time in a sorted set per kin
 exporter lists every worker seen lately without scanning the keyspace (a stopped worker stays
 listed, its age growing, for `FORGET_AFTER_SECONDS`: what the "no heartbeat" alerts watch).
 A worker writes its mark from its own event loop (`tasks/heartbeat.py`), so a frozen loop
-stops it; `rokt-sfmc healthcheck` compares its age with `STALE_AFTER_SECONDS`.
+stops it; `worker_check` compares its age with `STALE_AFTER_SECONDS`.
+
+The health checks (`worker_check`, `beat_check`, and `http_check` for the web tier and the
+exporter) each answer (healthy, one line why); `rokt-sfmc healthcheck` prints the line and
+turns the answer into its exit code.
 """
 
 from __future__ import annotations
@@ -53,3 +57,39 @@ def forget(r: redis.Redis, kind: str, name: str) -> None:
     pipe.delete(keys.heartbeat(kind, name))
     pipe.zrem(keys.heartbeats_seen(kind), name)
     pipe.execute()
+
+
+def http_check(url: str, what: str) -> tuple[bool, str]:
+    """`what` (web, exporter) is healthy when `url` (its /healthz) answers 200."""
+    import requests
+
+    try:
+        answer = requests.get(url, timeout=(2, 5))
+    except requests.RequestException as exc:
+        return False, f"{what} unreachable at {url}: {type(exc).__name__}"
+    if answer.status_code != 200:
+        return False, f"{what} answered {answer.status_code} at {url}"
+    return True, f"{what} answered 200 at {url}"
+
+
+def worker_check(r: redis.Redis, hostname: str) -> tuple[bool, str]:
+    """A worker named `hostname` (`worker-1@host`) or any worker on host `hostname` (its name
+    ends with `@hostname`, as `--hostname worker-<n>@%h` names them) beat recently."""
+    marks = seen(r, "worker")
+    mine = {name: ago for name, ago in marks.items() if name == hostname or name.endswith(f"@{hostname}")}
+    if not mine:
+        return False, f"no worker heartbeat for {hostname!r} (seen: {', '.join(sorted(marks)) or 'none'})"
+    name, ago = min(mine.items(), key=lambda item: item[1])
+    if ago >= STALE_AFTER_SECONDS:
+        return False, f"worker {name}: last heartbeat {ago:.0f} s ago (stale after {STALE_AFTER_SECONDS} s)"
+    return True, f"worker {name}: heartbeat {ago:.0f} s ago"
+
+
+def beat_check(r: redis.Redis) -> tuple[bool, str]:
+    """Beat is ticking: its scheduler's mark (`tasks/beat.py`) is younger than `STALE_AFTER_SECONDS`."""
+    ago = age(r, "beat", "beat")
+    if ago is None:
+        return False, "no beat heartbeat"
+    if ago >= STALE_AFTER_SECONDS:
+        return False, f"beat: last tick {ago:.0f} s ago (stale after {STALE_AFTER_SECONDS} s)"
+    return True, f"beat: last tick {ago:.0f} s ago"

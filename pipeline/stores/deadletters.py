@@ -3,6 +3,10 @@
 A dead letter leaves the store here only (`remove_dead_letters`, `move_to_replayed`), with its
 time-index entry and its auto-retry marker: retention, erasure, a replay and the CLI's purge alike.
 
+The purge an operator runs (`rokt-sfmc dlq purge`) selects what failed before a cut-off
+(`failed_before`, each letter as read) and removes it (`purge_dead_letters`): a letter that
+failed again in between is a new failure, and stays.
+
 Retention: each dead letter is also indexed by its failure time (`dlq-by-time`), so the
 reconciler removes the ones older than DEAD_LETTER_RETENTION_DAYS in bounded steps
 (`trim_dead_letters`); replayed letters (`dlq-replayed`, kept for audit) go after the same
@@ -13,8 +17,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -114,6 +118,35 @@ def remove_dead_letters(
         ]
         removed += int(script(keys=names, args=pairs))
     return removed
+
+
+def cutoff_iso(older_than: timedelta) -> str:
+    """The `failedAt` of a letter that failed `older_than` ago, in `now_iso`'s form (ISO 8601,
+    UTC, milliseconds): what `failed_before` compares with."""
+    return (datetime.now(UTC) - older_than).isoformat(timespec="milliseconds")
+
+
+def failed_before(
+    r: redis.Redis,
+    tenant: str,
+    cutoff: str,
+    matches: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, str]:
+    """The dead letters that failed before `cutoff` (ISO 8601, as `cutoff_iso` gives it) and that
+    `matches` accepts (default: every one): item id -> the record's text as read."""
+    selected = {}
+    for item_id, text in r.hgetall(keys.dead_letters(tenant)).items():
+        letter = json.loads(text)
+        if letter["failedAt"] < cutoff and (matches is None or matches(letter)):
+            selected[item_id] = text
+    return selected
+
+
+def purge_dead_letters(r: redis.Redis, tenant: str, as_read: Mapping[str, str]) -> int:
+    """Remove what `failed_before` selected, through `remove_dead_letters` (time-index entry and
+    auto-retry marker too: retention, not a replay), each letter only while it is still the
+    record read; returns how many were removed."""
+    return remove_dead_letters(r, tenant, sorted(as_read), as_read=as_read)
 
 
 def move_to_replayed(r: redis.Redis, tenant: str, letter: dict[str, Any]) -> None:

@@ -1,8 +1,10 @@
-"""Heartbeats: the marks in Redis, the worker bootstep's timer and beat's scheduler."""
+"""Heartbeats: the marks in Redis, the health checks that read them (`rokt-sfmc healthcheck`), the
+worker bootstep's timer and beat's scheduler."""
 
 import time
 
 import pytest
+import responses
 from redbeat import RedBeatScheduler
 
 from pipeline.infra import keys
@@ -37,6 +39,74 @@ def test_a_silent_worker_stays_listed_with_its_age_growing_until_forgotten(fake_
     heartbeats.forget(fake_redis, "worker", "new@host")
     assert heartbeats.seen(fake_redis, "worker") == {}
     assert heartbeats.age(fake_redis, "worker", "new@host") is None
+
+
+@pytest.fixture
+def still_clock(monkeypatch):
+    """Time stands still, so an age reads exactly as written."""
+    now = time.time()
+    monkeypatch.setattr(heartbeats.time, "time", lambda: now)
+
+
+def _beat_at(r, kind: str, name: str, seconds_ago: float, monkeypatch) -> None:
+    then = time.time() - seconds_ago
+    with monkeypatch.context() as m:
+        m.setattr(heartbeats.time, "time", lambda: then)
+        heartbeats.beat(r, kind, name)
+
+
+def test_worker_check_by_worker_name_or_host_fresh_stale_and_absent(fake_redis, still_clock, monkeypatch):
+    _beat_at(fake_redis, "worker", "worker-1@fresh-host", 5, monkeypatch)
+    _beat_at(fake_redis, "worker", "worker-2@fresh-host", 30, monkeypatch)
+    _beat_at(fake_redis, "worker", "worker-1@stale-host", heartbeats.STALE_AFTER_SECONDS + 30, monkeypatch)
+    # a host's freshest worker speaks for it
+    assert heartbeats.worker_check(fake_redis, "fresh-host") == (
+        True, "worker worker-1@fresh-host: heartbeat 5 s ago"
+    )  # fmt: skip
+    ok, why = heartbeats.worker_check(fake_redis, "worker-2@fresh-host")
+    assert ok and why == "worker worker-2@fresh-host: heartbeat 30 s ago"
+    stale = heartbeats.STALE_AFTER_SECONDS + 30
+    assert heartbeats.worker_check(fake_redis, "stale-host") == (
+        False,
+        f"worker worker-1@stale-host: last heartbeat {stale} s ago "
+        f"(stale after {heartbeats.STALE_AFTER_SECONDS} s)",
+    )
+    ok, why = heartbeats.worker_check(fake_redis, "other-host")
+    assert not ok and why == (
+        "no worker heartbeat for 'other-host' "
+        "(seen: worker-1@fresh-host, worker-1@stale-host, worker-2@fresh-host)"
+    )
+    # `host` is neither a worker's name nor the host of one (`fresh-host` merely ends with it)
+    assert heartbeats.worker_check(fake_redis, "host")[0] is False
+    fake_redis.flushall()
+    assert heartbeats.worker_check(fake_redis, "any") == (False, "no worker heartbeat for 'any' (seen: none)")
+
+
+def test_beat_check_absent_stale_and_fresh(fake_redis, still_clock, monkeypatch):
+    assert heartbeats.beat_check(fake_redis) == (False, "no beat heartbeat")
+    stale = heartbeats.STALE_AFTER_SECONDS + 5
+    _beat_at(fake_redis, "beat", "beat", stale, monkeypatch)
+    assert heartbeats.beat_check(fake_redis) == (
+        False, f"beat: last tick {stale} s ago (stale after {heartbeats.STALE_AFTER_SECONDS} s)"
+    )  # fmt: skip
+    _beat_at(fake_redis, "beat", "beat", 2, monkeypatch)
+    assert heartbeats.beat_check(fake_redis) == (True, "beat: last tick 2 s ago")
+
+
+@responses.activate
+def test_http_check_is_healthy_on_200_only():
+    responses.get("https://web.test/healthz", status=200, json={"status": "ok"})
+    responses.get("https://down.test/healthz", status=503, json={"status": "unavailable"})
+    assert heartbeats.http_check("https://web.test/healthz", "web") == (
+        True, "web answered 200 at https://web.test/healthz"
+    )  # fmt: skip
+    assert heartbeats.http_check("https://down.test/healthz", "web") == (
+        False, "web answered 503 at https://down.test/healthz"
+    )  # fmt: skip
+    # nothing answers (responses refuses an unregistered URL as a connection error)
+    assert heartbeats.http_check("http://127.0.0.1:9998/healthz", "exporter") == (
+        False, "exporter unreachable at http://127.0.0.1:9998/healthz: ConnectionError"
+    )  # fmt: skip
 
 
 class _Timer:

@@ -1,19 +1,24 @@
-"""The dead-letter store's time index and its retention trims (fakeredis)."""
+"""The dead-letter store's time index, its retention trims and the operator's purge (fakeredis)."""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 from pipeline.infra import keys
 from pipeline.stores.deadletters import (
+    cutoff_iso,
+    failed_before,
     move_to_replayed,
+    purge_dead_letters,
     record_dead_letter,
     remove_dead_letters,
     remove_replayed,
     trim_dead_letters,
     trim_replayed,
 )
+from pipeline.stores.ledger import now_iso
 from pipeline.vocabulary import Stage
 
 
@@ -71,6 +76,59 @@ def test_remove_dead_letters_as_read_keeps_a_newer_failure(fake_redis):
     assert fake_redis.hkeys(keys.dead_letters("t")) == ["b"]
     assert fake_redis.zrange(keys.dead_letters_by_time("t"), 0, -1) == ["b"]
     assert fake_redis.smembers(keys.dead_letters_auto_retried("t")) == {"b"}
+
+
+def test_the_purge_cut_off_is_the_failed_at_of_a_letter_that_long_ago():
+    expected = datetime.now(UTC) - timedelta(days=30)
+    cutoff = cutoff_iso(timedelta(days=30))
+    # failedAt's own form, so the two compare as strings in time order
+    assert len(cutoff) == len(now_iso()) and cutoff.endswith("+00:00") and cutoff < now_iso()
+    assert abs(datetime.fromisoformat(cutoff) - expected) < timedelta(seconds=5)
+
+
+def _failed_at(r, item_id: str, when: str) -> None:
+    record = json.loads(r.hget(keys.dead_letters("t"), item_id))
+    r.hset(keys.dead_letters("t"), item_id, json.dumps({**record, "failedAt": when}, sort_keys=True))
+
+
+def test_failed_before_selects_by_the_cut_off_and_the_filter_each_letter_as_read(fake_redis):
+    cutoff = "2021-01-01T00:00:00.000+00:00"
+    letter(fake_redis, "old")
+    record_dead_letter(
+        fake_redis, "t", "old-webhook", stage=Stage.WEBHOOK, error_class="retryable", reason="r", attempts=1,
+        payload={},
+    )  # fmt: skip
+    letter(fake_redis, "at-the-cut-off")
+    letter(fake_redis, "new")
+    _failed_at(fake_redis, "old", "2020-06-01T00:00:00.000+00:00")
+    _failed_at(fake_redis, "old-webhook", "2020-12-31T23:59:59.999+00:00")
+    _failed_at(fake_redis, "at-the-cut-off", cutoff)  # not before it: stays
+    stored = fake_redis.hgetall(keys.dead_letters("t"))
+    assert failed_before(fake_redis, "t", cutoff) == {item: stored[item] for item in ("old", "old-webhook")}
+    only_webhooks = failed_before(fake_redis, "t", cutoff, lambda letter: letter["stage"] == Stage.WEBHOOK)
+    assert only_webhooks == {"old-webhook": stored["old-webhook"]}
+    assert failed_before(fake_redis, "t", "2020-01-01T00:00:00.000+00:00") == {}
+    assert failed_before(fake_redis, "other-tenant", cutoff) == {}
+
+
+def test_purge_removes_what_was_selected_but_a_letter_that_failed_again_meanwhile(fake_redis):
+    """The same item failing again between the selection and the removal is a new failure: it
+    stays, with its index entry and marker; the others go with theirs (through remove_dead_letters)."""
+    for item_id in ("a", "b", "c"):
+        letter(fake_redis, item_id)
+    fake_redis.sadd(keys.dead_letters_auto_retried("t"), "a", "b")
+    selected = failed_before(fake_redis, "t", cutoff_iso(timedelta(days=-1)))  # a day ahead: all
+    assert sorted(selected) == ["a", "b", "c"]
+    record_dead_letter(
+        fake_redis, "t", "a", stage=Stage.RENDER, error_class="permanent", reason="again", attempts=2,
+        payload={},
+    )  # fmt: skip
+    assert purge_dead_letters(fake_redis, "t", selected) == 2
+    assert fake_redis.hkeys(keys.dead_letters("t")) == ["a"]
+    assert json.loads(fake_redis.hget(keys.dead_letters("t"), "a"))["reason"] == "again"
+    assert fake_redis.zrange(keys.dead_letters_by_time("t"), 0, -1) == ["a"]
+    assert fake_redis.smembers(keys.dead_letters_auto_retried("t")) == {"a"}
+    assert purge_dead_letters(fake_redis, "t", {}) == 0
 
 
 def test_a_replayed_letter_leaves_the_store_and_its_index(fake_redis):
