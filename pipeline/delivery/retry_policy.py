@@ -19,6 +19,7 @@ from pipeline.stores.ratelimit import RateLimited
 MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution, then failed + dead letter
 TIME_BUDGET_SECONDS = 3600  # an execution may be delayed (throttling included) this long
 TASK_RETRY_MAX_COUNTDOWN_SECONDS = 300  # < celeryconfig.VISIBILITY_TIMEOUT - task_time_limit
+BUDGET = f"{TIME_BUDGET_SECONDS // 3600}-hour" if TIME_BUDGET_SECONDS % 3600 == 0 else f"{TIME_BUDGET_SECONDS} s"
 
 # vendor/part, condition, error class, what happens
 RETRY_TABLE: list[tuple[str, str, str, str]] = [
@@ -26,13 +27,13 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
         "Rokt",
         "429",
         "throttled",
-        "wait `Retry-After` (default 1 s) and pause the tenant's shared bucket for everyone; not counted; within the 1-hour budget",
+        f"wait `Retry-After` (default 1 s) and pause the tenant's shared bucket for everyone; not counted; within the {BUDGET} budget",
     ),
     (
         "Rokt",
         "5xx, 408, 425, connect error/timeout",
         "retryable",
-        "exponential backoff with jitter (2^n s, at most 300 s); 8 attempts within 1 hour, then `failed` + dead letter",
+        f"exponential backoff with jitter (2^n s, at most {TASK_RETRY_MAX_COUNTDOWN_SECONDS} s); {MAX_FAILED_ATTEMPTS} attempts within the {BUDGET} budget, then `failed` + dead letter",
     ),
     (
         "Rokt",
@@ -74,7 +75,7 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
         "SFMC",
         "5xx, timeouts, 400 errorcode 10006 without additionalErrors",
         "retryable",
-        "backoff with jitter (at most 300 s), unbounded: rows and releases are never dropped",
+        f"backoff with jitter (at most {TASK_RETRY_MAX_COUNTDOWN_SECONDS} s), unbounded: rows and releases are never dropped",
     ),
     ("SFMC", "401", "unauthorized", "token refreshed and the call repeated once at once"),
     ("SFMC", "other 4xx", "permanent", "the batch is bisected; only the bad row/member is dead-lettered"),
