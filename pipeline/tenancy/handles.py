@@ -5,9 +5,9 @@ or requests sessions with their parent).
 
 Thread-safe: the Rokt stage runs on a threads pool (worker-rokt), so the runtime, its caches
 and what they hand out are shared by every thread of the process. One lock guards creation
-(each cache entry is built once and then read without it); the clients keep a requests session
-per thread (pipeline/clients/http.py), the Redis client's pool is thread-safe, and the task's
-log context is a contextvar, per thread.
+(each cache entry is built once and then read without it); each client's one requests session is
+shared by every thread, set up once and only read after (pipeline/clients/http.py, new_session),
+the Redis client's pool is thread-safe, and the task's log context is a contextvar, per thread.
 """
 
 from __future__ import annotations
