@@ -22,7 +22,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from pipeline.infra import keys
 from pipeline.infra.replica_wait import replicated, wait_replicas
+from pipeline.ops import figures
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.redis_ha import RedisHA, SentinelUnavailable, link_up, start_data_node
 from pipeline.sandbox.stack import Stack
@@ -112,7 +114,10 @@ def _check_nothing_lost_nothing_twice(stack: Stack, payloads: list[dict], result
 
     # supervised as compose does: beat exits when its RedBeat lock, taken on the old master
     # after the promotion, is gone with it (LockNotOwnedError) and is restarted
-    stack.wait(done, 240, f"{len(payloads)} terminal rows", supervise=True)
+    try:
+        stack.wait(done, 240, f"{len(payloads)} terminal rows", supervise=True)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}\n{_where_things_stand(stack, payloads, rows)}") from exc
     keys = {p["keyValue"] for p in payloads}
     assert keys <= {row["ContactKey"] for row in rows}  # every 200 ended terminal: none lost
     mine = [row for row in rows if row["ContactKey"] in keys]
@@ -121,6 +126,26 @@ def _check_nothing_lost_nothing_twice(stack: Stack, payloads: list[dict], result
     assert statuses == expected_outcomes(payloads)
     rokt = stack.rokt_state()
     assert rokt["duplicate_calendar_entries"] == 0  # nothing sent twice
+
+
+def _where_things_stand(stack: Stack, payloads: list[dict], rows: list[dict]) -> str:
+    """What a timeout needs to be understood: the executions still open (state, age), the
+    queues, and the end of each process's log."""
+    r, now = stack.redis, time.time()
+    lines = [f"status rows in SFMC: {len(rows)} of {len(payloads)}"]
+    open_ids = r.zrange(keys.open_executions(TENANT), 0, 9, withscores=True)
+    lines.append(f"open executions: {stack.runtime.ledger.open_count(TENANT)}, the first ten:")
+    for record_key, claimed in open_ids:  # members are the execution records' keys
+        record = r.hgetall(record_key)
+        state, updated = record.get("status"), record.get("updatedAt")
+        lines.append(f"  {record_key}: {state}, claimed {now - claimed:.0f} s ago, updated {updated}")
+    snapshot = figures.snapshot(stack.runtime, [TENANT])
+    lines.append(f"queues: {snapshot['tenants'][TENANT]['queues']} shared: {snapshot['sharedQueues']}")
+    lines.append(f"beat: {snapshot['beat']}")
+    for child in stack.children():
+        tail = child.log_path.read_text(errors="replace").splitlines()[-15:]
+        lines += [f"--- {child.name} ({'alive' if child.alive() else 'dead'}): last lines", *tail]
+    return "\n".join(lines)
 
 
 @pytest.mark.timeout(600)
