@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -66,14 +67,20 @@ def tenants_toml(values: Mapping[str, str], tenants: Mapping[str, Mapping[str, A
     return "\n".join(lines) + "\n"
 
 
-def reset_process_caches() -> None:
-    """Settings, Redis clients and the producer app are cached per process; start afresh."""
-    import celeryconfig  # reads the settings when first imported: only once the env is ours
+def reset_process_caches(*, read_settings: bool = True) -> None:
+    """Settings, Redis clients and the producer app are cached per process; start afresh.
 
+    Without `read_settings` (a stack stopping: the environment is the caller's again, which may
+    hold no complete settings) celeryconfig is only dropped, to be read at its next import."""
     get_settings.cache_clear()
     redis_client.cache_clear()
     dispatch._producer.cache_clear()
     runtime_module._runtime = None
+    if not read_settings:
+        sys.modules.pop("celeryconfig", None)
+        return
+    import celeryconfig  # reads the settings when first imported: only once the env is ours
+
     importlib.reload(celeryconfig)
 
 
@@ -209,7 +216,7 @@ class Stack:
                 else:
                     os.environ[name] = value
             self._saved_environ = {}
-            reset_process_caches()
+            reset_process_caches(read_settings=False)
 
     # -- workers, beat, Redis ------------------------------------------------------------
     def start_workers(
