@@ -89,6 +89,12 @@ def _broker_url(value: str) -> str:
     return value
 
 
+def _history_url(value: str) -> str:
+    if not value.startswith(("sqlite://", "postgresql+psycopg://")):
+        raise ValueError("HISTORY_URL: sqlite:///PATH or postgresql+psycopg://user:PASSWORD@host/db")
+    return value
+
+
 def is_amqp(url: str) -> bool:
     """A RabbitMQ broker URL (`amqp://`, `amqps://`, `pyamqp://`)."""
     return url.split("://", 1)[0].lower() in AMQP_SCHEMES
@@ -358,8 +364,28 @@ class Settings:
     )
     execution_ttl_days: int = setting(
         30,
-        "days the execution ledger keeps a record (JB retry window)",
+        (
+            "days an execution is kept: in Redis while it waits for something (accepted, failed), "
+            "in the history store once finished (docs/history.md)"
+        ),
         parse=int,
+    )
+    history_url: str = setting(
+        "sqlite:///rokt-sfmc-history.db",
+        (
+            "the history store of finished executions: `postgresql+psycopg://user:PASSWORD@host/db` "
+            "in production, a SQLite file (embedded, one host) by default (docs/history.md)"
+        ),
+        parse=_history_url,
+        repr=False,
+    )
+    execution_tombstone_seconds: int = setting(
+        3600,
+        (
+            "seconds a finished execution's tombstone keeps execute's dedupe in Redis once the history "
+            "store holds it: more than Journey Builder's longest retry window (about 11 minutes)"
+        ),
+        parse=_positive_int,
     )
     log_level: str = setting("INFO", "logging level of every process", parse=str.upper)
     log_format: str = setting(

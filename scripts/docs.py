@@ -72,6 +72,8 @@ FOLDERS = {
     "pipeline/web/static/activity": "the activity's page, running view, icons, Postmonger from npm",
     "pipeline/web/static/app": "App Settings' stylesheet and script",
     "pipeline/web/templates/app": "App Settings' pages (Jinja2)",
+    "pipeline/stores/history_migrations": "the history store's schema, one Alembic migration a change",
+    "pipeline/stores/history_migrations/versions": "the migrations, oldest first",
     "tests": "the suite (`make test`)",
     "tests/unit": "fakeredis, responses, hypothesis; mirrors the packages",
     "tests/integration": "real Redis, Celery workers and simulators in their own processes",

@@ -170,8 +170,15 @@ def remember_tenant_secrets(tenant: Tenant | None) -> None:
         remember_secrets(part for value in values for part in value.split("\n"))
 
 
+def _url_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).password or ""
+
+
 def remember_settings_secrets(settings: Settings) -> None:
-    remember_secrets([*settings.secret_key, settings.sfmc_app_client_secret])
+    history_password = _url_password(settings.history_url)
+    remember_secrets([*settings.secret_key, settings.sfmc_app_client_secret, history_password])
     for tenant in settings.tenants.values():
         remember_tenant_secrets(tenant)
 

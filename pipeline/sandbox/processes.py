@@ -63,7 +63,10 @@ def redis_server_binary() -> str:
 class Child:
     """A child process with its output in a log file; stop() is SIGTERM, then SIGKILL."""
 
-    def __init__(self, name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], env: dict[str, str], log_dir: Path, user: str | None = None
+    ) -> None:
+        """`user`: run as that user (root only; e.g. PostgreSQL, which refuses to run as root)."""
         self.name = name
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
@@ -77,6 +80,7 @@ class Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            **({"user": user, "group": user, "extra_groups": []} if user else {}),
         )
 
     @property

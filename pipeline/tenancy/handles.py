@@ -23,6 +23,7 @@ from pipeline.clients.sfmc import SfmcClient
 from pipeline.infra.crypto import SecretBox
 from pipeline.infra.redis_clients import redis_client
 from pipeline.settings import Settings, Tenant, get_settings, is_amqp
+from pipeline.stores.history import HistoryStore
 from pipeline.stores.ledger import Ledger
 from pipeline.stores.outbox import Outbox
 from pipeline.stores.ratelimit import RateLimiter
@@ -59,6 +60,13 @@ class Runtime:
     @cached_property
     def ledger(self) -> Ledger:
         return Ledger(self.redis, self.settings.execution_ttl_days)
+
+    @cached_property
+    def history(self) -> HistoryStore:
+        """The history store, its schema brought up to date once per process."""
+        store = HistoryStore(self.settings.history_url)
+        store.migrate()
+        return store
 
     @cached_property
     def registry(self) -> TenantRegistry:

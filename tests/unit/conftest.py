@@ -20,6 +20,7 @@ from tasks import app as tasks_app
 JWT_SECRET = "unit-test-jwt-secret-0123456789abcdef"
 ENV = {
     "REDIS_URL": "redis://unused:6379/0",
+    "HISTORY_URL": "sqlite://",  # in memory, one per Runtime
     "JB_JWT_SECRET": JWT_SECRET,
     "ROKT_API_BASE_URL": "https://rokt.test",
     "ROKT_CLIENT_ID": "rokt-id",

@@ -114,7 +114,7 @@ def test_every_settings_variable_is_read_into_its_field():
     names = _field_defaults(
         Settings,
         {"tenants", "jb_allowed_origins", "mc_allowed_origins", "secret_key", "sandbox", "log_format", *urls}
-        | {"broker_url"},  # a URL of a known scheme (tests/unit/infra/test_broker.py)
+        | {"broker_url", "history_url"},  # URLs of known schemes (tests/unit/infra/test_broker.py)
     )
     settings = load_settings({name.upper(): "11" for name in names})
     for name, default in names.items():

@@ -1,0 +1,262 @@
+"""Finished executions kept in a SQL store (HISTORY_URL), out of Redis's memory.
+
+PostgreSQL in production, SQLite as the embedded default (`make demo` needs no server), both
+through SQLAlchemy Core; the schema is Alembic's (`pipeline/stores/history_migrations/`,
+applied by `HistoryStore.migrate`). docs/history.md says why these and what is kept where.
+
+Rows arrive in batches from the history outbox (pipeline/delivery/flush.py), never on execute's
+path, as upserts on the execution id: a batch written twice leaves the same rows, and a row
+never goes back to an older version of its execution (`updated_at` only moves forward).
+
+In PostgreSQL the executions table is partitioned by the day the execution was received, one
+partition a day (created before the first row of its day is written), so retention drops a
+partition instead of deleting rows; SQLite deletes the rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("history_migrations")
+
+metadata = sa.MetaData()
+
+# One row per execution: the columns queries need, and the ledger's whole record (its arguments,
+# template, content digest, eventId, subscription ids, outcome, reason, timestamps) as JSON.
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("execution_id", sa.String(36), primary_key=True),
+    sa.Column("received_on", sa.Date, primary_key=True),  # the partition key: never changes
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("activity_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("template_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("contact_key", sa.Text, nullable=False, server_default=""),  # personal: forget erases it
+    sa.Column("updated_at", sa.String(40), nullable=False),  # the ledger's ISO time, UTC
+    sa.Column("record", sa.Text, nullable=False),
+)
+
+UPDATED = ("status", "event_id", "activity_id", "template_id", "contact_key", "updated_at", "record")
+
+
+def partition_name(day: date) -> str:
+    return f"executions_p{day:%Y%m%d}"
+
+
+def received_on(record: Mapping[str, str]) -> date:
+    """The day an execution was received (UTC), from its ledger record's `createdAt`."""
+    created = record.get("createdAt") or record.get("updatedAt") or ""
+    try:
+        return datetime.fromisoformat(created).astimezone(UTC).date()
+    except ValueError:
+        return datetime.now(UTC).date()
+
+
+def row_of(tenant: str, execution_id: str, record: Mapping[str, str]) -> dict[str, Any]:
+    """The executions row of one ledger record (its Redis hash, as read)."""
+    return {
+        "tenant": tenant,
+        "execution_id": execution_id,
+        "received_on": received_on(record),
+        "status": record.get("status", ""),
+        "event_id": record.get("eventId", ""),
+        "activity_id": record.get("activityId", ""),
+        "template_id": record.get("templateId", ""),
+        "contact_key": record.get("contactKey", ""),
+        "updated_at": record.get("updatedAt", ""),
+        "record": json.dumps(dict(record), sort_keys=True, separators=(",", ":")),
+    }
+
+
+class HistoryStore:
+    """The store behind HISTORY_URL: one engine per process (pooled connections)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        options: dict[str, Any] = {"future": True}
+        if url.startswith("sqlite"):
+            # several worker processes write one file: wait for the lock rather than fail at once
+            options["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            if url in ("sqlite://", "sqlite:///:memory:"):  # one database for every thread (tests)
+                options["poolclass"] = sa.pool.StaticPool
+        else:
+            options.update(pool_pre_ping=True, pool_size=2, max_overflow=4)
+        self.engine: Engine = sa.create_engine(url, **options)
+        if self.sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._partitions: set[date] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent; safe from every process)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            if not self.sqlite:  # one migrating process at a time
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(720511)"))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def upsert_executions(self, rows: list[dict[str, Any]]) -> int:
+        """Insert or update rows by (tenant, execution_id, received_on); an update applies only
+        when it is not older than the stored row. Returns the rows given."""
+        if not rows:
+            return 0
+        with self.engine.begin() as connection:
+            self._ensure_partitions(connection, {row["received_on"] for row in rows})
+            insert = self._insert()
+            statement = insert.on_conflict_do_update(
+                index_elements=["tenant", "execution_id", "received_on"],
+                set_={name: getattr(insert.excluded, name) for name in UPDATED},
+                where=insert.excluded.updated_at >= executions.c.updated_at,
+            )
+            connection.execute(statement, rows)
+        return len(rows)
+
+    def _insert(self) -> Any:
+        if self.sqlite:
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        return insert(executions)
+
+    def _ensure_partitions(self, connection: Connection, days: Iterable[date]) -> None:
+        if self.sqlite:
+            return
+        missing = sorted(set(days) - self._partitions)
+        for day in missing:
+            following = day + timedelta(days=1)
+            connection.execute(
+                sa.text(
+                    f'CREATE TABLE IF NOT EXISTS "{partition_name(day)}" PARTITION OF executions '
+                    f"FOR VALUES FROM ('{day.isoformat()}') TO ('{following.isoformat()}')"
+                )
+            )
+        with self._lock:
+            self._partitions.update(missing)
+
+    def forget_contact(self, tenant: str, contact_key: str) -> int:
+        """Erase every execution of one contact key; returns how many rows went."""
+        if not contact_key:
+            return 0
+        with self.engine.begin() as connection:
+            done = connection.execute(
+                executions.delete().where(
+                    executions.c.tenant == tenant, executions.c.contact_key == contact_key
+                )
+            )
+        return int(done.rowcount or 0)
+
+    def drop_before(self, day: date) -> int:
+        """Retention: every execution received before `day` goes (PostgreSQL: whole partitions,
+        SQLite: rows). Returns the partitions dropped or the rows deleted."""
+        with self.engine.begin() as connection:
+            if self.sqlite:
+                done = connection.execute(executions.delete().where(executions.c.received_on < day))
+                return int(done.rowcount or 0)
+            names = connection.execute(
+                sa.text(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'executions'"
+                )
+            ).scalars()
+            old = [name for name in names if name.startswith("executions_p") and name[12:] < f"{day:%Y%m%d}"]
+            for name in old:
+                connection.execute(sa.text(f'DROP TABLE IF EXISTS "{name}"'))
+        with self._lock:
+            self._partitions = {d for d in self._partitions if d >= day}
+        return len(old)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def record(self, tenant: str, execution_id: str) -> dict[str, str] | None:
+        """The ledger record of an execution as last archived, or None."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(executions.c.record).where(
+                    executions.c.tenant == tenant, executions.c.execution_id == execution_id
+                )
+            ).scalar()
+        return json.loads(found) if found else None
+
+    def records(self, tenant: str, execution_ids: list[str]) -> dict[str, dict[str, str]]:
+        """The archived records of these executions (those the store has), in one query."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(executions.c.execution_id, executions.c.record).where(
+                    executions.c.tenant == tenant, executions.c.execution_id.in_(execution_ids)
+                )
+            ).all()
+        return {execution_id: json.loads(record) for execution_id, record in found}
+
+    def execution_for_event(self, tenant: str, event_id: str) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(executions.c.execution_id)
+                .where(executions.c.tenant == tenant, executions.c.event_id == event_id)
+                .limit(1)
+            ).scalar()
+
+    def executions_of_contact(self, tenant: str, contact_key: str) -> list[str]:
+        if not contact_key:
+            return []
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(executions.c.execution_id).where(
+                    executions.c.tenant == tenant, executions.c.contact_key == contact_key
+                )
+            ).scalars()
+            return sorted(found)
+
+    def counts(self, tenant: str) -> dict[str, int]:
+        """Archived executions per status."""
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(executions.c.status, sa.func.count())
+                .where(executions.c.tenant == tenant)
+                .group_by(executions.c.status)
+            ).all()
+        return {status: int(count) for status, count in found}
+
+    def size_bytes(self) -> int | None:
+        """The store's size on disk (the bench's figure), when the dialect can say it."""
+        with self.engine.connect() as connection:
+            if self.sqlite:
+                pages = connection.execute(sa.text("PRAGMA page_count")).scalar() or 0
+                size = connection.execute(sa.text("PRAGMA page_size")).scalar() or 0
+                return int(pages) * int(size)
+            return int(connection.execute(sa.text("SELECT pg_database_size(current_database())")).scalar())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL: readers never block the writer; NORMAL sync is durable across a process crash."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
