@@ -24,6 +24,9 @@ class State(StrEnum):
 
 
 TERMINAL_STATES = frozenset(State) - {State.QUEUED}
+# Terminal states whose record leaves Redis once the history store holds it: nothing waits on
+# them. `accepted` waits for Rokt's confirmation (and maybe a release), `failed` for a replay.
+ARCHIVED_STATES = frozenset({State.CONFIRMED, State.NO_SUBSCRIPTION, State.MISSING_FIELD, State.REMOVED})
 
 # Every allowed state change, written once: a state and the states it may move to. The ledger
 # refuses any other move (`pipeline.stores.ledger.IllegalTransition`); a caller may narrow a move to
@@ -91,14 +94,16 @@ class SfmcAuthMode(StrEnum):
 
 
 class OutboxKind(StrEnum):
-    """The buffered SFMC writes, one Redis stream per tenant and kind."""
+    """The buffered writes, one Redis stream per tenant and kind: SFMC's, and the history store's."""
 
     STATUS_ROWS = "status"  # execution status rows -> the status data extension
     SUBSCRIPTION_ROWS = "subscription"  # Calendar Subscription rows -> the subscription DE
     RELEASES = "release"  # Journey Builder releases -> /interaction/v1/async/events
+    HISTORY = "history"  # executions that reached a terminal state -> the history store
 
 
-# The stage a rejected item of each outbox is dead-lettered under.
+# The stage a rejected item of each SFMC outbox is dead-lettered under (the history store
+# refuses no row: its writes are retried until they land).
 OUTBOX_STAGES: dict[OutboxKind, Stage] = {
     OutboxKind.STATUS_ROWS: Stage.RECORD_STATUS,
     OutboxKind.SUBSCRIPTION_ROWS: Stage.RECORD_SUBSCRIPTION,

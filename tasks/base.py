@@ -77,7 +77,8 @@ def hold_while_disabled(task: Task, tenant: str) -> None:
 
 
 def schedule_flushes(
-    tenant: str, kinds: Iterable[OutboxKind] = (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES)
+    tenant: str,
+    kinds: Iterable[OutboxKind] = (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES, OutboxKind.HISTORY),
 ) -> None:
     """Let rows gather for a moment, then flush them in batches (one scheduled flush per kind;
     one round trip to find which kinds need one)."""

@@ -1,4 +1,4 @@
-"""Flush tasks: drain the tenant's outboxes into SFMC in batches."""
+"""Flush tasks: drain the tenant's outboxes into SFMC and the history store in batches."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import uuid
 
 import redis
 from celery import Task
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.clients.errors import ClientError
 from pipeline.delivery.flush import FLUSHERS, claim_flush_slot
 from pipeline.infra import dispatch
 from pipeline.infra.queues import (
     FLUSH_ALL_TASK,
+    FLUSH_HISTORY_TASK,
     FLUSH_RELEASES_TASK,
     FLUSH_STATUS_TASK,
     FLUSH_SUBSCRIPTIONS_TASK,
@@ -28,8 +30,9 @@ def _flush(task: Task, kind: OutboxKind, tenant: str) -> dict[str, int]:
     rt = get_runtime()
     try:
         report = FLUSHERS[kind](rt, tenant, consumer=task.request.id or uuid.uuid4().hex)
-    except (RateLimited, ClientError, redis.RedisError) as exc:
-        # entries stay pending for this consumer; nothing is dropped however long SFMC is down
+    except (RateLimited, ClientError, redis.RedisError, SQLAlchemyError) as exc:
+        # entries stay pending for this consumer; nothing is dropped however long SFMC (or the
+        # history store) is down
         raise retry_later(task, exc, bounded=False) from exc
     if report.more:
         task.apply_async(args=[tenant])
@@ -51,6 +54,11 @@ def flush_subscription_rows_task(self: Task, tenant: str) -> dict[str, int]:
 @pipeline_task(FLUSH_RELEASES_TASK)
 def flush_releases_task(self: Task, tenant: str) -> dict[str, int]:
     return _flush(self, OutboxKind.RELEASES, tenant)
+
+
+@pipeline_task(FLUSH_HISTORY_TASK)
+def flush_history_task(self: Task, tenant: str) -> dict[str, int]:
+    return _flush(self, OutboxKind.HISTORY, tenant)
 
 
 @pipeline_task(FLUSH_ALL_TASK)

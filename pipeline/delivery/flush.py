@@ -1,4 +1,4 @@
-"""Drain the outboxes into SFMC in vendor-sized batches.
+"""Drain the outboxes into SFMC in vendor-sized batches, and finished executions into the history store.
 
 Status rows go out through the sync rowset API (at most 50 rows per call), releases through
 `/interaction/v1/async/events` (at most 100 members per call, grouped by event definition
@@ -21,6 +21,7 @@ from pipeline.infra import keys
 from pipeline.journeys.executions import current_status_rows
 from pipeline.settings import Tenant
 from pipeline.stores.deadletters import record_exception
+from pipeline.stores.history import row_of
 from pipeline.stores.outbox import Entry, Outbox
 from pipeline.subscriptions.subscription_rows import current_subscription_rows
 from pipeline.tenancy.handles import Runtime
@@ -258,8 +259,48 @@ def flush_releases(
     return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)
 
 
+HISTORY_BATCH = 500  # executions per write to the history store
+
+
+def flush_history(
+    rt: Runtime,
+    tenant: str,
+    consumer: str,
+    budget_seconds: float = 30,
+    max_wait: float = MAX_WAIT_SECONDS,
+) -> FlushReport:
+    """Finished executions into the history store, one upsert per batch; then each record that
+    waits for nothing more shrinks to its tombstone in Redis. A store that is down raises (the
+    task retries, the entries wait in the outbox); nothing is dropped."""
+    report = FlushReport()
+    box = rt.outbox(tenant, OutboxKind.HISTORY)
+
+    def send_batch(batch: list[Entry]) -> None:
+        ids = list(dict.fromkeys(str(entry.payload["executionId"]) for entry in batch))
+        pipe = rt.redis.pipeline(transaction=False)
+        for execution in ids:
+            pipe.hgetall(keys.execution(tenant, execution))
+        records = {
+            execution: record
+            for execution, record in zip(ids, pipe.execute(), strict=True)
+            if record and record.get("archived") != "1"  # forgotten meanwhile, or archived before
+        }
+        report.calls += 1
+        rt.history.upsert_executions([row_of(tenant, ex, record) for ex, record in records.items()])
+        changed = [
+            execution
+            for execution, record in records.items()
+            if rt.ledger.archive(tenant, execution, record, rt.settings.execution_tombstone_seconds) == -1
+        ]
+        for execution in changed:  # moved since it was read: archived again as it is now
+            box.append({"executionId": execution})
+
+    return _drain(box, consumer, HISTORY_BATCH, send_batch, report, budget_seconds, max_wait)
+
+
 FLUSHERS: dict[str, Flusher] = {
     OutboxKind.STATUS_ROWS: flush_status_rows,
     OutboxKind.SUBSCRIPTION_ROWS: flush_subscription_rows,
     OutboxKind.RELEASES: flush_releases,
+    OutboxKind.HISTORY: flush_history,
 }

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 
 import redis
+from sqlalchemy.exc import OperationalError
 
 from pipeline.clients.errors import ClientError
 from pipeline.stores.ratelimit import RateLimited
@@ -134,10 +135,10 @@ def countdown(exc: BaseException, attempt: int) -> float:
 
 def retryable(exc: BaseException) -> bool:
     """Whether the same work may succeed later: a retryable vendor error, our own limiter's
-    wait, or Redis unavailable (the worker reconnects by itself)."""
+    wait, or Redis or the history store unavailable (the worker reconnects by itself)."""
     if isinstance(exc, ClientError):
         return exc.retryable
-    return isinstance(exc, (RateLimited, redis.RedisError))
+    return isinstance(exc, (RateLimited, redis.RedisError, OperationalError))
 
 
 def decide(exc: Exception, attempts: int, age_seconds: float) -> Decision:

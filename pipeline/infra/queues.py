@@ -54,6 +54,7 @@ WEBHOOK_TASK = "rsf.process_webhook"
 RECONCILE_TASK = "rsf.reconcile"
 FLUSH_RELEASES_TASK = "rsf.flush_releases"
 FLUSH_ALL_TASK = "rsf.flush_all"
+FLUSH_HISTORY_TASK = "rsf.flush_history"
 INSTALL_DATA_EXTENSIONS_TASK = "rsf.install_data_extensions"
 
 # The task that drains each outbox.
@@ -61,4 +62,5 @@ FLUSH_TASKS: dict[OutboxKind, str] = {
     OutboxKind.STATUS_ROWS: FLUSH_STATUS_TASK,
     OutboxKind.SUBSCRIPTION_ROWS: FLUSH_SUBSCRIPTIONS_TASK,
     OutboxKind.RELEASES: FLUSH_RELEASES_TASK,
+    OutboxKind.HISTORY: FLUSH_HISTORY_TASK,
 }

@@ -142,15 +142,21 @@ def status_row(ex: Execution) -> dict[str, Any]:
 
 
 def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows as the ledger has them now (an expired execution keeps its buffered row); one
-    round trip for the batch."""
+    """The rows as the ledger has them now: one round trip for the batch, and one query of the
+    history store for the executions archived since (Redis keeps only their tombstone). An
+    execution found in neither (expired) keeps its buffered row."""
     ids = [row["keys"]["ExecutionId"] for row in rows]
     pipe = rt.redis.pipeline(transaction=False)
     for execution_id in ids:
         pipe.hgetall(keys.execution(tenant, execution_id))
+    found = dict(zip(ids, pipe.execute(), strict=True))
+    archived = [execution_id for execution_id, data in found.items() if data.get("archived") == "1"]
+    if archived:
+        found.update(rt.history.records(tenant, archived))
     current = []
-    for row, execution_id, data in zip(rows, ids, pipe.execute(), strict=True):
-        ex = Execution.from_hash(tenant, execution_id, data)
+    for row, execution_id in zip(rows, ids, strict=True):
+        data = found.get(execution_id) or {}
+        ex = Execution.from_hash(tenant, execution_id, data) if data.get("archived") != "1" else None
         current.append(status_row(ex) if ex is not None else row)
     return current
 

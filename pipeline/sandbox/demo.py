@@ -37,7 +37,7 @@ from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, ROKT_THREADS, Stack
 from pipeline.tenancy.handles import Runtime
 from pipeline.upkeep.reconcile import reconcile
 from pipeline.upkeep.replay import list_dead_letters, replay
-from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, State
+from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, OutboxKind, State
 
 
 def sign_up(stack: Stack, console: Console, rate_limit: float) -> str:
@@ -183,11 +183,39 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("throughput", "contacts/hour", f"{report['contacts_per_hour']:,}")
-    for area in ("execute", "outcomes", "rokt", "sfmc", "subscriptions", "ops"):
+    for area in ("execute", "outcomes", "rokt", "sfmc", "subscriptions", "history", "ops"):
         for name, value in report.get(area, {}).items():
             table.add_row(area, name, str(value))
     table.add_row("result", "lost", str(report["lost"]), style="bold red" if report["lost"] else "bold green")
     console.print(table)
+
+
+def _history_env() -> dict[str, str]:
+    """HISTORY_URL when the caller set one (PostgreSQL, say); the stack's SQLite file otherwise."""
+    return {"HISTORY_URL": os.environ["HISTORY_URL"]} if os.environ.get("HISTORY_URL") else {}
+
+
+def history_report(stack: Stack, tenant: str, contacts: int, timeout: float = 60) -> dict[str, Any]:
+    """The history store once it caught up: what it holds, and what finished executions still
+    cost Redis (records, eventId and contact indexes) per contact."""
+    box = stack.runtime.outbox(tenant, OutboxKind.HISTORY)
+    deadline = time.monotonic() + timeout
+    while box.backlog() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    store = stack.runtime.history
+    r = stack.redis
+    redis_bytes = 0
+    patterns = (keys.execution(tenant, "*"), keys.event(tenant, "*"), keys.contact_executions(tenant, "*"))
+    for pattern in patterns:
+        for key in r.scan_iter(pattern, count=1000):
+            redis_bytes += int(r.memory_usage(key, samples=0) or 0)
+    return {
+        "store": store.engine.dialect.name,
+        "archived": sum(store.counts(tenant).values()),
+        "waiting": box.backlog(),
+        "redis_bytes_per_contact": round(redis_bytes / max(1, contacts)),
+        "store_bytes": store.size_bytes(),
+    }
 
 
 def _chaos_env(scenarios: tuple[str, ...], backlog_seconds: float) -> dict[str, str]:
@@ -218,7 +246,7 @@ def run_demo(
         reuse_redis_url=os.environ.get("REDIS_URL"),
         web="gunicorn",
         # this process enqueues too (reconcile, replay): the chaos thresholds apply here as well
-        env=_chaos_env(chaos, contacts_count / rate_limit),
+        env={**_chaos_env(chaos, contacts_count / rate_limit), **_history_env()},
         worker_name="demo-worker",
         worker_concurrency=workers,
     )
@@ -316,6 +344,7 @@ def run_demo(
         sub_rows = stack.rows(tenant, stack.subscription_de_key(tenant))
         report["subscriptions"] = subscription_report(rokt_state, sub_rows)
         report["ops"] = ops.figures()
+        report["history"] = history_report(stack, tenant, len(contacts))
         if chaos:
             report["chaos"] = {"scenarios": list(chaos), **injected, "supervisor_restarts": stack.restarts}
             report["dead_letters"] = dead_letters

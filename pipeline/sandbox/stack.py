@@ -174,6 +174,7 @@ class Stack:
         self._sandbox, self.rokt_url, self.sfmc_url = processes.start_sandbox(self.run_dir)
         self.values = sandbox_env(self.rokt_url, self.sfmc_url)
         ours = {"REDIS_URL": self.redis_url, **sandbox_app_env(self.rokt_url, self.sfmc_url)}
+        ours["HISTORY_URL"] = f"sqlite:///{self.run_dir / 'history.sqlite3'}"  # env may say PostgreSQL
         if self.broker_url:
             ours["BROKER_URL"] = self.broker_url
         if self.tenants:  # pinned tenants; without them every tenant signs up (the registry)

@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from pipeline.infra import keys
-from pipeline.vocabulary import NEXT_STATES, TERMINAL_STATES, State
+from pipeline.vocabulary import ARCHIVED_STATES, NEXT_STATES, TERMINAL_STATES, OutboxKind, State
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
 EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
@@ -87,10 +87,12 @@ local function uncount_failure(base)
 end
 """
 
-# KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash;
+# KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash,
+#       history outbox (a move to a terminal state appends the execution: the history store gets it);
 # ARGV: new status, allowed-from csv (checked against NEXT_STATES before the call), now (iso),
 #       now (epoch), tenant prefix, ttl, failure reason (used when the new status is failed),
-#       '1' to answer the execution's hash after the move as a third element, field/value pairs
+#       '1' to answer the execution's hash after the move as a third element, execution id,
+#       field/value pairs
 _TRANSITION = (
     _UNCOUNT_FAILURE
     + """
@@ -104,7 +106,7 @@ local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
 if not allowed then return answer(0, current) end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[3])
-if #ARGV > 8 then redis.call('HSET', KEYS[1], unpack(ARGV, 9)) end
+if #ARGV > 9 then redis.call('HSET', KEYS[1], unpack(ARGV, 10)) end
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
@@ -115,6 +117,7 @@ if ARGV[1] == 'accepted' then
   redis.call('HSET', KEYS[1], 'acceptedAt', ARGV[4])  -- the confirm deadline's start: the set's score moves
 end
 if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
+if ARGV[1] ~= 'queued' then redis.call('XADD', KEYS[7], '*', 'p', '{"executionId": "' .. ARGV[9] .. '"}') end
 if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
   local ttl = tonumber(ARGV[6])
   local template = redis.call('HGET', KEYS[1], 'templateId')
@@ -208,6 +211,42 @@ return 1
 """
 )
 
+# KEYS: exec hash, eventId index, contact index; ARGV: updatedAt and field count as archived,
+#       the tombstone's lifetime (s), execution id, the states that may be archived (csv)
+# Once the history store holds an execution as it is now (same updatedAt, same fields) and it
+# waits for nothing more, its record shrinks to a tombstone (status, archived) that keeps
+# execute's dedupe for Journey Builder's retry window; its indexes go (the store answers them).
+_ARCHIVE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or redis.call('HGET', KEYS[1], 'archived') == '1' then return 0 end
+local seen = redis.call('HGET', KEYS[1], 'updatedAt')
+if seen ~= ARGV[1] or redis.call('HLEN', KEYS[1]) ~= tonumber(ARGV[2]) then return -1 end
+local archivable = false
+for s in string.gmatch(ARGV[5], '[^,]+') do if s == status then archivable = true end end
+if not archivable then return 0 end
+-- a journey waiting for this contact's release: not before it is released (the same task does it)
+local ok, args = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'args') or '{}')
+local release = ok and type(args) == 'table' and args['releaseEventDefinitionKey']
+local released = redis.call('HGET', KEYS[1], 'releasedAt')
+if type(release) == 'string' and string.match(release, '%S') and not released then return -1 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[4])
+redis.call('HSET', KEYS[1], 'status', status, 'archived', '1')
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+
+# KEYS: exec hash; ARGV: ttl, field/value pairs of the record as the store holds it
+# A tombstone (or nothing, past the tombstone's lifetime) becomes the whole record again, so a
+# late webhook can move it like any other; a record still whole is left as it is.
+_RESTORE = """
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'archived') ~= '1' then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 1
+"""
+
 # a failed execution's reason as the activity's top failures list it
 FAILURE_REASON_CHARS = 200
 TOP_FAILURES = 5
@@ -280,6 +319,8 @@ class Ledger:
         self._transition = r.register_script(_TRANSITION)
         self._reopen = r.register_script(_REOPEN)
         self._forget = r.register_script(_FORGET)
+        self._archive = r.register_script(_ARCHIVE)
+        self._restore = r.register_script(_RESTORE)
 
     def execution_for_event(self, tenant: str, event_id: str) -> str | None:
         """The execution that sent this Rokt eventId (for SubscriptionEvent* webhooks)."""
@@ -352,6 +393,27 @@ class Ledger:
         args = [self.ttl_seconds, time.time(), execution, keys.tenant_prefix(tenant), *flat]
         return bool(self._claim(keys=names, args=args))
 
+    def archive(self, tenant: str, execution: str, record: dict[str, str], tombstone_seconds: int) -> int:
+        """Shrink the execution to its tombstone now that the history store holds `record` (its
+        hash as read before the write): 1 done, 0 not to be archived (waiting for something, or
+        already), -1 changed since it was read, or its contact's release still to come (the
+        caller archives it again)."""
+        names = [
+            keys.execution(tenant, execution),
+            keys.event(tenant, record.get("eventId", "")),
+            keys.contact_executions(tenant, keys.contact_digest(record.get("contactKey", ""))),
+        ]
+        states = ",".join(sorted(ARCHIVED_STATES))
+        args = [record.get("updatedAt", ""), len(record), tombstone_seconds, execution, states]
+        return int(self._archive(keys=names, args=args))
+
+    def restore(self, tenant: str, execution: str, record: dict[str, str]) -> bool:
+        """The whole record back in Redis from the store, when only its tombstone (or nothing)
+        is left; True when restored."""
+        fields = {name: value for name, value in record.items() if name != "archived"}
+        flat = [item for pair in fields.items() for item in pair]
+        return bool(self._restore(keys=[keys.execution(tenant, execution)], args=[self.ttl_seconds, *flat]))
+
     def get(self, tenant: str, execution: str) -> Execution | None:
         return Execution.from_hash(tenant, execution, self.r.hgetall(keys.execution(tenant, execution)))
 
@@ -409,6 +471,7 @@ class Ledger:
             keys.daily_counts(tenant),
             keys.awaiting(tenant),
             keys.template_open(tenant),
+            keys.outbox(tenant, OutboxKind.HISTORY),
         ]
         reason = str(values.get("error") or "").strip()[:FAILURE_REASON_CHARS] or "(no reason recorded)"
         args = [
@@ -420,6 +483,7 @@ class Ledger:
             self.ttl_seconds,
             reason,
             "1" if answer_hash else "0",
+            execution,
             *flat,
         ]
         return self._transition(keys=names, args=args)

@@ -1,4 +1,4 @@
-"""Durable buffers for batched SFMC writes: one Redis stream per tenant and kind.
+"""Durable buffers for batched writes (SFMC, the history store): one Redis stream per tenant and kind.
 
 Tasks append one entry per row; a flush takes up to a batch through a consumer group,
 calls SFMC once, then acknowledges and deletes the entries. An entry stays in the group's

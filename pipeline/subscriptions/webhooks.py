@@ -116,8 +116,15 @@ def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State
     The status row follows every move; the contact is released here only if it was not
     released before (releaseOn=confirmed, still waiting): emit_outcome releases once."""
     execution = rt.ledger.execution_for_event(tenant, rokt_event_id)
-    if execution is None:
-        return False  # an event another system sent to this calendar
+    if execution is None:  # finished, and now only in the history store (or not ours)
+        execution = rt.history.execution_for_event(tenant, rokt_event_id)
+        if execution is None:
+            return False  # an event another system sent to this calendar
+    current = rt.ledger.get(tenant, execution)
+    if current is None or "archived" in current.fields:  # whole again, to move like any other
+        record = rt.history.record(tenant, execution)
+        if record is not None:
+            rt.ledger.restore(tenant, execution, record)
     moved, previous = rt.ledger.transition(tenant, execution, target, states_leading_to(target))
     if not moved:
         if previous == State.QUEUED:

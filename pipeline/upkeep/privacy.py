@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -127,7 +128,10 @@ def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: i
     now = time.time() if now is None else now
     dlq_days = float(rt.settings.dead_letter_retention_days)
     audit_days = float(rt.settings.erasure_audit_days)
-    trimmed = {"deadLetters": 0, "replayedDeadLetters": 0, "erasureAudit": 0}
+    trimmed = {"executions": 0, "deadLetters": 0, "replayedDeadLetters": 0, "erasureAudit": 0}
+    if rt.settings.execution_ttl_days > 0:  # the history store's executions: whole days
+        oldest = datetime.fromtimestamp(now, UTC).date() - timedelta(days=rt.settings.execution_ttl_days)
+        trimmed["executions"] = rt.history.drop_before(oldest)
     if dlq_days > 0:
         cutoff = now - dlq_days * 86400
         trimmed["deadLetters"] = deadletters.trim_dead_letters(rt.redis, tenant, cutoff, batch)
@@ -214,15 +218,20 @@ def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: s
             for key, (stored_key, args) in zip(batch, pipe.execute(), strict=True):
                 if stored_key in person.ids or (args and person.matches(args)):
                     found.add(key[len(prefix) :])
+    for key in {contact_key, person.email} - {""}:  # finished ones: in the history store
+        found.update(rt.history.executions_of_contact(tenant, key))
     removed = 0
     for execution in sorted(found):
         ex = ledger.get(tenant, execution)
-        if ex is not None:
-            person.add(execution, ex.event_id)
-        removed += ledger.forget(tenant, execution, ex.contact_key if ex else contact_key)
+        archived = rt.history.record(tenant, execution) if ex is None or "archived" in ex.fields else None
+        event_id = (ex.event_id if ex else "") or (archived or {}).get("eventId", "")
+        person.add(execution, event_id)
+        stored = ledger.forget(tenant, execution, ex.contact_key if ex else contact_key)
+        removed += int(stored or archived is not None)
         r.zrem(keys.release_due(tenant), execution)
     for key in {contact_key, person.email} - {""}:
         r.delete(keys.contact_executions(tenant, keys.contact_digest(key)))
+        rt.history.forget_contact(tenant, key)
     return removed
 
 

@@ -46,6 +46,11 @@ def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
     # SFMC: the admin's sign-in (authorization code), then one refresh-token grant whose access
     # token every process shares; Rokt: one token for every process
     assert sfmc["token_requests"] == 2 and sfmc["refresh_grants"] == 1 and rokt["token_requests"] == 1
+    # every execution in the history store; a finished one costs Redis a tombstone (~100 bytes),
+    # a failed one (a few) stays whole for its replay; before the store: ~3,500 bytes each
+    history = report["history"]
+    assert history["store"] == "sqlite" and history["archived"] == 300 and history["waiting"] == 0
+    assert history["redis_bytes_per_contact"] < 600
     subscriptions = report["subscriptions"]
     assert subscriptions["rows"] == subscriptions["matched"] + subscriptions["created"] > 0
     assert subscriptions["matched"] > 0 and subscriptions["created"] > 0

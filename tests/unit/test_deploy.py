@@ -25,7 +25,13 @@ RUNBOOK = ROOT / "docs" / "operations.md"
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 # read by docker-compose.yml only, not by the service (so not in the settings table)
-COMPOSE_ONLY = {"REDIS_PASSWORD", "REDIS_MAXMEMORY", "REDIS_APPENDFSYNC", "RABBITMQ_PASSWORD"}
+COMPOSE_ONLY = {
+    "REDIS_PASSWORD",
+    "REDIS_MAXMEMORY",
+    "REDIS_APPENDFSYNC",
+    "RABBITMQ_PASSWORD",
+    "POSTGRES_PASSWORD",
+}
 # the processes of the image, and the health check each runs
 APP_ROLES = {"web": "web", "worker": "worker", "beat": "beat", "exporter": "exporter"}
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|_PASS$|_AUTH$|TOKEN|REDIS_URL|REDISCLI_AUTH|BROKER_URL|BROKER_API")
@@ -308,6 +314,7 @@ def test_env_example_holds_no_secret_and_its_placeholders_cannot_run():
     redis = " ".join(services()["redis"]["entrypoint"])
     assert f"*{PLACEHOLDER}*" in redis and f"*{PLACEHOLDER}*" in argv(services()["flower"])
     assert f"*{PLACEHOLDER}*" in " ".join(services()["rabbitmq"]["entrypoint"])
+    assert f"*{PLACEHOLDER}*" in " ".join(services()["postgres"]["entrypoint"])
 
 
 def test_rabbitmq_is_the_broker_of_every_app_process_with_its_password_from_env_only():
@@ -526,6 +533,7 @@ SECTIONS = (
     "dead-letters",
     "rokt-429-storm",
     "redis-down",
+    "history-store-behind",
     "frozen-worker",
     "memory-growth",
     "rotating-secrets",

@@ -140,7 +140,8 @@ def test_create_rokt_event_retries_only_what_can_succeed_later(
         letter = dead_letters(worker)[rendered]
         assert (letter["stage"], letter["errorClass"]) == (Stage.CREATE_EVENT, ErrorClass.PERMANENT)
         assert not [s for s in sent_tasks if s.name == create_rokt_event_task.name]
-        assert [s.name for s in sent_tasks] == [queues.FLUSH_STATUS_TASK]  # the failed row goes out
+        # the failed row goes out, and the execution to the history store
+        assert [s.name for s in sent_tasks] == [queues.FLUSH_STATUS_TASK, queues.FLUSH_HISTORY_TASK]
 
 
 @responses.activate

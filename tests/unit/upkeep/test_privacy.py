@@ -244,7 +244,7 @@ def test_replayed_letters_and_the_erasure_audit_are_trimmed(runtime):
     r.hset(keys.dead_letters_replayed(T), "new", json.dumps({"replayedAt": "2999-01-01T00:00:00.000+00:00"}))
     r.zadd(keys.erasures(T), {"old": time.time() - 800 * 86400, "new": time.time()})
     trimmed = privacy.apply_retention(runtime, T)
-    assert trimmed == {"deadLetters": 0, "replayedDeadLetters": 1, "erasureAudit": 1}
+    assert trimmed == {"executions": 0, "deadLetters": 0, "replayedDeadLetters": 1, "erasureAudit": 1}
     assert r.hkeys(keys.dead_letters_replayed(T)) == ["new"]
     assert r.zrange(keys.erasures(T), 0, -1) == ["new"]
 

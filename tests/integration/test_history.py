@@ -1,0 +1,124 @@
+"""The history store on a real PostgreSQL (Debian's, a cluster of our own on a free port): finished
+executions leave Redis for it, and a PostgreSQL killed mid-run loses nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.infra import keys
+from pipeline.sandbox import jbsim
+from pipeline.sandbox.postgres import Postgres, PostgresUnavailable
+from pipeline.sandbox.stack import Stack
+from pipeline.stores.history import HistoryStore
+from pipeline.stores.ledger import execution_id
+from pipeline.vocabulary import ARCHIVED_STATES, OutboxKind
+from tests.integration.helpers import LIMITER_ENV, _own, expected_outcomes
+
+pytestmark = pytest.mark.integration
+
+TENANT = "history"
+# accepted events are confirmed at the Rokt simulator soon, so they finish (and leave Redis) too
+ENV = {"LOG_LEVEL": "INFO", "RECONCILE_CONFIRM_AFTER": "3", **LIMITER_ENV}
+
+
+@pytest.fixture(autouse=True)
+def fresh_simulators() -> None:
+    """This module runs on a stack of its own."""
+
+
+@pytest.fixture(scope="module")
+def pg_stack(tmp_path_factory) -> Iterator[tuple[Postgres, Stack]]:
+    run_dir = tmp_path_factory.mktemp("history")
+    try:
+        postgres = Postgres(run_dir).start()
+    except PostgresUnavailable as exc:
+        pytest.skip(f"{exc} (make test installs it)")
+    try:
+        env = {**ENV, "HISTORY_URL": postgres.url}
+        with Stack(run_dir, {TENANT: _own(TENANT)}, web="thread", env=env, worker_name="hw") as stack:
+            stack.start_workers(1)
+            stack.start_beat()
+            yield postgres, stack
+    finally:
+        postgres.stop()
+
+
+def _store(postgres: Postgres) -> HistoryStore:
+    return HistoryStore(postgres.url)
+
+
+def _archived(stack: Stack, store: HistoryStore, payloads: list[dict], timeout: float = 120) -> Counter:
+    """Wait until every execution is in the store, finished, and its Redis record a tombstone."""
+    want = expected_outcomes(payloads)
+    want["confirmed"], want["accepted"] = want["accepted"], 0
+    want = +want
+
+    def done() -> bool:
+        counts = Counter(store.counts(TENANT))
+        return counts == want and stack.runtime.outbox(TENANT, OutboxKind.HISTORY).backlog() == 0
+
+    stack.wait(done, timeout, f"{sum(want.values())} executions archived")
+    return Counter(store.counts(TENANT))
+
+
+def _redis_bytes_of_executions(stack: Stack) -> tuple[int, int, Counter]:
+    """Bytes Redis holds for the tenant's executions (records, eventId and contact indexes)."""
+    r = stack.redis
+    total, count, kinds = 0, 0, Counter()
+    patterns = (keys.execution(TENANT, "*"), keys.event(TENANT, "*"), keys.contact_executions(TENANT, "*"))
+    for pattern in patterns:
+        for key in r.scan_iter(pattern, count=1000):
+            total += int(r.memory_usage(key, samples=0) or 0)
+            kinds[pattern.rsplit(":", 2)[-2]] += 1
+            count += pattern == keys.execution(TENANT, "*")
+    return total, count, kinds
+
+
+def test_finished_executions_leave_redis_for_postgresql(pg_stack):
+    postgres, stack = pg_stack
+    store = _store(postgres)
+    payloads = stack.prepare(TENANT, jbsim.make_contacts(150, seed=31))
+    result = jbsim.drive(stack.execute_url(TENANT), stack.jwt_secret, payloads, concurrency=8)
+    assert result.ok == len(payloads)
+    stack.wait_terminal(TENANT, len(payloads))
+    counts = _archived(stack, store, payloads)
+    assert set(counts) <= {state.value for state in ARCHIVED_STATES} | {"failed"}
+    total, records, kinds = _redis_bytes_of_executions(stack)
+    finished = sum(n for state, n in counts.items() if state != "failed")
+    # what is left of each finished execution in Redis: a tombstone, no index
+    assert records == len(payloads) and kinds["event"] == counts.get("failed", 0), kinds
+    assert total / len(payloads) < 400, (total, finished)
+    first = execution_id(payloads[0]["activityId"], payloads[0]["definitionInstanceId"])
+    tombstone = stack.redis.hgetall(keys.execution(TENANT, first))
+    assert tombstone.get("archived") == "1" or tombstone.get("status") == "failed"
+    # Journey Builder retrying every execute now: all duplicates, nothing sent again
+    again = jbsim.drive(stack.execute_url(TENANT), stack.jwt_secret, payloads, concurrency=8)
+    assert again.ok == len(payloads)
+    assert stack.rokt_state()["duplicate_calendar_entries"] == 0
+    assert Counter(store.counts(TENANT)) == counts
+
+
+def test_postgresql_killed_mid_run_loses_nothing(pg_stack):
+    postgres, stack = pg_stack
+    store = _store(postgres)
+    before = sum(store.counts(TENANT).values())
+    payloads = stack.prepare(TENANT, jbsim.make_contacts(120, seed=32), journey_id="journey-pg-kill")
+    postgres.kill()
+    try:
+        result = jbsim.drive(stack.execute_url(TENANT), stack.jwt_secret, payloads, concurrency=8)
+        assert result.ok == len(payloads)  # execute never waits for the store
+        stack.wait_terminal(TENANT, before + len(payloads))
+        # finished, sent to SFMC, and waiting for the store in Redis: nothing dropped
+        assert stack.runtime.outbox(TENANT, OutboxKind.HISTORY).backlog() > 0
+    finally:
+        postgres.restart()
+    stack.wait(
+        lambda: sum(store.counts(TENANT).values()) == before + len(payloads)
+        and stack.runtime.outbox(TENANT, OutboxKind.HISTORY).backlog() == 0,
+        180,
+        "every execution in the store after PostgreSQL came back",
+    )
+    assert stack.rokt_state()["duplicate_calendar_entries"] == 0

@@ -1,0 +1,141 @@
+"""The history store (SQLite in memory here; PostgreSQL in tests/integration/test_history.py) and
+the way finished executions leave Redis for it."""
+
+from datetime import date
+
+from pipeline.delivery.flush import flush_history
+from pipeline.infra import keys
+from pipeline.journeys.executions import current_status_rows
+from pipeline.stores.history import HistoryStore, row_of
+from pipeline.stores.ledger import event_id_for
+from pipeline.subscriptions.webhooks import update_execution
+from pipeline.upkeep import privacy
+from pipeline.vocabulary import OutboxKind, State
+from tests.unit.conftest import claim_execution
+
+T = "default"
+
+
+def _record(status: str, updated: str, created: str = "2026-12-07T10:00:00.000+00:00", **more: str) -> dict:
+    return {"status": status, "eventId": "rsf-1", "createdAt": created, "updatedAt": updated, **more}
+
+
+def test_an_upsert_is_idempotent_and_never_goes_back_to_an_older_version():
+    store = HistoryStore("sqlite://")
+    store.migrate()
+    store.migrate()  # a second process: nothing to do
+    newer = _record("confirmed", "2026-12-07T10:00:02.000+00:00", contactKey="C1")
+    older = _record("accepted", "2026-12-07T10:00:01.000+00:00", contactKey="C1")
+    store.upsert_executions([row_of(T, "e1", newer)])
+    store.upsert_executions([row_of(T, "e1", newer)])
+    store.upsert_executions([row_of(T, "e1", older)])  # a batch retried late
+    assert store.counts(T) == {"confirmed": 1}
+    assert store.record(T, "e1") == newer
+    assert store.execution_for_event(T, "rsf-1") == "e1"
+    assert store.execution_for_event("other", "rsf-1") is None
+    assert store.executions_of_contact(T, "C1") == ["e1"]
+
+
+def test_retention_and_erasure_remove_rows():
+    store = HistoryStore("sqlite://")
+    store.migrate()
+    old = _record("confirmed", "2026-11-01T10:00:00.000+00:00", created="2026-11-01T10:00:00.000+00:00")
+    store.upsert_executions(
+        [row_of(T, "old", old), row_of(T, "new", _record("removed", "x", contactKey="C2"))]
+    )
+    assert store.drop_before(date(2026, 11, 2)) == 1
+    assert store.record(T, "old") is None and store.record(T, "new") is not None
+    assert store.forget_contact(T, "C2") == 1 and store.counts(T) == {}
+
+
+def _finish(runtime, execution: str, status: State, allowed=(State.QUEUED,)) -> None:
+    moved, _ = runtime.ledger.transition(T, execution, status, allowed)
+    assert moved
+
+
+def test_a_finished_execution_leaves_redis_for_the_store_and_its_tombstone_keeps_the_dedupe(runtime):
+    claim_execution(runtime, "e1", templateId="t1")
+    _finish(runtime, "e1", State.ACCEPTED)
+    r = runtime.redis
+    assert runtime.outbox(T, OutboxKind.HISTORY).backlog() == 1  # appended by the move itself
+
+    report = flush_history(runtime, T, consumer="c", max_wait=0)
+    assert report.items == 1 and runtime.history.counts(T) == {"accepted": 1}
+    # accepted waits for Rokt's confirmation: whole in Redis still
+    assert r.hget(keys.execution(T, "e1"), "contactKey") == "C1"
+
+    _finish(runtime, "e1", State.CONFIRMED, (State.ACCEPTED,))
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    assert runtime.history.counts(T) == {"confirmed": 1}
+    assert runtime.history.record(T, "e1")["contactKey"] == "C1"
+    assert r.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
+    assert 0 < r.ttl(keys.execution(T, "e1")) <= runtime.settings.execution_tombstone_seconds
+    assert not r.exists(keys.event(T, event_id_for("e1")))
+    assert not r.smembers(keys.contact_executions(T, keys.contact_digest("C1")))
+    assert runtime.outbox(T, OutboxKind.HISTORY).backlog() == 0
+    # Journey Builder retrying the same execution within its window: still a duplicate
+    claim_execution(runtime, "e1", templateId="t1")
+    assert r.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
+
+
+def test_a_record_that_changed_after_it_was_read_is_archived_again_as_it_is_now(runtime):
+    claim_execution(runtime, "e1")
+    _finish(runtime, "e1", State.NO_SUBSCRIPTION)
+    seen = runtime.redis.hgetall(keys.execution(T, "e1"))
+    runtime.ledger.update(T, "e1", note="later")
+    assert runtime.ledger.archive(T, "e1", seen, 60) == -1  # the store has an older version
+    assert runtime.redis.hget(keys.execution(T, "e1"), "note") == "later"
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    assert runtime.history.record(T, "e1")["note"] == "later"
+    assert runtime.redis.hget(keys.execution(T, "e1"), "archived") == "1"
+
+
+def test_a_late_removal_finds_the_archived_execution_and_its_status_row_is_whole(runtime):
+    claim_execution(runtime, "e1")
+    _finish(runtime, "e1", State.ACCEPTED)
+    _finish(runtime, "e1", State.CONFIRMED, (State.ACCEPTED,))
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    runtime.redis.delete(keys.execution(T, "e1"))  # the tombstone's hour is over
+    rows = runtime.outbox(T, OutboxKind.STATUS_ROWS)
+    before = rows.backlog()
+
+    assert update_execution(runtime, T, event_id_for("e1"), State.REMOVED) is True
+    assert runtime.redis.hget(keys.execution(T, "e1"), "contactKey") == "C1"  # whole again
+    assert rows.backlog() == before + 1
+    row = rows.r.xrange(rows.key)[-1][1]["p"]
+    assert '"C1"' in row and "removed" in row
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    assert runtime.history.counts(T) == {"removed": 1}
+    assert update_execution(runtime, T, event_id_for("e1"), State.REMOVED) is False  # once
+
+
+def test_forget_erases_archived_executions_from_the_store(runtime):
+    claim_execution(runtime, "e1")
+    _finish(runtime, "e1", State.MISSING_FIELD)
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    assert runtime.history.executions_of_contact(T, "C1") == ["e1"]
+    report = privacy.forget_contact(runtime, T, "C1")
+    assert report["counts"]["executions"] == 1
+    assert runtime.history.executions_of_contact(T, "C1") == [] and runtime.history.record(T, "e1") is None
+    assert not runtime.redis.exists(keys.execution(T, "e1"))
+
+
+def test_a_status_row_sent_after_its_execution_left_redis_is_rebuilt_from_the_store(runtime):
+    claim_execution(runtime, "e1")
+    _finish(runtime, "e1", State.NO_SUBSCRIPTION)
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    assert runtime.redis.hget(keys.execution(T, "e1"), "archived") == "1"
+    # a row buffered long ago, sent late
+    buffered = {"keys": {"ContactKey": "C1", "ExecutionId": "e1"}, "values": {"Status": "queued"}}
+    [row] = current_status_rows(runtime, T, [buffered])
+    assert row["values"]["Status"] == "no_subscription" and row["values"]["ActivityId"] == "a"
+
+
+def test_an_execution_whose_contact_waits_for_its_release_stays_until_released(runtime):
+    claim_execution(runtime, "e1", releaseEventDefinitionKey="APIEvent-1")
+    _finish(runtime, "e1", State.MISSING_FIELD)
+    seen = runtime.redis.hgetall(keys.execution(T, "e1"))
+    assert runtime.ledger.archive(T, "e1", seen, 60) == -1  # its release is still to come
+    runtime.ledger.update(T, "e1", releasedAt="2026-12-07T10:00:00.000+00:00")
+    seen = runtime.redis.hgetall(keys.execution(T, "e1"))
+    assert runtime.ledger.archive(T, "e1", seen, 60) == 1
