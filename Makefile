@@ -73,7 +73,7 @@ lint: dev ## ruff
 # history store's server, a cluster of the tests' own: tests/integration/test_history.py).
 TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose /usr/bin/redis-server:redis-server /usr/bin/redis-sentinel:redis-sentinel /usr/bin/pg_ctlcluster:postgresql
 
-test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose, redis-server, redis-sentinel; rabbitmq-server unless RABBITMQ_URL is set)
+test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose, redis-server, redis-sentinel, postgresql; rabbitmq-server unless RABBITMQ_URL is set)
 	@for pair in $(TEST_DEBS); do path=$${pair%%:*}; pkg=$${pair#*:}; \
 		test -x $$path || { echo "installing $$pkg (Debian package) for the tests"; \
 			$(SUDO) apt-get install -y -qq $$pkg >/dev/null 2>&1 || \
