@@ -128,7 +128,7 @@ export AUDIT_REPORT
 # the project installs without build isolation. Commit both files with the setup.cfg change behind them.
 UV_VERSION := 0.13.9
 BUILD_REQUIRES = $(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")'
-UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version $(PYTHON_FLOOR) --generate-hashes \
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version $(PYTHON_FLOOR) --generate-hashes --no-strip-extras \
 	--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) pyproject.toml -
 lock: $(BIN)/python ## regenerate requirements.lock and requirements-dev.lock (UPGRADE=1: newest allowed)
 	$(BIN)/python -m pip install --quiet 'uv==$(UV_VERSION)'

@@ -377,7 +377,7 @@ def lock_pins(path: Path) -> dict[str, str]:
     """name -> version of each `name==version \\` entry; asserts every entry carries a hash."""
     pins = {}
     for block in re.split(r"\n(?=[A-Za-z0-9])", path.read_text()):
-        found = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", block)
+        found = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[a-z0-9,._-]+\])?==(\S+)", block)  # [extras]
         if found:
             assert "--hash=sha256:" in block, f"{path.name}: {found.group(1)} without a hash"
             pins[re.sub(r"[-_.]+", "-", found.group(1)).lower()] = found.group(2)
