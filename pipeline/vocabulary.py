@@ -59,6 +59,7 @@ class Stage(StrEnum):
     RECORD_STATUS = "record_status"  # SFMC refused a status row
     RECORD_SUBSCRIPTION = "record_subscription"  # SFMC refused a subscription row
     RELEASE = "release"  # SFMC refused a Journey Builder release
+    RECORD_HISTORY = "record_history"  # the history store refused an execution's row
     WEBHOOK = "webhook"  # a Rokt webhook could not be applied
     MATCH_CONTACT = "match_contact"  # SFMC refused to create the subscriber's contact
 
@@ -102,10 +103,10 @@ class OutboxKind(StrEnum):
     HISTORY = "history"  # executions that reached a terminal state -> the history store
 
 
-# The stage a rejected item of each SFMC outbox is dead-lettered under (the history store
-# refuses no row: its writes are retried until they land).
+# The stage a rejected item of each outbox is dead-lettered under.
 OUTBOX_STAGES: dict[OutboxKind, Stage] = {
     OutboxKind.STATUS_ROWS: Stage.RECORD_STATUS,
     OutboxKind.SUBSCRIPTION_ROWS: Stage.RECORD_SUBSCRIPTION,
     OutboxKind.RELEASES: Stage.RELEASE,
+    OutboxKind.HISTORY: Stage.RECORD_HISTORY,
 }

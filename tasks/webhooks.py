@@ -6,7 +6,7 @@ from typing import Any
 
 import redis
 from celery import Task
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.clients.errors import ClientError
 from pipeline.delivery.retry_policy import retryable
@@ -37,7 +37,7 @@ def process_webhook_task(self: Task, tenant: str, event_id: str) -> None:
     except webhooks.NotYetAccepted as exc:  # Rokt's confirmation beat our own record of its 202
         after, most = CONFIRMATION_RETRY_SECONDS, CONFIRMATION_MAX_RETRIES
         raise self.retry(exc=exc, countdown=after, max_retries=most) from exc
-    except (RateLimited, ClientError, redis.RedisError, OperationalError) as exc:
+    except (RateLimited, ClientError, redis.RedisError, SQLAlchemyError) as exc:
         if not retryable(exc):
             raise  # on_failure dead-letters it
         raise retry_later(self, exc) from exc

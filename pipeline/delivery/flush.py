@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+
 from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
 from pipeline.infra import keys
@@ -286,7 +289,9 @@ def flush_history(
             if record and record.get("archived") != "1"  # forgotten meanwhile, or archived before
         }
         report.calls += 1
-        rt.history.upsert_executions([row_of(tenant, ex, record) for ex, record in records.items()])
+        refused = _write_history(rt, tenant, records, report)
+        for execution in refused:
+            del records[execution]
         changed = [
             execution
             for execution, record in records.items()
@@ -296,6 +301,37 @@ def flush_history(
             box.append({"executionId": execution})
 
     return _drain(box, consumer, HISTORY_BATCH, send_batch, report, budget_seconds, max_wait)
+
+
+def _write_history(
+    rt: Runtime, tenant: str, records: dict[str, dict[str, str]], report: FlushReport
+) -> list[str]:
+    """One upsert for the batch. A store that is away raises (the batch waits); a batch the store
+    refuses (a value it cannot hold) is written row by row, and a row refused alone is
+    dead-lettered (replayed, it is written as it is then). Returns the refused executions."""
+    rows = {execution: row_of(tenant, execution, record) for execution, record in records.items()}
+    try:
+        rt.history.upsert_executions(list(rows.values()))
+        return []
+    except (OperationalError, InterfaceError, SQLAlchemyTimeoutError):
+        raise
+    except SQLAlchemyError:
+        pass
+    refused = []
+    for execution, row in rows.items():
+        report.calls += 1
+        try:
+            rt.history.upsert_executions([row])
+        except (OperationalError, InterfaceError, SQLAlchemyTimeoutError):
+            raise
+        except SQLAlchemyError as exc:
+            report.rejected += 1
+            refused.append(execution)
+            log.error("history store refused execution %s: %s", execution, type(exc).__name__)
+            payload = {"executionId": execution}
+            stage = OUTBOX_STAGES[OutboxKind.HISTORY]
+            record_exception(rt.redis, tenant, f"history:{execution}", stage, exc, payload)
+    return refused
 
 
 FLUSHERS: dict[str, Flusher] = {

@@ -12,7 +12,8 @@ import random
 from dataclasses import dataclass
 
 import redis
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.clients.errors import ClientError
 from pipeline.stores.ratelimit import RateLimited
@@ -70,6 +71,20 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
         "429 errorcode 50100",
         "throttled",
         "wait `Retry-After` (5 s) and pause the tenant's SFMC bucket; the batch stays pending",
+    ),
+    (
+        "History store",
+        "down, unreachable, pool exhausted",
+        "retryable",
+        "the batch waits in its outbox, retried with backoff (at most "
+        f"{TASK_RETRY_MAX_COUNTDOWN_SECONDS} s), unbounded; the records stay whole in Redis meanwhile",
+    ),
+    (
+        "History store",
+        "refuses a row (a value it cannot hold)",
+        "permanent",
+        "the batch is written row by row; the refused row alone ends in the dead-letter store "
+        "(`record_history`), its record whole in Redis; a replay writes it as it is then",
     ),
     ("SFMC", "429 errorcode 50200 (temporarily blocked)", "throttled", "wait 60 s; the batch stays pending"),
     (
@@ -138,7 +153,7 @@ def retryable(exc: BaseException) -> bool:
     wait, or Redis or the history store unavailable (the worker reconnects by itself)."""
     if isinstance(exc, ClientError):
         return exc.retryable
-    return isinstance(exc, (RateLimited, redis.RedisError, OperationalError))
+    return isinstance(exc, (RateLimited, redis.RedisError, OperationalError, InterfaceError, PoolTimeout))
 
 
 def decide(exc: Exception, attempts: int, age_seconds: float) -> Decision:

@@ -143,14 +143,14 @@ def status_row(ex: Execution) -> dict[str, Any]:
 
 def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows as the ledger has them now: one round trip for the batch, and one query of the
-    history store for the executions archived since (Redis keeps only their tombstone). An
-    execution found in neither (expired) keeps its buffered row."""
+    history store for the executions archived since (Redis keeps at most their tombstone). An
+    execution found in neither (past its retention) keeps its buffered row."""
     ids = [row["keys"]["ExecutionId"] for row in rows]
     pipe = rt.redis.pipeline(transaction=False)
     for execution_id in ids:
         pipe.hgetall(keys.execution(tenant, execution_id))
     found = dict(zip(ids, pipe.execute(), strict=True))
-    archived = [execution_id for execution_id, data in found.items() if data.get("archived") == "1"]
+    archived = [ex_id for ex_id, data in found.items() if not data or data.get("archived") == "1"]
     if archived:
         found.update(rt.history.records(tenant, archived))
     current = []
@@ -274,7 +274,8 @@ def _open(tenant: str, execution_id: str, rt: Runtime, ex: Execution | None) -> 
         log.warning("execution %s of tenant %s not in the ledger (expired?)", execution_id, tenant)
         return None
     if ex.terminal:
-        emit_outcome(rt, ex)
+        if "archived" not in ex.fields:  # an archived one's row went out before it left Redis
+            emit_outcome(rt, ex)
         return None
     return ex
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,9 @@ executions = sa.Table(
     sa.Column("execution_id", sa.String(36), primary_key=True),
     sa.Column("received_on", sa.Date, primary_key=True),  # the partition key: never changes
     sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("event_id", sa.String(64), nullable=False),
-    sa.Column("activity_id", sa.String(64), nullable=False, server_default=""),
-    sa.Column("template_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("event_id", sa.Text, nullable=False),  # TEXT: whatever execute accepted fits
+    sa.Column("activity_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("template_id", sa.Text, nullable=False, server_default=""),
     sa.Column("contact_key", sa.Text, nullable=False, server_default=""),  # personal: forget erases it
     sa.Column("updated_at", sa.String(40), nullable=False),  # the ledger's ISO time, UTC
     sa.Column("record", sa.Text, nullable=False),
@@ -65,6 +65,10 @@ def received_on(record: Mapping[str, str]) -> date:
         return datetime.now(UTC).date()
 
 
+def _text(value: str) -> str:
+    return value.replace("\x00", "")  # PostgreSQL's TEXT holds no NUL (the JSON record escapes it)
+
+
 def row_of(tenant: str, execution_id: str, record: Mapping[str, str]) -> dict[str, Any]:
     """The executions row of one ledger record (its Redis hash, as read)."""
     return {
@@ -72,10 +76,10 @@ def row_of(tenant: str, execution_id: str, record: Mapping[str, str]) -> dict[st
         "execution_id": execution_id,
         "received_on": received_on(record),
         "status": record.get("status", ""),
-        "event_id": record.get("eventId", ""),
-        "activity_id": record.get("activityId", ""),
-        "template_id": record.get("templateId", ""),
-        "contact_key": record.get("contactKey", ""),
+        "event_id": _text(record.get("eventId", "")),
+        "activity_id": _text(record.get("activityId", "")),
+        "template_id": _text(record.get("templateId", "")),
+        "contact_key": _text(record.get("contactKey", "")),
         "updated_at": record.get("updatedAt", ""),
         "record": json.dumps(dict(record), sort_keys=True, separators=(",", ":")),
     }
@@ -93,7 +97,9 @@ class HistoryStore:
             if url in ("sqlite://", "sqlite:///:memory:"):  # one database for every thread (tests)
                 options["poolclass"] = sa.pool.StaticPool
         else:
-            options.update(pool_pre_ping=True, pool_size=2, max_overflow=4)
+            # one connection per process is what a flush uses: 16 prefork children stay far
+            # below PostgreSQL's default max_connections (100)
+            options.update(pool_pre_ping=True, pool_size=1, max_overflow=2)
         self.engine: Engine = sa.create_engine(url, **options)
         if self.sqlite:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -111,11 +117,17 @@ class HistoryStore:
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        with self.engine.begin() as connection:
-            if not self.sqlite:  # one migrating process at a time
-                connection.execute(sa.text("SELECT pg_advisory_xact_lock(720511)"))
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        for attempt in range(3):
+            try:
+                with self.engine.begin() as connection:
+                    if not self.sqlite:  # one migrating process at a time
+                        connection.execute(sa.text("SELECT pg_advisory_xact_lock(720511)"))
+                    config.attributes["connection"] = connection
+                    command.upgrade(config, "head")
+                return
+            except sa.exc.OperationalError:  # SQLite: another process migrated meanwhile
+                if not self.sqlite or attempt == 2:
+                    raise
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -124,15 +136,20 @@ class HistoryStore:
         when it is not older than the stored row. Returns the rows given."""
         if not rows:
             return 0
-        with self.engine.begin() as connection:
-            self._ensure_partitions(connection, {row["received_on"] for row in rows})
-            insert = self._insert()
-            statement = insert.on_conflict_do_update(
-                index_elements=["tenant", "execution_id", "received_on"],
-                set_={name: getattr(insert.excluded, name) for name in UPDATED},
-                where=insert.excluded.updated_at >= executions.c.updated_at,
-            )
-            connection.execute(statement, rows)
+        self._ensure_partitions({row["received_on"] for row in rows})
+        insert = self._insert()
+        statement = insert.on_conflict_do_update(
+            index_elements=["tenant", "execution_id", "received_on"],
+            set_={name: getattr(insert.excluded, name) for name in UPDATED},
+            where=insert.excluded.updated_at >= executions.c.updated_at,
+        )
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(statement, rows)
+        except sa.exc.SQLAlchemyError:
+            with self._lock:  # a partition dropped meanwhile (retention elsewhere): made again next time
+                self._partitions.clear()
+            raise
         return len(rows)
 
     def _insert(self) -> Any:
@@ -142,20 +159,37 @@ class HistoryStore:
             from sqlalchemy.dialects.postgresql import insert
         return insert(executions)
 
-    def _ensure_partitions(self, connection: Connection, days: Iterable[date]) -> None:
+    def _ensure_partitions(self, days: Iterable[date]) -> None:
+        """Each day's partition, committed on its own before rows are written to it; remembered
+        only once committed."""
         if self.sqlite:
             return
         missing = sorted(set(days) - self._partitions)
-        for day in missing:
-            following = day + timedelta(days=1)
-            connection.execute(
-                sa.text(
-                    f'CREATE TABLE IF NOT EXISTS "{partition_name(day)}" PARTITION OF executions '
-                    f"FOR VALUES FROM ('{day.isoformat()}') TO ('{following.isoformat()}')"
+        if not missing:
+            return
+        with self.engine.begin() as connection:
+            for day in missing:
+                following = day + timedelta(days=1)
+                connection.execute(
+                    sa.text(
+                        f'CREATE TABLE IF NOT EXISTS "{partition_name(day)}" PARTITION OF executions '
+                        f"FOR VALUES FROM ('{day.isoformat()}') TO ('{following.isoformat()}')"
+                    )
                 )
-            )
         with self._lock:
             self._partitions.update(missing)
+
+    def forget_executions(self, tenant: str, execution_ids: list[str]) -> int:
+        """Erase these executions (found by contact key, email or a scan of their arguments)."""
+        if not execution_ids:
+            return 0
+        with self.engine.begin() as connection:
+            done = connection.execute(
+                executions.delete().where(
+                    executions.c.tenant == tenant, executions.c.execution_id.in_(execution_ids)
+                )
+            )
+        return int(done.rowcount or 0)
 
     def forget_contact(self, tenant: str, contact_key: str) -> int:
         """Erase every execution of one contact key; returns how many rows went."""

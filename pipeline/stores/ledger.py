@@ -102,6 +102,7 @@ local function answer(moved, current)
 end
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return answer(0, '') end
+if redis.call('HGET', KEYS[1], 'archived') == '1' then return answer(0, 'archived') end
 local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
 if not allowed then return answer(0, current) end
@@ -117,7 +118,7 @@ if ARGV[1] == 'accepted' then
   redis.call('HSET', KEYS[1], 'acceptedAt', ARGV[4])  -- the confirm deadline's start: the set's score moves
 end
 if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
-if ARGV[1] ~= 'queued' then redis.call('XADD', KEYS[7], '*', 'p', '{"executionId": "' .. ARGV[9] .. '"}') end
+if ARGV[1] ~= 'queued' then redis.call('XADD', KEYS[7], '*', 'p', cjson.encode({executionId = ARGV[9]})) end
 if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
   local ttl = tonumber(ARGV[6])
   local template = redis.call('HGET', KEYS[1], 'templateId')
@@ -228,7 +229,8 @@ if not archivable then return 0 end
 local ok, args = pcall(cjson.decode, redis.call('HGET', KEYS[1], 'args') or '{}')
 local release = ok and type(args) == 'table' and args['releaseEventDefinitionKey']
 local released = redis.call('HGET', KEYS[1], 'releasedAt')
-if type(release) == 'string' and string.match(release, '%S') and not released then return -1 end
+local waits = (type(release) == 'string' and string.match(release, '%S')) or type(release) == 'number'
+if waits and not released then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[4])
 redis.call('HSET', KEYS[1], 'status', status, 'archived', '1')
@@ -236,14 +238,17 @@ redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
-# KEYS: exec hash; ARGV: ttl, field/value pairs of the record as the store holds it
+# KEYS: exec hash, history outbox; ARGV: ttl, execution id, field/value pairs of the record as the
+#       store holds it
 # A tombstone (or nothing, past the tombstone's lifetime) becomes the whole record again, so a
-# late webhook can move it like any other; a record still whole is left as it is.
+# late webhook can move it like any other; a record still whole is left as it is. The history
+# outbox gets it again, so it leaves Redis again whether or not the move happens.
 _RESTORE = """
 if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'archived') ~= '1' then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
+redis.call('XADD', KEYS[2], '*', 'p', cjson.encode({executionId = ARGV[2]}))
 return 1
 """
 
@@ -412,7 +417,8 @@ class Ledger:
         is left; True when restored."""
         fields = {name: value for name, value in record.items() if name != "archived"}
         flat = [item for pair in fields.items() for item in pair]
-        return bool(self._restore(keys=[keys.execution(tenant, execution)], args=[self.ttl_seconds, *flat]))
+        names = [keys.execution(tenant, execution), keys.outbox(tenant, OutboxKind.HISTORY)]
+        return bool(self._restore(keys=names, args=[self.ttl_seconds, execution, *flat]))
 
     def get(self, tenant: str, execution: str) -> Execution | None:
         return Execution.from_hash(tenant, execution, self.r.hgetall(keys.execution(tenant, execution)))

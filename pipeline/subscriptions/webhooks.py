@@ -120,12 +120,16 @@ def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State
         execution = rt.history.execution_for_event(tenant, rokt_event_id)
         if execution is None:
             return False  # an event another system sent to this calendar
-    current = rt.ledger.get(tenant, execution)
-    if current is None or "archived" in current.fields:  # whole again, to move like any other
-        record = rt.history.record(tenant, execution)
-        if record is not None:
+    for _attempt in range(3):  # archived again between the restore and the move: restore again
+        current = rt.ledger.get(tenant, execution)
+        if current is None or "archived" in current.fields:  # whole again, to move like any other
+            record = rt.history.record(tenant, execution)
+            if record is None:
+                return False  # past its retention
             rt.ledger.restore(tenant, execution, record)
-    moved, previous = rt.ledger.transition(tenant, execution, target, states_leading_to(target))
+        moved, previous = rt.ledger.transition(tenant, execution, target, states_leading_to(target))
+        if previous != "archived":
+            break
     if not moved:
         if previous == State.QUEUED:
             raise NotYetAccepted(execution)

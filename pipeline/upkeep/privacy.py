@@ -229,6 +229,7 @@ def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: s
         stored = ledger.forget(tenant, execution, ex.contact_key if ex else contact_key)
         removed += int(stored or archived is not None)
         r.zrem(keys.release_due(tenant), execution)
+    rt.history.forget_executions(tenant, sorted(found))
     for key in {contact_key, person.email} - {""}:
         r.delete(keys.contact_executions(tenant, keys.contact_digest(key)))
         rt.history.forget_contact(tenant, key)

@@ -94,6 +94,12 @@ def _replay_row(kind: OutboxKind) -> Replayer:
     return replay_row
 
 
+def _replay_history(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    """The execution into the history outbox again, to be written as it is now."""
+    rt.outbox(tenant, OutboxKind.HISTORY).append({"executionId": letter["payload"]["executionId"]})
+    return True
+
+
 def _replay_release(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
     payload = letter["payload"]
     item = {"eventDefinitionKey": payload["eventDefinitionKey"], **payload["member"]}
@@ -124,6 +130,7 @@ REPLAYERS: dict[Stage, Replayer] = {
     Stage.RECORD_STATUS: _replay_row(OutboxKind.STATUS_ROWS),
     Stage.RECORD_SUBSCRIPTION: _replay_row(OutboxKind.SUBSCRIPTION_ROWS),
     Stage.RELEASE: _replay_release,
+    Stage.RECORD_HISTORY: _replay_history,
     Stage.WEBHOOK: _replay_webhook,
     Stage.MATCH_CONTACT: _replay_contact_match,
 }

@@ -10,7 +10,8 @@ from pipeline.stores.history import HistoryStore, row_of
 from pipeline.stores.ledger import event_id_for
 from pipeline.subscriptions.webhooks import update_execution
 from pipeline.upkeep import privacy
-from pipeline.vocabulary import OutboxKind, State
+from pipeline.upkeep.replay import list_dead_letters, replay
+from pipeline.vocabulary import OutboxKind, Stage, State
 from tests.unit.conftest import claim_execution
 
 T = "default"
@@ -139,3 +140,64 @@ def test_an_execution_whose_contact_waits_for_its_release_stays_until_released(r
     runtime.ledger.update(T, "e1", releasedAt="2026-12-07T10:00:00.000+00:00")
     seen = runtime.redis.hgetall(keys.execution(T, "e1"))
     assert runtime.ledger.archive(T, "e1", seen, 60) == 1
+
+
+def test_a_late_duplicate_webhook_does_not_keep_the_restored_record_in_redis(runtime):
+    claim_execution(runtime, "e1")
+    _finish(runtime, "e1", State.ACCEPTED)
+    _finish(runtime, "e1", State.CONFIRMED, (State.ACCEPTED,))
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    # Rokt's own confirmation after the reconciler's: restored, refused (already confirmed)
+    assert update_execution(runtime, T, event_id_for("e1"), State.CONFIRMED) is False
+    assert runtime.redis.hget(keys.execution(T, "e1"), "contactKey") == "C1"
+    flush_history(runtime, T, consumer="c", max_wait=0)  # the restore queued it again
+    assert runtime.redis.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
+
+
+def test_no_move_touches_a_tombstone(runtime):
+    claim_execution(runtime, "e1")
+    _finish(runtime, "e1", State.ACCEPTED)
+    _finish(runtime, "e1", State.CONFIRMED, (State.ACCEPTED,))
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    moved, previous = runtime.ledger.transition(T, "e1", State.REMOVED, (State.CONFIRMED,))
+    assert (moved, previous) == (False, "archived")
+    assert runtime.redis.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
+
+
+def test_a_row_the_store_refuses_is_dead_lettered_and_the_others_are_written(runtime, monkeypatch):
+    from sqlalchemy.exc import DataError
+
+    for execution in ("e1", "e2"):
+        claim_execution(runtime, execution)
+        _finish(runtime, execution, State.NO_SUBSCRIPTION)
+    write = runtime.history.upsert_executions
+
+    def refusing(rows):
+        if any(row["execution_id"] == "e2" for row in rows):
+            raise DataError("INSERT", {}, Exception("value too long"))
+        return write(rows)
+
+    monkeypatch.setattr(runtime.history, "upsert_executions", refusing)
+    report = flush_history(runtime, T, consumer="c", max_wait=0)
+    assert report.rejected == 1 and runtime.history.counts(T) == {"no_subscription": 1}
+    assert runtime.redis.hget(keys.execution(T, "e1"), "archived") == "1"
+    assert runtime.redis.hget(keys.execution(T, "e2"), "contactKey") == "C1"  # whole, waiting
+    [letter] = list_dead_letters(runtime, T)
+    assert letter["stage"] == Stage.RECORD_HISTORY and letter["payload"] == {"executionId": "e2"}
+    monkeypatch.setattr(runtime.history, "upsert_executions", write)
+    report = replay(runtime, T, [letter], lambda *_: None, lambda *_: None)
+    assert report.replayed == 1
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    assert runtime.history.counts(T) == {"no_subscription": 2}
+
+
+def test_a_redelivered_task_of_an_archived_execution_sends_no_row(runtime):
+    from pipeline.journeys.executions import render_step
+
+    claim_execution(runtime, "e1")
+    _finish(runtime, "e1", State.NO_SUBSCRIPTION)
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    rows = runtime.outbox(T, OutboxKind.STATUS_ROWS)
+    before = rows.backlog()
+    assert render_step(runtime, T, "e1") is False
+    assert rows.backlog() == before
