@@ -57,8 +57,8 @@ sandbox: install ## the whole stack and the Marketing Cloud and Journey Builder 
 
 # CI runs this beside the full suite: `make install` and a 100-contact demo on the oldest and the newest
 # supported Python found on the machine, each in a virtualenv of its own (.venv-<version>).
-pythons: dev ## install + a 100-contact demo on the oldest and the newest supported Python
-	$(BIN)/python scripts/check_pythons.py --contacts 100
+pythons: dev ## install + a 100-contact demo on the oldest and the newest supported Python (ONLY=oldest: one)
+	$(BIN)/python scripts/check_pythons.py --contacts 100 $(if $(ONLY),--only $(ONLY))
 
 docs: dev ## regenerate the tables in docs/ that mirror code (settings, retries, data extensions, metrics, bench)
 	$(BIN)/python scripts/docs.py

@@ -80,7 +80,7 @@ def _redis_bytes_of_executions(stack: Stack) -> tuple[int, int, Counter]:
 def test_finished_executions_leave_redis_for_postgresql(pg_stack):
     postgres, stack = pg_stack
     store = _store(postgres)
-    payloads = stack.prepare(TENANT, jbsim.make_contacts(150, seed=31))
+    payloads = stack.prepare(TENANT, jbsim.make_contacts(80, seed=31))
     result = jbsim.drive(stack.execute_url(TENANT), stack.jwt_secret, payloads, concurrency=8)
     assert result.ok == len(payloads)
     stack.wait_terminal(TENANT, len(payloads))
@@ -105,7 +105,7 @@ def test_postgresql_killed_mid_run_loses_nothing(pg_stack):
     postgres, stack = pg_stack
     store = _store(postgres)
     before = sum(store.counts(TENANT).values())
-    payloads = stack.prepare(TENANT, jbsim.make_contacts(120, seed=32), journey_id="journey-pg-kill")
+    payloads = stack.prepare(TENANT, jbsim.make_contacts(60, seed=32), journey_id="journey-pg-kill")
     postgres.kill()
     try:
         result = jbsim.drive(stack.execute_url(TENANT), stack.jwt_secret, payloads, concurrency=8)
