@@ -15,11 +15,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
+from pipeline.delivery.retry_policy import retryable
 from pipeline.infra import keys
 from pipeline.journeys.executions import current_status_rows
 from pipeline.settings import Tenant
@@ -313,18 +313,17 @@ def _write_history(
     try:
         rt.history.upsert_executions(list(rows.values()))
         return []
-    except (OperationalError, InterfaceError, SQLAlchemyTimeoutError):
-        raise
-    except SQLAlchemyError:
-        pass
+    except SQLAlchemyError as exc:
+        if retryable(exc):  # away, not refusing: the batch waits
+            raise
     refused = []
     for execution, row in rows.items():
         report.calls += 1
         try:
             rt.history.upsert_executions([row])
-        except (OperationalError, InterfaceError, SQLAlchemyTimeoutError):
-            raise
         except SQLAlchemyError as exc:
+            if retryable(exc):
+                raise
             report.rejected += 1
             refused.append(execution)
             log.error("history store refused execution %s: %s", execution, type(exc).__name__)
