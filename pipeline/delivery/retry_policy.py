@@ -21,6 +21,9 @@ from pipeline.stores.ratelimit import RateLimited
 MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution, then failed + dead letter
 TIME_BUDGET_SECONDS = 3600  # an execution may be delayed (throttling included) this long
 TASK_RETRY_MAX_COUNTDOWN_SECONDS = 300  # < celeryconfig.VISIBILITY_TIMEOUT - task_time_limit
+# a history store back from an outage is written to within this long: an attempt while it is down
+# costs one refused connection, and the rows it holds up wait in their outbox meanwhile
+STORE_RETRY_MAX_COUNTDOWN_SECONDS = 15
 BUDGET = f"{TIME_BUDGET_SECONDS // 3600}-hour" if TIME_BUDGET_SECONDS % 3600 == 0 else f"{TIME_BUDGET_SECONDS} s"
 
 # vendor/part, condition, error class, what happens
@@ -77,7 +80,7 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
         "down, unreachable, pool exhausted",
         "retryable",
         "the batch waits in its outbox, retried with backoff (at most "
-        f"{TASK_RETRY_MAX_COUNTDOWN_SECONDS} s), unbounded; the records stay whole in Redis meanwhile",
+        f"{STORE_RETRY_MAX_COUNTDOWN_SECONDS} s), unbounded; the records stay whole in Redis meanwhile",
     ),
     (
         "History store",
@@ -145,6 +148,8 @@ def countdown(exc: BaseException, attempt: int) -> float:
     wait = requested_wait(exc)
     if wait is not None:
         return min(wait, TASK_RETRY_MAX_COUNTDOWN_SECONDS) + random.uniform(0, 1)
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout)):
+        return min(STORE_RETRY_MAX_COUNTDOWN_SECONDS, backoff(attempt))
     return backoff(attempt)
 
 

@@ -84,6 +84,23 @@ def reset_process_caches(*, read_settings: bool = True) -> None:
     importlib.reload(celeryconfig)
 
 
+# what each running Stack found in this process's environment before it set its own values
+_CHANGED_ENVIRON: list[dict[str, str | None]] = []
+
+
+def environ_outside_stacks() -> dict[str, str]:
+    """This process's environment as it was before the Stacks still running here set theirs: for a
+    child that is not part of them (a demo of its own, started by a test beside a running stack)."""
+    environ = dict(os.environ)
+    for saved in reversed(_CHANGED_ENVIRON):
+        for name, value in saved.items():
+            if value is None:
+                environ.pop(name, None)
+            else:
+                environ[name] = value
+    return environ
+
+
 class Stack:
     """The processes of one run and the helpers every caller needs.
 
@@ -189,6 +206,7 @@ class Stack:
         self.env = {**os.environ, **ours}
         self._saved_environ = {name: os.environ.get(name) for name in ours}
         os.environ.update(ours)
+        _CHANGED_ENVIRON.append(self._saved_environ)
         reset_process_caches()
         self.redis = redis_client(self.redis_url)
         self.runtime = Runtime(load_settings(self.env), self.redis)
@@ -211,6 +229,7 @@ class Stack:
             self._web_thread.stop()
             self._web_thread = None
         if self._saved_environ:
+            _CHANGED_ENVIRON[:] = [saved for saved in _CHANGED_ENVIRON if saved is not self._saved_environ]
             for name, value in self._saved_environ.items():
                 if value is None:
                     os.environ.pop(name, None)

@@ -1,11 +1,12 @@
 """Each chaos scenario, small, through `rokt-sfmc demo --chaos`: nothing lost, nothing twice."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+
+from pipeline.sandbox.stack import environ_outside_stacks
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,7 @@ def chaos_report(tmp_path, scenario: str, env: dict[str, str] | None = None, tim
     """`rokt-sfmc demo --contacts 250 --chaos <scenario>` in a process of its own (its own stack,
     not this session's Redis or tenants), `env` added; its JSON report once it exited 0."""
     report_path = tmp_path / "report.json"
-    base = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TENANTS_FILE")}
+    base = {k: v for k, v in environ_outside_stacks().items() if k not in ("REDIS_URL", "TENANTS_FILE")}
     demo = ["demo", "--contacts", "250", "--chaos", scenario, "--report", str(report_path)]
     completed = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *demo],

@@ -1,18 +1,19 @@
 """`rokt-sfmc demo` end to end, as a user runs it: its own Redis, sandbox, web, worker, beat."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
+
+from pipeline.sandbox.stack import environ_outside_stacks
 
 pytestmark = pytest.mark.e2e
 
 
 def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
     report_path = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "TENANTS_FILE")}
+    env = {k: v for k, v in environ_outside_stacks().items() if k not in ("REDIS_URL", "TENANTS_FILE")}
     env["REDIS_URL"] = "redis://127.0.0.1:1/0"  # unreachable: the demo must bring its own Redis
     completed = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "demo", "--contacts", "300", "--report", str(report_path)],

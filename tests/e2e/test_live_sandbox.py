@@ -31,6 +31,7 @@ import requests
 
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECRET, SANDBOX_MID, jbsim, rokt
 from pipeline.sandbox.live import PROCESSES_FILE, READY_LINE
+from pipeline.sandbox.stack import environ_outside_stacks
 from pipeline.tenancy.tenants import tenant_name_for_eid
 
 pytestmark = pytest.mark.e2e
@@ -117,7 +118,8 @@ def _read(process: subprocess.Popen, lines: list[str]) -> None:
 def live(chromium: Path, tmp_path_factory) -> Iterator[LiveSandbox]:
     up, _simulate = readme_commands()
     cwd = tmp_path_factory.mktemp("clean-checkout-cwd")
-    env = {k: v for k, v in os.environ.items() if k not in UNSET and not k.startswith("ROKT_SFMC_")}
+    outside = environ_outside_stacks()
+    env = {k: v for k, v in outside.items() if k not in UNSET and not k.startswith("ROKT_SFMC_")}
     process = subprocess.Popen(
         as_run(up),
         cwd=cwd,

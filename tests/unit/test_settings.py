@@ -191,6 +191,8 @@ def test_log_format_is_json_or_text():
         ("0123456789abcdef" * 2, False),
         ("x" * 31, False),
     ],
+    # named, not shown: random values would differ between the processes of `pytest -n`
+    ids=["urlsafe", "hex", "unit-test", "short", "one-char", "repeated-8", "repeated-16", "31-chars"],
 )
 def test_a_secret_needs_32_characters_and_no_repeated_pattern(value, ok):
     assert (secret_problem(value, sandbox=False) is None) is ok

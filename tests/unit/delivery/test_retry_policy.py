@@ -15,6 +15,7 @@ from pipeline.clients.errors import (
 )
 from pipeline.delivery.retry_policy import (
     MAX_FAILED_ATTEMPTS,
+    STORE_RETRY_MAX_COUNTDOWN_SECONDS,
     TASK_RETRY_MAX_COUNTDOWN_SECONDS,
     TIME_BUDGET_SECONDS,
     countdown,
@@ -73,6 +74,14 @@ def test_backoff_grows_with_the_attempt():
     assert 0.5 <= countdown(RetryableError("x"), 0) <= 1
     assert 4 <= countdown(RetryableError("x"), 3) <= 8
     assert countdown(redis.ConnectionError("down"), 10) <= TASK_RETRY_MAX_COUNTDOWN_SECONDS
+
+
+def test_a_history_store_back_from_an_outage_is_tried_again_within_its_own_cap():
+    from sqlalchemy.exc import OperationalError
+
+    down = OperationalError("INSERT", {}, Exception("connection refused"))
+    assert STORE_RETRY_MAX_COUNTDOWN_SECONDS / 2 <= countdown(down, 10) <= STORE_RETRY_MAX_COUNTDOWN_SECONDS
+    assert countdown(RetryableError("x"), 10) > STORE_RETRY_MAX_COUNTDOWN_SECONDS  # vendors back off longer
 
 
 @pytest.mark.parametrize(

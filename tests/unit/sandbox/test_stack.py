@@ -1,5 +1,6 @@
 """The one TENANTS_FILE writer: sandbox values, each tenant's own entries, Tenant defaults."""
 
+import os
 from dataclasses import fields
 
 import pytest
@@ -49,3 +50,18 @@ def test_each_tenant_gets_the_sandbox_values_its_own_entries_and_the_defaults(tm
 def test_an_entry_that_is_no_tenant_field_is_refused():
     with pytest.raises(ValueError, match="rokt_rate"):
         tenants_toml({}, {"t": {"rokt_rate": 20}})
+
+
+def test_a_child_started_beside_running_stacks_gets_the_environment_they_found(monkeypatch):
+    """Two stacks changed this process's environment (one set a variable that was not there, one
+    replaced a value); what a test hands its own demo is the environment before either."""
+    from pipeline.sandbox import stack
+
+    monkeypatch.setenv("HISTORY_URL", "sqlite:///first-stack.db")
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    monkeypatch.setattr(
+        stack, "_CHANGED_ENVIRON", [{"HISTORY_URL": None, "LOG_LEVEL": "INFO"}, {"HISTORY_URL": "sqlite:///x"}]
+    )
+    outside = stack.environ_outside_stacks()
+    assert "HISTORY_URL" not in outside and outside["LOG_LEVEL"] == "INFO"
+    assert os.environ["HISTORY_URL"] == "sqlite:///first-stack.db"  # this process's own is untouched
