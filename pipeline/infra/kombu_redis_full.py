@@ -47,7 +47,7 @@ PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)
 WARN_EVERY = 15
 
 
-def _append(self: Any, message: Any, delivery_tag: str, *, sleep: Any = time.sleep) -> None:
+def _append(self: Any, message: Any, delivery_tag: str) -> None:
     tries = 0
     while True:
         try:
@@ -57,7 +57,7 @@ def _append(self: Any, message: Any, delivery_tag: str, *, sleep: Any = time.sle
                 raise
             if tries % WARN_EVERY == 0:
                 log.warning("Redis is full: a fetched message waits for its bookkeeping; fetching paused")
-            sleep(PAUSES[min(tries, len(PAUSES) - 1)])
+            time.sleep(PAUSES[min(tries, len(PAUSES) - 1)])
             tries += 1
 
 
