@@ -351,6 +351,8 @@ def test_json_answers_of_execute_and_lifecycle_calls_carry_no_framing_policy(cli
         assert "Content-Security-Policy" not in answer.headers and "X-Frame-Options" not in answer.headers
 
 
+
+
 # --- config.json (issue item 6) ---
 
 
