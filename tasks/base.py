@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from celery import Task, signals
-from celery.exceptions import Retry
+from celery.exceptions import Reject, Retry
 
 from pipeline.delivery.flush import FLUSH_DELAY_SECONDS, claim_flush_slots
-from pipeline.delivery.retry_policy import countdown
+from pipeline.delivery.retry_policy import REDIS_FULL_WAIT_SECONDS, countdown, waits_for_memory
 from pipeline.infra import dispatch, logsetup, queues
 from pipeline.settings import get_settings
 from pipeline.tenancy.handles import get_runtime
@@ -36,11 +39,57 @@ _ALLOWED_OPTIONS = {
 _DEFAULTS: dict[str, Any] = {"bind": True, "max_retries": 20, "default_retry_delay": 2, "acks_late": True}
 
 
+log = logging.getLogger(__name__)
+
+
 def pipeline_task(name: str, **options: Any) -> Callable[[Callable[..., Any]], Task]:
     unknown = set(options) - _ALLOWED_OPTIONS
     if unknown:
         raise TypeError(f"unknown task options for {name}: {sorted(unknown)}")
-    return app.task(name=name, **{**_DEFAULTS, **options})
+    register = app.task(name=name, **{**_DEFAULTS, **options})
+    return lambda run: register(waiting_for_memory(run))
+
+
+# the pauses of a task waiting for Redis to accept writes again: short first (a spike), then 2 s
+REDIS_FULL_PAUSES = (0.25, 0.5, 1.0, 2.0)
+
+
+def waiting_for_memory(
+    run: Callable[..., Any],
+    *,
+    limit: float = REDIS_FULL_WAIT_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Callable[..., Any]:
+    """`run` (a bound task's function), run again in place while Redis refuses its writes for memory.
+
+    Why in place: a full Redis refuses the retry's publish too, and Celery drops a message whose
+    retry could not be sent (`Reject(requeue=False)`); waiting here keeps the message unacknowledged,
+    so a worker lost meanwhile loses nothing. A refused write did nothing (a script is refused
+    before its first write), and every step is idempotent, so running again is safe. After `limit`
+    seconds the message is requeued (pipeline/infra/kombu_redis_full.py keeps it unacknowledged while
+    Redis still refuses that too): never `failed`, never dropped."""
+
+    @functools.wraps(run)
+    def waiting(task: Task, *args: Any, **kwargs: Any) -> Any:
+        waited, pauses = 0.0, 0
+        while True:
+            try:
+                return run(task, *args, **kwargs)
+            except Retry:
+                raise
+            except Exception as exc:
+                if not waits_for_memory(exc):
+                    raise
+                if waited >= limit:
+                    log.warning("Redis still full after %.0f s: message requeued", waited)
+                    raise Reject(exc, requeue=True) from exc
+                pause = REDIS_FULL_PAUSES[min(pauses, len(REDIS_FULL_PAUSES) - 1)]
+                if pauses == 0:
+                    log.warning("Redis is full (writes refused for memory): waiting in place to run again")
+                sleep(pause)
+                waited, pauses = waited + pause, pauses + 1
+
+    return waiting
 
 
 def retry_later(task: Task, exc: BaseException, *, after: float | None = None, bounded: bool = True) -> Retry:
@@ -50,6 +99,8 @@ def retry_later(task: Task, exc: BaseException, *, after: float | None = None, b
     budget), or when nothing may ever be dropped (SFMC writes). Celery reads `max_retries=None`
     in `retry()` as "the task's default" (20), not as unbounded, so one more is allowed each time.
     """
+    if waits_for_memory(exc):  # Redis would refuse the retry's message too: wait in place (above)
+        raise exc
     wait = countdown(exc, task.request.retries) if after is None else after
     max_retries = None if bounded else task.request.retries + 1
     # a limiter ticket (create_rokt_event_task's) is a place in line for one moment: a retry for any

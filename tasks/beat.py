@@ -16,6 +16,7 @@ import redis
 from redbeat import RedBeatScheduler
 from redis.exceptions import AuthorizationError
 
+from pipeline.infra.redis_clients import refused_for_memory
 from pipeline.ops import heartbeats
 from pipeline.tenancy.handles import get_runtime
 
@@ -46,6 +47,16 @@ class HeartbeatScheduler(RedBeatScheduler):
                 log.warning(
                     "beat: Redis unavailable (%s); ticking again every %.0f s", exc, REDIS_AWAY_RETRY_SECONDS
                 )
+            return REDIS_AWAY_RETRY_SECONDS
+        except redis.RedisError as exc:
+            if not refused_for_memory(exc):
+                raise
+            # Redis full: RedBeat reads its schedule in MULTI, which a full Redis refuses whole;
+            # beat pauses (nothing sent meanwhile would be accepted anyway) instead of exiting
+            now = time.monotonic()
+            if now - self._last_away_warning >= AWAY_WARNING_INTERVAL_SECONDS:
+                self._last_away_warning = now
+                log.warning("beat: Redis is full; ticking again every %.0f s", REDIS_AWAY_RETRY_SECONDS)
             return REDIS_AWAY_RETRY_SECONDS
         now = time.monotonic()
         if now - self._last_heartbeat >= MIN_WRITE_INTERVAL_SECONDS:

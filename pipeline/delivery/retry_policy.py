@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.clients.errors import ClientError
+from pipeline.infra.redis_clients import refused_for_memory
 from pipeline.stores.ratelimit import RateLimited
 
 MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution, then failed + dead letter
@@ -24,6 +25,9 @@ TASK_RETRY_MAX_COUNTDOWN_SECONDS = 300  # < celeryconfig.VISIBILITY_TIMEOUT - ta
 # a history store back from an outage is written to within this long: an attempt while it is down
 # costs one refused connection, and the rows it holds up wait in their outbox meanwhile
 STORE_RETRY_MAX_COUNTDOWN_SECONDS = 15
+# a task whose Redis write is refused for memory waits in place this long (its message stays
+# unacknowledged, nothing is published: a retry could not be), well within task_soft_time_limit
+REDIS_FULL_WAIT_SECONDS = 30
 BUDGET = f"{TIME_BUDGET_SECONDS // 3600}-hour" if TIME_BUDGET_SECONDS % 3600 == 0 else f"{TIME_BUDGET_SECONDS} s"
 
 # vendor/part, condition, error class, what happens
@@ -106,6 +110,21 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
     ),
     (
         "Redis",
+        "full (a write refused at `maxmemory`, `noeviction`), in the web tier",
+        "-",
+        "503 `redis_full` with `Retry-After: 5`: Journey Builder and Rokt retry; nothing was claimed "
+        "(the claim is one script, refused before its first write)",
+    ),
+    (
+        "Redis",
+        "full, in a task",
+        "wait",
+        f"the task waits in place (its message unacknowledged) and runs again, for up to {REDIS_FULL_WAIT_SECONDS} s; "
+        "then its message is requeued, or, while Redis still refuses that, left to the visibility timeout and "
+        "the reconciler; not counted, never `failed`. The worker pauses fetching and stays up",
+    ),
+    (
+        "Redis",
         "unreachable, in a task",
         "retryable",
         "backoff, up to 20 retries; the worker reconnects by itself",
@@ -155,10 +174,19 @@ def countdown(exc: BaseException, attempt: int) -> float:
 
 def retryable(exc: BaseException) -> bool:
     """Whether the same work may succeed later: a retryable vendor error, our own limiter's
-    wait, or Redis or the history store unavailable (the worker reconnects by itself)."""
+    wait, Redis unavailable or full (also when the broker's client wraps it), or the history store
+    unavailable (the worker reconnects by itself)."""
     if isinstance(exc, ClientError):
         return exc.retryable
+    if refused_for_memory(exc):
+        return True
     return isinstance(exc, (RateLimited, redis.RedisError, OperationalError, InterfaceError, PoolTimeout))
+
+
+def waits_for_memory(exc: BaseException) -> bool:
+    """Whether `exc` means "Redis is full": wait in place and run again, neither publish a retry
+    (Redis would refuse it, and Celery drops a message whose retry could not be sent) nor give up."""
+    return refused_for_memory(exc)
 
 
 def decide(exc: Exception, attempts: int, age_seconds: float) -> Decision:

@@ -114,10 +114,13 @@ def _basic_publish(self: Any, message: Any, exchange: str, routing_key: str, **k
 
 def apply() -> None:
     """Idempotent: patch kombu's Redis Channel.close, Channel._subscribe and Channel.basic_publish
-    once per process; and, on RabbitMQ, countdowns in whole seconds (pipeline/infra/broker.py)."""
-    from pipeline.infra import broker  # here: pipeline.infra.broker imports celery, this module only kombu
+    once per process; and, on RabbitMQ, countdowns in whole seconds (pipeline/infra/broker.py); and
+    its QoS for a full Redis (pipeline/infra/kombu_redis_full.py)."""
+    # here: pipeline.infra.broker imports celery, this module only kombu
+    from pipeline.infra import broker, kombu_redis_full
 
     broker.apply()
+    kombu_redis_full.apply()  # and a worker pauses while Redis is full instead of dying
     if not hasattr(kombu_redis.Channel, _ORIGINAL):
         setattr(kombu_redis.Channel, _ORIGINAL, kombu_redis.Channel.close)
         kombu_redis.Channel.close = _close  # type: ignore[method-assign]

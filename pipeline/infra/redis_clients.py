@@ -197,3 +197,23 @@ def redis_location(url: str) -> str:
     host = parts.hostname or "localhost"
     host = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path or '/0'}"
+
+
+# what Redis answers a write it refuses at `maxmemory` under `noeviction`: "OOM command not allowed
+# when used memory > 'maxmemory'" (a command), "command not allowed when used memory > ..." (one
+# queued in MULTI, where Redis refuses even reads and deletes once full)
+_MEMORY_REFUSED = "used memory > 'maxmemory'"
+
+
+def refused_for_memory(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it wraps (kombu's OperationalError, Celery's Reject), is Redis
+    refusing a write because it is full. Such a write did nothing: it is to be done again once
+    memory is freed, never given up (docs/operations.md, "Redis is full")."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, redis.exceptions.OutOfMemoryError) or _MEMORY_REFUSED in str(exc):
+            return True
+        wrapped = getattr(exc, "reason", None)  # celery.exceptions.Reject keeps its cause there
+        exc = wrapped if isinstance(wrapped, BaseException) else (exc.__cause__ or exc.__context__)
+    return False

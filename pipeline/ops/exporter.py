@@ -182,6 +182,16 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
         up = _gauge("rsf_broker_up", "1 when the Celery broker answered at this scrape.", ["kind"])
         up.add_metric([str(broker.get("kind", ""))], 1 if broker.get("reachable") else 0)
         yield up
+    memory = snap.get("redis")
+    if memory is not None:
+        used = _gauge("rsf_redis_memory_used_bytes", "Memory Redis uses (INFO memory used_memory).")
+        used.add_metric([], memory["usedBytes"])
+        limit = _gauge(
+            "rsf_redis_memory_max_bytes",
+            "Redis' maxmemory (0: no limit); at it, with noeviction, Redis refuses writes.",
+        )
+        limit.add_metric([], memory["maxBytes"])
+        yield from (used, limit)
     beat_age = snap.get("beat", {}).get("lastTickAgeSeconds")
     if beat_age is not None:  # never ticked (or forgotten): absent, which the alert also catches
         beat = _gauge("rsf_beat_last_tick_age_seconds", "Seconds since Celery beat last ticked.")
@@ -202,6 +212,7 @@ def scrape_duration_family() -> GaugeMetricFamily:
 EVERY_PART: dict[str, Any] = {
     "broker": {"kind": "redis", "reachable": True},
     "beat": {"lastTickAgeSeconds": 0},
+    "redis": {"usedBytes": 0, "maxBytes": 0},
 }
 
 

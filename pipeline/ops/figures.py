@@ -67,6 +67,7 @@ def snapshot(rt: Runtime, tenants: list[str] | None = None) -> dict[str, Any]:
         broker_figures = {"kind": "redis", "reachable": True}
     beat = heartbeats.seen(r, "beat").get("beat")
     return {
+        "redis": redis_memory(r),
         "generatedAt": round(time.time(), 3),
         "tenants": {
             name: {
@@ -80,6 +81,17 @@ def snapshot(rt: Runtime, tenants: list[str] | None = None) -> dict[str, Any]:
         "beat": {"lastTickAgeSeconds": None if beat is None else round(beat, 3)},
         "broker": broker_figures,
     }
+
+
+def redis_memory(r: redis.Redis) -> dict[str, int] | None:
+    """Redis' used memory and its `maxmemory` (0: no limit). At `maxmemory` (noeviction) Redis
+    refuses writes: execute answers 503, workers pause (docs/operations.md, "Redis full").
+    None where INFO is not offered (a managed Redis that renames it; fakeredis)."""
+    try:
+        info = r.info("memory")
+    except redis.ResponseError:
+        return None
+    return {"usedBytes": int(info.get("used_memory", 0)), "maxBytes": int(info.get("maxmemory", 0))}
 
 
 def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, Any]:

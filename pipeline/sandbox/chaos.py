@@ -11,6 +11,9 @@
   from its AOF: every write Redis had answered had reached the kernel (`appendfsync everysec`
   writes the AOF before it answers), so nothing is lost (`lost: 0`); what a lost *machine*
   costs is another matter (docs/architecture.md, Durability). Workers must answer a ping again as above.
+- redis-full: cap Redis' `maxmemory` just above what it uses for REDIS_FULL_SECONDS mid-run, then
+  restore it (Redis runs `noeviction`): writes are refused with OOM meanwhile; execute answers 503
+  (JB retries), workers wait and retry, nothing is dropped (docs/operations.md, "Redis is full").
 - rokt-faults: 20% 5xx, bursts of 429, 2 s latency spikes.
 - sfmc-faults: 30 s tokens, 429 (50100) bursts, occasional 500.
 """
@@ -24,10 +27,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis
 import requests
 
-SCENARIOS = ("kill-workers", "restart-redis", "crash-redis", "rokt-faults", "sfmc-faults")
+SCENARIOS = ("kill-workers", "restart-redis", "crash-redis", "redis-full", "rokt-faults", "sfmc-faults")
 PING_AFTER_REDIS_RESTART = "ping_after_redis_restart_s"
+REDIS_FULL_AFTER_SECONDS = 2.0  # while executes still arrive, so the web tier meets it too
+REDIS_FULL_SECONDS = 5.0  # below jbsim's retry window under chaos (6 retries, 1 s apart)
+# the cap: what Redis uses at that moment, so the next writes are refused (64 KiB above it, a run
+# whose workers were freeing memory then (acks, tombstones) saw no refusal at all)
+REDIS_FULL_MARGIN_BYTES = 0
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
@@ -52,6 +61,8 @@ class ChaosHooks:
     restart_redis: Callable[[], float | None] | None = None
     # the same after a SIGKILL of the Redis process (restarted from its AOF)
     crash_redis: Callable[[], float | None] | None = None
+    # the stack's Redis, for redis-full (CONFIG SET maxmemory)
+    redis: redis.Redis | None = None
 
 
 @dataclass
@@ -88,7 +99,7 @@ class Chaos:
 
     def _run(self) -> None:
         started = time.monotonic()
-        next_kill, redis_done, redis_crashed = started + 3, False, False
+        next_kill, redis_done, redis_crashed, redis_filled = started + 3, False, False, False
         next_rokt_burst, next_sfmc_burst, next_spike = started + 2, started + 3, started + 5
         while not self._stop.wait(0.25):
             now = time.monotonic()
@@ -102,6 +113,10 @@ class Chaos:
             if "crash-redis" in self.scenarios and not redis_crashed and now - started > 5:
                 self._redis_down(self.hooks.crash_redis, "redis_crashes")
                 redis_crashed = True
+            redis_full_due = now - started > REDIS_FULL_AFTER_SECONDS
+            if "redis-full" in self.scenarios and not redis_filled and redis_full_due:
+                self._redis_full()
+                redis_filled = True
             if "rokt-faults" in self.scenarios:
                 if now >= next_rokt_burst:  # a 429 burst: the account briefly allows 3/s
                     self._burst("rokt", {"rate_limit": 3}, {"rate_limit": self.hooks.rokt_rate_limit}, 1.5)
@@ -127,7 +142,29 @@ class Chaos:
             worst = max(self.counts.get(PING_AFTER_REDIS_RESTART, 0), round(took, 1), 0.1)
             self.counts[PING_AFTER_REDIS_RESTART] = worst
 
+    def _redis_full(self) -> None:
+        """Cap maxmemory just above used memory for REDIS_FULL_SECONDS, then restore it. The cap is
+        restored even if the stop comes first; the report counts the writes Redis refused."""
+        r = self.hooks.redis
+        if r is None:
+            return
+        before = r.config_get("maxmemory")["maxmemory"]
+        refused_before = _oom_refusals(r)
+        r.config_set("maxmemory", int(r.info("memory")["used_memory"]) + REDIS_FULL_MARGIN_BYTES)
+        try:
+            self._stop.wait(REDIS_FULL_SECONDS)
+        finally:
+            r.config_set("maxmemory", before)
+        self.counts["redis_full_periods"] += 1
+        self.counts["redis_full_seconds"] += REDIS_FULL_SECONDS
+        self.counts["redis_oom_refusals"] += _oom_refusals(r) - refused_before
+
     def _burst(self, simulator: str, during: dict, after: dict, seconds: float) -> None:
         self._faults(simulator, **during)
         self._stop.wait(seconds)
         self._faults(simulator, **after)
+
+
+def _oom_refusals(r: redis.Redis) -> int:
+    """Commands Redis refused for memory so far (INFO errorstats, Redis >= 6.2)."""
+    return int(r.info("errorstats").get("errorstat_OOM", {}).get("count", 0))

@@ -293,6 +293,7 @@ def run_demo(
                 stack.rokt_url, stack.sfmc_url, rate_limit, stack.kill_and_replace_worker, stack.restart_redis
             )
             hooks.crash_redis = lambda: stack.restart_redis(crash=True)  # SIGKILL, back from its AOF
+            hooks.redis = stack.redis  # redis-full caps its maxmemory
             monkey = Chaos(chaos, hooks).start()
             console.print(f"Chaos: {', '.join(chaos)}")
         started = time.monotonic()

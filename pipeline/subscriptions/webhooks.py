@@ -52,7 +52,14 @@ def claim_webhook(r: redis.Redis, tenant: str, envelope: dict[str, Any], ttl_sec
     if claimed:  # until processed, the reconciler can see it (its task may be lost with a worker)
         pipe.zadd(keys.webhooks_open(tenant), {envelope["eventId"]: time.time()})
         pipe.hincrby(keys.webhook_types(tenant), envelope["eventType"], 1)  # the exporter's
-    pipe.execute()
+    try:
+        pipe.execute()
+    except redis.RedisError:
+        # e.g. Redis full (MULTI refused whole): a receipt without its open entry would make Rokt's
+        # retry a "duplicate" that is never processed; a delete is accepted even when full
+        if claimed:
+            r.delete(keys.webhook_receipt(tenant, envelope["eventId"]))
+        raise
     return claimed
 
 

@@ -16,6 +16,8 @@ from typing import Any
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from pipeline.infra.redis_clients import refused_for_memory
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
@@ -35,6 +37,17 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers or {}
         self.extra = extra
+
+
+def unavailable(exc: BaseException, what: str) -> ApiError:
+    """The 503 for a Redis (or broker) error at `what`: `redis_full` when Redis refused the write for
+    memory (logged as a warning, once a request, no traceback: a full Redis refuses thousands a
+    second), else `unavailable` (logged with its traceback)."""
+    if refused_for_memory(exc):
+        log.warning("Redis is full (writes refused for memory): %s refused with 503", what)
+        return ApiError(503, "redis_full", "Redis is full; retry later")
+    log.error("%s unavailable: %s refused with 503", what, what, exc_info=exc)
+    return ApiError(503, "unavailable", "store unavailable; retry")
 
 
 def json_response(status: int, /, **body: Any) -> Response:

@@ -20,7 +20,7 @@ from pipeline.journeys.executions import new_execution
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import TenantStatus
 from pipeline.web.auth_failures import record_failure, refuse_if_limited
-from pipeline.web.errors import MAX_JSON_DEPTH, ApiError
+from pipeline.web.errors import MAX_JSON_DEPTH, ApiError, unavailable
 from pipeline.web.jwt_auth import InvalidJwt, JwtPayloadTooDeep, verify_execute_jwt
 from schemas.jb_execute import ExecuteSchema
 
@@ -68,9 +68,8 @@ def execute(tenant: str):
     rt = _runtime()
     try:  # stored and appended to the tenant's intake stream in one script: the pump enqueues it
         claimed = rt.ledger.claim(tenant, execution, record)
-    except redis.RedisError as exc:
-        log.exception("ledger unavailable; execute for %s refused", mask(payload["keyValue"]))
-        raise ApiError(503, "unavailable", "store unavailable; retry") from exc
+    except redis.RedisError as exc:  # one script: refused whole, nothing half-written
+        raise unavailable(exc, "execute's claim") from exc
     if not replicated(rt.redis, tenant, rt.settings.redis_wait_replicas, rt.settings.redis_wait_timeout_ms):
         raise ApiError(503, "not_replicated", "not yet on enough Redis replicas (kept); retry")
     log.info(

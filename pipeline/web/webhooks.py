@@ -11,12 +11,13 @@ from marshmallow import ValidationError
 
 from pipeline.infra import logsetup
 from pipeline.infra.logsafe import mask
+from pipeline.infra.redis_clients import refused_for_memory
 from pipeline.settings import Tenant
 from pipeline.subscriptions.webhooks import claim_webhook, receipt_ttl_seconds, release_webhook
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import TenantStatus
 from pipeline.web.auth_failures import record_failure, refuse_if_limited
-from pipeline.web.errors import ApiError, parse_json
+from pipeline.web.errors import ApiError, parse_json, unavailable
 from pipeline.web.webhook_auth import SIGNATURE_HEADER, verify_header, verify_path_secret
 from schemas.rokt_webhook import KNOWN_TYPES, EnvelopeSchema
 
@@ -60,16 +61,17 @@ def rokt(tenant: str, path_token: str | None = None):
             _log_accepted(envelope, duplicate=True)
             return jsonify(ok=True, duplicate=True)
     except redis.RedisError as exc:
-        log.exception("webhook store unavailable")
-        raise ApiError(503, "unavailable", "store unavailable; retry") from exc
+        raise unavailable(exc, "the webhook's receipt") from exc
     try:
         dispatch(tenant, envelope["eventId"])
     except Exception as exc:  # any broker failure: let Rokt's retry deliver it again
-        log.exception("enqueue failed for webhook %s", envelope["eventId"])
-        try:
+        try:  # a delete: a full Redis accepts it, so the retry is not taken for a duplicate
             release_webhook(rt.redis, tenant, envelope["eventId"])
         except redis.RedisError:
             log.exception("could not release webhook claim %s", envelope["eventId"])
+        if refused_for_memory(exc):
+            raise unavailable(exc, "the webhook's enqueue") from exc
+        log.exception("enqueue failed for webhook %s", envelope["eventId"])
         raise ApiError(503, "unavailable", "queue unavailable; retry") from exc
     _log_accepted(envelope, duplicate=False)
     return jsonify(ok=True)

@@ -14,7 +14,9 @@ pytestmark = pytest.mark.e2e
 # Each process-level failure alone (they interact with the reconciler and the pump differently),
 # then every scenario at once. The clean Redis restart and the vendor faults run only in the
 # combined run (alone they cost CI a minute and a half of its 20; crash-redis alone takes Redis
-# away harder); `rokt-sfmc demo --chaos restart-redis` runs one alone by hand.
+# away harder); `rokt-sfmc demo --chaos restart-redis` runs one alone by hand. redis-full (5 s at
+# maxmemory) joins the combined run too: it adds at most its 5 s there, where a run of its own
+# would add a whole stack (~40 s).
 
 
 @pytest.mark.parametrize(
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.e2e
     [
         "kill-workers",
         "crash-redis",
-        "kill-workers,restart-redis,rokt-faults,sfmc-faults",
+        "kill-workers,restart-redis,rokt-faults,sfmc-faults,redis-full",
     ],
 )
 def test_chaos_scenario_loses_nothing_and_sends_nothing_twice(tmp_path, scenario):
@@ -30,6 +32,10 @@ def test_chaos_scenario_loses_nothing_and_sends_nothing_twice(tmp_path, scenario
     assert_nothing_lost_nor_twice(report)
     injected = {k: v for k, v in report["chaos"].items() if k not in ("scenarios", "supervisor_restarts")}
     assert injected and all(v > 0 for v in injected.values()), report["chaos"]  # the faults did happen
+    if "redis-full" in scenario:  # Redis refused writes meanwhile; the memory alert saw it
+        assert injected["redis_oom_refusals"] > 0, report["chaos"]
+        if report["ops"]["prometheus"].startswith("ran"):
+            assert "RsfRedisFull" in report["ops"]["alerts"], report["ops"]
     if "ping_after_redis_restart_s" in injected:  # remote control on: every worker answers again
         assert injected["ping_after_redis_restart_s"] < 30, report["chaos"]
     assert report["subscriptions"]["rows"] > 0

@@ -533,6 +533,7 @@ SECTIONS = (
     "dead-letters",
     "rokt-429-storm",
     "redis-down",
+    "redis-full",
     "history-store-behind",
     "frozen-worker",
     "memory-growth",

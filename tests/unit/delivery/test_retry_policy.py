@@ -101,3 +101,54 @@ def test_a_history_store_back_from_an_outage_is_tried_again_within_its_own_cap()
 )
 def test_what_is_retryable(exc, expected):
     assert retryable(exc) is expected
+
+
+# -- a full Redis (maxmemory, noeviction) ---------------------------------------------------------
+
+OOM = "OOM command not allowed when used memory > 'maxmemory'."
+
+
+def _wrapped_by_kombu() -> Exception:
+    """A publish Redis refused, as kombu raises it (its OperationalError, the OOM as its cause)."""
+    from kombu.exceptions import OperationalError as KombuOperationalError
+
+    try:
+        try:
+            raise redis.exceptions.OutOfMemoryError(OOM)
+        except redis.RedisError as exc:
+            raise KombuOperationalError(f"Command # 1 (LLEN q) of pipeline caused error: {exc}") from exc
+    except KombuOperationalError as wrapped:
+        return wrapped
+
+
+def _rejected_by_celery() -> Exception:
+    """Celery's `retry()` whose publish Redis refused: `Reject(exc, requeue=False)`."""
+    from celery.exceptions import Reject
+
+    return Reject(_wrapped_by_kombu(), requeue=False)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        redis.exceptions.OutOfMemoryError(OOM),
+        redis.ResponseError("command not allowed when used memory > 'maxmemory'."),  # queued in MULTI
+        _wrapped_by_kombu(),
+        _rejected_by_celery(),
+    ],
+    ids=["oom", "refused-in-multi", "kombu-wrapped", "celery-reject"],
+)
+def test_a_write_refused_for_memory_means_wait_in_place(exc):
+    from pipeline.delivery.retry_policy import waits_for_memory
+
+    assert waits_for_memory(exc) and retryable(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [redis.ConnectionError("down"), redis.ResponseError("WRONGTYPE"), PermanentError("400"), ValueError("x")],
+)
+def test_other_errors_do_not_wait_for_memory(exc):
+    from pipeline.delivery.retry_policy import waits_for_memory
+
+    assert not waits_for_memory(exc)

@@ -32,7 +32,7 @@ def message(task_id: str, sent_at: float | None = None) -> str:
 
 def test_a_snapshot_of_an_idle_service_has_every_figure_at_zero(runtime):
     snap = figures.snapshot(runtime)
-    assert set(snap) == {"generatedAt", "tenants", "sharedQueues", "workers", "beat", "broker"}
+    assert set(snap) == {"generatedAt", "tenants", "sharedQueues", "workers", "beat", "broker", "redis"}
     assert snap["broker"] == {"kind": "redis", "reachable": True}
     default = snap["tenants"]["default"]
     assert default["status"] == "active"

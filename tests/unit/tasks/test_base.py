@@ -54,3 +54,79 @@ def test_a_task_of_a_disabled_tenant_waits_and_is_never_dropped(rt, monkeypatch)
         base.hold_while_disabled(task, "brand-b")
     assert retried["countdown"] == base.DISABLED_TENANT_HOLD_SECONDS and retried["max_retries"] == 41
     base.hold_while_disabled(task, "default")  # active: goes on
+
+
+# -- a full Redis: the task waits in place -----------------------------------------------------
+
+OOM = "OOM command not allowed when used memory > 'maxmemory'."
+
+
+def _refused_then(outcomes):
+    """A task function raising each of `outcomes` that is an exception, else returning it."""
+    seen = []
+
+    def run(_task, *args):
+        seen.append(args)
+        outcome = outcomes[len(seen) - 1]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return run, seen
+
+
+def test_a_task_whose_write_is_refused_for_memory_runs_again_in_place():
+    import redis
+
+    slept = []
+    run, seen = _refused_then([redis.exceptions.OutOfMemoryError(OOM)] * 3 + ["done"])
+    waiting = base.waiting_for_memory(run, sleep=slept.append)
+    assert waiting(object(), "acme", "e1") == "done"
+    assert seen == [("acme", "e1")] * 4 and slept == list(base.REDIS_FULL_PAUSES[:3])
+
+
+def test_a_retry_celery_could_not_publish_for_memory_is_not_dropped_but_run_again():
+    """Celery turns a retry whose publish failed into Reject(requeue=False): the message dropped."""
+    import redis
+    from celery.exceptions import Reject
+
+    run, seen = _refused_then([Reject(redis.exceptions.OutOfMemoryError(OOM), requeue=False), "done"])
+    assert base.waiting_for_memory(run, sleep=lambda _s: None)(object()) == "done" and len(seen) == 2
+
+
+def test_still_full_after_the_limit_the_message_is_requeued_never_failed():
+    import redis
+    from celery.exceptions import Reject
+
+    slept = []
+    run, _seen = _refused_then([redis.exceptions.OutOfMemoryError(OOM)] * 100)
+    with pytest.raises(Reject) as rejected:
+        base.waiting_for_memory(run, limit=5, sleep=slept.append)(object())
+    assert rejected.value.requeue is True
+    assert 5 <= sum(slept) < 5 + max(base.REDIS_FULL_PAUSES)
+
+
+def test_other_errors_and_retries_pass_through_at_once():
+    import redis
+
+    for exc in (redis.ConnectionError("down"), Retry()):
+        run, seen = _refused_then([exc])
+        with pytest.raises(type(exc)):
+            base.waiting_for_memory(run, sleep=lambda _s: pytest.fail("no wait"))(object())
+        assert len(seen) == 1
+
+
+def test_retry_later_does_not_publish_a_retry_redis_would_refuse():
+    import redis
+
+    exc = redis.exceptions.OutOfMemoryError(OOM)
+    task = SimpleNamespace(request=SimpleNamespace(retries=0), retry=lambda **_: pytest.fail("published"))
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        base.retry_later(task, exc)
+
+
+def test_pipeline_tasks_wait_for_memory():
+    from tasks.execution import create_rokt_event_task, render_event_task
+
+    for task in (render_event_task, create_rokt_event_task):
+        assert task.run.__wrapped__.__name__ == task.__name__
