@@ -11,6 +11,11 @@
   from its AOF: every write Redis had answered had reached the kernel (`appendfsync everysec`
   writes the AOF before it answers), so nothing is lost (`lost: 0`); what a lost *machine*
   costs is another matter (docs/architecture.md, Durability). Workers must answer a ping again as above.
+- kill-postgres: SIGKILL the history store's PostgreSQL once mid-run and start it again
+  `POSTGRES_DOWN_SECONDS` later (it recovers from its WAL); meanwhile finished executions wait in
+  the history outbox (execute and the chain never touch the store), so the demo still reports
+  `lost: 0` and, once the flush caught up, every execution in the store. The demo starts a
+  PostgreSQL of its own for it (pipeline/sandbox/postgres.py).
 - rokt-faults: 20% 5xx, bursts of 429, 2 s latency spikes.
 - sfmc-faults: 30 s tokens, 429 (50100) bursts, occasional 500.
 """
@@ -26,8 +31,10 @@ from dataclasses import dataclass, field
 
 import requests
 
-SCENARIOS = ("kill-workers", "restart-redis", "crash-redis", "rokt-faults", "sfmc-faults")
+SCENARIOS = ("kill-workers", "restart-redis", "crash-redis", "kill-postgres", "rokt-faults", "sfmc-faults")
 PING_AFTER_REDIS_RESTART = "ping_after_redis_restart_s"
+POSTGRES_DOWN_SECONDS = 5.0  # how long the killed PostgreSQL stays down (kill-postgres)
+POSTGRES_KILL_AFTER = 3.0  # seconds into the run: executions are finishing by then
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
@@ -52,6 +59,8 @@ class ChaosHooks:
     restart_redis: Callable[[], float | None] | None = None
     # the same after a SIGKILL of the Redis process (restarted from its AOF)
     crash_redis: Callable[[], float | None] | None = None
+    # SIGKILLs the history store's PostgreSQL, waits the given seconds, starts it again
+    kill_postgres: Callable[[float], None] | None = None
 
 
 @dataclass
@@ -61,8 +70,12 @@ class Chaos:
     counts: Counter = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _postgres_thread: threading.Thread | None = None
 
     def start(self) -> Chaos:
+        if "kill-postgres" in self.scenarios:  # its own thread: down for seconds, nothing else waits
+            self._postgres_thread = threading.Thread(target=self._kill_postgres, daemon=True, name="chaos-pg")
+            self._postgres_thread.start()
         if "rokt-faults" in self.scenarios:
             self._faults("rokt", error_rate=0.2)
         if "sfmc-faults" in self.scenarios:
@@ -76,6 +89,8 @@ class Chaos:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
+        if self._postgres_thread is not None:  # PostgreSQL is back before the demo goes on
+            self._postgres_thread.join(120)
         if "rokt-faults" in self.scenarios:
             self._faults("rokt", error_rate=0, latency_ms=0, rate_limit=self.hooks.rokt_rate_limit)
         if "sfmc-faults" in self.scenarios:
@@ -115,6 +130,13 @@ class Chaos:
                 self._burst("sfmc", {"rate_limit": 2}, {"rate_limit": 0}, 1.5)
                 self.counts["sfmc_429_bursts"] += 1
                 next_sfmc_burst = now + 7
+
+    def _kill_postgres(self) -> None:
+        """kill-postgres: once, `POSTGRES_KILL_AFTER` seconds in (unless stopped before)."""
+        if self.hooks.kill_postgres is None or self._stop.wait(POSTGRES_KILL_AFTER):
+            return
+        self.hooks.kill_postgres(POSTGRES_DOWN_SECONDS)
+        self.counts["postgres_kills"] += 1
 
     def _redis_down(self, hook: Callable[[], float | None] | None, count: str) -> None:
         """Take Redis down once through `hook`; the worst wait until every worker answered a ping
