@@ -1,5 +1,6 @@
-"""Upkeep by hand (`rokt-sfmc reconcile`: the reconciliation once, now) and a person's erasure on
-request (`rokt-sfmc forget`).
+"""Upkeep by hand (`rokt-sfmc reconcile`: the reconciliation once, now; `rokt-sfmc upkeep
+move-to-store`: what an older version left whole in Redis, moved into the history store) and a
+person's erasure on request (`rokt-sfmc forget`).
 
 `reconcile` exits 1 when it could not finish everything; `forget` prints the counts it removed
 (JSON) and records the erasure, without the data, in the audit.
@@ -75,6 +76,26 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_move_to_store(args: argparse.Namespace) -> int:
+    """Walk every mover (or `--only` one) to its end; prints what each read and moved (JSON) and
+    asks the workers to flush the history outbox (beat's safety-net flush does it otherwise)."""
+    from pipeline.infra import dispatch
+    from pipeline.tenancy.handles import Runtime
+    from pipeline.upkeep import store_moves
+    from pipeline.vocabulary import OutboxKind
+
+    settings, tenant = settings_tenant(args.tenant)
+    rt = Runtime(settings)
+    names = [args.only] if args.only else None
+    if args.again:
+        store_moves.start_again(rt, tenant.name, names)
+    reports = store_moves.run_to_end(rt, tenant.name, names)
+    print(json.dumps({name: report.as_dict() for name, report in reports.items()}, indent=2))
+    if any(report.moved for report in reports.values()):
+        dispatch.schedule_flush(tenant.name, OutboxKind.HISTORY)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     reconcile = sub.add_parser(
         "reconcile", help="run the reconciliation once by hand; exit 1 when it could not finish everything"
@@ -98,3 +119,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "written before the contact index existed and ended subscriptions)",
     )
     forget.set_defaults(func=cmd_forget)
+
+    from pipeline.upkeep.store_moves import MOVERS  # light: no Flask, Celery or SQL engine
+
+    upkeep = sub.add_parser("upkeep", help="one-off upkeep after an upgrade")
+    upkeep_sub = upkeep.add_subparsers(dest="upkeep_command", required=True)
+    move = upkeep_sub.add_parser(
+        "move-to-store",
+        help="move what an older version left whole in Redis (finished executions) into the history "
+        "store; resumes where it stopped, prints what it read and moved (JSON)",
+    )
+    add_tenant_argument(move)
+    move.add_argument("--only", choices=sorted(MOVERS), help="one kind of record only")
+    move.add_argument("--again", action="store_true", help="walk from the start again, even when done")
+    move.set_defaults(func=cmd_move_to_store)

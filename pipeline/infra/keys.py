@@ -43,6 +43,11 @@ def execution(tenant: str, execution_id: str) -> str:
     return tenant_key(tenant, "exec", execution_id)
 
 
+def executions_match(tenant: str) -> str:
+    """SCAN MATCH pattern of every execution record of the tenant (`execution`'s keys)."""
+    return execution(tenant, "*")
+
+
 def event(tenant: str, event_id: str) -> str:
     """String: the execution that sent this Rokt eventId (the ledger's scripts build it too)."""
     return tenant_key(tenant, "event", event_id)
@@ -279,6 +284,15 @@ def auth_failure_window(tenant: str | None, route: str, address: str) -> str:
     if tenant is None:
         return f"{PREFIX}:_authfail:{route}:{address}"
     return tenant_key(tenant, "authfail", route, address)
+
+
+# --- upkeep ------------------------------------------------------------------------------------
+
+
+def store_moves(tenant: str) -> str:
+    """Hash: mover name -> where its walk of the tenant's Redis records resumes (a SCAN cursor),
+    or `done` (pipeline/upkeep/store_moves.py: records an older version left whole in Redis)."""
+    return tenant_key(tenant, "store-moves")
 
 
 # --- privacy -----------------------------------------------------------------------------------

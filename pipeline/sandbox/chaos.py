@@ -14,6 +14,11 @@
 - redis-full: cap Redis' `maxmemory` just above what it uses for REDIS_FULL_SECONDS mid-run, then
   restore it (Redis runs `noeviction`): writes are refused with OOM meanwhile; execute answers 503
   (JB retries), workers wait and retry, nothing is dropped (docs/operations.md, "Redis is full").
+- kill-postgres: SIGKILL the history store's PostgreSQL once mid-run and start it again
+  `POSTGRES_DOWN_SECONDS` later (it recovers from its WAL); meanwhile finished executions wait in
+  the history outbox (execute and the chain never touch the store), so the demo still reports
+  `lost: 0` and, once the flush caught up, every execution in the store. The demo starts a
+  PostgreSQL of its own for it (pipeline/sandbox/postgres.py).
 - rokt-faults: 20% 5xx, bursts of 429, 2 s latency spikes.
 - sfmc-faults: 30 s tokens, 429 (50100) bursts, occasional 500.
 """
@@ -30,13 +35,23 @@ from dataclasses import dataclass, field
 import redis
 import requests
 
-SCENARIOS = ("kill-workers", "restart-redis", "crash-redis", "redis-full", "rokt-faults", "sfmc-faults")
+SCENARIOS = (
+    "kill-workers",
+    "restart-redis",
+    "crash-redis",
+    "redis-full",
+    "kill-postgres",
+    "rokt-faults",
+    "sfmc-faults",
+)
 PING_AFTER_REDIS_RESTART = "ping_after_redis_restart_s"
 REDIS_FULL_AFTER_SECONDS = 2.0  # while executes still arrive, so the web tier meets it too
 REDIS_FULL_SECONDS = 5.0  # below jbsim's retry window under chaos (6 retries, 1 s apart)
 # the cap: what Redis uses at that moment, so the next writes are refused (64 KiB above it, a run
 # whose workers were freeing memory then (acks, tombstones) saw no refusal at all)
 REDIS_FULL_MARGIN_BYTES = 0
+POSTGRES_DOWN_SECONDS = 5.0  # how long the killed PostgreSQL stays down (kill-postgres)
+POSTGRES_KILL_AFTER = 3.0  # seconds into the run: executions are finishing by then
 
 
 def parse_scenarios(text: str | None) -> tuple[str, ...]:
@@ -63,6 +78,8 @@ class ChaosHooks:
     crash_redis: Callable[[], float | None] | None = None
     # the stack's Redis, for redis-full (CONFIG SET maxmemory)
     redis: redis.Redis | None = None
+    # SIGKILLs the history store's PostgreSQL, waits the given seconds, starts it again
+    kill_postgres: Callable[[float], None] | None = None
 
 
 @dataclass
@@ -72,8 +89,12 @@ class Chaos:
     counts: Counter = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _postgres_thread: threading.Thread | None = None
 
     def start(self) -> Chaos:
+        if "kill-postgres" in self.scenarios:  # its own thread: down for seconds, nothing else waits
+            self._postgres_thread = threading.Thread(target=self._kill_postgres, daemon=True, name="chaos-pg")
+            self._postgres_thread.start()
         if "rokt-faults" in self.scenarios:
             self._faults("rokt", error_rate=0.2)
         if "sfmc-faults" in self.scenarios:
@@ -87,6 +108,8 @@ class Chaos:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
+        if self._postgres_thread is not None:  # PostgreSQL is back before the demo goes on
+            self._postgres_thread.join(120)
         if "rokt-faults" in self.scenarios:
             self._faults("rokt", error_rate=0, latency_ms=0, rate_limit=self.hooks.rokt_rate_limit)
         if "sfmc-faults" in self.scenarios:
@@ -130,6 +153,13 @@ class Chaos:
                 self._burst("sfmc", {"rate_limit": 2}, {"rate_limit": 0}, 1.5)
                 self.counts["sfmc_429_bursts"] += 1
                 next_sfmc_burst = now + 7
+
+    def _kill_postgres(self) -> None:
+        """kill-postgres: once, `POSTGRES_KILL_AFTER` seconds in (unless stopped before)."""
+        if self.hooks.kill_postgres is None or self._stop.wait(POSTGRES_KILL_AFTER):
+            return
+        self.hooks.kill_postgres(POSTGRES_DOWN_SECONDS)
+        self.counts["postgres_kills"] += 1
 
     def _redis_down(self, hook: Callable[[], float | None] | None, count: str) -> None:
         """Take Redis down once through `hook`; the worst wait until every worker answered a ping

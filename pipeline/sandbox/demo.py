@@ -25,6 +25,7 @@ import requests
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.infra import dispatch, keys
 from pipeline.infra.redis_clients import redis_location
@@ -33,6 +34,7 @@ from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECR
 from pipeline.sandbox.appadmin import AppAdmin
 from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.sandbox.monitoring import ALERT_RULES, Prometheus, Scraper, prometheus_binary, start_exporter
+from pipeline.sandbox.postgres import Postgres
 from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, ROKT_THREADS, Stack
 from pipeline.tenancy.handles import Runtime
 from pipeline.upkeep.reconcile import reconcile
@@ -190,9 +192,33 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
 
 
-def _history_env() -> dict[str, str]:
-    """HISTORY_URL when the caller set one (PostgreSQL, say); the stack's SQLite file otherwise."""
+def _history_env(postgres: Postgres | None = None) -> dict[str, str]:
+    """The demo's own PostgreSQL when it started one; else HISTORY_URL when the caller set one
+    (PostgreSQL, say); the stack's SQLite file otherwise."""
+    if postgres is not None:
+        return {"HISTORY_URL": postgres.url}
     return {"HISTORY_URL": os.environ["HISTORY_URL"]} if os.environ.get("HISTORY_URL") else {}
+
+
+def _own_postgres(run_dir: Path, console: Console) -> Postgres:
+    """kill-postgres SIGKILLs the store's server, so the demo runs one of its own (Debian's
+    binaries, a free port), even when HISTORY_URL names another: it kills only what it started."""
+    if os.environ.get("HISTORY_URL", "").startswith("postgresql"):
+        console.print("kill-postgres: HISTORY_URL's PostgreSQL is not the demo's to kill; it starts its own")
+    postgres = Postgres(run_dir).start()
+    console.print(f"History store: the demo's own PostgreSQL on 127.0.0.1:{postgres.port} (kill-postgres)")
+    return postgres
+
+
+def _kill_postgres(postgres: Postgres) -> Callable[[float], None]:
+    """The kill-postgres hook: SIGKILL, `down` seconds without a store, then a restart (WAL recovery)."""
+
+    def hook(down: float) -> None:
+        postgres.kill()
+        time.sleep(down)
+        postgres.restart()
+
+    return hook
 
 
 def history_report(stack: Stack, tenant: str, contacts: int, timeout: float = 60) -> dict[str, Any]:
@@ -240,13 +266,31 @@ def run_demo(
 ) -> dict:
     console = Console()
     run_dir = Path(tempfile.mkdtemp(prefix="rokt-sfmc-demo-"))
+    postgres = _own_postgres(run_dir, console) if "kill-postgres" in chaos else None
+    try:
+        return _run_demo(console, run_dir, contacts_count, report_path, rate_limit, workers, chaos, postgres)
+    finally:
+        if postgres is not None:
+            postgres.stop()
+
+
+def _run_demo(
+    console: Console,
+    run_dir: Path,
+    contacts_count: int,
+    report_path: Path,
+    rate_limit: float,
+    workers: int,
+    chaos: tuple[str, ...],
+    postgres: Postgres | None,
+) -> dict:
     stack = Stack(
         run_dir,
         {},  # no pinned tenant: the demo's brand signs up in App Settings
         reuse_redis_url=os.environ.get("REDIS_URL"),
         web="gunicorn",
         # this process enqueues too (reconcile, replay): the chaos thresholds apply here as well
-        env={**_chaos_env(chaos, contacts_count / rate_limit), **_history_env()},
+        env={**_chaos_env(chaos, contacts_count / rate_limit), **_history_env(postgres)},
         worker_name="demo-worker",
         worker_concurrency=workers,
     )
@@ -294,6 +338,8 @@ def run_demo(
             )
             hooks.crash_redis = lambda: stack.restart_redis(crash=True)  # SIGKILL, back from its AOF
             hooks.redis = stack.redis  # redis-full caps its maxmemory
+            if postgres is not None:
+                hooks.kill_postgres = _kill_postgres(postgres)
             monkey = Chaos(chaos, hooks).start()
             console.print(f"Chaos: {', '.join(chaos)}")
         started = time.monotonic()
@@ -442,8 +488,8 @@ class _Watcher:
                 reconcile(stack.runtime, self.tenant, dispatch.redrive_execution, dispatch.redrive_webhook)
                 self._last_reconcile = time.monotonic()
             return done()
-        except redis.RedisError:
-            return False  # Redis restarting under chaos: look again shortly
+        except (redis.RedisError, SQLAlchemyError):
+            return False  # Redis or the history store restarting under chaos: look again shortly
 
 
 def _replay_retryable(runtime: Runtime, tenant: str) -> int:

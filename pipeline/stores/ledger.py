@@ -252,6 +252,20 @@ redis.call('XADD', KEYS[2], '*', 'p', cjson.encode({executionId = ARGV[2]}))
 return 1
 """
 
+# KEYS: exec hash, history outbox; ARGV: execution id, the terminal states (csv)
+# A record an older version finished (it moved to a terminal state before the transition script
+# appended to the history outbox) joins the outbox the way that script appends, so flush_history
+# writes and archives it like any other; one in flight, archived or gone is left alone.
+_TO_HISTORY = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or redis.call('HGET', KEYS[1], 'archived') == '1' then return 0 end
+local terminal = false
+for s in string.gmatch(ARGV[2], '[^,]+') do if s == status then terminal = true end end
+if not terminal then return 0 end
+redis.call('XADD', KEYS[2], '*', 'p', cjson.encode({executionId = ARGV[1]}))
+return 1
+"""
+
 # a failed execution's reason as the activity's top failures list it
 FAILURE_REASON_CHARS = 200
 TOP_FAILURES = 5
@@ -326,6 +340,7 @@ class Ledger:
         self._forget = r.register_script(_FORGET)
         self._archive = r.register_script(_ARCHIVE)
         self._restore = r.register_script(_RESTORE)
+        self._to_history = r.register_script(_TO_HISTORY)
 
     def execution_for_event(self, tenant: str, event_id: str) -> str | None:
         """The execution that sent this Rokt eventId (for SubscriptionEvent* webhooks)."""
@@ -419,6 +434,14 @@ class Ledger:
         flat = [item for pair in fields.items() for item in pair]
         names = [keys.execution(tenant, execution), keys.outbox(tenant, OutboxKind.HISTORY)]
         return bool(self._restore(keys=names, args=[self.ttl_seconds, execution, *flat]))
+
+    def to_history(self, tenant: str, execution: str, pipe: redis.client.Pipeline | None = None) -> Any:
+        """Append a finished, unarchived execution to the history outbox, as a terminal move does
+        (1 appended, 0 left alone: in flight, archived or gone); queued in `pipe` when given (its
+        answer is then the pipeline's)."""
+        names = [keys.execution(tenant, execution), keys.outbox(tenant, OutboxKind.HISTORY)]
+        states = ",".join(sorted(TERMINAL_STATES))
+        return self._to_history(keys=names, args=[execution, states], client=pipe)
 
     def get(self, tenant: str, execution: str) -> Execution | None:
         return Execution.from_hash(tenant, execution, self.r.hgetall(keys.execution(tenant, execution)))

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.infra import keys
 from pipeline.stores import deadletters
@@ -131,7 +132,10 @@ def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: i
     trimmed = {"executions": 0, "deadLetters": 0, "replayedDeadLetters": 0, "erasureAudit": 0}
     if rt.settings.execution_ttl_days > 0:  # the history store's executions: whole days
         oldest = datetime.fromtimestamp(now, UTC).date() - timedelta(days=rt.settings.execution_ttl_days)
-        trimmed["executions"] = rt.history.drop_before(oldest)
+        try:
+            trimmed["executions"] = rt.history.drop_before(oldest)
+        except SQLAlchemyError as exc:  # the store away: its days go next pass; Redis's trimmed now
+            log.warning("retention: the history store of %s is unavailable: %s", tenant, type(exc).__name__)
     if dlq_days > 0:
         cutoff = now - dlq_days * 86400
         trimmed["deadLetters"] = deadletters.trim_dead_letters(rt.redis, tenant, cutoff, batch)

@@ -16,14 +16,16 @@ pytestmark = pytest.mark.e2e
 # combined run (alone they cost CI a minute and a half of its 20; crash-redis alone takes Redis
 # away harder); `rokt-sfmc demo --chaos restart-redis` runs one alone by hand. redis-full (5 s at
 # maxmemory) joins the combined run too: it adds at most its 5 s there, where a run of its own
-# would add a whole stack (~40 s).
+# would add a whole stack (~40 s). kill-postgres rides with crash-redis (a stack run of its own
+# would cost CI another run): the store's server killed while Redis crashes too, and still every
+# execution ends in the store.
 
 
 @pytest.mark.parametrize(
     "scenario",
     [
         "kill-workers",
-        "crash-redis",
+        "crash-redis,kill-postgres",
         "kill-workers,restart-redis,rokt-faults,sfmc-faults,redis-full",
     ],
 )
@@ -39,6 +41,11 @@ def test_chaos_scenario_loses_nothing_and_sends_nothing_twice(tmp_path, scenario
     if "ping_after_redis_restart_s" in injected:  # remote control on: every worker answers again
         assert injected["ping_after_redis_restart_s"] < 30, report["chaos"]
     assert report["subscriptions"]["rows"] > 0
+    if "kill-postgres" in scenario:  # the demo's own PostgreSQL, killed once, holds every execution
+        assert injected["postgres_kills"] == 1, report["chaos"]
+        history = report["history"]
+        assert history["store"] == "postgresql" and history["waiting"] == 0, history
+        assert history["archived"] == sum(report["outcomes"].values()) == 250, history
 
 
 def chaos_report(tmp_path, scenario: str, env: dict[str, str] | None = None, timeout: float = 900) -> dict:

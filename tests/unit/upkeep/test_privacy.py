@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from typing import Any
 
@@ -256,6 +257,19 @@ def test_the_reconciler_runs_the_retention(runtime):
     report = reconcile(runtime, T, lambda *a: None, lambda *a: None)
     assert report.retention_trimmed == 1
     assert runtime.redis.hlen(keys.dead_letters(T)) == 0
+
+
+def test_a_history_store_away_leaves_its_retention_for_later_and_trims_redis(runtime, monkeypatch, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    def away(self, day):
+        raise OperationalError("DELETE", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(type(runtime.history), "drop_before", away)
+    _aged_letter(runtime.redis, "old", 40)
+    with caplog.at_level(logging.WARNING, logger="pipeline.upkeep.privacy"):
+        assert privacy.apply_retention(runtime, T)["deadLetters"] == 1
+    assert "history store of default is unavailable" in caplog.text
 
 
 def test_retention_settings_are_read_with_defaults(runtime, monkeypatch):

@@ -1,0 +1,160 @@
+"""Upgrade in place: records an older version left whole in Redis move into the history store.
+
+Before the history store, a finished execution stayed whole in Redis for `EXECUTION_TTL_DAYS`;
+after the upgrade only executions whose terminal move happens later reach the store (the
+ledger's transition script appends them to the history outbox). Each mover here walks one kind
+of record the tenant holds in Redis (a SCAN of its keys' pattern, in bounded batches) and hands
+every finished one to the path new records take, so flush_history writes and archives it like
+any other. The walk's cursor is saved in the same MULTI/EXEC as the batch's appends: a walk cut
+off anywhere resumes after the last batch it finished, never reading one twice; once the SCAN
+is back at cursor 0 the mover is marked `done` in Redis (`keys.store_moves`) and costs nothing more.
+
+Beat runs a bounded step per tenant at each reconciliation until every mover is done;
+`rokt-sfmc upkeep move-to-store --tenant T` runs them to the end by hand (docs/history.md).
+Run them once no process of the older version is left (a record an older worker finishes after
+the walk passed it is not appended): `--again` walks from the start again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import redis
+
+from pipeline.infra import keys
+from pipeline.vocabulary import TERMINAL_STATES
+
+if TYPE_CHECKING:  # the CLI lists MOVERS for its --help: no SQL engine, Celery or Flask for that
+    from pipeline.tenancy.handles import Runtime
+
+log = logging.getLogger(__name__)
+
+DONE = "done"  # a mover's field in keys.store_moves once its walk is over
+SCAN_COUNT = 1000  # keys SCAN looks at per call (per batch)
+STEP_SECONDS = 2.0  # a beat step's time budget per tenant (every mover together)
+
+
+@dataclass
+class MoveReport:
+    scanned: int = 0  # keys of the kind the walk read
+    moved: int = 0  # records handed to the store's path
+    done: bool = False
+
+    def add(self, other: MoveReport) -> None:
+        self.scanned += other.scanned
+        self.moved += other.moved
+        self.done = other.done
+
+    def as_dict(self) -> dict[str, int | bool]:
+        return asdict(self)
+
+
+class Mover(Protocol):
+    """One kind of record: walk it from its checkpoint for at most `budget_seconds` (at least one
+    batch), moving what is finished; `walk` below does the checkpointing."""
+
+    def __call__(self, rt: Runtime, tenant: str, *, budget_seconds: float) -> MoveReport: ...
+
+
+# Queues, in the walk's transaction, one command per record to move whose answer is 1 when it
+# moved; gets the keys one SCAN call found (each at most once).
+MoveBatch = Callable[[list[str], redis.client.Pipeline], None]
+
+
+def walk(
+    rt: Runtime, tenant: str, name: str, pattern: str, move_batch: MoveBatch, budget_seconds: float
+) -> MoveReport:
+    """SCAN the tenant's keys matching `pattern` from mover `name`'s checkpoint, one batch after
+    another until the budget is spent (at least one) or the walk is over; each batch's moves and
+    the new checkpoint are one MULTI/EXEC, so a batch counts either whole or not at all."""
+    r, progress = rt.redis, keys.store_moves(tenant)
+    report = MoveReport()
+    state = r.hget(progress, name)
+    if state == DONE:
+        report.done = True
+        return report
+    cursor = int(state or 0)
+    deadline = time.monotonic() + budget_seconds
+    while True:
+        cursor, found = r.scan(cursor, match=pattern, count=SCAN_COUNT)
+        pipe = r.pipeline(transaction=True)
+        move_batch(sorted(set(found)), pipe)
+        pipe.hset(progress, name, cursor or DONE)
+        answers = pipe.execute()
+        report.scanned += len(set(found))
+        report.moved += sum(int(answer) for answer in answers[:-1])
+        if cursor == 0:
+            report.done = True
+            log.info("store moves: %s of %s done", name, tenant)
+            return report
+        if time.monotonic() >= deadline:
+            return report
+
+
+def move_executions_to_store(rt: Runtime, tenant: str, *, budget_seconds: float = STEP_SECONDS) -> MoveReport:
+    """Every execution record in a terminal state, whole (not a tombstone) and not already in the
+    store as it is now, joins the history outbox through the ledger (`Ledger.to_history`, which
+    checks the state again inside Redis); a `queued` one is in flight and left alone: its
+    terminal move appends it."""
+    prefix = keys.execution(tenant, "")
+
+    def move_batch(found: list[str], pipe: redis.client.Pipeline) -> None:
+        read = rt.redis.pipeline(transaction=False)
+        for key in found:
+            read.hmget(key, "status", "archived", "updatedAt")
+        finished = {
+            key[len(prefix) :]: updated_at or ""
+            for key, (status, archived, updated_at) in zip(found, read.execute(), strict=True)
+            if status in TERMINAL_STATES and archived != "1"
+        }
+        # written to the store after its move (accepted, failed: kept whole in Redis too)
+        stored = rt.history.records(tenant, list(finished)) if finished else {}
+        for execution, updated_at in finished.items():
+            if stored.get(execution, {}).get("updatedAt") != updated_at:
+                rt.ledger.to_history(tenant, execution, pipe)
+
+    return walk(rt, tenant, "executions", keys.executions_match(tenant), move_batch, budget_seconds)
+
+
+# One mover per kind of record an older version kept whole in Redis, in the order they run.
+# Subscriptions come next: `move_subscriptions_to_store(rt, tenant, *, budget_seconds)` (another
+# branch) is added here as "subscriptions", its walk built on `walk` above.
+MOVERS: dict[str, Mover] = {
+    "executions": move_executions_to_store,
+}
+
+
+def pending(rt: Runtime, tenant: str) -> list[str]:
+    """The movers not done for the tenant (one round trip)."""
+    states = rt.redis.hgetall(keys.store_moves(tenant))
+    return [name for name in MOVERS if states.get(name) != DONE]
+
+
+def step(rt: Runtime, tenant: str, budget_seconds: float = STEP_SECONDS) -> dict[str, MoveReport]:
+    """A bounded step of every mover not done yet (beat's, at each reconciliation); the budget is
+    shared, each pending mover getting at least one batch."""
+    deadline = time.monotonic() + budget_seconds
+    reports = {}
+    for name in pending(rt, tenant):
+        reports[name] = MOVERS[name](rt, tenant, budget_seconds=max(0.0, deadline - time.monotonic()))
+    return reports
+
+
+def run_to_end(rt: Runtime, tenant: str, names: list[str] | None = None) -> dict[str, MoveReport]:
+    """Every mover (or those named) walked to its end (`rokt-sfmc upkeep move-to-store`)."""
+    reports = {}
+    for name in names or list(MOVERS):
+        total = MoveReport()
+        while not total.done:
+            total.add(MOVERS[name](rt, tenant, budget_seconds=STEP_SECONDS))
+        reports[name] = total
+    return reports
+
+
+def start_again(rt: Runtime, tenant: str, names: list[str] | None = None) -> None:
+    """Forget the movers' checkpoints (all, or those named): their next walk starts from the top."""
+    rt.redis.hdel(keys.store_moves(tenant), *(names or list(MOVERS)))
