@@ -111,9 +111,13 @@ class Outbox:
         return count, max(0.0, seconds + micros / 1e6 - created_ms / 1000)
 
     def ack(self, entries: list[Entry]) -> None:
+        """Done with `entries` (sent): acknowledged, then deleted. Not in MULTI: a full Redis
+        refuses every command queued in one, and an ack refused after the send would have the
+        batch sent again (a release fired twice); XACK and XDEL free memory, so Redis takes them.
+        Lost between the two, an entry is acknowledged and never read again."""
         ids = [e.id for e in entries]
         if ids:
-            pipe = self.r.pipeline()
+            pipe = self.r.pipeline(transaction=False)
             pipe.xack(self.key, GROUP, *ids)
             pipe.xdel(self.key, *ids)
             pipe.execute()
