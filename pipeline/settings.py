@@ -430,8 +430,19 @@ class Settings:
     )
     webhook_receipt_days: int = setting(
         7,
-        "days a webhook receipt is kept: the envelope until processed, then its dedupe marker only",
+        (
+            "days a webhook receipt is kept: its envelope in Redis until processed, its eventId in "
+            "the history store (a later re-send from Rokt's dashboard is still a duplicate)"
+        ),
         parse=_non_negative_int,
+    )
+    webhook_dedupe_minutes: int = setting(
+        120,
+        (
+            "minutes a processed webhook's dedupe marker stays in Redis: Rokt retries for 30 minutes "
+            "and may deliver twice, a lost task is redelivered within 15; later ones are told by the store"
+        ),
+        parse=_positive_int,
     )
     erasure_audit_days: int = setting(
         730,

@@ -166,12 +166,20 @@ def webhook_applied(tenant: str, webhook_id: str) -> str:
 
 
 def subscription(tenant: str, subscription_id: str) -> str:
-    """Hash: one calendar subscription's merged state and contact match."""
+    """Hash: one calendar subscription's working copy (merged state, contact match, version)
+    while an event is being merged and until the history store holds that version."""
     return tenant_key(tenant, "sub", subscription_id)
 
 
-def contact_subscriptions(tenant: str, contact_key: str) -> str:
-    """Set: the live calendar subscription ids of one contact key."""
+def contact_subscriptions(tenant: str, digest: str) -> str:
+    """Set: the live calendar subscription ids of one contact, by `contact_digest` of its key
+    (render's lookup for executes without a subscriptionId)."""
+    return tenant_key(tenant, "csubs", digest)
+
+
+def legacy_contact_subscriptions(tenant: str, contact_key: str) -> str:
+    """Set: the same index as it was, named by the plain contact key; read (until
+    `move_subscriptions_to_store` has run) and deleted, never written."""
     return tenant_key(tenant, "contact-subs", contact_key)
 
 
