@@ -25,6 +25,7 @@ from pipeline.infra import keys
 from pipeline.infra.redis_clients import redis_client
 from pipeline.sandbox import processes
 from pipeline.settings import load_settings
+from pipeline.subscriptions.subscription_rows import index_change_in
 from pipeline.subscriptions.upgrade import move_subscriptions_to_store
 from pipeline.subscriptions.webhooks import claim_webhook, process_webhook, receipt_ttl_seconds
 from pipeline.tenancy.handles import Runtime
@@ -63,6 +64,20 @@ SUBSCRIBE: dict[str, Any] = {
         },
     },
 }
+
+
+INDEX_CONTACTS = 500_000  # the index alone, at a size where its buckets fill (65,536 a tenant)
+
+
+def _index_at_scale(r: Any, contacts: int) -> float:
+    """The contact index alone, filled as webhooks fill it (one live subscription a contact)."""
+    tenant = "tenant-c"
+    for start in range(0, contacts, 10_000):
+        pipe = r.pipeline(transaction=False)
+        for n in range(start, min(start + 10_000, contacts)):
+            index_change_in(pipe, tenant, f"0031X{n:010d}", str(uuid.uuid4()), live=True)
+        pipe.execute()
+    return round(_bytes(r, keys.contact_subscriptions(tenant, "*")) / contacts, 1)
 
 
 class _Contacts:
@@ -122,6 +137,7 @@ def measure(subscribers: int, run_dir: Path) -> dict[str, Any]:
             cursor = move_subscriptions_to_store(rt, BEFORE, cursor).cursor
         moved = _bytes(r, keys.subscription(BEFORE, "*")) + _bytes(r, keys.contact_subscriptions(BEFORE, "*"))
         moved += _bytes(r, keys.legacy_contact_subscriptions(BEFORE, "*"))
+        index_at_scale = _index_at_scale(r, INDEX_CONTACTS)
         store = rt.history.size_bytes() or 0
         server = r.info("server")["redis_version"]
     finally:
@@ -141,6 +157,7 @@ def measure(subscribers: int, run_dir: Path) -> dict[str, Any]:
             "kept_minutes_after": int(rt.settings.webhook_dedupe_minutes),
         },
         "history_store_bytes_per_subscriber": round(store / (2 * subscribers), 1),
+        f"index_bytes_per_contact_with_{INDEX_CONTACTS}_contacts": index_at_scale,
     }
 
 

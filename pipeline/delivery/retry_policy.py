@@ -21,7 +21,9 @@ from pipeline.stores.ratelimit import RateLimited
 MAX_FAILED_ATTEMPTS = 8  # retryable vendor errors per execution, then failed + dead letter
 TIME_BUDGET_SECONDS = 3600  # an execution may be delayed (throttling included) this long
 TASK_RETRY_MAX_COUNTDOWN_SECONDS = 300  # < celeryconfig.VISIBILITY_TIMEOUT - task_time_limit
-BUDGET = f"{TIME_BUDGET_SECONDS // 3600}-hour" if TIME_BUDGET_SECONDS % 3600 == 0 else f"{TIME_BUDGET_SECONDS} s"
+BUDGET = (
+    f"{TIME_BUDGET_SECONDS // 3600}-hour" if TIME_BUDGET_SECONDS % 3600 == 0 else f"{TIME_BUDGET_SECONDS} s"
+)
 
 # vendor/part, condition, error class, what happens
 RETRY_TABLE: list[tuple[str, str, str, str]] = [

@@ -172,9 +172,17 @@ def subscription(tenant: str, subscription_id: str) -> str:
 
 
 def contact_subscriptions(tenant: str, digest: str) -> str:
-    """Set: the live calendar subscription ids of one contact, by `contact_digest` of its key
-    (render's lookup for executes without a subscriptionId)."""
-    return tenant_key(tenant, "csubs", digest)
+    """Hash: the live calendar subscription ids of the contacts whose `contact_digest` starts the
+    same (65,536 buckets a tenant, each small enough for Redis's compact encoding), field
+    `contact_subscriptions_field(digest)`, value the ids space-separated (render's lookup for
+    executes without a subscriptionId)."""
+    return tenant_key(tenant, "csubs", digest[:4])
+
+
+def contact_subscriptions_field(digest: str) -> str:
+    """One contact's field in its `contact_subscriptions` bucket: 80 bits of the digest with the
+    bucket's 16, where two contacts never meet in practice."""
+    return digest[4:20]
 
 
 def legacy_contact_subscriptions(tenant: str, contact_key: str) -> str:

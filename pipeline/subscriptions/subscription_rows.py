@@ -214,6 +214,44 @@ def _indexed_as(state: dict[str, list[Any]]) -> tuple[str, bool]:
     return key, live
 
 
+# One contact's entry in its index bucket gains (ARGV[3] == '1') or loses a subscription id; an
+# entry left empty goes. KEYS: the bucket; ARGV: the contact's field, the id, 1 to add or 0.
+_INDEX_CHANGE = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+local kept = {}
+if held then
+  for id in string.gmatch(held, '%S+') do
+    if id ~= ARGV[2] then kept[#kept + 1] = id end
+  end
+end
+if ARGV[3] == '1' then kept[#kept + 1] = ARGV[2] end
+if #kept == 0 then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+table.sort(kept)
+return redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+"""
+
+
+def index_change_in(
+    pipe: redis.client.Pipeline, tenant: str, key: str, subscription_id: str, live: bool
+) -> None:
+    """Queue one contact's index entry gaining (live) or losing a subscription id (inside the
+    caller's transaction, or on its own with a plain client)."""
+    digest = keys.contact_digest(key)
+    script = pipe.register_script(_INDEX_CHANGE)
+    bucket, field = keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest)
+    script(keys=[bucket], args=[field, subscription_id, int(live)], client=pipe)
+
+
+def index_drop(r: redis.Redis, tenant: str, names: list[str]) -> None:
+    """These contacts' index entries go whole (an erasure), the old plain-key sets too."""
+    pipe = r.pipeline(transaction=False)
+    for key in names:
+        digest = keys.contact_digest(key)
+        pipe.hdel(keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest))
+        pipe.delete(keys.legacy_contact_subscriptions(tenant, key))
+    pipe.execute()
+
+
 def _index_in(
     pipe: redis.client.Pipeline, tenant: str, before: dict[str, list[Any]], after: dict[str, list[Any]]
 ) -> None:
@@ -225,24 +263,9 @@ def _index_in(
     for key in sorted({old_key, new_key} - {""}):
         pipe.srem(keys.legacy_contact_subscriptions(tenant, key), subscription_id)
     if old_key and old_key != new_key:
-        pipe.srem(keys.contact_subscriptions(tenant, keys.contact_digest(old_key)), subscription_id)
+        index_change_in(pipe, tenant, old_key, subscription_id, live=False)
     if new_key:
-        index = keys.contact_subscriptions(tenant, keys.contact_digest(new_key))
-        if live:
-            pipe.sadd(index, subscription_id)
-        else:
-            pipe.srem(index, subscription_id)
-
-
-def _index_expiry_in(
-    pipe: redis.client.Pipeline, rt: Runtime, tenant: str, state: dict[str, list[Any]]
-) -> None:
-    """A live subscription's index entry expires after SUBSCRIPTION_RETENTION_DAYS without an
-    event when that is set (the store's retention deletes the record itself)."""
-    key, live = _indexed_as(state)
-    days = float(rt.settings.subscription_retention_days)
-    if live and key and days > 0:
-        pipe.expire(keys.contact_subscriptions(tenant, keys.contact_digest(key)), int(days * 86400))
+        index_change_in(pipe, tenant, new_key, subscription_id, live)
 
 
 def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
@@ -250,11 +273,12 @@ def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
     (and, until `move_subscriptions_to_store` has run, the index as it was once named)."""
     if not key:
         return []
+    digest = keys.contact_digest(key)
     pipe = r.pipeline(transaction=False)
-    pipe.smembers(keys.contact_subscriptions(tenant, keys.contact_digest(key)))
+    pipe.hget(keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest))
     pipe.smembers(keys.legacy_contact_subscriptions(tenant, key))
     current, legacy = pipe.execute()
-    return sorted(set(current) | set(legacy))
+    return sorted(set((current or "").split()) | set(legacy))
 
 
 def working_copy(
@@ -291,7 +315,6 @@ def _save_in(
     pipe.hset(sub_key, mapping=fields)
     pipe.persist(sub_key)
     _index_in(pipe, tenant, before, state)
-    _index_expiry_in(pipe, rt, tenant, state)
     rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY).append_in(pipe, {"subscriptionId": subscription_id})
 
 

@@ -20,20 +20,27 @@ from pipeline.subscriptions.subscription_rows import store_row
 from pipeline.tenancy.handles import Runtime
 
 # One old hash, once the store holds it: gone, unless a webhook merged into it meanwhile (it has a
-# version then, and the flush owns it); its id leaves the old index and, when live, joins the new.
-# KEYS: the hash, the new index, the old index. ARGV: the subscription id, 1 when live, the index's
-# expiry in seconds (0: none).
+# version then, and the flush owns it; its merge moved the index entry too); its id leaves the
+# old index and, when live, joins its contact's entry in the new one (as index_change_in does).
+# KEYS: the hash, the old index, the new index's bucket. ARGV: the subscription id, the contact's
+# field in the bucket, 1 when live.
 _RETIRE = """
 if redis.call('HEXISTS', KEYS[1], 'v') == 1 then
   return 0
 end
 redis.call('DEL', KEYS[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-if ARGV[2] == '1' then
-  redis.call('SADD', KEYS[2], ARGV[1])
-  if tonumber(ARGV[3]) > 0 then
-    redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('SREM', KEYS[2], ARGV[1])
+if ARGV[3] == '1' then
+  local held = redis.call('HGET', KEYS[3], ARGV[2])
+  local ids = {}
+  if held then
+    for id in string.gmatch(held, '%S+') do
+      if id ~= ARGV[1] then ids[#ids + 1] = id end
+    end
   end
+  ids[#ids + 1] = ARGV[1]
+  table.sort(ids)
+  redis.call('HSET', KEYS[3], ARGV[2], table.concat(ids, ' '))
 end
 return 1
 """
@@ -75,18 +82,16 @@ def move_subscriptions_to_store(rt: Runtime, tenant: str, cursor: int = 0, batch
         rows.append(row)
     subscription_records.upsert_subscriptions(rt.history, rows)
     retire = r.register_script(_RETIRE)
-    days = float(rt.settings.subscription_retention_days)
     for row in rows:
-        key = row["contact_key"]
-        live = bool(row["live"] and key)
-        retired = retire(
-            keys=[
-                keys.subscription(tenant, row["subscription_id"]),
-                keys.contact_subscriptions(tenant, keys.contact_digest(key)),
-                keys.legacy_contact_subscriptions(tenant, key),
-            ],
-            args=[row["subscription_id"], int(live), int(days * 86400)],
-        )
+        key, subscription_id = row["contact_key"], row["subscription_id"]
+        digest = keys.contact_digest(key)
+        names = [
+            keys.subscription(tenant, subscription_id),
+            keys.legacy_contact_subscriptions(tenant, key),
+            keys.contact_subscriptions(tenant, digest),
+        ]
+        live = int(bool(row["live"] and key))
+        retired = retire(keys=names, args=[subscription_id, keys.contact_subscriptions_field(digest), live])
         step.moved += int(retired)
         step.skipped += int(not retired)
     return step

@@ -84,7 +84,7 @@ RETENTION: tuple[Retention, ...] = (
     ),
     Retention(
         "Contact index of subscriptions",
-        keys.contact_subscriptions("<t>", "<sha256 of the contact key>"),
+        keys.contact_subscriptions("<t>", "") + "<4 hex of sha256(contact key)> (hash; field: the next 16)",
         "live calendar subscription ids",
         "SUBSCRIPTION_RETENTION_DAYS",
         "while one is live",
@@ -172,7 +172,7 @@ def _subscription_retention(rt: Runtime, tenant: str, now: float, batch: int) ->
         pipe = rt.redis.pipeline(transaction=False)
         for sub_id, contact_key in live:
             if contact_key:
-                pipe.srem(keys.contact_subscriptions(tenant, keys.contact_digest(contact_key)), sub_id)
+                subscription_rows.index_change_in(pipe, tenant, contact_key, sub_id, live=False)
         pipe.execute()
         trimmed["liveSubscriptions"] = len(live)
     if settings.webhook_receipt_days > 0:
@@ -280,9 +280,7 @@ def _forget_subscriptions(rt: Runtime, tenant: str, person: _Person, contact_key
     Redis holds; erased from all of them."""
     r = rt.redis
     names = sorted({contact_key, person.email} - {""})
-    index_keys = [keys.contact_subscriptions(tenant, keys.contact_digest(k)) for k in names]
-    index_keys += [keys.legacy_contact_subscriptions(tenant, k) for k in names]
-    found = {sub_id for key in index_keys for sub_id in r.smembers(key)}
+    found = {sub_id for key in names for sub_id in subscription_rows.live_subscriptions(r, tenant, key)}
     found.update(subscription_records.of_contact(rt.history, tenant, names))
     prefix = keys.subscription(tenant, "")
     if scan:  # working copies not yet in the store (and hashes from before the store)
@@ -299,8 +297,7 @@ def _forget_subscriptions(rt: Runtime, tenant: str, person: _Person, contact_key
     for sub_id in sorted(found):
         removed += int(r.delete(prefix + sub_id) or sub_id in stored)
     subscription_records.forget(rt.history, tenant, found)
-    if index_keys:
-        r.delete(*index_keys)
+    subscription_rows.index_drop(r, tenant, names)
     return removed
 
 

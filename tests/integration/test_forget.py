@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from pipeline.infra import keys
 from pipeline.journeys import executions
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from pipeline.stores import subscription_records
+from pipeline.subscriptions.subscription_rows import live_subscriptions
 from pipeline.vocabulary import OutboxKind
 from tests.integration.helpers import cli
 
@@ -98,9 +98,7 @@ def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: S
     # subscriptions through Rokt's Subscribe webhooks (receiver, task, state, index, outbox)
     jbsim.subscribe_contacts(stack.rokt_url, TENANT, contacts)
     stack.wait(
-        lambda: all(
-            r.smembers(keys.contact_subscriptions(TENANT, keys.contact_digest(c.key))) for c in contacts
-        ),
+        lambda: all(live_subscriptions(r, TENANT, c.key) for c in contacts),
         60,
         "every Subscribe webhook processed",
     )
@@ -127,8 +125,7 @@ def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: S
     # subscriptions: the history store holds them, Redis their index by digest (named by no contact)
     stored = subscription_records.of_contact(runtime.history, TENANT, [c.key for c in contacts])
     assert len(stored) == len(contacts)
-    target_index = keys.contact_subscriptions(TENANT, keys.contact_digest(target.key))
-    assert r.exists(target_index)
+    assert live_subscriptions(r, TENANT, target.key)
     for kind in ("exec", "event", "dlq", "outbox"):  # every path left its trace
         assert any(
             key.startswith(f"rsf:{TENANT}:{kind}:") or key == f"rsf:{TENANT}:{kind}" for key in shared
@@ -152,7 +149,7 @@ def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: S
         others
     )
     assert all(runtime.history.executions_of_contact(TENANT, c.key) for c in others)
-    assert not r.exists(target_index)
+    assert live_subscriptions(r, TENANT, target.key) == []
     assert traces(after, execution) == []  # nor any record naming its execution (rows, releases, letters)
     # the others are untouched: the same keys name them, with the same values
     for contact in others:

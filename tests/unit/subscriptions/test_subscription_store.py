@@ -221,3 +221,27 @@ def test_a_webhook_for_an_old_hash_moves_it_itself(runtime):
     assert move_subscriptions_to_store(runtime, T, 0).moved == 0  # a working copy now: not the mover's
     to_store(runtime)
     assert stored(runtime, "old-1")["version"] == 1 and not stored(runtime, "old-1")["live"]
+
+
+def test_contacts_sharing_an_index_bucket_keep_their_own_entries(runtime):
+    by_bucket: dict[str, str] = {}
+    for n in range(5000):  # two contact keys whose digests start alike (a birthday: a few hundred)
+        key = f"EXT-{n}"
+        bucket = keys.contact_subscriptions(T, keys.contact_digest(key))
+        if bucket in by_bucket:
+            first, second = by_bucket[bucket], key
+            break
+        by_bucket[bucket] = key
+    apply(runtime, "w1", "Subscribe", "s1", SubscriberExternalId=first)
+    apply(runtime, "w2", "Subscribe", "s2", SubscriberExternalId=first)
+    apply(runtime, "w3", "Subscribe", "s3", SubscriberExternalId=second)
+    assert live_subscriptions(runtime.redis, T, first) == ["s1", "s2"]
+    assert live_subscriptions(runtime.redis, T, second) == ["s3"]
+    assert runtime.redis.hlen(bucket) == 2  # one field per contact
+    apply(runtime, "w4", "Unsubscribe", "s1")
+    apply(runtime, "w5", "Unsubscribe", "s3")
+    assert (
+        live_subscriptions(runtime.redis, T, first) == ["s2"]
+        and live_subscriptions(runtime.redis, T, second) == []
+    )
+    assert runtime.redis.hlen(bucket) == 1  # an emptied entry goes
