@@ -12,10 +12,14 @@ a preference update. Equal ranks (two detail updates): the later arrival wins.
 The merged row is appended to the outbox in the same Redis transaction that stores the
 merged state, so outbox order is state order and the last row SFMC receives is the newest.
 
-The same transaction keeps an index contact key -> live subscription ids (`contact-subs`), for
-executes that carry no `subscriptionId`: the contact key is the SubscriberExternalId (else the
-captured email, as `contact_key` decides), and a subscription is live until an Unsubscribe (or
-a removal date) is merged into its state, whatever order they arrived in.
+The history store is the record of every subscription (docs/history.md): Redis holds a working
+copy (`state`, `contactMatch`, a version `v`) only while an event is merged and until the
+subscription-history flush has written that version, and restores it from the store for the
+next event. The same transaction keeps the contact index (live subscription ids by the digest of
+the contact key, `live_subscriptions`), for executes that carry no `subscriptionId`: the contact
+key is the SubscriberExternalId (else the captured email, as `contact_key` decides), and a
+subscription is live until an Unsubscribe (or a removal date) is merged into its state, whatever
+order they arrived in.
 """
 
 from __future__ import annotations

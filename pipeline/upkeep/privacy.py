@@ -1,18 +1,20 @@
 """Privacy: how long each kind of contact record is kept, and erasing one person on request.
 
-Retention (RETENTION below, the table in SECURITY.md): the ledger, stored webhooks and ended
-subscriptions expire by Redis TTL from their last write; dead letters, replayed dead letters
-and the erasure audit are trimmed by the reconciler (`apply_retention`, every beat run, in
-bounded steps); outbox entries are deleted once flushed.
+Retention (RETENTION below, the table in SECURITY.md): the ledger and stored webhooks expire by
+Redis TTL from their last write; the history store's executions, subscriptions and webhook
+receipts, dead letters, replayed dead letters and the erasure audit are trimmed by the
+reconciler (`apply_retention`, every beat run, in bounded steps); outbox entries are deleted
+once flushed.
 
 Erasure (`rokt-sfmc forget`): `forget_contact` finds every record of one contact key (and
-optionally an email) in the tenant's keys (ledger executions (through the contact index,
-and a SCAN of the tenant's execution hashes for executions claimed before the index),
-subscription state and its index, stored webhooks, dead letters (pending and replayed),
-outbox entries not yet flushed), removes them, and records the erasure without the data: when,
-the tenant, a salted hash of the contact key, and the counts. Records are matched by the
-person's identifiers: the contact key and email, then the ids found on the way (execution ids,
-Rokt event ids, calendar subscription ids), so a webhook or a row that names only an id goes too.
+optionally an email) in the tenant's keys and the history store (ledger executions (through the
+contact index, and a SCAN of the tenant's execution hashes for executions claimed before the
+index), subscriptions (the store's rows, working copies, the index), stored webhooks, dead
+letters (pending and replayed), outbox entries not yet flushed), removes them, and records the
+erasure without the data: when, the tenant, a salted hash of the contact key, and the counts.
+Records are matched by the person's identifiers: the contact key and email, then the ids found
+on the way (execution ids, Rokt event ids, calendar subscription ids), so a webhook or a row
+that names only an id goes too.
 """
 
 from __future__ import annotations
