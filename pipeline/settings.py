@@ -420,12 +420,12 @@ class Settings:
     )
     subscription_retention_days: int = setting(
         0,
-        "days a live subscription's state is kept after its last event; 0: while it is live",
+        "days a live subscription is kept (history store) after its last event; 0: while it is live",
         parse=_non_negative_int,
     )
     ended_subscription_retention_days: int = setting(
         30,
-        "days an unsubscribed or removed subscription's state is kept; 0: no end",
+        "days an unsubscribed or removed subscription is kept (history store); 0: no end",
         parse=_non_negative_int,
     )
     webhook_receipt_days: int = setting(

@@ -161,7 +161,7 @@ def last_webhook(tenant: str) -> str:
 
 
 def webhook_applied(tenant: str, webhook_id: str) -> str:
-    """String: marker that one webhook was applied to its subscription (7 days)."""
+    """String: marker that one webhook was applied to its subscription (WEBHOOK_DEDUPE_MINUTES)."""
     return tenant_key(tenant, "webhook-applied", webhook_id)
 
 
