@@ -13,7 +13,9 @@ import time
 from typing import Any
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.delivery.retry_policy import retryable
 from pipeline.infra import keys
 from pipeline.journeys import executions
 from pipeline.settings import Settings
@@ -117,7 +119,7 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind,
         log.info("webhook %s of tenant %s already %s", event_id, tenant, envelope["stripped"])
         return ()
     kind, details = envelope["eventType"], envelope["eventDetails"]
-    if subscription_records.receipt_seen(rt.history, tenant, event_id):  # re-sent after the dedupe window
+    if _seen_before(rt, tenant, event_id):  # re-sent after the dedupe window
         log.info("webhook %s of tenant %s processed before (history store)", event_id, tenant)
         rt.redis.hincrby(keys.webhook_counts(tenant), "duplicates", 1)
         return ()
@@ -134,6 +136,20 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind,
         log.info("webhook %s (%s) needs no action", event_id, kind)
         kinds = ()
     return tuple(dict.fromkeys((*kinds, _record_receipt(rt, tenant, event_id, kind))))
+
+
+def _seen_before(rt: Runtime, tenant: str, event_id: str) -> bool:
+    """Whether the store has this webhook's receipt. A store that is away answers False: Redis's
+    marker covers Rokt's retries, the store only re-sends hours later, and a confirmation must
+    not wait for the store (its execution is in Redis); a subscription event that needs the
+    store's record waits for it in its merge instead."""
+    try:
+        return subscription_records.receipt_seen(rt.history, tenant, event_id)
+    except SQLAlchemyError as exc:
+        if not retryable(exc):
+            raise
+        log.warning("webhook %s of tenant %s: receipts unreadable (%s)", event_id, tenant, type(exc).__name__)
+        return False
 
 
 def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State) -> bool:

@@ -245,3 +245,17 @@ def test_contacts_sharing_an_index_bucket_keep_their_own_entries(runtime):
         and live_subscriptions(runtime.redis, T, second) == []
     )
     assert runtime.redis.hlen(bucket) == 1  # an emptied entry goes
+
+
+def test_a_store_away_does_not_hold_a_webhook_that_needs_no_record(runtime, monkeypatch):
+    """The receipt check is skipped (Redis's marker covers Rokt's retries): a confirmation, say,
+    is applied while the store is away; its receipt waits in the outbox."""
+
+    def away(store, tenant, event_id):
+        raise sa.exc.OperationalError("SELECT", {}, ConnectionRefusedError("store away"))
+
+    monkeypatch.setattr(subscription_records, "receipt_seen", away)
+    envelope = {"eventId": "hook-x", "eventType": "CalendarUpdated", "eventDetails": {}}
+    assert claim_webhook(runtime.redis, T, envelope, ttl_seconds=RECEIPT_TTL)
+    assert process_webhook(runtime, T, "hook-x") == (OutboxKind.SUBSCRIPTION_HISTORY,)
+    assert runtime.outbox(T, OutboxKind.SUBSCRIPTION_HISTORY).backlog() == 1
