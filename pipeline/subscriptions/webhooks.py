@@ -140,9 +140,9 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind,
 
 def _seen_before(rt: Runtime, tenant: str, event_id: str) -> bool:
     """Whether the store has this webhook's receipt. A store that is away answers False: Redis's
-    marker covers Rokt's retries, the store only re-sends hours later, and a confirmation must
-    not wait for the store (its execution is in Redis); a subscription event that needs the
-    store's record waits for it in its merge instead."""
+    marker covers Rokt's retries (the store catches only re-sends hours later), and a
+    confirmation must not wait for the store (its execution is in Redis); a subscription event
+    that needs the store's record waits for it in its merge instead."""
     try:
         return subscription_records.receipt_seen(rt.history, tenant, event_id)
     except SQLAlchemyError as exc:
