@@ -420,18 +420,29 @@ class Settings:
     )
     subscription_retention_days: int = setting(
         0,
-        "days a live subscription's state is kept after its last event; 0: while it is live",
+        "days a live subscription is kept (history store) after its last event; 0: while it is live",
         parse=_non_negative_int,
     )
     ended_subscription_retention_days: int = setting(
         30,
-        "days an unsubscribed or removed subscription's state is kept; 0: no end",
+        "days an unsubscribed or removed subscription is kept (history store); 0: no end",
         parse=_non_negative_int,
     )
     webhook_receipt_days: int = setting(
         7,
-        "days a webhook receipt is kept: the envelope until processed, then its dedupe marker only",
+        (
+            "days a webhook receipt is kept: its envelope in Redis until processed, its eventId in "
+            "the history store (a later re-send from Rokt's dashboard is still a duplicate)"
+        ),
         parse=_non_negative_int,
+    )
+    webhook_dedupe_minutes: int = setting(
+        120,
+        (
+            "minutes a processed webhook's dedupe marker stays in Redis: Rokt retries for 30 minutes "
+            "and may deliver twice, a lost task is redelivered within 15; later ones are told by the store"
+        ),
+        parse=_positive_int,
     )
     erasure_audit_days: int = setting(
         730,

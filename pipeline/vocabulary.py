@@ -60,6 +60,7 @@ class Stage(StrEnum):
     RECORD_SUBSCRIPTION = "record_subscription"  # SFMC refused a subscription row
     RELEASE = "release"  # SFMC refused a Journey Builder release
     RECORD_HISTORY = "record_history"  # the history store refused an execution's row
+    RECORD_SUBSCRIPTION_HISTORY = "record_subscription_history"  # the store refused a subscription's row
     WEBHOOK = "webhook"  # a Rokt webhook could not be applied
     MATCH_CONTACT = "match_contact"  # SFMC refused to create the subscriber's contact
 
@@ -101,6 +102,7 @@ class OutboxKind(StrEnum):
     SUBSCRIPTION_ROWS = "subscription"  # Calendar Subscription rows -> the subscription DE
     RELEASES = "release"  # Journey Builder releases -> /interaction/v1/async/events
     HISTORY = "history"  # executions that reached a terminal state -> the history store
+    SUBSCRIPTION_HISTORY = "subscription-history"  # merged subscriptions, webhook receipts -> the store
 
 
 # The stage a rejected item of each outbox is dead-lettered under.
@@ -109,4 +111,5 @@ OUTBOX_STAGES: dict[OutboxKind, Stage] = {
     OutboxKind.SUBSCRIPTION_ROWS: Stage.RECORD_SUBSCRIPTION,
     OutboxKind.RELEASES: Stage.RELEASE,
     OutboxKind.HISTORY: Stage.RECORD_HISTORY,
+    OutboxKind.SUBSCRIPTION_HISTORY: Stage.RECORD_SUBSCRIPTION_HISTORY,
 }

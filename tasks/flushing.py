@@ -16,6 +16,7 @@ from pipeline.infra.queues import (
     FLUSH_HISTORY_TASK,
     FLUSH_RELEASES_TASK,
     FLUSH_STATUS_TASK,
+    FLUSH_SUBSCRIPTION_HISTORY_TASK,
     FLUSH_SUBSCRIPTIONS_TASK,
 )
 from pipeline.stores.ratelimit import RateLimited
@@ -59,6 +60,11 @@ def flush_releases_task(self: Task, tenant: str) -> dict[str, int]:
 @pipeline_task(FLUSH_HISTORY_TASK)
 def flush_history_task(self: Task, tenant: str) -> dict[str, int]:
     return _flush(self, OutboxKind.HISTORY, tenant)
+
+
+@pipeline_task(FLUSH_SUBSCRIPTION_HISTORY_TASK)
+def flush_subscription_history_task(self: Task, tenant: str) -> dict[str, int]:
+    return _flush(self, OutboxKind.SUBSCRIPTION_HISTORY, tenant)
 
 
 @pipeline_task(FLUSH_ALL_TASK)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,10 +24,11 @@ from pipeline.delivery.retry_policy import retryable
 from pipeline.infra import keys
 from pipeline.journeys.executions import current_status_rows
 from pipeline.settings import Tenant
+from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import record_exception
 from pipeline.stores.history import row_of
 from pipeline.stores.outbox import Entry, Outbox
-from pipeline.subscriptions.subscription_rows import current_subscription_rows
+from pipeline.subscriptions.subscription_rows import current_subscription_rows, store_row
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import OUTBOX_STAGES, OutboxKind
 
@@ -306,31 +308,113 @@ def flush_history(
 def _write_history(
     rt: Runtime, tenant: str, records: dict[str, dict[str, str]], report: FlushReport
 ) -> list[str]:
+    """One upsert for the batch (see _write_refusing). Returns the refused executions."""
+    rows = {execution: row_of(tenant, execution, record) for execution, record in records.items()}
+    return _write_refusing(rt, tenant, OutboxKind.HISTORY, rows, rt.history.upsert_executions, report)
+
+
+def _write_refusing(
+    rt: Runtime,
+    tenant: str,
+    kind: OutboxKind,
+    rows: dict[str, dict[str, Any]],
+    upsert: Callable[[list[dict[str, Any]]], int],
+    report: FlushReport,
+) -> list[str]:
     """One upsert for the batch. A store that is away raises (the batch waits); a batch the store
     refuses (a value it cannot hold) is written row by row, and a row refused alone is
-    dead-lettered (replayed, it is written as it is then). Returns the refused executions."""
-    rows = {execution: row_of(tenant, execution, record) for execution, record in records.items()}
+    dead-lettered (replayed, it is written as it is then). Returns the refused ids."""
     try:
-        rt.history.upsert_executions(list(rows.values()))
+        upsert(list(rows.values()))
         return []
     except SQLAlchemyError as exc:
         if retryable(exc):  # away, not refusing: the batch waits
             raise
+    name, field = REFUSED_ITEMS[kind]
     refused = []
-    for execution, row in rows.items():
+    for item, row in rows.items():
         report.calls += 1
         try:
-            rt.history.upsert_executions([row])
+            upsert([row])
         except SQLAlchemyError as exc:
             if retryable(exc):
                 raise
             report.rejected += 1
-            refused.append(execution)
-            log.error("history store refused execution %s: %s", execution, type(exc).__name__)
-            payload = {"executionId": execution}
-            stage = OUTBOX_STAGES[OutboxKind.HISTORY]
-            record_exception(rt.redis, tenant, f"history:{execution}", stage, exc, payload)
+            refused.append(item)
+            log.error("history store refused %s %s: %s", name, item, type(exc).__name__)
+            record_exception(rt.redis, tenant, f"{name}:{item}", OUTBOX_STAGES[kind], exc, {field: item})
     return refused
+
+
+# per store outbox: a refused row's dead-letter item prefix, and its payload's field
+REFUSED_ITEMS: dict[OutboxKind, tuple[str, str]] = {
+    OutboxKind.HISTORY: ("history", "executionId"),
+    OutboxKind.SUBSCRIPTION_HISTORY: ("subscription-history", "subscriptionId"),
+}
+
+# Drops a subscription's working copy once the store holds its version; a copy merged again
+# meanwhile stays (its newer version has its own outbox entry). KEYS: the copy; ARGV: the version.
+_DROP_WORKING_COPY = """
+if redis.call('HGET', KEYS[1], 'v') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def flush_subscription_history(
+    rt: Runtime,
+    tenant: str,
+    consumer: str,
+    budget_seconds: float = 30,
+    max_wait: float = MAX_WAIT_SECONDS,
+) -> FlushReport:
+    """Merged subscriptions and webhook receipts into the history store, one upsert each per
+    batch; then each subscription's working copy leaves Redis if it is still the version written
+    (its contact index entry stays: render reads it). A store that is down raises (the task
+    retries, the entries wait in the outbox)."""
+    report = FlushReport()
+    box = rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY)
+    drop = rt.redis.register_script(_DROP_WORKING_COPY)
+
+    def send_batch(batch: list[Entry]) -> None:
+        ids = list(
+            dict.fromkeys(str(e.payload["subscriptionId"]) for e in batch if "subscriptionId" in e.payload)
+        )
+        receipts = {
+            str(e.payload["webhook"]): {
+                "tenant": tenant,
+                "event_id": str(e.payload["webhook"]),
+                "event_type": str(e.payload.get("eventType", ""))[:64],
+                "recorded_at": str(e.payload.get("at", "")),
+            }
+            for e in batch
+            if "webhook" in e.payload
+        }
+        pipe = rt.redis.pipeline(transaction=False)
+        for subscription_id in ids:
+            pipe.hgetall(keys.subscription(tenant, subscription_id))
+        held = {  # forgotten or dropped meanwhile: nothing to write
+            subscription_id: copy
+            for subscription_id, copy in zip(ids, pipe.execute(), strict=True)
+            if copy.get("state") and copy.get("v")
+        }
+        report.calls += 1
+        rows = {
+            subscription_id: store_row(tenant, subscription_id, copy)
+            for subscription_id, copy in held.items()
+        }
+        upsert = partial(subscription_records.upsert_subscriptions, rt.history)
+        for subscription_id in _write_refusing(
+            rt, tenant, OutboxKind.SUBSCRIPTION_HISTORY, rows, upsert, report
+        ):
+            del rows[subscription_id]
+        if receipts:
+            subscription_records.record_receipts(rt.history, list(receipts.values()))
+        for subscription_id, row in rows.items():
+            drop(keys=[keys.subscription(tenant, subscription_id)], args=[row["version"]])
+
+    return _drain(box, consumer, HISTORY_BATCH, send_batch, report, budget_seconds, max_wait)
 
 
 FLUSHERS: dict[str, Flusher] = {
@@ -338,4 +422,5 @@ FLUSHERS: dict[str, Flusher] = {
     OutboxKind.SUBSCRIPTION_ROWS: flush_subscription_rows,
     OutboxKind.RELEASES: flush_releases,
     OutboxKind.HISTORY: flush_history,
+    OutboxKind.SUBSCRIPTION_HISTORY: flush_subscription_history,
 }

@@ -166,17 +166,33 @@ def last_webhook(tenant: str) -> str:
 
 
 def webhook_applied(tenant: str, webhook_id: str) -> str:
-    """String: marker that one webhook was applied to its subscription (7 days)."""
+    """String: marker that one webhook was applied to its subscription (WEBHOOK_DEDUPE_MINUTES)."""
     return tenant_key(tenant, "webhook-applied", webhook_id)
 
 
 def subscription(tenant: str, subscription_id: str) -> str:
-    """Hash: one calendar subscription's merged state and contact match."""
+    """Hash: one calendar subscription's working copy (merged state, contact match, version)
+    while an event is being merged and until the history store holds that version."""
     return tenant_key(tenant, "sub", subscription_id)
 
 
-def contact_subscriptions(tenant: str, contact_key: str) -> str:
-    """Set: the live calendar subscription ids of one contact key."""
+def contact_subscriptions(tenant: str, digest: str) -> str:
+    """Hash: the live calendar subscription ids of the contacts whose `contact_digest` starts the
+    same (65,536 buckets a tenant, each small enough for Redis's compact encoding), field
+    `contact_subscriptions_field(digest)`, value the ids space-separated (render's lookup for
+    executes without a subscriptionId)."""
+    return tenant_key(tenant, "csubs", digest[:4])
+
+
+def contact_subscriptions_field(digest: str) -> str:
+    """One contact's field in its `contact_subscriptions` bucket: 80 bits of the digest with the
+    bucket's 16, where two contacts never meet in practice."""
+    return digest[4:20]
+
+
+def legacy_contact_subscriptions(tenant: str, contact_key: str) -> str:
+    """Set: the same index as it was, named by the plain contact key; read (until
+    `move_subscriptions_to_store` has run) and deleted, never written."""
     return tenant_key(tenant, "contact-subs", contact_key)
 
 

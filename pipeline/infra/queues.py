@@ -55,6 +55,7 @@ RECONCILE_TASK = "rsf.reconcile"
 FLUSH_RELEASES_TASK = "rsf.flush_releases"
 FLUSH_ALL_TASK = "rsf.flush_all"
 FLUSH_HISTORY_TASK = "rsf.flush_history"
+FLUSH_SUBSCRIPTION_HISTORY_TASK = "rsf.flush_subscription_history"
 INSTALL_DATA_EXTENSIONS_TASK = "rsf.install_data_extensions"
 
 # The task that drains each outbox.
@@ -63,4 +64,5 @@ FLUSH_TASKS: dict[OutboxKind, str] = {
     OutboxKind.SUBSCRIPTION_ROWS: FLUSH_SUBSCRIPTIONS_TASK,
     OutboxKind.RELEASES: FLUSH_RELEASES_TASK,
     OutboxKind.HISTORY: FLUSH_HISTORY_TASK,
+    OutboxKind.SUBSCRIPTION_HISTORY: FLUSH_SUBSCRIPTION_HISTORY_TASK,
 }

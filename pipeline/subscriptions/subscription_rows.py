@@ -12,10 +12,14 @@ a preference update. Equal ranks (two detail updates): the later arrival wins.
 The merged row is appended to the outbox in the same Redis transaction that stores the
 merged state, so outbox order is state order and the last row SFMC receives is the newest.
 
-The same transaction keeps an index contact key -> live subscription ids (`contact-subs`), for
-executes that carry no `subscriptionId`: the contact key is the SubscriberExternalId (else the
-captured email, as `contact_key` decides), and a subscription is live until an Unsubscribe (or
-a removal date) is merged into its state, whatever order they arrived in.
+The history store is the record of every subscription (docs/history.md): Redis holds a working
+copy (`state`, `contactMatch`, a version `v`) only while an event is merged and until the
+subscription-history flush has written that version, and restores it from the store for the
+next event. The same transaction keeps the contact index (live subscription ids by the digest of
+the contact key, `live_subscriptions`), for executes that carry no `subscriptionId`: the contact
+key is the SubscriberExternalId (else the captured email, as `contact_key` decides), and a
+subscription is live until an Unsubscribe (or a removal date) is merged into its state, whatever
+order they arrived in.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import redis
 from pipeline.clients.errors import PermanentError
 from pipeline.infra import keys
 from pipeline.infra.logsafe import mask
+from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import record_exception
+from pipeline.stores.ledger import now_iso
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import OutboxKind, Stage
 from schemas.rokt_webhook import DETAILS_UPDATED, SUBSCRIBE, UNSUBSCRIBE
@@ -170,17 +176,26 @@ def row_from_state(state: dict[str, list[Any]], contact_match: str) -> dict[str,
 
 
 def current_subscription_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The rows as the merged subscription state has them now."""
+    """The rows as the merged subscription state has them now: Redis's working copy while one is
+    held, else the history store's record (one query for the batch)."""
+    ids = [row["keys"]["CalendarSubscriptionId"] for row in rows]
+    pipe = rt.redis.pipeline(transaction=False)
+    for subscription_id in ids:
+        pipe.hmget(keys.subscription(tenant, subscription_id), "state", "contactMatch")
+    held = dict(zip(ids, pipe.execute(), strict=True))
+    stored = subscription_records.load(rt.history, tenant, [i for i in ids if not held[i][0]])
     current = []
-    for row in rows:
-        raw, stored_match = rt.redis.hmget(
-            keys.subscription(tenant, row["keys"]["CalendarSubscriptionId"]), "state", "contactMatch"
-        )
-        if not raw:
+    for row, subscription_id in zip(rows, ids, strict=True):
+        raw, stored_match = held[subscription_id]
+        if raw:
+            state = json.loads(raw)
+        elif subscription_id in stored:
+            state, stored_match = stored[subscription_id]["state"], stored[subscription_id]["contact_match"]
+        else:
             current.append(row)
             continue
         match = stored_match if stored_match in (MATCHED, CREATED) else row["values"].get("ContactMatch", "")
-        current.append(row_from_state(json.loads(raw), match))
+        current.append(row_from_state(state, match))
     return current
 
 
@@ -203,47 +218,133 @@ def _indexed_as(state: dict[str, list[Any]]) -> tuple[str, bool]:
     return key, live
 
 
+# One contact's entry in its index bucket gains (ARGV[3] == '1') or loses a subscription id; an
+# entry left empty goes. KEYS: the bucket; ARGV: the contact's field, the id, 1 to add or 0.
+_INDEX_CHANGE = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+local kept = {}
+if held then
+  for id in string.gmatch(held, '%S+') do
+    if id ~= ARGV[2] then kept[#kept + 1] = id end
+  end
+end
+if ARGV[3] == '1' then kept[#kept + 1] = ARGV[2] end
+if #kept == 0 then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+table.sort(kept)
+return redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
+"""
+
+
+def index_change_in(
+    pipe: redis.client.Pipeline, tenant: str, key: str, subscription_id: str, live: bool
+) -> None:
+    """Queue one contact's index entry gaining (live) or losing a subscription id (inside the
+    caller's transaction, or on its own with a plain client)."""
+    digest = keys.contact_digest(key)
+    script = pipe.register_script(_INDEX_CHANGE)
+    bucket, field = keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest)
+    script(keys=[bucket], args=[field, subscription_id, int(live)], client=pipe)
+
+
+def index_drop(r: redis.Redis, tenant: str, names: list[str]) -> None:
+    """These contacts' index entries go whole (an erasure), the old plain-key sets too."""
+    pipe = r.pipeline(transaction=False)
+    for key in names:
+        digest = keys.contact_digest(key)
+        pipe.hdel(keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest))
+        pipe.delete(keys.legacy_contact_subscriptions(tenant, key))
+    pipe.execute()
+
+
 def _index_in(
     pipe: redis.client.Pipeline, tenant: str, before: dict[str, list[Any]], after: dict[str, list[Any]]
 ) -> None:
-    """Queue the index changes from one state to the next (inside the caller's transaction)."""
+    """Queue the index changes from one state to the next (inside the caller's transaction).
+    The index as it was once named (by the plain contact key) only loses members."""
     subscription_id = after["CalendarSubscriptionId"][0]
     old_key, _ = _indexed_as(before) if before else ("", False)
     new_key, live = _indexed_as(after)
+    for key in sorted({old_key, new_key} - {""}):
+        pipe.srem(keys.legacy_contact_subscriptions(tenant, key), subscription_id)
     if old_key and old_key != new_key:
-        pipe.srem(keys.contact_subscriptions(tenant, old_key), subscription_id)
+        index_change_in(pipe, tenant, old_key, subscription_id, live=False)
     if new_key:
-        if live:
-            pipe.sadd(keys.contact_subscriptions(tenant, new_key), subscription_id)
-        else:
-            pipe.srem(keys.contact_subscriptions(tenant, new_key), subscription_id)
-
-
-def _retention_in(pipe: redis.client.Pipeline, rt: Runtime, tenant: str, state: dict[str, list[Any]]) -> None:
-    """Queue the state's expiry (inside the caller's transaction), counted from this write: an
-    ended subscription after ENDED_SUBSCRIPTION_RETENTION_DAYS, a live one (and its contact's
-    index) after SUBSCRIPTION_RETENTION_DAYS without an event when that is set."""
-    key, live = _indexed_as(state)
-    settings = rt.settings
-    days = float(settings.subscription_retention_days if live else settings.ended_subscription_retention_days)
-    sub_key = keys.subscription(tenant, state["CalendarSubscriptionId"][0])
-    if days > 0:
-        pipe.expire(sub_key, int(days * 86400))
-        if live and key:
-            pipe.expire(keys.contact_subscriptions(tenant, key), int(days * 86400))
-    else:
-        pipe.persist(sub_key)
+        index_change_in(pipe, tenant, new_key, subscription_id, live)
 
 
 def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
-    """The contact's live calendar subscription ids, as the webhooks and the backfill left them."""
+    """The contact's live calendar subscription ids, as the webhooks and the backfill left them
+    (and, until `move_subscriptions_to_store` has run, the index as it was once named)."""
     if not key:
         return []
-    return sorted(r.smembers(keys.contact_subscriptions(tenant, key)))
+    digest = keys.contact_digest(key)
+    pipe = r.pipeline(transaction=False)
+    pipe.hget(keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest))
+    pipe.smembers(keys.legacy_contact_subscriptions(tenant, key))
+    current, legacy = pipe.execute()
+    return sorted(set((current or "").split()) | set(legacy))
 
 
-def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[str, Any]) -> str:
-    """Find the SFMC contact by key or create it; the outcome is decided once per subscription.
+def working_copy(
+    rt: Runtime, tenant: str, subscription_id: str, held: dict[str, str]
+) -> tuple[dict[str, list[Any]], str, int]:
+    """(state, contact match, version) of a subscription: Redis's working copy (`held`, its hash)
+    when one is held, else the history store's record, else nothing yet."""
+    match = held.get("contactMatch", "")
+    match = match if match in (MATCHED, CREATED) else ""
+    if held.get("state"):
+        return json.loads(held["state"]), match, int(held.get("v") or 0)
+    stored = subscription_records.load(rt.history, tenant, [subscription_id]).get(subscription_id)
+    if stored is None:
+        return {}, match, 0
+    return stored["state"], match or stored["contact_match"], int(stored["version"])
+
+
+def _save_in(
+    pipe: redis.client.Pipeline,
+    rt: Runtime,
+    tenant: str,
+    before: dict[str, list[Any]],
+    state: dict[str, list[Any]],
+    version: int,
+    match: str,
+) -> None:
+    """Queue the working copy's next version, its index changes and its store outbox entry
+    (inside the caller's transaction): the flush writes it to the store, then drops the copy."""
+    subscription_id = state["CalendarSubscriptionId"][0]
+    sub_key = keys.subscription(tenant, subscription_id)
+    fields = {"state": json.dumps(state, sort_keys=True), "v": version + 1, "at": now_iso()}
+    if match in (MATCHED, CREATED):
+        fields["contactMatch"] = match
+    pipe.hset(sub_key, mapping=fields)
+    pipe.persist(sub_key)
+    _index_in(pipe, tenant, before, state)
+    rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY).append_in(pipe, {"subscriptionId": subscription_id})
+
+
+def store_row(tenant: str, subscription_id: str, held: dict[str, str]) -> dict[str, Any]:
+    """The history store's row of one working copy (its Redis hash, as read)."""
+    state = json.loads(held["state"])
+    key, live = _indexed_as(state)
+    match = held.get("contactMatch", "")
+    return {
+        "tenant": tenant,
+        "subscription_id": subscription_id,
+        "version": int(held.get("v") or 0),
+        "live": live,
+        "contact_key": key,
+        "email": str(state.get("Email", [""])[0] or "").strip().lower(),
+        "contact_match": match if match in (MATCHED, CREATED) else "",
+        "updated_at": held.get("at") or now_iso(),
+        "state": held["state"],
+    }
+
+
+def match_contact(
+    rt: Runtime, tenant: str, subscription_id: str, attrs: dict[str, Any], again: bool = False
+) -> str:
+    """Find the SFMC contact by key or create it; the outcome is decided once per subscription
+    (`again`: decided anew, a dead letter's replay).
 
     A `creating` marker is stored before the create call, so a redelivered task that finds
     the contact knows it was created by us, not matched.
@@ -252,9 +353,13 @@ def match_contact(rt: Runtime, tenant: str, subscription_id: str, attrs: dict[st
     if not key:
         return ""
     sub_key = keys.subscription(tenant, subscription_id)
-    decided = rt.redis.hget(sub_key, "contactMatch")
+    decided = "" if again else rt.redis.hget(sub_key, "contactMatch")
     if decided in (MATCHED, CREATED):
         return decided
+    if not decided and not again:  # no working copy: the store's record says
+        stored = subscription_records.load(rt.history, tenant, [subscription_id]).get(subscription_id)
+        if stored is not None and stored["contact_match"] in (MATCHED, CREATED):
+            return stored["contact_match"]
     client = rt.sfmc(tenant)
     exists = client.contact_exists(key)
     if exists and decided != "creating" and not email_capture:
@@ -284,21 +389,18 @@ def apply_subscription(
     applied_key = keys.webhook_applied(tenant, webhook_id)
     box = rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS)
     box.ensure_group()
+    rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY).ensure_group()
     rank = RANKS[event_type]
 
     def apply(pipe: redis.client.Pipeline) -> bool:
         if pipe.exists(applied_key):
             return False
-        raw = pipe.hget(sub_key, "state")
-        before = json.loads(raw) if raw else {}
+        before, stored_match, version = working_copy(rt, tenant, subscription_id, pipe.hgetall(sub_key))
         state = merge(before, attrs, rank)
-        stored_match = pipe.hget(sub_key, "contactMatch")
-        match = contact_match or (stored_match if stored_match in (MATCHED, CREATED) else "")
+        match = contact_match or stored_match
         pipe.multi()
-        pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
-        _index_in(pipe, tenant, before, state)
-        _retention_in(pipe, rt, tenant, state)
-        pipe.set(applied_key, "1", ex=7 * 86400)
+        _save_in(pipe, rt, tenant, before, state, version, match)
+        pipe.set(applied_key, "1", ex=int(rt.settings.webhook_dedupe_minutes) * 60)
         box.append_in(pipe, row_from_state(state, match))
         if event_type == SUBSCRIBE:
             pipe.hincrby(keys.daily_counts(tenant), "subscribed", 1)
@@ -309,11 +411,11 @@ def apply_subscription(
     return bool(rt.redis.transaction(apply, sub_key, applied_key, value_from_callable=True))
 
 
-def matched_or_failed(rt: Runtime, tenant: str, attrs: dict[str, Any]) -> str:
+def matched_or_failed(rt: Runtime, tenant: str, attrs: dict[str, Any], again: bool = False) -> str:
     """match_contact, except that a contact SFMC refuses for good is dead-lettered (with the
     subscription's attributes, for replay) and the row still goes in, marked `failed`."""
     try:
-        return match_contact(rt, tenant, attrs["CalendarSubscriptionId"], attrs)
+        return match_contact(rt, tenant, attrs["CalendarSubscriptionId"], attrs, again)
     except PermanentError as exc:
         item = f"contact:{attrs['CalendarSubscriptionId']}"
         record_exception(rt.redis, tenant, item, Stage.MATCH_CONTACT, exc, attrs)
@@ -334,16 +436,15 @@ BACKFILL_RANK = 0  # state that existed before go-live: any webhook overrides it
 def merge_backfill(rt: Runtime, tenant: str, attrs: dict[str, Any], contact_match: str) -> dict[str, Any]:
     """Merge an existing subscription into the stored state (below every webhook) and return
     the row to write; re-running it gives the same row."""
-    sub_key = keys.subscription(tenant, attrs["CalendarSubscriptionId"])
+    subscription_id = attrs["CalendarSubscriptionId"]
+    sub_key = keys.subscription(tenant, subscription_id)
+    rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY).ensure_group()
 
     def apply(pipe: redis.client.Pipeline) -> dict[str, Any]:
-        raw = pipe.hget(sub_key, "state")
-        before = json.loads(raw) if raw else {}
+        before, stored_match, version = working_copy(rt, tenant, subscription_id, pipe.hgetall(sub_key))
         state = merge(before, attrs, BACKFILL_RANK)
         pipe.multi()
-        pipe.hset(sub_key, "state", json.dumps(state, sort_keys=True))
-        _index_in(pipe, tenant, before, state)
-        _retention_in(pipe, rt, tenant, state)
+        _save_in(pipe, rt, tenant, before, state, version, contact_match or stored_match)
         return row_from_state(state, contact_match)
 
     return rt.redis.transaction(apply, sub_key, value_from_callable=True)

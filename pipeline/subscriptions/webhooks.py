@@ -13,11 +13,15 @@ import time
 from typing import Any
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.delivery.retry_policy import retryable
 from pipeline.infra import keys
 from pipeline.journeys import executions
 from pipeline.settings import Settings
+from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import record_exception
+from pipeline.stores.ledger import now_iso
 from pipeline.subscriptions.subscription_rows import attributes, process_subscription_event
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import OutboxKind, Stage, State, states_leading_to
@@ -33,9 +37,16 @@ log = logging.getLogger(__name__)
 
 
 def receipt_ttl_seconds(settings: Settings) -> int:
-    """How long a receipt (the dedupe marker, and the envelope until it is processed) is kept:
-    WEBHOOK_RECEIPT_DAYS (Rokt retries for 30 minutes; manual re-sends from its dashboard later)."""
+    """How long an envelope waits in Redis to be processed: WEBHOOK_RECEIPT_DAYS (the reconciler
+    re-drives it meanwhile)."""
     return int(float(settings.webhook_receipt_days) * 86400)
+
+
+def dedupe_ttl_seconds(settings: Settings) -> int:
+    """How long a processed webhook's marker stays in Redis: WEBHOOK_DEDUPE_MINUTES covers Rokt's
+    30 minutes of retries (twice over) and a lost task's redelivery; a later re-send (Rokt's
+    dashboard) is claimed again, and its task finds the receipt in the history store."""
+    return int(settings.webhook_dedupe_minutes) * 60
 
 
 class NotYetAccepted(Exception):
@@ -72,16 +83,18 @@ def release_webhook(r: redis.Redis, tenant: str, event_id: str) -> None:
 
 def process_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
     """Apply one stored webhook; returns the outbox kinds it appended to (to schedule flushes).
-    Once applied, the receipt keeps only what dedupe needs (no contact data) until it expires."""
+    Once applied, its receipt goes to the history store and Redis keeps only what dedupe needs
+    (no contact data) for WEBHOOK_DEDUPE_MINUTES."""
     kinds = _apply_webhook(rt, tenant, event_id)
-    strip_receipt(rt.redis, tenant, event_id, "processed")
+    strip_receipt(rt.redis, tenant, event_id, "processed", dedupe_ttl_seconds(rt.settings))
     rt.redis.zrem(keys.webhooks_open(tenant), event_id)
     return kinds
 
 
-def strip_receipt(r: redis.Redis, tenant: str, event_id: str, why: str) -> bool:
-    """Replace a stored envelope with a marker of its eventId and type (its TTL unchanged), so a
-    redelivery is still refused as a duplicate; False when no receipt was stored."""
+def strip_receipt(r: redis.Redis, tenant: str, event_id: str, why: str, ttl_seconds: int = 0) -> bool:
+    """Replace a stored envelope with a marker of its eventId and type (for `ttl_seconds`, else
+    its TTL unchanged), so a redelivery is still refused as a duplicate; False when no receipt
+    was stored."""
     key = keys.webhook_receipt(tenant, event_id)
     raw = r.get(key)
     if raw is None:
@@ -91,7 +104,16 @@ def strip_receipt(r: redis.Redis, tenant: str, event_id: str, why: str) -> bool:
     except ValueError:
         event_type = ""
     marker = json.dumps({"eventId": event_id, "eventType": event_type, "stripped": why}, sort_keys=True)
+    if ttl_seconds > 0:
+        return bool(r.set(key, marker, xx=True, ex=ttl_seconds))
     return bool(r.set(key, marker, xx=True, keepttl=True))
+
+
+def _record_receipt(rt: Runtime, tenant: str, event_id: str, event_type: str) -> OutboxKind:
+    """The receipt into the history store's outbox (no contact data: the eventId and its type)."""
+    receipt = {"webhook": event_id, "eventType": event_type, "at": now_iso()}
+    rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY).append(receipt)
+    return OutboxKind.SUBSCRIPTION_HISTORY
 
 
 def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind, ...]:
@@ -104,17 +126,37 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind,
         log.info("webhook %s of tenant %s already %s", event_id, tenant, envelope["stripped"])
         return ()
     kind, details = envelope["eventType"], envelope["eventDetails"]
+    if _seen_before(rt, tenant, event_id):  # re-sent after the dedupe window
+        log.info("webhook %s of tenant %s processed before (history store)", event_id, tenant)
+        rt.redis.hincrby(keys.webhook_counts(tenant), "duplicates", 1)
+        return ()
     if kind in SUBSCRIPTION_TYPES:
         attrs = attributes(event_id, details, load_subscription(details))
         process_subscription_event(rt, tenant, event_id, kind, attrs)
-        return (OutboxKind.SUBSCRIPTION_ROWS,)
-    if kind in (EVENT_ADDED, EVENT_REMOVED, EVENT_DELETED):
+        kinds: tuple[OutboxKind, ...] = (OutboxKind.SUBSCRIPTION_ROWS, OutboxKind.SUBSCRIPTION_HISTORY)
+    elif kind in (EVENT_ADDED, EVENT_REMOVED, EVENT_DELETED):
         target = State.CONFIRMED if kind == EVENT_ADDED else State.REMOVED
         moved = update_execution(rt, tenant, details["subscriptionEvent"]["eventId"], target)
         # a move may release the contact too (releaseOn=confirmed): flush that soon, not at beat's pass
-        return (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES) if moved else ()
-    log.info("webhook %s (%s) needs no action", event_id, kind)
-    return ()
+        kinds = (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES) if moved else ()
+    else:
+        log.info("webhook %s (%s) needs no action", event_id, kind)
+        kinds = ()
+    return tuple(dict.fromkeys((*kinds, _record_receipt(rt, tenant, event_id, kind))))
+
+
+def _seen_before(rt: Runtime, tenant: str, event_id: str) -> bool:
+    """Whether the store has this webhook's receipt. A store that is away answers False: Redis's
+    marker covers Rokt's retries (the store catches only re-sends hours later), and a
+    confirmation must not wait for the store (its execution is in Redis); a subscription event
+    that needs the store's record waits for it in its merge instead."""
+    try:
+        return subscription_records.receipt_seen(rt.history, tenant, event_id)
+    except SQLAlchemyError as exc:
+        if not retryable(exc):
+            raise
+        log.warning("webhook %s of tenant %s: receipts unreadable (%s)", event_id, tenant, type(exc).__name__)
+        return False
 
 
 def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State) -> bool:

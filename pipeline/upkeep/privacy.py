@@ -1,18 +1,20 @@
 """Privacy: how long each kind of contact record is kept, and erasing one person on request.
 
-Retention (RETENTION below, the table in SECURITY.md): the ledger, stored webhooks and ended
-subscriptions expire by Redis TTL from their last write; dead letters, replayed dead letters
-and the erasure audit are trimmed by the reconciler (`apply_retention`, every beat run, in
-bounded steps); outbox entries are deleted once flushed.
+Retention (RETENTION below, the table in SECURITY.md): the ledger and stored webhooks expire by
+Redis TTL from their last write; the history store's executions, subscriptions and webhook
+receipts, dead letters, replayed dead letters and the erasure audit are trimmed by the
+reconciler (`apply_retention`, every beat run, in bounded steps); outbox entries are deleted
+once flushed.
 
 Erasure (`rokt-sfmc forget`): `forget_contact` finds every record of one contact key (and
-optionally an email) in the tenant's keys (ledger executions (through the contact index,
-and a SCAN of the tenant's execution hashes for executions claimed before the index),
-subscription state and its index, stored webhooks, dead letters (pending and replayed),
-outbox entries not yet flushed), removes them, and records the erasure without the data: when,
-the tenant, a salted hash of the contact key, and the counts. Records are matched by the
-person's identifiers: the contact key and email, then the ids found on the way (execution ids,
-Rokt event ids, calendar subscription ids), so a webhook or a row that names only an id goes too.
+optionally an email) in the tenant's keys and the history store (ledger executions (through the
+contact index, and a SCAN of the tenant's execution hashes for executions claimed before the
+index), subscriptions (the store's rows, working copies, the index), stored webhooks, dead
+letters (pending and replayed), outbox entries not yet flushed), removes them, and records the
+erasure without the data: when, the tenant, a salted hash of the contact key, and the counts.
+Records are matched by the person's identifiers: the contact key and email, then the ids found
+on the way (execution ids, Rokt event ids, calendar subscription ids), so a webhook or a row
+that names only an id goes too.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.infra import keys
-from pipeline.stores import deadletters
+from pipeline.stores import deadletters, subscription_records
 from pipeline.stores.ledger import now_iso
 from pipeline.subscriptions import subscription_rows, webhooks
 from pipeline.tenancy.handles import Runtime
@@ -70,15 +72,22 @@ RETENTION: tuple[Retention, ...] = (
         "30 days from the last execute",
     ),
     Retention(
-        "Subscription state",
-        keys.subscription("<t>", "<calendarSubscriptionId>"),
-        "the 26 data extension attributes with their event rank, contactMatch",
+        "Subscription (history store)",
+        "history store: subscriptions",
+        "the 26 data extension attributes with their event rank, contactMatch, contact key, email",
         "SUBSCRIPTION_RETENTION_DAYS / ENDED_SUBSCRIPTION_RETENTION_DAYS",
         "while live (0); 30 days after the Unsubscribe or removal",
     ),
     Retention(
+        "Subscription working copy",
+        keys.subscription("<t>", "<calendarSubscriptionId>"),
+        "the same, while an event is merged",
+        "(none)",
+        "until the history store holds its version (seconds)",
+    ),
+    Retention(
         "Contact index of subscriptions",
-        keys.contact_subscriptions("<t>", "<contact key>"),
+        keys.contact_subscriptions("<t>", "") + "<4 hex of sha256(contact key)> (hash; field: the next 16)",
         "live calendar subscription ids",
         "SUBSCRIPTION_RETENTION_DAYS",
         "while one is live",
@@ -87,8 +96,8 @@ RETENTION: tuple[Retention, ...] = (
         "Stored webhook (receipt)",
         keys.webhook_receipt("<t>", "<eventId>"),
         "the envelope until processed; then eventId and eventType only (dedupe)",
-        "WEBHOOK_RECEIPT_DAYS",
-        "7 days from receipt",
+        "WEBHOOK_RECEIPT_DAYS / WEBHOOK_DEDUPE_MINUTES",
+        "until processed (at most 7 days); then 120 minutes",
     ),
     Retention(
         "Dead letter",
@@ -120,7 +129,8 @@ RETENTION: tuple[Retention, ...] = (
     ),
 )
 # Kept without contact data (ids, counts, times), so outside this table: API keys (sha256 of the
-# key), templates, daily and activity counts, the webhook-applied markers (7 days), open/awaiting
+# key), templates, daily and activity counts, the webhook-applied markers (WEBHOOK_DEDUPE_MINUTES),
+# the history store's webhook receipts (eventId, type, time: WEBHOOK_RECEIPT_DAYS), open/awaiting
 # sets (execution keys), Celery messages (tenant and ids only). No logs are kept in Redis.
 
 
@@ -140,10 +150,40 @@ def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: i
         cutoff = now - dlq_days * 86400
         trimmed["deadLetters"] = deadletters.trim_dead_letters(rt.redis, tenant, cutoff, batch)
         trimmed["replayedDeadLetters"] = deadletters.trim_replayed(rt.redis, tenant, cutoff, batch)
+    trimmed.update(_subscription_retention(rt, tenant, now, batch))
     if audit_days > 0:
         trimmed["erasureAudit"] = int(
             rt.redis.zremrangebyscore(keys.erasures(tenant), "-inf", now - audit_days * 86400)
         )
+    return trimmed
+
+
+def _subscription_retention(rt: Runtime, tenant: str, now: float, batch: int) -> dict[str, int]:
+    """Ended subscriptions after ENDED_SUBSCRIPTION_RETENTION_DAYS, live ones after
+    SUBSCRIPTION_RETENTION_DAYS (when set) without an event, and webhook receipts after
+    WEBHOOK_RECEIPT_DAYS leave the history store; a live one leaves the contact index too."""
+    settings, store = rt.settings, rt.history
+    trimmed = {"endedSubscriptions": 0, "liveSubscriptions": 0, "webhookReceipts": 0}
+
+    def before(days: float) -> str:
+        return datetime.fromtimestamp(now - days * 86400, UTC).isoformat(timespec="milliseconds")
+
+    if settings.ended_subscription_retention_days > 0:
+        cutoff = before(settings.ended_subscription_retention_days)
+        ended = subscription_records.expire(store, tenant, live=False, before=cutoff, limit=batch)
+        trimmed["endedSubscriptions"] = len(ended)
+    if settings.subscription_retention_days > 0:
+        cutoff = before(settings.subscription_retention_days)
+        live = subscription_records.expire(store, tenant, live=True, before=cutoff, limit=batch)
+        pipe = rt.redis.pipeline(transaction=False)
+        for sub_id, contact_key in live:
+            if contact_key:
+                subscription_rows.index_change_in(pipe, tenant, contact_key, sub_id, live=False)
+        pipe.execute()
+        trimmed["liveSubscriptions"] = len(live)
+    if settings.webhook_receipt_days > 0:
+        cutoff = before(settings.webhook_receipt_days)
+        trimmed["webhookReceipts"] = subscription_records.drop_receipts_before(store, tenant, cutoff)
     return trimmed
 
 
@@ -241,11 +281,15 @@ def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: s
 
 
 def _forget_subscriptions(rt: Runtime, tenant: str, person: _Person, contact_key: str, scan: bool) -> int:
+    """The person's subscriptions: found by the contact index (and the index as it was once
+    named), the history store (contact key or email) and, with `scan`, the working copies
+    Redis holds; erased from all of them."""
     r = rt.redis
-    index_keys = [keys.contact_subscriptions(tenant, k) for k in {contact_key, person.email} - {""}]
-    found = {sub_id for key in index_keys for sub_id in r.smembers(key)}
+    names = sorted({contact_key, person.email} - {""})
+    found = {sub_id for key in names for sub_id in subscription_rows.live_subscriptions(r, tenant, key)}
+    found.update(subscription_records.of_contact(rt.history, tenant, names))
     prefix = keys.subscription(tenant, "")
-    if scan:  # ended subscriptions are not in the index
+    if scan:  # working copies not yet in the store (and hashes from before the store)
         for batch in _chunks(_scan(r, prefix + "*")):
             pipe = r.pipeline(transaction=False)
             for key in batch:
@@ -254,11 +298,12 @@ def _forget_subscriptions(rt: Runtime, tenant: str, person: _Person, contact_key
                 if raw and _state_names(json.loads(raw), person):
                     found.add(key[len(prefix) :])
     person.add(*found)
+    stored = subscription_records.load(rt.history, tenant, found)
     removed = 0
     for sub_id in sorted(found):
-        removed += int(r.delete(prefix + sub_id))
-    if index_keys:
-        r.delete(*index_keys)
+        removed += int(r.delete(prefix + sub_id) or sub_id in stored)
+    subscription_records.forget(rt.history, tenant, found)
+    subscription_rows.index_drop(r, tenant, names)
     return removed
 
 

@@ -100,6 +100,16 @@ def _replay_history(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: E
     return True
 
 
+def _replay_subscription_history(
+    rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers
+) -> bool:
+    """The subscription into its store outbox again: its working copy (kept while refused) is
+    written as it is now."""
+    entry = {"subscriptionId": letter["payload"]["subscriptionId"]}
+    rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY).append(entry)
+    return True
+
+
 def _replay_release(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
     payload = letter["payload"]
     item = {"eventDefinitionKey": payload["eventDefinitionKey"], **payload["member"]}
@@ -115,8 +125,7 @@ def _replay_webhook(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: E
 def _replay_contact_match(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
     """Match or create the contact again, then rewrite the subscription row with the result."""
     attrs = letter["payload"]
-    rt.redis.hdel(keys.subscription(tenant, attrs["CalendarSubscriptionId"]), "contactMatch")
-    row = merge_backfill(rt, tenant, attrs, matched_or_failed(rt, tenant, attrs))
+    row = merge_backfill(rt, tenant, attrs, matched_or_failed(rt, tenant, attrs, again=True))
     rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS).append(row)
     return True
 
@@ -131,6 +140,7 @@ REPLAYERS: dict[Stage, Replayer] = {
     Stage.RECORD_SUBSCRIPTION: _replay_row(OutboxKind.SUBSCRIPTION_ROWS),
     Stage.RELEASE: _replay_release,
     Stage.RECORD_HISTORY: _replay_history,
+    Stage.RECORD_SUBSCRIPTION_HISTORY: _replay_subscription_history,
     Stage.WEBHOOK: _replay_webhook,
     Stage.MATCH_CONTACT: _replay_contact_match,
 }

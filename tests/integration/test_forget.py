@@ -12,6 +12,8 @@ import pytest
 from pipeline.journeys import executions
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
+from pipeline.stores import subscription_records
+from pipeline.subscriptions.subscription_rows import live_subscriptions
 from pipeline.vocabulary import OutboxKind
 from tests.integration.helpers import cli
 
@@ -96,7 +98,7 @@ def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: S
     # subscriptions through Rokt's Subscribe webhooks (receiver, task, state, index, outbox)
     jbsim.subscribe_contacts(stack.rokt_url, TENANT, contacts)
     stack.wait(
-        lambda: all(r.smembers(f"rsf:{TENANT}:contact-subs:{c.key}") for c in contacts),
+        lambda: all(live_subscriptions(r, TENANT, c.key) for c in contacts),
         60,
         "every Subscribe webhook processed",
     )
@@ -116,14 +118,21 @@ def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: S
     assert r.xlen(f"rsf:{TENANT}:outbox:status") >= 1
 
     before = keyspace(r)
-    assert traces(before, target.key) and traces(before, target.email)
+    # the email was only in the subscription: the store holds it now, Redis no more
+    assert traces(before, target.key) and not traces(before, target.email)
+    assert subscription_records.of_contact(runtime.history, TENANT, [target.email])
     shared = set(traces(before, target.key, target.email, execution))  # keys naming the target too
-    for kind in ("exec", "event", "sub", "contact-subs", "dlq", "outbox"):  # every path left its trace
+    # subscriptions: the history store holds them, Redis their index by digest (named by no contact)
+    stored = subscription_records.of_contact(runtime.history, TENANT, [c.key for c in contacts])
+    assert len(stored) == len(contacts)
+    assert live_subscriptions(r, TENANT, target.key)
+    for kind in ("exec", "event", "dlq", "outbox"):  # every path left its trace
         assert any(
             key.startswith(f"rsf:{TENANT}:{kind}:") or key == f"rsf:{TENANT}:{kind}" for key in shared
         ), kind
     others_before = {c.key: sorted(traces(before, c.key, c.email)) for c in others}
-    assert all(others_before.values())
+    # finished executions and subscriptions left Redis: the others' records are in the store
+    assert all(runtime.history.executions_of_contact(TENANT, c.key) for c in others)
 
     done = cli(stack, "forget", "--tenant", TENANT, "--contact", target.key, "--email", target.email)
     assert done.returncode == 0, done.stderr
@@ -135,11 +144,17 @@ def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: S
 
     after = keyspace(r)
     assert traces(after, target.key, target.email) == []
+    assert subscription_records.of_contact(runtime.history, TENANT, [target.key, target.email]) == []
+    assert len(subscription_records.of_contact(runtime.history, TENANT, [c.key for c in others])) == len(
+        others
+    )
+    assert all(runtime.history.executions_of_contact(TENANT, c.key) for c in others)
+    assert live_subscriptions(r, TENANT, target.key) == []
     assert traces(after, execution) == []  # nor any record naming its execution (rows, releases, letters)
     # the others are untouched: the same keys name them, with the same values
     for contact in others:
-        keys = sorted(traces(after, contact.key, contact.email))
-        assert keys == others_before[contact.key], contact.key
-        assert all(after[key] == before[key] for key in keys if key not in shared), contact.key
+        named = sorted(traces(after, contact.key, contact.email))
+        assert named == others_before[contact.key], contact.key
+        assert all(after[key] == before[key] for key in named if key not in shared), contact.key
     audit = [json.loads(raw) for raw in r.zrange(f"rsf:{TENANT}:erasures", 0, -1)]
     assert audit and audit[-1]["counts"] == counts and audit[-1]["tenant"] == TENANT

@@ -12,13 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from pipeline.delivery.flush import flush_subscription_history
 from pipeline.infra import keys
 from pipeline.journeys.executions import new_execution
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.postgres import Postgres, PostgresUnavailable
 from pipeline.sandbox.stack import Stack
+from pipeline.stores import subscription_records
 from pipeline.stores.history import HistoryStore
 from pipeline.stores.ledger import execution_id, now_iso
+from pipeline.subscriptions.subscription_rows import apply_subscription, live_subscriptions
 from pipeline.vocabulary import ARCHIVED_STATES, OutboxKind
 from schemas.jb_execute import ExecuteSchema
 from tests.integration.helpers import LIMITER_ENV, _own, expected_outcomes
@@ -182,3 +185,38 @@ def test_an_upgrade_in_place_moves_what_the_older_version_finished_into_the_stor
     assert stack.redis.hgetall(keys.execution(TENANT, ids[0])) == {"status": "confirmed", "archived": "1"}
     assert stack.rokt_state()["event_posts"] == posts
     assert {e: record["status"] for e, record in store.records(TENANT, ids).items()} == want
+
+
+def test_subscriptions_and_receipts_on_postgresql(pg_stack):
+    """The subscription path on PostgreSQL and a real Redis (no workers: the flush is called as its
+    task does): the version guard, the working copy dropped, retention, receipts, erasure."""
+    postgres, stack = pg_stack
+    rt, tenant = stack.runtime, "pg-subs"
+    store = _store(postgres)
+
+    def merge(webhook: str, event_type: str, **attrs: str) -> None:
+        values = {"CalendarSubscriptionId": "s1", **attrs}
+        apply_subscription(rt, tenant, webhook, event_type, values, "matched")
+
+    def flush() -> None:
+        flush_subscription_history(rt, tenant, consumer="test", max_wait=0)
+
+    merge("w-unsub", "Unsubscribe")  # overtook its Subscribe
+    flush()
+    merge("w-sub", "Subscribe", SubscriberExternalId="EXT-PG", Email="Pg@Example.com")
+    rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY).append({"webhook": "w-sub", "eventType": "Subscribe"})
+    flush()
+    [row] = subscription_records.load(store, tenant, ["s1"]).values()
+    assert row["version"] == 2 and not row["live"] and row["contact_match"] == "matched"
+    assert not stack.redis.exists(keys.subscription(tenant, "s1"))
+    assert live_subscriptions(stack.redis, tenant, "EXT-PG") == []
+    older = {**row, "version": 1, "live": True, "state": json.dumps(row["state"])}
+    subscription_records.upsert_subscriptions(store, [older])  # a batch retried late
+    assert subscription_records.count(store, tenant) == {"ended": 1}
+    assert subscription_records.receipt_seen(store, tenant, "w-sub")
+    assert subscription_records.of_contact(store, tenant, ["pg@example.com"]) == ["s1"]
+    assert subscription_records.expire(store, tenant, live=False, before="0000", limit=10) == []
+    expired = subscription_records.expire(store, tenant, live=False, before="9999", limit=10)
+    assert expired == [("s1", "EXT-PG")]
+    assert subscription_records.drop_receipts_before(store, tenant, "9999") == 1
+    assert subscription_records.count(store, tenant) == {}

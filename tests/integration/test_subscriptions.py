@@ -14,6 +14,7 @@ import requests
 from pipeline.infra.redis_clients import redis_client
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
+from pipeline.stores import subscription_records
 from pipeline.web.webhook_auth import signature_header
 from tests.integration.helpers import expected_outcomes, subscription_de
 
@@ -70,6 +71,19 @@ def test_500_subscriptions_with_duplicates_and_reordered_unsubscribes(stack: Sta
         key = person.get("subscriberId") or person["emailAddress"]
         expected = "matched" if key in existing else "created"
         assert row["ContactMatch"] == expected, (sub_id, key)
+
+    # the history store is the record; Redis keeps only the live ones' index, named by digest
+    def in_store() -> bool:
+        return r.xlen("rsf:subs:outbox:subscription-history") == 0 and not r.keys("rsf:subs:sub:*")
+
+    stack.wait(in_store, 30, "the store to hold every subscription")
+    assert subscription_records.count(stack.runtime.history, "subs") == {"live": 400, "ended": 100}
+    stored = subscription_records.load(stack.runtime.history, "subs", ids)
+    assert {sub_id for sub_id, row in stored.items() if not row["live"]} == unsubscribed
+    assert r.keys("rsf:subs:contact-subs:*") == []
+    assert sum(len(ids.split()) for name in r.keys("rsf:subs:csubs:*") for ids in r.hvals(name)) == 400
+    named = " ".join(r.keys("rsf:subs:*"))
+    assert not any((p.get("subscriberId") or p["emailAddress"]) in named for p in people)
 
     sfmc = stack.sfmc_state()
     assert sfmc["contacts_created"] == 500 - len(existing)

@@ -96,5 +96,9 @@ def test_a_confirmation_webhook_asks_for_the_release_flush_too(runtime):
         "eventDetails": {"subscriptionEvent": {"eventId": event}},
     }
     assert claim_webhook(runtime.redis, "default", envelope, ttl_seconds=RECEIPT_TTL) is True
-    assert process_webhook(runtime, "default", "hook-1") == (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES)
+    assert process_webhook(runtime, "default", "hook-1") == (
+        OutboxKind.STATUS_ROWS,
+        OutboxKind.RELEASES,
+        OutboxKind.SUBSCRIPTION_HISTORY,  # its receipt
+    )
     assert release_statuses(runtime) == ["confirmed"]

@@ -19,6 +19,7 @@ def test_every_task_is_registered_under_its_stable_name_and_routed():
         queues.FLUSH_RELEASES_TASK,
         queues.FLUSH_ALL_TASK,
         queues.FLUSH_HISTORY_TASK,
+        queues.FLUSH_SUBSCRIPTION_HISTORY_TASK,
         queues.INSTALL_DATA_EXTENSIONS_TASK,
     }
     assert names <= set(app.tasks)

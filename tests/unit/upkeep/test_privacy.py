@@ -13,13 +13,16 @@ import pytest
 
 from pipeline import cli
 from pipeline.clients.errors import PermanentError
+from pipeline.delivery.flush import flush_subscription_history
 from pipeline.infra import keys
 from pipeline.journeys import executions
 from pipeline.journeys.executions import new_execution
 from pipeline.settings import DEFAULT_TENANT
+from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import (
     record_dead_letter,
 )
+from pipeline.subscriptions.subscription_rows import live_subscriptions
 from pipeline.subscriptions.webhooks import claim_webhook, process_webhook
 from pipeline.upkeep import privacy
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
@@ -141,7 +144,7 @@ def test_forget_erases_every_trace_of_one_person_and_nothing_of_another(runtime,
     # B untouched
     assert runtime.ledger.get(T, ids["b"]).contact_key == "EXT-BBBB"
     assert r.hget(keys.subscription(T, "sub-2"), "state")
-    assert "bob@example.com" in after and r.smembers(keys.contact_subscriptions(T, "EXT-BBBB")) == {"sub-2"}
+    assert "bob@example.com" in after and live_subscriptions(r, T, "EXT-BBBB") == ["sub-2"]
     # a redelivery of A's webhooks is still a duplicate (nothing comes back)
     assert not claim_webhook(
         r,
@@ -245,7 +248,15 @@ def test_replayed_letters_and_the_erasure_audit_are_trimmed(runtime):
     r.hset(keys.dead_letters_replayed(T), "new", json.dumps({"replayedAt": "2999-01-01T00:00:00.000+00:00"}))
     r.zadd(keys.erasures(T), {"old": time.time() - 800 * 86400, "new": time.time()})
     trimmed = privacy.apply_retention(runtime, T)
-    assert trimmed == {"executions": 0, "deadLetters": 0, "replayedDeadLetters": 1, "erasureAudit": 1}
+    assert trimmed == {
+        "executions": 0,
+        "deadLetters": 0,
+        "replayedDeadLetters": 1,
+        "erasureAudit": 1,
+        "endedSubscriptions": 0,
+        "liveSubscriptions": 0,
+        "webhookReceipts": 0,
+    }
     assert r.hkeys(keys.dead_letters_replayed(T)) == ["new"]
     assert r.zrange(keys.erasures(T), 0, -1) == ["new"]
 
@@ -289,41 +300,78 @@ class _With:
         return self._extra[name] if name in self._extra else getattr(self._settings, name)
 
 
+def to_store(runtime) -> None:
+    """What the subscription-history flush does a moment later: the store gets the record."""
+    flush_subscription_history(runtime, T, consumer="test", max_wait=0)
+
+
 def test_an_ended_subscription_expires_and_a_live_one_is_kept(runtime, sfmc):
-    r = runtime.redis
     subscribe(runtime, 1, "EXT-AAAA", "alice@example.com")
-    assert r.ttl(keys.subscription(T, "sub-1")) == -1  # live: kept while live (default)
+    subscribe(runtime, 2, "EXT-BBBB", "bob@example.com")
     subscribe(runtime, 1, "EXT-AAAA", "alice@example.com", event_type=UNSUBSCRIBE)
-    ttl = r.ttl(keys.subscription(T, "sub-1"))
-    assert 29 * 86400 < ttl <= 30 * 86400
+    to_store(runtime)
+    assert not runtime.redis.exists(keys.subscription(T, "sub-1"), keys.subscription(T, "sub-2"))
+    assert subscription_records.count(runtime.history, T) == {"live": 1, "ended": 1}
+    assert privacy.apply_retention(runtime, T, now=time.time() + 29 * 86400)["endedSubscriptions"] == 0
+    trimmed = privacy.apply_retention(runtime, T, now=time.time() + 31 * 86400)
+    assert trimmed["endedSubscriptions"] == 1 and trimmed["liveSubscriptions"] == 0
+    assert subscription_records.count(runtime.history, T) == {"live": 1}  # live: kept while live (default)
 
 
 def test_a_live_subscription_expires_after_the_idle_retention_when_set(runtime, sfmc, monkeypatch):
     monkeypatch.setattr(runtime, "settings", _With(runtime.settings, subscription_retention_days=400))
     subscribe(runtime, 1, "EXT-AAAA", "alice@example.com")
-    assert runtime.redis.ttl(keys.subscription(T, "sub-1")) > 399 * 86400
-    assert runtime.redis.ttl(keys.contact_subscriptions(T, "EXT-AAAA")) > 399 * 86400
+    to_store(runtime)
+    assert privacy.apply_retention(runtime, T, now=time.time() + 399 * 86400)["liveSubscriptions"] == 0
+    assert privacy.apply_retention(runtime, T, now=time.time() + 401 * 86400)["liveSubscriptions"] == 1
+    assert subscription_records.count(runtime.history, T) == {}
+    assert live_subscriptions(runtime.redis, T, "EXT-AAAA") == []
 
 
-def test_a_processed_webhook_keeps_only_its_dedupe_marker(runtime, sfmc):
+def test_a_processed_webhook_keeps_only_its_dedupe_marker_and_the_store_its_receipt(runtime, sfmc):
     subscribe(runtime, 1, "EXT-AAAA", "alice@example.com")
-    stored = json.loads(runtime.redis.get(keys.webhook_receipt(T, "hook-Subscribe-1")))
+    marker = keys.webhook_receipt(T, "hook-Subscribe-1")
+    stored = json.loads(runtime.redis.get(marker))
     assert stored == {"eventId": "hook-Subscribe-1", "eventType": "Subscribe", "stripped": "processed"}
-    assert runtime.redis.ttl(keys.webhook_receipt(T, "hook-Subscribe-1")) > 6 * 86400
+    assert 119 * 60 < runtime.redis.ttl(marker) <= 120 * 60  # WEBHOOK_DEDUPE_MINUTES
     assert process_webhook(runtime, T, "hook-Subscribe-1") == ()  # a redelivered task: nothing to do
+    to_store(runtime)
+    assert subscription_records.receipt_seen(runtime.history, T, "hook-Subscribe-1")
+    # retention: WEBHOOK_RECEIPT_DAYS
+    assert privacy.apply_retention(runtime, T, now=time.time() + 8 * 86400)["webhookReceipts"] == 1
+    assert not subscription_records.receipt_seen(runtime.history, T, "hook-Subscribe-1")
+
+
+def test_forget_finds_a_subscription_only_the_store_holds(runtime, sfmc):
+    subscribe(runtime, 1, "EXT-AAAA", "alice@example.com")
+    subscribe(runtime, 2, "EXT-BBBB", "bob@example.com")
+    subscribe(runtime, 3, "", "carol@example.com")  # an email capture, ended
+    subscribe(runtime, 3, "", "carol@example.com", event_type=UNSUBSCRIBE)
+    to_store(runtime)
+    assert privacy.forget_contact(runtime, T, "EXT-AAAA", scan=False)["counts"]["subscriptions"] == 1
+    assert (
+        privacy.forget_contact(runtime, T, "x", "Carol@Example.com", scan=False)["counts"]["subscriptions"]
+        == 1
+    )
+    assert sorted(subscription_records.load(runtime.history, T, ["sub-1", "sub-2", "sub-3"])) == ["sub-2"]
+    assert live_subscriptions(runtime.redis, T, "EXT-AAAA") == []
+    assert live_subscriptions(runtime.redis, T, "EXT-BBBB") == ["sub-2"]
 
 
 def test_the_retention_table_names_every_contact_record(runtime):
     kinds = {row.kind for row in privacy.RETENTION}
     assert {
         "Execution (ledger)",
-        "Subscription state",
+        "Subscription (history store)",
+        "Subscription working copy",
         "Dead letter",
         "Outbox entry",
         "Erasure audit",
     } <= kinds
     for row in privacy.RETENTION:
-        assert row.key.startswith("rsf:<t>:") and row.kept and row.setting and row.default
+        assert (
+            row.key.startswith(("rsf:<t>:", "history store: ")) and row.kept and row.setting and row.default
+        )
     # "Outbox entry" covers the outbox of every kind: its key names each one's stream
     [outbox] = [row for row in privacy.RETENTION if row.kind == "Outbox entry"]
     pattern = outbox.key.split()[0].replace("<t>", "default").replace("<kind>", "{kind}")

@@ -44,6 +44,7 @@ LETTERS = {
     Stage.RECORD_SUBSCRIPTION: {"deKey": "D", "row": {"keys": {"CalendarSubscriptionId": "s"}, "values": {}}},
     Stage.RELEASE: {"eventDefinitionKey": "K", "member": {"contactKey": "C", "data": {"executionId": "x"}}},
     Stage.RECORD_HISTORY: {"executionId": "x"},
+    Stage.RECORD_SUBSCRIPTION_HISTORY: {"subscriptionId": "s"},
 }
 
 
@@ -79,6 +80,7 @@ def test_each_stage_replays_into_its_part_of_the_pipeline(runtime, stage):
             Stage.RECORD_STATUS: OutboxKind.STATUS_ROWS,
             Stage.RECORD_SUBSCRIPTION: OutboxKind.SUBSCRIPTION_ROWS,
             Stage.RECORD_HISTORY: OutboxKind.HISTORY,
+            Stage.RECORD_SUBSCRIPTION_HISTORY: OutboxKind.SUBSCRIPTION_HISTORY,
         }
         box = runtime.outbox("default", kind.get(stage, OutboxKind.RELEASES))
         assert box.backlog() == 1
