@@ -2,13 +2,14 @@
 
 Retention (RETENTION below, the table in SECURITY.md): the ledger, stored webhooks and ended
 subscriptions expire by Redis TTL from their last write; dead letters, replayed dead letters
-and the erasure audit are trimmed by the reconciler (`apply_retention`, every beat run, in
-bounded steps); outbox entries are deleted once flushed.
+(in the history store) and the erasure audit are trimmed by the reconciler (`apply_retention`,
+every beat run, in bounded steps); outbox entries are deleted once flushed.
 
 Erasure (`rokt-sfmc forget`): `forget_contact` finds every record of one contact key (and
 optionally an email) in the tenant's keys (ledger executions (through the contact index,
 and a SCAN of the tenant's execution hashes for executions claimed before the index),
-subscription state and its index, stored webhooks, dead letters (pending and replayed),
+subscription state and its index, stored webhooks, dead letters (pending in Redis, replayed in
+the history store),
 outbox entries not yet flushed), removes them, and records the erasure without the data: when,
 the tenant, a salted hash of the contact key, and the counts. Records are matched by the
 person's identifiers: the contact key and email, then the ids found on the way (execution ids,
@@ -99,7 +100,7 @@ RETENTION: tuple[Retention, ...] = (
     ),
     Retention(
         "Replayed dead letter (audit)",
-        keys.dead_letters_replayed("<t>"),
+        f"{keys.outbox('<t>', OutboxKind.HISTORY)} until flushed, then the history store (dead_letters)",
         "the dead letter and replayedAt",
         "DEAD_LETTER_RETENTION_DAYS",
         "30 days from the replay",
@@ -140,11 +141,26 @@ def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: i
         cutoff = now - dlq_days * 86400
         trimmed["deadLetters"] = deadletters.trim_dead_letters(rt.redis, tenant, cutoff, batch)
         trimmed["replayedDeadLetters"] = deadletters.trim_replayed(rt.redis, tenant, cutoff, batch)
+        trimmed["replayedDeadLetters"] += _trim_stored_replayed(rt, tenant, cutoff, batch)
     if audit_days > 0:
         trimmed["erasureAudit"] = int(
             rt.redis.zremrangebyscore(keys.erasures(tenant), "-inf", now - audit_days * 86400)
         )
     return trimmed
+
+
+def _trim_stored_replayed(rt: Runtime, tenant: str, cutoff: float, batch: int) -> int:
+    """Replayed letters in the history store, `batch` at a time, with their auto-retry markers;
+    a store that is away keeps them until the next pass."""
+    cutoff_iso = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="milliseconds")
+    try:
+        gone = rt.history.drop_replayed_before(tenant, cutoff_iso, batch)
+    except SQLAlchemyError as exc:
+        log.warning("retention: the history store of %s is unavailable: %s", tenant, type(exc).__name__)
+        return 0
+    if gone:
+        rt.redis.srem(keys.dead_letters_auto_retried(tenant), *gone)
+    return len(gone)
 
 
 # -- erasure ---------------------------------------------------------------------------------
@@ -294,12 +310,13 @@ def _hash_matching(r: redis.Redis, key: str, person: _Person) -> list[str]:
 def _forget_dead_letters(rt: Runtime, tenant: str, person: _Person) -> tuple[int, int]:
     r = rt.redis
     removed = deadletters.remove_dead_letters(r, tenant, _hash_matching(r, keys.dead_letters(tenant), person))
-    replayed = _hash_matching(r, keys.dead_letters_replayed(tenant), person)
+    replayed = _hash_matching(r, keys.dead_letters_replayed(tenant), person)  # an older version's
     deadletters.remove_replayed(r, tenant, replayed)
+    stored = rt.history.forget_dead_letters(tenant, person.matches)
     retried = [m for m in r.sscan_iter(keys.dead_letters_auto_retried(tenant)) if person.matches(m)]
     if retried:
         r.srem(keys.dead_letters_auto_retried(tenant), *retried)
-    return removed, len(replayed)
+    return removed, len(replayed) + len(stored)
 
 
 def _forget_outboxes(rt: Runtime, tenant: str, person: _Person) -> int:

@@ -227,7 +227,9 @@ def test_replay_exits_0_when_every_letter_was_replayed(on_fake_redis, sent_tasks
     code, out, _err = _run(capsys, "replay", "--tenant", T)
     report = json.loads(out)
     assert code == 0 and report["replayed"] == 1 and report["failed"] == report["skipped"] == 0
-    assert [task.args for task in sent_tasks] == [[T, "ev-1"]]
+    # the webhook again, then a flush that takes the replayed letter to the history store
+    assert [task.args for task in sent_tasks] == [[T, "ev-1"], [T]]
+    assert sent_tasks[1].name == "rsf.flush_history"
 
 
 def test_replay_exits_1_when_a_letter_is_stale_or_fails(on_fake_redis, sent_tasks, capsys):
