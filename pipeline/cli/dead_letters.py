@@ -1,6 +1,9 @@
 """The dead-letter store for operators (`rokt-sfmc dlq list|show|stats|purge`) and its replay
 (`rokt-sfmc replay`).
 
+Letters waiting for a replay are read from Redis; `--replayed` reads those already replayed
+from the history store (docs/history.md), and `show` looks there when no letter waits.
+
 `dlq purge` lists what failed longer ago than `--older-than` and removes it only with --yes
 (exit 1 while it waits for one); the selection and the removal are the store's
 (`pipeline.stores.deadletters`). `replay` exits 1 unless every selected letter was replayed.
@@ -15,7 +18,7 @@ from collections import Counter
 from typing import Any
 
 from pipeline.cli.common import EXIT_PARTIAL, add_tenant_argument, duration, settings_tenant
-from pipeline.vocabulary import Stage
+from pipeline.vocabulary import OutboxKind, Stage
 
 
 def _filter(args: argparse.Namespace):
@@ -26,25 +29,30 @@ def _filter(args: argparse.Namespace):
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     from pipeline.tenancy.handles import Runtime
-    from pipeline.upkeep.replay import list_dead_letters, show_dead_letter
+    from pipeline.upkeep.replay import list_dead_letters, list_replayed, show_dead_letter
 
     settings, tenant = settings_tenant(args.tenant)
     rt = Runtime(settings)
+    listed = list_replayed if getattr(args, "replayed", False) else list_dead_letters
     if args.action == "show":
         letter = show_dead_letter(rt, tenant.name, args.id)
+        if letter is None:  # replayed: the latest replay of the item, from the history store
+            letter = next(reversed(rt.history.replayed_dead_letters(tenant.name, args.id)), None)
         if letter is None:
             print(f"error: no dead letter {args.id!r} for tenant {tenant.name!r}", file=sys.stderr)
             return 1
         print(json.dumps(letter, indent=2, sort_keys=True))
         return 0
     if args.action == "stats":
-        stats = dead_letter_stats(list_dead_letters(rt, tenant.name, _filter(args)))
+        stats = dead_letter_stats(listed(rt, tenant.name, _filter(args)))
         print(json.dumps({"tenant": tenant.name, **stats}, indent=2, sort_keys=True))
         return 0
     if args.action == "purge":
         return _purge(rt, tenant.name, args)
-    for letter in list_dead_letters(rt, tenant.name, _filter(args)):
+    for letter in listed(rt, tenant.name, _filter(args)):
         brief = {k: letter[k] for k in ("id", "stage", "errorClass", "attempts", "failedAt", "reason")}
+        if "replayedAt" in letter:
+            brief["replayedAt"] = letter["replayedAt"]
         print(json.dumps(brief, sort_keys=True))
     return 0
 
@@ -139,6 +147,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     result[name] += getattr(report, name)
                 result["ids"].extend(report.ids)
             progress.advance(task)
+    if result["selected"] and not args.dry_run:  # the replayed letters, to the history store now
+        dispatch.schedule_flush(tenant.name, OutboxKind.HISTORY)
     print(json.dumps({**result, "dry_run": args.dry_run}, indent=2))
     missed = result["skipped"] + result["failed"]
     if missed and not args.dry_run:
@@ -160,11 +170,15 @@ def _add_filter_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", help="failed at or before (ISO 8601, UTC)")
 
 
+_REPLAYED_HELP = "the letters already replayed (from the history store) instead of those waiting"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     dlq = sub.add_parser("dlq", help="the dead-letter store")
     dlq_actions = dlq.add_subparsers(dest="action", required=True)
     dlq_list = dlq_actions.add_parser("list", help="one JSON line per dead letter")
     _add_filter_arguments(dlq_list)
+    dlq_list.add_argument("--replayed", action="store_true", help=_REPLAYED_HELP)
     dlq_list.set_defaults(func=cmd_dlq)
     dlq_show = dlq_actions.add_parser("show", help="one dead letter in full")
     add_tenant_argument(dlq_show)
@@ -174,6 +188,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stats", help="counts by stage and error class, oldest and newest failure (JSON)"
     )
     _add_filter_arguments(dlq_stats)
+    dlq_stats.add_argument("--replayed", action="store_true", help=_REPLAYED_HELP)
     dlq_stats.set_defaults(func=cmd_dlq)
     dlq_purge = dlq_actions.add_parser(
         "purge", help="remove dead letters older than a duration; lists them and exits 1 without --yes"

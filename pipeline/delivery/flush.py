@@ -1,9 +1,12 @@
-"""Drain the outboxes into SFMC in vendor-sized batches, and finished executions into the history store.
+"""Drain the outboxes into SFMC in vendor-sized batches, and what is done into the history store.
 
 Status rows go out through the sync rowset API (at most 50 rows per call), releases through
 `/interaction/v1/async/events` (at most 100 members per call, grouped by event definition
 key). A batch SFMC rejects as a whole is bisected, so one bad row cannot fail its good
 neighbours: the bad row alone ends in the dead-letter store with SFMC's error.
+
+The history outbox carries finished executions (by id, read as they are now) and replayed dead
+letters (whole: they have left Redis); both are upserts, so a batch written twice is harmless.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pipeline.journeys.executions import current_status_rows
 from pipeline.settings import Tenant
 from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import record_exception
-from pipeline.stores.history import row_of
+from pipeline.stores.history import dead_letter_row, row_of
 from pipeline.stores.outbox import Entry, Outbox
 from pipeline.subscriptions.subscription_rows import current_subscription_rows, store_row
 from pipeline.tenancy.handles import Runtime
@@ -264,7 +267,7 @@ def flush_releases(
     return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)
 
 
-HISTORY_BATCH = 500  # executions per write to the history store
+HISTORY_BATCH = 500  # executions (or replayed dead letters) per write to the history store
 
 
 def flush_history(
@@ -275,13 +278,24 @@ def flush_history(
     max_wait: float = MAX_WAIT_SECONDS,
 ) -> FlushReport:
     """Finished executions into the history store, one upsert per batch; then each record that
-    waits for nothing more shrinks to its tombstone in Redis. A store that is down raises (the
-    task retries, the entries wait in the outbox); nothing is dropped."""
+    waits for nothing more shrinks to its tombstone in Redis; replayed dead letters in one upsert
+    of their own. A store that is down raises (the task retries, the entries wait in the outbox);
+    nothing is dropped."""
     report = FlushReport()
     box = rt.outbox(tenant, OutboxKind.HISTORY)
 
     def send_batch(batch: list[Entry]) -> None:
-        ids = list(dict.fromkeys(str(entry.payload["executionId"]) for entry in batch))
+        letters = [entry.payload["deadLetter"] for entry in batch if "deadLetter" in entry.payload]
+        if letters:
+            report.calls += 1
+            _write_dead_letters(rt, tenant, letters, report)
+        ids = list(
+            dict.fromkeys(
+                str(entry.payload["executionId"]) for entry in batch if "executionId" in entry.payload
+            )
+        )
+        if not ids:
+            return
         pipe = rt.redis.pipeline(transaction=False)
         for execution in ids:
             pipe.hgetall(keys.execution(tenant, execution))
@@ -415,6 +429,31 @@ def flush_subscription_history(
             drop(keys=[keys.subscription(tenant, subscription_id)], args=[row["version"]])
 
     return _drain(box, consumer, HISTORY_BATCH, send_batch, report, budget_seconds, max_wait)
+
+
+def _write_dead_letters(rt: Runtime, tenant: str, letters: list[dict[str, Any]], report: FlushReport) -> None:
+    """One upsert of replayed letters, as `_write_history` does executions: a store that is away
+    raises (the batch waits); a letter refused alone is dead-lettered whole (its replay appends
+    it to the history outbox again), so it is never dropped."""
+    rows = [dead_letter_row(tenant, letter) for letter in letters]
+    try:
+        rt.history.upsert_dead_letters(rows)
+        return
+    except SQLAlchemyError as exc:
+        if retryable(exc):
+            raise
+    for letter, row in zip(letters, rows, strict=True):
+        report.calls += 1
+        try:
+            rt.history.upsert_dead_letters([row])
+        except SQLAlchemyError as exc:
+            if retryable(exc):
+                raise
+            report.rejected += 1
+            log.error("history store refused a replayed dead letter: %s", type(exc).__name__)
+            stage = OUTBOX_STAGES[OutboxKind.HISTORY]
+            item = f"history:dead-letter:{letter.get('id')}"
+            record_exception(rt.redis, tenant, item, stage, exc, {"deadLetter": letter})
 
 
 FLUSHERS: dict[str, Flusher] = {

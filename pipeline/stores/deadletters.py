@@ -1,5 +1,13 @@
 """The dead-letter store: what failed for good, with enough to understand and replay it.
 
+A letter waiting for its replay is in flight, so it lives in Redis: a failing task writes it
+there (`record_dead_letter`, one durable Redis write, AOF), whether or not the SQL history store
+answers at that moment. Once replayed it is done: `move_to_replayed` takes it out of Redis and
+appends it, `replayedAt` added, to the tenant's history outbox in the same script, and
+`flush_history` writes it to the history store's `dead_letters` table (docs/history.md).
+Replayed letters left in the `dlq-replayed` hash by an older version are read, trimmed and erased
+there as before until retention empties it.
+
 A dead letter leaves the store here only (`remove_dead_letters`, `move_to_replayed`), with its
 time-index entry and its auto-retry marker: retention, erasure, a replay and the CLI's purge alike.
 
@@ -9,8 +17,10 @@ failed again in between is a new failure, and stays.
 
 Retention: each dead letter is also indexed by its failure time (`dlq-by-time`), so the
 reconciler removes the ones older than DEAD_LETTER_RETENTION_DAYS in bounded steps
-(`trim_dead_letters`); replayed letters (`dlq-replayed`, kept for audit) go after the same
-time from their replay (`trim_replayed`).
+(`trim_dead_letters`); replayed letters (the history store, and the older `dlq-replayed` hash)
+go after the same time from their replay (pipeline.upkeep.privacy, `trim_replayed`).
+Retention and the purge delete: a letter they take is not moved to the store, since keeping it
+there would outlive the retention the operator set.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ import redis
 
 from pipeline.infra import keys
 from pipeline.stores.ledger import now_iso
-from pipeline.vocabulary import Stage
+from pipeline.stores.outbox import Outbox
+from pipeline.vocabulary import OutboxKind, Stage
 
 REMOVE_BATCH = 500  # letters per script call
 # KEYS: the store, its time index, the auto-retry markers. ARGV: pairs of item id and the record
@@ -45,6 +56,24 @@ for i = 1, #ARGV, 2 do
   end
 end
 return removed
+"""
+
+# KEYS: the store, its time index, the history outbox. ARGV: item id, failedAt as read, the
+# replayed record (JSON). The letter leaves Redis only while it is still the failure replayed (a
+# newer failure of the item stays, indexed); the replay is recorded for the store either way.
+_MOVE_TO_REPLAYED = """
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+local moved = 0
+if stored then
+  local ok, letter = pcall(cjson.decode, stored)
+  if not ok or letter['failedAt'] == ARGV[2] then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    redis.call('ZREM', KEYS[2], ARGV[1])
+    moved = 1
+  end
+end
+redis.call('XADD', KEYS[3], '*', 'p', ARGV[3])
+return moved
 """
 
 
@@ -149,20 +178,23 @@ def purge_dead_letters(r: redis.Redis, tenant: str, as_read: Mapping[str, str]) 
     return remove_dead_letters(r, tenant, sorted(as_read), as_read=as_read)
 
 
-def move_to_replayed(r: redis.Redis, tenant: str, letter: dict[str, Any]) -> None:
-    """A replayed dead letter leaves the store (and its time index) for the replayed log, kept
-    for audit with `replayedAt`."""
-    pipe = r.pipeline()
-    pipe.hdel(keys.dead_letters(tenant), letter["id"])
-    pipe.zrem(keys.dead_letters_by_time(tenant), letter["id"])
-    pipe.hset(
-        keys.dead_letters_replayed(tenant), letter["id"], json.dumps({**letter, "replayedAt": now_iso()})
-    )
-    pipe.execute()
+def move_to_replayed(history: Outbox, letter: dict[str, Any]) -> bool:
+    """A replayed dead letter leaves Redis (with its time-index entry) for the history store,
+    kept there for audit with `replayedAt`: appended to the tenant's history outbox in the same
+    script, so it is never in neither. True when the letter was still in Redis as read."""
+    if history.kind != OutboxKind.HISTORY:
+        raise ValueError(f"replayed letters go to the history outbox, not {history.kind}")
+    history.ensure_group()
+    tenant = history.tenant
+    names = [keys.dead_letters(tenant), keys.dead_letters_by_time(tenant), history.key]
+    entry = history.encode({"deadLetter": {**letter, "replayedAt": now_iso()}})
+    script = history.r.register_script(_MOVE_TO_REPLAYED)
+    return bool(script(keys=names, args=[letter["id"], letter.get("failedAt", ""), entry]))
 
 
 def remove_replayed(r: redis.Redis, tenant: str, item_ids: list[str]) -> int:
-    """Remove replayed letters (and their auto-retry marker); returns how many were stored."""
+    """Remove replayed letters an older version kept in Redis (and their auto-retry marker);
+    returns how many were stored."""
     if not item_ids:
         return 0
     pipe = r.pipeline()
@@ -204,8 +236,9 @@ def trim_dead_letters(r: redis.Redis, tenant: str, older_than: float, batch: int
 
 
 def trim_replayed(r: redis.Redis, tenant: str, older_than: float, batch: int = 500) -> int:
-    """Remove replayed letters whose replay is older than `older_than` (epoch): one bounded step of
-    a sweep through the hash that resumes where the previous call stopped."""
+    """Remove replayed letters an older version kept in Redis whose replay is older than
+    `older_than` (epoch): one bounded step of a sweep through the hash that resumes where the
+    previous call stopped."""
     key, cursor_key = keys.dead_letters_replayed(tenant), keys.dead_letters_replayed_cursor(tenant)
     cursor = int(r.get(cursor_key) or 0)
     cursor, items = r.hscan(key, cursor, count=batch)

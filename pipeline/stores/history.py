@@ -1,4 +1,4 @@
-"""Finished executions kept in a SQL store (HISTORY_URL), out of Redis's memory.
+"""Finished executions and replayed dead letters kept in a SQL store (HISTORY_URL), out of Redis's memory.
 
 PostgreSQL in production, SQLite as the embedded default (`make demo` needs no server), both
 through SQLAlchemy Core; the schema is Alembic's (`pipeline/stores/history_migrations/`,
@@ -11,6 +11,10 @@ never goes back to an older version of its execution (`updated_at` only moves fo
 In PostgreSQL the executions table is partitioned by the day the execution was received, one
 partition a day (created before the first row of its day is written), so retention drops a
 partition instead of deleting rows; SQLite deletes the rows.
+
+Dead letters arrive the same way once they are done (replayed): one row per failure of an item,
+upserted on (tenant, item id, failedAt); a letter still waiting for its replay stays in Redis,
+where a failing task writes it (pipeline/stores/deadletters.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -51,6 +55,19 @@ executions = sa.Table(
 
 UPDATED = ("status", "event_id", "activity_id", "template_id", "contact_key", "updated_at", "record")
 
+# One row per failure of an item that is done (replayed): the dead letter as JSON with `replayedAt`.
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("tenant", sa.String(64), primary_key=True),
+    sa.Column("item_id", sa.Text, primary_key=True),
+    sa.Column("failed_at", sa.String(40), primary_key=True),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("error_class", sa.Text, nullable=False, server_default=""),
+    sa.Column("replayed_at", sa.String(40)),
+    sa.Column("record", sa.Text, nullable=False),
+)
+
 
 def partition_name(day: date) -> str:
     return f"executions_p{day:%Y%m%d}"
@@ -82,6 +99,19 @@ def row_of(tenant: str, execution_id: str, record: Mapping[str, str]) -> dict[st
         "contact_key": _text(record.get("contactKey", "")),
         "updated_at": record.get("updatedAt", ""),
         "record": json.dumps(dict(record), sort_keys=True, separators=(",", ":")),
+    }
+
+
+def dead_letter_row(tenant: str, letter: Mapping[str, Any]) -> dict[str, Any]:
+    """The dead_letters row of one replayed letter (its JSON record with `replayedAt`)."""
+    return {
+        "tenant": tenant,
+        "item_id": _text(str(letter.get("id", ""))),
+        "failed_at": str(letter.get("failedAt", "")),
+        "stage": str(letter.get("stage", "")),
+        "error_class": _text(str(letter.get("errorClass", ""))),
+        "replayed_at": letter.get("replayedAt"),
+        "record": json.dumps(dict(letter), sort_keys=True, separators=(",", ":")),
     }
 
 
@@ -137,7 +167,7 @@ class HistoryStore:
         if not rows:
             return 0
         self._ensure_partitions({row["received_on"] for row in rows})
-        insert = self._insert()
+        insert = self._insert(executions)
         statement = insert.on_conflict_do_update(
             index_elements=["tenant", "execution_id", "received_on"],
             set_={name: getattr(insert.excluded, name) for name in UPDATED},
@@ -152,12 +182,79 @@ class HistoryStore:
             raise
         return len(rows)
 
-    def _insert(self) -> Any:
+    def _insert(self, table: sa.Table) -> Any:
         if self.sqlite:
             from sqlalchemy.dialects.sqlite import insert
         else:
             from sqlalchemy.dialects.postgresql import insert
-        return insert(executions)
+        return insert(table)
+
+    def upsert_dead_letters(self, rows: list[dict[str, Any]]) -> int:
+        """Insert or update replayed letters by (tenant, item_id, failed_at): a letter written
+        twice is one row, and the latest replay of one failure wins. Returns the rows given."""
+        if not rows:
+            return 0
+        insert = self._insert(dead_letters)
+        statement = insert.on_conflict_do_update(
+            index_elements=["tenant", "item_id", "failed_at"],
+            set_={
+                name: getattr(insert.excluded, name)
+                for name in ("stage", "error_class", "replayed_at", "record")
+            },
+            where=sa.or_(
+                dead_letters.c.replayed_at.is_(None),
+                insert.excluded.replayed_at >= dead_letters.c.replayed_at,
+            ),
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement, rows)
+        return len(rows)
+
+    def drop_replayed_before(self, tenant: str, cutoff: str, batch: int = 500) -> list[str]:
+        """Retention: up to `batch` letters replayed before `cutoff` (ISO 8601, UTC) go; returns
+        their item ids (their auto-retry markers in Redis go too)."""
+        c = dead_letters.c
+        with self.engine.begin() as connection:
+            doomed = connection.execute(
+                sa.select(c.item_id, c.failed_at)
+                .where(c.tenant == tenant, c.replayed_at < cutoff)
+                .order_by(c.replayed_at)
+                .limit(batch)
+            ).all()
+            for item_id, failed_at in doomed:
+                connection.execute(
+                    dead_letters.delete().where(
+                        c.tenant == tenant, c.item_id == item_id, c.failed_at == failed_at
+                    )
+                )
+        return [item_id for item_id, _ in doomed]
+
+    def forget_dead_letters(self, tenant: str, matches: Callable[[str], bool], page: int = 1000) -> list[str]:
+        """Erasure: every stored letter whose record `matches` goes; returns their item ids."""
+        c = dead_letters.c
+        doomed: list[tuple[str, str]] = []
+        with self.engine.connect() as connection:
+            after: tuple[str, str] = ("", "")
+            while True:
+                found = connection.execute(
+                    sa.select(c.item_id, c.failed_at, c.record)
+                    .where(c.tenant == tenant, sa.tuple_(c.item_id, c.failed_at) > sa.tuple_(*after))
+                    .order_by(c.item_id, c.failed_at)
+                    .limit(page)
+                ).all()
+                doomed.extend((item_id, failed_at) for item_id, failed_at, record in found if matches(record))
+                if len(found) < page:
+                    break
+                after = (found[-1][0], found[-1][1])
+        if doomed:
+            with self.engine.begin() as connection:
+                for item_id, failed_at in doomed:
+                    connection.execute(
+                        dead_letters.delete().where(
+                            c.tenant == tenant, c.item_id == item_id, c.failed_at == failed_at
+                        )
+                    )
+        return [item_id for item_id, _ in doomed]
 
     def _ensure_partitions(self, days: Iterable[date]) -> None:
         """Each day's partition, committed on its own before rows are written to it; remembered
@@ -273,6 +370,16 @@ class HistoryStore:
                 .group_by(executions.c.status)
             ).all()
         return {status: int(count) for status, count in found}
+
+    def replayed_dead_letters(self, tenant: str, item_id: str | None = None) -> list[dict[str, Any]]:
+        """The tenant's replayed letters (of one item, when given), oldest failure first."""
+        c = dead_letters.c
+        query = sa.select(c.record).where(c.tenant == tenant)
+        if item_id is not None:
+            query = query.where(c.item_id == item_id)
+        with self.engine.connect() as connection:
+            found = connection.execute(query.order_by(c.failed_at, c.item_id)).scalars()
+            return [json.loads(record) for record in found]
 
     def size_bytes(self) -> int | None:
         """The store's size on disk (the bench's figure), when the dialect can say it."""

@@ -108,7 +108,7 @@ RETENTION: tuple[Retention, ...] = (
     ),
     Retention(
         "Replayed dead letter (audit)",
-        keys.dead_letters_replayed("<t>"),
+        f"{keys.outbox('<t>', OutboxKind.HISTORY)} until flushed, then the history store (dead_letters)",
         "the dead letter and replayedAt",
         "DEAD_LETTER_RETENTION_DAYS",
         "30 days from the replay",
@@ -150,7 +150,11 @@ def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: i
         cutoff = now - dlq_days * 86400
         trimmed["deadLetters"] = deadletters.trim_dead_letters(rt.redis, tenant, cutoff, batch)
         trimmed["replayedDeadLetters"] = deadletters.trim_replayed(rt.redis, tenant, cutoff, batch)
-    trimmed.update(_subscription_retention(rt, tenant, now, batch))
+        trimmed["replayedDeadLetters"] += _trim_stored_replayed(rt, tenant, cutoff, batch)
+    try:
+        trimmed.update(_subscription_retention(rt, tenant, now, batch))
+    except SQLAlchemyError as exc:  # the store away: next pass
+        log.warning("retention: the history store of %s is unavailable: %s", tenant, type(exc).__name__)
     if audit_days > 0:
         trimmed["erasureAudit"] = int(
             rt.redis.zremrangebyscore(keys.erasures(tenant), "-inf", now - audit_days * 86400)
@@ -185,6 +189,20 @@ def _subscription_retention(rt: Runtime, tenant: str, now: float, batch: int) ->
         cutoff = before(settings.webhook_receipt_days)
         trimmed["webhookReceipts"] = subscription_records.drop_receipts_before(store, tenant, cutoff)
     return trimmed
+
+
+def _trim_stored_replayed(rt: Runtime, tenant: str, cutoff: float, batch: int) -> int:
+    """Replayed letters in the history store, `batch` at a time, with their auto-retry markers;
+    a store that is away keeps them until the next pass."""
+    cutoff_iso = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="milliseconds")
+    try:
+        gone = rt.history.drop_replayed_before(tenant, cutoff_iso, batch)
+    except SQLAlchemyError as exc:
+        log.warning("retention: the history store of %s is unavailable: %s", tenant, type(exc).__name__)
+        return 0
+    if gone:
+        rt.redis.srem(keys.dead_letters_auto_retried(tenant), *gone)
+    return len(gone)
 
 
 # -- erasure ---------------------------------------------------------------------------------
@@ -339,12 +357,13 @@ def _hash_matching(r: redis.Redis, key: str, person: _Person) -> list[str]:
 def _forget_dead_letters(rt: Runtime, tenant: str, person: _Person) -> tuple[int, int]:
     r = rt.redis
     removed = deadletters.remove_dead_letters(r, tenant, _hash_matching(r, keys.dead_letters(tenant), person))
-    replayed = _hash_matching(r, keys.dead_letters_replayed(tenant), person)
+    replayed = _hash_matching(r, keys.dead_letters_replayed(tenant), person)  # an older version's
     deadletters.remove_replayed(r, tenant, replayed)
+    stored = rt.history.forget_dead_letters(tenant, person.matches)
     retried = [m for m in r.sscan_iter(keys.dead_letters_auto_retried(tenant)) if person.matches(m)]
     if retried:
         r.srem(keys.dead_letters_auto_retried(tenant), *retried)
-    return removed, len(replayed)
+    return removed, len(replayed) + len(stored)
 
 
 def _forget_outboxes(rt: Runtime, tenant: str, person: _Person) -> int:

@@ -4,6 +4,9 @@ A replay goes through the same tasks, rate limiter and idempotency as the first 
 an execution is reopened only from `failed` (so replaying twice enqueues once) and keeps
 its deterministic Rokt `eventId`; rows go back to their outbox (upserts); webhooks are
 re-enqueued and their applied-marker keeps them from applying twice.
+
+A replayed letter is done: it leaves Redis for the history store (`deadletters.move_to_replayed`),
+where `list_replayed` reads it.
 """
 
 from __future__ import annotations
@@ -62,6 +65,16 @@ def show_dead_letter(rt: Runtime, tenant: str, item_id: str) -> dict[str, Any] |
     return json.loads(raw) if raw else None
 
 
+def list_replayed(rt: Runtime, tenant: str, where: DeadLetterFilter | None = None) -> list[dict[str, Any]]:
+    """Replayed letters, for audit: the history store's, and those an older version kept in Redis
+    (`dlq-replayed`, emptied by retention); oldest failure first. Letters replayed moments ago
+    may still wait in the history outbox."""
+    where = where or DeadLetterFilter()
+    legacy = (json.loads(raw) for raw in rt.redis.hvals(keys.dead_letters_replayed(tenant)))
+    letters = [*rt.history.replayed_dead_letters(tenant), *legacy]
+    return sorted((d for d in letters if where.matches(d)), key=lambda d: (d["failedAt"], d["id"]))
+
+
 @dataclass(frozen=True)
 class Enqueuers:
     """How a replay sends work back into the pipeline (the caller's dispatch)."""
@@ -95,8 +108,11 @@ def _replay_row(kind: OutboxKind) -> Replayer:
 
 
 def _replay_history(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
-    """The execution into the history outbox again, to be written as it is now."""
-    rt.outbox(tenant, OutboxKind.HISTORY).append({"executionId": letter["payload"]["executionId"]})
+    """The execution into the history outbox again, to be written as it is now (or the replayed
+    letter the store refused, to be written again)."""
+    payload = letter["payload"]
+    entry = {"deadLetter": payload["deadLetter"]} if "deadLetter" in payload else None
+    rt.outbox(tenant, OutboxKind.HISTORY).append(entry or {"executionId": payload["executionId"]})
     return True
 
 
@@ -158,7 +174,8 @@ def replay_one(
     except ValueError:
         return False
     replayed = replayer(rt, tenant, letter, Enqueuers(enqueue_execution, enqueue_webhook))
-    deadletters.move_to_replayed(rt.redis, tenant, letter)  # replayed now, or stale (nothing left)
+    # replayed now, or stale (nothing left): done either way, so to the history store
+    deadletters.move_to_replayed(rt.outbox(tenant, OutboxKind.HISTORY), letter)
     return replayed
 
 

@@ -16,7 +16,7 @@ from pipeline.settings import load_settings
 from pipeline.stores.ledger import event_id_for
 from pipeline.tenancy.handles import Runtime
 from pipeline.upkeep.reconcile import Thresholds, reconcile
-from pipeline.upkeep.replay import list_dead_letters, replay_one
+from pipeline.upkeep.replay import list_dead_letters, list_replayed, replay_one
 from tests.integration.helpers import args_of, cli
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,13 @@ def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stac
         return Counter(r["Status"] for r in stack.rows("dlq"))["failed"] == 0
 
     stack.wait(all_accepted, 60, "replayed executions to be accepted")
+    # the replayed letters are done: in the history store (the workers' flush), none left in Redis
+    stack.wait(
+        lambda: len(list_replayed(runtime, "dlq")) == len(doomed), 30, "replayed letters in the history store"
+    )
+    assert not runtime.redis.exists(keys.dead_letters_replayed("dlq"))
+    listed = cli(stack, "dlq", "list", "--tenant", "dlq", "--replayed").stdout.splitlines()
+    assert sorted(json.loads(line)["id"] for line in listed) == sorted(d["id"] for d in letters)
     rokt = stack.rokt_state()
     # (the replayed contacts now share one subscription, so equal titles there are not duplicates)
     assert rokt["repeated_event_posts"] == 0

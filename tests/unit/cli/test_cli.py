@@ -227,7 +227,43 @@ def test_replay_exits_0_when_every_letter_was_replayed(on_fake_redis, sent_tasks
     code, out, _err = _run(capsys, "replay", "--tenant", T)
     report = json.loads(out)
     assert code == 0 and report["replayed"] == 1 and report["failed"] == report["skipped"] == 0
-    assert [task.args for task in sent_tasks] == [[T, "ev-1"]]
+    # the webhook again, then a flush that takes the replayed letter to the history store
+    assert [task.args for task in sent_tasks] == [[T, "ev-1"], [T]]
+    assert sent_tasks[1].name == "rsf.flush_history"
+
+
+def test_replayed_letters_are_listed_and_shown_from_the_history_store(
+    monkeypatch, fake_redis, sent_tasks, capsys, tmp_path
+):
+    from pipeline.delivery.flush import flush_history
+    from pipeline.tenancy.handles import Runtime
+    from tests.unit.conftest import ENV
+
+    settings = load_settings(
+        {**ENV, "HISTORY_URL": f"sqlite:///{tmp_path}/history.db"}
+    )  # shared by the commands
+    monkeypatch.setattr("pipeline.settings.get_settings", lambda: settings)
+    monkeypatch.setattr("pipeline.tenancy.handles.redis_client", lambda url: fake_redis)
+    monkeypatch.setattr("pipeline.infra.redis_clients.redis_client", lambda url: fake_redis)
+    for item in ("ev-1", "ev-2"):
+        record_dead_letter(
+            fake_redis, T, item, stage=Stage.WEBHOOK, error_class="x", reason="r", attempts=1,
+            payload={"eventId": item},
+        )  # fmt: skip
+    assert _run(capsys, "replay", "--tenant", T, "--since", "2000-01-01")[0] == 0
+    flush_history(Runtime(settings, fake_redis), T, consumer="c", max_wait=0)  # the flush a worker runs
+
+    code, out, _err = _run(capsys, "dlq", "list", "--tenant", T)
+    assert code == 0 and out == ""  # nothing waits for a replay
+    code, out, _err = _run(capsys, "dlq", "list", "--tenant", T, "--replayed")
+    listed = [json.loads(line) for line in out.splitlines()]
+    assert (
+        code == 0 and [d["id"] for d in listed] == ["ev-1", "ev-2"] and all(d["replayedAt"] for d in listed)
+    )
+    code, out, _err = _run(capsys, "dlq", "show", "--tenant", T, "ev-2")
+    assert code == 0 and json.loads(out)["payload"] == {"eventId": "ev-2"}
+    code, out, _err = _run(capsys, "dlq", "stats", "--tenant", T, "--replayed")
+    assert json.loads(out)["total"] == 2
 
 
 def test_replay_exits_1_when_a_letter_is_stale_or_fails(on_fake_redis, sent_tasks, capsys):

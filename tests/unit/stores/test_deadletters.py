@@ -19,7 +19,8 @@ from pipeline.stores.deadletters import (
     trim_replayed,
 )
 from pipeline.stores.ledger import now_iso
-from pipeline.vocabulary import Stage
+from pipeline.stores.outbox import Outbox
+from pipeline.vocabulary import OutboxKind, Stage
 
 
 def letter(r, item_id: str) -> None:
@@ -131,13 +132,35 @@ def test_purge_removes_what_was_selected_but_a_letter_that_failed_again_meanwhil
     assert purge_dead_letters(fake_redis, "t", {}) == 0
 
 
-def test_a_replayed_letter_leaves_the_store_and_its_index(fake_redis):
+def test_a_replayed_letter_leaves_redis_for_the_history_outbox_in_one_script(fake_redis):
     letter(fake_redis, "a")
     stored = json.loads(fake_redis.hget(keys.dead_letters("t"), "a"))
-    move_to_replayed(fake_redis, "t", stored)
+    box = Outbox(fake_redis, "t", OutboxKind.HISTORY, 60_000)
+    assert move_to_replayed(box, stored) is True
     assert fake_redis.hlen(keys.dead_letters("t")) == 0
     assert fake_redis.zcard(keys.dead_letters_by_time("t")) == 0
-    assert json.loads(fake_redis.hget(keys.dead_letters_replayed("t"), "a"))["replayedAt"]
+    assert not fake_redis.exists(keys.dead_letters_replayed("t"))  # no longer kept in Redis
+    [entry] = box.take_new("c", 10)
+    assert entry.payload["deadLetter"]["id"] == "a" and entry.payload["deadLetter"]["replayedAt"]
+    assert {k: v for k, v in entry.payload["deadLetter"].items() if k != "replayedAt"} == stored
+
+
+def test_a_newer_failure_of_the_replayed_item_stays_waiting(fake_redis):
+    letter(fake_redis, "a")
+    read = json.loads(fake_redis.hget(keys.dead_letters("t"), "a"))
+    time.sleep(0.002)
+    letter(fake_redis, "a")  # failed again after the replay read it
+    newer = fake_redis.hget(keys.dead_letters("t"), "a")
+    assert json.loads(newer)["failedAt"] != read["failedAt"]
+    box = Outbox(fake_redis, "t", OutboxKind.HISTORY, 60_000)
+    assert move_to_replayed(box, read) is False
+    assert fake_redis.hget(keys.dead_letters("t"), "a") == newer
+    assert fake_redis.zrange(keys.dead_letters_by_time("t"), 0, -1) == ["a"]
+    assert box.backlog() == 1  # the replay that did happen is recorded all the same
+
+
+def test_replayed_letters_an_older_version_kept_in_redis_are_removed(fake_redis):
+    fake_redis.hset(keys.dead_letters_replayed("t"), "a", json.dumps({"id": "a", "replayedAt": "x"}))
     fake_redis.sadd(keys.dead_letters_auto_retried("t"), "a")
     assert remove_replayed(fake_redis, "t", ["a", "missing"]) == 1
     assert remove_replayed(fake_redis, "t", []) == 0
