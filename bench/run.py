@@ -80,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[key] = merged(results.get(key), figures)
     results["total_seconds"] = round(time.monotonic() - started, 1)
     if out.exists() and set(names) != set(BENCHMARKS):
-        # a partial run keeps the other benchmarks' last figures
-        previous = json.loads(out.read_text())
-        results = {**previous, **{key: merged(previous.get(key), value) for key, value in results.items()}}
+        results = partial(json.loads(out.read_text()), results, names)
     out.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"Results written to {out} ({results['total_seconds']} s)")
     return 0
@@ -94,6 +92,25 @@ def merged(before: Any, figures: Any) -> Any:
     if isinstance(before, dict) and isinstance(figures, dict):
         return {**before, **figures}
     return figures
+
+
+def partial(previous: dict[str, Any], results: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A partial run keeps the other benchmarks' last figures, and the machine line of the run
+    that measured them; each figure it measured itself says when, at which commit and whether
+    quick (`run:<names>`: a key two benchmarks share keeps each one's)."""
+    run = {
+        "date": results["machine"]["date"],
+        "git_commit": results["machine"]["git_commit"],
+        "git_dirty": results["machine"]["git_dirty"],
+        "quick": results["quick"],
+    }
+    ours = {
+        key: {**value, f"run:{','.join(names)}": run}
+        for key, value in results.items()
+        if isinstance(value, dict) and key != "machine"
+    }
+    kept = {key: previous[key] for key in ("machine", "quick", "total_seconds") if key in previous}
+    return {**previous, **{key: merged(previous.get(key), value) for key, value in ours.items()}, **kept}
 
 
 def machine(stack: Stack) -> dict[str, Any]:
