@@ -4,8 +4,9 @@ beside the worker's RSS), and the worker CPU the history store adds (`history_cp
 A stack of its own, deployed as compose runs it (gunicorn, worker-render and worker-rokt, the
 SQLite store) with Rokt's webhooks pointed at it, so executions go the whole way: accepted,
 confirmed by Rokt's `SubscriptionEventAdded`, archived to the store, a tombstone left in Redis.
-Contacts arrive at Rokt's default rate (50/s, as Journey Builder would send a journey at full
-rate), not all at once, so Redis's `used_memory` is sampled at a steady state. Tombstones live
+Contacts arrive at a steady RATE a second, as Journey Builder sends a journey, not all at once,
+so Redis's `used_memory` is sampled at a steady state (and `queued_max` says whether the
+pipeline kept pace). Tombstones live
 `TOMBSTONE_SECONDS` here instead of the hour of production (EXECUTION_TOMBSTONE_SECONDS), so the
 plateau (rate x window of tombstones) is reached inside the run: the run's first half is the
 10,000-contact run, the whole run the one twice as long; flat means the second half's readings
@@ -35,7 +36,10 @@ from pipeline.sandbox.stack import Stack
 from pipeline.vocabulary import OutboxKind
 
 TENANT = "mem"
-RATE = 50  # contacts/s: Rokt's default per account, one tenant at full rate
+# contacts/s: what this shared 2-core VM keeps pace with while every process of the stack runs on
+# it (at Rokt's default 50/s the queue grew: the plateau would have been the backlog's); Redis per
+# contact does not depend on the rate, the tombstones held do (rate x window)
+RATE = 20
 SAMPLE_SECONDS = 2.0
 
 
@@ -45,8 +49,8 @@ def phases(quick: bool) -> dict[str, int]:
     to confirm (seconds: longer than accepting them all takes)."""
     if quick:
         return {
-            "contacts": 2_000,
-            "subscribers": 300,
+            "contacts": 1_000,
+            "subscribers": 200,
             "cpu_contacts": 500,
             "tombstone_s": 10,
             "land_delay_s": 20,
@@ -56,7 +60,7 @@ def phases(quick: bool) -> dict[str, int]:
         "subscribers": 2_000,
         "cpu_contacts": 2_000,
         "tombstone_s": 60,
-        "land_delay_s": 60,
+        "land_delay_s": 120,
     }
 
 
@@ -122,9 +126,10 @@ def _memory_run(stack: Stack, sizes: dict[str, int]) -> dict[str, Any]:
     webhooks = int(stack.redis.hget(keys.webhook_counts(TENANT), "received") or 0)
     samples = sampler.samples
     return {
-        "redis": f"contacts at {RATE}/s, tombstones kept {sizes['tombstone_s']} s "
+        "redis": f"contacts arriving at a steady rate, tombstones kept {sizes['tombstone_s']} s "
         "(production: 3600), webhooks and subscriptions as Rokt sends them",
         "contacts": total,
+        "contacts_per_s": RATE,
         "redis_bytes_per_terminal_contact": per_unit(*by_kind["execution"]),
         "redis_bytes_per_whole_execution": round(sum(whole) / len(whole)) if whole else None,
         "redis_bytes_per_subscriber": per_unit(by_kind["subscriber"][0], subscribers),
@@ -139,6 +144,7 @@ def _memory_run(stack: Stack, sizes: dict[str, int]) -> dict[str, Any]:
             "settled": end_mb,
             **plateau(samples, fed_seconds, sizes["tombstone_s"]),
         },
+        "queued_max": sampler.queued_max,
         "redis_cpu_s_whole_stack": round(redis_cpu, 1),
     }
 
@@ -187,6 +193,7 @@ class Sampler:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.samples: list[tuple[float, float]] = []
+        self.queued_max = 0  # executions claimed and not yet through Rokt: the pipeline's lag
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="used-memory")
         self._started = 0.0
@@ -203,6 +210,7 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_SECONDS):
             self.samples.append((time.monotonic() - self._started, _used_mb(self.stack)))
+            self.queued_max = max(self.queued_max, self.stack.runtime.ledger.open_count(TENANT))
 
 
 def _used_mb(stack: Stack) -> float:

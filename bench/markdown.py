@@ -117,7 +117,7 @@ def history_rows(
     execution stayed whole), Redis's used_memory across the run, and the store's worker CPU."""
     rows = []
     if memory and "redis_bytes_per_terminal_contact" in memory:
-        name = f"history, {memory['contacts']:,} contacts at 50/s"
+        name = f"history, {memory['contacts']:,} contacts at {memory['contacts_per_s']}/s"
         rows.append(
             (
                 name,

@@ -199,6 +199,7 @@ def test_the_table_holds_the_tenants_rows_and_nothing_without_figures():
 
 MEMORY = {
     "contacts": 20000,
+    "contacts_per_s": 20,
     "redis_bytes_per_terminal_contact": 138,
     "redis_bytes_per_whole_execution": 3479,
     "redis_bytes_per_subscriber": 1418,
@@ -231,7 +232,7 @@ def test_history_rows_split_redis_by_kind_beside_the_whole_execution_and_cpu_bes
     assert figures(used[2]) == [5.58, 5.47, 5.24, 5.23, 215]  # at 10k, 20k, the halves, growth
     assert figures(used[1])[:2] == [10, 20] and figures(used[3]) == [3.05]
     assert figures(cpu[2]) == [0.472, 0.33, 0.142] and figures(cpu[3]) == [0.5]
-    assert figures(per_kind[0]) == [20000, 50] and figures(cpu[0]) == [2000]
+    assert figures(per_kind[0]) == [20000, 20] and figures(cpu[0]) == [2000]
 
 
 def test_the_table_holds_the_history_rows_only_when_measured():
