@@ -139,8 +139,8 @@ def _memory_run(stack: Stack, sizes: dict[str, int]) -> dict[str, Any]:
         "store_bytes_per_contact": per_unit(store_bytes, rows),
         "redis_used_mb": {
             "before": baseline_mb,
-            f"at_{total // 2000}k": half_mb,
-            f"at_{total // 1000}k": _last(samples, fed_seconds),
+            f"at_{total // 2}": half_mb,
+            f"at_{total}": _last(samples, fed_seconds),
             "settled": end_mb,
             **plateau(samples, fed_seconds, sizes["tombstone_s"]),
         },

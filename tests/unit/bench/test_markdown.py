@@ -208,8 +208,8 @@ MEMORY = {
     "store_bytes_per_contact": 2277,
     "redis_used_mb": {
         "before": 3.05,
-        "at_10k": 5.58,
-        "at_20k": 5.47,
+        "at_10000": 5.58,
+        "at_20000": 5.47,
         "first_half_mean": 5.24,
         "second_half_mean": 5.23,
         "growth_bytes_per_contact": 215,
@@ -230,7 +230,7 @@ def test_history_rows_split_redis_by_kind_beside_the_whole_execution_and_cpu_bes
     assert figures(per_kind[3]) == [3479]
     assert figures(store[2]) == [2277]
     assert figures(used[2]) == [5.58, 5.47, 5.24, 5.23, 215]  # at 10k, 20k, the halves, growth
-    assert figures(used[1])[:2] == [10, 20] and figures(used[3]) == [3.05]
+    assert figures(used[1])[:2] == [10000, 20000] and figures(used[3]) == [3.05]
     assert figures(cpu[2]) == [0.472, 0.33, 0.142] and figures(cpu[3]) == [0.5]
     assert figures(per_kind[0]) == [20000, 20] and figures(cpu[0]) == [2000]
 
