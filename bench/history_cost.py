@@ -1,6 +1,6 @@
-"""`history`: what Redis and the history store hold per finished contact (the `memory` figures
-beside the worker's RSS), and the worker CPU the history store adds (`history_cpu`).
+"""`history`: Redis and history-store bytes per finished contact, and the store's worker CPU.
 
+The Redis and store figures join `memory` (beside the worker's RSS), the CPU is `history_cpu`.
 A stack of its own, deployed as compose runs it (gunicorn, worker-render and worker-rokt, the
 SQLite store) with Rokt's webhooks pointed at it, so executions go the whole way: accepted,
 confirmed by Rokt's `SubscriptionEventAdded`, archived to the store, a tombstone left in Redis.
