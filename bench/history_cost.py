@@ -145,6 +145,9 @@ def _memory_run(stack: Stack, sizes: dict[str, int]) -> dict[str, Any]:
             **plateau(samples, fed_seconds, sizes["tombstone_s"]),
         },
         "queued_max": sampler.queued_max,
+        "redis_bytes_per_contact_by_key": {
+            name: round(size / total, 1) for name, size in _by_key_group(stack).items() if size >= total
+        },
         "redis_cpu_s_whole_stack": round(redis_cpu, 1),
     }
 
@@ -235,6 +238,30 @@ def _bytes(stack: Stack, prefixes: Iterable[str]) -> tuple[int, int]:
             first = len(names)
         total += _memory_usage(stack, names)
     return total, first
+
+
+def _by_key_group(stack: Stack) -> dict[str, int]:
+    """Bytes of every key in Redis by its group (`rsf:<tenant>:<part>`, `rsf:_<area>`, or the
+    broker's own name up to its first dot or colon), largest first: what is not execution,
+    subscriber or webhook, and so whatever else grows."""
+    groups: dict[str, int] = {}
+    names = list(stack.redis.scan_iter(count=1000))
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        pipe = stack.redis.pipeline(transaction=False)
+        for name in chunk:
+            pipe.memory_usage(name, samples=0)
+        for name, size in zip(chunk, pipe.execute(), strict=True):
+            groups[key_group(name)] = groups.get(key_group(name), 0) + int(size or 0)
+    return dict(sorted(groups.items(), key=lambda item: -item[1]))
+
+
+def key_group(name: str) -> str:
+    """`rsf:mem:exec:abc` -> `exec`; `rsf:_ops:x` -> `_ops`; `unacked` -> `unacked`."""
+    parts = name.split(":")
+    if parts[0] == keys.PREFIX and len(parts) > 2:
+        return parts[1] if parts[1].startswith("_") else parts[2]
+    return parts[0].split(".")[0]
 
 
 def _memory_usage(stack: Stack, names: list[str]) -> int:

@@ -7,7 +7,7 @@ import sys
 import pytest
 from rich.console import Console
 
-from bench.history_cost import per_unit, plateau
+from bench.history_cost import key_group, per_unit, plateau
 from bench.procs import PeakRss, cpu_seconds
 from bench.rate_limit import LIMIT, window_figures
 from bench.run import main, merged, partial, print_table
@@ -148,3 +148,11 @@ def test_a_partial_run_keeps_the_full_runs_machine_and_stamps_its_own_figures():
     assert results["history_cpu"]["run:history"] == stamp
     assert merged({"a": 1}, {"b": 2}) == {"a": 1, "b": 2}
     assert merged({"a": 1}, 3) == 3
+
+
+def test_key_groups_name_the_part_after_the_tenant_or_the_deployment_area():
+    assert key_group("rsf:mem:exec:abc") == "exec"
+    assert key_group("rsf:mem:webhook-applied:x") == "webhook-applied"
+    assert key_group("rsf:_ops:heartbeat:w1") == "_ops"
+    assert key_group("_kombu.binding.render") == "_kombu"
+    assert key_group("unacked") == "unacked"
