@@ -117,7 +117,7 @@ def history_rows(
     execution stayed whole), Redis's used_memory across the run, and the store's worker CPU."""
     rows = []
     if memory and "redis_bytes_per_terminal_contact" in memory:
-        name = f"history, {memory['contacts']:,} contacts at {memory['contacts_per_s']}/s"
+        name = f"history{_measured(memory)}, {memory['contacts']:,} contacts at {memory['contacts_per_s']}/s"
         rows.append(
             (
                 name,
@@ -140,8 +140,8 @@ def history_rows(
         rows.append(
             (
                 name,
-                "Redis used MB: "
-                + " · ".join(k[3:] for k in halves)
+                "Redis used MB at "
+                + " · ".join(f"{int(k[3:]):,}" for k in halves)
                 + " · plateau halves · growth per contact",
                 " · ".join(str(used[k]) for k in halves)
                 + f" · {used.get('first_half_mean')} → {used.get('second_half_mean')}"
@@ -152,7 +152,7 @@ def history_rows(
     if cpu:
         rows.append(
             (
-                f"history, {cpu['contacts']:,} contacts",
+                f"history{_measured(cpu)}, {cpu['contacts']:,} contacts",
                 "worker CPU the store adds per contact (write · write and archive)",
                 f"{cpu['flush_history_cpu_ms_per_contact']} ms ({cpu['accepted_write_cpu_ms']} · "
                 f"{cpu['confirmed_write_archive_cpu_ms']})",
@@ -160,6 +160,12 @@ def history_rows(
             )
         )
     return rows
+
+
+def _measured(figures: dict[str, Any]) -> str:
+    """When a partial run measured these figures, not the run of the table's machine line."""
+    run = figures.get("run:history")
+    return f" (measured {run['date'][:10]} at `{run['git_commit'][:10]}`)" if run else ""
 
 
 def intake_rows(intake: dict[str, Any] | None, broker: str) -> list[tuple[str, str, str, str]]:
