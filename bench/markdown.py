@@ -82,6 +82,7 @@ def performance_table(results: dict[str, Any]) -> str:
                     f"no-op task: {memory['noop_main_process_mb_per_10k_tasks']} MB",
                 )
             )
+    rows.extend(history_rows(memory, results.get("history_cpu")))
     scale = results.get("scale")
     if scale:
         speeds = {k.rsplit("_", 1)[1]: v for k, v in scale.items() if k.startswith("contacts_per_s_")}
@@ -107,6 +108,64 @@ def performance_table(results: dict[str, Any]) -> str:
     rows.extend(durability_rows(results.get("durability")))
     rows.extend(worker_loss_rows(results.get("worker_loss")))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
+
+
+def history_rows(
+    memory: dict[str, Any] | None, cpu: dict[str, Any] | None
+) -> list[tuple[str, str, str, str]]:
+    """`history`: Redis and the history store per finished contact (before the store, a finished
+    execution stayed whole), Redis's used_memory across the run, and the store's worker CPU."""
+    rows = []
+    if memory and "redis_bytes_per_terminal_contact" in memory:
+        name = f"history{_measured(memory)}, {memory['contacts']:,} contacts at {memory['contacts_per_s']}/s"
+        rows.append(
+            (
+                name,
+                "Redis bytes per finished contact · per subscriber · per webhook",
+                f"{memory['redis_bytes_per_terminal_contact']} · {memory['redis_bytes_per_subscriber']} · "
+                f"{memory['redis_bytes_per_webhook']}",
+                f"whole execution (before the store): {memory['redis_bytes_per_whole_execution']}",
+            )
+        )
+        rows.append(
+            (
+                name,
+                f"store bytes per contact ({memory['store']})",
+                f"{memory['store_bytes_per_contact']:,}",
+                "",
+            )
+        )
+        used = memory["redis_used_mb"]
+        halves = [k for k in used if k.startswith("at_")]
+        rows.append(
+            (
+                name,
+                "Redis used MB at "
+                + " · ".join(f"{int(k[3:]):,}" for k in halves)
+                + " · plateau halves · growth per contact",
+                " · ".join(str(used[k]) for k in halves)
+                + f" · {used.get('first_half_mean')} → {used.get('second_half_mean')}"
+                + f" · {used.get('growth_bytes_per_contact')} B",
+                f"before the run: {used['before']}",
+            )
+        )
+    if cpu:
+        rows.append(
+            (
+                f"history{_measured(cpu)}, {cpu['contacts']:,} contacts",
+                "worker CPU the store adds per contact (write · write and archive)",
+                f"{cpu['flush_history_cpu_ms_per_contact']} ms ({cpu['accepted_write_cpu_ms']} · "
+                f"{cpu['confirmed_write_archive_cpu_ms']})",
+                f"goal ≤ {cpu['goal_ms_per_contact']} ms",
+            )
+        )
+    return rows
+
+
+def _measured(figures: dict[str, Any]) -> str:
+    """When a partial run measured these figures, not the run of the table's machine line."""
+    run = figures.get("run:history")
+    return f" (measured {run['date'][:10]} at `{run['git_commit'][:10]}`)" if run else ""
 
 
 def intake_rows(intake: dict[str, Any] | None, broker: str) -> list[tuple[str, str, str, str]]:

@@ -2,8 +2,9 @@
 
 BENCH_QUICK=1 runs reduced sizes (under 5 minutes); BENCH_OUT names the results file
 (default bench/results.json). Names: intake pipeline rate_limit scale fairness tenants worker_loss
-durability
-(`pipeline` also yields `sfmc_batching` and `memory`, measured in the same run).
+durability history
+(`pipeline` also yields `sfmc_batching` and `memory`, measured in the same run; `history` adds its
+Redis and store figures to `memory`, and yields `history_cpu`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,17 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import durability, fairness, intake, pipeline_cost, rate_limit, scale, tenants, worker_loss
+from bench import (
+    durability,
+    fairness,
+    history_cost,
+    intake,
+    pipeline_cost,
+    rate_limit,
+    scale,
+    tenants,
+    worker_loss,
+)
 from bench.harness import bench_stack
 from pipeline.sandbox.stack import Stack
 
@@ -38,6 +49,7 @@ BENCHMARKS: dict[str, Callable[[Stack, bool], dict[str, dict[str, Any]]]] = {
     "tenants": tenants.run,
     "worker_loss": worker_loss.run,
     "durability": durability.run,
+    "history": history_cost.run,
 }
 DEFAULT_OUT = Path(__file__).with_name("results.json")
 
@@ -64,15 +76,41 @@ def main(argv: list[str] | None = None) -> int:
             begun = time.monotonic()
             for key, figures in BENCHMARKS[name](stack, quick).items():
                 figures["elapsed_s"] = round(time.monotonic() - begun, 1)
-                results[key] = figures
                 print_table(console, key, figures)
+                results[key] = merged(results.get(key), figures)
     results["total_seconds"] = round(time.monotonic() - started, 1)
     if out.exists() and set(names) != set(BENCHMARKS):
-        # a partial run keeps the other benchmarks' last figures
-        results = {**json.loads(out.read_text()), **results}
+        results = partial(json.loads(out.read_text()), results, names)
     out.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"Results written to {out} ({results['total_seconds']} s)")
     return 0
+
+
+def merged(before: Any, figures: Any) -> Any:
+    """Two benchmarks may each add figures to one key (`memory`: the worker's RSS from `pipeline`,
+    Redis and the store from `history`): a run's figures replace only their own names."""
+    if isinstance(before, dict) and isinstance(figures, dict):
+        return {**before, **figures}
+    return figures
+
+
+def partial(previous: dict[str, Any], results: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """A partial run keeps the other benchmarks' last figures, and the machine line of the run
+    that measured them; each figure it measured itself says when, at which commit and whether
+    quick (`run:<names>`: a key two benchmarks share keeps each one's)."""
+    run = {
+        "date": results["machine"]["date"],
+        "git_commit": results["machine"]["git_commit"],
+        "git_dirty": results["machine"]["git_dirty"],
+        "quick": results["quick"],
+    }
+    ours = {
+        key: {**value, f"run:{','.join(names)}": run}
+        for key, value in results.items()
+        if isinstance(value, dict) and key != "machine"
+    }
+    kept = {key: previous[key] for key in ("machine", "quick", "total_seconds") if key in previous}
+    return {**previous, **{key: merged(previous.get(key), value) for key, value in ours.items()}, **kept}
 
 
 def machine(stack: Stack) -> dict[str, Any]:

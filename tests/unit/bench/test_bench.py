@@ -7,9 +7,10 @@ import sys
 import pytest
 from rich.console import Console
 
+from bench.history_cost import key_group, per_unit, plateau
 from bench.procs import PeakRss, cpu_seconds
 from bench.rate_limit import LIMIT, window_figures
-from bench.run import main, print_table
+from bench.run import main, merged, partial, print_table
 from pipeline.journeys.render import render_event
 from pipeline.sandbox import rokt
 from pipeline.sandbox.jbsim import DEMO_TEMPLATE
@@ -97,3 +98,61 @@ def test_rokt_simulator_reports_when_posts_arrived_and_which_were_throttled():
     assert statuses == [202, 429]
     assert len(posts["accepted"]) == 1 and len(posts["throttled"]) == 1
     assert posts["accepted"][0] <= posts["throttled"][0]
+
+
+def test_plateau_is_each_half_after_the_first_window_and_what_still_grows():
+    mib = 2**20
+    # 50 contacts/s for 100 s, a 10-s window: climbing until 15 s, then 1 MiB flat plus 100
+    # bytes per contact fed (what a 7-day receipt adds)
+    samples = [(float(t), (min(t, 15) / 15) + 100 * 50 * t / mib) for t in range(2, 101, 2)]
+    figures = plateau(samples, fed_seconds=100, window=10, rate=50)
+    assert figures["growth_bytes_per_contact"] == 100
+    assert figures["first_half_mean"] < figures["second_half_mean"]
+    assert figures["first_half_range"] == round((48 - 16) * 100 * 50 / mib, 2)  # the climb is left out
+    flat = plateau([(float(t), 1.0) for t in range(2, 101, 2)], 100, 10, 50)
+    assert flat["growth_bytes_per_contact"] == 0
+    assert flat["first_half_mean"] == flat["second_half_mean"] == 1.0
+    assert plateau([(1.0, 1.0)], 100, 10, 50) == {}  # nothing after the first window: no plateau
+
+
+def test_per_unit_divides_only_what_was_counted():
+    assert per_unit(1_380_000, 10_000) == 138
+    assert per_unit(500, 0) is None
+
+
+def test_a_partial_run_keeps_the_full_runs_machine_and_stamps_its_own_figures():
+    previous = {
+        "machine": {"date": "2026-11-27", "git_commit": "old"},
+        "quick": False,
+        "total_seconds": 2000.0,
+        "pipeline": {"cpu_ms_per_contact": 8.9},
+        "memory": {"rss_mb_1k": 81.7, "rss_mb_20k": 95.3},
+    }
+    ours = {
+        "machine": {"date": "2026-12-07", "git_commit": "new", "git_dirty": False},
+        "quick": True,
+        "memory": {"redis_bytes_per_terminal_contact": 138},
+        "history_cpu": {"flush_history_cpu_ms_per_contact": 0.47},
+        "total_seconds": 600.0,
+    }
+    results = partial(previous, ours, ["history"])
+    assert results["machine"] == previous["machine"]
+    assert results["quick"] is False and results["total_seconds"] == 2000.0
+    assert results["pipeline"] == previous["pipeline"]
+    stamp = {"date": "2026-12-07", "git_commit": "new", "git_dirty": False, "quick": True}
+    assert results["memory"] == {
+        **previous["memory"],
+        "redis_bytes_per_terminal_contact": 138,
+        "run:history": stamp,
+    }
+    assert results["history_cpu"]["run:history"] == stamp
+    assert merged({"a": 1}, {"b": 2}) == {"a": 1, "b": 2}
+    assert merged({"a": 1}, 3) == 3
+
+
+def test_key_groups_name_the_part_after_the_tenant_or_the_deployment_area():
+    assert key_group("rsf:mem:exec:abc") == "exec"
+    assert key_group("rsf:mem:webhook-applied:x") == "webhook-applied"
+    assert key_group("rsf:_ops:heartbeat:w1") == "_ops"
+    assert key_group("_kombu.binding.render") == "_kombu"
+    assert key_group("unacked") == "unacked"

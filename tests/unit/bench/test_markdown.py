@@ -5,7 +5,14 @@ business; the figures in it, and their order, are what these tests check."""
 
 import re
 
-from bench.markdown import durability_rows, intake_rows, performance_table, stage_rows, tenants_rows
+from bench.markdown import (
+    durability_rows,
+    history_rows,
+    intake_rows,
+    performance_table,
+    stage_rows,
+    tenants_rows,
+)
 
 NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 
@@ -188,3 +195,49 @@ def test_the_table_holds_the_tenants_rows_and_nothing_without_figures():
     header = table_rows(performance_table({}))
     assert table_rows(performance_table({"tenants": TENANTS})) == header + tenants_rows(TENANTS)
     assert tenants_rows(None) == [] and tenants_rows({}) == []
+
+
+MEMORY = {
+    "contacts": 20000,
+    "contacts_per_s": 20,
+    "redis_bytes_per_terminal_contact": 138,
+    "redis_bytes_per_whole_execution": 3479,
+    "redis_bytes_per_subscriber": 1418,
+    "redis_bytes_per_webhook": 231,
+    "store": "sqlite",
+    "store_bytes_per_contact": 2277,
+    "redis_used_mb": {
+        "before": 3.05,
+        "at_10000": 5.58,
+        "at_20000": 5.47,
+        "first_half_mean": 5.24,
+        "second_half_mean": 5.23,
+        "growth_bytes_per_contact": 215,
+    },
+}
+HISTORY_CPU = {
+    "contacts": 2000,
+    "accepted_write_cpu_ms": 0.33,
+    "confirmed_write_archive_cpu_ms": 0.142,
+    "flush_history_cpu_ms_per_contact": 0.472,
+    "goal_ms_per_contact": 0.5,
+}
+
+
+def test_history_rows_split_redis_by_kind_beside_the_whole_execution_and_cpu_beside_its_goal():
+    per_kind, store, used, cpu = history_rows(MEMORY, HISTORY_CPU)
+    assert figures(per_kind[2]) == [138, 1418, 231]  # per finished contact, subscriber, webhook
+    assert figures(per_kind[3]) == [3479]
+    assert figures(store[2]) == [2277]
+    assert figures(used[2]) == [5.58, 5.47, 5.24, 5.23, 215]  # at 10k, 20k, the halves, growth
+    assert figures(used[1])[:2] == [10000, 20000] and figures(used[3]) == [3.05]
+    assert figures(cpu[2]) == [0.472, 0.33, 0.142] and figures(cpu[3]) == [0.5]
+    assert figures(per_kind[0]) == [20000, 20] and figures(cpu[0]) == [2000]
+
+
+def test_the_table_holds_the_history_rows_only_when_measured():
+    header = table_rows(performance_table({}))
+    rss_only = {"rss_mb_1k": 81.7}
+    assert history_rows(None, None) == [] and history_rows(rss_only, None) == []
+    rows = table_rows(performance_table({"memory": MEMORY, "history_cpu": HISTORY_CPU}))
+    assert rows[len(header) + 1 :] == [tuple(row) for row in history_rows(MEMORY, HISTORY_CPU)]
