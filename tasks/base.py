@@ -59,6 +59,7 @@ def waiting_for_memory(
     *,
     limit: float = REDIS_FULL_WAIT_SECONDS,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Callable[..., Any]:
     """`run` (a bound task's function), run again in place while Redis refuses its writes for memory.
 
@@ -71,7 +72,9 @@ def waiting_for_memory(
 
     @functools.wraps(run)
     def waiting(task: Task, *args: Any, **kwargs: Any) -> Any:
-        waited, pauses = 0.0, 0
+        # the runs count too, not only the pauses: a flush run again for 30 s each time would
+        # reach task_soft_time_limit and be acknowledged as failed instead of requeued
+        started, pauses = clock(), 0
         while True:
             try:
                 return run(task, *args, **kwargs)
@@ -80,6 +83,7 @@ def waiting_for_memory(
             except Exception as exc:
                 if not waits_for_memory(exc):
                     raise
+                waited = clock() - started
                 if waited >= limit:
                     log.warning("Redis still full after %.0f s: message requeued", waited)
                     raise Reject(exc, requeue=True) from exc
@@ -87,7 +91,7 @@ def waiting_for_memory(
                 if pauses == 0:
                     log.warning("Redis is full (writes refused for memory): waiting in place to run again")
                 sleep(pause)
-                waited, pauses = waited + pause, pauses + 1
+                pauses += 1
 
     return waiting
 

@@ -40,5 +40,7 @@ def process_webhook_task(self: Task, tenant: str, event_id: str) -> None:
     except (RateLimited, ClientError, redis.RedisError, SQLAlchemyError) as exc:
         if not retryable(exc):
             raise  # on_failure dead-letters it
-        raise retry_later(self, exc) from exc
+        # a history store away (a failover, maintenance) is waited out however long it takes: its
+        # retries come every 15 s at most, so 20 of them would dead-letter every webhook after ~3 min
+        raise retry_later(self, exc, bounded=not isinstance(exc, SQLAlchemyError)) from exc
     schedule_flushes(tenant, kinds)

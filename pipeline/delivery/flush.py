@@ -126,11 +126,14 @@ def _call(rt: Runtime, tenant: str, send: Callable[[], Any]) -> None:
 def send_bisecting(
     rt: Runtime,
     tenant: str,
-    items: list[dict[str, Any]],
-    send: Callable[[list[dict[str, Any]]], Any],
-    on_rejected: Callable[[dict[str, Any], PermanentError], None],
+    items: list[Any],
+    send: Callable[[list[Any]], Any],
+    on_rejected: Callable[[Any, PermanentError], None],
     report: FlushReport,
+    on_sent: Callable[[list[Any]], None] | None = None,
 ) -> None:
+    """Send `items`; a whole-batch rejection splits it until the bad item is alone. `on_sent`
+    hears of every part SFMC took, as soon as it took it."""
     report.calls += 1
     try:
         _call(rt, tenant, lambda: send(items))
@@ -140,8 +143,11 @@ def send_bisecting(
             on_rejected(items[0], exc)
             return
         middle = len(items) // 2
-        send_bisecting(rt, tenant, items[:middle], send, on_rejected, report)
-        send_bisecting(rt, tenant, items[middle:], send, on_rejected, report)
+        send_bisecting(rt, tenant, items[:middle], send, on_rejected, report, on_sent)
+        send_bisecting(rt, tenant, items[middle:], send, on_rejected, report, on_sent)
+        return
+    if on_sent is not None:
+        on_sent(items)
 
 
 def _drain(
@@ -246,24 +252,31 @@ def flush_releases(
     client = rt.sfmc(tenant)
     report = FlushReport()
 
-    def send_batch(batch: list[Entry]) -> None:
-        groups: dict[str, list[dict[str, Any]]] = {}
-        for entry in batch:
-            members = groups.setdefault(entry.payload["eventDefinitionKey"], [])
-            members.append({"contactKey": entry.payload["contactKey"], "data": entry.payload["data"]})
-        for key, members in groups.items():
-
-            def rejected(member: dict[str, Any], exc: PermanentError, key: str = key) -> None:
-                item = f"release:{member['data'].get('executionId')}"
-                payload = {"eventDefinitionKey": key, "member": member}
-                record_exception(rt.redis, tenant, item, OUTBOX_STAGES[OutboxKind.RELEASES], exc, payload)
-
-            def fire(items: list[dict[str, Any]], key: str = key) -> None:
-                client.fire_events(key, items)
-
-            send_bisecting(rt, tenant, members, fire, rejected, report)
-
     box = rt.outbox(tenant, OutboxKind.RELEASES)
+
+    def member(entry: Entry) -> dict[str, Any]:
+        return {"contactKey": entry.payload["contactKey"], "data": entry.payload["data"]}
+
+    def send_batch(batch: list[Entry]) -> None:
+        """Each part SFMC took is acknowledged at once: a release fires a journey event, so a part
+        sent must never be sent again because a later step of the batch failed (a full Redis
+        refusing the next limiter call or dead letter makes the task run again in place)."""
+        groups: dict[str, list[Entry]] = {}
+        for entry in batch:
+            groups.setdefault(entry.payload["eventDefinitionKey"], []).append(entry)
+        for key, entries in groups.items():
+
+            def rejected(entry: Entry, exc: PermanentError, key: str = key) -> None:
+                item = f"release:{entry.payload['data'].get('executionId')}"
+                payload = {"eventDefinitionKey": key, "member": member(entry)}
+                record_exception(rt.redis, tenant, item, OUTBOX_STAGES[OutboxKind.RELEASES], exc, payload)
+                box.ack([entry])
+
+            def fire(part: list[Entry], key: str = key) -> None:
+                client.fire_events(key, [member(entry) for entry in part])
+
+            send_bisecting(rt, tenant, entries, fire, rejected, report, on_sent=box.ack)
+
     return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)
 
 

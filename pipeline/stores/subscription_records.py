@@ -12,7 +12,7 @@ Receipts hold no contact data: the eventId, its type and when it was recorded.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,9 +118,19 @@ def forget(store: HistoryStore, tenant: str, subscription_ids: Iterable[str]) ->
     return int(done.rowcount or 0)
 
 
-def expire(store: HistoryStore, tenant: str, *, live: bool, before: str, limit: int) -> list[tuple[str, str]]:
+def expire(
+    store: HistoryStore,
+    tenant: str,
+    *,
+    live: bool,
+    before: str,
+    limit: int,
+    on_found: Callable[[list[tuple[str, str]]], None] | None = None,
+) -> list[tuple[str, str]]:
     """Retention: up to `limit` subscriptions (live or ended) last changed before `before` (ISO)
-    are deleted; returns their (subscription id, contact key), for the caller's index."""
+    are deleted; returns their (subscription id, contact key). `on_found` hears of them before the
+    delete commits (the render index's entries go first): if it fails, nothing is deleted, and
+    the next pass finds them again."""
     where = (
         subscriptions.c.tenant == tenant,
         subscriptions.c.live == live,
@@ -131,6 +141,8 @@ def expire(store: HistoryStore, tenant: str, *, live: bool, before: str, limit: 
             sa.select(subscriptions.c.subscription_id, subscriptions.c.contact_key).where(*where).limit(limit)
         ).all()
         ids = [sub_id for sub_id, _key in found]
+        if ids and on_found is not None:
+            on_found([(sub_id, key) for sub_id, key in found])
         if ids:
             connection.execute(subscriptions.delete().where(*where, subscriptions.c.subscription_id.in_(ids)))
     return [(sub_id, key) for sub_id, key in found]
@@ -154,6 +166,8 @@ def record_receipts(store: HistoryStore, rows: list[dict[str, str]]) -> int:
     """Insert receipts (tenant, event_id, event_type, recorded_at); one already there stays."""
     if not rows:
         return 0
+    # PostgreSQL's TEXT holds no NUL: a refused receipt would hold its whole outbox back
+    rows = [{k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in row.items()} for row in rows]
     insert = _insert(store, webhook_receipts).on_conflict_do_nothing(index_elements=["tenant", "event_id"])
     with store.engine.begin() as connection:
         connection.execute(insert, rows)

@@ -20,13 +20,14 @@ from pipeline.subscriptions.subscription_rows import store_row
 from pipeline.tenancy.handles import Runtime
 
 # One old hash, once the store holds it: gone, unless a webhook merged into it meanwhile (it has a
-# version then, and the flush owns it; its merge moved the index entry too); its id leaves the
-# old index and, when live, joins its contact's entry in the new one (as index_change_in does).
+# version then and the flush owns it, or the flush dropped it already; its merge moved the index
+# entry too); its id leaves the old index and, when live, joins its contact's entry in the new
+# one (as index_change_in does).
 # KEYS: the hash, the old index, the new index's bucket. ARGV: the subscription id, the contact's
 # field in the bucket, 1 when live.
 _RETIRE = """
-if redis.call('HEXISTS', KEYS[1], 'v') == 1 then
-  return 0
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'v') == 1 then
+  return 0  -- merged since it was read (and maybe flushed and dropped): the merge moved its index
 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[2], ARGV[1])

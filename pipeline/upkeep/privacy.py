@@ -178,12 +178,16 @@ def _subscription_retention(rt: Runtime, tenant: str, now: float, batch: int) ->
         trimmed["endedSubscriptions"] = len(ended)
     if settings.subscription_retention_days > 0:
         cutoff = before(settings.subscription_retention_days)
-        live = subscription_records.expire(store, tenant, live=True, before=cutoff, limit=batch)
-        pipe = rt.redis.pipeline(transaction=False)
-        for sub_id, contact_key in live:
-            if contact_key:
-                subscription_rows.index_change_in(pipe, tenant, contact_key, sub_id, live=False)
-        pipe.execute()
+        def leave_the_index(found: list[tuple[str, str]]) -> None:
+            pipe = rt.redis.pipeline(transaction=False)
+            for sub_id, contact_key in found:
+                if contact_key:
+                    subscription_rows.index_change_in(pipe, tenant, contact_key, sub_id, live=False)
+            pipe.execute()
+
+        live = subscription_records.expire(
+            store, tenant, live=True, before=cutoff, limit=batch, on_found=leave_the_index
+        )
         trimmed["liveSubscriptions"] = len(live)
     if settings.webhook_receipt_days > 0:
         cutoff = before(settings.webhook_receipt_days)

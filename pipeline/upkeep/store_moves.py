@@ -120,11 +120,41 @@ def move_executions_to_store(rt: Runtime, tenant: str, *, budget_seconds: float 
     return walk(rt, tenant, "executions", keys.executions_match(tenant), move_batch, budget_seconds)
 
 
+def move_old_subscriptions_to_store(
+    rt: Runtime, tenant: str, *, budget_seconds: float = STEP_SECONDS
+) -> MoveReport:
+    """Every subscription hash an older version kept whole in Redis (and its plain-keyed index
+    entry) into the store, in the steps of subscriptions/upgrade.py; its SCAN cursor is this
+    mover's checkpoint. A step is idempotent (a hash moved is gone), so the checkpoint is saved
+    after it: a walk cut off between the two reads that step's keys again and moves nothing twice."""
+    from pipeline.subscriptions.upgrade import move_subscriptions_to_store  # the SQL store: not for --help
+
+    r, progress, name = rt.redis, keys.store_moves(tenant), "subscriptions"
+    report = MoveReport()
+    state = r.hget(progress, name)
+    if state == DONE:
+        report.done = True
+        return report
+    cursor = int(state or 0)
+    deadline = time.monotonic() + budget_seconds
+    while True:
+        step = move_subscriptions_to_store(rt, tenant, cursor, batch=SCAN_COUNT)
+        r.hset(progress, name, step.cursor or DONE)
+        report.scanned += step.moved + step.skipped
+        report.moved += step.moved
+        cursor = step.cursor
+        if cursor == 0:
+            report.done = True
+            log.info("store moves: %s of %s done", name, tenant)
+            return report
+        if time.monotonic() >= deadline:
+            return report
+
+
 # One mover per kind of record an older version kept whole in Redis, in the order they run.
-# Subscriptions come next: `move_subscriptions_to_store(rt, tenant, *, budget_seconds)` (another
-# branch) is added here as "subscriptions", its walk built on `walk` above.
 MOVERS: dict[str, Mover] = {
     "executions": move_executions_to_store,
+    "subscriptions": move_old_subscriptions_to_store,
 }
 
 

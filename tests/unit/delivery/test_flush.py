@@ -158,6 +158,33 @@ def test_releases_group_by_event_key_up_to_100_members(runtime):
 
 
 @responses.activate
+def test_releases_sfmc_took_are_not_fired_again_when_a_later_group_of_the_batch_fails(runtime):
+    """A release fires a journey event: the first group's, taken by SFMC, is acknowledged at once,
+    so the flush run again (here after a 503 on the second group; a full Redis refusing its limiter
+    call does the same) sends only the group that did not go."""
+    token()
+    box = runtime.outbox("default", OutboxKind.RELEASES)
+    for i, key in enumerate(["K1", "K1", "K2"]):
+        data = {"roktStatus": "accepted", "executionId": f"e{i}"}
+        box.append({"eventDefinitionKey": key, "contactKey": f"C{i}", "data": data})
+    calls = []
+
+    def k2_fails_once(request):
+        body = json.loads(request.body)
+        calls.append(body["eventDefinitionKey"])
+        if body["eventDefinitionKey"] == "K2" and calls.count("K2") == 1:
+            return 503, {}, "{}"
+        return 202, {}, json.dumps({"requestId": "r"})
+
+    responses.add_callback(responses.POST, EVENTS, callback=k2_fails_once)
+    with pytest.raises(RetryableError):
+        flush_releases(runtime, "default", consumer="task-r", max_wait=0)
+    assert box.backlog() == 1  # only K2's member still waits
+    flush_releases(runtime, "default", consumer="task-r", max_wait=0)  # the task again, same id
+    assert calls == ["K1", "K2", "K2"] and box.backlog() == 0
+
+
+@responses.activate
 def test_a_late_batch_sends_the_current_state_not_the_stale_one(runtime):
     """Under SFMC faults an `accepted` batch can be retried after the `confirmed` one was
     written; rows are rebuilt from the ledger when sent, so SFMC ends with `confirmed`."""

@@ -214,6 +214,42 @@ def test_old_hashes_move_into_the_store_in_bounded_resumable_steps(runtime):
     assert again.moved == 0 and again.cursor == 0  # nothing read twice
 
 
+def test_the_upgrade_runs_the_subscriptions_mover_by_itself(runtime):
+    """Beat's step and `upkeep move-to-store` run every mover in MOVERS: the old hashes and their
+    plain-keyed index leave Redis without anyone calling the subscriptions mover by name."""
+    from pipeline.upkeep import store_moves
+
+    for n in range(7):
+        legacy(runtime, f"old-{n}", f"EXT-{n}")
+    assert "subscriptions" in store_moves.pending(runtime, T)
+    reports = store_moves.run_to_end(runtime, T)
+    assert reports["subscriptions"].moved == 7 and reports["subscriptions"].done
+    assert subscription_records.count(runtime.history, T) == {"live": 7}
+    assert not runtime.redis.keys(keys.legacy_contact_subscriptions(T, "*"))
+    assert live_subscriptions(runtime.redis, T, "EXT-4") == ["old-4"]
+    assert store_moves.pending(runtime, T) == []  # done: a later step costs one read
+
+
+def test_an_old_hash_merged_and_dropped_while_the_mover_read_it_gets_no_index_entry(runtime, monkeypatch):
+    """Between the mover's read and its retire, a webhook unsubscribed the contact and the flush
+    wrote and dropped the hash: the retire must not put the ended subscription back in the index."""
+    from pipeline.subscriptions import upgrade
+
+    legacy(runtime, "old-1", "EXT-1")
+    real_upsert = subscription_records.upsert_subscriptions
+
+    def meanwhile(store, rows):
+        real_upsert(store, rows)
+        monkeypatch.setattr(upgrade.subscription_records, "upsert_subscriptions", real_upsert)
+        apply(runtime, "w1", "Unsubscribe", "old-1")
+        to_store(runtime)  # written at version 1 and dropped from Redis
+
+    monkeypatch.setattr(upgrade.subscription_records, "upsert_subscriptions", meanwhile)
+    assert move_subscriptions_to_store(runtime, T, 0).moved == 0
+    assert live_subscriptions(runtime.redis, T, "EXT-1") == []
+    assert not stored(runtime, "old-1")["live"]
+
+
 def test_a_webhook_for_an_old_hash_moves_it_itself(runtime):
     legacy(runtime, "old-1", "EXT-1")
     apply(runtime, "w1", "Unsubscribe", "old-1")
@@ -259,3 +295,32 @@ def test_a_store_away_does_not_hold_a_webhook_that_needs_no_record(runtime, monk
     assert claim_webhook(runtime.redis, T, envelope, ttl_seconds=RECEIPT_TTL)
     assert process_webhook(runtime, T, "hook-x") == (OutboxKind.SUBSCRIPTION_HISTORY,)
     assert runtime.outbox(T, OutboxKind.SUBSCRIPTION_HISTORY).backlog() == 1
+
+
+def test_retention_deletes_nothing_when_the_index_could_not_lose_the_entries(runtime):
+    """The render index's entries go before the rows: a Redis failure there leaves the rows, found
+    again next pass, instead of rows gone and index entries that keep sending events."""
+    apply(runtime, "w1", "Subscribe", "s1", SubscriberExternalId="EXT-1")
+    to_store(runtime)
+
+    def redis_away(_found):
+        raise ConnectionError("Redis away")
+
+    def expire(on_found):
+        store = runtime.history
+        return subscription_records.expire(store, T, live=True, before="9999", limit=10, on_found=on_found)
+
+    with pytest.raises(ConnectionError):
+        expire(redis_away)
+    assert stored(runtime)["live"]
+    seen = []
+    assert expire(seen.extend)
+    assert seen == [("s1", "EXT-1")] and stored(runtime) is None
+
+
+def test_a_receipt_holding_a_nul_is_stored_without_it():
+    store = HistoryStore("sqlite://")
+    store.migrate()
+    row = {"tenant": T, "event_id": "w\x001", "event_type": "Subscribe", "recorded_at": "2026-12-07"}
+    assert subscription_records.record_receipts(store, [row]) == 1
+    assert subscription_records.receipt_seen(store, T, "w1")

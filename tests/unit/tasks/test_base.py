@@ -98,12 +98,37 @@ def test_still_full_after_the_limit_the_message_is_requeued_never_failed():
     import redis
     from celery.exceptions import Reject
 
-    slept = []
+    slept, now = [], [0.0]
+
+    def sleep(seconds):
+        slept.append(seconds)
+        now[0] += seconds
+
     run, _seen = _refused_then([redis.exceptions.OutOfMemoryError(OOM)] * 100)
     with pytest.raises(Reject) as rejected:
-        base.waiting_for_memory(run, limit=5, sleep=slept.append)(object())
+        base.waiting_for_memory(run, limit=5, sleep=sleep, clock=lambda: now[0])(object())
     assert rejected.value.requeue is True
     assert 5 <= sum(slept) < 5 + max(base.REDIS_FULL_PAUSES)
+
+
+def test_the_runs_count_toward_the_limit_not_only_the_pauses():
+    """A flush that runs 20 s before Redis refuses again is requeued after two runs, not left to
+    reach the task's soft time limit."""
+    import redis
+    from celery.exceptions import Reject
+
+    now = [0.0]
+
+    def slow_refusal(_task):
+        now[0] += 20
+        raise redis.exceptions.OutOfMemoryError(OOM)
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    with pytest.raises(Reject):
+        base.waiting_for_memory(slow_refusal, limit=30, sleep=sleep, clock=lambda: now[0])(object())
+    assert now[0] < 45
 
 
 def test_other_errors_and_retries_pass_through_at_once():
