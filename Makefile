@@ -74,7 +74,7 @@ lint: dev ## ruff
 TEST_DEBS := /usr/bin/chromium:chromium /usr/bin/promtool:prometheus /usr/bin/docker-compose:docker-compose /usr/bin/redis-server:redis-server /usr/bin/redis-sentinel:redis-sentinel /usr/bin/pg_ctlcluster:postgresql
 
 # Most of the suite's time is spent waiting on real processes, so it runs on TEST_WORKERS pytest
-# processes (pytest-xdist); the integration tests share one stack and keep to one of them (tests/conftest.py).
+# processes (pytest-xdist); the integration tests share one stack and keep to one of them (tests/conftest.py says how).
 TEST_WORKERS ?= 2
 
 test: dev lint audit ## lint, audit the lock, then the whole test suite (starts its own Redis; installs Debian's chromium, prometheus, docker-compose, redis-server, redis-sentinel, postgresql; rabbitmq-server unless RABBITMQ_URL is set)
@@ -87,7 +87,7 @@ test: dev lint audit ## lint, audit the lock, then the whole test suite (starts 
 	@# server is used and nothing is installed; otherwise Debian's rabbitmq-server is installed when
 	@# missing and started when it is not running. Without one those cases skip, saying how to run them.
 	@if [ -z "$$RABBITMQ_URL" ]; then 		test -x /usr/sbin/rabbitmq-server || { echo "installing rabbitmq-server (Debian package) for the tests"; 			$(SUDO) apt-get install -y -qq rabbitmq-server >/dev/null 2>&1 || 			{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq rabbitmq-server; }; } || exit 1; 		$(SUDO) rabbitmqctl -q await_startup --timeout 5 >/dev/null 2>&1 || 			{ $(SUDO) rabbitmq-server -detached && $(SUDO) rabbitmqctl -q await_startup --timeout 60; }; fi
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 # pip-audit of the image's lock (requirements.lock) against PyPI's advisory data (its JSON API, the
 # `pypi` service). A known vulnerability fails the target. A service that cannot be reached, or that

@@ -1,25 +1,34 @@
-"""The suite's collection rule for `pytest -n` (make test spreads the suite over the cores).
+"""How `pytest -n --dist loadscope` (make test) spreads the suite over its workers.
 
 The integration tests share one session stack (tests/integration/conftest.py: Redis, workers, the
-simulators) and set this process's environment while it runs, so they keep to one worker, in the
-order they would run without -n. Each browser and e2e module keeps to one worker too: its tests
-share a module's stack and browser, and some take up where the one before left off (the live
-sandbox's admin, then its marketer). Unit tests are spread over the workers one by one.
+simulators) and set this process's environment while it runs, so they are one unit of work: one
+worker, in the order they would run without -n. Each browser and e2e module is one unit too: its
+tests share a module's stack and browser, and some take up where the one before left off (the
+live sandbox's admin, then its marketer). Unit tests go one by one to whichever worker is free.
+
+(xdist's own `loadgroup` cannot say this here: it renames the items' `_nodeid`, which pytest 9 no
+longer reads, so its groups are silently ignored.)
 """
 
 from __future__ import annotations
 
 import pytest
 
-SHARED_STACK_GROUP = "integration"
-WHOLE_MODULES = ("browser", "e2e")
+SHARED_STACK = "tests/integration/"
+ONE_BY_ONE = "tests/unit/"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
-        if SHARED_STACK_GROUP in item.path.parts:
-            item.add_marker(pytest.mark.xdist_group(SHARED_STACK_GROUP))
-        elif any(kind in item.path.parts for kind in WHOLE_MODULES):
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    if config.getvalue("dist") != "loadscope":
+        return None  # xdist's own choice
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SuiteScopes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.startswith(SHARED_STACK):
+                return SHARED_STACK
+            if nodeid.startswith(ONE_BY_ONE):
+                return nodeid
+            return nodeid.split("::", 1)[0]  # a browser or e2e module
+
+    return SuiteScopes(config, log)
