@@ -25,7 +25,7 @@ from pipeline.clients.errors import ClientError, PermanentError
 from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
 from pipeline.delivery.retry_policy import retryable
 from pipeline.infra import keys
-from pipeline.journeys.executions import current_status_rows
+from pipeline.journeys.executions import RowsWaitForTheStore, current_status_rows
 from pipeline.settings import Tenant
 from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import record_exception
@@ -210,9 +210,17 @@ def _flush_de_rows(
         payload = {"deKey": de_key, "row": row}
         record_exception(rt.redis, tenant, f"{kind}-row:{item}", OUTBOX_STAGES[kind], exc, payload)
 
-    def send_batch(batch: list[Entry]) -> None:
-        rows = current(rt, tenant, latest_per_key([entry.payload for entry in batch]))
+    def send(rows: list[dict[str, Any]]) -> None:
         send_bisecting(rt, tenant, rows, lambda items: client.upsert_rows(de_key, items), rejected, report)
+
+    def send_batch(batch: list[Entry]) -> None:
+        try:
+            rows = current(rt, tenant, latest_per_key([entry.payload for entry in batch]))
+        except RowsWaitForTheStore as waiting:  # the others go now; the batch waits for the store
+            if waiting.ready:
+                send(waiting.ready)  # sent again with the rest later: an upsert of the same values
+            raise waiting.cause from waiting
+        send(rows)
 
     box = rt.outbox(tenant, kind)
     return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait)

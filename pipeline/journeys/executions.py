@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.clients.errors import ClientError, PermanentError, Throttled, Unauthorized
 from pipeline.delivery.retry_policy import Decision, decide
@@ -141,10 +142,21 @@ def status_row(ex: Execution) -> dict[str, Any]:
     }
 
 
+class RowsWaitForTheStore(Exception):
+    """Some rows of a batch need the history store, which is away: `ready` are the others, as
+    the ledger has them now (to send meanwhile); the batch stays pending for the rest."""
+
+    def __init__(self, ready: list[dict[str, Any]], cause: SQLAlchemyError) -> None:
+        super().__init__(str(cause))
+        self.ready = ready
+        self.cause = cause
+
+
 def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows as the ledger has them now: one round trip for the batch, and one query of the
     history store for the executions archived since (Redis keeps at most their tombstone). An
-    execution found in neither (past its retention) keeps its buffered row."""
+    execution found in neither (past its retention) keeps its buffered row. A store that is away
+    holds back only the rows of archived executions (RowsWaitForTheStore)."""
     ids = [row["keys"]["ExecutionId"] for row in rows]
     pipe = rt.redis.pipeline(transaction=False)
     for execution_id in ids:
@@ -152,7 +164,12 @@ def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) ->
     found = dict(zip(ids, pipe.execute(), strict=True))
     archived = [ex_id for ex_id, data in found.items() if not data or data.get("archived") == "1"]
     if archived:
-        found.update(rt.history.records(tenant, archived))
+        try:
+            found.update(rt.history.records(tenant, archived))
+        except SQLAlchemyError as exc:
+            waiting = set(archived)
+            ready = [row for row, ex_id in zip(rows, ids, strict=True) if ex_id not in waiting]
+            raise RowsWaitForTheStore(current_status_rows(rt, tenant, ready) if ready else [], exc) from exc
     current = []
     for row, execution_id in zip(rows, ids, strict=True):
         data = found.get(execution_id) or {}

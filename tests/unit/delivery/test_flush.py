@@ -185,6 +185,33 @@ def test_releases_sfmc_took_are_not_fired_again_when_a_later_group_of_the_batch_
 
 
 @responses.activate
+def test_a_store_that_is_away_holds_back_only_the_rows_of_archived_executions(runtime, monkeypatch):
+    """Rows of executions still in Redis go out while PostgreSQL is down; the batch stays pending
+    for the archived one, whose row only the store can rebuild."""
+    from sqlalchemy.exc import OperationalError
+
+    from pipeline.infra import keys
+    from tests.unit.conftest import claim_execution
+
+    token()
+    rowset = responses.post(ROWSET, json=[])
+    claim_execution(runtime, "e1")
+    runtime.redis.hset(keys.execution("default", "e2"), mapping={"status": "confirmed", "archived": "1"})
+    box = runtime.outbox("default", OutboxKind.STATUS_ROWS)
+    box.append(row(1))
+    box.append(row(2))
+
+    def away(*_args):
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(runtime.history, "records", away)
+    with pytest.raises(OperationalError):
+        flush_status_rows(runtime, "default", consumer="task-s", max_wait=0)
+    assert [r["keys"]["ExecutionId"] for c in rowset.calls for r in sent_rows(c)] == ["e1"]
+    assert box.backlog() == 2  # both wait: e1 goes again with e2 (the same values)
+
+
+@responses.activate
 def test_a_late_batch_sends_the_current_state_not_the_stale_one(runtime):
     """Under SFMC faults an `accepted` batch can be retried after the `confirmed` one was
     written; rows are rebuilt from the ledger when sent, so SFMC ends with `confirmed`."""
