@@ -1,5 +1,6 @@
-"""A PostgreSQL server of our own on loopback, for the integration tests and the demo's `--history
-postgres`: Debian's `postgresql` binaries, a fresh cluster in a temporary directory, a free port.
+"""A PostgreSQL server of our own on loopback, for the integration tests and the demo's
+`kill-postgres` chaos: Debian's `postgresql` binaries, a fresh cluster in a temporary directory, a
+free port.
 
 PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` user (Debian's
 package makes it) and its commands run as that user (the server still our own child process).
