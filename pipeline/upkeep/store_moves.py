@@ -65,6 +65,33 @@ class Mover(Protocol):
 MoveBatch = Callable[[list[str], redis.client.Pipeline], None]
 
 
+# One bounded step of a mover from a cursor: (the next cursor, 0 when the walk is over; keys read;
+# records moved); it saves the next cursor as the mover's checkpoint itself.
+Step = Callable[[int], tuple[int, int, int]]
+
+
+def _steps(rt: Runtime, tenant: str, name: str, step: Step, budget_seconds: float) -> MoveReport:
+    """Mover `name`'s steps from its checkpoint until the budget is spent (at least one step) or
+    the walk is over; `done` once the walk is over, and then nothing more."""
+    report = MoveReport()
+    state = rt.redis.hget(keys.store_moves(tenant), name)
+    if state == DONE:
+        report.done = True
+        return report
+    cursor = int(state or 0)
+    deadline = time.monotonic() + budget_seconds
+    while True:
+        cursor, scanned, moved = step(cursor)
+        report.scanned += scanned
+        report.moved += moved
+        if cursor == 0:
+            report.done = True
+            log.info("store moves: %s of %s done", name, tenant)
+            return report
+        if time.monotonic() >= deadline:
+            return report
+
+
 def walk(
     rt: Runtime, tenant: str, name: str, pattern: str, move_batch: MoveBatch, budget_seconds: float
 ) -> MoveReport:
@@ -72,27 +99,16 @@ def walk(
     another until the budget is spent (at least one) or the walk is over; each batch's moves and
     the new checkpoint are one MULTI/EXEC, so a batch counts either whole or not at all."""
     r, progress = rt.redis, keys.store_moves(tenant)
-    report = MoveReport()
-    state = r.hget(progress, name)
-    if state == DONE:
-        report.done = True
-        return report
-    cursor = int(state or 0)
-    deadline = time.monotonic() + budget_seconds
-    while True:
+
+    def step(cursor: int) -> tuple[int, int, int]:
         cursor, found = r.scan(cursor, match=pattern, count=SCAN_COUNT)
         pipe = r.pipeline(transaction=True)
         move_batch(sorted(set(found)), pipe)
         pipe.hset(progress, name, cursor or DONE)
         answers = pipe.execute()
-        report.scanned += len(set(found))
-        report.moved += sum(int(answer) for answer in answers[:-1])
-        if cursor == 0:
-            report.done = True
-            log.info("store moves: %s of %s done", name, tenant)
-            return report
-        if time.monotonic() >= deadline:
-            return report
+        return cursor, len(set(found)), sum(int(answer) for answer in answers[:-1])
+
+    return _steps(rt, tenant, name, step, budget_seconds)
 
 
 def move_executions_to_store(rt: Runtime, tenant: str, *, budget_seconds: float = STEP_SECONDS) -> MoveReport:
@@ -130,25 +146,13 @@ def move_old_subscriptions_to_store(
     from pipeline.subscriptions.upgrade import move_subscriptions_to_store  # the SQL store: not for --help
 
     r, progress, name = rt.redis, keys.store_moves(tenant), "subscriptions"
-    report = MoveReport()
-    state = r.hget(progress, name)
-    if state == DONE:
-        report.done = True
-        return report
-    cursor = int(state or 0)
-    deadline = time.monotonic() + budget_seconds
-    while True:
-        step = move_subscriptions_to_store(rt, tenant, cursor, batch=SCAN_COUNT)
-        r.hset(progress, name, step.cursor or DONE)
-        report.scanned += step.moved + step.skipped
-        report.moved += step.moved
-        cursor = step.cursor
-        if cursor == 0:
-            report.done = True
-            log.info("store moves: %s of %s done", name, tenant)
-            return report
-        if time.monotonic() >= deadline:
-            return report
+
+    def step(cursor: int) -> tuple[int, int, int]:
+        moved = move_subscriptions_to_store(rt, tenant, cursor, batch=SCAN_COUNT)
+        r.hset(progress, name, moved.cursor or DONE)
+        return moved.cursor, moved.moved + moved.skipped, moved.moved
+
+    return _steps(rt, tenant, name, step, budget_seconds)
 
 
 # One mover per kind of record an older version kept whole in Redis, in the order they run.
