@@ -34,7 +34,7 @@ from pipeline.stores import ledger
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.stores.ledger import Execution
 from pipeline.stores.ratelimit import RateLimited
-from pipeline.subscriptions.subscription_rows import live_subscriptions
+from pipeline.subscriptions.subscription_rows import live_subscriptions, neutralise
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
 from schemas.jb_execute import release_policy
@@ -125,14 +125,15 @@ def new_execution(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def status_row(ex: Execution) -> dict[str, Any]:
-    """The status data extension row (primary key ContactKey + ExecutionId)."""
+    """The status data extension row (primary key ContactKey + ExecutionId). `Error` holds a
+    vendor's words, which may start like a formula: neutralised as every free text we write."""
     f = ex.fields
     return {
         "keys": {"ContactKey": ex.contact_key, "ExecutionId": ex.execution_id},
         "values": {
             "Status": ex.status,
             "RoktEventId": ex.event_id if ex.status in (State.ACCEPTED, State.CONFIRMED) else "",
-            "Error": f.get("error", ""),
+            "Error": neutralise(f.get("error", "")),
             "TemplateId": ex.template_id,
             "JourneyId": f.get("journeyId", ""),
             "ActivityId": f.get("activityId", ""),

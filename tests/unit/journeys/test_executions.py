@@ -589,3 +589,16 @@ def test_a_create_without_its_rendered_event_ends_in_a_replayable_dead_letter(ru
     assert executions.render_step(runtime, "default", "e1") is True  # the chain again: rendered, sent
     executions.create_step(runtime, "default", "e1")
     assert runtime.ledger.get("default", "e1").status == State.ACCEPTED and create.call_count == 1
+
+
+@pytest.mark.parametrize("error", ["=HYPERLINK(\"http://x\")", "-1 field refused", "@SUM(A1)", "+33 retries"])
+def test_a_vendors_error_that_reads_as_a_formula_reaches_the_status_row_neutralised(runtime, error):
+    """The status data extension's Error column holds a vendor's words; exported to a spreadsheet,
+    one starting with = + - @ would run as a formula."""
+    claim(runtime, "e1")
+    runtime.redis.hset("rsf:default:exec:e1", "error", error)
+    row = executions.status_row(runtime.ledger.get("default", "e1"))
+    assert row["values"]["Error"] == "'" + error
+    runtime.redis.hset("rsf:default:exec:e1", "error", "Rokt answered 400")
+    plain = executions.status_row(runtime.ledger.get("default", "e1"))
+    assert plain["values"]["Error"] == "Rokt answered 400"
