@@ -91,14 +91,23 @@ def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
 
 # --- memory: Redis by kind of key, the store, used_memory over the run -------------------------
 
+# each kind's keys as SCAN patterns, built by the keys module ("*" for the id part)
 KINDS: dict[str, tuple[str, ...]] = {
     # what each finished contact leaves: its record (a tombstone once archived), its eventId
     # index and its contact index (both gone once archived)
-    "execution": ("exec", "event", "contact-execs"),
+    "execution": (
+        keys.execution(TENANT, "*"),
+        keys.event(TENANT, "*"),
+        keys.contact_executions(TENANT, "*"),
+    ),
     # the render index's bucket field (the working copy leaves once the store holds it; the
     # plain-keyed index is an older version's)
-    "subscriber": ("csubs", "sub", "contact-subs"),
-    "webhook": ("webhook", "webhook-applied"),
+    "subscriber": (
+        keys.contact_subscriptions(TENANT, "*"),
+        keys.subscription(TENANT, "*"),
+        keys.legacy_contact_subscriptions(TENANT, "*"),
+    ),
+    "webhook": (keys.webhook_receipt(TENANT, "*"), keys.webhook_applied(TENANT, "*")),
 }
 
 
@@ -133,7 +142,7 @@ def _memory_run(stack: Stack, sizes: dict[str, int]) -> dict[str, Any]:
         stack.wait(lambda: _settled(stack), 300, "every execution confirmed and archived", interval=0.5)
         end_mb = _used_mb(stack)
     redis_cpu = sum(redis_server.cpu_times()[:2])
-    by_kind = {kind: _bytes(stack, prefixes) for kind, prefixes in KINDS.items()}
+    by_kind = {kind: _bytes(stack, patterns) for kind, patterns in KINDS.items()}
     store = stack.runtime.history
     rows = sum(store.counts(TENANT).values())
     store_bytes = store.size_bytes() or 0
@@ -235,16 +244,12 @@ def _used_mb(stack: Stack) -> float:
     return round(int(stack.redis.info("memory")["used_memory"]) / 2**20, 2)
 
 
-def _pattern(part: str) -> str:
-    return keys.tenant_key(TENANT, part, "*")
-
-
-def _bytes(stack: Stack, prefixes: Iterable[str]) -> tuple[int, int]:
-    """(bytes of every key under the prefixes, keys under the first one): MEMORY USAGE, key
+def _bytes(stack: Stack, patterns: Iterable[str]) -> tuple[int, int]:
+    """(bytes of every key matching the patterns, keys matching the first one): MEMORY USAGE, key
     names and Redis's per-key overhead included."""
     total, first = 0, 0
-    for index, prefix in enumerate(prefixes):
-        names = list(stack.redis.scan_iter(_pattern(prefix), count=1000))
+    for index, pattern in enumerate(patterns):
+        names = list(stack.redis.scan_iter(pattern, count=1000))
         if index == 0:
             first = len(names)
         total += _memory_usage(stack, names)

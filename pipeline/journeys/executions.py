@@ -164,19 +164,23 @@ def current_status_rows(rt: Runtime, tenant: str, rows: list[dict[str, Any]]) ->
         pipe.hgetall(keys.execution(tenant, execution_id))
     found = dict(zip(ids, pipe.execute(), strict=True))
     archived = [ex_id for ex_id, data in found.items() if not data or data.get("archived") == "1"]
+
+    def as_now(pairs: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+        current = []
+        for row, execution_id in pairs:
+            data = found.get(execution_id) or {}
+            ex = Execution.from_hash(tenant, execution_id, data) if data.get("archived") != "1" else None
+            current.append(status_row(ex) if ex is not None else row)
+        return current
+
+    pairs = list(zip(rows, ids, strict=True))
     if archived:
         try:
             found.update(rt.history.records(tenant, archived))
         except SQLAlchemyError as exc:
             waiting = set(archived)
-            ready = [row for row, ex_id in zip(rows, ids, strict=True) if ex_id not in waiting]
-            raise RowsWaitForTheStore(current_status_rows(rt, tenant, ready) if ready else [], exc) from exc
-    current = []
-    for row, execution_id in zip(rows, ids, strict=True):
-        data = found.get(execution_id) or {}
-        ex = Execution.from_hash(tenant, execution_id, data) if data.get("archived") != "1" else None
-        current.append(status_row(ex) if ex is not None else row)
-    return current
+            raise RowsWaitForTheStore(as_now([p for p in pairs if p[1] not in waiting]), exc) from exc
+    return as_now(pairs)
 
 
 def emit_outcome(rt: Runtime, ex: Execution, *, quiet: bool = False) -> bool:

@@ -82,8 +82,9 @@ def received_on(record: Mapping[str, str]) -> date:
         return datetime.now(UTC).date()
 
 
-def _text(value: str) -> str:
-    return value.replace("\x00", "")  # PostgreSQL's TEXT holds no NUL (the JSON record escapes it)
+def sql_text(value: str) -> str:
+    """`value` as PostgreSQL's TEXT can hold it: without NUL (a JSON column escapes it instead)."""
+    return value.replace("\x00", "")
 
 
 def row_of(tenant: str, execution_id: str, record: Mapping[str, str]) -> dict[str, Any]:
@@ -93,10 +94,10 @@ def row_of(tenant: str, execution_id: str, record: Mapping[str, str]) -> dict[st
         "execution_id": execution_id,
         "received_on": received_on(record),
         "status": record.get("status", ""),
-        "event_id": _text(record.get("eventId", "")),
-        "activity_id": _text(record.get("activityId", "")),
-        "template_id": _text(record.get("templateId", "")),
-        "contact_key": _text(record.get("contactKey", "")),
+        "event_id": sql_text(record.get("eventId", "")),
+        "activity_id": sql_text(record.get("activityId", "")),
+        "template_id": sql_text(record.get("templateId", "")),
+        "contact_key": sql_text(record.get("contactKey", "")),
         "updated_at": record.get("updatedAt", ""),
         "record": json.dumps(dict(record), sort_keys=True, separators=(",", ":")),
     }
@@ -106,10 +107,10 @@ def dead_letter_row(tenant: str, letter: Mapping[str, Any]) -> dict[str, Any]:
     """The dead_letters row of one replayed letter (its JSON record with `replayedAt`)."""
     return {
         "tenant": tenant,
-        "item_id": _text(str(letter.get("id", ""))),
+        "item_id": sql_text(str(letter.get("id", ""))),
         "failed_at": str(letter.get("failedAt", "")),
         "stage": str(letter.get("stage", "")),
-        "error_class": _text(str(letter.get("errorClass", ""))),
+        "error_class": sql_text(str(letter.get("errorClass", ""))),
         "replayed_at": letter.get("replayedAt"),
         "record": json.dumps(dict(letter), sort_keys=True, separators=(",", ":")),
     }
@@ -167,7 +168,7 @@ class HistoryStore:
         if not rows:
             return 0
         self._ensure_partitions({row["received_on"] for row in rows})
-        insert = self._insert(executions)
+        insert = self.insert(executions)
         statement = insert.on_conflict_do_update(
             index_elements=["tenant", "execution_id", "received_on"],
             set_={name: getattr(insert.excluded, name) for name in UPDATED},
@@ -182,7 +183,8 @@ class HistoryStore:
             raise
         return len(rows)
 
-    def _insert(self, table: sa.Table) -> Any:
+    def insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT for `table` (its ON CONFLICT clauses differ in name only)."""
         if self.sqlite:
             from sqlalchemy.dialects.sqlite import insert
         else:
@@ -194,7 +196,7 @@ class HistoryStore:
         twice is one row, and the latest replay of one failure wins. Returns the rows given."""
         if not rows:
             return 0
-        insert = self._insert(dead_letters)
+        insert = self.insert(dead_letters)
         statement = insert.on_conflict_do_update(
             index_elements=["tenant", "item_id", "failed_at"],
             set_={

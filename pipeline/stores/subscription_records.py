@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pipeline.stores.history import HistoryStore, metadata
+from pipeline.stores.history import HistoryStore, metadata, sql_text
 
 subscriptions = sa.Table(
     "subscriptions",
@@ -45,25 +45,15 @@ webhook_receipts = sa.Table(
 UPDATED = ("version", "live", "contact_key", "email", "contact_match", "updated_at", "state")
 
 
-def _insert(store: HistoryStore, table: sa.Table) -> Any:
-    if store.sqlite:
-        from sqlalchemy.dialects.sqlite import insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert
-    return insert(table)
-
-
-def _text(value: str) -> str:
-    return value.replace("\x00", "")  # PostgreSQL's TEXT holds no NUL (the JSON state escapes it)
-
-
 def upsert_subscriptions(store: HistoryStore, rows: list[dict[str, Any]]) -> int:
     """Insert or update rows by (tenant, subscription_id); an update applies only when its
     version is not older than the stored one. Returns the rows given."""
     if not rows:
         return 0
-    rows = [{**row, "contact_key": _text(row["contact_key"]), "email": _text(row["email"])} for row in rows]
-    insert = _insert(store, subscriptions)
+    rows = [
+        {**row, "contact_key": sql_text(row["contact_key"]), "email": sql_text(row["email"])} for row in rows
+    ]
+    insert = store.insert(subscriptions)
     statement = insert.on_conflict_do_update(
         index_elements=["tenant", "subscription_id"],
         set_={name: getattr(insert.excluded, name) for name in UPDATED},
@@ -167,8 +157,8 @@ def record_receipts(store: HistoryStore, rows: list[dict[str, str]]) -> int:
     if not rows:
         return 0
     # PostgreSQL's TEXT holds no NUL: a refused receipt would hold its whole outbox back
-    rows = [{k: v.replace("\x00", "") if isinstance(v, str) else v for k, v in row.items()} for row in rows]
-    insert = _insert(store, webhook_receipts).on_conflict_do_nothing(index_elements=["tenant", "event_id"])
+    rows = [{k: sql_text(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+    insert = store.insert(webhook_receipts).on_conflict_do_nothing(index_elements=["tenant", "event_id"])
     with store.engine.begin() as connection:
         connection.execute(insert, rows)
     return len(rows)
