@@ -127,7 +127,9 @@ class RedisHA:
         replicas: int = 1,
         sentinels: int = 3,
         password: str | None = None,
-        down_after_ms: int = 1000,
+        # a loaded 2-core CI host can leave a busy master unanswering for over a second: at 1 s the
+        # Sentinels once failed over to a replacement replica still empty and synced the data away
+        down_after_ms: int = 3000,
         failover_timeout_ms: int = 5000,
     ) -> None:
         if sentinels < 1 or replicas < 1:
