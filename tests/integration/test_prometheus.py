@@ -1,6 +1,7 @@
 """The alert rules with the real Prometheus (Debian's `prometheus` package): promtool accepts
 them, and Prometheus on loopback, scraping the exporter every second during a small run, fires
-"no worker heartbeat" once the workers stop (and "beat silent" once beat stops)."""
+"Redis memory high" once Redis's maxmemory is set just above what it uses, "no worker heartbeat"
+once the workers stop (and "beat silent" once beat stops)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ def _start_beat(stack: Stack) -> processes.Child:
     return processes.Child("beat-heartbeat", [*argv, "-l", "INFO"], stack.env, stack.run_dir)
 
 
-def test_prometheus_fires_no_worker_heartbeat_when_the_workers_stop(tmp_path: Path):
+def test_prometheus_fires_memory_high_then_no_worker_heartbeat_then_beat_silent(tmp_path: Path):
     """A stack of its own (the session's runs beside it): this test stops its workers."""
     tenant = {
         "rokt_account_code": TENANT,
@@ -99,6 +100,9 @@ def test_prometheus_fires_no_worker_heartbeat_when_the_workers_stop(tmp_path: Pa
                 )
                 firing = prom.firing()
                 assert "RsfNoWorkerHeartbeat" not in firing and "RsfBeatSilent" not in firing, firing
+                assert "RsfRedisMemoryHigh" not in firing and "RsfRedisFull" not in firing, firing
+
+                redis_memory_high_fires_on_a_small_maxmemory(own, prom)
 
                 own.stop_workers()
                 own.wait(lambda: "RsfNoWorkerHeartbeat" in prom.firing(), 45, "RsfNoWorkerHeartbeat firing")
@@ -111,3 +115,20 @@ def test_prometheus_fires_no_worker_heartbeat_when_the_workers_stop(tmp_path: Pa
         finally:
             beat.stop()
             exporter.stop()
+
+
+def redis_memory_high_fires_on_a_small_maxmemory(stack: Stack, prom: monitoring.Prometheus) -> None:
+    """maxmemory set to 1.1x what Redis uses (over the alert's 0.8, short of refusing writes):
+    the exporter reports both, RsfRedisMemoryHigh fires and RsfRedisFull does not; back to the
+    limit it had, it resolves."""
+    had = stack.redis.config_get("maxmemory")["maxmemory"]
+    used = int(stack.redis.info("memory")["used_memory"])
+    stack.redis.config_set("maxmemory", str(int(used * 1.1)))
+    try:
+        stack.wait(lambda: "RsfRedisMemoryHigh" in prom.firing(), 45, "RsfRedisMemoryHigh firing")
+        alert = next(a for a in prom.alerts() if a["labels"]["alertname"] == "RsfRedisMemoryHigh")
+        assert alert["annotations"]["runbook_url"] == "docs/operations.md#redis-full"
+        assert "RsfRedisFull" not in prom.firing()
+    finally:
+        stack.redis.config_set("maxmemory", had)
+    stack.wait(lambda: "RsfRedisMemoryHigh" not in prom.firing(), 45, "RsfRedisMemoryHigh resolved")
