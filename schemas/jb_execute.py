@@ -6,6 +6,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from pipeline.infra.cellsafe import refuse_formula
+
 _ID = validate.Length(min=1, max=200)
 
 # When the contact waiting on a "Wait Until API Event" is released (docs/http-contract.md, inArguments):
@@ -63,7 +65,7 @@ class ExecuteSchema(Schema):
     outArguments = fields.List(fields.Dict(), load_default=list)
     activityId = fields.String(required=True, validate=_ID)
     definitionInstanceId = fields.String(required=True, validate=_ID)
-    keyValue = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    keyValue = fields.String(required=True, validate=[validate.Length(min=1, max=254), refuse_formula])
     journeyId = fields.String(load_default="")
     activityObjectID = fields.String(load_default="")
     activityInstanceId = fields.String(load_default="")

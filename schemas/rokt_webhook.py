@@ -10,6 +10,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate, validates_schema
 
+from pipeline.infra.cellsafe import formula_problem, refuse_formula
+
 SUBSCRIBE = "Subscribe"
 UNSUBSCRIBE = "Unsubscribe"
 DETAILS_UPDATED = "SubscriptionDetailsUpdated"
@@ -67,14 +69,16 @@ class SubscriptionSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    calendarSubscriptionId = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    calendarId = fields.String(load_default="")
+    calendarSubscriptionId = fields.String(
+        required=True, validate=[validate.Length(min=1, max=100), refuse_formula]
+    )
+    calendarId = fields.String(load_default="", validate=refuse_formula)
     calendarTitle = fields.String(load_default="")
     calendarCode = fields.String(load_default="")
     subscriptionMethod = fields.Raw(load_default="")
     calendarTags = fields.List(fields.Nested(TagSchema), load_default=list)
-    subscriberId = fields.String(load_default="", allow_none=True)
-    emailAddress = fields.String(load_default="", allow_none=True)
+    subscriberId = fields.String(load_default="", allow_none=True, validate=refuse_formula)
+    emailAddress = fields.String(load_default="", allow_none=True, validate=refuse_formula)
     optIn1 = fields.Boolean(load_default=None, allow_none=True)
     optIn2 = fields.Boolean(load_default=None, allow_none=True)
     countryCode = fields.String(load_default="", allow_none=True)
@@ -105,7 +109,7 @@ class SubscriptionEventSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    eventId = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    eventId = fields.String(required=True, validate=[validate.Length(min=1, max=200), refuse_formula])
 
 
 class EnvelopeSchema(Schema):
@@ -114,7 +118,7 @@ class EnvelopeSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    eventId = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    eventId = fields.String(required=True, validate=[validate.Length(min=1, max=100), refuse_formula])
     eventType = fields.String(required=True, validate=validate.Length(min=1, max=100))
     eventDetails = fields.Dict(required=True)
 
@@ -139,6 +143,9 @@ class EnvelopeSchema(Schema):
             found = SubscriptionSchema().validate(subscription)
             if found:
                 errors["subscription"] = found
+        account_problem = formula_problem(details.get("accountId"))
+        if account_problem:
+            errors["accountId"] = [account_problem]
         if kind in EVENT_TYPES:
             found = SubscriptionEventSchema().validate(details.get("subscriptionEvent") or {})
             if found:

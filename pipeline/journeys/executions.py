@@ -34,7 +34,8 @@ from pipeline.stores import ledger
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.stores.ledger import Execution
 from pipeline.stores.ratelimit import RateLimited
-from pipeline.subscriptions.subscription_rows import live_subscriptions, neutralise
+from pipeline.infra.cellsafe import neutralise
+from pipeline.subscriptions.subscription_rows import live_subscriptions
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
 from schemas.jb_execute import release_policy

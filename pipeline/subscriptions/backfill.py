@@ -31,9 +31,11 @@ from pipeline.clients.errors import PermanentError
 from pipeline.clients.sfmc import ASYNC_ROWS_MAX, ROWSET_MAX_ROWS
 from pipeline.delivery.flush import FlushReport, send_bisecting
 from pipeline.infra import keys
+from pipeline.infra.cellsafe import formula_problem
 from pipeline.subscriptions.subscription_rows import (
     CREATED,
     DE_COLUMNS,
+    IDENTITY_COLUMNS,
     MATCHED,
     attributes,
     matched_or_failed,
@@ -193,13 +195,22 @@ def to_attributes(record: dict[str, Any]) -> dict[str, Any]:
                 attrs[name] = text in ("true", "1", "yes")
         if not str(attrs.get("CalendarSubscriptionId", "")).strip():
             raise ValueError("CalendarSubscriptionId is required")
-        return attrs
+        return _identities_checked(attrs)
     details = {k: record.get(k) for k in ("accountCode", "accountId", "accountName")}
     try:
         subscription = load_subscription({"subscription": record})
     except ValidationError as exc:
         raise ValueError(f"invalid subscription: {exc.messages}") from exc
-    return attributes(str(record.get("eventId") or ""), details, subscription)
+    return _identities_checked(attributes(str(record.get("eventId") or ""), details, subscription))
+
+
+def _identities_checked(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Identities go to SFMC as they are, so one that would start like a formula is refused."""
+    for name in sorted(IDENTITY_COLUMNS & attrs.keys()):
+        problem = formula_problem(attrs[name])
+        if problem:
+            raise ValueError(f"{name}: {problem}")
+    return attrs
 
 
 def file_fingerprint(path: Path) -> str:

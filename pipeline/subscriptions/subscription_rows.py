@@ -33,6 +33,7 @@ import redis
 
 from pipeline.clients.errors import PermanentError
 from pipeline.infra import keys
+from pipeline.infra.cellsafe import neutralise
 from pipeline.infra.logsafe import mask
 from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import record_exception
@@ -75,13 +76,11 @@ DE_COLUMNS = (
 MATCHED = "matched"
 CREATED = "created"
 
-# Spreadsheet formula injection (OWASP "CSV Injection"): a cell starting with = + - @, TAB or CR
-# (and LF, to be safe) may run as a formula when an SFMC export of the data extension is opened
-# in a spreadsheet. Such a text value is sent with a leading single quote (OWASP's advice), in
-# every row we build, webhook or backfill. Never altered: the values that are identities, which
-# must match byte for byte across SFMC, Rokt and our Redis keys (the primary key, the contact key
-# SubscriberExternalId, Email, Rokt's ids) and the values we write ourselves (dates, ContactMatch).
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+# Text values are neutralised against spreadsheet formulas (pipeline.infra.cellsafe) in every row
+# we build, webhook or backfill. Never altered: the values that are identities, which must match
+# byte for byte across SFMC, Rokt and our Redis keys (the primary key, the contact key
+# SubscriberExternalId, Email, Rokt's ids; refused where they enter when they would start like a
+# formula) and the values we write ourselves (dates, ContactMatch).
 VERBATIM_COLUMNS = frozenset(
     {
         "CalendarSubscriptionId",
@@ -95,13 +94,8 @@ VERBATIM_COLUMNS = frozenset(
         "UpdatedAt",
     }
 )
-
-
-def neutralise(value: Any) -> Any:
-    """A text that a spreadsheet would read as a formula, prefixed with `'`; anything else as is."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
+# the identities among them, as they come from Rokt: checked where they enter
+IDENTITY_COLUMNS = frozenset(VERBATIM_COLUMNS - {"RemovedDateTime", "ContactMatch", "UpdatedAt"})
 
 
 def sfmc_date(value: str | None) -> str:

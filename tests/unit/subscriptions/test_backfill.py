@@ -5,6 +5,7 @@ import tracemalloc
 
 import pytest
 
+from pipeline.infra.cellsafe import FORMULA_PROBLEM
 from pipeline.subscriptions import backfill
 from pipeline.subscriptions.backfill import BackfillInputError, read_records, run_backfill
 
@@ -127,19 +128,22 @@ def test_every_bad_record_ends_in_the_summary_never_a_traceback(runtime, sfmc, t
         b"[[[[" + b"[" * 100_000 + b"\n"
         b'{"CalendarSubscriptionId": {"nested": 1}}\n'
         b'{"CalendarSubscriptionId": "s2", "SubscriberExternalId": "-E2", "Email": "+x@example.com"}\n'
+        b'{"CalendarSubscriptionId": "s3", "SubscriberExternalId": "+61 400 123 456",'
+        b' "Email": "a=b@example.com"}\n'
     )
     summary = run_backfill(runtime, "default", path)
-    assert (summary.records, summary.written, summary.rejected) == (5, 2, 3)
+    assert (summary.records, summary.written, summary.rejected) == (6, 2, 4)
     assert summary.reasons == [
         "line 2: not UTF-8 (byte 1)",
         "line 3: JSON nested too deeply",
         "line 4: CalendarSubscriptionId: a dict is not a text, number or boolean",
+        f"line 5: Email: {FORMULA_PROBLEM}",  # identities are refused, never rewritten
     ]
     rows = {row["keys"]["CalendarSubscriptionId"]: row["values"] for row in sfmc.rows}
     assert rows["s1"]["TagText"] == '\'=HYPERLINK("x")'  # neutralised before SFMC
-    assert (
-        rows["s2"]["SubscriberExternalId"] == "-E2" and rows["s2"]["Email"] == "+x@example.com"
-    )  # keys as is
+    assert "s2" not in rows
+    assert rows["s3"]["SubscriberExternalId"] == "+61 400 123 456"  # a phone number, as is
+    assert rows["s3"]["Email"] == "a=b@example.com"
 
 
 def test_the_file_is_streamed_not_loaded_whole(runtime, sfmc, tmp_path):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from pipeline.infra.cellsafe import neutralise
 from pipeline.subscriptions.subscription_rows import (
     DE_COLUMNS,
     apply_subscription,
@@ -11,7 +12,6 @@ from pipeline.subscriptions.subscription_rows import (
     live_subscriptions,
     merge,
     merge_backfill,
-    neutralise,
     row_from_state,
     sfmc_date,
 )

@@ -126,6 +126,23 @@ def test_malformed_payload_gets_400_naming_the_field(client, intake, change, fie
     assert intake.calls == []
 
 
+@pytest.mark.parametrize(
+    "key", ['=HYPERLINK("http://x","y")', "@SUM(A1)", "+cmd|' /C calc'!A0", "-1+A1", "\tC1", "\rC1"]
+)
+def test_a_contact_key_that_would_start_like_a_formula_is_refused_at_the_door(client, intake, key):
+    """The status row carries the contact key verbatim (its primary key), so it is refused, not
+    rewritten: Journey Builder records the 400 as that contact's error."""
+    response = post(client, signed({**PAYLOAD, "keyValue": key}))
+    assert response.status_code == 400
+    assert "formula" in response.json["fields"]["keyValue"][0]
+    assert intake.calls == []
+
+
+@pytest.mark.parametrize("key", ["+14155550123", "+44 20 7946 0958", "-42", "C=1", "a@b.example"])
+def test_phone_numbers_and_keys_with_formula_characters_inside_are_accepted(client, key):
+    assert post(client, signed({**PAYLOAD, "keyValue": key})).status_code == 200
+
+
 def test_missing_template_id_is_named(client):
     response = post(client, signed({**PAYLOAD, "inArguments": [{"contactKey": "C1"}]}))
     assert response.json["fields"] == {
@@ -349,8 +366,6 @@ def test_json_answers_of_execute_and_lifecycle_calls_carry_no_framing_policy(cli
     for answer in answers:
         assert answer.is_json
         assert "Content-Security-Policy" not in answer.headers and "X-Frame-Options" not in answer.headers
-
-
 
 
 # --- config.json (issue item 6) ---

@@ -122,6 +122,45 @@ def test_malformed_webhooks_get_400_naming_the_field(client, hooks, envelope, fi
     assert hooks.calls == []
 
 
+def _with_subscription(**changes):
+    details = SUBSCRIBE["eventDetails"]
+    return {**SUBSCRIBE, "eventDetails": {**details, "subscription": {**details["subscription"], **changes}}}
+
+
+@pytest.mark.parametrize(
+    ("envelope", "where"),
+    [
+        pytest.param(
+            _with_subscription(subscriberId='=HYPERLINK("http://x")'), "subscriberId", id="subscriber"
+        ),
+        pytest.param(_with_subscription(emailAddress="@SUM(1)@example.com"), "emailAddress", id="email"),
+        pytest.param(
+            _with_subscription(calendarSubscriptionId="+cmd|' /C calc'!A0"),
+            "calendarSubscriptionId",
+            id="sub-id",
+        ),
+        pytest.param(_with_subscription(calendarId="-2+3"), "calendarId", id="calendar"),
+        pytest.param({**SUBSCRIBE, "eventId": "\t=1"}, "eventId", id="event-id"),
+        pytest.param(
+            {**SUBSCRIBE, "eventDetails": {**SUBSCRIBE["eventDetails"], "accountId": "=1"}},
+            "accountId",
+            id="account",
+        ),
+    ],
+)
+def test_an_identity_that_would_start_like_a_formula_is_refused_naming_it(client, hooks, envelope, where):
+    """Identities reach SFMC verbatim (they must match byte for byte), so they are refused, not
+    rewritten; nothing is claimed or enqueued."""
+    response = post(client, envelope)
+    assert response.status_code == 400, response.json
+    assert where in json.dumps(response.json["fields"])
+    assert "formula" in json.dumps(response.json["fields"])
+    assert hooks.calls == []
+    assert (
+        post(client, _with_subscription(subscriberId="+61 400 123 456")).status_code == 200
+    )  # a phone number
+
+
 def test_not_json_is_400_and_oversized_is_413(client):
     assert post(client, b"{nope").json["error"] == "invalid_json"
     big = post(client, b"x" * (64 * 1024 + 1))
