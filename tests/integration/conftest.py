@@ -4,7 +4,8 @@ served over HTTP on loopback, in this process so that its log lines land in this
 
 Workers are started once per session; each test uses its own tenant (own Redis keys, own
 Rokt account and data extension at the simulators), so tests never see each other's data.
-When the session ends, every log it wrote is checked for secrets and plain emails.
+When the session ends, every log it wrote is checked for secrets and plain emails, and its Redis
+for key names carrying a contact key or an email.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from pipeline.sandbox.stack import Stack
 from tests.integration.helpers import LIMITER_ENV, TENANTS
+from tests.keyspace_check import check_keyspace
 from tests.log_check import TEST_PROCESS_LOG, WORKER_NAME, check_logs
 
 
@@ -36,6 +38,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             # (two instances: the limiter is shared across processes)
             stack.start_split_workers(render=1, rokt=2, render_concurrency=4, rokt_concurrency=8)
             yield stack
+            # before its Redis stops: no key name carries a contact key or an email the run saw
+            check_keyspace(stack.redis, stack.runtime.history)
     finally:
         root.removeHandler(log_handler)
         log_handler.close()

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from pipeline.clients.errors import ClientError
+from pipeline.infra.cellsafe import FORMULA_PROBLEM
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import load_settings
 from pipeline.subscriptions.backfill import run_backfill
@@ -103,7 +104,8 @@ def test_large_files_use_the_async_api_and_an_interrupted_run_resumes(stack: Sta
 
 def test_a_bom_bad_lines_and_formulas_end_in_the_summary_not_a_traceback(stack: Stack, tmp_path):
     """A BOM before the header is read as no BOM; a bad byte or CSV line is a rejected record, not
-    an exception; a value starting `=` reaches SFMC as text, not a formula."""
+    an exception; a value starting `=` reaches SFMC as text, not a formula; an identity that would
+    start like one is refused, one that is a phone number is kept as is."""
     path = tmp_path / "excel-export.csv"
     path.write_bytes(
         "\ufeffCalendarSubscriptionId,SubscriberExternalId,TagText\r\n".encode()
@@ -112,14 +114,16 @@ def test_a_bom_bad_lines_and_formulas_end_in_the_summary_not_a_traceback(stack: 
         + b'bom-3,BOM3,"'
         + b"x" * 140_000
         + b'"\r\n'  # past the csv module's field limit
-        + b"bom-4,-BOM4,@team\r\n"
+        + b"bom-4,+61 400 123 456,@team\r\n"
+        + b"bom-5,-BOM5,ok\r\n"
     )
     result = cli(stack, "backfill", "--tenant", "backfill", "--from", str(path))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert (summary["records"], summary["written"], summary["rejected"]) == (4, 2, 2)
+    assert (summary["records"], summary["written"], summary["rejected"]) == (5, 2, 3)
     assert summary["reasons"][0] == "line 3: not UTF-8 (byte 15)"
     assert summary["reasons"][1].startswith("line 4: not valid CSV (field larger than field limit")
+    assert summary["reasons"][2] == f"line 6: SubscriberExternalId: {FORMULA_PROBLEM}"
     rows = {r["CalendarSubscriptionId"]: r for r in stack.rows("backfill", subscription_de("backfill"))}
     assert rows["bom-1"]["TagText"] == '\'=HYPERLINK("https://evil.example")'
-    assert rows["bom-4"]["TagText"] == "'@team" and rows["bom-4"]["SubscriberExternalId"] == "-BOM4"
+    assert rows["bom-4"]["TagText"] == "'@team" and rows["bom-4"]["SubscriberExternalId"] == "+61 400 123 456"
