@@ -90,7 +90,7 @@ class TenantQueues(bootsteps.StartStopStep):
         self.named: frozenset[str] | None = None  # tenant queues of `-Q`, read at the first start
         self.statuses: dict[str, TenantStatus] | None = None  # the registry's last read (None: none yet)
         self._applied: dict[str, TenantStatus] | None = None  # the read `sync` last acted on
-        self.failures = FailureLog("tenant queues: reading the tenant registry")
+        self.failures = FailureLog("tenant queues: reading the tenant registry", logger=log)
         self._stop = threading.Event()
         self._reader: threading.Thread | None = None
 

@@ -141,7 +141,7 @@ class FailureLog:
 
     def succeeded(self) -> None:
         if self.failures:
-            self.logger.info("%s works again after %d failures", self.what, self.failures)
+            self.logger.info("%s works again (%d failed tries)", self.what, self.failures)
         self.failures = 0
         self._unsaid = 0
         self._said_at = float("-inf")

@@ -200,7 +200,7 @@ def test_a_hanging_redis_is_one_failure_a_tick_logged_once_a_minute_then_once_wh
     client[0] = fake_redis
     heart.tick()
     assert heart.write_pending()
-    assert caplog.records[-1].getMessage() == "worker heartbeat of worker-9@box works again after 12 failures"
+    assert caplog.records[-1].getMessage() == "worker heartbeat of worker-9@box works again (12 failed tries)"
     assert caplog.records[-1].levelno == logging.INFO
     assert heartbeats.age(fake_redis, "worker", "worker-9@box") is not None
 
