@@ -2,7 +2,10 @@
 
 Every `SYNC_SECONDS` the worker compares the tenant registry with the queues it consumes and adds
 `render.<t>` / `rokt.<t>` of a new or re-enabled tenant, and cancels those of a disabled one (its
-messages wait in their queue, untouched, until it is enabled again). It changes only this worker's
+messages wait in their queue, untouched, until it is enabled again). A thread of the step reads
+the registry from Redis (`refresh`); the event loop only compares what it read last (`sync`,
+every `APPLY_SECONDS`), so a Redis that stops answering never holds the loop: the worker keeps
+the queues it has until the registry answers again. It changes only this worker's
 own consumer, so it needs no remote control. A worker started with `-Q` takes per-tenant queues
 only of the stages it serves: `render.<t>` when it consumes `render`, `rokt.<t>` when `rokt`; a
 tenant's queue named on `-Q` itself (a worker dedicated to one brand) is kept while the tenant is
@@ -21,19 +24,22 @@ step has run (at each consumer start, reconnections included).
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import bootsteps, signals
 
 from pipeline.infra import broker
 from pipeline.infra.queues import RENDER_QUEUE, ROKT_QUEUE, render_queue, rokt_queue
+from pipeline.ops.heartbeats import FailureLog
 from pipeline.settings import is_amqp
 from pipeline.tenancy.handles import get_runtime
 from pipeline.vocabulary import TenantStatus
 
 log = logging.getLogger(__name__)
 
-SYNC_SECONDS = 5.0
+SYNC_SECONDS = 5.0  # how often the registry is read
+APPLY_SECONDS = 1.0  # how often the loop looks for a new read (a dictionary compare, no I/O)
 # the shared queue whose consumer takes each per-tenant queue, and how to name that queue
 _STAGES = ((RENDER_QUEUE, render_queue), (ROKT_QUEUE, rokt_queue))
 
@@ -82,10 +88,20 @@ class TenantQueues(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
         self._timer: Any = None
         self.named: frozenset[str] | None = None  # tenant queues of `-Q`, read at the first start
+        self.statuses: dict[str, TenantStatus] | None = None  # the registry's last read (None: none yet)
+        self._applied: dict[str, TenantStatus] | None = None  # the read `sync` last acted on
+        self.failures = FailureLog("tenant queues: reading the tenant registry", logger=log)
+        self._stop = threading.Event()
+        self._reader: threading.Thread | None = None
 
     def start(self, consumer: Any) -> None:
         if self.named is None and consumer.task_consumer is not None:
             self.named = frozenset(q.name for q in consumer.task_consumer.queues if is_tenant_queue(q.name))
+        if self._reader is None or not self._reader.is_alive():
+            self._stop.clear()
+            self._reader = threading.Thread(target=self.read_forever, name="tenant-queues", daemon=True)
+            self._reader.start()
+        self._applied = None  # a restarted consumer has the queues it started with: compare again
         if is_amqp(str(consumer.app.conf.broker_url)):
             try:
                 declare_amqp_queues(consumer.app, list(consumer.app.amqp.queues))
@@ -97,31 +113,49 @@ class TenantQueues(bootsteps.StartStopStep):
             consumer.timer.call_after(0.0, self.sync, (consumer,), priority=10)
         else:
             self.sync(consumer)
-        self._timer = consumer.timer.call_repeatedly(SYNC_SECONDS, self.sync, (consumer,), priority=10)
+        self._timer = consumer.timer.call_repeatedly(APPLY_SECONDS, self.sync, (consumer,), priority=10)
 
     def stop(self, consumer: Any) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
-    shutdown = stop
+    def shutdown(self, consumer: Any) -> None:
+        self.stop(consumer)
+        self._stop.set()  # the reader ends after the read under way (a daemon: never waited for)
 
-    def sync(self, consumer: Any) -> None:
+    def read_forever(self) -> None:
+        """The reader thread: the registry every `SYNC_SECONDS` until the worker shuts down."""
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(SYNC_SECONDS)
+
+    def refresh(self) -> None:
+        """Read every tenant's status (Redis, cached for `tenant_refresh_seconds`), for `sync`."""
         try:
             statuses = {name: t.status for name, t in get_runtime().registry.all().items()}
-        except Exception:  # Redis away: keep consuming what we have, try again at the next tick
-            log.warning("tenant queues: registry unavailable; unchanged", exc_info=True)
+        except Exception as exc:  # Redis away: keep consuming what we have, try again at the next read
+            self.failures.failed(exc)
+            return
+        self.failures.succeeded()
+        self.statuses = statuses
+
+    def sync(self, consumer: Any) -> None:
+        """From the event loop: follow the registry's last read, once per read. No Redis."""
+        statuses = self.statuses
+        if statuses is None or statuses is self._applied:
             return
         task_consumer = consumer.task_consumer
         if task_consumer is None:
             return
+        self._applied = statuses
         consuming = {queue.name for queue in task_consumer.queues}
         wanted = wanted_queues(statuses, consuming, getattr(self, "named", None) or frozenset())
         for queue in sorted(wanted - consuming):
             if is_amqp(str(consumer.app.conf.broker_url)):
                 try:
                     declare_amqp_queues(consumer.app, [queue])
-                except Exception:  # RabbitMQ away: the next tick tries again
+                except Exception:  # RabbitMQ away: the next read tries again
                     log.warning("tenant queues: %s not declared; next time", queue, exc_info=True)
                     continue
             consumer.add_task_queue(queue)

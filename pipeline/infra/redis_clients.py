@@ -29,7 +29,9 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
 from redis.connection import parse_url
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 SENTINEL_SCHEME = "redis+sentinel"
@@ -131,6 +133,26 @@ def make_client(url: str, **options: Any) -> redis.Redis:
 def redis_client(url: str) -> redis.Redis:
     """A pooled client; redis-py re-creates its connections after a fork."""
     return make_client(url)
+
+
+# A liveness mark that took longer than this did not make it: the next beat is the retry.
+LIVENESS_TIMEOUT_SECONDS = 2.0
+
+
+@lru_cache(maxsize=8)
+def liveness_client(url: str) -> redis.Redis:
+    """A client for liveness marks (a worker's heartbeat): a short socket and connect timeout
+    and no retries, so a Redis that stops answering costs a beat `LIVENESS_TIMEOUT_SECONDS`,
+    not the default client's retries (about a minute). Not a setting: beats come every 10 s
+    and count as stale after 60 s, whatever the deployment."""
+    return make_client(
+        url,
+        socket_timeout=LIVENESS_TIMEOUT_SECONDS,
+        socket_connect_timeout=LIVENESS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        health_check_interval=0,
+    )
 
 
 def celery_redis_options(url: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from celery.utils.nodenames import host_format
 
 from pipeline.infra import dispatch
 from pipeline.infra.queues import RENDER_WORKER_QUEUES, ROKT_WORKER_QUEUES
-from pipeline.infra.redis_clients import redis_client
+from pipeline.infra.redis_clients import liveness_client, redis_client
 from pipeline.journeys import intake
 from pipeline.journeys.executions import new_execution
 from pipeline.journeys.templates import create_template
@@ -74,6 +74,7 @@ def reset_process_caches(*, read_settings: bool = True) -> None:
     hold no complete settings) celeryconfig is only dropped, to be read at its next import."""
     get_settings.cache_clear()
     redis_client.cache_clear()
+    liveness_client.cache_clear()
     dispatch._producer.cache_clear()
     runtime_module._runtime = None
     if not read_settings:

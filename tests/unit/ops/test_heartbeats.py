@@ -1,9 +1,12 @@
 """Heartbeats: the marks in Redis, the health checks that read them (`rokt-sfmc healthcheck`), the
 worker bootstep's timer and beat's scheduler."""
 
+import logging
 import time
+from types import SimpleNamespace
 
 import pytest
+import redis
 import responses
 from redbeat import RedBeatScheduler
 
@@ -114,7 +117,7 @@ class _Timer:
         self.calls = []
         self.cancelled = False
 
-    def call_repeatedly(self, seconds, fn, args, priority=0):
+    def call_repeatedly(self, seconds, fn, args=(), priority=0):
         self.calls.append((seconds, fn, args))
         return self
 
@@ -129,32 +132,89 @@ class _Consumer:
         self.timer = _Timer()
 
 
-def test_the_worker_step_beats_at_start_and_from_the_consumer_s_timer(runtime, fake_redis, monkeypatch):
-    monkeypatch.setattr(worker_heartbeat, "get_runtime", lambda: runtime)
+class _Hanging:
+    """A Redis client whose every command fails as a frozen Redis does after the socket timeout,
+    counting the calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def pipeline(self, transaction=True):
+        self.calls += 1
+        raise redis.TimeoutError("Timeout reading from socket")
+
+
+def test_the_worker_step_stamps_from_the_loop_and_its_thread_writes_the_stamp(fake_redis, monkeypatch):
+    monkeypatch.setattr(worker_heartbeat, "heartbeat_redis", lambda: fake_redis)
     consumer = _Consumer()
-    step = worker_heartbeat.Heartbeat.__new__(worker_heartbeat.Heartbeat)
-    step._timer = None
+    step = worker_heartbeat.Heartbeat(SimpleNamespace())
+    step.heart = heartbeats.LoopHeartbeat(lambda: fake_redis, "worker", consumer.hostname)
+    monkeypatch.setattr(step.heart, "start", lambda: None)  # no thread: the test writes in its stead
     step.start(consumer)
-    assert heartbeats.age(fake_redis, "worker", "worker-7@box") is not None
-    [(seconds, fn, args)] = consumer.timer.calls
-    assert seconds == worker_heartbeat.INTERVAL_SECONDS
-    heartbeats.forget(fake_redis, "worker", "worker-7@box")
-    fn(*args)  # what the event loop runs every INTERVAL_SECONDS
-    assert set(heartbeats.seen(fake_redis, "worker")) == {"worker-7@box"}
+    [(seconds, tick, args)] = consumer.timer.calls
+    assert seconds == worker_heartbeat.INTERVAL_SECONDS and args == ()
+    # the loop's part wrote nothing: Redis is the thread's
+    assert heartbeats.age(fake_redis, "worker", "worker-7@box") is None
+    assert step.heart.write_pending()
+    stamped = float(fake_redis.get(keys.heartbeat("worker", "worker-7@box")))
+    assert stamped == step.heart._ticked_at
+    # no tick since: nothing written (a frozen loop's mark ages)
+    assert not step.heart.write_pending()
+    tick()  # what the event loop runs every INTERVAL_SECONDS
+    assert step.heart.write_pending()
+    assert float(fake_redis.get(keys.heartbeat("worker", "worker-7@box"))) >= stamped
     step.stop(consumer)
     assert consumer.timer.cancelled
 
 
-def test_the_worker_step_survives_redis_being_away(monkeypatch, caplog):
-    class Down:
-        @property
-        def redis(self):
-            raise ConnectionError("redis away")
+def test_the_heartbeat_thread_writes_ticks_and_forgets_the_worker_when_it_leaves(fake_redis):
+    heart = heartbeats.LoopHeartbeat(lambda: fake_redis, "worker", "worker-8@box")
+    heart.start()
+    heart.tick()
+    for _ in range(500):  # the thread writes within a few ms; a bound, not a timing assertion
+        if heartbeats.age(fake_redis, "worker", "worker-8@box") is not None:
+            break
+        time.sleep(0.01)
+    assert set(heartbeats.seen(fake_redis, "worker")) == {"worker-8@box"}
+    heart.close(forget=True, timeout=5)
+    assert heart._thread is None
+    assert heartbeats.seen(fake_redis, "worker") == {}
 
-    monkeypatch.setattr(worker_heartbeat, "get_runtime", lambda: Down())
-    step = worker_heartbeat.Heartbeat.__new__(worker_heartbeat.Heartbeat)
-    step.beat(_Consumer())
-    assert "heartbeat not written" in caplog.text
+
+def test_a_hanging_redis_is_one_failure_a_tick_logged_once_a_minute_then_once_when_back(fake_redis, caplog):
+    clock = [1000.0]
+    hanging = _Hanging()
+    client = [hanging]
+    heart = heartbeats.LoopHeartbeat(lambda: client[0], "worker", "worker-9@box")
+    heart.failures.clock = lambda: clock[0]
+    caplog.set_level(logging.INFO, logger=heartbeats.__name__)
+    for _ in range(12):  # two minutes of ticks
+        heart.tick()
+        assert heart.write_pending() is False  # raises nothing: the next tick is the retry
+        clock[0] += 10
+    assert hanging.calls == 12  # one try a tick, no retries of its own
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines  # the first failure, then one line a minute later
+    assert lines[0].startswith("worker heartbeat of worker-9@box failed: TimeoutError: Timeout reading")
+    assert "(6 failures in 60 s)" in lines[1]
+    client[0] = fake_redis
+    heart.tick()
+    assert heart.write_pending()
+    assert caplog.records[-1].getMessage() == "worker heartbeat of worker-9@box works again (12 failed tries)"
+    assert caplog.records[-1].levelno == logging.INFO
+    assert heartbeats.age(fake_redis, "worker", "worker-9@box") is not None
+
+
+def test_the_liveness_client_gives_up_at_its_short_timeout_without_retrying():
+    from pipeline.infra import redis_clients
+
+    url = "redis://:pw@127.0.0.1:1/0"
+    kwargs = redis_clients.liveness_client(url).connection_pool.connection_kwargs
+    short = redis_clients.LIVENESS_TIMEOUT_SECONDS
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == short
+    assert kwargs["retry"].get_retries() == 0 and not kwargs["retry_on_timeout"]
+    # the service's own client keeps its longer timeout and retries (tasks wait Redis out)
+    assert redis_clients.redis_client(url).connection_pool.connection_kwargs["socket_timeout"] > short
 
 
 def test_beat_s_scheduler_marks_beat_alive_on_tick_at_most_every_few_seconds(
