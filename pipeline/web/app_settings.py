@@ -45,6 +45,7 @@ from pipeline.tenancy.handles import Runtime
 from pipeline.tenancy.tenants import CREDENTIAL_FIELDS, VENDOR_REQUIRED, TenantPinned, UnknownTenant
 from pipeline.vocabulary import SfmcAuthMode
 from pipeline.web.app_auth import error_page, require_app_session, session_tenant
+from pipeline.web.origins import frame_origins, frame_sources
 from pipeline.web.app_session import (
     CSRF_FIELD,
     SESSION_IDLE_SECONDS,
@@ -178,6 +179,19 @@ def status_panel(tenant: Tenant) -> dict[str, Any]:
         "deadLetters": count_dead_letters(rt.redis, name),
         "reconnectReason": tenant.reconnect_reason,
         "missing": missing_labels(name),
+        "framing": framing_panel(tenant),
+    }
+
+
+def framing_panel(tenant: Tenant) -> dict[str, Any]:
+    """Who may frame this tenant's pages, as the browser is told (CSP `frame-ancestors` sources),
+    and where that comes from: its `frame_origins` override, its stack, or no stack known yet."""
+    settings = _runtime().settings
+    return {
+        "stack": tenant.sfmc_stack,
+        "override": bool(tenant.frame_origins.strip()),
+        "app": frame_sources(frame_origins(settings.mc_allowed_origins, tenant)),
+        "activity": frame_sources(frame_origins(settings.jb_allowed_origins, tenant)),
     }
 
 
