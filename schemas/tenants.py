@@ -45,7 +45,7 @@ class TenantSchema(Schema):
     pinned = fields.Boolean()
     sfmc_eid = fields.String()
     sfmc_tssd = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label"))
-    sfmc_stack = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label, lower case"))
+    sfmc_stack = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label (s4)"))
     frame_origins = fields.String(validate=_origin_patterns)
     sfmc_auth_mode = fields.Enum(SfmcAuthMode, by_value=True)
     reconnect_reason = fields.String()

@@ -56,6 +56,7 @@ DEFAULT_MC_USER = {
 _TSSD = re.compile(r"[a-z0-9-]{1,63}")
 _ID = re.compile(r"[0-9]{1,18}")
 _STACK = re.compile(r"[A-Za-z0-9-]{1,63}")
+_SHAPES = {"tssd": "one DNS label: [a-z0-9-]{1,63}", "stack": "one DNS label: [A-Za-z0-9-]{1,63}"}
 ROWSET_LIMIT = 50
 EVENTS_LIMIT = 100
 
@@ -280,7 +281,8 @@ class SfmcSimulator(Simulator):
         """The user signed in to Marketing Cloud: any of {"eid", "mid", "tssd", "name", "email", "stack"}."""
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            return jsonify(error="invalid_body", message="JSON object {eid, mid, tssd, name, email, stack}"), 400
+            message = "JSON object {eid, mid, tssd, name, email, stack}"
+            return jsonify(error="invalid_body", message=message), 400
         checks = {"eid": _ID, "mid": _ID, "tssd": _TSSD, "name": None, "email": None, "stack": _STACK}
         fields: dict[str, list[str]] = {}
         for name, value in body.items():
@@ -289,11 +291,7 @@ class SfmcSimulator(Simulator):
             elif not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
                 fields[name] = ["must be a non-empty string"]
             elif checks[name] is not None and not checks[name].fullmatch(str(value)):
-                fields[name] = [
-                    {"tssd": "one DNS label: [a-z0-9-]{1,63}", "stack": "one DNS label: [A-Za-z0-9-]{1,63}"}.get(
-                        name, "digits only"
-                    )
-                ]
+                fields[name] = [_SHAPES.get(name, "digits only")]
         if fields:
             return jsonify(error="invalid_body", message="user rejected", fields=fields), 400
         with self.lock:

@@ -424,9 +424,7 @@ class TenantRegistry:
 
         return self._modify(name, apply)
 
-    def sign_in(
-        self, *, eid: str, mid: str, tssd: str, refresh_token: str | None, stack: str = ""
-    ) -> Tenant:
+    def sign_in(self, *, eid: str, mid: str, tssd: str, refresh_token: str | None, stack: str = "") -> Tenant:
         """The tenant of an admin who signed in to App Settings: found by enterprise id, or created
         pending on the account's first sign-in (adopting a stored tenant of that name that names
         no enterprise yet). Records the account's tenant subdomain, its stack (who may frame its

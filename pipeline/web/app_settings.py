@@ -45,7 +45,6 @@ from pipeline.tenancy.handles import Runtime
 from pipeline.tenancy.tenants import CREDENTIAL_FIELDS, VENDOR_REQUIRED, TenantPinned, UnknownTenant
 from pipeline.vocabulary import SfmcAuthMode
 from pipeline.web.app_auth import error_page, require_app_session, session_tenant
-from pipeline.web.origins import frame_origins, frame_sources
 from pipeline.web.app_session import (
     CSRF_FIELD,
     SESSION_IDLE_SECONDS,
@@ -53,6 +52,7 @@ from pipeline.web.app_session import (
     csrf_refusal,
     csrf_token,
 )
+from pipeline.web.origins import frame_origins, frame_sources
 from schemas.app_settings import LABELS, SECRET_FIELDS, AppSettingsSchema, label
 
 log = logging.getLogger(__name__)

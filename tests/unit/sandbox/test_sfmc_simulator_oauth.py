@@ -190,7 +190,8 @@ def test_unknown_grant_type(client):
 
 def test_mc_user_is_configurable(client):
     answer = client.post(
-        "/__sandbox__/mc-user", json={"eid": "200", "mid": "201", "tssd": "acme-1", "name": "bob", "stack": "S7"}
+        "/__sandbox__/mc-user",
+        json={"eid": "200", "mid": "201", "tssd": "acme-1", "name": "bob", "stack": "S7"},
     )
     assert answer.status_code == 200
     redirect = authorize(client).headers["Location"]
@@ -205,7 +206,15 @@ def test_mc_user_is_configurable(client):
 
 @pytest.mark.parametrize(
     "body",
-    [{"tssd": "a.b"}, {"eid": "x1"}, {"mid": ""}, {"colour": "red"}, {"name": True}, {"stack": "s.4"}, ["eid"]],
+    [
+        {"tssd": "a.b"},
+        {"eid": "x1"},
+        {"mid": ""},
+        {"colour": "red"},
+        {"name": True},
+        {"stack": "s.4"},
+        ["eid"],
+    ],
 )
 def test_mc_user_rejects_bad_values(client, body):
     assert client.post("/__sandbox__/mc-user", json=body).status_code == 400
