@@ -26,12 +26,17 @@ from schemas.tenants import TenantSchema
 
 DEFAULT_TENANT = "default"
 
-# Journey Builder's origin: the stack label varies (s7, s10, ...), hence one wildcard label.
-JB_ORIGIN_PATTERN = "https://jbinteractions.*.marketingcloudapps.com"
+# `{stack}` in an origin pattern: the label of the tenant's SFMC stack (`s4` for stackKey "S4",
+# learnt at sign-in), or `*` (any stack) while it is unknown (pipeline.web.origins.frame_origins).
+STACK_PLACEHOLDER = "{stack}"
+# Journey Builder's origin on the tenant's stack (docs/vendors/sfmc-app.md A.1).
+JB_ORIGIN_PATTERN = "https://jbinteractions.{stack}.marketingcloudapps.com"
 # Marketing Cloud's own pages, which frame the app (App Settings): classic and current hosts.
-MC_ORIGIN_PATTERNS = ("https://mc.*.exacttarget.com", "https://*.marketingcloudapps.com")
+MC_ORIGIN_PATTERNS = ("https://mc.{stack}.exacttarget.com", "https://*.{stack}.marketingcloudapps.com")
 # scheme://host[:port]; `*` may stand in a host label or for the port (one or more [A-Za-z0-9-])
 _ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9*-]+(\.[A-Za-z0-9*-]+)*(:([0-9]+|\*))?$")
+# a stack's label in a host name: stackKey "S4" -> "s4" (one DNS label)
+STACK_LABEL = re.compile(r"[a-z0-9-]{1,63}")
 
 
 def _secret_keys(value: str) -> tuple[str, ...]:
@@ -100,17 +105,27 @@ def is_amqp(url: str) -> bool:
     return url.split("://", 1)[0].lower() in AMQP_SCHEMES
 
 
+def stack_label(stack_key: str) -> str:
+    """The label of a stack in Marketing Cloud's host names (`S4` -> `s4`); "" for a value that is
+    no single DNS label (then nothing is derived from it)."""
+    label = stack_key.strip().lower()
+    return label if STACK_LABEL.fullmatch(label) else ""
+
+
 def parse_origin_patterns(value: str) -> tuple[str, ...]:
-    """`JB_ALLOWED_ORIGINS`: comma-separated origin patterns, e.g. `https://jbinteractions.*.marketingcloudapps.com`
-    or `http://127.0.0.1:*`. A wildcard must leave at least two fixed labels to its right (so it
-    can be written as a CSP `frame-ancestors` source: `https://*.marketingcloudapps.com`)."""
+    """`JB_ALLOWED_ORIGINS`: comma-separated origin patterns, e.g. `https://jbinteractions.{stack}.marketingcloudapps.com`
+    or `http://127.0.0.1:*`. `{stack}` (a whole host label) is the tenant's stack, `*` until it is
+    known. A wildcard must leave at least two fixed labels to its right (so it can be written as a
+    CSP `frame-ancestors` source: `https://*.marketingcloudapps.com`)."""
     patterns = tuple(dict.fromkeys(item.strip() for item in value.split(",") if item.strip()))
     if not patterns:
         raise ValueError("JB_ALLOWED_ORIGINS: no origin pattern")
     for pattern in patterns:
-        if not _ORIGIN_PATTERN.match(pattern):
+        any_stack = pattern.replace(STACK_PLACEHOLDER, "*")
+        labels = pattern.split("://", 1)[-1].split(":", 1)[0].split(".")
+        if not _ORIGIN_PATTERN.match(any_stack) or any("{" in x and x != STACK_PLACEHOLDER for x in labels):
             raise ValueError(f"JB_ALLOWED_ORIGINS: {pattern!r} is not scheme://host[:port]")
-        host = pattern.split("://", 1)[1].split(":", 1)[0]
+        host = any_stack.split("://", 1)[1].split(":", 1)[0]
         labels = host.split(".")
         wild = [i for i, label in enumerate(labels) if "*" in label]
         if wild and len(labels) - wild[-1] - 1 < 2:
@@ -228,6 +243,20 @@ class Tenant:
     sfmc_tssd: str = setting(
         "",  # the account's tenant subdomain, from the sign-in redirect
         "the SFMC account's tenant subdomain",
+    )
+    sfmc_stack: str = setting(
+        "",  # recorded at sign-in from /v2/userinfo's stack key
+        (
+            "the SFMC account's stack (`s4`), from its sign-in: `{stack}` in JB_ALLOWED_ORIGINS and "
+            "MC_ALLOWED_ORIGINS; unknown: any stack"
+        ),
+    )
+    frame_origins: str = setting(
+        "",
+        (
+            "comma-separated origins that alone may frame this tenant's pages, instead of those its "
+            "stack gives (rare: a Marketing Cloud host the defaults miss)"
+        ),
     )
     sfmc_auth_mode: SfmcAuthMode = setting(
         SfmcAuthMode.CLIENT_CREDENTIALS,
@@ -484,7 +513,7 @@ class Settings:
         (JB_ORIGIN_PATTERN,),
         (
             "comma-separated origins allowed to frame the activity UI and exchange Postmonger messages "
-            "with it (`*`: one DNS label or a port)"
+            "with it (`*`: one DNS label or a port; `{stack}`: the tenant's stack, `*` until known)"
         ),
         parse=parse_origin_patterns,
     )
@@ -521,7 +550,10 @@ class Settings:
     )
     mc_allowed_origins: tuple[str, ...] = setting(
         MC_ORIGIN_PATTERNS,
-        "comma-separated origins allowed to frame App Settings (`frame-ancestors`)",
+        (
+            "comma-separated origins allowed to frame App Settings (`frame-ancestors`; `{stack}`: the "
+            "signed-in tenant's stack; the sign-in pages themselves: `*`)"
+        ),
         parse=parse_origin_patterns,
     )
     # where tenants created at run time (sign-in, `tenants add`) reach Rokt unless they say otherwise

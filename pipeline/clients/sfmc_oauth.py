@@ -15,6 +15,7 @@ import requests
 
 from pipeline.clients.errors import PermanentError
 from pipeline.clients.http import new_session, raise_for_status, send
+from pipeline.settings import stack_label
 
 DEFAULT_RETRY_AFTER = 5.0
 
@@ -33,12 +34,14 @@ class SignInToken:
 
 @dataclass(frozen=True)
 class SignedInUser:
-    """Who signed in: the enterprise (EID) names the tenant, the MID is the business unit."""
+    """Who signed in: the enterprise (EID) names the tenant, the MID is the business unit, the
+    stack (`s4`, "" when the answer names none) says which Marketing Cloud hosts frame its pages."""
 
     eid: str
     mid: str
     name: str
     email: str
+    stack: str = ""
 
 
 class SfmcOAuthClient:
@@ -104,7 +107,11 @@ class SfmcOAuthClient:
             raise PermanentError("SFMC userinfo: organization.enterprise_id or member_id missing")
         user = user if isinstance(user, dict) else {}
         return SignedInUser(
-            eid=eid, mid=mid, name=str(user.get("name") or ""), email=str(user.get("email") or "")
+            eid=eid,
+            mid=mid,
+            name=str(user.get("name") or ""),
+            email=str(user.get("email") or ""),
+            stack=_stack(organization),
         )
 
 
@@ -116,6 +123,13 @@ def _json_object(response: requests.Response, what: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise PermanentError(f"{what}: the answer is not a JSON object", status=response.status_code)
     return body
+
+
+def _stack(organization: dict[str, Any]) -> str:
+    """The account's stack label from `organization.stackKey` (as the legacy app JWT names it;
+    `stack_key` in one public type of userinfo): docs/vendors/sfmc-app.md B.3. "" when absent or odd."""
+    value = organization.get("stackKey", organization.get("stack_key"))
+    return stack_label(value) if isinstance(value, str) else ""
 
 
 def _identifier(value: Any) -> str:

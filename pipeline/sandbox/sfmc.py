@@ -10,7 +10,8 @@ and for "Journey Builder tokens" a test registers with `POST /__sandbox__/jb-tok
 
 The package's Web App sign-in (App Settings; docs/vendors/sfmc-app.md B.2, B.3): `GET /v2/authorize`
 sends the browser straight back to the redirect URI with `code`, `state` and `tssd`, as for a user
-already signed in to Marketing Cloud; who that user is (EID, MID, tssd, name, email) is set with
+already signed in to Marketing Cloud; who that user is (EID, MID, tssd, name, email, stack: userinfo's
+`organization.stackKey`, "S0" by default) is set with
 `POST /__sandbox__/mc-user`. `POST /v2/token` also takes the `authorization_code` grant (code single
 use, 5 minutes, same redirect URI, the app client only; a refresh token when the scope asked for
 `offline`) and the `refresh_token` grant (rotating: the old one stops working);
@@ -50,9 +51,12 @@ DEFAULT_MC_USER = {
     "tssd": "sandbox",
     "name": "sandbox.admin",
     "email": "sandbox.admin@example.com",
+    "stack": "S0",  # userinfo's organization.stackKey (the real one's looks like "S4")
 }
 _TSSD = re.compile(r"[a-z0-9-]{1,63}")
 _ID = re.compile(r"[0-9]{1,18}")
+_STACK = re.compile(r"[A-Za-z0-9-]{1,63}")
+_SHAPES = {"tssd": "one DNS label: [a-z0-9-]{1,63}", "stack": "one DNS label: [A-Za-z0-9-]{1,63}"}
 ROWSET_LIMIT = 50
 EVENTS_LIMIT = 100
 
@@ -265,16 +269,21 @@ class SfmcSimulator(Simulator):
                 "zoneinfo": "Europe/London",
                 "timezone": {"longName": "(GMT) London", "shortName": "GMT+0", "offset": 0.0, "dst": False},
             },
-            organization={"member_id": int(user["mid"]), "enterprise_id": int(user["eid"])},
+            organization={
+                "member_id": int(user["mid"]),
+                "enterprise_id": int(user["eid"]),
+                "stackKey": user["stack"],
+            },
             rest={"rest_instance_url": base, "soap_instance_url": base},
         )
 
     def set_mc_user(self):
-        """The user signed in to Marketing Cloud: any of {"eid", "mid", "tssd", "name", "email"}."""
+        """The user signed in to Marketing Cloud: any of {"eid", "mid", "tssd", "name", "email", "stack"}."""
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            return jsonify(error="invalid_body", message="JSON object {eid, mid, tssd, name, email}"), 400
-        checks = {"eid": _ID, "mid": _ID, "tssd": _TSSD, "name": None, "email": None}
+            message = "JSON object {eid, mid, tssd, name, email, stack}"
+            return jsonify(error="invalid_body", message=message), 400
+        checks = {"eid": _ID, "mid": _ID, "tssd": _TSSD, "name": None, "email": None, "stack": _STACK}
         fields: dict[str, list[str]] = {}
         for name, value in body.items():
             if name not in checks:
@@ -282,7 +291,7 @@ class SfmcSimulator(Simulator):
             elif not isinstance(value, str | int) or isinstance(value, bool) or not str(value).strip():
                 fields[name] = ["must be a non-empty string"]
             elif checks[name] is not None and not checks[name].fullmatch(str(value)):
-                fields[name] = ["digits only" if name != "tssd" else "one DNS label: [a-z0-9-]{1,63}"]
+                fields[name] = [_SHAPES.get(name, "digits only")]
         if fields:
             return jsonify(error="invalid_body", message="user rejected", fields=fields), 400
         with self.lock:

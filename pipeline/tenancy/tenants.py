@@ -424,10 +424,11 @@ class TenantRegistry:
 
         return self._modify(name, apply)
 
-    def sign_in(self, *, eid: str, mid: str, tssd: str, refresh_token: str | None) -> Tenant:
+    def sign_in(self, *, eid: str, mid: str, tssd: str, refresh_token: str | None, stack: str = "") -> Tenant:
         """The tenant of an admin who signed in to App Settings: found by enterprise id, or created
         pending on the account's first sign-in (adopting a stored tenant of that name that names
-        no enterprise yet). Records the account's tenant subdomain and the offline refresh token
+        no enterprise yet). Records the account's tenant subdomain, its stack (who may frame its
+        pages; a sign-in that names none keeps the known one) and the offline refresh token
         (background calls), and clears a "reconnect needed" mark."""
         if not EID_PATTERN.match(eid):
             raise ValueError("enterprise id is not a plain identifier")
@@ -448,6 +449,7 @@ class TenantRegistry:
                         "rokt_api_base_url": self.settings.rokt_api_default_base_url,
                         "sfmc_eid": eid,
                         "sfmc_tssd": tssd,
+                        "sfmc_stack": stack,
                         "sfmc_account_id": mid,
                         "sfmc_auth_base_url": auth_base,
                         "sfmc_auth_mode": (
@@ -462,6 +464,7 @@ class TenantRegistry:
                 current,
                 sfmc_eid=eid,
                 sfmc_tssd=tssd,
+                sfmc_stack=stack or current.sfmc_stack,
                 # follows the account's tssd unless an operator set another authorization base
                 sfmc_auth_base_url=(
                     auth_base if current.sfmc_auth_base_url in ("", derived) else current.sfmc_auth_base_url

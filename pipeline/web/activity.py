@@ -2,8 +2,9 @@
 and the lifecycle calls (execute, called once per contact, is `pipeline.web.execute`).
 
 Every GET answer of this blueprint (the UI, its static files, config.json, settings.json) says
-who may frame it: `Content-Security-Policy: frame-ancestors` built from `JB_ALLOWED_ORIGINS`,
-never `X-Frame-Options` (which cannot name Journey Builder's per-stack origin).
+who may frame it: `Content-Security-Policy: frame-ancestors` built from `JB_ALLOWED_ORIGINS` on the
+tenant's own stack (`pipeline.web.origins.frame_origins`), never `X-Frame-Options` (which cannot name
+Journey Builder's per-stack origin).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pipeline.journeys.templates import TemplateNotFound, get_template
 from pipeline.settings import Tenant
 from pipeline.tenancy.handles import Runtime
 from pipeline.web.errors import ApiError
-from pipeline.web.origins import page_policy
+from pipeline.web.origins import frame_origins, page_policy
 from schemas.jb_execute import merge_in_arguments, release_problems
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,18 @@ def _runtime() -> Runtime:
 
 @activity.after_request
 def _framing(response: Response) -> Response:
-    """The UI and its files may be framed by Journey Builder only (execute/save/validate JSON
-    answers are no page: they carry no policy)."""
+    """The UI and its files may be framed by the tenant's own Journey Builder only (execute/save/
+    validate JSON answers are no page: they carry no policy; an unknown tenant's 404: any stack's)."""
     if request.method in ("GET", "HEAD"):
-        response.headers["Content-Security-Policy"] = page_policy(_runtime().settings.jb_allowed_origins)
+        name = (request.view_args or {}).get("tenant")
+        tenant = _runtime().registry.get(str(name)) if name else None
+        response.headers["Content-Security-Policy"] = page_policy(_jb_origins(tenant))
     response.headers.pop("X-Frame-Options", None)
     return response
+
+
+def _jb_origins(tenant: Tenant | None) -> tuple[str, ...]:
+    return frame_origins(_runtime().settings.jb_allowed_origins, tenant)
 
 
 def _tenant(name: str) -> Tenant:
@@ -153,11 +160,10 @@ def config_json(tenant: str):
 def settings_json(tenant: str):
     """What the UI needs before Postmonger: its tenant, the API base and the origins allowed to
     frame it (it refuses to start under any other)."""
-    _tenant(tenant)
     answer = jsonify(
         tenant=tenant,
         apiBase=f"/t/{tenant}/api",
-        allowedOrigins=list(_runtime().settings.jb_allowed_origins),
+        allowedOrigins=list(_jb_origins(_tenant(tenant))),
     )
     answer.headers["Cache-Control"] = "no-store"
     return answer

@@ -12,7 +12,8 @@ authorization host, reads `/v2/userinfo` and signs the enterprise (EID) in as a 
 new session id. `GET /app/logout` (Marketing Cloud's Logout URL, a browser GET) ends the session
 on the server.
 
-Every /app answer says who may frame it (`frame-ancestors` from MC_ALLOWED_ORIGINS) and is never
+Every /app answer says who may frame it (`frame-ancestors` from MC_ALLOWED_ORIGINS: on the signed-in
+tenant's own stack, which the sign-in's userinfo names; any stack's before sign-in) and is never
 cached (`app_response_headers`, installed app-wide so 404s under /app carry it too).
 """
 
@@ -38,7 +39,7 @@ from pipeline.infra.logsafe import mask
 from pipeline.settings import Tenant
 from pipeline.tenancy.handles import Runtime
 from pipeline.web.app_session import CSRF_SESSION_KEY, SESSION_ID_BYTES, destroy, hashed, rotate
-from pipeline.web.origins import page_policy
+from pipeline.web.origins import frame_origins, page_policy
 
 log = logging.getLogger(__name__)
 app_auth = Blueprint("app_auth", __name__, url_prefix="/app")
@@ -94,9 +95,12 @@ def error_page(status: int, title: str, message: str, *, code: str = "", field: 
 
 
 def app_response_headers(response: Response) -> Response:
-    """Every /app answer: framed by Marketing Cloud only, never cached (it holds a tenant's settings)."""
+    """Every /app answer: framed by Marketing Cloud only, never cached (it holds a tenant's settings).
+    A page of a signed-in tenant (`require_app_session`): by its own stack's Marketing Cloud only;
+    the sign-in's own pages (no tenant known yet, or another account's browser): by any stack's."""
     if request.path == APP_PREFIX or request.path.startswith(APP_PREFIX + "/"):
-        response.headers["Content-Security-Policy"] = page_policy(_runtime().settings.mc_allowed_origins)
+        origins = frame_origins(_runtime().settings.mc_allowed_origins, g.get("app_tenant"))
+        response.headers["Content-Security-Policy"] = page_policy(origins)
         response.headers["Cache-Control"] = "no-store"
         response.headers.pop("X-Frame-Options", None)
     return response
@@ -225,7 +229,9 @@ def _callback() -> Response:
         log.warning("app sign-in: SFMC refused or failed: %s", exc.reason)
         return error_page(502, "Marketing Cloud sign-in failed", exc.reason)
     try:
-        tenant = rt.registry.sign_in(eid=user.eid, mid=user.mid, tssd=tssd, refresh_token=token.refresh_token)
+        tenant = rt.registry.sign_in(
+            eid=user.eid, mid=user.mid, tssd=tssd, refresh_token=token.refresh_token, stack=user.stack
+        )
     except ValueError as exc:
         log.warning("app sign-in: enterprise %s not accepted: %s", user.eid, exc)
         return error_page(502, "Marketing Cloud sign-in failed", "The account's enterprise id is not usable.")

@@ -52,6 +52,7 @@ from pipeline.web.app_session import (
     csrf_refusal,
     csrf_token,
 )
+from pipeline.web.origins import frame_origins, frame_sources
 from schemas.app_settings import LABELS, SECRET_FIELDS, AppSettingsSchema, label
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,19 @@ def status_panel(tenant: Tenant) -> dict[str, Any]:
         "deadLetters": count_dead_letters(rt.redis, name),
         "reconnectReason": tenant.reconnect_reason,
         "missing": missing_labels(name),
+        "framing": framing_panel(tenant),
+    }
+
+
+def framing_panel(tenant: Tenant) -> dict[str, Any]:
+    """Who may frame this tenant's pages, as the browser is told (CSP `frame-ancestors` sources),
+    and where that comes from: its `frame_origins` override, its stack, or no stack known yet."""
+    settings = _runtime().settings
+    return {
+        "stack": tenant.sfmc_stack,
+        "override": bool(tenant.frame_origins.strip()),
+        "app": frame_sources(frame_origins(settings.mc_allowed_origins, tenant)),
+        "activity": frame_sources(frame_origins(settings.jb_allowed_origins, tenant)),
     }
 
 

@@ -1,12 +1,29 @@
 """Origin patterns as the web tier applies them: which origins match, and the pages' CSP.
 
 The patterns are settings (`JB_ALLOWED_ORIGINS`, `MC_ALLOWED_ORIGINS`, parsed and checked by
-`pipeline.settings.parse_origin_patterns`); what they allow is decided here.
+`pipeline.settings.parse_origin_patterns`); what they allow is decided here. A tenant's pages are
+framed only from its own stack: `{stack}` in a pattern becomes the stack its sign-in named
+(`Tenant.sfmc_stack`), `*` while none is known; a tenant's `frame_origins` replaces both lists.
 """
 
 from __future__ import annotations
 
 import re
+
+from pipeline.settings import STACK_PLACEHOLDER, Tenant, parse_origin_patterns
+
+
+def for_stack(patterns: tuple[str, ...], stack: str) -> tuple[str, ...]:
+    """`patterns` with `{stack}` as the stack's label, or `*` (any stack) without one."""
+    return tuple(dict.fromkeys(pattern.replace(STACK_PLACEHOLDER, stack or "*") for pattern in patterns))
+
+
+def frame_origins(patterns: tuple[str, ...], tenant: Tenant | None) -> tuple[str, ...]:
+    """Who may frame a page of `tenant` (None: no tenant known, e.g. before sign-in): its
+    `frame_origins` override, else `patterns` on its stack (any stack while none is known)."""
+    if tenant is not None and tenant.frame_origins.strip():
+        return parse_origin_patterns(tenant.frame_origins)
+    return for_stack(patterns, tenant.sfmc_stack if tenant is not None else "")
 
 
 def origin_pattern_regex(pattern: str) -> re.Pattern[str]:
@@ -32,9 +49,13 @@ def frame_ancestor_source(pattern: str) -> str:
     return f"{scheme}://{host}{colon}{'*' if '*' in port else port}"
 
 
+def frame_sources(patterns: tuple[str, ...]) -> list[str]:
+    """The CSP sources `patterns` become, once each, in order (what App Settings shows)."""
+    return list(dict.fromkeys(frame_ancestor_source(pattern) for pattern in patterns))
+
+
 def frame_ancestors(patterns: tuple[str, ...]) -> str:
-    sources = dict.fromkeys(frame_ancestor_source(pattern) for pattern in patterns)
-    return "frame-ancestors " + " ".join(sources)
+    return "frame-ancestors " + " ".join(frame_sources(patterns))
 
 
 # Our pages load only their own files: no inline script or style, no CDN, no plugin, no <base>.

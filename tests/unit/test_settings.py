@@ -124,7 +124,12 @@ def test_every_settings_variable_is_read_into_its_field():
 
 
 def test_allowed_origins_default_to_journey_builder_and_parse_into_patterns():
-    assert load_settings({}).jb_allowed_origins == ("https://jbinteractions.*.marketingcloudapps.com",)
+    # `{stack}`: the tenant's own stack (pipeline.web.origins.frame_origins), never every stack
+    assert load_settings({}).jb_allowed_origins == ("https://jbinteractions.{stack}.marketingcloudapps.com",)
+    assert load_settings({}).mc_allowed_origins == (
+        "https://mc.{stack}.exacttarget.com",
+        "https://*.{stack}.marketingcloudapps.com",
+    )
     settings = load_settings(
         {"JB_ALLOWED_ORIGINS": " https://jbinteractions.*.marketingcloudapps.com, http://127.0.0.1:*,,"}
     )
@@ -133,7 +138,7 @@ def test_allowed_origins_default_to_journey_builder_and_parse_into_patterns():
         "http://127.0.0.1:*",
     )
     documented = {name: default for name, _meaning, default in SETTINGS_TABLE}
-    assert documented["JB_ALLOWED_ORIGINS"] == "https://jbinteractions.*.marketingcloudapps.com"
+    assert documented["JB_ALLOWED_ORIGINS"] == "https://jbinteractions.{stack}.marketingcloudapps.com"
 
 
 @pytest.mark.parametrize(
@@ -145,6 +150,9 @@ def test_allowed_origins_default_to_journey_builder_and_parse_into_patterns():
         "https://*.com",  # a wildcard with one fixed label to its right
         "https://a.b.c:8x",
         ",",
+        "https://{stack}.com",  # `{stack}` is a wildcard until the stack is known
+        "https://jb{stack}.example.test",  # `{stack}` only as a whole label
+        "https://jb.{tenant}.example.test",  # no other placeholder
     ],
 )
 def test_unusable_origin_patterns_are_refused_at_start(value):

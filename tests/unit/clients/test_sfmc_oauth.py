@@ -246,3 +246,19 @@ def test_a_given_session_is_the_one_used():
         session.hooks["response"].append(lambda response, **_: sent.append(response.url))
         SfmcOAuthClient("id", "secret", TIMEOUT, session=session).userinfo(AUTH, "at")
     assert sent == [USERINFO_URL]
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("organization", "stack"),
+    [
+        ({"stackKey": "S4"}, "s4"),  # as the legacy app JWT names it
+        ({"stack_key": "S11"}, "s11"),  # as one public type of userinfo names it
+        ({}, ""),
+        ({"stackKey": "S4.evil.example"}, ""),  # never more than one host label
+        ({"stackKey": 4}, ""),
+    ],
+)
+def test_userinfo_names_the_accounts_stack_as_a_host_label(client, organization, stack):
+    responses.get(USERINFO_URL, json={"organization": {"enterprise_id": 1, "member_id": 2, **organization}})
+    assert client.userinfo(AUTH, "at").stack == stack

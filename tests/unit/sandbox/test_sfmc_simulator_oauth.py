@@ -106,7 +106,8 @@ def test_code_exchange_gives_tokens_that_rest_and_userinfo_accept(client):
     info = client.get("/v2/userinfo", headers=bearer)
     assert info.status_code == 200
     info = info.get_json()
-    assert info["organization"] == {"member_id": 100000001, "enterprise_id": 100000000}
+    # the stack key as Marketing Cloud names it ("S4"): the app frames its pages from that stack only
+    assert info["organization"] == {"member_id": 100000001, "enterprise_id": 100000000, "stackKey": "S0"}
     assert info["user"]["email"] == sfmc.DEFAULT_MC_USER["email"]
     assert set(info["rest"]) == {"rest_instance_url", "soap_instance_url"}
 
@@ -189,7 +190,8 @@ def test_unknown_grant_type(client):
 
 def test_mc_user_is_configurable(client):
     answer = client.post(
-        "/__sandbox__/mc-user", json={"eid": "200", "mid": "201", "tssd": "acme-1", "name": "bob"}
+        "/__sandbox__/mc-user",
+        json={"eid": "200", "mid": "201", "tssd": "acme-1", "name": "bob", "stack": "S7"},
     )
     assert answer.status_code == 200
     redirect = authorize(client).headers["Location"]
@@ -197,13 +199,22 @@ def test_mc_user_is_configurable(client):
     code = parse_qs(urlsplit(redirect).query)["code"][0]
     token = exchange(client, code, path="/tssd/acme-1/v2/token").get_json()["access_token"]
     info = client.get("/tssd/acme-1/v2/userinfo", headers={"Authorization": f"Bearer {token}"}).get_json()
-    assert info["organization"] == {"member_id": 201, "enterprise_id": 200}
+    assert info["organization"] == {"member_id": 201, "enterprise_id": 200, "stackKey": "S7"}
     assert info["user"]["name"] == "bob"
     assert client.get("/__sandbox__/state").get_json()["mc_user"]["tssd"] == "acme-1"
 
 
 @pytest.mark.parametrize(
-    "body", [{"tssd": "a.b"}, {"eid": "x1"}, {"mid": ""}, {"colour": "red"}, {"name": True}, ["eid"]]
+    "body",
+    [
+        {"tssd": "a.b"},
+        {"eid": "x1"},
+        {"mid": ""},
+        {"colour": "red"},
+        {"name": True},
+        {"stack": "s.4"},
+        ["eid"],
+    ],
 )
 def test_mc_user_rejects_bad_values(client, body):
     assert client.post("/__sandbox__/mc-user", json=body).status_code == 400

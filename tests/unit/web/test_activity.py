@@ -514,3 +514,32 @@ def test_validate_does_not_tell_which_settings_a_tenant_lacks(parts, caplog):
     text = answer.get_data(as_text=True)
     assert "jb_jwt_secret" not in text and "rokt_account_code" not in text and "sfmc" not in text
     assert "jb_jwt_secret" in caplog.text and "rokt_account_code" in caplog.text
+
+
+def test_a_tenants_activity_is_framed_only_by_journey_builder_of_its_own_stack(ui_root):
+    """The stack its sign-in named narrows the default `{stack}` pattern: the CSP the browser
+    enforces and the origins the UI accepts Postmonger messages from."""
+    client = app_with({"SFMC_STACK": "s4"})
+    answer = client.get("/t/default/activity/index.html")
+    assert answer.headers["Content-Security-Policy"].endswith(
+        "; frame-ancestors https://jbinteractions.s4.marketingcloudapps.com"
+    )
+    allowed = client.get("/t/default/activity/settings.json").json["allowedOrigins"]
+    assert allowed == ["https://jbinteractions.s4.marketingcloudapps.com"]
+
+
+def test_a_tenants_frame_origins_override_its_stack(ui_root):
+    client = app_with({"SFMC_STACK": "s4", "FRAME_ORIGINS": "https://jb.example.test"})
+    answer = client.get("/t/default/activity/")
+    assert answer.headers["Content-Security-Policy"].endswith("; frame-ancestors https://jb.example.test")
+    assert client.get("/t/default/activity/settings.json").json["allowedOrigins"] == [
+        "https://jb.example.test"
+    ]
+
+
+def test_an_unknown_tenants_404_is_framed_by_any_stack(ui_root):
+    answer = app_with({"SFMC_STACK": "s4"}).get("/t/nobody/activity/")
+    assert answer.status_code == 404
+    assert answer.headers["Content-Security-Policy"].endswith(
+        "; frame-ancestors https://*.marketingcloudapps.com"
+    )

@@ -341,6 +341,34 @@ def test_framing_policy_on_signed_in_pages_and_posts(browser):
         assert answer.headers["Cache-Control"] == "no-store"
 
 
+def test_signed_in_pages_are_framed_by_the_tenants_own_stack_only(browser, app_runtime, sim):
+    """The sign-in's userinfo names the stack (S4): the tenant records it, and its pages may be
+    framed by that stack's Marketing Cloud only; the sign-in's own pages still by any stack's
+    (the next admin to open the app may belong to another account)."""
+    with sim.lock:
+        sim.mc_user["stack"] = "S4"
+    sign_in(browser)
+    assert app_runtime.registry.get(TENANT).sfmc_stack == "s4"
+    own = PAGE_POLICY + "; frame-ancestors https://mc.s4.exacttarget.com https://*.s4.marketingcloudapps.com"
+    for answer in (
+        browser.get("/app/settings", base_url=BASE),
+        browser.get("/app/install/status", base_url=BASE),
+    ):
+        assert answer.headers["Content-Security-Policy"] == own
+    anyone = PAGE_POLICY + "; frame-ancestors https://*.exacttarget.com https://*.marketingcloudapps.com"
+    assert browser.get("/app/login", base_url=BASE).headers["Content-Security-Policy"] == anyone
+
+
+def test_a_sign_in_naming_no_stack_keeps_the_known_one(app_runtime):
+    registry = app_runtime.registry
+    registry.sign_in(eid="77", mid="78", tssd="acme", refresh_token=None, stack="s4")
+    tenant = registry.sign_in(eid="77", mid="78", tssd="acme", refresh_token=None)
+    assert tenant.sfmc_stack == "s4"
+    assert (
+        registry.sign_in(eid="77", mid="78", tssd="acme", refresh_token=None, stack="s7").sfmc_stack == "s7"
+    )
+
+
 def test_routes_outside_app_keep_their_own_policy(browser):
     answer = browser.get("/t/x/activity/settings.json", base_url=BASE)
     assert "exacttarget" not in answer.headers.get("Content-Security-Policy", "")

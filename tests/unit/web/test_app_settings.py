@@ -368,6 +368,28 @@ def test_status_panel(browser_a, runtime, tenants):
     assert 'id="status-tenant">pending' in html
 
 
+def test_status_panel_shows_who_may_frame_the_pages(browser_a, runtime, tenants):
+    """The held list, as the browser is told it: any stack while none is known, then the stack's
+    own hosts, then a tenant's own override."""
+    a = tenants[0]
+    html = browser_a.get("/app/settings").get_data(as_text=True)
+    assert "<code>https://*.exacttarget.com</code> <code>https://*.marketingcloudapps.com</code>" in html
+    assert 'id="framing-source">any Marketing Cloud stack' in html
+    runtime.registry.sign_in(eid="1", mid="11", tssd="acme", refresh_token=REFRESH, stack="s4")
+    html = browser_a.get("/app/settings").get_data(as_text=True)
+    app_sources = (
+        "<code>https://mc.s4.exacttarget.com</code> <code>https://*.s4.marketingcloudapps.com</code>"
+    )
+    assert f'id="framing-app">App Settings: {app_sources}</span>' in html
+    jb = "<code>https://jbinteractions.s4.marketingcloudapps.com</code>"
+    assert f'id="framing-activity">Activity: {jb}</span>' in html
+    assert 'id="framing-source">Marketing Cloud stack s4<' in html
+    runtime.registry.update(a, {"frame_origins": "https://mc.example.test"})
+    html = browser_a.get("/app/settings").get_data(as_text=True)
+    assert 'id="framing-activity">Activity: <code>https://mc.example.test</code></span>' in html
+    assert 'id="framing-source">set for this tenant (frame_origins)<' in html
+
+
 def test_no_secret_in_any_answer_or_log(browser_a, runtime, tenants, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(
