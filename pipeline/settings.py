@@ -585,6 +585,18 @@ class Settings:
         parse=int,
     )
     auth_failure_window_seconds: int = setting(300, "the window of AUTH_FAILURE_LIMIT, in seconds", parse=int)
+    # App Settings sign-ins started and not finished (GET /app/login): a fixed ceiling, so that a
+    # flood of unauthenticated sign-ins cannot fill Redis (pipeline/web/signin_states.py)
+    signin_states_max: int = setting(
+        5000,
+        "sign-ins started and not yet finished (10 minutes each) in all before `/app/login` answers 429",
+        parse=_positive_int,
+    )
+    signin_states_per_address: int = setting(
+        30,
+        "sign-ins started and not yet finished from one client address before `/app/login` answers 429",
+        parse=_positive_int,
+    )
     tenant_refresh_seconds: float = setting(
         2.0,
         "seconds before a process sees a tenant added or changed in App Settings",

@@ -23,10 +23,15 @@ class SecretUnreadable(Exception):
     """A sealed value none of the configured keys opens (wrong or dropped SECRET_KEY)."""
 
 
+def derive_key(secret_key: str, info: bytes) -> bytes:
+    """32 bytes for one purpose (`info`) from an operator's passphrase-like SECRET_KEY
+    (HKDF-SHA256): a key of one purpose tells nothing of another's."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=info).derive(secret_key.encode())
+
+
 def derive_fernet_key(secret_key: str) -> bytes:
-    """A Fernet key from an operator's passphrase-like SECRET_KEY (HKDF-SHA256)."""
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=_SALT, info=_INFO).derive(secret_key.encode())
-    return base64.urlsafe_b64encode(raw)
+    """A Fernet key from SECRET_KEY."""
+    return base64.urlsafe_b64encode(derive_key(secret_key, _INFO))
 
 
 class SecretBox:

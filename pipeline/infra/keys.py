@@ -12,6 +12,7 @@ RedBeat names its own keys under `redbeat_prefix()`; kombu's queue keys are the 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import UTC, datetime
 
 PREFIX = "rsf"
@@ -33,6 +34,13 @@ def tenant_prefix(tenant: str) -> str:
 def contact_digest(contact_key: str) -> str:
     """How a key names a contact key: a digest, so no key name holds the key itself."""
     return hashlib.sha256(contact_key.encode()).hexdigest()[:40]
+
+
+def keyed_digest(key: bytes, value: str, length: int = 16) -> str:
+    """How a key or a member names a value that must not be readable there (a client address):
+    HMAC-SHA256 under a deployment secret, `length` hex characters. Unkeyed, a digest of an IPv4
+    address is undone by hashing all 2^32 of them."""
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:length]
 
 
 # --- executions (pipeline/stores/ledger.py, pipeline/journeys/executions.py and intake.py) ---
@@ -367,6 +375,13 @@ def app_session(session_hash: str) -> str:
     return f"{_APP}:session:{session_hash}"
 
 
-def login_state(state_hash: str) -> str:
-    """String with a TTL: one sign-in's state (JSON), named by the sha256 of the state."""
-    return f"{_APP}:state:{state_hash}"
+def login_states() -> str:
+    """Sorted set: the sign-ins started and not yet finished, member `<address digest>:<state
+    digest>`, scored by expiry (epoch seconds); capped in all (pipeline/web/signin_states.py)."""
+    return f"{_APP}:states"
+
+
+def login_states_by_address() -> str:
+    """Sorted set: the same members as `login_states`, all scored 0 so that ZLEXCOUNT counts one
+    address's (its members start with its digest); capped per address."""
+    return f"{_APP}:states-by-address"

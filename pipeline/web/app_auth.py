@@ -1,11 +1,12 @@
 """Sign-in to App Settings from Marketing Cloud: the OAuth 2.0 authorization-code flow of the
 package's Web App integration (docs/vendors/sfmc-app.md B.2, B.5).
 
-`GET /app/login` (the Marketing Cloud App component's Login URL) starts the flow: a `state` of 256
-random bits is kept in Redis for 10 minutes, single use, and bound to this browser by a separate
-short-lived partitioned cookie holding a nonce whose hash the state record keeps (a login CSRF,
-where an attacker's callback URL runs in the victim's browser, fails: the victim has no such
-cookie). The state is never the session id (Accenture's sample adopts it as one: fixation).
+`GET /app/login` (the Marketing Cloud App component's Login URL) starts the flow: a signed `state`,
+10 minutes, single use, bound to this browser by a separate short-lived partitioned cookie holding
+a nonce (a login CSRF, where an attacker's callback URL runs in the victim's browser, fails: the
+victim has no such cookie), and bounded in Redis per client address and in all (a flood answers
+429 with Retry-After: pipeline/web/signin_states.py). The state is never the session id
+(Accenture's sample adopts it as one: fixation).
 `GET /app/oauth/callback` checks the state before anything else, then that `tssd` is one DNS label
 (it becomes a host name we send our client secret to), exchanges the code at the account's own
 authorization host, reads `/v2/userinfo` and signs the enterprise (EID) in as a tenant, under a
@@ -20,8 +21,6 @@ cached (`app_response_headers`, installed app-wide so 404s under /app carry it t
 from __future__ import annotations
 
 import functools
-import hmac
-import json
 import logging
 import re
 import secrets
@@ -30,16 +29,24 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
+import redis
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, session
 
 from pipeline.clients.errors import ClientError
 from pipeline.clients.sfmc_oauth import SfmcOAuthClient
-from pipeline.infra import keys
 from pipeline.infra.logsafe import mask
 from pipeline.settings import Tenant
 from pipeline.tenancy.handles import Runtime
-from pipeline.web.app_session import CSRF_SESSION_KEY, SESSION_ID_BYTES, destroy, hashed, rotate
+from pipeline.web.app_session import CSRF_SESSION_KEY, SESSION_ID_BYTES, destroy, rotate
+from pipeline.web.auth_failures import client_address
 from pipeline.web.origins import frame_origins, page_policy
+from pipeline.web.signin_states import (
+    STATE_TTL_SECONDS,
+    Limited,
+    Refusal,
+    SigninStates,
+    StateProblem,
+)
 
 log = logging.getLogger(__name__)
 app_auth = Blueprint("app_auth", __name__, url_prefix="/app")
@@ -47,9 +54,9 @@ app_auth = Blueprint("app_auth", __name__, url_prefix="/app")
 APP_PREFIX = "/app"
 CALLBACK_PATH = "/app/oauth/callback"
 SIGNIN_COOKIE = "__Host-rokt_sfmc_signin"
-STATE_TTL_SECONDS = 600
-STATE_BYTES = 32
 STATE_MAX_LENGTH = 256
+SIGNIN_UNAVAILABLE_RETRY_SECONDS = 30  # Redis refused or failed: the state could not be kept
+LIMITED_LOG_EVERY_SECONDS = 60.0  # a flood's 429s are logged once a minute per process, counted
 CODE_MAX_LENGTH = 2048
 TSSD = re.compile(r"[a-z0-9-]{1,63}")  # one DNS label (fullmatch)
 # refusals an admin cures by signing in again (the page then offers it and keeps their edits)
@@ -70,6 +77,21 @@ def _oauth_client() -> SfmcOAuthClient:
         )
         current_app.extensions["rsf.sfmc_oauth"] = client
     return client
+
+
+def _signin_states() -> SigninStates:
+    """One per app (its keys are derived once from SECRET_KEY)."""
+    states = current_app.extensions.get("rsf.signin_states")
+    if states is None:
+        settings = _runtime().settings
+        states = SigninStates(
+            _runtime().redis,
+            settings.secret_key,
+            max_total=settings.signin_states_max,
+            per_address=settings.signin_states_per_address,
+        )
+        current_app.extensions["rsf.signin_states"] = states
+    return states
 
 
 def wants_json() -> bool:
@@ -153,14 +175,27 @@ def login():
     that the user now opened the app from another enterprise. The round trip is silent (the user
     is signed in to Marketing Cloud) and ends in a new session for the account it names."""
     settings = _runtime().settings
-    if not settings.sfmc_app_client_id or not settings.sfmc_app_auth_base_url:
+    if not settings.sfmc_app_client_id or not settings.sfmc_app_auth_base_url or not settings.secret_key:
         return error_page(
-            503, "Sign-in not configured", "SFMC_APP_CLIENT_ID and SFMC_APP_AUTH_BASE_URL are not set."
+            503,
+            "Sign-in not configured",
+            "SFMC_APP_CLIENT_ID, SFMC_APP_AUTH_BASE_URL and SECRET_KEY must all be set.",
         )
-    state = secrets.token_urlsafe(STATE_BYTES)
     nonce = secrets.token_urlsafe(SESSION_ID_BYTES)
-    record = {"nonce": hashed(nonce), "createdAt": time.time()}
-    _runtime().redis.set(keys.login_state(hashed(state)), json.dumps(record), ex=STATE_TTL_SECONDS)
+    try:
+        state = _signin_states().issue(client_address(), nonce)
+    except redis.RedisError:
+        log.warning("app sign-in: the sign-in state could not be kept in Redis", exc_info=True)
+        response = error_page(
+            503,
+            "Sign-in unavailable",
+            "The sign-in could not be started. Open the app again in a minute.",
+            code="signin_unavailable",
+        )
+        response.headers["Retry-After"] = str(SIGNIN_UNAVAILABLE_RETRY_SECONDS)
+        return response
+    if isinstance(state, Limited):
+        return _too_many_signins(state)
     query = urlencode(
         {
             "response_type": "code",
@@ -175,23 +210,48 @@ def login():
     return response
 
 
+def _too_many_signins(limited: Limited) -> Response:
+    """429 with Retry-After: too many sign-ins started and not finished (from this address, or in
+    all). Logged once a minute per process with the count, so a flood does not flood the logs."""
+    counts = current_app.extensions.setdefault("rsf.signins_limited", {"since": float("-inf"), "count": 0})
+    counts["count"] += 1
+    now = time.monotonic()
+    if now - counts["since"] >= LIMITED_LOG_EVERY_SECONDS:
+        log.warning(
+            "app sign-in: %s sign-ins refused (%s) in the last minute", counts["count"], limited.reason
+        )
+        counts.update(since=now, count=0)
+    where = "from your network" if limited.reason == Refusal.ADDRESS else "at once"
+    response = error_page(
+        429,
+        "Too many sign-ins",
+        f"Too many sign-ins were started {where} and not finished. "
+        f"Open the app again in {limited.retry_after} seconds.",
+        code=limited.reason,
+    )
+    response.headers["Retry-After"] = str(limited.retry_after)
+    return response
+
+
 def _signin_cookie_options() -> dict[str, Any]:
     return {"path": "/", "secure": True, "httponly": True, "samesite": "None", "partitioned": True}
+
+
+_STATE_MESSAGES = {
+    StateProblem.INVALID: "The sign-in answer carries no valid state.",
+    StateProblem.EXPIRED: "This sign-in took more than 10 minutes. Open the app again.",
+    StateProblem.USED: "This sign-in link is unknown, expired or already used. Open the app again.",
+    StateProblem.OTHER_BROWSER: "This sign-in was started in another browser. Open the app again.",
+}
 
 
 def _state_problem() -> str | None:
     """None when `state` is one we issued, unused, to this browser; else why not. Used up either way."""
     state = request.args.get("state", "")
-    if not state or len(state) > STATE_MAX_LENGTH:
-        return "The sign-in answer carries no valid state."
-    raw = _runtime().redis.getdel(keys.login_state(hashed(state)))
-    if raw is None:
-        return "This sign-in link is unknown, expired or already used. Open the app again."
-    nonce = request.cookies.get(SIGNIN_COOKIE, "")
-    expected = str(json.loads(raw).get("nonce", ""))
-    if not nonce or not hmac.compare_digest(hashed(nonce).encode(), expected.encode()):
-        return "This sign-in was started in another browser. Open the app again."
-    return None
+    if not state or len(state) > STATE_MAX_LENGTH or not _runtime().settings.secret_key:
+        return _STATE_MESSAGES[StateProblem.INVALID]
+    problem = _signin_states().consume(state, request.cookies.get(SIGNIN_COOKIE, ""))
+    return None if problem is None else _STATE_MESSAGES[problem]
 
 
 @app_auth.get("/oauth/callback")

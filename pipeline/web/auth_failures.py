@@ -49,7 +49,9 @@ return n
 """
 
 
-def _address() -> str:
+def client_address() -> str:
+    """The caller's address as the web tier sees it: the socket's (never a header a client can
+    forge), "unknown" when it is not an IP address."""
     address = request.remote_addr or ""
     return address if ADDRESS.match(address) else "unknown"
 
@@ -80,7 +82,7 @@ def refuse_if_limited(tenant: str | None, route: str) -> None:
     limit, window = _limits()
     if limit <= 0:
         return
-    key = keys.auth_failure_window(tenant, route, _address())
+    key = keys.auth_failure_window(tenant, route, client_address())
     clear = _clear()
     now = time.monotonic()
     if clear.get(key, 0.0) > now:
@@ -99,7 +101,9 @@ def refuse_if_limited(tenant: str | None, route: str) -> None:
         log.warning("auth failure limiter unavailable; %s request let through", route, exc_info=True)
         return
     retry_after = ttl if isinstance(ttl, int) and ttl > 0 else window
-    log.warning("%s: too many failed authentications from %s; 429 for %ss", route, _address(), retry_after)
+    log.warning(
+        "%s: too many failed authentications from %s; 429 for %ss", route, client_address(), retry_after
+    )
     raise ApiError(
         429,
         "too_many_failures",
@@ -113,18 +117,18 @@ def record_failure(tenant: str | None, route: str, reason: str) -> ApiError:
     answer to raise."""
     log.info("%s authentication failed: %s", route, reason)
     # the next request of this address looks again
-    _clear().pop(keys.auth_failure_window(tenant, route, _address()), None)
+    _clear().pop(keys.auth_failure_window(tenant, route, client_address()), None)
     _limit, window = _limits()
     try:
         if tenant is None:
             _redis().eval(
-                _COUNT_UNKNOWN, 1, keys.auth_failure_window(None, route, _address()), max(window, 1)
+                _COUNT_UNKNOWN, 1, keys.auth_failure_window(None, route, client_address()), max(window, 1)
             )
         else:
             _redis().eval(
                 _COUNT,
                 2,
-                keys.auth_failure_window(tenant, route, _address()),
+                keys.auth_failure_window(tenant, route, client_address()),
                 keys.auth_failures(tenant),
                 max(window, 1),
                 route,

@@ -20,6 +20,8 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("tenant_key", (T, "a", "b"), "rsf:brand-a:a:b"),
     ("tenant_prefix", (T,), "rsf:brand-a:"),
     ("contact_digest", ("EXT-1",), CONTACT_DIGEST),
+    # HMAC-SHA256(b"k" * 32, "10.0.0.1"), first 16 hex
+    ("keyed_digest", (b"k" * 32, "10.0.0.1"), "cf8a06e7097b5417"),
     ("execution", (T, "x-1"), "rsf:brand-a:exec:x-1"),
     ("executions_match", (T,), "rsf:brand-a:exec:*"),
     ("event", (T, "rsf-ev"), "rsf:brand-a:event:rsf-ev"),
@@ -80,7 +82,8 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("heartbeat", ("worker", "w1@host"), "rsf:_ops:heartbeat:worker:w1@host"),
     ("heartbeats_seen", ("beat",), "rsf:_ops:heartbeats:beat"),
     ("app_session", ("ab12",), "rsf:_app:session:ab12"),
-    ("login_state", ("cd34",), "rsf:_app:state:cd34"),
+    ("login_states", (), "rsf:_app:states"),
+    ("login_states_by_address", (), "rsf:_app:states-by-address"),
 ]
 
 

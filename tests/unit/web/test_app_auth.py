@@ -116,10 +116,11 @@ def test_login_starts_the_code_flow(browser, app_runtime, fake_redis):
     assert query["client_id"] == settings.sfmc_app_client_id
     assert query["redirect_uri"] == BASE + "/app/oauth/callback"
     assert query["scope"] == settings.sfmc_app_scopes
-    assert len(query["state"]) >= 43  # 256 bits
-    states = fake_redis.keys(keys.login_state("*"))
-    assert len(states) == 1 and query["state"] not in states[0]  # stored under its hash
-    assert 0 < fake_redis.ttl(states[0]) <= 600
+    state_id = query["state"].split(".")[0]
+    (member,) = fake_redis.zrange(keys.login_states(), 0, -1)
+    assert state_id not in member  # kept as a digest
+    assert fake_redis.zrange(keys.login_states_by_address(), 0, -1) == [member]
+    assert 0 < fake_redis.ttl(keys.login_states()) <= 600
     nonce = browser.get_cookie(SIGNIN_COOKIE, domain="localhost").value
     assert nonce != query["state"]
     assert session_id(browser) is None  # no session before sign-in
@@ -376,6 +377,7 @@ def test_routes_outside_app_keep_their_own_policy(browser):
 
 def test_state_keys_expire_and_hold_no_session(browser, fake_redis):
     start(browser)
-    (key,) = fake_redis.keys(keys.login_state("*"))
+    assert sorted(fake_redis.keys("*")) == sorted([keys.login_states(), keys.login_states_by_address()])
     assert not fake_redis.keys(keys.app_session("*"))
-    assert fake_redis.ttl(key) <= 600
+    assert 0 < fake_redis.ttl(keys.login_states()) <= 600
+    assert 0 < fake_redis.ttl(keys.login_states_by_address()) <= 600
