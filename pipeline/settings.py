@@ -665,8 +665,16 @@ _HTTPS_ONLY = ("sfmc_app_auth_base_url", "sfmc_tssd_auth_url", "rokt_api_default
 
 
 def tenant_from_mapping(name: str, values: Mapping[str, object]) -> Tenant:
-    """Validated by the schema; what `values` leaves out takes the Tenant field default."""
-    return Tenant(**TenantSchema().load({**values, "name": name}))
+    """Validated by the schema (and `frame_origins` by the origin grammar here); what `values`
+    leaves out takes the Tenant field default."""
+    loaded = TenantSchema().load({**values, "name": name})
+    if str(loaded.get("frame_origins") or "").strip():
+        try:
+            parse_origin_patterns(loaded["frame_origins"])
+        except ValueError as exc:
+            message = str(exc).replace("JB_ALLOWED_ORIGINS", "frame_origins")
+            raise ValidationError({"frame_origins": [message]}) from exc
+    return Tenant(**loaded)
 
 
 def _pinned(name: str, values: Mapping[str, object], where: str) -> Tenant:

@@ -3,22 +3,11 @@
 Validation only: an absent key stays absent, and `pipeline.settings.Tenant` supplies its default.
 """
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, fields, validate
 
 from pipeline.vocabulary import SfmcAuthMode, TenantStatus
 
 TENANT_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,62}$", error="lower-case letters, digits, - or _")
-
-
-def _origin_patterns(value: str) -> None:
-    """Empty (derive from the stack), or origin patterns as JB_ALLOWED_ORIGINS takes them."""
-    from pipeline.settings import parse_origin_patterns  # pipeline.settings imports this module
-
-    if value.strip():
-        try:
-            parse_origin_patterns(value)
-        except ValueError as exc:
-            raise ValidationError(str(exc).replace("JB_ALLOWED_ORIGINS", "frame_origins")) from exc
 
 
 class TenantSchema(Schema):
@@ -46,7 +35,7 @@ class TenantSchema(Schema):
     sfmc_eid = fields.String()
     sfmc_tssd = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label"))
     sfmc_stack = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label (s4)"))
-    frame_origins = fields.String(validate=_origin_patterns)
+    frame_origins = fields.String()  # origin patterns: checked by pipeline.settings.tenant_from_mapping
     sfmc_auth_mode = fields.Enum(SfmcAuthMode, by_value=True)
     reconnect_reason = fields.String()
     rokt_webhook_secret_previous = fields.String()
