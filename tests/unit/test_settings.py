@@ -250,3 +250,14 @@ def test_the_sandbox_accepts_its_own_secrets_and_plain_http():
     assert settings.tenant("default").rokt_webhook_secret == sandbox.SANDBOX_WEBHOOK_SECRET
     with pytest.raises(ValueError, match="too short"):  # the sandbox does not excuse a weak secret
         load_settings({"SANDBOX": "1", "JB_JWT_SECRET": "weak-one"})
+
+
+def test_a_tenants_frame_origins_are_checked_by_the_origin_grammar_naming_the_field():
+    from marshmallow import ValidationError
+
+    from pipeline.settings import tenant_from_mapping
+
+    with pytest.raises(ValidationError) as refused:
+        tenant_from_mapping("acme", {"frame_origins": "not an origin"})
+    assert list(refused.value.messages) == ["frame_origins"]
+    assert tenant_from_mapping("acme", {"frame_origins": "https://mc.s4.exacttarget.com"}).frame_origins
