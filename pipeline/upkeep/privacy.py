@@ -287,14 +287,16 @@ def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: s
     for key in {contact_key, person.email} - {""}:  # finished ones: in the history store
         found.update(rt.history.executions_of_contact(tenant, key))
     removed = 0
+    unrecorded: set[str] = set()  # claimed by an older version: their intake entries, one pass
     for execution in sorted(found):
         ex = ledger.get(tenant, execution)
         archived = rt.history.record(tenant, execution) if ex is None or "archived" in ex.fields else None
         event_id = (ex.event_id if ex else "") or (archived or {}).get("eventId", "")
         person.add(execution, event_id)
-        stored = ledger.forget(tenant, execution, ex.contact_key if ex else contact_key)
+        stored = ledger.forget(tenant, execution, ex.contact_key if ex else contact_key, unrecorded)
         removed += int(stored or archived is not None)
         r.zrem(keys.release_due(tenant), execution)
+    ledger.drop_intake_entries(tenant, unrecorded)
     rt.history.forget_executions(tenant, sorted(found))
     for key in {contact_key, person.email} - {""}:
         r.delete(keys.contact_executions(tenant, keys.contact_digest(key)))
