@@ -337,13 +337,21 @@ def _state_names(state: dict[str, list[Any]], person: _Person) -> bool:
     return key in person.ids or person.matches(values.get("Email") or "")
 
 
-def _forget_webhooks(rt: Runtime, tenant: str, person: _Person) -> int:
+def _forget_webhooks(rt: Runtime, tenant: str, person: _Person, scan: bool) -> int:
     """Stored envelopes naming the person become bare dedupe markers (a redelivery stays a
-    duplicate, so Rokt's retry cannot bring the data back)."""
+    duplicate, so Rokt's retry cannot bring the data back). A receipt keeps its envelope only
+    until processed, and until then it is in the open set: without `scan`, only those are read
+    (a SCAN walks the whole keyspace, as large as the backlog of a broker outage); `scan` also
+    finds envelopes an older version kept after processing."""
     r = rt.redis
     prefix = keys.webhook_receipt(tenant, "")
+    if scan:
+        receipts: Iterable[str] = _scan(r, prefix + "*")
+    else:
+        unprocessed = r.zscan_iter(keys.webhooks_open(tenant), count=SCAN_COUNT)
+        receipts = (prefix + event_id for event_id, _received in unprocessed)
     removed = 0
-    for batch in _chunks(_scan(r, prefix + "*")):
+    for batch in _chunks(receipts):
         for key, raw in zip(batch, r.mget(batch), strict=True):
             if raw is None or '"stripped"' in raw:
                 continue
@@ -407,7 +415,7 @@ def forget_contact(
     counts: Counter[str] = Counter()
     counts["executions"] = _forget_executions(rt, tenant, person, contact_key, scan)
     counts["subscriptions"] = _forget_subscriptions(rt, tenant, person, contact_key, scan)
-    counts["webhooks"] = _forget_webhooks(rt, tenant, person)
+    counts["webhooks"] = _forget_webhooks(rt, tenant, person, scan)
     counts["deadLetters"], counts["replayedDeadLetters"] = _forget_dead_letters(rt, tenant, person)
     counts["outboxEntries"] = _forget_outboxes(rt, tenant, person)
     counts["logs"] = 0  # no log is kept in Redis; process logs mask emails (pipeline.infra.logsafe)

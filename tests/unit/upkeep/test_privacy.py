@@ -223,6 +223,21 @@ def test_forget_deletes_waiting_intake_entries_by_id_and_reads_the_stream_only_f
     assert [values["x"] for _id, values in xrange(stream)] == [theirs]
 
 
+def test_forget_without_scan_finds_unprocessed_webhooks_through_the_open_set(runtime, sfmc, monkeypatch):
+    """The only receipts that keep an envelope are the unprocessed ones, all in the open set:
+    `--index-only` reads those and never walks the keyspace."""
+    ids = seed(runtime, sfmc)
+    r = runtime.redis
+    scans: list[str] = []
+    scan_iter = r.scan_iter
+    monkeypatch.setattr(r, "scan_iter", lambda *a, **kw: scans.append(kw.get("match")) or scan_iter(*a, **kw))
+    counts = privacy.forget_contact(runtime, T, "EXT-AAAA", "alice@example.com", scan=False)["counts"]
+    assert counts["webhooks"] == 1 and scans == []
+    assert json.loads(r.get(keys.webhook_receipt(T, "hook-added-1")))["stripped"] == "erased"
+    assert r.zscore(keys.webhooks_open(T), "hook-added-1") is None
+    assert runtime.ledger.get(T, ids["b"]) is not None
+
+
 def test_the_forget_command_prints_the_counts(runtime, sfmc, monkeypatch, capsys, settings):
     seed(runtime, sfmc)
     monkeypatch.setattr("pipeline.settings.get_settings", lambda: settings)
