@@ -107,6 +107,7 @@ def performance_table(results: dict[str, Any]) -> str:
         )
     rows.extend(durability_rows(results.get("durability")))
     rows.extend(worker_loss_rows(results.get("worker_loss")))
+    rows.extend(erasure_rows(results.get("erasure")))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
 
 
@@ -231,6 +232,22 @@ def durability_rows(durability: dict[str, Any] | None) -> list[tuple[str, str, s
             f"{durability['wait_replica_intake_ratio']}x",
             everysec,
         ),
+    ]
+
+
+def erasure_rows(erasure: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """`erasure`: `forget --index-only` of many contacts while the intake stream holds a backlog."""
+    if not erasure:
+        return []
+    return [
+        (
+            f"erasure, {erasure['forgets']:,} contacts forgotten, {erasure['waiting']:,} waiting in intake",
+            "seconds for all (ms per contact)",
+            f"{erasure['by_id_s']} s ({erasure['by_id_ms_per_contact']} ms)",
+            f"the stream read per forget: {erasure['stream_pass_s_for_all']:,} s "
+            f"({erasure['stream_pass_ms_per_contact']} ms, {erasure['stream_pass_contacts']} measured); "
+            f"with the keyspace SCANs: {erasure['scan_ms_per_contact']:,} ms per contact",
+        )
     ]
 
 

@@ -10,8 +10,10 @@ Erasure (`rokt-sfmc forget`): `forget_contact` finds every record of one contact
 optionally an email) in the tenant's keys and the history store (ledger executions (through the
 contact index, and a SCAN of the tenant's execution hashes for executions claimed before the
 index), subscriptions (the store's rows, working copies, the index), stored webhooks, dead
-letters (pending and replayed), outbox entries not yet flushed), removes them, and records the
-erasure without the data: when, the tenant, a salted hash of the contact key, and the counts.
+letters (pending and replayed), outbox entries not yet flushed, intake entries not yet pumped (by
+the id the claim recorded: the stream is read only for records an older version claimed)),
+removes them, and records the erasure without the data: when, the tenant, a salted hash of the
+contact key, and the counts. With `scan=False` no step walks the keyspace.
 Records are matched by the person's identifiers: the contact key and email, then the ids found
 on the way (execution ids, Rokt event ids, calendar subscription ids), so a webhook or a row
 that names only an id goes too.
