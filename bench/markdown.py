@@ -163,9 +163,10 @@ def history_rows(
     return rows
 
 
-def _measured(figures: dict[str, Any]) -> str:
-    """When a partial run measured these figures, not the run of the table's machine line."""
-    run = figures.get("run:history")
+def _measured(figures: dict[str, Any], name: str = "history") -> str:
+    """When a partial run (of benchmark `name`) measured these figures, not the run of the
+    table's machine line."""
+    run = figures.get(f"run:{name}")
     return f" (measured {run['date'][:10]} at `{run['git_commit'][:10]}`)" if run else ""
 
 
@@ -241,7 +242,8 @@ def erasure_rows(erasure: dict[str, Any] | None) -> list[tuple[str, str, str, st
         return []
     return [
         (
-            f"erasure, {erasure['forgets']:,} contacts forgotten, {erasure['waiting']:,} waiting in intake",
+            f"erasure{_measured(erasure, 'erasure')}, {erasure['forgets']:,} contacts forgotten, "
+            f"{erasure['waiting']:,} waiting in intake",
             "seconds for all (ms per contact)",
             f"{erasure['by_id_s']} s ({erasure['by_id_ms_per_contact']} ms)",
             f"the stream read per forget: {erasure['stream_pass_s_for_all']:,} s "
