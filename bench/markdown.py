@@ -107,6 +107,7 @@ def performance_table(results: dict[str, Any]) -> str:
         )
     rows.extend(durability_rows(results.get("durability")))
     rows.extend(worker_loss_rows(results.get("worker_loss")))
+    rows.extend(erasure_rows(results.get("erasure")))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
 
 
@@ -162,9 +163,10 @@ def history_rows(
     return rows
 
 
-def _measured(figures: dict[str, Any]) -> str:
-    """When a partial run measured these figures, not the run of the table's machine line."""
-    run = figures.get("run:history")
+def _measured(figures: dict[str, Any], name: str = "history") -> str:
+    """When a partial run (of benchmark `name`) measured these figures, not the run of the
+    table's machine line."""
+    run = figures.get(f"run:{name}")
     return f" (measured {run['date'][:10]} at `{run['git_commit'][:10]}`)" if run else ""
 
 
@@ -231,6 +233,23 @@ def durability_rows(durability: dict[str, Any] | None) -> list[tuple[str, str, s
             f"{durability['wait_replica_intake_ratio']}x",
             everysec,
         ),
+    ]
+
+
+def erasure_rows(erasure: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """`erasure`: `forget --index-only` of many contacts while the intake stream holds a backlog."""
+    if not erasure:
+        return []
+    return [
+        (
+            f"erasure{_measured(erasure, 'erasure')}, {erasure['forgets']:,} contacts forgotten, "
+            f"{erasure['waiting']:,} waiting in intake",
+            "seconds for all (ms per contact)",
+            f"{erasure['by_id_s']} s ({erasure['by_id_ms_per_contact']} ms)",
+            f"the stream read per forget: {erasure['stream_pass_s_for_all']:,} s "
+            f"({erasure['stream_pass_ms_per_contact']} ms, {erasure['stream_pass_contacts']} measured); "
+            f"with the keyspace SCANs: {erasure['scan_ms_per_contact']:,} ms per contact",
+        )
     ]
 
 

@@ -2,7 +2,7 @@
 
 BENCH_QUICK=1 runs reduced sizes (under 5 minutes); BENCH_OUT names the results file
 (default bench/results.json). Names: intake pipeline rate_limit scale fairness tenants worker_loss
-durability history
+durability history erasure
 (`pipeline` also yields `sfmc_batching` and `memory`, measured in the same run; `history` adds its
 Redis and store figures to `memory`, and yields `history_cpu`).
 """
@@ -28,6 +28,7 @@ from rich.table import Table
 
 from bench import (
     durability,
+    erasure,
     fairness,
     history_cost,
     intake,
@@ -50,6 +51,7 @@ BENCHMARKS: dict[str, Callable[[Stack, bool], dict[str, dict[str, Any]]]] = {
     "worker_loss": worker_loss.run,
     "durability": durability.run,
     "history": history_cost.run,
+    "erasure": erasure.run,
 }
 DEFAULT_OUT = Path(__file__).with_name("results.json")
 

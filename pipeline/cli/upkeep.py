@@ -115,8 +115,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     forget.add_argument(
         "--index-only",
         action="store_true",
-        help="skip the SCAN of the tenant's executions and subscriptions (faster; misses records "
-        "written before the contact index existed and ended subscriptions)",
+        help="skip the SCANs of the keyspace for executions, subscriptions and webhook receipts "
+        "(its time does not grow with the keyspace; misses records written before the contact "
+        "index existed, ended subscriptions, and webhook envelopes an older version kept after "
+        "processing)",
     )
     forget.set_defaults(func=cmd_forget)
 

@@ -41,6 +41,8 @@ EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 # ARGV: ttl, now, execution id, tenant prefix, field/value pairs
 # A new execution is stored and appended to the intake stream in this one script: once Redis has
 # it, the pump will enqueue it, whatever the broker is doing (no claimed-but-not-enqueued window).
+# The entry's id is kept in the record (`intakeId`), so an erasure deletes that entry by its id
+# instead of reading the whole stream (which is longest when the broker is down).
 _CLAIM = """
 redis.call('SET', KEYS[6], ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -65,7 +67,8 @@ if activity and activity ~= '' then
   redis.call('HINCRBY', counts, 'queued', 1)
   redis.call('EXPIRE', counts, tonumber(ARGV[1]))
 end
-redis.call('XADD', KEYS[8], '*', 'x', ARGV[3])
+local entry = redis.call('XADD', KEYS[8], '*', 'x', ARGV[3])
+redis.call('HSET', KEYS[1], 'intakeId', entry)
 return 1
 """
 
@@ -180,17 +183,33 @@ return 1
 """
 )
 
-# KEYS: exec hash, open set, awaiting set, template-open hash, contact index;
-# ARGV: tenant prefix, execution id
+# KEYS: exec hash, open set, awaiting set, template-open hash, contact index, intake stream;
+# ARGV: tenant prefix, execution id, the intake group
 # Erase one execution (`rokt-sfmc forget`): the hash and its eventId index go; a queued one stops
 # counting as open (template, activity); a failed one's reason stops counting among the top
-# failures. Other counters stay, as when the ledger's TTL ends an execution.
+# failures. Other counters stay, as when the ledger's TTL ends an execution. Its intake entry, if
+# not yet pumped, goes in the same script by the id the claim recorded (checked to name this
+# execution): a pump that reads the stream after this finds nothing, one that read the entry
+# before publishes an execution with no record, which the render step drops.
+# Answers 0 (no record), 1 (erased) or 2 (erased, but the record held no entry id: claimed by an
+# older version, so its entry, if any, is for the caller to find in the stream).
 _FORGET = (
     _UNCOUNT_FAILURE
     + """
 redis.call('SREM', KEYS[5], ARGV[2])
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
+local answer = 1
+local entry = redis.call('HGET', KEYS[1], 'intakeId')
+if entry then
+  local found = redis.call('XRANGE', KEYS[6], entry, entry)
+  if found[1] and found[1][2][1] == 'x' and found[1][2][2] == ARGV[2] then
+    redis.call('XACK', KEYS[6], ARGV[3], entry)
+    redis.call('XDEL', KEYS[6], entry)
+  end
+elseif redis.call('HGET', KEYS[1], 'archived') ~= '1' then
+  answer = 2
+end
 local event = redis.call('HGET', KEYS[1], 'eventId') or ''
 if redis.call('HGET', KEYS[1], 'tracked') == '1' then
   local activity = redis.call('HGET', KEYS[1], 'activityId')
@@ -208,7 +227,7 @@ end
 redis.call('DEL', KEYS[1], ARGV[1] .. 'event:' .. event)
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('ZREM', KEYS[3], KEYS[1])
-return 1
+return answer
 """
 )
 
@@ -276,6 +295,7 @@ MISSING_REASON = "missing_field:"
 
 
 INTAKE_GROUP = "pump"  # the intake streams' consumer group (pipeline/journeys/intake.py)
+FORGOT_UNRECORDED = 2  # `_FORGET`'s answer for a record that holds no intake entry id
 
 
 def execution_id(activity_id: str, definition_instance_id: str) -> str:
@@ -352,34 +372,46 @@ class Ledger:
             return []
         return sorted(self.r.smembers(keys.contact_executions(tenant, keys.contact_digest(contact_key))))
 
-    def forget(self, tenant: str, execution: str, contact_key: str = "") -> bool:
-        """Erase one execution and its indexes; True when it was still stored."""
+    def forget(
+        self, tenant: str, execution: str, contact_key: str = "", unrecorded: set[str] | None = None
+    ) -> bool:
+        """Erase one execution, its indexes and its intake entry not yet pumped (by the id its
+        claim recorded); True when it was still stored. A record an older version claimed holds
+        no entry id: its entry is looked for in the stream, now, or later by the caller when
+        `unrecorded` is given (the execution is added to it: one pass for many executions)."""
         names = [
             keys.execution(tenant, execution),
             keys.open_executions(tenant),
             keys.awaiting(tenant),
             keys.template_open(tenant),
             keys.contact_executions(tenant, keys.contact_digest(contact_key)),
+            keys.intake(tenant),
         ]
-        stored = bool(self._forget(keys=names, args=[keys.tenant_prefix(tenant), execution]))
-        self._drop_intake_entries(tenant, execution)
-        return stored
+        answer = int(self._forget(keys=names, args=[keys.tenant_prefix(tenant), execution, INTAKE_GROUP]))
+        if answer == FORGOT_UNRECORDED:
+            if unrecorded is None:
+                self.drop_intake_entries(tenant, {execution})
+            else:
+                unrecorded.add(execution)
+        return answer > 0
 
-    def _drop_intake_entries(self, tenant: str, execution: str, page: int = 1000) -> None:
-        """The execution's entry in the intake stream when the pump has not taken it yet (it is
-        published and deleted within moments otherwise; during a broker outage it waits)."""
-        key, start = keys.intake(tenant), "-"
-        while True:
+    def drop_intake_entries(self, tenant: str, executions: set[str], page: int = 1000) -> int:
+        """The entries of `executions` still in the intake stream, found by reading all of it
+        (one pass, however many executions): for records claimed before their entry id was
+        kept. Returns how many were deleted."""
+        key, start, dropped = keys.intake(tenant), "-", 0
+        while executions:
             entries = self.r.xrange(key, start, "+", count=page)
-            found = [entry_id for entry_id, values in entries if (values or {}).get("x") == execution]
+            found = [entry_id for entry_id, values in entries if (values or {}).get("x") in executions]
             if found:
                 pipe = self.r.pipeline(transaction=True)
                 pipe.xack(key, INTAKE_GROUP, *found)
                 pipe.xdel(key, *found)
-                pipe.execute()
+                dropped += int(pipe.execute()[1])
             if len(entries) < page:
-                return
+                break
             start = "(" + entries[-1][0]
+        return dropped
 
     def claim(self, tenant: str, execution: str, record: dict[str, Any]) -> bool:
         """Set-if-absent: True when this call created the execution, and appended it to the

@@ -10,8 +10,10 @@ Erasure (`rokt-sfmc forget`): `forget_contact` finds every record of one contact
 optionally an email) in the tenant's keys and the history store (ledger executions (through the
 contact index, and a SCAN of the tenant's execution hashes for executions claimed before the
 index), subscriptions (the store's rows, working copies, the index), stored webhooks, dead
-letters (pending and replayed), outbox entries not yet flushed), removes them, and records the
-erasure without the data: when, the tenant, a salted hash of the contact key, and the counts.
+letters (pending and replayed), outbox entries not yet flushed, intake entries not yet pumped (by
+the id the claim recorded: the stream is read only for records an older version claimed)),
+removes them, and records the erasure without the data: when, the tenant, a salted hash of the
+contact key, and the counts. With `scan=False` no step walks the keyspace.
 Records are matched by the person's identifiers: the contact key and email, then the ids found
 on the way (execution ids, Rokt event ids, calendar subscription ids), so a webhook or a row
 that names only an id goes too.
@@ -287,14 +289,16 @@ def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: s
     for key in {contact_key, person.email} - {""}:  # finished ones: in the history store
         found.update(rt.history.executions_of_contact(tenant, key))
     removed = 0
+    unrecorded: set[str] = set()  # claimed by an older version: their intake entries, one pass
     for execution in sorted(found):
         ex = ledger.get(tenant, execution)
         archived = rt.history.record(tenant, execution) if ex is None or "archived" in ex.fields else None
         event_id = (ex.event_id if ex else "") or (archived or {}).get("eventId", "")
         person.add(execution, event_id)
-        stored = ledger.forget(tenant, execution, ex.contact_key if ex else contact_key)
+        stored = ledger.forget(tenant, execution, ex.contact_key if ex else contact_key, unrecorded)
         removed += int(stored or archived is not None)
         r.zrem(keys.release_due(tenant), execution)
+    ledger.drop_intake_entries(tenant, unrecorded)
     rt.history.forget_executions(tenant, sorted(found))
     for key in {contact_key, person.email} - {""}:
         r.delete(keys.contact_executions(tenant, keys.contact_digest(key)))
@@ -335,13 +339,21 @@ def _state_names(state: dict[str, list[Any]], person: _Person) -> bool:
     return key in person.ids or person.matches(values.get("Email") or "")
 
 
-def _forget_webhooks(rt: Runtime, tenant: str, person: _Person) -> int:
+def _forget_webhooks(rt: Runtime, tenant: str, person: _Person, scan: bool) -> int:
     """Stored envelopes naming the person become bare dedupe markers (a redelivery stays a
-    duplicate, so Rokt's retry cannot bring the data back)."""
+    duplicate, so Rokt's retry cannot bring the data back). A receipt keeps its envelope only
+    until processed, and until then it is in the open set: without `scan`, only those are read
+    (a SCAN walks the whole keyspace, as large as the backlog of a broker outage); `scan` also
+    finds envelopes an older version kept after processing."""
     r = rt.redis
     prefix = keys.webhook_receipt(tenant, "")
+    if scan:
+        receipts: Iterable[str] = _scan(r, prefix + "*")
+    else:
+        unprocessed = r.zscan_iter(keys.webhooks_open(tenant), count=SCAN_COUNT)
+        receipts = (prefix + event_id for event_id, _received in unprocessed)
     removed = 0
-    for batch in _chunks(_scan(r, prefix + "*")):
+    for batch in _chunks(receipts):
         for key, raw in zip(batch, r.mget(batch), strict=True):
             if raw is None or '"stripped"' in raw:
                 continue
@@ -405,7 +417,7 @@ def forget_contact(
     counts: Counter[str] = Counter()
     counts["executions"] = _forget_executions(rt, tenant, person, contact_key, scan)
     counts["subscriptions"] = _forget_subscriptions(rt, tenant, person, contact_key, scan)
-    counts["webhooks"] = _forget_webhooks(rt, tenant, person)
+    counts["webhooks"] = _forget_webhooks(rt, tenant, person, scan)
     counts["deadLetters"], counts["replayedDeadLetters"] = _forget_dead_letters(rt, tenant, person)
     counts["outboxEntries"] = _forget_outboxes(rt, tenant, person)
     counts["logs"] = 0  # no log is kept in Redis; process logs mask emails (pipeline.infra.logsafe)

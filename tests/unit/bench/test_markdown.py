@@ -7,6 +7,7 @@ import re
 
 from bench.markdown import (
     durability_rows,
+    erasure_rows,
     history_rows,
     intake_rows,
     performance_table,
@@ -241,3 +242,26 @@ def test_the_table_holds_the_history_rows_only_when_measured():
     assert history_rows(None, None) == [] and history_rows(rss_only, None) == []
     rows = table_rows(performance_table({"memory": MEMORY, "history_cpu": HISTORY_CPU}))
     assert rows[len(header) + 1 :] == [tuple(row) for row in history_rows(MEMORY, HISTORY_CPU)]
+
+
+ERASURE = {
+    "waiting": 100_000,
+    "forgets": 1_000,
+    "by_id_s": 4.82,
+    "by_id_ms_per_contact": 4.82,
+    "stream_pass_contacts": 100,
+    "stream_pass_ms_per_contact": 1434.6,
+    "stream_pass_s_for_all": 1435,
+    "scan_ms_per_contact": 3633,
+}
+
+
+def test_the_erasure_row_sets_forget_by_id_beside_a_stream_pass_per_forget():
+    assert erasure_rows(None) == []
+    ((name, _figure, ours, baseline),) = erasure_rows(ERASURE)
+    assert figures(name) == [1000, 100000]
+    assert figures(ours) == [4.82, 4.82]
+    assert figures(baseline) == [1435, 1434.6, 100, 3633]
+    header = table_rows(performance_table({}))
+    rows = table_rows(performance_table({"erasure": ERASURE}))
+    assert rows[len(header) :] == [tuple(row) for row in erasure_rows(ERASURE)]

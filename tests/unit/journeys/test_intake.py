@@ -207,3 +207,83 @@ def test_forgetting_an_execution_drops_its_entry_not_yet_pumped(fake_redis):
     assert intake.backlog(fake_redis, "t")["waiting"] == 2499
     assert pump(fake_redis, broker, batch=1000).drain() == 2499
     assert ("t", ids[1700]) not in broker.sent
+
+
+def _no_stream_reads(r, monkeypatch) -> None:
+    """Any read of the intake stream from Python (page by page) fails the test."""
+    read = r.xrange
+
+    def xrange(name, *args, **kwargs):
+        assert name != keys.intake("t"), "the intake stream was read"
+        return read(name, *args, **kwargs)
+
+    monkeypatch.setattr(r, "xrange", xrange)
+
+
+def test_the_claim_records_its_entry_id_and_forget_deletes_by_it_without_reading_the_stream(
+    fake_redis, monkeypatch
+):
+    ledger, broker = Ledger(fake_redis), Broker()
+    ids = claim_many(ledger, "t", 50)
+    entries = fake_redis.xrange(keys.intake("t"))
+    assert [fake_redis.hget(keys.execution("t", e), "intakeId") for e in ids] == [i for i, _ in entries]
+    _no_stream_reads(fake_redis, monkeypatch)
+    assert ledger.forget("t", ids[20], contact_key=ids[20])
+    monkeypatch.undo()
+    assert intake.backlog(fake_redis, "t")["waiting"] == 49
+    assert pump(fake_redis, broker).drain() == 49
+    assert ("t", ids[20]) not in broker.sent
+
+
+def test_forget_deletes_only_an_entry_that_names_the_execution(fake_redis):
+    """A recorded id whose entry is another execution's (the stream deleted and built again
+    since) leaves that entry alone."""
+    ledger = Ledger(fake_redis)
+    e1, e2 = claim_many(ledger, "t", 2)
+    other = fake_redis.hget(keys.execution("t", e2), "intakeId")
+    fake_redis.hset(keys.execution("t", e1), "intakeId", other)
+    assert ledger.forget("t", e1, contact_key=e1)
+    assert [values["x"] for _id, values in fake_redis.xrange(keys.intake("t"))] == [e1, e2]
+
+
+def test_records_claimed_before_the_entry_id_was_kept_are_found_in_one_pass(fake_redis):
+    ledger, broker = Ledger(fake_redis), Broker()
+    ids = claim_many(ledger, "t", 2500)
+    old = [ids[5], ids[1200], ids[2400]]
+    for execution in old:  # as an older version's claim left them
+        fake_redis.hdel(keys.execution("t", execution), "intakeId")
+    unrecorded: set[str] = set()
+    for execution in old:
+        assert ledger.forget("t", execution, contact_key=execution, unrecorded=unrecorded)
+    assert unrecorded == set(old)
+    assert intake.backlog(fake_redis, "t")["waiting"] == 2500  # left for the one pass
+    assert ledger.drop_intake_entries("t", unrecorded) == 3
+    assert intake.backlog(fake_redis, "t")["waiting"] == 2497
+    # without `unrecorded`, forget looks at once
+    fake_redis.hdel(keys.execution("t", ids[7]), "intakeId")
+    assert ledger.forget("t", ids[7], contact_key=ids[7])
+    assert pump(fake_redis, broker, batch=1000).drain() == 2496
+    assert not set(broker.sent) & {("t", e) for e in [*old, ids[7]]}
+
+
+def test_forget_while_a_pump_holds_the_entry_leaves_nothing_to_publish_again(fake_redis):
+    """The pump has read the entry (pending with it) when forget runs: forget acknowledges and
+    deletes it with the record, so the pump's one publish finds no record to render and no
+    pump, restarted or taking over, publishes it again."""
+    ledger = Ledger(fake_redis)
+    e1, e2 = claim_many(ledger, "t", 2)
+    sent: list[tuple[str, str]] = []
+
+    def publish(tenant: str, execution: str) -> None:
+        if execution == e1:  # between the pump's read and its publish
+            assert ledger.forget(tenant, e1, contact_key=e1)
+        sent.append((tenant, execution))
+
+    assert pump(fake_redis, publish).drain() == 2
+    assert sent == [("t", e1), ("t", e2)]  # e1's one publish: the pump read it before forget ran
+    assert ledger.get("t", e1) is None  # what the render step reads: nothing, so it ends there
+    assert intake.backlog(fake_redis, "t") == {"waiting": 0, "pending": 0}
+    again = Broker()
+    taker = pump(fake_redis, again, name="pump-2", reclaim_after=0.001)
+    time.sleep(0.01)
+    assert taker.drain() == 0 and again.sent == []

@@ -200,6 +200,44 @@ def test_forget_scan_finds_executions_claimed_before_the_contact_index(runtime, 
     assert runtime.ledger.get(T, execution) is None
 
 
+def test_forget_deletes_waiting_intake_entries_by_id_and_reads_the_stream_only_for_older_records(
+    runtime, sfmc, monkeypatch
+):
+    """During a broker outage the person's executions wait in the intake stream: each goes by the
+    id its claim recorded, so erasure does not read the stream; a record an older version claimed
+    (no id kept) is looked for in one pass."""
+    r, stream = runtime.redis, keys.intake(T)
+    mine = [execute(runtime, n, "EXT-AAAA", "alice@example.com") for n in (1, 2)]
+    theirs = execute(runtime, 3, "EXT-BBBB", "bob@example.com")
+    reads: list[str] = []
+    xrange = r.xrange
+    monkeypatch.setattr(r, "xrange", lambda name, *a, **kw: reads.append(name) or xrange(name, *a, **kw))
+    assert privacy.forget_contact(runtime, T, "EXT-AAAA", scan=False)["counts"]["executions"] == 2
+    assert stream not in reads
+    assert [values["x"] for _id, values in xrange(stream)] == [theirs]
+    assert not set(mine) & {values["x"] for _id, values in xrange(stream)}
+    older = execute(runtime, 4, "EXT-CCCC", "carol@example.com")
+    r.hdel(keys.execution(T, older), "intakeId")  # as an older version claimed it
+    assert privacy.forget_contact(runtime, T, "EXT-CCCC", scan=False)["counts"]["executions"] == 1
+    assert reads.count(stream) == 1  # one page: the whole stream once
+    assert [values["x"] for _id, values in xrange(stream)] == [theirs]
+
+
+def test_forget_without_scan_finds_unprocessed_webhooks_through_the_open_set(runtime, sfmc, monkeypatch):
+    """The only receipts that keep an envelope are the unprocessed ones, all in the open set:
+    `--index-only` reads those and never walks the keyspace."""
+    ids = seed(runtime, sfmc)
+    r = runtime.redis
+    scans: list[str] = []
+    scan_iter = r.scan_iter
+    monkeypatch.setattr(r, "scan_iter", lambda *a, **kw: scans.append(kw.get("match")) or scan_iter(*a, **kw))
+    counts = privacy.forget_contact(runtime, T, "EXT-AAAA", "alice@example.com", scan=False)["counts"]
+    assert counts["webhooks"] == 1 and scans == []
+    assert json.loads(r.get(keys.webhook_receipt(T, "hook-added-1")))["stripped"] == "erased"
+    assert r.zscore(keys.webhooks_open(T), "hook-added-1") is None
+    assert runtime.ledger.get(T, ids["b"]) is not None
+
+
 def test_the_forget_command_prints_the_counts(runtime, sfmc, monkeypatch, capsys, settings):
     seed(runtime, sfmc)
     monkeypatch.setattr("pipeline.settings.get_settings", lambda: settings)
