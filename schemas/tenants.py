@@ -35,7 +35,6 @@ class TenantSchema(Schema):
     sfmc_eid = fields.String()
     sfmc_tssd = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label"))
     sfmc_auth_mode = fields.Enum(SfmcAuthMode, by_value=True)
-    reconnect_reason = fields.String()
     rokt_webhook_secret_previous = fields.String()
     rokt_webhook_previous_until = fields.Float()
     resumed_at = fields.Float()
