@@ -9,7 +9,6 @@ from celery import Task
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.clients.errors import ClientError, CredentialsRejected
-from pipeline.clients.tokens import REFUSED_RETRY_SECONDS
 from pipeline.delivery.flush import FLUSHERS, claim_flush_slot
 from pipeline.infra import dispatch
 from pipeline.infra.queues import (
@@ -24,6 +23,10 @@ from pipeline.stores.ratelimit import RateLimited
 from pipeline.tenancy.handles import get_runtime
 from pipeline.vocabulary import OutboxKind, TenantStatus
 from tasks.base import hold_while_disabled, pipeline_task, retry_later
+
+# a parked flush holding a batch looks again as often as beat's outbox pass (celeryconfig): cheap
+# while SFMC refuses (the hold answers, no token is asked for), and its batch goes soon after a fix
+HOLDING_RETRY_SECONDS = 10.0
 
 
 def _flush(task: Task, kind: OutboxKind, tenant: str) -> dict[str, int]:
@@ -42,7 +45,7 @@ def _flush(task: Task, kind: OutboxKind, tenant: str) -> dict[str, int]:
         raise retry_later(task, exc, bounded=False) from exc
     if report.holding:
         exc = CredentialsRejected(f"SFMC refuses the credentials of {tenant}: the batch waits")
-        raise retry_later(task, exc, after=REFUSED_RETRY_SECONDS, bounded=False)
+        raise retry_later(task, exc, after=HOLDING_RETRY_SECONDS, bounded=False)
     if report.more:
         task.apply_async(args=[tenant])
     elif report.retry_in and claim_flush_slot(rt, tenant, kind, report.retry_in):

@@ -199,7 +199,7 @@ def test_the_flush_task_retries_only_a_flush_that_holds_a_batch(rt, brand, monke
             task.run(brand)
     finally:
         task.pop_request()
-    assert retried[0]["countdown"] == tokens.REFUSED_RETRY_SECONDS
+    assert retried[0]["countdown"] == flushing.HOLDING_RETRY_SECONDS
     task.push_request(id="second", retries=0, kwargs={})
     try:
         assert task.run(brand)["parked"] == 1  # ended: beat's next flush_all looks again
