@@ -262,7 +262,6 @@ class Tenant:
         SfmcAuthMode.CLIENT_CREDENTIALS,
         "`client_credentials` or `refresh_token` (the offline token of an admin's sign-in)",
     )
-    reconnect_reason: str = ""  # non-empty: SFMC refused the refresh token; an admin must sign in
     # after a rotation the previous webhook secret is still accepted until this epoch second
     # (newline-separated: a second rotation within the grace period keeps the first secret too)
     rokt_webhook_secret_previous: str = field(default="", repr=False)
@@ -331,7 +330,6 @@ REGISTRY_ONLY_FIELDS = frozenset(
     {
         "status",
         "pinned",
-        "reconnect_reason",
         "rokt_webhook_secret_previous",
         "rokt_webhook_previous_until",
         "resumed_at",

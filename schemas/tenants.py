@@ -37,7 +37,6 @@ class TenantSchema(Schema):
     sfmc_stack = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label (s4)"))
     frame_origins = fields.String()  # origin patterns: checked by pipeline.settings.tenant_from_mapping
     sfmc_auth_mode = fields.Enum(SfmcAuthMode, by_value=True)
-    reconnect_reason = fields.String()
     rokt_webhook_secret_previous = fields.String()
     rokt_webhook_previous_until = fields.Float()
     resumed_at = fields.Float()

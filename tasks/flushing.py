@@ -8,7 +8,7 @@ import redis
 from celery import Task
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.clients.errors import ClientError
+from pipeline.clients.errors import ClientError, CredentialsRejected
 from pipeline.delivery.flush import FLUSHERS, claim_flush_slot
 from pipeline.infra import dispatch
 from pipeline.infra.queues import (
@@ -24,9 +24,17 @@ from pipeline.tenancy.handles import get_runtime
 from pipeline.vocabulary import OutboxKind, TenantStatus
 from tasks.base import hold_while_disabled, pipeline_task, retry_later
 
+# a parked flush holding a batch looks again as often as beat's outbox pass (celeryconfig): cheap
+# while SFMC refuses (the hold answers, no token is asked for), and its batch goes soon after a fix
+HOLDING_RETRY_SECONDS = 10.0
+
 
 def _flush(task: Task, kind: OutboxKind, tenant: str) -> dict[str, int]:
-    """The consumer name is the task id, so a redelivery re-reads its own unacked batch."""
+    """The consumer name is the task id, so a redelivery re-reads its own unacked batch.
+
+    Parked (SFMC refuses the tenant's credentials), a flush ends at once and beat's next
+    `flush_all` looks again: no task waits in a retry per batch. Only a flush holding a batch it
+    took comes back itself (a retry keeps the task id, so it reads that batch again)."""
     hold_while_disabled(task, tenant)
     rt = get_runtime()
     try:
@@ -35,11 +43,19 @@ def _flush(task: Task, kind: OutboxKind, tenant: str) -> dict[str, int]:
         # entries stay pending for this consumer; nothing is dropped however long SFMC (or the
         # history store) is down
         raise retry_later(task, exc, bounded=False) from exc
+    if report.holding:
+        exc = CredentialsRejected(f"SFMC refuses the credentials of {tenant}: the batch waits")
+        raise retry_later(task, exc, after=HOLDING_RETRY_SECONDS, bounded=False)
     if report.more:
         task.apply_async(args=[tenant])
     elif report.retry_in and claim_flush_slot(rt, tenant, kind, report.retry_in):
         task.apply_async(args=[tenant], countdown=report.retry_in)
-    return {"items": report.items, "calls": report.calls, "rejected": report.rejected}
+    return {
+        "items": report.items,
+        "calls": report.calls,
+        "rejected": report.rejected,
+        "parked": int(report.parked),
+    }
 
 
 @pipeline_task(FLUSH_STATUS_TASK)

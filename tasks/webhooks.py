@@ -8,7 +8,8 @@ import redis
 from celery import Task
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.clients.errors import ClientError
+from pipeline.clients.errors import ClientError, CredentialsRejected
+from pipeline.clients.tokens import REFUSED_RETRY_SECONDS
 from pipeline.delivery.retry_policy import retryable
 from pipeline.infra.queues import WEBHOOK_TASK
 from pipeline.stores.ratelimit import RateLimited
@@ -37,6 +38,8 @@ def process_webhook_task(self: Task, tenant: str, event_id: str) -> None:
     except webhooks.NotYetAccepted as exc:  # Rokt's confirmation beat our own record of its 202
         after, most = CONFIRMATION_RETRY_SECONDS, CONFIRMATION_MAX_RETRIES
         raise self.retry(exc=exc, countdown=after, max_retries=most) from exc
+    except CredentialsRejected as exc:  # SFMC refuses the tenant's credentials: wait for a fix
+        raise retry_later(self, exc, after=REFUSED_RETRY_SECONDS, bounded=False) from exc
     except (RateLimited, ClientError, redis.RedisError, SQLAlchemyError) as exc:
         if not retryable(exc):
             raise  # on_failure dead-letters it

@@ -63,6 +63,7 @@ def _values(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check(rt: Any, name: str) -> dict[str, Any]:
     """Both vendors' tokens (fetched fresh) and the data extensions, each with why it failed."""
+    from pipeline.clients import tokens
     from pipeline.clients.errors import ClientError
     from pipeline.subscriptions import dataextensions
 
@@ -79,13 +80,14 @@ def _check(rt: Any, name: str) -> dict[str, Any]:
         result["data_extensions"] = {"ok": not missing, "missing": missing}
     except ClientError as exc:
         result["data_extensions"] = {"ok": False, "reason": exc.reason}
-    if tenant.reconnect_reason:
-        result["reconnect_needed"] = tenant.reconnect_reason
+    rejected = tokens.rejection(rt.redis, name, "sfmc")  # read after the check, which may clear it
+    if rejected:
+        result["reconnect_needed"] = rejected["reason"]
     missing_settings = rt.registry.missing(name)
     if missing_settings:
         result["missing_settings"] = missing_settings
     checks = [result["rokt"], result["sfmc"], result["data_extensions"]]
-    result["ok"] = all(c["ok"] for c in checks) and not tenant.reconnect_reason and not missing_settings
+    result["ok"] = all(c["ok"] for c in checks) and not rejected and not missing_settings
     return result
 
 

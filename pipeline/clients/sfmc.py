@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -9,8 +10,9 @@ from urllib.parse import quote
 import redis
 import requests
 
-from pipeline.clients.errors import PermanentError, RetryableError, Throttled
+from pipeline.clients.errors import CredentialsRejected, PermanentError, RetryableError, Throttled
 from pipeline.clients.http import BearerClient, raise_for_status, send
+from pipeline.clients.tokens import Refusals
 from pipeline.infra.crypto import SecretBox
 from pipeline.infra.logsafe import mask_emails
 from pipeline.settings import Settings, Tenant
@@ -46,14 +48,20 @@ def _describe(response: requests.Response) -> str:
     return "; ".join(parts)[:500]
 
 
+def credentials_digest(tenant: Tenant) -> str:
+    """Names the credentials a token is asked with (a refresh token is read at each request, so
+    the mode names it), without revealing them."""
+    named = (tenant.sfmc_auth_mode, tenant.sfmc_auth_base_url, tenant.sfmc_account_id, tenant.sfmc_client_id)
+    secret = tenant.sfmc_client_secret if tenant.sfmc_auth_mode == SfmcAuthMode.CLIENT_CREDENTIALS else ""
+    return hashlib.sha256("\n".join((*named, secret)).encode()).hexdigest()[:16]
+
+
 class RefreshTokens(Protocol):
     """Where a signed-in tenant's offline refresh token lives (the tenant registry)."""
 
     def refresh_token(self, name: str) -> str: ...
 
     def replace_refresh_token(self, name: str, old: str, new: str) -> bool: ...
-
-    def mark_reconnect(self, name: str, reason: str) -> None: ...
 
 
 class SfmcClient(BearerClient):
@@ -75,13 +83,36 @@ class SfmcClient(BearerClient):
         super().__init__(tenant, r, timeout, session, gate, box)
         self.credentials = credentials
         self.app = app
+        self.refusals = Refusals(r, tenant.name, self.vendor.lower(), credentials_digest(tenant))
 
     def _base_url(self, token: dict[str, Any]) -> str:
         return token["rest_instance_url"]
 
     def _fetch_token(self) -> dict[str, Any]:
-        if self.tenant.sfmc_auth_mode == SfmcAuthMode.REFRESH_TOKEN:
-            return self._fetch_token_by_refresh()
+        """A token by the tenant's auth mode. A refusal of its credentials (CredentialsRejected) is
+        kept for every process (`Refusals`): no token is asked for again for REFUSED_RETRY_SECONDS,
+        and the tenant shows "credentials rejected" until SFMC grants one or the credentials change."""
+        held = self.refusals.held()
+        if held is not None:
+            raise CredentialsRejected(held)
+        try:
+            if self.tenant.sfmc_auth_mode == SfmcAuthMode.REFRESH_TOKEN:
+                token = self._fetch_token_by_refresh()
+            else:
+                token = self._fetch_token_by_client_credentials()
+        except CredentialsRejected as exc:
+            self.refusals.refused(exc.reason)
+            raise
+        self.refusals.granted()
+        return token
+
+    def check_credentials(self) -> None:
+        """A person asked (Test connection, `tenants check`): SFMC is asked now, even within the
+        hold of an earlier refusal."""
+        self.refusals.lift_hold()
+        super().check_credentials()
+
+    def _fetch_token_by_client_credentials(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "grant_type": "client_credentials",
             "client_id": self.tenant.sfmc_client_id,
@@ -97,8 +128,8 @@ class SfmcClient(BearerClient):
             timeout=self.timeout,
         )
         if response.status_code in (400, 401):
-            raise PermanentError(
-                f"SFMC token request rejected: HTTP {response.status_code}: {_describe(response)}",
+            raise CredentialsRejected(
+                f"SFMC refused the client credentials: HTTP {response.status_code}: {_describe(response)}",
                 status=response.status_code,
             )
         return self._token_answer(response)
@@ -114,17 +145,15 @@ class SfmcClient(BearerClient):
     def _fetch_token_by_refresh(self) -> dict[str, Any]:
         """The `refresh_token` grant with the package's Web App client. SFMC may rotate the
         refresh token: the new one is stored before the access token is used (the SharedToken
-        lock makes this process the only one refreshing). A refusal marks the tenant
-        "reconnect needed" and is permanent until an admin signs in again."""
+        lock makes this process the only one refreshing). A refusal (CredentialsRejected) holds
+        until an admin signs in again, whose new refresh token clears it."""
         if self.credentials is None or self.app is None:
             raise PermanentError("SFMC refresh-token credentials are not available in this process")
         name = self.tenant.name
         refresh = self.credentials.refresh_token(name)
         for _attempt in (1, 2):
             if not refresh:
-                reason = "no SFMC refresh token: an admin must sign in to App Settings"
-                self.credentials.mark_reconnect(name, reason)
-                raise PermanentError(reason)
+                raise CredentialsRejected("no SFMC refresh token: an admin must sign in to App Settings")
             body = {
                 "grant_type": "refresh_token",
                 "refresh_token": refresh,
@@ -141,9 +170,10 @@ class SfmcClient(BearerClient):
             if stored and stored != refresh:  # a sign-in stored a new one meanwhile: use it once
                 refresh = stored
                 continue
-            reason = f"SFMC refused the refresh token: HTTP {response.status_code}: {_describe(response)}"
-            self.credentials.mark_reconnect(name, reason)
-            raise PermanentError(reason, status=response.status_code)
+            raise CredentialsRejected(
+                f"SFMC refused the refresh token: HTTP {response.status_code}: {_describe(response)}",
+                status=response.status_code,
+            )
         token = self._token_answer(response)
         rotated = token.pop("refresh_token", None)
         if rotated and rotated != refresh:

@@ -148,3 +148,80 @@ class SharedToken:
     def invalidate(self, access_token: str) -> None:
         """Drop the cached token after a 401, unless another worker already replaced it."""
         self._invalidate(keys=[self.key], args=[token_digest(access_token)])
+
+
+# after a vendor refused a tenant's credentials, a token is asked for again at most this often
+REFUSED_RETRY_SECONDS = 60.0
+
+
+class Refusals:
+    """A vendor's refusal of a tenant's credentials, kept in Redis for every process.
+
+    Why: a wrong client secret (or a revoked refresh token) fails every call of the tenant alike;
+    asking for a token per row or per task would turn an admin's typo into a flood of token
+    requests. The refusal is remembered twice: its reason (shown by App Settings, `tenants check`,
+    `status` and the exporter's reconnect alert until a token is granted or the credentials
+    change) and a hold of REFUSED_RETRY_SECONDS during which no token is asked for at all.
+    """
+
+    def __init__(self, r: redis.Redis, tenant: str, vendor: str, credentials: str) -> None:
+        """`credentials` names the credentials this process asks with (a digest, never them): a
+        hold applies only to the credentials refused, so a process that already reads the fixed
+        ones is not held back by a refusal another process, still on the old ones, just met."""
+        self.r = r
+        self.credentials = credentials
+        self.mark_key = keys.credentials_rejected(tenant, vendor)
+        self.hold_key = keys.credentials_hold(tenant, vendor)
+
+    def held(self) -> str | None:
+        """The refusal's reason while its hold lives for these credentials, else None."""
+        raw = self.r.get(self.hold_key)
+        try:
+            hold = json.loads(raw) if raw else None
+            return str(hold["reason"]) if hold and hold["credentials"] == self.credentials else None
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    def marked(self) -> bool:
+        return bool(self.r.exists(self.mark_key))
+
+    def refused(self, reason: str) -> None:
+        """Remember a refusal: the reason (its first time kept as `since`) and a fresh hold."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.mark_key)
+        since = _since(pipe.execute()[0]) or time.time()
+        pipe.set(self.mark_key, json.dumps({"reason": reason[:300], "since": since}))
+        hold = json.dumps({"reason": reason[:300], "credentials": self.credentials})
+        pipe.set(self.hold_key, hold, px=int(REFUSED_RETRY_SECONDS * 1000))
+        pipe.execute()
+
+    def granted(self) -> None:
+        """A token was granted: the credentials work, whatever was refused before."""
+        self.r.delete(self.mark_key, self.hold_key)
+
+    def lift_hold(self) -> None:
+        """Let the next token request through now (a person asked: Test connection, `tenants check`)."""
+        self.r.delete(self.hold_key)
+
+
+def _since(raw: str | None) -> float:
+    try:
+        return float(json.loads(raw)["since"]) if raw else 0.0
+    except (ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def rejection(r: redis.Redis, tenant: str, vendor: str) -> dict[str, Any] | None:
+    """`{"reason", "since"}` while the vendor refuses the tenant's credentials, else None."""
+    return rejection_of(r.get(keys.credentials_rejected(tenant, vendor)))
+
+
+def rejection_of(raw: str | None) -> dict[str, Any] | None:
+    """`rejection` of the key's value, for a caller that read it in a pipeline of its own."""
+    if not raw:
+        return None
+    try:
+        record = json.loads(raw)
+        return {"reason": str(record["reason"]), "since": float(record["since"])}
+    except (ValueError, KeyError, TypeError):
+        return {"reason": "credentials rejected", "since": 0.0}

@@ -3,7 +3,10 @@
 Status rows go out through the sync rowset API (at most 50 rows per call), releases through
 `/interaction/v1/async/events` (at most 100 members per call, grouped by event definition
 key). A batch SFMC rejects as a whole is bisected, so one bad row cannot fail its good
-neighbours: the bad row alone ends in the dead-letter store with SFMC's error.
+neighbours: the bad row alone ends in the dead-letter store with SFMC's error. A refused token
+(CredentialsRejected: a client secret changed or mistyped, a refresh token revoked) is no row's
+fault: the flush parks, every row stays in its outbox, and it flushes once SFMC takes the
+credentials again (an admin's Save or sign-in; `pipeline.clients.tokens.Refusals`).
 
 The history outbox carries finished executions (by id, read as they are now) and replayed dead
 letters (whole: they have left Redis); both are upserts, so a batch written twice is harmless.
@@ -21,8 +24,8 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.clients.errors import ClientError, PermanentError
-from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS
+from pipeline.clients.errors import ClientError, CredentialsRejected, PermanentError
+from pipeline.clients.sfmc import ASYNC_EVENTS_MAX_MEMBERS, ROWSET_MAX_ROWS, SfmcClient
 from pipeline.delivery.retry_policy import retryable
 from pipeline.infra import keys
 from pipeline.journeys.executions import RowsWaitForTheStore, current_status_rows
@@ -52,6 +55,8 @@ class FlushReport:
     rejected: int = 0
     more: bool = False  # the time budget ran out with entries left
     retry_in: float = 0.0  # a partial batch is waiting to fill; look again in this many seconds
+    parked: bool = False  # SFMC refuses the tenant's credentials: the entries wait in the outbox
+    holding: bool = False  # parked with a batch this consumer took: the same consumer reads it again
 
 
 def claim_flush_slot(rt: Runtime, tenant: str, kind: OutboxKind, delay: float = FLUSH_DELAY_SECONDS) -> bool:
@@ -137,6 +142,8 @@ def send_bisecting(
     report.calls += 1
     try:
         _call(rt, tenant, lambda: send(items))
+    except CredentialsRejected:
+        raise  # every call of the tenant fails alike: no item is at fault, nothing is split
     except PermanentError as exc:
         if len(items) == 1:
             report.rejected += 1
@@ -148,6 +155,39 @@ def send_bisecting(
         return
     if on_sent is not None:
         on_sent(items)
+
+
+def sfmc_parked(client: SfmcClient) -> bool:
+    """Whether SFMC refuses the tenant's credentials now: held (no token may be asked for yet), or
+    refused again by the one token request made once the hold ended. One Redis read while SFMC
+    refuses nothing: what a flush pays to take no batch it could not send."""
+    refusals = client.refusals
+    if not refusals.marked():
+        return False
+    if refusals.held() is not None:
+        return True
+    try:
+        client.token.get()
+    except CredentialsRejected:
+        return True
+    return False
+
+
+def _unless_parked(
+    client: SfmcClient, box: Outbox, consumer: str, report: FlushReport, drain: Callable[[], FlushReport]
+) -> FlushReport:
+    """`drain()`, unless SFMC refuses the tenant's credentials, before it or on its way: then the
+    report is `parked`, and `holding` when this consumer took a batch it could not send (its entries
+    stay pending for it: the task runs again under the same consumer name to send them)."""
+    try:
+        if not sfmc_parked(client):
+            return drain()
+    except CredentialsRejected as exc:
+        log.warning("SFMC refuses the credentials of %s (%s): its %s wait", box.tenant, exc.reason, box.kind)
+    box.ensure_group()
+    report.parked = True
+    report.holding = box.holds(consumer)
+    return report
 
 
 def _drain(
@@ -223,7 +263,13 @@ def _flush_de_rows(
         send(rows)
 
     box = rt.outbox(tenant, kind)
-    return _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait)
+    return _unless_parked(
+        client,
+        box,
+        consumer,
+        report,
+        lambda: _drain(box, consumer, ROWSET_MAX_ROWS, send_batch, report, budget_seconds, max_wait),
+    )
 
 
 def _de_rows_flusher(kind: OutboxKind, de_key_of: Callable[[Tenant], str], current: CurrentRows) -> Flusher:
@@ -285,7 +331,13 @@ def flush_releases(
 
             send_bisecting(rt, tenant, entries, fire, rejected, report, on_sent=box.ack)
 
-    return _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait)
+    return _unless_parked(
+        client,
+        box,
+        consumer,
+        report,
+        lambda: _drain(box, consumer, ASYNC_EVENTS_MAX_MEMBERS, send_batch, report, budget_seconds, max_wait),
+    )
 
 
 HISTORY_BATCH = 500  # executions (or replayed dead letters) per write to the history store

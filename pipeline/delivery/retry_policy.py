@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from pipeline.clients.errors import ClientError
+from pipeline.clients.tokens import REFUSED_RETRY_SECONDS
 from pipeline.infra.redis_clients import refused_for_memory
 from pipeline.stores.ratelimit import RateLimited
 
@@ -101,6 +102,15 @@ RETRY_TABLE: list[tuple[str, str, str, str]] = [
         f"backoff with jitter (at most {TASK_RETRY_MAX_COUNTDOWN_SECONDS} s), unbounded: rows and releases are never dropped",
     ),
     ("SFMC", "401", "unauthorized", "token refreshed and the call repeated once at once"),
+    (
+        "SFMC",
+        "token refused (400/401: client secret changed or mistyped, refresh token revoked)",
+        "permanent (credentials rejected)",
+        'no row\'s fault, nothing is dead-lettered: the tenant shows "credentials rejected" (App Settings, '
+        "`tenants check`, `status`, `RsfTenantReconnectNeeded`); rows and releases wait in their outbox, "
+        f"webhooks retry every {REFUSED_RETRY_SECONDS:.0f} s, a token is asked for at most once per "
+        f"{REFUSED_RETRY_SECONDS:.0f} s; a Save of new credentials or a sign-in sends everything",
+    ),
     ("SFMC", "other 4xx", "permanent", "the batch is bisected; only the bad row/member is dead-lettered"),
     (
         "Redis",

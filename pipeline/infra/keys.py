@@ -285,6 +285,19 @@ def token_lock(tenant: str, vendor: str) -> str:
     return f"{token(tenant, vendor)}:lock"
 
 
+def credentials_rejected(tenant: str, vendor: str) -> str:
+    """String (JSON `{"reason", "since"}`): the vendor refused the tenant's credentials for a token
+    (pipeline/clients/tokens.py, `Refusals`); deleted by the next token it grants, or when the
+    credentials change (App Settings' Save, a sign-in's new refresh token)."""
+    return tenant_key(tenant, "credentials", vendor, "rejected")
+
+
+def credentials_hold(tenant: str, vendor: str) -> str:
+    """String with a TTL (JSON `{"reason", "credentials"}`, the latter a digest): while it lives, no
+    token is asked for with the credentials the vendor refused (`Refusals`)."""
+    return tenant_key(tenant, "credentials", vendor, "hold")
+
+
 def calls(tenant: str) -> str:
     """Hash: vendor call counters, `<vendor>:<status class>` and `<vendor>:token` -> count."""
     return tenant_key(tenant, "calls")

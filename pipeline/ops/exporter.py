@@ -117,7 +117,9 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
         labels=["tenant", "route", "outcome"],
     )
     reconnect = _gauge(
-        "rsf_tenant_reconnect_needed", "1 when SFMC refused the tenant's refresh token.", ["tenant"]
+        "rsf_tenant_reconnect_needed",
+        "1 while SFMC refuses the tenant's credentials (client secret or refresh token): its writes wait.",
+        ["tenant"],
     )
     intake_waiting = _gauge(
         "rsf_intake_entries_waiting",

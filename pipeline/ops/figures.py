@@ -28,6 +28,7 @@ from typing import Any
 import redis
 
 from pipeline.clients.http import STATUS_CLASSES
+from pipeline.clients.tokens import rejection_of
 from pipeline.infra import broker, keys
 from pipeline.infra.queues import SENT_AT_HEADER, SHARED_QUEUES, render_queue, rokt_queue
 from pipeline.journeys import intake
@@ -108,12 +109,14 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
     pipe.hgetall(keys.webhook_types(name))
     pipe.hgetall(keys.calls(name))
     pipe.hgetall(keys.auth_failures(name))  # pipeline/web/auth_failures.py writes it
+    pipe.get(keys.credentials_rejected(name, "sfmc"))  # pipeline/clients/tokens.py, Refusals
     for kind in OutboxKind:
         pipe.exists(keys.outbox(name, kind))
     replies = pipe.execute()
     cooldowns, replies = replies[: len(VENDORS)], replies[len(VENDORS) :]
     limiter_counts, replies = replies[: 2 * len(VENDORS)], replies[2 * len(VENDORS) :]
-    counts, webhook_counts, webhook_types, calls, auth_failures, *outbox_exists = replies
+    counts, webhook_counts, webhook_types, calls, auth_failures, refused, *outbox_exists = replies
+    rejected = rejection_of(refused)
     return {
         "status": str(tenant.status) if tenant is not None else "unknown",
         "outbox": {
@@ -149,7 +152,9 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
             for vendor in VENDORS
         },
         "tokenFetches": {vendor: int(calls.get(f"{vendor}:token", 0)) for vendor in VENDORS},
-        "reconnectNeeded": bool(tenant is not None and tenant.reconnect_reason),
+        # SFMC refuses the tenant's credentials (client secret, refresh token): its writes wait
+        "reconnectNeeded": rejected is not None,
+        "sfmcCredentialsRejected": rejected["reason"] if rejected else "",
         # failed execute/webhook authentications, and those answered 429 (`<route>:limited`)
         "authFailures": {field: int(n) for field, n in sorted(auth_failures.items())},
     }

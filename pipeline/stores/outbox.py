@@ -122,10 +122,13 @@ class Outbox:
             pipe.xdel(self.key, *ids)
             pipe.execute()
 
+    def holds(self, consumer: str) -> bool:
+        """Whether `consumer` took entries it has not acknowledged."""
+        return bool(self.r.xpending_range(self.key, GROUP, "-", "+", 1, consumername=consumer))
+
     def forget_consumer(self, consumer: str) -> None:
         """Remove an idle consumer whose pending list is empty (keeps the group small)."""
-        pending = self.r.xpending_range(self.key, GROUP, "-", "+", 1, consumername=consumer)
-        if not pending:
+        if not self.holds(consumer):
             self.r.xgroup_delconsumer(self.key, GROUP, consumer)
 
     def backlog(self) -> int:

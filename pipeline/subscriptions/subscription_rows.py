@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 
-from pipeline.clients.errors import PermanentError
+from pipeline.clients.errors import CredentialsRejected, PermanentError
 from pipeline.infra import keys
 from pipeline.infra.cellsafe import neutralise
 from pipeline.infra.logsafe import mask
@@ -407,9 +407,12 @@ def apply_subscription(
 
 def matched_or_failed(rt: Runtime, tenant: str, attrs: dict[str, Any], again: bool = False) -> str:
     """match_contact, except that a contact SFMC refuses for good is dead-lettered (with the
-    subscription's attributes, for replay) and the row still goes in, marked `failed`."""
+    subscription's attributes, for replay) and the row still goes in, marked `failed`. A refused
+    token (CredentialsRejected) is no contact's fault: it is raised, and the caller waits."""
     try:
         return match_contact(rt, tenant, attrs["CalendarSubscriptionId"], attrs, again)
+    except CredentialsRejected:
+        raise
     except PermanentError as exc:
         item = f"contact:{attrs['CalendarSubscriptionId']}"
         record_exception(rt.redis, tenant, item, Stage.MATCH_CONTACT, exc, attrs)

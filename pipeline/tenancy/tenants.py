@@ -198,6 +198,9 @@ class TenantRegistry:
 
     def _decode(self, name: str, record: Mapping[str, Any]) -> Tenant:
         values = dict(record)
+        # a record of a version that kept SFMC's refusal here (now `Refusals`, in its own keys):
+        # the next token request marks the tenant again if SFMC still refuses
+        values.pop("reconnect_reason", None)
         for field_name in SECRET_TENANT_FIELDS:
             if values.get(field_name):
                 values[field_name] = self.box.open(values[field_name])
@@ -236,7 +239,7 @@ class TenantRegistry:
 
     # -- writing -------------------------------------------------------------------------
     # Every change is read-modify-write under WATCH (retried when another write came between), so
-    # a Save, a sign-in, a rotation and a worker's "reconnect needed" never undo one another.
+    # a Save, a sign-in and a rotation never undo one another.
     def _modify(
         self,
         name: str,
@@ -282,6 +285,10 @@ class TenantRegistry:
                         )
                         if changed or (vendor == "sfmc" and refresh_token):
                             pipe.delete(keys.token(name, vendor))  # no token of old credentials
+                            # nor their refusal: the next flush asks with the new ones at once
+                            pipe.delete(
+                                keys.credentials_rejected(name, vendor), keys.credentials_hold(name, vendor)
+                            )
                     pipe.incr(keys.registry_version())
                     pipe.execute()
                 except redis.WatchError:
@@ -429,7 +436,7 @@ class TenantRegistry:
         pending on the account's first sign-in (adopting a stored tenant of that name that names
         no enterprise yet). Records the account's tenant subdomain, its stack (who may frame its
         pages; a sign-in that names none keeps the known one) and the offline refresh token
-        (background calls), and clears a "reconnect needed" mark."""
+        (background calls); a new refresh token clears SFMC's refusal of the old one."""
         if not EID_PATTERN.match(eid):
             raise ValueError("enterprise id is not a plain identifier")
         auth_base = self.settings.tssd_auth_url(tssd)
@@ -470,7 +477,6 @@ class TenantRegistry:
                     auth_base if current.sfmc_auth_base_url in ("", derived) else current.sfmc_auth_base_url
                 ),
                 sfmc_account_id=current.sfmc_account_id or mid,
-                reconnect_reason="" if refresh_token else current.reconnect_reason,
             )
 
         tenant = self._modify(name, apply, refresh_token=refresh_token)
@@ -527,20 +533,6 @@ class TenantRegistry:
                 except redis.WatchError:
                     continue
         raise RegistryBusy(f"tenant {name!r}: refresh token store busy")
-
-    def mark_reconnect(self, name: str, reason: str) -> None:
-        """SFMC refused the refresh token: an admin must sign in again (App Settings and
-        `tenants check` show it)."""
-
-        def apply(current: Tenant | None) -> Tenant | None:
-            if current is None or current.reconnect_reason == reason[:300]:
-                return None
-            return replace(current, reconnect_reason=reason[:300])
-
-        try:
-            self._modify(name, apply)
-        except (TenantPinned, UnknownTenant):
-            return
 
     def reseal(self) -> int:
         """Every stored secret sealed again under the first SECRET_KEY (key rotation)."""

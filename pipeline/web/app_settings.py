@@ -36,6 +36,7 @@ from flask import (
 )
 from marshmallow import ValidationError
 
+from pipeline.clients import tokens
 from pipeline.clients.errors import ClientError
 from pipeline.infra import keys
 from pipeline.settings import Tenant
@@ -177,7 +178,9 @@ def status_panel(tenant: Tenant) -> dict[str, Any]:
         "tokens": token_rows(check),
         # the dead-letter hash (pipeline.stores.deadletters.record_dead_letter): one entry per item
         "deadLetters": count_dead_letters(rt.redis, name),
-        "reconnectReason": tenant.reconnect_reason,
+        # pipeline/clients/tokens.py, Refusals: SFMC refuses the client secret or the refresh token
+        "reconnectReason": (tokens.rejection(rt.redis, name, "sfmc") or {}).get("reason", ""),
+        "authMode": str(tenant.sfmc_auth_mode),
         "missing": missing_labels(name),
         "framing": framing_panel(tenant),
     }

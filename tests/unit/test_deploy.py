@@ -530,6 +530,7 @@ def test_the_image_and_ci_install_from_the_locks_with_hashes():
 
 SECTIONS = (
     "adding-a-tenant",
+    "sfmc-credentials-rejected",
     "dead-letters",
     "rokt-429-storm",
     "redis-down",

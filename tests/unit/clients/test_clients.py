@@ -7,7 +7,9 @@ import pytest
 import requests
 import responses
 
+from pipeline.clients import tokens
 from pipeline.clients.errors import (
+    CredentialsRejected,
     PermanentError,
     RetryableError,
     Throttled,
@@ -314,6 +316,6 @@ def test_a_signed_in_tenant_gets_sfmc_tokens_by_refresh_and_keeps_the_rotated_re
 def test_a_refused_refresh_token_marks_the_tenant_reconnect_needed(rt):
     name = _signed_in(rt)
     responses.post(f"{AUTH}/v2/token", status=400, json={"error": "invalid_grant"})
-    with pytest.raises(PermanentError):
+    with pytest.raises(CredentialsRejected):
         rt.sfmc(name).check_credentials()
-    assert "refused the refresh token" in rt.registry.get(name).reconnect_reason
+    assert "refused the refresh token" in tokens.rejection(rt.redis, name, "sfmc")["reason"]

@@ -67,6 +67,8 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("ratelimit_late", (T, "rokt"), "rsf:brand-a:ratelimit-late:rokt"),
     ("token", (T, "sfmc"), "rsf:brand-a:token:sfmc"),
     ("token_lock", (T, "sfmc"), "rsf:brand-a:token:sfmc:lock"),
+    ("credentials_rejected", (T, "sfmc"), "rsf:brand-a:credentials:sfmc:rejected"),
+    ("credentials_hold", (T, "sfmc"), "rsf:brand-a:credentials:sfmc:hold"),
     ("calls", (T,), "rsf:brand-a:calls"),
     ("durability_waits", (T,), "rsf:brand-a:durability:waits"),
     ("auth_failures", (T,), "rsf:brand-a:auth-failures"),

@@ -3,7 +3,6 @@ and the vendor clients' call counters it reads."""
 
 import json
 import time
-from dataclasses import replace
 
 import pytest
 import requests
@@ -11,6 +10,7 @@ import responses
 
 from pipeline.clients.errors import RetryableError, Throttled
 from pipeline.clients.rokt import RoktClient
+from pipeline.clients.tokens import Refusals
 from pipeline.infra.queues import SENT_AT_HEADER
 from pipeline.ops import figures, heartbeats
 from pipeline.stores.deadletters import record_dead_letter
@@ -164,8 +164,10 @@ def test_the_limiter_pause_executes_webhooks_and_reconnect(runtime, fake_redis, 
     assert executes["received"] == 3
     assert seen["webhooks"] == {"received": 1, "duplicates": 1, "released": 0}
     assert seen["reconnectNeeded"] is False
-    tenant = replace(settings.tenant("default"), reconnect_reason="invalid_grant")
-    assert figures.tenant_figures(runtime, "default", tenant)["reconnectNeeded"] is True
+    Refusals(runtime.redis, "default", "sfmc", "digest").refused("SFMC refused the client credentials")
+    refused = figures.tenant_figures(runtime, "default", settings.tenant("default"))
+    assert refused["reconnectNeeded"] is True
+    assert refused["sfmcCredentialsRejected"] == "SFMC refused the client credentials"
     assert figures.tenant_figures(runtime, "gone", None)["status"] == "unknown"
 
 

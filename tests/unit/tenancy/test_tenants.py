@@ -8,6 +8,7 @@ import pytest
 from marshmallow import ValidationError
 
 from pipeline import sandbox
+from pipeline.clients.tokens import Refusals, rejection
 from pipeline.infra import keys
 from pipeline.infra.crypto import SecretBox, SecretUnreadable
 from pipeline.settings import load_settings
@@ -119,12 +120,36 @@ def test_first_sign_in_creates_a_pending_tenant_found_again_by_its_enterprise_id
         registry.sign_in(eid="51/../x", mid="1", tssd="mc-abc", refresh_token=None)
 
 
-def test_a_new_sign_in_clears_reconnect_needed(registry):
+def test_a_new_sign_in_clears_sfmcs_refusal(registry, fake_redis):
     name = registry.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r1").name
-    registry.mark_reconnect(name, "SFMC refused the refresh token")
-    assert registry.get(name).reconnect_reason
+    refusals = Refusals(fake_redis, name, "sfmc", "digest")
+    refusals.refused("SFMC refused the refresh token")
+    assert rejection(fake_redis, name, "sfmc") and refusals.held()
+    registry.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token=None)  # no new token: still refused
+    assert rejection(fake_redis, name, "sfmc")
     registry.sign_in(eid="42", mid="43", tssd="mc-abc", refresh_token="r2")
-    assert registry.get(name).reconnect_reason == ""
+    assert rejection(fake_redis, name, "sfmc") is None and refusals.held() is None
+
+
+def test_new_sfmc_credentials_clear_sfmcs_refusal_and_other_changes_do_not(registry, fake_redis):
+    name = registry.add("brand-b", COMPLETE).name
+    refusals = Refusals(fake_redis, name, "sfmc", "digest")
+    refusals.refused("SFMC refused the client credentials")
+    registry.update(name, {"rokt_client_secret": "another-rokt-secret"})
+    assert rejection(fake_redis, name, "sfmc") and refusals.held()
+    registry.update(name, {"sfmc_client_secret": ""})  # a write-only field left blank keeps the secret
+    assert rejection(fake_redis, name, "sfmc")
+    registry.update(name, {"sfmc_client_secret": "the-corrected-secret"})
+    assert rejection(fake_redis, name, "sfmc") is None and refusals.held() is None
+
+
+def test_a_record_of_an_earlier_version_with_a_reconnect_reason_is_read(registry, fake_redis):
+    name = registry.add("brand-b", COMPLETE).name
+    record = json.loads(fake_redis.hget(keys.registry_tenants(), name))
+    fake_redis.hset(keys.registry_tenants(), name, json.dumps({**record, "reconnect_reason": "old"}))
+    registry.update(name, {"rokt_account_code": "acct-c"})  # read, changed, written again
+    assert registry.get(name).rokt_account_code == "acct-c"
+    assert "reconnect_reason" not in json.loads(fake_redis.hget(keys.registry_tenants(), name))
 
 
 def test_an_enterprise_belongs_to_one_tenant(registry):

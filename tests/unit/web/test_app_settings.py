@@ -9,6 +9,7 @@ import secrets
 import pytest
 
 from pipeline.clients.errors import PermanentError, RetryableError
+from pipeline.clients.tokens import Refusals
 from pipeline.infra import keys
 from pipeline.settings import load_settings
 from pipeline.stores.deadletters import record_dead_letter
@@ -357,7 +358,7 @@ def test_status_panel(browser_a, runtime, tenants):
     runtime.redis.set(
         keys.install_progress(a), json.dumps({"state": "done", "steps": [], "error": "", "updatedAt": 1.0})
     )
-    runtime.registry.mark_reconnect(a, "SFMC refused the refresh token")
+    Refusals(runtime.redis, a, "sfmc", "digest").refused("SFMC refused the refresh token")
     html = browser_a.get("/app/settings").get_data(as_text=True)
     assert "2026-01-01 00:00:00 UTC" in html and "2026-01-01 00:01:00 UTC" in html
     assert 'id="status-dead-letters">2<' in html
@@ -365,6 +366,7 @@ def test_status_panel(browser_a, runtime, tenants):
     assert 'id="contact-builder" hidden' not in html and "Contact Builder" in html
     assert "SubscriberExternalId" in html
     assert 'id="reconnect"' in html and "SFMC refused the refresh token" in html
+    assert 'id="status-reconnect">rejected: writes wait<' in html
     assert 'id="status-tenant">pending' in html
 
 
