@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.clients.errors import ClientError, PermanentError, Throttled, Unauthorized
 from pipeline.delivery.retry_policy import Decision, decide
 from pipeline.infra import keys
+from pipeline.infra.cellsafe import neutralise
 from pipeline.infra.logsafe import mask
 from pipeline.journeys.render import TemplateRenderError, render_event
 from pipeline.journeys.templates import TemplateNotFound, get_template
@@ -34,7 +35,6 @@ from pipeline.stores import ledger
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.stores.ledger import Execution
 from pipeline.stores.ratelimit import RateLimited
-from pipeline.infra.cellsafe import neutralise
 from pipeline.subscriptions.subscription_rows import live_subscriptions
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
