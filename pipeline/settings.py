@@ -21,7 +21,7 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-from pipeline.vocabulary import SfmcAuthMode, TenantStatus
+from pipeline.vocabulary import DNS_LABEL, SfmcAuthMode, TenantStatus
 from schemas.tenants import TenantSchema
 
 DEFAULT_TENANT = "default"
@@ -36,7 +36,7 @@ MC_ORIGIN_PATTERNS = ("https://mc.{stack}.exacttarget.com", "https://*.{stack}.m
 # scheme://host[:port]; `*` may stand in a host label or for the port (one or more [A-Za-z0-9-])
 _ORIGIN_PATTERN = re.compile(r"^https?://[A-Za-z0-9*-]+(\.[A-Za-z0-9*-]+)*(:([0-9]+|\*))?$")
 # a stack's label in a host name: stackKey "S4" -> "s4" (one DNS label)
-STACK_LABEL = re.compile(r"[a-z0-9-]{1,63}")
+STACK_LABEL = re.compile(DNS_LABEL)
 
 
 def _secret_keys(value: str) -> tuple[str, ...]:
@@ -665,6 +665,8 @@ _HTTPS_ONLY = ("sfmc_app_auth_base_url", "sfmc_tssd_auth_url", "rokt_api_default
 def tenant_from_mapping(name: str, values: Mapping[str, object]) -> Tenant:
     """Validated by the schema (and `frame_origins` by the origin grammar here); what `values`
     leaves out takes the Tenant field default."""
+    if isinstance(values.get("sfmc_stack"), str):  # as SFMC writes it ("S4") or already a label
+        values = {**values, "sfmc_stack": stack_label(values["sfmc_stack"]) or values["sfmc_stack"]}
     loaded = TenantSchema().load({**values, "name": name})
     if str(loaded.get("frame_origins") or "").strip():
         try:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# One DNS label as Marketing Cloud names its hosts (a tenant subdomain `tssd`, a stack `s4`): what
+# may become part of a host name we call or allow to frame us (fullmatch).
+DNS_LABEL = r"[a-z0-9-]{1,63}"
+
 
 class State(StrEnum):
     """Where an execution is. Every state but `queued` is terminal for the pipeline's tasks;

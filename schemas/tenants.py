@@ -5,7 +5,7 @@ Validation only: an absent key stays absent, and `pipeline.settings.Tenant` supp
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from pipeline.vocabulary import SfmcAuthMode, TenantStatus
+from pipeline.vocabulary import DNS_LABEL, SfmcAuthMode, TenantStatus
 
 TENANT_NAME = validate.Regexp(r"^[a-z0-9][a-z0-9_-]{0,62}$", error="lower-case letters, digits, - or _")
 
@@ -33,8 +33,8 @@ class TenantSchema(Schema):
     status = fields.Enum(TenantStatus, by_value=True)
     pinned = fields.Boolean()
     sfmc_eid = fields.String()
-    sfmc_tssd = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label"))
-    sfmc_stack = fields.String(validate=validate.Regexp(r"^([a-z0-9-]{1,63})?$", error="one DNS label (s4)"))
+    sfmc_tssd = fields.String(validate=validate.Regexp(f"^({DNS_LABEL})?$", error="one DNS label"))
+    sfmc_stack = fields.String(validate=validate.Regexp(f"^({DNS_LABEL})?$", error="one DNS label (s4)"))
     frame_origins = fields.String()  # origin patterns: checked by pipeline.settings.tenant_from_mapping
     sfmc_auth_mode = fields.Enum(SfmcAuthMode, by_value=True)
     rokt_webhook_secret_previous = fields.String()

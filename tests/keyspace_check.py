@@ -29,9 +29,9 @@ def identities_seen(r: redis.Redis, store: HistoryStore) -> set[str]:
         found.update(conn.execute(sa.select(executions.c.contact_key)).scalars())
         for key, email in conn.execute(sa.select(subscriptions.c.contact_key, subscriptions.c.email)):
             found.update((key, email))
-    for name in r.scan_iter(match=keys.tenant_key("*", "exec", "*"), count=1000):
+    for name in r.scan_iter(match=keys.execution("*", "*"), count=1000):
         found.add(r.hget(name, "contactKey") or "")
-    for name in r.scan_iter(match=keys.tenant_key("*", "sub", "*"), count=1000):
+    for name in r.scan_iter(match=keys.subscription("*", "*"), count=1000):
         state = json.loads(r.hget(name, "state") or "{}")
         for column in ("SubscriberExternalId", "Email"):
             value = state.get(column)

@@ -1,7 +1,7 @@
 """Spreadsheet safety of every text cell we write to SFMC: free text neutralised, identities refused.
 
 SFMC exports data extensions to spreadsheets (OWASP "CSV Injection"): a cell starting with
-= + - @, TAB or CR (and LF, to be safe) may run as a formula there.
+= + - @, TAB or CR (and LF, NUL and the full-width = + - @, to be safe) may run as a formula there.
 
 Free text (a vendor's error, a UTM tag, a calendar title) is sent with a leading single quote,
 OWASP's advice (`neutralise`). Identities (a contact key, an email, Rokt's ids) cannot be
@@ -18,7 +18,9 @@ from typing import Any
 
 from marshmallow import ValidationError
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+# ASCII, NUL (OWASP ASVS 5.0 V1.2.10), and the full-width forms an East Asian input method types,
+# which some spreadsheets read as the ASCII ones
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 # a sign, then digits with the separators a phone number uses: arithmetic at most, never a call
 PLAIN_NUMBER = re.compile(r"[+-][0-9][0-9 ().-]*")
 FORMULA_PROBLEM = (

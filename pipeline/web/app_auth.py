@@ -24,6 +24,7 @@ import functools
 import logging
 import re
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,6 +38,7 @@ from pipeline.clients.sfmc_oauth import SfmcOAuthClient
 from pipeline.infra.logsafe import mask
 from pipeline.settings import Tenant
 from pipeline.tenancy.handles import Runtime
+from pipeline.vocabulary import DNS_LABEL
 from pipeline.web.app_session import CSRF_SESSION_KEY, SESSION_ID_BYTES, destroy, rotate
 from pipeline.web.auth_failures import client_address
 from pipeline.web.origins import frame_origins, page_policy
@@ -49,6 +51,7 @@ from pipeline.web.signin_states import (
 )
 
 log = logging.getLogger(__name__)
+_LIMITED_LOG_LOCK = threading.Lock()
 app_auth = Blueprint("app_auth", __name__, url_prefix="/app")
 
 APP_PREFIX = "/app"
@@ -58,7 +61,7 @@ STATE_MAX_LENGTH = 256
 SIGNIN_UNAVAILABLE_RETRY_SECONDS = 30  # Redis refused or failed: the state could not be kept
 LIMITED_LOG_EVERY_SECONDS = 60.0  # a flood's 429s are logged once a minute per process, counted
 CODE_MAX_LENGTH = 2048
-TSSD = re.compile(r"[a-z0-9-]{1,63}")  # one DNS label (fullmatch)
+TSSD = re.compile(DNS_LABEL)  # one DNS label (fullmatch)
 # refusals an admin cures by signing in again (the page then offers it and keeps their edits)
 SESSION_CODES = frozenset({"session_ended", "signed_in_elsewhere"})
 
@@ -214,13 +217,15 @@ def _too_many_signins(limited: Limited) -> Response:
     """429 with Retry-After: too many sign-ins started and not finished (from this address, or in
     all). Logged once a minute per process with the count, so a flood does not flood the logs."""
     counts = current_app.extensions.setdefault("rsf.signins_limited", {"since": float("-inf"), "count": 0})
-    counts["count"] += 1
-    now = time.monotonic()
-    if now - counts["since"] >= LIMITED_LOG_EVERY_SECONDS:
-        log.warning(
-            "app sign-in: %s sign-ins refused (%s) in the last minute", counts["count"], limited.reason
-        )
-        counts.update(since=now, count=0)
+    with _LIMITED_LOG_LOCK:  # gunicorn's threads share the app
+        counts["count"] += 1
+        now = time.monotonic()
+        if now - counts["since"] >= LIMITED_LOG_EVERY_SECONDS:
+            elapsed = "" if counts["since"] == float("-inf") else f" in {now - counts['since']:.0f} s"
+            log.warning(
+                "app sign-in: %s sign-in(s) refused%s, the last: %s", counts["count"], elapsed, limited.reason
+            )
+            counts.update(since=now, count=0)
     where = "from your network" if limited.reason == Refusal.ADDRESS else "at once"
     response = error_page(
         429,

@@ -21,9 +21,11 @@ def for_stack(patterns: tuple[str, ...], stack: str) -> tuple[str, ...]:
 def frame_origins(patterns: tuple[str, ...], tenant: Tenant | None) -> tuple[str, ...]:
     """Who may frame a page of `tenant` (None: no tenant known, e.g. before sign-in): its
     `frame_origins` override, else `patterns` on its stack (any stack while none is known)."""
-    if tenant is not None and tenant.frame_origins.strip():
-        return parse_origin_patterns(tenant.frame_origins)
-    return for_stack(patterns, tenant.sfmc_stack if tenant is not None else "")
+    if tenant is None:
+        return for_stack(patterns, "")
+    if tenant.frame_origins.strip():  # it may say `{stack}` too
+        return for_stack(parse_origin_patterns(tenant.frame_origins), tenant.sfmc_stack)
+    return for_stack(patterns, tenant.sfmc_stack)
 
 
 def origin_pattern_regex(pattern: str) -> re.Pattern[str]:

@@ -261,3 +261,9 @@ def test_a_tenants_frame_origins_are_checked_by_the_origin_grammar_naming_the_fi
         tenant_from_mapping("acme", {"frame_origins": "not an origin"})
     assert list(refused.value.messages) == ["frame_origins"]
     assert tenant_from_mapping("acme", {"frame_origins": "https://mc.s4.exacttarget.com"}).frame_origins
+
+
+def test_a_pinned_tenants_stack_is_taken_as_sfmc_writes_it():
+    from pipeline.settings import tenant_from_mapping
+
+    assert tenant_from_mapping("acme", {"sfmc_stack": "S4"}).sfmc_stack == "s4"

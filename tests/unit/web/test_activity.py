@@ -357,6 +357,26 @@ def test_every_ui_answer_may_be_framed_by_journey_builder_only(ui_root, path):
     assert "X-Frame-Options" not in answer.headers
 
 
+def test_a_page_served_while_the_registry_is_away_is_still_framed_by_journey_builder_only(
+    ui_root, monkeypatch
+):
+    """The framing hook reads the tenant; a Redis that fails there leaves the answer with the
+    policy of an unknown stack, never without one (and never a failed after_request)."""
+    runtime = Runtime(
+        load_settings({**ENV, "JB_ALLOWED_ORIGINS": JB}), fakeredis.FakeRedis(decode_responses=True)
+    )
+    client = create_app(runtime).test_client()
+
+    def away(name):
+        raise redis.ConnectionError("Redis away")
+
+    monkeypatch.setattr(runtime.registry, "get", away)
+    answer = client.get("/t/default/activity/js/activity.js")
+    assert answer.headers["Content-Security-Policy"].endswith(
+        "; frame-ancestors https://*.marketingcloudapps.com"
+    )
+
+
 def test_json_answers_of_execute_and_lifecycle_calls_carry_no_framing_policy(client, runtime):
     answers = [
         post(client, signed()),

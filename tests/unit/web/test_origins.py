@@ -89,6 +89,17 @@ def test_a_tenants_frame_origins_replace_what_its_stack_gives():
         assert frame_origins(patterns, tenant) == ("https://mc.s50.exacttarget.com", "https://x.example.test")
 
 
+def test_an_override_may_say_stack_too_and_gets_the_tenants():
+    """An admin who copies the documented default into frame_origins gets their stack's hosts, not
+    a literal `{stack}` no browser origin matches."""
+    tenant = Tenant(
+        name="acme", sfmc_stack="s4", frame_origins="https://jbinteractions.{stack}.marketingcloudapps.com"
+    )
+    assert frame_origins(DEFAULTS.jb_allowed_origins, tenant) == (
+        "https://jbinteractions.s4.marketingcloudapps.com",
+    )
+
+
 def test_patterns_without_the_placeholder_are_the_same_for_every_stack():
     """The sandbox's loopback host (`http://127.0.0.1:<port>`) frames every tenant's pages."""
     loopback = ("http://127.0.0.1:5173",)
