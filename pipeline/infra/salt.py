@@ -31,25 +31,32 @@ _lock = threading.Lock()
 
 def deployment_salt(r: redis.Redis | redis.client.Pipeline) -> str:
     """The salt, from this process's copy while fresh, else from Redis (created when absent). A
-    pipeline is looked up by its client's pool (its own commands are not run)."""
+    pipeline is looked up through its client's pool (its own queued commands are not run)."""
     pool = r.connection_pool
     now = time.monotonic()
     held = _held.get(pool)
     if held is not None and now - held[1] < RECHECK_SECONDS:
         return held[0]
-    pipe = redis.Redis(connection_pool=pool).pipeline(transaction=True)
-    pipe.set(keys.privacy_salt(), held[0] if held else secrets.token_hex(32), nx=True)
-    pipe.get(keys.privacy_salt())
+    client = redis.Redis(connection_pool=pool) if isinstance(r, redis.client.Pipeline) else r
     try:
-        _created, salt = pipe.execute()
+        salt = _read_or_create(client, held[0] if held else secrets.token_hex(32))
     except redis.RedisError:
         if held is None:
             raise
         return held[0]  # a recheck only: the command this name is for meets the same Redis
-    salt = salt.decode() if isinstance(salt, bytes) else str(salt)
     with _lock:
         _held[pool] = (salt, now)
     return salt
+
+
+def _read_or_create(client: redis.Redis, candidate: str) -> str:
+    """A read when it exists (a full Redis refuses every SET, even one that would change
+    nothing); else SET NX `candidate` and read again, so that the first process's one wins."""
+    salt = client.get(keys.privacy_salt())
+    if salt is None:
+        client.set(keys.privacy_salt(), candidate, nx=True)
+        salt = client.get(keys.privacy_salt())
+    return salt.decode() if isinstance(salt, bytes) else str(salt)
 
 
 def forget_held() -> None:

@@ -1,5 +1,7 @@
-"""Upgrade in place: records an older version left whole in Redis move into the history store, and
-names it gave by the unkeyed digest of a contact key move under the keyed one.
+"""Upgrade in place: what an older version left in Redis moves where this one keeps it.
+
+Records it kept whole move into the history store; contact indexes it named by the unkeyed digest
+of a contact key move under the keyed name.
 
 Before the history store, a finished execution stayed whole in Redis for `EXECUTION_TTL_DAYS`;
 after the upgrade only executions whose terminal move happens later reach the store (the
