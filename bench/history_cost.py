@@ -298,9 +298,8 @@ def _whole_record_bytes(stack: Stack) -> list[int]:
         record = stack.redis.hgetall(member)
         if not record or record.get("archived") == "1":
             continue
-        digest = keys.contact_digest(record.get("contactKey", ""))
         event = keys.event(TENANT, record.get("eventId", ""))
-        names = [member, event, keys.contact_executions(TENANT, digest)]
+        names = [member, event, stack.runtime.ledger.contact_index(TENANT, record.get("contactKey", ""))]
         sizes.append(_memory_usage(stack, names))
     return sizes
 

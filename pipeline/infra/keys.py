@@ -31,16 +31,20 @@ def tenant_prefix(tenant: str) -> str:
     return tenant_key(tenant, "")
 
 
-def contact_digest(contact_key: str) -> str:
-    """How a key names a contact key: a digest, so no key name holds the key itself."""
+def personal_digest(salt: str, tenant: str, value: str) -> str:
+    """How a key names personal data (a contact key, an email, a client address): an HMAC-SHA256
+    under the deployment's salt (`pipeline/infra/salt.py`), so that a key name read from SCAN, a
+    slow log or a keyspace notification can neither hold the value nor be reversed by hashing a
+    dictionary of likely values. The tenant is in the message: one person's names differ between
+    tenants; `key-name` keeps them apart from every other use of the salt (the erasure audit)."""
+    message = f"key-name\0{tenant}\0{value}".encode()
+    return hmac.new(salt.encode(), message, hashlib.sha256).hexdigest()[:40]
+
+
+def unkeyed_contact_digest(contact_key: str) -> str:
+    """The plain sha256 an older version named the contact indexes by (`unkeyed_contact_executions`,
+    `unkeyed_contact_subscriptions`): only to read and delete those names, never to write one."""
     return hashlib.sha256(contact_key.encode()).hexdigest()[:40]
-
-
-def keyed_digest(key: bytes, value: str, length: int = 16) -> str:
-    """How a key or a member names a value that must not be readable there (a client address):
-    HMAC-SHA256 under a deployment secret, `length` hex characters. Unkeyed, a digest of an IPv4
-    address is undone by hashing all 2^32 of them."""
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:length]
 
 
 # --- executions (pipeline/stores/ledger.py, pipeline/journeys/executions.py and intake.py) ---
@@ -103,7 +107,13 @@ def activity_missing(tenant: str, activity_id: str) -> str:
 
 
 def contact_executions(tenant: str, digest: str) -> str:
-    """Set: the execution ids claimed for one contact, named by `contact_digest(contact key)`."""
+    """Set: the execution ids claimed for one contact, named by `personal_digest` of its key."""
+    return tenant_key(tenant, "kexecs", digest)
+
+
+def unkeyed_contact_executions(tenant: str, digest: str) -> str:
+    """Set: the same as an older version named it (`unkeyed_contact_digest`); read and deleted
+    (forget, the `contact-executions` mover), never written; it expires with the ledger's TTL."""
     return tenant_key(tenant, "contact-execs", digest)
 
 
@@ -185,11 +195,23 @@ def subscription(tenant: str, subscription_id: str) -> str:
 
 
 def contact_subscriptions(tenant: str, digest: str) -> str:
-    """Hash: the live calendar subscription ids of the contacts whose `contact_digest` starts the
+    """Hash: the live calendar subscription ids of the contacts whose `personal_digest` starts the
     same (65,536 buckets a tenant, each small enough for Redis's compact encoding), field
     `contact_subscriptions_field(digest)`, value the ids space-separated (render's lookup for
     executes without a subscriptionId)."""
+    return tenant_key(tenant, "ksubs", digest[:4])
+
+
+def unkeyed_contact_subscriptions(tenant: str, digest: str) -> str:
+    """Hash: the same index as an older version named it (`unkeyed_contact_digest`, same field);
+    read by render and emptied (by the `contact-subscriptions` mover and every change of an entry),
+    never added to."""
     return tenant_key(tenant, "csubs", digest[:4])
+
+
+def unkeyed_contact_subscriptions_match(tenant: str) -> str:
+    """SCAN MATCH pattern of every `unkeyed_contact_subscriptions` bucket of the tenant."""
+    return unkeyed_contact_subscriptions(tenant, "*")
 
 
 def contact_subscriptions_field(digest: str) -> str:
@@ -316,11 +338,12 @@ def auth_failures(tenant: str) -> str:
     return tenant_key(tenant, "auth-failures")
 
 
-def auth_failure_window(tenant: str | None, route: str, address: str) -> str:
-    """String with a TTL: one address's failed authentications on a route (None: unknown tenant)."""
+def auth_failure_window(tenant: str | None, route: str, address_digest: str) -> str:
+    """String with a TTL: one address's failed authentications on a route (None: unknown tenant),
+    named by `personal_digest` of the address (a client address is personal data)."""
     if tenant is None:
-        return f"{PREFIX}:_authfail:{route}:{address}"
-    return tenant_key(tenant, "authfail", route, address)
+        return f"{PREFIX}:_authfail:{route}:{address_digest}"
+    return tenant_key(tenant, "authfail", route, address_digest)
 
 
 # --- upkeep ------------------------------------------------------------------------------------
@@ -341,7 +364,8 @@ def erasures(tenant: str) -> str:
 
 
 def privacy_salt() -> str:
-    """String: the deployment's salt for subject hashes (created on first use)."""
+    """String: the deployment's salt for subject hashes and `personal_digest` (created on first
+    use, never changed: every name it keys depends on it)."""
     return f"{PREFIX}:_privacy:salt"
 
 

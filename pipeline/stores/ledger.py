@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from pipeline.infra import keys
+from pipeline.infra.salt import deployment_salt
 from pipeline.vocabulary import ARCHIVED_STATES, NEXT_STATES, TERMINAL_STATES, OutboxKind, State
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
@@ -366,11 +367,26 @@ class Ledger:
         """The execution that sent this Rokt eventId (for SubscriptionEvent* webhooks)."""
         return self.r.get(keys.event(tenant, event_id))
 
+    def contact_index(self, tenant: str, contact_key: str) -> str:
+        """The contact's index of executions, named by the keyed digest of its key."""
+        digest = keys.personal_digest(deployment_salt(self.r), tenant, contact_key)
+        return keys.contact_executions(tenant, digest)
+
     def executions_of_contact(self, tenant: str, contact_key: str) -> list[str]:
-        """The contact's executions claimed since the index exists (the ledger's TTL ago at most)."""
+        """The contact's executions claimed since the index exists (the ledger's TTL ago at most),
+        in the index as an older version named it too."""
         if not contact_key:
             return []
-        return sorted(self.r.smembers(keys.contact_executions(tenant, keys.contact_digest(contact_key))))
+        pipe = self.r.pipeline(transaction=False)
+        pipe.smembers(self.contact_index(tenant, contact_key))
+        pipe.smembers(keys.unkeyed_contact_executions(tenant, keys.unkeyed_contact_digest(contact_key)))
+        current, unkeyed = pipe.execute()
+        return sorted(set(current) | set(unkeyed))
+
+    def drop_contact_index(self, tenant: str, contact_key: str) -> None:
+        """The contact's index of executions goes whole (an erasure), under either name."""
+        unkeyed = keys.unkeyed_contact_executions(tenant, keys.unkeyed_contact_digest(contact_key))
+        self.r.delete(self.contact_index(tenant, contact_key), unkeyed)
 
     def forget(
         self, tenant: str, execution: str, contact_key: str = "", unrecorded: set[str] | None = None
@@ -384,7 +400,7 @@ class Ledger:
             keys.open_executions(tenant),
             keys.awaiting(tenant),
             keys.template_open(tenant),
-            keys.contact_executions(tenant, keys.contact_digest(contact_key)),
+            self.contact_index(tenant, contact_key),
             keys.intake(tenant),
         ]
         answer = int(self._forget(keys=names, args=[keys.tenant_prefix(tenant), execution, INTAKE_GROUP]))
@@ -439,7 +455,7 @@ class Ledger:
             keys.event(tenant, str(record.get("eventId", ""))),
             keys.template_open(tenant),
             keys.last_execute(tenant),
-            keys.contact_executions(tenant, keys.contact_digest(str(values.get("contactKey", "")))),
+            self.contact_index(tenant, str(values.get("contactKey", ""))),
             keys.intake(tenant),
         ]
         args = [self.ttl_seconds, time.time(), execution, keys.tenant_prefix(tenant), *flat]
@@ -453,7 +469,7 @@ class Ledger:
         names = [
             keys.execution(tenant, execution),
             keys.event(tenant, record.get("eventId", "")),
-            keys.contact_executions(tenant, keys.contact_digest(record.get("contactKey", ""))),
+            self.contact_index(tenant, record.get("contactKey", "")),
         ]
         states = ",".join(sorted(ARCHIVED_STATES))
         args = [record.get("updatedAt", ""), len(record), tombstone_seconds, execution, states]

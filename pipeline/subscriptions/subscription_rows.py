@@ -15,8 +15,8 @@ merged state, so outbox order is state order and the last row SFMC receives is t
 The history store is the record of every subscription (docs/history.md): Redis holds a working
 copy (`state`, `contactMatch`, a version `v`) only while an event is merged and until the
 subscription-history flush has written that version, and restores it from the store for the
-next event. The same transaction keeps the contact index (live subscription ids by the digest of
-the contact key, `live_subscriptions`), for executes that carry no `subscriptionId`: the contact
+next event. The same transaction keeps the contact index (live subscription ids by the keyed
+digest of the contact key, `live_subscriptions`), for executes that carry no `subscriptionId`: the contact
 key is the SubscriberExternalId (else the captured email, as `contact_key` decides), and a
 subscription is live until an Unsubscribe (or a removal date) is merged into its state, whatever
 order they arrived in.
@@ -35,6 +35,7 @@ from pipeline.clients.errors import CredentialsRejected, PermanentError
 from pipeline.infra import keys
 from pipeline.infra.cellsafe import neutralise
 from pipeline.infra.logsafe import mask
+from pipeline.infra.salt import deployment_salt
 from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import record_exception
 from pipeline.stores.ledger import now_iso
@@ -201,7 +202,7 @@ def contact_key(attrs: dict[str, Any]) -> tuple[str, bool]:
     return str(attrs.get("Email") or "").strip(), True
 
 
-def _indexed_as(state: dict[str, list[Any]]) -> tuple[str, bool]:
+def indexed_as(state: dict[str, list[Any]]) -> tuple[str, bool]:
     """(contact key, live) of a merged subscription state. Every event carries the
     CalendarSubscriptionId, so its rank is the highest rank merged: an Unsubscribe, even
     one that overtook its Subscribe, leaves it at the Unsubscribe's rank for good."""
@@ -229,23 +230,38 @@ return redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' '))
 """
 
 
+def index_entry(r: redis.Redis | redis.client.Pipeline, tenant: str, key: str) -> tuple[str, str]:
+    """(bucket, field) of one contact's entry in the index, named by the keyed digest of its key."""
+    digest = keys.personal_digest(deployment_salt(r), tenant, key)
+    return keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest)
+
+
+def unkeyed_index_entry(tenant: str, key: str) -> tuple[str, str]:
+    """(bucket, field) of the contact's entry as an older version named it (the plain sha256)."""
+    digest = keys.unkeyed_contact_digest(key)
+    return keys.unkeyed_contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest)
+
+
 def index_change_in(
     pipe: redis.client.Pipeline, tenant: str, key: str, subscription_id: str, live: bool
 ) -> None:
     """Queue one contact's index entry gaining (live) or losing a subscription id (inside the
-    caller's transaction, or on its own with a plain client)."""
-    digest = keys.contact_digest(key)
+    caller's transaction, or on its own with a plain client). The entry as an older version
+    named it only loses the id (until the `contact-subscriptions` mover has emptied it, render reads
+    it too, so an id that ends must leave it as well)."""
     script = pipe.register_script(_INDEX_CHANGE)
-    bucket, field = keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest)
+    bucket, field = index_entry(pipe, tenant, key)
     script(keys=[bucket], args=[field, subscription_id, int(live)], client=pipe)
+    old_bucket, old_field = unkeyed_index_entry(tenant, key)
+    script(keys=[old_bucket], args=[old_field, subscription_id, 0], client=pipe)
 
 
 def index_drop(r: redis.Redis, tenant: str, names: list[str]) -> None:
-    """These contacts' index entries go whole (an erasure), the old plain-key sets too."""
+    """These contacts' index entries go whole (an erasure), under every name they had."""
     pipe = r.pipeline(transaction=False)
     for key in names:
-        digest = keys.contact_digest(key)
-        pipe.hdel(keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest))
+        for bucket, field in (index_entry(r, tenant, key), unkeyed_index_entry(tenant, key)):
+            pipe.hdel(bucket, field)
         pipe.delete(keys.legacy_contact_subscriptions(tenant, key))
     pipe.execute()
 
@@ -256,8 +272,8 @@ def _index_in(
     """Queue the index changes from one state to the next (inside the caller's transaction).
     The index as it was once named (by the plain contact key) only loses members."""
     subscription_id = after["CalendarSubscriptionId"][0]
-    old_key, _ = _indexed_as(before) if before else ("", False)
-    new_key, live = _indexed_as(after)
+    old_key, _ = indexed_as(before) if before else ("", False)
+    new_key, live = indexed_as(after)
     for key in sorted({old_key, new_key} - {""}):
         pipe.srem(keys.legacy_contact_subscriptions(tenant, key), subscription_id)
     if old_key and old_key != new_key:
@@ -267,16 +283,18 @@ def _index_in(
 
 
 def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
-    """The contact's live calendar subscription ids, as the webhooks and the backfill left them
-    (and, until `move_subscriptions_to_store` has run, the index as it was once named)."""
+    """The contact's live calendar subscription ids, as the webhooks and the backfill left them,
+    and the index under the names older versions gave it (the unkeyed digest, until the
+    `contact-subscriptions` mover has emptied it; the plain key, until `move_subscriptions_to_store`
+    has run), in the same round trip: an upgrade never hides a subscription from render."""
     if not key:
         return []
-    digest = keys.contact_digest(key)
     pipe = r.pipeline(transaction=False)
-    pipe.hget(keys.contact_subscriptions(tenant, digest), keys.contact_subscriptions_field(digest))
+    pipe.hget(*index_entry(r, tenant, key))
+    pipe.hget(*unkeyed_index_entry(tenant, key))
     pipe.smembers(keys.legacy_contact_subscriptions(tenant, key))
-    current, legacy = pipe.execute()
-    return sorted(set((current or "").split()) | set(legacy))
+    current, unkeyed, legacy = pipe.execute()
+    return sorted(set((current or "").split()) | set((unkeyed or "").split()) | set(legacy))
 
 
 def working_copy(
@@ -319,7 +337,7 @@ def _save_in(
 def store_row(tenant: str, subscription_id: str, held: dict[str, str]) -> dict[str, Any]:
     """The history store's row of one working copy (its Redis hash, as read)."""
     state = json.loads(held["state"])
-    key, live = _indexed_as(state)
+    key, live = indexed_as(state)
     match = held.get("contactMatch", "")
     return {
         "tenant": tenant,

@@ -10,13 +10,16 @@ subscription itself (its merge gives the hash a version, and the flush writes it
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis
+
 from pipeline.infra import keys
 from pipeline.stores import subscription_records
-from pipeline.subscriptions.subscription_rows import store_row
+from pipeline.subscriptions.subscription_rows import index_entry, indexed_as, store_row
 from pipeline.tenancy.handles import Runtime
 
 # One old hash, once the store holds it: gone, unless a webhook merged into it meanwhile (it has a
@@ -85,14 +88,14 @@ def move_subscriptions_to_store(rt: Runtime, tenant: str, cursor: int = 0, batch
     retire = r.register_script(_RETIRE)
     for row in rows:
         key, subscription_id = row["contact_key"], row["subscription_id"]
-        digest = keys.contact_digest(key)
+        bucket, field = index_entry(r, tenant, key)
         names = [
             keys.subscription(tenant, subscription_id),
             keys.legacy_contact_subscriptions(tenant, key),
-            keys.contact_subscriptions(tenant, digest),
+            bucket,
         ]
         live = int(bool(row["live"] and key))
-        retired = retire(keys=names, args=[subscription_id, keys.contact_subscriptions_field(digest), live])
+        retired = retire(keys=names, args=[subscription_id, field, live])
         step.moved += int(retired)
         step.skipped += int(not retired)
     return step
@@ -105,3 +108,73 @@ def _last_write(rt: Runtime, live: bool, ttl: int) -> str:
     days = rt.settings.subscription_retention_days if live else rt.settings.ended_subscription_retention_days
     written = now - (days * 86400 - ttl) if ttl > 0 and days > 0 else now
     return datetime.fromtimestamp(written, UTC).isoformat(timespec="milliseconds")
+
+
+# One id of the index as an older version named it (the unkeyed digest) joins its contact's entry
+# under the keyed name when live, and leaves the old entry; only while the old entry still holds
+# it: a change merged since it was read (an end, another contact key, an erasure) took it out of
+# the old entry already, and put it where it belongs itself (index_change_in).
+# KEYS: the old bucket, the new bucket. ARGV: the old field, the id, the new field, 1 when live.
+_RENAME = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if not held then return 0 end
+local kept, found = {}, false
+for id in string.gmatch(held, '%S+') do
+  if id == ARGV[2] then found = true else kept[#kept + 1] = id end
+end
+if not found then return 0 end
+if #kept == 0 then redis.call('HDEL', KEYS[1], ARGV[1])
+else redis.call('HSET', KEYS[1], ARGV[1], table.concat(kept, ' ')) end
+if ARGV[4] == '1' then
+  local ids = {}
+  for id in string.gmatch(redis.call('HGET', KEYS[2], ARGV[3]) or '', '%S+') do
+    if id ~= ARGV[2] then ids[#ids + 1] = id end
+  end
+  ids[#ids + 1] = ARGV[2]
+  table.sort(ids)
+  redis.call('HSET', KEYS[2], ARGV[3], table.concat(ids, ' '))
+end
+return 1
+"""
+
+STORE_READ = 500  # subscriptions read from the store per query
+
+
+def rename_index_batch(rt: Runtime, tenant: str, buckets: list[str], pipe: redis.client.Pipeline) -> None:
+    """Queue in `pipe` the move of every id these old buckets hold to its contact's entry under
+    the keyed name (one command per id, answering 1 when it moved). The contact key cannot be
+    read back from a digest, so it comes from the subscription itself: its working copy in
+    Redis, else the history store's row; an id with neither (nothing left to send to) only leaves.
+    The store away raises: nothing is queued, and the walk takes the batch again."""
+    r = rt.redis
+    read = r.pipeline(transaction=False)
+    for bucket in buckets:
+        read.hgetall(bucket)
+    entries = [
+        (bucket, field, subscription_id)
+        for bucket, held in zip(buckets, read.execute(), strict=True)
+        for field, ids in held.items()
+        for subscription_id in ids.split()
+    ]
+    ids = sorted({subscription_id for _bucket, _field, subscription_id in entries})
+    read = r.pipeline(transaction=False)
+    for subscription_id in ids:
+        read.hget(keys.subscription(tenant, subscription_id), "state")
+    indexed: dict[str, tuple[str, bool]] = {}
+    for subscription_id, state in zip(ids, read.execute(), strict=True):
+        if state:
+            indexed[subscription_id] = indexed_as(json.loads(state))
+    missing = [subscription_id for subscription_id in ids if subscription_id not in indexed]
+    for start in range(0, len(missing), STORE_READ):
+        stored = subscription_records.load(rt.history, tenant, missing[start : start + STORE_READ])
+        for subscription_id, row in stored.items():
+            indexed[subscription_id] = (row["contact_key"], bool(row["live"]))
+    rename = r.register_script(_RENAME)
+    for bucket, field, subscription_id in entries:
+        key, live = indexed.get(subscription_id, ("", False))
+        new_bucket, new_field = index_entry(r, tenant, key) if key else (bucket, field)
+        rename(
+            keys=[bucket, new_bucket],
+            args=[field, subscription_id, new_field, int(live and bool(key))],
+            client=pipe,
+        )

@@ -25,7 +25,6 @@ import hashlib
 import hmac
 import json
 import logging
-import secrets
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -37,6 +36,7 @@ import redis
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.infra import keys
+from pipeline.infra.salt import deployment_salt
 from pipeline.stores import deadletters, subscription_records
 from pipeline.stores.ledger import now_iso
 from pipeline.subscriptions import subscription_rows, webhooks
@@ -68,7 +68,7 @@ RETENTION: tuple[Retention, ...] = (
     ),
     Retention(
         "Contact index of executions",
-        keys.contact_executions("<t>", "<sha256 of the contact key>"),
+        keys.contact_executions("<t>", "<keyed digest of the contact key>"),
         "execution ids",
         "EXECUTION_TTL_DAYS",
         "30 days from the last execute",
@@ -89,7 +89,7 @@ RETENTION: tuple[Retention, ...] = (
     ),
     Retention(
         "Contact index of subscriptions",
-        keys.contact_subscriptions("<t>", "") + "<4 hex of sha256(contact key)> (hash; field: the next 16)",
+        keys.contact_subscriptions("<t>", "") + "<4 hex of the keyed digest> (hash; field: the next 16)",
         "live calendar subscription ids",
         "SUBSCRIPTION_RETENTION_DAYS",
         "while one is live",
@@ -217,8 +217,7 @@ def _trim_stored_replayed(rt: Runtime, tenant: str, cutoff: float, batch: int) -
 def subject_hash(r: redis.Redis, tenant: str, contact_key: str) -> str:
     """HMAC-SHA256 of the contact key under a per-deployment salt: the same person erased twice
     has the same hash, which can be checked for a given key, but not read back."""
-    r.set(keys.privacy_salt(), secrets.token_hex(32), nx=True)  # per deployment, on first use
-    salt = r.get(keys.privacy_salt()) or ""
+    salt = deployment_salt(r)  # per deployment, created on first use
     return hmac.new(salt.encode(), f"{tenant}\0{contact_key}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -301,7 +300,7 @@ def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: s
     ledger.drop_intake_entries(tenant, unrecorded)
     rt.history.forget_executions(tenant, sorted(found))
     for key in {contact_key, person.email} - {""}:
-        r.delete(keys.contact_executions(tenant, keys.contact_digest(key)))
+        ledger.drop_contact_index(tenant, key)
         rt.history.forget_contact(tenant, key)
     return removed
 

@@ -1,13 +1,19 @@
-"""Upgrade in place: records an older version left whole in Redis move into the history store.
+"""Upgrade in place: what an older version left in Redis moves where this one keeps it.
+
+Records it kept whole move into the history store; contact indexes it named by the unkeyed digest
+of a contact key move under the keyed name.
 
 Before the history store, a finished execution stayed whole in Redis for `EXECUTION_TTL_DAYS`;
 after the upgrade only executions whose terminal move happens later reach the store (the
 ledger's transition script appends them to the history outbox). Each mover here walks one kind
 of record the tenant holds in Redis (a SCAN of its keys' pattern, in bounded batches) and hands
 every finished one to the path new records take, so flush_history writes and archives it like
-any other. The walk's cursor is saved in the same MULTI/EXEC as the batch's appends: a walk cut
-off anywhere resumes after the last batch it finished, never reading one twice; once the SCAN
-is back at cursor 0 the mover is marked `done` in Redis (`keys.store_moves`) and costs nothing more.
+any other. The `contact-*` movers rename the contact indexes (keys.personal_digest: a name an
+older version made of the plain sha256 can be reversed with a dictionary of likely contact
+keys); forget and render read the old names too, so nothing is missed before they are done.
+The walk's cursor is saved in the same MULTI/EXEC as the batch's appends: a walk cut off
+anywhere resumes after the last batch it finished, never reading one twice; once the SCAN is
+back at cursor 0 the mover is marked `done` in Redis (`keys.store_moves`) and costs nothing more.
 
 Beat runs a bounded step per tenant at each reconciliation until every mover is done;
 `rokt-sfmc upkeep move-to-store --tenant T` runs them to the end by hand (docs/history.md).
@@ -155,10 +161,71 @@ def move_old_subscriptions_to_store(
     return _steps(rt, tenant, name, step, budget_seconds)
 
 
-# One mover per kind of record an older version kept whole in Redis, in the order they run.
+# An old contact index of executions (named by the unkeyed digest) is merged into the index under
+# the keyed name and goes; an old one none of whose executions holds its contact key any more
+# (all archived or gone: the store finds those by the contact key) just goes.
+# KEYS: the old set, the new set (the old one itself when unknown). ARGV: none.
+_RENAME_EXECUTIONS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if KEYS[2] ~= KEYS[1] then
+  local ttl = math.max(redis.call('TTL', KEYS[1]), redis.call('TTL', KEYS[2]))
+  redis.call('SUNIONSTORE', KEYS[2], KEYS[2], KEYS[1])  -- a new set: the longer TTL of the two
+  if ttl > 0 then redis.call('EXPIRE', KEYS[2], ttl) end
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+def rename_contact_executions(
+    rt: Runtime, tenant: str, *, budget_seconds: float = STEP_SECONDS
+) -> MoveReport:
+    """Every contact index of executions an older version named by the unkeyed digest of the
+    contact key moves under the keyed name. The digest cannot be read back, so the contact key
+    comes from one of the index's executions (the one whose key has that digest)."""
+    prefix, rename = keys.unkeyed_contact_executions(tenant, ""), rt.redis.register_script(_RENAME_EXECUTIONS)
+
+    def move_batch(found: list[str], pipe: redis.client.Pipeline) -> None:
+        read = rt.redis.pipeline(transaction=False)
+        for name in found:
+            read.smembers(name)
+        members = [sorted(executions) for executions in read.execute()]
+        read = rt.redis.pipeline(transaction=False)
+        for executions in members:
+            for execution in executions:
+                read.hget(keys.execution(tenant, execution), "contactKey")
+        contact_keys = iter(read.execute())
+        for name, executions in zip(found, members, strict=True):
+            held = [next(contact_keys) for _ in executions]
+            digest = name[len(prefix) :]
+            owner = next((key for key in held if key and keys.unkeyed_contact_digest(key) == digest), None)
+            rename(keys=[name, rt.ledger.contact_index(tenant, owner) if owner else name], client=pipe)
+
+    pattern = keys.unkeyed_contact_executions(tenant, "*")
+    return walk(rt, tenant, "contact-executions", pattern, move_batch, budget_seconds)
+
+
+def rename_contact_subscriptions(
+    rt: Runtime, tenant: str, *, budget_seconds: float = STEP_SECONDS
+) -> MoveReport:
+    """Every entry of the render index of subscriptions an older version named by the unkeyed
+    digest of the contact key moves under the keyed name (subscriptions/upgrade.py)."""
+    from pipeline.subscriptions.upgrade import rename_index_batch  # the SQL store: not for --help
+
+    def move_batch(found: list[str], pipe: redis.client.Pipeline) -> None:
+        rename_index_batch(rt, tenant, found, pipe)
+
+    pattern = keys.unkeyed_contact_subscriptions_match(tenant)
+    return walk(rt, tenant, "contact-subscriptions", pattern, move_batch, budget_seconds)
+
+
+# One mover per kind of record an older version kept whole in Redis, or named by personal data's
+# unkeyed digest, in the order they run.
 MOVERS: dict[str, Mover] = {
     "executions": move_executions_to_store,
     "subscriptions": move_old_subscriptions_to_store,
+    "contact-executions": rename_contact_executions,
+    "contact-subscriptions": rename_contact_subscriptions,
 }
 
 

@@ -1,14 +1,14 @@
 """Failed authentications of execute and webhooks: counted, and limited per tenant and address.
 
 After `AUTH_FAILURE_LIMIT` failures within `AUTH_FAILURE_WINDOW_SECONDS` from one client address
-for one tenant and route (`rsf:<tenant>:authfail:<route>:<address>`), that address gets 429 with
-Retry-After for the rest of the window (before any verification is tried). Failures against a
-tenant that does not exist count in one bucket per route and address
-(`rsf:_authfail:<route>:<address>`), so guessing tenant names is limited too and creates no
-per-name key. Failures of existing tenants are also counted for the metrics in the hash
-`rsf:<tenant>:auth-failures` (field: the route, `execute` or `webhook`; `<route>:limited` for
-the 429s). Redis trouble never turns an authentication into a 5xx: the limiter then lets the
-request through (logged).
+for one tenant and route (`rsf:<tenant>:authfail:<route>:<keyed digest of the address>`: an
+address is personal data, `keys.personal_digest`), that address gets 429 with Retry-After for the
+rest of the window (before any verification is tried). Failures against a tenant that does not
+exist count in one bucket per route and address (`rsf:_authfail:<route>:<digest>`), so guessing
+tenant names is limited too and creates no per-name key. Failures of existing tenants are also
+counted for the metrics in the hash `rsf:<tenant>:auth-failures` (field: the route, `execute` or
+`webhook`; `<route>:limited` for the 429s). Redis trouble never turns an authentication into a
+5xx: the limiter then lets the request through (logged).
 
 An address found under its limit is not looked up again for `CLEAR_FOR_SECONDS` by the same app
 (one Redis round trip fewer on every execute); a failure it counts forgets that at once, so one
@@ -28,6 +28,7 @@ import redis
 from flask import current_app, request
 
 from pipeline.infra import keys
+from pipeline.infra.salt import deployment_salt
 from pipeline.web.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,13 @@ def client_address() -> str:
     return address if ADDRESS.match(address) else "unknown"
 
 
+def _window_key(tenant: str | None, route: str) -> str:
+    """This address's failure count on the route, named by the keyed digest of the address (the
+    salt is the process's copy: no round trip, except once a minute)."""
+    digest = keys.personal_digest(deployment_salt(_redis()), tenant or "", client_address())
+    return keys.auth_failure_window(tenant, route, digest)
+
+
 def _limits() -> tuple[int, int]:
     settings = current_app.extensions["rsf.runtime"].settings
     return int(settings.auth_failure_limit), int(settings.auth_failure_window_seconds)
@@ -82,12 +90,12 @@ def refuse_if_limited(tenant: str | None, route: str) -> None:
     limit, window = _limits()
     if limit <= 0:
         return
-    key = keys.auth_failure_window(tenant, route, client_address())
     clear = _clear()
     now = time.monotonic()
-    if clear.get(key, 0.0) > now:
-        return
     try:
+        key = _window_key(tenant, route)
+        if clear.get(key, 0.0) > now:
+            return
         count = _redis().get(key)
         if count is None or int(count) < limit:
             if len(clear) >= _CLEAR_MAX:
@@ -101,8 +109,11 @@ def refuse_if_limited(tenant: str | None, route: str) -> None:
         log.warning("auth failure limiter unavailable; %s request let through", route, exc_info=True)
         return
     retry_after = ttl if isinstance(ttl, int) and ttl > 0 else window
-    log.warning(
-        "%s: too many failed authentications from %s; 429 for %ss", route, client_address(), retry_after
+    log.warning(  # the address is personal data: named by its digest's start, as its key is
+        "%s: too many failed authentications from address %s...; 429 for %ss",
+        route,
+        key.rsplit(":", 1)[-1][:8],
+        retry_after,
     )
     raise ApiError(
         429,
@@ -116,23 +127,14 @@ def record_failure(tenant: str | None, route: str, reason: str) -> ApiError:
     """Count one failed authentication (logged with its reason, never returned) and give the
     answer to raise."""
     log.info("%s authentication failed: %s", route, reason)
-    # the next request of this address looks again
-    _clear().pop(keys.auth_failure_window(tenant, route, client_address()), None)
     _limit, window = _limits()
     try:
+        key = _window_key(tenant, route)
+        _clear().pop(key, None)  # the next request of this address looks again
         if tenant is None:
-            _redis().eval(
-                _COUNT_UNKNOWN, 1, keys.auth_failure_window(None, route, client_address()), max(window, 1)
-            )
+            _redis().eval(_COUNT_UNKNOWN, 1, key, max(window, 1))
         else:
-            _redis().eval(
-                _COUNT,
-                2,
-                keys.auth_failure_window(tenant, route, client_address()),
-                keys.auth_failures(tenant),
-                max(window, 1),
-                route,
-            )
+            _redis().eval(_COUNT, 2, key, keys.auth_failures(tenant), max(window, 1), route)
     except redis.RedisError:
         log.warning("auth failure limiter unavailable; %s failure not counted", route, exc_info=True)
     return unauthorized()

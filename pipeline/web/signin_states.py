@@ -37,10 +37,10 @@ import redis
 
 from pipeline.infra import keys
 from pipeline.infra.crypto import derive_key
+from pipeline.infra.salt import deployment_salt
 
 STATE_TTL_SECONDS = 600
 _STATE_KEY_INFO = b"signin-state/v1"
-_ADDRESS_KEY_INFO = b"client-address/v1"
 ID_BYTES = 16  # 128 bits: the MAC, not the id, is what makes a state unguessable
 _TAG_CHARS = 22  # 128 bits of an HMAC, base64url
 _STATE = re.compile(r"[A-Za-z0-9_-]{22}\.[0-9]{1,12}\.[0-9a-f]{16}\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}")
@@ -128,15 +128,15 @@ class SigninStates:
             raise ValueError("SECRET_KEY is required to sign sign-in states")
         self._r = r
         self._state_keys = [derive_key(key, _STATE_KEY_INFO) for key in secret_keys]
-        self._address_key = derive_key(secret_keys[0], _ADDRESS_KEY_INFO)
         self._max_total, self._per_address = max_total, per_address
         self._ttl, self._clock = ttl_seconds, clock
         self._issue = r.register_script(_ISSUE)
         self._consume = r.register_script(_CONSUME)
 
     def address_digest(self, address: str) -> str:
-        """How the states name a client address (16 hex of a keyed HMAC)."""
-        return keys.keyed_digest(self._address_key, address)
+        """How the states name a client address: 16 hex of its keyed digest (`keys.personal_digest`,
+        the one way a key or member names personal data)."""
+        return keys.personal_digest(deployment_salt(self._r), "", address)[:16]
 
     @staticmethod
     def _member(address_digest: str, state_id: str) -> str:

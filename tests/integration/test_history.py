@@ -144,7 +144,8 @@ def _write_as_the_older_version(stack: Stack, payloads: list[dict], status: str)
         r.hset(keys.execution(TENANT, execution), mapping=fields)
         r.expire(keys.execution(TENANT, execution), ttl)
         r.set(keys.event(TENANT, record["eventId"]), execution, ex=ttl)
-        r.sadd(keys.contact_executions(TENANT, keys.contact_digest(record["contactKey"])), execution)
+        old_index = keys.unkeyed_contact_executions(TENANT, keys.unkeyed_contact_digest(record["contactKey"]))
+        r.sadd(old_index, execution)
         ids.append(execution)
     return ids
 
@@ -163,6 +164,8 @@ def test_an_upgrade_in_place_moves_what_the_older_version_finished_into_the_stor
     assert done.returncode == 0, done.stderr[-2000:]
     moved = json.loads(done.stdout)["executions"]
     assert moved["done"] and moved["moved"] >= len(ids), moved
+    # their contact indexes, named by the plain sha256 of the contact key, went (under the keyed name)
+    assert not stack.redis.keys(keys.unkeyed_contact_executions(TENANT, "*"))
     want = {e: "confirmed" for e in ids[:20]} | {e: "no_subscription" for e in ids[20:]}
 
     def moved_into_the_store() -> bool:

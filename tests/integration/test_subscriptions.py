@@ -15,6 +15,7 @@ from pipeline.infra.redis_clients import redis_client
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from pipeline.stores import subscription_records
+from pipeline.subscriptions.subscription_rows import index_entry
 from pipeline.web.webhook_auth import signature_header
 from tests.integration.helpers import expected_outcomes, subscription_de
 
@@ -81,9 +82,13 @@ def test_500_subscriptions_with_duplicates_and_reordered_unsubscribes(stack: Sta
     stored = subscription_records.load(stack.runtime.history, "subs", ids)
     assert {sub_id for sub_id, row in stored.items() if not row["live"]} == unsubscribed
     assert r.keys("rsf:subs:contact-subs:*") == []
-    assert sum(len(ids.split()) for name in r.keys("rsf:subs:csubs:*") for ids in r.hvals(name)) == 400
+    assert sum(len(ids.split()) for name in r.keys("rsf:subs:ksubs:*") for ids in r.hvals(name)) == 400
+    assert r.keys("rsf:subs:csubs:*") == []  # the unkeyed digest's names: never written
     named = " ".join(r.keys("rsf:subs:*"))
     assert not any((p.get("subscriberId") or p["emailAddress"]) in named for p in people)
+    # each live one's entry is where the keyed digest of its contact key names it
+    live_keys = {stored[sub_id]["contact_key"] for sub_id in ids if sub_id not in unsubscribed}
+    assert all(r.hget(*index_entry(r, "subs", key)) for key in live_keys)
 
     sfmc = stack.sfmc_state()
     assert sfmc["contacts_created"] == 500 - len(existing)

@@ -13,15 +13,19 @@ from pipeline.infra import keys
 
 ROOT = Path(__file__).resolve().parents[3]
 T = "brand-a"
-CONTACT_DIGEST = "03364fe259458d9c00e7e68f60bbac4a07e33a6a"  # sha256("EXT-1")[:40]
+SALT = "s" * 64
+# HMAC-SHA256(SALT, "key-name\0brand-a\0EXT-1")[:40]: the name of contact key EXT-1 under SALT
+CONTACT_DIGEST = "ab74805d267af0c368b7f02eb89bfed92574e5bd"
+ADDRESS_DIGEST = "22154bc3c886f409acad29ad2be9e6c6068afdde"  # the same of 10.0.0.1
+UNKEYED_DIGEST = "03364fe259458d9c00e7e68f60bbac4a07e33a6a"  # sha256("EXT-1")[:40], an older version's
 
 # function, sample arguments, the exact key
 KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("tenant_key", (T, "a", "b"), "rsf:brand-a:a:b"),
     ("tenant_prefix", (T,), "rsf:brand-a:"),
-    ("contact_digest", ("EXT-1",), CONTACT_DIGEST),
-    # HMAC-SHA256(b"k" * 32, "10.0.0.1"), first 16 hex
-    ("keyed_digest", (b"k" * 32, "10.0.0.1"), "cf8a06e7097b5417"),
+    ("personal_digest", (SALT, T, "EXT-1"), CONTACT_DIGEST),
+    ("personal_digest", (SALT, T, "10.0.0.1"), ADDRESS_DIGEST),
+    ("unkeyed_contact_digest", ("EXT-1",), UNKEYED_DIGEST),
     ("execution", (T, "x-1"), "rsf:brand-a:exec:x-1"),
     ("executions_match", (T,), "rsf:brand-a:exec:*"),
     ("event", (T, "rsf-ev"), "rsf:brand-a:event:rsf-ev"),
@@ -33,7 +37,8 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("activity_counts", (T, "act-1"), "rsf:brand-a:activity:act-1:counts"),
     ("activity_failures", (T, "act-1"), "rsf:brand-a:activity:act-1:failures"),
     ("activity_missing", (T, "act-1"), "rsf:brand-a:activity:act-1:missing"),
-    ("contact_executions", (T, CONTACT_DIGEST), f"rsf:brand-a:contact-execs:{CONTACT_DIGEST}"),
+    ("contact_executions", (T, CONTACT_DIGEST), f"rsf:brand-a:kexecs:{CONTACT_DIGEST}"),
+    ("unkeyed_contact_executions", (T, UNKEYED_DIGEST), f"rsf:brand-a:contact-execs:{UNKEYED_DIGEST}"),
     ("intake", (T,), "rsf:brand-a:intake"),
     ("last_execute", (T,), "rsf:brand-a:last:execute"),
     ("release_due", (T,), "rsf:brand-a:release-due"),
@@ -48,8 +53,10 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("last_webhook", (T,), "rsf:brand-a:last:webhook"),
     ("webhook_applied", (T, "hook-1"), "rsf:brand-a:webhook-applied:hook-1"),
     ("subscription", (T, "sub-1"), "rsf:brand-a:sub:sub-1"),
-    ("contact_subscriptions", (T, CONTACT_DIGEST), "rsf:brand-a:csubs:0336"),
+    ("contact_subscriptions", (T, CONTACT_DIGEST), "rsf:brand-a:ksubs:ab74"),
     ("contact_subscriptions_field", (CONTACT_DIGEST,), CONTACT_DIGEST[4:20]),
+    ("unkeyed_contact_subscriptions", (T, UNKEYED_DIGEST), "rsf:brand-a:csubs:0336"),
+    ("unkeyed_contact_subscriptions_match", (T,), "rsf:brand-a:csubs:*"),
     ("legacy_contact_subscriptions", (T, "EXT-1"), "rsf:brand-a:contact-subs:EXT-1"),
     ("backfill_checkpoint", (T, "abc"), "rsf:brand-a:backfill:abc"),
     ("dead_letters", (T,), "rsf:brand-a:dlq"),
@@ -72,8 +79,8 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("calls", (T,), "rsf:brand-a:calls"),
     ("durability_waits", (T,), "rsf:brand-a:durability:waits"),
     ("auth_failures", (T,), "rsf:brand-a:auth-failures"),
-    ("auth_failure_window", (T, "execute", "10.0.0.1"), "rsf:brand-a:authfail:execute:10.0.0.1"),
-    ("auth_failure_window", (None, "webhook", "10.0.0.1"), "rsf:_authfail:webhook:10.0.0.1"),
+    ("auth_failure_window", (T, "execute", ADDRESS_DIGEST), f"rsf:brand-a:authfail:execute:{ADDRESS_DIGEST}"),
+    ("auth_failure_window", (None, "webhook", ADDRESS_DIGEST), f"rsf:_authfail:webhook:{ADDRESS_DIGEST}"),
     ("erasures", (T,), "rsf:brand-a:erasures"),
     ("privacy_salt", (), "rsf:_privacy:salt"),
     ("registry_tenants", (), "rsf:_registry:tenants"),
@@ -152,3 +159,65 @@ def test_no_key_is_spelled_outside_the_keys_module():
 def test_the_check_sees_a_spelled_key_plain_or_formatted():
     sample = 'y = f"rsf:{t}:dlq"\nz = "rsf:_ops:x"\n'
     assert sorted(value for _, value in _spelled_keys(sample)) == ["rsf:", "rsf:_ops:x"]
+
+
+# Functions whose argument is personal data (a contact key, an email, a client address), and the
+# one that names it: the written names must come from `personal_digest`, never hold the value.
+PERSONAL = ["EXT-1", "jane.doe@example.com", "10.0.0.1", "2001:db8::1"]
+
+
+def test_the_digest_depends_on_the_deployments_salt_and_the_tenant():
+    """Two deployments (two salts) name one person differently, and so do two tenants: a name seen
+    in one Redis says nothing about another; one salt names a person alike every time."""
+    other = "t" * 64
+    for value in PERSONAL:
+        ours = keys.personal_digest(SALT, T, value)
+        assert ours == keys.personal_digest(SALT, T, value)
+        assert ours != keys.personal_digest(other, T, value)
+        assert ours != keys.personal_digest(SALT, "brand-b", value)
+        assert ours != keys.unkeyed_contact_digest(value)  # no dictionary of sha256s finds it
+    assert len({keys.personal_digest(SALT, T, value) for value in PERSONAL}) == len(PERSONAL)
+
+
+def _names_of(value: str) -> list[str]:
+    """Every name a key function writes for this person's data (as the product builds them)."""
+    digest = keys.personal_digest(SALT, T, value)
+    return [
+        digest,
+        keys.contact_executions(T, digest),
+        keys.contact_subscriptions(T, digest),
+        keys.contact_subscriptions_field(digest),
+        keys.auth_failure_window(T, "execute", digest),
+        keys.auth_failure_window(None, "webhook", digest),
+    ]
+
+
+@pytest.mark.parametrize("value", PERSONAL)
+def test_no_written_name_holds_the_value_it_names(value):
+    lowered = value.lower()
+    for name in _names_of(value):
+        assert lowered not in name.lower(), name
+        for part in (p for p in lowered.replace("@", ".").replace(":", ".").split(".") if len(p) > 2):
+            assert part not in name.lower(), (part, name)
+
+
+def test_personal_data_reaches_key_names_only_through_the_digest():
+    """The product passes no contact key, email or address to a writing key function: each call
+    of these functions in pipeline/ and tasks/ gives them a digest or a pattern, found by name."""
+    written = {
+        "contact_executions",
+        "contact_subscriptions",
+        "contact_subscriptions_field",
+        "auth_failure_window",
+    }
+    found = []
+    for path in _product_sources():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in written:
+                continue
+            text = ast.unparse(node.args[-1]).lower()
+            if not any(word in text for word in ("digest", '"*"', "'*'", '""', "''", "<")):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert not found, "key functions given something other than a digest:\n" + "\n".join(found)

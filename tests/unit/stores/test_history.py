@@ -72,7 +72,7 @@ def test_a_finished_execution_leaves_redis_for_the_store_and_its_tombstone_keeps
     assert r.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
     assert 0 < r.ttl(keys.execution(T, "e1")) <= runtime.settings.execution_tombstone_seconds
     assert not r.exists(keys.event(T, event_id_for("e1")))
-    assert not r.smembers(keys.contact_executions(T, keys.contact_digest("C1")))
+    assert not r.smembers(runtime.ledger.contact_index(T, "C1"))
     assert runtime.outbox(T, OutboxKind.HISTORY).backlog() == 0
     # Journey Builder retrying the same execution within its window: still a duplicate
     claim_execution(runtime, "e1", templateId="t1")

@@ -3,6 +3,7 @@
 import pytest
 
 from pipeline.infra import keys
+from pipeline.infra.salt import deployment_salt
 from pipeline.stores.ledger import IllegalTransition, Ledger, event_id_for, execution_id
 from pipeline.vocabulary import NEXT_STATES, State, states_leading_to
 from tests.unit.conftest import claim_execution
@@ -210,7 +211,8 @@ def test_a_claim_indexes_the_execution_under_a_digest_of_its_contact_key(fake_re
     ledger.claim("t", "e4", {})  # no contact key: not indexed
     assert ledger.executions_of_contact("t", "C1") == ["e1", "e2"]
     assert ledger.executions_of_contact("t", "") == []
-    key = keys.contact_executions("t", keys.contact_digest("C1"))
+    key = ledger.contact_index("t", "C1")
+    assert key == keys.contact_executions("t", keys.personal_digest(deployment_salt(fake_redis), "t", "C1"))
     assert "C1" not in key and fake_redis.ttl(key) > 0
     assert ledger.claim("t", "e1", {"contactKey": "C9"}) is False  # a repeated claim indexes nothing
     assert ledger.executions_of_contact("t", "C9") == []

@@ -11,6 +11,8 @@ import pytest
 import redis
 from celery import Celery
 
+from pipeline.infra import keys
+from pipeline.infra.salt import deployment_salt
 from pipeline.journeys.templates import create_template
 from pipeline.settings import load_settings
 from pipeline.stores.ledger import event_id_for, execution_id
@@ -476,7 +478,8 @@ def test_an_address_under_the_limit_is_looked_up_once_a_second(settings, fake_re
     runtime = Runtime(load_settings({**ENV, "AUTH_FAILURE_LIMIT": "3"}), fake_redis)
     client = create_app(runtime).test_client()
     assert post(client, signed()).status_code == 200  # looked up: under the limit, remembered
-    fake_redis.set("rsf:default:authfail:execute:127.0.0.1", 3, ex=60)  # failures another process counted
+    digest = keys.personal_digest(deployment_salt(fake_redis), "default", "127.0.0.1")
+    fake_redis.set(keys.auth_failure_window("default", "execute", digest), 3, ex=60)  # another process's
     assert post(client, signed(definitionInstanceId="def-2")).status_code == 200  # not looked up again
     later = time.monotonic() + auth_failures.CLEAR_FOR_SECONDS + 0.1
     monkeypatch.setattr(auth_failures.time, "monotonic", lambda: later)

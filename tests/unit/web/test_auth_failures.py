@@ -1,6 +1,8 @@
 """Failed authentications of execute and webhooks (pipeline/web/auth_failures.py): answered alike
 whatever failed, limited per tenant and address with 429 and Retry-After, counted per route."""
 
+from pipeline.infra import keys
+from pipeline.infra.salt import deployment_salt
 from tests.unit.conftest import JWT_SECRET
 from tests.unit.samples import SUBSCRIBE
 from tests.unit.web.signed import STRONG, execute, make, signed_webhook
@@ -42,14 +44,16 @@ def test_failed_authentications_become_429_with_retry_after_and_are_counted(fake
         "webhook": "3",
         "webhook:limited": "1",
     }
-    assert 0 < fake_redis.ttl("rsf:default:authfail:execute:127.0.0.1") <= 60
+    digest = keys.personal_digest(deployment_salt(fake_redis), "default", "127.0.0.1")
+    assert 0 < fake_redis.ttl(keys.auth_failure_window("default", "execute", digest)) <= 60
+    assert not [key for key in fake_redis.keys("*") if "127.0.0.1" in key or "10.0.0.9" in key]
 
 
 def test_guessing_tenant_names_is_limited_without_a_key_per_name(fake_redis):
     _, client, _, _ = make(fake_redis, AUTH_FAILURE_LIMIT="2")
     answers = [execute(client, tenant=f"guess-{i}").status_code for i in range(4)]
     assert answers == [401, 401, 429, 429]
-    assert not [key for key in fake_redis.keys("*") if "guess" in key]
+    assert not [key for key in fake_redis.keys("*") if "guess" in key or "127.0.0.1" in key]
 
 
 def test_a_limit_of_zero_turns_the_limiter_off(fake_redis):

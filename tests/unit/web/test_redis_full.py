@@ -9,6 +9,7 @@ import redis
 from kombu.exceptions import OperationalError
 from redis.commands.core import Script
 
+from pipeline.infra.salt import deployment_salt
 from pipeline.settings import load_settings
 from pipeline.tenancy.handles import Runtime
 from pipeline.web import create_app
@@ -86,6 +87,7 @@ def _assert_redis_full_503(response) -> None:
 def test_execute_answers_503_redis_full_and_claims_nothing_then_the_retry_is_accepted(fake_redis, caplog):
     calls = []
     full = create_app(_runtime(FullRedis(fake_redis)), enqueue_webhook=lambda *a: calls.append(a))
+    deployment_salt(fake_redis)  # made by the deployment's first request, long before Redis filled
     before = set(fake_redis.keys())
     _assert_redis_full_503(_execute(full.test_client()))
     assert set(fake_redis.keys()) == before  # nothing claimed, nothing on the intake
