@@ -18,7 +18,10 @@ def store():
 
 def test_digests_pass_and_plain_identities_are_named():
     seen = {"cust-00042", "ab"}
-    clean = [keys.contact_executions("t", keys.contact_digest("cust-00042")), keys.execution("t", "e-1")]
+    clean = [
+        keys.contact_executions("t", keys.personal_digest("salt", "t", "cust-00042")),
+        keys.execution("t", "e-1"),
+    ]
     assert key_name_leaks(clean, seen) == []
     planted = [
         keys.tenant_key("t", "contact-subs", "cust-00042"),  # a whole contact key

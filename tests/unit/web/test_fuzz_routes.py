@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from itsdangerous.timed import TimestampSigner
 
 from pipeline.infra import keys
+from pipeline.infra.salt import deployment_salt
 from pipeline.journeys import templates
 from pipeline.settings import load_settings
 from pipeline.tenancy import apikeys
@@ -379,6 +380,7 @@ def world(fake_redis):
     app = create_app(runtime, enqueue_webhook=webhooks)
     app.extensions["rsf.install_data_extensions"] = installs
     r = fake_redis
+    deployment_salt(r)  # made by the first request of any deployment: not an unauthenticated write
     a = runtime.registry.sign_in(eid="1", mid="11", tssd="acme", refresh_token="refresh-a")
     b = runtime.registry.sign_in(eid="2", mid="22", tssd="brand-b", refresh_token="refresh-b")
     stored = templates.create_template(r, "default", TEMPLATE)
