@@ -13,7 +13,7 @@ from pipeline.infra import dispatch, keys
 from pipeline.sandbox import jbsim
 from pipeline.sandbox.stack import Stack
 from pipeline.settings import load_settings
-from pipeline.stores.ledger import event_id_for
+from pipeline.stores.ledger import event_id_for, execution_id
 from pipeline.tenancy.handles import Runtime
 from pipeline.upkeep.reconcile import Thresholds, reconcile
 from pipeline.upkeep.replay import list_dead_letters, list_replayed, replay_one
@@ -84,7 +84,7 @@ def test_reconcile_redrives_lost_executions_and_confirms_through_rokt(stack: Sta
     # an execution whose task was lost (claimed, its intake entry gone, as a broker losing the
     # message would leave it): only the reconciler sees it
     lost = payloads[20]
-    execution = "lost-" + lost["keyValue"]
+    execution = execution_id(lost["activityId"], lost["definitionInstanceId"])  # as execute names it
     args = args_of(lost)
     monkeypatch.setattr(keys, "intake", lambda t: keys.tenant_prefix(t) + "intake-unread")
     runtime.ledger.claim(
