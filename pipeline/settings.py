@@ -595,6 +595,15 @@ class Settings:
         "sign-ins started and not yet finished from one client address before `/app/login` answers 429",
         parse=_positive_int,
     )
+    # proxies in front of the web tier: the client's address is what the nearest of them saw
+    trusted_proxy_hops: int = setting(
+        0,
+        (
+            "proxies in front of the web tier that append the caller's address to X-Forwarded-For "
+            "(a TLS terminator: 1); 0: the socket's address is the client's and the header is ignored"
+        ),
+        parse=int,
+    )
     tenant_refresh_seconds: float = setting(
         2.0,
         "seconds before a process sees a tenant added or changed in App Settings",

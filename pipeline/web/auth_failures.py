@@ -14,14 +14,15 @@ An address found under its limit is not looked up again for `CLEAR_FOR_SECONDS` 
 (one Redis round trip fewer on every execute); a failure it counts forgets that at once, so one
 process enforces the limit exactly and the others (gunicorn's workers) within that second.
 
-Behind a proxy the client address is the proxy's (we use the socket's address, never a header a
-client can forge): the limit then applies to all callers of a tenant together.
+Behind a proxy the client address is the proxy's unless TRUSTED_PROXY_HOPS says how many proxies
+append to X-Forwarded-For (`client_address`); without it the limit applies to all callers of a
+tenant together.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-import re
 import time
 
 import redis
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 CLEAR_FOR_SECONDS = 1.0
 _CLEAR_MAX = 10_000  # addresses remembered per app; beyond, the memory starts afresh
-ADDRESS = re.compile(r"^[0-9A-Fa-f:.]{1,45}$")
 # INCR, and the window starts at the first failure (EXPIRE only then): one round trip, atomic
 _COUNT = """
 local n = redis.call('INCR', KEYS[1])
@@ -51,10 +51,19 @@ return n
 
 
 def client_address() -> str:
-    """The caller's address as the web tier sees it: the socket's (never a header a client can
-    forge), "unknown" when it is not an IP address."""
-    address = request.remote_addr or ""
-    return address if ADDRESS.match(address) else "unknown"
+    """The caller as the per-address limits count it: the socket's address, or with
+    TRUSTED_PROXY_HOPS the one the nearest trusted proxy saw (never a header a client alone can
+    forge); an IPv6 caller by its /64, the block one subscriber line gets (one address each would
+    let a single line take every slot); "unknown" when it is not an IP address."""
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return f"{ipaddress.IPv6Network((address, 64), strict=False).network_address}/64"
+    return str(address)
 
 
 def _window_key(tenant: str | None, route: str) -> str:

@@ -59,3 +59,38 @@ def test_guessing_tenant_names_is_limited_without_a_key_per_name(fake_redis):
 def test_a_limit_of_zero_turns_the_limiter_off(fake_redis):
     _, client, _, _ = make(fake_redis, AUTH_FAILURE_LIMIT="0")
     assert {execute(client, "another-secret-0123456789abcdef0123").status_code for _ in range(30)} == {401}
+
+
+def test_without_trusted_proxies_a_forwarded_for_header_changes_nothing(fake_redis):
+    """A client alone cannot pick the address it is counted by: every forged header is one caller."""
+    _, client, _, _ = make(fake_redis, AUTH_FAILURE_LIMIT="3")
+    answers = [
+        execute(client, "x" * 35, headers={"X-Forwarded-For": f"10.0.0.{i}"}).status_code for i in range(4)
+    ]
+    assert answers == [401, 401, 401, 429]
+
+
+def test_behind_a_trusted_proxy_each_caller_is_counted_by_the_address_the_proxy_saw(fake_redis):
+    """TRUSTED_PROXY_HOPS=1 (a TLS terminator): the callers behind it are not one caller, and a
+    client's own X-Forwarded-For entries before the proxy's are not believed."""
+    _, client, _, _ = make(fake_redis, AUTH_FAILURE_LIMIT="3", TRUSTED_PROXY_HOPS="1")
+    proxy = {"REMOTE_ADDR": "10.9.9.9"}
+
+    def through_proxy(caller, forged=""):
+        header = f"{forged}, {caller}" if forged else caller
+        return execute(client, "x" * 35, headers={"X-Forwarded-For": header}, environ_base=proxy).status_code
+
+    assert [through_proxy("198.51.100.1") for _ in range(4)] == [401, 401, 401, 429]
+    assert through_proxy("198.51.100.2") == 401  # another caller behind the same proxy
+    assert through_proxy("198.51.100.1", forged="203.0.113.5") == 429  # forged entries are ignored
+
+
+def test_an_ipv6_caller_is_counted_by_its_64(fake_redis):
+    """A subscriber line gets a /64: rotating addresses within it is one caller; another /64 is not."""
+    _, client, _, _ = make(fake_redis, AUTH_FAILURE_LIMIT="3")
+    answers = [
+        execute(client, "x" * 35, environ_base={"REMOTE_ADDR": f"2001:db8:1:2::{i}"}).status_code
+        for i in range(4)
+    ]
+    assert answers == [401, 401, 401, 429]
+    assert execute(client, "x" * 35, environ_base={"REMOTE_ADDR": "2001:db8:1:3::1"}).status_code == 401
