@@ -583,6 +583,14 @@ class Settings:
         parse=int,
     )
     auth_failure_window_seconds: int = setting(300, "the window of AUTH_FAILURE_LIMIT, in seconds", parse=int)
+    auth_failure_addresses_max: int = setting(
+        2000,
+        (
+            "client addresses whose failures are counted per tenant, route and window: a ceiling on what "
+            "unauthenticated callers can store; addresses beyond it are not limited (never locked out)"
+        ),
+        parse=_positive_int,
+    )
     # App Settings sign-ins started and not finished (GET /app/login): a fixed ceiling, so that a
     # flood of unauthenticated sign-ins cannot fill Redis (pipeline/web/signin_states.py)
     signin_states_max: int = setting(
@@ -594,6 +602,15 @@ class Settings:
         30,
         "sign-ins started and not yet finished from one client address before `/app/login` answers 429",
         parse=_positive_int,
+    )
+    # proxies in front of the web tier: the client's address is what the nearest of them saw
+    trusted_proxy_hops: int = setting(
+        0,
+        (
+            "proxies in front of the web tier that append the caller's address to X-Forwarded-For "
+            "(a TLS terminator: 1); 0: the socket's address is the client's and the header is ignored"
+        ),
+        parse=int,
     )
     tenant_refresh_seconds: float = setting(
         2.0,

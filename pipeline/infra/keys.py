@@ -338,12 +338,13 @@ def auth_failures(tenant: str) -> str:
     return tenant_key(tenant, "auth-failures")
 
 
-def auth_failure_window(tenant: str | None, route: str, address_digest: str) -> str:
-    """String with a TTL: one address's failed authentications on a route (None: unknown tenant),
-    named by `personal_digest` of the address (a client address is personal data)."""
+def auth_failure_window(tenant: str | None, route: str, window: int) -> str:
+    """Hash with a TTL: failed authentications on a route in one fixed window (its number since
+    the epoch; None: every unknown tenant together), field the address's `personal_digest` (16 hex;
+    a client address is personal data), at most AUTH_FAILURE_ADDRESSES_MAX fields."""
     if tenant is None:
-        return f"{PREFIX}:_authfail:{route}:{address_digest}"
-    return tenant_key(tenant, "authfail", route, address_digest)
+        return f"{PREFIX}:_authfail:{route}:{window}"
+    return tenant_key(tenant, "authfail", route, str(window))
 
 
 # --- upkeep ------------------------------------------------------------------------------------

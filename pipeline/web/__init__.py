@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import LengthRequired, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pipeline.infra import dispatch, logsetup
 from pipeline.settings import get_settings
@@ -108,4 +109,6 @@ def create_app(runtime: Runtime | None = None, *, enqueue_webhook: Enqueue | Non
     app.register_blueprint(app_settings)
     app.after_request(app_response_headers)  # app-wide: a 404 under /app is framed the same way
     register_error_handlers(app)  # every error is JSON (App Settings renders its own pages)
+    if settings.trusted_proxy_hops > 0:  # remote_addr: the address the nearest trusted proxy saw
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
     return app

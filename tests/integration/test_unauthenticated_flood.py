@@ -50,8 +50,9 @@ APP_ENV = {
 }
 # What unauthenticated requests may leave, whatever their number: the two sign-in sets
 # (keys.login_states, login_states_by_address); per route that counts failed authentications
-# (execute, webhook) one window of this address for the real tenant and one for every unknown
-# tenant together, and the real tenant's failure counters (one hash): 7. Room for 3 more; a key per
+# (execute, webhook) one window (a hash, a field per address) for the real tenant and one for every
+# unknown tenant together, the real tenant's failure counters (one hash), and the deployment's salt
+# that names addresses: 8. Room for 2 more; a key per
 # request, per random tenant name or per state (as `GET /app/login` left before) breaks it at once.
 MAX_KEYS = 10
 # The sign-in sets at this address's cap (SIGNIN_STATES_PER_ADDRESS, 30 members of ~50 bytes),

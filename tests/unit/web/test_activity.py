@@ -475,11 +475,14 @@ def test_validate_with_journey_builders_own_body_checks_the_tenant_only(client):
 def test_an_address_under_the_limit_is_looked_up_once_a_second(settings, fake_redis, monkeypatch):
     from pipeline.web import auth_failures
 
+    frozen = (int(time.time()) // 3600 + 1) * 3600 + 30  # 30 s into a window, never across its end
+    monkeypatch.setattr(time, "time", lambda: float(frozen))
     runtime = Runtime(load_settings({**ENV, "AUTH_FAILURE_LIMIT": "3"}), fake_redis)
     client = create_app(runtime).test_client()
     assert post(client, signed()).status_code == 200  # looked up: under the limit, remembered
-    digest = keys.personal_digest(deployment_salt(fake_redis), "default", "127.0.0.1")
-    fake_redis.set(keys.auth_failure_window("default", "execute", digest), 3, ex=60)  # another process's
+    digest = keys.personal_digest(deployment_salt(fake_redis), "default", "127.0.0.1")[:16]
+    window = keys.auth_failure_window("default", "execute", int(time.time() // 300))
+    fake_redis.hset(window, digest, 3)  # failures another process counted
     assert post(client, signed(definitionInstanceId="def-2")).status_code == 200  # not looked up again
     later = time.monotonic() + auth_failures.CLEAR_FOR_SECONDS + 0.1
     monkeypatch.setattr(auth_failures.time, "monotonic", lambda: later)
