@@ -59,14 +59,21 @@ def token_requests():
     return [c for c in responses.calls if c.request.url == TOKEN]
 
 
-@responses.activate
-def test_a_refused_secret_parks_every_row_and_dead_letters_none(rt, brand):
+def rows_waiting_behind_a_mistyped_secret(rt, brand, count):
+    """SFMC's token endpoint and rowset mocked, `count` status rows in the outbox, then the
+    secret mistyped: (the rowset mock, the outbox)."""
     token_endpoint()
     rowset = responses.post(STATUS_ROWSET, json=[])
     box = rt.outbox(brand, OutboxKind.STATUS_ROWS)
-    for i in range(120):
+    for i in range(count):
         box.append(row(i))
     mistype_the_secret(rt, brand)
+    return rowset, box
+
+
+@responses.activate
+def test_a_refused_secret_parks_every_row_and_dead_letters_none(rt, brand):
+    rowset, box = rows_waiting_behind_a_mistyped_secret(rt, brand, 120)
 
     first = flush_status_rows(rt, brand, consumer="c1", max_wait=0)
     assert first.parked and first.holding  # the refusal came with its first batch in hand
@@ -99,12 +106,7 @@ def test_once_the_hold_ends_one_token_request_looks_again_before_any_batch_is_ta
 
 @responses.activate
 def test_a_save_of_the_right_secret_flushes_everything_the_refusal_parked(rt, brand):
-    token_endpoint()
-    rowset = responses.post(STATUS_ROWSET, json=[])
-    box = rt.outbox(brand, OutboxKind.STATUS_ROWS)
-    for i in range(120):
-        box.append(row(i))
-    mistype_the_secret(rt, brand)
+    rowset, box = rows_waiting_behind_a_mistyped_secret(rt, brand, 120)
     flush_status_rows(rt, brand, consumer="c1", max_wait=0)  # holds its batch of 50
     flush_status_rows(rt, brand, consumer="c2", max_wait=0)
 
