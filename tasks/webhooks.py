@@ -39,6 +39,7 @@ def process_webhook_task(self: Task, tenant: str, event_id: str) -> None:
         after, most = CONFIRMATION_RETRY_SECONDS, CONFIRMATION_MAX_RETRIES
         raise self.retry(exc=exc, countdown=after, max_retries=most) from exc
     except CredentialsRejected as exc:  # SFMC refuses the tenant's credentials: wait for a fix
+        webhooks.still_waiting(get_runtime(), tenant, event_id)  # this retry, not the reconciler, drives it
         raise retry_later(self, exc, after=REFUSED_RETRY_SECONDS, bounded=False) from exc
     except (RateLimited, ClientError, redis.RedisError, SQLAlchemyError) as exc:
         if not retryable(exc):

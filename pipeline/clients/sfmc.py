@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -13,8 +12,10 @@ import requests
 from pipeline.clients.errors import CredentialsRejected, PermanentError, RetryableError, Throttled
 from pipeline.clients.http import BearerClient, raise_for_status, send
 from pipeline.clients.tokens import Refusals
+from pipeline.infra import keys
 from pipeline.infra.crypto import SecretBox
 from pipeline.infra.logsafe import mask_emails
+from pipeline.infra.salt import deployment_salt
 from pipeline.settings import Settings, Tenant
 from pipeline.vocabulary import SfmcAuthMode
 
@@ -48,12 +49,13 @@ def _describe(response: requests.Response) -> str:
     return "; ".join(parts)[:500]
 
 
-def credentials_digest(tenant: Tenant) -> str:
+def credentials_digest(r: redis.Redis, tenant: Tenant) -> str:
     """Names the credentials a token is asked with (a refresh token is read at each request, so
-    the mode names it), without revealing them."""
+    the mode names it), without revealing them: keyed (a plain hash of a guessable secret could be
+    tested against guesses), 16 hex of `keys.personal_digest` under the deployment's salt."""
     named = (tenant.sfmc_auth_mode, tenant.sfmc_auth_base_url, tenant.sfmc_account_id, tenant.sfmc_client_id)
     secret = tenant.sfmc_client_secret if tenant.sfmc_auth_mode == SfmcAuthMode.CLIENT_CREDENTIALS else ""
-    return hashlib.sha256("\n".join((*named, secret)).encode()).hexdigest()[:16]
+    return keys.personal_digest(deployment_salt(r), tenant.name, "\n".join((*named, secret)))[:16]
 
 
 class RefreshTokens(Protocol):
@@ -83,7 +85,7 @@ class SfmcClient(BearerClient):
         super().__init__(tenant, r, timeout, session, gate, box)
         self.credentials = credentials
         self.app = app
-        self.refusals = Refusals(r, tenant.name, self.vendor.lower(), credentials_digest(tenant))
+        self.refusals = Refusals(r, tenant.name, self.vendor.lower(), credentials_digest(r, tenant))
 
     def _base_url(self, token: dict[str, Any]) -> str:
         return token["rest_instance_url"]

@@ -314,6 +314,13 @@ def credentials_rejected(tenant: str, vendor: str) -> str:
     return tenant_key(tenant, "credentials", vendor, "rejected")
 
 
+def matches_parked(tenant: str) -> str:
+    """Hash: calendar subscription id -> its attributes (JSON), for subscriptions merged while SFMC
+    refused the tenant's credentials: their contact match waits for a token (the reconciler's
+    `retry_parked_matches`); personal data, erased by `forget`."""
+    return tenant_key(tenant, "matches-parked")
+
+
 def credentials_hold(tenant: str, vendor: str) -> str:
     """String with a TTL (JSON `{"reason", "credentials"}`, the latter a digest): while it lives, no
     token is asked for with the credentials the vendor refused (`Refusals`)."""

@@ -113,7 +113,10 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     )
     auth_failures = CounterMetricFamily(
         "rsf_auth_failures_total",
-        "Failed execute/webhook authentications by route; outcome `limited`: answered 429.",
+        (
+            "Failed execute/webhook authentications by route; outcome `limited`: answered 429, "
+            "`uncounted`: failed past the ceiling of addresses counted per window (a spread-out flood)."
+        ),
         labels=["tenant", "route", "outcome"],
     )
     reconnect = _gauge(
@@ -165,8 +168,8 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
             tokens.add_metric([name, vendor], n)
         reconnect.add_metric([name], 1 if t.get("reconnectNeeded") else 0)
         for field, n in t.get("authFailures", {}).items():
-            route, _, limited = field.partition(":")
-            auth_failures.add_metric([name, route, "limited" if limited else "failed"], n)
+            route, _, outcome = field.partition(":")
+            auth_failures.add_metric([name, route, outcome or "failed"], n)
     workers = _gauge(
         "rsf_worker_heartbeat_age_seconds", "Seconds since a worker's last heartbeat.", ["worker"]
     )

@@ -374,10 +374,11 @@ class Ledger:
 
     def executions_of_contact(self, tenant: str, contact_key: str) -> list[str]:
         """The contact's executions claimed since the index exists (the ledger's TTL ago at most),
-        in the index as an older version named it too."""
+        in the index as an older version named it too (one MULTI: a mover's rename between two
+        reads would hide an id from both)."""
         if not contact_key:
             return []
-        pipe = self.r.pipeline(transaction=False)
+        pipe = self.r.pipeline(transaction=True)
         pipe.smembers(self.contact_index(tenant, contact_key))
         pipe.smembers(keys.unkeyed_contact_executions(tenant, keys.unkeyed_contact_digest(contact_key)))
         current, unkeyed = pipe.execute()

@@ -286,10 +286,11 @@ def live_subscriptions(r: redis.Redis, tenant: str, key: str) -> list[str]:
     """The contact's live calendar subscription ids, as the webhooks and the backfill left them,
     and the index under the names older versions gave it (the unkeyed digest, until the
     `contact-subscriptions` mover has emptied it; the plain key, until `move_subscriptions_to_store`
-    has run), in the same round trip: an upgrade never hides a subscription from render."""
+    has run), in the same round trip and one MULTI (a mover's rename between two reads would hide
+    the id from both): an upgrade never hides a subscription from render."""
     if not key:
         return []
-    pipe = r.pipeline(transaction=False)
+    pipe = r.pipeline(transaction=True)
     pipe.hget(*index_entry(r, tenant, key))
     pipe.hget(*unkeyed_index_entry(tenant, key))
     pipe.smembers(keys.legacy_contact_subscriptions(tenant, key))
@@ -440,9 +441,42 @@ def matched_or_failed(rt: Runtime, tenant: str, attrs: dict[str, Any], again: bo
 def process_subscription_event(
     rt: Runtime, tenant: str, webhook_id: str, event_type: str, attrs: dict[str, Any]
 ) -> bool:
-    """Match (Subscribe/DetailsUpdated carrying an identity), then merge and buffer the row."""
-    match = "" if event_type == UNSUBSCRIBE else matched_or_failed(rt, tenant, attrs)
+    """Match (Subscribe/DetailsUpdated carrying an identity), then merge and buffer the row. While
+    SFMC refuses the tenant's credentials the subscription is merged all the same (render finds it:
+    its contacts' events are not held back) and only its contact match is parked."""
+    match = ""
+    if event_type != UNSUBSCRIBE:
+        try:
+            match = matched_or_failed(rt, tenant, attrs)
+        except CredentialsRejected:
+            rt.redis.hset(keys.matches_parked(tenant), attrs["CalendarSubscriptionId"], json.dumps(attrs))
     return apply_subscription(rt, tenant, webhook_id, event_type, attrs, match)
+
+
+# Drop a parked match once done, unless a newer webhook parked the subscription again meanwhile.
+# KEYS: matches_parked. ARGV: the subscription id, the attributes (JSON) that were matched.
+_UNPARK = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+def retry_parked_matches(rt: Runtime, tenant: str, batch: int = 200) -> int:
+    """Match the contacts of subscriptions parked while SFMC refused the credentials, and rewrite
+    their rows with the outcome (as a contact match's replay does); stops at the first refusal
+    (the tokens' hold makes that free: no request while it lives). Returns how many were done."""
+    parked = keys.matches_parked(tenant)
+    done = 0
+    for subscription_id, raw in list(rt.redis.hscan_iter(parked, count=batch))[:batch]:
+        attrs = json.loads(raw)
+        try:
+            match = matched_or_failed(rt, tenant, attrs, again=True)
+        except CredentialsRejected:
+            break
+        rt.outbox(tenant, OutboxKind.SUBSCRIPTION_ROWS).append(merge_backfill(rt, tenant, attrs, match))
+        rt.redis.eval(_UNPARK, 1, parked, subscription_id, raw)
+        done += 1
+    return done
 
 
 BACKFILL_RANK = 0  # state that existed before go-live: any webhook overrides it

@@ -195,3 +195,9 @@ def give_up(rt: Runtime, tenant: str, event_id: str, exc: BaseException, attempt
     record_exception(
         rt.redis, tenant, f"webhook:{event_id}", Stage.WEBHOOK, exc, {"eventId": event_id}, attempts
     )
+
+
+def still_waiting(rt: Runtime, tenant: str, event_id: str) -> None:
+    """A webhook whose task retries on its own (every minute while SFMC refuses the credentials)
+    is marked fresh in the open set, so the reconciler does not start a second loop for it."""
+    rt.redis.zadd(keys.webhooks_open(tenant), {event_id: time.time()}, xx=True)

@@ -322,7 +322,11 @@ def _forget_subscriptions(rt: Runtime, tenant: str, person: _Person, contact_key
             for key, raw in zip(batch, pipe.execute(), strict=True):
                 if raw and _state_names(json.loads(raw), person):
                     found.add(key[len(prefix) :])
+    parked = keys.matches_parked(tenant)  # contact matches waiting for SFMC's credentials
+    found.update(_hash_matching(r, parked, person))
     person.add(*found)
+    if found:
+        r.hdel(parked, *found)
     stored = subscription_records.load(rt.history, tenant, found)
     removed = 0
     for sub_id in sorted(found):

@@ -32,12 +32,15 @@ from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipeline.clients import tokens
 from pipeline.clients.errors import ClientError, CredentialsRejected, PermanentError
+from pipeline.delivery.flush import sfmc_parked
 from pipeline.infra import keys
 from pipeline.journeys import executions, intake
 from pipeline.settings import Settings
 from pipeline.stores.ledger import Execution
 from pipeline.stores.ratelimit import RateLimited
+from pipeline.subscriptions import subscription_rows
 from pipeline.tenancy.handles import Runtime
 from pipeline.upkeep import privacy, store_moves
 from pipeline.upkeep.replay import list_dead_letters, replay_one
@@ -80,6 +83,7 @@ class ReconcileReport:
     dead_letters_retried: int = 0
     retention_trimmed: int = 0
     moved_to_store: int = 0
+    matches_unparked: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -126,6 +130,15 @@ def reconcile(
             break
     _release_past_deadline(rt, tenant, now, thresholds, report)
     _retry_dead_letters(rt, tenant, now, thresholds, enqueue_execution, enqueue_webhook, report)
+    try:  # a refusal no flush looks at again (an idle tenant) is asked about once its hold ends
+        if tokens.rejection(rt.redis, tenant, "sfmc") is not None:
+            sfmc_parked(rt.sfmc(tenant))
+    except ClientError as exc:
+        log.warning("reconcile: SFMC's refusal of %s not checked: %s", tenant, type(exc).__name__)
+    try:  # contact matches parked while SFMC refused the credentials (free while its hold lives)
+        report.matches_unparked = subscription_rows.retry_parked_matches(rt, tenant, thresholds.batch)
+    except (ClientError, RateLimited, SQLAlchemyError) as exc:  # SFMC or the store away: next run
+        log.warning("reconcile: parked contact matches of %s wait: %s", tenant, type(exc).__name__)
     report.retention_trimmed = sum(privacy.apply_retention(rt, tenant, now, thresholds.batch).values())
     try:
         report.moved_to_store = sum(m.moved for m in store_moves.step(rt, tenant).values())

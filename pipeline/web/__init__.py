@@ -110,5 +110,5 @@ def create_app(runtime: Runtime | None = None, *, enqueue_webhook: Enqueue | Non
     app.after_request(app_response_headers)  # app-wide: a 404 under /app is framed the same way
     register_error_handlers(app)  # every error is JSON (App Settings renders its own pages)
     if settings.trusted_proxy_hops > 0:  # remote_addr: the address the nearest trusted proxy saw
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxy_hops, x_proto=0)  # type: ignore[method-assign]
     return app

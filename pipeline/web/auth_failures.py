@@ -10,7 +10,8 @@ Failures against a tenant that does not exist count in one hash per route and wi
 (`rsf:_authfail:<route>:<window>`), so guessing tenant names is limited too and creates no
 per-name key. Failures of existing tenants are also
 counted for the metrics in the hash `rsf:<tenant>:auth-failures` (field: the route, `execute` or
-`webhook`; `<route>:limited` for the 429s). Redis trouble never turns an authentication into a
+`webhook`; `<route>:limited` for the 429s, `<route>:uncounted` for failures past the ceiling of
+addresses: a spread-out flood shows there). Redis trouble never turns an authentication into a
 5xx: the limiter then lets the request through (logged).
 
 An address found under its limit is not looked up again for `CLEAR_FOR_SECONDS` by the same app
@@ -50,7 +51,10 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 or redis.call('HLEN', KEYS[1]) <
   n = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
   redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
 end
-if #KEYS > 1 then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
+if #KEYS > 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
+  if n == 0 then redis.call('HINCRBY', KEYS[2], ARGV[4] .. ':uncounted', 1) end
+end
 return n
 """
 

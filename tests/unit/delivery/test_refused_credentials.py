@@ -13,7 +13,11 @@ from pipeline.clients.errors import CredentialsRejected
 from pipeline.delivery.flush import flush_releases, flush_status_rows, flush_subscription_rows
 from pipeline.infra import keys
 from pipeline.stores.deadletters import count_dead_letters
-from pipeline.subscriptions.subscription_rows import matched_or_failed
+from pipeline.subscriptions.subscription_rows import (
+    live_subscriptions,
+    process_subscription_event,
+    retry_parked_matches,
+)
 from pipeline.vocabulary import OutboxKind
 from tasks import flushing
 from tests.unit.conftest import COMPLETE
@@ -142,13 +146,26 @@ def test_subscription_rows_and_releases_park_alike(rt, brand):
 
 
 @responses.activate
-def test_a_contact_match_waits_for_the_credentials_instead_of_being_dead_lettered(rt, brand):
+def test_a_subscription_goes_in_while_refused_and_only_its_contact_match_waits(rt, brand):
+    """Render must find a subscription that arrives while SFMC refuses the credentials (its
+    contacts' events are not held back); its contact match is parked, not dead-lettered, and done
+    by the reconciler's pass once a token is granted."""
     token_endpoint()
+    found = responses.get(f"{REST}/contacts/v1/contacts/C1", json={})
     mistype_the_secret(rt, brand)
     attrs = {"CalendarSubscriptionId": "s1", "SubscriberExternalId": "C1"}
-    with pytest.raises(CredentialsRejected):
-        matched_or_failed(rt, brand, attrs)
-    assert count_dead_letters(rt.redis, brand) == 0
+    assert process_subscription_event(rt, brand, "w1", "Subscribe", attrs)
+    assert live_subscriptions(rt.redis, brand, "C1") == ["s1"]
+    assert count_dead_letters(rt.redis, brand) == 0 and found.call_count == 0
+    assert json.loads(rt.redis.hget(keys.matches_parked(brand), "s1")) == attrs
+    assert retry_parked_matches(rt, brand) == 0  # still refused (held: no token request)
+    assert len(token_requests()) == 1
+
+    rt.registry.update(brand, {"sfmc_client_secret": GOOD_SECRET})  # the admin's fix
+    assert retry_parked_matches(rt, brand) == 1
+    assert found.call_count == 1 and not rt.redis.exists(keys.matches_parked(brand))
+    rows = [json.loads(f["p"]) for _, f in rt.redis.xrange(keys.outbox(brand, OutboxKind.SUBSCRIPTION_ROWS))]
+    assert [r["values"]["ContactMatch"] for r in rows] == ["", "matched"]  # the row, then its match
 
 
 @responses.activate
@@ -208,3 +225,19 @@ def test_the_flush_task_retries_only_a_flush_that_holds_a_batch(rt, brand, monke
     finally:
         task.pop_request()
     assert len(retried) == 1 and box.backlog() == 60
+
+
+@responses.activate
+def test_the_reconciler_clears_a_refusal_of_an_idle_tenant_once_the_credentials_work(rt, brand):
+    """No flush asks again for a tenant with nothing to write: the reconciler asks once the hold
+    is over, so the mark (and the reconnect alert) does not outlive the cause."""
+    from pipeline.upkeep.reconcile import reconcile
+
+    token_endpoint()
+    refusals = rt.sfmc(brand).refusals
+    refusals.refused("SFMC refused the client credentials (401)")  # a refusal met earlier
+    reconcile(rt, brand, lambda *a: None, lambda *a: None)
+    assert tokens.rejection(rt.redis, brand, "sfmc") is not None and token_requests() == []  # held
+    rt.redis.delete(keys.credentials_hold(brand, "sfmc"))  # the minute is over
+    reconcile(rt, brand, lambda *a: None, lambda *a: None)
+    assert len(token_requests()) == 1 and tokens.rejection(rt.redis, brand, "sfmc") is None

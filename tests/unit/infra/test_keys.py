@@ -75,6 +75,7 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("token", (T, "sfmc"), "rsf:brand-a:token:sfmc"),
     ("token_lock", (T, "sfmc"), "rsf:brand-a:token:sfmc:lock"),
     ("credentials_rejected", (T, "sfmc"), "rsf:brand-a:credentials:sfmc:rejected"),
+    ("matches_parked", (T,), "rsf:brand-a:matches-parked"),
     ("credentials_hold", (T, "sfmc"), "rsf:brand-a:credentials:sfmc:hold"),
     ("calls", (T,), "rsf:brand-a:calls"),
     ("durability_waits", (T,), "rsf:brand-a:durability:waits"),

@@ -126,3 +126,4 @@ def test_what_failed_callers_store_has_a_ceiling_whatever_number_of_addresses(fa
     ]
     assert counted == [401, 429]  # an address inside the ceiling is limited as before
     assert fake_redis.hget("rsf:default:auth-failures", "execute") == str(10 + 4 + 1)
+    assert fake_redis.hget("rsf:default:auth-failures", "execute:uncounted") == str(7 + 4)  # seen in metrics
