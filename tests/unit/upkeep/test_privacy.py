@@ -414,3 +414,12 @@ def test_the_retention_table_names_every_contact_record(runtime):
     assert {runtime.outbox("default", kind).key for kind in OutboxKind} == {
         pattern.format(kind=kind) for kind in OutboxKind
     }
+
+
+def test_forget_erases_a_contact_match_parked_for_refused_credentials(runtime):
+    parked = keys.matches_parked(DEFAULT_TENANT)
+    mine = {"CalendarSubscriptionId": "s-parked", "SubscriberExternalId": "ERASE-ME", "Email": "e@x.example"}
+    other = {"CalendarSubscriptionId": "s-other", "SubscriberExternalId": "KEEP", "Email": "k@x.example"}
+    runtime.redis.hset(parked, mapping={"s-parked": json.dumps(mine), "s-other": json.dumps(other)})
+    privacy.forget_contact(runtime, DEFAULT_TENANT, "ERASE-ME", scan=False)
+    assert runtime.redis.hkeys(parked) == ["s-other"]
