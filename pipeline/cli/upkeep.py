@@ -107,7 +107,10 @@ def _forget_file(args: argparse.Namespace) -> int:
         print(f"error: --from: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if bad:
-        print(f"error: --from {path}: {bad} bad lines; no one was erased", file=sys.stderr)
+        print(
+            f"error: --from {path}: {bad} bad line{'s' if bad > 1 else ''}; no one was erased",
+            file=sys.stderr,
+        )
         for problem in shown:
             print(f"  {problem}", file=sys.stderr)
         if bad > len(shown):
