@@ -139,6 +139,7 @@ def measure(rt: Runtime, waiting: int, forgets: int) -> dict[str, Any]:
         "stream_pass_contacts": baseline,
         "stream_pass_ms_per_contact": round(stream_pass_s * 1000 / baseline, 1),
         "stream_pass_s_for_all": round(stream_pass_s * forgets / baseline),
+        "scan_contacts": len(scanned),
         "scan_ms_per_contact": round(scan_s * 1000 / len(scanned)),
         "scan_s_for_all": round(scan_s * forgets / len(scanned)),
         "scan_keys": keys_scanned,
