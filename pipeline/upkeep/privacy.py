@@ -9,9 +9,10 @@ once flushed.
 Erasure (`rokt-sfmc forget`): `forget_contacts` finds every record of a batch of people (a
 contact key and optionally an email each; `forget_contact` is the batch of one) in the tenant's
 keys and the history store (ledger executions (through the contact index, and a SCAN of the
-tenant's execution hashes for executions claimed before the index), subscriptions (the store's rows, working copies, the index), stored webhooks, dead
-letters (pending and replayed), outbox entries not yet flushed, intake entries not yet pumped (by
-the id the claim recorded: the stream is read only for records an older version claimed)),
+tenant's execution hashes for executions claimed before the index), subscriptions (the store's
+rows, working copies, the index), stored webhooks, dead letters (pending and replayed), outbox
+entries not yet flushed, intake entries not yet pumped (by the id the claim recorded: the stream
+is read only for records an older version claimed)),
 removes them, and records the erasure without the data: when, the tenant, a salted hash of the
 contact key, and the counts, one entry per person. With `scan=False` no step walks the
 keyspace. Records are matched by each person's identifiers: the contact key and email, then the
