@@ -103,7 +103,7 @@ def _forget_file(args: argparse.Namespace) -> int:
             bad += bool(problem)
             if problem and len(shown) < SHOWN_PROBLEMS:
                 shown.append(problem)
-    except BackfillInputError as exc:
+    except (BackfillInputError, OSError) as exc:  # not .csv/.jsonl, no CSV header, unreadable
         print(f"error: --from: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if bad:
