@@ -11,7 +11,11 @@ has one waiting execution; the contacts forgotten are spread over the stream.
   execution's erasure cost before the id was kept. A tenth as many contacts (it is that slow);
   `stream_pass_s_for_all` is its time per contact times `forgets`.
 - `scan_ms_per_contact`: `forget` with its SCANs of the keyspace (the default, for records from
-  before the contact index) on a few contacts: its time grows with the keyspace, not the stream.
+  before the contact index) on a few contacts, one by one: its time grows with the keyspace, not
+  the stream.
+- `batch_scan_s`: the default `forget` (with the SCANs) of another `forgets` contacts in one
+  batch (`forget --from`, `forget_contacts`): each walk is made once for the whole batch, where
+  one by one it takes `scan_s_for_all` (`scan_ms_per_contact` times `forgets`).
 
 `python -m bench.erasure [WAITING] [FORGETS]` runs it alone on `REDIS_URL` (a database it may
 flush) and prints the figures.
@@ -71,6 +75,15 @@ def seed(rt: Runtime, waiting: int) -> list[str]:
     return executions
 
 
+def forget_batch(rt: Runtime, contacts: list[str]) -> float:
+    """Seconds to forget `contacts` in one batch with the keyspace SCANs, as `forget --from` runs it."""
+    started = time.perf_counter()
+    records = privacy.forget_contacts(rt, TENANT, [(key, None) for key in contacts])
+    if [record["counts"]["executions"] for record in records] != [1] * len(contacts):
+        raise RuntimeError("a contact's execution was not found")
+    return time.perf_counter() - started
+
+
 def forget_all(rt: Runtime, contacts: list[str], scan: bool = False) -> float:
     """Seconds to forget `contacts`, one `forget_contact` each as the command runs it."""
     started = time.perf_counter()
@@ -90,9 +103,11 @@ def measure(rt: Runtime, waiting: int, forgets: int) -> dict[str, Any]:
     executions = seed(rt, waiting)
     seeded_s = time.perf_counter() - started
     baseline = max(1, forgets // BASELINE_SHARE)
-    total = forgets + baseline + SCAN_SAMPLE
+    total = forgets + baseline + SCAN_SAMPLE + forgets
     picks = [i * (waiting // total) for i in range(total)]
-    ours, older, scanned = picks[:forgets], picks[forgets : forgets + baseline], picks[forgets + baseline :]
+    ours, older = picks[:forgets], picks[forgets : forgets + baseline]
+    scanned = picks[forgets + baseline : forgets + baseline + SCAN_SAMPLE]
+    batched = picks[forgets + baseline + SCAN_SAMPLE :]
     pipe = r.pipeline(transaction=False)
     for i in older:  # as an older version claimed them: no entry id kept
         pipe.hdel(keys.execution(TENANT, executions[i]), "intakeId")
@@ -106,7 +121,14 @@ def measure(rt: Runtime, waiting: int, forgets: int) -> dict[str, Any]:
     left = waiting_of(rt)
     if len(left) != waiting - forgets - baseline or left & {executions[i] for i in older}:
         raise RuntimeError("stream pass: the stream does not hold exactly the others' entries")
+    keys_scanned = int(r.dbsize())
     scan_s = forget_all(rt, [contact(i) for i in scanned], scan=True)
+    batch_scan_s = forget_batch(rt, [contact(i) for i in batched])
+    left = waiting_of(rt)
+    if len(left) != waiting - forgets - baseline - SCAN_SAMPLE - forgets or left & {
+        executions[i] for i in batched
+    }:
+        raise RuntimeError("batch: the stream does not hold exactly the others' entries")
     return {
         "waiting": waiting,
         "forgets": forgets,
@@ -117,7 +139,12 @@ def measure(rt: Runtime, waiting: int, forgets: int) -> dict[str, Any]:
         "stream_pass_contacts": baseline,
         "stream_pass_ms_per_contact": round(stream_pass_s * 1000 / baseline, 1),
         "stream_pass_s_for_all": round(stream_pass_s * forgets / baseline),
+        "scan_contacts": len(scanned),
         "scan_ms_per_contact": round(scan_s * 1000 / len(scanned)),
+        "scan_s_for_all": round(scan_s * forgets / len(scanned)),
+        "scan_keys": keys_scanned,
+        "batch_scan_s": round(batch_scan_s, 2),
+        "batch_scan_ms_per_contact": round(batch_scan_s * 1000 / forgets, 2),
         "speedup": round(stream_pass_s * forgets / baseline / by_id_s),
     }
 

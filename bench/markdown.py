@@ -237,13 +237,17 @@ def durability_rows(durability: dict[str, Any] | None) -> list[tuple[str, str, s
 
 
 def erasure_rows(erasure: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
-    """`erasure`: `forget --index-only` of many contacts while the intake stream holds a backlog."""
+    """`erasure`: `forget --index-only` of many contacts while the intake stream holds a backlog;
+    and the default `forget` (with the keyspace SCANs) of as many in one batch (`--from`)."""
     if not erasure:
         return []
-    return [
+    name = (
+        f"erasure{_measured(erasure, 'erasure')}, {erasure['forgets']:,} contacts forgotten, "
+        f"{erasure['waiting']:,} waiting in intake"
+    )
+    rows = [
         (
-            f"erasure{_measured(erasure, 'erasure')}, {erasure['forgets']:,} contacts forgotten, "
-            f"{erasure['waiting']:,} waiting in intake",
+            name,
             "seconds for all (ms per contact)",
             f"{erasure['by_id_s']} s ({erasure['by_id_ms_per_contact']} ms)",
             f"the stream read per forget: {erasure['stream_pass_s_for_all']:,} s "
@@ -251,6 +255,17 @@ def erasure_rows(erasure: dict[str, Any] | None) -> list[tuple[str, str, str, st
             f"with the keyspace SCANs: {erasure['scan_ms_per_contact']:,} ms per contact",
         )
     ]
+    if "batch_scan_s" in erasure:
+        rows.append(
+            (
+                name,
+                f"with the keyspace SCANs ({erasure['scan_keys']:,} keys), one batch: seconds for all",
+                f"{erasure['batch_scan_s']} s ({erasure['batch_scan_ms_per_contact']} ms)",
+                f"one by one: {erasure['scan_s_for_all']:,} s ({erasure['scan_ms_per_contact']:,} ms, "
+                f"{erasure['scan_contacts']} measured)",
+            )
+        )
+    return rows
 
 
 def worker_loss_rows(loss: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:

@@ -1,4 +1,4 @@
-"""Privacy: how long each kind of contact record is kept, and erasing one person on request.
+"""Privacy: how long each kind of contact record is kept, and erasing people on request.
 
 Retention (RETENTION below, the table in SECURITY.md): the ledger and stored webhooks expire by
 Redis TTL from their last write; the history store's executions, subscriptions and webhook
@@ -6,28 +6,33 @@ receipts, dead letters, replayed dead letters and the erasure audit are trimmed 
 reconciler (`apply_retention`, every beat run, in bounded steps); outbox entries are deleted
 once flushed.
 
-Erasure (`rokt-sfmc forget`): `forget_contact` finds every record of one contact key (and
-optionally an email) in the tenant's keys and the history store (ledger executions (through the
-contact index, and a SCAN of the tenant's execution hashes for executions claimed before the
-index), subscriptions (the store's rows, working copies, the index), stored webhooks, dead
-letters (pending and replayed), outbox entries not yet flushed, intake entries not yet pumped (by
-the id the claim recorded: the stream is read only for records an older version claimed)),
+Erasure (`rokt-sfmc forget`): `forget_contacts` finds every record of a batch of people (a
+contact key and optionally an email each; `forget_contact` is the batch of one) in the tenant's
+keys and the history store (ledger executions (through the contact index, and a SCAN of the
+tenant's execution hashes for executions claimed before the index), subscriptions (the store's
+rows, working copies, the index), stored webhooks, dead letters (pending and replayed), outbox
+entries not yet flushed, intake entries not yet pumped (by the id the claim recorded: the stream
+is read only for records an older version claimed)),
 removes them, and records the erasure without the data: when, the tenant, a salted hash of the
-contact key, and the counts. With `scan=False` no step walks the keyspace.
-Records are matched by the person's identifiers: the contact key and email, then the ids found
-on the way (execution ids, Rokt event ids, calendar subscription ids), so a webhook or a row
-that names only an id goes too.
+contact key, and the counts, one entry per person. With `scan=False` no step walks the
+keyspace. Records are matched by each person's identifiers: the contact key and email, then the
+ids found on the way (execution ids, Rokt event ids, calendar subscription ids), so a webhook or
+a row that names only an id goes too. Each walk (the keyspace SCANs, the dead-letter hashes, the
+outbox streams, the stored letters) is made once per batch, every record matched against every
+person at once (`_People`): a batch of a thousand erasure requests costs about one walk, not a
+thousand.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -180,6 +185,7 @@ def _subscription_retention(rt: Runtime, tenant: str, now: float, batch: int) ->
         trimmed["endedSubscriptions"] = len(ended)
     if settings.subscription_retention_days > 0:
         cutoff = before(settings.subscription_retention_days)
+
         def leave_the_index(found: list[tuple[str, str]]) -> None:
             pipe = rt.redis.pipeline(transaction=False)
             for sub_id, contact_key in found:
@@ -221,39 +227,92 @@ def subject_hash(r: redis.Redis, tenant: str, contact_key: str) -> str:
     return hmac.new(salt.encode(), f"{tenant}\0{contact_key}".encode(), hashlib.sha256).hexdigest()
 
 
-class _Person:
-    """The identifiers of one person: the contact key and email, and the ids found on the way."""
+class _People:
+    """The identifiers of a batch of people: each one's contact key and email, and the ids found
+    on the way. A text is matched against every person at once: one look-up per token (the
+    text, each `:`-separated part) and, for emails (matched as a substring of the lower-cased
+    text), one per `@` and local-part length, so a walk of the keyspace costs the same for one
+    person or thousands."""
 
-    def __init__(self, contact_key: str, email: str | None) -> None:
-        self.ids = {contact_key}
-        self.email = (email or "").strip().lower()
-        if self.email:
-            self.ids.add(self.email)
+    def __init__(self, people: Sequence[tuple[str, str | None]]) -> None:
+        self.contact_keys = [key.strip() for key, _email in people]
+        self.emails = [(email or "").strip().lower() for _key, email in people]
+        self.ids: list[set[str]] = [set() for _ in people]
+        self._holders: dict[str, set[int]] = {}  # identifier -> the people it names
+        self._by_local: dict[str, list[int]] = {}  # an email's part before its first "@" -> people
+        self._odd: list[int] = []  # emails without "@": a plain substring test each
+        for i, (key, email) in enumerate(zip(self.contact_keys, self.emails, strict=True)):
+            self.add(i, key, email)
+            if "@" in email:
+                self._by_local.setdefault(email[: email.index("@")], []).append(i)
+            elif email:
+                self._odd.append(i)
+        self._local_lengths = sorted({len(local) for local in self._by_local})
 
-    def add(self, *values: str) -> None:
-        self.ids.update(v for v in values if v)
+    def __len__(self) -> int:
+        return len(self.contact_keys)
 
-    def _text_matches(self, text: str) -> bool:
-        if text in self.ids or (self.email and self.email in text.lower()):
-            return True
-        return any(part in self.ids for part in text.split(":")) if ":" in text else False
+    def names(self, i: int) -> list[str]:
+        """The contact key and email of person `i` (the names indexes and the store know)."""
+        return sorted({self.contact_keys[i], self.emails[i]} - {""})
 
-    def matches(self, value: Any) -> bool:
-        """Any string in `value` (JSON text is looked into) names this person."""
+    def add(self, i: int, *values: str) -> None:
+        for value in values:
+            if value:
+                self.ids[i].add(value)
+                self._holders.setdefault(value, set()).add(i)
+
+    def holding(self, value: str | None) -> set[int]:
+        """The people one of whose identifiers is exactly `value`."""
+        return set(self._holders.get(value, ())) if value else set()
+
+    def _emails_in(self, text: str) -> set[int]:
+        lower, found = text.lower(), set()
+        at = lower.find("@")
+        while at >= 0:
+            for length in self._local_lengths:
+                if length > at:
+                    break
+                for i in self._by_local.get(lower[at - length : at], ()):
+                    if lower.startswith(self.emails[i][length:], at):
+                        found.add(i)
+            at = lower.find("@", at + 1)
+        found.update(i for i in self._odd if self.emails[i] in lower)
+        return found
+
+    def _text_names(self, text: str) -> set[int]:
+        found = self.holding(text)
+        if self._by_local or self._odd:
+            found |= self._emails_in(text)
+        if ":" in text:
+            for part in text.split(":"):
+                found |= self._holders.get(part, set())
+        return found
+
+    def who(self, value: Any) -> set[int]:
+        """The people any string in `value` names (JSON text is looked into)."""
         if isinstance(value, str):
-            if self._text_matches(value):
-                return True
+            found = self._text_names(value)
             if value[:1] in "{[":
-                try:
-                    return self.matches(json.loads(value))
-                except ValueError:
-                    return False
-            return False
+                with contextlib.suppress(ValueError):  # not JSON: its text was all there was
+                    found |= self.who(json.loads(value))
+            return found
         if isinstance(value, dict):
-            return any(self.matches(k) or self.matches(v) for k, v in value.items())
+            found = set()
+            for k, v in value.items():
+                found |= self.who(k) | self.who(v)
+            return found
         if isinstance(value, (list, tuple)):
-            return any(self.matches(v) for v in value)
-        return False
+            found = set()
+            for v in value:
+                found |= self.who(v)
+            return found
+        return set()
+
+    def first(self, value: Any) -> int | None:
+        """The first person of the batch `value` names (a record naming several goes with the
+        first, as when they are forgotten one by one in that order), or None."""
+        return min(self.who(value), default=None)
 
 
 def _scan(r: redis.Redis, pattern: str) -> Iterator[str]:
@@ -271,48 +330,69 @@ def _chunks(items: Iterable[str], size: int = 500) -> Iterator[list[str]]:
         yield chunk
 
 
-def _forget_executions(rt: Runtime, tenant: str, person: _Person, contact_key: str, scan: bool) -> int:
+def _owned(found: list[set[str]]) -> list[list[str]]:
+    """Each person's records, a record found for several going with the first of them (as when
+    they are forgotten one by one in that order: the first erases it, the others find it gone)."""
+    taken: set[str] = set()
+    owned = []
+    for mine in found:
+        owned.append(sorted(mine - taken))
+        taken |= mine
+    return owned
+
+
+def _forget_executions(rt: Runtime, tenant: str, people: _People, scan: bool) -> list[int]:
     r, ledger = rt.redis, rt.ledger
-    found = set(ledger.executions_of_contact(tenant, contact_key))
-    if person.email:
-        found.update(ledger.executions_of_contact(tenant, person.email))  # email-capture contact keys
-    if scan:  # executions claimed before the contact index existed
+    # the contact index (by contact key, and email: email-capture contact keys)
+    found = [
+        {x for name in people.names(i) for x in ledger.executions_of_contact(tenant, name)}
+        for i in range(len(people))
+    ]
+    if scan:  # executions claimed before the contact index existed: one walk for the batch
         prefix = keys.execution(tenant, "")
         for batch in _chunks(_scan(r, prefix + "*")):
             pipe = r.pipeline(transaction=False)
             for key in batch:
                 pipe.hmget(key, "contactKey", "args")
             for key, (stored_key, args) in zip(batch, pipe.execute(), strict=True):
-                if stored_key in person.ids or (args and person.matches(args)):
-                    found.add(key[len(prefix) :])
-    for key in {contact_key, person.email} - {""}:  # finished ones: in the history store
-        found.update(rt.history.executions_of_contact(tenant, key))
-    removed = 0
+                for i in people.holding(stored_key) | (people.who(args) if args else set()):
+                    found[i].add(key[len(prefix) :])
+    for i in range(len(people)):  # finished ones: in the history store
+        for name in people.names(i):
+            found[i].update(rt.history.executions_of_contact(tenant, name))
+    removed = [0] * len(people)
     unrecorded: set[str] = set()  # claimed by an older version: their intake entries, one pass
-    for execution in sorted(found):
-        ex = ledger.get(tenant, execution)
-        archived = rt.history.record(tenant, execution) if ex is None or "archived" in ex.fields else None
-        event_id = (ex.event_id if ex else "") or (archived or {}).get("eventId", "")
-        person.add(execution, event_id)
-        stored = ledger.forget(tenant, execution, ex.contact_key if ex else contact_key, unrecorded)
-        removed += int(stored or archived is not None)
-        r.zrem(keys.release_due(tenant), execution)
+    for i, mine in enumerate(_owned(found)):
+        for execution in mine:
+            ex = ledger.get(tenant, execution)
+            archived = rt.history.record(tenant, execution) if ex is None or "archived" in ex.fields else None
+            event_id = (ex.event_id if ex else "") or (archived or {}).get("eventId", "")
+            people.add(i, execution, event_id)
+            contact_key = ex.contact_key if ex else people.contact_keys[i]
+            stored = ledger.forget(tenant, execution, contact_key, unrecorded)
+            removed[i] += int(stored or archived is not None)
+            r.zrem(keys.release_due(tenant), execution)
     ledger.drop_intake_entries(tenant, unrecorded)
-    rt.history.forget_executions(tenant, sorted(found))
-    for key in {contact_key, person.email} - {""}:
-        ledger.drop_contact_index(tenant, key)
-        rt.history.forget_contact(tenant, key)
+    for chunk in _chunks(sorted(set().union(*found))):  # a bounded IN list per statement
+        rt.history.forget_executions(tenant, chunk)
+    for i in range(len(people)):
+        for name in people.names(i):
+            ledger.drop_contact_index(tenant, name)
+            rt.history.forget_contact(tenant, name)
     return removed
 
 
-def _forget_subscriptions(rt: Runtime, tenant: str, person: _Person, contact_key: str, scan: bool) -> int:
-    """The person's subscriptions: found by the contact index (and the index as it was once
+def _forget_subscriptions(rt: Runtime, tenant: str, people: _People, scan: bool) -> list[int]:
+    """The people's subscriptions: found by the contact index (and the index as it was once
     named), the history store (contact key or email) and, with `scan`, the working copies
     Redis holds; erased from all of them."""
     r = rt.redis
-    names = sorted({contact_key, person.email} - {""})
-    found = {sub_id for key in names for sub_id in subscription_rows.live_subscriptions(r, tenant, key)}
-    found.update(subscription_records.of_contact(rt.history, tenant, names))
+    found = []
+    for i in range(len(people)):
+        names = people.names(i)
+        mine = {sub_id for key in names for sub_id in subscription_rows.live_subscriptions(r, tenant, key)}
+        mine.update(subscription_records.of_contact(rt.history, tenant, names))
+        found.append(mine)
     prefix = keys.subscription(tenant, "")
     if scan:  # working copies not yet in the store (and hashes from before the store)
         for batch in _chunks(_scan(r, prefix + "*")):
@@ -320,30 +400,38 @@ def _forget_subscriptions(rt: Runtime, tenant: str, person: _Person, contact_key
             for key in batch:
                 pipe.hget(key, "state")
             for key, raw in zip(batch, pipe.execute(), strict=True):
-                if raw and _state_names(json.loads(raw), person):
-                    found.add(key[len(prefix) :])
+                for i in _state_names(json.loads(raw), people) if raw else ():
+                    found[i].add(key[len(prefix) :])
     parked = keys.matches_parked(tenant)  # contact matches waiting for SFMC's credentials
-    found.update(_hash_matching(r, parked, person))
-    person.add(*found)
-    if found:
-        r.hdel(parked, *found)
-    stored = subscription_records.load(rt.history, tenant, found)
-    removed = 0
-    for sub_id in sorted(found):
-        removed += int(r.delete(prefix + sub_id) or sub_id in stored)
-    subscription_records.forget(rt.history, tenant, found)
-    subscription_rows.index_drop(r, tenant, names)
+    for i, fields in enumerate(_hash_matching(r, parked, people)):
+        found[i].update(fields)
+    every = set().union(*found)
+    if every:
+        r.hdel(parked, *every)
+    for i, mine in enumerate(found):
+        people.add(i, *mine)
+    stored: dict[str, Any] = {}
+    for chunk in _chunks(sorted(every)):  # a bounded IN list per statement
+        stored.update(subscription_records.load(rt.history, tenant, chunk))
+    removed = [0] * len(people)
+    for i, mine in enumerate(_owned(found)):
+        for sub_id in mine:
+            removed[i] += int(r.delete(prefix + sub_id) or sub_id in stored)
+    for chunk in _chunks(sorted(every)):
+        subscription_records.forget(rt.history, tenant, chunk)
+    subscription_rows.index_drop(r, tenant, sorted({n for i in range(len(people)) for n in people.names(i)}))
     return removed
 
 
-def _state_names(state: dict[str, list[Any]], person: _Person) -> bool:
+def _state_names(state: dict[str, list[Any]], people: _People) -> set[int]:
+    """The people a subscription's state names: by its contact key, or its email."""
     values = {name: value for name, (value, _rank) in state.items()}
     key, _ = subscription_rows.contact_key(values)
-    return key in person.ids or person.matches(values.get("Email") or "")
+    return people.holding(key) | people.who(values.get("Email") or "")
 
 
-def _forget_webhooks(rt: Runtime, tenant: str, person: _Person, scan: bool) -> int:
-    """Stored envelopes naming the person become bare dedupe markers (a redelivery stays a
+def _forget_webhooks(rt: Runtime, tenant: str, people: _People, scan: bool) -> list[int]:
+    """Stored envelopes naming a person become bare dedupe markers (a redelivery stays a
     duplicate, so Rokt's retry cannot bring the data back). A receipt keeps its envelope only
     until processed, and until then it is in the open set: without `scan`, only those are read
     (a SCAN walks the whole keyspace, as large as the backlog of a broker outage); `scan` also
@@ -355,85 +443,138 @@ def _forget_webhooks(rt: Runtime, tenant: str, person: _Person, scan: bool) -> i
     else:
         unprocessed = r.zscan_iter(keys.webhooks_open(tenant), count=SCAN_COUNT)
         receipts = (prefix + event_id for event_id, _received in unprocessed)
-    removed = 0
+    removed = [0] * len(people)
     for batch in _chunks(receipts):
         for key, raw in zip(batch, r.mget(batch), strict=True):
             if raw is None or '"stripped"' in raw:
                 continue
-            envelope = json.loads(raw)
-            if person.matches(envelope.get("eventDetails")):
+            i = people.first(json.loads(raw).get("eventDetails"))
+            if i is not None:
                 event_id = key[len(prefix) :]
-                person.add(event_id)
-                removed += webhooks.strip_receipt(r, tenant, event_id, "erased")
+                people.add(i, event_id)
+                removed[i] += webhooks.strip_receipt(r, tenant, event_id, "erased")
                 r.zrem(keys.webhooks_open(tenant), event_id)
     return removed
 
 
-def _hash_matching(r: redis.Redis, key: str, person: _Person) -> list[str]:
-    return [field for field, raw in r.hscan_iter(key, count=SCAN_COUNT) if person.matches(raw)]
+def _hash_matching(r: redis.Redis, key: str, people: _People) -> list[list[str]]:
+    """Each person's fields of a hash whose value names them (one walk of the hash)."""
+    owned: list[list[str]] = [[] for _ in range(len(people))]
+    for field, raw in r.hscan_iter(key, count=SCAN_COUNT):
+        i = people.first(raw)
+        if i is not None:
+            owned[i].append(field)
+    return owned
 
 
-def _forget_dead_letters(rt: Runtime, tenant: str, person: _Person) -> tuple[int, int]:
+def _forget_dead_letters(rt: Runtime, tenant: str, people: _People) -> list[tuple[int, int]]:
     r = rt.redis
-    removed = deadletters.remove_dead_letters(r, tenant, _hash_matching(r, keys.dead_letters(tenant), person))
-    replayed = _hash_matching(r, keys.dead_letters_replayed(tenant), person)  # an older version's
-    deadletters.remove_replayed(r, tenant, replayed)
-    stored = rt.history.forget_dead_letters(tenant, person.matches)
-    retried = [m for m in r.sscan_iter(keys.dead_letters_auto_retried(tenant)) if person.matches(m)]
+    pending = _hash_matching(r, keys.dead_letters(tenant), people)
+    removed = [deadletters.remove_dead_letters(r, tenant, mine) if mine else 0 for mine in pending]
+    replayed = _hash_matching(r, keys.dead_letters_replayed(tenant), people)  # an older version's
+    for mine in replayed:
+        deadletters.remove_replayed(r, tenant, mine)
+    stored = [0] * len(people)
+
+    def names_someone(record: str) -> bool:
+        i = people.first(record)
+        if i is not None:
+            stored[i] += 1
+        return i is not None
+
+    rt.history.forget_dead_letters(tenant, names_someone)
+    retried = [m for m in r.sscan_iter(keys.dead_letters_auto_retried(tenant)) if people.who(m)]
     if retried:
         r.srem(keys.dead_letters_auto_retried(tenant), *retried)
-    return removed, len(replayed) + len(stored)
+    return [(removed[i], len(replayed[i]) + stored[i]) for i in range(len(people))]
 
 
-def _forget_outboxes(rt: Runtime, tenant: str, person: _Person) -> int:
+def _forget_outboxes(rt: Runtime, tenant: str, people: _People) -> list[int]:
     """Entries not yet flushed (waiting, or read by a flush and not yet acknowledged)."""
     from pipeline.stores.outbox import GROUP
 
     r = rt.redis
-    removed = 0
+    removed = [0] * len(people)
     for kind in OutboxKind:
         key = keys.outbox(tenant, kind)
         start = "-"
         while True:
             entries = r.xrange(key, min=start, count=500)
-            doomed = [entry_id for entry_id, fields in entries if person.matches(fields.get("p", ""))]
+            doomed: dict[int, list[str]] = {}
+            for entry_id, fields in entries:
+                i = people.first(fields.get("p", ""))
+                if i is not None:
+                    doomed.setdefault(i, []).append(entry_id)
             if doomed:
                 pipe = r.pipeline()
-                pipe.xack(key, GROUP, *doomed)
-                pipe.xdel(key, *doomed)
-                removed += int(pipe.execute()[1])
+                for ids in doomed.values():
+                    pipe.xack(key, GROUP, *ids)
+                    pipe.xdel(key, *ids)
+                for i, (_acked, deleted) in zip(doomed, _pairs(pipe.execute()), strict=True):
+                    removed[i] += int(deleted)
             if len(entries) < 500:
                 break
             start = "(" + entries[-1][0]
     return removed
 
 
+def _pairs(results: list[Any]) -> Iterator[tuple[Any, Any]]:
+    return zip(results[::2], results[1::2], strict=True)
+
+
+def forget_contacts(
+    rt: Runtime, tenant: str, people: Sequence[tuple[str, str | None]], *, scan: bool = True
+) -> list[dict[str, Any]]:
+    """Erase a batch of people (contact key, email or None) from everything the tenant's keys
+    hold, walking the keyspace (`scan`), each hash and each stream once for the whole batch;
+    returns one record per person, in order (counts per kind), each also recorded (without the
+    data) in the audit. A record naming several of them is counted for the first."""
+    if not people:
+        return []
+    if not all(key.strip() for key, _email in people):
+        raise ValueError("a contact key is required")
+    batch = _People(people)
+    counts: list[Counter[str]] = [Counter() for _ in people]
+
+    def put(kind: str, found: list[int]) -> None:
+        for mine, n in zip(counts, found, strict=True):
+            mine[kind] = n
+
+    # in this order: each step matches by the ids the steps before it found
+    put("executions", _forget_executions(rt, tenant, batch, scan))
+    put("subscriptions", _forget_subscriptions(rt, tenant, batch, scan))
+    put("webhooks", _forget_webhooks(rt, tenant, batch, scan))
+    letters = _forget_dead_letters(rt, tenant, batch)
+    put("deadLetters", [pending for pending, _replayed in letters])
+    put("replayedDeadLetters", [replayed for _pending, replayed in letters])
+    put("outboxEntries", _forget_outboxes(rt, tenant, batch))
+    put(
+        "logs", [0] * len(batch)
+    )  # no log is kept in Redis; process logs mask emails (pipeline.infra.logsafe)
+    at = now_iso()
+    records = [
+        {
+            "at": at,
+            "tenant": tenant,
+            "subject": subject_hash(rt.redis, tenant, batch.contact_keys[i]),
+            "email": bool(batch.emails[i]),
+            "counts": dict(counts[i]),
+        }
+        for i in range(len(batch))
+    ]
+    now = time.time()
+    rt.redis.zadd(keys.erasures(tenant), {json.dumps(record, sort_keys=True): now for record in records})
+    for record in records:
+        log.info("erased subject %s of tenant %s: %s", record["subject"][:12], tenant, record["counts"])
+    return records
+
+
 def forget_contact(
     rt: Runtime, tenant: str, contact_key: str, email: str | None = None, *, scan: bool = True
 ) -> dict[str, Any]:
-    """Erase one person from everything the tenant's keys hold; returns what was removed (counts
-    per kind) and records the erasure (without the data) in the audit."""
-    contact_key = contact_key.strip()
-    if not contact_key:
-        raise ValueError("a contact key is required")
-    person = _Person(contact_key, email)
-    counts: Counter[str] = Counter()
-    counts["executions"] = _forget_executions(rt, tenant, person, contact_key, scan)
-    counts["subscriptions"] = _forget_subscriptions(rt, tenant, person, contact_key, scan)
-    counts["webhooks"] = _forget_webhooks(rt, tenant, person, scan)
-    counts["deadLetters"], counts["replayedDeadLetters"] = _forget_dead_letters(rt, tenant, person)
-    counts["outboxEntries"] = _forget_outboxes(rt, tenant, person)
-    counts["logs"] = 0  # no log is kept in Redis; process logs mask emails (pipeline.infra.logsafe)
-    record = {
-        "at": now_iso(),
-        "tenant": tenant,
-        "subject": subject_hash(rt.redis, tenant, contact_key),
-        "email": bool(person.email),
-        "counts": dict(counts),
-    }
-    rt.redis.zadd(keys.erasures(tenant), {json.dumps(record, sort_keys=True): time.time()})
-    log.info("erased subject %s of tenant %s: %s", record["subject"][:12], tenant, dict(counts))
-    return record
+    """Erase one person (the batch of one); returns what was removed (counts per kind) and
+    records the erasure (without the data) in the audit."""
+    return forget_contacts(rt, tenant, [(contact_key, email)], scan=scan)[0]
 
 
 def erasures(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:

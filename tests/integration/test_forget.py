@@ -80,7 +80,7 @@ def settled(r, contacts: list[jbsim.Contact], quiet: float = 2.0) -> bool:
     return view() == first
 
 
-def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: Stack):
+def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: Stack, tmp_path):
     stack.add_tenant(TENANT)
     stack.webhooks_to(TENANT)
     r = stack.redis
@@ -158,3 +158,22 @@ def test_a_forgotten_contact_leaves_no_trace_and_the_others_keep_theirs(stack: S
         assert all(after[key] == before[key] for key in named if key not in shared), contact.key
     audit = [json.loads(raw) for raw in r.zrange(f"rsf:{TENANT}:erasures", 0, -1)]
     assert audit and audit[-1]["counts"] == counts and audit[-1]["tenant"] == TENANT
+
+    # a batch of erasure requests: two more people from a file, each erased as --contact erases
+    batch, rest = others[:2], others[2:]
+    people = tmp_path / "erasures.csv"
+    people.write_text("contact,email\n" + "".join(f"{c.key},{c.email}\n" for c in batch))
+    done = cli(stack, "forget", "--tenant", TENANT, "--from", str(people))
+    assert done.returncode == 0, done.stderr
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [record["line"] for record in printed] == [2, 3]
+    assert [(p["counts"]["executions"], p["counts"]["subscriptions"]) for p in printed] == [(1, 1)] * 2
+    assert not any(n in done.stdout + done.stderr for c in batch for n in (c.key, c.email))
+    final = keyspace(r)
+    assert traces(final, *[n for c in batch for n in (c.key, c.email)]) == []
+    assert subscription_records.of_contact(runtime.history, TENANT, [c.key for c in batch]) == []
+    assert not any(runtime.history.executions_of_contact(TENANT, c.key) for c in batch)
+    for contact in rest:
+        assert sorted(traces(final, contact.key, contact.email)) == others_before[contact.key], contact.key
+    assert len(subscription_records.of_contact(runtime.history, TENANT, [c.key for c in rest])) == len(rest)
+    assert len(r.zrange(f"rsf:{TENANT}:erasures", 0, -1)) == len(audit) + 2

@@ -254,6 +254,14 @@ ERASURE = {
     "stream_pass_s_for_all": 1435,
     "scan_ms_per_contact": 3633,
 }
+ERASURE_BATCH = {
+    **ERASURE,
+    "scan_contacts": 5,
+    "scan_s_for_all": 3633,
+    "scan_keys": 296_708,
+    "batch_scan_s": 6.62,
+    "batch_scan_ms_per_contact": 6.62,
+}
 
 
 def test_the_erasure_row_sets_forget_by_id_beside_a_stream_pass_per_forget():
@@ -265,3 +273,15 @@ def test_the_erasure_row_sets_forget_by_id_beside_a_stream_pass_per_forget():
     header = table_rows(performance_table({}))
     rows = table_rows(performance_table({"erasure": ERASURE}))
     assert rows[len(header) :] == [tuple(row) for row in erasure_rows(ERASURE)]
+
+
+def test_the_erasure_rows_set_one_batch_with_the_scans_beside_the_scans_one_by_one():
+    first, (name, figure, ours, baseline) = erasure_rows(ERASURE_BATCH)
+    assert first == erasure_rows(ERASURE)[0]  # a result from before the batch figures: one row
+    assert name == first[0]
+    assert figures(figure) == [296708]
+    assert figures(ours) == [6.62, 6.62]
+    assert figures(baseline) == [3633, 3633, 5]
+    header = table_rows(performance_table({}))
+    rows = table_rows(performance_table({"erasure": ERASURE_BATCH}))
+    assert rows[len(header) :] == [tuple(row) for row in erasure_rows(ERASURE_BATCH)]
