@@ -182,7 +182,7 @@ def test_a_batch_walks_the_keyspace_once_however_many_people_it_holds(runtime, s
 
     prefixes = [keys.execution(T, "*"), keys.subscription(T, "*"), keys.webhook_receipt(T, "*")]
     assert walks == prefixes  # one SCAN each, in the order the steps need
-    assert hash_walks == [keys.dead_letters(T), keys.dead_letters_replayed(T)]
+    assert hash_walks == [keys.matches_parked(T), keys.dead_letters(T), keys.dead_letters_replayed(T)]
     walks.clear()
     privacy.forget_contact(runtime, T, "EXT-AAAA")
     privacy.forget_contact(runtime, T, "EXT-BBBB")
