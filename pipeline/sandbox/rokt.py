@@ -4,7 +4,11 @@ Token by Basic client credentials (configurable lifetime); create event answers 
 calendar entry lands after a delay; a per-account rate limit answers 429 + Retry-After; a
 repeated `eventId` is accepted without a second calendar entry and counted, or refused with 400
 DuplicateEventId (`reject_duplicate_events`); a create can be applied and its answer lost
-(`lose_next_answers`).
+(`lose_next_answers`). Events already sent can be updated everywhere, deleted everywhere or
+removed from one subscription (202, applied after the same delay as a create; 400 EventNotFound
+for an eventId the account does not hold), and a subscriber can take one out of their calendar
+(`/__sandbox__/remove-event`); each sends its webhook. What every calendar shows is kept
+(`/__sandbox__/calendars`), so tests can check the calendars' content, not only the calls.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import base64
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,11 +35,42 @@ MAX_SUBSCRIPTION_IDS = 1000
 
 @dataclass
 class Entry:
+    """One event in one subscription's calendar; `title` and `start` are its latest content."""
+
     subscription_id: str
     event_id: str
     title: str
     start: str
     lands_at: float
+    # (from when, the event as the calendar shows it): the create, then each update
+    versions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    removed_at: float | None = None  # when it leaves the calendar (delete, remove, the subscriber)
+
+    def shown(self, now: float) -> dict[str, Any] | None:
+        """What the calendar shows at `now`, or None (not landed yet, or taken out)."""
+        if self.lands_at > now or (self.removed_at is not None and self.removed_at <= now):
+            return None
+        current = None
+        for since, event in self.versions:
+            if since <= now:
+                current = event
+        return current
+
+    def pending_change(self, now: float) -> bool:
+        """An update or removal was accepted but the calendar does not show it yet."""
+        if self.removed_at is not None:
+            return self.removed_at > now
+        return bool(self.versions) and self.versions[-1][0] > now
+
+
+def _event_problem(event: dict[str, Any], prefix: str) -> str | None:
+    """What makes an event object invalid (create and update require the same fields)."""
+    for name in ("eventId", "title", "start", "timezone"):
+        if not isinstance(event.get(name), str) or not event[name].strip():
+            return f"{prefix}{name} is required"
+    if event["timezone"] not in win_tz:
+        return f"{prefix}timezone {event['timezone']!r} is not a Windows time-zone ID"
+    return None
 
 
 def _error(status: int, code: str, reason: str, **headers: str):
@@ -58,6 +93,21 @@ class RoktSimulator(Simulator):
         app.add_url_rule(
             "/v1/subscriptionevent/<account>", "create_event", self.create_event, methods=["POST"]
         )
+        app.add_url_rule(
+            "/v1/subscriptionevent/<account>/update", "update_event", self.update_event, methods=["POST"]
+        )
+        app.add_url_rule(
+            "/v1/subscriptionevent/<account>/<path:event_id>",
+            "delete_event",
+            self.delete_event,
+            methods=["DELETE"],
+        )
+        app.add_url_rule(
+            "/v2/subscription/<account>/<sub_id>/subscriptionevent/<path:event_id>",
+            "remove_event",
+            self.remove_event,
+            methods=["DELETE"],
+        )
         app.add_url_rule("/v1/subscription/<sub_id>", "get_subscription", self.get_subscription)
         app.add_url_rule("/__sandbox__/subscriptions", "seed", self.seed_subscriptions, methods=["POST"])
         app.add_url_rule("/v2/subscribe/<account>/<calendar>", "subscribe", self.subscribe, methods=["POST"])
@@ -70,6 +120,10 @@ class RoktSimulator(Simulator):
         app.add_url_rule(
             "/__sandbox__/unsubscribe", "sandbox_unsubscribe", self.sandbox_unsubscribe, methods=["POST"]
         )
+        app.add_url_rule(
+            "/__sandbox__/remove-event", "subscriber_removes", self.subscriber_removes, methods=["POST"]
+        )
+        app.add_url_rule("/__sandbox__/calendars", "calendars", self.calendars_route)
         app.add_url_rule("/__sandbox__/webhooks", "webhooks", self.configure_webhooks, methods=["POST"])
         app.add_url_rule("/__sandbox__/posts", "posts", self.post_times)
 
@@ -83,9 +137,17 @@ class RoktSimulator(Simulator):
         self.event_posts = 0
         self.repeated_event_posts = 0
         self.refused_repeats = 0  # repeats answered 400 DuplicateEventId (reject_duplicate_events)
-        self.lost_answers = 0  # creates applied and answered 500 (lose_next_answers)
+        self.lost_answers = 0  # calls applied and answered 500 (lose_next_answers)
         self.accepted_post_times: list[float] = []
         self.throttled_post_times: list[float] = []
+        # update / delete / remove calls on events already sent
+        self.event_updates = 0
+        self.event_deletes = 0
+        self.event_removals = 0
+        self.unknown_event_changes = 0  # answered 400 EventNotFound
+        self.removed_by_subscribers = 0
+        self.accepted_change_times: list[float] = []
+        self.throttled_change_times: list[float] = []
 
     # -- vendor routes -------------------------------------------------------------------
     def token(self):
@@ -116,15 +178,31 @@ class RoktSimulator(Simulator):
             expires = self.tokens.get(header[7:])
         return expires is not None and expires > time.monotonic()
 
-    def create_event(self, account: str):
+    def _refusal(self, account: str, throttled_times: list[float]):
+        """What every event call answers before reading its body: 401, 429 (the account's one
+        rate window, shared by all of them), an injected 500; None to go on."""
         if not self._authorized():
             return _error(401, "Unauthorized", "missing, unknown or expired bearer token")
         if not self.admit(account):
             with self.lock:
-                self.throttled_post_times.append(time.monotonic())
+                throttled_times.append(time.monotonic())
             return _error(429, "RateLimited", "too many requests", **{"Retry-After": "1"})
         if self.inject():
             return _error(500, "InternalError", "injected fault")
+        return None
+
+    def _lose_answer(self) -> bool:
+        """Whether this applied call is answered 500 (`lose_next_answers`); under the lock."""
+        if self.faults.lose_next_answers <= 0:
+            return False
+        self.faults.lose_next_answers -= 1
+        self.lost_answers += 1
+        return True
+
+    def create_event(self, account: str):
+        refusal = self._refusal(account, self.throttled_post_times)
+        if refusal is not None:
+            return refusal
         body = request.get_json(silent=True)
         problem = self._validate(account, body)
         if problem:
@@ -139,10 +217,7 @@ class RoktSimulator(Simulator):
                 if self.faults.reject_duplicate_events:
                     self.refused_repeats += 1
                     return _error(400, "DuplicateEventId", f"event {event['eventId']} already exists")
-            lose_answer = self.faults.lose_next_answers > 0
-            if lose_answer:
-                self.faults.lose_next_answers -= 1
-                self.lost_answers += 1
+            lose_answer = self._lose_answer()
             stored = self.events.setdefault(
                 event["eventId"], {"event": event, "account": account, "subscriptionIds": []}
             )
@@ -151,10 +226,15 @@ class RoktSimulator(Simulator):
                 if sub_id not in stored["subscriptionIds"]:
                     stored["subscriptionIds"].append(sub_id)
                 key = (sub_id, event["eventId"])
-                if key not in self.entries:
+                if key not in self.entries or self.entries[key].removed_at is not None:
                     self.sender.send(self._event_added(account, sub_id, event), delay=lands_at - now)
                     self.entries[key] = Entry(
-                        sub_id, event["eventId"], event["title"], event["start"], lands_at
+                        sub_id,
+                        event["eventId"],
+                        event["title"],
+                        event["start"],
+                        lands_at,
+                        versions=[(lands_at, event)],
                     )
         if lose_answer:
             return _error(500, "InternalError", "injected fault after the event was created")
@@ -163,12 +243,9 @@ class RoktSimulator(Simulator):
     def _validate(self, account: str, body: Any) -> str | None:
         if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
             return "body must be {event, subscriptionIds}"
-        event = body["event"]
-        for name in ("eventId", "title", "start", "timezone"):
-            if not isinstance(event.get(name), str) or not event[name].strip():
-                return f"event.{name} is required"
-        if event["timezone"] not in win_tz:
-            return f"event.timezone {event['timezone']!r} is not a Windows time-zone ID"
+        problem = _event_problem(body["event"], "event.")
+        if problem:
+            return problem
         ids = body.get("subscriptionIds")
         if not isinstance(ids, list) or not ids:
             return "subscriptionIds must be a non-empty list"
@@ -183,6 +260,104 @@ class RoktSimulator(Simulator):
                     return f"subscription {sub_id!r} is not active"
         return None
 
+    def update_event(self, account: str):
+        """§3.3: the event flat (Rokt's shape) or wrapped in {"event"} (Braze's); every
+        subscription holding it shows the new content after the landing delay."""
+        refusal = self._refusal(account, self.throttled_change_times)
+        if refusal is not None:
+            return refusal
+        body = request.get_json(silent=True)
+        event = body.get("event") if isinstance(body, dict) and isinstance(body.get("event"), dict) else body
+        if not isinstance(event, dict):
+            return _error(400, "ValidationFailed", "body must be the event object (or {event})")
+        problem = _event_problem(event, "")
+        if problem:
+            return _error(400, "ValidationFailed", problem)
+        event_id = event["eventId"]
+        now = time.monotonic()
+        with self.lock:
+            stored = self.events.get(event_id)
+            if stored is None or stored["account"] != account:
+                return self._unknown_event(event_id, account)
+            self.event_updates += 1
+            self.accepted_change_times.append(now)
+            lose_answer = self._lose_answer()
+            stored["event"] = event
+            applies_at = now + self.faults.land_delay_ms / 1000
+            for sub_id in stored["subscriptionIds"]:
+                entry = self.entries.get((sub_id, event_id))
+                if entry is not None and entry.removed_at is None:
+                    entry.title, entry.start = event["title"], event["start"]
+                    entry.versions.append((max(applies_at, entry.lands_at), event))
+            envelope = self._envelope("SubscriptionEventUpdated", account, {"subscriptionEvent": event})
+        self.sender.send(envelope, delay=applies_at - now)
+        if lose_answer:
+            return _error(500, "InternalError", "injected fault after the event was updated")
+        return "", 202
+
+    def delete_event(self, account: str, event_id: str):
+        """§3.4: the event leaves every subscription after the landing delay; a later create of
+        the same eventId is a new event."""
+        refusal = self._refusal(account, self.throttled_change_times)
+        if refusal is not None:
+            return refusal
+        now = time.monotonic()
+        with self.lock:
+            stored = self.events.get(event_id)
+            if stored is None or stored["account"] != account:
+                return self._unknown_event(event_id, account)
+            self.event_deletes += 1
+            self.accepted_change_times.append(now)
+            lose_answer = self._lose_answer()
+            del self.events[event_id]
+            leaves_at = now + self.faults.land_delay_ms / 1000
+            for sub_id in stored["subscriptionIds"]:
+                entry = self.entries.get((sub_id, event_id))
+                if entry is not None and entry.removed_at is None:
+                    entry.removed_at = leaves_at
+            envelope = self._envelope(
+                "SubscriptionEventDeleted", account, {"subscriptionEvent": {"eventId": event_id}}
+            )
+        self.sender.send(envelope, delay=leaves_at - now)
+        if lose_answer:
+            return _error(500, "InternalError", "injected fault after the event was deleted")
+        return "", 202
+
+    def remove_event(self, account: str, sub_id: str, event_id: str):
+        """§3.5: the event leaves this subscription only, after the landing delay."""
+        refusal = self._refusal(account, self.throttled_change_times)
+        if refusal is not None:
+            return refusal
+        now = time.monotonic()
+        with self.lock:
+            stored = self.events.get(event_id)
+            if stored is None or stored["account"] != account:
+                return self._unknown_event(event_id, account)
+            sub = self.subscriptions.get(sub_id)
+            if sub is None or sub["accountCode"] != account:
+                return _error(
+                    400, "SubscriptionNotFound", f"no subscription {sub_id!r} in account {account!r}"
+                )
+            entry = self.entries.get((sub_id, event_id))
+            if entry is None or entry.removed_at is not None:
+                return self._unknown_event(event_id, account, sub_id)
+            self.event_removals += 1
+            self.accepted_change_times.append(now)
+            lose_answer = self._lose_answer()
+            entry.removed_at = now + self.faults.land_delay_ms / 1000
+            envelope = self._event_removed(account, sub_id, event_id)
+        self.sender.send(envelope, delay=entry.removed_at - now)
+        if lose_answer:
+            return _error(500, "InternalError", "injected fault after the event was removed")
+        return "", 202
+
+    def _unknown_event(self, event_id: str, account: str, sub_id: str | None = None):
+        """400 EventNotFound (Rokt's answer is undocumented: docs/vendors/rokt-calendar-api.md §3.3)."""
+        with self.lock:
+            self.unknown_event_changes += 1
+        where = f"subscription {sub_id!r}" if sub_id else f"account {account!r}"
+        return _error(400, "EventNotFound", f"no event {event_id!r} in {where}")
+
     def get_subscription(self, sub_id: str):
         if not self._authorized():
             return _error(401, "Unauthorized", "missing, unknown or expired bearer token")
@@ -191,15 +366,20 @@ class RoktSimulator(Simulator):
             sub = self.subscriptions.get(sub_id)
             if sub is None:
                 return _error(404, "SubscriptionNotFound", f"no subscription {sub_id}")
+            shown = [(e.event_id, e.shown(now)) for (s, _), e in self.entries.items() if s == sub_id]
             visible = [
                 {
-                    "subscriptionEventId": e.event_id,
-                    "title": e.title,
-                    "startDateTime": e.start,
+                    "subscriptionEventId": event_id,
+                    "title": event["title"],
+                    "startDateTime": event["start"],
+                    "endDateTime": event.get("end"),
+                    "description": event.get("description"),
+                    "location": event.get("location"),
+                    "timezone": event.get("timezone"),
                     "isSubscriptionEvent": True,
                 }
-                for (s, _), e in self.entries.items()
-                if s == sub_id and e.lands_at <= now
+                for event_id, event in shown
+                if event is not None
             ]
         return jsonify({**sub, "subscriptionId": sub_id, "eventsVisibleToSubscription": visible})
 
@@ -258,6 +438,13 @@ class RoktSimulator(Simulator):
             "SubscriptionEventAdded",
             account,
             {"subscription": self._basic(sub_id), "subscriptionEvent": event},
+        )
+
+    def _event_removed(self, account: str, sub_id: str, event_id: str) -> dict[str, Any]:
+        return self._envelope(
+            "SubscriptionEventRemoved",
+            account,
+            {"subscription": self._basic(sub_id), "subscriptionEvent": {"eventId": event_id}},
         )
 
     def _create_subscription(self, account: str, calendar: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -368,6 +555,40 @@ class RoktSimulator(Simulator):
             return jsonify(error="not_found", message="no such subscription"), 404
         return jsonify(ok=True)
 
+    def subscriber_removes(self):
+        """A subscriber takes one event out of their calendar (not a Rokt API):
+        {"subscriptionId", "eventId"}; it leaves at once and `SubscriptionEventRemoved` is sent."""
+        body = request.get_json(silent=True) or {}
+        sub_id, event_id = body.get("subscriptionId"), body.get("eventId")
+        if not isinstance(sub_id, str) or not isinstance(event_id, str):
+            return jsonify(error="invalid_body", message="subscriptionId and eventId required"), 400
+        now = time.monotonic()
+        with self.lock:
+            entry = self.entries.get((sub_id, event_id))
+            if entry is None or entry.shown(now) is None:
+                return jsonify(error="not_found", message="the calendar does not show that event"), 404
+            entry.removed_at = now
+            self.removed_by_subscribers += 1
+            envelope = self._event_removed(self.subscriptions[sub_id]["accountCode"], sub_id, event_id)
+        self.sender.send(envelope)
+        return jsonify(ok=True)
+
+    def calendars(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """What each subscription's calendar shows now: {subscriptionId: {eventId: event}}, every
+        subscription included (empty when it shows nothing). Apart from `state()`, which is
+        polled during runs: this is as large as all calendars together."""
+        now = time.monotonic()
+        with self.lock:
+            held: dict[str, dict[str, dict[str, Any]]] = {sub_id: {} for sub_id in self.subscriptions}
+            for (sub_id, event_id), entry in self.entries.items():
+                event = entry.shown(now)
+                if event is not None:
+                    held.setdefault(sub_id, {})[event_id] = event
+        return held
+
+    def calendars_route(self):
+        return jsonify(self.calendars())
+
     def configure_webhooks(self):
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
@@ -380,16 +601,25 @@ class RoktSimulator(Simulator):
         return jsonify(self.sender.state()["webhook"])
 
     def post_times(self):
-        """When each event POST arrived (this host's monotonic clock): accepted and answered 429."""
+        """When each create arrived (this host's monotonic clock): accepted and answered 429;
+        the same for update/delete/remove calls (`changes`, `throttled_changes`)."""
         with self.lock:
-            return jsonify(accepted=self.accepted_post_times, throttled=self.throttled_post_times)
+            return jsonify(
+                accepted=self.accepted_post_times,
+                throttled=self.throttled_post_times,
+                changes=self.accepted_change_times,
+                throttled_changes=self.throttled_change_times,
+            )
 
     def state(self) -> dict[str, Any]:
         now = time.monotonic()
-        landed = [e for e in self.entries.values() if e.lands_at <= now]
+        gone = [e for e in self.entries.values() if e.removed_at is not None and e.removed_at <= now]
+        held = [e for e in self.entries.values() if e.removed_at is None or e.removed_at > now]
+        landed = [e for e in held if e.lands_at <= now]
         seen: dict[tuple[str, str, str], set[str]] = {}
         for e in self.entries.values():
-            seen.setdefault((e.subscription_id, e.title, e.start), set()).add(e.event_id)
+            if e.removed_at is None:
+                seen.setdefault((e.subscription_id, e.title, e.start), set()).add(e.event_id)
         limit = self.faults.rate_limit
         return {
             "subscriptions": len(self.subscriptions),
@@ -399,10 +629,20 @@ class RoktSimulator(Simulator):
             "refused_repeats": self.refused_repeats,
             "lost_answers": self.lost_answers,
             "calendar_entries": len(landed),
-            "pending_calendar_entries": len(self.entries) - len(landed),
+            "pending_calendar_entries": len(held) - len(landed),
             "duplicate_calendar_entries": sum(len(ids) - 1 for ids in seen.values()),
             "max_posts_in_any_1s_window": max_in_any_window(self.accepted_post_times),
             "rate_limit": limit,
             "active_subscriptions": sum(1 for sub in self.subscriptions.values() if sub["isActive"]),
+            "event_updates": self.event_updates,
+            "event_deletes": self.event_deletes,
+            "event_removals": self.event_removals,
+            "unknown_event_changes": self.unknown_event_changes,
+            "removed_by_subscribers": self.removed_by_subscribers,
+            "removed_calendar_entries": len(gone),
+            "pending_calendar_changes": sum(1 for e in self.entries.values() if e.pending_change(now)),
+            "max_calls_in_any_1s_window": max_in_any_window(
+                self.accepted_post_times + self.accepted_change_times
+            ),
             **self.sender.state(),
         }
