@@ -60,6 +60,15 @@ class CredentialsRejected(PermanentError):
     alike, so a loop over many items stops at the first."""
 
 
+class EventNotFound(PermanentError):
+    """Rokt does not hold this eventId (never created, or deleted already). Permanent for the
+    call; a job that deletes or removes may count it as done, one that updates may not."""
+
+    def __init__(self, reason: str, *, event_id: str, status: int | None = None) -> None:
+        super().__init__(reason, status=status)
+        self.event_id = event_id
+
+
 def retry_after_seconds(value: str | None, default: float) -> float:
     """RFC 9110 Retry-After: delay-seconds or an HTTP-date."""
     if not value:

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import requests
 
-from pipeline.clients.errors import CredentialsRejected, PermanentError, RetryableError
+from pipeline.clients.errors import CredentialsRejected, EventNotFound, RetryableError
 from pipeline.clients.http import BearerClient, raise_for_status, send
 from pipeline.infra.logsafe import mask_emails
 
@@ -22,15 +22,6 @@ DUPLICATE_EVENT_CODE = "DuplicateEventId"
 # not taken for it: the delete-everywhere path is inferred, and a wrong path must not pass for
 # "already gone".
 EVENT_NOT_FOUND_CODE = "EventNotFound"
-
-
-class EventNotFound(PermanentError):
-    """Rokt does not hold this eventId (never created, or deleted already). Permanent for the
-    call; a job that deletes or removes may count it as done, one that updates may not."""
-
-    def __init__(self, reason: str, *, event_id: str, status: int | None = None) -> None:
-        super().__init__(reason, status=status)
-        self.event_id = event_id
 
 
 def _error_model(response: requests.Response) -> str:

@@ -8,8 +8,15 @@ import pytest
 import requests
 import responses
 
-from pipeline.clients.errors import PermanentError, RetryableError, Throttled, Unauthorized, UnknownOutcome
-from pipeline.clients.rokt import EventNotFound, RoktClient
+from pipeline.clients.errors import (
+    EventNotFound,
+    PermanentError,
+    RetryableError,
+    Throttled,
+    Unauthorized,
+    UnknownOutcome,
+)
+from pipeline.clients.rokt import RoktClient
 
 TOKEN = "https://rokt.test/oauth2/token"
 UPDATE = "https://rokt.test/v1/subscriptionevent/acct/update"
