@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from pipeline.infra import keys
 from pipeline.stores.history import HistoryStore, executions
 from pipeline.stores.subscription_records import subscriptions
+from tests.log_check import EMAIL
 
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 SANDBOX_CONTACT = re.compile(r"C\d{7}")  # jbsim's contact keys (digests are lower-case hex)
 MIN_SUBSTRING = 6  # shorter identities ("C1") are matched as a whole segment of the name only
 

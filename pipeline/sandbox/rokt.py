@@ -276,12 +276,11 @@ class RoktSimulator(Simulator):
         event_id = event["eventId"]
         now = time.monotonic()
         with self.lock:
-            stored = self.events.get(event_id)
-            if stored is None or stored["account"] != account:
+            stored = self._held(event_id, account)
+            if stored is None:
                 return self._unknown_event(event_id, account)
             self.event_updates += 1
-            self.accepted_change_times.append(now)
-            lose_answer = self._lose_answer()
+            lose_answer = self._accept_change(now)
             stored["event"] = event
             applies_at = now + self.faults.land_delay_ms / 1000
             for sub_id in stored["subscriptionIds"]:
@@ -303,12 +302,11 @@ class RoktSimulator(Simulator):
             return refusal
         now = time.monotonic()
         with self.lock:
-            stored = self.events.get(event_id)
-            if stored is None or stored["account"] != account:
+            stored = self._held(event_id, account)
+            if stored is None:
                 return self._unknown_event(event_id, account)
             self.event_deletes += 1
-            self.accepted_change_times.append(now)
-            lose_answer = self._lose_answer()
+            lose_answer = self._accept_change(now)
             del self.events[event_id]
             leaves_at = now + self.faults.land_delay_ms / 1000
             for sub_id in stored["subscriptionIds"]:
@@ -330,8 +328,7 @@ class RoktSimulator(Simulator):
             return refusal
         now = time.monotonic()
         with self.lock:
-            stored = self.events.get(event_id)
-            if stored is None or stored["account"] != account:
+            if self._held(event_id, account) is None:
                 return self._unknown_event(event_id, account)
             sub = self.subscriptions.get(sub_id)
             if sub is None or sub["accountCode"] != account:
@@ -342,14 +339,23 @@ class RoktSimulator(Simulator):
             if entry is None or entry.removed_at is not None:
                 return self._unknown_event(event_id, account, sub_id)
             self.event_removals += 1
-            self.accepted_change_times.append(now)
-            lose_answer = self._lose_answer()
+            lose_answer = self._accept_change(now)
             entry.removed_at = now + self.faults.land_delay_ms / 1000
             envelope = self._event_removed(account, sub_id, event_id)
         self.sender.send(envelope, delay=entry.removed_at - now)
         if lose_answer:
             return _error(500, "InternalError", "injected fault after the event was removed")
         return "", 202
+
+    def _held(self, event_id: str, account: str) -> dict[str, Any] | None:
+        """The event a change names, if this account holds it (under the lock)."""
+        stored = self.events.get(event_id)
+        return stored if stored is not None and stored["account"] == account else None
+
+    def _accept_change(self, now: float) -> bool:
+        """An update, delete or remove applied: its arrival counted; whether its answer is lost."""
+        self.accepted_change_times.append(now)
+        return self._lose_answer()
 
     def _unknown_event(self, event_id: str, account: str, sub_id: str | None = None):
         """400 EventNotFound (Rokt's answer is undocumented: docs/vendors/rokt-calendar-api.md §3.3)."""

@@ -28,6 +28,14 @@ SFMC_TOKEN = "https://auth.sfmc.test/v2/token"
 SFMC_ROWSET = "https://rest.sfmc.test/hub/v1/dataevents/key:DE/rowset"
 SFMC_CONTEXT = "https://rest.sfmc.test/platform/v1/tokenContext"
 
+# Rokt's answers to a call and the typed error each becomes (every Rokt call maps them alike)
+ROKT_ERROR_ANSWERS = [
+    (429, {"Retry-After": "7"}, {"Code": "RateLimited", "Reason": "slow down"}, Throttled),
+    (500, {}, {"Code": "InternalError", "Reason": "x"}, RetryableError),
+    (503, {}, {}, RetryableError),
+    (400, {}, {"Code": "ValidationFailed", "Reason": "bad tz"}, PermanentError),
+]
+
 
 def rokt(settings, fake_redis):
     return RoktClient(settings.tenant("default"), fake_redis, (1, 1))
@@ -99,13 +107,7 @@ def test_rokt_refreshes_once_on_401_then_gives_up(settings, fake_redis):
 
 @pytest.mark.parametrize(
     ("status", "headers", "body", "error"),
-    [
-        (429, {"Retry-After": "7"}, {"Code": "RateLimited", "Reason": "slow down"}, Throttled),
-        (500, {}, {"Code": "InternalError", "Reason": "x"}, RetryableError),
-        (503, {}, {}, RetryableError),
-        (400, {}, {"Code": "ValidationFailed", "Reason": "bad tz"}, PermanentError),
-        (404, {}, {}, PermanentError),
-    ],
+    [*ROKT_ERROR_ANSWERS, (404, {}, {}, PermanentError)],
 )
 @responses.activate
 def test_rokt_errors_are_typed(settings, fake_redis, status, headers, body, error):

@@ -17,6 +17,7 @@ from pipeline.clients.errors import (
     UnknownOutcome,
 )
 from pipeline.clients.rokt import RoktClient
+from tests.unit.clients.test_clients import ROKT_ERROR_ANSWERS
 
 TOKEN = "https://rokt.test/oauth2/token"
 UPDATE = "https://rokt.test/v1/subscriptionevent/acct/update"
@@ -104,15 +105,7 @@ def test_a_bare_404_is_permanent_but_not_taken_for_an_unknown_event(settings, fa
 
 
 @pytest.mark.parametrize("call", sorted(CALLS))
-@pytest.mark.parametrize(
-    ("status", "headers", "body", "error"),
-    [
-        (429, {"Retry-After": "7"}, {"Code": "RateLimited", "Reason": "slow down"}, Throttled),
-        (500, {}, {"Code": "InternalError", "Reason": "x"}, RetryableError),
-        (503, {}, {}, RetryableError),
-        (400, {}, {"Code": "ValidationFailed", "Reason": "bad tz"}, PermanentError),
-    ],
-)
+@pytest.mark.parametrize(("status", "headers", "body", "error"), ROKT_ERROR_ANSWERS)
 @responses.activate
 def test_errors_are_typed_as_for_create(settings, fake_redis, call, status, headers, body, error):
     method, url, invoke = CALLS[call]
