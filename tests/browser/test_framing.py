@@ -94,9 +94,18 @@ def test_another_stacks_journey_builder_is_refused(framing, browser):
         refusal = [text for text in console if "frame-ancestors" in text]
         assert refusal and "violates" in refusal[0] and "blocked" in refusal[0], console
         assert f"http://jb.{STACK}.frame.localhost:*" in refusal[0]
-        # nothing of the page ran: the frame holds no document of ours
-        framed = [f for f in page.frames if f is not page.main_frame]
-        assert framed and all(f.url.startswith("chrome-error://") for f in framed), [f.url for f in framed]
+
+        # nothing of the page ran: the frame settles on Chromium's error page, never on ours (the
+        # console refusal can come before the frame's URL changes, so it is polled, not read once)
+        def framed_urls() -> list[str]:
+            return [f.url for f in page.frames if f is not page.main_frame]
+
+        deadline = time.monotonic() + 15
+        while not (framed_urls() and all(u.startswith("chrome-error://") for u in framed_urls())):
+            if time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(100)
+        assert framed_urls() and all(u.startswith("chrome-error://") for u in framed_urls()), framed_urls()
         assert "ready" not in page.evaluate("() => jb.triggered")
     finally:
         context.close()
