@@ -14,6 +14,9 @@ from pipeline.infra import broker, keys
 from pipeline.infra.queues import (
     CALLBACKS_QUEUE,
     CREATE_EVENT_TASK,
+    EVENT_JOB_ITEM_TASK,
+    EVENT_JOB_STEP_TASK,
+    EVENT_JOBS_QUEUE,
     FLUSH_ALL_TASK,
     FLUSH_HISTORY_TASK,
     FLUSH_RELEASES_TASK,
@@ -127,6 +130,8 @@ task_routes = {
     FLUSH_SUBSCRIPTION_HISTORY_TASK: {"queue": SFMC_QUEUE},
     FLUSH_RELEASES_TASK: {"queue": CALLBACKS_QUEUE},
     INSTALL_DATA_EXTENSIONS_TASK: {"queue": SFMC_QUEUE},
+    EVENT_JOB_STEP_TASK: {"queue": EVENT_JOBS_QUEUE},
+    EVENT_JOB_ITEM_TASK: {"queue": EVENT_JOBS_QUEUE},
 }
 
 # Remote control (pidbox) on: `celery inspect`/`control`, Flower's Workers page, revoke, pool and

@@ -389,6 +389,23 @@ class Settings:
         ),
         parse=_non_negative_int,
     )
+    event_job_create_share: float = setting(
+        0.5,
+        (
+            "the share of a tenant's Rokt rate an event job (correction, cancel, withdrawal) may take "
+            "while creates wait for their slots; alone, a job uses the whole rate "
+            "(docs/events-after-sending.md)"
+        ),
+        parse=float,
+    )
+    event_job_parallel: int = setting(
+        4, "chunks of one event job worked on at once (each calls Rokt one after another)", parse=int
+    )
+    event_job_idle_seconds: int = setting(
+        120,
+        "seconds a running event job may make no progress before the reconciler sends its steps again",
+        parse=int,
+    )
     execution_ttl_days: int = setting(
         30,
         (

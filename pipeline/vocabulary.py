@@ -24,26 +24,51 @@ class State(StrEnum):
     NO_SUBSCRIPTION = "no_subscription"
     MISSING_FIELD = "missing_field"
     FAILED = "failed"
-    REMOVED = "removed"  # the subscriber (or Rokt) took the event out of the calendar
+    REMOVED = "removed"  # the subscriber took the event out of the calendar
+    UPDATED = "updated"  # the sent event was corrected everywhere (a correction job, or Rokt says so)
+    CANCELLED = "cancelled"  # the event was deleted everywhere, or not sent: its template was cancelled
+    WITHDRAWN = "withdrawn"  # we removed the event from the contact's subscription (`events remove`)
 
 
 TERMINAL_STATES = frozenset(State) - {State.QUEUED}
 # Terminal states whose record leaves Redis once the history store holds it: nothing waits on
 # them. `accepted` waits for Rokt's confirmation (and maybe a release), `failed` for a replay.
-ARCHIVED_STATES = frozenset({State.CONFIRMED, State.NO_SUBSCRIPTION, State.MISSING_FIELD, State.REMOVED})
+ARCHIVED_STATES = frozenset(
+    {
+        State.CONFIRMED,
+        State.NO_SUBSCRIPTION,
+        State.MISSING_FIELD,
+        State.REMOVED,
+        State.UPDATED,
+        State.CANCELLED,
+        State.WITHDRAWN,
+    }
+)
+# States whose event Rokt holds in the contact's calendar: what a correction updates, a cancel
+# deletes and a withdrawal removes.
+HELD_STATES = frozenset({State.ACCEPTED, State.CONFIRMED, State.UPDATED})
 
 # Every allowed state change, written once: a state and the states it may move to. The ledger
 # refuses any other move (`pipeline.stores.ledger.IllegalTransition`); a caller may narrow a move to
 # fewer from-states, never widen it. A state without a next state is final.
+# An event held (accepted, confirmed, updated) may be corrected (updated again), cancelled
+# (deleted everywhere), withdrawn (removed from the contact's subscription) or removed by the
+# subscriber; a queued one ends `cancelled` when its template was cancelled before it was sent.
+_AFTER_SENDING = frozenset({State.UPDATED, State.CANCELLED, State.WITHDRAWN, State.REMOVED})
 NEXT_STATES: dict[State, frozenset[State]] = {
-    State.QUEUED: frozenset({State.ACCEPTED, State.NO_SUBSCRIPTION, State.MISSING_FIELD, State.FAILED}),
+    State.QUEUED: frozenset(
+        {State.ACCEPTED, State.NO_SUBSCRIPTION, State.MISSING_FIELD, State.FAILED, State.CANCELLED}
+    ),
     # webhooks confirm or remove; reconciliation fails an event Rokt never confirmed
-    State.ACCEPTED: frozenset({State.CONFIRMED, State.REMOVED, State.FAILED}),
-    State.CONFIRMED: frozenset({State.REMOVED}),  # the subscriber took it out of the calendar
+    State.ACCEPTED: frozenset({State.CONFIRMED, State.FAILED}) | _AFTER_SENDING,
+    State.CONFIRMED: _AFTER_SENDING,
+    State.UPDATED: _AFTER_SENDING,  # corrected again, cancelled, withdrawn or removed
     State.FAILED: frozenset({State.QUEUED}),  # a replay sends it through the pipeline again
     State.NO_SUBSCRIPTION: frozenset(),
     State.MISSING_FIELD: frozenset(),
     State.REMOVED: frozenset(),
+    State.CANCELLED: frozenset(),
+    State.WITHDRAWN: frozenset(),
 }
 
 
@@ -67,6 +92,9 @@ class Stage(StrEnum):
     RECORD_SUBSCRIPTION_HISTORY = "record_subscription_history"  # the store refused a subscription's row
     WEBHOOK = "webhook"  # a Rokt webhook could not be applied
     MATCH_CONTACT = "match_contact"  # SFMC refused to create the subscriber's contact
+    UPDATE_EVENT = "update_event"  # Rokt refused a correction of a sent event (update everywhere)
+    DELETE_EVENT = "delete_event"  # Rokt refused a cancel of a sent event (delete everywhere)
+    REMOVE_EVENT = "remove_event"  # Rokt refused a withdrawal (remove from one subscription)
 
 
 class ErrorClass(StrEnum):
@@ -117,3 +145,37 @@ OUTBOX_STAGES: dict[OutboxKind, Stage] = {
     OutboxKind.HISTORY: Stage.RECORD_HISTORY,
     OutboxKind.SUBSCRIPTION_HISTORY: Stage.RECORD_SUBSCRIPTION_HISTORY,
 }
+
+
+class JobKind(StrEnum):
+    """What an event job does to events already sent (pipeline/journeys/event_jobs.py)."""
+
+    CORRECT = "correct"  # update everywhere, where the re-rendered content differs
+    CANCEL = "cancel"  # delete everywhere; a template's cancel also archives the template
+    WITHDRAW = "withdraw"  # remove one contact's events from their subscriptions
+
+
+# The stage a failed item of each kind of job is dead-lettered under.
+JOB_STAGES: dict[JobKind, Stage] = {
+    JobKind.CORRECT: Stage.UPDATE_EVENT,
+    JobKind.CANCEL: Stage.DELETE_EVENT,
+    JobKind.WITHDRAW: Stage.REMOVE_EVENT,
+}
+
+
+class JobOutcome(StrEnum):
+    """What an event job did with one execution: each is counted once per job."""
+
+    UPDATED = "updated"  # the event now shows the new content
+    UNCHANGED = "unchanged"  # the new content renders the same: nothing sent
+    KEPT = "kept"  # the contact's values no longer render: the old event stays (reason kept)
+    ENDED = "ended"  # the event's end is past: not updated
+    NOT_HELD = "not_held"  # Rokt holds no event of it any more (removed, cancelled, failed...)
+    GONE = "gone"  # its record is past the ledger's retention
+    CANCELLED = "cancelled"  # deleted everywhere
+    WITHDRAWN = "withdrawn"  # removed from the contact's subscriptions
+    FAILED = "failed"  # Rokt refused: a dead letter holds why, replayable
+
+
+# outcomes that count as skipped (the progress's "skipped by reason")
+SKIPPED_OUTCOMES = frozenset({JobOutcome.KEPT, JobOutcome.ENDED, JobOutcome.NOT_HELD, JobOutcome.GONE})

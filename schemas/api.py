@@ -44,3 +44,46 @@ class PreviewSchema(Schema):
                 "give exactly one of templateId and template" if given else "templateId or template required"
             )
             raise ValidationError({"templateId": [message], "template": [message]})
+
+
+class TemplateUpdateQuerySchema(Schema):
+    """`PUT /api/templates/<id>?applyToSent=true|false`: whether the change also corrects the
+    events already sent (a correction job); also accepted as the body's `applyToSent` field."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    applyToSent = fields.Boolean(load_default=False)
+
+
+class CancelEventsSchema(Schema):
+    """`POST /api/templates/<id>/cancel`: why (shown in every cancelled contact's status row), and
+    the count the person confirmed (optional: when given, it must be the count held now)."""
+
+    class Meta:
+        unknown = RAISE
+
+    reason = fields.String(load_default="", validate=validate.Length(max=300))
+    confirmCount = fields.Integer(validate=validate.Range(min=0))
+
+
+class RemoveEventsSchema(Schema):
+    """`POST /api/events/remove`: one contact's events out of their subscriptions (all, or one
+    template's)."""
+
+    class Meta:
+        unknown = RAISE
+
+    contactKey = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    templateId = fields.String(validate=validate.Length(min=1, max=100))
+    reason = fields.String(load_default="", validate=validate.Length(max=300))
+
+
+class EventJobsQuerySchema(Schema):
+    """`GET /api/event-jobs?running=&limit=`."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    running = fields.Boolean(load_default=False)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))

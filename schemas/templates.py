@@ -9,7 +9,16 @@ from pipeline.journeys.render import FIELD_LIMITS, RENDERED_FIELDS, canonical_ti
 POLICIES = ("strict", "blank")
 # what the store adds to a template (and the API to an item): an update may send them back as
 # read, they are ignored (an `id` must then be the template's own)
-READ_ONLY_FIELDS = ("id", "tenant", "createdAt", "updatedAt", "placeholders")
+READ_ONLY_FIELDS = (
+    "id",
+    "tenant",
+    "createdAt",
+    "updatedAt",
+    "placeholders",
+    "archivedAt",
+    "cancelJob",
+    "sent",
+)
 
 
 class TimeZone(fields.String):

@@ -17,6 +17,7 @@ app = Celery(
         "tasks.webhooks",
         "tasks.maintenance",
         "tasks.provisioning",
+        "tasks.event_jobs",
     ],
 )
 app.config_from_object("celeryconfig")

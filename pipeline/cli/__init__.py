@@ -21,6 +21,7 @@ from pipeline.cli import (
     api_keys,
     backfill,
     dead_letters,
+    events,
     health,
     report,
     serve,
@@ -36,7 +37,7 @@ from pipeline.cli.common import EXIT_BAD_INPUT, EXIT_REDIS_UNREACHABLE
 COMMANDS_GROUP = "rokt_sfmc.commands"
 # One module of this package per command group, each adding its subparsers with `register(sub)`,
 # in the order `rokt-sfmc --help` lists them.
-GROUPS = (serve, backfill, dead_letters, upkeep, report, templates, api_keys, status, health, tenants)
+GROUPS = (serve, backfill, dead_letters, upkeep, report, templates, events, api_keys, status, health, tenants)
 
 
 def _version() -> str:

@@ -17,6 +17,9 @@ from celery import Celery, signals
 
 from pipeline.infra import kombu_redis_close
 from pipeline.infra.queues import (
+    EVENT_JOB_ITEM_TASK,
+    EVENT_JOB_STEP_TASK,
+    EVENT_JOBS_QUEUE,
     FLUSH_TASKS,
     INSTALL_DATA_EXTENSIONS_TASK,
     RENDER_TASK,
@@ -95,3 +98,14 @@ def install_data_extensions(tenant: str) -> None:
     _send(
         INSTALL_DATA_EXTENSIONS_TASK, [tenant], task_id=f"install-data-extensions:{tenant}:{time.time_ns()}"
     )
+
+
+def enqueue_event_job_step(tenant: str, job_id: str, start: int, end: int = 0, countdown: float = 0) -> None:
+    """One step of an event job: a chunk [start, end) of its executions, or its planning (start -1)."""
+    options: dict[str, Any] = {"countdown": countdown} if countdown else {}
+    _send(EVENT_JOB_STEP_TASK, [tenant, job_id, start, end], queue=EVENT_JOBS_QUEUE, **options)
+
+
+def enqueue_event_job_item(tenant: str, job_id: str, execution_id: str) -> None:
+    """One execution of an event job done again (its dead letter's replay)."""
+    _send(EVENT_JOB_ITEM_TASK, [tenant, job_id, execution_id], queue=EVENT_JOBS_QUEUE)

@@ -95,6 +95,19 @@ def activity_counts(tenant: str, activity_id: str) -> str:
     return tenant_key(tenant, "activity", activity_id, "counts")
 
 
+def activity_daily(tenant: str, activity_id: str, day: str) -> str:
+    """Hash: one activity's moves of one UTC day, state -> executions that moved to it that day
+    (added = confirmed, updated, removed by subscribers, cancelled, withdrawn...); kept 400 days,
+    exact (counted by the ledger's transition script, which builds the name too)."""
+    return tenant_key(tenant, "activity", activity_id, "day", day)
+
+
+def template_sent(tenant: str) -> str:
+    """Hash: template id -> events of it Rokt accepted, ever (the transition script counts each
+    move to `accepted`): what an event job compares with what the ledger still holds."""
+    return tenant_key(tenant, "template-sent")
+
+
 def activity_failures(tenant: str, activity_id: str) -> str:
     """Sorted set: one activity's failure reasons by count (the ledger's scripts build it too)."""
     return tenant_key(tenant, "activity", activity_id, "failures")
@@ -229,6 +242,60 @@ def legacy_contact_subscriptions(tenant: str, contact_key: str) -> str:
 def backfill_checkpoint(tenant: str, fingerprint: str) -> str:
     """String: records of one backfill file done so far (its resume point)."""
     return tenant_key(tenant, "backfill", fingerprint)
+
+
+# --- event jobs: corrections, cancels and withdrawals of sent events (journeys/event_jobs.py) ---
+
+
+def event_jobs(tenant: str) -> str:
+    """Sorted set: event job id -> when it started (epoch seconds), for `events jobs|history`."""
+    return tenant_key(tenant, "event-jobs")
+
+
+def event_jobs_running(tenant: str) -> str:
+    """Sorted set: running event job id -> when it last made progress; the reconciler re-kicks
+    a job idle too long (its task lost with a worker or a broker)."""
+    return tenant_key(tenant, "event-jobs-running")
+
+
+def event_job(tenant: str, job_id: str) -> str:
+    """Hash: one event job: what it does, who started it and when, its state and its counts."""
+    return tenant_key(tenant, "event-job", job_id)
+
+
+def event_job_planning(tenant: str, job_id: str) -> str:
+    """String: held (2 minutes at most) while one step plans the job, so two never plan at once."""
+    return tenant_key(tenant, "event-job", job_id, "planning")
+
+
+def event_job_items(tenant: str, job_id: str) -> str:
+    """List: the execution ids the job works through, in chunks (deleted when it ends)."""
+    return tenant_key(tenant, "event-job", job_id, "items")
+
+
+def event_job_outcomes(tenant: str, job_id: str) -> str:
+    """Hash: execution id -> the job's outcome for it (each counted once; deleted when it ends)."""
+    return tenant_key(tenant, "event-job", job_id, "outcomes")
+
+
+def event_job_chunks_done(tenant: str, job_id: str) -> str:
+    """Set: the job's chunks done (their first item's index; deleted when it ends)."""
+    return tenant_key(tenant, "event-job", job_id, "chunks")
+
+
+def event_job_notes(tenant: str, job_id: str) -> str:
+    """Hash: execution id -> why the job kept its old event or failed it (kept with the job)."""
+    return tenant_key(tenant, "event-job", job_id, "notes")
+
+
+def event_job_totals(tenant: str) -> str:
+    """Hash: `<kind>:<outcome>` -> executions every event job of the tenant ended so (the exporter's)."""
+    return tenant_key(tenant, "event-job-totals")
+
+
+def archived_templates(tenant: str) -> str:
+    """Set: ids of the templates archived (their events cancelled): executions of them are not sent."""
+    return tenant_key(tenant, "templates-archived")
 
 
 # --- dead letters ------------------------------------------------------------------------------

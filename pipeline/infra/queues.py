@@ -15,12 +15,15 @@ ALL_QUEUES = (RENDER_QUEUE, ROKT_QUEUE, SFMC_QUEUE, CALLBACKS_QUEUE, WEBHOOKS_QU
 # time, instead of behind the backlog of rokt.<tenant> it came from (and missing its slot).
 # Not a tenant queue (no `rokt.` prefix); whatever serves `rokt` must serve it too.
 ROKT_WAIT_QUEUE = "rokt-wait"
+# Event jobs (corrections, cancels, withdrawals of sent events), every tenant's: a queue of their
+# own, so a job does not wait behind a journey's backlog of creates (the limiter shares the rate).
+EVENT_JOBS_QUEUE = "event-jobs"
 # Every queue not of one tenant: what the exporter and `status` report beside the tenants' own.
-SHARED_QUEUES = (*ALL_QUEUES, ROKT_WAIT_QUEUE)
+SHARED_QUEUES = (*ALL_QUEUES, ROKT_WAIT_QUEUE, EVENT_JOBS_QUEUE)
 # How the service splits its workers (compose, the demo): the Rokt stage waits on the network,
 # so a threads pool (worker-rokt) runs it; everything else uses CPU and runs on prefork
 # (worker-render). Each also takes its stage's per-tenant queues (tasks/tenant_queues.py).
-ROKT_WORKER_QUEUES = (ROKT_QUEUE, ROKT_WAIT_QUEUE)
+ROKT_WORKER_QUEUES = (ROKT_QUEUE, ROKT_WAIT_QUEUE, EVENT_JOBS_QUEUE)
 RENDER_WORKER_QUEUES = tuple(q for q in ALL_QUEUES if q not in ROKT_WORKER_QUEUES)
 
 
@@ -57,6 +60,8 @@ FLUSH_ALL_TASK = "rsf.flush_all"
 FLUSH_HISTORY_TASK = "rsf.flush_history"
 FLUSH_SUBSCRIPTION_HISTORY_TASK = "rsf.flush_subscription_history"
 INSTALL_DATA_EXTENSIONS_TASK = "rsf.install_data_extensions"
+EVENT_JOB_STEP_TASK = "rsf.event_job_step"
+EVENT_JOB_ITEM_TASK = "rsf.event_job_item"
 
 # The task that drains each outbox.
 FLUSH_TASKS: dict[OutboxKind, str] = {

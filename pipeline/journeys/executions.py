@@ -37,7 +37,7 @@ from pipeline.stores.ledger import Execution
 from pipeline.stores.ratelimit import RateLimited
 from pipeline.subscriptions.subscription_rows import live_subscriptions
 from pipeline.tenancy.handles import Runtime
-from pipeline.vocabulary import ErrorClass, OutboxKind, Stage, State
+from pipeline.vocabulary import HELD_STATES, ErrorClass, OutboxKind, Stage, State
 from schemas.jb_execute import release_policy
 
 log = logging.getLogger(__name__)
@@ -49,17 +49,24 @@ _SPLIT_IDS = re.compile(r"[\s,;]+")
 # `sentDigest` before its first send (HSETNX: the first content sent). When Rokt later refuses
 # the eventId as taken, the two say whether Rokt holds this content or another.
 EVENT_DIGEST_FIELD, SENT_DIGEST_FIELD = "eventDigest", "sentDigest"
+# KEYS: exec hash, the tenant's archived templates. Answers {hash, archived}: an execution of a
+# template archived (its events cancelled) since it was rendered is not sent (nor is sentDigest set).
 _LOAD_FOR_CREATE = """
 local data = redis.call('HGETALL', KEYS[1])
+local template = redis.call('HGET', KEYS[1], 'templateId')
+if template and template ~= '' and redis.call('SISMEMBER', KEYS[2], template) == 1 then
+  return {data, 1}
+end
 local digest = redis.call('HGET', KEYS[1], 'eventDigest')
 if digest and redis.call('HGET', KEYS[1], 'status') == 'queued' then
   redis.call('HSETNX', KEYS[1], 'sentDigest', digest)
 end
-return data
+return {data, 0}
 """
 
 
-def _digest(event_json: str, ids_json: str) -> str:
+def event_digest(event_json: str, ids_json: str) -> str:
+    """What the execution's event and subscriptions were, in 40 hex: sent content is compared by it."""
     return hashlib.sha1(f"{event_json}\n{ids_json}".encode(), usedforsecurity=False).hexdigest()
 
 
@@ -90,6 +97,9 @@ redis.call('XADD', KEYS[4], '*', 'p', ARGV[2])
 return 1
 """
 
+
+# the outcome of a contact who reaches the step after its event was cancelled (status row's Error)
+CANCELLED_REASON = "cancelled: the event was cancelled (its template is archived); nothing sent"
 
 # templates as parsed, by their stored JSON: a render parses each template version once per process
 _parsed_templates: dict[str, dict[str, Any]] = {}
@@ -133,7 +143,7 @@ def status_row(ex: Execution) -> dict[str, Any]:
         "keys": {"ContactKey": ex.contact_key, "ExecutionId": ex.execution_id},
         "values": {
             "Status": ex.status,
-            "RoktEventId": ex.event_id if ex.status in (State.ACCEPTED, State.CONFIRMED) else "",
+            "RoktEventId": ex.event_id if ex.status in HELD_STATES else "",
             "Error": neutralise(f.get("error", "")),
             "TemplateId": ex.template_id,
             "JourneyId": f.get("journeyId", ""),
@@ -225,6 +235,27 @@ def emit_outcome(rt: Runtime, ex: Execution, *, quiet: bool = False) -> bool:
     if released == 1 and not quiet:
         log.info("execution %s released", ex.execution_id)
     return released == 1
+
+
+def move_whole(
+    rt: Runtime, tenant: str, execution_id: str, target: State, allowed_from: tuple[State, ...], **values: str
+) -> tuple[bool, str]:
+    """Move an execution whatever Redis still holds of it: a tombstone (or nothing) is made whole
+    again from the history store first, so it moves like any other (and leaves Redis again once
+    the store has the move). Returns (moved, previous status); ('' when neither holds it: past
+    its retention)."""
+    moved, previous = False, ""
+    for _attempt in range(3):  # archived again between the restore and the move: restore again
+        current = rt.ledger.get(tenant, execution_id)
+        if current is None or "archived" in current.fields:
+            record = rt.history.record(tenant, execution_id)
+            if record is None:
+                return False, ""
+            rt.ledger.restore(tenant, execution_id, record)
+        moved, previous = rt.ledger.transition(tenant, execution_id, target, allowed_from, **values)
+        if previous != "archived":
+            break
+    return moved, previous
 
 
 def release_key_of(ex: Execution) -> str:
@@ -335,6 +366,9 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
         return False
     try:
         template = _template(rt, tenant, ex, raw_template)
+        if template.get("archivedAt"):
+            finish(rt, tenant, execution_id, State.CANCELLED, CANCELLED_REASON)
+            return False
         event = render_event(template, ex.args, ex.event_id)
     except TemplateNotFound as exc:
         fail(rt, tenant, execution_id, Stage.RENDER, ErrorClass.PERMANENT, str(exc))
@@ -365,7 +399,7 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
         subscriptionIds=ids_json,
         subscriptionSource=source,
         renderStartedAt=started_at,
-        **{EVENT_DIGEST_FIELD: _digest(event_json, ids_json)},
+        **{EVENT_DIGEST_FIELD: event_digest(event_json, ids_json)},
     )
     return True
 
@@ -377,9 +411,14 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     ends the execution `failed` with Rokt's reason.
     """
     member = keys.execution(tenant, execution_id)
-    data = _as_dict(rt.redis.register_script(_LOAD_FOR_CREATE)(keys=[member]))
-    ex = _open(tenant, execution_id, rt, Execution.from_hash(tenant, execution_id, data))
+    flat, archived = rt.redis.register_script(_LOAD_FOR_CREATE)(
+        keys=[member, keys.archived_templates(tenant)]
+    )
+    ex = _open(tenant, execution_id, rt, Execution.from_hash(tenant, execution_id, _as_dict(flat)))
     if ex is None:
+        return
+    if int(archived):
+        finish(rt, tenant, execution_id, State.CANCELLED, CANCELLED_REASON)
         return
     sent_before = ex.fields.get(SENT_DIGEST_FIELD)  # None: this call is the first to send
     event = _loads(ex.fields.get("event"))

@@ -17,6 +17,9 @@ from pipeline.journeys.render import PLACEHOLDER, RENDERED_FIELDS
 from pipeline.stores.ledger import Ledger
 from schemas.templates import READ_ONLY_FIELDS, TemplateSchema
 
+# what archiving adds to a stored template (kept by an edit, removed by a restore)
+ARCHIVE_FIELDS = ("archivedAt", "cancelJob")
+
 
 class TemplateNotFound(LookupError):
     pass
@@ -81,6 +84,7 @@ def update_template(
                 current = json.loads(raw)
                 stored = {
                     **loaded,
+                    **{name: current[name] for name in ARCHIVE_FIELDS if name in current},
                     "id": template_id,
                     "tenant": tenant,
                     "createdAt": current.get("createdAt") or _now(),
@@ -103,6 +107,44 @@ def delete_template(r: redis.Redis, tenant: str, template_id: str, ledger: Ledge
         raise TemplateInUse(template_id, open_executions)
     if not r.hdel(keys.templates(tenant), template_id):
         raise TemplateNotFound(f"template {template_id!r} not found for tenant {tenant!r}")
+
+
+def archive_template(r: redis.Redis, tenant: str, template_id: str, job_id: str = "") -> dict[str, Any]:
+    """Archive a template (its events are being cancelled): executions of it are no longer sent,
+    they end `cancelled`. Raises TemplateNotFound."""
+    return _set_archived(r, tenant, template_id, {"archivedAt": _now(), "cancelJob": job_id})
+
+
+def restore_template(r: redis.Redis, tenant: str, template_id: str) -> dict[str, Any]:
+    """Restore an archived template for the contacts who reach its step from now on; the events
+    cancelled stay cancelled (their executions are final). Raises TemplateNotFound."""
+    return _set_archived(r, tenant, template_id, None)
+
+
+def _set_archived(
+    r: redis.Redis, tenant: str, template_id: str, marks: dict[str, str] | None
+) -> dict[str, Any]:
+    key = keys.templates(tenant)
+    with r.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                raw = pipe.hget(key, template_id)
+                if raw is None:
+                    raise TemplateNotFound(f"template {template_id!r} not found for tenant {tenant!r}")
+                stored = {k: v for k, v in json.loads(raw).items() if k not in ARCHIVE_FIELDS}
+                if marks:
+                    stored.update(marks)
+                pipe.multi()
+                pipe.hset(key, template_id, json.dumps(stored, sort_keys=True))
+                if marks:
+                    pipe.sadd(keys.archived_templates(tenant), template_id)
+                else:
+                    pipe.srem(keys.archived_templates(tenant), template_id)
+                pipe.execute()
+                return stored
+            except redis.WatchError:
+                continue
 
 
 def list_templates(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:

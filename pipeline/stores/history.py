@@ -363,6 +363,41 @@ class HistoryStore:
             ).scalars()
             return sorted(found)
 
+    def executions_in_scope(
+        self,
+        tenant: str,
+        *,
+        template_id: str | None = None,
+        activity_id: str | None = None,
+        statuses: Iterable[str] = (),
+        after: str = "",
+        page: int = 1000,
+    ) -> list[str]:
+        """One page of the execution ids of a template or an activity (in id order, after
+        `after`), in these statuses: what an event job works through."""
+        c = executions.c
+        query = sa.select(c.execution_id).where(c.tenant == tenant, c.execution_id > after)
+        if template_id is not None:
+            query = query.where(c.template_id == template_id)
+        if activity_id is not None:
+            query = query.where(c.activity_id == activity_id)
+        wanted = list(statuses)
+        if wanted:
+            query = query.where(c.status.in_(wanted))
+        with self.engine.connect() as connection:
+            return list(connection.execute(query.order_by(c.execution_id).limit(page)).scalars())
+
+    def sent_in_scope(self, tenant: str, *, template_id: str) -> int:
+        """Executions of the template whose event Rokt accepted, whatever became of it since
+        (their record holds `acceptedAt`): against the template's sent count, what the store no
+        longer holds (past its retention)."""
+        c = executions.c
+        query = sa.select(sa.func.count()).where(
+            c.tenant == tenant, c.template_id == template_id, c.record.contains('"acceptedAt"')
+        )
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar() or 0)
+
     def counts(self, tenant: str) -> dict[str, int]:
         """Archived executions per status."""
         with self.engine.connect() as connection:

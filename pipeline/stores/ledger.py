@@ -92,7 +92,8 @@ end
 """
 
 # KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash,
-#       history outbox (a move to a terminal state appends the execution: the history store gets it);
+#       history outbox (a move to a terminal state appends the execution: the history store gets it),
+#       template-sent hash (a move to accepted counts one more event of its template);
 # ARGV: new status, allowed-from csv (checked against NEXT_STATES before the call), now (iso),
 #       now (epoch), tenant prefix, ttl, failure reason (used when the new status is failed),
 #       '1' to answer the execution's hash after the move as a third element, execution id,
@@ -120,9 +121,17 @@ redis.call('EXPIRE', KEYS[4], 400 * 86400)
 if ARGV[1] == 'accepted' then
   redis.call('ZADD', KEYS[5], tonumber(ARGV[4]), KEYS[1])
   redis.call('HSET', KEYS[1], 'acceptedAt', ARGV[4])  -- the confirm deadline's start: the set's score moves
+  local sent = redis.call('HGET', KEYS[1], 'templateId')
+  if sent and sent ~= '' then redis.call('HINCRBY', KEYS[8], sent, 1) end
 end
 if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
 if ARGV[1] ~= 'queued' then redis.call('XADD', KEYS[7], '*', 'p', cjson.encode({executionId = ARGV[9]})) end
+local moved_activity = redis.call('HGET', KEYS[1], 'activityId')
+if moved_activity and moved_activity ~= '' then  -- the activity's moves per UTC day (a report's)
+  local day = ARGV[5] .. 'activity:' .. moved_activity .. ':day:' .. string.sub(ARGV[3], 1, 10)
+  redis.call('HINCRBY', day, ARGV[1], 1)
+  redis.call('EXPIRE', day, 400 * 86400)
+end
 if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
   local ttl = tonumber(ARGV[6])
   local template = redis.call('HGET', KEYS[1], 'templateId')
@@ -550,6 +559,7 @@ class Ledger:
             keys.awaiting(tenant),
             keys.template_open(tenant),
             keys.outbox(tenant, OutboxKind.HISTORY),
+            keys.template_sent(tenant),
         ]
         reason = str(values.get("error") or "").strip()[:FAILURE_REASON_CHARS] or "(no reason recorded)"
         args = [

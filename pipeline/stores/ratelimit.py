@@ -213,6 +213,12 @@ class RateLimiter:
             # a re-ask may not sleep longer in all than the first could: past that, a ticket
             budget = max(0.0, sleep_budget - (time.monotonic() - started))
 
+    def line_ahead(self) -> float:
+        """Seconds of waiting line ahead of a fresh call (Redis clock; 0: nobody waits): calls
+        that took tickets wait for their slots (creates, when a backlog exceeds the rate)."""
+        line, (seconds, micros) = self.r.get(self.line_key), self.r.time()
+        return max(0.0, float(line or 0) - (seconds + micros / 1e6))
+
     def late_wakes(self) -> int:
         """Slots given up so far because the call woke too late for them (every process counts
         here): a rising count means the hosts running the Rokt stage are overloaded."""

@@ -29,6 +29,7 @@ from schemas.rokt_webhook import (
     EVENT_ADDED,
     EVENT_DELETED,
     EVENT_REMOVED,
+    EVENT_UPDATED,
     SUBSCRIPTION_TYPES,
     load_subscription,
 )
@@ -134,9 +135,11 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind,
         attrs = attributes(event_id, details, load_subscription(details))
         process_subscription_event(rt, tenant, event_id, kind, attrs)
         kinds: tuple[OutboxKind, ...] = (OutboxKind.SUBSCRIPTION_ROWS, OutboxKind.SUBSCRIPTION_HISTORY)
-    elif kind in (EVENT_ADDED, EVENT_REMOVED, EVENT_DELETED):
-        target = State.CONFIRMED if kind == EVENT_ADDED else State.REMOVED
-        moved = update_execution(rt, tenant, details["subscriptionEvent"]["eventId"], target)
+    elif kind in EVENT_MOVES:
+        target, allowed_from, error = EVENT_MOVES[kind]
+        rokt_event_id = details["subscriptionEvent"]["eventId"]
+        reason = {"error": error} if error else {}
+        moved = update_execution(rt, tenant, rokt_event_id, target, allowed_from, **reason)
         # a move may release the contact too (releaseOn=confirmed): flush that soon, not at beat's pass
         kinds = (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES) if moved else ()
     else:
@@ -159,8 +162,27 @@ def _seen_before(rt: Runtime, tenant: str, event_id: str) -> bool:
         return False
 
 
-def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State) -> bool:
-    """accepted -> confirmed, or accepted/confirmed -> removed; False when not ours or done.
+# What each of Rokt's event webhooks does to the execution that sent the event: the state it
+# moves to, from which (None: every state the table allows), and the reason its status row shows.
+# An update or a delete we made ourselves (an event job) has moved it already: nothing moves again.
+EVENT_MOVES: dict[str, tuple[State, tuple[State, ...] | None, str]] = {
+    EVENT_ADDED: (State.CONFIRMED, None, ""),
+    EVENT_UPDATED: (State.UPDATED, (State.ACCEPTED, State.CONFIRMED), ""),
+    EVENT_REMOVED: (State.REMOVED, None, "removed from the calendar by the subscriber"),
+    EVENT_DELETED: (State.CANCELLED, None, "deleted at Rokt (every calendar)"),
+}
+
+
+def update_execution(
+    rt: Runtime,
+    tenant: str,
+    rokt_event_id: str,
+    target: State,
+    allowed_from: tuple[State, ...] | None = None,
+    **values: str,
+) -> bool:
+    """Move the execution that sent `rokt_event_id` to `target` (from `allowed_from`, else every
+    state that may lead there); False when not ours or done.
 
     The status row follows every move; the contact is released here only if it was not
     released before (releaseOn=confirmed, still waiting): emit_outcome releases once."""
@@ -169,16 +191,10 @@ def update_execution(rt: Runtime, tenant: str, rokt_event_id: str, target: State
         execution = rt.history.execution_for_event(tenant, rokt_event_id)
         if execution is None:
             return False  # an event another system sent to this calendar
-    for _attempt in range(3):  # archived again between the restore and the move: restore again
-        current = rt.ledger.get(tenant, execution)
-        if current is None or "archived" in current.fields:  # whole again, to move like any other
-            record = rt.history.record(tenant, execution)
-            if record is None:
-                return False  # past its retention
-            rt.ledger.restore(tenant, execution, record)
-        moved, previous = rt.ledger.transition(tenant, execution, target, states_leading_to(target))
-        if previous != "archived":
-            break
+    allowed = allowed_from or states_leading_to(target)
+    moved, previous = executions.move_whole(rt, tenant, execution, target, allowed, **values)
+    if not previous:
+        return False  # past its retention
     if not moved:
         if previous == State.QUEUED:
             raise NotYetAccepted(execution)

@@ -35,8 +35,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.clients import tokens
 from pipeline.clients.errors import ClientError, CredentialsRejected, PermanentError
 from pipeline.delivery.flush import sfmc_parked
-from pipeline.infra import keys
-from pipeline.journeys import executions, intake
+from pipeline.infra import dispatch, keys
+from pipeline.journeys import event_jobs, executions, intake
 from pipeline.settings import Settings
 from pipeline.stores.ledger import Execution
 from pipeline.stores.ratelimit import RateLimited
@@ -84,6 +84,7 @@ class ReconcileReport:
     retention_trimmed: int = 0
     moved_to_store: int = 0
     matches_unparked: int = 0
+    event_job_steps_resent: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -122,6 +123,10 @@ def reconcile(
         rt.redis.zadd(webhooks, {event_id: now}, xx=True)
         enqueue_webhook(tenant, event_id)
         report.webhooks_redriven += 1
+    # an event job whose step was lost with a worker's message (a broker outage) goes on
+    for job_id, start, end in event_jobs.stalled(rt, tenant, rt.settings.event_job_idle_seconds):
+        dispatch.enqueue_event_job_step(tenant, job_id, start, end)
+        report.event_job_steps_resent += 1
     for execution in ledger.due(keys.awaiting(tenant), now - thresholds.confirm_after, thresholds.batch):
         try:
             _check_accepted(rt, tenant, execution, now, thresholds, report)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.infra import keys
+from pipeline.infra import dispatch, keys
 from pipeline.stores import deadletters
 from pipeline.subscriptions.subscription_rows import matched_or_failed, merge_backfill
 from pipeline.tenancy.handles import Runtime
@@ -146,6 +146,15 @@ def _replay_contact_match(rt: Runtime, tenant: str, letter: dict[str, Any], enqu
     return True
 
 
+def _replay_event_job_item(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    """The job's one execution done again by its task (429/5xx retried there, a refusal a dead
+    letter again): an update with the same content, or a delete or removal already done, is
+    harmless at Rokt."""
+    payload = letter["payload"]
+    dispatch.enqueue_event_job_item(tenant, payload["jobId"], payload["executionId"])
+    return True
+
+
 REPLAYERS: dict[Stage, Replayer] = {
     Stage.RENDER: _replay_execution,
     Stage.CREATE_EVENT: _replay_execution,
@@ -159,6 +168,9 @@ REPLAYERS: dict[Stage, Replayer] = {
     Stage.RECORD_SUBSCRIPTION_HISTORY: _replay_subscription_history,
     Stage.WEBHOOK: _replay_webhook,
     Stage.MATCH_CONTACT: _replay_contact_match,
+    Stage.UPDATE_EVENT: _replay_event_job_item,
+    Stage.DELETE_EVENT: _replay_event_job_item,
+    Stage.REMOVE_EVENT: _replay_event_job_item,
 }
 
 

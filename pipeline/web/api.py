@@ -10,22 +10,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from marshmallow import Schema, ValidationError
 from tzlocal.windows_tz import tz_win
 
-from pipeline.journeys import templates
+from pipeline.infra import dispatch
+from pipeline.journeys import event_jobs, templates
 from pipeline.journeys.preview import preview
 from pipeline.journeys.render import missing_fields_of, time_zone_choices
 from pipeline.tenancy.handles import Runtime
+from pipeline.vocabulary import JobKind
 from pipeline.web.auth import json_body, require_api_auth
 from pipeline.web.errors import ApiError
-from schemas.api import PreviewSchema, TemplateQuerySchema
+from schemas.api import (
+    CancelEventsSchema,
+    EventJobsQuerySchema,
+    PreviewSchema,
+    RemoveEventsSchema,
+    TemplateQuerySchema,
+    TemplateUpdateQuerySchema,
+)
 
 api = Blueprint("api", __name__, url_prefix="/t/<tenant>/api")
 
 QUERY_SCHEMA = TemplateQuerySchema()
 PREVIEW_SCHEMA = PreviewSchema()
+UPDATE_QUERY_SCHEMA = TemplateUpdateQuerySchema()
+CANCEL_SCHEMA = CancelEventsSchema()
+REMOVE_SCHEMA = RemoveEventsSchema()
+JOBS_QUERY_SCHEMA = EventJobsQuerySchema()
 
 
 def _runtime() -> Runtime:
@@ -106,15 +119,121 @@ def get_template(tenant: str, template_id: str):
 @api.put("/templates/<template_id>")
 @require_api_auth
 def update_template(tenant: str, template_id: str):
+    """Replace the template; with `applyToSent` (query or body) true, the events already sent
+    of it are corrected too: the answer carries the correction job."""
     _known_tenant(tenant)
     body = _body()
+    flags = {
+        **request.args.to_dict(),
+        **({"applyToSent": body.pop("applyToSent")} if "applyToSent" in body else {}),
+    }
+    apply_to_sent = _load(UPDATE_QUERY_SCHEMA, flags, "applyToSent")["applyToSent"]
+    rt = _runtime()
     try:
-        stored = templates.update_template(_runtime().redis, tenant, template_id, body)
+        stored = templates.update_template(rt.redis, tenant, template_id, body)
     except templates.TemplateNotFound as exc:
         raise ApiError(404, "not_found", f"template {template_id!r} not found") from exc
     except ValidationError as exc:
         raise ApiError(400, "invalid_template", "template rejected", fields=exc.messages) from exc
+    answer = _item(stored)
+    if apply_to_sent:
+        job = event_jobs.start_job(
+            rt, tenant, JobKind.CORRECT, started_by=_who(), template_id=template_id, reason="template edited"
+        )
+        dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)
+        answer["job"] = job.as_dict()
+    return jsonify(answer)
+
+
+def _who() -> str:
+    identity = g.get("api_identity")
+    return identity.describe() if identity is not None else "unknown"
+
+
+@api.get("/templates/<template_id>/sent")
+@require_api_auth
+def sent_events(tenant: str, template_id: str):
+    """How many events of the template Rokt holds (what a correction or a cancel works on)."""
+    _known_tenant(tenant)
+    template = _get(tenant, template_id)
+    counts = event_jobs.sent_count(_runtime(), tenant, template_id)
+    return jsonify({"templateId": template_id, "archived": bool(template.get("archivedAt")), **counts})
+
+
+@api.post("/templates/<template_id>/cancel")
+@require_api_auth
+def cancel_events(tenant: str, template_id: str):
+    """Delete every event of the template Rokt holds and archive it (202 with the job). With
+    `confirmCount`, a count that no longer matches answers 409 with the count now."""
+    _known_tenant(tenant)
+    body = _load(CANCEL_SCHEMA, _body(), "cancel request")
+    _get(tenant, template_id)
+    rt = _runtime()
+    if "confirmCount" in body:
+        held = event_jobs.sent_count(rt, tenant, template_id)["held"]
+        if held != body["confirmCount"]:
+            raise ApiError(
+                409, "count_changed", f"{held} events are held now, not {body['confirmCount']}", held=held
+            )
+    job = event_jobs.start_job(
+        rt, tenant, JobKind.CANCEL, started_by=_who(), template_id=template_id, reason=body["reason"]
+    )
+    dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)
+    return jsonify(job.as_dict()), 202
+
+
+@api.post("/templates/<template_id>/restore")
+@require_api_auth
+def restore_template(tenant: str, template_id: str):
+    """An archived template serves the contacts who reach its step from now on (the events
+    cancelled stay cancelled)."""
+    _known_tenant(tenant)
+    try:
+        stored = templates.restore_template(_runtime().redis, tenant, template_id)
+    except templates.TemplateNotFound as exc:
+        raise ApiError(404, "not_found", f"template {template_id!r} not found") from exc
     return jsonify(_item(stored))
+
+
+@api.post("/events/remove")
+@require_api_auth
+def remove_events(tenant: str):
+    """One contact's events out of their subscriptions (all, or one template's): 202 with the job."""
+    _known_tenant(tenant)
+    body = _load(REMOVE_SCHEMA, _body(), "remove request")
+    rt = _runtime()
+    job = event_jobs.start_job(
+        rt,
+        tenant,
+        JobKind.WITHDRAW,
+        started_by=_who(),
+        contact_key=body["contactKey"],
+        template_id=body.get("templateId"),
+        reason=body["reason"],
+    )
+    dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)
+    return jsonify(job.as_dict()), 202
+
+
+@api.get("/event-jobs")
+@require_api_auth
+def list_event_jobs(tenant: str):
+    _known_tenant(tenant)
+    query = _load(JOBS_QUERY_SCHEMA, request.args.to_dict(), "query")
+    jobs = event_jobs.list_jobs(_runtime().redis, tenant, limit=query["limit"], running_only=query["running"])
+    return jsonify({"items": [job.as_dict() for job in jobs]})
+
+
+@api.get("/event-jobs/<job_id>")
+@require_api_auth
+def get_event_job(tenant: str, job_id: str):
+    """One job with its progress, and why it kept or failed executions (at most 100)."""
+    _known_tenant(tenant)
+    rt = _runtime()
+    job = event_jobs.get_job(rt.redis, tenant, job_id) if len(job_id) <= 40 else None
+    if job is None:
+        raise ApiError(404, "not_found", f"event job {job_id!r} not found")
+    return jsonify({**job.as_dict(), "notes": event_jobs.notes(rt.redis, tenant, job_id)})
 
 
 @api.delete("/templates/<template_id>")

@@ -63,6 +63,13 @@ class ApiIdentity:
     tenant: str
     kind: str  # "session" | "api_key"
     key_id: str = ""
+    user: str = ""  # a session's Marketing Cloud user id, when its tokenContext named one
+
+    def describe(self) -> str:
+        """Who, as an event job records it: the Marketing Cloud user (by id) or the API key (by id)."""
+        if self.kind == "api_key":
+            return f"API key {self.key_id}"
+        return f"Marketing Cloud user {self.user}" if self.user else "Marketing Cloud user (unnamed)"
 
 
 def _runtime() -> Runtime:
@@ -89,20 +96,27 @@ def _serializer(tenant: Tenant) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(keys[::-1], salt=SESSION_SALT)  # itsdangerous signs with the last
 
 
-def issue_session(tenant: Tenant) -> str:
-    return _serializer(tenant).dumps({"tenant": tenant.name})
+def issue_session(tenant: Tenant, user: str = "") -> str:
+    """A session of the tenant; `user` is the Marketing Cloud user's id (tokenContext's), what
+    an event job records as who started it (an id, not a name or an address)."""
+    payload = {"tenant": tenant.name, **({"user": user} if user else {})}
+    return _serializer(tenant).dumps(payload)
 
 
-def session_valid(tenant: Tenant, token: str, max_age: int = SESSION_MAX_AGE) -> bool:
-    """A session of THIS tenant, signed with its key, at most `max_age` seconds old.
-
-    The payload's tenant is checked too: two tenants may share a JWT secret (the sandbox does).
-    """
+def session_payload(tenant: Tenant, token: str, max_age: int = SESSION_MAX_AGE) -> dict[str, Any] | None:
+    """The payload of a session of THIS tenant, signed with its key, at most `max_age` seconds
+    old; None otherwise. The payload's tenant is checked too: two tenants may share a JWT secret
+    (the sandbox does)."""
     try:
         payload = _serializer(tenant).loads(token, max_age=max_age)
     except BadSignature:  # SignatureExpired is a BadSignature
-        return False
-    return isinstance(payload, dict) and payload.get("tenant") == tenant.name
+        return None
+    return payload if isinstance(payload, dict) and payload.get("tenant") == tenant.name else None
+
+
+def session_valid(tenant: Tenant, token: str, max_age: int = SESSION_MAX_AGE) -> bool:
+    """A session of THIS tenant, signed with its key, at most `max_age` seconds old."""
+    return session_payload(tenant, token, max_age) is not None
 
 
 def _bearer() -> str:
@@ -128,8 +142,9 @@ def identify(tenant_name: str) -> ApiIdentity | None:
         if apikeys.verify_key(_runtime().redis, tenant.name, token):
             return ApiIdentity(tenant.name, "api_key", token[len(apikeys.PREFIX) :][: apikeys.ID_LENGTH])
         return None
-    if session_valid(tenant, token):
-        return ApiIdentity(tenant.name, "session")
+    payload = session_payload(tenant, token)
+    if payload is not None:
+        return ApiIdentity(tenant.name, "session", user=str(payload.get("user") or ""))
     return None
 
 
@@ -211,7 +226,8 @@ def create_session(tenant: str):
         )
         raise ApiError(401, "unauthorized", "token refused")
     log.info("api session issued for tenant %s", tenant)
-    return {"token": issue_session(found), "expiresIn": SESSION_MAX_AGE}
+    user = context.get("user") if isinstance(context.get("user"), dict) else {}
+    return {"token": issue_session(found, _id(user)), "expiresIn": SESSION_MAX_AGE}
 
 
 def _id(part: Any) -> str:

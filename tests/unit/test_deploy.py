@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.infra.queues import ALL_QUEUES, RENDER_WORKER_QUEUES, ROKT_WAIT_QUEUE, ROKT_WORKER_QUEUES
+from pipeline.infra.queues import (
+    ALL_QUEUES,
+    EVENT_JOBS_QUEUE,
+    RENDER_WORKER_QUEUES,
+    ROKT_WAIT_QUEUE,
+    ROKT_WORKER_QUEUES,
+)
 from pipeline.settings import SETTINGS_TABLE, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +168,7 @@ def test_the_rokt_stage_runs_on_threads_and_everything_else_on_prefork():
         pool = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--pool="))
         served.setdefault(pool, set()).update(command[command.index("-Q") + 1].split(","))
     assert served == {"threads": set(ROKT_WORKER_QUEUES), "prefork": set(RENDER_WORKER_QUEUES)}
-    assert set(ALL_QUEUES) | {ROKT_WAIT_QUEUE} == served["threads"] | served["prefork"]
+    assert set(ALL_QUEUES) | {ROKT_WAIT_QUEUE, EVENT_JOBS_QUEUE} == served["threads"] | served["prefork"]
 
 
 def test_no_secret_is_written_in_the_compose_file():

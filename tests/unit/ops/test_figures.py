@@ -37,7 +37,15 @@ def test_a_snapshot_of_an_idle_service_has_every_figure_at_zero(runtime):
     default = snap["tenants"]["default"]
     assert default["status"] == "active"
     assert set(default["queues"]) == {"render.default", "rokt.default"}
-    assert set(snap["sharedQueues"]) == {"render", "rokt", "sfmc", "callbacks", "webhooks", "rokt-wait"}
+    assert set(snap["sharedQueues"]) == {
+        "render",
+        "rokt",
+        "sfmc",
+        "callbacks",
+        "webhooks",
+        "rokt-wait",
+        "event-jobs",
+    }
     assert default["calls"]["rokt"] == {"2xx": 0, "4xx": 0, "429": 0, "5xx": 0, "error": 0}
     assert default["executes"]["queued"] == 0 and default["deadLetters"] == {}
     assert snap["workers"] == {} and snap["beat"] == {"lastTickAgeSeconds": None}

@@ -65,7 +65,7 @@ def test_the_ledger_refuses_a_move_the_table_does_not_allow(fake_redis):
     with pytest.raises(IllegalTransition, match="removed -> queued"):
         ledger.transition_get("t", "e1", State.QUEUED, (State.FAILED, State.REMOVED))
     assert ledger.get("t", "e1").status == State.QUEUED  # refused before Redis was touched
-    assert states_leading_to(State.REMOVED) == (State.ACCEPTED, State.CONFIRMED)
+    assert states_leading_to(State.REMOVED) == (State.ACCEPTED, State.CONFIRMED, State.UPDATED)
 
 
 # -- per-template open counts and per-activity stats, kept by the Lua scripts --
@@ -130,6 +130,9 @@ def test_activity_stats_count_states_and_top_failures(fake_redis):
         "missing_field": 1,
         "failed": 8,
         "removed": 0,
+        "updated": 0,
+        "cancelled": 0,
+        "withdrawn": 0,
     }
     top = stats["topFailures"]
     assert len(top) == 5

@@ -21,11 +21,13 @@ def test_every_task_is_registered_under_its_stable_name_and_routed():
         queues.FLUSH_HISTORY_TASK,
         queues.FLUSH_SUBSCRIPTION_HISTORY_TASK,
         queues.INSTALL_DATA_EXTENSIONS_TASK,
+        queues.EVENT_JOB_STEP_TASK,
+        queues.EVENT_JOB_ITEM_TASK,
     }
     assert names <= set(app.tasks)
     assert names == set(celeryconfig.task_routes)
     routed = {route["queue"] for route in celeryconfig.task_routes.values()}
-    assert routed == set(queues.ALL_QUEUES)
+    assert routed == {*queues.ALL_QUEUES, queues.EVENT_JOBS_QUEUE}
     consumed = {queue.name for queue in celeryconfig.task_queues}
     assert routed <= consumed
     for name in names:

@@ -7,13 +7,14 @@ import json
 import pytest
 import responses
 
+from pipeline.infra import dispatch
 from pipeline.journeys import executions
 from pipeline.journeys.templates import create_template
 from pipeline.stores.deadletters import record_dead_letter
 from pipeline.stores.ledger import event_id_for
 from pipeline.upkeep.reconcile import Thresholds, reconcile
 from pipeline.upkeep.replay import REPLAYERS, list_dead_letters, replay_one
-from pipeline.vocabulary import OutboxKind, Stage, State
+from pipeline.vocabulary import JOB_STAGES, OutboxKind, Stage, State
 
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
 ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
@@ -45,13 +46,16 @@ LETTERS = {
     Stage.RELEASE: {"eventDefinitionKey": "K", "member": {"contactKey": "C", "data": {"executionId": "x"}}},
     Stage.RECORD_HISTORY: {"executionId": "x"},
     Stage.RECORD_SUBSCRIPTION_HISTORY: {"subscriptionId": "s"},
+    **{stage: {"jobId": "job-1", "executionId": "x1"} for stage in JOB_STAGES.values()},
 }
 
 
 # MATCH_CONTACT calls SFMC: test_a_refused_contact_is_matched_again_on_replay
 @pytest.mark.parametrize("stage", [stage for stage in Stage if stage != Stage.MATCH_CONTACT])
-def test_each_stage_replays_into_its_part_of_the_pipeline(runtime, stage):
+def test_each_stage_replays_into_its_part_of_the_pipeline(runtime, stage, monkeypatch):
     executions_sent, webhooks_sent = Recorder(), Recorder()
+    job_items: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(dispatch, "enqueue_event_job_item", lambda *args: job_items.append(args))
     if stage in (Stage.RENDER, Stage.CREATE_EVENT, Stage.PIPELINE, Stage.CONFIRM):
         claim_failed(runtime, "x1", stage)
         letter = list_dead_letters(runtime, "default")[0]
@@ -75,6 +79,8 @@ def test_each_stage_replays_into_its_part_of_the_pipeline(runtime, stage):
         assert runtime.ledger.get("default", "x1").status == State.QUEUED
     elif stage == Stage.WEBHOOK:
         assert webhooks_sent.calls == [("default", "evt-1")]
+    elif stage in JOB_STAGES.values():
+        assert job_items == [("default", "job-1", "x1")]
     else:
         kind = {
             Stage.RECORD_STATUS: OutboxKind.STATUS_ROWS,

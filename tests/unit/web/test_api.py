@@ -268,6 +268,9 @@ def test_activity_stats_follow_claims_and_transitions(client, rt):
         "missing_field": 0,
         "failed": 1,
         "removed": 0,
+        "updated": 0,
+        "cancelled": 0,
+        "withdrawn": 0,
     }
     assert body["topFailures"] == [{"reason": "Rokt said 400", "count": 1}]
     theirs = apikeys.create_key(rt.redis, "other", "theirs")

@@ -1,0 +1,215 @@
+"""Event jobs against fakeredis and a mocked Rokt: a correction sends only what changed and
+nothing the second time, a cancel deletes and archives, a withdrawal removes from each
+subscription; outcomes are counted once, a chunk run again does nothing again, a refusal is a
+dead letter, and the job's share of the limiter holds while creates wait."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import responses
+
+from pipeline.journeys import event_jobs, executions
+from pipeline.journeys.templates import create_template, get_template, restore_template, update_template
+from pipeline.stores.deadletters import count_dead_letters
+from pipeline.stores.ledger import event_id_for
+from pipeline.vocabulary import JobKind, JobOutcome, Stage, State
+from tests.unit.conftest import claim_execution as claim
+
+ROKT_TOKEN = "https://rokt.test/oauth2/token"
+ROKT_CREATE = "https://rokt.test/v1/subscriptionevent/acct"
+ROKT_UPDATE = "https://rokt.test/v1/subscriptionevent/acct/update"
+FUTURE = (datetime.now(UTC) + timedelta(days=30)).strftime("%Y-%m-%dT09:00:00")
+PAST = (datetime.now(UTC) - timedelta(days=30)).strftime("%Y-%m-%dT09:00:00")
+TEMPLATE = {"title": "Sale starts Friday, {{FirstName}}", "start": FUTURE, "timezone": "Europe/London"}
+
+
+def sent(runtime, template_id, n, **extra):
+    """`n` executions of the template whose events Rokt accepted (create mocked)."""
+    ids = []
+    with rokt() as mock:
+        mock.post(ROKT_CREATE, status=202, json={})
+        for i in range(n):
+            execution = f"e{i}"
+            values = {"FirstName": f"N{i}", "subscriptionId": f"s{i}", **extra}
+            claim(runtime, execution, templateId=template_id, **values)
+            assert executions.render_step(runtime, "default", execution)
+            executions.create_step(runtime, "default", execution)
+            assert runtime.ledger.get("default", execution).status == State.ACCEPTED
+            ids.append(execution)
+    return ids
+
+
+def rokt() -> responses.RequestsMock:
+    """Rokt mocked: its token (once; later calls find it cached), then what each test adds."""
+    mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+    mock.post(ROKT_TOKEN, json={"access_token": "t", "expires_in": 3600})
+    return mock
+
+
+def run(runtime, job_id):
+    """Every step of the job, in order, as the tasks would send them."""
+    todo = [(event_jobs.PLAN, 0)]
+    while todo:
+        start, end = todo.pop(0)
+        todo.extend(event_jobs.step(runtime, "default", job_id, start, end))
+    return event_jobs.get_job(runtime.redis, "default", job_id)
+
+
+def start(runtime, kind, **scope):
+    return event_jobs.start_job(runtime, "default", kind, started_by="test", **scope).job_id
+
+
+@pytest.fixture
+def template_id(runtime):
+    return create_template(runtime.redis, "default", TEMPLATE)["id"]
+
+
+def test_a_correction_updates_what_changed_once_and_a_second_run_sends_nothing(runtime, template_id):
+    sent(runtime, template_id, 3)
+    changed = {**TEMPLATE, "title": "Sale starts Saturday, {{FirstName}}"}
+    update_template(runtime.redis, "default", template_id, changed)
+    with rokt() as mock:
+        update = mock.post(ROKT_UPDATE, status=202, json={})
+        job = run(runtime, start(runtime, JobKind.CORRECT, template_id=template_id))
+        assert update.call_count == 3
+        bodies = [json.loads(call.request.body) for call in mock.calls if call.request.url == ROKT_UPDATE]
+    assert sorted(b["title"] for b in bodies) == [f"Sale starts Saturday, N{i}" for i in range(3)]
+    assert {b["eventId"] for b in bodies} == {event_id_for(f"e{i}") for i in range(3)}
+    shown = job.as_dict()
+    assert shown["state"] == "done" and shown["total"] == 3 and shown["outcomes"]["updated"] == 3
+    ex = runtime.ledger.get("default", "e0")
+    assert ex.status == State.UPDATED and "Saturday" in json.loads(ex.fields["event"])["title"]
+    status_rows = [json.loads(f["p"]) for _id, f in runtime.redis.xrange("rsf:default:outbox:status")]
+    assert status_rows[-1]["values"]["Status"] == "updated" and status_rows[-1]["values"]["RoktEventId"]
+
+    with responses.RequestsMock() as mock:  # the same correction again: the digests match
+        again = run(runtime, start(runtime, JobKind.CORRECT, template_id=template_id))
+        assert not mock.calls
+    assert again.as_dict()["outcomes"]["unchanged"] == 3
+
+
+def test_a_contact_who_no_longer_renders_keeps_its_event_and_the_job_says_why(runtime, template_id):
+    sent(runtime, template_id, 2)
+    strict = {**TEMPLATE, "title": "Hi {{FirstName}} in {{City}}"}  # a new strict placeholder
+    update_template(runtime.redis, "default", template_id, strict)
+    with responses.RequestsMock():
+        job = run(runtime, start(runtime, JobKind.CORRECT, template_id=template_id))
+    assert job.as_dict()["outcomes"]["kept"] == 2
+    notes = event_jobs.notes(runtime.redis, "default", job.job_id)
+    assert set(notes) == {"e0", "e1"} and all("City" in why for why in notes.values())
+    assert runtime.ledger.get("default", "e0").status == State.ACCEPTED
+
+
+def test_events_already_over_are_skipped_not_updated(runtime):
+    template_id = create_template(runtime.redis, "default", {**TEMPLATE, "start": PAST})["id"]
+    sent(runtime, template_id, 2)
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "start": PAST, "title": "New"})
+    with responses.RequestsMock():
+        job = run(runtime, start(runtime, JobKind.CORRECT, template_id=template_id))
+    assert job.as_dict()["outcomes"]["ended"] == 2 and job.as_dict()["skipped"] == {"ended": 2}
+
+
+def test_a_cancel_deletes_every_held_event_and_archives_the_template(runtime, template_id):
+    sent(runtime, template_id, 3)
+    with rokt() as mock:
+        for i in range(3):
+            mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for(f'e{i}')}", status=202)
+        job = run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id, reason="legal"))
+    assert job.as_dict()["outcomes"]["cancelled"] == 3
+    ex = runtime.ledger.get("default", "e1")
+    assert ex.status == State.CANCELLED and ex.fields["error"] == "cancelled: legal"
+    assert get_template(runtime.redis, "default", template_id)["archivedAt"]
+    # a contact reaching the step now is not sent an event: `cancelled`, with the reason
+    claim(runtime, "late", templateId=template_id, subscriptionId="s9", FirstName="L")
+    assert executions.render_step(runtime, "default", "late") is False
+    late = runtime.ledger.get("default", "late")
+    assert late.status == State.CANCELLED and "cancelled" in late.fields["error"]
+    # restored: future contacts get the event again; cancelled ones stay cancelled
+    restore_template(runtime.redis, "default", template_id)
+    claim(runtime, "later", templateId=template_id, subscriptionId="s10", FirstName="M")
+    assert executions.render_step(runtime, "default", "later") is True
+    assert runtime.ledger.get("default", "e1").status == State.CANCELLED
+
+
+def test_an_execution_rendered_before_the_cancel_is_not_sent_after_it(runtime, template_id):
+    claim(runtime, "inflight", templateId=template_id, subscriptionId="s1", FirstName="A")
+    assert executions.render_step(runtime, "default", "inflight")
+    with responses.RequestsMock():
+        job_id = start(runtime, JobKind.CANCEL, template_id=template_id)
+        executions.create_step(runtime, "default", "inflight")  # no call: the template is archived
+    assert runtime.ledger.get("default", "inflight").status == State.CANCELLED
+    with responses.RequestsMock():
+        assert run(runtime, job_id).state == "done"
+
+
+def test_a_repeated_delete_finds_the_event_gone_and_is_done(runtime, template_id):
+    sent(runtime, template_id, 1)
+    gone = {"Code": "EventNotFound", "Reason": "no such event"}  # Rokt's Error Model
+    with rokt() as mock:
+        mock.delete(
+            f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for('e0')}", status=400, json=gone
+        )
+        job = run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id))
+    assert job.as_dict()["outcomes"]["cancelled"] == 1 and count_dead_letters(runtime.redis, "default") == 0
+
+
+def test_a_refused_update_is_a_dead_letter_of_its_stage(runtime, template_id):
+    sent(runtime, template_id, 2)
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "New {{FirstName}}"})
+    with rokt() as mock:
+        mock.post(ROKT_UPDATE, status=400, json={"Code": "Invalid", "Reason": "bad title"})
+        job = run(runtime, start(runtime, JobKind.CORRECT, template_id=template_id))
+    assert job.as_dict()["failed"] == 2
+    letters = [json.loads(v) for v in runtime.redis.hvals("rsf:default:dlq")]
+    assert {letter["stage"] for letter in letters} == {Stage.UPDATE_EVENT}
+    assert {letter["payload"]["executionId"] for letter in letters} == {"e0", "e1"}
+
+
+def test_a_withdrawal_removes_the_contacts_event_from_each_subscription(runtime, template_id):
+    sent(runtime, template_id, 1, subscriptionId="s-a,s-b")
+    event = event_id_for("e0")
+    with rokt() as mock:
+        removes = [
+            mock.delete(f"https://rokt.test/v2/subscription/acct/{sub}/subscriptionevent/{event}", status=202)
+            for sub in ("s-a", "s-b")
+        ]
+        contact = runtime.ledger.get("default", "e0").contact_key
+        job = run(runtime, start(runtime, JobKind.WITHDRAW, contact_key=contact))
+    assert [r.call_count for r in removes] == [1, 1]
+    assert job.as_dict()["outcomes"]["withdrawn"] == 1
+    assert runtime.ledger.get("default", "e0").status == State.WITHDRAWN
+
+
+def test_a_chunk_run_again_does_nothing_again_and_counts_once(runtime, template_id):
+    sent(runtime, template_id, 2)
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "New {{FirstName}}"})
+    job_id = start(runtime, JobKind.CORRECT, template_id=template_id)
+    with rokt() as mock:
+        update = mock.post(ROKT_UPDATE, status=202, json={})
+        (chunk,) = event_jobs.step(runtime, "default", job_id, event_jobs.PLAN)
+        event_jobs.step(runtime, "default", job_id, *chunk)
+        event_jobs.step(runtime, "default", job_id, *chunk)  # a redelivered task
+        assert update.call_count == 2
+    job = event_jobs.get_job(runtime.redis, "default", job_id)
+    assert job.counts == {JobOutcome.UPDATED: 2}
+
+
+def test_a_stalled_job_is_sent_its_unfinished_chunks_again(runtime, template_id):
+    sent(runtime, template_id, 2)
+    job_id = start(runtime, JobKind.CANCEL, template_id=template_id)
+    (chunk,) = event_jobs.step(runtime, "default", job_id, event_jobs.PLAN)  # its task is then lost
+    assert event_jobs.stalled(runtime, "default", idle_seconds=3600) == []
+    assert event_jobs.stalled(runtime, "default", idle_seconds=-1) == [(job_id, *chunk)]
+
+
+def test_a_job_waits_for_the_share_limiter_only_while_creates_wait(runtime, monkeypatch):
+    asked: list[str] = []
+    limiter = runtime.limiter("default", "rokt")
+    monkeypatch.setattr(type(limiter), "acquire", lambda self, max_sleep=1.0: asked.append(self.key))
+    event_jobs.job_gate(runtime, "default")
+    assert asked == [limiter.key]
+    runtime.redis.set(limiter.line_key, 10**12)  # creates hold tickets far ahead
+    asked.clear()
+    event_jobs.job_gate(runtime, "default")
+    assert asked == ["rsf:default:ratelimit:rokt-jobs", limiter.key]
