@@ -24,6 +24,7 @@ from pipeline.infra.queues import (
     FLUSH_SUBSCRIPTION_HISTORY_TASK,
     FLUSH_SUBSCRIPTIONS_TASK,
     INSTALL_DATA_EXTENSIONS_TASK,
+    JOURNEY_STOPPED_TASK,
     RECONCILE_TASK,
     RENDER_QUEUE,
     RENDER_TASK,
@@ -132,6 +133,7 @@ task_routes = {
     INSTALL_DATA_EXTENSIONS_TASK: {"queue": SFMC_QUEUE},
     EVENT_JOB_STEP_TASK: {"queue": EVENT_JOBS_QUEUE},
     EVENT_JOB_ITEM_TASK: {"queue": EVENT_JOBS_QUEUE},
+    JOURNEY_STOPPED_TASK: {"queue": EVENT_JOBS_QUEUE},
 }
 
 # Remote control (pidbox) on: `celery inspect`/`control`, Flower's Workers page, revoke, pool and

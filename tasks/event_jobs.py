@@ -15,7 +15,7 @@ from pipeline.clients.errors import ClientError, CredentialsRejected
 from pipeline.clients.tokens import REFUSED_RETRY_SECONDS
 from pipeline.delivery.retry_policy import retryable
 from pipeline.infra import dispatch
-from pipeline.infra.queues import EVENT_JOB_ITEM_TASK, EVENT_JOB_STEP_TASK
+from pipeline.infra.queues import EVENT_JOB_ITEM_TASK, EVENT_JOB_STEP_TASK, JOURNEY_STOPPED_TASK
 from pipeline.journeys import event_jobs
 from pipeline.stores.ratelimit import RateLimited
 from pipeline.tenancy.handles import get_runtime
@@ -69,3 +69,24 @@ def event_job_item_task(self: Task, tenant: str, job_id: str, execution_id: str)
         if job is not None:  # refused again: a dead letter again, with Rokt's words
             event_jobs.fail_item(rt, job, execution_id, exc)
     schedule_flushes(tenant)
+
+
+# Journey Builder may call stop before SFMC reports the version stopped: asked again this often
+STOP_CONFIRM_RETRIES, STOP_CONFIRM_SECONDS = 6, 10
+
+
+@pipeline_task(JOURNEY_STOPPED_TASK)
+def journey_stopped_task(self: Task, tenant: str, activity_id: str, definition_id: str, version: int) -> None:
+    """A journey version stopped: cancel the activity's events not yet started, when SFMC
+    confirms the stop and the activity opted in."""
+    hold_while_disabled(self, tenant)
+    try:
+        job = event_jobs.cancel_on_stop(get_runtime(), tenant, activity_id, definition_id, version)
+    except event_jobs.StopNotConfirmed as exc:
+        raise self.retry(exc=exc, countdown=STOP_CONFIRM_SECONDS, max_retries=STOP_CONFIRM_RETRIES) from exc
+    except RETRYABLE as exc:
+        if _unrecoverable(exc):
+            raise
+        raise _retry(self, exc) from exc
+    if job is not None:
+        dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)

@@ -40,6 +40,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     """Erase one contact (or each person of a file, in batches) from everything the tenant's keys
     hold; prints the counts per kind (JSON) and records each erasure, without the data, in the
     audit (pipeline.upkeep.privacy)."""
+    from pipeline.clients.errors import ClientError
+    from pipeline.stores.ratelimit import RateLimited
     from pipeline.tenancy.handles import Runtime
     from pipeline.upkeep.privacy import forget_contact
 
@@ -50,7 +52,22 @@ def cmd_forget(args: argparse.Namespace) -> int:
         print("error: --contact must not be empty", file=sys.stderr)
         return EXIT_BAD_INPUT
     rt = Runtime(settings)
-    record = forget_contact(rt, tenant.name, args.contact, args.email, scan=not args.index_only)
+    try:
+        record = forget_contact(
+            rt,
+            tenant.name,
+            args.contact,
+            args.email,
+            scan=not args.index_only,
+            remove_events=not args.keep_events,
+        )
+    except (ClientError, RateLimited) as exc:
+        print(
+            f"error: Rokt did not take the removal of the contact's events ({exc}); nothing was erased: "
+            "run again later, or with --keep-events to erase without removing them",
+            file=sys.stderr,
+        )
+        return EXIT_PARTIAL
     print(json.dumps(record, indent=2, sort_keys=True))
     return 0
 
@@ -84,6 +101,8 @@ def _forget_file(args: argparse.Namespace) -> int:
     """`forget --from FILE`: the file is read twice, one line at a time: first whole, so that a bad
     line erases no one (exit 2, naming the lines); then in batches of FORGET_BATCH people, one
     JSON line per person as each batch ends (the single forget's record with its `line`)."""
+    from pipeline.clients.errors import ClientError
+    from pipeline.stores.ratelimit import RateLimited
     from pipeline.subscriptions.backfill import BackfillInputError
     from pipeline.tenancy.handles import Runtime
     from pipeline.upkeep.privacy import forget_contacts
@@ -129,23 +148,36 @@ def _forget_file(args: argparse.Namespace) -> int:
 
     def forget(batch: list[tuple[int, tuple[str, str | None]]]) -> None:
         records = forget_contacts(
-            rt, tenant.name, [person for _line, person in batch], scan=not args.index_only
+            rt,
+            tenant.name,
+            [person for _line, person in batch],
+            scan=not args.index_only,
+            remove_events=not args.keep_events,
         )
         for (line, _person), record in zip(batch, records, strict=True):
             print(json.dumps({**record, "line": line}, sort_keys=True), flush=True)
             totals.update(record["counts"])
 
-    for number, person, _problem in read_people(path):
-        if person is None:  # the file changed since it was checked
-            changed += 1
-            continue
-        batch.append((number, person))
-        if len(batch) == FORGET_BATCH:
+    try:
+        for number, person, _problem in read_people(path):
+            if person is None:  # the file changed since it was checked
+                changed += 1
+                continue
+            batch.append((number, person))
+            if len(batch) == FORGET_BATCH:
+                forget(batch)
+                erased, batch = erased + len(batch), []
+        if batch:
             forget(batch)
-            erased, batch = erased + len(batch), []
-    if batch:
-        forget(batch)
-        erased += len(batch)
+            erased += len(batch)
+    except (ClientError, RateLimited) as exc:
+        print(
+            f"error: Rokt did not take the removal of events ({exc}); the {len(batch)} people of the "
+            f"batch from line {batch[0][0]} on were not erased ({erased} were): run again later, or "
+            "with --keep-events",
+            file=sys.stderr,
+        )
+        return EXIT_PARTIAL
     print(f"forgot {erased} people: {json.dumps(dict(sorted(totals.items())))}", file=sys.stderr)
     if changed:
         print(
@@ -236,6 +268,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     forget.add_argument(
         "--email",
         help="with --contact: the contact's email too (email-capture subscriptions, rows naming it)",
+    )
+    forget.add_argument(
+        "--keep-events",
+        action="store_true",
+        help="leave the person's events in their calendars at Rokt (by default each event Rokt "
+        "holds is removed from their subscriptions before the records that name it are erased: "
+        "the output's eventsRemovedAtRokt)",
     )
     forget.add_argument(
         "--index-only",

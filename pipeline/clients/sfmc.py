@@ -210,6 +210,22 @@ class SfmcClient(BearerClient):
         self._check(response, "SFMC async events")
         return _error_body(response)
 
+    def journey_status(self, definition_id: str, version: int) -> str | None:
+        """GET /interaction/v1/interactions/{id}?versionNumber=N: the journey version's `status`
+        (Draft, Published, Stopped, ...; docs/vendors/sfmc-custom-activity.md §2.1), or None when
+        SFMC does not know it (404). `definition_id` is the id of the journey's version 1 (the
+        lifecycle call's originalDefinitionId)."""
+        response = self._authorized(
+            "GET",
+            f"/interaction/v1/interactions/{quote(definition_id, safe='')}",
+            params={"versionNumber": int(version)},
+        )
+        if response.status_code == 404:
+            return None
+        self._check(response, "SFMC journey status")
+        body = _error_body(response)
+        return str(body.get("status") or "") or None
+
     def contact_exists(self, contact_key: str) -> bool:
         """GET /contacts/v1/contacts/{contactKey}: 200 found, 404 not found.
 

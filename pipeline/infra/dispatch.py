@@ -22,6 +22,7 @@ from pipeline.infra.queues import (
     EVENT_JOBS_QUEUE,
     FLUSH_TASKS,
     INSTALL_DATA_EXTENSIONS_TASK,
+    JOURNEY_STOPPED_TASK,
     RENDER_TASK,
     SENT_AT_HEADER,
     WEBHOOK_TASK,
@@ -109,3 +110,8 @@ def enqueue_event_job_step(tenant: str, job_id: str, start: int, end: int = 0, c
 def enqueue_event_job_item(tenant: str, job_id: str, execution_id: str) -> None:
     """One execution of an event job done again (its dead letter's replay)."""
     _send(EVENT_JOB_ITEM_TASK, [tenant, job_id, execution_id], queue=EVENT_JOBS_QUEUE)
+
+
+def enqueue_journey_stopped(tenant: str, activity_id: str, definition_id: str, version: int) -> None:
+    """Journey Builder said a journey version stopped: confirm with SFMC, maybe cancel (event_jobs)."""
+    _send(JOURNEY_STOPPED_TASK, [tenant, activity_id, definition_id, version], queue=EVENT_JOBS_QUEUE)

@@ -293,6 +293,13 @@ def event_job_totals(tenant: str) -> str:
     return tenant_key(tenant, "event-job-totals")
 
 
+def journey_stop(tenant: str, activity_id: str, version: str) -> str:
+    """String: a journey version's stop seen for this activity (its version 1's id), kept a day:
+    one SFMC look-up per stop, however often Journey Builder calls (only for activities the
+    ledger knows: an unauthenticated call writes nothing else)."""
+    return tenant_key(tenant, "journey-stop", activity_id, version)
+
+
 def archived_templates(tenant: str) -> str:
     """Set: ids of the templates archived (their events cancelled): executions of them are not sent."""
     return tenant_key(tenant, "templates-archived")

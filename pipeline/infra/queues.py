@@ -62,6 +62,7 @@ FLUSH_SUBSCRIPTION_HISTORY_TASK = "rsf.flush_subscription_history"
 INSTALL_DATA_EXTENSIONS_TASK = "rsf.install_data_extensions"
 EVENT_JOB_STEP_TASK = "rsf.event_job_step"
 EVENT_JOB_ITEM_TASK = "rsf.event_job_item"
+JOURNEY_STOPPED_TASK = "rsf.journey_stopped"
 
 # The task that drains each outbox.
 FLUSH_TASKS: dict[OutboxKind, str] = {

@@ -712,6 +712,60 @@ def _share_limiter(rt: Runtime, tenant: str, limiter: RateLimiter, share: float)
     return cached
 
 
+# -- a journey stopped -----------------------------------------------------------------------
+
+# what Journey Builder's stop calls a stopped journey version (GET /interaction/v1/interactions/{id})
+JOURNEY_STOPPED = "Stopped"
+STOPPED_BY = "Journey Builder (journey stopped)"
+
+
+class StopNotConfirmed(Exception):
+    """SFMC does not (yet) say the journey version is stopped: nothing is cancelled."""
+
+
+def cancel_on_stop(
+    rt: Runtime, tenant: str, activity_id: str, definition_id: str, version: int
+) -> Job | None:
+    """Journey Builder called the activity's `stop`: when SFMC confirms the journey version is
+    stopped (the call itself is unauthenticated: its word alone cancels nothing) and the
+    activity's inArguments opted in (`cancelOnStop`), a cancel job for the activity's events
+    that have not started yet. Returns the job, or None when the activity did not opt in.
+    Raises StopNotConfirmed, or what the SFMC client raises (the task retries)."""
+    if not _opted_in(rt, tenant, activity_id):
+        log.info(
+            "journey stop for activity %s of %s: cancelOnStop is off; nothing cancelled", activity_id, tenant
+        )
+        return None
+    status = rt.sfmc(tenant).journey_status(definition_id, version)
+    if status != JOURNEY_STOPPED:
+        raise StopNotConfirmed(f"SFMC says journey {definition_id} v{version} is {status or 'unknown'}")
+    return start_job(
+        rt,
+        tenant,
+        JobKind.CANCEL,
+        started_by=STOPPED_BY,
+        activity_id=activity_id,
+        future_only=True,
+        reason="the journey was stopped",
+    )
+
+
+def _opted_in(rt: Runtime, tenant: str, activity_id: str) -> bool:
+    """Whether the activity's executions carry `cancelOnStop` on (its inArguments: every
+    execution of one activity version carries the same)."""
+    probe = Job(tenant, "", JobKind.CANCEL, {"activityId": activity_id})
+    found = _pending_in_outbox(rt, probe) + rt.history.executions_in_scope(
+        tenant, activity_id=activity_id, statuses=HELD, page=5
+    )
+    for execution_id in found[:5]:
+        record = _current(rt, tenant, execution_id)
+        if record is None:
+            continue
+        args = json.loads(record.get("args") or "{}")
+        return str(args.get("cancelOnStop", "")).strip().lower() in ("true", "1", "yes", "on")
+    return False
+
+
 # -- replays and the reconciler --------------------------------------------------------------
 
 
@@ -783,19 +837,35 @@ def chunk_count(total: int) -> int:
     return math.ceil(total / CHUNK) if total else 0
 
 
+# an erasure's removals wait this long in all for the limiter (or Rokt's 429) before giving up
+FORGET_WAIT_SECONDS = 120.0
+
+
 def forget_contact_events(rt: Runtime, tenant: str, execution_ids: Iterable[str]) -> int:
-    """An erasure's withdrawal, now (`rokt-sfmc forget`): every held event of these executions
-    leaves the contact's subscriptions at Rokt before their records are erased. Returns how many
-    events were removed."""
+    """An erasure's withdrawal, now (`rokt-sfmc forget`): every event of these executions that
+    Rokt holds leaves the contact's subscriptions, before their records are erased (after, no
+    record would say which events are theirs). Returns how many events were removed; raises
+    what Rokt raises past FORGET_WAIT_SECONDS of waiting (the caller erases nothing then)."""
     removed = 0
     client = rt.rokt(tenant)
+    deadline = time.monotonic() + FORGET_WAIT_SECONDS
     for execution_id in execution_ids:
         record = _current(rt, tenant, execution_id)
         if record is None or record.get("status") not in HELD_STATES:
             continue
         event_id = record.get("eventId", "")
         for subscription_id in json.loads(record.get("subscriptionIds") or "[]"):
-            with contextlib.suppress(EventNotFound):  # gone before: done
-                client.remove_subscription_event(subscription_id, event_id)
+            while True:
+                try:
+                    client.remove_subscription_event(subscription_id, event_id)
+                except EventNotFound:
+                    pass  # removed before, or not in that subscription any more
+                except (RateLimited, Throttled) as exc:
+                    wait = float(getattr(exc, "retry_after", 0) or 1.0)
+                    if time.monotonic() + wait > deadline:
+                        raise
+                    time.sleep(wait)
+                    continue
+                break
         removed += 1
     return removed

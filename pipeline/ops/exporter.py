@@ -132,8 +132,26 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     intake_age = _gauge(
         "rsf_intake_oldest_entry_age_seconds", "Age of the oldest intake entry not yet published.", ["tenant"]
     )
+    jobs_running = _gauge(
+        "rsf_event_jobs_running", "Event jobs (correct, cancel, withdraw) running.", ["tenant"]
+    )
+    jobs_to_do = _gauge(
+        "rsf_event_jobs_items_to_do", "Executions the running event jobs have yet to work on.", ["tenant"]
+    )
+    jobs_items = CounterMetricFamily(
+        "rsf_event_jobs_items_total",
+        "Executions event jobs ended, by kind (correct, cancel, withdraw) and outcome (updated, "
+        "unchanged, kept, ended, not_held, gone, cancelled, withdrawn, failed).",
+        labels=["tenant", "kind", "outcome"],
+    )
     for name, t in tenants.items():
         info.add_metric([name, str(t.get("status", ""))], 1)
+        jobs = t.get("eventJobs", {})
+        jobs_running.add_metric([name], jobs.get("running", 0))
+        jobs_to_do.add_metric([name], jobs.get("toDo", 0))
+        for field, n in jobs.get("outcomes", {}).items():
+            kind, _, outcome = field.partition(":")
+            jobs_items.add_metric([name, kind, outcome], n)
         if "intake" in t:
             intake_waiting.add_metric([name], t["intake"]["waiting"])
             intake_age.add_metric([name], t["intake"]["oldestAgeSeconds"])
@@ -182,6 +200,7 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     yield from (auth_failures, intake_waiting, intake_age)
     yield from (executions, received, replayed, webhooks, webhook_types, calls, tokens, reconnect)
     yield from (workers, alive)
+    yield from (jobs_running, jobs_to_do, jobs_items)
     broker = snap.get("broker")
     if broker is not None:
         up = _gauge("rsf_broker_up", "1 when the Celery broker answered at this scrape.", ["kind"])

@@ -31,7 +31,7 @@ from pipeline.clients.http import STATUS_CLASSES
 from pipeline.clients.tokens import rejection_of
 from pipeline.infra import broker, keys
 from pipeline.infra.queues import SENT_AT_HEADER, SHARED_QUEUES, render_queue, rokt_queue
-from pipeline.journeys import intake
+from pipeline.journeys import event_jobs, intake
 from pipeline.ops import heartbeats
 from pipeline.settings import Tenant, is_amqp
 from pipeline.tenancy.handles import Runtime
@@ -110,12 +110,14 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
     pipe.hgetall(keys.calls(name))
     pipe.hgetall(keys.auth_failures(name))  # pipeline/web/auth_failures.py writes it
     pipe.get(keys.credentials_rejected(name, "sfmc"))  # pipeline/clients/tokens.py, Refusals
+    pipe.hgetall(keys.event_job_totals(name))  # pipeline/journeys/event_jobs.py counts them
     for kind in OutboxKind:
         pipe.exists(keys.outbox(name, kind))
     replies = pipe.execute()
     cooldowns, replies = replies[: len(VENDORS)], replies[len(VENDORS) :]
     limiter_counts, replies = replies[: 2 * len(VENDORS)], replies[2 * len(VENDORS) :]
-    counts, webhook_counts, webhook_types, calls, auth_failures, refused, *outbox_exists = replies
+    counts, webhook_counts, webhook_types, calls, auth_failures, refused, job_totals, *outbox_exists = replies
+    running = event_jobs.list_jobs(r, name, limit=100, running_only=True)
     rejected = rejection_of(refused)
     return {
         "status": str(tenant.status) if tenant is not None else "unknown",
@@ -157,6 +159,12 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
         "sfmcCredentialsRejected": rejected["reason"] if rejected else "",
         # failed execute/webhook authentications, and those answered 429 (`<route>:limited`)
         "authFailures": {field: int(n) for field, n in sorted(auth_failures.items())},
+        # corrections, cancels and withdrawals of sent events (pipeline/journeys/event_jobs.py)
+        "eventJobs": {
+            "running": len(running),
+            "toDo": sum(job.as_dict()["toDo"] for job in running),
+            "outcomes": {field: int(n) for field, n in sorted(job_totals.items())},
+        },
     }
 
 

@@ -95,6 +95,8 @@ class SfmcSimulator(Simulator):
         )
         app.add_url_rule("/hub/v1/dataevents/key:<de_key>/rowset", "rowset", self.rowset, methods=["POST"])
         app.add_url_rule("/interaction/v1/async/events", "events", self.async_events, methods=["POST"])
+        app.add_url_rule("/interaction/v1/interactions/<definition_id>", "journey", self.get_journey)
+        app.add_url_rule("/__sandbox__/journeys", "set_journey", self.set_journey, methods=["POST"])
         app.add_url_rule("/contacts/v1/contacts/<path:key>", "get_contact", self.get_contact)
         app.add_url_rule("/contacts/v1/contacts", "create_contact", self.create_contact, methods=["POST"])
         app.add_url_rule(
@@ -127,6 +129,8 @@ class SfmcSimulator(Simulator):
         self.refresh_grants = 0
         self.token_context_calls = 0
         self.data_extensions: dict[str, dict[str, dict[str, Any]]] = {}
+        self.journeys: dict[tuple[str, int], str] = {}  # (version 1's id, version) -> status
+        self.journey_reads = 0
         self.rowset_calls = 0
         self.rowset_sizes: list[int] = []
         self.release_calls = 0
@@ -430,6 +434,33 @@ class SfmcSimulator(Simulator):
             notQueuedCount=0,
             members=[{"contactKey": m["contactKey"]} for m in members],
         ), 202
+
+    def get_journey(self, definition_id: str):
+        """A journey version as GET /interaction/v1/interactions/{id}?versionNumber=N answers it
+        (its status only; 404 for one the sandbox was not told about)."""
+        refused = self._guard("mid")
+        if refused is not None:
+            return refused
+        try:
+            version = int(request.args.get("versionNumber") or 1)
+        except ValueError:
+            return _error(400, 10000, "versionNumber must be a number")
+        with self.lock:
+            self.journey_reads += 1
+            status = self.journeys.get((definition_id, version))
+        if status is None:
+            return _error(404, 30000, "journey not found")
+        return jsonify(id=definition_id, version=version, status=status)
+
+    def set_journey(self):
+        """`{"id", "version", "status"}`: what SFMC says of that journey version from now on (a
+        test stops a journey here, as a marketer would in Journey Builder)."""
+        body = request.get_json(silent=True) or {}
+        with self.lock:
+            self.journeys[(str(body.get("id", "")), int(body.get("version", 1)))] = str(
+                body.get("status", "")
+            )
+        return jsonify(ok=True)
 
     def get_contact(self, key: str):
         refused = self._guard("mid")

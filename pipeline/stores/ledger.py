@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -612,16 +612,29 @@ class Ledger:
         """Executions of this template not yet terminal (still queued)."""
         return max(0, int(self.r.hget(keys.template_open(tenant), template_id) or 0))
 
-    def activity_stats(self, tenant: str, activity_id: str) -> dict[str, Any]:
+    def activity_stats(self, tenant: str, activity_id: str, days: int = 0) -> dict[str, Any]:
         """Live counts of one Journey Builder activity: executions per state, the most frequent
         reasons of its failed executions and of its missing_field ones (at most five each, most
-        frequent first)."""
+        frequent first); with `days`, its moves of each of the last `days` UTC days (today
+        first: executions that reached each state that day: confirmed = added to calendars,
+        updated, removed by subscribers, cancelled, withdrawn...)."""
+        today = datetime.now(UTC).date()
+        dates = [(today - timedelta(days=n)).isoformat() for n in range(max(0, days))]
         pipe = self.r.pipeline(transaction=True)
         pipe.hgetall(keys.activity_counts(tenant, activity_id))
         for key in (keys.activity_failures(tenant, activity_id), keys.activity_missing(tenant, activity_id)):
             pipe.zrevrangebyscore(key, "+inf", "(0", start=0, num=TOP_FAILURES, withscores=True)
-        raw_counts, failures, missing = pipe.execute()
+        for day in dates:
+            pipe.hgetall(keys.activity_daily(tenant, activity_id, day))
+        raw_counts, failures, missing, *daily = pipe.execute()
+        moves = {
+            "days": [
+                {"day": d, **{s: int(n) for s, n in found.items()}}
+                for d, found in zip(dates, daily, strict=True)
+            ]
+        }
         return {
+            **(moves if days else {}),
             "counts": {str(state): max(0, int(raw_counts.get(state, 0))) for state in State},
             "topFailures": [{"reason": reason, "count": int(score)} for reason, score in failures],
             "missingFields": [

@@ -42,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.infra import keys
 from pipeline.infra.salt import deployment_salt
+from pipeline.journeys import event_jobs
 from pipeline.stores import deadletters, subscription_records
 from pipeline.stores.ledger import now_iso
 from pipeline.subscriptions import subscription_rows, webhooks
@@ -341,7 +342,11 @@ def _owned(found: list[set[str]]) -> list[list[str]]:
     return owned
 
 
-def _forget_executions(rt: Runtime, tenant: str, people: _People, scan: bool) -> list[int]:
+def _forget_executions(
+    rt: Runtime, tenant: str, people: _People, scan: bool, remove_events: bool = True
+) -> tuple[list[int], list[int]]:
+    """The people's executions erased (counts per person), and, with `remove_events`, the
+    events Rokt holds of them removed from their subscriptions first (counts per person)."""
     r, ledger = rt.redis, rt.ledger
     # the contact index (by contact key, and email: email-capture contact keys)
     found = [
@@ -360,9 +365,15 @@ def _forget_executions(rt: Runtime, tenant: str, people: _People, scan: bool) ->
     for i in range(len(people)):  # finished ones: in the history store
         for name in people.names(i):
             found[i].update(rt.history.executions_of_contact(tenant, name))
+    owned = _owned(found)
+    # the events first: once the records go, nothing says which events are theirs; a Rokt that
+    # cannot take the removals now fails the erasure before anything is erased
+    events = [
+        event_jobs.forget_contact_events(rt, tenant, sorted(mine)) if remove_events else 0 for mine in owned
+    ]
     removed = [0] * len(people)
     unrecorded: set[str] = set()  # claimed by an older version: their intake entries, one pass
-    for i, mine in enumerate(_owned(found)):
+    for i, mine in enumerate(owned):
         for execution in mine:
             ex = ledger.get(tenant, execution)
             archived = rt.history.record(tenant, execution) if ex is None or "archived" in ex.fields else None
@@ -379,7 +390,7 @@ def _forget_executions(rt: Runtime, tenant: str, people: _People, scan: bool) ->
         for name in people.names(i):
             ledger.drop_contact_index(tenant, name)
             rt.history.forget_contact(tenant, name)
-    return removed
+    return removed, events
 
 
 def _forget_subscriptions(rt: Runtime, tenant: str, people: _People, scan: bool) -> list[int]:
@@ -523,10 +534,16 @@ def _pairs(results: list[Any]) -> Iterator[tuple[Any, Any]]:
 
 
 def forget_contacts(
-    rt: Runtime, tenant: str, people: Sequence[tuple[str, str | None]], *, scan: bool = True
+    rt: Runtime,
+    tenant: str,
+    people: Sequence[tuple[str, str | None]],
+    *,
+    scan: bool = True,
+    remove_events: bool = True,
 ) -> list[dict[str, Any]]:
     """Erase a batch of people (contact key, email or None) from everything the tenant's keys
-    hold, walking the keyspace (`scan`), each hash and each stream once for the whole batch;
+    hold, walking the keyspace (`scan`), each hash and each stream once for the whole batch, and
+    (`remove_events`, the default) their events from their calendars at Rokt first;
     returns one record per person, in order (counts per kind), each also recorded (without the
     data) in the audit. A record naming several of them is counted for the first."""
     if not people:
@@ -541,7 +558,9 @@ def forget_contacts(
             mine[kind] = n
 
     # in this order: each step matches by the ids the steps before it found
-    put("executions", _forget_executions(rt, tenant, batch, scan))
+    erased, events = _forget_executions(rt, tenant, batch, scan, remove_events)
+    put("executions", erased)
+    put("eventsRemovedAtRokt", events)
     put("subscriptions", _forget_subscriptions(rt, tenant, batch, scan))
     put("webhooks", _forget_webhooks(rt, tenant, batch, scan))
     letters = _forget_dead_letters(rt, tenant, batch)
@@ -570,11 +589,17 @@ def forget_contacts(
 
 
 def forget_contact(
-    rt: Runtime, tenant: str, contact_key: str, email: str | None = None, *, scan: bool = True
+    rt: Runtime,
+    tenant: str,
+    contact_key: str,
+    email: str | None = None,
+    *,
+    scan: bool = True,
+    remove_events: bool = True,
 ) -> dict[str, Any]:
     """Erase one person (the batch of one); returns what was removed (counts per kind) and
     records the erasure (without the data) in the audit."""
-    return forget_contacts(rt, tenant, [(contact_key, email)], scan=scan)[0]
+    return forget_contacts(rt, tenant, [(contact_key, email)], scan=scan, remove_events=remove_events)[0]
 
 
 def erasures(r: redis.Redis, tenant: str) -> list[dict[str, Any]]:

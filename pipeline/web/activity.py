@@ -10,12 +10,14 @@ Journey Builder's per-stack origin).
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 
+from pipeline.infra import dispatch, keys
 from pipeline.journeys.templates import TemplateNotFound, get_template
 from pipeline.settings import Tenant
 from pipeline.tenancy.handles import Runtime
@@ -28,6 +30,8 @@ activity = Blueprint("activity", __name__, url_prefix="/t/<tenant>/activity")
 
 # The files Journey Builder loads into its iframe: the UI, the icons and the vendored Postmonger.
 STATIC_ROOT = Path(__file__).resolve().parent / "static" / "activity"
+# a journey version's stop is looked into once in this long (JB may call stop more than once)
+JOURNEY_STOP_MARK_SECONDS = 86400
 
 
 def _runtime() -> Runtime:
@@ -180,10 +184,42 @@ def _lifecycle_body() -> dict[str, Any]:
 
 @activity.post("/save")
 @activity.post("/publish")
-@activity.post("/stop")
 def lifecycle(tenant: str):
     """Unauthenticated in practice (JB sends no JWT here), so they change nothing."""
     _tenant(tenant)
+    return jsonify(ok=True)
+
+
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+
+
+@activity.post("/stop")
+def stop(tenant: str):
+    """A journey version was stopped. Unauthenticated in practice (JB sends no JWT here), so its
+    word alone changes nothing: for an activity the ledger knows, it asks (once a day at most
+    per activity and version) a task to confirm with SFMC that the version is stopped, which
+    then cancels the activity's events not yet started when its inArguments opted in
+    (`cancelOnStop`). An unknown activity writes nothing."""
+    _tenant(tenant)
+    body = _lifecycle_body()
+    activity_id = str(body.get("activityObjectID") or "")
+    definition_id = str(body.get("originalDefinitionId") or body.get("interactionId") or "")
+    version = str(body.get("interactionVersion") or "1")
+    problems = {
+        name: ["Must be a GUID."]
+        for name, value in (("activityObjectID", activity_id), ("originalDefinitionId", definition_id))
+        if not _GUID.fullmatch(value)
+    }
+    if not version.isdigit() or len(version) > 6:
+        problems["interactionVersion"] = ["Must be a whole number."]
+    if problems:
+        raise ApiError(400, "invalid_payload", "stop request rejected", fields=problems)
+    r = _runtime().redis
+    if not r.exists(keys.activity_counts(tenant, activity_id)):
+        return jsonify(ok=True)  # no execution of it ever: no event to cancel
+    marker = keys.journey_stop(tenant, activity_id, version)
+    if r.set(marker, definition_id, nx=True, ex=JOURNEY_STOP_MARK_SECONDS):
+        dispatch.enqueue_journey_stopped(tenant, activity_id, definition_id, int(version))
     return jsonify(ok=True)
 
 

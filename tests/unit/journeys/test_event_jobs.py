@@ -213,3 +213,68 @@ def test_a_job_waits_for_the_share_limiter_only_while_creates_wait(runtime, monk
     asked.clear()
     event_jobs.job_gate(runtime, "default")
     assert asked == ["rsf:default:ratelimit:rokt-jobs", limiter.key]
+
+
+SFMC_TOKEN = "https://auth.sfmc.test/v2/token"
+DEFINITION = "c0b22824-c4db-441b-a8e2-7aea9bfca439"
+
+
+def sfmc(status):
+    mock = responses.RequestsMock(assert_all_requests_are_fired=False)
+    mock.post(
+        SFMC_TOKEN,
+        json={"access_token": "s", "expires_in": 3600, "rest_instance_url": "https://rest.sfmc.test/"},
+    )
+    mock.get(f"https://rest.sfmc.test/interaction/v1/interactions/{DEFINITION}", json={"status": status})
+    return mock
+
+
+@pytest.mark.parametrize("opted_in", [True, False])
+def test_a_confirmed_stop_cancels_the_activitys_events_not_yet_started_when_opted_in(
+    runtime, template_id, opted_in
+):
+    sent(runtime, template_id, 2, cancelOnStop="true" if opted_in else "false")
+    activity = runtime.ledger.get("default", "e0").fields["activityId"]
+    with sfmc("Stopped"):
+        job = event_jobs.cancel_on_stop(runtime, "default", activity, DEFINITION, 2)
+    if not opted_in:
+        assert job is None
+        return
+    shown = job.as_dict()
+    assert shown["kind"] == "cancel" and shown["activityId"] == activity and shown["futureOnly"]
+    assert shown["startedBy"] == event_jobs.STOPPED_BY
+
+
+def test_a_stop_sfmc_does_not_confirm_cancels_nothing(runtime, template_id):
+    sent(runtime, template_id, 1, cancelOnStop=True)
+    activity = runtime.ledger.get("default", "e0").fields["activityId"]
+    with sfmc("Published"), pytest.raises(event_jobs.StopNotConfirmed):
+        event_jobs.cancel_on_stop(runtime, "default", activity, DEFINITION, 2)
+    assert event_jobs.list_jobs(runtime.redis, "default") == []
+
+
+@pytest.mark.parametrize("remove_events", [True, False])
+def test_an_erasure_removes_the_persons_events_at_rokt_first_unless_kept(runtime, template_id, remove_events):
+    from pipeline.upkeep.privacy import forget_contact
+
+    sent(runtime, template_id, 1, subscriptionId="s-a")
+    remove_url = f"https://rokt.test/v2/subscription/acct/s-a/subscriptionevent/{event_id_for('e0')}"
+    with rokt() as mock:
+        removal = mock.delete(remove_url, status=202)
+        record = forget_contact(runtime, "default", "C1", remove_events=remove_events, scan=False)
+    assert removal.call_count == (1 if remove_events else 0)
+    assert record["counts"]["eventsRemovedAtRokt"] == (1 if remove_events else 0)
+    assert record["counts"]["executions"] == 1 and runtime.ledger.get("default", "e0") is None
+
+
+def test_an_erasure_rokt_refuses_erases_nothing(runtime, template_id):
+    from pipeline.clients.errors import RetryableError
+    from pipeline.upkeep.privacy import forget_contact
+
+    sent(runtime, template_id, 1, subscriptionId="s-a")
+    remove_url = f"https://rokt.test/v2/subscription/acct/s-a/subscriptionevent/{event_id_for('e0')}"
+    with rokt() as mock:
+        mock.delete(remove_url, status=503)
+        with pytest.raises(RetryableError):
+            forget_contact(runtime, "default", "C1", scan=False)
+    assert runtime.ledger.get("default", "e0").status == State.ACCEPTED

@@ -151,3 +151,26 @@ def test_healthz_answers_503_when_redis_is_away():
         {"PATH_INFO": "/healthz", "REQUEST_METHOD": "GET"}, lambda status, headers: answered.append(status)
     )
     assert answered == ["503 Service Unavailable"] and b"redis" in b"".join(body)
+
+
+def test_event_jobs_running_their_work_left_and_their_outcomes_are_scraped(runtime, fake_redis):
+    from pipeline.journeys import event_jobs
+    from pipeline.journeys.templates import create_template
+    from pipeline.vocabulary import JobKind, JobOutcome
+
+    template = create_template(
+        fake_redis, "default", {"title": "T", "start": "2030-01-01T09:00:00", "timezone": "UTC"}
+    )
+    job = event_jobs.start_job(
+        runtime, "default", JobKind.CORRECT, started_by="t", template_id=template["id"]
+    )
+    fake_redis.hset(f"rsf:default:event-job:{job.job_id}", mapping={"total": 5, "doneItems": 2})
+    event_jobs.record_outcome(runtime, job, "e1", JobOutcome.UPDATED)
+    event_jobs.record_outcome(runtime, job, "e1", JobOutcome.UPDATED)  # once per execution
+    event_jobs.record_outcome(runtime, job, "e2", JobOutcome.UNCHANGED)
+    found = scrape(runtime)
+    assert found[("rsf_event_jobs_running", (("tenant", "default"),))] == 1
+    assert found[("rsf_event_jobs_items_to_do", (("tenant", "default"),))] == 3
+    items = "rsf_event_jobs_items_total"
+    assert found[(items, (("kind", "correct"), ("outcome", "updated"), ("tenant", "default")))] == 1
+    assert found[(items, (("kind", "correct"), ("outcome", "unchanged"), ("tenant", "default")))] == 1

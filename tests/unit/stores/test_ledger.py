@@ -1,5 +1,7 @@
 """Ledger state rules, on fakeredis with Lua; the move that answers the execution's hash."""
 
+from datetime import UTC, datetime
+
 import pytest
 
 from pipeline.infra import keys
@@ -289,3 +291,23 @@ def test_missing_fields_never_hide_the_failures_of_an_activity(fake_redis):
     ledger.reopen("t", "f0")  # a replay takes one failure out of the count, not a missing field
     assert ledger.activity_stats("t", "act-1")["topFailures"] == [{"reason": "Rokt refused: 400", "count": 2}]
     assert fake_redis.zcard(keys.activity_missing("t", "act-1")) == 60
+
+
+def test_an_activitys_moves_are_counted_per_day_once_each(fake_redis):
+    ledger = Ledger(fake_redis)
+    for name in ("e1", "e2"):
+        claim(ledger, name)
+        ledger.transition("t", name, State.ACCEPTED)
+    ledger.transition("t", "e1", State.CONFIRMED, (State.ACCEPTED,))
+    ledger.transition("t", "e1", State.UPDATED, (State.CONFIRMED,))
+    ledger.transition("t", "e1", State.UPDATED, (State.CONFIRMED,))  # refused: counted once
+    ledger.transition("t", "e2", State.REMOVED, (State.ACCEPTED,))
+    (today,) = ledger.activity_stats("t", "act-1", days=1)["days"]
+    assert today == {
+        "day": datetime.now(UTC).date().isoformat(),
+        "accepted": 2,
+        "confirmed": 1,
+        "updated": 1,
+        "removed": 1,
+    }
+    assert "days" not in ledger.activity_stats("t", "act-1")

@@ -225,9 +225,39 @@ def test_config_json_points_at_public_base_url(client):
 
 
 def test_lifecycle_calls_answer_200_json(client):
-    for step in ("save", "publish", "stop"):
+    for step in ("save", "publish"):
         response = client.post(f"/t/default/activity/{step}", json={"activityObjectID": "x"})
         assert response.status_code == 200 and response.json == {"ok": True}
+
+
+ACTIVITY = "2ad157c6-d111-4124-b996-4a3a48b2b168"
+DEFINITION = "c0b22824-c4db-441b-a8e2-7aea9bfca439"
+STOP = {"activityObjectID": ACTIVITY, "originalDefinitionId": DEFINITION, "interactionVersion": "2"}
+
+
+def test_a_stop_of_an_activity_the_ledger_knows_is_looked_into_once(client, runtime, monkeypatch):
+    asked = []
+    monkeypatch.setattr("pipeline.infra.dispatch.enqueue_journey_stopped", lambda *args: asked.append(args))
+    before = set(runtime.redis.keys("*"))
+    assert client.post("/t/default/activity/stop", json=STOP).json == {"ok": True}
+    assert asked == [] and set(runtime.redis.keys("*")) == before  # unknown activity: nothing written
+    runtime.redis.hset(keys.activity_counts("default", ACTIVITY), "received", 1)
+    for _ in range(3):  # Journey Builder calling again: one look-up
+        assert client.post("/t/default/activity/stop", json=STOP).status_code == 200
+    assert asked == [("default", ACTIVITY, DEFINITION, 2)]
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"activityObjectID": "x"}, "activityObjectID"),
+        ({"originalDefinitionId": "not-a-guid"}, "originalDefinitionId"),
+        ({"interactionVersion": "two"}, "interactionVersion"),
+    ],
+)
+def test_a_stop_with_a_bad_id_is_400_naming_the_field(client, change, field):
+    response = client.post("/t/default/activity/stop", json={**STOP, **change})
+    assert response.status_code == 400 and field in response.json["fields"]
 
 
 def test_validate_checks_the_named_template(client, runtime):
