@@ -25,6 +25,35 @@ def _read_template_file(path: str) -> dict | None:
     return None
 
 
+def _after_update(settings, tenant: str, template_id: str, apply_to_sent: bool) -> None:
+    """The events already sent of the template: corrected with --apply-to-sent (a job, printed on
+    stderr), else counted, so the edit never silently leaves them behind."""
+    from pipeline.infra import dispatch
+    from pipeline.journeys import event_jobs
+    from pipeline.tenancy.handles import Runtime
+    from pipeline.vocabulary import JobKind
+
+    rt = Runtime(settings)
+    if apply_to_sent:
+        job = event_jobs.start_job(
+            rt, tenant, JobKind.CORRECT, started_by="CLI", template_id=template_id, reason="template edited"
+        )
+        dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)
+        print(
+            f"correcting the events already sent: job {job.job_id} (rokt-sfmc events jobs --watch)",
+            file=sys.stderr,
+        )
+        return
+    held = event_jobs.sent_count(rt, tenant, template_id)["held"]
+    if held:
+        print(
+            f"{held} event(s) already sent with this template keep their content: correct them with "
+            f"`rokt-sfmc events correct --tenant {tenant} --template {template_id}` "
+            "(or update with --apply-to-sent)",
+            file=sys.stderr,
+        )
+
+
 def cmd_templates(args: argparse.Namespace) -> int:
     from pipeline.infra.redis_clients import redis_client
     from pipeline.journeys import templates
@@ -53,11 +82,9 @@ def cmd_templates(args: argparse.Namespace) -> int:
         if document is None:
             return 2
         if args.action == "update":
-            print(
-                json.dumps(
-                    templates.update_template(r, tenant.name, args.id, document), indent=2, sort_keys=True
-                )
-            )
+            stored = templates.update_template(r, tenant.name, args.id, document)
+            print(json.dumps(stored, indent=2, sort_keys=True))
+            _after_update(settings, tenant.name, args.id, args.apply_to_sent)
             return 0
         stored = templates.create_template(r, tenant.name, document)
     except templates.TemplateNotFound as exc:
@@ -93,6 +120,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_tenant_argument(update)
     update.add_argument("id", help=template_id)
     update.add_argument("file", nargs="?", default="-", help=template_file)
+    update.add_argument(
+        "--apply-to-sent",
+        action="store_true",
+        help="also correct the events already sent with this template (a correction job: only "
+        "events whose content changes are updated at Rokt); without it, says how many keep the old content",
+    )
     update.set_defaults(func=cmd_templates)
     delete = actions.add_parser("delete", help="delete a template no unfinished execution uses")
     add_tenant_argument(delete)
