@@ -245,7 +245,7 @@ def start_job(
         raise ScopeError("a correction or a cancel names a template or an activity")
     if kind == JobKind.CORRECT and not template_id:
         raise ScopeError("a correction names a template")
-    if template_id:
+    if template_id and kind != JobKind.WITHDRAW:
         get_template(rt.redis, tenant, template_id)  # TemplateNotFound for the caller
     job_id = "job-" + uuid.uuid4().hex[:16]
     now = time.time()
@@ -268,6 +268,9 @@ def start_job(
         # the contact's executions, not its key: a job's record holds no personal data
         found = set(rt.ledger.executions_of_contact(tenant, contact_key))
         found.update(rt.history.executions_of_contact(tenant, contact_key))
+        if template_id:  # only that template's events
+            records = {ex: _current(rt, tenant, ex) for ex in found}
+            found = {ex for ex, record in records.items() if (record or {}).get("templateId") == template_id}
         fields["contact"] = "1"
         contact_items = sorted(found)
     if kind == JobKind.CANCEL and template_id and not activity_id:

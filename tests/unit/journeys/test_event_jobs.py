@@ -278,3 +278,20 @@ def test_an_erasure_rokt_refuses_erases_nothing(runtime, template_id):
         with pytest.raises(RetryableError):
             forget_contact(runtime, "default", "C1", scan=False)
     assert runtime.ledger.get("default", "e0").status == State.ACCEPTED
+
+
+def test_a_withdrawal_of_one_template_leaves_the_contacts_other_events(runtime, template_id):
+    other = create_template(runtime.redis, "default", {**TEMPLATE, "title": "Other"})["id"]
+    sent(runtime, template_id, 1, subscriptionId="s-a")
+    with rokt() as mock:
+        mock.post(ROKT_CREATE, status=202, json={})
+        claim(runtime, "o1", templateId=other, subscriptionId="s-a", FirstName="A")
+        assert executions.render_step(runtime, "default", "o1")
+        executions.create_step(runtime, "default", "o1")
+        event = event_id_for("e0")
+        removal = mock.delete(
+            f"https://rokt.test/v2/subscription/acct/s-a/subscriptionevent/{event}", status=202
+        )
+        job = run(runtime, start(runtime, JobKind.WITHDRAW, contact_key="C1", template_id=template_id))
+    assert removal.call_count == 1 and job.as_dict()["total"] == 1
+    assert runtime.ledger.get("default", "o1").status == State.ACCEPTED
