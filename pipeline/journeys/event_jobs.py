@@ -67,6 +67,7 @@ from pipeline.vocabulary import (
 log = logging.getLogger(__name__)
 
 CHUNK = 50  # executions per step task: a lost task repeats at most this many look-ups
+JOB_KEPT_DAYS = 400  # an ended job's record (`events history`), as long as the daily figures
 PLAN = -1  # the step that (re)plans the job, or ends it
 HELD = tuple(sorted(HELD_STATES))
 # a move's states: what each kind of job moves an execution to, and from where
@@ -393,6 +394,10 @@ def _finish(rt: Runtime, job: Job) -> None:
         keys.event_job_chunks_done(tenant, job.job_id),
     )
     pipe.zrem(keys.event_jobs_running(tenant), job.job_id)
+    # a job's record is kept as long as the daily figures (who did what, and when), then goes
+    pipe.expire(job_key(tenant, job.job_id), JOB_KEPT_DAYS * 86400)
+    pipe.expire(keys.event_job_notes(tenant, job.job_id), JOB_KEPT_DAYS * 86400)
+    pipe.zremrangebyscore(keys.event_jobs(tenant), "-inf", time.time() - JOB_KEPT_DAYS * 86400)
     pipe.execute()
     log.info("event job %s of %s done: %s", job.job_id, tenant, get_job(r, tenant, job.job_id).counts)  # type: ignore[union-attr]
 
