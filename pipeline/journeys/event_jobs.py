@@ -268,6 +268,8 @@ def start_job(
         # the contact's executions, not its key: a job's record holds no personal data
         found = set(rt.ledger.executions_of_contact(tenant, contact_key))
         found.update(rt.history.executions_of_contact(tenant, contact_key))
+        if template_id:  # that template's events only: the contact's others stay in the calendar
+            found = {ex for ex in found if (_current(rt, tenant, ex) or {}).get("templateId") == template_id}
         fields["contact"] = "1"
         contact_items = sorted(found)
     if kind == JobKind.CANCEL and template_id and not activity_id:
