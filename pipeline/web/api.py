@@ -202,15 +202,18 @@ def remove_events(tenant: str):
     _known_tenant(tenant)
     body = _load(REMOVE_SCHEMA, _body(), "remove request")
     rt = _runtime()
-    job = event_jobs.start_job(
-        rt,
-        tenant,
-        JobKind.WITHDRAW,
-        started_by=_who(),
-        contact_key=body["contactKey"],
-        template_id=body.get("templateId"),
-        reason=body["reason"],
-    )
+    try:
+        job = event_jobs.start_job(
+            rt,
+            tenant,
+            JobKind.WITHDRAW,
+            started_by=_who(),
+            contact_key=body["contactKey"],
+            template_id=body.get("templateId"),
+            reason=body["reason"],
+        )
+    except templates.TemplateNotFound as exc:
+        raise ApiError(404, "not_found", f"template {body['templateId']!r} not found") from exc
     dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)
     return jsonify(job.as_dict()), 202
 
