@@ -435,20 +435,7 @@ def _scope_executions(rt: Runtime, job: Job) -> list[str]:
 
 
 def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
-    key = keys.outbox(job.tenant, OutboxKind.HISTORY)
-    ids: list[str] = []
-    start = "-"
-    while True:
-        entries = rt.redis.xrange(key, start, "+", count=1000)
-        for _entry_id, values in entries:
-            try:
-                ids.append(json.loads((values or {}).get("p", "{}")).get("executionId", ""))
-            except ValueError:
-                continue
-        if len(entries) < 1000:
-            break
-        start = "(" + entries[-1][0]
-    ids = [i for i in dict.fromkeys(ids) if i]
+    ids = _in_history_outbox(rt, job.tenant)
     if not ids:
         return []
     field_name = "templateId" if job.template_id else "activityId"
@@ -463,15 +450,47 @@ def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
     ]
 
 
+def _in_history_outbox(rt: Runtime, tenant: str) -> list[str]:
+    """The execution ids the history outbox holds (finished, maybe not yet in the store)."""
+    key = keys.outbox(tenant, OutboxKind.HISTORY)
+    ids: list[str] = []
+    start = "-"
+    while True:
+        entries = rt.redis.xrange(key, start, "+", count=1000)
+        for _entry_id, values in entries:
+            try:
+                ids.append(json.loads((values or {}).get("p", "{}")).get("executionId", ""))
+            except ValueError:
+                continue
+        if len(entries) < 1000:
+            break
+        start = "(" + entries[-1][0]
+    return [i for i in dict.fromkeys(ids) if i]
+
+
 def _count_scope(rt: Runtime, tenant: str, *, template_id: str) -> int:
     probe = Job(tenant, "", JobKind.CORRECT, {"templateId": template_id})
     return len(_scope_executions(rt, probe))
 
 
 def _beyond_retention(rt: Runtime, tenant: str, template_id: str) -> int:
-    """Events of the template Rokt accepted whose record the ledger no longer keeps."""
+    """Events of the template Rokt accepted whose record the ledger no longer keeps. One accepted
+    moments ago whose record still waits in the history outbox (not yet in the store) is kept."""
     sent = int(rt.redis.hget(keys.template_sent(tenant), template_id) or 0)
-    return max(0, sent - rt.history.sent_in_scope(tenant, template_id=template_id))
+    stored = rt.history.sent_in_scope(tenant, template_id=template_id)
+    if stored >= sent:
+        return 0
+    ids = _in_history_outbox(rt, tenant)
+    pipe = rt.redis.pipeline(transaction=False)
+    for execution_id in ids:
+        pipe.hmget(keys.execution(tenant, execution_id), "templateId", "acceptedAt")
+    accepted = [i for i, (tpl, at) in zip(ids, pipe.execute(), strict=True) if tpl == template_id and at]
+    waiting = 0
+    for offset in range(0, len(accepted), 1000):
+        batch = accepted[offset : offset + 1000]
+        found = rt.history.records(tenant, batch)
+        waiting += sum(1 for i in batch if "acceptedAt" not in found.get(i, {}))
+    return max(0, sent - stored - waiting)
 
 
 # -- one chunk, one item ---------------------------------------------------------------------
