@@ -41,6 +41,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     rt = Runtime(settings)
     name = tenant.name
     try:
+        if args.action in ("sent", "cancel"):  # a count of 0 for a mistyped id would mislead
+            templates.get_template(rt.redis, name, args.template)
         if args.action == "sent":
             print(json.dumps({"templateId": args.template, **event_jobs.sent_count(rt, name, args.template)}))
             return 0
