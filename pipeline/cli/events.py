@@ -59,7 +59,7 @@ def cmd_events(args: argparse.Namespace) -> int:
                 return EXIT_PARTIAL
             job = _start(rt, name, JobKind.CANCEL, template_id=args.template, reason=args.reason)
         elif args.action == "restore":
-            templates.restore_template(rt.redis, name, args.template)
+            event_jobs.restore(rt.redis, name, args.template)
             print(f"restored {args.template}: contacts who reach its step from now on are sent its event")
             return 0
         elif args.action == "remove":
@@ -86,6 +86,9 @@ def cmd_events(args: argparse.Namespace) -> int:
         else:  # jobs
             return _jobs(rt, name, args.watch)
     except templates.TemplateNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
+    except event_jobs.CancelRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PARTIAL
     except event_jobs.ScopeError as exc:

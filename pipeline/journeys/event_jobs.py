@@ -49,7 +49,7 @@ from pipeline.delivery.retry_policy import decide
 from pipeline.infra import keys
 from pipeline.journeys import executions
 from pipeline.journeys.render import TemplateRenderError, render_event
-from pipeline.journeys.templates import TemplateNotFound, archive_template, get_template
+from pipeline.journeys.templates import TemplateNotFound, archive_template, get_template, restore_template
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.stores.ledger import Execution, now_iso
 from pipeline.stores.ratelimit import RateLimited, RateLimiter
@@ -100,6 +100,14 @@ class NotYet(Exception):
 
 class ScopeError(ValueError):
     """A job asked for without a scope it can work on (the caller's 400)."""
+
+
+class CancelRunning(Exception):
+    """A restore asked for while the cancel that archived the template still runs (the caller's 409)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the cancel {job_id} of this template is still running: restore it once it is done")
+        self.job_id = job_id
 
 
 # KEYS: outcomes hash, job hash, tenant totals; ARGV: execution id, outcome, kind
@@ -286,6 +294,17 @@ def start_job(
     assert job is not None
     log.info("event job %s (%s) of %s started by %s", job_id, kind.value, tenant, started_by[:60])
     return job
+
+
+def restore(r: redis.Redis, tenant: str, template_id: str) -> dict[str, Any]:
+    """Restore an archived template for future contacts, once the cancel that archived it is
+    done: its last look deletes every event of the template Rokt holds, those sent after a
+    restore too. Raises TemplateNotFound, CancelRunning."""
+    cancel_job = get_template(r, tenant, template_id).get("cancelJob")
+    job = get_job(r, tenant, cancel_job) if cancel_job else None
+    if job is not None and job.state != JobState.DONE:
+        raise CancelRunning(job.job_id)
+    return restore_template(r, tenant, template_id)
 
 
 def _append_items(pipe: Any, tenant: str, job_id: str, items: list[str]) -> None:

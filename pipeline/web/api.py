@@ -186,12 +186,14 @@ def cancel_events(tenant: str, template_id: str):
 @require_api_auth
 def restore_template(tenant: str, template_id: str):
     """An archived template serves the contacts who reach its step from now on (the events
-    cancelled stay cancelled)."""
+    cancelled stay cancelled); 409 while the cancel that archived it still runs."""
     _known_tenant(tenant)
     try:
-        stored = templates.restore_template(_runtime().redis, tenant, template_id)
+        stored = event_jobs.restore(_runtime().redis, tenant, template_id)
     except templates.TemplateNotFound as exc:
         raise ApiError(404, "not_found", f"template {template_id!r} not found") from exc
+    except event_jobs.CancelRunning as exc:
+        raise ApiError(409, "cancel_running", str(exc), jobId=exc.job_id) from exc
     return jsonify(_item(stored))
 
 
