@@ -203,3 +203,12 @@ def test_jobs_watch_follows_a_job_to_its_end(rt, template_id, monkeypatch, capsy
     assert code == 0 and waits == ["planning"]
     assert f"cancel {job.job_id}" in out
     assert event_jobs.get_job(rt.redis, T, job.job_id).state == "done"
+
+
+def test_restore_refuses_while_the_cancel_runs(rt, template_id, steps, capsys):
+    held(rt, template_id, 1)
+    argv = ("events", "cancel", "--tenant", T, "--template", template_id, "--yes")
+    job_id = json.loads(_run(capsys, *argv)[1])["id"]
+    code, out, err = _run(capsys, "events", "restore", "--tenant", T, "--template", template_id)
+    assert code == 1 and out == "" and job_id in err and "still running" in err
+    assert get_template(rt.redis, T, template_id)["archivedAt"]

@@ -521,3 +521,21 @@ def test_an_unknown_job_or_another_tenants_is_a_404(client, rt):
         response = client.get(f"{BASE}/event-jobs/{job_id}")
         assert response.status_code == 404, (job_id, response.json)
         assert response.json["error"] == "not_found"
+
+
+def test_a_restore_waits_for_the_cancel_to_end_so_its_last_look_deletes_nothing_sent_after(client, rt, steps):
+    template_id = create(client)
+    (cancelled,) = path_to(rt, template_id, 1)
+    job_id = client.post(f"{BASE}/templates/{template_id}/cancel", json={}).json["id"]
+    early = client.post(f"{BASE}/templates/{template_id}/restore", json={})
+    assert early.status_code == 409, early.json
+    assert early.json["error"] == "cancel_running" and early.json["jobId"] == job_id
+    assert get_template(rt.redis, "default", template_id)["archivedAt"]  # still archived
+    with rokt() as mock:
+        mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for(cancelled)}", status=202)
+        run(rt, job_id)
+    assert client.post(f"{BASE}/templates/{template_id}/restore", json={}).status_code == 200
+    (later,) = path_to(rt, template_id, 1, prefix="after")  # a contact sent the event after the restore
+    with responses.RequestsMock():  # nothing more is deleted: the job is over
+        assert event_jobs.step(rt, "default", job_id, event_jobs.PLAN) == []
+    assert rt.ledger.get("default", later).status == State.ACCEPTED
