@@ -586,7 +586,10 @@ def fail_item(rt: Runtime, job: Job, execution_id: str, exc: BaseException, atte
         attempts=attempts,
         payload={"jobId": job.job_id, "executionId": execution_id, "kind": job.kind.value},
     )
-    record_outcome(rt, job, execution_id, JobOutcome.FAILED, reason_of(exc))
+    if job.state == JobState.DONE:  # a replay refused again: counted failed when the job ended
+        rt.redis.hset(keys.event_job_notes(job.tenant, job.job_id), execution_id, reason_of(exc)[:300])
+    else:
+        record_outcome(rt, job, execution_id, JobOutcome.FAILED, reason_of(exc))
     log.warning(
         "event job %s: execution %s failed at %s: %s", job.job_id, execution_id, stage, reason_of(exc)
     )
