@@ -565,7 +565,7 @@ def _give_up_item(rt: Runtime, job: Job, execution_id: str, exc: RateLimited | C
     Refused credentials pause the whole job instead: every item would fail alike."""
     if isinstance(exc, Throttled) and exc.retry_after:
         rt.limiter(job.tenant, "rokt").pause(exc.retry_after)
-    if isinstance(exc, (RateLimited, CredentialsRejected)):
+    if isinstance(exc, (RateLimited, CredentialsRejected, Throttled)):  # waits, not failed attempts
         return False
     attempts = int(rt.redis.hincrby(job_key(job.tenant, job.job_id), f"a:{execution_id}", 1))
     if decide(exc, attempts, 0.0).retry:
