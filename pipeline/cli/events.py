@@ -41,6 +41,8 @@ def cmd_events(args: argparse.Namespace) -> int:
     rt = Runtime(settings)
     name = tenant.name
     try:
+        if args.action in ("sent", "cancel"):  # a count of 0 for a mistyped id would mislead
+            templates.get_template(rt.redis, name, args.template)
         if args.action == "sent":
             print(json.dumps({"templateId": args.template, **event_jobs.sent_count(rt, name, args.template)}))
             return 0
@@ -57,7 +59,7 @@ def cmd_events(args: argparse.Namespace) -> int:
                 return EXIT_PARTIAL
             job = _start(rt, name, JobKind.CANCEL, template_id=args.template, reason=args.reason)
         elif args.action == "restore":
-            templates.restore_template(rt.redis, name, args.template)
+            event_jobs.restore(rt.redis, name, args.template)
             print(f"restored {args.template}: contacts who reach its step from now on are sent its event")
             return 0
         elif args.action == "remove":
@@ -84,6 +86,9 @@ def cmd_events(args: argparse.Namespace) -> int:
         else:  # jobs
             return _jobs(rt, name, args.watch)
     except templates.TemplateNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
+    except event_jobs.CancelRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PARTIAL
     except event_jobs.ScopeError as exc:

@@ -49,7 +49,7 @@ from pipeline.delivery.retry_policy import decide
 from pipeline.infra import keys
 from pipeline.journeys import executions
 from pipeline.journeys.render import TemplateRenderError, render_event
-from pipeline.journeys.templates import TemplateNotFound, archive_template, get_template
+from pipeline.journeys.templates import TemplateNotFound, archive_template, get_template, restore_template
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.stores.ledger import Execution, now_iso
 from pipeline.stores.ratelimit import RateLimited, RateLimiter
@@ -101,6 +101,14 @@ class NotYet(Exception):
 
 class ScopeError(ValueError):
     """A job asked for without a scope it can work on (the caller's 400)."""
+
+
+class CancelRunning(Exception):
+    """A restore asked for while the cancel that archived the template still runs (the caller's 409)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the cancel {job_id} of this template is still running: restore it once it is done")
+        self.job_id = job_id
 
 
 # KEYS: outcomes hash, job hash, tenant totals; ARGV: execution id, outcome, kind
@@ -269,9 +277,8 @@ def start_job(
         # the contact's executions, not its key: a job's record holds no personal data
         found = set(rt.ledger.executions_of_contact(tenant, contact_key))
         found.update(rt.history.executions_of_contact(tenant, contact_key))
-        if template_id:  # only that template's events
-            records = {ex: _current(rt, tenant, ex) for ex in found}
-            found = {ex for ex, record in records.items() if (record or {}).get("templateId") == template_id}
+        if template_id:  # that template's events only: the contact's others stay in the calendar
+            found = {ex for ex in found if (_current(rt, tenant, ex) or {}).get("templateId") == template_id}
         fields["contact"] = "1"
         contact_items = sorted(found)
     if kind == JobKind.CANCEL and template_id and not activity_id:
@@ -288,6 +295,17 @@ def start_job(
     assert job is not None
     log.info("event job %s (%s) of %s started by %s", job_id, kind.value, tenant, started_by[:60])
     return job
+
+
+def restore(r: redis.Redis, tenant: str, template_id: str) -> dict[str, Any]:
+    """Restore an archived template for future contacts, once the cancel that archived it is
+    done: its last look deletes every event of the template Rokt holds, those sent after a
+    restore too. Raises TemplateNotFound, CancelRunning."""
+    cancel_job = get_template(r, tenant, template_id).get("cancelJob")
+    job = get_job(r, tenant, cancel_job) if cancel_job else None
+    if job is not None and job.state != JobState.DONE:
+        raise CancelRunning(job.job_id)
+    return restore_template(r, tenant, template_id)
 
 
 def _append_items(pipe: Any, tenant: str, job_id: str, items: list[str]) -> None:
@@ -441,20 +459,7 @@ def _scope_executions(rt: Runtime, job: Job) -> list[str]:
 
 
 def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
-    key = keys.outbox(job.tenant, OutboxKind.HISTORY)
-    ids: list[str] = []
-    start = "-"
-    while True:
-        entries = rt.redis.xrange(key, start, "+", count=1000)
-        for _entry_id, values in entries:
-            try:
-                ids.append(json.loads((values or {}).get("p", "{}")).get("executionId", ""))
-            except ValueError:
-                continue
-        if len(entries) < 1000:
-            break
-        start = "(" + entries[-1][0]
-    ids = [i for i in dict.fromkeys(ids) if i]
+    ids = _in_history_outbox(rt, job.tenant)
     if not ids:
         return []
     field_name = "templateId" if job.template_id else "activityId"
@@ -469,15 +474,47 @@ def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
     ]
 
 
+def _in_history_outbox(rt: Runtime, tenant: str) -> list[str]:
+    """The execution ids the history outbox holds (finished, maybe not yet in the store)."""
+    key = keys.outbox(tenant, OutboxKind.HISTORY)
+    ids: list[str] = []
+    start = "-"
+    while True:
+        entries = rt.redis.xrange(key, start, "+", count=1000)
+        for _entry_id, values in entries:
+            try:
+                ids.append(json.loads((values or {}).get("p", "{}")).get("executionId", ""))
+            except ValueError:
+                continue
+        if len(entries) < 1000:
+            break
+        start = "(" + entries[-1][0]
+    return [i for i in dict.fromkeys(ids) if i]
+
+
 def _count_scope(rt: Runtime, tenant: str, *, template_id: str) -> int:
     probe = Job(tenant, "", JobKind.CORRECT, {"templateId": template_id})
     return len(_scope_executions(rt, probe))
 
 
 def _beyond_retention(rt: Runtime, tenant: str, template_id: str) -> int:
-    """Events of the template Rokt accepted whose record the ledger no longer keeps."""
+    """Events of the template Rokt accepted whose record the ledger no longer keeps. One accepted
+    moments ago whose record still waits in the history outbox (not yet in the store) is kept."""
     sent = int(rt.redis.hget(keys.template_sent(tenant), template_id) or 0)
-    return max(0, sent - rt.history.sent_in_scope(tenant, template_id=template_id))
+    stored = rt.history.sent_in_scope(tenant, template_id=template_id)
+    if stored >= sent:
+        return 0
+    ids = _in_history_outbox(rt, tenant)
+    pipe = rt.redis.pipeline(transaction=False)
+    for execution_id in ids:
+        pipe.hmget(keys.execution(tenant, execution_id), "templateId", "acceptedAt")
+    accepted = [i for i, (tpl, at) in zip(ids, pipe.execute(), strict=True) if tpl == template_id and at]
+    waiting = 0
+    for offset in range(0, len(accepted), 1000):
+        batch = accepted[offset : offset + 1000]
+        found = rt.history.records(tenant, batch)
+        waiting += sum(1 for i in batch if "acceptedAt" not in found.get(i, {}))
+    return max(0, sent - stored - waiting)
 
 
 # -- one chunk, one item ---------------------------------------------------------------------
@@ -533,7 +570,7 @@ def _give_up_item(rt: Runtime, job: Job, execution_id: str, exc: RateLimited | C
     Refused credentials pause the whole job instead: every item would fail alike."""
     if isinstance(exc, Throttled) and exc.retry_after:
         rt.limiter(job.tenant, "rokt").pause(exc.retry_after)
-    if isinstance(exc, (RateLimited, CredentialsRejected)):
+    if isinstance(exc, (RateLimited, CredentialsRejected, Throttled)):  # waits, not failed attempts
         return False
     attempts = int(rt.redis.hincrby(job_key(job.tenant, job.job_id), f"a:{execution_id}", 1))
     if decide(exc, attempts, 0.0).retry:
@@ -554,7 +591,10 @@ def fail_item(rt: Runtime, job: Job, execution_id: str, exc: BaseException, atte
         attempts=attempts,
         payload={"jobId": job.job_id, "executionId": execution_id, "kind": job.kind.value},
     )
-    record_outcome(rt, job, execution_id, JobOutcome.FAILED, reason_of(exc))
+    if job.state == JobState.DONE:  # a replay refused again: counted failed when the job ended
+        rt.redis.hset(keys.event_job_notes(job.tenant, job.job_id), execution_id, reason_of(exc)[:300])
+    else:
+        record_outcome(rt, job, execution_id, JobOutcome.FAILED, reason_of(exc))
     log.warning(
         "event job %s: execution %s failed at %s: %s", job.job_id, execution_id, stage, reason_of(exc)
     )

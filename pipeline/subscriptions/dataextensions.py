@@ -26,6 +26,7 @@ from pipeline.clients.soap import AndFilter, SimpleFilter, SoapClient, SoapObjec
 from pipeline.infra import keys
 from pipeline.settings import Tenant
 from pipeline.tenancy.handles import Runtime
+from pipeline.vocabulary import HELD_STATES, State
 
 FIELD_TYPES = ("Text", "Number", "Date", "Boolean", "EmailAddress", "Phone", "Decimal", "Locale")
 MAX_EXTERNAL_KEY = 36  # SFMC: an external key (CustomerKey) has at most 36 characters
@@ -133,9 +134,11 @@ STATUS_DE = DataExtension(
             primary_key=True,
             required=True,
         ),
-        _text("Status", 30, "queued, accepted, confirmed, removed, failed, missing_field, no_subscription"),
-        _text("RoktEventId", 100, "the event at Rokt (accepted or confirmed)"),
-        _text("Error", 500, "why it failed"),
+        _text("Status", 30, ", ".join(State)),
+        _text(
+            "RoktEventId", 100, f"the event at Rokt (while Rokt holds it: {', '.join(sorted(HELD_STATES))})"
+        ),
+        _text("Error", 500, "why it failed, or why its event was cancelled, removed or withdrawn"),
         _text("TemplateId", 100, "the event template"),
         _text("JourneyId", 100, "the journey"),
         _text("ActivityId", 100, "the activity in the journey"),

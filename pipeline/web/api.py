@@ -186,12 +186,14 @@ def cancel_events(tenant: str, template_id: str):
 @require_api_auth
 def restore_template(tenant: str, template_id: str):
     """An archived template serves the contacts who reach its step from now on (the events
-    cancelled stay cancelled)."""
+    cancelled stay cancelled); 409 while the cancel that archived it still runs."""
     _known_tenant(tenant)
     try:
-        stored = templates.restore_template(_runtime().redis, tenant, template_id)
+        stored = event_jobs.restore(_runtime().redis, tenant, template_id)
     except templates.TemplateNotFound as exc:
         raise ApiError(404, "not_found", f"template {template_id!r} not found") from exc
+    except event_jobs.CancelRunning as exc:
+        raise ApiError(409, "cancel_running", str(exc), jobId=exc.job_id) from exc
     return jsonify(_item(stored))
 
 
@@ -202,15 +204,18 @@ def remove_events(tenant: str):
     _known_tenant(tenant)
     body = _load(REMOVE_SCHEMA, _body(), "remove request")
     rt = _runtime()
-    job = event_jobs.start_job(
-        rt,
-        tenant,
-        JobKind.WITHDRAW,
-        started_by=_who(),
-        contact_key=body["contactKey"],
-        template_id=body.get("templateId"),
-        reason=body["reason"],
-    )
+    try:
+        job = event_jobs.start_job(
+            rt,
+            tenant,
+            JobKind.WITHDRAW,
+            started_by=_who(),
+            contact_key=body["contactKey"],
+            template_id=body.get("templateId"),
+            reason=body["reason"],
+        )
+    except templates.TemplateNotFound as exc:
+        raise ApiError(404, "not_found", f"template {body['templateId']!r} not found") from exc
     dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)
     return jsonify(job.as_dict()), 202
 

@@ -295,3 +295,26 @@ def test_a_withdrawal_of_one_template_leaves_the_contacts_other_events(runtime, 
         job = run(runtime, start(runtime, JobKind.WITHDRAW, contact_key="C1", template_id=template_id))
     assert removal.call_count == 1 and job.as_dict()["total"] == 1
     assert runtime.ledger.get("default", "o1").status == State.ACCEPTED
+
+
+def test_429s_do_not_use_up_an_items_attempts(runtime, template_id, monkeypatch):
+    """Rokt throttling for a while, then one 500, then accepting: the event is deleted, not
+    dead-lettered (429s wait, as for creates; only the 500 counts as a failed attempt)."""
+    sent(runtime, template_id, 1)
+    monkeypatch.setattr(event_jobs, "job_gate", lambda rt, tenant: None)  # no waiting out the pauses
+    job_id = start(runtime, JobKind.CANCEL, template_id=template_id)
+    (chunk,) = event_jobs.step(runtime, "default", job_id, event_jobs.PLAN)
+    delete = f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for('e0')}"
+    with rokt() as mock:
+        for _ in range(8):
+            mock.delete(delete, status=429, headers={"Retry-After": "1"})
+        mock.delete(delete, status=500)
+        mock.delete(delete, status=202)
+        for _attempt in range(20):  # the step task retries the chunk until it goes through
+            try:
+                event_jobs.step(runtime, "default", job_id, *chunk)
+                break
+            except Exception:  # Throttled, RetryableError: the step task retries it
+                continue
+    assert count_dead_letters(runtime.redis, "default") == 0
+    assert runtime.ledger.get("default", "e0").status == State.CANCELLED

@@ -1,0 +1,163 @@
+"""Rokt's webhooks about an event after it was sent (SubscriptionEventUpdated, -Removed, -Deleted)
+move the execution as EVENT_MOVES says, its status row shows the move and why, and the
+activity's per-day counters count each move once, however often Rokt tells us."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from pipeline.delivery.flush import flush_history
+from pipeline.infra import keys
+from pipeline.stores.ledger import event_id_for
+from pipeline.subscriptions.webhooks import EVENT_MOVES, NotYetAccepted, claim_webhook, process_webhook
+from pipeline.vocabulary import OutboxKind, State
+from schemas.rokt_webhook import EVENT_ADDED, EVENT_DELETED, EVENT_REMOVED, EVENT_UPDATED, EnvelopeSchema
+from tests.unit.samples import RECEIPT_TTL
+
+ACTIVITY = "act-7"
+MOVED = (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES, OutboxKind.SUBSCRIPTION_HISTORY)
+NOT_MOVED = (OutboxKind.SUBSCRIPTION_HISTORY,)  # the receipt alone
+
+
+def sent(runtime, execution, *states):
+    """An execution of ACTIVITY whose event Rokt accepted, then moved through `states`."""
+    runtime.ledger.claim(
+        "default",
+        execution,
+        {"contactKey": "C1", "eventId": event_id_for(execution), "activityId": ACTIVITY, "args": {}},
+    )
+    previous = State.QUEUED
+    for state in (State.ACCEPTED, *states):
+        assert runtime.ledger.transition("default", execution, state, (previous,))[0]
+        previous = state
+    return event_id_for(execution)
+
+
+def webhook(runtime, kind, rokt_event_id, hook_id):
+    """One webhook of Rokt as the receiver stores it (a valid envelope), then processed."""
+    envelope = {
+        "eventId": hook_id,
+        "eventType": kind,
+        "eventDetails": {
+            "accountId": "acct",
+            "subscription": {"calendarSubscriptionId": "sub-1"},
+            "subscriptionEvent": {"eventId": rokt_event_id},
+        },
+    }
+    assert EnvelopeSchema().validate(envelope) == {}
+    if not claim_webhook(runtime.redis, "default", envelope, ttl_seconds=RECEIPT_TTL):
+        return None  # a duplicate: the receiver does not enqueue it
+    return process_webhook(runtime, "default", hook_id)
+
+
+def status(runtime, execution):
+    return runtime.ledger.get("default", execution).status
+
+
+def status_rows(runtime):
+    return [json.loads(f["p"])["values"] for _id, f in runtime.redis.xrange("rsf:default:outbox:status")]
+
+
+def today(runtime):
+    """The activity's moves today (UTC), state -> count."""
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    return {
+        state: int(n)
+        for state, n in runtime.redis.hgetall(keys.activity_daily("default", ACTIVITY, day)).items()
+    }
+
+
+def test_the_table_of_moves():
+    assert EVENT_MOVES[EVENT_UPDATED][:2] == (State.UPDATED, (State.ACCEPTED, State.CONFIRMED))
+    assert EVENT_MOVES[EVENT_REMOVED][0] == State.REMOVED
+    assert EVENT_MOVES[EVENT_DELETED][0] == State.CANCELLED
+
+
+@pytest.mark.parametrize("before", [(), (State.CONFIRMED,)], ids=["accepted", "confirmed"])
+def test_updated_moves_a_held_event_to_updated_once(runtime, before):
+    event = sent(runtime, "e1", *before)
+    assert webhook(runtime, EVENT_UPDATED, event, "hook-1") == MOVED
+    assert status(runtime, "e1") == State.UPDATED
+    assert (
+        status_rows(runtime)[-1]["Status"] == "updated" and status_rows(runtime)[-1]["RoktEventId"] == event
+    )
+    assert webhook(runtime, EVENT_UPDATED, event, "hook-1") is None  # Rokt's retry: a duplicate
+    assert webhook(runtime, EVENT_UPDATED, event, "hook-2") == NOT_MOVED  # another subscription's
+    assert status(runtime, "e1") == State.UPDATED
+    assert today(runtime) == {"accepted": 1, "updated": 1, **({"confirmed": 1} if before else {})}
+
+
+def test_an_update_that_overtook_our_202_waits(runtime):
+    runtime.ledger.claim("default", "e1", {"eventId": event_id_for("e1"), "activityId": ACTIVITY, "args": {}})
+    with pytest.raises(NotYetAccepted):
+        webhook(runtime, EVENT_UPDATED, event_id_for("e1"), "hook-1")
+    assert status(runtime, "e1") == State.QUEUED and today(runtime) == {}
+
+
+@pytest.mark.parametrize("final", [State.REMOVED, State.CANCELLED, State.WITHDRAWN])
+def test_updated_does_not_bring_back_an_event_that_left_the_calendar(runtime, final):
+    event = sent(runtime, "e1", final)
+    assert webhook(runtime, EVENT_UPDATED, event, "hook-1") == NOT_MOVED
+    assert status(runtime, "e1") == final
+    assert today(runtime) == {"accepted": 1, final.value: 1}
+
+
+@pytest.mark.parametrize("before", [(), (State.CONFIRMED,), (State.CONFIRMED, State.UPDATED)])
+def test_removed_by_the_subscriber_shows_why_and_counts_once(runtime, before):
+    event = sent(runtime, "e1", *before)
+    assert webhook(runtime, EVENT_REMOVED, event, "hook-1") == MOVED
+    ex = runtime.ledger.get("default", "e1")
+    assert ex.status == State.REMOVED and ex.fields["error"] == "removed from the calendar by the subscriber"
+    row = status_rows(runtime)[-1]
+    assert row["Status"] == "removed" and row["Error"] == ex.fields["error"] and row["RoktEventId"] == ""
+    assert webhook(runtime, EVENT_REMOVED, event, "hook-2") == NOT_MOVED  # a second subscription's
+    assert today(runtime)["removed"] == 1
+
+
+@pytest.mark.parametrize("before", [(), (State.CONFIRMED,), (State.CONFIRMED, State.UPDATED)])
+def test_deleted_at_rokt_cancels_the_execution_and_counts_once(runtime, before):
+    event = sent(runtime, "e1", *before)
+    assert webhook(runtime, EVENT_DELETED, event, "hook-1") == MOVED
+    ex = runtime.ledger.get("default", "e1")
+    assert ex.status == State.CANCELLED and ex.fields["error"] == "deleted at Rokt (every calendar)"
+    assert status_rows(runtime)[-1]["Status"] == "cancelled"
+    assert webhook(runtime, EVENT_DELETED, event, "hook-2") == NOT_MOVED
+    assert webhook(runtime, EVENT_REMOVED, event, "hook-3") == NOT_MOVED  # cancelled is final
+    assert today(runtime)["cancelled"] == 1 and "removed" not in today(runtime)
+
+
+def test_a_delete_after_our_own_cancel_moves_nothing_again(runtime):
+    event = sent(runtime, "e1", State.CONFIRMED)
+    assert runtime.ledger.transition(
+        "default", "e1", State.CANCELLED, (State.CONFIRMED,), error="cancelled: legal"
+    )[0]
+    assert webhook(runtime, EVENT_DELETED, event, "hook-1") == NOT_MOVED
+    assert runtime.ledger.get("default", "e1").fields["error"] == "cancelled: legal"  # the job's reason stays
+    assert today(runtime) == {"accepted": 1, "confirmed": 1, "cancelled": 1}
+
+
+def test_a_move_of_an_execution_already_in_the_history_store_counts_once(runtime):
+    event = sent(runtime, "e1", State.CONFIRMED)
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert runtime.redis.hget(keys.execution("default", "e1"), "archived") == "1"  # a tombstone
+    assert webhook(runtime, EVENT_REMOVED, event, "hook-1") == MOVED
+    assert status(runtime, "e1") == State.REMOVED
+    assert webhook(runtime, EVENT_REMOVED, event, "hook-2") == NOT_MOVED
+    assert today(runtime) == {"accepted": 1, "confirmed": 1, "removed": 1}
+
+
+def test_each_activity_counts_its_own_moves(runtime):
+    event = sent(runtime, "e1")
+    runtime.ledger.claim(
+        "default", "x1", {"eventId": event_id_for("x1"), "activityId": "act-other", "args": {}}
+    )
+    runtime.ledger.transition("default", "x1", State.ACCEPTED)
+    webhook(runtime, EVENT_ADDED, event, "hook-1")
+    webhook(runtime, EVENT_UPDATED, event, "hook-2")
+    webhook(runtime, EVENT_DELETED, event_id_for("x1"), "hook-3")
+    assert today(runtime) == {"accepted": 1, "confirmed": 1, "updated": 1}
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    other = runtime.redis.hgetall(keys.activity_daily("default", "act-other", day))
+    assert other == {"accepted": "1", "cancelled": "1"}
+    assert 0 < runtime.redis.ttl(keys.activity_daily("default", ACTIVITY, day)) <= 400 * 86400
