@@ -24,7 +24,7 @@ from pipeline.stores.deadletters import record_exception
 from pipeline.stores.ledger import now_iso
 from pipeline.subscriptions.subscription_rows import attributes, process_subscription_event
 from pipeline.tenancy.handles import Runtime
-from pipeline.vocabulary import OutboxKind, Stage, State, states_leading_to
+from pipeline.vocabulary import HELD_STATES, OutboxKind, Stage, State, states_leading_to
 from schemas.rokt_webhook import (
     EVENT_ADDED,
     EVENT_DELETED,
@@ -169,7 +169,9 @@ EVENT_MOVES: dict[str, tuple[State, tuple[State, ...] | None, str]] = {
     EVENT_ADDED: (State.CONFIRMED, None, ""),
     EVENT_UPDATED: (State.UPDATED, (State.ACCEPTED, State.CONFIRMED), ""),
     EVENT_REMOVED: (State.REMOVED, None, "removed from the calendar by the subscriber"),
-    EVENT_DELETED: (State.CANCELLED, None, "deleted at Rokt (every calendar)"),
+    # from a held state only: a queued execution (Rokt's webhook before our record of its 202)
+    # waits, as a confirmation does, instead of ending cancelled unsent
+    EVENT_DELETED: (State.CANCELLED, tuple(sorted(HELD_STATES)), "deleted at Rokt (every calendar)"),
 }
 
 
