@@ -23,6 +23,8 @@ TENANTS: dict[str, dict[str, Any]] = {
     "rl-celery": {"rokt_rate_limit": UNLIMITED, "sfmc_rate_limit": UNLIMITED},
     "fair-a": {"rokt_account_code": "fair-a"},
     "fair-b": {"rokt_account_code": "fair-b"},
+    # bench/corrections.py: the default Rokt limit, an account of its own
+    "corrections": {"rokt_account_code": "corrections", "sfmc_rate_limit": UNLIMITED},
     # bench/tenants.py: 20 tenants at the default 50/s, each a Rokt account of its own
     **{f"ten-{i:02d}": {"rokt_account_code": f"ten-{i:02d}"} for i in range(1, 21)},
 }

@@ -108,6 +108,7 @@ def performance_table(results: dict[str, Any]) -> str:
     rows.extend(durability_rows(results.get("durability")))
     rows.extend(worker_loss_rows(results.get("worker_loss")))
     rows.extend(erasure_rows(results.get("erasure")))
+    rows.extend(corrections_rows(results.get("corrections")))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
 
 
@@ -266,6 +267,33 @@ def erasure_rows(erasure: dict[str, Any] | None) -> list[tuple[str, str, str, st
             )
         )
     return rows
+
+
+def corrections_rows(corrections: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """`corrections`: a correction job's update calls against the Rokt limit alone, and the
+    limit's split between a journey's creates and the job beside it; each beside its goal."""
+    if not corrections:
+        return []
+    alone, beside = corrections["alone"], corrections["beside_journey"]
+    name = (
+        f"corrections{_measured(corrections, 'corrections')}, {corrections['held_events']:,} sent events, "
+        f"{corrections['limit_per_s']:g}/s for {corrections['window_s']} s"
+    )
+    return [
+        (
+            name,
+            "the job alone: update calls ÷ limit · max in 1 s · windows over · 429s",
+            f"{_limited(alone)} · {alone['throttled_429']}",
+            f"goal ≥ 0.9 · 0 windows over; limiter's rate {corrections['limiter_rate_per_s']:g}/s",
+        ),
+        (
+            name,
+            "beside a journey: creates' share · the job's share · windows over · 429s",
+            f"{beside['creates_share']:g} · {beside['job_share']:g} · {beside['windows_over_limit']} · "
+            f"{beside['throttled_429']}",
+            f"goal: creates ≥ {corrections['create_share_setting']:g} (EVENT_JOB_CREATE_SHARE)",
+        ),
+    ]
 
 
 def worker_loss_rows(loss: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:

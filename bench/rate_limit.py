@@ -65,7 +65,7 @@ def _rendered_backlog(stack: Stack, tenant: str, count: int) -> None:
 
 
 def window_figures(
-    accepted: list[float], throttled: list[float], start: float, seconds: int
+    accepted: list[float], throttled: list[float], start: float, seconds: int, limit: float = LIMIT
 ) -> dict[str, Any]:
     """What the vendor saw in [start, start + seconds): sent = accepted + answered 429;
     windows_over_limit counts whole seconds from the start holding more than the limit."""
@@ -77,12 +77,12 @@ def window_figures(
     for t in sent:
         per_second[int(t - start)] += 1
     return {
-        "utilization": round(len(ok) / (LIMIT * seconds), 3),
+        "utilization": round(len(ok) / (limit * seconds), 3),
         "accepted": len(ok),
         "sent": len(sent),
         "throttled_429": len(refused),
         "max_in_any_1s_window": max_in_any_window(sent),
-        "windows_over_limit": sum(1 for count in per_second if count > LIMIT),
+        "windows_over_limit": sum(1 for count in per_second if count > limit),
     }
 
 

@@ -2,7 +2,7 @@
 
 BENCH_QUICK=1 runs reduced sizes (under 5 minutes); BENCH_OUT names the results file
 (default bench/results.json). Names: intake pipeline rate_limit scale fairness tenants worker_loss
-durability history erasure
+durability history erasure corrections
 (`pipeline` also yields `sfmc_batching` and `memory`, measured in the same run; `history` adds its
 Redis and store figures to `memory`, and yields `history_cpu`).
 """
@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import (
+    corrections,
     durability,
     erasure,
     fairness,
@@ -52,6 +53,7 @@ BENCHMARKS: dict[str, Callable[[Stack, bool], dict[str, dict[str, Any]]]] = {
     "durability": durability.run,
     "history": history_cost.run,
     "erasure": erasure.run,
+    "corrections": corrections.run,
 }
 DEFAULT_OUT = Path(__file__).with_name("results.json")
 

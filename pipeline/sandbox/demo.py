@@ -5,7 +5,10 @@ sandbox simulators, the web app under gunicorn, a Celery worker and beat; create
 and a template; subscribes contacts; saves the activity as our UI does (from the served
 config.json) and drives contacts through execute like Journey Builder, each execute's
 inArguments resolved from that saved activity; waits until every execution is terminal;
-reports from the simulators' own state.
+reports from the simulators' own state. Then the events' life after sending (`after_send`): a
+subscriber or two take the event out of their calendar, the template is corrected through the
+API for the events already sent, a second, smaller activity's event is cancelled, and every
+simulated calendar is compared with what the ledger says it should hold.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import json
 import os
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.infra import dispatch, keys
 from pipeline.infra.redis_clients import redis_location
+from pipeline.journeys.render import render_event
 from pipeline.journeys.templates import create_template
 from pipeline.sandbox import SANDBOX_ACCOUNT_CODE, SANDBOX_EID, SANDBOX_JWT_SECRET, SANDBOX_MID, jbsim, rokt
 from pipeline.sandbox.appadmin import AppAdmin
@@ -36,10 +41,12 @@ from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.sandbox.monitoring import ALERT_RULES, Prometheus, Scraper, prometheus_binary, start_exporter
 from pipeline.sandbox.postgres import Postgres
 from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, ROKT_THREADS, Stack
+from pipeline.stores.ledger import Execution
+from pipeline.tenancy import apikeys
 from pipeline.tenancy.handles import Runtime
 from pipeline.upkeep.reconcile import reconcile
 from pipeline.upkeep.replay import list_dead_letters, replay
-from pipeline.vocabulary import TERMINAL_STATES, ErrorClass, OutboxKind, State
+from pipeline.vocabulary import HELD_STATES, TERMINAL_STATES, ErrorClass, OutboxKind, State
 
 
 def sign_up(stack: Stack, console: Console, rate_limit: float) -> str:
@@ -87,7 +94,13 @@ def sign_up(stack: Stack, console: Console, rate_limit: float) -> str:
     return tenant.name
 
 
-def configure_activity(stack: Stack, tenant: str, template_id: str, activity_id: str) -> dict[str, Any]:
+def configure_activity(
+    stack: Stack,
+    tenant: str,
+    template_id: str,
+    activity_id: str,
+    template: Mapping[str, Any] = jbsim.DEMO_TEMPLATE,
+) -> dict[str, Any]:
     """What a marketer does in Journey Builder: JB reads our config.json, drops the activity on
     the canvas, and our UI saves it (`jbsim.demo_activity`: FirstName and "Home City" mapped,
     released once at confirmation). Executes are resolved from this saved activity."""
@@ -99,6 +112,7 @@ def configure_activity(stack: Stack, tenant: str, template_id: str, activity_id:
         jbsim.RELEASE_EVENT_KEY,
         config=response.json(),
         activity_id=activity_id,
+        template=template,
     )
 
 
@@ -185,7 +199,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("throughput", "contacts/hour", f"{report['contacts_per_hour']:,}")
-    for area in ("execute", "outcomes", "rokt", "sfmc", "subscriptions", "history", "ops"):
+    for area in ("execute", "outcomes", "rokt", "sfmc", "subscriptions", "history", "ops", "after_send"):
         for name, value in report.get(area, {}).items():
             table.add_row(area, name, str(value))
     table.add_row("result", "lost", str(report["lost"]), style="bold red" if report["lost"] else "bold green")
@@ -314,7 +328,7 @@ def _run_demo(
         ):
             stack.redis.delete(key)
         tenant = sign_up(stack, console, rate_limit)
-        template = create_template(stack.redis, tenant, jbsim.DEMO_TEMPLATE)
+        template = create_template(stack.redis, tenant, upcoming(jbsim.DEMO_TEMPLATE, date.today()))
         contacts = jbsim.make_contacts(contacts_count)
         stack.seed_sfmc_contacts([c.key for c in contacts[::2]])  # half the contacts exist in SFMC
         console.print("Subscribing contacts through the Rokt simulator (Subscribe webhooks flow)...")
@@ -322,7 +336,7 @@ def _run_demo(
         subscriptions = jbsim.subscribe_contacts(stack.rokt_url, account, contacts, len(contacts) // 4)
         journey = f"demo-journey-{int(time.time())}"
         activity = configure_activity(
-            stack, tenant, template["id"], f"demo-activity-{os.getpid()}-{int(time.time())}"
+            stack, tenant, template["id"], f"demo-activity-{os.getpid()}-{int(time.time())}", template
         )
         (run_dir / "activity.json").write_text(json.dumps(activity, indent=2, ensure_ascii=False) + "\n")
         console.print(f"Activity {activity['name']!r} saved as the UI saves it ({run_dir / 'activity.json'})")
@@ -396,6 +410,10 @@ def _run_demo(
             report["chaos"] = {"scenarios": list(chaos), **injected, "supervisor_restarts": stack.restarts}
             report["dead_letters"] = dead_letters
             report["replayed"] = replayed
+        else:  # under chaos the run is about recovery: the figures above are what it reports
+            report["after_send"] = after_send(
+                stack, console, tenant, template, contacts, drive_result, leaving
+            )
         print_report(console, report)
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"Report written to {report_path}")
@@ -497,3 +515,229 @@ def _replay_retryable(runtime: Runtime, tenant: str) -> int:
     letters = [d for d in list_dead_letters(runtime, tenant) if d["errorClass"] != ErrorClass.PERMANENT]
     report = replay(runtime, tenant, letters, dispatch.redrive_execution, dispatch.redrive_webhook)
     return report.replayed
+
+
+# -- after sending: correct, cancel, and what every calendar holds ------------------------------
+
+SUBSCRIBER_REMOVALS = 2  # contacts who take the event out of their calendar themselves
+CORRECTED_TITLE = '🎉 {{FirstName}}, your {{Brand | default: "Rokt"}} summer sale is extended to Sunday'
+SECOND_TEMPLATE: dict[str, Any] = {
+    "name": "Demo: VIP early access",
+    "title": 'VIP early access for {{FirstName | default: "you"}}',
+    "description": "One hour before everyone else: https://example.com/sale/vip",
+    "start": "2026-11-30T18:00:00",
+    "end": "2026-11-30T19:00:00",
+    "timezone": "Australia/Sydney",
+    "missingFieldPolicy": "strict",
+}
+SECOND_ACTIVITY_MAX = 20  # contacts of the second activity, whose event the demo cancels
+
+
+def upcoming(template: Mapping[str, Any], today: date) -> dict[str, Any]:
+    """The template with its start and end on the same times of the first Friday at least three
+    days after `today` (same span): a correction leaves an event whose end is past as it is, so
+    the demo's events must not have ended when it corrects them."""
+    start = datetime.fromisoformat(template["start"])
+    friday = today + timedelta(days=3 + (4 - (today + timedelta(days=3)).weekday()) % 7)
+    moved = {**template, "start": datetime.combine(friday, start.time()).isoformat()}
+    if template.get("end"):
+        moved["end"] = (
+            datetime.fromisoformat(moved["start"]) + (datetime.fromisoformat(template["end"]) - start)
+        ).isoformat()
+    return moved
+
+
+class TenantApi:
+    """`/t/<tenant>/api/...` as a script calls it: an API key made as `rokt-sfmc api-keys create`
+    makes it, sent as a bearer token."""
+
+    def __init__(self, web_url: str, tenant: str, key: str) -> None:
+        self.base = f"{web_url}/t/{tenant}/api"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {key}"
+
+    def call(self, method: str, path: str, body: Any = None, expect: int = 200) -> dict[str, Any]:
+        response = self.session.request(method, self.base + path, json=body, timeout=30)
+        if response.status_code != expect:
+            raise RuntimeError(f"{method} {path}: HTTP {response.status_code} {response.text[:300]}")
+        return response.json()
+
+
+def execution_records(stack: Stack, tenant: str, execution_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """What the ledger holds of each execution: its Redis record while whole there, else the
+    history store's (an archived one leaves a tombstone in Redis)."""
+    ids = list(execution_ids)
+    pipe = stack.redis.pipeline(transaction=False)
+    for execution_id in ids:
+        pipe.hgetall(keys.execution(tenant, execution_id))
+    whole = {
+        i: data for i, data in zip(ids, pipe.execute(), strict=True) if data and data.get("archived") != "1"
+    }
+    archived = [i for i in ids if i not in whole]
+    return {**stack.runtime.history.records(tenant, archived), **whole} if archived else whole
+
+
+def calendar_mismatches(
+    calendars: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    records: Mapping[str, Mapping[str, str]],
+    templates: Mapping[str, Mapping[str, Any]],
+) -> list[str]:
+    """What differs between the calendars Rokt shows ({subscriptionId: {eventId: event}}) and what
+    the ledger says they hold: each execution whose event Rokt holds, in each of its
+    subscriptions, with the title it sent (a corrected one, `updated`: the title its template
+    renders now, from `templates`); no event of any other execution; nothing the ledger did not
+    send. Empty when they match."""
+    expected: dict[str, dict[str, str]] = defaultdict(dict)
+    ours: set[str] = set()
+    problems: list[str] = []
+    for execution_id, record in records.items():
+        event_id = record.get("eventId", "")
+        ours.add(event_id)
+        if record.get("status") not in HELD_STATES:
+            continue
+        title = json.loads(record.get("event") or "{}").get("title", "")
+        if record.get("status") == State.UPDATED:
+            ex = Execution.from_hash("", execution_id, dict(record))
+            template = templates.get(ex.template_id) if ex is not None else None
+            now = render_event(template, ex.args, event_id)["title"] if template and ex else None
+            if title != now:
+                problems.append(f"{execution_id}: updated, but its record holds {title!r}, not {now!r}")
+        for subscription_id in json.loads(record.get("subscriptionIds") or "[]"):
+            expected[subscription_id][event_id] = title
+    for subscription_id in set(expected) | set(calendars):
+        shown = {
+            event_id: event.get("title", "") for event_id, event in calendars.get(subscription_id, {}).items()
+        }
+        wanted = expected.get(subscription_id, {})
+        for event_id in sorted(set(shown) | set(wanted)):
+            if event_id not in wanted:
+                why = (
+                    "of an execution whose event Rokt no longer holds"
+                    if event_id in ours
+                    else "the ledger never sent"
+                )
+                problems.append(f"{subscription_id} shows {event_id}, {why}")
+            elif event_id not in shown:
+                problems.append(f"{subscription_id} does not show {event_id}")
+            elif shown[event_id] != wanted[event_id]:
+                problems.append(
+                    f"{subscription_id} shows {event_id} as {shown[event_id]!r}, not {wanted[event_id]!r}"
+                )
+    return problems
+
+
+def after_send(
+    stack: Stack,
+    console: Console,
+    tenant: str,
+    template: dict[str, Any],
+    contacts: list[jbsim.Contact],
+    drive_result: jbsim.DriveResult,
+    unsubscribed: Iterable[jbsim.Contact],
+    timeout: float = 120,
+) -> dict[str, Any]:
+    """The marketer's after-send part, through the API as a script does: a second, smaller
+    activity sends its own event and a few subscribers take the first one out of their calendar;
+    then the first template's title is corrected for the events already sent (`applyToSent`)
+    and the second template's events are cancelled (with the count confirmed); both jobs are
+    waited for, and the calendars compared with the ledger."""
+    started = time.monotonic()
+    api = TenantApi(
+        stack.web_url, tenant, apikeys.create_key(stack.redis, tenant, "demo: events after sending")
+    )
+    sent = {key: answer["executionId"] for key, answer in drive_result.answers.items()}
+    records = execution_records(stack, tenant, sent.values())
+    gone = {c.key for c in unsubscribed}  # Rokt refuses a new event for an inactive subscription
+    confirmed = [
+        c
+        for c in contacts
+        if c.key in sent
+        and c.key not in gone
+        and records.get(sent[c.key], {}).get("status") == State.CONFIRMED
+    ]
+    removing = confirmed[:SUBSCRIBER_REMOVALS]
+    chosen = confirmed[SUBSCRIBER_REMOVALS:][-min(SECOND_ACTIVITY_MAX, max(1, len(confirmed) // 20)) :]
+
+    second = api.call("POST", "/templates", upcoming(SECOND_TEMPLATE, date.today()), expect=201)
+    activity = configure_activity(
+        stack, tenant, second["id"], f"demo-vip-{os.getpid()}-{int(time.time())}", second
+    )
+    payloads = [jbsim.execute_payload(c, activity, f"demo-vip-journey-{int(time.time())}") for c in chosen]
+    second_drive = jbsim.drive(stack.execute_url(tenant), stack.jwt_secret, payloads, duplicate_every=0)
+    second_ids = [answer["executionId"] for answer in second_drive.answers.values()]
+    for contact in removing:
+        record = records[sent[contact.key]]
+        subscription_id = json.loads(record.get("subscriptionIds") or "[]")[0]
+        requests.post(
+            f"{stack.rokt_url}/__sandbox__/remove-event",
+            json={"subscriptionId": subscription_id, "eventId": record["eventId"]},
+            timeout=10,
+        ).raise_for_status()
+
+    removed_ids = [sent[c.key] for c in removing]
+
+    def sent_and_removed() -> bool:
+        now = execution_records(stack, tenant, [*second_ids, *removed_ids])
+        return all(now.get(i, {}).get("status") == State.CONFIRMED for i in second_ids) and all(
+            now.get(i, {}).get("status") == State.REMOVED for i in removed_ids
+        )
+
+    stack.wait(sent_and_removed, timeout, "the second activity confirmed and the removals seen", interval=0.3)
+
+    current = api.call("GET", f"/templates/{template['id']}")
+    correction = api.call(
+        "PUT", f"/templates/{template['id']}", {**current, "title": CORRECTED_TITLE, "applyToSent": True}
+    )["job"]
+    held = api.call("GET", f"/templates/{second['id']}/sent")["held"]
+    cancel = api.call(
+        "POST",
+        f"/templates/{second['id']}/cancel",
+        {"reason": "the VIP hour is called off", "confirmCount": held},
+        expect=202,
+    )
+    console.print(
+        f"After sending: {SUBSCRIBER_REMOVALS} subscribers removed the event themselves; correcting the "
+        f"title of the events sent (job {correction['id']}) and cancelling {held} events of "
+        f"{second['name']!r} (job {cancel['id']}), started by {correction['startedBy']}"
+    )
+    jobs: dict[str, dict[str, Any]] = {}
+
+    def jobs_done() -> bool:
+        for job in (correction, cancel):
+            jobs[job["id"]] = api.call("GET", f"/event-jobs/{job['id']}")
+        return all(job["state"] == "done" for job in jobs.values())
+
+    stack.wait(jobs_done, timeout, "the correction and the cancel jobs", interval=0.3)
+    history_box = stack.runtime.outbox(tenant, OutboxKind.HISTORY)
+
+    def settled() -> bool:
+        rokt_state = stack.rokt_state()
+        return not (
+            rokt_state["pending_calendar_changes"] or rokt_state["webhooks_pending"] or history_box.backlog()
+        )
+
+    stack.wait(settled, timeout, "the calendars' changes and their webhooks", interval=0.3)
+    records = execution_records(stack, tenant, [*sent.values(), *second_ids])
+    calendars = requests.get(f"{stack.rokt_url}/__sandbox__/calendars", timeout=30).json()
+    corrected = api.call("GET", f"/templates/{template['id']}")
+    mismatches = calendar_mismatches(calendars, records, {template["id"]: corrected})
+    for problem in mismatches[:10]:
+        console.print(f"[red]calendar mismatch[/red]: {problem}")
+    done, cancelled = jobs[correction["id"]], jobs[cancel["id"]]
+    console.print(
+        f"Correction: {done['outcomes']['updated']} events updated, "
+        f"{done['outcomes']['unchanged']} unchanged, skipped {done['skipped'] or 'none'}; "
+        f"cancel: {cancelled['outcomes']['cancelled']} events deleted; "
+        f"calendars {'match' if not mismatches else 'DIFFER from'} the ledger"
+    )
+    return {
+        "corrected": done["outcomes"]["updated"],
+        "unchanged": done["outcomes"]["unchanged"],
+        "skipped": sum(done["skipped"].values()),
+        "cancelled": cancelled["outcomes"]["cancelled"],
+        "failed": done["failed"] + cancelled["failed"],
+        "removed_by_subscribers": sum(1 for r in records.values() if r.get("status") == State.REMOVED),
+        "second_activity_contacts": len(second_ids),
+        "calendars_match": not mismatches,
+        "elapsed_s": round(time.monotonic() - started, 2),
+    }

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from pipeline.sandbox.demo import SUBSCRIBER_REMOVALS
 from pipeline.sandbox.stack import environ_outside_stacks
 
 pytestmark = pytest.mark.e2e
@@ -60,3 +61,15 @@ def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
         subscriptions["webhooks_received"]
         == subscriptions["webhooks_sent"] + subscriptions["duplicates_dropped"]
     )
+    # after sending: the subscribers' own removals came back as webhooks; the title correction
+    # updated every event Rokt still held (a removal the history store had not seen when the job
+    # planned is skipped as not held), the cancel deleted every event of the second activity, and
+    # every calendar holds what the ledger says (checked against the simulator's calendars)
+    after = report["after_send"]
+    assert after["removed_by_subscribers"] == SUBSCRIBER_REMOVALS
+    assert after["corrected"] == outcomes["confirmed"] - SUBSCRIBER_REMOVALS
+    assert after["unchanged"] == 0  # the new title renders differently for every contact
+    assert after["skipped"] <= SUBSCRIBER_REMOVALS
+    assert after["cancelled"] == after["second_activity_contacts"] > 0
+    assert after["failed"] == 0
+    assert after["calendars_match"] is True

@@ -33,6 +33,16 @@ def test_window_figures_count_what_the_vendor_saw_inside_the_window():
     assert figures["max_in_any_1s_window"] > LIMIT
 
 
+def test_window_figures_measure_against_the_limit_they_are_given():
+    """bench/corrections.py measures at the Tenant default (50/s), not rate_limit's 100/s."""
+    start, limit = 1000.0, 50.0
+    accepted = [start + i / 60 for i in range(60)] + [start + 1 + i / 40 for i in range(40)]
+    figures = window_figures(accepted, [], start, 2, limit)
+    assert figures["utilization"] == 1.0  # 100 calls in 2 s at 50/s
+    assert figures["windows_over_limit"] == 1  # second 0 holds 60
+    assert window_figures(accepted, [], start, 2)["windows_over_limit"] == 0  # at 100/s: none
+
+
 BURN_THEN_WAIT = """
 import sys, time
 end = time.process_time() + 0.3

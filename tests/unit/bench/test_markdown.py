@@ -6,6 +6,7 @@ business; the figures in it, and their order, are what these tests check."""
 import re
 
 from bench.markdown import (
+    corrections_rows,
     durability_rows,
     erasure_rows,
     history_rows,
@@ -285,3 +286,34 @@ def test_the_erasure_rows_set_one_batch_with_the_scans_beside_the_scans_one_by_o
     header = table_rows(performance_table({}))
     rows = table_rows(performance_table({"erasure": ERASURE_BATCH}))
     assert rows[len(header) :] == [tuple(row) for row in erasure_rows(ERASURE_BATCH)]
+
+
+CORRECTIONS = {
+    "limit_per_s": 50.0,
+    "limiter_rate_per_s": 47.8,
+    "window_s": 30,
+    "held_events": 1900,
+    "create_share_setting": 0.5,
+    "alone": {"utilization": 0.958, "max_in_any_1s_window": 49, "windows_over_limit": 0, "throttled_429": 2},
+    "beside_journey": {
+        "creates_share": 0.802,
+        "job_share": 0.126,
+        "windows_over_limit": 1,
+        "throttled_429": 3,
+    },
+}
+
+
+def test_the_corrections_rows_set_the_job_alone_and_beside_a_journey_each_beside_its_goal():
+    assert corrections_rows(None) == []
+    (name, _figure, ours, goal), (name_beside, _figure_beside, beside, goal_beside) = corrections_rows(
+        CORRECTIONS
+    )
+    assert name == name_beside and figures(name) == [1900, 50, 30]
+    assert figures(ours) == [0.958, 49, 0, 2]
+    assert figures(goal) == [0.9, 0, 47.8]
+    assert figures(beside) == [0.802, 0.126, 1, 3]
+    assert figures(goal_beside) == [0.5]
+    header = table_rows(performance_table({}))
+    rows = table_rows(performance_table({"corrections": CORRECTIONS}))
+    assert rows[len(header) :] == [tuple(row) for row in corrections_rows(CORRECTIONS)]
