@@ -9,7 +9,7 @@ compose runs them (worker-render prefork, worker-rokt threads: it serves the eve
   calls than the limit (goal 0) and 429s;
 - beside a journey: the same events corrected again while another template's journey, rendered
   beforehand so that only the Rokt stage runs, creates events from a backlog far above the
-  limit: creates' share of the limit (goal >= EVENT_JOB_CREATE_SHARE), the job's share, the
+  limit: creates' share of the limit (goal >= EVENT_JOB_SHARE), the job's share, the
   windows over the limit and 429s, in the `window_s` seconds from the first call.
 """
 
@@ -42,7 +42,7 @@ def run(stack: Stack, quick: bool) -> dict[str, dict[str, Any]]:
     # creates to outlast it even if they took the whole limit
     held, backlog = int(LIMIT * seconds * 1.2) + 100, int(LIMIT * seconds) + 300
     reset(stack, rokt_rate_limit=LIMIT)
-    share = stack.runtime.settings.event_job_create_share
+    share = stack.runtime.settings.event_job_share
     figures: dict[str, Any] = {
         "limit_per_s": LIMIT,
         "limiter_rate_per_s": round(1 / stack.runtime.limiter(TENANT, "rokt").emission, 1),

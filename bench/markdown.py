@@ -291,7 +291,7 @@ def corrections_rows(corrections: dict[str, Any] | None) -> list[tuple[str, str,
             "beside a journey: creates' share · the job's share · windows over · 429s",
             f"{beside['creates_share']:g} · {beside['job_share']:g} · {beside['windows_over_limit']} · "
             f"{beside['throttled_429']}",
-            f"goal: creates ≥ {corrections['create_share_setting']:g} (EVENT_JOB_CREATE_SHARE)",
+            f"goal: creates ≥ {corrections['create_share_setting']:g} (EVENT_JOB_SHARE)",
         ),
     ]
 

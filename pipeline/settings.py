@@ -389,7 +389,7 @@ class Settings:
         ),
         parse=_non_negative_int,
     )
-    event_job_create_share: float = setting(
+    event_job_share: float = setting(
         0.5,
         (
             "the share of a tenant's Rokt rate an event job (correction, cancel, withdrawal) may take "

@@ -361,6 +361,13 @@ def ratelimit_line(tenant: str, vendor: str) -> str:
     return tenant_key(tenant, "ratelimit-line", vendor)
 
 
+def ratelimit_reserved(tenant: str, vendor: str) -> str:
+    """String: the share of the account's rate an event job holds for itself while creates wait
+    in line (set by the job every call, for seconds: gone when the job stops or creates stop
+    waiting); the creates' slots are spaced for the rest of the rate meanwhile."""
+    return tenant_key(tenant, "ratelimit-reserved", vendor)
+
+
 def ratelimit_deferred(tenant: str, vendor: str) -> str:
     """String: calls of the vendor deferred by its limiter (a counter)."""
     return tenant_key(tenant, "ratelimit-deferred", vendor)

@@ -23,7 +23,7 @@ meanwhile joins the job, so no event of the scope is left behind. Planning reads
 store and the history outbox's backlog (an execution finished but not yet in the store).
 
 Rate: every call passes the tenant's Rokt limiter, shared with creation. While creates wait in
-the limiter's line, a job also passes a limiter of its own at EVENT_JOB_CREATE_SHARE of the rate,
+the limiter's line, a job also passes a limiter of its own at EVENT_JOB_SHARE of the rate,
 so a running journey keeps the rest; alone, a job may use the whole rate.
 """
 
@@ -738,11 +738,19 @@ def job_client(rt: Runtime, tenant: str) -> RoktClient:
 
 
 def job_gate(rt: Runtime, tenant: str) -> None:
+    """A job's slot. While creates wait in the limiter's line, the job reserves its share of the
+    rate (the line's slots are spaced for the rest) and takes its slots from a limiter of its
+    own at that share: the two together keep to the rate, a running journey keeps the rest, and
+    the job is not left with only the slots creates leave. Alone, it takes the whole rate."""
     limiter = rt.limiter(tenant, "rokt")
-    if limiter.line_ahead() > 0:  # creates wait for their slots: the job takes its share at most
-        share = max(0.01, min(1.0, rt.settings.event_job_create_share))
-        share_limiter = _share_limiter(rt, tenant, limiter, share)
-        share_limiter.acquire()
+    if limiter.line_ahead() > 0:
+        paused = limiter.cooldown_remaining()
+        if paused > 0:  # Rokt's 429 pauses the whole account, the job's share too
+            raise RateLimited(paused)
+        share = max(0.01, min(0.95, rt.settings.event_job_share))
+        limiter.reserve(share)
+        _share_limiter(rt, tenant, limiter, share).acquire()
+        return
     limiter.acquire()
 
 

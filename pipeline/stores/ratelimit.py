@@ -63,11 +63,14 @@ redis.call('SET', KEYS[1], tostring(new_tat), 'PX', math.ceil((new_tat - now) * 
 return {1, '0'}
 """
 
-# KEYS: slot (TAT), cool-down, waiting line, deferral counter. ARGV: emission, tolerance, the
-# caller's ticket (0: a fresh call), its sleep budget. Returns {admitted, wait, ticket}: admitted
-# with wait <= budget (sleep that long, then send), or deferred to `ticket` (`wait` from now).
+# KEYS: slot (TAT), cool-down, waiting line, deferral counter, the share an event job reserved.
+# ARGV: emission, tolerance, the caller's ticket (0: a fresh call), its sleep budget. Returns
+# {admitted, wait, ticket}: admitted with wait <= budget (sleep that long, then send), or deferred
+# to `ticket` (`wait` from now). While a job reserves a share, slots are spaced for the rest.
 _ADMIT = """
 local emission = tonumber(ARGV[1])
+local reserved = tonumber(redis.call('GET', KEYS[5]) or 0)
+if reserved > 0 and reserved < 1 then emission = emission / (1 - reserved) end
 local burst_tol = tonumber(ARGV[2])
 local ticket = tonumber(ARGV[3])
 local budget = tonumber(ARGV[4])
@@ -105,6 +108,11 @@ local ms = tonumber(ARGV[1])
 if redis.call('PTTL', KEYS[1]) < ms then redis.call('SET', KEYS[1], '1', 'PX', ms) end
 return 1
 """
+
+
+# how long an event job's reservation of its share outlives its last call (a job between two
+# chunks keeps it; a stopped job gives it back within this)
+RESERVATION_SECONDS = 3.0
 
 
 class RateLimited(Exception):
@@ -159,6 +167,7 @@ class RateLimiter:
         self.late_wake_limit = LATE_WAKE_LIMIT
         self.line_key = keys.ratelimit_line(tenant, name)
         self.deferred_key = keys.ratelimit_deferred(tenant, name)
+        self.reserved_key = keys.ratelimit_reserved(tenant, name)
         self.late_key = keys.ratelimit_late(tenant, name)
         self._acquire = r.register_script(_ACQUIRE)
         self._admit = r.register_script(_ADMIT)
@@ -194,7 +203,7 @@ class RateLimiter:
         budget = sleep_budget = max(0.0, sleep_budget)
         for asks in range(1, MAX_ASKS + 1):
             ok, wait, ticket = self._admit(
-                keys=[self.key, self.cooldown_key, self.line_key, self.deferred_key],
+                keys=[self.key, self.cooldown_key, self.line_key, self.deferred_key, self.reserved_key],
                 args=[self.emission, self.tolerance, _ticket.get() or 0.0, budget],
             )
             if not int(ok):
@@ -218,6 +227,16 @@ class RateLimiter:
         that took tickets wait for their slots (creates, when a backlog exceeds the rate)."""
         line, (seconds, micros) = self.r.get(self.line_key), self.r.time()
         return max(0.0, float(line or 0) - (seconds + micros / 1e6))
+
+    def reserve(self, share: float, seconds: float = RESERVATION_SECONDS) -> None:
+        """Hold `share` of the rate for a caller outside the line (an event job, through a
+        limiter of its own at that share) for `seconds`: the line's slots (`admit`) are spaced
+        for the rest meanwhile, so the two together keep to the rate."""
+        self.r.set(self.reserved_key, repr(max(0.0, min(0.95, share))), px=max(1, int(seconds * 1000)))
+
+    def cooldown_remaining(self) -> float:
+        """Seconds left of the vendor's 429 pause of this account (0: none)."""
+        return max(0.0, int(self.r.pttl(self.cooldown_key)) / 1000)
 
     def late_wakes(self) -> int:
         """Slots given up so far because the call woke too late for them (every process counts

@@ -83,6 +83,7 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("ratelimit", (T, "rokt"), "rsf:brand-a:ratelimit:rokt"),
     ("cooldown", (T, "rokt"), "rsf:brand-a:cooldown:rokt"),
     ("ratelimit_line", (T, "rokt"), "rsf:brand-a:ratelimit-line:rokt"),
+    ("ratelimit_reserved", (T, "rokt"), "rsf:brand-a:ratelimit-reserved:rokt"),
     ("ratelimit_deferred", (T, "rokt"), "rsf:brand-a:ratelimit-deferred:rokt"),
     ("ratelimit_late", (T, "rokt"), "rsf:brand-a:ratelimit-late:rokt"),
     ("token", (T, "sfmc"), "rsf:brand-a:token:sfmc"),

@@ -13,6 +13,7 @@ from pipeline.journeys import event_jobs, executions
 from pipeline.journeys.templates import create_template, get_template, restore_template, update_template
 from pipeline.stores.deadletters import count_dead_letters
 from pipeline.stores.ledger import event_id_for
+from pipeline.stores.ratelimit import RateLimited
 from pipeline.vocabulary import JobKind, JobOutcome, Stage, State
 from tests.unit.conftest import claim_execution as claim
 
@@ -203,16 +204,21 @@ def test_a_stalled_job_is_sent_its_unfinished_chunks_again(runtime, template_id)
     assert event_jobs.stalled(runtime, "default", idle_seconds=-1) == [(job_id, *chunk)]
 
 
-def test_a_job_waits_for_the_share_limiter_only_while_creates_wait(runtime, monkeypatch):
+def test_a_job_takes_its_share_apart_from_the_line_only_while_creates_wait(runtime, monkeypatch):
     asked: list[str] = []
     limiter = runtime.limiter("default", "rokt")
     monkeypatch.setattr(type(limiter), "acquire", lambda self, max_sleep=1.0: asked.append(self.key))
     event_jobs.job_gate(runtime, "default")
-    assert asked == [limiter.key]
+    assert asked == [limiter.key] and runtime.redis.get(limiter.reserved_key) is None
     runtime.redis.set(limiter.line_key, 10**12)  # creates hold tickets far ahead
     asked.clear()
     event_jobs.job_gate(runtime, "default")
-    assert asked == ["rsf:default:ratelimit:rokt-jobs", limiter.key]
+    # its own limiter at its share, and the share reserved: the line's slots spaced for the rest
+    assert asked == ["rsf:default:ratelimit:rokt-jobs"]
+    assert float(runtime.redis.get(limiter.reserved_key)) == runtime.settings.event_job_share
+    limiter.pause(5)  # Rokt's 429 pauses the job too
+    with pytest.raises(RateLimited):
+        event_jobs.job_gate(runtime, "default")
 
 
 SFMC_TOKEN = "https://auth.sfmc.test/v2/token"

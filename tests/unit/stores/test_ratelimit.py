@@ -234,3 +234,24 @@ def test_on_rabbitmq_a_rokt_call_may_sleep_up_to_a_second_for_its_slot():
 
 def on_redis_env() -> dict[str, str]:
     return {"REDIS_URL": "redis://127.0.0.1:6379/0", "ROKT_LIMIT_SLEEP_MS": "25"}
+
+
+def test_a_reserved_share_spaces_the_lines_tickets_for_the_rest_of_the_rate(fake_redis):
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=10)
+    limiter.reserve(0.5)  # an event job holds half: the line gets the other half
+    limiter.admit(sleep_budget=0)
+    tickets = []
+    for _ in range(3):
+        with pytest.raises(RateLimited) as caught:
+            limiter.admit(sleep_budget=0)
+        tickets.append(caught.value.ticket)
+    gaps = [b - a for a, b in itertools.pairwise(tickets)]
+    assert all(abs(gap - 2 * limiter.emission) < 1e-6 for gap in gaps)
+    fake_redis.delete(limiter.reserved_key)  # the job stopped: the whole rate again
+    after = []
+    for _ in range(2):
+        with pytest.raises(RateLimited) as caught:
+            limiter.admit(sleep_budget=0)
+        after.append(caught.value.ticket)
+    assert after[0] == pytest.approx(tickets[-1] + 2 * limiter.emission, abs=1e-6)  # booked before
+    assert after[1] - after[0] == pytest.approx(limiter.emission, abs=1e-6)
