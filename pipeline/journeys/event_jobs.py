@@ -433,20 +433,7 @@ def _scope_executions(rt: Runtime, job: Job) -> list[str]:
 
 
 def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
-    key = keys.outbox(job.tenant, OutboxKind.HISTORY)
-    ids: list[str] = []
-    start = "-"
-    while True:
-        entries = rt.redis.xrange(key, start, "+", count=1000)
-        for _entry_id, values in entries:
-            try:
-                ids.append(json.loads((values or {}).get("p", "{}")).get("executionId", ""))
-            except ValueError:
-                continue
-        if len(entries) < 1000:
-            break
-        start = "(" + entries[-1][0]
-    ids = [i for i in dict.fromkeys(ids) if i]
+    ids = _outbox_backlog(rt, job.tenant)
     if not ids:
         return []
     field_name = "templateId" if job.template_id else "activityId"
@@ -461,15 +448,59 @@ def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
     ]
 
 
+def _outbox_backlog(rt: Runtime, tenant: str) -> list[str]:
+    """Execution ids in the history outbox: finished (or moved) and not yet in the store."""
+    key = keys.outbox(tenant, OutboxKind.HISTORY)
+    ids: list[str] = []
+    start = "-"
+    while True:
+        entries = rt.redis.xrange(key, start, "+", count=1000)
+        for _entry_id, values in entries:
+            try:
+                ids.append(json.loads((values or {}).get("p", "{}")).get("executionId", ""))
+            except ValueError:
+                continue
+        if len(entries) < 1000:
+            break
+        start = "(" + entries[-1][0]
+    return [i for i in dict.fromkeys(ids) if i]
+
+
 def _count_scope(rt: Runtime, tenant: str, *, template_id: str) -> int:
     probe = Job(tenant, "", JobKind.CORRECT, {"templateId": template_id})
     return len(_scope_executions(rt, probe))
 
 
 def _beyond_retention(rt: Runtime, tenant: str, template_id: str) -> int:
-    """Events of the template Rokt accepted whose record the ledger no longer keeps."""
+    """Events of the template Rokt accepted whose record the ledger no longer keeps: its sent
+    count less the accepted executions the store holds and those still on their way to it (the
+    history outbox's backlog, thousands for a while after a journey's run). The backlog is read
+    before the store: an entry flushed meanwhile is never missed (at worst counted twice, the
+    figure a moment low, never an event claimed lost that is not)."""
     sent = int(rt.redis.hget(keys.template_sent(tenant), template_id) or 0)
-    return max(0, sent - rt.history.sent_in_scope(tenant, template_id=template_id))
+    if not sent:
+        return 0
+    on_the_way = _accepted_in_outbox(rt, tenant, template_id)
+    not_stored = 0
+    for offset in range(0, len(on_the_way), 500):  # some the store has already: counted there
+        batch = on_the_way[offset : offset + 500]
+        stored = rt.history.records(tenant, batch)
+        not_stored += sum(1 for i in batch if "acceptedAt" not in stored.get(i, {}))
+    return max(0, sent - rt.history.sent_in_scope(tenant, template_id=template_id) - not_stored)
+
+
+def _accepted_in_outbox(rt: Runtime, tenant: str, template_id: str) -> list[str]:
+    """Executions of the template in the history outbox whose event Rokt accepted (whatever
+    became of it since)."""
+    ids = _outbox_backlog(rt, tenant)
+    pipe = rt.redis.pipeline(transaction=False)
+    for execution_id in ids:
+        pipe.hmget(keys.execution(tenant, execution_id), "templateId", "acceptedAt")
+    return [
+        execution_id
+        for execution_id, (value, accepted_at) in zip(ids, pipe.execute(), strict=True)
+        if value == template_id and accepted_at
+    ]
 
 
 # -- one chunk, one item ---------------------------------------------------------------------

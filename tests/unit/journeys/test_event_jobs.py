@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import responses
 
+from pipeline.delivery.flush import flush_history
+from pipeline.infra import keys
 from pipeline.journeys import event_jobs, executions
 from pipeline.journeys.templates import create_template, get_template, restore_template, update_template
 from pipeline.stores.deadletters import count_dead_letters
@@ -99,6 +101,15 @@ def test_a_contact_who_no_longer_renders_keeps_its_event_and_the_job_says_why(ru
     notes = event_jobs.notes(runtime.redis, "default", job.job_id)
     assert set(notes) == {"e0", "e1"} and all("City" in why for why in notes.values())
     assert runtime.ledger.get("default", "e0").status == State.ACCEPTED
+
+
+def test_events_on_their_way_to_the_history_store_are_not_past_retention(runtime, template_id):
+    sent(runtime, template_id, 3)  # their records wait in the history outbox, not yet in the store
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
+    runtime.redis.hincrby(keys.template_sent("default"), template_id, 1)  # one whose record is gone
+    assert event_jobs.sent_count(runtime, "default", template_id)["beyondRetention"] == 1
 
 
 def test_events_already_over_are_skipped_not_updated(runtime):
