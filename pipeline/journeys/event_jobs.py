@@ -413,9 +413,12 @@ def _queued_in_scope(rt: Runtime, job: Job) -> int:
 def _scope_executions(rt: Runtime, job: Job) -> list[str]:
     """Execution ids of the scope whose event Rokt holds, by the history store and by the history
     outbox's backlog (finished, not yet in the store: read first, so an entry flushed meanwhile
-    is in the store when it is asked)."""
-    pending = _pending_in_outbox(rt, job)
-    found: set[str] = set(pending)
+    is in the store when it is asked). An execution in the backlog is judged by its record in
+    Redis, not by the store's older copy (a move not flushed yet: the events a cancel just
+    deleted are not held any more)."""
+    backlog = _outbox_backlog(rt, job.tenant)
+    waiting = set(backlog)
+    found: set[str] = set(_pending_in_outbox(rt, job, backlog))
     after = ""
     while True:
         page = rt.history.executions_in_scope(
@@ -425,15 +428,15 @@ def _scope_executions(rt: Runtime, job: Job) -> list[str]:
             statuses=HELD,
             after=after,
         )
-        found.update(page)
+        found.update(execution_id for execution_id in page if execution_id not in waiting)
         if len(page) < 1000:
             break
         after = page[-1]
     return sorted(found)
 
 
-def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
-    ids = _outbox_backlog(rt, job.tenant)
+def _pending_in_outbox(rt: Runtime, job: Job, ids: list[str]) -> list[str]:
+    """The backlog's executions `ids` of the job's scope that Rokt holds, by their Redis record."""
     if not ids:
         return []
     field_name = "templateId" if job.template_id else "activityId"

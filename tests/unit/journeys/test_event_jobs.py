@@ -112,6 +112,19 @@ def test_events_on_their_way_to_the_history_store_are_not_past_retention(runtime
     assert event_jobs.sent_count(runtime, "default", template_id)["beyondRetention"] == 1
 
 
+def test_events_cancelled_are_not_counted_held_before_the_store_has_the_move(runtime, template_id):
+    sent(runtime, template_id, 3)
+    flush_history(runtime, "default", consumer="c", max_wait=0)  # the store: 3 accepted
+    with rokt() as mock:
+        for i in range(3):
+            mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for(f'e{i}')}", status=202)
+        run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id))
+    # the moves to `cancelled` wait in the history outbox: Redis's record is the newer
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 0, "beyondRetention": 0}
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 0, "beyondRetention": 0}
+
+
 def test_events_already_over_are_skipped_not_updated(runtime):
     template_id = create_template(runtime.redis, "default", {**TEMPLATE, "start": PAST})["id"]
     sent(runtime, template_id, 2)
