@@ -105,7 +105,10 @@ class ScopeError(ValueError):
 # KEYS: outcomes hash, job hash, tenant totals; ARGV: execution id, outcome, kind
 # An execution's outcome is recorded once: a second one is ignored, except over `failed` (a
 # replay of its dead letter); the job's counts move with it. The tenant's totals only grow.
+# A job done has dropped its outcomes: a run of a chunk still going then (a step sent again
+# beside the original) records nothing (a replay after the end counts in replay_item).
 _RECORD = """
+if redis.call('HGET', KEYS[2], 'state') == 'done' then return 0 end
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old == ARGV[2] or (old and old ~= 'failed') then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])

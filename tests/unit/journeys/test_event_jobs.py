@@ -219,6 +219,21 @@ def test_a_chunk_run_again_does_nothing_again_and_counts_once(runtime, template_
     assert job.counts == {JobOutcome.UPDATED: 2}
 
 
+def test_a_chunk_still_running_when_its_job_ends_counts_nothing_again(runtime, template_id):
+    """Two runs of one chunk (a resent step beside the original): the one behind records its
+    items after the other ended the job (and dropped its outcomes)."""
+    sent(runtime, template_id, 2)
+    with rokt() as mock:
+        for i in range(2):
+            mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for(f'e{i}')}", status=202)
+        job = run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id))
+    assert job.state == "done" and job.counts == {JobOutcome.CANCELLED: 2}
+    outcome = event_jobs.process_item(runtime, job, "e0", None)  # the run behind: found done
+    assert not event_jobs.record_outcome(runtime, job, "e0", outcome)
+    assert event_jobs.get_job(runtime.redis, "default", job.job_id).counts == {JobOutcome.CANCELLED: 2}
+    assert event_jobs.totals(runtime.redis, "default") == {("cancel", "cancelled"): 2}
+
+
 def test_a_stalled_job_is_sent_its_unfinished_chunks_again(runtime, template_id):
     sent(runtime, template_id, 2)
     job_id = start(runtime, JobKind.CANCEL, template_id=template_id)
