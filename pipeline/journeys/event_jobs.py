@@ -114,7 +114,10 @@ class CancelRunning(Exception):
 # KEYS: outcomes hash, job hash, tenant totals; ARGV: execution id, outcome, kind
 # An execution's outcome is recorded once: a second one is ignored, except over `failed` (a
 # replay of its dead letter); the job's counts move with it. The tenant's totals only grow.
+# A job done has dropped its outcomes: a run of a chunk still going then (a step sent again
+# beside the original) records nothing (a replay after the end counts in replay_item).
 _RECORD = """
+if redis.call('HGET', KEYS[2], 'state') == 'done' then return 0 end
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old == ARGV[2] or (old and old ~= 'failed') then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -439,9 +442,12 @@ def _queued_in_scope(rt: Runtime, job: Job) -> int:
 def _scope_executions(rt: Runtime, job: Job) -> list[str]:
     """Execution ids of the scope whose event Rokt holds, by the history store and by the history
     outbox's backlog (finished, not yet in the store: read first, so an entry flushed meanwhile
-    is in the store when it is asked)."""
-    pending = _pending_in_outbox(rt, job)
-    found: set[str] = set(pending)
+    is in the store when it is asked). An execution in the backlog is judged by its record in
+    Redis, not by the store's older copy (a move not flushed yet: the events a cancel just
+    deleted are not held any more)."""
+    backlog = _outbox_backlog(rt, job.tenant)
+    held, waiting = _judged_in_redis(rt, job, backlog)
+    found: set[str] = set(held)
     after = ""
     while True:
         page = rt.history.executions_in_scope(
@@ -451,31 +457,42 @@ def _scope_executions(rt: Runtime, job: Job) -> list[str]:
             statuses=HELD,
             after=after,
         )
-        found.update(page)
+        found.update(execution_id for execution_id in page if execution_id not in waiting)
         if len(page) < 1000:
             break
         after = page[-1]
     return sorted(found)
 
 
-def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
-    ids = _in_history_outbox(rt, job.tenant)
+def _judged_in_redis(rt: Runtime, job: Job, ids: list[str]) -> tuple[list[str], set[str]]:
+    """Of the backlog's executions `ids`, those of the job's scope whose event Rokt holds by
+    their record in Redis, and every one Redis holds whole (judged there: the store's copy may
+    be older). One already shrunk to its tombstone (archived before its entry was acknowledged)
+    is the store's to answer."""
     if not ids:
-        return []
+        return [], set()
     field_name = "templateId" if job.template_id else "activityId"
     wanted = job.template_id or job.activity_id
     pipe = rt.redis.pipeline(transaction=False)
     for execution_id in ids:
-        pipe.hmget(keys.execution(job.tenant, execution_id), field_name, "status")
-    return [
-        execution_id
-        for execution_id, (value, status) in zip(ids, pipe.execute(), strict=True)
-        if value == wanted and status in HELD_STATES
-    ]
+        pipe.hmget(keys.execution(job.tenant, execution_id), field_name, "status", "archived")
+    held, whole = [], set()
+    for execution_id, (value, status, archived) in zip(ids, pipe.execute(), strict=True):
+        if status is None or archived == "1":
+            continue
+        whole.add(execution_id)
+        if value == wanted and status in HELD_STATES:
+            held.append(execution_id)
+    return held, whole
 
 
-def _in_history_outbox(rt: Runtime, tenant: str) -> list[str]:
-    """The execution ids the history outbox holds (finished, maybe not yet in the store)."""
+def _pending_in_outbox(rt: Runtime, job: Job, ids: list[str]) -> list[str]:
+    """The backlog's executions `ids` of the job's scope that Rokt holds, by their Redis record."""
+    return _judged_in_redis(rt, job, ids)[0]
+
+
+def _outbox_backlog(rt: Runtime, tenant: str) -> list[str]:
+    """Execution ids in the history outbox: finished (or moved) and not yet in the store."""
     key = keys.outbox(tenant, OutboxKind.HISTORY)
     ids: list[str] = []
     start = "-"
@@ -498,23 +515,35 @@ def _count_scope(rt: Runtime, tenant: str, *, template_id: str) -> int:
 
 
 def _beyond_retention(rt: Runtime, tenant: str, template_id: str) -> int:
-    """Events of the template Rokt accepted whose record the ledger no longer keeps. One accepted
-    moments ago whose record still waits in the history outbox (not yet in the store) is kept."""
+    """Events of the template Rokt accepted whose record the ledger no longer keeps: its sent
+    count less the accepted executions the store holds and those still on their way to it (the
+    history outbox's backlog, thousands for a while after a journey's run). The backlog is read
+    before the store: an entry flushed meanwhile is never missed (at worst counted twice, the
+    figure a moment low, never an event claimed lost that is not)."""
     sent = int(rt.redis.hget(keys.template_sent(tenant), template_id) or 0)
-    stored = rt.history.sent_in_scope(tenant, template_id=template_id)
-    if stored >= sent:
+    if not sent:
         return 0
-    ids = _in_history_outbox(rt, tenant)
+    on_the_way = _accepted_in_outbox(rt, tenant, template_id)
+    not_stored = 0
+    for offset in range(0, len(on_the_way), 500):  # some the store has already: counted there
+        batch = on_the_way[offset : offset + 500]
+        stored = rt.history.records(tenant, batch)
+        not_stored += sum(1 for i in batch if "acceptedAt" not in stored.get(i, {}))
+    return max(0, sent - rt.history.sent_in_scope(tenant, template_id=template_id) - not_stored)
+
+
+def _accepted_in_outbox(rt: Runtime, tenant: str, template_id: str) -> list[str]:
+    """Executions of the template in the history outbox whose event Rokt accepted (whatever
+    became of it since)."""
+    ids = _outbox_backlog(rt, tenant)
     pipe = rt.redis.pipeline(transaction=False)
     for execution_id in ids:
         pipe.hmget(keys.execution(tenant, execution_id), "templateId", "acceptedAt")
-    accepted = [i for i, (tpl, at) in zip(ids, pipe.execute(), strict=True) if tpl == template_id and at]
-    waiting = 0
-    for offset in range(0, len(accepted), 1000):
-        batch = accepted[offset : offset + 1000]
-        found = rt.history.records(tenant, batch)
-        waiting += sum(1 for i in batch if "acceptedAt" not in found.get(i, {}))
-    return max(0, sent - stored - waiting)
+    return [
+        execution_id
+        for execution_id, (value, accepted_at) in zip(ids, pipe.execute(), strict=True)
+        if value == template_id and accepted_at
+    ]
 
 
 # -- one chunk, one item ---------------------------------------------------------------------
@@ -810,7 +839,7 @@ def _opted_in(rt: Runtime, tenant: str, activity_id: str) -> bool:
     """Whether the activity's executions carry `cancelOnStop` on (its inArguments: every
     execution of one activity version carries the same)."""
     probe = Job(tenant, "", JobKind.CANCEL, {"activityId": activity_id})
-    found = _pending_in_outbox(rt, probe) + rt.history.executions_in_scope(
+    found = _pending_in_outbox(rt, probe, _outbox_backlog(rt, tenant)) + rt.history.executions_in_scope(
         tenant, activity_id=activity_id, statuses=HELD, page=5
     )
     for execution_id in found[:5]:

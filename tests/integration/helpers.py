@@ -57,6 +57,12 @@ TENANTS: dict[str, dict[str, Any]] = {
     "dlq": _own("dlq"),
     "recon": _own("recon"),
     "install": _own("install"),
+    # event jobs on events already sent (tests/integration/test_event_jobs.py)
+    "ej-correct": _own("ej-correct"),
+    "ej-cancel": _own("ej-cancel"),
+    "ej-withdraw": _own("ej-withdraw"),
+    "ej-kill": _own("ej-kill"),
+    "ej-redis": _own("ej-redis"),
 }
 
 

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import responses
 
+from pipeline.delivery.flush import flush_history
+from pipeline.infra import keys
 from pipeline.journeys import event_jobs, executions
 from pipeline.journeys.templates import create_template, get_template, restore_template, update_template
 from pipeline.stores.deadletters import count_dead_letters
@@ -100,6 +102,28 @@ def test_a_contact_who_no_longer_renders_keeps_its_event_and_the_job_says_why(ru
     notes = event_jobs.notes(runtime.redis, "default", job.job_id)
     assert set(notes) == {"e0", "e1"} and all("City" in why for why in notes.values())
     assert runtime.ledger.get("default", "e0").status == State.ACCEPTED
+
+
+def test_events_on_their_way_to_the_history_store_are_not_past_retention(runtime, template_id):
+    sent(runtime, template_id, 3)  # their records wait in the history outbox, not yet in the store
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
+    runtime.redis.hincrby(keys.template_sent("default"), template_id, 1)  # one whose record is gone
+    assert event_jobs.sent_count(runtime, "default", template_id)["beyondRetention"] == 1
+
+
+def test_events_cancelled_are_not_counted_held_before_the_store_has_the_move(runtime, template_id):
+    sent(runtime, template_id, 3)
+    flush_history(runtime, "default", consumer="c", max_wait=0)  # the store: 3 accepted
+    with rokt() as mock:
+        for i in range(3):
+            mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for(f'e{i}')}", status=202)
+        run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id))
+    # the moves to `cancelled` wait in the history outbox: Redis's record is the newer
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 0, "beyondRetention": 0}
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 0, "beyondRetention": 0}
 
 
 def test_events_already_over_are_skipped_not_updated(runtime):
@@ -194,6 +218,21 @@ def test_a_chunk_run_again_does_nothing_again_and_counts_once(runtime, template_
         assert update.call_count == 2
     job = event_jobs.get_job(runtime.redis, "default", job_id)
     assert job.counts == {JobOutcome.UPDATED: 2}
+
+
+def test_a_chunk_still_running_when_its_job_ends_counts_nothing_again(runtime, template_id):
+    """Two runs of one chunk (a resent step beside the original): the one behind records its
+    items after the other ended the job (and dropped its outcomes)."""
+    sent(runtime, template_id, 2)
+    with rokt() as mock:
+        for i in range(2):
+            mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for(f'e{i}')}", status=202)
+        job = run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id))
+    assert job.state == "done" and job.counts == {JobOutcome.CANCELLED: 2}
+    outcome = event_jobs.process_item(runtime, job, "e0", None)  # the run behind: found done
+    assert not event_jobs.record_outcome(runtime, job, "e0", outcome)
+    assert event_jobs.get_job(runtime.redis, "default", job.job_id).counts == {JobOutcome.CANCELLED: 2}
+    assert event_jobs.totals(runtime.redis, "default") == {("cancel", "cancelled"): 2}
 
 
 def test_a_stalled_job_is_sent_its_unfinished_chunks_again(runtime, template_id):
