@@ -21,7 +21,14 @@ from pipeline.stores.ratelimit import RateLimited
 from pipeline.tenancy.handles import get_runtime
 from tasks.base import hold_while_disabled, pipeline_task, retry_later, schedule_flushes
 
-RETRYABLE = (RateLimited, ClientError, redis.RedisError, SQLAlchemyError, event_jobs.NotYet)
+RETRYABLE = (
+    RateLimited,
+    ClientError,
+    redis.RedisError,
+    SQLAlchemyError,
+    event_jobs.NotYet,
+    event_jobs.ChunkBusy,
+)
 
 
 def _retry(task: Task, exc: BaseException) -> BaseException:

@@ -283,6 +283,12 @@ def event_job_chunks_done(tenant: str, job_id: str) -> str:
     return tenant_key(tenant, "event-job", job_id, "chunks")
 
 
+def event_job_lease(tenant: str, job_id: str, start: int) -> str:
+    """String: held by the one run of a job's chunk (from its first item's index) at a time,
+    renewed item by item; a run lost with its worker lets it lapse (EVENT_JOB_IDLE_SECONDS)."""
+    return tenant_key(tenant, "event-job", job_id, "lease", str(start))
+
+
 def event_job_notes(tenant: str, job_id: str) -> str:
     """Hash: execution id -> why the job kept its old event or failed it (kept with the job)."""
     return tenant_key(tenant, "event-job", job_id, "notes")

@@ -99,6 +99,15 @@ class NotYet(Exception):
         self.retry_after = 2.0
 
 
+class ChunkBusy(Exception):
+    """Another run of this chunk holds its lease: this one comes back once it lapses (then finds
+    the chunk done, or takes it over from a run lost with its worker)."""
+
+    def __init__(self, start: int, retry_after: float) -> None:
+        super().__init__(f"chunk {start} is being worked on")
+        self.retry_after = max(1.0, retry_after)
+
+
 class ScopeError(ValueError):
     """A job asked for without a scope it can work on (the caller's 400)."""
 
@@ -111,7 +120,8 @@ class CancelRunning(Exception):
         self.job_id = job_id
 
 
-# KEYS: outcomes hash, job hash, tenant totals; ARGV: execution id, outcome, kind
+# KEYS: outcomes hash, job hash, tenant totals, running jobs; ARGV: execution id, outcome, kind,
+# now (epoch), job id. Progress marks the job busy for the reconciler (`stalled`).
 # An execution's outcome is recorded once: a second one is ignored, except over `failed` (a
 # replay of its dead letter); the job's counts move with it. The tenant's totals only grow.
 # A job done has dropped its outcomes: a run of a chunk still going then (a step sent again
@@ -125,6 +135,7 @@ redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[2], 1)
 if old then redis.call('HINCRBY', KEYS[2], 'n:failed', -1) end
 redis.call('HINCRBY', KEYS[3], ARGV[3] .. ':' .. ARGV[2], 1)
 redis.call('HSET', KEYS[2], 'progressAt', ARGV[4])
+redis.call('ZADD', KEYS[4], 'XX', ARGV[4], ARGV[5])
 return 1
 """
 
@@ -324,7 +335,8 @@ def step(rt: Runtime, tenant: str, job_id: str, start: int, end: int = 0) -> lis
     """Run one step of the job (a chunk [start, end), or PLAN) and answer the steps to send next.
 
     Raises RateLimited / a retryable ClientError (the task retries this step; what it did is
-    recorded and not done again), NotYet (PLAN waits for queued executions)."""
+    recorded and not done again), NotYet (PLAN waits for queued executions), ChunkBusy (another
+    run holds the chunk)."""
     job = get_job(rt.redis, tenant, job_id)
     if job is None or job.state == JobState.DONE:
         return []
@@ -553,6 +565,21 @@ def _run_chunk(rt: Runtime, job: Job, start: int, end: int) -> None:
     tenant = job.tenant
     if rt.redis.sismember(keys.event_job_chunks_done(tenant, job.job_id), start):
         return
+    # one run of a chunk at a time: a step the reconciler sent again while the first still runs
+    # (or waits for its retry) finds the lease taken and leaves the chunk to it
+    lease, token = keys.event_job_lease(tenant, job.job_id, start), uuid.uuid4().hex
+    lease_ms = max(1000, int(rt.settings.event_job_idle_seconds * 1000))
+    if not rt.redis.set(lease, token, nx=True, px=lease_ms):
+        raise ChunkBusy(start, int(rt.redis.pttl(lease)) / 1000)
+    try:
+        _run_items(rt, job, start, end, lease, lease_ms)
+    finally:
+        if rt.redis.get(lease) == token:
+            rt.redis.delete(lease)
+
+
+def _run_items(rt: Runtime, job: Job, start: int, end: int, lease: str, lease_ms: int) -> None:
+    tenant = job.tenant
     items = rt.redis.lrange(keys.event_job_items(tenant, job.job_id), start, end - 1)
     known = rt.redis.hmget(keys.event_job_outcomes(tenant, job.job_id), items) if items else []
     template = _job_template(rt, job)
@@ -566,6 +593,7 @@ def _run_chunk(rt: Runtime, job: Job, start: int, end: int) -> None:
                 raise
             continue
         record_outcome(rt, job, execution_id, outcome)
+        rt.redis.pexpire(lease, lease_ms)
 
 
 def _job_template(rt: Runtime, job: Job) -> dict[str, Any] | None:
@@ -585,8 +613,9 @@ def record_outcome(rt: Runtime, job: Job, execution_id: str, outcome: JobOutcome
             keys.event_job_outcomes(tenant, job.job_id),
             job_key(tenant, job.job_id),
             keys.event_job_totals(tenant),
+            keys.event_jobs_running(tenant),
         ],
-        args=[execution_id, outcome.value, job.kind.value, time.time()],
+        args=[execution_id, outcome.value, job.kind.value, time.time(), job.job_id],
     )
     if note:
         rt.redis.hset(keys.event_job_notes(tenant, job.job_id), execution_id, note[:300])

@@ -68,6 +68,7 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("event_job_items", (T, "job-1"), "rsf:brand-a:event-job:job-1:items"),
     ("event_job_outcomes", (T, "job-1"), "rsf:brand-a:event-job:job-1:outcomes"),
     ("event_job_chunks_done", (T, "job-1"), "rsf:brand-a:event-job:job-1:chunks"),
+    ("event_job_lease", (T, "job-1", 50), "rsf:brand-a:event-job:job-1:lease:50"),
     ("event_job_notes", (T, "job-1"), "rsf:brand-a:event-job:job-1:notes"),
     ("event_job_totals", (T,), "rsf:brand-a:event-job-totals"),
     ("archived_templates", (T,), "rsf:brand-a:templates-archived"),

@@ -363,3 +363,14 @@ def test_429s_do_not_use_up_an_items_attempts(runtime, template_id, monkeypatch)
                 continue
     assert count_dead_letters(runtime.redis, "default") == 0
     assert runtime.ledger.get("default", "e0").status == State.CANCELLED
+
+
+def test_one_run_of_a_chunk_at_a_time_a_second_comes_back_later(runtime, template_id):
+    sent(runtime, template_id, 2)
+    job_id = start(runtime, JobKind.CANCEL, template_id=template_id)
+    (chunk,) = event_jobs.step(runtime, "default", job_id, event_jobs.PLAN)
+    runtime.redis.set(f"rsf:default:event-job:{job_id}:lease:{chunk[0]}", "another run", px=5000)
+    with rokt() as mock, pytest.raises(event_jobs.ChunkBusy) as busy:
+        event_jobs.step(runtime, "default", job_id, *chunk)
+    assert not [c for c in mock.calls if "subscriptionevent" in c.request.url]  # nothing sent twice
+    assert 1.0 <= busy.value.retry_after <= 5.0
