@@ -285,7 +285,7 @@ def event_job_chunks_done(tenant: str, job_id: str) -> str:
 
 def event_job_lease(tenant: str, job_id: str, start: int) -> str:
     """String: held by the one run of a job's chunk (from its first item's index) at a time,
-    renewed item by item; a run lost with its worker lets it lapse (EVENT_JOB_IDLE_SECONDS)."""
+    renewed item by item; a run lost with its worker lets it lapse within one Rokt call's time."""
     return tenant_key(tenant, "event-job", job_id, "lease", str(start))
 
 

@@ -67,6 +67,9 @@ from pipeline.vocabulary import (
 log = logging.getLogger(__name__)
 
 CHUNK = 50  # executions per step task: a lost task repeats at most this many look-ups
+LEASE_MARGIN_SECONDS = (
+    10.0  # a chunk's lease beyond one Rokt call's timeouts (the limiter's sleep, a slow host)
+)
 JOB_KEPT_DAYS = 400  # an ended job's record (`events history`), as long as the daily figures
 PLAN = -1  # the step that (re)plans the job, or ends it
 HELD = tuple(sorted(HELD_STATES))
@@ -568,7 +571,10 @@ def _run_chunk(rt: Runtime, job: Job, start: int, end: int) -> None:
     # one run of a chunk at a time: a step the reconciler sent again while the first still runs
     # (or waits for its retry) finds the lease taken and leaves the chunk to it
     lease, token = keys.event_job_lease(tenant, job.job_id, start), uuid.uuid4().hex
-    lease_ms = max(1000, int(rt.settings.event_job_idle_seconds * 1000))
+    # renewed item by item, so it need cover one item: its Rokt call's timeouts and the limiter's
+    # longest sleep, with room; a run lost with its worker lets it lapse that soon
+    seconds = rt.settings.http_connect_timeout + rt.settings.http_read_timeout + LEASE_MARGIN_SECONDS
+    lease_ms = int(seconds * 1000)
     if not rt.redis.set(lease, token, nx=True, px=lease_ms):
         raise ChunkBusy(start, int(rt.redis.pttl(lease)) / 1000)
     try:
