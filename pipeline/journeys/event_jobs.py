@@ -433,20 +433,7 @@ def _scope_executions(rt: Runtime, job: Job) -> list[str]:
 
 
 def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
-    key = keys.outbox(job.tenant, OutboxKind.HISTORY)
-    ids: list[str] = []
-    start = "-"
-    while True:
-        entries = rt.redis.xrange(key, start, "+", count=1000)
-        for _entry_id, values in entries:
-            try:
-                ids.append(json.loads((values or {}).get("p", "{}")).get("executionId", ""))
-            except ValueError:
-                continue
-        if len(entries) < 1000:
-            break
-        start = "(" + entries[-1][0]
-    ids = [i for i in dict.fromkeys(ids) if i]
+    ids = _outbox_backlog(rt, job.tenant)
     if not ids:
         return []
     field_name = "templateId" if job.template_id else "activityId"
@@ -461,15 +448,58 @@ def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
     ]
 
 
+def _outbox_backlog(rt: Runtime, tenant: str) -> list[str]:
+    """The execution ids waiting in the history outbox (finished, not yet in the store), once each."""
+    key = keys.outbox(tenant, OutboxKind.HISTORY)
+    ids: list[str] = []
+    start = "-"
+    while True:
+        entries = rt.redis.xrange(key, start, "+", count=1000)
+        for _entry_id, values in entries:
+            try:
+                ids.append(json.loads((values or {}).get("p", "{}")).get("executionId", ""))
+            except ValueError:
+                continue
+        if len(entries) < 1000:
+            break
+        start = "(" + entries[-1][0]
+    return [i for i in dict.fromkeys(ids) if i]
+
+
 def _count_scope(rt: Runtime, tenant: str, *, template_id: str) -> int:
     probe = Job(tenant, "", JobKind.CORRECT, {"templateId": template_id})
     return len(_scope_executions(rt, probe))
 
 
 def _beyond_retention(rt: Runtime, tenant: str, template_id: str) -> int:
-    """Events of the template Rokt accepted whose record the ledger no longer keeps."""
+    """Events of the template Rokt accepted whose record the ledger no longer keeps: the sent
+    count less those the store holds as accepted and those accepted still on their way to it
+    (in the history outbox's backlog: until a flush, every event just sent would count)."""
     sent = int(rt.redis.hget(keys.template_sent(tenant), template_id) or 0)
-    return max(0, sent - rt.history.sent_in_scope(tenant, template_id=template_id))
+    stored = rt.history.sent_in_scope(tenant, template_id=template_id)
+    return max(0, sent - stored - len(_accepted_on_the_way(rt, tenant, template_id)))
+
+
+def _accepted_on_the_way(rt: Runtime, tenant: str, template_id: str) -> list[str]:
+    """Executions of the template Rokt accepted that wait in the history outbox and whose
+    record in the store (if any) is older than their acceptance: not yet in `sent_in_scope`."""
+    ids = _outbox_backlog(rt, tenant)
+    if not ids:
+        return []
+    pipe = rt.redis.pipeline(transaction=False)
+    for execution_id in ids:
+        pipe.hmget(keys.execution(tenant, execution_id), "templateId", "acceptedAt")
+    accepted = [
+        execution_id
+        for execution_id, (value, accepted_at) in zip(ids, pipe.execute(), strict=True)
+        if value == template_id and accepted_at
+    ]
+    if not accepted:
+        return []
+    stored: dict[str, dict[str, str]] = {}
+    for offset in range(0, len(accepted), 500):  # an IN list each database takes
+        stored.update(rt.history.records(tenant, accepted[offset : offset + 500]))
+    return [i for i in accepted if "acceptedAt" not in stored.get(i, {})]
 
 
 # -- one chunk, one item ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import responses
 
+from pipeline.delivery.flush import flush_history
 from pipeline.journeys import event_jobs, executions
 from pipeline.journeys.templates import create_template, get_template, restore_template, update_template
 from pipeline.stores.deadletters import count_dead_letters
@@ -213,3 +214,15 @@ def test_a_job_waits_for_the_share_limiter_only_while_creates_wait(runtime, monk
     asked.clear()
     event_jobs.job_gate(runtime, "default")
     assert asked == ["rsf:default:ratelimit:rokt-jobs", limiter.key]
+
+
+def test_events_on_their_way_to_the_history_store_are_not_counted_past_its_retention(runtime, template_id):
+    """Until a flush, the events just sent are in the history outbox only: they are held (what
+    a correction or a cancel works on), not past the retention; once the store holds them
+    and then forgets them (its retention), they are."""
+    ids = sent(runtime, template_id, 3)
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
+    runtime.history.forget_executions("default", ids[:2])
+    assert event_jobs.sent_count(runtime, "default", template_id)["beyondRetention"] == 2
