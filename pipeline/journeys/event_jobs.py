@@ -413,8 +413,9 @@ def _queued_in_scope(rt: Runtime, job: Job) -> int:
 def _scope_executions(rt: Runtime, job: Job) -> list[str]:
     """Execution ids of the scope whose event Rokt holds, by the history store and by the history
     outbox's backlog (finished, not yet in the store: read first, so an entry flushed meanwhile
-    is in the store when it is asked)."""
-    pending = _pending_in_outbox(rt, job)
+    is in the store when it is asked). An execution of the backlog that Rokt no longer holds
+    (cancelled, removed, ... since its last flush) is left out, whatever the store still says."""
+    pending, moved_on = _pending_in_outbox(rt, job)
     found: set[str] = set(pending)
     after = ""
     while True:
@@ -429,23 +430,30 @@ def _scope_executions(rt: Runtime, job: Job) -> list[str]:
         if len(page) < 1000:
             break
         after = page[-1]
-    return sorted(found)
+    return sorted(found - moved_on)
 
 
-def _pending_in_outbox(rt: Runtime, job: Job) -> list[str]:
+def _pending_in_outbox(rt: Runtime, job: Job) -> tuple[list[str], set[str]]:
+    """The scope's executions in the history outbox's backlog: those Rokt holds, and those it
+    no longer holds (the store may still have them as held until the next flush)."""
     ids = _outbox_backlog(rt, job.tenant)
     if not ids:
-        return []
+        return [], set()
     field_name = "templateId" if job.template_id else "activityId"
     wanted = job.template_id or job.activity_id
     pipe = rt.redis.pipeline(transaction=False)
     for execution_id in ids:
         pipe.hmget(keys.execution(job.tenant, execution_id), field_name, "status")
-    return [
-        execution_id
-        for execution_id, (value, status) in zip(ids, pipe.execute(), strict=True)
-        if value == wanted and status in HELD_STATES
-    ]
+    held: list[str] = []
+    moved_on: set[str] = set()
+    for execution_id, (value, status) in zip(ids, pipe.execute(), strict=True):
+        if value != wanted or not status:
+            continue
+        if status in HELD_STATES:
+            held.append(execution_id)
+        else:
+            moved_on.add(execution_id)
+    return held, moved_on
 
 
 def _outbox_backlog(rt: Runtime, tenant: str) -> list[str]:

@@ -226,3 +226,17 @@ def test_events_on_their_way_to_the_history_store_are_not_counted_past_its_reten
     assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
     runtime.history.forget_executions("default", ids[:2])
     assert event_jobs.sent_count(runtime, "default", template_id)["beyondRetention"] == 2
+
+
+def test_an_event_cancelled_since_the_last_flush_is_not_counted_held(runtime, template_id):
+    """The store still says `accepted` until the next flush; the backlog says what became of it."""
+    sent(runtime, template_id, 3)
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    with rokt() as mock:
+        for i in range(3):
+            mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for(f'e{i}')}", status=202)
+        job = run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id))
+    assert job.as_dict()["outcomes"]["cancelled"] == 3
+    assert event_jobs.sent_count(runtime, "default", template_id)["held"] == 0  # before any flush
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert event_jobs.sent_count(runtime, "default", template_id)["held"] == 0
