@@ -111,6 +111,12 @@ class UiEnv:
             self.stack.start_workers(1, concurrency=2)
             self._workers = True
 
+    def stop_workers(self) -> None:
+        """No worker: the tasks sent meanwhile wait in the broker until start_workers (an event
+        job started now stays where it is, so a test can see it running)."""
+        self.stack.stop_workers()
+        self._workers = False
+
     def open(
         self,
         page,

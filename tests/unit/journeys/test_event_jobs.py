@@ -374,3 +374,29 @@ def test_one_run_of_a_chunk_at_a_time_a_second_comes_back_later(runtime, templat
         event_jobs.step(runtime, "default", job_id, *chunk)
     assert not [c for c in mock.calls if "subscriptionevent" in c.request.url]  # nothing sent twice
     assert 1.0 <= busy.value.retry_after <= 5.0
+
+
+def test_events_on_their_way_to_the_history_store_are_not_counted_past_its_retention(runtime, template_id):
+    """Until a flush, the events just sent are in the history outbox only: they are held (what
+    a correction or a cancel works on), not past the retention; once the store holds them
+    and then forgets them (its retention), they are."""
+    ids = sent(runtime, template_id, 3)
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert event_jobs.sent_count(runtime, "default", template_id) == {"held": 3, "beyondRetention": 0}
+    runtime.history.forget_executions("default", ids[:2])
+    assert event_jobs.sent_count(runtime, "default", template_id)["beyondRetention"] == 2
+
+
+def test_an_event_cancelled_since_the_last_flush_is_not_counted_held(runtime, template_id):
+    """The store still says `accepted` until the next flush; the backlog says what became of it."""
+    sent(runtime, template_id, 3)
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    with rokt() as mock:
+        for i in range(3):
+            mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for(f'e{i}')}", status=202)
+        job = run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id))
+    assert job.as_dict()["outcomes"]["cancelled"] == 3
+    assert event_jobs.sent_count(runtime, "default", template_id)["held"] == 0  # before any flush
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert event_jobs.sent_count(runtime, "default", template_id)["held"] == 0

@@ -13,7 +13,7 @@
 
   var SUBSCRIPTION_DEFAULT = '{{Contact.Attribute."Calendar Subscription".CalendarSubscriptionId}}';
   var OWN_KEYS = ['contactKey', 'templateId', 'subscriptionId', 'releaseEventDefinitionKey',
-    'releaseOn', 'releaseAfterSeconds'];
+    'releaseOn', 'releaseAfterSeconds', 'cancelOnStop'];
   var REPLY_TIMEOUT_MS = 3000;     // JB's undocumented requests may never be answered
   var TOKEN_TIMEOUT_MS = 10000;
   var PER_PAGE = 20;
@@ -41,6 +41,7 @@
     releaseKey: '',
     releaseOn: 'accepted',
     releaseAfter: '3600',
+    cancelOnStop: false,    // saved as {cancelOnStop: true} only when on (absent: off)
     samples: {},
     step: 1,
     dirty: false,
@@ -49,7 +50,12 @@
     editing: null,          // the template being edited (mode edit)
     loadedZone: '',         // the time zone of the event the form was filled from (edit, duplicate)
     zones: [],              // [{id, windows}] from the API: what the time-zone list offers
-    showing: false          // the problem list is shown: re-check it as the marketer fixes things
+    showing: false,         // the problem list is shown: re-check it as the marketer fixes things
+    sent: null,             // GET /templates/<id>/sent of the chosen event: {templateId, held, beyondRetention, archived}
+    job: null,              // the event job shown under the chosen event (a correction or a cancel)
+    stopJob: null,          // stops polling that job
+    cancelCount: 0,         // the count the cancel confirmation names (sent as confirmCount)
+    applyAnswer: null       // resolves the "apply the change to the sent events?" question
   };
 
   // ------------------------------------------------------------------ small DOM helpers
@@ -272,6 +278,7 @@
     if (merged.releaseAfterSeconds !== undefined && /^\d+$/.test(String(merged.releaseAfterSeconds))) {
       state.releaseAfter = String(merged.releaseAfterSeconds);
     }
+    state.cancelOnStop = merged.cancelOnStop === true || String(merged.cancelOnStop).toLowerCase() === 'true';
     if (!merged.templateId) { return; }
     var mappings = {};
     Object.keys(merged).forEach(function (key) {
@@ -399,7 +406,7 @@
       }, [
         el('span', { className: 'template-name', text: displayName(template) }),
         el('span', { className: 'template-title', text: template.title }),
-        el('span', { className: 'template-meta', text: formatStart(template) })
+        el('span', { className: 'template-meta', text: formatStart(template) + (template.archivedAt ? ' \u00b7 archived' : '') })
       ]);
       button.addEventListener('click', function () { chooseTemplate(template); });
       list.appendChild(el('li', {}, [button]));
@@ -421,12 +428,15 @@
     }
     show($('chosen'), Boolean(state.template));
     show($('delete-confirm'), false);
+    show($('cancel-confirm'), false);
+    renderSent();
   }
 
   function chooseTemplate(template, restoring) {
     if (!state.template || state.template.id !== template.id) {
       state.template = template;
       mappingsFor(template);
+      forgetJob();
       if (!restoring) { markDirty(); }
     }
     renderTemplates();
@@ -434,6 +444,18 @@
     renderMappings();
     recheck();
     setStatus('');
+    loadSent(template);
+  }
+
+  /* The same event as stored now (archived or restored): no change to the activity. */
+  function refreshTemplate(template) {
+    state.templates = state.templates.map(function (t) { return t.id === template.id ? template : t; });
+    if (state.template && state.template.id === template.id) {
+      template.placeholders = template.placeholders || state.template.placeholders;
+      state.template = template;
+    }
+    renderTemplates();
+    renderChosen();
   }
 
   /* After an edit: the same event with new text; mappings of placeholders it still has stay. */
@@ -454,6 +476,7 @@
 
   function setMode(mode, template) {
     var form = mode !== 'choose';
+    if (state.applyAnswer) { answerApply(null, true); }
     state.mode = mode;
     state.editing = mode === 'edit' ? template : null;
     $('mode-choose').setAttribute('aria-selected', form ? 'false' : 'true');
@@ -465,6 +488,7 @@
       if (template) { fillForm(template, mode === 'create'); } else if (mode === 'create' && state.formFrom) { resetForm(); }
       $('form-title').textContent = mode === 'edit' ? 'Edit event "' + displayName(template) + '"' :
         (template ? 'New event, copied from "' + displayName(template) + '"' : 'New event');
+      renderEditNote();
       show($('edit-note'), mode === 'edit');
       $('create-submit').textContent = mode === 'edit' ? 'Save changes' : 'Create event';
       show($('form-cancel'), Boolean(template));
@@ -520,6 +544,7 @@
   function askDelete() {
     $('delete-question').textContent = 'Delete "' + displayName(state.template) + '"? Journeys whose activity ' +
       'uses it stop sending it to new contacts. This cannot be undone.';
+    show($('cancel-confirm'), false);
     show($('delete-confirm'), true);
     $('delete-no').focus();
   }
@@ -553,6 +578,197 @@
   function plural(count, one, many) {
     var n = Number(count) || 0;
     return (n || 'Some') + ' ' + (n === 1 ? one : many);
+  }
+
+  // ------------------------------------------------------------------ step 1: events already sent
+  function eventsWord(count) {
+    var n = Number(count) || 0;
+    return n + (n === 1 ? ' event' : ' events');
+  }
+
+  function sentOf(template) {
+    return template && state.sent && state.sent.templateId === template.id ? state.sent : null;
+  }
+
+  /* How many events of `template` Rokt holds (and a job running on them), for the chosen event. */
+  function loadSent(template) {
+    var id = template.id;
+    var path = '/templates/' + encodeURIComponent(id);
+    api('GET', path + '/sent').then(function (sent) {
+      state.sent = sent;
+      if (state.template && state.template.id === id) { renderSent(); }
+    }).catch(function () { /* unknown: the actions that need the count stay hidden */ });
+    api('GET', '/event-jobs?running=true').then(function (data) {
+      var running = ((data && data.items) || []).filter(function (job) { return job.templateId === id; })[0];
+      if (running && state.template && state.template.id === id) { followJob(running); }
+    }).catch(function () { /* no progress to show */ });
+  }
+
+  function renderSent() {
+    var template = state.template;
+    var sent = sentOf(template);
+    var held = sent ? Number(sent.held) || 0 : 0;
+    var beyond = sent ? Number(sent.beyondRetention) || 0 : 0;
+    var archived = Boolean(template && template.archivedAt);
+    var words = held ? eventsWord(held) + ' sent with it ' + (held === 1 ? 'is' : 'are') + ' in subscribers\' calendars.' :
+      'No event sent with it is in a calendar now.';
+    if (beyond) {
+      words += ' ' + eventsWord(beyond) + ' sent earlier ' + (beyond === 1 ? 'is' : 'are') +
+        ' past the ledger\'s retention: no longer corrected or cancelled from here.';
+    }
+    $('sent-info').textContent = words;
+    show($('sent-info'), held > 0 || beyond > 0);
+    show($('event-cancel'), held > 0 && !archived);
+    show($('archived-note'), archived);
+    $('archived-text').textContent = archived ? 'Archived' + (template.archivedAt ? ' on ' + new Date(template.archivedAt).toLocaleString() : '') +
+      ': its events were cancelled, and contacts who reach this step get no event (their status is "cancelled").' : '';
+    if (state.mode === 'edit') { renderEditNote(); }
+  }
+
+  function renderEditNote() {
+    var held = state.mode === 'edit' && sentOf(state.editing) ? Number(state.sent.held) || 0 : 0;
+    $('edit-note').textContent = held ?
+      eventsWord(held) + ' sent with this event ' + (held === 1 ? 'is' : 'are') + ' in subscribers\' calendars: ' +
+        'when you save, you choose whether the change applies to ' + (held === 1 ? 'it' : 'them') +
+        ' too, or only to contacts who reach this step from now on.' :
+      'Changes apply to contacts who reach this step from now on. Events already sent to calendars are not changed.';
+  }
+
+  /* Saving an edit: with events of it in calendars, ask whether the change reaches them too.
+     Resolves {held, apply}, or null when the marketer goes back to the form (or it cannot ask). */
+  function applyChoice(template) {
+    return api('GET', '/templates/' + encodeURIComponent(template.id) + '/sent').then(function (sent) {
+      state.sent = sent;
+      var held = Number(sent.held) || 0;
+      if (!held) { return { held: 0, apply: false }; }
+      return askApply(held).then(function (apply) { return apply === null ? null : { held: held, apply: apply }; });
+    }, function (error) {
+      if (error.status === 404) { return { held: 0, apply: false }; }  // deleted meanwhile: the save says so
+      formError('form', 'Could not check how many events were already sent with this event (' + error.message +
+        '): nothing was saved. Try again.');
+      $('err-form').focus();
+      return null;
+    });
+  }
+
+  function askApply(held) {
+    return new Promise(function (resolve) {
+      state.applyAnswer = resolve;
+      $('apply-question').textContent = eventsWord(held) + ' already sent with this template \u2014 apply the change to ' +
+        (held === 1 ? 'it' : 'them') + ' too?';
+      $('apply-yes').textContent = held === 1 ? 'Apply to the sent event too' : 'Apply to the ' + held + ' sent events too';
+      show($('apply-confirm'), true);
+      $('apply-yes').focus();
+    });
+  }
+
+  /* true: apply, false: only future contacts, null: back to editing (focus on the form). */
+  function answerApply(apply, quiet) {
+    var resolve = state.applyAnswer;
+    state.applyAnswer = null;
+    show($('apply-confirm'), false);
+    if (apply === null && !quiet) { $('tpl-name').focus(); }
+    if (resolve) { resolve(apply); }
+  }
+
+  function askCancel() {
+    var sent = sentOf(state.template);
+    show($('delete-confirm'), false);
+    cancelQuestion(sent ? Number(sent.held) || 0 : 0, '');
+    $('cancel-reason').value = '';
+    show($('cancel-yes'), true);
+    show($('cancel-confirm'), true);
+    $('cancel-reason').focus();
+  }
+
+  function cancelQuestion(held, before) {
+    state.cancelCount = held;
+    $('cancel-question').textContent = before + 'Delete ' + eventsWord(held) + ' from subscribers\' calendars? ' +
+      'Contacts who reach this step later get no event.';
+    $('cancel-yes').textContent = 'Delete ' + eventsWord(held);
+  }
+
+  /* Delete every event of it that Rokt holds (the count confirmed), and archive it. */
+  function cancelChosen() {
+    var template = state.template;
+    var path = '/templates/' + encodeURIComponent(template.id);
+    $('cancel-yes').disabled = true;
+    api('POST', path + '/cancel', { reason: $('cancel-reason').value.trim(), confirmCount: state.cancelCount }).then(function (job) {
+      show($('cancel-confirm'), false);
+      setStatus('Deleting ' + eventsWord(state.cancelCount) + ' of "' + displayName(template) + '" from subscribers\' calendars. ' +
+        'The event is archived: contacts who reach this step from now on get no event.');
+      followJob(job);
+      var title = $('job-panel-title');
+      if (title) { title.focus(); }
+      return api('GET', path).then(refreshTemplate);
+    }).catch(function (error) {
+      var held = error.data && typeof error.data.held === 'number' ? error.data.held : null;
+      if (error.status === 409 && held !== null) {
+        if (held === 0) {
+          $('cancel-question').textContent = 'No event of it is in a calendar any more: nothing to delete.';
+          show($('cancel-yes'), false);
+        } else {
+          cancelQuestion(held, 'The count changed meanwhile. ');
+        }
+        if (state.sent && state.sent.templateId === template.id) { state.sent.held = held; renderSent(); }
+        $('cancel-no').focus();
+      } else {
+        $('cancel-question').textContent = 'Could not cancel "' + displayName(template) + '": ' + error.message;
+        show($('cancel-yes'), false);
+        $('cancel-no').focus();
+      }
+    }).then(function () { $('cancel-yes').disabled = false; });
+  }
+
+  function closeCancel() {
+    show($('cancel-confirm'), false);
+    show($('cancel-yes'), true);
+    ($('event-cancel').hidden ? $('event-edit') : $('event-cancel')).focus();
+  }
+
+  /* An archived event serves the contacts who reach its step from now on again. */
+  function restoreChosen() {
+    var template = state.template;
+    $('event-restore').disabled = true;
+    api('POST', '/templates/' + encodeURIComponent(template.id) + '/restore').then(function (restored) {
+      refreshTemplate(restored);
+      setStatus('Restored "' + displayName(restored) + '": contacts who reach this step from now on get the event again. ' +
+        'The events cancelled are not sent again.');
+      $('event-edit').focus();
+    }).catch(function (error) {
+      setStatus('Could not restore "' + displayName(template) + '": ' + error.message);
+    }).then(function () { $('event-restore').disabled = false; });
+  }
+
+  /* Show `job` under the chosen event and poll it until it is done. */
+  function followJob(job) {
+    if (state.job && state.job.id === job.id && state.stopJob) { return; }
+    forgetJob();
+    state.job = job;
+    showJob(job);
+    if (job.state === 'done') { return; }
+    state.stopJob = window.EventJobs.watch(function () {
+      return api('GET', '/event-jobs/' + encodeURIComponent(job.id));
+    }, function (current) {
+      state.job = current;
+      showJob(current);
+      if (current.state === 'done') {
+        state.stopJob = null;
+        if (state.template && state.template.id === current.templateId) { loadSent(state.template); }
+      }
+    }, function (error) { setStatus('Could not load the progress (' + error.message + '): trying again.'); });
+  }
+
+  function showJob(job) {
+    var panel = $('job-panel');
+    if (state.template && job.templateId === state.template.id) { window.EventJobs.render(panel, job); } else { show(panel, false); }
+  }
+
+  function forgetJob() {
+    if (state.stopJob) { state.stopJob(); }
+    state.stopJob = null;
+    state.job = null;
+    show($('job-panel'), false);
   }
 
   // ------------------------------------------------------------------ step 1: the time zone
@@ -692,6 +908,10 @@
   /* Create (or save the edited) event from the form; resolves with the template, or null when
      something is missing or the server refused it (the fields then say why). */
   function submitForm() {
+    if (state.applyAnswer) {  // the question about the sent events is open: it is answered first
+      $('apply-yes').focus();
+      return Promise.resolve(null);
+    }
     clearFormErrors();
     hideProblems();
     var local = formProblems();
@@ -703,12 +923,26 @@
     var editing = state.mode === 'edit' ? state.editing : null;
     var body = formBody();
     $('create-submit').disabled = true;
-    var call = editing ? api('PUT', '/templates/' + encodeURIComponent(editing.id), body) : api('POST', '/templates', body);
+    var decided = editing ? applyChoice(editing) : Promise.resolve({ held: 0, apply: false });
+    return decided.then(function (choice) {
+      return choice ? sendForm(editing, body, choice) : null;
+    }).then(function (template) { $('create-submit').disabled = false; return template; });
+  }
+
+  /* The form's event stored (an edit with `choice.apply` also corrects the events already sent). */
+  function sendForm(editing, body, choice) {
+    var sent = choice.held ? Object.assign({}, body, { applyToSent: choice.apply }) : body;
+    var call = editing ? api('PUT', '/templates/' + encodeURIComponent(editing.id), sent) : api('POST', '/templates', body);
     return call.then(function (template) {
       if (editing) {
+        var job = template.job;
+        delete template.job;
         replaceTemplate(template);
         chooseTemplate(template, true);
-        setStatus('Saved your changes to "' + displayName(template) + '". Contacts who reach this step from now on get the new version.');
+        setStatus('Saved your changes to "' + displayName(template) + '". Contacts who reach this step from now on get the new version.' +
+          (!choice.held ? '' : choice.apply ? ' The ' + eventsWord(choice.held) + ' already sent ' + (choice.held === 1 ? 'is' : 'are') +
+            ' being updated: the progress is below.' : ' The ' + eventsWord(choice.held) + ' already sent keep the version they got.'));
+        if (job) { followJob(job); }
       } else {
         state.templates = [template].concat(state.templates.filter(function (t) { return t.id !== template.id; }));
         state.total += 1;
@@ -732,7 +966,7 @@
       } else if (!named.length) { formError('form', error.message); }
       if (named.length) { showFormErrors(count); } else { $('err-form').focus(); }
       return null;
-    }).then(function (template) { $('create-submit').disabled = false; return template; });
+    });
   }
 
   /* The form's button: a new event goes on to its mapping; an edit stays on the list. */
@@ -984,6 +1218,7 @@
       { releaseOn: state.releaseOn },
       { releaseAfterSeconds: String(state.releaseAfter) }
     ];
+    if (state.cancelOnStop) { args.push({ cancelOnStop: true }); }  // off: absent, as before the option
     state.template.placeholders.forEach(function (placeholder) {
       var binding = bindingOf(state.mappings[placeholder.name] || { kind: 'default' });
       if (binding !== null) {
@@ -1031,6 +1266,7 @@
     state.releaseKey = $('release-key').value;
     state.releaseOn = $('release-confirmed').checked ? 'confirmed' : 'accepted';
     state.releaseAfter = $('release-after').value.trim();
+    state.cancelOnStop = $('cancel-on-stop').checked;
   }
 
   /* A subscription binding in words (the raw text stays editable and in Review's details). */
@@ -1057,6 +1293,7 @@
     $('release-accepted').checked = state.releaseOn === 'accepted';
     $('release-confirmed').checked = state.releaseOn === 'confirmed';
     $('release-after').value = state.releaseAfter;
+    $('cancel-on-stop').checked = state.cancelOnStop;
     releaseHint();
   }
 
@@ -1180,7 +1417,9 @@
       ['Subscription', subscriptionWords(state.subscription)],
       ['Release event', state.releaseKey.trim() || '(none)'],
       ['Release when', state.releaseOn === 'confirmed' ?
-        'the contact confirms, or after ' + state.releaseAfter + ' s' : 'Rokt accepts the event']]
+        'the contact confirms, or after ' + state.releaseAfter + ' s' : 'Rokt accepts the event'],
+      ['When the journey is stopped', state.cancelOnStop ? 'cancel the events that have not started yet' :
+        'the events stay in calendars']]
       .forEach(function (pair) {
         node.appendChild(el('dt', { text: pair[0] }));
         node.appendChild(el('dd', { text: pair[1] }));
@@ -1291,6 +1530,21 @@
     });
     ['release-accepted', 'release-confirmed'].forEach(function (id) {
       $(id).addEventListener('change', function () { markDirty(); releaseHint(); });
+    });
+    $('cancel-on-stop').addEventListener('change', markDirty);
+    $('event-cancel').addEventListener('click', askCancel);
+    $('cancel-yes').addEventListener('click', cancelChosen);
+    $('cancel-no').addEventListener('click', closeCancel);
+    $('event-restore').addEventListener('click', restoreChosen);
+    $('apply-yes').addEventListener('click', function () { answerApply(true); });
+    $('apply-no').addEventListener('click', function () { answerApply(false); });
+    $('apply-back').addEventListener('click', function () { answerApply(null); });
+    // Escape in a confirmation is its safe answer
+    $('apply-confirm').addEventListener('keydown', function (event) {
+      if (event.key === 'Escape') { event.preventDefault(); answerApply(null); }
+    });
+    $('cancel-confirm').addEventListener('keydown', function (event) {
+      if (event.key === 'Escape') { event.preventDefault(); closeCancel(); }
     });
     $('preview-refresh').addEventListener('click', preview);
     $('btn-back').addEventListener('click', function () { if (state.step > 1) { goTo(state.step - 1); } });
