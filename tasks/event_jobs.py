@@ -7,6 +7,8 @@ again, and does only what it had not recorded.
 
 from __future__ import annotations
 
+import logging
+
 import redis
 from celery import Task
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,12 +16,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.clients.errors import ClientError, CredentialsRejected
 from pipeline.clients.tokens import REFUSED_RETRY_SECONDS
 from pipeline.delivery.retry_policy import retryable
-from pipeline.infra import dispatch
+from pipeline.infra import dispatch, keys
 from pipeline.infra.queues import EVENT_JOB_ITEM_TASK, EVENT_JOB_STEP_TASK, JOURNEY_STOPPED_TASK
 from pipeline.journeys import event_jobs
 from pipeline.stores.ratelimit import RateLimited
 from pipeline.tenancy.handles import get_runtime
 from tasks.base import hold_while_disabled, pipeline_task, retry_later, schedule_flushes
+
+log = logging.getLogger(__name__)
 
 RETRYABLE = (
     RateLimited,
@@ -78,22 +82,36 @@ def event_job_item_task(self: Task, tenant: str, job_id: str, execution_id: str)
     schedule_flushes(tenant)
 
 
-# Journey Builder may call stop before SFMC reports the version stopped: asked again this often
-STOP_CONFIRM_RETRIES, STOP_CONFIRM_SECONDS = 6, 10
+# Journey Builder may call stop before SFMC reports the version stopped: asked again this often,
+# for five minutes; then the stop is dropped (logged), and a later stop call may ask again
+STOP_CONFIRM_RETRIES, STOP_CONFIRM_SECONDS = 30, 10
 
 
 @pipeline_task(JOURNEY_STOPPED_TASK)
 def journey_stopped_task(self: Task, tenant: str, activity_id: str, definition_id: str, version: int) -> None:
     """A journey version stopped: cancel the activity's events not yet started, when SFMC
-    confirms the stop and the activity opted in."""
+    confirms the stop (and that the activity is in that journey) and the activity opted in."""
     hold_while_disabled(self, tenant)
+    rt = get_runtime()
+    stops, asked = keys.journey_stops(tenant, activity_id), f"{definition_id}:{int(version)}"
     try:
-        job = event_jobs.cancel_on_stop(get_runtime(), tenant, activity_id, definition_id, version)
+        job = event_jobs.cancel_on_stop(rt, tenant, activity_id, definition_id, version)
     except event_jobs.StopNotConfirmed as exc:
-        raise self.retry(exc=exc, countdown=STOP_CONFIRM_SECONDS, max_retries=STOP_CONFIRM_RETRIES) from exc
+        if self.request.retries < STOP_CONFIRM_RETRIES:
+            raise self.retry(
+                exc=exc, countdown=STOP_CONFIRM_SECONDS, max_retries=STOP_CONFIRM_RETRIES
+            ) from exc
+        log.warning("journey stop of activity %s (%s) dropped: %s", activity_id, tenant, exc)
+        rt.redis.hdel(stops, asked)  # a later stop call may ask again
+        return
+    except event_jobs.NotThisJourney as exc:
+        log.warning("journey stop of activity %s (%s) refused: %s", activity_id, tenant, exc)
+        rt.redis.hdel(stops, asked)
+        return
     except RETRYABLE as exc:
         if _unrecoverable(exc):
             raise
         raise _retry(self, exc) from exc
-    if job is not None:
+    rt.redis.hset(stops, asked, "done")
+    if job is not None and job.state == event_jobs.JobState.PLANNING:
         dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)

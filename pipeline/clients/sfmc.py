@@ -210,21 +210,24 @@ class SfmcClient(BearerClient):
         self._check(response, "SFMC async events")
         return _error_body(response)
 
-    def journey_status(self, definition_id: str, version: int) -> str | None:
-        """GET /interaction/v1/interactions/{id}?versionNumber=N: the journey version's `status`
-        (Draft, Published, Stopped, ...; docs/vendors/sfmc-custom-activity.md §2.1), or None when
-        SFMC does not know it (404). `definition_id` is the id of the journey's version 1 (the
-        lifecycle call's originalDefinitionId)."""
+    def journey_version(self, definition_id: str, version: int) -> tuple[str, set[str]] | None:
+        """GET /interaction/v1/interactions/{id}?versionNumber=N&extras=activities: the journey
+        version's `status` (Draft, Published, Stopped, ...; docs/vendors/sfmc-custom-activity.md
+        §2.2) and the ids of its activities, or None when SFMC does not know it (404).
+        `definition_id` is the id of the journey's version 1 (the lifecycle call's
+        originalDefinitionId)."""
         response = self._authorized(
             "GET",
             f"/interaction/v1/interactions/{quote(definition_id, safe='')}",
-            params={"versionNumber": int(version)},
+            params={"versionNumber": int(version), "extras": "activities"},
         )
         if response.status_code == 404:
             return None
-        self._check(response, "SFMC journey status")
+        self._check(response, "SFMC journey version")
         body = _error_body(response)
-        return str(body.get("status") or "") or None
+        activities = body.get("activities") if isinstance(body.get("activities"), list) else []
+        ids = {str(a.get("id")) for a in activities if isinstance(a, dict) and a.get("id")}
+        return str(body.get("status") or ""), ids
 
     def contact_exists(self, contact_key: str) -> bool:
         """GET /contacts/v1/contacts/{contactKey}: 200 found, 404 not found.

@@ -299,11 +299,12 @@ def event_job_totals(tenant: str) -> str:
     return tenant_key(tenant, "event-job-totals")
 
 
-def journey_stop(tenant: str, activity_id: str, version: str) -> str:
-    """String: a journey version's stop seen for this activity (its version 1's id), kept a day:
-    one SFMC look-up per stop, however often Journey Builder calls (only for activities the
-    ledger knows: an unauthenticated call writes nothing else)."""
-    return tenant_key(tenant, "journey-stop", activity_id, version)
+def journey_stops(tenant: str, activity_id: str) -> str:
+    """Hash: `<journey version 1's id>:<version>` -> `pending` or `done`: the stops of this
+    activity's journey waiting for (or past) SFMC's confirmation, at most a few per activity and
+    for a day (only for activities the ledger knows: the unauthenticated stop call writes
+    nothing else)."""
+    return tenant_key(tenant, "journey-stops", activity_id)
 
 
 def archived_templates(tenant: str) -> str:

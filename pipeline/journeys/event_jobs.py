@@ -260,6 +260,7 @@ def start_job(
     contact_key: str | None = None,
     future_only: bool = False,
     reason: str = "",
+    job_id: str | None = None,
 ) -> Job:
     """Record a job and return it (state `planning`); the caller sends its first step (PLAN).
 
@@ -273,7 +274,7 @@ def start_job(
         raise ScopeError("a correction names a template")
     if template_id and kind != JobKind.WITHDRAW:
         get_template(rt.redis, tenant, template_id)  # TemplateNotFound for the caller
-    job_id = "job-" + uuid.uuid4().hex[:16]
+    job_id = job_id or "job-" + uuid.uuid4().hex[:16]
     now = time.time()
     fields = {
         "kind": kind.value,
@@ -843,22 +844,39 @@ class StopNotConfirmed(Exception):
     """SFMC does not (yet) say the journey version is stopped: nothing is cancelled."""
 
 
+class NotThisJourney(Exception):
+    """The stop names a journey version the activity is not part of: nothing is cancelled."""
+
+
+STOP_JOB_NS = uuid.UUID("0d6f3a52-3c1e-4b8e-9f61-5a7c2e9b1d40")
+
+
 def cancel_on_stop(
     rt: Runtime, tenant: str, activity_id: str, definition_id: str, version: int
 ) -> Job | None:
-    """Journey Builder called the activity's `stop`: when SFMC confirms the journey version is
-    stopped (the call itself is unauthenticated: its word alone cancels nothing) and the
-    activity's inArguments opted in (`cancelOnStop`), a cancel job for the activity's events
-    that have not started yet. Returns the job, or None when the activity did not opt in.
-    Raises StopNotConfirmed, or what the SFMC client raises (the task retries)."""
+    """Journey Builder called the activity's `stop`. That call is unauthenticated, so its word
+    alone cancels nothing: SFMC must say the journey version is stopped and that the activity is
+    one of its activities (else NotThisJourney: a stopped journey cannot be named to cancel a
+    running one's events). Then, when the activity's inArguments opted in (`cancelOnStop`), a
+    cancel job for its events that have not started yet, one per stopped version however often
+    this runs. Returns the job, or None when the activity did not opt in. Raises
+    StopNotConfirmed, NotThisJourney, or what the SFMC client raises (the task retries)."""
     if not _opted_in(rt, tenant, activity_id):
         log.info(
             "journey stop for activity %s of %s: cancelOnStop is off; nothing cancelled", activity_id, tenant
         )
         return None
-    status = rt.sfmc(tenant).journey_status(definition_id, version)
+    found = rt.sfmc(tenant).journey_version(definition_id, version)
+    status, activities = found if found is not None else ("", set())
+    if found is not None and activity_id not in activities:
+        raise NotThisJourney(f"activity {activity_id} is not in journey {definition_id} v{version}")
     if status != JOURNEY_STOPPED:
         raise StopNotConfirmed(f"SFMC says journey {definition_id} v{version} is {status or 'unknown'}")
+    name = f"{tenant}:{activity_id}:{definition_id}:{version}"
+    job_id = "job-stop-" + uuid.uuid5(STOP_JOB_NS, name).hex[:16]
+    existing = get_job(rt.redis, tenant, job_id)
+    if existing is not None:  # this stop was acted on before (a redelivered task)
+        return existing
     return start_job(
         rt,
         tenant,
@@ -867,6 +885,7 @@ def cancel_on_stop(
         activity_id=activity_id,
         future_only=True,
         reason="the journey was stopped",
+        job_id=job_id,
     )
 
 

@@ -129,7 +129,8 @@ class SfmcSimulator(Simulator):
         self.refresh_grants = 0
         self.token_context_calls = 0
         self.data_extensions: dict[str, dict[str, dict[str, Any]]] = {}
-        self.journeys: dict[tuple[str, int], str] = {}  # (version 1's id, version) -> status
+        # (version 1's id, version) -> (status, its activities' ids)
+        self.journeys: dict[tuple[str, int], tuple[str, list[str]]] = {}
         self.journey_reads = 0
         self.rowset_calls = 0
         self.rowset_sizes: list[int] = []
@@ -447,19 +448,23 @@ class SfmcSimulator(Simulator):
             return _error(400, 10000, "versionNumber must be a number")
         with self.lock:
             self.journey_reads += 1
-            status = self.journeys.get((definition_id, version))
-        if status is None:
+            found = self.journeys.get((definition_id, version))
+        if found is None:
             return _error(404, 30000, "journey not found")
-        return jsonify(id=definition_id, version=version, status=status)
+        status, activities = found
+        extras = request.args.get("extras", "")
+        answer: dict[str, Any] = {"id": definition_id, "version": version, "status": status}
+        if extras in ("all", "activities"):
+            answer["activities"] = [{"id": a, "type": "REST"} for a in activities]
+        return jsonify(answer)
 
     def set_journey(self):
-        """`{"id", "version", "status"}`: what SFMC says of that journey version from now on (a
-        test stops a journey here, as a marketer would in Journey Builder)."""
+        """`{"id", "version", "status", "activities": [ids]}`: what SFMC says of that journey
+        version from now on (a test stops a journey here, as a marketer would in Journey Builder)."""
         body = request.get_json(silent=True) or {}
+        key = (str(body.get("id", "")), int(body.get("version", 1)))
         with self.lock:
-            self.journeys[(str(body.get("id", "")), int(body.get("version", 1)))] = str(
-                body.get("status", "")
-            )
+            self.journeys[key] = (str(body.get("status", "")), [str(a) for a in body.get("activities") or []])
         return jsonify(ok=True)
 
     def get_contact(self, key: str):

@@ -30,8 +30,23 @@ activity = Blueprint("activity", __name__, url_prefix="/t/<tenant>/activity")
 
 # The files Journey Builder loads into its iframe: the UI, the icons and the vendored Postmonger.
 STATIC_ROOT = Path(__file__).resolve().parent / "static" / "activity"
-# a journey version's stop is looked into once in this long (JB may call stop more than once)
+# a journey version's stop is looked into once in this long (JB may call stop more than once),
+# and at most this many stops of one activity wait for SFMC's answer at once (an unauthenticated
+# caller naming made-up journeys fills no more than that; each is dropped once SFMC denies it)
 JOURNEY_STOP_MARK_SECONDS = 86400
+JOURNEY_STOPS_PENDING_MAX = 10
+# KEYS: the activity's stops; ARGV: `<definition>:<version>`, most pending, seconds kept. 1: asked now.
+_ASK_ONCE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+local pending = 0
+for _, state in ipairs(redis.call('HVALS', KEYS[1])) do
+  if state == 'pending' then pending = pending + 1 end
+end
+if pending >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], 'pending')
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
 
 
 def _runtime() -> Runtime:
@@ -217,8 +232,12 @@ def stop(tenant: str):
     r = _runtime().redis
     if not r.exists(keys.activity_counts(tenant, activity_id)):
         return jsonify(ok=True)  # no execution of it ever: no event to cancel
-    marker = keys.journey_stop(tenant, activity_id, version)
-    if r.set(marker, definition_id, nx=True, ex=JOURNEY_STOP_MARK_SECONDS):
+    stops = keys.journey_stops(tenant, activity_id)
+    asked = r.register_script(_ASK_ONCE)(
+        keys=[stops],
+        args=[f"{definition_id}:{int(version)}", JOURNEY_STOPS_PENDING_MAX, JOURNEY_STOP_MARK_SECONDS],
+    )
+    if int(asked):
         dispatch.enqueue_journey_stopped(tenant, activity_id, definition_id, int(version))
     return jsonify(ok=True)
 

@@ -72,7 +72,7 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("event_job_notes", (T, "job-1"), "rsf:brand-a:event-job:job-1:notes"),
     ("event_job_totals", (T,), "rsf:brand-a:event-job-totals"),
     ("archived_templates", (T,), "rsf:brand-a:templates-archived"),
-    ("journey_stop", (T, "act-1", "2"), "rsf:brand-a:journey-stop:act-1:2"),
+    ("journey_stops", (T, "act-1"), "rsf:brand-a:journey-stops:act-1"),
     ("dead_letters", (T,), "rsf:brand-a:dlq"),
     ("dead_letters_by_time", (T,), "rsf:brand-a:dlq-by-time"),
     ("dead_letters_replayed", (T,), "rsf:brand-a:dlq-replayed"),

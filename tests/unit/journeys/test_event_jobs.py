@@ -264,13 +264,15 @@ SFMC_TOKEN = "https://auth.sfmc.test/v2/token"
 DEFINITION = "c0b22824-c4db-441b-a8e2-7aea9bfca439"
 
 
-def sfmc(status):
+def sfmc(status, activities=("a",)):
+    """SFMC mocked: its token, and the journey version with its status and activities' ids."""
     mock = responses.RequestsMock(assert_all_requests_are_fired=False)
     mock.post(
         SFMC_TOKEN,
         json={"access_token": "s", "expires_in": 3600, "rest_instance_url": "https://rest.sfmc.test/"},
     )
-    mock.get(f"https://rest.sfmc.test/interaction/v1/interactions/{DEFINITION}", json={"status": status})
+    journey = {"status": status, "activities": [{"id": a} for a in activities]}
+    mock.get(f"https://rest.sfmc.test/interaction/v1/interactions/{DEFINITION}", json=journey)
     return mock
 
 
@@ -280,20 +282,32 @@ def test_a_confirmed_stop_cancels_the_activitys_events_not_yet_started_when_opte
 ):
     sent(runtime, template_id, 2, cancelOnStop="true" if opted_in else "false")
     activity = runtime.ledger.get("default", "e0").fields["activityId"]
-    with sfmc("Stopped"):
+    with sfmc("Stopped", activities=[activity]):
         job = event_jobs.cancel_on_stop(runtime, "default", activity, DEFINITION, 2)
+        again = event_jobs.cancel_on_stop(runtime, "default", activity, DEFINITION, 2)  # a redelivery
     if not opted_in:
-        assert job is None
+        assert job is None and again is None
         return
     shown = job.as_dict()
     assert shown["kind"] == "cancel" and shown["activityId"] == activity and shown["futureOnly"]
     assert shown["startedBy"] == event_jobs.STOPPED_BY
+    assert again.job_id == job.job_id and len(event_jobs.list_jobs(runtime.redis, "default")) == 1
 
 
 def test_a_stop_sfmc_does_not_confirm_cancels_nothing(runtime, template_id):
     sent(runtime, template_id, 1, cancelOnStop=True)
     activity = runtime.ledger.get("default", "e0").fields["activityId"]
-    with sfmc("Published"), pytest.raises(event_jobs.StopNotConfirmed):
+    with sfmc("Published", activities=[activity]), pytest.raises(event_jobs.StopNotConfirmed):
+        event_jobs.cancel_on_stop(runtime, "default", activity, DEFINITION, 2)
+    assert event_jobs.list_jobs(runtime.redis, "default") == []
+
+
+def test_a_stopped_journey_the_activity_is_not_part_of_cancels_nothing(runtime, template_id):
+    """The stop call is unauthenticated: naming some stopped journey must not cancel the events
+    of a journey still running."""
+    sent(runtime, template_id, 1, cancelOnStop=True)
+    activity = runtime.ledger.get("default", "e0").fields["activityId"]
+    with sfmc("Stopped", activities=["another-activity"]), pytest.raises(event_jobs.NotThisJourney):
         event_jobs.cancel_on_stop(runtime, "default", activity, DEFINITION, 2)
     assert event_jobs.list_jobs(runtime.redis, "default") == []
 

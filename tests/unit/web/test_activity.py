@@ -19,6 +19,7 @@ from pipeline.stores.ledger import event_id_for, execution_id
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import TenantStatus
 from pipeline.web import create_app
+from pipeline.web.activity import JOURNEY_STOPS_PENDING_MAX
 from tests.unit.conftest import COMPLETE, ENV, JWT_SECRET
 from tests.unit.web.signed import signed_webhook
 
@@ -245,6 +246,16 @@ def test_a_stop_of_an_activity_the_ledger_knows_is_looked_into_once(client, runt
     for _ in range(3):  # Journey Builder calling again: one look-up
         assert client.post("/t/default/activity/stop", json=STOP).status_code == 200
     assert asked == [("default", ACTIVITY, DEFINITION, 2)]
+
+
+def test_made_up_stops_of_a_known_activity_wait_in_a_bounded_number(client, runtime, monkeypatch):
+    asked = []
+    monkeypatch.setattr("pipeline.infra.dispatch.enqueue_journey_stopped", lambda *args: asked.append(args))
+    runtime.redis.hset(keys.activity_counts("default", ACTIVITY), "received", 1)
+    for version in range(1, 50):
+        client.post("/t/default/activity/stop", json={**STOP, "interactionVersion": str(version)})
+    assert len(asked) == JOURNEY_STOPS_PENDING_MAX
+    assert runtime.redis.hlen(keys.journey_stops("default", ACTIVITY)) == JOURNEY_STOPS_PENDING_MAX
 
 
 @pytest.mark.parametrize(
