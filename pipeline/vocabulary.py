@@ -66,7 +66,9 @@ NEXT_STATES: dict[State, frozenset[State]] = {
     State.FAILED: frozenset({State.QUEUED}),  # a replay sends it through the pipeline again
     State.NO_SUBSCRIPTION: frozenset(),
     State.MISSING_FIELD: frozenset(),
-    State.REMOVED: frozenset(),
+    # removed by the subscriber from one calendar: the event may still be in the contact's other
+    # subscriptions, so a cancel or a withdrawal still reaches it
+    State.REMOVED: frozenset({State.CANCELLED, State.WITHDRAWN}),
     State.CANCELLED: frozenset(),
     State.WITHDRAWN: frozenset(),
 }

@@ -73,6 +73,14 @@ LEASE_MARGIN_SECONDS = (
 JOB_KEPT_DAYS = 400  # an ended job's record (`events history`), as long as the daily figures
 PLAN = -1  # the step that (re)plans the job, or ends it
 HELD = tuple(sorted(HELD_STATES))
+# the states each kind of job acts on: a subscriber's removal takes the event out of one calendar
+# only (the contact may have several subscriptions): a cancel or a withdrawal still reaches the
+# others (an EventNotFound there is done); a correction leaves it be
+ACTS_ON: dict[JobKind, tuple[str, ...]] = {
+    JobKind.CORRECT: HELD,
+    JobKind.CANCEL: tuple(sorted({*HELD_STATES, State.REMOVED})),
+    JobKind.WITHDRAW: tuple(sorted({*HELD_STATES, State.REMOVED})),
+}
 # a move's states: what each kind of job moves an execution to, and from where
 TARGETS: dict[JobKind, State] = {
     JobKind.CORRECT: State.UPDATED,
@@ -470,7 +478,7 @@ def _scope_executions(rt: Runtime, job: Job) -> list[str]:
             job.tenant,
             template_id=job.template_id or None,
             activity_id=job.activity_id or None,
-            statuses=HELD,
+            statuses=ACTS_ON[job.kind],
             after=after,
         )
         found.update(execution_id for execution_id in page if execution_id not in waiting)
@@ -497,7 +505,7 @@ def _judged_in_redis(rt: Runtime, job: Job, ids: list[str]) -> tuple[list[str], 
         if status is None or archived == "1":
             continue
         whole.add(execution_id)
-        if value == wanted and status in HELD_STATES:
+        if value == wanted and status in ACTS_ON[job.kind]:
             held.append(execution_id)
     return held, whole
 
@@ -683,7 +691,7 @@ def process_item(rt: Runtime, job: Job, execution_id: str, template: dict[str, A
     assert ex is not None
     if ex.status in ALREADY[job.kind]:
         return _done_outcome(job.kind)
-    if ex.status not in HELD_STATES:
+    if ex.status not in ACTS_ON[job.kind]:
         return JobOutcome.NOT_HELD
     event = json.loads(record.get("event") or "{}")
     if job.fields.get("futureOnly") == "1" and _has_started(event):
@@ -748,7 +756,7 @@ def _move(rt: Runtime, job: Job, execution_id: str, values: dict[str, str]) -> J
     """The execution to the job's state (status row and history follow); moved by the webhook
     of the very change before us, it is done all the same."""
     target = TARGETS[job.kind]
-    moved, previous = executions.move_whole(rt, job.tenant, execution_id, target, HELD, **values)
+    moved, previous = executions.move_whole(rt, job.tenant, execution_id, target, ACTS_ON[job.kind], **values)
     if not previous:
         return JobOutcome.GONE
     if moved:
@@ -990,7 +998,7 @@ def forget_contact_events(rt: Runtime, tenant: str, execution_ids: Iterable[str]
     deadline = time.monotonic() + FORGET_WAIT_SECONDS
     for execution_id in execution_ids:
         record = _current(rt, tenant, execution_id)
-        if record is None or record.get("status") not in HELD_STATES:
+        if record is None or record.get("status") not in ACTS_ON[JobKind.WITHDRAW]:
             continue
         event_id = record.get("eventId", "")
         for subscription_id in json.loads(record.get("subscriptionIds") or "[]"):

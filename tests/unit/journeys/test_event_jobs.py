@@ -414,3 +414,28 @@ def test_an_event_cancelled_since_the_last_flush_is_not_counted_held(runtime, te
     assert event_jobs.sent_count(runtime, "default", template_id)["held"] == 0  # before any flush
     flush_history(runtime, "default", consumer="c", max_wait=0)
     assert event_jobs.sent_count(runtime, "default", template_id)["held"] == 0
+
+
+@pytest.mark.parametrize("kind", [JobKind.WITHDRAW, JobKind.CANCEL])
+def test_an_event_a_subscriber_removed_from_one_calendar_is_still_taken_from_the_others(
+    runtime, template_id, kind
+):
+    """Rokt's Removed webhook (one subscription) moves the execution to `removed`, whichever
+    calendar it came from; its other subscriptions may still hold the event."""
+    sent(runtime, template_id, 1, subscriptionId="s-a,s-b")
+    event = event_id_for("e0")
+    runtime.ledger.transition("default", "e0", State.REMOVED, (State.ACCEPTED,))
+    with rokt() as mock:
+        if kind == JobKind.WITHDRAW:
+            gone = {"Code": "EventNotFound", "Reason": "not in this subscription"}
+            url = "https://rokt.test/v2/subscription/acct/{}/subscriptionevent/" + event
+            first = mock.delete(url.format("s-a"), status=400, json=gone)
+            other = mock.delete(url.format("s-b"), status=202)
+            job = run(runtime, start(runtime, JobKind.WITHDRAW, contact_key="C1"))
+            assert (first.call_count, other.call_count) == (1, 1)
+        else:
+            delete = mock.delete(f"https://rokt.test/v1/subscriptionevent/acct/{event}", status=202)
+            job = run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id))
+            assert delete.call_count == 1
+    assert job.as_dict()["failed"] == 0 and job.as_dict()["outcomes"]["not_held"] == 0
+    assert runtime.ledger.get("default", "e0").status == event_jobs.TARGETS[kind]
