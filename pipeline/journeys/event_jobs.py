@@ -67,10 +67,12 @@ from pipeline.vocabulary import (
 log = logging.getLogger(__name__)
 
 CHUNK = 50  # executions per step task: a lost task repeats at most this many look-ups
-LEASE_MARGIN_SECONDS = (
-    10.0  # a chunk's lease beyond one Rokt call's timeouts (the limiter's sleep, a slow host)
-)
-JOB_KEPT_DAYS = 400  # an ended job's record (`events history`), as long as the daily figures
+# a chunk's lease beyond one Rokt call's timeouts (the limiter's sleep, a slow host)
+LEASE_MARGIN_SECONDS = 10.0
+# an ended job's record (`events history`), as long as the daily figures
+JOB_KEPT_DAYS = 400
+# one step plans a job at a time (a scope of millions takes a while to read)
+PLANNING_LOCK_SECONDS = 120
 PLAN = -1  # the step that (re)plans the job, or ends it
 HELD = tuple(sorted(HELD_STATES))
 # the states each kind of job acts on: a subscriber's removal takes the event out of one calendar
@@ -380,8 +382,8 @@ def _claim(rt: Runtime, job: Job, count: int) -> list[tuple[int, int]]:
 def _plan(rt: Runtime, job: Job) -> list[tuple[int, int]]:
     """Find the scope's executions not yet in the job and add them; with none left, end it."""
     tenant, r = job.tenant, rt.redis
-    lock = keys.event_job_planning(tenant, job.job_id)
-    if not r.set(lock, "1", nx=True, ex=120):
+    lock, token = keys.event_job_planning(tenant, job.job_id), uuid.uuid4().hex
+    if not r.set(lock, token, nx=True, ex=PLANNING_LOCK_SECONDS):
         return []  # another step plans it now
     try:
         queued = 0
@@ -398,6 +400,8 @@ def _plan(rt: Runtime, job: Job) -> list[tuple[int, int]]:
                 known = r.hmget(outcomes, batch)
                 new.extend(ex for ex, seen in zip(batch, known, strict=True) if seen is None)
             new = sorted(set(new) - _listed(r, tenant, job.job_id)) if new else []
+            if new and not first and job.kind == JobKind.CORRECT:
+                new = _rendered_before(rt, job, new)
             pipe = r.pipeline(transaction=True)
             if new:
                 _append_items(pipe, tenant, job.job_id, new)
@@ -417,7 +421,21 @@ def _plan(rt: Runtime, job: Job) -> list[tuple[int, int]]:
             _finish(rt, current)
         return []
     finally:
-        r.delete(lock)
+        if r.get(lock) == token:  # not another's, taken after this one's ran out
+            r.delete(lock)
+
+
+def _rendered_before(rt: Runtime, job: Job, execution_ids: list[str]) -> list[str]:
+    """Of executions found by a correction's last look, those rendered before the job started:
+    one rendered since has the new content already, and a journey still sending the template
+    would otherwise keep the job from ever ending."""
+    started = job.fields.get("startedAt", "")
+    kept = []
+    for execution_id in execution_ids:
+        record = _current(rt, job.tenant, execution_id) or {}
+        if (record.get("renderStartedAt") or record.get("createdAt") or "") < started:
+            kept.append(execution_id)
+    return kept
 
 
 def _listed(r: redis.Redis, tenant: str, job_id: str) -> set[str]:

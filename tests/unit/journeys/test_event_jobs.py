@@ -439,3 +439,22 @@ def test_an_event_a_subscriber_removed_from_one_calendar_is_still_taken_from_the
             assert delete.call_count == 1
     assert job.as_dict()["failed"] == 0 and job.as_dict()["outcomes"]["not_held"] == 0
     assert runtime.ledger.get("default", "e0").status == event_jobs.TARGETS[kind]
+
+
+def test_a_correction_ends_while_the_journey_still_sends_the_template(runtime, template_id):
+    """Contacts who reach the step after the correction started render the new content: its
+    last look leaves them out, or a journey still sending would keep the job from ending."""
+    sent(runtime, template_id, 1)
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "New {{FirstName}}"})
+    job_id = start(runtime, JobKind.CORRECT, template_id=template_id)
+    with rokt() as mock:
+        mock.post(ROKT_UPDATE, status=202, json={})
+        mock.post(ROKT_CREATE, status=202, json={})
+        todo = event_jobs.step(runtime, "default", job_id, event_jobs.PLAN)
+        claim(runtime, "late", templateId=template_id, subscriptionId="s9", FirstName="L")  # after the start
+        assert executions.render_step(runtime, "default", "late")
+        executions.create_step(runtime, "default", "late")
+        while todo:
+            todo = [s for step in todo for s in event_jobs.step(runtime, "default", job_id, *step)]
+    job = event_jobs.get_job(runtime.redis, "default", job_id)
+    assert job.state == "done" and job.as_dict()["total"] == 1 and job.counts == {"updated": 1}
