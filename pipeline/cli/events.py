@@ -91,6 +91,9 @@ def cmd_events(args: argparse.Namespace) -> int:
     except event_jobs.CancelRunning as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PARTIAL
+    except event_jobs.TemplateJobRunning as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL
     except event_jobs.ScopeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

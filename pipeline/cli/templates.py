@@ -82,6 +82,13 @@ def cmd_templates(args: argparse.Namespace) -> int:
         if document is None:
             return 2
         if args.action == "update":
+            from pipeline.journeys import event_jobs
+
+            try:  # the template may not change under a running correction or cancel of it
+                event_jobs.ensure_no_job_on(r, tenant.name, args.id)
+            except event_jobs.TemplateJobRunning as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
             stored = templates.update_template(r, tenant.name, args.id, document)
             print(json.dumps(stored, indent=2, sort_keys=True))
             _after_update(settings, tenant.name, args.id, args.apply_to_sent)

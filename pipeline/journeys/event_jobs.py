@@ -284,6 +284,7 @@ def start_job(
         raise ScopeError("a correction names a template")
     if template_id and kind != JobKind.WITHDRAW:
         get_template(rt.redis, tenant, template_id)  # TemplateNotFound for the caller
+        ensure_no_job_on(rt.redis, tenant, template_id)
     job_id = job_id or "job-" + uuid.uuid4().hex[:16]
     now = time.time()
     fields = {
@@ -323,6 +324,26 @@ def start_job(
     assert job is not None
     log.info("event job %s (%s) of %s started by %s", job_id, kind.value, tenant, started_by[:60])
     return job
+
+
+class TemplateJobRunning(Exception):
+    """A correction or a cancel of this template runs: the template may not change meanwhile, nor
+    may another correction or cancel of it start (the caller's 409). Two corrections at once would
+    each send their version, in whatever order their chunks run."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(
+            f"the {job.kind.value} job {job.job_id} of this template is still running: "
+            "change the template once it is done"
+        )
+        self.job_id = job.job_id
+
+
+def ensure_no_job_on(r: redis.Redis, tenant: str, template_id: str) -> None:
+    """Raise TemplateJobRunning while a correction or a cancel of the template runs."""
+    for job in list_jobs(r, tenant, limit=200, running_only=True):
+        if job.template_id == template_id and job.kind in (JobKind.CORRECT, JobKind.CANCEL):
+            raise TemplateJobRunning(job)
 
 
 def restore(r: redis.Redis, tenant: str, template_id: str) -> dict[str, Any]:

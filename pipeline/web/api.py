@@ -129,6 +129,10 @@ def update_template(tenant: str, template_id: str):
     }
     apply_to_sent = _load(UPDATE_QUERY_SCHEMA, flags, "applyToSent")["applyToSent"]
     rt = _runtime()
+    try:  # the template may not change under a running correction or cancel of it
+        event_jobs.ensure_no_job_on(rt.redis, tenant, template_id)
+    except event_jobs.TemplateJobRunning as exc:
+        raise ApiError(409, "job_running", str(exc), jobId=exc.job_id) from exc
     try:
         stored = templates.update_template(rt.redis, tenant, template_id, body)
     except templates.TemplateNotFound as exc:
@@ -175,9 +179,12 @@ def cancel_events(tenant: str, template_id: str):
             raise ApiError(
                 409, "count_changed", f"{held} events are held now, not {body['confirmCount']}", held=held
             )
-    job = event_jobs.start_job(
-        rt, tenant, JobKind.CANCEL, started_by=_who(), template_id=template_id, reason=body["reason"]
-    )
+    try:
+        job = event_jobs.start_job(
+            rt, tenant, JobKind.CANCEL, started_by=_who(), template_id=template_id, reason=body["reason"]
+        )
+    except event_jobs.TemplateJobRunning as exc:
+        raise ApiError(409, "job_running", str(exc), jobId=exc.job_id) from exc
     dispatch.enqueue_event_job_step(tenant, job.job_id, event_jobs.PLAN)
     return jsonify(job.as_dict()), 202
 

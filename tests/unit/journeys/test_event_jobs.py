@@ -458,3 +458,16 @@ def test_a_correction_ends_while_the_journey_still_sends_the_template(runtime, t
             todo = [s for step in todo for s in event_jobs.step(runtime, "default", job_id, *step)]
     job = event_jobs.get_job(runtime.redis, "default", job_id)
     assert job.state == "done" and job.as_dict()["total"] == 1 and job.counts == {"updated": 1}
+
+
+def test_a_template_under_a_running_correction_or_cancel_takes_no_second_one(runtime, template_id):
+    sent(runtime, template_id, 1)
+    running = start(runtime, JobKind.CORRECT, template_id=template_id)
+    for kind in (JobKind.CORRECT, JobKind.CANCEL):
+        with pytest.raises(event_jobs.TemplateJobRunning) as refused:
+            start(runtime, kind, template_id=template_id)
+        assert refused.value.job_id == running
+    with rokt() as mock:
+        mock.post(ROKT_UPDATE, status=202, json={})
+        run(runtime, running)
+    assert start(runtime, JobKind.CANCEL, template_id=template_id)  # once it is done

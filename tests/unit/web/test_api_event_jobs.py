@@ -134,7 +134,8 @@ ROUTES = [
 def test_every_route_needs_a_key_or_session_of_this_tenant(app, client, rt, steps, method, path, body):
     template_id = create(client)
     path_to(rt, template_id, 1)
-    job = event_jobs.start_job(rt, "default", JobKind.CORRECT, started_by="setup", template_id=template_id)
+    # a job to name (a withdrawal: a correction of the template would hold its edits back)
+    job = event_jobs.start_job(rt, "default", JobKind.WITHDRAW, started_by="setup", contact_key="e-contact-0")
     url = BASE + path.format(t=template_id, job=job.job_id)
     other_key = apikeys.create_key(rt.redis, "other", "theirs")
     anonymous = app.test_client()
@@ -246,6 +247,7 @@ def test_a_job_started_in_a_session_records_the_marketing_cloud_user(
     )
     assert response.status_code == 200, response.json
     assert response.json["job"]["startedBy"] == started_by
+    run(rt, response.json["job"]["id"])  # done: the template takes a cancel now
     cancel = browser.post(f"{BASE}/templates/{template_id}/cancel", json={})
     assert cancel.json["startedBy"] == started_by
     assert [j.fields["startedBy"] for j in jobs(rt)] == [started_by, started_by]
@@ -541,3 +543,18 @@ def test_a_restore_waits_for_the_cancel_to_end_so_its_last_look_deletes_nothing_
     with responses.RequestsMock():  # nothing more is deleted: the job is over
         assert event_jobs.step(rt, "default", job_id, event_jobs.PLAN) == []
     assert rt.ledger.get("default", later).status == State.ACCEPTED
+
+
+def test_a_template_under_a_running_correction_is_neither_edited_nor_corrected_again(client, rt, steps):
+    template_id = create(client)
+    first = client.put(f"{BASE}/templates/{template_id}?applyToSent=true", json=TEMPLATE)
+    assert first.status_code == 200, first.json
+    for method, path, body in (
+        ("PUT", f"/templates/{template_id}?applyToSent=true", {**TEMPLATE, "title": "Another"}),
+        ("PUT", f"/templates/{template_id}", {**TEMPLATE, "title": "Another"}),
+        ("POST", f"/templates/{template_id}/cancel", {}),
+    ):
+        refused = client.open(BASE + path, method=method, json=body)
+        assert refused.status_code == 409 and refused.json["error"] == "job_running", (path, refused.json)
+        assert refused.json["jobId"] == first.json["job"]["id"]
+    assert get_template(rt.redis, "default", template_id)["title"] == TEMPLATE["title"]
