@@ -13,6 +13,7 @@ deadline pass racing each other append it once between them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from typing import Any
 import redis
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.clients.errors import ClientError, PermanentError, Throttled, Unauthorized
+from pipeline.clients.errors import ClientError, EventNotFound, PermanentError, Throttled, Unauthorized
 from pipeline.delivery.retry_policy import Decision, decide
 from pipeline.infra import keys
 from pipeline.infra.cellsafe import neutralise
@@ -418,6 +419,9 @@ def create_step(rt: Runtime, tenant: str, execution_id: str) -> None:
     if ex is None:
         return
     if int(archived):
+        if ex.fields.get(SENT_DIGEST_FIELD):  # an earlier attempt was sent, its answer lost: Rokt
+            with contextlib.suppress(EventNotFound):  # may hold it, and the cancel cannot see it
+                rt.rokt(tenant).delete_subscription_event(ex.event_id)
         finish(rt, tenant, execution_id, State.CANCELLED, CANCELLED_REASON)
         return
     sent_before = ex.fields.get(SENT_DIGEST_FIELD)  # None: this call is the first to send

@@ -471,3 +471,24 @@ def test_a_template_under_a_running_correction_or_cancel_takes_no_second_one(run
         mock.post(ROKT_UPDATE, status=202, json={})
         run(runtime, running)
     assert start(runtime, JobKind.CANCEL, template_id=template_id)  # once it is done
+
+
+def test_a_create_whose_answer_was_lost_is_deleted_when_its_template_is_cancelled_since(runtime, template_id):
+    """A 504 may hide an event Rokt took; the template cancelled before the retry: the retry
+    deletes it (the cancel's job cannot see an execution that never got Rokt's 202)."""
+    from pipeline.clients.errors import RetryableError
+
+    claim(runtime, "lost", templateId=template_id, subscriptionId="s1", FirstName="A")
+    assert executions.render_step(runtime, "default", "lost")
+    with rokt() as mock:
+        mock.post(ROKT_CREATE, status=504)
+        with pytest.raises(RetryableError):
+            executions.create_step(runtime, "default", "lost")
+    start(runtime, JobKind.CANCEL, template_id=template_id)  # archives the template
+    with rokt() as mock:
+        delete = mock.delete(
+            f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for('lost')}", status=202
+        )
+        executions.create_step(runtime, "default", "lost")  # the retry
+    assert delete.call_count == 1
+    assert runtime.ledger.get("default", "lost").status == State.CANCELLED
