@@ -48,7 +48,7 @@ from pipeline.clients.rokt import RoktClient
 from pipeline.delivery.retry_policy import decide
 from pipeline.infra import keys
 from pipeline.journeys import executions
-from pipeline.journeys.render import TemplateRenderError, render_event
+from pipeline.journeys.render import MissingFields, TemplateRenderError, render_event
 from pipeline.journeys.templates import TemplateNotFound, archive_template, get_template, restore_template
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.stores.ledger import Execution, now_iso
@@ -166,12 +166,14 @@ return {cursor, stop}
 # KEYS: job hash, chunks-done set; ARGV: start, end. A chunk done counts its items once; answers
 # {items done, total, cursor}.
 _CHUNK_DONE = """
-if redis.call('SADD', KEYS[2], ARGV[1]) == 1 then
+if redis.call('HGET', KEYS[1], 'state') == 'done' then return {0, 0, 0, 0} end
+local first = redis.call('SADD', KEYS[2], ARGV[1])
+if first == 1 then
   redis.call('HINCRBY', KEYS[1], 'doneItems', tonumber(ARGV[2]) - tonumber(ARGV[1]))
   redis.call('HDEL', KEYS[1], 'c:' .. ARGV[1])
 end
 local f = redis.call('HMGET', KEYS[1], 'doneItems', 'total', 'cursor')
-return {tonumber(f[1] or 0), tonumber(f[2] or 0), tonumber(f[3] or 0)}
+return {tonumber(f[1] or 0), tonumber(f[2] or 0), tonumber(f[3] or 0), first}
 """
 
 
@@ -379,9 +381,11 @@ def step(rt: Runtime, tenant: str, job_id: str, start: int, end: int = 0) -> lis
     if start == PLAN:
         return _plan(rt, job)
     _run_chunk(rt, job, start, end)
-    done, total, cursor = rt.redis.register_script(_CHUNK_DONE)(
+    done, total, cursor, first = rt.redis.register_script(_CHUNK_DONE)(
         keys=[job_key(tenant, job_id), keys.event_job_chunks_done(tenant, job_id)], args=[start, end]
     )
+    if not int(first):
+        return []  # another run ended this chunk and sent what follows (or the job is done)
     if int(cursor) < int(total):
         return _claim(rt, job, 1)
     if int(done) >= int(total):
@@ -492,14 +496,19 @@ def _queued_in_scope(rt: Runtime, job: Job) -> int:
     template ends them `cancelled`), so only these can still reach Rokt with what the job undoes.
     (An execution the reconciler re-drove has a later score: it is stuck, not sending.)"""
     started = float(job.fields.get("startedEpoch") or 0)
-    members = rt.redis.zrangebyscore(keys.open_executions(job.tenant), "-inf", started, start=0, num=10000)
-    if not members:
-        return 0
     name, wanted = ("templateId", job.template_id) if job.template_id else ("activityId", job.activity_id)
-    pipe = rt.redis.pipeline(transaction=False)
-    for member in members:
-        pipe.hmget(member, name, "status")
-    return sum(1 for value, status in pipe.execute() if value == wanted and status == State.QUEUED)
+    queued, offset, page = 0, 0, 10000
+    while True:  # every one claimed before the start: the oldest may be another journey's
+        members = rt.redis.zrangebyscore(
+            keys.open_executions(job.tenant), "-inf", started, start=offset, num=page
+        )
+        pipe = rt.redis.pipeline(transaction=False)
+        for member in members:
+            pipe.hmget(member, name, "status")
+        queued += sum(1 for value, status in pipe.execute() if value == wanted and status == State.QUEUED)
+        if len(members) < page:
+            return queued
+        offset += page
 
 
 def _scope_executions(rt: Runtime, job: Job) -> list[str]:
@@ -749,6 +758,16 @@ def process_item(rt: Runtime, job: Job, execution_id: str, template: dict[str, A
     return _move(rt, job, execution_id, {"error": "withdrawn: removed from the contact's calendar"})
 
 
+def kept_note(exc: TemplateRenderError) -> str:
+    """Why an execution kept its old event, by the template's fields only: a render error may
+    quote the contact's own values (a date that does not parse), which a job's notes (kept 400
+    days, named by execution id) must not hold."""
+    if isinstance(exc, MissingFields):
+        return exc.reason[:300]  # "missing value for City": placeholder names only
+    fields = ", ".join(exc.fields) or "the event"
+    return f"{fields}: does not render with the contact's values"[:300]
+
+
 def _done_outcome(kind: JobKind) -> JobOutcome:
     return {
         JobKind.CORRECT: JobOutcome.UPDATED,
@@ -773,7 +792,7 @@ def _correct(
     try:
         new = render_event(template, ex.args, ex.event_id)
     except TemplateRenderError as exc:
-        rt.redis.hset(keys.event_job_notes(job.tenant, job.job_id), ex.execution_id, exc.reason[:300])
+        rt.redis.hset(keys.event_job_notes(job.tenant, job.job_id), ex.execution_id, kept_note(exc))
         return JobOutcome.KEPT
     new_json = json.dumps(new, sort_keys=True)
     ids_json = record.get("subscriptionIds") or "[]"
@@ -962,7 +981,9 @@ def replay_item(rt: Runtime, tenant: str, job_id: str, execution_id: str) -> Job
     if job is None:
         return None
     outcome = process_item(rt, job, execution_id, _job_template(rt, job))
-    if job.state == JobState.DONE:  # its outcomes are gone: the counts move here
+    if job.state == JobState.DONE:  # its outcomes are gone: the counts move here, once
+        if not rt.redis.hdel(keys.event_job_notes(tenant, job_id), execution_id):
+            return outcome  # replayed before (its failure's note went then): counted already
         pipe = rt.redis.pipeline(transaction=True)
         pipe.hincrby(job_key(tenant, job_id), "n:failed", -1)
         pipe.hincrby(job_key(tenant, job_id), f"n:{outcome.value}", 1)
@@ -993,9 +1014,12 @@ def stalled(rt: Runtime, tenant: str, idle_seconds: float) -> list[tuple[str, in
             for name, value in job.fields.items()
             if name.startswith("c:") and name[2:] not in done
         ]
+        # a chunk whose run holds its lease is being worked on (or waits for its retry): not sent again
+        leased = [bool(r.exists(keys.event_job_lease(tenant, job_id, start))) for start, _end in claimed]
+        claimed = [chunk for chunk, held in zip(claimed, leased, strict=True) if not held]
         if claimed:
             steps.extend((job_id, start, end) for start, end in claimed)
-        else:
+        elif not any(leased):
             steps.append((job_id, PLAN, 0))
     return steps
 

@@ -213,8 +213,9 @@ def test_a_chunk_run_again_does_nothing_again_and_counts_once(runtime, template_
     with rokt() as mock:
         update = mock.post(ROKT_UPDATE, status=202, json={})
         (chunk,) = event_jobs.step(runtime, "default", job_id, event_jobs.PLAN)
-        event_jobs.step(runtime, "default", job_id, *chunk)
-        event_jobs.step(runtime, "default", job_id, *chunk)  # a redelivered task
+        assert event_jobs.step(runtime, "default", job_id, *chunk) == [(event_jobs.PLAN, 0)]
+        # a redelivered task: nothing sent again, and nothing more sent on from it
+        assert event_jobs.step(runtime, "default", job_id, *chunk) == []
         assert update.call_count == 2
     job = event_jobs.get_job(runtime.redis, "default", job_id)
     assert job.counts == {JobOutcome.UPDATED: 2}
