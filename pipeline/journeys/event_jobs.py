@@ -52,7 +52,7 @@ from pipeline.journeys.render import MissingFields, TemplateRenderError, render_
 from pipeline.journeys.templates import TemplateNotFound, archive_template, get_template, restore_template
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.stores.ledger import Execution, now_iso
-from pipeline.stores.ratelimit import RateLimited, RateLimiter
+from pipeline.stores.ratelimit import RESERVATION_SECONDS, RateLimited, RateLimiter
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import (
     HELD_STATES,
@@ -879,8 +879,10 @@ def job_gate(rt: Runtime, tenant: str) -> None:
         if paused > 0:  # Rokt's 429 pauses the whole account, the job's share too
             raise RateLimited(paused)
         share = max(0.01, min(0.95, rt.settings.event_job_share))
-        limiter.reserve(share)
-        _share_limiter(rt, tenant, limiter, share).acquire()
+        own = _share_limiter(rt, tenant, limiter, share)
+        # held past the job's next slot however slow its share is, so creates never get it back between
+        limiter.reserve(share, max(RESERVATION_SECONDS, 2 * own.emission))
+        own.acquire()
         return
     limiter.acquire()
 

@@ -51,6 +51,8 @@ _ACQUIRE = """
 local cool = redis.call('PTTL', KEYS[2])
 if cool > 0 then return {0, tostring(cool / 1000)} end
 local emission = tonumber(ARGV[1])
+local reserved = tonumber(redis.call('GET', KEYS[3]) or 0)  -- an event job's share (see _ADMIT)
+if reserved > 0 and reserved < 1 then emission = emission / (1 - reserved) end
 local burst_tol = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -175,7 +177,9 @@ class RateLimiter:
 
     def try_acquire(self) -> float:
         """0 when a slot was taken, else the seconds to wait before asking again."""
-        ok, wait = self._acquire(keys=[self.key, self.cooldown_key], args=[self.emission, self.tolerance])
+        ok, wait = self._acquire(
+            keys=[self.key, self.cooldown_key, self.reserved_key], args=[self.emission, self.tolerance]
+        )
         return 0.0 if int(ok) else float(wait)
 
     def acquire(self, max_sleep: float = 1.0) -> None:

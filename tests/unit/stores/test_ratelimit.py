@@ -255,3 +255,16 @@ def test_a_reserved_share_spaces_the_lines_tickets_for_the_rest_of_the_rate(fake
         after.append(caught.value.ticket)
     assert after[0] == pytest.approx(tickets[-1] + 2 * limiter.emission, abs=1e-6)  # booked before
     assert after[1] - after[0] == pytest.approx(limiter.emission, abs=1e-6)
+
+
+def test_calls_outside_the_line_also_leave_a_reserved_share_alone(fake_redis):
+    """Webhook look-ups, the reconciler, forget: while an event job holds its share, they are
+    spaced for the rest too, so the job and everyone else together keep to the rate."""
+    limiter = RateLimiter(fake_redis, "t", "rokt", rate=10)
+    assert limiter.try_acquire() == 0
+    plain = limiter.try_acquire()  # the next slot, one interval on
+    fake_redis.delete(limiter.key)
+    limiter.reserve(0.5)
+    assert limiter.try_acquire() == 0
+    reserved = limiter.try_acquire()
+    assert reserved == pytest.approx(2 * plain, rel=0.05)
