@@ -85,13 +85,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             return 0
         else:  # jobs
             return _jobs(rt, name, args.watch)
-    except templates.TemplateNotFound as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_PARTIAL
-    except event_jobs.CancelRunning as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_PARTIAL
-    except event_jobs.TemplateJobRunning as exc:
+    except (templates.TemplateNotFound, event_jobs.CancelRunning, event_jobs.TemplateJobRunning) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_PARTIAL
     except event_jobs.ScopeError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,29 +74,18 @@ def update_template(
     if "id" in document and document["id"] != template_id:
         raise ValidationError({"id": [f"must be {template_id!r} (the template updated) or absent"]})
     loaded = TemplateSchema().load({k: v for k, v in document.items() if k not in READ_ONLY_FIELDS})
-    key = keys.templates(tenant)
-    with r.pipeline() as pipe:
-        while True:
-            try:
-                pipe.watch(key)
-                raw = pipe.hget(key, template_id)
-                if raw is None:
-                    raise TemplateNotFound(f"template {template_id!r} not found for tenant {tenant!r}")
-                current = json.loads(raw)
-                stored = {
-                    **loaded,
-                    **{name: current[name] for name in ARCHIVE_FIELDS if name in current},
-                    "id": template_id,
-                    "tenant": tenant,
-                    "createdAt": current.get("createdAt") or _now(),
-                    "updatedAt": _now(),
-                }
-                pipe.multi()
-                pipe.hset(key, template_id, json.dumps(stored, sort_keys=True))
-                pipe.execute()
-                return stored
-            except redis.WatchError:
-                continue
+
+    def replaced(current: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **loaded,
+            **{name: current[name] for name in ARCHIVE_FIELDS if name in current},
+            "id": template_id,
+            "tenant": tenant,
+            "createdAt": current.get("createdAt") or _now(),
+            "updatedAt": _now(),
+        }
+
+    return _rewrite(r, tenant, template_id, replaced)
 
 
 def delete_template(r: redis.Redis, tenant: str, template_id: str, ledger: Ledger | None = None) -> None:
@@ -124,6 +114,28 @@ def restore_template(r: redis.Redis, tenant: str, template_id: str) -> dict[str,
 def _set_archived(
     r: redis.Redis, tenant: str, template_id: str, marks: dict[str, str] | None
 ) -> dict[str, Any]:
+    def marked(current: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in current.items() if k not in ARCHIVE_FIELDS}, **(marks or {})}
+
+    def index(pipe: redis.client.Pipeline) -> None:
+        if marks:
+            pipe.sadd(keys.archived_templates(tenant), template_id)
+        else:
+            pipe.srem(keys.archived_templates(tenant), template_id)
+
+    return _rewrite(r, tenant, template_id, marked, index)
+
+
+def _rewrite(
+    r: redis.Redis,
+    tenant: str,
+    template_id: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    also: Callable[[redis.client.Pipeline], None] | None = None,
+) -> dict[str, Any]:
+    """Store `change(the stored template)` in place of the template, and `also`'s writes in the
+    same transaction, unless it changed meanwhile (then again); TemplateNotFound when it is not
+    stored (a template deleted meanwhile is not brought back)."""
     key = keys.templates(tenant)
     with r.pipeline() as pipe:
         while True:
@@ -132,15 +144,11 @@ def _set_archived(
                 raw = pipe.hget(key, template_id)
                 if raw is None:
                     raise TemplateNotFound(f"template {template_id!r} not found for tenant {tenant!r}")
-                stored = {k: v for k, v in json.loads(raw).items() if k not in ARCHIVE_FIELDS}
-                if marks:
-                    stored.update(marks)
+                stored = change(json.loads(raw))
                 pipe.multi()
                 pipe.hset(key, template_id, json.dumps(stored, sort_keys=True))
-                if marks:
-                    pipe.sadd(keys.archived_templates(tenant), template_id)
-                else:
-                    pipe.srem(keys.archived_templates(tenant), template_id)
+                if also is not None:
+                    also(pipe)
                 pipe.execute()
                 return stored
             except redis.WatchError:

@@ -5,7 +5,6 @@ field, and who started each job recorded."""
 
 import json
 import time
-from dataclasses import replace
 
 import pytest
 import responses
@@ -16,42 +15,13 @@ from pipeline.journeys import event_jobs
 from pipeline.journeys.templates import get_template
 from pipeline.stores.ledger import event_id_for
 from pipeline.tenancy import apikeys
-from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import JobKind, State
-from pipeline.web import create_app
+from tests.unit.web.test_api import app, client, key, rt  # noqa: F401  (the API's fixtures)
 from tests.unit.web.test_auth import FUEL2TOKEN, OUR_TOKEN, SFMC_CONTEXT, SFMC_TOKEN, context
 
 TEMPLATE = {"title": "Sale starts Friday, {{FirstName}}", "start": "2099-06-05T09:00:00", "timezone": "UTC"}
 BASE = "/t/default/api"
 ROKT_TOKEN = "https://rokt.test/oauth2/token"
-
-
-def _never(*_args):
-    raise AssertionError("the API enqueues no webhook")
-
-
-@pytest.fixture
-def rt(settings, fake_redis):
-    """The unit tenant `default` and a second one, `other`, on the same Redis."""
-    other = replace(settings.tenants["default"], name="other")
-    return Runtime(replace(settings, tenants={**settings.tenants, "other": other}), fake_redis)
-
-
-@pytest.fixture
-def app(rt):
-    return create_app(rt, enqueue_webhook=_never)
-
-
-@pytest.fixture
-def key(rt):
-    return apikeys.create_key(rt.redis, "default", "marketing ops")
-
-
-@pytest.fixture
-def client(app, key):
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    return client
 
 
 @pytest.fixture
