@@ -120,9 +120,10 @@ redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
 redis.call('EXPIRE', KEYS[4], 400 * 86400)
 if ARGV[1] == 'accepted' then
   redis.call('ZADD', KEYS[5], tonumber(ARGV[4]), KEYS[1])
+  local first_time = redis.call('HEXISTS', KEYS[1], 'acceptedAt') == 0  -- not a replay's second send
   redis.call('HSET', KEYS[1], 'acceptedAt', ARGV[4])  -- the confirm deadline's start: the set's score moves
   local sent = redis.call('HGET', KEYS[1], 'templateId')
-  if sent and sent ~= '' then redis.call('HINCRBY', KEYS[8], sent, 1) end
+  if first_time and sent and sent ~= '' then redis.call('HINCRBY', KEYS[8], sent, 1) end
 end
 if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
 if ARGV[1] ~= 'queued' then redis.call('XADD', KEYS[7], '*', 'p', cjson.encode({executionId = ARGV[9]})) end

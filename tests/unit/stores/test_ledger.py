@@ -311,3 +311,13 @@ def test_an_activitys_moves_are_counted_per_day_once_each(fake_redis):
         "removed": 1,
     }
     assert "days" not in ledger.activity_stats("t", "act-1")
+
+
+def test_an_event_accepted_again_after_a_replay_counts_once_among_its_templates_sent(fake_redis):
+    ledger = Ledger(fake_redis)
+    claim(ledger, "e1")
+    ledger.transition("t", "e1", State.ACCEPTED)
+    ledger.transition("t", "e1", State.FAILED, (State.ACCEPTED,), error="never confirmed")
+    assert ledger.reopen("t", "e1")
+    ledger.transition("t", "e1", State.ACCEPTED)  # the same eventId, sent again
+    assert fake_redis.hget(keys.template_sent("t"), "tpl-1") == "1"
