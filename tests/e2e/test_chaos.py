@@ -8,7 +8,15 @@ import pytest
 
 from pipeline.sandbox.stack import environ_outside_stacks
 
-pytestmark = pytest.mark.e2e
+# the pytest-timeout of a test that runs a chaos demo (setup.cfg's 300 s otherwise): the demo's own
+# limit stays below it, so a slow demo fails with its output rather than being killed mid-run
+CHAOS_TEST_TIMEOUT = 660
+CHAOS_DEMO_TIMEOUT = 540
+# how long a demo told to stop (SIGTERM) may take to stop its stack before it is killed
+DEMO_STOP_SECONDS = 60
+
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(CHAOS_TEST_TIMEOUT)]
 
 
 # Each process-level failure alone (they interact with the reconciler and the pump differently),
@@ -48,20 +56,34 @@ def test_chaos_scenario_loses_nothing_and_sends_nothing_twice(tmp_path, scenario
         assert history["archived"] == sum(report["outcomes"].values()) == 250, history
 
 
-def chaos_report(tmp_path, scenario: str, env: dict[str, str] | None = None, timeout: float = 900) -> dict:
+def chaos_report(
+    tmp_path, scenario: str, env: dict[str, str] | None = None, timeout: float = CHAOS_DEMO_TIMEOUT
+) -> dict:
     """`rokt-sfmc demo --contacts 250 --chaos <scenario>` in a process of its own (its own stack,
-    not this session's Redis or tenants), `env` added; its JSON report once it exited 0."""
+    not this session's Redis or tenants), `env` added; its JSON report once it exited 0. A demo
+    that overruns, or a test interrupted, gets SIGTERM first: it stops every process of its stack
+    (its children run in sessions of their own, so killing the demo alone would orphan them)."""
     report_path = tmp_path / "report.json"
     base = {k: v for k, v in environ_outside_stacks().items() if k not in ("REDIS_URL", "TENANTS_FILE")}
     demo = ["demo", "--contacts", "250", "--chaos", scenario, "--report", str(report_path)]
-    completed = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", *demo],
         env={**base, **(env or {})},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.terminate()  # the demo unwinds its `with Stack`
+            try:
+                process.communicate(timeout=DEMO_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
     return json.loads(report_path.read_text())
 
 
