@@ -165,6 +165,14 @@ JOB_STAGES: dict[JobKind, Stage] = {
 }
 
 
+class JobState(StrEnum):
+    """Where an event job is (the job scripts spell `done` out)."""
+
+    PLANNING = "planning"  # its first look at the scope is still to come
+    RUNNING = "running"
+    DONE = "done"  # its last look found nothing more: its working lists are gone
+
+
 class JobOutcome(StrEnum):
     """What an event job did with one execution: each is counted once per job."""
 

@@ -23,8 +23,9 @@ meanwhile joins the job, so no event of the scope is left behind. Planning reads
 store and the history outbox's backlog (an execution finished but not yet in the store).
 
 Rate: every call passes the tenant's Rokt limiter, shared with creation. While creates wait in
-the limiter's line, a job also passes a limiter of its own at EVENT_JOB_SHARE of the rate,
-so a running journey keeps the rest; alone, a job may use the whole rate.
+the limiter's line, a job reserves EVENT_JOB_SHARE of the rate (the line's slots are spaced for
+the rest) and takes its slots from a limiter of its own at that share (`job_gate`), so a running
+journey keeps the rest; alone, a job may use the whole rate.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 import uuid
 from collections.abc import Iterable
@@ -60,6 +60,7 @@ from pipeline.vocabulary import (
     SKIPPED_OUTCOMES,
     JobKind,
     JobOutcome,
+    JobState,
     OutboxKind,
     State,
 )
@@ -96,12 +97,6 @@ ALREADY: dict[JobKind, frozenset[str]] = {
     JobKind.CANCEL: frozenset({State.CANCELLED}),
     JobKind.WITHDRAW: frozenset({State.WITHDRAWN}),
 }
-
-
-class JobState:
-    PLANNING = "planning"
-    RUNNING = "running"
-    DONE = "done"
 
 
 class NotYet(Exception):
@@ -147,7 +142,6 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[2], 'n:' .. ARGV[2], 1)
 if old then redis.call('HINCRBY', KEYS[2], 'n:failed', -1) end
 redis.call('HINCRBY', KEYS[3], ARGV[3] .. ':' .. ARGV[2], 1)
-redis.call('HSET', KEYS[2], 'progressAt', ARGV[4])
 redis.call('ZADD', KEYS[4], 'XX', ARGV[4], ARGV[5])
 return 1
 """
@@ -164,7 +158,8 @@ return {cursor, stop}
 """
 
 # KEYS: job hash, chunks-done set; ARGV: start, end. A chunk done counts its items once; answers
-# {items done, total, cursor}.
+# {items done, total, cursor, 1 when this run is the one that ended the chunk} ({0, 0, 0, 0} once
+# the job is done).
 _CHUNK_DONE = """
 if redis.call('HGET', KEYS[1], 'state') == 'done' then return {0, 0, 0, 0} end
 local first = redis.call('SADD', KEYS[2], ARGV[1])
@@ -231,12 +226,8 @@ class Job:
         }
 
 
-def job_key(tenant: str, job_id: str) -> str:
-    return keys.event_job(tenant, job_id)
-
-
 def get_job(r: redis.Redis, tenant: str, job_id: str) -> Job | None:
-    return Job.from_hash(tenant, job_id, r.hgetall(job_key(tenant, job_id)))
+    return Job.from_hash(tenant, job_id, r.hgetall(keys.event_job(tenant, job_id)))
 
 
 def list_jobs(r: redis.Redis, tenant: str, *, limit: int = 50, running_only: bool = False) -> list[Job]:
@@ -245,7 +236,7 @@ def list_jobs(r: redis.Redis, tenant: str, *, limit: int = 50, running_only: boo
     ids = r.zrevrange(index, 0, max(0, limit - 1))
     pipe = r.pipeline(transaction=False)
     for job_id in ids:
-        pipe.hgetall(job_key(tenant, job_id))
+        pipe.hgetall(keys.event_job(tenant, job_id))
     found = [Job.from_hash(tenant, job_id, data) for job_id, data in zip(ids, pipe.execute(), strict=True)]
     return [job for job in found if job is not None]
 
@@ -299,7 +290,6 @@ def start_job(
         "startedBy": started_by[:200],
         "startedAt": now_iso(),
         "startedEpoch": str(now),
-        "progressAt": str(now),
         "total": "0",
         "cursor": "0",
         "doneItems": "0",
@@ -315,10 +305,10 @@ def start_job(
     if kind == JobKind.CANCEL and template_id and not activity_id:
         archive_template(rt.redis, tenant, template_id, job_id)
     pipe = rt.redis.pipeline(transaction=True)
-    pipe.hset(job_key(tenant, job_id), mapping=fields)
+    pipe.hset(keys.event_job(tenant, job_id), mapping=fields)
     if contact_key:
         _append_items(pipe, tenant, job_id, contact_items)
-        pipe.hset(job_key(tenant, job_id), "planned", "1")
+        pipe.hset(keys.event_job(tenant, job_id), "planned", "1")
     pipe.zadd(keys.event_jobs(tenant), {job_id: now})
     pipe.zadd(keys.event_jobs_running(tenant), {job_id: now})
     pipe.execute()
@@ -362,7 +352,7 @@ def restore(r: redis.Redis, tenant: str, template_id: str) -> dict[str, Any]:
 def _append_items(pipe: Any, tenant: str, job_id: str, items: list[str]) -> None:
     for start in range(0, len(items), 1000):
         pipe.rpush(keys.event_job_items(tenant, job_id), *items[start : start + 1000])
-    pipe.hincrby(job_key(tenant, job_id), "total", len(items))
+    pipe.hincrby(keys.event_job(tenant, job_id), "total", len(items))
 
 
 # -- running it ------------------------------------------------------------------------------
@@ -382,7 +372,7 @@ def step(rt: Runtime, tenant: str, job_id: str, start: int, end: int = 0) -> lis
         return _plan(rt, job)
     _run_chunk(rt, job, start, end)
     done, total, cursor, first = rt.redis.register_script(_CHUNK_DONE)(
-        keys=[job_key(tenant, job_id), keys.event_job_chunks_done(tenant, job_id)], args=[start, end]
+        keys=[keys.event_job(tenant, job_id), keys.event_job_chunks_done(tenant, job_id)], args=[start, end]
     )
     if not int(first):
         return []  # another run ended this chunk and sent what follows (or the job is done)
@@ -397,7 +387,7 @@ def _claim(rt: Runtime, job: Job, count: int) -> list[tuple[int, int]]:
     claim = rt.redis.register_script(_CLAIM)
     claimed = []
     for _ in range(count):
-        start, end = claim(keys=[job_key(job.tenant, job.job_id)], args=[CHUNK])
+        start, end = claim(keys=[keys.event_job(job.tenant, job.job_id)], args=[CHUNK])
         if int(start) < 0:
             break
         claimed.append((int(start), int(end)))
@@ -430,10 +420,10 @@ def _plan(rt: Runtime, job: Job) -> list[tuple[int, int]]:
             pipe = r.pipeline(transaction=True)
             if new:
                 _append_items(pipe, tenant, job.job_id, new)
-            pipe.hset(job_key(tenant, job.job_id), mapping={"planned": "1", "state": JobState.RUNNING})
+            pipe.hset(keys.event_job(tenant, job.job_id), mapping={"planned": "1", "state": JobState.RUNNING})
             pipe.execute()
         else:
-            r.hset(job_key(tenant, job.job_id), "state", JobState.RUNNING)
+            r.hset(keys.event_job(tenant, job.job_id), "state", JobState.RUNNING)
         claimed = _claim(rt, job, max(1, rt.settings.event_job_parallel))
         if claimed:
             return claimed
@@ -473,7 +463,7 @@ def _finish(rt: Runtime, job: Job) -> None:
     beyond = _beyond_retention(rt, tenant, job.template_id) if job.template_id else 0
     pipe = r.pipeline(transaction=True)
     pipe.hset(
-        job_key(tenant, job.job_id),
+        keys.event_job(tenant, job.job_id),
         mapping={"state": JobState.DONE, "finishedAt": now_iso(), "beyondRetention": beyond},
     )
     pipe.delete(
@@ -483,7 +473,7 @@ def _finish(rt: Runtime, job: Job) -> None:
     )
     pipe.zrem(keys.event_jobs_running(tenant), job.job_id)
     # a job's record is kept as long as the daily figures (who did what, and when), then goes
-    pipe.expire(job_key(tenant, job.job_id), JOB_KEPT_DAYS * 86400)
+    pipe.expire(keys.event_job(tenant, job.job_id), JOB_KEPT_DAYS * 86400)
     pipe.expire(keys.event_job_notes(tenant, job.job_id), JOB_KEPT_DAYS * 86400)
     pipe.zremrangebyscore(keys.event_jobs(tenant), "-inf", time.time() - JOB_KEPT_DAYS * 86400)
     pipe.execute()
@@ -674,7 +664,7 @@ def record_outcome(rt: Runtime, job: Job, execution_id: str, outcome: JobOutcome
     recorded = rt.redis.register_script(_RECORD)(
         keys=[
             keys.event_job_outcomes(tenant, job.job_id),
-            job_key(tenant, job.job_id),
+            keys.event_job(tenant, job.job_id),
             keys.event_job_totals(tenant),
             keys.event_jobs_running(tenant),
         ],
@@ -693,7 +683,7 @@ def _give_up_item(rt: Runtime, job: Job, execution_id: str, exc: RateLimited | C
         rt.limiter(job.tenant, "rokt").pause(exc.retry_after)
     if isinstance(exc, (RateLimited, CredentialsRejected, Throttled)):  # waits, not failed attempts
         return False
-    attempts = int(rt.redis.hincrby(job_key(job.tenant, job.job_id), f"a:{execution_id}", 1))
+    attempts = int(rt.redis.hincrby(keys.event_job(job.tenant, job.job_id), f"a:{execution_id}", 1))
     if decide(exc, attempts, 0.0).retry:
         return False
     fail_item(rt, job, execution_id, exc, attempts)
@@ -987,8 +977,8 @@ def replay_item(rt: Runtime, tenant: str, job_id: str, execution_id: str) -> Job
         if not rt.redis.hdel(keys.event_job_notes(tenant, job_id), execution_id):
             return outcome  # replayed before (its failure's note went then): counted already
         pipe = rt.redis.pipeline(transaction=True)
-        pipe.hincrby(job_key(tenant, job_id), "n:failed", -1)
-        pipe.hincrby(job_key(tenant, job_id), f"n:{outcome.value}", 1)
+        pipe.hincrby(keys.event_job(tenant, job_id), "n:failed", -1)
+        pipe.hincrby(keys.event_job(tenant, job_id), f"n:{outcome.value}", 1)
         pipe.hincrby(keys.event_job_totals(tenant), f"{job.kind.value}:{outcome.value}", 1)
         pipe.execute()
     else:
@@ -1026,15 +1016,6 @@ def stalled(rt: Runtime, tenant: str, idle_seconds: float) -> list[tuple[str, in
     return steps
 
 
-def totals(r: redis.Redis, tenant: str) -> dict[tuple[str, str], int]:
-    """(kind, outcome) -> executions every job of the tenant ended so (the exporter's)."""
-    found: dict[tuple[str, str], int] = {}
-    for name, value in r.hgetall(keys.event_job_totals(tenant)).items():
-        kind, _, outcome = name.partition(":")
-        found[(kind, outcome)] = int(value)
-    return found
-
-
 def notes(r: redis.Redis, tenant: str, job_id: str, limit: int = 100) -> dict[str, str]:
     """Why the job kept or failed executions (execution id -> reason), at most `limit`."""
     found: dict[str, str] = {}
@@ -1043,10 +1024,6 @@ def notes(r: redis.Redis, tenant: str, job_id: str, limit: int = 100) -> dict[st
         if len(found) >= limit:
             break
     return found
-
-
-def chunk_count(total: int) -> int:
-    return math.ceil(total / CHUNK) if total else 0
 
 
 # an erasure's removals wait this long in all for the limiter (or Rokt's 429) before giving up

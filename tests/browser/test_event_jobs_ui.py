@@ -62,20 +62,15 @@ def execute(ui, saved: dict[str, Any], people: list[jbsim.Contact]) -> list[str]
     """Journey Builder's execute for each contact at the saved activity (their subscriptions
     seeded at the Rokt simulator first); returns the execution ids."""
     jbsim.seed_subscriptions(ui.stack.rokt_url, ui.stack.tenant(ui.tenant).rokt_account_code, people)
-    ids = []
-    for contact in people:
-        payload = jbsim.execute_payload(
+    payloads = [
+        jbsim.execute_payload(
             contact, saved, "journey-after-send", EVENT_KEY, jbsim.contact_fields(contact, EVENT_KEY)
         )
-        response = requests.post(
-            ui.stack.execute_url(ui.tenant),
-            data=jbsim.sign(payload, ui.stack.jwt_secret),
-            headers={"Content-Type": "application/jwt"},
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-        ids.append(response.json()["executionId"])
-    return ids
+        for contact in people
+    ]
+    sent = jbsim.drive(ui.stack.execute_url(ui.tenant), ui.stack.jwt_secret, payloads, duplicate_every=0)
+    assert sent.ok == len(people), sent.summary()
+    return [sent.answers[contact.key]["executionId"] for contact in people]
 
 
 def send(ui, saved: dict[str, Any], people: list[jbsim.Contact]) -> list[str]:

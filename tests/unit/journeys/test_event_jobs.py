@@ -233,7 +233,7 @@ def test_a_chunk_still_running_when_its_job_ends_counts_nothing_again(runtime, t
     outcome = event_jobs.process_item(runtime, job, "e0", None)  # the run behind: found done
     assert not event_jobs.record_outcome(runtime, job, "e0", outcome)
     assert event_jobs.get_job(runtime.redis, "default", job.job_id).counts == {JobOutcome.CANCELLED: 2}
-    assert event_jobs.totals(runtime.redis, "default") == {("cancel", "cancelled"): 2}
+    assert runtime.redis.hgetall(keys.event_job_totals("default")) == {"cancel:cancelled": "2"}
 
 
 def test_a_stalled_job_is_sent_its_unfinished_chunks_again(runtime, template_id):
@@ -493,3 +493,10 @@ def test_a_create_whose_answer_was_lost_is_deleted_when_its_template_is_cancelle
         executions.create_step(runtime, "default", "lost")  # the retry
     assert delete.call_count == 1
     assert runtime.ledger.get("default", "lost").status == State.CANCELLED
+
+
+def test_the_job_scripts_spell_the_done_state_as_the_vocabulary_does():
+    from pipeline.vocabulary import JobState
+
+    for script in (event_jobs._RECORD, event_jobs._CLAIM, event_jobs._CHUNK_DONE):
+        assert f"'state') == '{JobState.DONE}'" in script
