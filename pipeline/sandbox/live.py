@@ -114,9 +114,9 @@ def signed_in_tenant(stack: Stack) -> Tenant | None:
 class HostServer:
     """Marketing Cloud's and Journey Builder's pages around our frames, on their own origin."""
 
-    def __init__(self, stack: Stack, state: Path, port: int) -> None:
-        self.stack, self.state, self.port = stack, state, port
-        self.origin = f"http://localhost:{port}"
+    def __init__(self, stack: Stack | None, state: Path, port: int = 0) -> None:
+        """`port` 0 binds a free one (`port` then says which); `stack` may be given later."""
+        self.stack, self.state = stack, state
         app = Flask(__name__)
         app.add_url_rule("/", "index", self.index)
         app.add_url_rule("/mc", "mc", self.mc)
@@ -129,16 +129,25 @@ class HostServer:
         app.add_url_rule("/jb/activity", "save", self.save, methods=["POST"])
         app.add_url_rule("/jb/schema", "schema", self.save_schema, methods=["POST"])
         self.app = app
-        self.server: ServerThread | None = None
+        # bound now, before the stack picks its own free ports: bound only at start, the port could
+        # be handed to the stack's web server meanwhile (seen in CI: both on one port)
+        self.server: ServerThread | None = ServerThread(app, "127.0.0.1", port)
+        self.port = self.server.server.port
+        self.origin = f"http://localhost:{self.port}"
 
     def start(self) -> HostServer:
-        self.server = ServerThread(self.app, "127.0.0.1", self.port).start()
+        assert self.server is not None, "a stopped host server does not start again"
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
+        if self.server is None:
+            return
+        if self.server.thread.is_alive():
             self.server.stop()
-            self.server = None
+        else:  # never served: its socket only
+            self.server.server.server_close()
+        self.server = None
 
     # -- pages ---------------------------------------------------------------------------
     def index(self) -> Response:
@@ -335,9 +344,8 @@ def run_up(state: Path, *, render_concurrency: int = 2, rokt_threads: int = 16) 
     state.mkdir(parents=True, exist_ok=True)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the host pages' request log is noise here
     run_dir = Path(tempfile.mkdtemp(prefix="rokt-sfmc-sandbox-"))
-    host_port = processes.free_port()
-    origin = f"http://localhost:{host_port}"
-    origins = {"MC_ALLOWED_ORIGINS": origin, "JB_ALLOWED_ORIGINS": origin}
+    host = HostServer(None, state)  # its port bound first: the stack's free ports cannot take it
+    origins = {"MC_ALLOWED_ORIGINS": host.origin, "JB_ALLOWED_ORIGINS": host.origin}
     # Flower's API answers nobody without basic auth; the password is in the env file, never printed
     flower = {processes.FLOWER_AUTH_ENV: f"{FLOWER_USER}:{secrets.token_urlsafe(12)}"}
     stack = Stack(
@@ -348,7 +356,7 @@ def run_up(state: Path, *, render_concurrency: int = 2, rokt_threads: int = 16) 
         env={**origins, **flower},
         worker_name="sandbox-worker",
     )
-    host = HostServer(stack, state, host_port)
+    host.stack = stack
     follower = WebhookFollower(stack)
     say(f"Starting the sandbox (logs in {run_dir})...")
     try:
@@ -380,6 +388,8 @@ def run_up(state: Path, *, render_concurrency: int = 2, rokt_threads: int = 16) 
     except (RuntimeError, TimeoutError) as exc:  # a process that would not start, or died
         say(f"error: {exc}", error=True)
         return 1
+    finally:
+        host.stop()  # its port too, when the stack never started
 
 
 def _serve(

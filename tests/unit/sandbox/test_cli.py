@@ -123,6 +123,7 @@ def test_the_host_page_keeps_what_done_sent_and_the_schema(tmp_path):
     schema = {"schema": [{"key": "Event.DE-1.Loyalty Tier", "name": "Loyalty Tier", "type": "Text"}]}
     assert client.post("/jb/schema", json=schema).status_code == 200
     assert host.schema() == schema
+    host.stop()  # its socket, bound since it was made (never served here)
     assert client.post("/jb/schema", json={"schema": [{"name": 1}]}).status_code == 400
     page = client.get("/jb").get_data(as_text=True)
     assert '<body data-sandbox="live">' in page and 'src="jb.js"' in page
