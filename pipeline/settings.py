@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marshmallow import ValidationError
 
@@ -183,12 +184,25 @@ def tenant_problems(tenant: Tenant, *, sandbox: bool, only: set[str] | None = No
             problem = secret_problem(getattr(tenant, name), sandbox=sandbox)
             if problem:
                 problems[name] = [problem]
+    if only is None or "reporting_time_zone" in only:
+        problem = zone_problem(tenant.reporting_time_zone)
+        if problem:
+            problems["reporting_time_zone"] = [problem]
     for name in TENANT_HTTPS_ONLY:
         if only is None or name in only:
             url = getattr(tenant, name)
             if url and not sandbox and not url.startswith("https://"):
                 problems[name] = ["must be an https:// URL (plain http only with SANDBOX=1)"]
     return problems
+
+
+def zone_problem(name: str) -> str:
+    """Why `name` is not a usable reporting time zone ('' when it is)."""
+    try:
+        ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"{name!r} is not an IANA time zone (e.g. Europe/London, America/New_York)"
+    return ""
 
 
 def setting(default: Any, help: str, *, parse: Callable[[str], Any] = str, repr: bool = True) -> Any:
@@ -257,6 +271,10 @@ class Tenant:
             "comma-separated origins that alone may frame this tenant's pages, instead of those its "
             "stack gives (rare: a Marketing Cloud host the defaults miss)"
         ),
+    )
+    reporting_time_zone: str = setting(
+        "UTC",
+        "IANA time zone of the tenant's report days (`Europe/London`; App Settings): a day counts there",
     )
     sfmc_auth_mode: SfmcAuthMode = setting(
         SfmcAuthMode.CLIENT_CREDENTIALS,
@@ -405,6 +423,11 @@ class Settings:
         120,
         "seconds a running event job may make no progress before the reconciler sends its steps again",
         parse=int,
+    )
+    performance_days: int = setting(
+        400,
+        "days each day's performance figures are kept (rokt-sfmc report, the Performance page)",
+        parse=_positive_int,
     )
     execution_ttl_days: int = setting(
         30,

@@ -87,3 +87,24 @@ class EventJobsQuerySchema(Schema):
 
     running = fields.Boolean(load_default=False)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+class PerformanceQuerySchema(Schema):
+    """`GET /api/performance?from=&to=&activity=&template=&format=`: days in the tenant's
+    reporting time zone (both default to today; `to` alone ends a range that starts `from`)."""
+
+    class Meta:
+        unknown = RAISE
+
+    start = fields.Date(data_key="from", load_default=None)
+    end = fields.Date(data_key="to", load_default=None)
+    activity = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    template = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+
+    @validates_schema
+    def one_scope(self, data, **_kwargs):
+        if data.get("activity") and data.get("template"):
+            raise ValidationError("give an activity or a template, not both", "template")
+        if data.get("start") and data.get("end") and data["end"] < data["start"]:
+            raise ValidationError("must not be before from", "to")

@@ -4,6 +4,8 @@ Every field may be left empty (a pending tenant is saved step by step; App Setti
 still missing). A write-only secret left empty keeps the stored one. Values are stripped.
 """
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from marshmallow import (
     RAISE,
     Schema,
@@ -34,6 +36,7 @@ LABELS = {
     "sfmc_client_id": "Server-to-server client ID",
     "sfmc_client_secret": "Server-to-server client secret",
     "jb_jwt_secret": "Package JWT signing secret",
+    "reporting_time_zone": "Reporting time zone",
     # not on the form: set by the operator or by signing in
     "rokt_api_base_url": "Rokt API address (set by the operator)",
     "sfmc_refresh_token": "Marketing Cloud sign-in (sign out, then open the app again)",
@@ -60,6 +63,7 @@ class AppSettingsSchema(Schema):
     sfmc_client_id = fields.String(load_default="", validate=[validate.Length(max=256), IDENTIFIER])
     sfmc_client_secret = fields.String(load_default="", validate=[validate.Length(max=512), NO_CONTROL])
     jb_jwt_secret = fields.String(load_default="", validate=[validate.Length(max=1024), NO_CONTROL])
+    reporting_time_zone = fields.String(load_default="", validate=[validate.Length(max=64)])
 
     @pre_load
     def strip(self, data, **_kwargs):
@@ -74,6 +78,13 @@ class AppSettingsSchema(Schema):
             raise ValidationError(
                 f"at least {JWT_SECRET_MIN} characters (copy the package's JWT Signing Secret)"
             )
+
+    @validates("reporting_time_zone")
+    def known_zone(self, value, **_kwargs):
+        try:
+            ZoneInfo(value or "UTC")
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValidationError("an IANA time zone such as Europe/London or America/New_York") from exc
 
     @post_load
     def drop_empty_secrets(self, data, **_kwargs):

@@ -36,6 +36,7 @@ class TenantSchema(Schema):
     sfmc_tssd = fields.String(validate=validate.Regexp(f"^({DNS_LABEL})?$", error="one DNS label"))
     sfmc_stack = fields.String(validate=validate.Regexp(f"^({DNS_LABEL})?$", error="one DNS label (s4)"))
     frame_origins = fields.String()  # origin patterns: checked by pipeline.settings.tenant_from_mapping
+    reporting_time_zone = fields.String()  # an IANA zone: checked by pipeline.settings.tenant_problems
     sfmc_auth_mode = fields.Enum(SfmcAuthMode, by_value=True)
     rokt_webhook_secret_previous = fields.String()
     rokt_webhook_previous_until = fields.Float()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import UTC, datetime
 
 PREFIX = "rsf"
 _OPS = f"{PREFIX}:_ops"
@@ -80,9 +79,11 @@ def counts(tenant: str) -> str:
     return tenant_key(tenant, "counts")
 
 
-def daily_counts(tenant: str, day: str | None = None) -> str:
-    """Hash: one UTC day's counts (outcomes, subscriptions, contact matches); today by default."""
-    return tenant_key(tenant, "daily", day or datetime.now(UTC).date().isoformat())
+def performance_day(tenant: str, day: str) -> str:
+    """Hash: one day's figures in the tenant's reporting time zone, `<scope>|<figure>` -> count
+    (pipeline/stores/performance.py); counted by the ledger's scripts, the subscription merge and
+    the click script; kept PERFORMANCE_DAYS."""
+    return tenant_key(tenant, "perf", day)
 
 
 def template_open(tenant: str) -> str:
@@ -93,13 +94,6 @@ def template_open(tenant: str) -> str:
 def activity_counts(tenant: str, activity_id: str) -> str:
     """Hash: one activity's executions by outcome (the ledger's scripts build it too)."""
     return tenant_key(tenant, "activity", activity_id, "counts")
-
-
-def activity_daily(tenant: str, activity_id: str, day: str) -> str:
-    """Hash: one activity's moves of one UTC day, state -> executions that moved to it that day
-    (added = confirmed, updated, removed by subscribers, cancelled, withdrawn...); kept 400 days,
-    exact (counted by the ledger's transition script, which builds the name too)."""
-    return tenant_key(tenant, "activity", activity_id, "day", day)
 
 
 def template_sent(tenant: str) -> str:

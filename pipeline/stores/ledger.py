@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import redis
 
 from pipeline.infra import keys
 from pipeline.infra.salt import deployment_salt
+from pipeline.stores import performance
+from pipeline.stores.performance import COUNT_DAY_LUA, MOVE_FIGURES
 from pipeline.vocabulary import ARCHIVED_STATES, NEXT_STATES, TERMINAL_STATES, OutboxKind, State
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
@@ -38,16 +41,19 @@ EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 
 # KEYS: exec hash, open set, counts, eventId index, template-open hash, last-execute time,
 #       contact index (execution ids of one contact key, for `rokt-sfmc forget`),
-#       intake stream (pipeline/journeys/intake.py: the pump publishes its entries to the broker);
-# ARGV: ttl, now, execution id, tenant prefix, field/value pairs
+#       intake stream (pipeline/journeys/intake.py: the pump publishes its entries to the broker),
+#       the day's performance hash (a new execution counts as `entered`);
+# ARGV: ttl, now, execution id, tenant prefix, the performance hash's ttl, field/value pairs
 # A new execution is stored and appended to the intake stream in this one script: once Redis has
 # it, the pump will enqueue it, whatever the broker is doing (no claimed-but-not-enqueued window).
 # The entry's id is kept in the record (`intakeId`), so an erasure deletes that entry by its id
 # instead of reading the whole stream (which is longest when the broker is down).
-_CLAIM = """
+_CLAIM = (
+    COUNT_DAY_LUA
+    + """
 redis.call('SET', KEYS[6], ARGV[2])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 local contact = redis.call('HGET', KEYS[1], 'contactKey')
 if contact and contact ~= '' then
@@ -68,10 +74,12 @@ if activity and activity ~= '' then
   redis.call('HINCRBY', counts, 'queued', 1)
   redis.call('EXPIRE', counts, tonumber(ARGV[1]))
 end
+count_day(KEYS[9], tonumber(ARGV[5]), activity, template, 'entered', 1)
 local entry = redis.call('XADD', KEYS[8], '*', 'x', ARGV[3])
 redis.call('HSET', KEYS[1], 'intakeId', entry)
 return 1
 """
+)
 
 # Lua shared by the scripts that move an execution out of `failed`: its failure reason stops
 # counting in the activity's top reasons. `base` is the activity's key prefix.
@@ -91,15 +99,18 @@ local function uncount_failure(base)
 end
 """
 
-# KEYS: exec hash, open set, counts, daily counts, awaiting-confirmation set, template-open hash,
+# KEYS: exec hash, open set, counts, the day's performance hash, awaiting-confirmation set,
+#       template-open hash,
 #       history outbox (a move to a terminal state appends the execution: the history store gets it),
 #       template-sent hash (a move to accepted counts one more event of its template);
 # ARGV: new status, allowed-from csv (checked against NEXT_STATES before the call), now (iso),
 #       now (epoch), tenant prefix, ttl, failure reason (used when the new status is failed),
 #       '1' to answer the execution's hash after the move as a third element, execution id,
-#       field/value pairs
+#       the day's figure of the move from queued, and from elsewhere (performance.MOVE_FIGURES;
+#       '' for none; `failed` gets `:<reason>`), the performance hash's ttl, field/value pairs
 _TRANSITION = (
     _UNCOUNT_FAILURE
+    + COUNT_DAY_LUA
     + """
 local function answer(moved, current)
   if ARGV[8] ~= '1' then return {moved, current} end
@@ -112,26 +123,27 @@ local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
 if not allowed then return answer(0, current) end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[3])
-if #ARGV > 9 then redis.call('HSET', KEYS[1], unpack(ARGV, 10)) end
+if #ARGV > 12 then redis.call('HSET', KEYS[1], unpack(ARGV, 13)) end
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
-redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
-redis.call('EXPIRE', KEYS[4], 400 * 86400)
+local first_send = true
 if ARGV[1] == 'accepted' then
   redis.call('ZADD', KEYS[5], tonumber(ARGV[4]), KEYS[1])
   local first_time = redis.call('HEXISTS', KEYS[1], 'acceptedAt') == 0  -- not a replay's second send
+  first_send = first_time
   redis.call('HSET', KEYS[1], 'acceptedAt', ARGV[4])  -- the confirm deadline's start: the set's score moves
   local sent = redis.call('HGET', KEYS[1], 'templateId')
   if first_time and sent and sent ~= '' then redis.call('HINCRBY', KEYS[8], sent, 1) end
 end
 if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
 if ARGV[1] ~= 'queued' then redis.call('XADD', KEYS[7], '*', 'p', cjson.encode({executionId = ARGV[9]})) end
-local moved_activity = redis.call('HGET', KEYS[1], 'activityId')
-if moved_activity and moved_activity ~= '' then  -- the activity's moves per UTC day (a report's)
-  local day = ARGV[5] .. 'activity:' .. moved_activity .. ':day:' .. string.sub(ARGV[3], 1, 10)
-  redis.call('HINCRBY', day, ARGV[1], 1)
-  redis.call('EXPIRE', day, 400 * 86400)
+local figure = ARGV[11]
+if current == 'queued' then figure = ARGV[10] end
+if figure == 'failed' then figure = 'failed:' .. ARGV[7] end
+if figure ~= '' and first_send then
+  count_day(KEYS[4], tonumber(ARGV[12]), redis.call('HGET', KEYS[1], 'activityId'),
+            redis.call('HGET', KEYS[1], 'templateId'), figure, 1)
 end
 if redis.call('HGET', KEYS[1], 'tracked') == '1' and current ~= ARGV[1] then
   local ttl = tonumber(ARGV[6])
@@ -362,9 +374,19 @@ class Execution:
 
 
 class Ledger:
-    def __init__(self, r: redis.Redis, ttl_days: int = 30) -> None:
+    def __init__(
+        self,
+        r: redis.Redis,
+        ttl_days: int = 30,
+        day_of: Callable[[str], str] = performance.utc_today,
+        performance_days: int = 400,
+    ) -> None:
+        """`day_of(tenant)`: today in the tenant's reporting time zone (the day its moves count
+        in); `performance_days`: how long a day's figures are kept."""
         self.r = r
         self.ttl_seconds = ttl_days * 86400
+        self.day_of = day_of
+        self.performance_ttl = performance.ttl_seconds(performance_days)
         self._claim = r.register_script(_CLAIM)
         self._transition = r.register_script(_TRANSITION)
         self._reopen = r.register_script(_REOPEN)
@@ -468,8 +490,16 @@ class Ledger:
             keys.last_execute(tenant),
             self.contact_index(tenant, str(values.get("contactKey", ""))),
             keys.intake(tenant),
+            keys.performance_day(tenant, self.day_of(tenant)),
         ]
-        args = [self.ttl_seconds, time.time(), execution, keys.tenant_prefix(tenant), *flat]
+        args = [
+            self.ttl_seconds,
+            time.time(),
+            execution,
+            keys.tenant_prefix(tenant),
+            self.performance_ttl,
+            *flat,
+        ]
         return bool(self._claim(keys=names, args=args))
 
     def archive(self, tenant: str, execution: str, record: dict[str, str], tombstone_seconds: int) -> int:
@@ -556,7 +586,7 @@ class Ledger:
             keys.execution(tenant, execution),
             keys.open_executions(tenant),
             keys.counts(tenant),
-            keys.daily_counts(tenant),
+            keys.performance_day(tenant, self.day_of(tenant)),
             keys.awaiting(tenant),
             keys.template_open(tenant),
             keys.outbox(tenant, OutboxKind.HISTORY),
@@ -573,6 +603,8 @@ class Ledger:
             reason,
             "1" if answer_hash else "0",
             execution,
+            *(figure or "" for figure in MOVE_FIGURES[State(to_status)]),
+            self.performance_ttl,
             *flat,
         ]
         return self._transition(keys=names, args=args)
@@ -616,22 +648,19 @@ class Ledger:
     def activity_stats(self, tenant: str, activity_id: str, days: int = 0) -> dict[str, Any]:
         """Live counts of one Journey Builder activity: executions per state, the most frequent
         reasons of its failed executions and of its missing_field ones (at most five each, most
-        frequent first); with `days`, its moves of each of the last `days` UTC days (today
-        first: executions that reached each state that day: confirmed = added to calendars,
-        updated, removed by subscribers, cancelled, withdrawn...)."""
-        today = datetime.now(UTC).date()
+        frequent first); with `days`, its figures of each of the last `days` days in the tenant's
+        reporting time zone (today first: pipeline/stores/performance.py)."""
+        today = date.fromisoformat(self.day_of(tenant))
         dates = [(today - timedelta(days=n)).isoformat() for n in range(max(0, days))]
         pipe = self.r.pipeline(transaction=True)
         pipe.hgetall(keys.activity_counts(tenant, activity_id))
         for key in (keys.activity_failures(tenant, activity_id), keys.activity_missing(tenant, activity_id)):
             pipe.zrevrangebyscore(key, "+inf", "(0", start=0, num=TOP_FAILURES, withscores=True)
-        for day in dates:
-            pipe.hgetall(keys.activity_daily(tenant, activity_id, day))
-        raw_counts, failures, missing, *daily = pipe.execute()
+        raw_counts, failures, missing = pipe.execute()
         moves = {
             "days": [
-                {"day": d, **{s: int(n) for s, n in found.items()}}
-                for d, found in zip(dates, daily, strict=True)
+                {"day": found.day, **found.figures}
+                for found in performance.read_days(self.r, tenant, dates, activity=activity_id)
             ]
         }
         return {

@@ -36,9 +36,10 @@ from pipeline.infra import keys
 from pipeline.infra.cellsafe import neutralise
 from pipeline.infra.logsafe import mask
 from pipeline.infra.salt import deployment_salt
-from pipeline.stores import subscription_records
+from pipeline.stores import performance, subscription_records
 from pipeline.stores.deadletters import record_exception
 from pipeline.stores.ledger import now_iso
+from pipeline.stores.performance import Figure
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import OutboxKind, Stage
 from schemas.rokt_webhook import DETAILS_UPDATED, SUBSCRIBE, UNSUBSCRIBE
@@ -384,7 +385,8 @@ def match_contact(
         outcome = CREATED
     pipe = rt.redis.pipeline()
     pipe.hset(sub_key, "contactMatch", outcome)
-    pipe.hincrby(keys.daily_counts(tenant), outcome, 1)
+    figure = Figure.CONTACTS_MATCHED if outcome == MATCHED else Figure.CONTACTS_CREATED
+    performance.count(pipe, tenant, rt.reporting_days.today(tenant), figure, rt.settings.performance_days)
     pipe.execute()
     log.info("subscription %s: contact %s %s", subscription_id, mask(key), outcome)
     return outcome
@@ -404,6 +406,7 @@ def apply_subscription(
     box.ensure_group()
     rt.outbox(tenant, OutboxKind.SUBSCRIPTION_HISTORY).ensure_group()
     rank = RANKS[event_type]
+    day = rt.reporting_days.today(tenant)
 
     def apply(pipe: redis.client.Pipeline) -> bool:
         if pipe.exists(applied_key):
@@ -415,10 +418,9 @@ def apply_subscription(
         _save_in(pipe, rt, tenant, before, state, version, match)
         pipe.set(applied_key, "1", ex=int(rt.settings.webhook_dedupe_minutes) * 60)
         box.append_in(pipe, row_from_state(state, match))
-        if event_type == SUBSCRIBE:
-            pipe.hincrby(keys.daily_counts(tenant), "subscribed", 1)
-        elif event_type == UNSUBSCRIBE:
-            pipe.hincrby(keys.daily_counts(tenant), "unsubscribed", 1)
+        figure = {SUBSCRIBE: Figure.SUBSCRIBED, UNSUBSCRIBE: Figure.UNSUBSCRIBED}.get(event_type)
+        if figure is not None:
+            performance.count(pipe, tenant, day, figure, rt.settings.performance_days)
         return True
 
     return bool(rt.redis.transaction(apply, sub_key, applied_key, value_from_callable=True))

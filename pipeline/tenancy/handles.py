@@ -26,6 +26,7 @@ from pipeline.settings import Settings, Tenant, get_settings, is_amqp
 from pipeline.stores.history import HistoryStore
 from pipeline.stores.ledger import Ledger
 from pipeline.stores.outbox import Outbox
+from pipeline.stores.performance import ReportingDays
 from pipeline.stores.ratelimit import RateLimiter
 from pipeline.tenancy.tenants import TenantRegistry, UnknownTenant
 from pipeline.vocabulary import OutboxKind
@@ -59,7 +60,21 @@ class Runtime:
 
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger(self.redis, self.settings.execution_ttl_days)
+        return Ledger(
+            self.redis,
+            self.settings.execution_ttl_days,
+            day_of=self.reporting_days.today,
+            performance_days=self.settings.performance_days,
+        )
+
+    @cached_property
+    def reporting_days(self) -> ReportingDays:
+        """Today in each tenant's reporting time zone: the day its figures count in."""
+
+        def zone_of(name: str) -> str:
+            return self.tenant(name).reporting_time_zone
+
+        return ReportingDays(zone_of)
 
     @cached_property
     def history(self) -> HistoryStore:

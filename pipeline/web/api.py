@@ -22,9 +22,11 @@ from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import JobKind
 from pipeline.web.auth import json_body, require_api_auth
 from pipeline.web.errors import ApiError
+from pipeline.web.performance import performance_answer
 from schemas.api import (
     CancelEventsSchema,
     EventJobsQuerySchema,
+    PerformanceQuerySchema,
     PreviewSchema,
     RemoveEventsSchema,
     TemplateQuerySchema,
@@ -39,6 +41,7 @@ UPDATE_QUERY_SCHEMA = TemplateUpdateQuerySchema()
 CANCEL_SCHEMA = CancelEventsSchema()
 REMOVE_SCHEMA = RemoveEventsSchema()
 JOBS_QUERY_SCHEMA = EventJobsQuerySchema()
+PERFORMANCE_QUERY_SCHEMA = PerformanceQuerySchema()
 
 
 def _runtime() -> Runtime:
@@ -286,6 +289,16 @@ def activity_stats(tenant: str, activity_id: str):
         {**item, "fields": missing_fields_of(item["reason"])} for item in stats.get("missingFields", [])
     ]
     return jsonify({"activityId": activity_id, **stats})
+
+
+@api.get("/performance")
+@require_api_auth
+def performance_report(tenant: str):
+    """The tenant's (or one activity's or template's) figures by day: JSON, or CSV with
+    `format=csv` (pipeline/stores/performance.py)."""
+    _known_tenant(tenant)
+    query = _load(PERFORMANCE_QUERY_SCHEMA, request.args.to_dict(), "query")
+    return performance_answer(_runtime(), tenant, query)
 
 
 @api.get("/timezones")

@@ -32,10 +32,9 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("open_executions", (T,), "rsf:brand-a:open"),
     ("awaiting", (T,), "rsf:brand-a:awaiting"),
     ("counts", (T,), "rsf:brand-a:counts"),
-    ("daily_counts", (T, "2026-12-07"), "rsf:brand-a:daily:2026-12-07"),
+    ("performance_day", (T, "2026-12-07"), "rsf:brand-a:perf:2026-12-07"),
     ("template_open", (T,), "rsf:brand-a:template-open"),
     ("activity_counts", (T, "act-1"), "rsf:brand-a:activity:act-1:counts"),
-    ("activity_daily", (T, "act-1", "2026-12-07"), "rsf:brand-a:activity:act-1:day:2026-12-07"),
     ("template_sent", (T,), "rsf:brand-a:template-sent"),
     ("activity_failures", (T, "act-1"), "rsf:brand-a:activity:act-1:failures"),
     ("activity_missing", (T, "act-1"), "rsf:brand-a:activity:act-1:missing"),
@@ -126,12 +125,6 @@ def test_every_key_function_is_pinned_and_says_what_it_holds():
     assert functions == {name for name, _, _ in KEYS}
     for name in functions:
         assert (getattr(keys, name).__doc__ or "").strip(), f"keys.{name} has no docstring"
-
-
-def test_daily_counts_defaults_to_today_utc():
-    from datetime import UTC, datetime
-
-    assert keys.daily_counts(T) == f"rsf:brand-a:daily:{datetime.now(UTC).date().isoformat()}"
 
 
 def test_the_outbox_kinds_name_their_streams_as_before():

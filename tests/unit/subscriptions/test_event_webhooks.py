@@ -3,12 +3,12 @@ move the execution as EVENT_MOVES says, its status row shows the move and why, a
 activity's per-day counters count each move once, however often Rokt tells us."""
 
 import json
-from datetime import UTC, datetime
 
 import pytest
 
 from pipeline.delivery.flush import flush_history
 from pipeline.infra import keys
+from pipeline.stores import performance
 from pipeline.stores.ledger import event_id_for
 from pipeline.subscriptions.webhooks import EVENT_MOVES, NotYetAccepted, claim_webhook, process_webhook
 from pipeline.vocabulary import OutboxKind, State
@@ -59,13 +59,10 @@ def status_rows(runtime):
     return [json.loads(f["p"])["values"] for _id, f in runtime.redis.xrange("rsf:default:outbox:status")]
 
 
-def today(runtime):
-    """The activity's moves today (UTC), state -> count."""
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    return {
-        state: int(n)
-        for state, n in runtime.redis.hgetall(keys.activity_daily("default", ACTIVITY, day)).items()
-    }
+def today(runtime, activity=ACTIVITY):
+    """The activity's figures today (the tenant's reporting day, UTC here) that are not zero."""
+    (day,) = performance.read_days(runtime.redis, "default", [performance.local_day("UTC")], activity)
+    return {name: n for name, n in day.figures.items() if n}
 
 
 def test_the_table_of_moves():
@@ -85,14 +82,19 @@ def test_updated_moves_a_held_event_to_updated_once(runtime, before):
     assert webhook(runtime, EVENT_UPDATED, event, "hook-1") is None  # Rokt's retry: a duplicate
     assert webhook(runtime, EVENT_UPDATED, event, "hook-2") == NOT_MOVED  # another subscription's
     assert status(runtime, "e1") == State.UPDATED
-    assert today(runtime) == {"accepted": 1, "updated": 1, **({"confirmed": 1} if before else {})}
+    assert today(runtime) == {
+        "entered": 1,
+        "created": 1,
+        "updated": 1,
+        **({"in_calendars": 1} if before else {}),
+    }
 
 
 def test_an_update_that_overtook_our_202_waits(runtime):
     runtime.ledger.claim("default", "e1", {"eventId": event_id_for("e1"), "activityId": ACTIVITY, "args": {}})
     with pytest.raises(NotYetAccepted):
         webhook(runtime, EVENT_UPDATED, event_id_for("e1"), "hook-1")
-    assert status(runtime, "e1") == State.QUEUED and today(runtime) == {}
+    assert status(runtime, "e1") == State.QUEUED and today(runtime) == {"entered": 1}
 
 
 @pytest.mark.parametrize("final", [State.REMOVED, State.CANCELLED, State.WITHDRAWN])
@@ -100,7 +102,8 @@ def test_updated_does_not_bring_back_an_event_that_left_the_calendar(runtime, fi
     event = sent(runtime, "e1", final)
     assert webhook(runtime, EVENT_UPDATED, event, "hook-1") == NOT_MOVED
     assert status(runtime, "e1") == final
-    assert today(runtime) == {"accepted": 1, final.value: 1}
+    figure = {State.CANCELLED: "deleted"}.get(final, final.value)
+    assert today(runtime) == {"entered": 1, "created": 1, figure: 1}
 
 
 @pytest.mark.parametrize("before", [(), (State.CONFIRMED,), (State.CONFIRMED, State.UPDATED)])
@@ -124,7 +127,7 @@ def test_deleted_at_rokt_cancels_the_execution_and_counts_once(runtime, before):
     assert status_rows(runtime)[-1]["Status"] == "cancelled"
     assert webhook(runtime, EVENT_DELETED, event, "hook-2") == NOT_MOVED
     assert webhook(runtime, EVENT_REMOVED, event, "hook-3") == NOT_MOVED  # cancelled is final
-    assert today(runtime)["cancelled"] == 1 and "removed" not in today(runtime)
+    assert today(runtime)["deleted"] == 1 and "removed" not in today(runtime)
 
 
 def test_a_delete_after_our_own_cancel_moves_nothing_again(runtime):
@@ -134,7 +137,7 @@ def test_a_delete_after_our_own_cancel_moves_nothing_again(runtime):
     )[0]
     assert webhook(runtime, EVENT_DELETED, event, "hook-1") == NOT_MOVED
     assert runtime.ledger.get("default", "e1").fields["error"] == "cancelled: legal"  # the job's reason stays
-    assert today(runtime) == {"accepted": 1, "confirmed": 1, "cancelled": 1}
+    assert today(runtime) == {"entered": 1, "created": 1, "in_calendars": 1, "deleted": 1}
 
 
 def test_a_move_of_an_execution_already_in_the_history_store_counts_once(runtime):
@@ -144,7 +147,7 @@ def test_a_move_of_an_execution_already_in_the_history_store_counts_once(runtime
     assert webhook(runtime, EVENT_REMOVED, event, "hook-1") == MOVED
     assert status(runtime, "e1") == State.REMOVED
     assert webhook(runtime, EVENT_REMOVED, event, "hook-2") == NOT_MOVED
-    assert today(runtime) == {"accepted": 1, "confirmed": 1, "removed": 1}
+    assert today(runtime) == {"entered": 1, "created": 1, "in_calendars": 1, "removed": 1}
 
 
 def test_each_activity_counts_its_own_moves(runtime):
@@ -156,8 +159,7 @@ def test_each_activity_counts_its_own_moves(runtime):
     webhook(runtime, EVENT_ADDED, event, "hook-1")
     webhook(runtime, EVENT_UPDATED, event, "hook-2")
     webhook(runtime, EVENT_DELETED, event_id_for("x1"), "hook-3")
-    assert today(runtime) == {"accepted": 1, "confirmed": 1, "updated": 1}
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    other = runtime.redis.hgetall(keys.activity_daily("default", "act-other", day))
-    assert other == {"accepted": "1", "cancelled": "1"}
-    assert 0 < runtime.redis.ttl(keys.activity_daily("default", ACTIVITY, day)) <= 400 * 86400
+    assert today(runtime) == {"entered": 1, "created": 1, "in_calendars": 1, "updated": 1}
+    assert today(runtime, "act-other") == {"entered": 1, "created": 1, "deleted": 1}
+    day_key = keys.performance_day("default", performance.local_day("UTC"))
+    assert 400 * 86400 < runtime.redis.ttl(day_key) <= 402 * 86400

@@ -1,0 +1,282 @@
+"""What the calendar channel did, day by day: the exact figures behind `rokt-sfmc report`, the
+Performance page, the performance data extension and the exporter.
+
+Counted where each thing happens, in the same Redis script or transaction that makes it happen
+(the ledger's claim and transition scripts, the subscription merge, the click script), so a
+figure is exact under concurrency and redelivery: a redelivered task whose move is refused
+counts nothing. Aggregating the history store instead would miss what is still in Redis (a
+confirmation, a click, an unsubscribe arrives long after the row) and would cost a scan per
+read.
+
+One hash per tenant and day (`keys.performance_day`), the day being the tenant's own
+(`reporting_time_zone`, App Settings; UTC by default) at the moment of counting: a field per
+scope and figure, `<scope>|<figure>` or `<scope>|<figure>:<reason>`, the scope being the whole
+tenant (`*`), one activity (`a:<activityId>`) or one template (`t:<templateId>`). Subscriptions
+and contact matches are the tenant's only. Each day's hash is kept `PERFORMANCE_DAYS` and goes
+with its tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import redis
+
+from pipeline.infra import keys
+from pipeline.vocabulary import State
+
+ALL = "*"  # the tenant's scope
+SLACK_DAYS = 2  # a day's hash outlives its last count by this much (a day ahead of UTC, rounding)
+
+
+class Figure(StrEnum):
+    """The day's figures. `not_sent` and `failed` are stored by reason (`not_sent:<reason>`) and
+    summed when read."""
+
+    ENTERED = "entered"  # Journey Builder's execute claimed a new execution
+    CREATED = "created"  # Rokt accepted its event (a replay's second send is not a new one)
+    IN_CALENDARS = "in_calendars"  # Rokt confirmed the event in the subscriber's calendar
+    UPDATED = "updated"  # a sent event was corrected
+    REMOVED = "removed"  # the subscriber took the event out of the calendar
+    DELETED = "deleted"  # a sent event was cancelled (deleted everywhere)
+    WITHDRAWN = "withdrawn"  # we removed the event from the contact's subscription
+    NOT_SENT = "not_sent"  # by reason: no_subscription, missing_field, cancelled
+    FAILED = "failed"  # by reason: the failure's text
+    CLICKS = "clicks"  # a tracked link was followed
+    CLICKERS = "clickers"  # an execution's first click (people who clicked)
+    SUBSCRIBED = "subscribed"  # a subscription was created (tenant only)
+    UNSUBSCRIBED = "unsubscribed"  # a subscription ended (tenant only)
+    CONTACTS_MATCHED = "matched"  # a new subscriber matched an existing SFMC contact (tenant only)
+    CONTACTS_CREATED = "contacts_created"  # ... or we created the contact (tenant only)
+
+
+REASONED = (Figure.NOT_SENT, Figure.FAILED)
+TENANT_ONLY = (Figure.SUBSCRIBED, Figure.UNSUBSCRIBED, Figure.CONTACTS_MATCHED, Figure.CONTACTS_CREATED)
+EXECUTION_FIGURES = tuple(f for f in Figure if f not in TENANT_ONLY)
+
+
+# What a move into each state counts: (when it comes from `queued`, otherwise). None counts
+# nothing. `failed` counts `failed:<reason>` (the reason the transition records). A move to
+# `accepted` counts only the first time (the transition script checks `acceptedAt`).
+MOVE_FIGURES: dict[State, tuple[str | None, str | None]] = {
+    State.QUEUED: (None, None),  # a replay's reopen: the failure stays counted that day
+    State.ACCEPTED: (Figure.CREATED, Figure.CREATED),
+    State.CONFIRMED: (Figure.IN_CALENDARS, Figure.IN_CALENDARS),
+    State.NO_SUBSCRIPTION: (f"{Figure.NOT_SENT}:no_subscription", f"{Figure.NOT_SENT}:no_subscription"),
+    State.MISSING_FIELD: (f"{Figure.NOT_SENT}:missing_field", f"{Figure.NOT_SENT}:missing_field"),
+    State.FAILED: (Figure.FAILED, Figure.FAILED),
+    State.REMOVED: (Figure.REMOVED, Figure.REMOVED),
+    State.UPDATED: (Figure.UPDATED, Figure.UPDATED),
+    State.CANCELLED: (f"{Figure.NOT_SENT}:cancelled", Figure.DELETED),  # not sent, or deleted
+    State.WITHDRAWN: (Figure.WITHDRAWN, Figure.WITHDRAWN),
+}
+
+# Lua shared by the scripts that count (the ledger's, the click script): one figure in the
+# day's hash for the tenant, the activity and the template. `day` is the hash's key.
+COUNT_DAY_LUA = """
+local function count_day(day, ttl, activity, template, figure, n)
+  redis.call('HINCRBY', day, '*|' .. figure, n)
+  if activity and activity ~= '' then redis.call('HINCRBY', day, 'a:' .. activity .. '|' .. figure, n) end
+  if template and template ~= '' then redis.call('HINCRBY', day, 't:' .. template .. '|' .. figure, n) end
+  redis.call('EXPIRE', day, ttl)
+end
+"""
+
+
+def activity_scope(activity_id: str) -> str:
+    return f"a:{activity_id}"
+
+
+def template_scope(template_id: str) -> str:
+    return f"t:{template_id}"
+
+
+def field_name(scope: str, figure: str) -> str:
+    return f"{scope}|{figure}"
+
+
+def ttl_seconds(days: int) -> int:
+    return (days + SLACK_DAYS) * 86400
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone `name` (ValueError naming it when unknown)."""
+    return _zone(name or "UTC")
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/London, America/New_York)") from exc
+
+
+def local_day(zone_name: str, at: datetime | None = None) -> str:
+    """The date, in zone `zone_name`, of `at` (now by default), as YYYY-MM-DD."""
+    return (at or datetime.now(UTC)).astimezone(zone(zone_name)).date().isoformat()
+
+
+class ReportingDays:
+    """Today in each tenant's reporting time zone, for the counting scripts: the zone is read
+    from the tenant registry (its own cache), the ZoneInfo from a cache."""
+
+    def __init__(self, zone_of: Callable[[str], str]) -> None:
+        self._zone_of = zone_of
+
+    def today(self, tenant: str) -> str:
+        try:
+            name = self._zone_of(tenant)
+            return local_day(name)
+        except (LookupError, ValueError):  # an unknown tenant or a zone this machine lacks: UTC
+            return local_day("UTC")
+
+
+def utc_today(_tenant: str) -> str:
+    return local_day("UTC")
+
+
+def count(
+    pipe: redis.client.Pipeline | redis.Redis,
+    tenant: str,
+    day: str,
+    figure: Figure,
+    days_kept: int,
+    n: int = 1,
+) -> None:
+    """Count a tenant-only figure (subscriptions, contact matches) in `pipe`, so it lands with
+    the write it counts."""
+    key = keys.performance_day(tenant, day)
+    pipe.hincrby(key, field_name(ALL, figure), n)
+    pipe.expire(key, ttl_seconds(days_kept))
+
+
+@dataclass
+class DayFigures:
+    """One day of one scope: every figure (reasoned ones summed) and the reasons apart."""
+
+    day: str
+    figures: dict[str, int]
+    not_sent_reasons: dict[str, int] = field(default_factory=dict)
+    failed_reasons: dict[str, int] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The flat row of a report: date, every figure, and the net subscription growth."""
+        return {"date": self.day, **self.figures}
+
+
+def _scope_of(activity: str | None, template: str | None) -> str:
+    if activity:
+        return activity_scope(activity)
+    if template:
+        return template_scope(template)
+    return ALL
+
+
+def figures_of(day: str, raw: dict[str, str], scope: str) -> DayFigures:
+    """One scope's figures out of a day's hash."""
+    prefix = scope + "|"
+    found: dict[str, int] = {}
+    reasons: dict[str, dict[str, int]] = {Figure.NOT_SENT: {}, Figure.FAILED: {}}
+    for name, value in raw.items():
+        if not name.startswith(prefix):
+            continue
+        figure, _, reason = name[len(prefix) :].partition(":")
+        n = int(value)
+        if figure in reasons and reason:
+            reasons[figure][reason] = reasons[figure].get(reason, 0) + n
+        found[figure] = found.get(figure, 0) + n
+    names = Figure if scope == ALL else EXECUTION_FIGURES
+    figures = {str(f): max(0, found.get(f, 0)) for f in names}
+    if scope == ALL:
+        figures["net"] = figures[Figure.SUBSCRIBED] - figures[Figure.UNSUBSCRIBED]
+    return DayFigures(day, figures, reasons[Figure.NOT_SENT], reasons[Figure.FAILED])
+
+
+def day_range(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def read_days(
+    r: redis.Redis, tenant: str, days: Iterable[str], activity: str | None = None, template: str | None = None
+) -> list[DayFigures]:
+    """The figures of each day (oldest first as given) for the tenant, one activity or one
+    template: one HGETALL a day, in one round trip."""
+    days = list(days)
+    pipe = r.pipeline(transaction=False)
+    for day in days:
+        pipe.hgetall(keys.performance_day(tenant, day))
+    scope = _scope_of(activity, template)
+    return [figures_of(day, raw, scope) for day, raw in zip(days, pipe.execute(), strict=True)]
+
+
+def scopes_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, list[str]]:
+    """The activities and templates that counted anything on these days (a filter's choices)."""
+    pipe = r.pipeline(transaction=False)
+    for day in days:
+        pipe.hkeys(keys.performance_day(tenant, day))
+    activities: set[str] = set()
+    templates: set[str] = set()
+    for names in pipe.execute():
+        for name in names:
+            scope = name.partition("|")[0]
+            if scope.startswith("a:"):
+                activities.add(scope[2:])
+            elif scope.startswith("t:"):
+                templates.add(scope[2:])
+    return {"activities": sorted(activities), "templates": sorted(templates)}
+
+
+def totals(rows: list[DayFigures]) -> DayFigures:
+    """The range's sums (figures and reasons)."""
+    figures: dict[str, int] = {}
+    not_sent: dict[str, int] = {}
+    failed: dict[str, int] = {}
+    for row in rows:
+        for name, n in row.figures.items():
+            figures[name] = figures.get(name, 0) + n
+        for reason, n in row.not_sent_reasons.items():
+            not_sent[reason] = not_sent.get(reason, 0) + n
+        for reason, n in row.failed_reasons.items():
+            failed[reason] = failed.get(reason, 0) + n
+    return DayFigures("total", figures, not_sent, failed)
+
+
+def _top(reasons: dict[str, int]) -> list[dict[str, Any]]:
+    ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+    return [{"reason": reason, "count": n} for reason, n in ranked]
+
+
+def report(
+    r: redis.Redis,
+    tenant: str,
+    zone_name: str,
+    first: date,
+    last: date,
+    activity: str | None = None,
+    template: str | None = None,
+) -> dict[str, Any]:
+    """The report the API, the page and the CLI share: each day's row, the totals, the reasons
+    for not sending and for failing (most frequent first), and what the filter can choose."""
+    days = day_range(first, last)
+    rows = read_days(r, tenant, days, activity, template)
+    total = totals(rows)
+    return {
+        "tenant": tenant,
+        "timeZone": zone_name or "UTC",
+        **({"activity": activity} if activity else {}),
+        **({"template": template} if template else {}),
+        "from": days[0],
+        "to": days[-1],
+        "days": [row.row() for row in rows],
+        "totals": total.figures,
+        "notSentReasons": _top(total.not_sent_reasons),
+        "failedReasons": _top(total.failed_reasons),
+        "scopes": scopes_seen(r, tenant, days),
+    }

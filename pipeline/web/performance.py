@@ -1,0 +1,61 @@
+"""The performance report as an HTTP answer, for the API (`/t/<tenant>/api/performance`) and the
+app's Performance page: the same figures as `rokt-sfmc report` (pipeline/stores/performance.py)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, timedelta
+from typing import Any
+
+from flask import Response, jsonify
+
+from pipeline.infra.cellsafe import neutralise
+from pipeline.stores import performance
+from pipeline.tenancy.handles import Runtime
+from pipeline.web.errors import ApiError
+
+
+def report_for(rt: Runtime, tenant: str, query: dict[str, Any]) -> dict[str, Any]:
+    """The report of a loaded PerformanceQuerySchema query; a range past what the figures keep
+    is a 400 naming `from`."""
+    zone_name = rt.tenant(tenant).reporting_time_zone or "UTC"
+    today = date.fromisoformat(performance.local_day(zone_name))
+    first = query.get("start") or query.get("end") or today
+    last = query.get("end") or max(first, today)
+    kept = rt.settings.performance_days
+    if (last - first).days >= kept:
+        raise ApiError(
+            400,
+            "invalid_payload",
+            "query rejected",
+            fields={"from": [f"at most {kept} days before to (PERFORMANCE_DAYS)"]},
+        )
+    if first < today - timedelta(days=kept):
+        raise ApiError(
+            400, "invalid_payload", "query rejected", fields={"from": [f"figures are kept {kept} days"]}
+        )
+    return performance.report(
+        rt.redis, tenant, zone_name, first, last, query.get("activity"), query.get("template")
+    )
+
+
+def csv_text(found: dict[str, Any]) -> str:
+    """One row a day (every figure), then the range's totals; spreadsheet-safe cells."""
+    out = io.StringIO()
+    rows = found["days"]
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")
+    writer.writeheader()
+    for row in [*rows, {"date": "total", **found["totals"]}]:
+        writer.writerow({name: neutralise(str(value)) for name, value in row.items()})
+    return out.getvalue()
+
+
+def performance_answer(rt: Runtime, tenant: str, query: dict[str, Any]) -> Response:
+    found = report_for(rt, tenant, query)
+    if query.get("format") != "csv":
+        return jsonify(found)
+    name = f"rokt-calendar-performance-{found['from']}-{found['to']}.csv"
+    answer = Response(csv_text(found), mimetype="text/csv")
+    answer.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return answer
