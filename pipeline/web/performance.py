@@ -47,7 +47,7 @@ def csv_text(found: dict[str, Any]) -> str:
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")
     writer.writeheader()
     for row in [*rows, {"date": "total", **found["totals"]}]:
-        writer.writerow({name: neutralise(str(value)) for name, value in row.items()})
+        writer.writerow({name: neutralise(value) for name, value in row.items()})
     return out.getvalue()
 
 
