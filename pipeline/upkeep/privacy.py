@@ -137,7 +137,7 @@ RETENTION: tuple[Retention, ...] = (
     ),
 )
 # Kept without contact data (ids, counts, times), so outside this table: API keys (sha256 of the
-# key), templates, daily and activity counts, the webhook-applied markers (WEBHOOK_DEDUPE_MINUTES),
+# key), templates, activity counts and the day figures (docs/reporting.md), the webhook-applied markers (WEBHOOK_DEDUPE_MINUTES),
 # the history store's webhook receipts (eventId, type, time: WEBHOOK_RECEIPT_DAYS), open/awaiting
 # sets (execution keys), Celery messages (tenant and ids only). No logs are kept in Redis.
 
