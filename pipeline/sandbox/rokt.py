@@ -45,6 +45,7 @@ class Entry:
     # (from when, the event as the calendar shows it): the create, then each update
     versions: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     removed_at: float | None = None  # when it leaves the calendar (delete, remove, the subscriber)
+    by_subscriber: bool = False  # the subscriber took it out (`/__sandbox__/remove-event`)
 
     def shown(self, now: float) -> dict[str, Any] | None:
         """What the calendar shows at `now`, or None (not landed yet, or taken out)."""
@@ -124,6 +125,7 @@ class RoktSimulator(Simulator):
             "/__sandbox__/remove-event", "subscriber_removes", self.subscriber_removes, methods=["POST"]
         )
         app.add_url_rule("/__sandbox__/calendars", "calendars", self.calendars_route)
+        app.add_url_rule("/__sandbox__/entries", "entries", self.entries_route)
         app.add_url_rule("/__sandbox__/webhooks", "webhooks", self.configure_webhooks, methods=["POST"])
         app.add_url_rule("/__sandbox__/posts", "posts", self.post_times)
 
@@ -574,6 +576,7 @@ class RoktSimulator(Simulator):
             if entry is None or entry.shown(now) is None:
                 return jsonify(error="not_found", message="the calendar does not show that event"), 404
             entry.removed_at = now
+            entry.by_subscriber = True
             self.removed_by_subscribers += 1
             envelope = self._event_removed(self.subscriptions[sub_id]["accountCode"], sub_id, event_id)
         self.sender.send(envelope)
@@ -594,6 +597,24 @@ class RoktSimulator(Simulator):
 
     def calendars_route(self):
         return jsonify(self.calendars())
+
+    def entries_route(self):
+        """Every calendar entry there has been, a report's ground truth: [{subscriptionId,
+        eventId, title, landed, removedBySubscriber}] (`title`: the latest content's)."""
+        now = time.monotonic()
+        with self.lock:
+            return jsonify(
+                [
+                    {
+                        "subscriptionId": entry.subscription_id,
+                        "eventId": entry.event_id,
+                        "title": entry.title,
+                        "landed": entry.lands_at <= now,
+                        "removedBySubscriber": entry.by_subscriber,
+                    }
+                    for entry in self.entries.values()
+                ]
+            )
 
     def configure_webhooks(self):
         body = request.get_json(silent=True)

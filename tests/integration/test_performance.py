@@ -1,0 +1,175 @@
+"""What the calendar channel did, measured (issue 25): contacts through two activities on the real
+stack (execute, render and the Rokt stage on real workers), subscribes and unsubscribes through
+the Rokt simulator's calendar page, confirmations, a subscriber taking events out of the calendar;
+then every reader of the day figures (the API the Performance page reads, the CLI) must show the
+same numbers, and those must equal what the simulators themselves hold: the calendar entries
+there have been, the subscription records, and what each contact's inArguments make of it.
+
+The tenant reports in Pacific/Kiritimati (UTC+14), so its day is not UTC's for most of the day;
+the figures are read over the tenant's yesterday and today, so a run across its midnight counts
+all the same.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from pipeline.sandbox import jbsim
+from pipeline.sandbox.demo import TenantApi
+from pipeline.sandbox.stack import Stack
+from pipeline.stores import performance
+from pipeline.tenancy import apikeys
+from tests.integration.helpers import cli, expected_outcomes
+
+pytestmark = pytest.mark.integration
+
+TENANT = "perf"
+ZONE = "Pacific/Kiritimati"
+SALE_DAY = date.today() + timedelta(days=45)
+TITLES = {"sale": "Winter sale for {{FirstName}}", "vip": "VIP hour for {{FirstName}}"}
+FIGURES = ("entered", "created", "in_calendars", "removed", "not_sent", "failed")
+
+
+def template(kind: str) -> dict[str, Any]:
+    return {
+        **jbsim.DEMO_TEMPLATE,
+        "name": f"Performance test: {kind}",
+        "title": TITLES[kind],
+        "start": f"{SALE_DAY}T09:00:00",
+        "end": f"{SALE_DAY}T10:00:00",
+    }
+
+
+def truth_of_activity(entries: list[dict[str, Any]], kind: str, payloads: list[dict]) -> dict[str, int]:
+    """An activity's figures as the simulators and the inputs have them: the Rokt calendar
+    entries there have been of its template (one subscription a contact), and what each
+    contact's inArguments make of it."""
+    prefix = TITLES[kind].split("{{")[0]
+    mine = [e for e in entries if e["title"].startswith(prefix)]
+    outcomes = expected_outcomes(payloads)
+    return {
+        "entered": len(payloads),
+        "created": len({e["eventId"] for e in mine}),
+        "in_calendars": sum(1 for e in mine if e["landed"]),
+        "removed": sum(1 for e in mine if e["removedBySubscriber"]),
+        "not_sent": outcomes["no_subscription"] + outcomes["missing_field"],
+        "failed": outcomes["failed"],
+    }
+
+
+def summed(report: dict[str, Any], names: tuple[str, ...]) -> dict[str, int]:
+    return {name: report["totals"][name] for name in names}
+
+
+def test_every_reader_shows_what_the_simulators_saw(stack: Stack) -> None:
+    key = apikeys.create_key(stack.redis, TENANT, "performance test")
+    api = TenantApi(stack.web_url, TENANT, key)
+    account = stack.tenant(TENANT).rokt_account_code
+    stack.webhooks_to(TENANT)  # Rokt's webhooks (subscribes, confirmations, removals) reach us
+    contacts = jbsim.make_contacts(46, seed=25)
+    journeys = {"sale": contacts[:30], "vip": contacts[30:38]}
+    leaving_pool = contacts[38:]
+    subscribed = jbsim.subscribe_contacts(stack.rokt_url, account, contacts)
+    payloads: dict[str, list[dict]] = {}
+    activities: dict[str, str] = {}
+    for kind, who in journeys.items():
+        made = api.call("POST", "/templates", template(kind), expect=201)
+        activity = stack.saved_activity(TENANT, made["id"])
+        activities[kind] = str(activity["id"])
+        payloads[kind] = [jbsim.execute_payload(c, activity, f"journey-{kind}") for c in who]
+        result = jbsim.drive(stack.execute_url(TENANT), stack.jwt_secret, payloads[kind], duplicate_every=0)
+        assert result.ok == len(who) and result.non_200 == 0
+    stack.wait_terminal(TENANT, sum(len(p) for p in payloads.values()))
+
+    def settled() -> bool:
+        state = stack.rokt_state()
+        return not (state["pending_calendar_entries"] or state["webhooks_pending"])
+
+    stack.wait(settled, 60, "calendar entries landing and their webhooks")
+    # two subscribers take the sale's event out of their calendar; three others unsubscribe
+    rows: dict[str, dict[str, Any]] = {}
+
+    def confirmed() -> list[jbsim.Contact]:
+        rows.update({row["ContactKey"]: row for row in stack.rows(TENANT)})
+        return [c for c in journeys["sale"] if rows.get(c.key, {}).get("Status") == "confirmed"]
+
+    stack.wait(lambda: len(confirmed()) >= 20, 60, "the sale's confirmations in the status rows")
+    removing = confirmed()[:2]
+    for contact in removing:
+        requests.post(
+            f"{stack.rokt_url}/__sandbox__/remove-event",
+            json={"subscriptionId": contact.subscription_id, "eventId": rows[contact.key]["RoktEventId"]},
+            timeout=10,
+        ).raise_for_status()
+    leaving = [c for c in leaving_pool if c.subscription_id][:3]
+    for contact in leaving:
+        requests.post(
+            f"{stack.rokt_url}/__sandbox__/unsubscribe", json={"id": contact.subscription_id}, timeout=10
+        ).raise_for_status()
+    assert len(removing) == 2 and len(leaving) == 3
+
+    today = date.fromisoformat(performance.local_day(ZONE))
+    window = {"from": str(today - timedelta(days=1)), "to": str(today)}
+
+    def truth() -> dict[str, Any]:
+        entries = requests.get(f"{stack.rokt_url}/__sandbox__/entries", timeout=30).json()
+        state = stack.rokt_state()
+        return {
+            "tenant": {
+                "subscribed": state["subscriptions"],
+                "unsubscribed": state["subscriptions"] - state["active_subscriptions"],
+            },
+            **{kind: truth_of_activity(entries, kind, payloads[kind]) for kind in journeys},
+        }
+
+    def api_figures() -> dict[str, Any]:
+        whole = api.call("GET", "/performance?" + "&".join(f"{k}={v}" for k, v in window.items()))
+        return {
+            "tenant": summed(whole, ("subscribed", "unsubscribed")),
+            **{
+                kind: summed(
+                    api.call("GET", f"/performance?from={window['from']}&activity={activities[kind]}"),
+                    FIGURES,
+                )
+                for kind in journeys
+            },
+        }
+
+    seen: dict[str, Any] = {}
+
+    def agree() -> bool:
+        seen.update(truth=truth(), api=api_figures())
+        return seen["truth"] == seen["api"]
+
+    try:
+        stack.wait(agree, 60, "the figures to reach the simulators' ground truth")
+    except TimeoutError as exc:
+        raise AssertionError(f"figures differ: {json.dumps(seen, indent=1)}") from exc
+    expected = seen["truth"]
+    assert expected["tenant"] == {"subscribed": subscribed, "unsubscribed": 3}
+    assert expected["sale"]["removed"] == 2 and expected["sale"]["created"] > 20
+    assert sum(Counter(expected_outcomes(payloads["sale"])).values()) == 30
+
+    # the CLI reads the same figures (JSON and CSV)
+    for kind in journeys:
+        done = cli(
+            stack, "report", "--tenant", TENANT, "--from", window["from"], "--activity", activities[kind]
+        )
+        assert done.returncode == 0, done.stderr
+        assert summed(json.loads(done.stdout), FIGURES) == expected[kind]
+    done = cli(stack, "report", "--tenant", TENANT, "--from", window["from"], "--csv")
+    lines = done.stdout.strip().splitlines()
+    header = lines[0].split(",")
+    sums = Counter()
+    for line in lines[1:]:
+        for name, value in zip(header, line.split(","), strict=True):
+            if name != "date":
+                sums[name] += int(value)
+    assert {"subscribed": sums["subscribed"], "unsubscribed": sums["unsubscribed"]} == expected["tenant"]
+    assert sums["entered"] == sum(expected[kind]["entered"] for kind in journeys)
