@@ -41,6 +41,7 @@ from pipeline.sandbox.chaos import Chaos, ChaosHooks
 from pipeline.sandbox.monitoring import ALERT_RULES, Prometheus, Scraper, prometheus_binary, start_exporter
 from pipeline.sandbox.postgres import Postgres
 from pipeline.sandbox.stack import DEFAULT_ROKT_RATE, ROKT_THREADS, Stack
+from pipeline.stores import performance
 from pipeline.stores.ledger import Execution
 from pipeline.tenancy import apikeys
 from pipeline.tenancy.handles import Runtime
@@ -199,7 +200,17 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("throughput", "contacts/hour", f"{report['contacts_per_hour']:,}")
-    for area in ("execute", "outcomes", "rokt", "sfmc", "subscriptions", "history", "ops", "after_send"):
+    for area in (
+        "execute",
+        "outcomes",
+        "rokt",
+        "sfmc",
+        "subscriptions",
+        "history",
+        "ops",
+        "after_send",
+        "report",
+    ):
         for name, value in report.get(area, {}).items():
             table.add_row(area, name, str(value))
     table.add_row("result", "lost", str(report["lost"]), style="bold red" if report["lost"] else "bold green")
@@ -414,6 +425,15 @@ def _run_demo(
             report["after_send"] = after_send(
                 stack, console, tenant, template, contacts, drive_result, leaving
             )
+        second_contacts = report.get("after_send", {}).get("second_activity_contacts", 0)
+        report["report"] = channel_report(
+            stack,
+            console,
+            tenant,
+            entered=len(drive_result.answers) + second_contacts,
+            subscriptions=subscriptions,
+            unsubscribes=len(leaving),
+        )
         print_report(console, report)
         report_path.write_text(json.dumps(report, indent=2) + "\n")
         console.print(f"Report written to {report_path}")
@@ -575,6 +595,74 @@ def execution_records(stack: Stack, tenant: str, execution_ids: Iterable[str]) -
     }
     archived = [i for i in ids if i not in whole]
     return {**stack.runtime.history.records(tenant, archived), **whole} if archived else whole
+
+
+# the demo report's `report` section: its names, and the day figures they read (docs/reporting.md)
+REPORT_FIGURES = {
+    "entered": "entered",
+    "sent": "created",
+    "in_calendars": "in_calendars",
+    "removed": "removed",
+    "clicks": "clicks",
+    "subscriptions": "subscribed",
+    "unsubscribes": "unsubscribed",
+}
+TRACKED_CLICKS = 5  # tracked links the demo follows, one of them twice
+
+
+def follow_tracked_links(stack: Stack, tenant: str, wanted: int) -> int:
+    """Follow `wanted` tracked links found in the calendars (the last one twice, as a second
+    click), as a subscriber's phone does; returns the redirects served (302s)."""
+    calendars = requests.get(f"{stack.rokt_url}/__sandbox__/calendars", timeout=30).json()
+    marker = f"/t/{tenant}/c/"
+    links: list[str] = []
+    for events in calendars.values():
+        for event in events.values():
+            text = f"{event.get('description', '')} {event.get('location', '')}"
+            links.extend(word for word in text.split() if marker in word and word.startswith("http"))
+    chosen = sorted(set(links))[:wanted]
+    served = 0
+    for link in [*chosen, *chosen[-1:]]:
+        answer = requests.get(stack.web_url + link[link.index(marker) :], allow_redirects=False, timeout=10)
+        served += answer.status_code == 302
+    return served
+
+
+def channel_report(
+    stack: Stack, console: Console, tenant: str, *, entered: int, subscriptions: int, unsubscribes: int
+) -> dict[str, Any]:
+    """What the channel did, as the app reports it (`GET /api/performance`, the tenant's
+    yesterday and today), beside the demo's own counts: what it sent through execute and the
+    calendar page, the Rokt simulator's calendar entries, the redirects it was served."""
+    clicks = follow_tracked_links(stack, tenant, TRACKED_CLICKS)
+    entries = requests.get(f"{stack.rokt_url}/__sandbox__/entries", timeout=30).json()
+    own = {
+        "entered": entered,
+        "sent": len({entry["eventId"] for entry in entries}),
+        "in_calendars": sum(1 for entry in entries if entry["landed"]),
+        "removed": sum(1 for entry in entries if entry["removedBySubscriber"]),
+        "clicks": clicks,
+        "subscriptions": subscriptions,
+        "unsubscribes": unsubscribes,
+    }
+    api = TenantApi(stack.web_url, tenant, apikeys.create_key(stack.redis, tenant, "demo: report"))
+    today = date.fromisoformat(performance.local_day(stack.tenant(tenant).reporting_time_zone))
+    figures: dict[str, int] = {}
+
+    def agrees() -> bool:
+        found = api.call("GET", f"/performance?from={today - timedelta(days=1)}&to={today}")
+        figures.update({name: found["totals"][figure] for name, figure in REPORT_FIGURES.items()})
+        return figures == own
+
+    with contextlib.suppress(TimeoutError):  # a late click or webhook: the report says so
+        stack.wait(agrees, 30, "the day figures", interval=0.3)
+    matches = figures == own
+    console.print(
+        f"Report: {figures['entered']} entered, {figures['sent']} sent, {figures['in_calendars']} in "
+        f"calendars, {figures['clicks']} clicks; "
+        f"{'equal to' if matches else 'DIFFERENT from'} the demo's own counts"
+    )
+    return {**figures, "matches_demo": matches, **({} if matches else {"demo": own})}
 
 
 def calendar_mismatches(

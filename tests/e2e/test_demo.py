@@ -73,3 +73,12 @@ def test_demo_runs_every_outcome_and_loses_nothing(tmp_path):
     assert after["cancelled"] == after["second_activity_contacts"] > 0
     assert after["failed"] == 0
     assert after["calendars_match"] is True
+    # what the channel did, as the app reports it (the day figures through the API), equals the
+    # demo's own counts: the contacts it sent through execute and the calendar page, the Rokt
+    # simulator's calendar entries, the redirects it was served
+    figures = report["report"]
+    assert figures["matches_demo"] is True, figures
+    assert figures["entered"] == 300 + after["second_activity_contacts"]
+    assert (
+        figures["removed"] == SUBSCRIBER_REMOVALS and figures["unsubscribes"] == subscriptions["unsubscribed"]
+    )
