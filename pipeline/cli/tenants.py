@@ -126,6 +126,17 @@ def cmd_tenants(args: argparse.Namespace) -> int:
             for result in results:
                 print(json.dumps(result, sort_keys=True))
             return 0 if results and all(r["ok"] for r in results) else 1
+        elif action == "erase":
+            from pipeline.upkeep.tenant_erasure import erase_tenant
+
+            if args.confirm != name:
+                print(
+                    "error: --confirm must repeat the tenant's name: nothing of it can be restored",
+                    file=sys.stderr,
+                )
+                return 2
+            print(json.dumps(erase_tenant(rt, name), sort_keys=True))
+            return 0
         elif action == "install-data-extensions":
             from pipeline.subscriptions import dataextensions
 
@@ -175,6 +186,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("install-data-extensions", "create the folder and data extensions in SFMC now"),
     ):
         actions.add_parser(verb, help=text).add_argument("--tenant", required=True, help=TENANT_HELP)
+    erase = actions.add_parser(
+        "erase",
+        help="a disabled tenant's Redis keys, history-store rows and registry record (a brand that leaves)",
+    )
+    erase.add_argument("--tenant", required=True, help=TENANT_HELP)
+    erase.add_argument("--confirm", required=True, help="the tenant's name again")
     check = actions.add_parser(
         "check", help="tokens of both vendors and the data extensions; exit 1 on a failure"
     )

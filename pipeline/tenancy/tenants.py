@@ -431,6 +431,26 @@ class TenantRegistry:
 
         return self._modify(name, apply)
 
+    def remove(self, name: str) -> bool:
+        """The tenant's record, refresh token and EID index entry gone (the last step of
+        erasing a tenant: pipeline/upkeep/tenant_erasure.py); False when it was not stored."""
+        if name in self.pinned:
+            raise TenantPinned(
+                f"tenant {name!r} is pinned by TENANTS_FILE or the environment; remove it there"
+            )
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.hget(keys.registry_tenants(), name)
+            pipe.hgetall(keys.registry_eid_index())
+            raw, eids = pipe.execute()
+            pipe.hdel(keys.registry_tenants(), name)
+            pipe.hdel(keys.registry_refresh_tokens(), name)
+            for eid in [eid for eid, owner in eids.items() if owner == name]:
+                pipe.hdel(keys.registry_eid_index(), eid)
+            pipe.incr(keys.registry_version())
+            pipe.execute()
+        self._checked_at = float("-inf")
+        return raw is not None
+
     def sign_in(self, *, eid: str, mid: str, tssd: str, refresh_token: str | None, stack: str = "") -> Tenant:
         """The tenant of an admin who signed in to App Settings: found by enterprise id, or created
         pending on the account's first sign-in (adopting a stored tenant of that name that names

@@ -137,9 +137,10 @@ RETENTION: tuple[Retention, ...] = (
     ),
 )
 # Kept without contact data (ids, counts, times), so outside this table: API keys (sha256 of the
-# key), templates, activity counts and the day figures (docs/reporting.md), the webhook-applied markers (WEBHOOK_DEDUPE_MINUTES),
-# the history store's webhook receipts (eventId, type, time: WEBHOOK_RECEIPT_DAYS), open/awaiting
-# sets (execution keys), Celery messages (tenant and ids only). No logs are kept in Redis.
+# key), templates, activity counts and the day figures (docs/reporting.md: PERFORMANCE_DAYS), the
+# webhook-applied markers (WEBHOOK_DEDUPE_MINUTES), the history store's webhook receipts (eventId,
+# type, time: WEBHOOK_RECEIPT_DAYS), open/awaiting sets (execution keys), Celery messages (tenant
+# and ids only). No logs are kept in Redis.
 
 
 def apply_retention(rt: Runtime, tenant: str, now: float | None = None, batch: int = 500) -> dict[str, int]:
