@@ -141,6 +141,8 @@ def test_save_updates_the_registry_and_activates(browser_a, runtime, tenants):
     assert tenant.sfmc_auth_mode == SfmcAuthMode.REFRESH_TOKEN
     assert tenant.status == TenantStatus.ACTIVE  # nothing missing now
     assert ROKT_SECRET not in answer.get_data(as_text=True)
+    browser_a.post("/app/settings", {**COMPLETE, "reporting_time_zone": "Europe/London"})
+    assert runtime.registry.get(tenants[0]).reporting_time_zone == "Europe/London"
 
 
 def test_empty_secret_keeps_the_stored_one(browser_a, runtime, tenants):
@@ -181,6 +183,8 @@ def test_server_to_server_client_switches_the_auth_mode(browser_a, runtime, tena
         ({"rokt_client_secret": "bad\x01"}, "rokt_client_secret"),
         ({"name": "sfmc-2"}, "name"),  # the tenant comes from the session, never the form
         ({"sfmc_eid": "2"}, "sfmc_eid"),
+        ({"reporting_time_zone": "Mars/Olympus_Mons"}, "reporting_time_zone"),
+        ({"reporting_time_zone": "../../etc/passwd"}, "reporting_time_zone"),
     ],
 )
 def test_bad_input_rerenders_with_the_fields_message(browser_a, runtime, tenants, changes, field):
