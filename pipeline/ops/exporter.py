@@ -147,8 +147,8 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     today = _gauge(
         "rsf_performance_today",
         (
-            "Today's figures of the tenant's calendar channel, in its reporting time zone (back to 0 at "
-            "its midnight): entered, created, in_calendars, ..., subscribed, net (rokt-sfmc report)."
+            "Today's figures of the tenant's calendar channel in its reporting time zone, by figure "
+            "(entered, created, in_calendars, ..., subscribed, net); back to 0 at its midnight."
         ),
         ["tenant", "figure"],
     )
