@@ -10,6 +10,8 @@ RabbitMQ (README "Broker": a lost worker's messages run elsewhere at once, not a
 visibility timeout). RedBeat's schedule stays on REDIS_URL either way.
 """
 
+from celery.schedules import crontab
+
 from pipeline.infra import broker, keys
 from pipeline.infra.queues import (
     CALLBACKS_QUEUE,
@@ -17,6 +19,8 @@ from pipeline.infra.queues import (
     EVENT_JOB_ITEM_TASK,
     EVENT_JOB_STEP_TASK,
     EVENT_JOBS_QUEUE,
+    EXPORT_PERFORMANCE_ALL_TASK,
+    EXPORT_PERFORMANCE_TASK,
     FLUSH_ALL_TASK,
     FLUSH_HISTORY_TASK,
     FLUSH_RELEASES_TASK,
@@ -134,6 +138,8 @@ task_routes = {
     EVENT_JOB_STEP_TASK: {"queue": EVENT_JOBS_QUEUE},
     EVENT_JOB_ITEM_TASK: {"queue": EVENT_JOBS_QUEUE},
     JOURNEY_STOPPED_TASK: {"queue": EVENT_JOBS_QUEUE},
+    EXPORT_PERFORMANCE_ALL_TASK: {"queue": SFMC_QUEUE},
+    EXPORT_PERFORMANCE_TASK: {"queue": SFMC_QUEUE},
 }
 
 # Remote control (pidbox) on: `celery inspect`/`control`, Flower's Workers page, revoke, pool and
@@ -160,9 +166,19 @@ redbeat_redis_use_ssl = tls_options(_redis_url)
 redbeat_key_prefix = keys.redbeat_prefix()
 redbeat_lock_timeout = 60
 beat_max_loop_interval = 10
+# past the hour: every zone's midnight (whole, half and quarter hours from UTC) lies before a run
+# of the same hour or of the next one, and the counting scripts are done with the day by then
+PERFORMANCE_ROWS_MINUTE = 7
 beat_schedule = {
     # Safety net behind the per-row flush scheduling: picks up rows orphaned by a lost worker.
     "flush-outboxes": {"task": FLUSH_ALL_TASK, "schedule": 10.0, "options": {"expires": 9}},
     # Stuck executions re-driven, unconfirmed ones checked at Rokt, dead letters retried once.
     "reconcile": {"task": RECONCILE_TASK, "schedule": 30.0, "options": {"expires": 25}},
+    # The performance data extension: each tenant's today every hour, and the days that ended
+    # (in its own time zone) since the last run (pipeline/delivery/performance_rows.py).
+    "performance-rows": {
+        "task": EXPORT_PERFORMANCE_ALL_TASK,
+        "schedule": crontab(minute=PERFORMANCE_ROWS_MINUTE),
+        "options": {"expires": 3000},
+    },
 }

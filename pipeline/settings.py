@@ -240,6 +240,9 @@ class Tenant:
     sfmc_account_id: str = setting("", "SFMC MID of the business unit")
     sfmc_status_de_key: str = setting("RoktCalendarEventStatus", "external key of the status data extension")
     sfmc_subscription_de_key: str = setting("RoktCalendarSubscription", "external key of the subscription DE")
+    sfmc_performance_de_key: str = setting(
+        "RoktCalendarPerformance", "external key of the performance DE (one row per day and activity)"
+    )
     sfmc_rate_limit: float = setting(40.0, "SFMC REST calls per second per MID, global")
     rokt_webhook_secret: str = setting(
         "",

@@ -97,6 +97,7 @@ class Stage(StrEnum):
     UPDATE_EVENT = "update_event"  # Rokt refused a correction of a sent event (update everywhere)
     DELETE_EVENT = "delete_event"  # Rokt refused a cancel of a sent event (delete everywhere)
     REMOVE_EVENT = "remove_event"  # Rokt refused a withdrawal (remove from one subscription)
+    RECORD_PERFORMANCE = "record_performance"  # SFMC refused a day's performance rows
 
 
 class ErrorClass(StrEnum):

@@ -27,6 +27,7 @@ class TenantSchema(Schema):
     sfmc_account_id = fields.String()
     sfmc_status_de_key = fields.String()
     sfmc_subscription_de_key = fields.String()
+    sfmc_performance_de_key = fields.String()
     sfmc_rate_limit = fields.Float(validate=validate.Range(min=0.1))
     rokt_webhook_secret = fields.String()
     rokt_account_id = fields.String()

@@ -18,6 +18,7 @@ app = Celery(
         "tasks.maintenance",
         "tasks.provisioning",
         "tasks.event_jobs",
+        "tasks.performance",
     ],
 )
 app.config_from_object("celeryconfig")

@@ -229,6 +229,30 @@ class SfmcClient(BearerClient):
         ids = {str(a.get("id")) for a in activities if isinstance(a, dict) and a.get("id")}
         return str(body.get("status") or ""), ids
 
+    def journey_names(self, journey_id: str) -> tuple[str, dict[str, str]] | None:
+        """GET /interaction/v1/interactions/{id}?extras=activities: the journey's `name` and its
+        activities' names by id, or None when SFMC does not know the id (404). `journey_id` is
+        the execute call's journeyId; without `versionNumber` SFMC answers its latest version
+        (getInteractionById), whose activities may not hold an older version's id: then only
+        the journey's name is known."""
+        response = self._authorized(
+            "GET",
+            f"/interaction/v1/interactions/{quote(journey_id, safe='')}",
+            params={"extras": "activities"},
+        )
+        if response.status_code == 404:
+            return None
+        self._check(response, "SFMC journey")
+        body = _error_body(response)
+        activities = body.get("activities") if isinstance(body.get("activities"), list) else []
+        names = {
+            str(a["id"]): str(a.get("name") or "")
+            for a in activities
+            if isinstance(a, dict) and a.get("id") and isinstance(a.get("name"), str)
+        }
+        name = body.get("name")
+        return (name if isinstance(name, str) else ""), names
+
     def contact_exists(self, contact_key: str) -> bool:
         """GET /contacts/v1/contacts/{contactKey}: 200 found, 404 not found.
 

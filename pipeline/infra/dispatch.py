@@ -20,6 +20,7 @@ from pipeline.infra.queues import (
     EVENT_JOB_ITEM_TASK,
     EVENT_JOB_STEP_TASK,
     EVENT_JOBS_QUEUE,
+    EXPORT_PERFORMANCE_TASK,
     FLUSH_TASKS,
     INSTALL_DATA_EXTENSIONS_TASK,
     JOURNEY_STOPPED_TASK,
@@ -115,3 +116,9 @@ def enqueue_event_job_item(tenant: str, job_id: str, execution_id: str) -> None:
 def enqueue_journey_stopped(tenant: str, activity_id: str, definition_id: str, version: int) -> None:
     """Journey Builder said a journey version stopped: confirm with SFMC, maybe cancel (event_jobs)."""
     _send(JOURNEY_STOPPED_TASK, [tenant, activity_id, definition_id, version], queue=EVENT_JOBS_QUEUE)
+
+
+def export_performance(tenant: str, days: list[str] | None = None) -> None:
+    """Write the tenant's performance rows to SFMC: `days` (a replay), or what beat's hourly run
+    writes (today, and the days ended since the last run after midnight)."""
+    _send(EXPORT_PERFORMANCE_TASK, [tenant] if days is None else [tenant, list(days)])

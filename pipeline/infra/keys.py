@@ -86,6 +86,18 @@ def performance_day(tenant: str, day: str) -> str:
     return tenant_key(tenant, "perf", day)
 
 
+def performance_exported(tenant: str) -> str:
+    """String: the last tenant-local day (YYYY-MM-DD) whose performance rows went to SFMC after
+    it ended (pipeline/delivery/performance_rows.py): the days after it are written again."""
+    return tenant_key(tenant, "perf-exported")
+
+
+def activity_names(tenant: str, activity_id: str) -> str:
+    """String: JSON {"journey", "activity", "at"}: the names Journey Builder gives one activity
+    and its journey (cell-safe, capped; empty when SFMC did not say), kept ACTIVITY_NAMES_DAYS."""
+    return tenant_key(tenant, "activity-names", activity_id)
+
+
 def template_open(tenant: str) -> str:
     """Hash: template id -> executions of that template still queued (kept by the scripts)."""
     return tenant_key(tenant, "template-open")

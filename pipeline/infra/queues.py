@@ -63,6 +63,8 @@ INSTALL_DATA_EXTENSIONS_TASK = "rsf.install_data_extensions"
 EVENT_JOB_STEP_TASK = "rsf.event_job_step"
 EVENT_JOB_ITEM_TASK = "rsf.event_job_item"
 JOURNEY_STOPPED_TASK = "rsf.journey_stopped"
+EXPORT_PERFORMANCE_TASK = "rsf.export_performance"
+EXPORT_PERFORMANCE_ALL_TASK = "rsf.export_performance_all"
 
 # The task that drains each outbox.
 FLUSH_TASKS: dict[OutboxKind, str] = {

@@ -144,8 +144,18 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
         "unchanged, kept, ended, not_held, gone, cancelled, withdrawn, failed).",
         labels=["tenant", "kind", "outcome"],
     )
+    today = _gauge(
+        "rsf_performance_today",
+        (
+            "Today's figures of the tenant's calendar channel in its reporting time zone, by figure "
+            "(entered, created, in_calendars, ..., subscribed, net); back to 0 at its midnight."
+        ),
+        ["tenant", "figure"],
+    )
     for name, t in tenants.items():
         info.add_metric([name, str(t.get("status", ""))], 1)
+        for figure, n in t.get("performanceToday", {}).get("figures", {}).items():
+            today.add_metric([name, figure], n)
         jobs = t.get("eventJobs", {})
         jobs_running.add_metric([name], jobs.get("running", 0))
         jobs_to_do.add_metric([name], jobs.get("toDo", 0))
@@ -201,6 +211,7 @@ def metrics(snap: dict[str, Any]) -> Iterator[Metric]:
     yield from (executions, received, replayed, webhooks, webhook_types, calls, tokens, reconnect)
     yield from (workers, alive)
     yield from (jobs_running, jobs_to_do, jobs_items)
+    yield today
     broker = snap.get("broker")
     if broker is not None:
         up = _gauge("rsf_broker_up", "1 when the Celery broker answered at this scrape.", ["kind"])

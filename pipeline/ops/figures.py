@@ -33,6 +33,7 @@ from pipeline.infra import broker, keys
 from pipeline.infra.queues import SENT_AT_HEADER, SHARED_QUEUES, render_queue, rokt_queue
 from pipeline.journeys import event_jobs, intake
 from pipeline.ops import heartbeats
+from pipeline.stores import performance
 from pipeline.settings import Tenant, is_amqp
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import OutboxKind, State
@@ -111,12 +112,16 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
     pipe.hgetall(keys.auth_failures(name))  # pipeline/web/auth_failures.py writes it
     pipe.get(keys.credentials_rejected(name, "sfmc"))  # pipeline/clients/tokens.py, Refusals
     pipe.hgetall(keys.event_job_totals(name))  # pipeline/journeys/event_jobs.py counts them
+    today = rt.reporting_days.today(name)  # the tenant's day (pipeline/stores/performance.py)
+    pipe.hgetall(keys.performance_day(name, today))
     for kind in OutboxKind:
         pipe.exists(keys.outbox(name, kind))
     replies = pipe.execute()
     cooldowns, replies = replies[: len(VENDORS)], replies[len(VENDORS) :]
     limiter_counts, replies = replies[: 2 * len(VENDORS)], replies[2 * len(VENDORS) :]
-    counts, webhook_counts, webhook_types, calls, auth_failures, refused, job_totals, *outbox_exists = replies
+    counts, webhook_counts, webhook_types, calls, auth_failures, refused, job_totals, day, *outbox_exists = (
+        replies
+    )
     running = event_jobs.list_jobs(r, name, limit=100, running_only=True)
     rejected = rejection_of(refused)
     return {
@@ -164,6 +169,12 @@ def tenant_figures(rt: Runtime, name: str, tenant: Tenant | None) -> dict[str, A
             "running": len(running),
             "toDo": sum(job.as_dict()["toDo"] for job in running),
             "outcomes": {field: int(n) for field, n in sorted(job_totals.items())},
+        },
+        # today's figures in the tenant's reporting time zone, the whole tenant's (the day's
+        # per-activity figures are in the performance data extension and `rokt-sfmc report`)
+        "performanceToday": {
+            "day": today,
+            "figures": performance.figures_of(today, day, performance.ALL).figures,
         },
     }
 

@@ -129,8 +129,8 @@ class SfmcSimulator(Simulator):
         self.refresh_grants = 0
         self.token_context_calls = 0
         self.data_extensions: dict[str, dict[str, dict[str, Any]]] = {}
-        # (version 1's id, version) -> (status, its activities' ids)
-        self.journeys: dict[tuple[str, int], tuple[str, list[str]]] = {}
+        # (version 1's id, version) -> (status, its activities' ids, its name, activity id -> name)
+        self.journeys: dict[tuple[str, int], tuple[str, list[str], str, dict[str, str]]] = {}
         self.journey_reads = 0
         self.rowset_calls = 0
         self.rowset_sizes: list[int] = []
@@ -442,29 +442,40 @@ class SfmcSimulator(Simulator):
         refused = self._guard("mid")
         if refused is not None:
             return refused
+        asked = request.args.get("versionNumber")
         try:
-            version = int(request.args.get("versionNumber") or 1)
+            version = int(asked) if asked else 0
         except ValueError:
             return _error(400, 10000, "versionNumber must be a number")
         with self.lock:
             self.journey_reads += 1
+            if not version:  # none asked for: the latest (getInteractionById)
+                version = max((v for (i, v) in self.journeys if i == definition_id), default=1)
             found = self.journeys.get((definition_id, version))
         if found is None:
             return _error(404, 30000, "journey not found")
-        status, activities = found
+        status, activities, name, names = found
         extras = request.args.get("extras", "")
-        answer: dict[str, Any] = {"id": definition_id, "version": version, "status": status}
+        answer: dict[str, Any] = {"id": definition_id, "version": version, "status": status, "name": name}
         if extras in ("all", "activities"):
-            answer["activities"] = [{"id": a, "type": "REST"} for a in activities]
+            answer["activities"] = [{"id": a, "type": "REST", "name": names.get(a, "")} for a in activities]
         return jsonify(answer)
 
     def set_journey(self):
-        """`{"id", "version", "status", "activities": [ids]}`: what SFMC says of that journey
-        version from now on (a test stops a journey here, as a marketer would in Journey Builder)."""
+        """`{"id", "version", "status", "name"?, "activities": [id or {"id", "name"}]}`: what SFMC
+        says of that journey version from now on (a test stops a journey here, or names it, as a
+        marketer would in Journey Builder)."""
         body = request.get_json(silent=True) or {}
         key = (str(body.get("id", "")), int(body.get("version", 1)))
+        ids: list[str] = []
+        names: dict[str, str] = {}
+        for item in body.get("activities") or []:
+            activity_id = str(item.get("id", "")) if isinstance(item, dict) else str(item)
+            ids.append(activity_id)
+            if isinstance(item, dict) and item.get("name"):
+                names[activity_id] = str(item["name"])
         with self.lock:
-            self.journeys[key] = (str(body.get("status", "")), [str(a) for a in body.get("activities") or []])
+            self.journeys[key] = (str(body.get("status", "")), ids, str(body.get("name", "")), names)
         return jsonify(ok=True)
 
     def get_contact(self, key: str):
@@ -601,6 +612,7 @@ class SfmcSimulator(Simulator):
             "max_rows_per_rowset": max(self.rowset_sizes, default=0),
             "rows_written": sum(self.rowset_sizes),
             "release_calls": self.release_calls,
+            "journey_reads": self.journey_reads,
             "released_contacts": len(self.releases),
             "released_unique_contacts": len({r["contactKey"] for r in self.releases}),
             "unauthorized": self.unauthorized,

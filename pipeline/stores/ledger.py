@@ -42,7 +42,8 @@ EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
 # KEYS: exec hash, open set, counts, eventId index, template-open hash, last-execute time,
 #       contact index (execution ids of one contact key, for `rokt-sfmc forget`),
 #       intake stream (pipeline/journeys/intake.py: the pump publishes its entries to the broker),
-#       the day's performance hash (a new execution counts as `entered`);
+#       the day's performance hash (a new execution counts as `entered`, and names its
+#       activity's journey: `j:<activityId>`, what the performance rows look names up by);
 # ARGV: ttl, now, execution id, tenant prefix, the performance hash's ttl, field/value pairs
 # A new execution is stored and appended to the intake stream in this one script: once Redis has
 # it, the pump will enqueue it, whatever the broker is doing (no claimed-but-not-enqueued window).
@@ -75,6 +76,10 @@ if activity and activity ~= '' then
   redis.call('EXPIRE', counts, tonumber(ARGV[1]))
 end
 count_day(KEYS[9], tonumber(ARGV[5]), activity, template, 'entered', 1)
+local journey = redis.call('HGET', KEYS[1], 'journeyId')
+if activity and activity ~= '' and journey and journey ~= '' then
+  redis.call('HSETNX', KEYS[9], 'j:' .. activity, journey)  -- the day's activity -> its journey
+end
 local entry = redis.call('XADD', KEYS[8], '*', 'x', ARGV[3])
 redis.call('HSET', KEYS[1], 'intakeId', entry)
 return 1

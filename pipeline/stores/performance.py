@@ -13,11 +13,18 @@ One hash per tenant and day (`keys.performance_day`), the day being the tenant's
 scope and figure, `<scope>|<figure>` or `<scope>|<figure>:<reason>`, the scope being the whole
 tenant (`*`), one activity (`a:<activityId>`) or one template (`t:<templateId>`). Subscriptions
 and contact matches are the tenant's only. Each day's hash is kept `PERFORMANCE_DAYS` and goes
-with its tenant.
+with its tenant. The claim also names each activity's journey there (`j:<activityId>` -> the
+execute's journeyId, no figure), which the performance rows look the names up by.
+
+Names (`activity_names`): what Journey Builder calls an activity and its journey, one small key
+per activity (`keys.activity_names`, kept ACTIVITY_NAMES_DAYS), written by
+pipeline/delivery/performance_rows.py: free text, stored cell-safe and capped; never personal data.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -32,6 +39,9 @@ from pipeline.infra import keys
 from pipeline.vocabulary import State
 
 ALL = "*"  # the tenant's scope
+JOURNEY_OF = "j:"  # `j:<activityId>` -> the journey id the activity's executions came with
+NAME_LENGTH = 200  # names are capped (the performance DE's name columns)
+ACTIVITY_NAMES_DAYS = 30  # a name not looked up again for this long goes
 SLACK_DAYS = 2  # a day's hash outlives its last count by this much (a day ahead of UTC, rounding)
 
 
@@ -233,6 +243,64 @@ def scopes_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, l
     return {"activities": sorted(activities), "templates": sorted(templates)}
 
 
+def journeys_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, str]:
+    """activity id -> the journey id its executions came with, on these days (the latest day's wins)."""
+    pipe = r.pipeline(transaction=False)
+    days = list(days)
+    for day in days:
+        pipe.hgetall(keys.performance_day(tenant, day))
+    found: dict[str, str] = {}
+    for raw in pipe.execute():
+        for name, value in raw.items():
+            if name.startswith(JOURNEY_OF):
+                found[name[len(JOURNEY_OF) :]] = value
+    return found
+
+
+def clean_name(value: Any) -> str:
+    """A name as we keep it: one line, trimmed, capped (cell-safe only where written to SFMC)."""
+    return " ".join(str(value or "").split())[:NAME_LENGTH]
+
+
+def save_names(r: redis.Redis, tenant: str, activity_id: str, journey: str, activity: str) -> None:
+    """Keep what Journey Builder calls the activity and its journey ('' when it did not say)."""
+    record = {"journey": clean_name(journey), "activity": clean_name(activity), "at": round(time.time())}
+    r.set(keys.activity_names(tenant, activity_id), json.dumps(record), ex=ACTIVITY_NAMES_DAYS * 86400)
+
+
+def names_of(r: redis.Redis, tenant: str, activity_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """activity id -> {"journey", "activity", "at"} of those whose names were looked up."""
+    ids = list(activity_ids)
+    if not ids:
+        return {}
+    found: dict[str, dict[str, Any]] = {}
+    for activity_id, raw in zip(ids, r.mget([keys.activity_names(tenant, a) for a in ids]), strict=True):
+        try:
+            record = json.loads(raw) if raw else None
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            found[activity_id] = record
+    return found
+
+
+def display_names(
+    r: redis.Redis, tenant: str, activity_ids: Iterable[str], journeys: dict[str, str]
+) -> dict[str, dict[str, str]]:
+    """activity id -> {"journey", "activity"}: Journey Builder's names, else the ids (the
+    activity's, and its journey's from `journeys`, activity id -> journey id, when known)."""
+    ids = list(activity_ids)
+    known = names_of(r, tenant, ids)
+    answer = {}
+    for activity_id in ids:
+        record = known.get(activity_id) or {}
+        answer[activity_id] = {
+            "journey": clean_name(record.get("journey") or journeys.get(activity_id) or ""),
+            "activity": clean_name(record.get("activity") or activity_id),
+        }
+    return answer
+
+
 def totals(rows: list[DayFigures]) -> DayFigures:
     """The range's sums (figures and reasons)."""
     figures: dict[str, int] = {}
@@ -278,5 +346,11 @@ def report(
         "totals": total.figures,
         "notSentReasons": _top(total.not_sent_reasons),
         "failedReasons": _top(total.failed_reasons),
-        "scopes": scopes_seen(r, tenant, days),
+        "scopes": _with_names(r, tenant, days, scopes_seen(r, tenant, days)),
     }
+
+
+def _with_names(r: redis.Redis, tenant: str, days: list[str], scopes: dict[str, Any]) -> dict[str, Any]:
+    """The filter's choices, with each activity's names: Journey Builder's, else the ids."""
+    journeys = journeys_seen(r, tenant, days) if scopes["activities"] else {}
+    return {**scopes, "activityNames": display_names(r, tenant, scopes["activities"], journeys)}

@@ -1,9 +1,10 @@
 """The tenant's data extensions in SFMC, installed with one click (App Settings, the CLI).
 
 The schema is one table, `DATA_EXTENSIONS`: the "Calendar Subscription" DE (the integration
-guide's 26 attributes plus ours: ContactMatch, UpdatedAt) and the status DE (one row per
-execution), in the folder "Rokt Calendar" under the "Data Extensions" root. docs/admin-guide.md shows the
-table as `markdown_table()` renders it.
+guide's 26 attributes plus ours: ContactMatch, UpdatedAt), the status DE (one row per
+execution) and the performance DE (one row per day and activity), in the folder "Rokt
+Calendar" under the "Data Extensions" root. docs/admin-guide.md shows the table as
+`markdown_table()` renders it.
 
 Install (SOAP, docs/vendors/sfmc-app.md §C.3-C.4), idempotent: the folder by its
 external key (else by name under the root), created when absent; each DE retrieved by its
@@ -57,7 +58,7 @@ class Column:
 
 @dataclass(frozen=True)
 class DataExtension:
-    role: str  # what we write into it: "subscription" or "status"
+    role: str  # what we write into it: "subscription", "status" or "performance"
     name: str
     description: str
     key_of: Callable[[Tenant], str]  # the tenant's external key (CustomerKey) of this DE
@@ -147,7 +148,51 @@ STATUS_DE = DataExtension(
     ),
 )
 
-DATA_EXTENSIONS: tuple[DataExtension, ...] = (SUBSCRIPTION_DE, STATUS_DE)
+
+def _count(name: str, description: str) -> Column:
+    return Column(name, "Number", description=description)
+
+
+# One row per tenant-local day and activity, plus the tenant's own row (ActivityId `*`),
+# upserted by pipeline/delivery/performance_rows.py from pipeline/stores/performance.py's figures
+# (the column -> figure map is there). Date is Text: SFMC refuses a Date primary key.
+PERFORMANCE_DE = DataExtension(
+    role="performance",
+    name="Rokt Calendar Performance",
+    description="What the Rokt Calendar activity did, one row per day (the tenant's time zone) and activity",
+    key_of=lambda tenant: tenant.sfmc_performance_de_key,
+    columns=(
+        _text("Date", 10, "the day, YYYY-MM-DD in TimeZone", primary_key=True, required=True),
+        _text(
+            "ActivityId",
+            100,
+            "the activity in the journey; `*`: the whole tenant",
+            primary_key=True,
+            required=True,
+        ),
+        _text("ActivityName", 200, "the activity's name in Journey Builder (else its id)"),
+        _text("JourneyId", 100, "the journey, as Journey Builder's execute call names it"),
+        _text("JourneyName", 200, "the journey's name in Journey Builder (else its id)"),
+        _text("TimeZone", 100, "the IANA time zone of the tenant's report days"),
+        _count("Entered", "contacts that reached the activity"),
+        _count("Sent", "events Rokt accepted (created)"),
+        _count("InCalendars", "events Rokt confirmed in a subscriber's calendar"),
+        _count("Updated", "sent events corrected"),
+        _count("RemovedBySubscribers", "events subscribers took out of their calendar"),
+        _count("Deleted", "sent events cancelled (deleted everywhere)"),
+        _count("Withdrawn", "events removed from one contact's subscription"),
+        _count("NotSent", "no subscription, a missing field, or cancelled before sending"),
+        _count("Failed", "executions that failed"),
+        _count("Clicks", "tracked links followed"),
+        _count("Clickers", "executions whose link was followed at least once"),
+        _count("Subscribed", "tenant row only: calendar subscriptions created"),
+        _count("Unsubscribed", "tenant row only: calendar subscriptions ended"),
+        _count("NetSubscribers", "tenant row only: Subscribed - Unsubscribed"),
+        Column("UpdatedAt", "Date", description="when the row was last written (UTC)"),
+    ),
+)
+
+DATA_EXTENSIONS: tuple[DataExtension, ...] = (SUBSCRIPTION_DE, STATUS_DE, PERFORMANCE_DE)
 
 
 def markdown_table() -> str:

@@ -155,6 +155,16 @@ def _replay_event_job_item(rt: Runtime, tenant: str, letter: dict[str, Any], enq
     return True
 
 
+def _replay_performance(rt: Runtime, tenant: str, letter: dict[str, Any], enqueue: Enqueuers) -> bool:
+    """The day's performance rows written again, rebuilt from its figures as they are now (an
+    upsert); nothing when the figures are gone (past PERFORMANCE_DAYS)."""
+    day = letter["payload"]["day"]
+    if not rt.redis.exists(keys.performance_day(tenant, day)):
+        return False
+    dispatch.export_performance(tenant, [day])
+    return True
+
+
 REPLAYERS: dict[Stage, Replayer] = {
     Stage.RENDER: _replay_execution,
     Stage.CREATE_EVENT: _replay_execution,
@@ -171,6 +181,7 @@ REPLAYERS: dict[Stage, Replayer] = {
     Stage.UPDATE_EVENT: _replay_event_job_item,
     Stage.DELETE_EVENT: _replay_event_job_item,
     Stage.REMOVE_EVENT: _replay_event_job_item,
+    Stage.RECORD_PERFORMANCE: _replay_performance,
 }
 
 

@@ -57,6 +57,7 @@ TENANTS: dict[str, dict[str, Any]] = {
     "dlq": _own("dlq"),
     "recon": _own("recon"),
     "install": _own("install"),
+    "perf": _own("perf", sfmc_performance_de_key="Perf_perf", reporting_time_zone="Pacific/Auckland"),
     # event jobs on events already sent (tests/integration/test_event_jobs.py)
     "ej-correct": _own("ej-correct"),
     "ej-cancel": _own("ej-cancel"),

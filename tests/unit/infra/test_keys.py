@@ -33,6 +33,8 @@ KEYS: list[tuple[str, tuple[str | None, ...], str]] = [
     ("awaiting", (T,), "rsf:brand-a:awaiting"),
     ("counts", (T,), "rsf:brand-a:counts"),
     ("performance_day", (T, "2026-12-07"), "rsf:brand-a:perf:2026-12-07"),
+    ("performance_exported", (T,), "rsf:brand-a:perf-exported"),
+    ("activity_names", (T, "act-1"), "rsf:brand-a:activity-names:act-1"),
     ("template_open", (T,), "rsf:brand-a:template-open"),
     ("activity_counts", (T, "act-1"), "rsf:brand-a:activity:act-1:counts"),
     ("template_sent", (T,), "rsf:brand-a:template-sent"),

@@ -174,3 +174,28 @@ def test_event_jobs_running_their_work_left_and_their_outcomes_are_scraped(runti
     items = "rsf_event_jobs_items_total"
     assert found[(items, (("kind", "correct"), ("outcome", "updated"), ("tenant", "default")))] == 1
     assert found[(items, (("kind", "correct"), ("outcome", "unchanged"), ("tenant", "default")))] == 1
+
+
+def test_todays_figures_in_the_tenants_zone_are_scraped_as_they_were_counted(runtime, fake_redis):
+    from pipeline.infra import keys
+    from pipeline.stores import performance
+    from pipeline.stores.ledger import event_id_for
+
+    for n in range(3):
+        record = {"contactKey": f"C{n}", "eventId": event_id_for(f"e{n}"), "activityId": "a", "args": {}}
+        runtime.ledger.claim("default", f"e{n}", record)
+    today = runtime.reporting_days.today("default")
+    fake_redis.hset(keys.performance_day("default", today), mapping={"*|subscribed": 4, "*|unsubscribed": 1})
+    fake_redis.hset(keys.performance_day("default", "2000-01-01"), "*|entered", 99)  # not today: absent
+    found = scrape(runtime)
+    figures = performance.read_days(fake_redis, "default", [today])[0].figures
+    for figure, n in figures.items():
+        assert found[("rsf_performance_today", (("figure", figure), ("tenant", "default")))] == n
+    assert found[("rsf_performance_today", (("figure", "entered"), ("tenant", "default")))] == 3
+    assert found[("rsf_performance_today", (("figure", "net"), ("tenant", "default")))] == 3
+    # one series per tenant and figure, never per activity (activities are unbounded)
+    assert all(
+        dict(labels).keys() == {"tenant", "figure"}
+        for name, labels in found
+        if name == "rsf_performance_today"
+    )

@@ -13,6 +13,7 @@ import requests
 
 from pipeline.clients.errors import PermanentError, Throttled
 from pipeline.clients.soap import SimpleFilter, SoapObject
+from pipeline.delivery.performance_rows import rows_of_day
 from pipeline.infra import keys
 from pipeline.journeys.executions import status_row
 from pipeline.sandbox import sfmc
@@ -57,8 +58,15 @@ def status_rows() -> list[dict]:
     return [status_row(ex)]
 
 
+def performance_rows() -> list[dict]:
+    """A day's rows as beat writes them: the tenant's own and one activity's."""
+    raw = {"*|entered": "2", "*|subscribed": "1", "a:act-1|entered": "2", "j:act-1": "journey-1"}
+    names = {"act-1": {"journey": "Welcome", "activity": "Save the date"}}
+    return rows_of_day("2026-12-08", raw, "UTC", names, {"act-1": "journey-1"}, "2026-12-08T10:00:00Z")
+
+
 def test_every_column_our_code_writes_is_in_the_table():
-    rows = {"subscription": subscription_rows(), "status": status_rows()}
+    rows = {"subscription": subscription_rows(), "status": status_rows(), "performance": performance_rows()}
     assert sorted(de.role for de in des.DATA_EXTENSIONS) == sorted(rows)  # each table checked once
     for de in des.DATA_EXTENSIONS:
         names = {c.name for c in de.columns}
@@ -76,7 +84,7 @@ def test_the_subscription_de_has_the_guides_26_attributes():
 
 def test_the_schema_follows_sfmcs_rules():
     assert des.FOLDER.customer_key and len(des.FOLDER.customer_key) <= des.MAX_EXTERNAL_KEY
-    assert [de.name for de in des.DATA_EXTENSIONS] == [des.SUBSCRIPTION_DE.name, des.STATUS_DE.name]
+    assert des.DATA_EXTENSIONS == (des.SUBSCRIPTION_DE, des.STATUS_DE, des.PERFORMANCE_DE)
     for de in des.DATA_EXTENSIONS:
         names = [c.name.lower() for c in de.columns]
         assert len(names) == len(set(names)), de.name
@@ -90,12 +98,13 @@ def test_the_schema_follows_sfmcs_rules():
             assert de.column(de.sendable_field).type == "Text"
     assert [c.name for c in des.SUBSCRIPTION_DE.columns if c.primary_key] == ["CalendarSubscriptionId"]
     assert [c.name for c in des.STATUS_DE.columns if c.primary_key] == ["ContactKey", "ExecutionId"]
+    assert [c.name for c in des.PERFORMANCE_DE.columns if c.primary_key] == ["Date", "ActivityId"]
     assert des.SUBSCRIPTION_DE.sendable_field == "SubscriberExternalId"
 
 
 def test_the_markdown_table_lists_every_column_with_its_type():
     text = des.markdown_table()
-    assert [de.name for de in des.DATA_EXTENSIONS] == [des.SUBSCRIPTION_DE.name, des.STATUS_DE.name]
+    assert "the tenant's `sfmc_performance_de_key`" in text
     for de in des.DATA_EXTENSIONS:
         assert f"**{de.name}**" in text
         for column in de.columns:
@@ -146,7 +155,7 @@ def test_a_first_install_creates_the_folder_and_both_data_extensions_typed(rt, s
     assert des.mark_queued(rt.redis, TENANT)
     progress = des.install(rt, TENANT)
     assert progress["state"] == "done" and des.installed(rt.redis, TENANT)
-    assert [s["result"] for s in progress["steps"]] == ["created", "created", "created"]
+    assert [s["result"] for s in progress["steps"]] == ["created"] * 4
 
     held = state(simulator)
     folder = next(f for f in held["folders"] if f["customer_key"] == des.FOLDER.customer_key)
@@ -175,7 +184,7 @@ def test_a_second_install_finds_everything(rt, simulator):
     des.install(rt, TENANT)
     creates = state(simulator)["soap_calls"].get("Create", 0)
     progress = des.install(rt, TENANT)
-    assert [s["result"] for s in progress["steps"]] == ["exists", "exists", "exists"]
+    assert [s["result"] for s in progress["steps"]] == ["exists"] * 4
     held = state(simulator)
     assert held["soap_calls"].get("Create", 0) == creates and "Update" not in held["soap_calls"]
     assert len([f for f in held["folders"] if f["customer_key"] == des.FOLDER.customer_key]) == 1
@@ -358,7 +367,26 @@ def test_missing_at_sfmc_names_what_an_install_would_add_and_changes_nothing(rt,
         "folder Rokt Calendar",
         f"data extension {tenant.sfmc_subscription_de_key}",
         f"data extension {tenant.sfmc_status_de_key}",
+        f"data extension {tenant.sfmc_performance_de_key}",
     ]
     assert state(simulator)["data_extension_definitions"] == {}
     des.install(rt, TENANT)
     assert des.missing_at_sfmc(rt, TENANT) == []
+
+
+def test_an_install_made_before_the_performance_de_adds_it_and_touches_nothing_else(
+    rt, simulator, monkeypatch
+):
+    """Tenants installed before the performance DE existed: Install again creates it alone."""
+    with monkeypatch.context() as patch:
+        patch.setattr(des, "DATA_EXTENSIONS", (des.SUBSCRIPTION_DE, des.STATUS_DE))
+        des.install(rt, TENANT)
+    creates = state(simulator)["soap_calls"].get("Create", 0)
+    progress = des.install(rt, TENANT)
+    assert [s["result"] for s in progress["steps"]] == ["exists", "exists", "exists", "created"]
+    held = state(simulator)
+    assert held["soap_calls"]["Create"] == creates + 1 and "Update" not in held["soap_calls"]
+    definition = held["data_extension_definitions"][rt.tenant(TENANT).sfmc_performance_de_key]
+    assert definition["name"] == "Rokt Calendar Performance"
+    assert [f["name"] for f in definition["fields"] if f["is_primary_key"]] == ["Date", "ActivityId"]
+    assert [s["result"] for s in des.install(rt, TENANT)["steps"]] == ["exists"] * 4

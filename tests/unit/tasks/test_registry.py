@@ -24,6 +24,8 @@ def test_every_task_is_registered_under_its_stable_name_and_routed():
         queues.EVENT_JOB_STEP_TASK,
         queues.EVENT_JOB_ITEM_TASK,
         queues.JOURNEY_STOPPED_TASK,
+        queues.EXPORT_PERFORMANCE_TASK,
+        queues.EXPORT_PERFORMANCE_ALL_TASK,
     }
     assert names <= set(app.tasks)
     assert names == set(celeryconfig.task_routes)

@@ -7,7 +7,7 @@ import json
 import pytest
 import responses
 
-from pipeline.infra import dispatch
+from pipeline.infra import dispatch, keys
 from pipeline.journeys import executions
 from pipeline.journeys.templates import create_template
 from pipeline.stores.deadletters import record_dead_letter
@@ -47,6 +47,7 @@ LETTERS = {
     Stage.RECORD_HISTORY: {"executionId": "x"},
     Stage.RECORD_SUBSCRIPTION_HISTORY: {"subscriptionId": "s"},
     **{stage: {"jobId": "job-1", "executionId": "x1"} for stage in JOB_STAGES.values()},
+    Stage.RECORD_PERFORMANCE: {"day": "2026-12-08"},
 }
 
 
@@ -56,6 +57,9 @@ def test_each_stage_replays_into_its_part_of_the_pipeline(runtime, stage, monkey
     executions_sent, webhooks_sent = Recorder(), Recorder()
     job_items: list[tuple[str, str, str]] = []
     monkeypatch.setattr(dispatch, "enqueue_event_job_item", lambda *args: job_items.append(args))
+    exports: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(dispatch, "export_performance", lambda *args: exports.append(args))
+    runtime.redis.hset(keys.performance_day("default", "2026-12-08"), "*|entered", 1)  # its figures
     if stage in (Stage.RENDER, Stage.CREATE_EVENT, Stage.PIPELINE, Stage.CONFIRM):
         claim_failed(runtime, "x1", stage)
         letter = list_dead_letters(runtime, "default")[0]
@@ -81,6 +85,8 @@ def test_each_stage_replays_into_its_part_of_the_pipeline(runtime, stage, monkey
         assert webhooks_sent.calls == [("default", "evt-1")]
     elif stage in JOB_STAGES.values():
         assert job_items == [("default", "job-1", "x1")]
+    elif stage == Stage.RECORD_PERFORMANCE:
+        assert exports == [("default", ["2026-12-08"])]  # the day's rows, rebuilt and upserted
     else:
         kind = {
             Stage.RECORD_STATUS: OutboxKind.STATUS_ROWS,
