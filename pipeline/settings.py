@@ -584,7 +584,7 @@ class Settings:
         parse=lambda value: value.rstrip("/"),
     )
     sfmc_app_scopes: str = setting(
-        "offline data_extensions_read data_extensions_write journeys_execute "
+        "offline data_extensions_read data_extensions_write journeys_read journeys_execute "
         "list_and_subscribers_read list_and_subscribers_write",
         "scopes asked at sign-in (`offline`: background calls with the refresh token)",
         parse=lambda value: " ".join(value.split()),

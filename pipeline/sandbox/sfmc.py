@@ -161,7 +161,7 @@ class SfmcSimulator(Simulator):
         if self.clients.get(body.get("client_id")) != body.get("client_secret"):
             return _error(401, 0, "invalid client credentials")
         return self._issue(
-            str(body.get("account_id") or ""), "data_extensions_read data_extensions_write journeys_execute"
+            str(body.get("account_id") or ""), "data_extensions_read data_extensions_write journeys_read journeys_execute"
         )
 
     def _issue(self, account: str, scope: str, user: dict[str, str] | None = None, offline: bool = False):

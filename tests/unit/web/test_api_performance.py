@@ -58,7 +58,8 @@ def test_the_days_count_in_the_tenants_zone_and_match_the_pipelines_moves(client
         {"reason": "cancelled", "count": 1},
         {"reason": "no_subscription", "count": 1},
     ]
-    assert body["scopes"] == {"activities": ["act-1"], "templates": ["tpl-1"]}
+    assert body["scopes"]["activities"] == ["act-1"] and body["scopes"]["templates"] == ["tpl-1"]
+    assert body["scopes"]["activityNames"] == {"act-1": {"activity": "act-1", "journey": ""}}  # no name yet
     one = client.get(BASE, query_string={"activity": "act-1"}).json
     assert one["activity"] == "act-1" and one["totals"]["entered"] == 3 and "subscribed" not in one["totals"]
     assert client.get(BASE, query_string={"activity": "act-2"}).json["totals"]["entered"] == 0
