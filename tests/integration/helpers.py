@@ -65,7 +65,9 @@ TENANTS: dict[str, dict[str, Any]] = {
     "ej-kill": _own("ej-kill"),
     "ej-redis": _own("ej-redis"),
     # the performance figures (tests/integration/test_performance.py): a day that is not UTC's
-    "perf": _own("perf", reporting_time_zone="Pacific/Kiritimati"),
+    "measure": _own(
+        "measure", sfmc_performance_de_key="Perf_measure", reporting_time_zone="Pacific/Kiritimati"
+    ),
 }
 
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.sandbox import jbsim
+from pipeline.infra import dispatch
+from pipeline.sandbox import jbsim, monitoring
 from pipeline.sandbox.demo import TenantApi
 from pipeline.sandbox.stack import Stack
 from pipeline.stores import performance
@@ -29,11 +31,21 @@ from tests.integration.helpers import cli, expected_outcomes
 
 pytestmark = pytest.mark.integration
 
-TENANT = "perf"
+TENANT = "measure"
+PERFORMANCE_DE = "Perf_measure"
 ZONE = "Pacific/Kiritimati"
 SALE_DAY = date.today() + timedelta(days=45)
 TITLES = {"sale": "Winter sale for {{FirstName}}", "vip": "VIP hour for {{FirstName}}"}
 FIGURES = ("entered", "created", "in_calendars", "removed", "not_sent", "failed")
+# the performance data extension's column of each figure (pipeline/delivery/performance_rows.py)
+DE_COLUMNS = {
+    "entered": "Entered",
+    "created": "Sent",
+    "in_calendars": "InCalendars",
+    "removed": "RemovedBySubscribers",
+    "not_sent": "NotSent",
+    "failed": "Failed",
+}
 
 
 def template(kind: str) -> dict[str, Any]:
@@ -173,3 +185,42 @@ def test_every_reader_shows_what_the_simulators_saw(stack: Stack) -> None:
                 sums[name] += int(value)
     assert {"subscribed": sums["subscribed"], "unsubscribed": sums["unsubscribed"]} == expected["tenant"]
     assert sums["entered"] == sum(expected[kind]["entered"] for kind in journeys)
+
+    # the performance data extension: beat's hourly task, sent here for the window's days, writes
+    # a row a day and activity (and the tenant's `*` row) into the SFMC simulator
+    days = [window["from"], window["to"]]
+    dispatch.export_performance(TENANT, days)
+    de_rows: list[dict[str, Any]] = []
+
+    def written() -> bool:
+        de_rows[:] = stack.rows(TENANT, PERFORMANCE_DE)
+        return {row["ActivityId"] for row in de_rows} >= {"*", *activities.values()}
+
+    stack.wait(written, 60, "the performance data extension's rows")
+
+    def de_sums(activity_id: str) -> dict[str, int]:
+        mine = [row for row in de_rows if row["ActivityId"] == activity_id and row["Date"] in days]
+        return {figure: sum(int(row[column]) for row in mine) for figure, column in DE_COLUMNS.items()}
+
+    for kind in journeys:
+        assert de_sums(activities[kind]) == expected[kind], kind
+    tenant_row = [row for row in de_rows if row["ActivityId"] == "*" and row["Date"] in days]
+    assert {
+        "subscribed": sum(int(row["Subscribed"]) for row in tenant_row),
+        "unsubscribed": sum(int(row["Unsubscribed"]) for row in tenant_row),
+    } == expected["tenant"]
+
+    # the exporter's series: today's figures of the tenant, as the API has them for today
+    exporter, url = monitoring.start_exporter(stack.run_dir, stack.env)
+    try:
+        text = monitoring.Scraper(url, interval=0.3).scrape()
+    finally:
+        exporter.stop()
+    series = {
+        sample.labels["figure"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "rsf_performance_today" and sample.labels.get("tenant") == TENANT
+    }
+    today_row = api.call("GET", f"/performance?from={today}")["days"][-1]
+    assert series and all(series[name] == today_row[name] for name in series), (series, today_row)
