@@ -30,6 +30,7 @@ from pipeline.delivery.retry_policy import Decision, decide
 from pipeline.infra import keys
 from pipeline.infra.cellsafe import neutralise
 from pipeline.infra.logsafe import mask
+from pipeline.journeys import links
 from pipeline.journeys.render import TemplateRenderError, render_event
 from pipeline.journeys.templates import TemplateNotFound, get_template
 from pipeline.stores import ledger
@@ -151,6 +152,8 @@ def status_row(ex: Execution) -> dict[str, Any]:
             "ActivityId": f.get("activityId", ""),
             "CreatedAt": f.get("createdAt", ""),
             "UpdatedAt": f.get("updatedAt", ""),
+            "FirstClickedAt": f.get("firstClickedAt", ""),
+            "Clicks": int(f.get("clicks") or 0),
         },
     }
 
@@ -370,7 +373,10 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
         if template.get("archivedAt"):
             finish(rt, tenant, execution_id, State.CANCELLED, CANCELLED_REASON)
             return False
-        event = render_event(template, ex.args, ex.event_id)
+        tracker = links.tracker_for(
+            template, links.link_key(rt.redis), rt.settings.public_base_url, tenant, execution_id
+        )
+        event = render_event(template, ex.args, ex.event_id, links=tracker)
     except TemplateNotFound as exc:
         fail(rt, tenant, execution_id, Stage.RENDER, ErrorClass.PERMANENT, str(exc))
         return False
@@ -401,6 +407,7 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
         subscriptionSource=source,
         renderStartedAt=started_at,
         **{EVENT_DIGEST_FIELD: event_digest(event_json, ids_json)},
+        **({links.LINKS_FIELD: _json(tracker.targets)} if tracker is not None else {}),
     )
     return True
 
