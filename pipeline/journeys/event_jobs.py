@@ -781,7 +781,12 @@ def _correct(
         raise PermanentError(f"template {job.template_id!r} no longer exists: nothing to correct with")
     try:
         tracker = links.tracker_for(
-            template, links.link_key(rt.redis), rt.settings.public_base_url, job.tenant, ex.execution_id
+            template,
+            links.link_key(rt.redis),
+            rt.settings.public_base_url,
+            job.tenant,
+            ex.execution_id,
+            known=record.get(links.LINKS_FIELD),
         )
         new = render_event(template, ex.args, ex.event_id, links=tracker)
     except TemplateRenderError as exc:
@@ -799,7 +804,7 @@ def _correct(
         executions.SENT_DIGEST_FIELD: digest,
         "eventUpdatedAt": now_iso(),
         "error": "",
-        # the corrected links (same target, same token: a link kept keeps counting)
+        # the links so far and the correction's new ones (a kept link keeps its token)
         **({links.LINKS_FIELD: json.dumps(tracker.targets)} if tracker is not None else {}),
     }
     return _move(rt, job, ex.execution_id, values)

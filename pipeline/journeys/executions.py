@@ -139,8 +139,14 @@ def new_execution(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def status_row(ex: Execution) -> dict[str, Any]:
     """The status data extension row (primary key ContactKey + ExecutionId). `Error` holds a
-    vendor's words, which may start like a formula: neutralised as every free text we write."""
+    vendor's words, which may start like a formula: neutralised as every free text we write.
+    `FirstClickedAt` and `Clicks` only once a tracked link was followed: a status DE installed
+    before those columns existed refuses a row naming them, so only a brand that turned Track
+    clicks on (and installed the data extensions again: docs/activity.md) ever sends them."""
     f = ex.fields
+    clicked = (
+        {"FirstClickedAt": f.get("firstClickedAt", ""), "Clicks": int(f["clicks"])} if "clicks" in f else {}
+    )
     return {
         "keys": {"ContactKey": ex.contact_key, "ExecutionId": ex.execution_id},
         "values": {
@@ -152,8 +158,7 @@ def status_row(ex: Execution) -> dict[str, Any]:
             "ActivityId": f.get("activityId", ""),
             "CreatedAt": f.get("createdAt", ""),
             "UpdatedAt": f.get("updatedAt", ""),
-            "FirstClickedAt": f.get("firstClickedAt", ""),
-            "Clicks": int(f.get("clicks") or 0),
+            **clicked,
         },
     }
 

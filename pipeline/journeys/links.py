@@ -190,13 +190,25 @@ class LinkTracker:
 
 
 def tracker_for(
-    template: Mapping[str, Any], key: bytes, base_url: str, tenant: str, execution_id: str
+    template: Mapping[str, Any],
+    key: bytes,
+    base_url: str,
+    tenant: str,
+    execution_id: str,
+    known: str | None = None,
 ) -> LinkTracker | None:
     """The tracker of an execution of `template`, or None when the template does not track
-    clicks (or the execution's id cannot carry a token)."""
+    clicks (or the execution's id cannot carry a token). `known`: the record's `links` when it
+    was sent before (a correction): they keep their places, so a link the correction keeps
+    keeps its token, and one it drops still leads where it did; new ones come after."""
     if not template.get("trackClicks") or not trackable(execution_id):
         return None
-    return LinkTracker(key, tenant, execution_id, link_prefix(base_url, tenant))
+    try:
+        targets = json.loads(known or "[]")
+    except ValueError:
+        targets = []
+    kept = [t for t in targets if isinstance(t, str)][:MAX_LINKS] if isinstance(targets, list) else []
+    return LinkTracker(key, tenant, execution_id, link_prefix(base_url, tenant), kept)
 
 
 # --- following a link (GET /t/<tenant>/c/<token>: pipeline/web/links.py) -------------------
