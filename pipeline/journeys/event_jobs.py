@@ -805,7 +805,7 @@ def _correct(
         "eventUpdatedAt": now_iso(),
         "error": "",
         # the links so far and the correction's new ones (a kept link keeps its token)
-        **({links.LINKS_FIELD: json.dumps(tracker.targets)} if tracker is not None else {}),
+        **(tracker.stored() if tracker is not None else {}),
     }
     return _move(rt, job, ex.execution_id, values)
 

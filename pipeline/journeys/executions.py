@@ -379,7 +379,12 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
             finish(rt, tenant, execution_id, State.CANCELLED, CANCELLED_REASON)
             return False
         tracker = links.tracker_for(
-            template, links.link_key(rt.redis), rt.settings.public_base_url, tenant, execution_id
+            template,
+            links.link_key(rt.redis),
+            rt.settings.public_base_url,
+            tenant,
+            execution_id,
+            known=ex.fields.get(links.LINKS_FIELD),  # a render again: its links keep their places
         )
         event = render_event(template, ex.args, ex.event_id, links=tracker)
     except TemplateNotFound as exc:
@@ -412,7 +417,7 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
         subscriptionSource=source,
         renderStartedAt=started_at,
         **{EVENT_DIGEST_FIELD: event_digest(event_json, ids_json)},
-        **({links.LINKS_FIELD: _json(tracker.targets)} if tracker is not None else {}),
+        **(tracker.stored() if tracker is not None else {}),
     )
     return True
 

@@ -49,13 +49,11 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.infra import keys
 from pipeline.infra.crypto import derive_key
 from pipeline.infra.salt import deployment_salt
 from pipeline.stores import ledger, performance
-from pipeline.stores.clicks import Click
+from pipeline.stores.clicks import ARCHIVED, Followed
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import OutboxKind
 
@@ -69,6 +67,7 @@ TOKEN_CHARS = TOKEN_BYTES * 4 // 3  # 32: 24 bytes are whole base64 groups, no p
 TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_CHARS}}}")
 _KEY_INFO = b"tracked-link/v1"
 LINKS_FIELD = "links"  # the execution record's field: the targets, JSON list, in index order
+TAGS_FIELD = "linkTags"  # ... and their binds, 4 hex characters each in the same order
 
 
 @lru_cache(maxsize=8)
@@ -106,11 +105,16 @@ def make_token(key: bytes, tenant: str, execution_id: str, index: int, target: s
     """The token of link `index` of `execution_id` pointing to `target`."""
     if not 0 <= index < MAX_LINKS or not trackable(execution_id):
         raise ValueError("only links 0-63 of a UUID version 5 execution are tracked")
-    raw = bytearray(uuid.UUID(execution_id).bytes)
+    raw = _with_index(uuid.UUID(execution_id).bytes, index)
+    tags = _gate(key, tenant, raw, index) + _bind(key, tenant, raw, index, target)
+    return base64.urlsafe_b64encode(raw + tags).decode("ascii")
+
+
+def _with_index(execution: bytes, index: int) -> bytes:
+    raw = bytearray(execution)
     raw[6] = (index & 0x0F) << 4 | (raw[6] & 0x0F)  # the version nibble (5) carries 4 bits
     raw[8] = (index >> 4) << 6 | (raw[8] & 0x3F)  # the variant bits (10) carry 2
-    tags = _gate(key, tenant, bytes(raw), index) + _bind(key, tenant, bytes(raw), index, target)
-    return base64.urlsafe_b64encode(bytes(raw) + tags).decode("ascii")
+    return bytes(raw)
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,11 @@ def parse_token(text: str) -> Token | None:
 def gate_ok(key: bytes, tenant: str, token: Token) -> bool:
     """The token was made here for this tenant, execution and index (no I/O)."""
     return hmac.compare_digest(token.gate, _gate(key, tenant, token.packed, token.index))
+
+
+def bound(key: bytes, tenant: str, token: Token, target: str) -> bool:
+    """The token's bind matches `target` (the link's target as stored)."""
+    return hmac.compare_digest(token.bind, _bind(key, tenant, token.packed, token.index, target))
 
 
 def target_of(key: bytes, tenant: str, token: Token, record: Mapping[str, Any]) -> str | None:
@@ -188,6 +197,16 @@ class LinkTracker:
             return target  # past the 64th: tagged, not tracked
         return self.prefix + make_token(self.key, self.tenant, self.execution_id, index, target)
 
+    def stored(self) -> dict[str, str]:
+        """The record's fields: the targets and their binds (the click script compares a token's
+        bind with its link's before it counts anything)."""
+        plain = uuid.UUID(self.execution_id).bytes
+        tags = "".join(
+            _bind(self.key, self.tenant, _with_index(plain, i), i, t).hex()
+            for i, t in enumerate(self.targets)
+        )
+        return {LINKS_FIELD: json.dumps(self.targets), TAGS_FIELD: tags}
+
 
 def tracker_for(
     template: Mapping[str, Any],
@@ -217,8 +236,13 @@ def tracker_for(
 def follow(rt: Runtime, tenant: str, text: str, *, count: bool = True) -> str | None:
     """The target of a tracked link, counted as a click unless `count` is False; None for a
     token that is malformed, not this tenant's, names no stored link or another target (the
-    caller answers 404 alike). A record archived out of Redis is read from the history store
-    (and, to count, made whole again); one past its retention in both is None: its link is dead.
+    caller answers 404 alike). One Redis call when the record is in Redis: the click script
+    compares the token's bind with the one stored for its link (`linkTags`, made with the key
+    at render), counts, and answers the target; the bind is then recomputed on that target
+    (Redis Lua has no HMAC), so a target changed by anything but our render (which keeps the
+    links stored before at their places: `tracker_for(known=...)`) is a 404. A record archived out
+    of Redis is read from the history store (checked before anything is counted, and, to count,
+    made whole again); one past its retention in both is None: its link is dead.
 
     Raises redis.RedisError / SQLAlchemyError when a store needed to find the target is away."""
     token = parse_token(text)
@@ -227,40 +251,37 @@ def follow(rt: Runtime, tenant: str, text: str, *, count: bool = True) -> str | 
     key = link_key(rt.redis)
     if not gate_ok(key, tenant, token):
         return None  # made-up or foreign: no read of anything
-    links_json, archived = rt.redis.hmget(keys.execution(tenant, token.execution_id), LINKS_FIELD, "archived")
-    stored: dict[str, str] | None = None
-    if links_json is None or archived == "1":  # left Redis: the store's copy
+    try:
+        found = _follow_in_redis(rt, tenant, token, count)
+    except redis.RedisError:
+        if not count:
+            raise
+        # a full Redis refuses the count: the subscriber still gets where they clicked
+        log.warning("click on execution %s not counted: Redis refused", token.execution_id, exc_info=True)
+        count = False
+        found = _follow_in_redis(rt, tenant, token, count)
+    if found.status == ARCHIVED:
         stored = rt.history.record(tenant, token.execution_id)
-        if stored is None:
+        if stored is None or target_of(key, tenant, token, stored) is None:
             return None
-        links_json = stored.get(LINKS_FIELD)
-    target = target_of(key, tenant, token, {LINKS_FIELD: links_json})
-    if target is not None and count:
-        try:
-            count_click(rt, tenant, token.execution_id, stored)
-        except (redis.RedisError, SQLAlchemyError):  # the subscriber still gets where they clicked
-            log.warning(
-                "click on execution %s not counted: a store is away", token.execution_id, exc_info=True
-            )
-    return target
+        for _attempt in range(3):  # archived again between the restore and the count: again
+            rt.ledger.restore(tenant, token.execution_id, stored)
+            found = _follow_in_redis(rt, tenant, token, count)
+            if found.status != ARCHIVED:
+                break
+        else:
+            return target_of(key, tenant, token, stored)
+    if found.target is None or not bound(key, tenant, token, found.target):
+        return None
+    return found.target
 
 
-def count_click(
-    rt: Runtime, tenant: str, execution_id: str, stored: dict[str, str] | None = None
-) -> Click | None:
-    """Count one click of the execution (pipeline/stores/clicks.py); an archived record is made
-    whole from the history store first (`stored`: its copy when already read). None when
-    neither holds it."""
-    rt.outbox(tenant, OutboxKind.STATUS_ROWS).ensure_group()
-    day = rt.reporting_days.today(tenant)
-    ttl = performance.ttl_seconds(rt.settings.performance_days)
-    for _attempt in range(3):  # archived again between the restore and the count: again
-        click = rt.clicks.count(tenant, execution_id, day, ttl, ledger.now_iso())
-        if click.counted:
-            return click
-        record = stored if stored is not None else rt.history.record(tenant, execution_id)
-        if record is None:
-            return None
-        rt.ledger.restore(tenant, execution_id, record)
-        stored = None
-    return None
+def _follow_in_redis(rt: Runtime, tenant: str, token: Token, count: bool) -> Followed:
+    if count:
+        rt.outbox(tenant, OutboxKind.STATUS_ROWS).ensure_group()
+        day = rt.reporting_days.today(tenant)
+        ttl = performance.ttl_seconds(rt.settings.performance_days)
+    else:
+        day, ttl = "", 0
+    now = ledger.now_iso()
+    return rt.clicks.follow(tenant, token.execution_id, token.index, token.bind.hex(), count, day, ttl, now)
