@@ -1,7 +1,7 @@
 """The intake benchmark's baseline: a Flask endpoint on the same path that only answers a
 small JSON body, served by the identical gunicorn configuration."""
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, redirect
 
 app = Flask("bare")
 
@@ -15,3 +15,9 @@ def execute(tenant: str):
 def healthz():
     """What the process starter polls before the load begins (the service has its own)."""
     return jsonify(ok=True)
+
+
+@app.get("/t/<tenant>/c/<token>")
+def tracked_link(tenant: str, token: str):
+    """The redirect benchmark's baseline: a 302 to a fixed target, nothing looked up or counted."""
+    return redirect("https://brand.example/sale?utm_source=RoktCalendar", 302)

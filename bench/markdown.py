@@ -25,6 +25,7 @@ def performance_table(results: dict[str, Any]) -> str:
     rows = [("benchmark", "figure", "rokt-sfmc", "baseline (same run)"), ("---",) * 4]
     rows.extend(intake_rows(results.get("intake"), ""))
     rows.extend(intake_rows(results.get("intake_rabbitmq"), "RabbitMQ"))
+    rows.extend(redirect_rows(results.get("redirect")))
     pipeline = results.get("pipeline")
     if pipeline:
         rows.append(
@@ -202,6 +203,28 @@ def intake_rows(intake: dict[str, Any] | None, broker: str) -> list[tuple[str, s
             "execute ÷ bare at 50: rps · p99 · lost",
             f"{intake['ratio']} · {intake['p99_ratio']} · {intake['lost']}",
             f"publish in execute: {intake['direct_send_ratio']} · {intake['direct_send_p99_ratio']}",
+        )
+    )
+    return rows
+
+
+def redirect_rows(redirect: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """`redirect`: the tracked-link redirect (every request a counted click) beside a bare Flask 302."""
+    if not redirect:
+        return []
+    rows = []
+    for level in ("c1", "c10", "c50"):
+        ours, bare = redirect["redirect"][level], redirect["bare_flask"][level]
+        connections = f"{level[1:]} connection{'' if level == 'c1' else 's'}"
+        rows.append(
+            (f"redirect, {connections}", "rps · p50 · p99 (ms)", _http(ours), f"bare Flask 302 {_http(bare)}")
+        )
+    rows.append(
+        (
+            "redirect",
+            "redirect ÷ bare at 50: rps · p99 · uncounted",
+            f"{redirect['ratio']} · {redirect['p99_ratio']} · {redirect['uncounted']}",
+            f"{redirect['clicks_counted']:,} clicks counted",
         )
     )
     return rows

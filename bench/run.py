@@ -2,7 +2,7 @@
 
 BENCH_QUICK=1 runs reduced sizes (under 5 minutes); BENCH_OUT names the results file
 (default bench/results.json). Names: intake pipeline rate_limit scale fairness tenants worker_loss
-durability history erasure corrections
+durability history erasure corrections redirect
 (`pipeline` also yields `sfmc_batching` and `memory`, measured in the same run; `history` adds its
 Redis and store figures to `memory`, and yields `history_cpu`).
 """
@@ -35,6 +35,7 @@ from bench import (
     intake,
     pipeline_cost,
     rate_limit,
+    redirect,
     scale,
     tenants,
     worker_loss,
@@ -54,6 +55,7 @@ BENCHMARKS: dict[str, Callable[[Stack, bool], dict[str, dict[str, Any]]]] = {
     "history": history_cost.run,
     "erasure": erasure.run,
     "corrections": corrections.run,
+    "redirect": redirect.run,
 }
 DEFAULT_OUT = Path(__file__).with_name("results.json")
 

@@ -49,6 +49,8 @@ class TemplateSchema(Schema):
     notifyBefore = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(0, 40320))
     missingFieldPolicy = fields.String(load_default="strict", validate=validate.OneOf(POLICIES))
     name = fields.String(load_default="", validate=validate.Length(max=200))
+    # links of the description and location go through our redirect (pipeline/journeys/links.py)
+    trackClicks = fields.Boolean(load_default=False)
 
     @validates_schema
     def _placeholders(self, data: dict, **_kwargs: object) -> None:

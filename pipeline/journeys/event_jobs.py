@@ -47,7 +47,7 @@ from pipeline.clients.errors import ClientError, CredentialsRejected, EventNotFo
 from pipeline.clients.rokt import RoktClient
 from pipeline.delivery.retry_policy import decide
 from pipeline.infra import keys
-from pipeline.journeys import executions
+from pipeline.journeys import executions, links
 from pipeline.journeys.render import MissingFields, TemplateRenderError, render_event
 from pipeline.journeys.templates import TemplateNotFound, archive_template, get_template, restore_template
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
@@ -780,7 +780,15 @@ def _correct(
     if template is None:
         raise PermanentError(f"template {job.template_id!r} no longer exists: nothing to correct with")
     try:
-        new = render_event(template, ex.args, ex.event_id)
+        tracker = links.tracker_for(
+            template,
+            links.link_key(rt.redis),
+            rt.settings.public_base_url,
+            job.tenant,
+            ex.execution_id,
+            known=record.get(links.LINKS_FIELD),
+        )
+        new = render_event(template, ex.args, ex.event_id, links=tracker)
     except TemplateRenderError as exc:
         rt.redis.hset(keys.event_job_notes(job.tenant, job.job_id), ex.execution_id, kept_note(exc))
         return JobOutcome.KEPT
@@ -796,6 +804,8 @@ def _correct(
         executions.SENT_DIGEST_FIELD: digest,
         "eventUpdatedAt": now_iso(),
         "error": "",
+        # the links so far and the correction's new ones (a kept link keeps its token)
+        **(tracker.stored() if tracker is not None else {}),
     }
     return _move(rt, job, ex.execution_id, values)
 

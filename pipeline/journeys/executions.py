@@ -30,6 +30,7 @@ from pipeline.delivery.retry_policy import Decision, decide
 from pipeline.infra import keys
 from pipeline.infra.cellsafe import neutralise
 from pipeline.infra.logsafe import mask
+from pipeline.journeys import links
 from pipeline.journeys.render import TemplateRenderError, render_event
 from pipeline.journeys.templates import TemplateNotFound, get_template
 from pipeline.stores import ledger
@@ -138,8 +139,14 @@ def new_execution(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def status_row(ex: Execution) -> dict[str, Any]:
     """The status data extension row (primary key ContactKey + ExecutionId). `Error` holds a
-    vendor's words, which may start like a formula: neutralised as every free text we write."""
+    vendor's words, which may start like a formula: neutralised as every free text we write.
+    `FirstClickedAt` and `Clicks` only once a tracked link was followed: a status DE installed
+    before those columns existed refuses a row naming them, so only a brand that turned Track
+    clicks on (and installed the data extensions again: docs/activity.md) ever sends them."""
     f = ex.fields
+    clicked = (
+        {"FirstClickedAt": f.get("firstClickedAt", ""), "Clicks": int(f["clicks"])} if "clicks" in f else {}
+    )
     return {
         "keys": {"ContactKey": ex.contact_key, "ExecutionId": ex.execution_id},
         "values": {
@@ -151,6 +158,7 @@ def status_row(ex: Execution) -> dict[str, Any]:
             "ActivityId": f.get("activityId", ""),
             "CreatedAt": f.get("createdAt", ""),
             "UpdatedAt": f.get("updatedAt", ""),
+            **clicked,
         },
     }
 
@@ -370,7 +378,15 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
         if template.get("archivedAt"):
             finish(rt, tenant, execution_id, State.CANCELLED, CANCELLED_REASON)
             return False
-        event = render_event(template, ex.args, ex.event_id)
+        tracker = links.tracker_for(
+            template,
+            links.link_key(rt.redis),
+            rt.settings.public_base_url,
+            tenant,
+            execution_id,
+            known=ex.fields.get(links.LINKS_FIELD),  # a render again: its links keep their places
+        )
+        event = render_event(template, ex.args, ex.event_id, links=tracker)
     except TemplateNotFound as exc:
         fail(rt, tenant, execution_id, Stage.RENDER, ErrorClass.PERMANENT, str(exc))
         return False
@@ -401,6 +417,7 @@ def render_step(rt: Runtime, tenant: str, execution_id: str) -> bool:
         subscriptionSource=source,
         renderStartedAt=started_at,
         **{EVENT_DIGEST_FIELD: event_digest(event_json, ids_json)},
+        **(tracker.stored() if tracker is not None else {}),
     )
     return True
 

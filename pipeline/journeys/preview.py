@@ -30,7 +30,9 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.journeys.links import TOKEN_CHARS, LinkTracker
 from pipeline.journeys.render import PLACEHOLDER, TemplateRenderError, finish_field, render_event, substitute
+from pipeline.stores.ledger import execution_id
 
 # (title, location) limits in characters; approximations, see the module docstring
 LOCK_SCREEN_LIMITS: dict[str, tuple[int, int]] = {"ios": (40, 45), "android": (30, 40)}
@@ -59,6 +61,10 @@ URGENCY_PHRASES = (
 FIRST_NAME_WORDS = ("firstname", "givenname", "fname", "forename")
 # links as a reader sees them: with a scheme, or a bare www. host
 LINK = re.compile(r"(?:https?://|\bwww\.)[^\s<>\"'{}|\\^`]+", re.IGNORECASE)
+# the preview's tracked links: a made-up execution under a key nothing verifies (its tokens lead
+# nowhere), the same length and shape as a subscriber's
+PREVIEW_EXECUTION = execution_id("preview", "preview")
+PREVIEW_KEY = bytes(32)
 _JOINERS = {"\u200d", "\ufe0e", "\ufe0f", "\u20e3"}
 
 
@@ -91,7 +97,7 @@ def lock_screen(title: str, location: str) -> dict[str, dict[str, str]]:
 
 
 def _is_emoji(ch: str) -> bool:
-    return unicodedata.category(ch) == "So" and ch not in "©®"
+    return len(ch) == 1 and unicodedata.category(ch) == "So" and ch not in "©®"
 
 
 def _edge_chars(text: str) -> tuple[str, str]:
@@ -125,19 +131,27 @@ def _has_links(text: str) -> bool:
     return bool(LINK.search(text or ""))
 
 
-def _untagged_links(*texts: str) -> list[str]:
+def _untagged_links(*texts: str, tracked: str = "") -> list[str]:
+    """Links without utm_source; a tracked one (starting with `tracked`) keeps its target's."""
     return [
         link.rstrip(".,;:!?)]}'\"")
         for text in texts
         for link in LINK.findall(text or "")
         if not re.search(r"[?&]utm_source=", link, re.IGNORECASE)
+        and not (tracked and link.startswith(tracked))
     ]
 
 
 def advice(
-    template: Mapping[str, Any], title: str, description: str, location: str, brand: str = ""
+    template: Mapping[str, Any],
+    title: str,
+    description: str,
+    location: str,
+    brand: str = "",
+    tracked_prefix: str = "",
 ) -> list[dict[str, str]]:
-    """Best-practice notes for the rendered `title`, `description` and `location` of `template`."""
+    """Best-practice notes for the rendered `title`, `description` and `location` of `template`;
+    `tracked_prefix`: what precedes a tracked link's token, when the template tracks clicks."""
     notes: list[dict[str, str]] = []
 
     def note(code: str, message: str) -> None:
@@ -172,7 +186,15 @@ def advice(
             "link_in_description",
             "Add trackable links (website, app download, social pages) to the description.",
         )
-    untagged = _untagged_links(title, description, location)
+    if tracked_prefix and tracked_prefix in location:
+        shown = len(tracked_prefix) + TOKEN_CHARS
+        note(
+            "tracked_link_on_lock_screen",
+            f"Track clicks is on: the location's link shows as {tracked_prefix}… ({shown} characters), "
+            "and the lock screen cuts at about 30-45, so the subscriber reads this address, not your "
+            "site's. Put the words first and the link last.",
+        )
+    untagged = _untagged_links(title, description, location, tracked=tracked_prefix)
     if untagged:
         note(
             "utm_source_on_links",
@@ -197,13 +219,22 @@ def advice(
 
 
 def preview(
-    template: Mapping[str, Any], values: Mapping[str, Any], event_id: str = "preview", brand: str = ""
+    template: Mapping[str, Any],
+    values: Mapping[str, Any],
+    event_id: str = "preview",
+    brand: str = "",
+    link_prefix: str = "",
 ) -> dict[str, Any]:
-    """Render `template` with `values` as the worker would, plus lock-screen strings and advice."""
+    """Render `template` with `values` as the worker would, plus lock-screen strings and advice.
+    A template that tracks clicks shows its links as the subscriber will see them: `link_prefix`
+    (`<PUBLIC_BASE_URL>/t/<tenant>/c/`) and a token of the real length (a sample: each contact's
+    differs)."""
     event: dict[str, Any] | None = None
     outcome, reason = "ok", ""
+    tracked = link_prefix if template.get("trackClicks") and link_prefix else ""
+    tracker = LinkTracker(PREVIEW_KEY, "preview", PREVIEW_EXECUTION, tracked) if tracked else None
     try:
-        event = render_event(template, values, event_id)
+        event = render_event(template, values, event_id, links=tracker)
     except TemplateRenderError as exc:
         outcome, reason = str(exc.outcome), exc.reason
     if event is not None:
@@ -211,7 +242,9 @@ def preview(
     else:  # what would show, with missing values left blank (cleaned, capped and links tagged as
         # the renderer does; a malformed link, perhaps the very reason, is left untagged)
         text = {
-            name: finish_field(name, substitute(template.get(name) or "", values, "blank")[0], lenient=True)
+            name: finish_field(
+                name, substitute(template.get(name) or "", values, "blank")[0], lenient=True, links=tracker
+            )
             for name in RENDERED
         }
         title, description, location = text["title"], text["description"], text["location"]
@@ -220,5 +253,5 @@ def preview(
         "outcome": outcome,
         "reason": reason,
         "lockScreen": lock_screen(title, location),
-        "advice": advice(template, title, description, location, brand),
+        "advice": advice(template, title, description, location, brand, tracked),
     }

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -332,11 +332,29 @@ def tag_links(text: str, field_name: str = "text", lenient: bool = False) -> str
     return URL.sub(replace, text or "")
 
 
-def finish_field(name: str, text: str, lenient: bool = False) -> str:
-    """One substituted field as sent: cleaned, links tagged (description, location), capped."""
+def track_links(text: str, track: Callable[[str], str]) -> str:
+    """Every (tagged) link of `text` replaced by what `track` makes of it (a tracked link:
+    pipeline/journeys/links.py); trailing punctuation stays text, as tag_links leaves it."""
+
+    def replace(match: re.Match[str]) -> str:
+        url = match.group(0)
+        stripped = url.rstrip(URL_TRAILING)
+        return track(stripped) + url[len(stripped) :]
+
+    return URL.sub(replace, text or "")
+
+
+def finish_field(
+    name: str, text: str, lenient: bool = False, links: Callable[[str], str] | None = None
+) -> str:
+    """One substituted field as sent: cleaned, links tagged (description, location) and, with
+    `links` (a template that tracks clicks), replaced by tracked ones, then capped (the cap sees
+    the links as sent, and never cuts one)."""
     text = clean_text(text, keep_newlines=name == "description").strip()
     if name in ("description", "location"):
         text = tag_links(text, name, lenient)
+        if links is not None:
+            text = track_links(text, links)
     return cap(text, FIELD_LIMITS[name]) if name in FIELD_LIMITS else text
 
 
@@ -355,8 +373,14 @@ def local_wall_clock(value: str, zone: TimeZonePair, field_name: str) -> str:
     return parsed.replace(tzinfo=None).isoformat(timespec="seconds")
 
 
-def render_event(template: Mapping[str, Any], values: Mapping[str, Any], event_id: str) -> dict[str, Any]:
-    """Build the Rokt `event` object for one contact, or raise MissingFields/TemplateRenderError."""
+def render_event(
+    template: Mapping[str, Any],
+    values: Mapping[str, Any],
+    event_id: str,
+    links: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """Build the Rokt `event` object for one contact, or raise MissingFields/TemplateRenderError.
+    `links`: the execution's LinkTracker when its template tracks clicks (it collects the targets)."""
     policy = template.get("missingFieldPolicy", "strict")
     rendered: dict[str, str] = {}
     missing: list[str] = []
@@ -367,7 +391,7 @@ def render_event(template: Mapping[str, Any], values: Mapping[str, Any], event_i
     if missing:
         raise MissingFields(missing)
     for name in FIELD_LIMITS:
-        rendered[name] = finish_field(name, rendered[name])
+        rendered[name] = finish_field(name, rendered[name], links=links)
     if not rendered["title"]:
         raise TemplateRenderError("title: empty after substitution", ["title"])
     zone = resolve_time_zone(template["timezone"])

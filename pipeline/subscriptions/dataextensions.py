@@ -144,7 +144,13 @@ STATUS_DE = DataExtension(
         _text("JourneyId", 100, "the journey"),
         _text("ActivityId", 100, "the activity in the journey"),
         Column("CreatedAt", "Date", description="when the execution arrived (UTC)"),
-        Column("UpdatedAt", "Date", description="when its status last changed (UTC)"),
+        Column("UpdatedAt", "Date", description="when its row last changed: its status, or a click (UTC)"),
+        Column(
+            "FirstClickedAt",
+            "Date",
+            description="when the subscriber first followed a tracked link of the event (UTC; empty: never)",
+        ),
+        Column("Clicks", "Number", description="tracked links of the event followed (every click counts)"),
     ),
 )
 

@@ -23,6 +23,7 @@ from pipeline.clients.sfmc import SfmcClient
 from pipeline.infra.crypto import SecretBox
 from pipeline.infra.redis_clients import redis_client
 from pipeline.settings import Settings, Tenant, get_settings, is_amqp
+from pipeline.stores.clicks import ClickCounter
 from pipeline.stores.history import HistoryStore
 from pipeline.stores.ledger import Ledger
 from pipeline.stores.outbox import Outbox
@@ -66,6 +67,11 @@ class Runtime:
             day_of=self.reporting_days.today,
             performance_days=self.settings.performance_days,
         )
+
+    @cached_property
+    def clicks(self) -> ClickCounter:
+        """Counts followed tracked links (pipeline/stores/clicks.py)."""
+        return ClickCounter(self.redis)
 
     @cached_property
     def reporting_days(self) -> ReportingDays:

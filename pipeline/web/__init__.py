@@ -26,6 +26,7 @@ from pipeline.web.auth import session_api
 from pipeline.web.errors import register_error_handlers
 from pipeline.web.execute import execute_endpoint
 from pipeline.web.health import health
+from pipeline.web.links import links
 from pipeline.web.logs import REQUEST_ID_HEADER, install_log_redaction
 from pipeline.web.webhooks import webhooks
 
@@ -102,6 +103,7 @@ def create_app(runtime: Runtime | None = None, *, enqueue_webhook: Enqueue | Non
     app.register_blueprint(activity)
     app.register_blueprint(execute_endpoint)
     app.register_blueprint(webhooks)
+    app.register_blueprint(links)
     app.register_blueprint(health)
     app.register_blueprint(session_api)
     app.register_blueprint(api)

@@ -16,6 +16,7 @@ from tzlocal.windows_tz import tz_win
 
 from pipeline.infra import dispatch
 from pipeline.journeys import event_jobs, templates
+from pipeline.journeys.links import link_prefix
 from pipeline.journeys.preview import preview
 from pipeline.journeys.render import missing_fields_of, time_zone_choices
 from pipeline.tenancy.handles import Runtime
@@ -271,7 +272,8 @@ def preview_template(tenant: str):
     _known_tenant(tenant)
     body = _load(PREVIEW_SCHEMA, _body(), "preview request")
     template = _get(tenant, body["templateId"]) if "templateId" in body else body["template"]
-    return jsonify(preview(template, body["values"], brand=body["brand"]))
+    prefix = link_prefix(_runtime().settings.public_base_url, tenant)
+    return jsonify(preview(template, body["values"], brand=body["brand"], link_prefix=prefix))
 
 
 @api.get("/activities/<activity_id>/stats")

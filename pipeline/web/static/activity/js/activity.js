@@ -521,6 +521,7 @@
     state.loadedZone = template.timezone || '';  // stored and accepted once: the server judges it, not the list
     $('tpl-notify').value = template.notifyBefore === null || template.notifyBefore === undefined ? '' : String(template.notifyBefore);
     $('tpl-allday').checked = Boolean(template.allDay);
+    $('tpl-track').checked = Boolean(template.trackClicks);
     $('tpl-policy').value = template.missingFieldPolicy || 'strict';
     timeZoneHint();
   }
@@ -873,6 +874,7 @@
       end: formDate('end'),
       timezone: timeZoneHint(true) || $('tpl-timezone').value.trim(),
       allDay: $('tpl-allday').checked,
+      trackClicks: $('tpl-track').checked,
       notifyBefore: notify === '' || !/^\d+$/.test(notify) ? null : Number(notify),
       missingFieldPolicy: $('tpl-policy').value
     };

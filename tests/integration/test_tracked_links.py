@@ -1,0 +1,57 @@
+"""Tracked links on a real redis-server: the click script's Lua (cjson, HSETNX, the day's figures)
+as Redis runs it, under concurrent clicks: every click counted once, the first once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pipeline.infra import keys
+from pipeline.infra.redis_clients import redis_client
+from pipeline.sandbox import processes
+from pipeline.settings import load_settings
+from pipeline.tenancy.handles import Runtime
+from pipeline.web import create_app
+from tests.unit.conftest import ENV
+from tests.unit.web.test_links import APP, SALE, T, send
+
+pytestmark = pytest.mark.integration
+CLICKS = 200
+
+
+@pytest.fixture(autouse=True)
+def fresh_simulators() -> None:
+    """This module runs on a redis-server of its own: the session stack is neither needed nor touched."""
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory) -> Iterator[str]:
+    child, url = processes.start_redis(tmp_path_factory.mktemp("links"))
+    try:
+        yield url
+    finally:
+        child.stop()
+
+
+def test_concurrent_clicks_count_exactly_on_real_redis(redis_url, tmp_path):
+    settings = load_settings({**ENV, "REDIS_URL": redis_url, "HISTORY_URL": f"sqlite:///{tmp_path}/h.db"})
+    rt = Runtime(settings, redis_client(redis_url))
+    ex, (sale, app) = send(rt)
+    client = create_app(rt).test_client()
+
+    def click(n: int) -> str:
+        return create_app(rt).test_client().get(sale if n % 2 else app).headers.get("Location", "")
+
+    with ThreadPoolExecutor(16) as pool:
+        targets = list(pool.map(click, range(CLICKS)))
+    assert sorted(set(targets)) == sorted({SALE, APP})
+    record = rt.redis.hgetall(keys.execution(T, ex))
+    assert int(record["clicks"]) == CLICKS and record["firstClickedAt"]
+    day = rt.redis.hgetall(keys.performance_day(T, rt.reporting_days.today(T)))
+    assert day["*|clicks"] == str(CLICKS) and day["*|clickers"] == "1" and day["a:act-1|clickers"] == "1"
+    assert rt.redis.xlen(keys.outbox(T, "status")) >= CLICKS
+    tampered = sale[:-1] + ("A" if sale[-1] != "A" else "B")
+    assert client.get(tampered).status_code == 404
+    assert int(rt.redis.hget(keys.execution(T, ex), "clicks")) == CLICKS
