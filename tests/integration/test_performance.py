@@ -36,7 +36,7 @@ PERFORMANCE_DE = "Perf_measure"
 ZONE = "Pacific/Kiritimati"
 SALE_DAY = date.today() + timedelta(days=45)
 TITLES = {"sale": "Winter sale for {{FirstName}}", "vip": "VIP hour for {{FirstName}}"}
-FIGURES = ("entered", "created", "in_calendars", "removed", "not_sent", "failed")
+FIGURES = ("entered", "created", "in_calendars", "removed", "not_sent", "failed", "clicks", "clickers")
 # the performance data extension's column of each figure (pipeline/delivery/performance_rows.py)
 DE_COLUMNS = {
     "entered": "Entered",
@@ -45,6 +45,8 @@ DE_COLUMNS = {
     "removed": "RemovedBySubscribers",
     "not_sent": "NotSent",
     "failed": "Failed",
+    "clicks": "Clicks",
+    "clickers": "Clickers",
 }
 
 
@@ -53,15 +55,19 @@ def template(kind: str) -> dict[str, Any]:
         **jbsim.DEMO_TEMPLATE,
         "name": f"Performance test: {kind}",
         "title": TITLES[kind],
+        "trackClicks": kind == "sale",  # the sale's links go through our redirect
         "start": f"{SALE_DAY}T09:00:00",
         "end": f"{SALE_DAY}T10:00:00",
     }
 
 
-def truth_of_activity(entries: list[dict[str, Any]], kind: str, payloads: list[dict]) -> dict[str, int]:
+def truth_of_activity(
+    entries: list[dict[str, Any]], kind: str, payloads: list[dict], served: list[str]
+) -> dict[str, int]:
     """An activity's figures as the simulators and the inputs have them: the Rokt calendar
-    entries there have been of its template (one subscription a contact), and what each
-    contact's inArguments make of it."""
+    entries there have been of its template (one subscription a contact), what each contact's
+    inArguments make of it, and the redirects served for its events' links (`served`: the event
+    id of each)."""
     prefix = TITLES[kind].split("{{")[0]
     mine = [e for e in entries if e["title"].startswith(prefix)]
     outcomes = expected_outcomes(payloads)
@@ -72,7 +78,15 @@ def truth_of_activity(entries: list[dict[str, Any]], kind: str, payloads: list[d
         "removed": sum(1 for e in mine if e["removedBySubscriber"]),
         "not_sent": outcomes["no_subscription"] + outcomes["missing_field"],
         "failed": outcomes["failed"],
+        "clicks": sum(1 for event in served if event in {e["eventId"] for e in mine}),
+        "clickers": len({event for event in served if event in {e["eventId"] for e in mine}}),
     }
+
+
+def follow(stack: Stack, link: str) -> requests.Response:
+    """A subscriber's phone following a link of the calendar event (our redirect, not followed on)."""
+    path = link[link.index(f"/t/{TENANT}/c/") :]
+    return requests.get(stack.web_url + path, allow_redirects=False, timeout=10)
 
 
 def summed(report: dict[str, Any], names: tuple[str, ...]) -> dict[str, int]:
@@ -125,6 +139,21 @@ def test_every_reader_shows_what_the_simulators_saw(stack: Stack) -> None:
             f"{stack.rokt_url}/__sandbox__/unsubscribe", json={"id": contact.subscription_id}, timeout=10
         ).raise_for_status()
     assert len(removing) == 2 and len(leaving) == 3
+    # subscribers follow tracked links of the sale's events: four of them, one twice (a second
+    # link of the same event): each 302 served is a click, each event clicked a clicker
+    shown = requests.get(f"{stack.rokt_url}/__sandbox__/calendars", timeout=30).json()
+    tracked = [
+        (event_id, [word for word in event["description"].split() if f"/t/{TENANT}/c/" in word])
+        for events in shown.values()
+        for event_id, event in events.items()
+        if event["title"].startswith("Winter sale")
+    ]
+    served: list[str] = []
+    for event_id, links in [*tracked[:4], (tracked[0][0], tracked[0][1][1:])]:
+        answer = follow(stack, links[0])
+        assert answer.status_code == 302 and answer.headers["Location"].startswith("https://example.com/")
+        served.append(event_id)
+    assert len(served) == 5 and len(set(served)) == 4
 
     today = date.fromisoformat(performance.local_day(ZONE))
     window = {"from": str(today - timedelta(days=1)), "to": str(today)}
@@ -137,7 +166,7 @@ def test_every_reader_shows_what_the_simulators_saw(stack: Stack) -> None:
                 "subscribed": state["subscriptions"],
                 "unsubscribed": state["subscriptions"] - state["active_subscriptions"],
             },
-            **{kind: truth_of_activity(entries, kind, payloads[kind]) for kind in journeys},
+            **{kind: truth_of_activity(entries, kind, payloads[kind], served) for kind in journeys},
         }
 
     def api_figures() -> dict[str, Any]:
@@ -166,7 +195,17 @@ def test_every_reader_shows_what_the_simulators_saw(stack: Stack) -> None:
     expected = seen["truth"]
     assert expected["tenant"] == {"subscribed": subscribed, "unsubscribed": 3}
     assert expected["sale"]["removed"] == 2 and expected["sale"]["created"] > 20
+    assert (expected["sale"]["clicks"], expected["sale"]["clickers"], expected["vip"]["clicks"]) == (5, 4, 0)
     assert sum(Counter(expected_outcomes(payloads["sale"])).values()) == 30
+
+    # the clicked contacts' status rows carry their clicks, so a journey can branch on them
+    def status_clicks() -> tuple[int, int]:
+        clicked = [row for row in stack.rows(TENANT) if row.get("RoktEventId") in served]
+        return sum(int(row.get("Clicks") or 0) for row in clicked), sum(
+            1 for r in clicked if r.get("FirstClickedAt")
+        )
+
+    stack.wait(lambda: status_clicks() == (5, 4), 60, "the clicks in the status rows")
 
     # the CLI reads the same figures (JSON and CSV)
     for kind in journeys:
