@@ -6,7 +6,8 @@ filter, as a GET form: charts of subscribers per day, events per day, each activ
 (entered, sent, in calendars, clicked) and the top reasons for not sending, each with its table.
 The figures are `pipeline.web.performance.report_for`'s, the API's very report; the page's data
 route (`/app/performance/data`, JSON or `format=csv`) answers it as the API does. Charts are SVG
-drawn here (pipeline/web/charts.py says why): the page needs no script.
+drawn here (pipeline/web/charts.py says why); the one script (static/app/performance.js) fetches the
+CSV with the session, as a framed download link would go without its partitioned cookie.
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ def page() -> Response:
         "values": args,
         "errors": {},
         "found": None,
+        "presets": _presets(today, {}),
     }
     try:
         query = _query(tenant, args)
@@ -228,9 +230,10 @@ def page() -> Response:
         reasons=(reasons := reason_rows(found)),
         reasons_svg=charts.horizontal_bars(
             "chart-reasons",
-            "Top reasons for not sending",
-            [(f"{r['kind']}: {r['reason']}", r["count"]) for r in reasons],
-            colour=charts.ORANGE,
+            "Top reasons for not sending (orange: not sent, purple: failed)",
+            [(r["reason"], r["count"]) for r in reasons],
+            colours=[charts.ORANGE if r["kind"] == "Not sent" else charts.PURPLE for r in reasons],
+            label_w=230,
         ),
     )
     return _render(context, 200)

@@ -156,12 +156,15 @@ def horizontal_bars(
     rows: Sequence[tuple[str, int]],
     *,
     colour: str = BLUE,
+    colours: Sequence[str] = (),
     of: int | None = None,
     width: int = 520,
+    label_w: int = 150,
 ) -> Markup:
     """One bar a row, longest = the largest value (or `of`, e.g. the funnel's entered), each
-    labelled with its value (and its share of `of`)."""
-    label_w, row_h, top = 150, 30, 6
+    labelled with its value (and its share of `of`); `colours` gives each row its own."""
+    row_h, top = 30, 6
+    longest = max(8, (label_w - 12) // 6)  # characters that fit the label column
     value_w = 96
     height = top + row_h * max(1, len(rows)) + 6
     bar_max = width - label_w - value_w
@@ -171,14 +174,15 @@ def horizontal_bars(
         y = top + i * row_h
         w = bar_max * value / scale
         share = f" ({value / of:.0%})" if of else ""
-        text = name if len(name) <= 24 else name[:23] + "\u2026"
+        text = name if len(name) <= longest else name[: longest - 1] + "\u2026"
+        fill = colours[i] if i < len(colours) else colour
         body.append(
             f'<text x="{label_w - 8}" y="{y + 18}" text-anchor="end" fill="{INK}" {FONT}>'
             f"{escape(text)}</text>"
         )
         body.append(
             f'<rect x="{label_w}" y="{y + 5}" width="{max(w, 1 if value else 0):.1f}" height="{row_h - 10}" '
-            f'fill="{colour}" data-label="{escape(name)}" data-value="{value}">'
+            f'fill="{fill}" data-label="{escape(name)}" data-value="{value}">'
             f"<title>{escape(name)}: {value}{share}</title></rect>"
         )
         body.append(
