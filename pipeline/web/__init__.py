@@ -20,6 +20,7 @@ from pipeline.tenancy.handles import Runtime
 from pipeline.web.activity import activity
 from pipeline.web.api import api
 from pipeline.web.app_auth import app_auth, app_response_headers
+from pipeline.web.app_performance import app_performance
 from pipeline.web.app_session import SESSION_CONFIG, RedisSessionInterface
 from pipeline.web.app_settings import app_settings
 from pipeline.web.auth import session_api
@@ -109,6 +110,7 @@ def create_app(runtime: Runtime | None = None, *, enqueue_webhook: Enqueue | Non
     app.register_blueprint(api)
     app.register_blueprint(app_auth)
     app.register_blueprint(app_settings)
+    app.register_blueprint(app_performance)
     app.after_request(app_response_headers)  # app-wide: a 404 under /app is framed the same way
     register_error_handlers(app)  # every error is JSON (App Settings renders its own pages)
     if settings.trusted_proxy_hops > 0:  # remote_addr: the address the nearest trusted proxy saw

@@ -41,7 +41,8 @@ def report_for(rt: Runtime, tenant: str, query: dict[str, Any]) -> dict[str, Any
 
 
 def csv_text(found: dict[str, Any]) -> str:
-    """One row a day (every figure), then the range's totals; spreadsheet-safe cells."""
+    """One row a day (every figure), then the range's totals; spreadsheet-safe text cells (a
+    number stays a number: a negative net change is -3, not '-3)."""
     out = io.StringIO()
     rows = found["days"]
     writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")

@@ -270,6 +270,16 @@ def test_saved_in_arguments_run_through_a_real_execute(ui, created, page):
     expect(frame.locator('#failures li[data-state="missing_field"]')).to_have_text(
         "Missing field: City \u00d71"
     )
+    # the activity's funnel (the Performance page's steps): its last 30 days' figures, summed
+    days = ledger.activity_stats(ui.tenant, saved["id"], 30)["days"]
+    steps = ("entered", "created", "in_calendars", "clickers")
+    expected = {step: sum(day[step] for day in days) for step in steps}
+    assert expected["entered"] == 2 and expected["created"] == 1  # one sent, one missing its City
+    for step in steps:
+        expect(frame.locator(f'#funnel-table td[data-figure="{step}"]')).to_have_text(str(expected[step]))
+        bar = frame.locator(f'#funnel-chart rect[data-figure="{step}"]')
+        expect(bar).to_have_attribute("data-value", str(expected[step]))
+    expect(frame.locator("#funnel-table tbody tr").nth(1)).to_contain_text("50%")
     assert violations(activity_frame(page)) == []
     screenshot(page, "running")
 

@@ -4,7 +4,10 @@
  * requestTokens -> POST {apiBase}/session), then this activity's live counts from
  * GET {apiBase}/activities/<activity.id>/stats, refreshed every 15 s until `destroy`, and the
  * progress of each event job running on its event or activity (GET {apiBase}/event-jobs?running=true,
- * then each job's GET {apiBase}/event-jobs/<id> every second until it is done).
+ * then each job's GET {apiBase}/event-jobs/<id> every second until it is done). The funnel of the
+ * last FUNNEL_DAYS days (entered -> sent -> in calendars -> clicked, the app's Performance page's
+ * steps) sums the stats' `days` rows; drawn as SVG with presentation attributes only (the CSP
+ * allows no inline style), beside its table.
  */
 (function () {
   'use strict';
@@ -17,6 +20,10 @@
   // after sending (event jobs, Rokt's webhooks): shown only once some contact is there
   var LATER_COUNTS = [['updated', 'Updated', 'ok'], ['cancelled', 'Cancelled', ''], ['withdrawn', 'Withdrawn', '']];
   var REFRESH_MS = 15000;
+  var FUNNEL_DAYS = 30;
+  // [figure of the stats' days rows, label]: as pipeline/web/app_performance.py FUNNEL
+  var FUNNEL = [['entered', 'Entered'], ['created', 'Sent'], ['in_calendars', 'In calendars'], ['clickers', 'Clicked']];
+  var SVG_NS = 'http://www.w3.org/2000/svg';
   var state = {
     settings: null, session: null, activity: null, token: '', timer: null, waiting: null,
     templateId: '',   // the event this activity sends (its saved inArguments)
@@ -85,7 +92,7 @@
   }
 
   function loadCounts() {
-    return get('/activities/' + encodeURIComponent(state.activity.id) + '/stats').then(render)
+    return get('/activities/' + encodeURIComponent(state.activity.id) + '/stats?days=' + FUNNEL_DAYS).then(render)
       .catch(function (error) { $('updated').textContent = 'Could not load the counts: ' + error.message; });
   }
 
@@ -154,8 +161,58 @@
       failures.appendChild(item);
     });
     if (!reasons.length) { failures.appendChild(el('li', 'good', 'None so far.')); }
+    renderFunnel(stats.days || []);
     $('updated').textContent = 'Updated ' + new Date().toLocaleTimeString();
     $('app').setAttribute('aria-busy', 'false');
+  }
+
+  function svg(tag, attrs, text) {
+    var node = document.createElementNS(SVG_NS, tag);
+    Object.keys(attrs).forEach(function (name) { node.setAttribute(name, String(attrs[name])); });
+    if (text !== undefined) { node.textContent = text; }
+    return node;
+  }
+
+  function share(count, entered) { return entered ? Math.round(100 * count / entered) + '%' : '\u2013'; }
+
+  /* The funnel's steps summed over the days, as bars (longest = entered) and as the table rows. */
+  function renderFunnel(days) {
+    var totals = {};
+    FUNNEL.forEach(function (step) {
+      totals[step[0]] = days.reduce(function (sum, day) { return sum + (Number(day[step[0]]) || 0); }, 0);
+    });
+    var entered = totals.entered;
+    var body = $('funnel-table').tBodies[0];
+    clear(body);
+    var width = 420, labelW = 92, valueW = 78, rowH = 26, barMax = width - labelW - valueW;
+    var chart = svg('svg', {
+      viewBox: '0 0 ' + width + ' ' + (rowH * FUNNEL.length + 4), width: width, height: rowH * FUNNEL.length + 4,
+      role: 'img', 'aria-label': 'Funnel of this activity, last ' + FUNNEL_DAYS + ' days: ' + FUNNEL.map(function (step) {
+        return step[1] + ' ' + totals[step[0]];
+      }).join(', '), 'class': 'chart'
+    });
+    var scale = Math.max(1, entered, totals.created, totals.in_calendars, totals.clickers);
+    FUNNEL.forEach(function (step, i) {
+      var count = totals[step[0]], y = 2 + i * rowH, w = barMax * count / scale;
+      var row = el('tr', '');
+      var head = el('th', '', step[1]);
+      head.setAttribute('scope', 'row');
+      row.appendChild(head);
+      var cell = el('td', '', String(count));
+      cell.setAttribute('data-figure', step[0]);
+      row.appendChild(cell);
+      row.appendChild(el('td', '', share(count, entered)));
+      body.appendChild(row);
+      chart.appendChild(svg('text', { x: labelW - 8, y: y + 17, 'text-anchor': 'end', fill: '#16325c', 'font-size': 12 }, step[1]));
+      var bar = svg('rect', { x: labelW, y: y + 4, width: Math.max(w, count ? 1 : 0).toFixed(1), height: rowH - 8, fill: '#007a5a', 'data-figure': step[0], 'data-value': count });
+      bar.appendChild(svg('title', {}, step[1] + ': ' + count));
+      chart.appendChild(bar);
+      chart.appendChild(svg('text', { x: (labelW + w + 6).toFixed(1), y: y + 17, fill: '#16325c', 'font-size': 12 },
+        count + (entered ? ' (' + share(count, entered) + ')' : '')));
+    });
+    var box = $('funnel-chart');
+    clear(box);
+    box.appendChild(chart);
   }
 
   function stop() {
