@@ -339,7 +339,9 @@ def _run_demo(
         ):
             stack.redis.delete(key)
         tenant = sign_up(stack, console, rate_limit)
-        template = create_template(stack.redis, tenant, upcoming(jbsim.DEMO_TEMPLATE, date.today()))
+        # its links tracked, so the report counts the clicks the demo makes
+        tracked = {**jbsim.DEMO_TEMPLATE, "trackClicks": True}
+        template = create_template(stack.redis, tenant, upcoming(tracked, date.today()))
         contacts = jbsim.make_contacts(contacts_count)
         stack.seed_sfmc_contacts([c.key for c in contacts[::2]])  # half the contacts exist in SFMC
         console.print("Subscribing contacts through the Rokt simulator (Subscribe webhooks flow)...")

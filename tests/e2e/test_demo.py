@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pipeline.sandbox.demo import SUBSCRIBER_REMOVALS
+from pipeline.sandbox.demo import SUBSCRIBER_REMOVALS, TRACKED_CLICKS
 from pipeline.sandbox.stack import environ_outside_stacks
 
 pytestmark = pytest.mark.e2e
