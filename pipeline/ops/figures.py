@@ -33,8 +33,8 @@ from pipeline.infra import broker, keys
 from pipeline.infra.queues import SENT_AT_HEADER, SHARED_QUEUES, render_queue, rokt_queue
 from pipeline.journeys import event_jobs, intake
 from pipeline.ops import heartbeats
-from pipeline.stores import performance
 from pipeline.settings import Tenant, is_amqp
+from pipeline.stores import performance
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import OutboxKind, State
 

@@ -160,9 +160,8 @@ class SfmcSimulator(Simulator):
             )
         if self.clients.get(body.get("client_id")) != body.get("client_secret"):
             return _error(401, 0, "invalid client credentials")
-        return self._issue(
-            str(body.get("account_id") or ""), "data_extensions_read data_extensions_write journeys_read journeys_execute"
-        )
+        scopes = "data_extensions_read data_extensions_write journeys_read journeys_execute"
+        return self._issue(str(body.get("account_id") or ""), scopes)
 
     def _issue(self, account: str, scope: str, user: dict[str, str] | None = None, offline: bool = False):
         """A REST/SOAP access token for `account` (the MID), and a refresh token when `offline`."""
