@@ -12,6 +12,11 @@ history store holds the counts once the record leaves Redis again. `updatedAt` m
 archive that read the record before the click leaves it (its check of updatedAt fails) and the
 store never goes back to fewer clicks.
 
+Repeated clicks on one event's links within CLICK_REPEAT_SECONDS count once: a double tap, a
+link opened in two apps, or one holder of a link calling it in a loop are redirected but write
+nothing, so what one link can make us write (counters, outbox entries, SFMC rows) is bounded
+by time, not by requests.
+
 A record that left Redis (archived to a tombstone, or past the tombstone) answers ARCHIVED: the
 caller reads the store's copy, restores it and calls again (as a late webhook does:
 pipeline/journeys/executions.py, `move_whole`). One round trip for a click on a record in Redis.
@@ -28,10 +33,12 @@ from pipeline.stores.performance import COUNT_DAY_LUA, Figure
 from pipeline.vocabulary import OutboxKind
 
 FOUND, NOT_FOUND, ARCHIVED = 1, 0, -1
+CLICK_REPEAT_SECONDS = 10  # clicks on one event's links this close together count once
 
 # KEYS: exec hash, the day's performance hash, status outbox, history outbox;
 # ARGV: now (iso), the performance hash's ttl, execution id, link index (0-based), '1' to count,
-#       the token's bind (hex: compared with the link's in `linkTags` before anything counts)
+#       the token's bind (hex: compared with the link's in `linkTags` before anything counts),
+#       CLICK_REPEAT_SECONDS
 # Answers {FOUND, target, clicks, 1 on the first click}, {NOT_FOUND} or {ARCHIVED}.
 _FOLLOW = (
     COUNT_DAY_LUA
@@ -46,6 +53,11 @@ if type(target) ~= 'string' then return {{{NOT_FOUND}}} end
 local at = tonumber(ARGV[4]) * 4 + 1
 if string.sub(f[4] or '', at, at + 3) ~= ARGV[6] then return {{{NOT_FOUND}}} end
 if ARGV[5] ~= '1' then return {{{FOUND}, target, 0, 0}} end
+local clock = redis.call('TIME')  -- Redis's own clock: the scripts' order is the clicks' order
+local now_s = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local last = tonumber(redis.call('HGET', KEYS[1], 'lastClickAt') or '')
+if last and now_s - last < tonumber(ARGV[7]) then return {{{FOUND}, target, 0, 0}} end
+redis.call('HSET', KEYS[1], 'lastClickAt', string.format('%.6f', now_s))
 local clicks = redis.call('HINCRBY', KEYS[1], 'clicks', 1)
 local first = redis.call('HSETNX', KEYS[1], 'firstClickedAt', ARGV[1])
 redis.call('HSET', KEYS[1], 'updatedAt', ARGV[1])
@@ -88,14 +100,23 @@ class ClickCounter:
         now: str,
     ) -> Followed:
         """The stored target of link `index` when `bind` (hex) is the link's, counted as a click
-        with `count` (the status outbox's group must exist: Outbox.ensure_group)."""
+        with `count` unless the execution's last click was under CLICK_REPEAT_SECONDS ago (the
+        status outbox's group must exist: Outbox.ensure_group)."""
         names = [
             keys.execution(tenant, execution_id),
             keys.performance_day(tenant, day or "-"),
             keys.outbox(tenant, OutboxKind.STATUS_ROWS),
             keys.outbox(tenant, OutboxKind.HISTORY),
         ]
-        args = [now, performance_ttl, execution_id, index, "1" if count else "0", bind]
+        args = [
+            now,
+            performance_ttl,
+            execution_id,
+            index,
+            "1" if count else "0",
+            bind,
+            CLICK_REPEAT_SECONDS,
+        ]
         answer = self._follow(keys=names, args=args)
         if int(answer[0]) != FOUND:
             return Followed(int(answer[0]))
