@@ -36,6 +36,7 @@ from pipeline.journeys.templates import TemplateNotFound, get_template
 from pipeline.stores import ledger
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
 from pipeline.stores.ledger import Execution
+from pipeline.stores.performance import FAILED_AS
 from pipeline.stores.ratelimit import RateLimited
 from pipeline.subscriptions.subscription_rows import live_subscriptions
 from pipeline.tenancy.handles import Runtime
@@ -315,9 +316,18 @@ def finish(
     status: State,
     error: str = "",
     allowed_from: tuple[State, ...] = (State.QUEUED,),
+    failed_as: str = "",
 ) -> Execution | None:
-    """Move a queued execution to a terminal status and emit its outcome (once per move)."""
-    _moved, ex = rt.ledger.transition_get(tenant, execution_id, status, allowed_from, error=error[:500])
+    """Move a queued execution to a terminal status and emit its outcome (once per move);
+    `failed_as` (`<stage>:<error class>`) is what a move to failed counts as in the day figures."""
+    _moved, ex = rt.ledger.transition_get(
+        tenant,
+        execution_id,
+        status,
+        allowed_from,
+        error=error[:500],
+        **({FAILED_AS: failed_as} if failed_as else {}),
+    )
     if ex is not None:
         released = emit_outcome(rt, ex, quiet=True)
         log.info(
@@ -512,7 +522,9 @@ def fail(
         },
     )
     error = reason if attempts <= 1 else f"{reason} (after {attempts} attempts)"
-    finish(rt, tenant, execution_id, State.FAILED, error, allowed_from)
+    # the day figures count the failure by where and how it failed, never by its text: a render
+    # error quotes the contact's values (docs/reporting.md)
+    finish(rt, tenant, execution_id, State.FAILED, error, allowed_from, failed_as=f"{stage}:{error_class}")
 
 
 def give_up(

@@ -22,7 +22,7 @@ import redis
 from pipeline.infra import keys
 from pipeline.infra.salt import deployment_salt
 from pipeline.stores import performance
-from pipeline.stores.performance import COUNT_DAY_LUA, MOVE_FIGURES
+from pipeline.stores.performance import COUNT_DAY_LUA, FAILED_AS, MOVE_FIGURES
 from pipeline.vocabulary import ARCHIVED_STATES, NEXT_STATES, TERMINAL_STATES, OutboxKind, State
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
@@ -112,7 +112,8 @@ end
 #       now (epoch), tenant prefix, ttl, failure reason (used when the new status is failed),
 #       '1' to answer the execution's hash after the move as a third element, execution id,
 #       the day's figure of the move from queued, and from elsewhere (performance.MOVE_FIGURES;
-#       '' for none; `failed` gets `:<reason>`), the performance hash's ttl, field/value pairs
+#       '' for none; `failed` comes as `failed:<stage>:<error class>`), the performance hash's
+#       ttl, field/value pairs
 _TRANSITION = (
     _UNCOUNT_FAILURE
     + COUNT_DAY_LUA
@@ -145,7 +146,6 @@ if current == 'accepted' then redis.call('ZREM', KEYS[5], KEYS[1]) end
 if ARGV[1] ~= 'queued' then redis.call('XADD', KEYS[7], '*', 'p', cjson.encode({executionId = ARGV[9]})) end
 local figure = ARGV[11]
 if current == 'queued' then figure = ARGV[10] end
-if figure == 'failed' then figure = 'failed:' .. ARGV[7] end
 if figure ~= '' and first_send then
   count_day(KEYS[4], tonumber(ARGV[12]), redis.call('HGET', KEYS[1], 'activityId'),
             redis.call('HGET', KEYS[1], 'templateId'), figure, 1)
@@ -586,6 +586,11 @@ class Ledger:
         illegal = [state for state in allowed_from if to_status not in NEXT_STATES[State(state)]]
         if illegal:
             raise IllegalTransition(f"{', '.join(illegal)} -> {to_status} is not in NEXT_STATES")
+        values = dict(values)
+        figures = [figure or "" for figure in MOVE_FIGURES[State(to_status)]]
+        if to_status == State.FAILED:  # counted by where and how, never by the reason's text
+            kind = performance.failure_kind(values.pop(FAILED_AS, ""))
+            figures = [f"{figure}:{kind}" for figure in figures]
         flat = [item for pair in values.items() for item in pair]
         names = [
             keys.execution(tenant, execution),
@@ -608,7 +613,7 @@ class Ledger:
             reason,
             "1" if answer_hash else "0",
             execution,
-            *(figure or "" for figure in MOVE_FIGURES[State(to_status)]),
+            *figures,
             self.performance_ttl,
             *flat,
         ]

@@ -24,6 +24,7 @@ pipeline/delivery/performance_rows.py: free text, stored cell-safe and capped; n
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -86,6 +87,18 @@ MOVE_FIGURES: dict[State, tuple[str | None, str | None]] = {
     State.CANCELLED: (f"{Figure.NOT_SENT}:cancelled", Figure.DELETED),  # not sent, or deleted
     State.WITHDRAWN: (Figure.WITHDRAWN, Figure.WITHDRAWN),
 }
+
+# A move to failed counts as `failed:<stage>:<error class>` (the value of this transition field,
+# which the ledger takes out of what it stores): where and how it failed, from fixed vocabularies,
+# never the failure's text, which may quote a contact's values.
+FAILED_AS = "failedAs"
+FAILURE_KIND = re.compile(r"^[a-z_]{1,40}:[A-Za-z_]{1,60}$")
+
+
+def failure_kind(value: str) -> str:
+    """`<stage>:<error class>` when `value` is one, else `other` (nothing free-form is counted)."""
+    return value if FAILURE_KIND.match(value or "") else "other"
+
 
 # Lua shared by the scripts that count (the ledger's, the click script): one figure in the
 # day's hash for the tenant, the activity and the template. `day` is the hash's key.

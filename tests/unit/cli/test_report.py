@@ -50,14 +50,23 @@ def test_an_activitys_and_a_templates_days_come_from_its_executions_moves_as_csv
         ledger.claim(T, execution, record)
     ledger.transition(T, "e1", State.ACCEPTED)
     ledger.transition(T, "e1", State.CONFIRMED, (State.ACCEPTED,))
-    ledger.transition(T, "e2", State.FAILED, error="Rokt said no")
+    ledger.transition(T, "e2", State.FAILED, error="'Ann' is not a date", failedAs="render:permanent")
     for scope in (("--activity", "act-9"), ("--template", "tpl-1")):
         code, out, _err = _run(capsys, "report", "--tenant", T, *scope, "--csv")
         (row,) = list(csv.DictReader(io.StringIO(out)))
         assert code == 0 and (row["entered"], row["created"], row["in_calendars"]) == ("2", "1", "1")
         assert (row["failed"], row["removed"]) == ("1", "0") and "subscribed" not in row
     code, out, _err = _run(capsys, "report", "--tenant", T, "--activity", "act-9")
-    assert json.loads(out)["failedReasons"] == [{"reason": "Rokt said no", "count": 1}]
+    # counted by where and how it failed, never by its text (which may quote the contact's values)
+    assert json.loads(out)["failedReasons"] == [{"reason": "render:permanent", "count": 1}]
+    assert not any(
+        "Ann" in name for name in on_fake_redis.hkeys(keys.performance_day(T, performance.local_day("UTC")))
+    )
+    ledger.claim(T, "e3", {"activityId": "act-9", "eventId": "ev-e3", "args": {}})
+    ledger.transition(T, "e3", State.FAILED, error="free text", failedAs="free text: not a kind")
+    code, out, _err = _run(capsys, "report", "--tenant", T, "--activity", "act-9")
+    assert {"reason": "other", "count": 1} in json.loads(out)["failedReasons"]
+    assert "failedAs" not in on_fake_redis.hgetall(keys.execution(T, "e3"))  # counted, not stored
 
 
 def test_a_replays_second_send_is_not_a_second_create(on_fake_redis, capsys):  # noqa: F811
