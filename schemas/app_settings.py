@@ -4,8 +4,6 @@ Every field may be left empty (a pending tenant is saved step by step; App Setti
 still missing). A write-only secret left empty keeps the stored one. Values are stripped.
 """
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from marshmallow import (
     RAISE,
     Schema,
@@ -16,6 +14,8 @@ from marshmallow import (
     validate,
     validates,
 )
+
+from pipeline.settings import zone_problem
 
 IDENTIFIER = validate.Regexp(r"^[A-Za-z0-9._-]*$", error="letters, digits, '.', '_' or '-' only")
 MID = validate.Regexp(r"^[0-9]*$", error="the business unit's MID: digits only")
@@ -81,10 +81,9 @@ class AppSettingsSchema(Schema):
 
     @validates("reporting_time_zone")
     def known_zone(self, value, **_kwargs):
-        try:
-            ZoneInfo(value or "UTC")
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValidationError("an IANA time zone such as Europe/London or America/New_York") from exc
+        problem = zone_problem(value)
+        if problem:
+            raise ValidationError(problem)
 
     @post_load
     def drop_empty_secrets(self, data, **_kwargs):

@@ -6,7 +6,6 @@ as JSON (`--json`, the default) or CSV (`--csv`, one row a day)."""
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from datetime import date
@@ -40,10 +39,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     r = redis_client(settings.redis_url)
     found = performance.report(r, tenant.name, zone_name, first, last, args.activity, args.template)
     if args.csv:
-        rows = found["days"]
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        sys.stdout.write(performance.csv_text(found))
         return 0
     print(json.dumps(found, indent=2))
     return 0

@@ -18,9 +18,10 @@ store at all, so a flood of made-up tokens costs a hash each and no read (48 bit
 needs ~2^47 requests, online, for one token that passes; each one that fails is a 404 like any
 other). What passes the gate can only ever redirect to a target stored on the execution's record:
 the token carries no URL, so it is never an open redirect whatever it holds. The bind's 16 bits
-make a token 404 once its target changed (a correction that changed the link: the calendar got
-the new token; an old token to the old link is refused), with a 2^-16 chance of sending an old
-token to the link that replaced it at the same place, a link of the same brand's same event. A
+tie a token to the target stored at its place: links are only ever added (a correction's changed
+link takes a new place and a new token, and the old token still leads to the old target, one the
+brand itself sent), so the bind refuses a token whose place holds another target (a record
+rebuilt otherwise), with a 2^-16 chance of passing, to a link of the same brand's same event. A
 foreign tenant's token fails the gate (the tenant is in the MAC). Shorter would be weaker, longer
 would spend more of the lock screen: the whole URL is what a subscriber sees cut at ~30
 characters.

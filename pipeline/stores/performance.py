@@ -23,6 +23,8 @@ pipeline/delivery/performance_rows.py: free text, stored cell-safe and capped; n
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
@@ -32,11 +34,13 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import redis
 
 from pipeline.infra import keys
+from pipeline.infra.cellsafe import neutralise
+from pipeline.settings import zone_problem
 from pipeline.vocabulary import State
 
 ALL = "*"  # the tenant's scope
@@ -135,10 +139,10 @@ def zone(name: str) -> ZoneInfo:
 
 @lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/London, America/New_York)") from exc
+    problem = zone_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return ZoneInfo(name)
 
 
 def local_day(zone_name: str, at: datetime | None = None) -> str:
@@ -367,3 +371,15 @@ def _with_names(r: redis.Redis, tenant: str, days: list[str], scopes: dict[str, 
     """The filter's choices, with each activity's names: Journey Builder's, else the ids."""
     journeys = journeys_seen(r, tenant, days) if scopes["activities"] else {}
     return {**scopes, "activityNames": display_names(r, tenant, scopes["activities"], journeys)}
+
+
+def csv_text(found: dict[str, Any]) -> str:
+    """One row a day (every figure), then the range's totals; spreadsheet-safe text cells (a
+    number stays a number: a negative net change is -3, not '-3)."""
+    out = io.StringIO()
+    rows = found["days"]
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")
+    writer.writeheader()
+    for row in [*rows, {"date": "total", **found["totals"]}]:
+        writer.writerow({name: neutralise(value) for name, value in row.items()})
+    return out.getvalue()

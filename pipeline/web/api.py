@@ -282,9 +282,9 @@ def activity_stats(tenant: str, activity_id: str):
     _known_tenant(tenant)
     if len(activity_id) > 200:
         raise ApiError(400, "invalid_payload", "activityId rejected", fields={"activityId": ["Too long."]})
-    days = request.args.get("days", "0")
-    if not days.isdigit() or int(days) > 400:
-        raise ApiError(400, "invalid_payload", "days rejected", fields={"days": ["Must be 0 to 400."]})
+    days, kept = request.args.get("days", "0"), _runtime().settings.performance_days
+    if not days.isdigit() or int(days) > kept:
+        raise ApiError(400, "invalid_payload", "days rejected", fields={"days": [f"Must be 0 to {kept}."]})
     stats = _runtime().ledger.activity_stats(tenant, activity_id, int(days))
     # each missing_field reason with the placeholders it names, so the view can say which
     stats["missingFields"] = [

@@ -3,14 +3,11 @@ app's Performance page: the same figures as `rokt-sfmc report` (pipeline/stores/
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import date, timedelta
 from typing import Any
 
 from flask import Response, jsonify
 
-from pipeline.infra.cellsafe import neutralise
 from pipeline.stores import performance
 from pipeline.tenancy.handles import Runtime
 from pipeline.web.errors import ApiError
@@ -40,23 +37,11 @@ def report_for(rt: Runtime, tenant: str, query: dict[str, Any]) -> dict[str, Any
     )
 
 
-def csv_text(found: dict[str, Any]) -> str:
-    """One row a day (every figure), then the range's totals; spreadsheet-safe text cells (a
-    number stays a number: a negative net change is -3, not '-3)."""
-    out = io.StringIO()
-    rows = found["days"]
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")
-    writer.writeheader()
-    for row in [*rows, {"date": "total", **found["totals"]}]:
-        writer.writerow({name: neutralise(value) for name, value in row.items()})
-    return out.getvalue()
-
-
 def performance_answer(rt: Runtime, tenant: str, query: dict[str, Any]) -> Response:
     found = report_for(rt, tenant, query)
     if query.get("format") != "csv":
         return jsonify(found)
     name = f"rokt-calendar-performance-{found['from']}-{found['to']}.csv"
-    answer = Response(csv_text(found), mimetype="text/csv")
+    answer = Response(performance.csv_text(found), mimetype="text/csv")
     answer.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return answer

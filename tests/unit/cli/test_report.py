@@ -53,7 +53,8 @@ def test_an_activitys_and_a_templates_days_come_from_its_executions_moves_as_csv
     ledger.transition(T, "e2", State.FAILED, error="'Ann' is not a date", failedAs="render:permanent")
     for scope in (("--activity", "act-9"), ("--template", "tpl-1")):
         code, out, _err = _run(capsys, "report", "--tenant", T, *scope, "--csv")
-        (row,) = list(csv.DictReader(io.StringIO(out)))
+        row, total = list(csv.DictReader(io.StringIO(out)))
+        assert total["date"] == "total" and total["entered"] == row["entered"]
         assert code == 0 and (row["entered"], row["created"], row["in_calendars"]) == ("2", "1", "1")
         assert (row["failed"], row["removed"]) == ("1", "0") and "subscribed" not in row
     code, out, _err = _run(capsys, "report", "--tenant", T, "--activity", "act-9")
