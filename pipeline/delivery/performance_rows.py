@@ -39,6 +39,7 @@ from pipeline.stores import performance
 from pipeline.stores.ledger import now_iso
 from pipeline.stores.performance import ALL, Figure
 from pipeline.stores.ratelimit import RateLimited
+from pipeline.subscriptions.dataextensions import PERFORMANCE_DE
 from pipeline.tenancy.handles import Runtime
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ TENANT_COLUMN_FIGURES: dict[str, str] = {
     "Unsubscribed": Figure.UNSUBSCRIBED,
     "NetSubscribers": "net",
 }
+ACTIVITY_ID_LENGTH = PERFORMANCE_DE.column("ActivityId").length or 0
 # ActivityName of the tenant's own row
 ALL_ACTIVITIES = "All activities"
 
@@ -113,6 +115,21 @@ def days_to_write(rt: Runtime, tenant: str, now: datetime | None = None) -> tupl
     return [*ended, today.isoformat()], yesterday.isoformat()
 
 
+def cell(column: str, value: str) -> str:
+    """Free text for a Text column of the DE: neutralised first (which may add a `'`), then cut to
+    the column's MaxLength, so no value can be one character too long: SFMC refuses a whole rowset
+    for one such cell, and every hour would dead-letter the tenant's export again."""
+    length = PERFORMANCE_DE.column(column).length or 0
+    return str(neutralise(value))[:length]
+
+
+def identity(column: str, value: str) -> str:
+    """An id for a Text column: as it is, or '' when longer than the column (a cut id would name
+    something else; the row is worth more than the id)."""
+    length = PERFORMANCE_DE.column(column).length or 0
+    return value if len(value) <= length else ""
+
+
 def _count_values(figures: dict[str, int], columns: dict[str, str]) -> dict[str, int]:
     return {column: int(figures.get(figure, 0)) for column, figure in columns.items()}
 
@@ -127,7 +144,7 @@ def rows_of_day(
 ) -> list[dict[str, Any]]:
     """The day's rows from its hash: the tenant's own (`*`, always: a day of zeros says nothing
     happened), then one per activity that counted anything that day, by activity id."""
-    common = {"TimeZone": zone_name, "UpdatedAt": updated_at}
+    common = {"TimeZone": cell("TimeZone", zone_name), "UpdatedAt": updated_at}
     tenant = performance.figures_of(day, raw, ALL).figures
     rows = [
         {
@@ -145,13 +162,14 @@ def rows_of_day(
     for activity_id in _activities(raw):
         figures = performance.figures_of(day, raw, performance.activity_scope(activity_id)).figures
         name = names.get(activity_id) or {"journey": "", "activity": activity_id}
+        journey_id = journeys.get(activity_id, "")
         rows.append(
             {
                 "keys": {"Date": day, "ActivityId": activity_id},
                 "values": {
-                    "ActivityName": neutralise(name["activity"] or activity_id),
-                    "JourneyId": journeys.get(activity_id, ""),
-                    "JourneyName": neutralise(name["journey"] or journeys.get(activity_id, "")),
+                    "ActivityName": cell("ActivityName", name["activity"] or activity_id),
+                    "JourneyId": identity("JourneyId", journey_id),
+                    "JourneyName": cell("JourneyName", name["journey"] or journey_id),
                     **common,
                     **_count_values(figures, COLUMN_FIGURES),
                 },
@@ -161,8 +179,11 @@ def rows_of_day(
 
 
 def _activities(raw: dict[str, str]) -> list[str]:
+    """The activities that counted on the day. An id longer than the ActivityId column (execute
+    accepts 200 characters, Journey Builder's are UUIDs) has no row: a key cannot be cut, and one
+    such row would make SFMC refuse the whole rowset; its figures are in the tenant's row."""
     found = {name.partition("|")[0][2:] for name in raw if name.startswith("a:") and "|" in name}
-    return sorted(a for a in found if a)
+    return sorted(a for a in found if 0 < len(a) <= ACTIVITY_ID_LENGTH)
 
 
 def _journeys(raws: Iterable[dict[str, str]]) -> dict[str, str]:

@@ -20,6 +20,7 @@ from pipeline.settings import load_settings
 from pipeline.stores import performance
 from pipeline.stores.deadletters import count_dead_letters
 from pipeline.stores.ledger import event_id_for
+from pipeline.subscriptions.dataextensions import PERFORMANCE_DE
 from pipeline.tenancy import handles as runtime_module
 from pipeline.tenancy.handles import Runtime
 from pipeline.upkeep import replay
@@ -213,6 +214,36 @@ def test_names_are_capped_and_one_line(rt):
     assert performance.names_of(rt.redis, T, [ACTIVITY])[ACTIVITY]["journey"] == "J " + "x" * 198
     assert performance.names_of(rt.redis, T, [ACTIVITY])[ACTIVITY]["activity"] == "A b"
     assert rt.redis.ttl(keys.activity_names(T, ACTIVITY)) > 0  # bounded
+
+
+def test_a_name_that_fills_its_column_and_starts_like_a_formula_still_fits(rt, url):
+    """clean_name caps at NAME_LENGTH; the `'` neutralise adds must not make it one too long (SFMC
+    would refuse the whole rowset, every hour). A journey id or an activity id too long for its
+    column is left out rather than cut, the other rows are written."""
+    day = "2026-12-08"
+    long_journey = "j" * 150  # execute does not bound journeyId; the column holds 100
+    long_activity = "a" * 150  # execute accepts 200; the key column holds 100
+    count(
+        rt, day, **{f"a:{ACTIVITY}__entered": 1, f"a:{OTHER}__entered": 1, f"a:{long_activity}__entered": 1}
+    )
+    rt.redis.hset(
+        keys.performance_day(T, day), mapping={f"j:{ACTIVITY}": JOURNEY, f"j:{OTHER}": long_journey}
+    )
+    performance.save_names(rt.redis, T, ACTIVITY, "=" + "J" * 300, "+" + "A" * 300)
+    performance.save_names(rt.redis, T, OTHER, "", "")
+    report = performance_rows.export(rt, T, days=[day])
+    assert report.rows == 3  # the tenant's and the two activities whose ids fit
+    written = rows(url, rt)
+    assert set(written) == {(day, "*"), (day, ACTIVITY), (day, OTHER)}
+    for row in written.values():  # what SFMC checks: no text longer than its column
+        for column in PERFORMANCE_DE.columns:
+            if column.type == "Text":
+                assert len(str(row.get(column.name, ""))) <= column.length, (column.name, row)
+    named = written[(day, ACTIVITY)]
+    assert len(named["JourneyName"]) == 200 and named["JourneyName"].startswith("'=J")
+    assert len(named["ActivityName"]) == 200 and named["ActivityName"].startswith("'+A")
+    other = written[(day, OTHER)]
+    assert other["JourneyId"] == "" and other["JourneyName"] == "j" * 150
 
 
 def test_the_claim_names_the_activitys_journey_for_the_day(rt):
