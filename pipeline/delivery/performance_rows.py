@@ -5,10 +5,12 @@ analytics.
 
 When: beat's hourly run (tasks/performance.py) writes each active tenant's today, and, in the
 first run after the tenant's local midnight, the days that ended since the last one written after
-its end (`keys.performance_exported`): yesterday, or more after beat was down (CATCH_UP_DAYS at
-most). That marker moves only once those rows are in SFMC, so a missed hour or a failed call
-means the next run writes the day again. Every row is rebuilt whole from the figures and upserted
-(primary key Date + ActivityId): writing one again is harmless.
+its end (`keys.performance_exported`): yesterday, or more after beat was down, credentials were
+refused or the tenant was disabled (CATCH_UP_DAYS a run, oldest first, until the gap is closed).
+That marker moves only once those rows are in SFMC, and only to the last day written, so a missed
+hour or a failed call means the next run writes the day again, and no day is ever skipped. Every
+row is rebuilt whole from the figures and upserted (primary key Date + ActivityId): writing one
+again is harmless.
 
 Why a direct upsert, not an outbox and the flush: a few rows per tenant an hour, each the day's
 current total, so nothing needs buffering or ordering; the call goes through the tenant's SFMC
@@ -44,7 +46,7 @@ from pipeline.tenancy.handles import Runtime
 
 log = logging.getLogger(__name__)
 
-CATCH_UP_DAYS = 7  # ended days written again after an outage, at most (older ones: a replay)
+CATCH_UP_DAYS = 7  # ended days written per run after a gap (the next run writes the next ones)
 NAME_LOOKUPS_PER_RUN = 20  # journeys asked about per tenant and run (SFMC calls)
 NAMES_REFRESH_SECONDS = 86400  # a name is looked up again after a day (journeys get renamed)
 
@@ -99,7 +101,11 @@ class ExportReport:
 
 def days_to_write(rt: Runtime, tenant: str, now: datetime | None = None) -> tuple[list[str], str]:
     """(days to write, oldest first, today last; the ended day they finalise). Ended days are
-    those after the marker up to yesterday, CATCH_UP_DAYS at most; with no marker, yesterday."""
+    those after the marker up to yesterday, the oldest CATCH_UP_DAYS of them: a longer gap (beat
+    down, credentials refused, the tenant disabled) is written a batch an hour, each run moving
+    the marker to the last day it wrote, so no day is skipped. Days older than PERFORMANCE_DAYS
+    have no figures left and are not written (zeros would say nothing happened). With no
+    marker, yesterday."""
     zone_name = rt.tenant(tenant).reporting_time_zone or "UTC"
     today = date.fromisoformat(performance.local_day(zone_name, now))
     yesterday = today - timedelta(days=1)
@@ -110,9 +116,9 @@ def days_to_write(rt: Runtime, tenant: str, now: datetime | None = None) -> tupl
             first = date.fromisoformat(marker) + timedelta(days=1)
         except ValueError:
             first = yesterday
-    first = max(first, today - timedelta(days=CATCH_UP_DAYS))
-    ended = performance.day_range(first, yesterday) if first <= yesterday else []
-    return [*ended, today.isoformat()], yesterday.isoformat()
+    first = max(first, today - timedelta(days=rt.settings.performance_days - 1))
+    ended = performance.day_range(first, yesterday)[:CATCH_UP_DAYS] if first <= yesterday else []
+    return [*ended, today.isoformat()], (ended[-1] if ended else yesterday.isoformat())
 
 
 def cell(column: str, value: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -160,9 +160,35 @@ def test_missed_hours_and_a_missed_midnight_are_caught_up(rt, url):
     assert report.days == ["2026-12-04", "2026-12-05", "2026-12-06", "2026-12-07", "2026-12-08"]
     assert rt.redis.get(keys.performance_exported(T)) == "2026-12-07"
     assert {d for d, _a in rows(url, rt)} == set(report.days)  # a day of zeros says nothing happened
-    rt.redis.set(keys.performance_exported(T), "2026-10-01")  # longer than CATCH_UP_DAYS
-    days, _ = performance_rows.days_to_write(rt, T, at("2026-12-08T02:07:00"))
-    assert len(days) == performance_rows.CATCH_UP_DAYS + 1
+
+
+def test_a_gap_longer_than_a_batch_is_written_a_batch_a_run_and_no_day_is_skipped(rt, url):
+    """Beat down, credentials refused (no dead letter) or the tenant disabled for weeks: every
+    ended day since the marker is written, CATCH_UP_DAYS a run, oldest first."""
+    rt.redis.set(keys.performance_exported(T), "2026-11-10")
+    count(rt, "2026-11-11", **{"*__entered": 4})  # the first day of the gap
+    count(rt, "2026-11-20", **{"*__entered": 6})
+    now = at("2026-12-08T02:07:00")  # the 8th in Auckland
+    written_days: list[str] = []
+    for _run in range(10):
+        report = performance_rows.export(rt, T, now=now)
+        assert len(report.days) <= performance_rows.CATCH_UP_DAYS + 1 and report.days[-1] == "2026-12-08"
+        assert rt.redis.get(keys.performance_exported(T)) == report.finalised
+        written_days.extend(report.days[:-1])
+        if report.finalised == "2026-12-07":
+            break
+    assert written_days == performance.day_range(datetime(2026, 11, 11).date(), datetime(2026, 12, 7).date())
+    written = rows(url, rt)
+    assert written[("2026-11-11", "*")]["Entered"] == 4 and written[("2026-11-20", "*")]["Entered"] == 6
+    assert performance_rows.export(rt, T, now=now).days == ["2026-12-08"]  # caught up
+
+
+def test_days_whose_figures_are_gone_are_not_written(rt):
+    rt.redis.set(keys.performance_exported(T), "2020-01-01")
+    days, finalised = performance_rows.days_to_write(rt, T, at("2026-12-08T02:07:00"))
+    kept = rt.settings.performance_days
+    assert days[0] == (datetime(2026, 12, 8) - timedelta(days=kept - 1)).date().isoformat()
+    assert len(days) == performance_rows.CATCH_UP_DAYS + 1 and finalised == days[-2]
 
 
 def test_the_marker_never_moves_back(rt, url):
