@@ -41,6 +41,7 @@ from pipeline.stores import performance
 from pipeline.stores.ledger import now_iso
 from pipeline.stores.performance import ALL, Figure
 from pipeline.stores.ratelimit import RateLimited
+from pipeline.subscriptions import dataextensions
 from pipeline.subscriptions.dataextensions import PERFORMANCE_DE
 from pipeline.tenancy.handles import Runtime
 
@@ -88,6 +89,7 @@ class ExportReport:
     calls: int = 0
     finalised: str = ""  # the marker after this run ('' : unchanged)
     names_looked_up: int = 0
+    skipped: str = ""  # why nothing was written ('' : it was)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,7 +98,13 @@ class ExportReport:
             "calls": self.calls,
             "finalised": self.finalised,
             "namesLookedUp": self.names_looked_up,
+            **({"skipped": self.skipped} if self.skipped else {}),
         }
+
+
+# tenants whose skipped export this process has logged (once each, not every hour)
+_SKIP_LOGGED: set[str] = set()
+NOT_INSTALLED = "the performance data extension is not installed (App Settings > Install data extensions)"
 
 
 def days_to_write(rt: Runtime, tenant: str, now: datetime | None = None) -> tuple[list[str], str]:
@@ -233,11 +241,20 @@ def export(
     rt: Runtime, tenant: str, days: list[str] | None = None, now: datetime | None = None
 ) -> ExportReport:
     """Upsert the performance rows of `days` (default: what `days_to_write` says, and then move
-    the marker). Raises what the SFMC client raises (the task retries, then dead-letters)."""
+    the marker; nothing while the tenant's install is known not to include the performance DE).
+    Raises what the SFMC client raises (the task retries, then dead-letters)."""
     config = rt.tenant(tenant)
     zone_name = config.reporting_time_zone or "UTC"
     finalise = ""
     if days is None:
+        if PERFORMANCE_DE.name in dataextensions.not_installed(rt.redis, tenant):
+            # installed before the performance DE existed: every upsert would be refused and
+            # dead-lettered each hour. Wait, marker unmoved: the install's next run closes the gap.
+            if tenant not in _SKIP_LOGGED:
+                _SKIP_LOGGED.add(tenant)
+                log.warning("performance rows of %s wait: %s", tenant, NOT_INSTALLED)
+            return ExportReport(days=[], skipped=NOT_INSTALLED)
+        _SKIP_LOGGED.discard(tenant)
         days, finalise = days_to_write(rt, tenant, now)
     report = ExportReport(days=list(days))
     pipe = rt.redis.pipeline(transaction=False)

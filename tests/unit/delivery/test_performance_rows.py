@@ -4,6 +4,7 @@ days that ended, with Journey Builder's names where SFMC gives them, else the id
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from pipeline.settings import load_settings
 from pipeline.stores import performance
 from pipeline.stores.deadletters import count_dead_letters
 from pipeline.stores.ledger import event_id_for
+from pipeline.subscriptions import dataextensions
 from pipeline.subscriptions.dataextensions import PERFORMANCE_DE
 from pipeline.tenancy import handles as runtime_module
 from pipeline.tenancy.handles import Runtime
@@ -294,6 +296,46 @@ def test_many_activities_go_in_rowset_calls_of_50(rt, url):
     report = performance_rows.export(rt, T, days=[day])
     assert report.rows == 61 and report.calls == 2
     assert len(rows(url, rt)) == 61
+
+
+def install_done(rt, *des) -> None:
+    """The install progress of a finished install that made or found `des` (and the folder)."""
+    steps = [{"name": "folder Rokt Calendar", "result": "exists", "detail": ""}]
+    steps += [
+        {"name": f"data extension {de.name} ({de.key_of(rt.tenant(T))})", "result": "exists"} for de in des
+    ]
+    rt.redis.set(keys.install_progress(T), json.dumps({"state": "done", "steps": steps, "error": ""}))
+
+
+def test_a_tenant_installed_before_the_performance_de_waits_without_dead_letters(rt, url, sent_tasks, caplog):
+    """Installed before the performance DE existed: SFMC has no such DE, and every hour would
+    dead-letter. The export waits (logged once), the marker stays; Install again closes the gap."""
+    rt.redis.set(keys.performance_exported(T), "2026-12-05")
+    count(rt, "2026-12-06", **{"*__entered": 2})
+    install_done(rt, dataextensions.SUBSCRIPTION_DE, dataextensions.STATUS_DE)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(f"{url}/v2/token")
+        de = rt.tenant(T).sfmc_performance_de_key
+        refused = mock.post(f"{url}/hub/v1/dataevents/key:{de}/rowset", status=400, json={"message": "no DE"})
+        with caplog.at_level("WARNING"):
+            first = run(export_performance_task, T)
+            second = run(export_performance_task, T)
+    assert first["rows"] == 0 and first["skipped"] and second["skipped"] and refused.call_count == 0
+    assert count_dead_letters(rt.redis, T) == 0
+    assert rt.redis.get(keys.performance_exported(T)) == "2026-12-05"
+    assert sum("not installed" in r.getMessage() for r in caplog.records) == 1  # once, not every hour
+    # Install again (now with the performance DE): the next run writes the days waiting
+    install_done(rt, *dataextensions.DATA_EXTENSIONS)
+    report = performance_rows.export(rt, T, now=at("2026-12-08T02:07:00"))
+    assert report.days[0] == "2026-12-06" and rows(url, rt)[("2026-12-06", "*")]["Entered"] == 2
+
+
+def test_an_install_not_known_to_lack_the_performance_de_exports(rt, url):
+    """Never installed here (made by hand, say), or an install running or failed: try, as before."""
+    count(rt, "2026-12-08", **{"*__entered": 1})
+    assert performance_rows.export(rt, T, now=at("2026-12-08T02:07:00")).rows == 2
+    rt.redis.set(keys.install_progress(T), json.dumps({"state": "failed", "steps": [], "error": "x"}))
+    assert performance_rows.export(rt, T, now=at("2026-12-08T02:07:00")).rows == 1
 
 
 # --- the tasks ---------------------------------------------------------------------------------
