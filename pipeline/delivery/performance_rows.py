@@ -5,10 +5,12 @@ analytics.
 
 When: beat's hourly run (tasks/performance.py) writes each active tenant's today, and, in the
 first run after the tenant's local midnight, the days that ended since the last one written after
-its end (`keys.performance_exported`): yesterday, or more after beat was down (CATCH_UP_DAYS at
-most). That marker moves only once those rows are in SFMC, so a missed hour or a failed call
-means the next run writes the day again. Every row is rebuilt whole from the figures and upserted
-(primary key Date + ActivityId): writing one again is harmless.
+its end (`keys.performance_exported`): yesterday, or more after beat was down, credentials were
+refused or the tenant was disabled (CATCH_UP_DAYS a run, oldest first, until the gap is closed).
+That marker moves only once those rows are in SFMC, and only to the last day written, so a missed
+hour or a failed call means the next run writes the day again, and no day is ever skipped. Every
+row is rebuilt whole from the figures and upserted (primary key Date + ActivityId): writing one
+again is harmless.
 
 Why a direct upsert, not an outbox and the flush: a few rows per tenant an hour, each the day's
 current total, so nothing needs buffering or ordering; the call goes through the tenant's SFMC
@@ -39,11 +41,13 @@ from pipeline.stores import performance
 from pipeline.stores.ledger import now_iso
 from pipeline.stores.performance import ALL, Figure
 from pipeline.stores.ratelimit import RateLimited
+from pipeline.subscriptions import dataextensions
+from pipeline.subscriptions.dataextensions import PERFORMANCE_DE
 from pipeline.tenancy.handles import Runtime
 
 log = logging.getLogger(__name__)
 
-CATCH_UP_DAYS = 7  # ended days written again after an outage, at most (older ones: a replay)
+CATCH_UP_DAYS = 7  # ended days written per run after a gap (the next run writes the next ones)
 NAME_LOOKUPS_PER_RUN = 20  # journeys asked about per tenant and run (SFMC calls)
 NAMES_REFRESH_SECONDS = 86400  # a name is looked up again after a day (journeys get renamed)
 
@@ -66,6 +70,7 @@ TENANT_COLUMN_FIGURES: dict[str, str] = {
     "Unsubscribed": Figure.UNSUBSCRIBED,
     "NetSubscribers": "net",
 }
+ACTIVITY_ID_LENGTH = PERFORMANCE_DE.column("ActivityId").length or 0
 # ActivityName of the tenant's own row
 ALL_ACTIVITIES = "All activities"
 
@@ -84,6 +89,7 @@ class ExportReport:
     calls: int = 0
     finalised: str = ""  # the marker after this run ('' : unchanged)
     names_looked_up: int = 0
+    skipped: str = ""  # why nothing was written ('' : it was)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,12 +98,22 @@ class ExportReport:
             "calls": self.calls,
             "finalised": self.finalised,
             "namesLookedUp": self.names_looked_up,
+            **({"skipped": self.skipped} if self.skipped else {}),
         }
+
+
+# tenants whose skipped export this process has logged (once each, not every hour)
+_SKIP_LOGGED: set[str] = set()
+NOT_INSTALLED = "the performance data extension is not installed (App Settings > Install data extensions)"
 
 
 def days_to_write(rt: Runtime, tenant: str, now: datetime | None = None) -> tuple[list[str], str]:
     """(days to write, oldest first, today last; the ended day they finalise). Ended days are
-    those after the marker up to yesterday, CATCH_UP_DAYS at most; with no marker, yesterday."""
+    those after the marker up to yesterday, the oldest CATCH_UP_DAYS of them: a longer gap (beat
+    down, credentials refused, the tenant disabled) is written a batch an hour, each run moving
+    the marker to the last day it wrote, so no day is skipped. Days older than PERFORMANCE_DAYS
+    have no figures left and are not written (zeros would say nothing happened). With no
+    marker, yesterday."""
     zone_name = rt.tenant(tenant).reporting_time_zone or "UTC"
     today = date.fromisoformat(performance.local_day(zone_name, now))
     yesterday = today - timedelta(days=1)
@@ -108,9 +124,24 @@ def days_to_write(rt: Runtime, tenant: str, now: datetime | None = None) -> tupl
             first = date.fromisoformat(marker) + timedelta(days=1)
         except ValueError:
             first = yesterday
-    first = max(first, today - timedelta(days=CATCH_UP_DAYS))
-    ended = performance.day_range(first, yesterday) if first <= yesterday else []
-    return [*ended, today.isoformat()], yesterday.isoformat()
+    first = max(first, today - timedelta(days=rt.settings.performance_days - 1))
+    ended = performance.day_range(first, yesterday)[:CATCH_UP_DAYS] if first <= yesterday else []
+    return [*ended, today.isoformat()], (ended[-1] if ended else yesterday.isoformat())
+
+
+def cell(column: str, value: str) -> str:
+    """Free text for a Text column of the DE: neutralised first (which may add a `'`), then cut to
+    the column's MaxLength, so no value can be one character too long: SFMC refuses a whole rowset
+    for one such cell, and every hour would dead-letter the tenant's export again."""
+    length = PERFORMANCE_DE.column(column).length or 0
+    return str(neutralise(value))[:length]
+
+
+def identity(column: str, value: str) -> str:
+    """An id for a Text column: as it is, or '' when longer than the column (a cut id would name
+    something else; the row is worth more than the id)."""
+    length = PERFORMANCE_DE.column(column).length or 0
+    return value if len(value) <= length else ""
 
 
 def _count_values(figures: dict[str, int], columns: dict[str, str]) -> dict[str, int]:
@@ -127,7 +158,7 @@ def rows_of_day(
 ) -> list[dict[str, Any]]:
     """The day's rows from its hash: the tenant's own (`*`, always: a day of zeros says nothing
     happened), then one per activity that counted anything that day, by activity id."""
-    common = {"TimeZone": zone_name, "UpdatedAt": updated_at}
+    common = {"TimeZone": cell("TimeZone", zone_name), "UpdatedAt": updated_at}
     tenant = performance.figures_of(day, raw, ALL).figures
     rows = [
         {
@@ -145,13 +176,14 @@ def rows_of_day(
     for activity_id in _activities(raw):
         figures = performance.figures_of(day, raw, performance.activity_scope(activity_id)).figures
         name = names.get(activity_id) or {"journey": "", "activity": activity_id}
+        journey_id = journeys.get(activity_id, "")
         rows.append(
             {
                 "keys": {"Date": day, "ActivityId": activity_id},
                 "values": {
-                    "ActivityName": neutralise(name["activity"] or activity_id),
-                    "JourneyId": journeys.get(activity_id, ""),
-                    "JourneyName": neutralise(name["journey"] or journeys.get(activity_id, "")),
+                    "ActivityName": cell("ActivityName", name["activity"] or activity_id),
+                    "JourneyId": identity("JourneyId", journey_id),
+                    "JourneyName": cell("JourneyName", name["journey"] or journey_id),
                     **common,
                     **_count_values(figures, COLUMN_FIGURES),
                 },
@@ -161,8 +193,11 @@ def rows_of_day(
 
 
 def _activities(raw: dict[str, str]) -> list[str]:
+    """The activities that counted on the day. An id longer than the ActivityId column (execute
+    accepts 200 characters, Journey Builder's are UUIDs) has no row: a key cannot be cut, and one
+    such row would make SFMC refuse the whole rowset; its figures are in the tenant's row."""
     found = {name.partition("|")[0][2:] for name in raw if name.startswith("a:") and "|" in name}
-    return sorted(a for a in found if a)
+    return sorted(a for a in found if 0 < len(a) <= ACTIVITY_ID_LENGTH)
 
 
 def _journeys(raws: Iterable[dict[str, str]]) -> dict[str, str]:
@@ -206,11 +241,20 @@ def export(
     rt: Runtime, tenant: str, days: list[str] | None = None, now: datetime | None = None
 ) -> ExportReport:
     """Upsert the performance rows of `days` (default: what `days_to_write` says, and then move
-    the marker). Raises what the SFMC client raises (the task retries, then dead-letters)."""
+    the marker; nothing while the tenant's install is known not to include the performance DE).
+    Raises what the SFMC client raises (the task retries, then dead-letters)."""
     config = rt.tenant(tenant)
     zone_name = config.reporting_time_zone or "UTC"
     finalise = ""
     if days is None:
+        if PERFORMANCE_DE.name in dataextensions.not_installed(rt.redis, tenant):
+            # installed before the performance DE existed: every upsert would be refused and
+            # dead-lettered each hour. Wait, marker unmoved: the install's next run closes the gap.
+            if tenant not in _SKIP_LOGGED:
+                _SKIP_LOGGED.add(tenant)
+                log.warning("performance rows of %s wait: %s", tenant, NOT_INSTALLED)
+            return ExportReport(days=[], skipped=NOT_INSTALLED)
+        _SKIP_LOGGED.discard(tenant)
         days, finalise = days_to_write(rt, tenant, now)
     report = ExportReport(days=list(days))
     pipe = rt.redis.pipeline(transaction=False)

@@ -230,28 +230,30 @@ def day_range(first: date, last: date) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
+def read_raw(r: redis.Redis, tenant: str, days: Iterable[str]) -> list[dict[str, str]]:
+    """Each day's hash as it is (oldest first as given): one HGETALL a day, in one round trip."""
+    pipe = r.pipeline(transaction=False)
+    for day in days:
+        pipe.hgetall(keys.performance_day(tenant, day))
+    return pipe.execute()
+
+
 def read_days(
     r: redis.Redis, tenant: str, days: Iterable[str], activity: str | None = None, template: str | None = None
 ) -> list[DayFigures]:
     """The figures of each day (oldest first as given) for the tenant, one activity or one
     template: one HGETALL a day, in one round trip."""
     days = list(days)
-    pipe = r.pipeline(transaction=False)
-    for day in days:
-        pipe.hgetall(keys.performance_day(tenant, day))
     scope = _scope_of(activity, template)
-    return [figures_of(day, raw, scope) for day, raw in zip(days, pipe.execute(), strict=True)]
+    return [figures_of(day, raw, scope) for day, raw in zip(days, read_raw(r, tenant, days), strict=True)]
 
 
-def scopes_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, list[str]]:
-    """The activities and templates that counted anything on these days (a filter's choices)."""
-    pipe = r.pipeline(transaction=False)
-    for day in days:
-        pipe.hkeys(keys.performance_day(tenant, day))
+def scopes_of(raws: Iterable[dict[str, str]]) -> dict[str, list[str]]:
+    """The activities and templates that counted anything in these days' hashes."""
     activities: set[str] = set()
     templates: set[str] = set()
-    for names in pipe.execute():
-        for name in names:
+    for raw in raws:
+        for name in raw:
             scope = name.partition("|")[0]
             if scope.startswith("a:"):
                 activities.add(scope[2:])
@@ -260,18 +262,25 @@ def scopes_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, l
     return {"activities": sorted(activities), "templates": sorted(templates)}
 
 
-def journeys_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, str]:
-    """activity id -> the journey id its executions came with, on these days (the latest day's wins)."""
-    pipe = r.pipeline(transaction=False)
-    days = list(days)
-    for day in days:
-        pipe.hgetall(keys.performance_day(tenant, day))
+def scopes_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, list[str]]:
+    """The activities and templates that counted anything on these days (a filter's choices)."""
+    return scopes_of(read_raw(r, tenant, days))
+
+
+def journeys_of(raws: Iterable[dict[str, str]]) -> dict[str, str]:
+    """activity id -> the journey id its executions came with, in these days' hashes (oldest
+    first: the latest day's wins)."""
     found: dict[str, str] = {}
-    for raw in pipe.execute():
+    for raw in raws:
         for name, value in raw.items():
             if name.startswith(JOURNEY_OF):
                 found[name[len(JOURNEY_OF) :]] = value
     return found
+
+
+def journeys_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, str]:
+    """activity id -> the journey id its executions came with, on these days (the latest day's wins)."""
+    return journeys_of(read_raw(r, tenant, days))
 
 
 def clean_name(value: Any) -> str:
@@ -350,8 +359,47 @@ def report(
     """The report the API, the page and the CLI share: each day's row, the totals, the reasons
     for not sending and for failing (most frequent first), and what the filter can choose."""
     days = day_range(first, last)
-    rows = read_days(r, tenant, days, activity, template)
+    return _report_of(r, tenant, zone_name, days, read_raw(r, tenant, days), activity, template)
+
+
+def report_all(
+    r: redis.Redis,
+    tenant: str,
+    zone_name: str,
+    first: date,
+    last: date,
+    activity: str | None = None,
+    template: str | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """`report`, and each activity's totals over the range (activity id -> figures, for every
+    activity the filter can choose): all from one read of each day's hash (the Performance page's
+    funnels; a report per activity would read every day again for each)."""
+    days = day_range(first, last)
+    raws = read_raw(r, tenant, days)
+    found = _report_of(r, tenant, zone_name, days, raws, activity, template)
+    each = {
+        a: totals(
+            [figures_of(day, raw, activity_scope(a)) for day, raw in zip(days, raws, strict=True)]
+        ).figures
+        for a in found["scopes"]["activities"]
+    }
+    return found, each
+
+
+def _report_of(
+    r: redis.Redis,
+    tenant: str,
+    zone_name: str,
+    days: list[str],
+    raws: list[dict[str, str]],
+    activity: str | None,
+    template: str | None,
+) -> dict[str, Any]:
+    scope = _scope_of(activity, template)
+    rows = [figures_of(day, raw, scope) for day, raw in zip(days, raws, strict=True)]
     total = totals(rows)
+    scopes = scopes_of(raws)
+    journeys = journeys_of(raws) if scopes["activities"] else {}
     return {
         "tenant": tenant,
         "timeZone": zone_name or "UTC",
@@ -363,14 +411,9 @@ def report(
         "totals": total.figures,
         "notSentReasons": _top(total.not_sent_reasons),
         "failedReasons": _top(total.failed_reasons),
-        "scopes": _with_names(r, tenant, days, scopes_seen(r, tenant, days)),
+        # the filter's choices, with each activity's names: Journey Builder's, else the ids
+        "scopes": {**scopes, "activityNames": display_names(r, tenant, scopes["activities"], journeys)},
     }
-
-
-def _with_names(r: redis.Redis, tenant: str, days: list[str], scopes: dict[str, Any]) -> dict[str, Any]:
-    """The filter's choices, with each activity's names: Journey Builder's, else the ids."""
-    journeys = journeys_seen(r, tenant, days) if scopes["activities"] else {}
-    return {**scopes, "activityNames": display_names(r, tenant, scopes["activities"], journeys)}
 
 
 def csv_text(found: dict[str, Any]) -> str:

@@ -253,6 +253,21 @@ def installed(r: redis.Redis, tenant: str) -> bool:
     return install_progress(r, tenant)["state"] == "done"
 
 
+def not_installed(r: redis.Redis, tenant: str) -> list[str]:
+    """The data extensions the tenant's last finished install is known not to have made or found:
+    an install from before they existed (the performance DE came later). [] when that is not known
+    (never installed here, an install running or failed: SFMC itself may have them)."""
+    progress = install_progress(r, tenant)
+    if progress.get("state") != "done":
+        return []
+    steps = [str(step.get("name", "")) for step in progress.get("steps", [])]
+    return [
+        de.name
+        for de in DATA_EXTENSIONS
+        if not any(s.startswith(f"data extension {de.name} (") for s in steps)
+    ]
+
+
 def record_failure(r: redis.Redis, tenant: str, reason: str) -> None:
     """End the run `failed` with the reason (the task calls it when it stops retrying)."""
     progress = install_progress(r, tenant)

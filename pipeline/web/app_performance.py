@@ -4,7 +4,8 @@ session and CSP (`require_app_session`, `app_response_headers`); the tenant is t
 A date range (presets or from/to, days in the tenant's reporting time zone) and an activity
 filter, as a GET form: charts of subscribers per day, events per day, each activity's funnel
 (entered, sent, in calendars, clicked) and the top reasons for not sending, each with its table.
-The figures are `pipeline.web.performance.report_for`'s, the API's very report; the page's data
+The figures are `pipeline.web.performance.report_all_for`'s: the API's very report, and each
+activity's totals for the funnels, from one read of each day; the page's data
 route (`/app/performance/data`, JSON or `format=csv`) answers it as the API does. Charts are SVG
 drawn here (pipeline/web/charts.py says why); the one script (static/app/performance.js) fetches the
 CSV with the session, as a framed download link would go without its partitioned cookie.
@@ -24,7 +25,7 @@ from pipeline.tenancy.handles import Runtime
 from pipeline.web import charts
 from pipeline.web.app_auth import require_app_session
 from pipeline.web.errors import ApiError
-from pipeline.web.performance import performance_answer, report_for
+from pipeline.web.performance import performance_answer, report_all_for
 from schemas.api import PerformanceQuerySchema
 
 app_performance = Blueprint("app_performance", __name__, url_prefix="/app")
@@ -127,38 +128,39 @@ def _funnel(chart_id: str, name: str, totals: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _funnels(tenant: Tenant, query: dict[str, Any], found: dict[str, Any]) -> tuple[list[dict], int]:
+def _funnels(
+    query: dict[str, Any], found: dict[str, Any], each: dict[str, dict[str, int]]
+) -> tuple[list[dict], int]:
     """The filtered activity's funnel; without a filter, all activities' and each one's (the
-    MAX_FUNNELS with most entered; the count of the others is returned)."""
+    MAX_FUNNELS with most entered; the count of the others is returned). `each`: every
+    activity's totals (performance.report_all, read with the report)."""
     names = _names(found)
     if query.get("activity"):
         label = activity_label(query["activity"], names)
         return [_funnel("funnel-0", label, found["totals"])], 0
     funnels = [_funnel("funnel-all", "all activities", found["totals"])]
-    reports = [
-        (activity, report_for(_runtime(), tenant.name, {**query, "activity": activity}))
-        for activity in found["scopes"]["activities"]
-    ]
-    reports.sort(key=lambda item: (-int(item[1]["totals"].get("entered", 0)), item[0]))
-    for i, (activity, one) in enumerate(reports[:MAX_FUNNELS]):
-        funnels.append(_funnel(f"funnel-{i}", activity_label(activity, names), one["totals"]))
-    return funnels, max(0, len(reports) - MAX_FUNNELS)
+    ranked = sorted(each.items(), key=lambda item: (-int(item[1].get("entered", 0)), item[0]))
+    for i, (activity, one) in enumerate(ranked[:MAX_FUNNELS]):
+        funnels.append(_funnel(f"funnel-{i}", activity_label(activity, names), one))
+    return funnels, max(0, len(ranked) - MAX_FUNNELS)
 
 
-def _csv_args(query: dict[str, Any]) -> dict[str, str]:
-    args = {"from": query["start"].isoformat(), "to": query["end"].isoformat(), "format": "csv"}
-    if query.get("activity"):
-        args["activity"] = query["activity"]
-    return args
+def _filter_args(query: dict[str, Any]) -> dict[str, str]:
+    """The query's filter (activity, template), for the links that keep it."""
+    return {name: query[name] for name in ("activity", "template") if query.get(name)}
+
+
+def _csv_args(query: dict[str, Any], found: dict[str, Any]) -> dict[str, str]:
+    """The CSV of what is shown: the report's range (a query may give one end only) and filter."""
+    args = {"from": found["from"], "to": found["to"], "format": "csv"}
+    return {**args, **_filter_args(query)}
 
 
 def _presets(today: date, query: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for days in PRESETS:
         start = today - timedelta(days=days - 1)
-        args = {"from": start.isoformat(), "to": today.isoformat()}
-        if query.get("activity"):
-            args["activity"] = query["activity"]
+        args = {"from": start.isoformat(), "to": today.isoformat(), **_filter_args(query)}
         out.append(
             {
                 "label": f"Last {days} days",
@@ -193,7 +195,7 @@ def page() -> Response:
     }
     try:
         query = _query(tenant, args)
-        found = report_for(_runtime(), tenant.name, query)
+        found, each = report_all_for(_runtime(), tenant.name, query)
     except ValidationError as exc:
         return _render(context | {"errors": _errors_of(exc.messages)}, 400)
     except ApiError as exc:  # a range longer or older than the figures are kept
@@ -202,10 +204,15 @@ def page() -> Response:
         )
     days = found["days"]
     names = _names(found)
-    funnels, more = _funnels(tenant, query, found)
+    funnels, more = _funnels(query, found, each)
     context.update(
         found=found,
-        values={"from": found["from"], "to": found["to"], "activity": query.get("activity") or ""},
+        values={
+            "from": found["from"],
+            "to": found["to"],
+            "activity": query.get("activity") or "",
+            "template": query.get("template") or "",
+        },
         presets=_presets(today, query),
         activities=[
             {"id": a, "label": activity_label(a, names)}
@@ -214,7 +221,7 @@ def page() -> Response:
             )
         ],
         activity_label=activity_label(query["activity"], names) if query.get("activity") else "",
-        csv_args=_csv_args(query),
+        csv_args=_csv_args(query, found),
         subscribers={
             "svg": charts.daily_bars("chart-subscribers", "Subscribers per day", days, SUBSCRIBERS, NET),
             "empty": not any(d.get(s.key) for d in days for s in SUBSCRIBERS),

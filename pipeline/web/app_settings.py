@@ -173,6 +173,8 @@ def status_panel(tenant: Tenant) -> dict[str, Any]:
         "status": str(tenant.status),
         "installed": dataextensions.installed(rt.redis, name),
         "install": dataextensions.install_progress(rt.redis, name),
+        # installed before a data extension existed (the performance DE): Install again adds it
+        "notInstalled": dataextensions.not_installed(rt.redis, name),
         "lastWebhook": _epoch_text(rt.redis.get(keys.last_webhook(name))),
         "lastExecute": _epoch_text(rt.redis.get(keys.last_execute(name))),
         "tokens": token_rows(check),

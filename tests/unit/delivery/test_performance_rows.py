@@ -4,9 +4,10 @@ days that ended, with Journey Builder's names where SFMC gives them, else the id
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -20,6 +21,8 @@ from pipeline.settings import load_settings
 from pipeline.stores import performance
 from pipeline.stores.deadletters import count_dead_letters
 from pipeline.stores.ledger import event_id_for
+from pipeline.subscriptions import dataextensions
+from pipeline.subscriptions.dataextensions import PERFORMANCE_DE
 from pipeline.tenancy import handles as runtime_module
 from pipeline.tenancy.handles import Runtime
 from pipeline.upkeep import replay
@@ -159,9 +162,35 @@ def test_missed_hours_and_a_missed_midnight_are_caught_up(rt, url):
     assert report.days == ["2026-12-04", "2026-12-05", "2026-12-06", "2026-12-07", "2026-12-08"]
     assert rt.redis.get(keys.performance_exported(T)) == "2026-12-07"
     assert {d for d, _a in rows(url, rt)} == set(report.days)  # a day of zeros says nothing happened
-    rt.redis.set(keys.performance_exported(T), "2026-10-01")  # longer than CATCH_UP_DAYS
-    days, _ = performance_rows.days_to_write(rt, T, at("2026-12-08T02:07:00"))
-    assert len(days) == performance_rows.CATCH_UP_DAYS + 1
+
+
+def test_a_gap_longer_than_a_batch_is_written_a_batch_a_run_and_no_day_is_skipped(rt, url):
+    """Beat down, credentials refused (no dead letter) or the tenant disabled for weeks: every
+    ended day since the marker is written, CATCH_UP_DAYS a run, oldest first."""
+    rt.redis.set(keys.performance_exported(T), "2026-11-10")
+    count(rt, "2026-11-11", **{"*__entered": 4})  # the first day of the gap
+    count(rt, "2026-11-20", **{"*__entered": 6})
+    now = at("2026-12-08T02:07:00")  # the 8th in Auckland
+    written_days: list[str] = []
+    for _run in range(10):
+        report = performance_rows.export(rt, T, now=now)
+        assert len(report.days) <= performance_rows.CATCH_UP_DAYS + 1 and report.days[-1] == "2026-12-08"
+        assert rt.redis.get(keys.performance_exported(T)) == report.finalised
+        written_days.extend(report.days[:-1])
+        if report.finalised == "2026-12-07":
+            break
+    assert written_days == performance.day_range(datetime(2026, 11, 11).date(), datetime(2026, 12, 7).date())
+    written = rows(url, rt)
+    assert written[("2026-11-11", "*")]["Entered"] == 4 and written[("2026-11-20", "*")]["Entered"] == 6
+    assert performance_rows.export(rt, T, now=now).days == ["2026-12-08"]  # caught up
+
+
+def test_days_whose_figures_are_gone_are_not_written(rt):
+    rt.redis.set(keys.performance_exported(T), "2020-01-01")
+    days, finalised = performance_rows.days_to_write(rt, T, at("2026-12-08T02:07:00"))
+    kept = rt.settings.performance_days
+    assert days[0] == (datetime(2026, 12, 8) - timedelta(days=kept - 1)).date().isoformat()
+    assert len(days) == performance_rows.CATCH_UP_DAYS + 1 and finalised == days[-2]
 
 
 def test_the_marker_never_moves_back(rt, url):
@@ -215,6 +244,36 @@ def test_names_are_capped_and_one_line(rt):
     assert rt.redis.ttl(keys.activity_names(T, ACTIVITY)) > 0  # bounded
 
 
+def test_a_name_that_fills_its_column_and_starts_like_a_formula_still_fits(rt, url):
+    """clean_name caps at NAME_LENGTH; the `'` neutralise adds must not make it one too long (SFMC
+    would refuse the whole rowset, every hour). A journey id or an activity id too long for its
+    column is left out rather than cut, the other rows are written."""
+    day = "2026-12-08"
+    long_journey = "j" * 150  # execute does not bound journeyId; the column holds 100
+    long_activity = "a" * 150  # execute accepts 200; the key column holds 100
+    count(
+        rt, day, **{f"a:{ACTIVITY}__entered": 1, f"a:{OTHER}__entered": 1, f"a:{long_activity}__entered": 1}
+    )
+    rt.redis.hset(
+        keys.performance_day(T, day), mapping={f"j:{ACTIVITY}": JOURNEY, f"j:{OTHER}": long_journey}
+    )
+    performance.save_names(rt.redis, T, ACTIVITY, "=" + "J" * 300, "+" + "A" * 300)
+    performance.save_names(rt.redis, T, OTHER, "", "")
+    report = performance_rows.export(rt, T, days=[day])
+    assert report.rows == 3  # the tenant's and the two activities whose ids fit
+    written = rows(url, rt)
+    assert set(written) == {(day, "*"), (day, ACTIVITY), (day, OTHER)}
+    for row in written.values():  # what SFMC checks: no text longer than its column
+        for column in PERFORMANCE_DE.columns:
+            if column.type == "Text":
+                assert len(str(row.get(column.name, ""))) <= column.length, (column.name, row)
+    named = written[(day, ACTIVITY)]
+    assert len(named["JourneyName"]) == 200 and named["JourneyName"].startswith("'=J")
+    assert len(named["ActivityName"]) == 200 and named["ActivityName"].startswith("'+A")
+    other = written[(day, OTHER)]
+    assert other["JourneyId"] == "" and other["JourneyName"] == "j" * 150
+
+
 def test_the_claim_names_the_activitys_journey_for_the_day(rt):
     record = {
         "contactKey": "C1",
@@ -237,6 +296,46 @@ def test_many_activities_go_in_rowset_calls_of_50(rt, url):
     report = performance_rows.export(rt, T, days=[day])
     assert report.rows == 61 and report.calls == 2
     assert len(rows(url, rt)) == 61
+
+
+def install_done(rt, *des) -> None:
+    """The install progress of a finished install that made or found `des` (and the folder)."""
+    steps = [{"name": "folder Rokt Calendar", "result": "exists", "detail": ""}]
+    steps += [
+        {"name": f"data extension {de.name} ({de.key_of(rt.tenant(T))})", "result": "exists"} for de in des
+    ]
+    rt.redis.set(keys.install_progress(T), json.dumps({"state": "done", "steps": steps, "error": ""}))
+
+
+def test_a_tenant_installed_before_the_performance_de_waits_without_dead_letters(rt, url, sent_tasks, caplog):
+    """Installed before the performance DE existed: SFMC has no such DE, and every hour would
+    dead-letter. The export waits (logged once), the marker stays; Install again closes the gap."""
+    rt.redis.set(keys.performance_exported(T), "2026-12-05")
+    count(rt, "2026-12-06", **{"*__entered": 2})
+    install_done(rt, dataextensions.SUBSCRIPTION_DE, dataextensions.STATUS_DE)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(f"{url}/v2/token")
+        de = rt.tenant(T).sfmc_performance_de_key
+        refused = mock.post(f"{url}/hub/v1/dataevents/key:{de}/rowset", status=400, json={"message": "no DE"})
+        with caplog.at_level("WARNING"):
+            first = run(export_performance_task, T)
+            second = run(export_performance_task, T)
+    assert first["rows"] == 0 and first["skipped"] and second["skipped"] and refused.call_count == 0
+    assert count_dead_letters(rt.redis, T) == 0
+    assert rt.redis.get(keys.performance_exported(T)) == "2026-12-05"
+    assert sum("not installed" in r.getMessage() for r in caplog.records) == 1  # once, not every hour
+    # Install again (now with the performance DE): the next run writes the days waiting
+    install_done(rt, *dataextensions.DATA_EXTENSIONS)
+    report = performance_rows.export(rt, T, now=at("2026-12-08T02:07:00"))
+    assert report.days[0] == "2026-12-06" and rows(url, rt)[("2026-12-06", "*")]["Entered"] == 2
+
+
+def test_an_install_not_known_to_lack_the_performance_de_exports(rt, url):
+    """Never installed here (made by hand, say), or an install running or failed: try, as before."""
+    count(rt, "2026-12-08", **{"*__entered": 1})
+    assert performance_rows.export(rt, T, now=at("2026-12-08T02:07:00")).rows == 2
+    rt.redis.set(keys.install_progress(T), json.dumps({"state": "failed", "steps": [], "error": "x"}))
+    assert performance_rows.export(rt, T, now=at("2026-12-08T02:07:00")).rows == 1
 
 
 # --- the tasks ---------------------------------------------------------------------------------

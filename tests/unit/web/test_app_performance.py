@@ -194,14 +194,14 @@ def test_activity_names_are_shown_when_the_report_carries_them(browser, figures,
     page_module = sys.modules[
         "pipeline.web.app_performance"
     ]  # `pipeline.web.app_performance` is the blueprint
-    real = page_module.report_for
+    real = page_module.report_all_for
 
     def named(rt, tenant, query):
-        found = real(rt, tenant, query)
+        found, each = real(rt, tenant, query)
         found["scopes"]["activityNames"] = {ACTIVITY: {"journey": "Welcome", "activity": "Send invite"}}
-        return found
+        return found, each
 
-    monkeypatch.setattr(page_module, "report_for", named)
+    monkeypatch.setattr(page_module, "report_all_for", named)
     html = browser.get("/app/performance").get_data(as_text=True)
     assert f'<option value="{ACTIVITY}">Welcome \u203a Send invite</option>' in html
     assert f'<option value="{OTHER}">{OTHER}</option>' in html  # no name known: its id
@@ -235,3 +235,38 @@ def test_charts_scale_negative_values_and_escape_labels():
     assert svg.count('data-figure="a"') == 2 and 'data-figure="n" data-value="-2"' in svg
     bars = str(charts.horizontal_bars("h", "H", [("<b>", 4), ("two", 2)], of=4))
     assert "&lt;b&gt;: 4 (100%)" in bars and "two: 2 (50%)" in bars
+
+
+def test_the_page_reads_each_days_figures_once(browser, runtime, tenant, figures, monkeypatch):
+    """Every activity's funnel, the scopes and the names come from one read of each day's hash,
+    not a report per activity (each reading every day three times)."""
+    for n in range(11):  # more activities on each day, each counting
+        put_day(runtime.redis, tenant, today() - timedelta(days=n), {f"a:act-{n:02d}|entered": n + 1})
+    reads: list[str] = []
+    real = keys.performance_day
+    monkeypatch.setattr(keys, "performance_day", lambda t, day: reads.append(day) or real(t, day))
+    html = browser.get("/app/performance?" + f"from={(today() - timedelta(days=29)).isoformat()}").get_data(
+        as_text=True
+    )
+    assert len(reads) == 30 and len(set(reads)) == 30  # 30 days, each read once
+    assert 'id="table-funnel-11"' in html and 'id="table-funnel-12"' not in html  # the 12 funnels
+
+
+def test_report_all_is_the_report_and_each_activitys_report_totals(runtime, tenant, figures):
+    first, last = today() - timedelta(days=6), today()
+    found, each = performance.report_all(runtime.redis, tenant, "UTC", first, last)
+    assert found == performance.report(runtime.redis, tenant, "UTC", first, last)
+    assert set(each) == set(found["scopes"]["activities"]) and each
+    for activity, totals in each.items():
+        alone = performance.report(runtime.redis, tenant, "UTC", first, last, activity=activity)
+        assert totals == alone["totals"]
+    with_template = performance.report_all(runtime.redis, tenant, "UTC", first, last, template="tpl-1")[0]
+    assert with_template == performance.report(runtime.redis, tenant, "UTC", first, last, template="tpl-1")
+
+
+def test_the_csv_link_and_the_presets_keep_the_template_filter(browser, figures):
+    html = browser.get("/app/performance?template=tpl-1").get_data(as_text=True)
+    assert "template=tpl-1" in re.search(r'class="csv" href="([^"]+)"', html).group(1)
+    assert '<input type="hidden" name="template" value="tpl-1">' in html
+    presets = re.findall(r'href="(/app/performance\?[^"]+)"', html)
+    assert presets and all("template=tpl-1" in href for href in presets)

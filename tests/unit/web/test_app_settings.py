@@ -340,6 +340,26 @@ def test_install_that_cannot_be_queued_is_not_left_queued(app, browser_a, runtim
     assert dataextensions.install_progress(runtime.redis, tenants[0])["state"] == "failed"
 
 
+def test_status_panel_names_a_data_extension_an_old_install_lacks(browser_a, runtime, tenants):
+    """Installed before the performance DE existed: the panel says so (its rows wait for it)."""
+    from pipeline.delivery.performance_rows import PERFORMANCE_DE
+
+    config = runtime.tenant(tenants[0])
+    steps = [
+        {"name": f"data extension {de.name} ({de.key_of(config)})", "result": "exists"}
+        for de in dataextensions.DATA_EXTENSIONS
+        if de is not PERFORMANCE_DE
+    ]
+    progress = {"state": "done", "steps": steps, "error": "", "updatedAt": 1.0}
+    runtime.redis.set(keys.install_progress(tenants[0]), json.dumps(progress))
+    html = browser_a.get("/app/settings").get_data(as_text=True)
+    assert 'id="status-installed">installed<span id="status-not-installed" class="bad">' in html
+    assert ", without Rokt Calendar Performance: Install again</span>" in html
+    progress["steps"].append({"name": f"data extension {PERFORMANCE_DE.name} (k)", "result": "created"})
+    runtime.redis.set(keys.install_progress(tenants[0]), json.dumps(progress))
+    assert "status-not-installed" not in browser_a.get("/app/settings").get_data(as_text=True)
+
+
 def test_status_panel(browser_a, runtime, tenants):
     a = tenants[0]
     html = browser_a.get("/app/settings").get_data(as_text=True)
