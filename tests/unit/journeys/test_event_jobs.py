@@ -626,3 +626,20 @@ def test_a_subscribers_removal_with_no_job_of_ours_still_counts_removed(runtime,
     ex = runtime.ledger.get("default", "e0")
     assert ex.status == State.REMOVED and ex.fields["error"] == "removed from the calendar by the subscriber"
     assert today(runtime).get("removed") == 1
+
+
+def test_an_item_that_fails_for_good_leaves_rokts_later_webhooks_their_own_meaning(runtime, template_id):
+    """A withdrawal Rokt refuses: its change in progress leaves the record with the dead letter,
+    so a subscriber's removal afterwards is counted as one."""
+    from pipeline.stores.ledger import PENDING_FIELD
+    from schemas.rokt_webhook import EVENT_REMOVED
+
+    sent(runtime, template_id, 1, subscriptionId="s-a")
+    url = f"https://rokt.test/v2/subscription/acct/s-a/subscriptionevent/{event_id_for('e0')}"
+    with rokt() as mock:
+        mock.delete(url, status=400, json={"Code": "Invalid", "Reason": "no"})
+        job = run(runtime, start(runtime, JobKind.WITHDRAW, contact_key="C1"))
+    assert job.as_dict()["failed"] == 1 and count_dead_letters(runtime.redis, "default") == 1
+    assert runtime.ledger.get("default", "e0").fields[PENDING_FIELD] == ""
+    rokt_webhook(runtime, EVENT_REMOVED, "e0", "hook-1")
+    assert runtime.ledger.get("default", "e0").status == State.REMOVED and today(runtime)["removed"] == 1
