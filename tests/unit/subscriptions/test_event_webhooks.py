@@ -214,3 +214,10 @@ def test_a_flush_that_read_the_record_before_the_change_was_set_does_not_archive
     record = runtime.redis.hgetall(keys.execution("default", "e1"))
     runtime.ledger.mark("default", "e1", (State.CONFIRMED,), **{PENDING_FIELD: "withdraw:j"})
     assert runtime.ledger.archive("default", "e1", record, tombstone_seconds=60) == -1  # read again
+
+
+def test_the_transition_script_answers_pending_as_the_ledger_spells_it():
+    from pipeline.stores import ledger
+
+    assert f"answer(0, '{ledger.PENDING}')" in ledger._TRANSITION
+    assert f"'{ledger.PENDING_FIELD}'" in ledger._TRANSITION
