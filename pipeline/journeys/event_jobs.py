@@ -51,7 +51,7 @@ from pipeline.journeys import executions, links
 from pipeline.journeys.render import MissingFields, TemplateRenderError, render_event
 from pipeline.journeys.templates import TemplateNotFound, archive_template, get_template, restore_template
 from pipeline.stores.deadletters import error_class_of, reason_of, record_dead_letter
-from pipeline.stores.ledger import Execution, now_iso
+from pipeline.stores.ledger import PENDING_FIELD, Execution, now_iso
 from pipeline.stores.ratelimit import RESERVATION_SECONDS, RateLimited, RateLimiter
 from pipeline.tenancy.handles import Runtime
 from pipeline.vocabulary import (
@@ -702,6 +702,7 @@ def fail_item(rt: Runtime, job: Job, execution_id: str, exc: BaseException, atte
         attempts=attempts,
         payload={"jobId": job.job_id, "executionId": execution_id, "kind": job.kind.value},
     )
+    _abandon(rt, job, execution_id)
     if job.state == JobState.DONE:  # a replay refused again: counted failed when the job ended
         rt.redis.hset(keys.event_job_notes(job.tenant, job.job_id), execution_id, reason_of(exc)[:300])
     else:
@@ -709,6 +710,14 @@ def fail_item(rt: Runtime, job: Job, execution_id: str, exc: BaseException, atte
     log.warning(
         "event job %s: execution %s failed at %s: %s", job.job_id, execution_id, stage, reason_of(exc)
     )
+
+
+def _abandon(rt: Runtime, job: Job, execution_id: str) -> None:
+    """The item failed for good: the job's change in progress leaves the record (when it is still
+    this job's), so Rokt's later webhooks take their own meaning again (a replay sets it again)."""
+    record = _current(rt, job.tenant, execution_id)
+    if record is not None and record.get(PENDING_FIELD) == pending_of(job):
+        executions.mark_whole(rt, job.tenant, execution_id, ACTS_ON[job.kind], **{PENDING_FIELD: ""})
 
 
 def _current(rt: Runtime, tenant: str, execution_id: str) -> dict[str, str] | None:
@@ -737,6 +746,9 @@ def process_item(rt: Runtime, job: Job, execution_id: str, template: dict[str, A
     client = job_client(rt, job.tenant)
     if job.kind == JobKind.CORRECT:
         return _correct(rt, job, ex, record, event, template, client)
+    found = _intend(rt, job, execution_id)
+    if found is not None:
+        return found
     if job.kind == JobKind.CANCEL:
         with contextlib.suppress(EventNotFound):  # gone before: done
             client.delete_subscription_event(ex.event_id)
@@ -797,6 +809,9 @@ def _correct(
     digest = executions.event_digest(new_json, ids_json)
     if digest == record.get(executions.EVENT_DIGEST_FIELD):
         return JobOutcome.UNCHANGED
+    found = _intend(rt, job, ex.execution_id)
+    if found is not None:
+        return found
     client.update_subscription_event(new)
     values = {
         "event": new_json,
@@ -810,11 +825,40 @@ def _correct(
     return _move(rt, job, ex.execution_id, values)
 
 
+def pending_of(job: Job) -> str:
+    """What the job's change in progress writes on an execution (ledger.PENDING_FIELD)."""
+    return f"{job.kind.value}:{job.job_id}"
+
+
+def _intend(rt: Runtime, job: Job, execution_id: str) -> JobOutcome | None:
+    """Before the job's Rokt call for an execution, its change in progress on the record
+    (ledger.PENDING_FIELD): Rokt's webhook for that very change may land before the job's move
+    (a withdrawal's second removal still to make, a correction whose answer was lost and is
+    retried), and then moves nothing (pipeline/subscriptions/webhooks.py, ECHO_OF), so the move
+    and its day figure are the job's, once. Kept until the job's move (a retry sets it again),
+    or until the item fails for good (`fail_item`). None when set; else the item's outcome (the
+    execution left the states the job acts on meanwhile)."""
+    marked, previous = executions.mark_whole(
+        rt, job.tenant, execution_id, ACTS_ON[job.kind], **{PENDING_FIELD: pending_of(job)}
+    )
+    if marked:
+        return None
+    if not previous:
+        return JobOutcome.GONE
+    if previous in ALREADY[job.kind]:
+        return _done_outcome(job.kind)
+    return JobOutcome.NOT_HELD
+
+
 def _move(rt: Runtime, job: Job, execution_id: str, values: dict[str, str]) -> JobOutcome:
-    """The execution to the job's state (status row and history follow); moved by the webhook
-    of the very change before us, it is done all the same."""
+    """The execution to the job's state (status row and history follow), its change in progress
+    cleared; moved by the webhook of the very change before us (a crash between setting the
+    change and the webhook), it is done all the same. An execution found elsewhere keeps the
+    change it names: no webhook moves it out of a final state (nor into `removed` from there)."""
     target = TARGETS[job.kind]
-    moved, previous = executions.move_whole(rt, job.tenant, execution_id, target, ACTS_ON[job.kind], **values)
+    moved, previous = executions.move_whole(
+        rt, job.tenant, execution_id, target, ACTS_ON[job.kind], **{**values, PENDING_FIELD: ""}
+    )
     if not previous:
         return JobOutcome.GONE
     if moved:

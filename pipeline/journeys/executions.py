@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -248,24 +249,55 @@ def emit_outcome(rt: Runtime, ex: Execution, *, quiet: bool = False) -> bool:
 
 
 def move_whole(
-    rt: Runtime, tenant: str, execution_id: str, target: State, allowed_from: tuple[State, ...], **values: str
+    rt: Runtime,
+    tenant: str,
+    execution_id: str,
+    target: State,
+    allowed_from: tuple[State, ...],
+    *,
+    unless_pending: str = "",
+    **values: str,
 ) -> tuple[bool, str]:
     """Move an execution whatever Redis still holds of it: a tombstone (or nothing) is made whole
     again from the history store first, so it moves like any other (and leaves Redis again once
     the store has the move). Returns (moved, previous status); ('' when neither holds it: past
-    its retention)."""
-    moved, previous = False, ""
-    for _attempt in range(3):  # archived again between the restore and the move: restore again
+    its retention). `unless_pending`: as the ledger's transition (a job's change in progress)."""
+    return _whole(
+        rt,
+        tenant,
+        execution_id,
+        lambda: rt.ledger.transition(
+            tenant, execution_id, target, allowed_from, unless_pending=unless_pending, **values
+        ),
+    )
+
+
+def mark_whole(
+    rt: Runtime, tenant: str, execution_id: str, allowed_from: tuple[State, ...], **values: str
+) -> tuple[bool, str]:
+    """Set fields of an execution in one of `allowed_from` without moving it (nothing counted),
+    whatever Redis still holds of it (made whole again as for a move). Returns (set, status
+    found); ('' when neither holds it)."""
+    return _whole(
+        rt, tenant, execution_id, lambda: rt.ledger.mark(tenant, execution_id, allowed_from, **values)
+    )
+
+
+def _whole(
+    rt: Runtime, tenant: str, execution_id: str, change: Callable[[], tuple[bool, str]]
+) -> tuple[bool, str]:
+    done, previous = False, ""
+    for _attempt in range(3):  # archived again between the restore and the change: restore again
         current = rt.ledger.get(tenant, execution_id)
         if current is None or "archived" in current.fields:
             record = rt.history.record(tenant, execution_id)
             if record is None:
                 return False, ""
             rt.ledger.restore(tenant, execution_id, record)
-        moved, previous = rt.ledger.transition(tenant, execution_id, target, allowed_from, **values)
+        done, previous = change()
         if previous != "archived":
             break
-    return moved, previous
+    return done, previous
 
 
 def release_key_of(ex: Execution) -> str:

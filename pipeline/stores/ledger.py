@@ -27,6 +27,12 @@ from pipeline.vocabulary import ARCHIVED_STATES, NEXT_STATES, TERMINAL_STATES, O
 
 EXECUTION_NS = uuid.UUID("6f1b0f64-8a52-4a8e-9a53-0c2d6a5e7c11")
 EVENT_NS = uuid.UUID("a3c1f0de-2f4b-4c6e-8d7a-5b9e1e0f4d22")
+# An event job's change at Rokt in progress, on the execution it changes: `<kind>:<job id>`, set
+# before the job's Rokt call and cleared by the job's move ('' then). Rokt's webhook for that very
+# change (its echo) may land in between; the webhook's move names the job kind it would echo, and
+# the transition script leaves such an execution to the job (pipeline/journeys/event_jobs.py).
+PENDING_FIELD = "pendingChange"
+PENDING = "pending"  # the transition's answer for an execution left to the job changing it
 
 # Per-tenant counters kept by the scripts below, so they stay exact under concurrency:
 # - `template-open` (hash templateId -> executions of it still `queued`), for refusing to delete
@@ -113,7 +119,9 @@ end
 #       '1' to answer the execution's hash after the move as a third element, execution id,
 #       the day's figure of the move from queued, and from elsewhere (performance.MOVE_FIGURES;
 #       '' for none; `failed` comes as `failed:<stage>:<error class>`), the performance hash's
-#       ttl, field/value pairs
+#       ttl, a kind of event job ('' for none: see PENDING_FIELD), field/value pairs
+# With a kind of job given, an execution whose PENDING_FIELD names that kind does not move (answer
+# {0, 'pending'}): the job is changing it at Rokt, and the job's own move is the one that counts.
 _TRANSITION = (
     _UNCOUNT_FAILURE
     + COUNT_DAY_LUA
@@ -128,8 +136,16 @@ if redis.call('HGET', KEYS[1], 'archived') == '1' then return answer(0, 'archive
 local allowed = false
 for s in string.gmatch(ARGV[2], '[^,]+') do if s == current then allowed = true end end
 if not allowed then return answer(0, current) end
+if ARGV[13] ~= '' then
+  local pending = redis.call('HGET', KEYS[1], '"""
+    + PENDING_FIELD
+    + """') or ''
+  if pending == ARGV[13] or string.sub(pending, 1, #ARGV[13] + 1) == ARGV[13] .. ':' then
+    return answer(0, 'pending')
+  end
+end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updatedAt', ARGV[3])
-if #ARGV > 12 then redis.call('HSET', KEYS[1], unpack(ARGV, 13)) end
+if #ARGV > 13 then redis.call('HSET', KEYS[1], unpack(ARGV, 14)) end
 redis.call('ZREM', KEYS[2], KEYS[1])
 redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if current ~= 'queued' then redis.call('HINCRBY', KEYS[3], current, -1) end
@@ -210,6 +226,22 @@ end
 return 1
 """
 )
+
+# KEYS: exec hash; ARGV: allowed-from csv, now (iso), field/value pairs
+# Set fields of an execution in one of the allowed states, whole in Redis (not a tombstone),
+# without moving it: nothing is counted. `updatedAt` changes too, so a flush that read the record
+# before does not archive it without these fields (the archive script compares `updatedAt`).
+# Answers {1 set or 0, the status found ('' none, 'archived' a tombstone)}.
+_MARK = """
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return {0, ''} end
+if redis.call('HGET', KEYS[1], 'archived') == '1' then return {0, 'archived'} end
+local allowed = false
+for s in string.gmatch(ARGV[1], '[^,]+') do if s == current then allowed = true end end
+if not allowed then return {0, current} end
+redis.call('HSET', KEYS[1], 'updatedAt', ARGV[2], unpack(ARGV, 3))
+return {1, current}
+"""
 
 # KEYS: exec hash, open set, awaiting set, template-open hash, contact index, intake stream;
 # ARGV: tenant prefix, execution id, the intake group
@@ -394,6 +426,7 @@ class Ledger:
         self.performance_ttl = performance.ttl_seconds(performance_days)
         self._claim = r.register_script(_CLAIM)
         self._transition = r.register_script(_TRANSITION)
+        self._mark = r.register_script(_MARK)
         self._reopen = r.register_script(_REOPEN)
         self._forget = r.register_script(_FORGET)
         self._archive = r.register_script(_ARCHIVE)
@@ -549,14 +582,35 @@ class Ledger:
         execution: str,
         to_status: State,
         allowed_from: tuple[State, ...] = (State.QUEUED,),
+        *,
+        unless_pending: str = "",
         **values: str,
     ) -> tuple[bool, str]:
         """Move to `to_status` only from `allowed_from`; returns (moved, previous status).
 
         A move to failed counts its `error` value (cut to 200 characters) among the activity's
-        failure reasons."""
-        moved, previous = self._move(tenant, execution, to_status, allowed_from, values, answer_hash=False)
+        failure reasons. With `unless_pending` (a kind of event job), an execution such a job is
+        changing at Rokt (PENDING_FIELD) does not move: (False, PENDING)."""
+        moved, previous = self._move(
+            tenant,
+            execution,
+            to_status,
+            allowed_from,
+            values,
+            answer_hash=False,
+            unless_pending=unless_pending,
+        )
         return bool(int(moved)), previous
+
+    def mark(
+        self, tenant: str, execution: str, allowed_from: tuple[State, ...], **values: str
+    ) -> tuple[bool, str]:
+        """Set fields of the execution, whole in Redis and in one of `allowed_from`, without
+        moving it (nothing counted); returns (set, status found: '' none, 'archived' a tombstone)."""
+        flat = [item for pair in values.items() for item in pair]
+        args = [",".join(allowed_from), now_iso(), *flat]
+        done, current = self._mark(keys=[keys.execution(tenant, execution)], args=args)
+        return bool(int(done)), current
 
     def transition_get(
         self,
@@ -582,6 +636,7 @@ class Ledger:
         allowed_from: tuple[State, ...],
         values: dict[str, str],
         answer_hash: bool,
+        unless_pending: str = "",
     ) -> list[Any]:
         illegal = [state for state in allowed_from if to_status not in NEXT_STATES[State(state)]]
         if illegal:
@@ -615,6 +670,7 @@ class Ledger:
             execution,
             *figures,
             self.performance_ttl,
+            unless_pending,
             *flat,
         ]
         return self._transition(keys=names, args=args)

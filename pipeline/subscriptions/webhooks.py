@@ -21,10 +21,10 @@ from pipeline.journeys import executions
 from pipeline.settings import Settings
 from pipeline.stores import subscription_records
 from pipeline.stores.deadletters import record_exception
-from pipeline.stores.ledger import now_iso
+from pipeline.stores.ledger import PENDING, now_iso
 from pipeline.subscriptions.subscription_rows import attributes, process_subscription_event
 from pipeline.tenancy.handles import Runtime
-from pipeline.vocabulary import HELD_STATES, OutboxKind, Stage, State, states_leading_to
+from pipeline.vocabulary import HELD_STATES, JobKind, OutboxKind, Stage, State, states_leading_to
 from schemas.rokt_webhook import (
     EVENT_ADDED,
     EVENT_DELETED,
@@ -139,7 +139,9 @@ def _apply_webhook(rt: Runtime, tenant: str, event_id: str) -> tuple[OutboxKind,
         target, allowed_from, error = EVENT_MOVES[kind]
         rokt_event_id = details["subscriptionEvent"]["eventId"]
         reason = {"error": error} if error else {}
-        moved = update_execution(rt, tenant, rokt_event_id, target, allowed_from, **reason)
+        moved = update_execution(
+            rt, tenant, rokt_event_id, target, allowed_from, unless_pending=ECHO_OF.get(kind, ""), **reason
+        )
         # a move may release the contact too (releaseOn=confirmed): flush that soon, not at beat's pass
         kinds = (OutboxKind.STATUS_ROWS, OutboxKind.RELEASES) if moved else ()
     else:
@@ -164,7 +166,8 @@ def _seen_before(rt: Runtime, tenant: str, event_id: str) -> bool:
 
 # What each of Rokt's event webhooks does to the execution that sent the event: the state it
 # moves to, from which (None: every state the table allows), and the reason its status row shows.
-# An update or a delete we made ourselves (an event job) has moved it already: nothing moves again.
+# A change we made ourselves (an event job) is the job's to move (ECHO_OF below): before its
+# move, the webhook moves nothing; after it, the execution is in a state the webhook cannot move.
 EVENT_MOVES: dict[str, tuple[State, tuple[State, ...] | None, str]] = {
     EVENT_ADDED: (State.CONFIRMED, None, ""),
     EVENT_UPDATED: (State.UPDATED, (State.ACCEPTED, State.CONFIRMED), ""),
@@ -174,6 +177,18 @@ EVENT_MOVES: dict[str, tuple[State, tuple[State, ...] | None, str]] = {
     EVENT_DELETED: (State.CANCELLED, tuple(sorted(HELD_STATES)), "deleted at Rokt (every calendar)"),
 }
 
+# The event job whose own change at Rokt each webhook reports back (its echo). While such a job
+# is changing the execution (ledger.PENDING_FIELD, set before its Rokt call), the webhook moves
+# nothing: the job's move is the one that counts, with the job's meaning (`withdrawn`, not
+# `removed` by the subscriber; one `updated` per correction; the cancel's own reason). A
+# subscriber's removal landing in that window is taken for the withdrawal's echo: the job removes
+# the event from each of the contact's subscriptions anyway, and it ends `withdrawn`.
+ECHO_OF: dict[str, JobKind] = {
+    EVENT_UPDATED: JobKind.CORRECT,
+    EVENT_REMOVED: JobKind.WITHDRAW,
+    EVENT_DELETED: JobKind.CANCEL,
+}
+
 
 def update_execution(
     rt: Runtime,
@@ -181,10 +196,13 @@ def update_execution(
     rokt_event_id: str,
     target: State,
     allowed_from: tuple[State, ...] | None = None,
+    *,
+    unless_pending: str = "",
     **values: str,
 ) -> bool:
     """Move the execution that sent `rokt_event_id` to `target` (from `allowed_from`, else every
-    state that may lead there); False when not ours or done.
+    state that may lead there); False when not ours or done, or (`unless_pending`, a job kind)
+    when such a job is changing it at Rokt (the job moves it).
 
     The status row follows every move; the contact is released here only if it was not
     released before (releaseOn=confirmed, still waiting): emit_outcome releases once."""
@@ -194,12 +212,21 @@ def update_execution(
         if execution is None:
             return False  # an event another system sent to this calendar
     allowed = allowed_from or states_leading_to(target)
-    moved, previous = executions.move_whole(rt, tenant, execution, target, allowed, **values)
+    moved, previous = executions.move_whole(
+        rt, tenant, execution, target, allowed, unless_pending=unless_pending, **values
+    )
     if not previous:
         return False  # past its retention
     if not moved:
         if previous == State.QUEUED:
             raise NotYetAccepted(execution)
+        if previous == PENDING:
+            log.info(
+                "execution %s of %s: the echo of our own %s; the job moves it",
+                execution,
+                tenant,
+                unless_pending,
+            )
         return False
     ex = rt.ledger.get(tenant, execution)
     if ex is not None:

@@ -500,3 +500,146 @@ def test_the_job_scripts_spell_the_done_state_as_the_vocabulary_does():
 
     for script in (event_jobs._RECORD, event_jobs._CLAIM, event_jobs._CHUNK_DONE):
         assert f"'state') == '{JobState.DONE}'" in script
+
+
+# -- our own change and Rokt's webhook for it -------------------------------------------------
+
+
+def rokt_webhook(runtime, kind, execution, hook_id, subscription="s-a"):
+    """Rokt's webhook about the execution's event, received and processed as the task does."""
+    from pipeline.subscriptions.webhooks import claim_webhook, process_webhook
+    from schemas.rokt_webhook import EnvelopeSchema
+    from tests.unit.samples import RECEIPT_TTL
+
+    envelope = {
+        "eventId": hook_id,
+        "eventType": kind,
+        "eventDetails": {
+            "accountId": "acct",
+            "subscription": {"calendarSubscriptionId": subscription},
+            "subscriptionEvent": {"eventId": event_id_for(execution)},
+        },
+    }
+    assert EnvelopeSchema().validate(envelope) == {}
+    assert claim_webhook(runtime.redis, "default", envelope, ttl_seconds=RECEIPT_TTL)
+    return process_webhook(runtime, "default", hook_id)
+
+
+def today(runtime):
+    """Activity `a`'s figures today (UTC) that are not zero."""
+    from pipeline.stores import performance
+
+    (day,) = performance.read_days(runtime.redis, "default", [performance.local_day("UTC")], "a")
+    return {name: n for name, n in day.figures.items() if n}
+
+
+def status_values(runtime):
+    return [json.loads(f["p"])["values"] for _id, f in runtime.redis.xrange("rsf:default:outbox:status")]
+
+
+def test_a_withdrawal_whose_removed_webhook_lands_mid_job_counts_withdrawn_once(runtime, template_id):
+    """The job removes the event from the first subscription; Rokt's Removed for it arrives
+    while the job still calls Rokt for the second. It is the echo of our own removal: the
+    execution goes to `withdrawn` once, never `removed` by the subscriber."""
+    from schemas.rokt_webhook import EVENT_REMOVED
+
+    sent(runtime, template_id, 1, subscriptionId="s-a,s-b")
+    rows_before = len(status_values(runtime))
+    url = "https://rokt.test/v2/subscription/acct/{}/subscriptionevent/" + event_id_for("e0")
+
+    def removed_then_answered(request):
+        rokt_webhook(runtime, EVENT_REMOVED, "e0", "hook-1", subscription="s-a")
+        return 202, {}, ""
+
+    with rokt() as mock:
+        mock.add_callback("DELETE", url.format("s-a"), callback=removed_then_answered)
+        second = mock.delete(url.format("s-b"), status=202)
+        job = run(runtime, start(runtime, JobKind.WITHDRAW, contact_key="C1"))
+    assert second.call_count == 1 and job.as_dict()["outcomes"]["withdrawn"] == 1
+    ex = runtime.ledger.get("default", "e0")
+    assert ex.status == State.WITHDRAWN and ex.fields["error"].startswith("withdrawn")
+    figures = today(runtime)
+    assert figures.get("withdrawn") == 1 and "removed" not in figures
+    assert [row["Status"] for row in status_values(runtime)[rows_before:]] == ["withdrawn"]
+
+
+def test_a_correction_whose_answer_was_lost_counts_updated_once(runtime, template_id):
+    """Rokt applies the update but its answer is lost; Rokt's Updated arrives before the job's
+    retry, which updates again: one correction, `updated` counted once."""
+    from pipeline.clients.errors import RetryableError
+    from schemas.rokt_webhook import EVENT_UPDATED
+
+    sent(runtime, template_id, 1)
+    update_template(runtime.redis, "default", template_id, {**TEMPLATE, "title": "New {{FirstName}}"})
+    job_id = start(runtime, JobKind.CORRECT, template_id=template_id)
+    (chunk,) = event_jobs.step(runtime, "default", job_id, event_jobs.PLAN)
+
+    def applied_answer_lost(request):
+        rokt_webhook(runtime, EVENT_UPDATED, "e0", "hook-1")
+        return 504, {}, ""
+
+    with rokt() as mock:
+        mock.add_callback("POST", ROKT_UPDATE, callback=applied_answer_lost)
+        with pytest.raises(RetryableError):
+            event_jobs.step(runtime, "default", job_id, *chunk)
+    with rokt() as mock:
+        update = mock.post(ROKT_UPDATE, status=202, json={})
+        todo = event_jobs.step(runtime, "default", job_id, *chunk)  # the step task's retry
+        while todo:
+            todo = [s for step in todo for s in event_jobs.step(runtime, "default", job_id, *step)]
+        assert update.call_count == 1
+    job = event_jobs.get_job(runtime.redis, "default", job_id)
+    assert job.state == "done" and job.counts == {JobOutcome.UPDATED: 1}
+    assert runtime.ledger.get("default", "e0").status == State.UPDATED
+    assert today(runtime).get("updated") == 1
+
+
+def test_a_cancel_whose_deleted_webhook_lands_first_counts_deleted_once_with_the_jobs_reason(
+    runtime, template_id
+):
+    from schemas.rokt_webhook import EVENT_DELETED
+
+    sent(runtime, template_id, 1)
+
+    def deleted_then_answered(request):
+        rokt_webhook(runtime, EVENT_DELETED, "e0", "hook-1")
+        return 202, {}, ""
+
+    with rokt() as mock:
+        mock.add_callback(
+            "DELETE",
+            f"https://rokt.test/v1/subscriptionevent/acct/{event_id_for('e0')}",
+            callback=deleted_then_answered,
+        )
+        job = run(runtime, start(runtime, JobKind.CANCEL, template_id=template_id, reason="legal"))
+    assert job.as_dict()["outcomes"]["cancelled"] == 1
+    ex = runtime.ledger.get("default", "e0")
+    assert ex.status == State.CANCELLED and ex.fields["error"] == "cancelled: legal"
+    assert today(runtime).get("deleted") == 1
+
+
+def test_a_subscribers_removal_with_no_job_of_ours_still_counts_removed(runtime, template_id):
+    from schemas.rokt_webhook import EVENT_REMOVED
+
+    sent(runtime, template_id, 1)
+    rokt_webhook(runtime, EVENT_REMOVED, "e0", "hook-1")
+    ex = runtime.ledger.get("default", "e0")
+    assert ex.status == State.REMOVED and ex.fields["error"] == "removed from the calendar by the subscriber"
+    assert today(runtime).get("removed") == 1
+
+
+def test_an_item_that_fails_for_good_leaves_rokts_later_webhooks_their_own_meaning(runtime, template_id):
+    """A withdrawal Rokt refuses: its change in progress leaves the record with the dead letter,
+    so a subscriber's removal afterwards is counted as one."""
+    from pipeline.stores.ledger import PENDING_FIELD
+    from schemas.rokt_webhook import EVENT_REMOVED
+
+    sent(runtime, template_id, 1, subscriptionId="s-a")
+    url = f"https://rokt.test/v2/subscription/acct/s-a/subscriptionevent/{event_id_for('e0')}"
+    with rokt() as mock:
+        mock.delete(url, status=400, json={"Code": "Invalid", "Reason": "no"})
+        job = run(runtime, start(runtime, JobKind.WITHDRAW, contact_key="C1"))
+    assert job.as_dict()["failed"] == 1 and count_dead_letters(runtime.redis, "default") == 1
+    assert runtime.ledger.get("default", "e0").fields[PENDING_FIELD] == ""
+    rokt_webhook(runtime, EVENT_REMOVED, "e0", "hook-1")
+    assert runtime.ledger.get("default", "e0").status == State.REMOVED and today(runtime)["removed"] == 1

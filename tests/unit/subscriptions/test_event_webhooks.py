@@ -8,8 +8,9 @@ import pytest
 
 from pipeline.delivery.flush import flush_history
 from pipeline.infra import keys
+from pipeline.journeys import executions
 from pipeline.stores import performance
-from pipeline.stores.ledger import event_id_for
+from pipeline.stores.ledger import PENDING_FIELD, event_id_for
 from pipeline.subscriptions.webhooks import EVENT_MOVES, NotYetAccepted, claim_webhook, process_webhook
 from pipeline.vocabulary import OutboxKind, State
 from schemas.rokt_webhook import EVENT_ADDED, EVENT_DELETED, EVENT_REMOVED, EVENT_UPDATED, EnvelopeSchema
@@ -163,3 +164,60 @@ def test_each_activity_counts_its_own_moves(runtime):
     assert today(runtime, "act-other") == {"entered": 1, "created": 1, "deleted": 1}
     day_key = keys.performance_day("default", performance.local_day("UTC"))
     assert 400 * 86400 < runtime.redis.ttl(day_key) <= 402 * 86400
+
+
+ECHOES = [
+    (EVENT_REMOVED, "withdraw:job-1"),
+    (EVENT_UPDATED, "correct:job-1"),
+    (EVENT_DELETED, "cancel:job-1"),
+]
+
+
+@pytest.mark.parametrize(("kind", "pending"), ECHOES, ids=["removed", "updated", "deleted"])
+def test_the_echo_of_our_own_change_in_progress_moves_nothing(runtime, kind, pending):
+    """An event job changing the execution at Rokt (PENDING_FIELD) makes its own move: the
+    webhook of that very change, landing first, neither moves nor counts."""
+    event = sent(runtime, "e1", State.CONFIRMED)
+    assert runtime.ledger.mark("default", "e1", (State.CONFIRMED,), **{PENDING_FIELD: pending}) == (
+        True,
+        State.CONFIRMED,
+    )
+    assert webhook(runtime, kind, event, "hook-1") == NOT_MOVED
+    assert status(runtime, "e1") == State.CONFIRMED
+    assert today(runtime) == {"entered": 1, "created": 1, "in_calendars": 1}
+
+
+def test_a_webhook_of_another_kind_than_the_change_in_progress_moves_as_ever(runtime):
+    event = sent(runtime, "e1", State.CONFIRMED)
+    runtime.ledger.mark("default", "e1", (State.CONFIRMED,), **{PENDING_FIELD: "correct:job-1"})
+    assert webhook(runtime, EVENT_REMOVED, event, "hook-1") == MOVED  # the subscriber's own
+    assert status(runtime, "e1") == State.REMOVED and today(runtime)["removed"] == 1
+
+
+def test_a_change_in_progress_on_an_archived_execution_outlives_its_tombstone(runtime):
+    """Set on a tombstone, the record is made whole first; archived again, the history store's
+    copy carries it, and the webhook's restore finds it."""
+    event = sent(runtime, "e1", State.CONFIRMED)
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert runtime.redis.hget(keys.execution("default", "e1"), "archived") == "1"
+    assert executions.mark_whole(
+        runtime, "default", "e1", (State.CONFIRMED,), **{PENDING_FIELD: "withdraw:j"}
+    )[0]
+    flush_history(runtime, "default", consumer="c", max_wait=0)
+    assert runtime.redis.hget(keys.execution("default", "e1"), "archived") == "1"  # archived again
+    assert webhook(runtime, EVENT_REMOVED, event, "hook-1") == NOT_MOVED
+    assert status(runtime, "e1") == State.CONFIRMED and "removed" not in today(runtime)
+
+
+def test_a_flush_that_read_the_record_before_the_change_was_set_does_not_archive_it_without(runtime):
+    sent(runtime, "e1", State.CONFIRMED)
+    record = runtime.redis.hgetall(keys.execution("default", "e1"))
+    runtime.ledger.mark("default", "e1", (State.CONFIRMED,), **{PENDING_FIELD: "withdraw:j"})
+    assert runtime.ledger.archive("default", "e1", record, tombstone_seconds=60) == -1  # read again
+
+
+def test_the_transition_script_answers_pending_as_the_ledger_spells_it():
+    from pipeline.stores import ledger
+
+    assert f"answer(0, '{ledger.PENDING}')" in ledger._TRANSITION
+    assert f"'{ledger.PENDING_FIELD}'" in ledger._TRANSITION
