@@ -251,16 +251,20 @@ def move_whole(
 ) -> tuple[bool, str]:
     """Move an execution whatever Redis still holds of it: a tombstone (or nothing) is made whole
     again from the history store first, so it moves like any other (and leaves Redis again once
-    the store has the move). Returns (moved, previous status); ('' when neither holds it: past
-    its retention)."""
+    the store has the move). A copy the ledger finds older than its tombstone (another webhook
+    restored, moved and archived it since this one read the store) is read again, so a move is
+    never made twice from a superseded state. Returns (moved, previous status); ('' when neither
+    holds it: past its retention; 'archived' when it kept leaving Redis)."""
     moved, previous = False, ""
-    for _attempt in range(3):  # archived again between the restore and the move: restore again
+    for _attempt in range(ledger.RESTORE_ATTEMPTS):  # archived again, or a stale copy: read again
         current = rt.ledger.get(tenant, execution_id)
         if current is None or "archived" in current.fields:
             record = rt.history.record(tenant, execution_id)
             if record is None:
                 return False, ""
-            rt.ledger.restore(tenant, execution_id, record)
+            if rt.ledger.restore(tenant, execution_id, record) == ledger.STALE:
+                moved, previous = False, "archived"
+                continue
         moved, previous = rt.ledger.transition(tenant, execution_id, target, allowed_from, **values)
         if previous != "archived":
             break
