@@ -260,8 +260,11 @@ def move_whole(
 ) -> tuple[bool, str]:
     """Move an execution whatever Redis still holds of it: a tombstone (or nothing) is made whole
     again from the history store first, so it moves like any other (and leaves Redis again once
-    the store has the move). Returns (moved, previous status); ('' when neither holds it: past
-    its retention). `unless_pending`: as the ledger's transition (a job's change in progress)."""
+    the store has the move). A copy the ledger finds older than its tombstone (another webhook
+    restored, moved and archived it since this one read the store) is read again, so a move is
+    never made twice from a superseded state. Returns (moved, previous status); ('' when neither
+    holds it: past its retention; 'archived' when it kept leaving Redis). `unless_pending`: as
+    the ledger's transition (a job's change in progress)."""
     return _whole(
         rt,
         tenant,
@@ -287,13 +290,15 @@ def _whole(
     rt: Runtime, tenant: str, execution_id: str, change: Callable[[], tuple[bool, str]]
 ) -> tuple[bool, str]:
     done, previous = False, ""
-    for _attempt in range(3):  # archived again between the restore and the change: restore again
+    for _attempt in range(ledger.RESTORE_ATTEMPTS):  # archived again, or a stale copy: read again
         current = rt.ledger.get(tenant, execution_id)
         if current is None or "archived" in current.fields:
             record = rt.history.record(tenant, execution_id)
             if record is None:
                 return False, ""
-            rt.ledger.restore(tenant, execution_id, record)
+            if rt.ledger.restore(tenant, execution_id, record) == ledger.STALE:
+                done, previous = False, "archived"
+                continue
         done, previous = change()
         if previous != "archived":
             break

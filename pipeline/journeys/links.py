@@ -56,7 +56,7 @@ from pipeline.infra.salt import deployment_salt
 from pipeline.stores import ledger, performance
 from pipeline.stores.clicks import ARCHIVED, Followed
 from pipeline.tenancy.handles import Runtime
-from pipeline.vocabulary import OutboxKind
+from pipeline.vocabulary import OutboxKind, TenantStatus
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,9 @@ TOKEN = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_CHARS}}}")
 _KEY_INFO = b"tracked-link/v1"
 LINKS_FIELD = "links"  # the execution record's field: the targets, JSON list, in index order
 TAGS_FIELD = "linkTags"  # ... and their binds, 4 hex characters each in the same order
+# the tenants whose links are followed (a disabled one's are 404: nothing written while it is
+# being erased, `rokt-sfmc tenants erase`)
+LIVE_TENANT = frozenset({TenantStatus.ACTIVE, TenantStatus.PENDING})
 
 
 @lru_cache(maxsize=8)
@@ -243,7 +246,9 @@ def follow(rt: Runtime, tenant: str, text: str, *, count: bool = True) -> str | 
     (Redis Lua has no HMAC), so a target changed by anything but our render (which keeps the
     links stored before at their places: `tracker_for(known=...)`) is a 404. A record archived out
     of Redis is read from the history store (checked before anything is counted, and, to count,
-    made whole again); one past its retention in both is None: its link is dead.
+    made whole again; not to count, Redis is not written); one past its retention in both is
+    None: its link is dead. So is a link of a tenant that is disabled or unknown (checked once
+    the gate passed: a made-up token still reads nothing).
 
     Raises redis.RedisError / SQLAlchemyError when a store needed to find the target is away."""
     token = parse_token(text)
@@ -252,6 +257,9 @@ def follow(rt: Runtime, tenant: str, text: str, *, count: bool = True) -> str | 
     key = link_key(rt.redis)
     if not gate_ok(key, tenant, token):
         return None  # made-up or foreign: no read of anything
+    config = rt.registry.get(tenant)
+    if config is None or config.status not in LIVE_TENANT:
+        return None  # disabled (being erased, perhaps) or gone: nothing is read or written
     try:
         found = _follow_in_redis(rt, tenant, token, count)
     except redis.RedisError:
@@ -262,19 +270,35 @@ def follow(rt: Runtime, tenant: str, text: str, *, count: bool = True) -> str | 
         count = False
         found = _follow_in_redis(rt, tenant, token, count)
     if found.status == ARCHIVED:
-        stored = rt.history.record(tenant, token.execution_id)
-        if stored is None or target_of(key, tenant, token, stored) is None:
-            return None
-        for _attempt in range(3):  # archived again between the restore and the count: again
-            rt.ledger.restore(tenant, token.execution_id, stored)
-            found = _follow_in_redis(rt, tenant, token, count)
-            if found.status != ARCHIVED:
-                break
-        else:
-            return target_of(key, tenant, token, stored)
+        return _follow_archived(rt, key, tenant, token, count)
     if found.target is None or not bound(key, tenant, token, found.target):
         return None
     return found.target
+
+
+def _follow_archived(rt: Runtime, key: bytes, tenant: str, token: Token, count: bool) -> str | None:
+    """follow() of a record that left Redis: the target from the store's copy; a click makes it
+    whole again and counts it there. A copy the ledger finds older than its tombstone (another
+    click restored, counted and archived it meanwhile) is read again, so no click is lost or
+    counted twice; not counting (HEAD, a previewer, Redis refusing) writes nothing."""
+    stored = rt.history.record(tenant, token.execution_id)
+    if stored is None or target_of(key, tenant, token, stored) is None:
+        return None
+    if not count:
+        return target_of(key, tenant, token, stored)
+    for _attempt in range(ledger.RESTORE_ATTEMPTS):
+        if rt.ledger.restore(tenant, token.execution_id, stored) == ledger.STALE:
+            stored = rt.history.record(tenant, token.execution_id)
+            if stored is None or target_of(key, tenant, token, stored) is None:
+                return None
+            continue
+        found = _follow_in_redis(rt, tenant, token, count)
+        if found.status != ARCHIVED:  # else archived again between the restore and the count
+            if found.target is None or not bound(key, tenant, token, found.target):
+                return None
+            return found.target
+    log.warning("click on execution %s not counted: it kept leaving Redis", token.execution_id)
+    return target_of(key, tenant, token, stored)
 
 
 def _follow_in_redis(rt: Runtime, tenant: str, token: Token, count: bool) -> Followed:

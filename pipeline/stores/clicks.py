@@ -19,7 +19,8 @@ by time, not by requests.
 
 A record that left Redis (archived to a tombstone, or past the tombstone) answers ARCHIVED: the
 caller reads the store's copy, restores it and calls again (as a late webhook does:
-pipeline/journeys/executions.py, `move_whole`). One round trip for a click on a record in Redis.
+pipeline/journeys/executions.py, `move_whole`); a copy the restore finds older than the tombstone
+is read again (pipeline/stores/ledger.py, `_RESTORE`). One round trip for a click on a record in Redis.
 """
 
 from __future__ import annotations

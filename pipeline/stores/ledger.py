@@ -294,8 +294,10 @@ return answer
 # KEYS: exec hash, eventId index, contact index; ARGV: updatedAt and field count as archived,
 #       the tombstone's lifetime (s), execution id, the states that may be archived (csv)
 # Once the history store holds an execution as it is now (same updatedAt, same fields) and it
-# waits for nothing more, its record shrinks to a tombstone (status, archived) that keeps
-# execute's dedupe for Journey Builder's retry window; its indexes go (the store answers them).
+# waits for nothing more, its record shrinks to a tombstone (status, archived, updatedAt) that
+# keeps execute's dedupe for Journey Builder's retry window, and the version the store was given
+# (so no copy read from the store before it is restored over it: `_RESTORE`); its indexes go
+# (the store answers them).
 _ARCHIVE = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status or redis.call('HGET', KEYS[1], 'archived') == '1' then return 0 end
@@ -312,20 +314,28 @@ local waits = (type(release) == 'string' and string.match(release, '%S')) or typ
 if waits and not released then return -1 end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[4])
-redis.call('HSET', KEYS[1], 'status', status, 'archived', '1')
+redis.call('HSET', KEYS[1], 'status', status, 'archived', '1', 'updatedAt', seen)
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
 return 1
 """
 
-# KEYS: exec hash, history outbox; ARGV: ttl, execution id, field/value pairs of the record as the
-#       store holds it
+# KEYS: exec hash, history outbox; ARGV: ttl, execution id, the copy's updatedAt, field/value
+#       pairs of the record as the store holds it
 # A tombstone (or nothing, past the tombstone's lifetime) becomes the whole record again, so a
-# late webhook can move it like any other; a record still whole is left as it is. The history
-# outbox gets it again, so it leaves Redis again whether or not the move happens.
+# late webhook can move it like any other; a record still whole is left as it is (0). A copy
+# older than the version the tombstone was archived at is refused (-1): it was read from the
+# store before a click or a move that was restored, counted, written and archived meanwhile, and
+# restoring it would lose that change and count it again; the caller reads the store again. A
+# tombstone of an older version holds no updatedAt: any copy restores. The history outbox gets
+# it again, so it leaves Redis again whether or not the move happens.
 _RESTORE = """
-if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('HGET', KEYS[1], 'archived') ~= '1' then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local kept = redis.call('HMGET', KEYS[1], 'archived', 'updatedAt')
+  if kept[1] ~= '1' then return 0 end
+  if kept[2] and ARGV[3] < kept[2] then return -1 end
+end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[1]))
 redis.call('XADD', KEYS[2], '*', 'p', cjson.encode({executionId = ARGV[2]}))
 return 1
@@ -356,6 +366,13 @@ MISSING_REASON = "missing_field:"
 
 INTAKE_GROUP = "pump"  # the intake streams' consumer group (pipeline/journeys/intake.py)
 FORGOT_UNRECORDED = 2  # `_FORGET`'s answer for a record that holds no intake entry id
+# `_RESTORE`'s answers: made whole again; whole already (left as it is); the copy is older than
+# the version archived (nothing written: read the store again)
+RESTORED, WHOLE, STALE = 1, 0, -1
+# restores a caller tries (each found archived again before its write, or its copy found older
+# than the tombstone and read again) before it gives up: a click answers uncounted, a move
+# answers 'archived'
+RESTORE_ATTEMPTS = 4
 
 
 def execution_id(activity_id: str, definition_instance_id: str) -> str:
@@ -554,13 +571,16 @@ class Ledger:
         args = [record.get("updatedAt", ""), len(record), tombstone_seconds, execution, states]
         return int(self._archive(keys=names, args=args))
 
-    def restore(self, tenant: str, execution: str, record: dict[str, str]) -> bool:
-        """The whole record back in Redis from the store, when only its tombstone (or nothing)
-        is left; True when restored."""
+    def restore(self, tenant: str, execution: str, record: dict[str, str]) -> int:
+        """The whole record back in Redis from the store's copy `record`, when only its tombstone
+        (or nothing) is left: RESTORED; WHOLE when the record is whole in Redis (nothing written);
+        STALE when `record` is older than the version its tombstone was archived at (nothing
+        written: the store holds a newer copy, read it again and retry)."""
         fields = {name: value for name, value in record.items() if name != "archived"}
         flat = [item for pair in fields.items() for item in pair]
         names = [keys.execution(tenant, execution), keys.outbox(tenant, OutboxKind.HISTORY)]
-        return bool(self._restore(keys=names, args=[self.ttl_seconds, execution, *flat]))
+        args = [self.ttl_seconds, execution, fields.get("updatedAt", ""), *flat]
+        return int(self._restore(keys=names, args=args))
 
     def to_history(self, tenant: str, execution: str, pipe: redis.client.Pipeline | None = None) -> Any:
         """Append a finished, unarchived execution to the history outbox, as a terminal move does

@@ -362,17 +362,26 @@ def match_contact(
 
     A `creating` marker is stored before the create call, so a redelivered task that finds
     the contact knows it was created by us, not matched.
+
+    The outcome is stored and counted (`contacts_matched`/`contacts_created`) in one
+    transaction, and counted only when it is the subscription's first decision (nothing, or
+    `creating`, stored before, in Redis or in the store): two tasks of the same new
+    subscription, or a replay of one decided since, count it once. Without `again`, the first
+    decision stored stands and is the answer.
     """
     key, email_capture = contact_key(attrs)
     if not key:
         return ""
     sub_key = keys.subscription(tenant, subscription_id)
-    decided = "" if again else rt.redis.hget(sub_key, "contactMatch")
+    held = rt.redis.hget(sub_key, "contactMatch")
+    decided = "" if again else held
     if decided in (MATCHED, CREATED):
         return decided
-    if not decided and not again:  # no working copy: the store's record says
+    earlier = held in (MATCHED, CREATED)  # decided before (counted then), whatever `again` says
+    if not held:  # no working copy: the store's record says
         stored = subscription_records.load(rt.history, tenant, [subscription_id]).get(subscription_id)
-        if stored is not None and stored["contact_match"] in (MATCHED, CREATED):
+        earlier = stored is not None and stored["contact_match"] in (MATCHED, CREATED)
+        if earlier and not again:
             return stored["contact_match"]
     client = rt.sfmc(tenant)
     exists = client.contact_exists(key)
@@ -383,13 +392,29 @@ def match_contact(
             rt.redis.hset(sub_key, "contactMatch", "creating")
             client.create_contact(key, str(attrs.get("Email") or ""))
         outcome = CREATED
-    pipe = rt.redis.pipeline()
-    pipe.hset(sub_key, "contactMatch", outcome)
-    figure = Figure.CONTACTS_MATCHED if outcome == MATCHED else Figure.CONTACTS_CREATED
-    performance.count(pipe, tenant, rt.reporting_days.today(tenant), figure, rt.settings.performance_days)
-    pipe.execute()
+    outcome = _decide(rt, tenant, sub_key, outcome, again, earlier)
     log.info("subscription %s: contact %s %s", subscription_id, mask(key), outcome)
     return outcome
+
+
+def _decide(rt: Runtime, tenant: str, sub_key: str, outcome: str, again: bool, earlier: bool) -> str:
+    """Store the contact match and count it, in one transaction (see match_contact); returns the
+    outcome stored."""
+    day = rt.reporting_days.today(tenant)
+
+    def decide(pipe: redis.client.Pipeline) -> str:
+        current = pipe.hget(sub_key, "contactMatch")
+        pipe.multi()
+        if current in (MATCHED, CREATED) and not again:
+            return current  # another task decided first (and counted it): its outcome stands
+        decided = CREATED if current == "creating" and not again else outcome  # created by us
+        pipe.hset(sub_key, "contactMatch", decided)
+        if current not in (MATCHED, CREATED) and not earlier:
+            figure = Figure.CONTACTS_MATCHED if decided == MATCHED else Figure.CONTACTS_CREATED
+            performance.count(pipe, tenant, day, figure, rt.settings.performance_days)
+        return decided
+
+    return str(rt.redis.transaction(decide, sub_key, value_from_callable=True))
 
 
 def apply_subscription(

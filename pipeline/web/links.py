@@ -2,7 +2,8 @@
 
 No authentication: the token is the credential (pipeline/journeys/links.py says what it binds).
 Anything that is not a token this deployment made for this tenant and a link still stored (made
-up, truncated, altered, another tenant's, a link past its retention) is the same 404, a small
+up, truncated, altered, another tenant's, a link past its retention, a link of a tenant that is
+disabled, e.g. while `rokt-sfmc tenants erase` runs) is the same 404, a small
 HTML page for the subscriber's browser, and never a redirect: the target always comes from the
 execution's record, never from the request. A made-up token costs one HMAC and no read, so a
 flood leaves nothing in Redis (tests/integration/test_unauthenticated_flood.py).

@@ -125,8 +125,10 @@ def test_postgresql_killed_mid_run_loses_nothing(pg_stack):
     finally:
         postgres.restart()
     stack.wait(
-        lambda: sum(store.counts(TENANT).values()) == before + len(payloads)
-        and stack.runtime.outbox(TENANT, OutboxKind.HISTORY).backlog() == 0,
+        lambda: (
+            sum(store.counts(TENANT).values()) == before + len(payloads)
+            and stack.runtime.outbox(TENANT, OutboxKind.HISTORY).backlog() == 0
+        ),
         180,
         "every execution in the store after PostgreSQL came back",
     )
@@ -185,7 +187,12 @@ def test_an_upgrade_in_place_moves_what_the_older_version_finished_into_the_stor
     # Journey Builder retrying one after the move: a duplicate (the tombstone is the claim)
     again = jbsim.drive(stack.execute_url(TENANT), stack.jwt_secret, payloads[:1], concurrency=1)
     assert again.ok == 1
-    assert stack.redis.hgetall(keys.execution(TENANT, ids[0])) == {"status": "confirmed", "archived": "1"}
+    stored_at = store.record(TENANT, ids[0])["updatedAt"]  # the tombstone keeps the version archived
+    assert stack.redis.hgetall(keys.execution(TENANT, ids[0])) == {
+        "status": "confirmed",
+        "archived": "1",
+        "updatedAt": stored_at,
+    }
     assert stack.rokt_state()["event_posts"] == posts
     assert {e: record["status"] for e, record in store.records(TENANT, ids).items()} == want
 

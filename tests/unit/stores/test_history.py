@@ -49,6 +49,11 @@ def test_retention_and_erasure_remove_rows():
     assert store.forget_contact(T, "C2") == 1 and store.counts(T) == {}
 
 
+def _tombstone(runtime, execution: str, status: str) -> dict[str, str]:
+    """What Redis keeps of an archived execution: its status, and the version the store holds."""
+    return {"status": status, "archived": "1", "updatedAt": runtime.history.record(T, execution)["updatedAt"]}
+
+
 def _finish(runtime, execution: str, status: State, allowed=(State.QUEUED,)) -> None:
     moved, _ = runtime.ledger.transition(T, execution, status, allowed)
     assert moved
@@ -69,14 +74,14 @@ def test_a_finished_execution_leaves_redis_for_the_store_and_its_tombstone_keeps
     flush_history(runtime, T, consumer="c", max_wait=0)
     assert runtime.history.counts(T) == {"confirmed": 1}
     assert runtime.history.record(T, "e1")["contactKey"] == "C1"
-    assert r.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
+    assert r.hgetall(keys.execution(T, "e1")) == _tombstone(runtime, "e1", "confirmed")
     assert 0 < r.ttl(keys.execution(T, "e1")) <= runtime.settings.execution_tombstone_seconds
     assert not r.exists(keys.event(T, event_id_for("e1")))
     assert not r.smembers(runtime.ledger.contact_index(T, "C1"))
     assert runtime.outbox(T, OutboxKind.HISTORY).backlog() == 0
     # Journey Builder retrying the same execution within its window: still a duplicate
     claim_execution(runtime, "e1", templateId="t1")
-    assert r.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
+    assert r.hgetall(keys.execution(T, "e1")) == _tombstone(runtime, "e1", "confirmed")
 
 
 def test_a_record_that_changed_after_it_was_read_is_archived_again_as_it_is_now(runtime):
@@ -151,7 +156,31 @@ def test_a_late_duplicate_webhook_does_not_keep_the_restored_record_in_redis(run
     assert update_execution(runtime, T, event_id_for("e1"), State.CONFIRMED) is False
     assert runtime.redis.hget(keys.execution(T, "e1"), "contactKey") == "C1"
     flush_history(runtime, T, consumer="c", max_wait=0)  # the restore queued it again
-    assert runtime.redis.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
+    assert runtime.redis.hgetall(keys.execution(T, "e1")) == _tombstone(runtime, "e1", "confirmed")
+
+
+def test_a_webhook_restoring_a_stale_copy_reads_the_store_again_and_moves_once(runtime, monkeypatch):
+    from pipeline.journeys.executions import move_whole
+    from pipeline.stores import performance
+    from pipeline.vocabulary import states_leading_to
+
+    claim_execution(runtime, "e1")
+    _finish(runtime, "e1", State.ACCEPTED)
+    _finish(runtime, "e1", State.CONFIRMED, (State.ACCEPTED,))
+    flush_history(runtime, T, consumer="c", max_wait=0)
+    stale = runtime.history.record(T, "e1")  # webhook B reads the archived copy: confirmed
+    allowed = states_leading_to(State.REMOVED)
+    assert move_whole(runtime, T, "e1", State.REMOVED, allowed) == (True, "confirmed")  # webhook A
+    flush_history(runtime, T, consumer="c", max_wait=0)  # written and archived again
+    assert runtime.redis.hgetall(keys.execution(T, "e1")) == _tombstone(runtime, "e1", "removed")
+    reads = [stale]
+    real = runtime.history.record
+    monkeypatch.setattr(runtime.history, "record", lambda *a: reads.pop() if reads else real(*a))
+
+    assert move_whole(runtime, T, "e1", State.REMOVED, allowed) == (False, "removed")  # B: not again
+    day = runtime.redis.hgetall(keys.performance_day(T, runtime.reporting_days.today(T)))
+    assert day[performance.field_name(performance.ALL, "removed")] == "1"
+    assert runtime.redis.hget(keys.execution(T, "e1"), "status") == "removed"
 
 
 def test_no_move_touches_a_tombstone(runtime):
@@ -161,7 +190,7 @@ def test_no_move_touches_a_tombstone(runtime):
     flush_history(runtime, T, consumer="c", max_wait=0)
     moved, previous = runtime.ledger.transition(T, "e1", State.REMOVED, (State.CONFIRMED,))
     assert (moved, previous) == (False, "archived")
-    assert runtime.redis.hgetall(keys.execution(T, "e1")) == {"status": "confirmed", "archived": "1"}
+    assert runtime.redis.hgetall(keys.execution(T, "e1")) == _tombstone(runtime, "e1", "confirmed")
 
 
 def test_a_row_the_store_refuses_is_dead_lettered_and_the_others_are_written(runtime, monkeypatch):

@@ -322,3 +322,44 @@ def test_an_event_accepted_again_after_a_replay_counts_once_among_its_templates_
     assert ledger.reopen("t", "e1")
     ledger.transition("t", "e1", State.ACCEPTED)  # the same eventId, sent again
     assert fake_redis.hget(keys.template_sent("t"), "tpl-1") == "1"
+
+
+def test_a_restore_refuses_a_copy_older_than_the_version_archived(runtime):
+    from pipeline.stores.ledger import RESTORED, STALE, WHOLE
+
+    tenant = "default"
+    claim_execution(runtime, "e1")
+    runtime.ledger.transition(tenant, "e1", State.NO_SUBSCRIPTION)
+    key, history = keys.execution(tenant, "e1"), keys.outbox(tenant, "history")
+    older = runtime.redis.hgetall(key)  # what a click read from the store
+    later = "2999-01-01T00:00:00.000+00:00"
+    runtime.redis.hset(key, mapping={"clicks": "1", "updatedAt": later})  # another click, then archived
+    newer = runtime.redis.hgetall(key)
+    assert runtime.ledger.archive(tenant, "e1", newer, 60) == 1
+    tombstone = runtime.redis.hgetall(key)
+    assert tombstone == {"status": "no_subscription", "archived": "1", "updatedAt": later}
+    queued = runtime.redis.xlen(history)
+
+    assert runtime.ledger.restore(tenant, "e1", older) == STALE  # nothing written
+    assert runtime.redis.hgetall(key) == tombstone and runtime.redis.xlen(history) == queued
+    undated = {name: value for name, value in older.items() if name != "updatedAt"}
+    assert runtime.ledger.restore(tenant, "e1", undated) == STALE
+    assert runtime.ledger.restore(tenant, "e1", newer) == RESTORED
+    assert runtime.redis.hgetall(key) == newer and runtime.redis.xlen(history) == queued + 1
+    assert runtime.ledger.restore(tenant, "e1", older) == WHOLE  # whole: left as it is
+    assert runtime.redis.hgetall(key) == newer
+
+
+def test_a_tombstone_an_older_version_left_restores_any_copy(runtime):
+    from pipeline.stores.ledger import RESTORED
+
+    claim_execution(runtime, "e1")
+    runtime.ledger.transition("default", "e1", State.NO_SUBSCRIPTION)
+    key = keys.execution("default", "e1")
+    record = runtime.redis.hgetall(key)
+    runtime.redis.delete(key)
+    runtime.redis.hset(key, mapping={"status": "no_subscription", "archived": "1"})  # no updatedAt
+    assert runtime.ledger.restore("default", "e1", record) == RESTORED
+    assert runtime.redis.hgetall(key) == record
+    runtime.redis.delete(key)  # past the tombstone's lifetime: nothing to compare with
+    assert runtime.ledger.restore("default", "e1", record) == RESTORED

@@ -195,3 +195,86 @@ def test_a_webhook_row_never_starts_a_text_with_a_formula_character(runtime, sta
 def test_a_backfill_row_is_neutralised_too(runtime):
     row = merge_backfill(runtime, "default", {"CalendarSubscriptionId": "-s9", "deviceName": "@dev"}, "")
     assert row["keys"] == {"CalendarSubscriptionId": "-s9"} and row["values"]["deviceName"] == "'@dev"
+
+
+# --- the contact match: decided and counted once per subscription ------------------------------
+
+
+class FakeContacts:
+    """SFMC's contacts as match_contact sees them; `during_lookup` runs inside the first lookup
+    (another task of the same subscription, between this one's read and its write)."""
+
+    def __init__(self, existing=()):
+        self.existing = set(existing)
+        self.created = []
+        self.during_lookup = None
+
+    def contact_exists(self, key):
+        if self.during_lookup is not None:
+            run, self.during_lookup = self.during_lookup, None
+            run()
+        return key in self.existing
+
+    def create_contact(self, key, email):
+        self.created.append(key)
+        self.existing.add(key)
+
+
+def match_figures(runtime):
+    from pipeline.infra import keys
+
+    day = runtime.redis.hgetall(keys.performance_day("default", runtime.reporting_days.today("default")))
+    return {name: int(day.get(f"*|{name}", 0)) for name in ("matched", "contacts_created")}
+
+
+def test_two_tasks_of_a_new_subscription_count_its_contact_once(runtime, monkeypatch):
+    from pipeline.subscriptions.subscription_rows import match_contact
+
+    contacts = FakeContacts()
+    monkeypatch.setattr(runtime, "sfmc", lambda _tenant: contacts)
+    attrs = {"CalendarSubscriptionId": "s1", "SubscriberExternalId": "EXT-1"}
+    other = []
+    contacts.during_lookup = lambda: other.append(match_contact(runtime, "default", "s1", attrs))
+
+    # this task read nothing decided, then the other one created the contact, then this one finds it
+    assert match_contact(runtime, "default", "s1", attrs) == "created"  # the first decision stands
+    assert other == ["created"] and contacts.created == ["EXT-1"]
+    assert match_figures(runtime) == {"matched": 0, "contacts_created": 1}
+
+
+def test_a_task_that_finds_the_contact_another_is_creating_says_created(runtime, monkeypatch):
+    from pipeline.infra import keys
+    from pipeline.subscriptions.subscription_rows import match_contact
+
+    contacts = FakeContacts(existing={"EXT-1"})
+    monkeypatch.setattr(runtime, "sfmc", lambda _tenant: contacts)
+    attrs = {"CalendarSubscriptionId": "s1", "SubscriberExternalId": "EXT-1"}
+    sub_key = keys.subscription("default", "s1")
+    contacts.during_lookup = lambda: runtime.redis.hset(sub_key, "contactMatch", "creating")  # the other task
+
+    assert match_contact(runtime, "default", "s1", attrs) == "created"
+    assert match_figures(runtime) == {"matched": 0, "contacts_created": 1}
+
+
+def test_a_replay_counts_a_contact_match_decided_before_once(runtime, monkeypatch):
+    from pipeline.delivery.flush import flush_subscription_history
+    from pipeline.infra import keys
+    from pipeline.subscriptions.subscription_rows import match_contact, matched_or_failed
+
+    contacts = FakeContacts(existing={"EXT-1"})
+    monkeypatch.setattr(runtime, "sfmc", lambda _tenant: contacts)
+    attrs = {"CalendarSubscriptionId": "s1", "SubscriberExternalId": "EXT-1"}
+    assert match_contact(runtime, "default", "s1", attrs) == "matched"
+    assert match_contact(runtime, "default", "s1", attrs, again=True) == "matched"  # decided anew
+    assert match_figures(runtime) == {"matched": 1, "contacts_created": 0}
+    # the working copy written to the store and dropped: the store's decision counted it
+    apply_subscription(runtime, "default", "w1", "Subscribe", attrs, "matched")
+    flush_subscription_history(runtime, "default", consumer="c", max_wait=0)
+    assert not runtime.redis.exists(keys.subscription("default", "s1"))
+    assert matched_or_failed(runtime, "default", attrs, again=True) == "matched"
+    assert match_figures(runtime) == {"matched": 1, "contacts_created": 0}
+    # a subscription never decided (its match parked while SFMC refused the credentials): counted
+    attrs2 = {"CalendarSubscriptionId": "s2", "SubscriberExternalId": "EXT-2"}
+    apply_subscription(runtime, "default", "w2", "Subscribe", attrs2, "")
+    assert matched_or_failed(runtime, "default", attrs2, again=True) == "created"
+    assert match_figures(runtime) == {"matched": 1, "contacts_created": 1}

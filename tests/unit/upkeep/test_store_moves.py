@@ -51,7 +51,12 @@ def test_finished_records_reach_the_store_as_tombstones_and_in_flight_ones_stay(
     flush_history(runtime, T, consumer="c", max_wait=0)
     assert runtime.history.counts(T) == {"confirmed": 1, "no_subscription": 1, "accepted": 1, "failed": 1}
     r = runtime.redis
-    assert r.hgetall(keys.execution(T, "c1")) == {"status": "confirmed", "archived": "1"}
+    stored_at = runtime.history.record(T, "c1")["updatedAt"]  # the version archived
+    assert r.hgetall(keys.execution(T, "c1")) == {
+        "status": "confirmed",
+        "archived": "1",
+        "updatedAt": stored_at,
+    }
     assert r.hget(keys.execution(T, "a1"), "archived") is None  # waits for Rokt: whole, as before
     assert r.hget(keys.execution(T, "q1"), "status") == "queued"
     # Journey Builder retrying a moved one: its tombstone is the claim, so a duplicate

@@ -196,6 +196,68 @@ def test_an_archived_execution_is_read_from_the_store_counted_and_leaves_again(r
     assert runtime.ledger.get(T, ex).fields["clicks"] == "2"
 
 
+def _redis_state(runtime) -> dict[str, object]:
+    """Every key of the fake Redis with its value (what a request that writes nothing leaves)."""
+    r, state = runtime.redis, {}
+    for key in sorted(r.keys("*")):
+        kind = r.type(key)
+        read = {"hash": r.hgetall, "string": r.get, "set": r.smembers, "zset": lambda k: r.zrange(k, 0, -1)}
+        state[key] = (kind, r.xrange(key) if kind == "stream" else read.get(kind, r.type)(key), r.ttl(key))
+    return state
+
+
+def test_a_click_restoring_a_stale_copy_reads_the_store_again(runtime, client, monkeypatch):
+    ex, (sale, _app) = send(runtime, to=State.CONFIRMED)
+    flush_history(runtime, T, "test", budget_seconds=5, max_wait=0)
+    stale = runtime.history.record(T, ex)  # click B reads the archived copy (no click yet)
+    assert client.get(sale).status_code == 302  # click A: restored, counted ...
+    flush_history(runtime, T, "test", budget_seconds=5, max_wait=0)  # ... written, archived again
+    assert runtime.redis.hget(keys.execution(T, ex), "archived") == "1"
+    first = runtime.history.record(T, ex)["firstClickedAt"]
+    reads = [stale]  # click B goes on with the copy it read before click A
+    real = runtime.history.record
+    monkeypatch.setattr(runtime.history, "record", lambda *a: reads.pop() if reads else real(*a))
+
+    answer = client.get(sale)
+    assert answer.status_code == 302 and answer.headers["Location"] == SALE
+    record = runtime.ledger.get(T, ex).fields
+    assert record["clicks"] == "2" and record["firstClickedAt"] == first  # click A kept
+    counted = figures(runtime)
+    assert counted["*|clicks"] == "2" and counted["*|clickers"] == "1"  # one clicker, counted once
+    flush_history(runtime, T, "test", budget_seconds=5, max_wait=0)
+    assert real(T, ex)["clicks"] == "2" and real(T, ex)["firstClickedAt"] == first
+
+
+def test_a_head_or_a_previewer_on_an_archived_execution_writes_nothing(runtime, client):
+    ex, (sale, _app) = send(runtime, to=State.CONFIRMED)
+    flush_history(runtime, T, "test", budget_seconds=5, max_wait=0)
+    before = _redis_state(runtime)
+    assert before[keys.execution(T, ex)][1]["archived"] == "1"
+    for answer in (client.head(sale), client.get(sale, headers={"User-Agent": "facebookexternalhit/1.1"})):
+        assert answer.status_code == 302 and answer.headers["Location"] == SALE  # from the store's copy
+        assert _redis_state(runtime) == before  # not restored, nothing queued
+
+
+@pytest.mark.parametrize("archived", [False, True])
+def test_a_disabled_tenants_links_are_404_and_write_nothing(runtime, client, archived):
+    from dataclasses import replace
+
+    from pipeline.vocabulary import TenantStatus
+
+    _ex, (sale, _app) = send(runtime, to=State.CONFIRMED)
+    if archived:
+        flush_history(runtime, T, "test", budget_seconds=5, max_wait=0)
+    tenant = runtime.registry.get(T)
+    assert tenant.status == TenantStatus.ACTIVE and client.head(sale).status_code == 302
+    runtime.registry.pinned = {T: replace(tenant, status=TenantStatus.DISABLED)}  # `tenants disable`
+    before = _redis_state(runtime)
+    head = client.head(sale)
+    assert _refused(client.get(sale)) and head.status_code == 404 and "Location" not in head.headers
+    assert _redis_state(runtime) == before
+    runtime.registry.pinned = {T: replace(tenant, status=TenantStatus.PENDING)}  # settings missing
+    assert client.get(sale).status_code == 302
+
+
 def test_past_retention_a_link_is_dead(runtime, client):
     ex, (sale, _app) = send(runtime)
     runtime.redis.delete(keys.execution(T, ex))  # neither Redis nor the store holds it
