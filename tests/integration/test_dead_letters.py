@@ -71,8 +71,11 @@ def test_permanent_failures_are_dead_lettered_and_replay_once_after_the_fix(stac
     # (the replayed contacts now share one subscription, so equal titles there are not duplicates)
     assert rokt["repeated_event_posts"] == 0
     assert rokt["event_posts"] == sum(1 for r in stack.rows("dlq") if r["Status"] == "accepted")
+    # the day figures: each failure counted once where it failed (by stage and class, not by
+    # its text), and the replay's sends as created
     report = json.loads(cli(stack, "report", "--tenant", "dlq").stdout)
-    assert report["failed"] == len(doomed) and report["accepted"] >= len(doomed)
+    assert report["totals"]["failed"] == len(doomed) and report["totals"]["created"] >= len(doomed)
+    assert report["failedReasons"] == [{"reason": "create_event:permanent", "count": len(doomed)}]
 
 
 def test_reconcile_redrives_lost_executions_and_confirms_through_rokt(stack: Stack, monkeypatch):
