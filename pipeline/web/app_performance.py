@@ -58,6 +58,22 @@ REASONS = {
     "missing_field": "A field was missing",
     "cancelled": "Cancelled before sending",
 }
+# a failure's `<stage>:<error class>` (pipeline/vocabulary.py Stage, ErrorClass) in the admin's
+# words, short enough for the reasons' table beside its chart
+REFUSED = ("client_error", "permanent")
+FAILURE_STAGES = {
+    "render": "Event could not be built",
+    "confirm": "Rokt never confirmed",
+    "pipeline": "Unexpected error",
+}
+
+
+def failure_label(kind: str) -> str:
+    """`create_event:permanent` -> "Rokt refused the event"; an unknown kind as it is."""
+    stage, _, error_class = kind.partition(":")
+    if stage == "create_event":
+        return "Rokt refused the event" if error_class in REFUSED else "Rokt: retries ran out"
+    return FAILURE_STAGES.get(stage, kind)
 
 
 def _runtime() -> Runtime:
@@ -109,7 +125,10 @@ def reason_rows(found: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
         {"kind": "Not sent", "reason": REASONS.get(r["reason"], r["reason"]), "count": r["count"]}
         for r in found["notSentReasons"]
-    ] + [{"kind": "Failed", "reason": r["reason"], "count": r["count"]} for r in found["failedReasons"]]
+    ] + [
+        {"kind": "Failed", "reason": failure_label(r["reason"]), "count": r["count"]}
+        for r in found["failedReasons"]
+    ]
     return sorted(rows, key=lambda row: -row["count"])[:10]
 
 

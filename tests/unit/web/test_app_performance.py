@@ -63,7 +63,7 @@ def figures(fake_redis, tenant):
             "*|updated": 1,
             "*|removed": 1,
             "*|not_sent:no_subscription": 2,
-            "*|failed:rokt refused the event": 1,
+            "*|failed:create_event:client_error": 1,
             f"a:{ACTIVITY}|entered": 8,
             f"a:{ACTIVITY}|created": 6,
             f"a:{ACTIVITY}|in_calendars": 5,
@@ -174,7 +174,7 @@ def test_page_shows_each_chart_beside_its_table(browser, figures):
     assert cells(html, "table-funnel-0")[1][1] == "8" and cells(html, "table-funnel-1")[1][1] == "2"
     assert cells(html, "table-reasons")[1:] == [
         ["No calendar subscription", "Not sent", "2"],
-        ["rokt refused the event", "Failed", "1"],
+        ["Rokt refused the event", "Failed", "1"],
     ]
     assert f'href="/app/performance/data?from={first}&amp;to={figures}&amp;format=csv"' in html
     assert 'id="empty"' not in html
