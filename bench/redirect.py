@@ -133,7 +133,9 @@ def _levels(stack: Stack, app: str, script: Path, paths: Path, seconds: int) -> 
     """`app` under gunicorn, warmed up (1 s at 10 connections), then wrk at each level; the
     figures per level and the redirects the warm-up was answered."""
     port = processes.free_port()
-    web = processes.start_web(stack.run_dir, stack.env, port, WEB_WORKERS, app=app)
+    # every request a counted click (the dearest path): no repeat window
+    env = {**stack.env, "CLICK_REPEAT_SECONDS": "0"}
+    web = processes.start_web(stack.run_dir, env, port, WEB_WORKERS, app=app)
     measured: dict[int, dict[str, Any]] = {}
     try:
         url = f"http://127.0.0.1:{port}/"

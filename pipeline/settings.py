@@ -427,6 +427,14 @@ class Settings:
         "seconds a running event job may make no progress before the reconciler sends its steps again",
         parse=int,
     )
+    click_repeat_seconds: float = setting(
+        10.0,
+        (
+            "seconds in which repeated clicks on one event's tracked links count once (a double tap; "
+            "also bounds what one link can make us write); 0 counts every click"
+        ),
+        parse=float,
+    )
     performance_days: int = setting(
         400,
         "days each day's performance figures are kept (rokt-sfmc report, the Performance page)",

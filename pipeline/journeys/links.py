@@ -309,4 +309,14 @@ def _follow_in_redis(rt: Runtime, tenant: str, token: Token, count: bool) -> Fol
     else:
         day, ttl = "", 0
     now = ledger.now_iso()
-    return rt.clicks.follow(tenant, token.execution_id, token.index, token.bind.hex(), count, day, ttl, now)
+    return rt.clicks.follow(
+        tenant,
+        token.execution_id,
+        token.index,
+        token.bind.hex(),
+        count,
+        day,
+        ttl,
+        now,
+        rt.settings.click_repeat_seconds,
+    )

@@ -12,7 +12,7 @@ history store holds the counts once the record leaves Redis again. `updatedAt` m
 archive that read the record before the click leaves it (its check of updatedAt fails) and the
 store never goes back to fewer clicks.
 
-Repeated clicks on one event's links within CLICK_REPEAT_SECONDS count once: a double tap, a
+Repeated clicks on one event's links within CLICK_REPEAT_SECONDS (a setting) count once: a double tap, a
 link opened in two apps, or one holder of a link calling it in a loop are redirected but write
 nothing, so what one link can make us write (counters, outbox entries, SFMC rows) is bounded
 by time, not by requests.
@@ -34,7 +34,6 @@ from pipeline.stores.performance import COUNT_DAY_LUA, Figure
 from pipeline.vocabulary import OutboxKind
 
 FOUND, NOT_FOUND, ARCHIVED = 1, 0, -1
-CLICK_REPEAT_SECONDS = 10  # clicks on one event's links this close together count once
 
 # KEYS: exec hash, the day's performance hash, status outbox, history outbox;
 # ARGV: now (iso), the performance hash's ttl, execution id, link index (0-based), '1' to count,
@@ -99,6 +98,7 @@ class ClickCounter:
         day: str,
         performance_ttl: int,
         now: str,
+        repeat_seconds: float,
     ) -> Followed:
         """The stored target of link `index` when `bind` (hex) is the link's, counted as a click
         with `count` unless the execution's last click was under CLICK_REPEAT_SECONDS ago (the
@@ -116,7 +116,7 @@ class ClickCounter:
             index,
             "1" if count else "0",
             bind,
-            CLICK_REPEAT_SECONDS,
+            repeat_seconds,
         ]
         answer = self._follow(keys=names, args=args)
         if int(answer[0]) != FOUND:

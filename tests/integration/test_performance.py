@@ -26,7 +26,7 @@ from pipeline.infra import dispatch, keys
 from pipeline.sandbox import jbsim, monitoring
 from pipeline.sandbox.demo import TenantApi
 from pipeline.sandbox.stack import Stack
-from pipeline.stores import clicks, performance
+from pipeline.stores import performance
 from pipeline.tenancy import apikeys
 from pipeline.vocabulary import OutboxKind
 from tests.integration.helpers import cli, expected_outcomes
@@ -163,7 +163,7 @@ def test_every_reader_shows_what_the_simulators_saw(stack: Stack) -> None:
         click(event_id, links[0])
         served.append(event_id)
     click(tracked[1][0], tracked[1][1][0])  # a double tap: redirected, not counted
-    time.sleep(max(0.0, clicks.CLICK_REPEAT_SECONDS + 0.5 - (time.monotonic() - first_click)))
+    time.sleep(max(0.0, stack.runtime.settings.click_repeat_seconds + 0.5 - (time.monotonic() - first_click)))
     click(tracked[0][0], tracked[0][1][1])
     served.append(tracked[0][0])
     assert len(served) == 5 and len(set(served)) == 4

@@ -36,9 +36,9 @@ def redis_url(tmp_path_factory) -> Iterator[str]:
         child.stop()
 
 
-def test_concurrent_clicks_count_exactly_on_real_redis(redis_url, tmp_path, monkeypatch):
-    settings = load_settings({**ENV, "REDIS_URL": redis_url, "HISTORY_URL": f"sqlite:///{tmp_path}/h.db"})
-    rt = Runtime(settings, redis_client(redis_url))
+def test_concurrent_clicks_count_exactly_on_real_redis(redis_url, tmp_path):
+    env = {**ENV, "REDIS_URL": redis_url, "HISTORY_URL": f"sqlite:///{tmp_path}/h.db"}
+    rt = Runtime(load_settings({**env, "CLICK_REPEAT_SECONDS": "10"}), redis_client(redis_url))
     ex, (sale, app) = send(rt)
     web = create_app(rt)  # one app, a client per click (building apps in threads trips CPython 3.11's ast)
     client = web.test_client()
@@ -52,7 +52,7 @@ def test_concurrent_clicks_count_exactly_on_real_redis(redis_url, tmp_path, monk
     assert sorted(set(targets)) == sorted({SALE, APP})
     assert rt.redis.hget(keys.execution(T, ex), "clicks") == "1"
     assert rt.redis.xlen(keys.outbox(T, "status")) == rows_before + 1
-    monkeypatch.setattr("pipeline.stores.clicks.CLICK_REPEAT_SECONDS", 0)
+    web = create_app(Runtime(load_settings({**env, "CLICK_REPEAT_SECONDS": "0"}), rt.redis))  # every click
     with ThreadPoolExecutor(16) as pool:
         targets = list(pool.map(click, range(CLICKS)))
     record = rt.redis.hgetall(keys.execution(T, ex))

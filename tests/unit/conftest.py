@@ -21,6 +21,9 @@ JWT_SECRET = "unit-test-jwt-secret-0123456789abcdef"
 ENV = {
     "REDIS_URL": "redis://unused:6379/0",
     "HISTORY_URL": "sqlite://",  # in memory, one per Runtime
+    # every click counts: tests click in quick succession (tests/unit/web/test_click_repeats.py
+    # tests the window)
+    "CLICK_REPEAT_SECONDS": "0",
     "JB_JWT_SECRET": JWT_SECRET,
     "ROKT_API_BASE_URL": "https://rokt.test",
     "ROKT_CLIENT_ID": "rokt-id",

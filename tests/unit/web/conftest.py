@@ -6,13 +6,6 @@ from pipeline.web import create_app
 from tests.unit.web.signed import make
 
 
-@pytest.fixture(autouse=True)
-def every_click_counts(monkeypatch):
-    """Repeated clicks on one event count once within CLICK_REPEAT_SECONDS; these tests click
-    in quick succession to count each (tests/unit/web/test_click_repeats.py tests the window)."""
-    monkeypatch.setattr("pipeline.stores.clicks.CLICK_REPEAT_SECONDS", 0)
-
-
 @pytest.fixture
 def parts(fake_redis):
     """make(): runtime, test client, executes that reached the intake, webhooks enqueued."""
