@@ -52,7 +52,19 @@ BARE_APP = "bench.bare_app:app"
 DIRECT_APP = "bench.direct_app:app"
 DRAIN_TIMEOUT = 300.0
 
-WRK_SCRIPT = r"""
+# wrk's report of a run, one JSON line (the scripts of bench/intake.py and bench/redirect.py end with it)
+WRK_DONE = r"""
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, ' ..
+    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+WRK_SCRIPT = (
+    r"""
 -- args: bodies file, thread count. Each thread sends its own lines: no execution repeats
 -- across threads, and within one only after the file's share is used up (reported).
 local counter = 0
@@ -75,15 +87,9 @@ function request()
   idx = idx % #bodies + 1
   return wrk.format("POST", nil, nil, bodies[idx])
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, ' ..
-    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-end
 """
+    + WRK_DONE
+)
 
 
 def wrk_version() -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import reset
-from bench.intake import WEB_WORKERS, _wrk, wrk_version
+from bench.intake import WEB_WORKERS, WRK_DONE, _wrk, wrk_version
 from bench.procs import cpu_seconds
 from pipeline.infra import keys
 from pipeline.journeys import executions
@@ -64,15 +64,8 @@ function request()
   idx = idx % #paths + 1
   return wrk.format("GET", paths[idx])
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, ' ..
-    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
-end
 """
+    + WRK_DONE
 ).replace("BROWSER_UA", BROWSER)
 
 
