@@ -58,6 +58,7 @@ class Runtime:
         self._limiters: dict[tuple[str, str], tuple[float, RateLimiter]] = {}
         self._outboxes: dict[tuple[str, str], Outbox] = {}
         self._lock = threading.RLock()  # creation only; a built entry is read without it
+        self._history: HistoryStore | None = None
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -82,11 +83,20 @@ class Runtime:
 
         return ReportingDays(zone_of)
 
-    @cached_property
+    @property
     def history(self) -> HistoryStore:
-        """The history store, its schema brought up to date once per process."""
-        store = HistoryStore(self.settings.history_url)
-        store.migrate()
+        """The history store, its schema brought up to date once per process. Built under the
+        lock: worker-rokt's threads may all ask at once, and Alembic's migration is not
+        thread-safe (since Python 3.12 `cached_property` no longer locks: two threads migrated
+        at once and one failed with KeyError('config'))."""
+        store = self._history
+        if store is None:
+            with self._lock:
+                if self._history is None:
+                    built = HistoryStore(self.settings.history_url)
+                    built.migrate()
+                    self._history = built
+                store = self._history
         return store
 
     @cached_property
