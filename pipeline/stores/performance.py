@@ -262,11 +262,6 @@ def scopes_of(raws: Iterable[dict[str, str]]) -> dict[str, list[str]]:
     return {"activities": sorted(activities), "templates": sorted(templates)}
 
 
-def scopes_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, list[str]]:
-    """The activities and templates that counted anything on these days (a filter's choices)."""
-    return scopes_of(read_raw(r, tenant, days))
-
-
 def journeys_of(raws: Iterable[dict[str, str]]) -> dict[str, str]:
     """activity id -> the journey id its executions came with, in these days' hashes (oldest
     first: the latest day's wins)."""
@@ -276,11 +271,6 @@ def journeys_of(raws: Iterable[dict[str, str]]) -> dict[str, str]:
             if name.startswith(JOURNEY_OF):
                 found[name[len(JOURNEY_OF) :]] = value
     return found
-
-
-def journeys_seen(r: redis.Redis, tenant: str, days: Iterable[str]) -> dict[str, str]:
-    """activity id -> the journey id its executions came with, on these days (the latest day's wins)."""
-    return journeys_of(read_raw(r, tenant, days))
 
 
 def clean_name(value: Any) -> str:

@@ -284,10 +284,11 @@ def test_the_claim_names_the_activitys_journey_for_the_day(rt):
     }
     assert rt.ledger.claim(T, "e1", record)
     today = rt.reporting_days.today(T)
-    assert performance.journeys_seen(rt.redis, T, [today]) == {ACTIVITY: JOURNEY}
+    raws = performance.read_raw(rt.redis, T, [today])
+    assert performance.journeys_of(raws) == {ACTIVITY: JOURNEY}
     # the field is no figure: the day's figures and scopes read as before
     assert performance.read_days(rt.redis, T, [today], activity=ACTIVITY)[0].figures["entered"] == 1
-    assert performance.scopes_seen(rt.redis, T, [today])["activities"] == [ACTIVITY]
+    assert performance.scopes_of(raws)["activities"] == [ACTIVITY]
 
 
 def test_many_activities_go_in_rowset_calls_of_50(rt, url):
